@@ -1,0 +1,32 @@
+# The two commands of the README: `make demo` and `make test`. Both create the virtualenv.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+SHARED_DATA ?= $(abspath ../shared/data)
+
+.PHONY: demo test test-quick lint bench clean-venv
+
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $@
+
+demo: $(BIN)/.installed
+	$(BIN)/bayes-scaling demo --out reports/demo
+
+test: $(BIN)/.installed
+	./scripts/ensure-chromium
+	BAYES_SCALING_DATA=$(SHARED_DATA) $(BIN)/python -m pytest -q -p no:cacheprovider
+
+test-quick: $(BIN)/.installed
+	BAYES_SCALING_DATA=$(SHARED_DATA) $(BIN)/python -m pytest -q -m "not slow"
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check bayes_scaling tests benchmarks
+
+bench: $(BIN)/.installed
+	BAYES_SCALING_DATA=$(SHARED_DATA) $(BIN)/python benchmarks/bench_fit.py
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,38 @@
+"""bayes_scaling: hierarchical Bayesian scaling laws for language models.
+
+Predicted loss, tokens needed and compute-optimal allocation for a large training run, with
+honest (calibrated) uncertainty. Importing the package is cheap: PyMC is imported only by the
+modules that build or sample models (``model``, ``inference``), never by queries on a saved fit.
+
+Typical use::
+
+    from bayes_scaling import load_dataset, fit, predict_loss
+    runs = load_dataset("chinchilla", drop_highest_loss=5)
+    posterior = fit("chinchilla", runs, random_seed=1)
+    predict_loss(posterior, 7e10, 1.4e12).summary
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "ScalingFit", "compute_optimal", "fit", "load_dataset", "load_runs", "load_spec",
+    "predict_loss", "tokens_needed",
+]
+
+_WHERE = {
+    "ScalingFit": "bayes_scaling.fit", "fit": "bayes_scaling.fit",
+    "load_dataset": "bayes_scaling.datasets", "load_runs": "bayes_scaling.data",
+    "load_spec": "bayes_scaling.spec", "predict_loss": "bayes_scaling.predict",
+    "tokens_needed": "bayes_scaling.predict", "compute_optimal": "bayes_scaling.allocate",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Lazy top-level API (keeps ``import bayes_scaling`` light)."""
+    if name in _WHERE:
+        import importlib
+
+        return getattr(importlib.import_module(_WHERE[name]), name)
+    raise AttributeError(f"module 'bayes_scaling' has no attribute {name!r}")

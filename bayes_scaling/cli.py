@@ -1,0 +1,273 @@
+"""The ``bayes-scaling`` command line: parse, call the library, render; one-line errors.
+
+A :class:`~bayes_scaling.errors.BayesScalingError` is bad input (or an untrustworthy result the
+user asked to refuse): it prints as one line on stderr and exits with status 2. Anything else is
+a bug and keeps its traceback. Results go to stdout; progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from bayes_scaling.constants import DEFAULT_INTERVAL
+from bayes_scaling.errors import BayesScalingError
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+def _progress(quiet: bool):
+    """A progress printer to stderr (silent when ``quiet``)."""
+    def tell(msg: str) -> None:
+        if not quiet:
+            click.echo(f"bayes-scaling: {msg}", err=True)
+    return tell
+
+
+def _print_table(records: list[dict[str, Any]], columns: Sequence[str]) -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame(records)
+    cols = [c for c in columns if c in frame.columns]
+    with pd.option_context("display.width", 200, "display.max_columns", 30):
+        click.echo(frame[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+
+
+def _emit(result, as_json: bool, columns: Sequence[str], extra: dict | None = None) -> None:
+    for w in result.warnings:
+        click.echo(f"bayes-scaling: warning: {w}", err=True)
+    if as_json:
+        payload = {"band": result.band, "warnings": list(result.warnings),
+                   "records": result.to_records(), **(extra or {})}
+        click.echo(json.dumps(payload, indent=2))
+    else:
+        for w in result.warnings:
+            click.echo(f"WARNING: {w}")
+        _print_table(result.to_records(), columns)
+
+
+def _load_fit(path: str):
+    from bayes_scaling.fit import ScalingFit
+
+    return ScalingFit.load(path)
+
+
+def _floats(text: str, what: str) -> list[float]:
+    try:
+        vals = [float(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        raise BayesScalingError(f"{what}: expected numbers like 7e10 or 1e9,7e10; got {text!r}") \
+            from None
+    if not vals:
+        raise BayesScalingError(f"{what}: no value given")
+    return vals
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="bayes_scaling")
+def cli() -> None:
+    """Hierarchical Bayesian scaling laws: predicted loss, tokens needed and compute-optimal
+    allocation for a large training run, with honest uncertainty."""
+
+
+# --------------------------------------------------------------------------------- fit
+@cli.command("fit")
+@click.argument("runs")
+@click.option("--model", "model", default="chinchilla", show_default=True,
+              help="Shipped model name (see models/) or path to a spec TOML.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Fit file (.nc).")
+@click.option("--group-col", default=None, help="Column naming the data distribution.")
+@click.option("--drop-highest-loss", default=0, show_default=True, type=int,
+              help="Drop the K highest-loss runs (Epoch AI dropped 5 of Chinchilla's).")
+@click.option("--param-count", type=click.Choice(["total", "nonembedding"]), default="total",
+              show_default=True, help="Which parameter count is N.")
+@click.option("--query", default=None, help="pandas query to select runs, e.g. 'loss < 4'.")
+@click.option("--likelihood", type=click.Choice(["studentt", "normal"]), default=None,
+              help="Override the spec's likelihood.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--chains", default=4, show_default=True, type=int)
+@click.option("--draws", default=1000, show_default=True, type=int)
+@click.option("--tune", default=1000, show_default=True, type=int)
+@click.option("--backend", type=click.Choice(["numpyro", "nutpie", "pymc"]), default=None)
+@click.option("--target-accept", default=0.9, show_default=True, type=float)
+@click.option("--no-calibrate", is_flag=True, help="Skip the extrapolation discrepancy.")
+@click.option("--strict", is_flag=True, help="Exit 2 (and write nothing) if the gate fails.")
+@click.option("--quiet", "-q", is_flag=True)
+def fit_cmd(runs, model, out, group_col, drop_highest_loss, param_count, query, likelihood,
+            seed, chains, draws, tune, backend, target_accept, no_calibrate, strict, quiet):
+    """Fit MODEL to the RUNS table (CSV/Parquet or a registry name) and save the posterior."""
+    from bayes_scaling.datasets import resolve_runs
+    from bayes_scaling.fit import fit
+    from bayes_scaling.spec import load_spec
+
+    tell = _progress(quiet)
+    table = resolve_runs(runs, group_col=group_col, drop_highest_loss=drop_highest_loss,
+                         param_count=param_count, query=query)
+    spec = load_spec(model)
+    if likelihood:
+        spec = spec.with_likelihood(likelihood)
+    result = fit(spec, table, chains=chains, draws=draws, tune=tune, backend=backend,
+                 target_accept=target_accept, random_seed=seed,
+                 on_bad="raise" if strict else "warn", calibrate=not no_calibrate,
+                 progress=not quiet and sys.stderr.isatty(), on_progress=tell)
+    result.save(out)
+    from bayes_scaling.report import fit_summary_text
+
+    click.echo(fit_summary_text(result))
+    click.echo(f"saved {out}")
+
+
+# --------------------------------------------------------------------------------- queries
+_INTERVAL = click.option("--interval", default=DEFAULT_INTERVAL, show_default=True, type=float,
+                         help="Probability of the reported interval (lower, upper).")
+_GROUP = click.option("--group", default=None, help="Data distribution, or 'new' for unseen.")
+_JSON = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+_SEED = click.option("--seed", default=0, show_default=True, type=int)
+
+
+@cli.command("predict")
+@click.argument("fit_path", metavar="FIT")
+@click.option("--n-params", required=True, help="Model size(s), e.g. 7e10 or 1e9,7e10.")
+@click.option("--n-tokens", required=True, help="Training tokens, e.g. 1.4e12.")
+@click.option("--band", type=click.Choice(["predictive", "law"]), default="predictive",
+              show_default=True)
+@_GROUP
+@_INTERVAL
+@_JSON
+@_SEED
+def predict_cmd(fit_path, n_params, n_tokens, band, group, interval, as_json, seed):
+    """Predicted loss at (N, D) with a credible band."""
+    from bayes_scaling.predict import predict_loss
+
+    fitted = _load_fit(fit_path)
+    res = predict_loss(fitted, _floats(n_params, "--n-params"), _floats(n_tokens, "--n-tokens"),
+                       group=group, band=band, interval=interval, random_seed=seed)
+    _emit(res, as_json, ["n_params", "n_tokens", "flops", "group", "band", "median", "mean",
+                         "lower", "upper", "interval", "decades_past_c"])
+
+
+@cli.command("tokens")
+@click.argument("fit_path", metavar="FIT")
+@click.option("--n-params", required=True, help="Model size(s).")
+@click.option("--target-loss", required=True, type=float, help="Target loss (nats/token).")
+@_GROUP
+@_INTERVAL
+@_JSON
+@_SEED
+def tokens_cmd(fit_path, n_params, target_loss, group, interval, as_json, seed):
+    """Tokens needed to reach a target loss at a model size, and P(unreachable)."""
+    from bayes_scaling.predict import tokens_needed
+
+    fitted = _load_fit(fit_path)
+    res = tokens_needed(fitted, _floats(n_params, "--n-params"), target_loss, group=group,
+                        interval=interval, random_seed=seed)
+    _emit(res, as_json, ["n_params", "target_loss", "group", "p_unreachable", "median",
+                         "lower", "upper", "interval", "median_tokens_per_param"])
+
+
+@cli.command("optimal")
+@click.argument("fit_path", metavar="FIT")
+@click.option("--flops", required=True, help="FLOP budget(s), e.g. 5.88e23.")
+@_GROUP
+@_INTERVAL
+@_JSON
+@_SEED
+def optimal_cmd(fit_path, flops, group, interval, as_json, seed):
+    """Compute-optimal N, D, tokens per parameter and loss for a FLOP budget."""
+    from bayes_scaling.allocate import compute_optimal
+
+    fitted = _load_fit(fit_path)
+    res = compute_optimal(fitted, _floats(flops, "--flops"), group=group, interval=interval,
+                          random_seed=seed)
+    _emit(res, as_json, ["flops", "quantity", "group", "median", "mean", "lower", "upper",
+                         "interval"])
+
+
+@cli.command("summary")
+@click.argument("fit_path", metavar="FIT")
+def summary_cmd(fit_path):
+    """Constants with intervals, convergence and provenance of a saved fit."""
+    from bayes_scaling.report import fit_summary_text
+
+    click.echo(fit_summary_text(_load_fit(fit_path)))
+
+
+# --------------------------------------------------------------------------------- data
+@cli.group("data")
+def data_grp() -> None:
+    """The data-set registry: list, locate and verify real data sets."""
+
+
+@data_grp.command("list")
+def data_list():
+    """Known data sets and whether they are available here."""
+    from bayes_scaling.datasets import list_datasets
+
+    click.echo(list_datasets().to_string(index=False))
+
+
+@data_grp.command("path")
+@click.argument("name")
+def data_path(name):
+    """Path of data set NAME (fetching and verifying it if needed)."""
+    from bayes_scaling.datasets import fetch
+
+    click.echo(str(fetch(name)))
+
+
+@data_grp.command("verify")
+@click.argument("name", required=False)
+def data_verify(name):
+    """Check the sha256 of data set NAME (or of every locally available set)."""
+    from bayes_scaling.datasets import list_datasets, verify
+
+    names = [name] if name else [r["name"] for r in list_datasets().to_dict("records")
+                                 if r.get("available")]
+    for n in names:
+        click.echo(verify(n))
+
+
+# --------------------------------------------------------------------------------- demo
+@cli.command("demo")
+@click.option("--out", default="reports/demo", show_default=True, type=click.Path())
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--quiet", "-q", is_flag=True)
+def demo_cmd(out, seed, quiet):
+    """Fit the shipped Chinchilla runs and write a summary and plots to OUT."""
+    from bayes_scaling.report import run_demo
+
+    written = run_demo(Path(out), random_seed=seed, on_progress=_progress(quiet))
+    for p in written:
+        click.echo(f"wrote {p}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: returns the exit status (tests call ``main([...])``)."""
+    try:
+        rv = cli.main(args=list(argv) if argv is not None else None, prog_name="bayes-scaling",
+                      standalone_mode=False)
+        return rv if isinstance(rv, int) else 0
+    except BayesScalingError as exc:
+        click.echo(f"bayes-scaling: error: {' '.join(str(exc).split())}", err=True)
+        return EXIT_BAD_INPUT
+    except click.exceptions.Abort:
+        click.echo("bayes-scaling: interrupted; nothing was written", err=True)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        click.echo("bayes-scaling: interrupted; nothing was written", err=True)
+        return EXIT_INTERRUPTED
+    except click.exceptions.ClickException as exc:
+        click.echo(f"bayes-scaling: error: {' '.join(exc.format_message().split())}", err=True)
+        return EXIT_BAD_INPUT
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

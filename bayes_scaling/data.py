@@ -1,0 +1,827 @@
+r"""Runs tables: load, validate and hold the training runs a scaling law is fitted to.
+
+A runs table has one row per training run (or per evaluated checkpoint) and these columns:
+
+========================= ======== ==========================================================
+column                    required meaning
+========================= ======== ==========================================================
+``n_params``              yes      N, model parameters (see ``param_count``)
+``n_tokens``              yes [1]_ D, training tokens seen
+``loss``                  yes      L, loss in nats/token (natural log)
+``flops``                 no       C, training FLOPs; :math:`C = 6 N D` when absent
+``run_id``                no       unique id of the row; ``r0001``, ``r0002``, ... when absent
+``group``                 no       data distribution the run belongs to; ``"all"`` when absent
+``n_params_nonembedding`` no       N without embedding parameters (Kaplan et al. 2020)
+``steps``                 no       optimizer steps
+``batch_size_tokens``     no       batch size in tokens
+``learning_rate``         no       (peak) learning rate
+``context_length``        no       sequence length in tokens
+========================= ======== ==========================================================
+
+.. [1] When ``n_tokens`` is absent but ``flops`` is present (Epoch AI's digitization of the
+   Chinchilla runs), :math:`D = C / (6 N)`, as Besiroglu et al. (2024) do.
+
+Other spellings are recognised case-insensitively (spaces and hyphens count as ``_``): e.g.
+``Model Size``, ``N``, ``params`` mean ``n_params``; ``D``, ``tokens`` mean ``n_tokens``;
+``Training FLOP``, ``C``, ``FLOPs`` mean ``flops``; ``Loss``, ``L`` mean ``loss``; ``lr`` means
+``learning_rate``; ``run`` means ``run_id`` where its values are unique (in a table of checkpoints
+it names a curve, not a row, and the rows get generated ids). A column spelled exactly like the
+canonical name wins over other spellings; two other spellings of one column are refused as
+ambiguous.
+
+Validation collects every bad row and raises one :class:`~bayes_scaling.errors.DataError`
+whose message is a single line naming the source, the file line (the header is line 1; for a
+DataFrame or a Parquet file, the row index) and the reason.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import io
+import json
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from bayes_scaling.constants import DEFAULT_GROUP, FLOPS_PER_PARAM_TOKEN, RUN
+from bayes_scaling.errors import DataError
+
+#: Columns every runs table must provide (``n_tokens`` may be derived from ``flops``).
+REQUIRED_COLUMNS: tuple[str, ...] = ("n_params", "n_tokens", "loss")
+#: Optional numeric columns kept (as float64) when present.
+OPTIONAL_COLUMNS: tuple[str, ...] = (
+    "n_params_nonembedding", "steps", "batch_size_tokens", "learning_rate", "context_length",
+)
+#: Every canonical column, in the order a :class:`RunTable` frame holds them.
+CANONICAL_COLUMNS: tuple[str, ...] = (
+    "run_id", "group", "n_params", "n_tokens", "flops", "loss", *OPTIONAL_COLUMNS,
+)
+#: Conventions for counting N: all parameters, or without embeddings (Kaplan et al. 2020).
+PARAM_COUNTS: tuple[str, ...] = ("total", "nonembedding")
+#: Other spellings of each canonical column (compared after :func:`_normalize`).
+COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
+    "run_id": ("run", "run_name"),
+    "group": (),
+    "n_params": ("n", "params", "parameters", "model_size", "num_params", "n_parameters"),
+    "n_tokens": ("d", "tokens", "training_tokens", "num_tokens", "data_size"),
+    "flops": ("c", "flop", "training_flop", "training_flops", "compute", "training_compute"),
+    "loss": ("l", "final_loss"),
+    "n_params_nonembedding": ("n_no_emb", "n_nonembedding", "nonembedding_params",
+                              "non_embedding_params"),
+    "steps": ("step", "n_steps"),
+    "batch_size_tokens": ("batch_tokens",),
+    "learning_rate": ("lr", "peak_lr"),
+    "context_length": ("seq_len", "sequence_length"),
+}
+
+_NUMERIC = tuple(c for c in CANONICAL_COLUMNS if c not in ("run_id", "group"))
+_STRINGS = ("run_id", "group")
+_FILE_SEPARATORS = {".csv": ",", ".tsv": "\t", ".parquet": None, ".pq": None}
+_DUPLICATE_KEY = ["group", "n_params", "n_tokens", "loss"]
+_MAX_REPORTED = 10  # bad rows spelled out in one message; the rest are counted
+_DERIVED_RTOL = 1e-9  # flops within this of 6 N D count as derived (with_param_count)
+
+
+def _one_line(text: object) -> str:
+    """Collapse all whitespace (newlines included) so a message stays on one line."""
+    return " ".join(str(text).split())
+
+
+def _normalize(name: object) -> str:
+    """Lower-case a column name and turn runs of spaces and hyphens into ``_``."""
+    return re.sub(r"[\s\-]+", "_", str(name).strip().lower())
+
+
+# --------------------------------------------------------------------------------------------
+# The table
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False, repr=False)
+class RunTable:
+    """A validated table of training runs, in canonical columns.
+
+    Build it with :func:`load_runs` (which validates) rather than directly. Equality is not
+    defined on the frame; compare :meth:`fingerprint` values instead.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        Canonical columns (see :data:`CANONICAL_COLUMNS`), index ``0 .. n-1``.
+    source : str
+        Where the runs came from: a file path, or ``"<DataFrame>"``.
+    param_count : {"total", "nonembedding"}
+        What ``n_params`` counts: all parameters, or parameters without embeddings.
+    """
+
+    frame: pd.DataFrame
+    source: str
+    param_count: str = "total"
+
+    def __post_init__(self) -> None:
+        """Check the frame has the canonical shape (catches misuse of the constructor)."""
+        cols = list(self.frame.columns)
+        missing = [c for c in ("run_id", "group", "n_params", "n_tokens", "flops", "loss")
+                   if c not in cols]
+        unknown = [c for c in cols if c not in CANONICAL_COLUMNS]
+        if missing or unknown:
+            raise DataError(f"{self.source}: not a canonical runs frame (missing {missing}, "
+                            f"unknown {unknown}); build it with load_runs")
+        if not self.frame.index.equals(pd.RangeIndex(len(self.frame))):
+            raise DataError(f"{self.source}: a runs frame must have the index 0..n-1")
+        if self.param_count not in PARAM_COUNTS:
+            raise DataError(f"{self.source}: unknown param_count {self.param_count!r}; "
+                            f"use one of {', '.join(PARAM_COUNTS)}")
+
+    def __repr__(self) -> str:
+        """Summarize without printing every run."""
+        return (f"RunTable({self.n_runs} runs, {self.n_groups} groups, "
+                f"param_count={self.param_count!r}, source={self.source!r})")
+
+    def _floats(self, column: str) -> np.ndarray:
+        return self.frame[column].to_numpy(dtype=np.float64, copy=True)
+
+    @property
+    def n(self) -> np.ndarray:
+        """N, parameters of each run (float64; convention in :attr:`param_count`)."""
+        return self._floats("n_params")
+
+    @property
+    def d(self) -> np.ndarray:
+        """D, training tokens of each run (float64)."""
+        return self._floats("n_tokens")
+
+    @property
+    def loss(self) -> np.ndarray:
+        """Loss of each run in nats/token (float64)."""
+        return self._floats("loss")
+
+    @property
+    def flops(self) -> np.ndarray:
+        """C, training FLOPs of each run (float64)."""
+        return self._floats("flops")
+
+    @property
+    def log_n(self) -> np.ndarray:
+        """Natural log of :attr:`n`."""
+        return np.log(self.n)
+
+    @property
+    def log_d(self) -> np.ndarray:
+        """Natural log of :attr:`d`."""
+        return np.log(self.d)
+
+    @property
+    def log_loss(self) -> np.ndarray:
+        """Natural log of :attr:`loss`."""
+        return np.log(self.loss)
+
+    @property
+    def group_names(self) -> tuple[str, ...]:
+        """Distinct groups, in order of first appearance."""
+        return tuple(str(g) for g in pd.unique(self.frame["group"]))
+
+    @property
+    def group_index(self) -> np.ndarray:
+        """Position of each run's group in :attr:`group_names` (int64)."""
+        codes, _ = pd.factorize(self.frame["group"], sort=False)
+        return np.asarray(codes, dtype=np.int64)
+
+    @property
+    def run_ids(self) -> tuple[str, ...]:
+        """Unique id of each run."""
+        return tuple(str(r) for r in self.frame["run_id"])
+
+    @property
+    def n_runs(self) -> int:
+        """Number of runs (rows)."""
+        return len(self.frame)
+
+    @property
+    def n_groups(self) -> int:
+        """Number of distinct groups."""
+        return len(self.group_names)
+
+    def fingerprint(self) -> str:
+        """Sha256 of the table's content, however it was loaded.
+
+        Hashes the canonical columns present (names, values: floats as little-endian float64
+        bytes, strings as UTF-8 JSON) and :attr:`param_count`; not :attr:`source`.
+
+        Returns
+        -------
+        str
+            64 hex digits.
+        """
+        cols = [c for c in CANONICAL_COLUMNS if c in self.frame.columns]
+        head = {"format": "bayes_scaling.runs/1", "param_count": self.param_count,
+                "n_runs": self.n_runs, "columns": cols}
+        digest = hashlib.sha256(json.dumps(head, sort_keys=True).encode())
+        for col in cols:
+            if col in _STRINGS:
+                values = [str(v) for v in self.frame[col]]
+                digest.update(json.dumps(values, ensure_ascii=False).encode("utf-8"))
+            else:
+                x = self._floats(col)
+                x[np.isnan(x)] = np.nan  # one bit pattern for every NaN
+                digest.update(x.astype("<f8").tobytes())
+        return digest.hexdigest()
+
+    def to_xarray(self) -> xr.Dataset:
+        """Return the table as an xarray Dataset along dim ``run`` (netCDF-safe).
+
+        Returns
+        -------
+        xarray.Dataset
+            Coordinate ``run`` holds the run ids; one variable per other canonical column
+            (strings as ``str`` arrays); attrs ``source``, ``param_count``, ``fingerprint``.
+        """
+        data_vars = {}
+        for col in self.frame.columns:
+            if col == "run_id":
+                continue
+            if col in _STRINGS:
+                values = np.array([str(v) for v in self.frame[col]], dtype=str)
+            else:
+                values = self._floats(col)
+            data_vars[col] = (RUN, values)
+        coords = {RUN: np.array(self.run_ids, dtype=str)}
+        attrs = {"source": self.source, "param_count": self.param_count,
+                 "fingerprint": self.fingerprint()}
+        return xr.Dataset(data_vars, coords=coords, attrs=attrs)
+
+    @classmethod
+    def from_xarray(cls, ds: xr.Dataset) -> RunTable:
+        """Rebuild a table written by :meth:`to_xarray` (exact round trip).
+
+        Parameters
+        ----------
+        ds : xarray.Dataset
+            As written by :meth:`to_xarray`, possibly read back from netCDF.
+
+        Returns
+        -------
+        RunTable
+
+        Raises
+        ------
+        DataError
+            If ``ds`` lacks the ``run`` dimension or a required column, or its content no
+            longer matches the ``fingerprint`` attribute stored with it.
+        """
+        source = str(ds.attrs.get("source", "<xarray>"))
+        if RUN not in ds.coords:
+            raise DataError(f"{source}: dataset has no {RUN!r} coordinate; not a runs table")
+        frame = {"run_id": [str(v) for v in ds[RUN].values]}
+        for col in CANONICAL_COLUMNS[1:]:
+            if col not in ds.data_vars:
+                continue
+            values = ds[col].values
+            frame[col] = ([str(v) for v in values] if col in _STRINGS
+                          else np.asarray(values, dtype=np.float64))
+        runs = cls(pd.DataFrame(frame), source, str(ds.attrs.get("param_count", "total")))
+        stored = ds.attrs.get("fingerprint")
+        if stored is not None and str(stored) != runs.fingerprint():
+            raise DataError(f"{source}: runs table does not match its stored fingerprint "
+                            f"(stored {stored}, computed {runs.fingerprint()})")
+        return runs
+
+    def subset(self, mask_or_index: Any) -> RunTable:
+        """Keep some runs: a boolean mask of length :attr:`n_runs`, or integer positions.
+
+        Parameters
+        ----------
+        mask_or_index : array_like of bool or int
+            Which runs to keep (positions may reorder or repeat runs).
+
+        Returns
+        -------
+        RunTable
+            Re-indexed ``0 .. k-1``; same :attr:`source` and :attr:`param_count`.
+        """
+        sel = np.asarray(mask_or_index)
+        if sel.dtype == bool:
+            if sel.shape != (self.n_runs,):
+                raise DataError(f"{self.source}: mask of shape {sel.shape} for "
+                                f"{self.n_runs} runs")
+            sel = np.flatnonzero(sel)
+        elif sel.size and not np.issubdtype(sel.dtype, np.integer):
+            raise DataError(f"{self.source}: subset takes a boolean mask or integer positions, "
+                            f"not {sel.dtype}")
+        sel = sel.astype(np.int64).ravel()
+        if sel.size == 0:
+            raise DataError(f"{self.source}: subset selects no runs")
+        if sel.min() < -self.n_runs or sel.max() >= self.n_runs:
+            raise DataError(f"{self.source}: subset position out of range for "
+                            f"{self.n_runs} runs")
+        frame = self.frame.iloc[sel].reset_index(drop=True)
+        return RunTable(frame, self.source, self.param_count)
+
+    def with_param_count(self, param_count: str) -> RunTable:
+        """Return the same runs with N counted another way.
+
+        ``"nonembedding"`` copies ``n_params_nonembedding`` into ``n_params``. If ``flops``
+        equal :math:`6 N D` (to 1e-9 relative, for every run: they were derived or follow
+        that convention) they are recomputed with the new N; otherwise they are kept as given.
+        The total count is not kept, so going back to ``"total"`` means reloading.
+
+        Parameters
+        ----------
+        param_count : {"total", "nonembedding"}
+
+        Returns
+        -------
+        RunTable
+
+        Raises
+        ------
+        DataError
+            Unknown ``param_count``; ``n_params_nonembedding`` missing or NaN for some run;
+            or asking for ``"total"`` from a non-embedding table.
+        """
+        _check_param_count(param_count, self.source)
+        if param_count == self.param_count:
+            return self
+        if param_count == "total":
+            raise DataError(f"{self.source}: n_params already counts non-embedding "
+                            "parameters and the total count is not kept; reload with "
+                            "param_count='total'")
+        bad = _nonembedding_problems(self.frame, self.source)
+        if bad:
+            ids = ", ".join(str(self.frame["run_id"].iloc[i]) for i in bad[:_MAX_REPORTED])
+            more = f" (and {len(bad) - _MAX_REPORTED} more)" if len(bad) > _MAX_REPORTED else ""
+            raise DataError(f"{self.source}: n_params_nonembedding is NaN or <= 0 for "
+                            f"{len(bad)} runs: {ids}{more}")
+        frame = self.frame.copy()
+        n, d, c = self.n, self.d, self.flops
+        derived = bool(np.all(np.abs(c - FLOPS_PER_PARAM_TOKEN * n * d) <= _DERIVED_RTOL * c))
+        frame["n_params"] = self._floats("n_params_nonembedding")
+        if derived:
+            frame["flops"] = FLOPS_PER_PARAM_TOKEN * frame["n_params"] * frame["n_tokens"]
+        return RunTable(frame, self.source, param_count)
+
+    def range_summary(self) -> dict[str, float | int]:
+        """Return the span of the runs: what a law fitted to them has seen.
+
+        Returns
+        -------
+        dict
+            ``n_min, n_max, d_min, d_max, flops_min, flops_max, loss_min, loss_max`` (floats)
+            and ``n_distinct, d_distinct, n_runs, n_groups`` (ints).
+        """
+        out: dict[str, float | int] = {}
+        for key, x in (("n", self.n), ("d", self.d), ("flops", self.flops),
+                       ("loss", self.loss)):
+            out[f"{key}_min"], out[f"{key}_max"] = float(x.min()), float(x.max())
+        out["n_distinct"] = len(np.unique(self.n))
+        out["d_distinct"] = len(np.unique(self.d))
+        out["n_runs"], out["n_groups"] = self.n_runs, self.n_groups
+        return out
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------
+def load_runs(
+    source: str | os.PathLike[str] | pd.DataFrame,
+    *,
+    group_col: str | None = None,
+    drop_highest_loss: int = 0,
+    param_count: str = "total",
+    min_distinct: Sequence[str] = ("n_params", "n_tokens"),
+    query: str | None = None,
+    duplicates: str = "error",
+) -> RunTable:
+    """Read, map, validate and return a table of runs.
+
+    Parameters
+    ----------
+    source : str, path or pandas.DataFrame
+        A ``.csv``, ``.tsv``, ``.parquet`` or ``.pq`` file (UTF-8 for text), or a DataFrame
+        (not modified).
+    group_col : str, optional
+        Column holding each run's group (data distribution), e.g. ``"setting"``. Default: a
+        ``group`` column if there is one, else every run is in group ``"all"``.
+    drop_highest_loss : int, default 0
+        Drop the K highest-loss runs, as Besiroglu et al. (2024) do with K = 5: keep runs whose
+        loss is strictly below the K-th highest (ties at that value are all dropped).
+    param_count : {"total", "nonembedding"}, default "total"
+        ``"nonembedding"`` puts ``n_params_nonembedding`` in ``n_params``
+        (see :meth:`RunTable.with_param_count`).
+    min_distinct : sequence of str, default ("n_params", "n_tokens")
+        Canonical columns that must hold at least 3 distinct values, without which the law's
+        exponents cannot be identified.
+    query : str, optional
+        A :meth:`pandas.DataFrame.query` expression (python engine) applied after column
+        mapping, e.g. ``"fraction_of_run == 1"``; mapped columns go by their canonical names,
+        ``group`` is the chosen group column, other columns keep their own names.
+    duplicates : {"error", "drop"}, default "error"
+        What to do with exact duplicates (same group, n_params, n_tokens and loss as an earlier
+        row): report them as bad rows, or keep only the first. Repeated (N, D) with another loss
+        (seeds) is always allowed.
+
+    Returns
+    -------
+    RunTable
+
+    Raises
+    ------
+    DataError
+        One line naming the source and, for row problems, every bad row with its reason:
+        ``"runs.csv: 2 bad rows; line 17: n_params <= 0 (-5); line 20: loss is NaN"``.
+    """
+    _check_options(param_count, drop_highest_loss, min_distinct, duplicates)
+    raw, labels, name = _read_source(source, group_col)
+    work, problems, ids_from_run = _canonicalize(raw, name, group_col)
+    if query is not None:
+        work = _apply_query(work, query, name)
+    if ids_from_run and (work["run_id"].isna().any() or not work["run_id"].is_unique):
+        work["run_id"] = _generated_ids(work.index, len(raw))  # a curve's name, not a row's
+    problems = {pos: problems[pos] for pos in work.index if pos in problems}
+    _check_strings(work, problems)
+    ok = [pos for pos in work.index if pos not in problems]
+    dropped = _mark_duplicates(work.loc[ok], problems, labels, drop=duplicates == "drop")
+    _check_run_ids(work.loc[[p for p in ok if p not in dropped]], problems, labels)
+    if problems:
+        raise DataError(_bad_rows_message(name, problems, labels))
+    work = work.drop(index=list(dropped))
+    if drop_highest_loss:
+        work = _drop_highest(work, drop_highest_loss, name)
+    cols = [c for c in CANONICAL_COLUMNS if c in work.columns]
+    if param_count == "nonembedding":
+        _check_nonembedding(work[cols], name, labels)
+    runs = RunTable(work[cols].reset_index(drop=True), name).with_param_count(param_count)
+    _check_distinct(runs, min_distinct)
+    return runs
+
+
+def _check_param_count(param_count: object, source: str) -> None:
+    if param_count not in PARAM_COUNTS:
+        raise DataError(f"{source}: unknown param_count {param_count!r}; "
+                        f"use one of {', '.join(PARAM_COUNTS)}")
+
+
+def _check_options(param_count: object, drop_highest_loss: object,
+                   min_distinct: Sequence[str], duplicates: object) -> None:
+    """Refuse impossible keyword arguments before reading anything."""
+    _check_param_count(param_count, "load_runs")
+    if (isinstance(drop_highest_loss, bool) or not isinstance(drop_highest_loss, int | np.integer)
+            or drop_highest_loss < 0):
+        raise DataError(f"load_runs: drop_highest_loss must be an integer >= 0, "
+                        f"not {drop_highest_loss!r}")
+    if isinstance(min_distinct, str):
+        raise DataError(f"load_runs: min_distinct must be a sequence of column names, "
+                        f"not the string {min_distinct!r}")
+    unknown = [c for c in min_distinct if c not in _NUMERIC]
+    if unknown:
+        raise DataError(f"load_runs: min_distinct names unknown column(s) {unknown}; "
+                        f"use canonical numeric columns: {', '.join(_NUMERIC)}")
+    if duplicates not in ("error", "drop"):
+        raise DataError(f"load_runs: duplicates must be 'error' or 'drop', not {duplicates!r}")
+
+
+def _read_source(source: Any, group_col: str | None) -> tuple[pd.DataFrame, list[str], str]:
+    """Read a file or copy a DataFrame; return it, a label per position and the source name."""
+    if isinstance(source, pd.DataFrame):
+        labels = [f"row {i}" for i in source.index]
+        raw = source.reset_index(drop=True)
+        raw.columns = [str(c) for c in raw.columns]
+        return raw, labels, "<DataFrame>"
+    if not isinstance(source, str | os.PathLike):
+        raise TypeError(f"source must be a path or a DataFrame, not {type(source).__name__}")
+    path, name = Path(source), str(source)
+    suffix = path.suffix.lower()
+    if suffix not in _FILE_SEPARATORS:
+        raise DataError(f"{name}: unsupported file type {suffix or '(no suffix)'!r}; "
+                        "use .csv, .tsv, .parquet or .pq")
+    if not path.exists():
+        raise DataError(f"{name}: file not found")
+    if not path.is_file():
+        raise DataError(f"{name}: not a file")
+    if _FILE_SEPARATORS[suffix] is None:
+        raw = _read_parquet(path, name)
+        return raw, [f"row {i}" for i in range(len(raw))], name
+    raw = _read_text(path, name, _FILE_SEPARATORS[suffix], group_col)
+    return raw, [f"line {i + 2}" for i in range(len(raw))], name
+
+
+def _read_parquet(path: Path, name: str) -> pd.DataFrame:
+    try:
+        raw = pd.read_parquet(path)
+    except (OSError, ValueError, ImportError) as exc:
+        raise DataError(f"{name}: cannot read as Parquet: {_one_line(exc)}") from exc
+    if raw.empty:
+        raise DataError(f"{name}: no rows")
+    raw = raw.reset_index(drop=True)
+    raw.columns = [str(c) for c in raw.columns]
+    return raw
+
+
+def _read_text(path: Path, name: str, sep: str, group_col: str | None) -> pd.DataFrame:
+    """Read a delimited UTF-8 file, keeping one row per physical line (blank lines dropped)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{name}: cannot read: {_one_line(exc.strerror or exc)}") from exc
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise DataError(f"{name}: not UTF-8 text (line {line}, byte {exc.start}); "
+                        "save it as UTF-8") from exc
+    if not text.strip():
+        raise DataError(f"{name}: file is empty")
+    try:
+        header = pd.read_csv(io.StringIO(text), sep=sep, nrows=0).columns
+        _check_delimiter(header, name, sep)
+        as_text = {c: str for c in header if _is_text_column(c, group_col)}
+        raw = pd.read_csv(io.StringIO(text), sep=sep, skip_blank_lines=False,
+                          float_precision="round_trip", dtype=as_text)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
+        hint = (" (a value with an unquoted separator, e.g. a thousands separator?)"
+                if "Expected" in str(exc) else "")
+        raise DataError(f"{name}: cannot parse: {_one_line(exc)}{hint}") from exc
+    raw.columns = [str(c) for c in raw.columns]
+    raw = raw.loc[~raw.isna().all(axis=1)]  # blank lines; positions (= lines) are kept
+    if raw.empty:
+        raise DataError(f"{name}: no data rows (only a header)")
+    return raw
+
+
+def _is_text_column(column: object, group_col: str | None) -> bool:
+    """Whether a column holds ids or group names (read as text: ``007`` stays ``007``)."""
+    norm = _normalize(column)
+    text_names = {"run_id", "group", *COLUMN_ALIASES["run_id"]}
+    return norm in text_names or (group_col is not None and norm == _normalize(group_col))
+
+
+def _check_delimiter(header: pd.Index, name: str, sep: str) -> None:
+    """Refuse a header that is one column holding another delimiter (``a;b;c`` in a .csv)."""
+    if len(header) != 1:
+        return
+    column = str(header[0])
+    for other, word in ((";", "';'"), ("\t", "tabs"), (",", "','"), ("|", "'|'")):
+        if other != sep and other in column:
+            expected = "tabs" if sep == "\t" else repr(sep)
+            raise DataError(f"{name}: found a single column {column!r}: the file seems "
+                            f"separated by {word}, not {expected}; save it comma-separated "
+                            "as .csv (or tab-separated as .tsv)")
+
+
+def _map_columns(columns: Sequence[str], name: str,
+                 group_col: str | None) -> tuple[dict[str, str], str | None]:
+    """Map source column names to canonical ones; also return the chosen group column."""
+    norm = {c: _normalize(c) for c in columns}
+    mapping: dict[str, str] = {}
+    for canon, aliases in COLUMN_ALIASES.items():
+        if canon == "group" and group_col is not None:
+            continue
+        exact = [c for c in columns if norm[c] == canon]
+        hits = exact or [c for c in columns if norm[c] in aliases]
+        if len(hits) > 1:
+            raise DataError(f"{name}: columns {hits} all mean {canon}; rename or drop all "
+                            "but one")
+        if hits:
+            mapping[hits[0]] = canon
+    if group_col is None:
+        return mapping, None
+    found = ([c for c in columns if c == group_col]
+             or [c for c in columns if norm[c] == _normalize(group_col)])
+    if not found:
+        raise DataError(f"{name}: group column {group_col!r} not found; found columns: "
+                        f"{', '.join(columns)}{_suggest(group_col, columns)}")
+    return mapping, found[0]
+
+
+def _suggest(wanted: str, columns: Sequence[str]) -> str:
+    """``"; did you mean 'x'?"`` for close spellings of ``wanted`` among ``columns``."""
+    by_norm = {_normalize(c): c for c in columns}
+    close = difflib.get_close_matches(_normalize(wanted), list(by_norm), n=3, cutoff=0.6)
+    if not close:
+        return ""
+    return f"; did you mean {', '.join(repr(by_norm[c]) for c in close)} for {wanted}?"
+
+
+def _canonicalize(raw: pd.DataFrame, name: str,
+                  group_col: str | None) -> tuple[pd.DataFrame, dict[int, list[str]], bool]:
+    """Rename, parse and derive canonical columns; collect per-position problems.
+
+    Also says whether ``run_id`` came from another spelling (``run``), which is used as the id
+    only where it is unique.
+    """
+    mapping, group_source = _map_columns(list(raw.columns), name, group_col)
+    work = raw.rename(columns=mapping)
+    if group_source is not None:  # a copy: the column stays usable by its own name in a query
+        work["group"] = raw[group_source]
+    present = {*mapping.values(), *(["group"] if group_source is not None else [])}
+    missing = [c for c in ("n_params", "loss") if c not in present]
+    if "n_tokens" not in present and "flops" not in present:
+        missing.insert(1, "n_tokens (or flops)")
+    if missing:
+        hints = "".join(_suggest(c.split()[0], list(map(str, raw.columns))) for c in missing)
+        raise DataError(f"{name}: missing required column(s) {', '.join(missing)}; found "
+                        f"columns: {', '.join(map(str, raw.columns))}{hints}")
+    problems: dict[int, list[str]] = {}
+    for col in _NUMERIC:
+        if col in present:
+            work[col] = _parse_numbers(work[col], col, problems,
+                                       required=col not in OPTIONAL_COLUMNS)
+    _derive(work, present, problems)
+    _fill_strings(work, present)
+    ids_from_run = "run_id" in present and "run_id" not in map(_normalize, raw.columns)
+    return work, problems, ids_from_run
+
+
+def _parse_numbers(column: pd.Series, col: str, problems: dict[int, list[str]],
+                   *, required: bool) -> np.ndarray:
+    """Floats of one column; records unparsable, NaN (if required), infinite and <= 0 cells."""
+    values = np.full(len(column), np.nan)
+    unparsable = np.zeros(len(column), dtype=bool)
+    if pd.api.types.is_numeric_dtype(column.dtype):
+        values = column.to_numpy(dtype=np.float64, na_value=np.nan)
+    else:
+        for i, (pos, cell) in enumerate(column.items()):
+            try:
+                values[i] = _to_float(cell)
+            except ValueError:
+                problems.setdefault(pos, []).append(_not_a_number(col, cell))
+                unparsable[i] = True
+    for pos, x, skip in zip(column.index, values, unparsable, strict=True):
+        if skip:
+            continue
+        if np.isnan(x):
+            if required:
+                problems.setdefault(pos, []).append(f"{col} is NaN")
+        elif np.isinf(x):
+            problems.setdefault(pos, []).append(f"{col} is infinite")
+        elif x <= 0:
+            problems.setdefault(pos, []).append(f"{col} <= 0 ({x:g})")
+    return values
+
+
+def _to_float(cell: object) -> float:
+    """Parse one cell exactly (Python's correctly rounded ``float``); raise ValueError."""
+    if cell is None or cell is pd.NA or (isinstance(cell, float) and np.isnan(cell)):
+        return float("nan")
+    if isinstance(cell, bool | np.bool_):
+        raise ValueError(cell)
+    if isinstance(cell, int | float | np.integer | np.floating):
+        return float(cell)
+    text = str(cell).strip()
+    if not text:
+        return float("nan")
+    if "_" in text:
+        raise ValueError(text)
+    return float(text)
+
+
+def _not_a_number(col: str, cell: object) -> str:
+    text = str(cell).strip()
+    if re.fullmatch(r"[+-]?\d[\d,]*,\d+(\.\d*)?", text):
+        hint = " (thousands separator or decimal comma? write digits only, with '.')"
+    else:
+        hint = ""
+    return f"{col} {_one_line(repr(cell))} is not a number{hint}"
+
+
+def _derive(work: pd.DataFrame, present: set[str], problems: dict[int, list[str]]) -> None:
+    """Fill ``n_tokens = C/(6N)`` or ``flops = 6ND``; flag values that over/underflow."""
+    n = work["n_params"].to_numpy(dtype=np.float64)
+    if "n_tokens" not in present:
+        c = work["flops"].to_numpy(dtype=np.float64)
+        work["n_tokens"], target = c / (FLOPS_PER_PARAM_TOKEN * n), "n_tokens = flops / (6 N)"
+    elif "flops" not in present:
+        d = work["n_tokens"].to_numpy(dtype=np.float64)
+        work["flops"], target = FLOPS_PER_PARAM_TOKEN * n * d, "flops = 6 N D"
+    else:
+        return
+    column = "n_tokens" if target.startswith("n_tokens") else "flops"
+    for pos, x in work[column].items():
+        if pos not in problems and not (np.isfinite(x) and x > 0):
+            problems[pos] = [f"{target} is {x:g}, not a finite positive number"]
+
+
+def _fill_strings(work: pd.DataFrame, present: set[str]) -> None:
+    """Make ``run_id`` and ``group`` text columns (generated / default when absent)."""
+    if "run_id" in present:
+        work["run_id"] = [_id_text(v) for v in work["run_id"]]
+    else:
+        work["run_id"] = _generated_ids(work.index, int(work.index.max()) + 1)
+    work["group"] = ([_id_text(v) for v in work["group"]] if "group" in present
+                     else DEFAULT_GROUP)
+
+
+def _generated_ids(positions: pd.Index, n_source: int) -> list[str]:
+    """``r0001``, ``r0002``, ...: the 1-based position of each row in its source."""
+    width = max(4, len(str(n_source)))
+    return [f"r{pos + 1:0{width}d}" for pos in positions]
+
+
+def _id_text(value: object) -> str | None:
+    """Text of an id or group cell; ``None`` when empty or NaN."""
+    if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
+        return None
+    if isinstance(value, float | np.floating) and float(value).is_integer():
+        return str(int(value))
+    text = str(value).strip()
+    return text or None
+
+
+def _check_strings(work: pd.DataFrame, problems: dict[int, list[str]]) -> None:
+    for col in _STRINGS:
+        for pos, value in work[col].items():
+            if value is None or (isinstance(value, float) and np.isnan(value)):
+                problems.setdefault(pos, []).append(f"{col} is missing")
+
+
+def _apply_query(work: pd.DataFrame, query: str, name: str) -> pd.DataFrame:
+    try:
+        kept = work.query(query, engine="python")
+    except (SyntaxError, NameError, KeyError, TypeError, ValueError, AttributeError,
+            IndexError) as exc:
+        raise DataError(f"{name}: query {query!r} failed: {type(exc).__name__}: "
+                        f"{_one_line(exc)}") from exc
+    if not isinstance(kept, pd.DataFrame) or not kept.index.isin(work.index).all():
+        raise DataError(f"{name}: query {query!r} is not a row filter")
+    if kept.empty:
+        raise DataError(f"{name}: query {query!r} selected none of the {len(work)} rows")
+    return kept
+
+
+def _mark_duplicates(good: pd.DataFrame, problems: dict[int, list[str]], labels: list[str],
+                     *, drop: bool) -> set[int]:
+    """Report (or return, to drop) rows repeating an earlier row's group, N, D and loss."""
+    first: dict[tuple[Any, ...], int] = {}
+    dropped: set[int] = set()
+    for pos, *key in good[_DUPLICATE_KEY].itertuples(name=None):
+        seen = first.setdefault(tuple(key), pos)
+        if seen == pos:
+            continue
+        if drop:
+            dropped.add(pos)
+        else:
+            problems.setdefault(pos, []).append(
+                f"duplicate of {labels[seen]} (same group, n_params, n_tokens, loss)")
+    return dropped
+
+
+def _check_run_ids(good: pd.DataFrame, problems: dict[int, list[str]],
+                   labels: list[str]) -> None:
+    first: dict[str, int] = {}
+    for pos, run_id in good["run_id"].items():
+        seen = first.setdefault(run_id, pos)
+        if seen != pos:
+            problems.setdefault(pos, []).append(f"run_id {run_id!r} repeats {labels[seen]}")
+
+
+def _bad_rows_message(name: str, problems: dict[int, list[str]], labels: list[str]) -> str:
+    """``"<name>: k bad rows; line 17: ...; line 20: ... (and m more)"`` on one line."""
+    positions = sorted(problems)
+    shown = "; ".join(f"{labels[p]}: {', '.join(problems[p])}"
+                      for p in positions[:_MAX_REPORTED])
+    more = len(positions) - _MAX_REPORTED
+    rows = "row" if len(positions) == 1 else "rows"
+    tail = f" (and {more} more)" if more > 0 else ""
+    return _one_line(f"{name}: {len(positions)} bad {rows}; {shown}{tail}")
+
+
+def _drop_highest(work: pd.DataFrame, k: int, name: str) -> pd.DataFrame:
+    loss = work["loss"].to_numpy(dtype=np.float64)
+    if k >= len(loss):
+        raise DataError(f"{name}: drop_highest_loss={k} would drop all {len(loss)} runs")
+    threshold = np.sort(loss)[-k]
+    return work.loc[loss < threshold]
+
+
+def _nonembedding_problems(frame: pd.DataFrame, source: str) -> list[int]:
+    """Positions whose non-embedding count is unusable; DataError if the column is absent."""
+    if "n_params_nonembedding" not in frame.columns:
+        raise DataError(f"{source}: param_count='nonembedding' needs an n_params_nonembedding "
+                        f"column; found columns: {', '.join(map(str, frame.columns))}")
+    x = frame["n_params_nonembedding"].to_numpy(dtype=np.float64)
+    return [int(i) for i in np.flatnonzero(~(np.isfinite(x) & (x > 0)))]
+
+
+def _check_nonembedding(frame: pd.DataFrame, name: str, labels: list[str]) -> None:
+    bad = _nonembedding_problems(frame, name)
+    if bad:
+        problems = {int(frame.index[i]): ["n_params_nonembedding is NaN (needed for "
+                                          "param_count='nonembedding')"] for i in bad}
+        raise DataError(_bad_rows_message(name, problems, labels))
+
+
+def _check_distinct(runs: RunTable, min_distinct: Sequence[str]) -> None:
+    short = []
+    for col in min_distinct:
+        k = runs.frame[col].nunique(dropna=True) if col in runs.frame.columns else 0
+        if k < 3:
+            short.append(f"{k} distinct {col} value{'s' if k != 1 else ''}")
+    if short:
+        raise DataError(f"{runs.source}: only {' and '.join(short)} (need at least 3 each): "
+                        "the exponents cannot be identified")

@@ -1,0 +1,321 @@
+"""A fit: the posterior of a model on a run table, as a value that describes and verifies itself.
+
+:func:`fit` builds the model, samples it, checks convergence and returns a :class:`ScalingFit`.
+A fit is saved as one netCDF file (h5netcdf, no pickles) holding the posterior, the sampler
+statistics, the run table (``fit_data`` group), the spec as JSON, the hashes of both, the seed,
+the package versions and the diagnostics. :meth:`ScalingFit.load` rechecks both hashes and never
+imports PyMC, so queries on a saved fit start fast.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib.metadata as _md
+import json
+import os
+import tempfile
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import arviz as az
+import numpy as np
+import xarray as xr
+
+from bayes_scaling.data import RunTable
+from bayes_scaling.diagnostics import Diagnostics, check_convergence
+from bayes_scaling.errors import BayesScalingError, FitFileError
+from bayes_scaling.laws import LAWS, Law
+from bayes_scaling.spec import ModelSpec, load_spec
+
+#: Version of the saved-fit layout; bump when a saved file would be read differently.
+FORMAT_VERSION = 1
+PACKAGE = "bayes_scaling"
+ProgressFn = Callable[[str], None]
+
+
+def package_version() -> str:
+    """Installed version of bayes_scaling (or ``"0+unknown"`` when run from a bare checkout)."""
+    try:
+        return _md.version(PACKAGE)
+    except _md.PackageNotFoundError:
+        return "0+unknown"
+
+
+def versions() -> dict[str, str]:
+    """Versions of the packages a result depends on (stored in every saved fit)."""
+    out = {}
+    for name in (PACKAGE, "pymc", "pytensor", "arviz", "numpy", "xarray", "numpyro", "jax",
+                 "nutpie", "scipy"):
+        try:
+            out[name] = _md.version(name)
+        except _md.PackageNotFoundError:
+            continue
+    return out
+
+
+@dataclass(frozen=True)
+class ScalingFit:
+    """Posterior of a scaling-law model, with what is needed to query and reproduce it.
+
+    Attributes
+    ----------
+    idata
+        ArviZ InferenceData: ``posterior`` (dims ``chain, draw`` and ``group`` for varying
+        constants; natural-scale constants named after the law's parameters, plus ``sigma``,
+        ``nu``, ``<p>_pop``, ``<p>_tau`` and, once calibrated, ``kappa``) and ``sample_stats``.
+    spec, runs
+        The model spec and the run table it was fitted on.
+    diagnostics
+        Convergence diagnostics and the verdict of the gate.
+    meta
+        Seed, method, input centre, versions, creation time.
+    """
+
+    idata: az.InferenceData
+    spec: ModelSpec
+    runs: RunTable
+    diagnostics: Diagnostics
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ convenient views
+    @property
+    def law(self) -> Law:
+        """The fitted law."""
+        return LAWS[self.spec.law]
+
+    @property
+    def posterior(self) -> xr.Dataset:
+        """The posterior draws."""
+        return self.idata.posterior
+
+    @property
+    def group_names(self) -> tuple[str, ...]:
+        """Groups (data distributions) seen in the fit."""
+        return self.runs.group_names
+
+    @property
+    def method(self) -> str:
+        """``"nuts"`` for a posterior, ``"huber-bootstrap"`` for the point-fit baseline."""
+        return str(self.meta.get("method", "nuts"))
+
+    @property
+    def warning_banner(self) -> str:
+        """The line every output using this fit must show ("" when it can be trusted)."""
+        return self.diagnostics.banner()
+
+    def constants(self) -> xr.Dataset:
+        """The law's natural constants (``e``, ``a``, ``alpha``...) per draw (and group)."""
+        post = self.posterior
+        out = {}
+        for p in self.law.params:
+            out[p[4:] if p.startswith("log_") else p] = (
+                np.exp(post[p]) if p.startswith("log_") else post[p])
+        return xr.Dataset(out)
+
+    # ------------------------------------------------------------------ saving and loading
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the fit to ``path`` atomically (temp file in the same folder, then rename)."""
+        path = Path(path)
+        if path.parent and not path.parent.exists():
+            raise BayesScalingError(f"{path}: folder {path.parent} does not exist")
+        attrs = {
+            "bayes_scaling_format": FORMAT_VERSION,
+            "bayes_scaling_version": package_version(),
+            "spec_json": self.spec.to_json(),
+            "spec_hash": self.spec.sha256(),
+            "data_sha256": self.runs.fingerprint(),
+            "meta_json": json.dumps(dict(self.meta), sort_keys=True, default=str),
+            **self.diagnostics.to_attrs(),
+        }
+        groups = {g: self.idata[g].copy() for g in self.idata.groups()
+                  if g in ("posterior", "sample_stats")}
+        groups["posterior"].attrs.update(attrs)
+        for name, ds in groups.items():
+            # attribute values from the samplers may be non-serialisable objects
+            ds.attrs = {k: v for k, v in ds.attrs.items()
+                        if isinstance(v, str | int | float | np.number)}
+            groups[name] = ds
+        out = az.InferenceData(**groups)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            out.add_groups({"fit_data": self.runs.to_xarray()})
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+        os.close(fd)
+        try:
+            out.to_netcdf(tmp, engine="h5netcdf")
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> ScalingFit:
+        """Read a saved fit, checking its format version and the spec and data hashes."""
+        path = Path(path)
+        if not path.is_file():
+            raise FitFileError(f"{path}: no such fit file")
+        try:
+            idata = az.from_netcdf(path, engine="h5netcdf")
+        except Exception as exc:  # noqa: BLE001 - any reader failure means "not a fit file"
+            raise FitFileError(f"{path}: not a readable fit file ({type(exc).__name__})") from None
+        if "posterior" not in idata.groups() or "fit_data" not in idata.groups():
+            raise FitFileError(f"{path}: not a bayes_scaling fit (no posterior/fit_data group)")
+        attrs = idata.posterior.attrs
+        fmt = attrs.get("bayes_scaling_format")
+        if fmt is None:
+            raise FitFileError(f"{path}: not a bayes_scaling fit (no format attribute)")
+        if int(fmt) > FORMAT_VERSION:
+            raise FitFileError(
+                f"{path}: saved by bayes_scaling {attrs.get('bayes_scaling_version', '?')} "
+                f"(format {fmt}); this is {package_version()} (format {FORMAT_VERSION}): upgrade")
+        try:
+            spec = ModelSpec.from_json(str(attrs["spec_json"]))
+            runs = RunTable.from_xarray(idata.fit_data)
+            diag = Diagnostics.from_attrs(attrs)
+            meta = json.loads(str(attrs.get("meta_json", "{}")))
+        except BayesScalingError as exc:
+            raise FitFileError(f"{path}: {exc}") from None
+        except (KeyError, TypeError, ValueError) as exc:
+            raise FitFileError(f"{path}: damaged fit file ({type(exc).__name__}: {exc})") from None
+        if spec.sha256() != attrs.get("spec_hash"):
+            raise FitFileError(f"{path}: the stored spec does not match its hash")
+        if runs.fingerprint() != attrs.get("data_sha256"):
+            raise FitFileError(f"{path}: the stored run table does not match its hash")
+        missing = [p for p in LAWS[spec.law].params if p not in idata.posterior]
+        if missing:
+            raise FitFileError(f"{path}: posterior lacks {', '.join(missing)}")
+        keep = {g: idata[g] for g in ("posterior", "sample_stats") if g in idata.groups()}
+        return cls(az.InferenceData(**keep), spec, runs, diag, meta)
+
+
+def posterior_var_names(spec: ModelSpec, n_groups: int) -> list[str]:
+    """Posterior variables a fit keeps (the natural constants and the noise model)."""
+    law = LAWS[spec.law]
+    names = list(law.params)
+    if n_groups > 1:
+        for p in spec.hierarchy.varying:
+            names += [f"{p}_pop", f"{p}_tau"]
+    names.append("sigma")
+    if spec.likelihood.family == "studentt":
+        names.append("nu")
+    return names
+
+
+def fit(
+    model: str | os.PathLike[str] | ModelSpec,
+    runs: RunTable,
+    *,
+    chains: int = 4,
+    draws: int = 1000,
+    tune: int = 1000,
+    backend: str | None = None,
+    target_accept: float = 0.9,
+    random_seed: int | np.random.Generator | None = None,
+    on_bad: Literal["raise", "warn"] = "warn",
+    calibrate: bool = True,
+    progress: bool = False,
+    on_progress: ProgressFn | None = None,
+) -> ScalingFit:
+    """Fit ``model`` (a shipped name, a spec path or a spec) to ``runs`` with NUTS.
+
+    After sampling, the convergence gate runs (:mod:`bayes_scaling.diagnostics`); a failing fit
+    raises (``on_bad="raise"``) or warns and carries the flag. With ``calibrate`` the
+    extrapolation discrepancy is learned from rolling-origin backtests inside the ladder
+    (:mod:`bayes_scaling.calibrate`) and stored with the posterior.
+    """
+    from bayes_scaling import inference
+    from bayes_scaling.model import build_model, input_centre, use_centred
+
+    spec = load_spec(model)
+    tell = on_progress or (lambda _msg: None)
+    seed = _seed(random_seed)
+    backend = backend or inference.DEFAULT_BACKEND
+    tell(f"building {spec.name} on {runs.n_runs} runs, {runs.n_groups} group(s)")
+    pm_model = build_model(spec, runs)
+    var_names = posterior_var_names(spec, runs.n_groups)
+    tell(f"sampling: {chains} chains x ({tune} tune + {draws} draws), backend {backend}")
+    idata, seconds = inference.sample(pm_model, var_names=var_names, backend=backend,
+                                      chains=chains, draws=draws, tune=tune,
+                                      target_accept=target_accept, random_seed=seed,
+                                      progress=progress)
+    from bayes_scaling.diagnostics import diagnose
+
+    diag = diagnose(idata, [v for v in var_names if v in idata.posterior], backend=backend,
+                    seed=seed, sampling_seconds=seconds)
+    tell(f"sampled in {seconds:.1f} s; " + ("gate passed" if diag.passed else diag.banner()))
+    meta = {
+        "method": "nuts", "seed": seed, "backend": backend, "target_accept": target_accept,
+        "centre": input_centre(spec, runs), "centred_offsets": use_centred(spec, runs),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "versions": versions(),
+    }
+    keep = {g: idata[g] for g in ("posterior", "sample_stats") if g in idata.groups()}
+    result = ScalingFit(az.InferenceData(**keep), spec, runs, diag, meta)
+    if calibrate:
+        from bayes_scaling.calibrate import attach_discrepancy
+
+        result = attach_discrepancy(result, random_seed=seed, on_progress=tell)
+    check_convergence(diag, on_bad=on_bad)
+    return result
+
+
+def fit_baseline(model: str | os.PathLike[str] | ModelSpec, runs: RunTable, *,
+                 n_boot: int = 100, random_seed: int | np.random.Generator | None = None,
+                 calibrate: bool = False) -> ScalingFit:
+    """The Hoffmann/Epoch point fit (Huber on log loss, bootstrap intervals) as a fit object.
+
+    Its "posterior" holds the bootstrap refits (one chain, ``n_boot`` draws) and a constant
+    ``sigma`` (robust scale of the residuals), so every query works on it unchanged; groups are
+    not modelled (one law for all runs). ``method`` is ``"huber-bootstrap"``.
+    """
+    from bayes_scaling.baseline import huber_bootstrap
+
+    spec = load_spec(model)
+    law = LAWS[spec.law]
+    if runs.n_groups > 1:
+        raise BayesScalingError("the huber-bootstrap baseline fits one group at a time; "
+                                f"this table has {runs.n_groups} groups")
+    seed = _seed(random_seed)
+    src = {"n": runs.log_n, "d": runs.log_d}
+    boot = huber_bootstrap({i: src[i] for i in law.inputs}, runs.log_loss, law=spec.law,
+                           n_boot=n_boot, random_seed=seed)
+    post = xr.Dataset({k: (("chain", "draw"), np.asarray(v, dtype=float))
+                       for k, v in boot.to_posterior_dict().items()})
+    diag = Diagnostics(max_rhat=1.0, min_ess_bulk=float(n_boot), min_ess_tail=float(n_boot),
+                       divergences=0, chains=1, draws=n_boot, backend="huber-bootstrap",
+                       seed=seed, sampling_seconds=0.0)
+    meta = {"method": "huber-bootstrap", "seed": seed, "estimate": boot.estimate,
+            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            "versions": versions()}
+    result = ScalingFit(az.InferenceData(posterior=post), spec, runs, diag, meta)
+    if calibrate:
+        from bayes_scaling.calibrate import attach_discrepancy
+
+        result = attach_discrepancy(result, random_seed=seed)
+    return result
+
+
+def _seed(random_seed: int | np.random.Generator | None) -> int:
+    """One integer seed from whatever the caller gave (recorded in the fit)."""
+    if isinstance(random_seed, np.random.Generator):
+        return int(random_seed.integers(2**31 - 1))
+    if random_seed is None:
+        return int(np.random.default_rng().integers(2**31 - 1))
+    return int(random_seed)
+
+
+def with_posterior(fit_: ScalingFit, extra: Mapping[str, xr.DataArray],
+                   meta: Mapping[str, Any] | None = None) -> ScalingFit:
+    """A copy of ``fit_`` with variables added to its posterior (and meta entries merged)."""
+    post = fit_.posterior.assign(**dict(extra))
+    groups = {g: fit_.idata[g] for g in fit_.idata.groups()}
+    groups["posterior"] = post
+    return ScalingFit(az.InferenceData(**groups), fit_.spec, fit_.runs, fit_.diagnostics,
+                      {**fit_.meta, **(meta or {})})
+
+
+__all__ = ["ScalingFit", "fit", "package_version", "versions", "with_posterior"]

@@ -1,0 +1,263 @@
+r"""Scaling laws, each written once in plain arithmetic (numpy only).
+
+Every law is evaluated in log space from log inputs and log-scale constants, using ``exp``,
+``log`` and ``logaddexp`` taken from an ``xp`` namespace, so that the same body runs on numpy
+arrays, xarray objects (broadcasting by dimension name) and PyTensor graphs (``model.py``
+passes ``xp=PYTENSOR_OPS``). Natural-scale helpers (:func:`chinchilla`, :func:`kaplan`, ...)
+exist for readers and property tests.
+
+Notation: ``n`` parameters, ``d`` training tokens, ``c = 6 n d`` training FLOPs, loss in
+nats/token.
+
+Sources
+-------
+Hoffmann et al. (2022), arXiv:2203.15556 (approach 3); Kaplan et al. (2020),
+arXiv:2001.08361 (eqs. 1.1-1.5, Table 2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+NUMPY_OPS = SimpleNamespace(exp=np.exp, log=np.log, logaddexp=np.logaddexp)
+
+
+# --------------------------------------------------------------------------------------------
+# Chinchilla: L(N, D) = E + A / N^alpha + B / D^beta
+# --------------------------------------------------------------------------------------------
+def chinchilla(n, d, *, e, a, b, alpha, beta):
+    r"""Hoffmann et al. (2022), approach 3: :math:`L = E + A N^{-\alpha} + B D^{-\beta}`."""
+    return e + a / n**alpha + b / d**beta
+
+
+def log_chinchilla(log_n, log_d, *, log_e, log_a, log_b, alpha, beta, xp=NUMPY_OPS):
+    """``log(chinchilla)`` as a log-sum-exp of its three terms: no overflow, smooth gradients."""
+    return xp.logaddexp(xp.logaddexp(log_a - alpha * log_n, log_b - beta * log_d), log_e)
+
+
+def chinchilla_floor(log_n, *, log_e, log_a, alpha, xp=NUMPY_OPS, **_):
+    """Log of the loss an ``n``-parameter model reaches with infinite data, ``E + A/N^alpha``."""
+    return xp.logaddexp(log_e, log_a - alpha * log_n)
+
+
+def chinchilla_tokens_needed(n, target, *, e, a, b, alpha, beta):
+    r"""Tokens a model of ``n`` parameters needs to reach loss ``target`` (Hoffmann et al. 2022).
+
+    .. math:: D^*(N) = \left(\frac{B}{L^* - E - A N^{-\alpha}}\right)^{1/\beta}
+
+    Returns ``inf`` where the target is at or below the size's floor ``E + A/N^alpha``.
+    """
+    gap = np.asarray(target - e - a / n**alpha, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = (b / gap) ** (1.0 / beta)
+    return np.where(gap > 0, out, np.inf)
+
+
+def chinchilla_optimal(c, *, e, a, b, alpha, beta):
+    r"""Compute-optimal split of ``c`` FLOPs, ``c = 6 N D`` (Hoffmann et al. 2022, eq. 4).
+
+    .. math:: G = \left(\frac{\alpha A}{\beta B}\right)^{1/(\alpha+\beta)},\quad
+              N_{opt} = G (C/6)^{\beta/(\alpha+\beta)},\quad
+              D_{opt} = G^{-1} (C/6)^{\alpha/(\alpha+\beta)}
+
+    Returns ``(n_opt, d_opt)``.
+    """
+    g = (alpha * a / (beta * b)) ** (1.0 / (alpha + beta))
+    return g * (c / 6.0) ** (beta / (alpha + beta)), (c / 6.0) ** (alpha / (alpha + beta)) / g
+
+
+# --------------------------------------------------------------------------------------------
+# Kaplan: L(N, D) = [(N_c/N)^(alpha_N/alpha_D) + D_c/D]^alpha_D, with an optional floor E
+# --------------------------------------------------------------------------------------------
+def kaplan(n, d, *, n_c, d_c, alpha_n, alpha_d):
+    r"""Kaplan et al. (2020), eq. 1.5: :math:`[(N_c/N)^{\alpha_N/\alpha_D} + D_c/D]^{\alpha_D}`."""
+    return ((n_c / n) ** (alpha_n / alpha_d) + d_c / d) ** alpha_d
+
+
+def log_kaplan(log_n, log_d, *, log_n_c, log_d_c, alpha_n, alpha_d, xp=NUMPY_OPS):
+    """``log(kaplan)``: ``alpha_D * logaddexp(alpha_N/alpha_D * log(N_c/N), log(D_c/D))``."""
+    return alpha_d * xp.logaddexp((alpha_n / alpha_d) * (log_n_c - log_n), log_d_c - log_d)
+
+
+def log_kaplan_e(log_n, log_d, *, log_e, log_n_c, log_d_c, alpha_n, alpha_d, xp=NUMPY_OPS):
+    """Log of ``E + kaplan(...)``: Kaplan's joint law with an irreducible loss ``E``."""
+    inner = log_kaplan(log_n, log_d, log_n_c=log_n_c, log_d_c=log_d_c, alpha_n=alpha_n,
+                       alpha_d=alpha_d, xp=xp)
+    return xp.logaddexp(log_e, inner)
+
+
+def kaplan_floor(log_n, *, log_n_c, alpha_n, xp=NUMPY_OPS, **_):
+    """Log of the infinite-data loss of the Kaplan law at size ``n``: ``(N_c/N)^alpha_N``."""
+    return alpha_n * (log_n_c - log_n)
+
+
+def kaplan_e_floor(log_n, *, log_e, log_n_c, alpha_n, xp=NUMPY_OPS, **_):
+    """Log of the infinite-data loss of the Kaplan law with a floor: ``E + (N_c/N)^alpha_N``."""
+    return xp.logaddexp(log_e, alpha_n * (log_n_c - log_n))
+
+
+def kaplan_tokens_needed(n, target, *, n_c, d_c, alpha_n, alpha_d, e=0.0):
+    r"""Tokens needed to reach ``target`` under Kaplan's joint law (with floor ``e``).
+
+    .. math:: D^* = D_c \left[(L^* - E)^{1/\alpha_D} - (N_c/N)^{\alpha_N/\alpha_D}\right]^{-1}
+
+    ``inf`` where the target is at or below the size's floor ``E + (N_c/N)^alpha_N``.
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        excess = np.asarray(target - e, dtype=float)
+        gap = np.where(excess > 0, excess, np.nan) ** (1.0 / alpha_d) - (n_c / n) ** (
+            alpha_n / alpha_d
+        )
+        out = d_c / gap
+    return np.where(gap > 0, out, np.inf)
+
+
+def kaplan_optimal(c, *, n_c, d_c, alpha_n, alpha_d, **_):
+    r"""Compute-optimal split of ``c`` FLOPs under Kaplan's joint law (a floor ``E`` is inert).
+
+    Minimising :math:`(N_c/N)^k + 6 D_c N / C` over ``N`` with :math:`k = \alpha_N/\alpha_D`:
+
+    .. math:: N_{opt} = \left(\frac{k N_c^k C}{6 D_c}\right)^{1/(k+1)}, \quad
+              D_{opt} = C / (6 N_{opt})
+    """
+    k = alpha_n / alpha_d
+    n_opt = (k * n_c**k * c / (6.0 * d_c)) ** (1.0 / (k + 1.0))
+    return n_opt, c / (6.0 * n_opt)
+
+
+def log_kaplan_n(log_n, *, log_n_c, alpha_n, xp=NUMPY_OPS):
+    """Kaplan et al. (2020) eq. 1.1, ``L(N) = (N_c/N)^alpha_N``, in log space."""
+    return alpha_n * (log_n_c - log_n)
+
+
+def log_kaplan_d(log_d, *, log_d_c, alpha_d, xp=NUMPY_OPS):
+    """Kaplan et al. (2020) eq. 1.2, ``L(D) = (D_c/D)^alpha_D``, in log space."""
+    return alpha_d * (log_d_c - log_d)
+
+
+# --------------------------------------------------------------------------------------------
+# The registry: a law is data, not a class
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Law:
+    """A scaling law: its inputs, log-scale constants and the functions that evaluate it.
+
+    Attributes
+    ----------
+    name
+        Registry key, used in model specs.
+    inputs
+        Input names in call order: a subset of ``("n", "d")``.
+    params
+        Constants in sampling scale: ``log_*`` are natural logs of positive constants, the
+        rest (exponents) are positive reals.
+    log_mean
+        ``log_mean(*log_inputs, **params, xp=...)``: log of the law's mean loss.
+    centring
+        How a log-scale constant shifts when its input is centred at ``m = mean(log x)``:
+        ``{param: (input, exponent_param_or_None)}``. The law evaluated at ``log x - m`` with
+        the constant ``p_c`` equals the law at ``log x`` with ``p = p_c + k * m``, where ``k``
+        is the exponent parameter (or 1 when ``None``). The sampler works with ``p_c``: it
+        removes the ridge between ``log A`` and ``alpha`` (DESIGN.md).
+    floor
+        ``floor(log_n, **params)``: log of the loss at infinite data, or ``None``.
+    tokens_needed
+        Natural-scale closed form ``f(n, target, **natural)``, or ``None``.
+    optimal
+        Closed-form compute-optimal split ``f(c, **natural) -> (n_opt, d_opt)``, or ``None``.
+    citation
+        Where the functional form comes from.
+    """
+
+    name: str
+    inputs: tuple[str, ...]
+    params: tuple[str, ...]
+    log_mean: Callable[..., Any]
+    centring: Mapping[str, tuple[str, str | None]] = field(default_factory=dict)
+    floor: Callable[..., Any] | None = None
+    tokens_needed: Callable[..., Any] | None = None
+    optimal: Callable[..., Any] | None = None
+    citation: str = ""
+    formula: str = ""
+
+    @property
+    def group_params(self) -> tuple[str, ...]:
+        """The log-scale constants: the ones that may vary by data distribution."""
+        return tuple(p for p in self.params if p.startswith("log_"))
+
+    @property
+    def exponents(self) -> tuple[str, ...]:
+        """The exponents (shared across groups by default)."""
+        return tuple(p for p in self.params if not p.startswith("log_"))
+
+    def uncentre(self, theta: Mapping[str, Any], centre: Mapping[str, float]) -> dict[str, Any]:
+        """Map constants fitted on centred log inputs back to the law's natural inputs."""
+        out = dict(theta)
+        for p, (inp, k) in self.centring.items():
+            out[p] = theta[p] + (theta[k] if k else 1.0) * centre[inp]
+        return out
+
+    def centre(self, theta: Mapping[str, Any], centre: Mapping[str, float]) -> dict[str, Any]:
+        """Inverse of :meth:`uncentre`."""
+        out = dict(theta)
+        for p, (inp, k) in self.centring.items():
+            out[p] = theta[p] - (theta[k] if k else 1.0) * centre[inp]
+        return out
+
+    def evaluate_log(self, log_inputs: Mapping[str, Any], theta: Mapping[str, Any],
+                     xp: Any = NUMPY_OPS) -> Any:
+        """Log mean loss at ``log_inputs`` (a mapping input name -> log value)."""
+        args = [log_inputs[i] for i in self.inputs]
+        return self.log_mean(*args, **{p: theta[p] for p in self.params}, xp=xp)
+
+
+def natural(theta: Mapping[str, Any]) -> dict[str, Any]:
+    """``{log_x: v}`` -> ``{x: exp(v)}``; exponents pass through unchanged."""
+    return {(k[4:] if k.startswith("log_") else k): (np.exp(v) if k.startswith("log_") else v)
+            for k, v in theta.items()}
+
+
+LAWS: dict[str, Law] = {
+    "chinchilla": Law(
+        "chinchilla", ("n", "d"), ("log_e", "log_a", "log_b", "alpha", "beta"),
+        log_mean=log_chinchilla,
+        centring={"log_a": ("n", "alpha"), "log_b": ("d", "beta")},
+        floor=chinchilla_floor, tokens_needed=chinchilla_tokens_needed,
+        optimal=chinchilla_optimal,
+        citation="Hoffmann et al. (2022), arXiv:2203.15556, approach 3",
+        formula="L(N, D) = E + A/N^alpha + B/D^beta",
+    ),
+    "kaplan": Law(
+        "kaplan", ("n", "d"), ("log_n_c", "log_d_c", "alpha_n", "alpha_d"),
+        log_mean=log_kaplan,
+        centring={"log_n_c": ("n", None), "log_d_c": ("d", None)},
+        floor=kaplan_floor, tokens_needed=kaplan_tokens_needed, optimal=kaplan_optimal,
+        citation="Kaplan et al. (2020), arXiv:2001.08361, eq. 1.5",
+        formula="L(N, D) = [(N_c/N)^(alpha_N/alpha_D) + D_c/D]^alpha_D",
+    ),
+    "kaplan_e": Law(
+        "kaplan_e", ("n", "d"), ("log_e", "log_n_c", "log_d_c", "alpha_n", "alpha_d"),
+        log_mean=log_kaplan_e,
+        centring={"log_n_c": ("n", None), "log_d_c": ("d", None)},
+        floor=kaplan_e_floor, tokens_needed=kaplan_tokens_needed, optimal=kaplan_optimal,
+        citation="Kaplan et al. (2020), arXiv:2001.08361, eq. 1.5, plus an irreducible loss E",
+        formula="L(N, D) = E + [(N_c/N)^(alpha_N/alpha_D) + D_c/D]^alpha_D",
+    ),
+    "kaplan_n": Law(
+        "kaplan_n", ("n",), ("log_n_c", "alpha_n"), log_mean=log_kaplan_n,
+        centring={"log_n_c": ("n", None)},
+        citation="Kaplan et al. (2020), arXiv:2001.08361, eq. 1.1",
+        formula="L(N) = (N_c/N)^alpha_N",
+    ),
+    "kaplan_d": Law(
+        "kaplan_d", ("d",), ("log_d_c", "alpha_d"), log_mean=log_kaplan_d,
+        centring={"log_d_c": ("d", None)},
+        citation="Kaplan et al. (2020), arXiv:2001.08361, eq. 1.2",
+        formula="L(D) = (D_c/D)^alpha_D",
+    ),
+}

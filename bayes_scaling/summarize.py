@@ -1,0 +1,97 @@
+"""Tidy summaries of draws: the one place intervals are computed (numpy and pandas only).
+
+Intervals are equal-tailed (quantile) intervals: a 90% interval runs from the 5% to the 95%
+quantile of the draws, so "90% of outcomes fall inside" is exactly what a backtest checks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from bayes_scaling.constants import DEFAULT_INTERVAL, DEFAULT_PROBS
+from bayes_scaling.errors import QueryError
+
+Band = Literal["law", "predictive"]
+BANDS: tuple[str, ...] = ("law", "predictive")
+
+
+def check_probs(probs: Sequence[float], interval: float) -> tuple[tuple[float, ...], float]:
+    """Validate interval probabilities (each in (0, 1)); ``interval`` is added to ``probs``."""
+    for p in (*probs, interval):
+        if not 0.0 < float(p) < 1.0:
+            raise QueryError(f"interval probability must be between 0 and 1, got {p}")
+    return tuple(sorted({float(p) for p in (*probs, interval)})), float(interval)
+
+
+def pct(p: float) -> str:
+    """``0.9 -> "90"``, ``0.975 -> "97.5"``."""
+    return f"{100 * p:g}"
+
+
+def interval_table(samples: np.ndarray, *, probs: Sequence[float] = DEFAULT_PROBS,
+                   interval: float = DEFAULT_INTERVAL) -> pd.DataFrame:
+    """Summarise ``samples`` of shape (draws, points): one row per point.
+
+    Columns: ``mean``, ``median``, ``lower``, ``upper`` (the chosen ``interval``), ``interval``,
+    and ``lo_<p>``/``hi_<p>`` for every probability in ``probs``. ``inf`` draws are kept (a
+    quantile may be ``inf``); ``mean`` is over finite draws.
+    """
+    probs, interval = check_probs(probs, interval)
+    s = np.asarray(samples, dtype=float)
+    if s.ndim == 1:
+        s = s[:, None]
+    qs = sorted({0.5} | {(1 - p) / 2 for p in probs} | {(1 + p) / 2 for p in probs})
+    with np.errstate(invalid="ignore"):
+        q = np.quantile(s, qs, axis=0, method="linear")
+    q = np.where(np.isnan(q), np.inf, q)  # inf - inf inside the interpolation
+    at = dict(zip(qs, q, strict=True))
+    finite = np.where(np.isfinite(s), s, np.nan)
+    with np.errstate(invalid="ignore"), np.testing.suppress_warnings() as sup:
+        sup.filter(RuntimeWarning)
+        mean = np.nanmean(finite, axis=0)
+    cols: dict[str, Any] = {"mean": mean, "median": at[0.5],
+                            "lower": at[(1 - interval) / 2], "upper": at[(1 + interval) / 2],
+                            "interval": np.full(s.shape[1], interval)}
+    for p in probs:
+        cols[f"lo_{pct(p)}"] = at[(1 - p) / 2]
+        cols[f"hi_{pct(p)}"] = at[(1 + p) / 2]
+    return pd.DataFrame(cols)
+
+
+def band_columns(summary: pd.DataFrame) -> list[tuple[str, str, float]]:
+    """``(lo_col, hi_col, p)`` for every interval in a summary, widest first."""
+    out = []
+    for col in summary.columns:
+        if col.startswith("lo_"):
+            p = float(col[3:]) / 100
+            out.append((col, f"hi_{col[3:]}", p))
+    return sorted(out, key=lambda t: -t[2])
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """Draws (xarray: ``chain, draw, point``) plus a tidy summary (pandas), and their band."""
+
+    draws: xr.DataArray | xr.Dataset
+    summary: pd.DataFrame
+    band: str
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """JSON-ready records of the summary (``inf`` written as the string ``"inf"``)."""
+        recs = self.summary.to_dict(orient="records")
+        return [{k: _jsonable(v) for k, v in r.items()} for r in recs]
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float) and not np.isfinite(v):
+        return "inf" if v > 0 else ("-inf" if v < 0 else None)
+    return v
