@@ -14,6 +14,7 @@ $(BIN)/.installed: pyproject.toml
 
 demo: $(BIN)/.installed
 	$(BIN)/bayes-scaling demo --out reports/demo
+	$(BIN)/bayes-scaling report reports/examples/chinchilla70b.toml --out reports/chinchilla70b
 
 test: $(BIN)/.installed
 	./scripts/ensure-chromium

@@ -69,6 +69,27 @@ def _floats(text: str, what: str) -> list[float]:
     return vals
 
 
+def resolve_runs(source: str, *, group_col: str | None = None, drop_highest_loss: int = 0,
+                 param_count: str | None = None, query: str | None = None):
+    """A runs table from a file path, or from a registry data set name (e.g. ``chinchilla``).
+
+    For a registry name, the registry's loader defaults apply unless overridden here.
+    """
+    from bayes_scaling.data import load_runs
+    from bayes_scaling.datasets import load_dataset, load_registry
+
+    kwargs: dict[str, Any] = {"param_count": param_count} if param_count else {}
+    if group_col:
+        kwargs["group_col"] = group_col
+    if query:
+        kwargs["query"] = query
+    if not Path(source).exists() and source in load_registry():
+        if drop_highest_loss:
+            kwargs["drop_highest_loss"] = drop_highest_loss
+        return load_dataset(source, **kwargs)
+    return load_runs(source, drop_highest_loss=drop_highest_loss, **kwargs)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="bayes_scaling")
 def cli() -> None:
@@ -85,8 +106,8 @@ def cli() -> None:
 @click.option("--group-col", default=None, help="Column naming the data distribution.")
 @click.option("--drop-highest-loss", default=0, show_default=True, type=int,
               help="Drop the K highest-loss runs (Epoch AI dropped 5 of Chinchilla's).")
-@click.option("--param-count", type=click.Choice(["total", "nonembedding"]), default="total",
-              show_default=True, help="Which parameter count is N.")
+@click.option("--param-count", type=click.Choice(["total", "nonembedding"]), default=None,
+              help="Which parameter count is N (default: the data set's own, else total).")
 @click.option("--query", default=None, help="pandas query to select runs, e.g. 'loss < 4'.")
 @click.option("--likelihood", type=click.Choice(["studentt", "normal"]), default=None,
               help="Override the spec's likelihood.")
@@ -102,7 +123,6 @@ def cli() -> None:
 def fit_cmd(runs, model, out, group_col, drop_highest_loss, param_count, query, likelihood,
             seed, chains, draws, tune, backend, target_accept, no_calibrate, strict, quiet):
     """Fit MODEL to the RUNS table (CSV/Parquet or a registry name) and save the posterior."""
-    from bayes_scaling.datasets import resolve_runs
     from bayes_scaling.fit import fit
     from bayes_scaling.spec import load_spec
 
@@ -247,8 +267,102 @@ def demo_cmd(out, seed, quiet):
         click.echo(f"wrote {p}")
 
 
+# --------------------------------------------------------------------------------- compare
+@cli.command("compare")
+@click.argument("runs")
+@click.option("--models", default="chinchilla,kaplan,kaplan_e", show_default=True,
+              help="Comma-separated shipped model names or spec paths; the first is the "
+                   "reference for where the families part.")
+@click.option("--group-col", default=None, help="Column naming the data distribution.")
+@click.option("--drop-highest-loss", default=0, show_default=True, type=int,
+              help="Drop the K highest-loss runs (a registry set keeps its default otherwise).")
+@click.option("--param-count", type=click.Choice(["total", "nonembedding"]), default="total",
+              show_default=True, help="Which parameter count is N (Kaplan used non-embedding).")
+@click.option("--query", default=None, help="pandas query to select runs.")
+@click.option("--holdout-top", default=1, show_default=True, type=int,
+              help="Held-out check: refit without the top K model sizes (0 skips it).")
+@click.option("--tokens-per-param", default=None, type=float,
+              help="Scan budgets at D = r N instead of the first model's optimum.")
+@click.option("--average", is_flag=True, help="Also print the stacking-averaged prediction.")
+@click.option("--n-params", default=None, help="Size for --average (default 10x the largest).")
+@click.option("--n-tokens", default=None, help="Tokens for --average (default 20 per param).")
+@click.option("--plots", "plots_dir", default=None, type=click.Path(file_okay=False),
+              help="Write compare_loss.png and compare_optimal.png to this folder.")
+@click.option("--chains", default=4, show_default=True, type=int)
+@click.option("--draws", default=1000, show_default=True, type=int)
+@click.option("--tune", default=1000, show_default=True, type=int)
+@click.option("--backend", type=click.Choice(["numpyro", "nutpie", "pymc"]), default=None)
+@_JSON
+@_SEED
+@click.option("--quiet", "-q", is_flag=True)
+def compare_cmd(runs, models, group_col, drop_highest_loss, param_count, query, holdout_top,
+                tokens_per_param, average, n_params, n_tokens, plots_dir, chains, draws, tune,
+                backend, as_json, seed, quiet):
+    """Fit several law families to RUNS and compare them (PSIS-LOO, held-out runs, exponents)."""
+    from bayes_scaling.compare import averaged_predict_loss, compare, fit_families
+
+    names = [m.strip() for m in models.split(",") if m.strip()]
+    if plots_dir and Path(plots_dir).exists() and not Path(plots_dir).is_dir():
+        raise BayesScalingError(f"--plots {plots_dir}: exists and is not a folder")
+    tell = _progress(quiet)
+    table = resolve_runs(runs, group_col=group_col, drop_highest_loss=drop_highest_loss,
+                         param_count=param_count, query=query)
+    kw = {"chains": chains, "draws": draws, "tune": tune, "backend": backend}
+    fits = fit_families(table, names, random_seed=seed, fit_kwargs=kw, on_progress=tell)
+    result = compare(fits, holdout_top=holdout_top or None, random_seed=seed, on_progress=tell,
+                     tokens_per_param=tokens_per_param)
+    payload = result.to_json()
+    avg = None
+    if average:
+        n = _floats(n_params, "--n-params") if n_params else [10 * float(table.n.max())]
+        d = _floats(n_tokens, "--n-tokens") if n_tokens else [20 * v for v in n]
+        avg = averaged_predict_loss(fits, result.weights, n, d, group=result.meta["group"],
+                                    random_seed=seed)
+        for w in avg.warnings:
+            click.echo(f"bayes-scaling: warning: {w}", err=True)
+        payload["averaged"] = avg.to_records()
+    if plots_dir:
+        from bayes_scaling.plots_compare import save_compare_plots
+
+        payload["plots"] = [str(p) for p in save_compare_plots(result, plots_dir,
+                                                                random_seed=seed)]
+    if as_json:
+        click.echo(json.dumps(payload, indent=2))
+        return
+    click.echo(result.to_text())
+    if avg is not None:
+        click.echo("stacking-averaged prediction (predictive band):")
+        _print_table(avg.to_records(), ["n_params", "n_tokens", "median", "lower", "upper",
+                                        "interval", "models"])
+    for p in payload.get("plots", []):
+        click.echo(f"wrote {p}")
+
+
+# --------------------------------------------------------------------------------- report
+@cli.command("report")
+@click.argument("proposal", metavar="PROPOSAL.toml")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Folder for report.html, report.md, report.json (saved fits in OUT/fits).")
+@click.option("--seed", default=None, type=int, help="Override the proposal's seed.")
+@click.option("--quiet", "-q", is_flag=True)
+def report_cmd(proposal, out, seed, quiet):
+    """Risk report of a compute proposal: P(target), bands, extrapolation, backtest, priors."""
+    from bayes_scaling.report_html import make_report
+
+    written = make_report(proposal, Path(out), random_seed=seed, on_progress=_progress(quiet))
+    for p in written[:3]:
+        click.echo(f"wrote {p}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: returns the exit status (tests call ``main([...])``)."""
+    import warnings
+
+    from bayes_scaling.errors import ConvergenceWarning, ExtrapolationWarning
+
+    warnings.simplefilter("ignore", ExtrapolationWarning)  # printed by the commands themselves
+    warnings.simplefilter("ignore", ConvergenceWarning)
+    warnings.simplefilter("ignore", FutureWarning)
     try:
         rv = cli.main(args=list(argv) if argv is not None else None, prog_name="bayes-scaling",
                       standalone_mode=False)

@@ -541,8 +541,7 @@ def _read_text(path: Path, name: str, sep: str, group_col: str | None) -> pd.Dat
         header = pd.read_csv(io.StringIO(text), sep=sep, nrows=0).columns
         _check_delimiter(header, name, sep)
         as_text = {c: str for c in header if _is_text_column(c, group_col)}
-        raw = pd.read_csv(io.StringIO(text), sep=sep, skip_blank_lines=False,
-                          float_precision="round_trip", dtype=as_text)
+        raw = pd.read_csv(io.StringIO(text), sep=sep, skip_blank_lines=False, dtype=as_text)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
         hint = (" (a value with an unquoted separator, e.g. a thousands separator?)"
                 if "Expected" in str(exc) else "")
@@ -555,10 +554,14 @@ def _read_text(path: Path, name: str, sep: str, group_col: str | None) -> pd.Dat
 
 
 def _is_text_column(column: object, group_col: str | None) -> bool:
-    """Whether a column holds ids or group names (read as text: ``007`` stays ``007``)."""
+    """Whether to read a column as text: every column that may become a canonical one.
+
+    Ids and groups stay as written (``007``); numbers are parsed later by Python's correctly
+    rounded ``float``, so a value reads back exactly whatever pandas' own parser does.
+    """
     norm = _normalize(column)
-    text_names = {"run_id", "group", *COLUMN_ALIASES["run_id"]}
-    return norm in text_names or (group_col is not None and norm == _normalize(group_col))
+    return (norm in COLUMN_ALIASES or any(norm in a for a in COLUMN_ALIASES.values())
+            or (group_col is not None and norm == _normalize(group_col)))
 
 
 def _check_delimiter(header: pd.Index, name: str, sep: str) -> None:

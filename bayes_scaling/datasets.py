@@ -148,11 +148,11 @@ def _verified(path: Path, name: str, entry: dict[str, Any], where: str) -> Path:
     advice = {
         "shipped": f"the project's copy was modified: restore it with "
                    f"`git checkout -- data/{name}/{entry['file']}`",
-        "cache": f"delete it and run `python -c \"from bayes_scaling.datasets import fetch; "
-                 f"fetch('{name}')\"` to download a fresh copy",
-    }.get(where, f"it is not the registered version: replace it with the file its "
-                 f"PROVENANCE.md describes, or remove it (lookup then falls through to the "
-                 f"cache or a download)")
+        "cache": f"delete it and run `bayes-scaling data path {name}` (or fetch({name!r})) "
+                 "to download a fresh copy",
+    }.get(where, "it is not the registered version: replace it with the file its "
+                 "PROVENANCE.md describes, or remove it (lookup then falls through to the "
+                 "cache or a download)")
     raise RegistryError(f"{path}: sha256 mismatch for data set {name!r}: expected "
                         f"{entry['sha256']}, found {found}; {advice}")
 
@@ -201,8 +201,11 @@ def _download(name: str, entry: dict[str, Any], dest: Path, downloader: Download
     except OSError as exc:
         raise RegistryError(f"{name}: cannot create the cache folder {dest.parent}: "
                             f"{exc.strerror or exc}; set {CACHE_ENV} elsewhere") from exc
-    temps = [Path(tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")[1])
-             for _ in range(2)]
+    temps = []
+    for _ in range(2):  # temporary names beside dest, so os.replace is an atomic rename
+        fd, temp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+        os.close(fd)
+        temps.append(Path(temp))
     origin, extract = temps
     try:
         try:
@@ -326,7 +329,7 @@ def _derive_chinchilla(original: Path, dest: Path) -> None:
     Carries only the numbers (no SVG coordinates or colours), every row in the original order,
     each float written with ``repr`` (exact round trip); ``n_tokens = flops / (6 n_params)``.
     """
-    table = pd.read_csv(original, float_precision="round_trip")
+    table = pd.read_csv(original, dtype=str)  # parsed below by Python's exact float()
     lines = ["run_id,n_params,n_tokens,flops,loss"]
     columns = (table["Model Size"], table["Training FLOP"], table["loss"])
     for i, (n, c, loss) in enumerate(zip(*columns, strict=True), start=1):

@@ -84,7 +84,7 @@ class ScalingFit:
     @property
     def law(self) -> Law:
         """The fitted law."""
-        return LAWS[self.spec.law]
+        return law_of(self.spec.law)
 
     @property
     def posterior(self) -> xr.Dataset:
@@ -159,7 +159,11 @@ class ScalingFit:
         if not path.is_file():
             raise FitFileError(f"{path}: no such fit file")
         try:
-            idata = az.from_netcdf(path, engine="h5netcdf")
+            lazy = az.from_netcdf(path, engine="h5netcdf")
+            # read everything now and close the file, so it can be replaced while in use
+            idata = az.InferenceData(**{g: lazy[g].load() for g in lazy.groups()})
+            for g in lazy.groups():
+                lazy[g].close()
         except Exception as exc:  # noqa: BLE001 - any reader failure means "not a fit file"
             raise FitFileError(f"{path}: not a readable fit file ({type(exc).__name__})") from None
         if "posterior" not in idata.groups() or "fit_data" not in idata.groups():
@@ -174,7 +178,7 @@ class ScalingFit:
                 f"(format {fmt}); this is {package_version()} (format {FORMAT_VERSION}): upgrade")
         try:
             spec = ModelSpec.from_json(str(attrs["spec_json"]))
-            runs = RunTable.from_xarray(idata.fit_data)
+            runs = _table_class(idata.fit_data).from_xarray(idata.fit_data)
             diag = Diagnostics.from_attrs(attrs)
             meta = json.loads(str(attrs.get("meta_json", "{}")))
         except BayesScalingError as exc:
@@ -185,7 +189,7 @@ class ScalingFit:
             raise FitFileError(f"{path}: the stored spec does not match its hash")
         if runs.fingerprint() != attrs.get("data_sha256"):
             raise FitFileError(f"{path}: the stored run table does not match its hash")
-        missing = [p for p in LAWS[spec.law].params if p not in idata.posterior]
+        missing = [p for p in law_of(spec.law).params if p not in idata.posterior]
         if missing:
             raise FitFileError(f"{path}: posterior lacks {', '.join(missing)}")
         keep = {g: idata[g] for g in ("posterior", "sample_stats") if g in idata.groups()}
@@ -319,3 +323,21 @@ def with_posterior(fit_: ScalingFit, extra: Mapping[str, xr.DataArray],
 
 
 __all__ = ["ScalingFit", "fit", "package_version", "versions", "with_posterior"]
+
+
+def law_of(name: str) -> Law:
+    """The law a spec names: an L(N, D) law of ``LAWS``, or a curve law of ``dynamics``."""
+    if name in LAWS:
+        return LAWS[name]
+    from bayes_scaling.dynamics import DYNAMICS_LAWS
+
+    return DYNAMICS_LAWS[name]
+
+
+def _table_class(ds: xr.Dataset) -> Any:
+    """The class of the table stored in a fit file: ``RunTable``, or a ``CurveTable``."""
+    if ds.attrs.get("table") == "curves":
+        from bayes_scaling.dynamics import CurveTable
+
+        return CurveTable
+    return RunTable

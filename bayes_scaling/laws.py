@@ -140,6 +140,17 @@ def log_kaplan_d(log_d, *, log_d_c, alpha_d, xp=NUMPY_OPS):
     return alpha_d * (log_d_c - log_d)
 
 
+def kaplan_d_tokens_needed(n, target, *, d_c, alpha_d):
+    r"""Tokens needed to reach ``target`` under Kaplan's ``L(D)`` (eq. 1.2): any ``n``.
+
+    .. math:: D^* = D_c \, (L^*)^{-1/\alpha_D}
+
+    The law has no floor (``L -> 0`` as ``D -> inf``), so every positive target is reachable.
+    """
+    target = np.asarray(target, dtype=float)
+    return np.broadcast_to(d_c * target ** (-1.0 / alpha_d), np.broadcast(n, target, d_c).shape)
+
+
 # --------------------------------------------------------------------------------------------
 # The registry: a law is data, not a class
 # --------------------------------------------------------------------------------------------
@@ -164,6 +175,12 @@ class Law:
         the constant ``p_c`` equals the law at ``log x`` with ``p = p_c + k * m``, where ``k``
         is the exponent parameter (or 1 when ``None``). The sampler works with ``p_c``: it
         removes the ridge between ``log A`` and ``alpha`` (DESIGN.md).
+    scaled
+        Centred log-scale constants the sampler multiplies by an exponent:
+        ``{param: exponent_param}``. The sampler works with ``s = k * p_c`` (``p_c`` the centred
+        constant, ``k`` the exponent), the log of the loss the term contributes at the ladder's
+        centre. Kaplan's ``log N_c ~ 30`` sits on a curved ridge with ``alpha_N ~ 0.08``
+        (only their product is pinned by the loss level); ``s`` removes it. Empty: no scaling.
     floor
         ``floor(log_n, **params)``: log of the loss at infinite data, or ``None``.
     tokens_needed
@@ -179,6 +196,7 @@ class Law:
     params: tuple[str, ...]
     log_mean: Callable[..., Any]
     centring: Mapping[str, tuple[str, str | None]] = field(default_factory=dict)
+    scaled: Mapping[str, str] = field(default_factory=dict)
     floor: Callable[..., Any] | None = None
     tokens_needed: Callable[..., Any] | None = None
     optimal: Callable[..., Any] | None = None
@@ -209,6 +227,20 @@ class Law:
             out[p] = theta[p] - (theta[k] if k else 1.0) * centre[inp]
         return out
 
+    def unscale(self, theta_s: Mapping[str, Any]) -> dict[str, Any]:
+        """Centred constants from the sampler's scaled ones: ``p_c = s / k`` (see ``scaled``)."""
+        out = dict(theta_s)
+        for p, k in self.scaled.items():
+            out[p] = theta_s[p] / theta_s[k]
+        return out
+
+    def scale(self, theta_c: Mapping[str, Any]) -> dict[str, Any]:
+        """Inverse of :meth:`unscale`: ``s = k * p_c``."""
+        out = dict(theta_c)
+        for p, k in self.scaled.items():
+            out[p] = theta_c[p] * theta_c[k]
+        return out
+
     def evaluate_log(self, log_inputs: Mapping[str, Any], theta: Mapping[str, Any],
                      xp: Any = NUMPY_OPS) -> Any:
         """Log mean loss at ``log_inputs`` (a mapping input name -> log value)."""
@@ -236,6 +268,7 @@ LAWS: dict[str, Law] = {
         "kaplan", ("n", "d"), ("log_n_c", "log_d_c", "alpha_n", "alpha_d"),
         log_mean=log_kaplan,
         centring={"log_n_c": ("n", None), "log_d_c": ("d", None)},
+        scaled={"log_n_c": "alpha_n", "log_d_c": "alpha_d"},
         floor=kaplan_floor, tokens_needed=kaplan_tokens_needed, optimal=kaplan_optimal,
         citation="Kaplan et al. (2020), arXiv:2001.08361, eq. 1.5",
         formula="L(N, D) = [(N_c/N)^(alpha_N/alpha_D) + D_c/D]^alpha_D",
@@ -244,19 +277,22 @@ LAWS: dict[str, Law] = {
         "kaplan_e", ("n", "d"), ("log_e", "log_n_c", "log_d_c", "alpha_n", "alpha_d"),
         log_mean=log_kaplan_e,
         centring={"log_n_c": ("n", None), "log_d_c": ("d", None)},
+        scaled={"log_n_c": "alpha_n", "log_d_c": "alpha_d"},
         floor=kaplan_e_floor, tokens_needed=kaplan_tokens_needed, optimal=kaplan_optimal,
         citation="Kaplan et al. (2020), arXiv:2001.08361, eq. 1.5, plus an irreducible loss E",
         formula="L(N, D) = E + [(N_c/N)^(alpha_N/alpha_D) + D_c/D]^alpha_D",
     ),
     "kaplan_n": Law(
         "kaplan_n", ("n",), ("log_n_c", "alpha_n"), log_mean=log_kaplan_n,
-        centring={"log_n_c": ("n", None)},
+        centring={"log_n_c": ("n", None)}, scaled={"log_n_c": "alpha_n"},
+        floor=kaplan_floor,
         citation="Kaplan et al. (2020), arXiv:2001.08361, eq. 1.1",
         formula="L(N) = (N_c/N)^alpha_N",
     ),
     "kaplan_d": Law(
         "kaplan_d", ("d",), ("log_d_c", "alpha_d"), log_mean=log_kaplan_d,
-        centring={"log_d_c": ("d", None)},
+        centring={"log_d_c": ("d", None)}, scaled={"log_d_c": "alpha_d"},
+        tokens_needed=kaplan_d_tokens_needed,
         citation="Kaplan et al. (2020), arXiv:2001.08361, eq. 1.2",
         formula="L(D) = (D_c/D)^alpha_D",
     ),

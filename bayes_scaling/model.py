@@ -53,13 +53,14 @@ def _prior(name: str, prior: Prior, **kw: Any) -> Any:
     return getattr(pm, prior.dist)(name, **prior.kwargs, **kw)
 
 
-def _constant(p: str, spec: ModelSpec, runs: RunTable, centred: bool) -> Any:
+def _constant(p: str, spec: ModelSpec, runs: RunTable, centred: bool,
+              tau_name: str | None = None) -> Any:
     """The centred-scale constant ``p`` as a per-run tensor (or a scalar when shared)."""
     prior = spec.priors[p]
     if p not in spec.hierarchy.varying or runs.n_groups == 1:
         return _prior(f"{p}_c", prior)
     pop = _prior(f"{p}_c_pop", prior)
-    tau = _prior(f"{p}_tau", spec.hierarchy.tau)
+    tau = _prior(tau_name or f"{p}_tau", spec.hierarchy.tau)
     if centred:
         offset = pm.ZeroSumNormal(f"{p}_offset", sigma=tau, dims=GROUP)
     else:
@@ -79,12 +80,15 @@ def build_model(spec: ModelSpec, runs: RunTable) -> pm.Model:
         group_c: dict[str, Any] = {}
         pop_c: dict[str, Any] = {}
         for p in law.params:
-            made = _constant(p, spec, runs, centred)
+            made = _constant(p, spec, runs, centred,
+                             tau_name=f"{p}_scaled_tau" if p in law.scaled else None)
             if isinstance(made, tuple):
                 pop_c[p], group_c[p] = made
                 theta_c[p] = group_c[p][gi]
             else:
                 theta_c[p] = made
+        if law.scaled:
+            _unscale(law, theta_c, group_c, pop_c)
         x = {i: pt.as_tensor(logs[i] - centre[i]) for i in law.inputs}
         mu = law.evaluate_log(x, theta_c, xp=PYTENSOR_OPS)
         _record_natural(law, centre, theta_c, group_c, pop_c)
@@ -99,6 +103,22 @@ def build_model(spec: ModelSpec, runs: RunTable) -> pm.Model:
     return model
 
 
+def _unscale(law, theta_c, group_c, pop_c) -> None:
+    """Sampled ``s = k * p_c`` -> centred ``p_c`` in place (``Law.scaled``; Kaplan's laws).
+
+    Priors, offsets and ``tau`` of a scaled constant live on the scale of ``s`` (log loss of
+    the term at the ladder's centre); the natural-scale ``<p>_tau`` that queries read for an
+    unseen group is recorded as ``tau_s / k``.
+    """
+    for p, k in law.scaled.items():
+        theta_c[p] = theta_c[p] / theta_c[k]
+        if p in group_c:
+            group_c[p] = group_c[p] / group_c.get(k, theta_c[k])
+            k_pop = pop_c.get(k, theta_c[k])
+            pop_c[p] = pop_c[p] / k_pop
+            pm.Deterministic(f"{p}_tau", pm.modelcontext(None)[f"{p}_scaled_tau"] / k_pop)
+
+
 def _record_natural(law, centre, theta_c, group_c, pop_c) -> None:
     """Deterministics for the law's constants on the natural scale (what queries read)."""
     shared = {p: v for p, v in theta_c.items() if p not in group_c}
@@ -110,5 +130,87 @@ def _record_natural(law, centre, theta_c, group_c, pop_c) -> None:
         if p in group_c:
             pm.Deterministic(p, nat_group[p], dims=GROUP)
             pm.Deterministic(f"{p}_pop", nat_pop[p])
+        else:
+            pm.Deterministic(p, nat_group[p])
+
+
+# -------------------------------------------------------------------------------- loss curves
+def build_dynamics_model(spec: ModelSpec, curves: Any, *, curve_effects: bool = True) -> pm.Model:
+    r"""The PyMC model of a curve law (:mod:`bayes_scaling.dynamics`) for a ``CurveTable``.
+
+    Each constant is sampled on the centred scale of :func:`bayes_scaling.dynamics.uncentre`
+    (the log of its term at the ladder's centre), with zero-sum group offsets when it varies.
+    The log loss of every checkpoint is :math:`\log L(N, S, B)`, solved inside the graph by
+    :func:`bayes_scaling.dynamics.solve_step_term`: its Newton/bisection iterations run with
+    gradients stopped and one last Newton step carries them, which at the root is the exact
+    implicit-function gradient. With ``curve_effects`` each curve gets an offset on log loss of
+    sd ``sigma_curve`` (non-centred); the likelihood is Normal or Student-t on log loss.
+
+    Posterior variables: the law's natural constants (dims ``group`` when varying), their
+    ``<p>_pop`` and natural-scale ``<p>_tau``, ``sigma``, ``nu``, ``sigma_curve``.
+    """
+    from pytensor.gradient import disconnected_grad
+
+    from bayes_scaling import dynamics as dyn
+
+    law = dyn.DYNAMICS_LAWS[spec.law]
+    centre = dyn.input_centre(curves)
+    gi = curves.group_index
+    ops = SimpleNamespace(exp=pt.exp, log=pt.log, logaddexp=pt.logaddexp, where=pt.switch,
+                          stop_gradient=disconnected_grad, done=lambda _h: False)
+    coords = {GROUP: list(curves.group_names), dyn.CURVE: list(curves.curve_ids),
+              dyn.OBS: np.arange(curves.n_points)}
+    with pm.Model(coords=coords) as model:
+        shared, group_c, pop_c, tau_c = {}, {}, {}, {}
+        for p in law.params:
+            if p in spec.hierarchy.varying and curves.n_groups > 1:
+                pop_c[p], group_c[p], tau_c[p] = _dynamics_offsets(p, spec, curves)
+            else:
+                shared[p] = _prior(f"{p}_c", spec.priors[p])
+        per_point = {**shared, **{p: v[gi] for p, v in group_c.items()}}
+        logs = [pt.as_tensor(x) for x in (curves.log_n, curves.log_s, curves.log_b)]
+        mu = law.log_mean(*logs, **dyn.uncentre(per_point, centre), xp=ops,
+                          iterations=dyn.GRAPH_ITERATIONS)
+        _record_dynamics(law, centre, shared, group_c, pop_c, tau_c)
+        if curve_effects:
+            sd = _prior("sigma_curve", dyn.CURVE_SD_PRIOR)
+            mu = mu + sd * pm.Normal("curve_z", 0.0, 1.0, dims=dyn.CURVE)[curves.curve_index]
+        sigma = _prior("sigma", spec.likelihood.sigma)
+        if spec.likelihood.family == "studentt":
+            nu = _prior("nu", spec.likelihood.nu)
+            pm.StudentT("log_loss", nu=nu, mu=mu, sigma=sigma, observed=curves.log_loss,
+                        dims=dyn.OBS)
+        else:
+            pm.Normal("log_loss", mu=mu, sigma=sigma, observed=curves.log_loss, dims=dyn.OBS)
+    model.bayes_scaling_centre = centre  # type: ignore[attr-defined]
+    return model
+
+
+def _dynamics_offsets(p: str, spec: ModelSpec, curves: Any) -> tuple[Any, Any, Any]:
+    """Population value, per-group values and spread of a varying centred constant."""
+    pop = _prior(f"{p}_c_pop", spec.priors[p])
+    tau = _prior(f"{p}_c_tau", spec.hierarchy.tau)
+    counts = np.bincount(curves.group_index, minlength=curves.n_groups)
+    choice = spec.hierarchy.parameterization
+    centred = choice == "centred" or (choice == "auto" and counts.min() >= CENTRED_MIN_RUNS)
+    if centred:
+        offset = pm.ZeroSumNormal(f"{p}_offset", sigma=tau, dims=GROUP)
+    else:
+        offset = tau * pm.ZeroSumNormal(f"{p}_z", sigma=1.0, dims=GROUP)
+    return pop, pop + offset, tau
+
+
+def _record_dynamics(law, centre, shared, group_c, pop_c, tau_c) -> None:
+    """Natural-scale constants per group and population, and ``<p>_tau`` on that scale."""
+    from bayes_scaling.dynamics import OFFSET_SCALE, uncentre
+
+    nat_group = uncentre({**shared, **group_c}, centre)
+    nat_pop = uncentre({**shared, **pop_c}, centre)
+    for p in law.params:
+        if p in group_c:
+            pm.Deterministic(p, nat_group[p], dims=GROUP)
+            pm.Deterministic(f"{p}_pop", nat_pop[p])
+            k = OFFSET_SCALE.get(p)
+            pm.Deterministic(f"{p}_tau", tau_c[p] / ({**shared, **pop_c}[k] if k else 1.0))
         else:
             pm.Deterministic(p, nat_group[p])

@@ -15,6 +15,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from bayes_scaling.errors import SpecError
@@ -35,6 +36,11 @@ LIKELIHOODS = ("normal", "studentt")
 PARAMETERIZATIONS = ("auto", "centred", "noncentred")
 #: Under ``parameterization = "auto"`` a hierarchy is centred when every group has this many runs.
 CENTRED_MIN_RUNS = 20
+#: Loss-curve laws (``bayes_scaling.dynamics``; inputs N, S, B, so not in ``LAWS``, whose laws
+#: are L(N, D) laws): name -> parameters in sampling scale.
+CURVE_LAWS: dict[str, tuple[str, ...]] = {
+    "dynamics": ("log_n_c", "alpha_n", "log_s_c", "alpha_s", "log_b_star", "alpha_b"),
+}
 
 
 @dataclass(frozen=True)
@@ -114,11 +120,12 @@ class ModelSpec:
         if unknown:
             raise SpecError(f"{where}: unknown keys {sorted(unknown)}")
         law_name = raw.get("law")
-        if law_name not in LAWS:
-            close = difflib.get_close_matches(str(law_name), LAWS, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(LAWS)}"
+        known = {**{k: v.params for k, v in LAWS.items()}, **CURVE_LAWS}
+        if law_name not in known:
+            close = difflib.get_close_matches(str(law_name), known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(known)}"
             raise SpecError(f"{where}: unknown law {law_name!r}{hint}")
-        law = LAWS[law_name]
+        law = SimpleNamespace(params=known[law_name])
         raw_priors = raw.get("priors", {})
         missing = [p for p in law.params if p not in raw_priors]
         extra = [p for p in raw_priors if p not in law.params]

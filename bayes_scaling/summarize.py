@@ -6,6 +6,7 @@ quantile of the draws, so "90% of outcomes fall inside" is exactly what a backte
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -52,8 +53,8 @@ def interval_table(samples: np.ndarray, *, probs: Sequence[float] = DEFAULT_PROB
     q = np.where(np.isnan(q), np.inf, q)  # inf - inf inside the interpolation
     at = dict(zip(qs, q, strict=True))
     finite = np.where(np.isfinite(s), s, np.nan)
-    with np.errstate(invalid="ignore"), np.testing.suppress_warnings() as sup:
-        sup.filter(RuntimeWarning)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-inf columns: mean is NaN
         mean = np.nanmean(finite, axis=0)
     cols: dict[str, Any] = {"mean": mean, "median": at[0.5],
                             "lower": at[(1 - interval) / 2], "upper": at[(1 + interval) / 2],

@@ -16,7 +16,7 @@ os.environ.setdefault("BAYES_SCALING_DATA", str(SHARED_DATA))
 os.environ.setdefault("BAYES_SCALING_CACHE", str(ROOT / ".pytest-cache-data"))
 
 #: Small, seeded sampler settings for slow tests.
-SMALL = {"chains": 2, "draws": 400, "tune": 400}
+SMALL = {"chains": 2, "draws": 1000, "tune": 700}
 EPOCH_FIT = {"e": 1.8172, "a": 477.8, "b": 2144.0, "alpha": 0.3473, "beta": 0.3672}
 
 

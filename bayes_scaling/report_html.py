@@ -1,0 +1,820 @@
+"""The risk report of a compute proposal: one self-contained HTML page, Markdown and JSON.
+
+:func:`write_report` turns the dict of :func:`bayes_scaling.risk.build_risk` into
+``report.html`` (figures inline as base64 PNG; no scripts, no external fonts, styles or requests,
+and a Content-Security-Policy that forbids them), ``report.md`` (figures beside it in
+``figures/``) and ``report.json`` (the dict itself). Every number on the page is rendered from
+``report.json`` by one function, :func:`fmt`, inside a ``<span class="num" data-k=PATH
+data-fmt=KIND>``, so a test can check each shown number against the JSON. Every string that
+comes from data or a proposal is escaped with :func:`html.escape`.
+
+The page and the Markdown are two renderings of one list of blocks (:func:`document`).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import os
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bayes_scaling.report import atomic_write_text
+
+#: Files written by :func:`write_report` (plus ``figures/*.png``).
+REPORT_FILES = ("report.html", "report.md", "report.json")
+FIGURE_DPI = 100
+#: The P(target) a plan needs to be called likely (and the alternative's goal).
+LIKELY, UNLIKELY = 0.9, 0.5
+
+
+# ------------------------------------------------------------------------------ formatting
+_SUFFIXES = ((1e12, " T"), (1e9, " B"), (1e6, " M"), (1e3, " k"))
+
+
+def _human(x: float) -> str:
+    """``1.4e12 -> "1.4 T"``, ``7e10 -> "70 B"``, ``9.3e5 -> "933 k"``, 3 significant digits."""
+    ax = abs(x)
+    if ax >= 1e15:
+        return f"{x:.2e}".replace("e+", "e")
+    for scale, suffix in _SUFFIXES:
+        if ax >= scale:
+            text = f"{x / scale:.3g}"
+            if float(text) < 1000:
+                return text + suffix
+    return f"{x:.3g}"
+
+
+_FORMATS: dict[str, Callable[[float], str]] = {
+    "prob": lambda x: f"{x:.3f}",            # P(target): 3 decimals, the checked precision
+    "loss": lambda x: f"{x:.3f}",            # nats/token
+    "params": _human, "tokens": _human, "count": _human,
+    "flops": lambda x: f"{x:.2g}".replace("e+", "e"),
+    "decades": lambda x: f"{x:+.2f}",
+    "pct": lambda x: f"{100 * x:.0f}%",      # a fraction shown as a percentage
+    "pcterr": lambda x: f"{x:.2f}%",         # already in percent
+    "int": lambda x: f"{round(x):d}",
+    "ratio": lambda x: f"{x:.3g}",
+    "rhat": lambda x: f"{x:.3f}",
+    "elpd": lambda x: f"{x:.1f}",
+    "weight": lambda x: f"{x:.3f}",
+    "const": lambda x: f"{x:.4g}".replace("e+", "e"),
+    "seconds": lambda x: f"{x:.1f}",
+    "small": lambda x: f"{x:.4f}",
+}
+
+
+def fmt(value: Any, kind: str) -> str:
+    """The one place a report number becomes text: ``value`` as stored in ``report.json``.
+
+    ``kind`` is one of :data:`_FORMATS` (``prob``, ``loss``, ``tokens``, ``flops``, ...);
+    ``None`` shows as ``n/a`` and the string ``"inf"`` as ``∞``.
+    """
+    if kind not in _FORMATS:
+        raise ValueError(f"unknown number kind {kind!r}")
+    if value is None:
+        return "n/a"
+    if isinstance(value, str):
+        return {"inf": "∞", "-inf": "-∞"}.get(value, "n/a")
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return _FORMATS[kind](float(value))
+
+
+# ------------------------------------------------------------------------------ the document
+@dataclass(frozen=True)
+class Num:
+    """A number of the report: its path in ``report.json`` and its format kind."""
+
+    path: tuple[str | int, ...]
+    kind: str
+
+
+Part = str | Num
+Parts = Sequence[Part]
+
+
+@dataclass(frozen=True)
+class Block:
+    """One block of the document: ``h2``/``h3`` (``text``), ``p``/``box`` (``parts``),
+    ``list`` (``items``), ``table`` (``header``, ``rows``) or ``figure`` (``text`` = key)."""
+
+    kind: str
+    text: str = ""
+    parts: Parts = ()
+    items: Sequence[Parts] = ()
+    header: Sequence[str] = ()
+    rows: Sequence[Sequence[Parts]] = ()
+    css: str = ""
+    caption: str = ""
+
+
+def lookup(risk: Mapping[str, Any], path: Sequence[str | int]) -> Any:
+    """The value at ``path`` (keys and list indices) in the report dict."""
+    node: Any = risk
+    for key in path:
+        node = node[key]
+    return node
+
+
+def _n(*path: str | int, kind: str) -> Num:
+    return Num(tuple(path), kind)
+
+
+def _iv(base: Sequence[str | int], p: int, kind: str) -> list[Part]:
+    """``lo – hi`` of the ``p``% interval stored at ``base`` (keys ``lo_p``/``hi_p``)."""
+    return [Num((*base, f"lo_{p}"), kind), " – ", Num((*base, f"hi_{p}"), kind)]
+
+
+def _h2(text: str) -> Block:
+    return Block("h2", text=text)
+
+
+def _p(*parts: Part, css: str = "") -> Block:
+    return Block("p", parts=parts, css=css)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Parts]]) -> Block:
+    return Block("table", header=header, rows=rows)
+
+
+def _verdict_word(p: float) -> tuple[str, str]:
+    if p >= LIKELY:
+        return "likely to reach the target", "good"
+    if p >= UNLIKELY:
+        return "uncertain to reach the target", "mid"
+    return "unlikely to reach the target", "bad"
+
+
+def headline_path(risk: Mapping[str, Any]) -> tuple[str, ...]:
+    """Path of the headline verdict: the model average when there is one, else family one."""
+    if risk["headline"] == "average":
+        return ("verdict", "average")
+    return ("verdict", "families", risk["headline"])
+
+
+def primary_family(risk: Mapping[str, Any]) -> str:
+    """The family the figures draw bands for: the largest stacking weight, else the first."""
+    w = risk.get("weights") or {}
+    return max(w, key=w.get) if w else risk["families"][0]
+
+
+def document(risk: Mapping[str, Any]) -> list[Block]:
+    """The report, top to bottom, as blocks shared by the HTML and the Markdown."""
+    blocks: list[Block] = []
+    for section in (_sec_header, _sec_verdict, _sec_loss, _sec_tokens, _sec_alternative,
+                    _sec_extrapolation, _sec_trust, _sec_convergence, _sec_priors,
+                    _sec_comparison, _sec_dynamics, _sec_provenance):
+        blocks += section(risk)
+    return blocks
+
+
+def _sec_header(risk: Mapping[str, Any]) -> list[Block]:
+    plan = ("plan",)
+    out = [Block("h1", text=risk["title"])]
+    if risk.get("description"):
+        out.append(_p(risk["description"]))
+    out.append(_p(
+        "Plan: N = ", Num((*plan, "n_params"), "params"), " parameters, D = ",
+        Num((*plan, "n_tokens"), "tokens"), " tokens (", Num((*plan, "tokens_per_param"), "ratio"),
+        " tokens per parameter), C = 6ND = ", Num((*plan, "flops"), "flops"), " FLOP",
+        *(["; batch ", Num((*plan, "batch_size"), "count"), " tokens (",
+           Num((*plan, "steps"), "count"), " steps)"] if risk["plan"]["batch_size"] else
+          ["; batch size not given"]),
+        ". Target: loss ≤ ", Num((*plan, "target_loss"), "loss"),
+        f" nats/token on the evaluation set of the runs, group '{risk['plan']['group']}'.",
+        css="plan"))
+    if risk["plan"]["split"] == "optimal":
+        out.append(_p("The proposal gave a FLOP budget only: N and D are the posterior-median "
+                      f"compute-optimal split of the first family ({risk['families'][0]})."))
+    if risk["warnings"]:
+        out.append(Block("list", items=[[w] for w in risk["warnings"]], css="warn"))
+    return out
+
+
+def _sec_verdict(risk: Mapping[str, Any]) -> list[Block]:
+    hp = headline_path(risk)
+    p = lookup(risk, (*hp, "predictive", "p_target"))
+    word, css = _verdict_word(p)
+    who = "model average" if risk["headline"] == "average" else risk["headline"]
+    out = [_h2("Verdict"), Block("box", css=css, parts=[
+        "P(loss ≤ ", Num(("plan", "target_loss"), "loss"), ") = ",
+        Num((*hp, "predictive", "p_target"), "prob"),
+        f" for one run of this plan ({who}, predictive band): {word}.",
+        " The law's mean alone (law band) reaches it with P = ",
+        Num((*hp, "law", "p_target"), "prob"), "."])]
+    out.append(_p("Predictive band: where one real run would land (the law's uncertainty, "
+                  "run-to-run noise, and a discrepancy that grows with the distance of "
+                  "extrapolation, learned inside the ladder). Law band: the spread of the "
+                  "law's mean only. P is the fraction of posterior draws at or below the "
+                  "target; the model average is the stacking-weighted sum over families."))
+    rows = []
+    if risk["verdict"]["average"]:
+        rows.append([["model average"], [Num(("verdict", "average", "predictive", "p_target"),
+                                             "prob")],
+                     [Num(("verdict", "average", "law", "p_target"), "prob")], ["1"]])
+    for fam in risk["families"]:
+        base = ("verdict", "families", fam)
+        w = [Num(("weights", fam), "weight")] if risk.get("weights") else ["n/a"]
+        rows.append([[fam], [Num((*base, "predictive", "p_target"), "prob")],
+                     [Num((*base, "law", "p_target"), "prob")], w])
+    out.append(_table(["", "P(target), predictive", "P(target), law band", "stacking weight"],
+                      rows))
+    return out
+
+
+def _band_rows(risk: Mapping[str, Any], base_of: Callable[[str], tuple], names: Sequence[str],
+               kind: str) -> list[list[Parts]]:
+    rows = []
+    for label in names:
+        base = base_of(label)
+        for band in ("predictive", "law"):
+            b = (*base, band)
+            rows.append([[label], [band], [Num((*b, "median"), kind)], _iv(b, 50, kind),
+                         _iv(b, 90, kind)])
+    return rows
+
+
+def _sec_loss(risk: Mapping[str, Any]) -> list[Block]:
+    names = (["model average"] if risk["verdict"]["average"] else []) + list(risk["families"])
+
+    def base(label: str) -> tuple:
+        return (("verdict", "average") if label == "model average"
+                else ("verdict", "families", label))
+
+    return [_h2("Predicted loss of the planned run"),
+            _p("Loss in nats/token at N = ", Num(("plan", "n_params"), "params"), ", D = ",
+               Num(("plan", "n_tokens"), "tokens"), "."),
+            _table(["", "band", "median", "50% interval", "90% interval"],
+                   _band_rows(risk, base, names, "loss"))]
+
+
+def _sec_tokens(risk: Mapping[str, Any]) -> list[Block]:
+    rows = []
+    tn = risk["tokens_needed"]
+    names = (["model average"] if tn["average"] else []) + list(risk["families"])
+    for label in names:
+        b = ("tokens_needed", "average") if label == "model average" else \
+            ("tokens_needed", "families", label)
+        rows.append([[label], [Num((*b, "median"), "tokens")], _iv(b, 50, "tokens"),
+                     _iv(b, 90, "tokens"), [Num((*b, "p_unreachable"), "prob")],
+                     [Num((*b, "median_tokens_per_param"), "ratio")]])
+    return [_h2("Tokens needed at the planned size"),
+            _p("Training tokens for the law's mean loss at N = ", Num(("plan", "n_params"),
+                                                                      "params"),
+               " to reach ", Num(("plan", "target_loss"), "loss"), " nats/token (law band). "
+               "Unreachable: the target lies below the size's floor (its loss with infinite "
+               "data), so no number of tokens suffices; ∞ in an interval means that."),
+            _table(["", "median", "50% interval", "90% interval", "P(unreachable)",
+                    "tokens per parameter (median)"], rows)]
+
+
+def _sec_alternative(risk: Mapping[str, Any]) -> list[Block]:
+    alt = risk["alternative"]
+    key = ("alternative", "average") if alt["average"] else \
+        ("alternative", "families", risk["headline"])
+    a = lookup(risk, key)
+    who = "model average" if alt["average"] else risk["headline"]
+    out = [_h2("The compute-optimal alternative"),
+           _p("Every split of the same budget, C = ", Num(("plan", "flops"), "flops"),
+              f" FLOP, scored by P(target) under the predictive band ({who}). The best split "
+              "is N = ", Num((*key, "best", "n_params"), "params"), ", D = ",
+              Num((*key, "best", "n_tokens"), "tokens"), " (",
+              Num((*key, "best", "tokens_per_param"), "ratio"), " tokens per parameter) with "
+              "P = ", Num((*key, "best", "p_target"), "prob"), "; the plan has ",
+              Num(("plan", "tokens_per_param"), "ratio"), " tokens per parameter.")]
+    if a["goal_range"]:
+        r = (*key, "goal_range")
+        out.append(_p("Splits of this budget with P(target) ≥ ", Num((*key, "goal"), "prob"),
+                      ": N from ", Num((*r, "low", "n_params"), "params"), " (D = ",
+                      Num((*r, "low", "n_tokens"), "tokens"), ") to ",
+                      Num((*r, "high", "n_params"), "params"), " (D = ",
+                      Num((*r, "high", "n_tokens"), "tokens"), ").", css="good"))
+    else:
+        out.append(_p("No split of this budget reaches P(target) ≥ ", Num((*key, "goal"),
+                                                                         "prob"), ".",
+                      css="bad"))
+    if a["budget_for_goal"]:
+        g = (*key, "budget_for_goal")
+        out.append(_p("The smallest budget whose best split reaches P ≥ ",
+                      Num((*key, "goal"), "prob"), " is ", Num((*g, "flops"), "flops"),
+                      " FLOP (", Num((*g, "times_plan"), "ratio"), "× the plan): N = ",
+                      Num((*g, "n_params"), "params"), ", D = ", Num((*g, "n_tokens"), "tokens"),
+                      ", P = ", Num((*g, "p_target"), "prob"), "."))
+    else:
+        out.append(_p("No budget up to ", Num((*key, "max_budget_searched"), "flops"),
+                      " FLOP (1000× the plan) reaches P ≥ ", Num((*key, "goal"), "prob"),
+                      " at any split."))
+    rows = []
+    for fam in risk["families"]:
+        f = ("alternative", "families", fam)
+        o = (*f, "optimal_split")
+        rows.append([[fam], [Num((*o, "n_opt", "median"), "params")],
+                     [Num((*o, "d_opt", "median"), "tokens")],
+                     [Num((*o, "tokens_per_param", "median"), "ratio")],
+                     [Num((*o, "p_target"), "prob")],
+                     [Num((*f, "best", "n_params"), "params"), " / ",
+                      Num((*f, "best", "n_tokens"), "tokens")],
+                     [Num((*f, "best", "p_target"), "prob")]])
+    out.append(_table(["", "N_opt (law, median)", "D_opt", "tokens/param", "P at N_opt",
+                       "best split N / D", "P at best"], rows))
+    out.append(Block("figure", text="alternative",
+                     caption="Left: P(target) over the splits of the planned budget. Right: "
+                             "P(target) at the best split of each budget."))
+    return out
+
+
+def _sec_extrapolation(risk: Mapping[str, Any]) -> list[Block]:
+    rows = []
+    for axis, label, kind in (("n_params", "parameters N", "params"),
+                              ("n_tokens", "tokens D", "tokens"), ("flops", "compute C", "flops")):
+        b = ("extrapolation", axis)
+        rows.append([[label], [Num((*b, "smallest_run"), kind)], [Num((*b, "largest_run"), kind)],
+                     [Num((*b, "plan"), kind)], [Num((*b, "decades_past_largest"), "decades")]])
+    return [_h2("Extrapolation"),
+            _p("How far the plan lies past the largest run, in decades (log10 of the ratio)."),
+            _table(["", "smallest run", "largest run", "plan", "decades past the largest"],
+                   rows),
+            Block("figure", text="extrapolation",
+                  caption=f"Left: runs and the bands of {primary_family(risk)} along the "
+                          "plan's tokens per parameter, the plan (star, 90% predictive) and "
+                          "the target. Right: the runs in (N, D), the plan and the best split "
+                          "of its budget.")]
+
+
+def _sec_trust(risk: Mapping[str, Any]) -> list[Block]:
+    t = risk["trust"]
+    out = [_h2("Trust: backtest on these runs")]
+    if t.get("status") != "ok":
+        return [*out, _p(f"Backtest {t.get('status')}.", css="bad")]
+    out.append(_p(f"The largest {t['holdout_top']} level(s) of {t['holdout_by']} were held "
+                  f"out, {t['model']} was refitted on the rest and predicted them. A calibrated "
+                  "method's 90% band holds about 90% of the held-out runs. The held-out runs "
+                  "lie at most ", Num(("trust", "bayes", "max_decades_out"), "decades"),
+                  " decades from the remaining runs; the plan is ",
+                  Num(("extrapolation", "flops", "decades_past_largest"), "decades"),
+                  " decades of compute past the largest run."))
+    rows = []
+    for key, label in (("bayes", "Bayesian (this report)"),
+                       ("baseline", "Huber + bootstrap (Hoffmann/Epoch)")):
+        rec = t.get(key) or {}
+        if rec.get("status", "ok") != "ok":
+            rows.append([[label], [rec["status"]], [], [], [], [], [], []])
+            continue
+        b = ("trust", key)
+        rows.append([[label], [Num((*b, "n_holdout"), "int")],
+                     *[[Num((*b, "coverage", c), "pct")] for c in ("50", "80", "90", "95")],
+                     [Num((*b, "median_abs_pct_error"), "pcterr")],
+                     [Num((*b, "mean_rel_width_90"), "pct")]])
+    out.append(_table(["method", "held out", "in 50%", "in 80%", "in 90%", "in 95%",
+                       "median abs. error", "90% width (rel.)"], rows))
+    runs_rows = []
+    base_ok = (t.get("baseline") or {}).get("status", "ok") == "ok"
+    base_at = {q["run_id"]: j for j, q in enumerate(t["baseline"]["runs"])} if base_ok else {}
+    for i, run in enumerate(t["bayes"]["runs"]):
+        r = ("trust", "bayes", "runs", i)
+        row: list[Parts] = [[run["run_id"]], [Num((*r, "n_params"), "params")],
+                            [Num((*r, "n_tokens"), "tokens")], [Num((*r, "observed"), "loss")],
+                            [Num((*r, "median"), "loss"), " (", *_iv(r, 90, "loss"), ")"]]
+        if base_ok:
+            j = base_at.get(run["run_id"])
+            q = ("trust", "baseline", "runs", j)
+            row.append(["not held out"] if j is None else
+                       [Num((*q, "median"), "loss"), " (", *_iv(q, 90, "loss"), ")"])
+        runs_rows.append(row)
+    out.append(_table(["run", "N", "D", "observed loss", "Bayesian median (90%)",
+                       *(["baseline median (90%)"] if base_ok else [])], runs_rows))
+    out.append(Block("figure", text="backtest",
+                     caption="Held-out runs: observed loss and the 90% predictive intervals "
+                             "of both methods, fitted without them."))
+    return out
+
+
+def _diag_row(label: str, b: tuple) -> list[Parts]:
+    return [[label], [Num((*b, "max_rhat"), "rhat")], [Num((*b, "min_ess_bulk"), "int")],
+            [Num((*b, "min_ess_tail"), "int")], [Num((*b, "divergences"), "int")],
+            [Num((*b, "chains"), "int"), " × ", Num((*b, "draws"), "int")],
+            [Num((*b, "sampling_seconds"), "seconds")], [Num((*b, "passed"), "int")]]
+
+
+def _sec_convergence(risk: Mapping[str, Any]) -> list[Block]:
+    rows = [_diag_row(fam, ("convergence", fam)) for fam in risk["families"]]
+    bayes = risk["trust"].get("bayes") if isinstance(risk["trust"], Mapping) else None
+    if bayes and bayes.get("diagnostics"):
+        rows.append(_diag_row(f"{bayes['model']} (backtest refit)",
+                              ("trust", "bayes", "diagnostics")))
+    out = [_h2("Convergence diagnostics"),
+           _p("Gate: r̂ ≤ 1.01, bulk and tail ESS ≥ 400, no divergent transitions "
+              "(Vehtari et al. 2021). A fit that fails is shown with a warning at the top."),
+           _table(["fit", "max r̂", "min bulk ESS", "min tail ESS", "divergences",
+                   "chains × draws", "sampling s", "passed"], rows)]
+    items = []
+    for fam in risk["families"]:
+        cal = risk["convergence"][fam].get("calibration")
+        if cal:
+            c = ("convergence", fam, "calibration")
+            items.append([f"{fam}: extrapolation discrepancy κ = ",
+                          Num((*c, "kappa_mean"), "small"), " sd of log loss per decade, τ0 = ",
+                          Num((*c, "tau0_mean"), "small"), ", learned from ",
+                          Num((*c, "n_heldout"), "int"), " held-out runs in ",
+                          Num((*c, "n_refits"), "int"), " rolling-origin refits inside the "
+                          "ladder."])
+    if items:
+        out.append(Block("list", items=items))
+    return out
+
+
+def _sec_priors(risk: Mapping[str, Any]) -> list[Block]:
+    out = [_h2("Priors and posterior constants")]
+    for fam in risk["families"]:
+        pr = risk["priors"][fam]
+        out.append(Block("h3", text=f"{fam}: {pr['formula']}"))
+        lik, hier = pr["likelihood"], pr["hierarchy"]
+        out.append(_p(f"{pr['citation']}. Likelihood on log loss: {lik['family']}, σ ~ "
+                      f"{lik['sigma']}" + (f", ν ~ {lik['nu']}" if lik["nu"] else "")
+                      + ". Varying by group: " + (", ".join(hier["varying"]) or "none")
+                      + f" (spread τ ~ {hier['tau']}). Note: {pr['note']}."))
+        prior_rows = [[[p["param"]], [p["prior"]]] for p in pr["priors"]]
+        out.append(_table(["parameter", "prior"], prior_rows))
+        const_rows = []
+        for i, c in enumerate(risk["constants"][fam]):
+            b = ("constants", fam, i)
+            const_rows.append([[c["constant"]], [str(c["group"])], [Num((*b, "median"), "const")],
+                               [Num((*b, "lower"), "const"), " – ", Num((*b, "upper"), "const")]])
+        out.append(_table(["constant", "group", "posterior median", "90% interval"], const_rows))
+    return out
+
+
+def _sec_comparison(risk: Mapping[str, Any]) -> list[Block]:
+    cmp_ = risk["comparison"]
+    out = [_h2("Kaplan vs Chinchilla")]
+    if not cmp_.get("available"):
+        return [*out, _p(cmp_["reason"], css="bad")]
+    out.append(_p("Each family fitted to the same runs, compared by PSIS-LOO (expected log "
+                  "predictive density of a left-out run; higher is better), with stacking "
+                  "weights, and by the compute-optimal exponent a (N_opt ∝ C^a)."))
+    rows = []
+    for i, r in enumerate(cmp_["table"]):
+        b = ("comparison", "table", i)
+        rows.append([[str(r["model"])], [Num((*b, "elpd_loo"), "elpd"), " ± ",
+                                         Num((*b, "se"), "elpd")],
+                     [Num((*b, "elpd_diff"), "elpd"), " ± ", Num((*b, "dse"), "elpd")],
+                     [Num((*b, "weight"), "weight")], [Num((*b, "p_loo"), "elpd")],
+                     [Num((*b, "n_bad_pareto_k"), "int")],
+                     [Num((*b, "a_median"), "small"), " (", Num((*b, "a_lower"), "small"), " – ",
+                      Num((*b, "a_upper"), "small"), ")"]])
+    out.append(_table(["model", "ELPD-LOO ± SE", "difference ± SE", "weight", "p_loo",
+                       "Pareto k > 0.7", "a (90%)"], rows))
+    out.append(Block("h3", text="Side by side at the plan"))
+    side = []
+    for fam in risk["families"]:
+        b = ("verdict", "families", fam, "predictive")
+        side.append([[fam], [Num((*b, "median"), "loss")], _iv(b, 90, "loss"),
+                     [Num((*b, "p_target"), "prob")],
+                     [Num(("tokens_needed", "families", fam, "median"), "tokens")],
+                     [Num(("alternative", "families", fam, "optimal_split", "n_opt", "median"),
+                          "params")]])
+    out.append(_table(["family", "loss median", "90% predictive", "P(target)",
+                       "tokens needed", "N_opt at the plan's FLOPs"], side))
+    out.append(_diverge_para(cmp_.get("diverge") or {}))
+    if cmp_.get("notes"):
+        out.append(Block("list", items=[[n] for n in cmp_["notes"]]))
+    return out
+
+
+def _diverge_para(dv: Mapping[str, Any]) -> Block:
+    if not dv:
+        return _p("Where they part: not computed.")
+    if dv.get("flops") is None:
+        return _p("Where they part: the 90% predictive bands overlap over the whole scanned "
+                  "range, ", Num(("comparison", "diverge", "flops_range", 0), "flops"), " – ",
+                  Num(("comparison", "diverge", "flops_range", 1), "flops"), " FLOP.")
+    b = ("comparison", "diverge")
+    return _p(f"Where they part ({dv.get('allocation', '')}): the 90% predictive bands stop "
+              "overlapping at C = ", Num((*b, "flops"), "flops"), " FLOP (N = ",
+              Num((*b, "n_params"), "params"), ", D = ", Num((*b, "n_tokens"), "tokens"),
+              "); the plan is at ", Num(("plan", "flops"), "flops"), " FLOP.")
+
+
+def _sec_dynamics(risk: Mapping[str, Any]) -> list[Block]:
+    dyn = risk["dynamics"]
+    return [_h2("Training dynamics"),
+            _p("Included." if dyn.get("included") else f"Not included: {dyn['reason']}.")]
+
+
+def _sec_provenance(risk: Mapping[str, Any]) -> list[Block]:
+    pv = risk["provenance"]
+    files = [[[f["entry"]], [f["path"]], [f["sha256"]],
+              [Num(("provenance", "data_files", i, "rows_used"), "int")]]
+             for i, f in enumerate(pv["data_files"])]
+    models = [[[m["family"]], [m["spec_sha256"][:16]], [m["data_sha256"][:16]],
+               [str(m.get("file") or "(given)")],
+               ["reused" if m.get("reused") else "fitted now"],
+               [str(m.get("seed"))], [str(m.get("backend"))]] for m in pv["models"]]
+    vers = ", ".join(f"{k} {v}" for k, v in pv["versions"].items())
+    return [_h2("Provenance"),
+            _table(["data", "file", "sha256", "runs used"], files),
+            _p(f"Run table: {pv['runs']['n_runs']} runs, groups "
+               f"{', '.join(pv['runs']['groups'])}, N counts {pv['runs']['param_count']} "
+               f"parameters, fingerprint {pv['runs']['fingerprint']}."),
+            _table(["family", "spec sha256", "data sha256", "fit file", "fit", "seed",
+                    "backend"], models),
+            _p(f"Proposal {pv['proposal_file'] or '(in memory)'}"
+               + (f" (sha256 {pv['proposal_sha256']})" if pv["proposal_sha256"] else "")
+               + f"; seed {pv['seed']}; generated {pv['date']}; versions: {vers}.")]
+
+
+# ------------------------------------------------------------------------------ figures
+def _arr(v: Any) -> np.ndarray:
+    return np.array([np.nan if x is None else (np.inf if x == "inf" else x) for x in v],
+                    dtype=float)
+
+
+def make_figures(risk: Mapping[str, Any]) -> dict[str, Any]:
+    """The report's matplotlib figures, drawn from the dict only: ``{key: Figure}``."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    figs = {"extrapolation": _fig_extrapolation(risk), "alternative": _fig_alternative(risk)}
+    t = risk["trust"]
+    if isinstance(t, Mapping) and t.get("status") == "ok":
+        figs["backtest"] = _fig_backtest(risk)
+    return figs
+
+
+def _fig_extrapolation(risk: Mapping[str, Any]) -> Any:
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import ScalarFormatter
+
+    fam = primary_family(risk)
+    runs, curves = risk["figures"]["runs"], risk["figures"]["curve"]
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.3))
+    cv = curves[fam]
+    c = _arr(cv["flops"])
+    ax.fill_between(c, _arr(cv["predictive"]["lo_90"]), _arr(cv["predictive"]["hi_90"]),
+                    color="C0", alpha=0.15, label=f"90% predictive ({fam})")
+    for p, a in ((90, 0.25), (50, 0.45)):
+        ax.fill_between(c, _arr(cv["law"][f"lo_{p}"]), _arr(cv["law"][f"hi_{p}"]), color="C1",
+                        alpha=a, label=f"{p}% law band ({fam})")
+    for i, (name, other) in enumerate(curves.items()):
+        ax.plot(_arr(other["flops"]), _arr(other["law"]["median"]), lw=1,
+                ls="-" if name == fam else "--", color="k" if name == fam else f"C{i + 2}",
+                label=f"median, {name}")
+    sc = ax.scatter(_arr(runs["flops"]), _arr(runs["loss"]), c=np.log10(_arr(runs["n_tokens"])),
+                    s=9, cmap="viridis", zorder=3, label="runs")
+    fig.colorbar(sc, ax=ax, label="log10 tokens")
+    plan, v = risk["plan"], risk["verdict"]["families"][fam]["predictive"]
+    ax.errorbar([plan["flops"]], [v["median"]], yerr=[[v["median"] - v["lo_90"]],
+                                                       [v["hi_90"] - v["median"]]],
+                fmt="*", ms=13, color="C3", capsize=4, zorder=4, label="plan (90% predictive)")
+    ax.axhline(plan["target_loss"], color="C3", lw=0.8, ls=":", label="target")
+    ax.axvline(risk["extrapolation"]["flops"]["largest_run"], color="0.5", lw=0.8, ls=":")
+    ax.set(xscale="log", yscale="log", xlabel="training compute C (FLOP)",
+           ylabel="loss (nats/token)", title="loss vs compute, D/N as planned")
+    ax.yaxis.set_major_formatter(ScalarFormatter())
+    ax.yaxis.set_minor_formatter(ScalarFormatter())
+    ax.legend(fontsize=6.5, loc="upper right")
+    n, d = _arr(runs["n_params"]), _arr(runs["n_tokens"])
+    bx.scatter(n, d, s=9, c="0.3", label="runs")
+    alt = risk["alternative"]["average"] or risk["alternative"]["families"][risk["families"][0]]
+    grid_n = np.geomspace(n.min() / 2, max(n.max(), plan["n_params"]) * 4, 50)
+    bx.plot(grid_n, plan["flops"] / (6 * grid_n), color="C3", lw=0.8, ls="--",
+            label="same FLOPs as the plan")
+    bx.plot([plan["n_params"]], [plan["n_tokens"]], "*", ms=13, color="C3", label="plan")
+    bx.plot([alt["best"]["n_params"]], [alt["best"]["n_tokens"]], "D", ms=7, color="C2",
+            label="best split (P(target))")
+    bx.set(xscale="log", yscale="log", xlabel="parameters N", ylabel="training tokens D",
+           title="runs and plan in (N, D)")
+    bx.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def _fig_alternative(risk: Mapping[str, Any]) -> Any:
+    import matplotlib.pyplot as plt
+
+    g = risk["figures"]["grid"]
+    r, k = _arr(g["tokens_per_param"]), _arr(g["budget_decades"])
+    row = int(np.argmin(np.abs(k)))
+    grids = {f: np.array(v, dtype=float) for f, v in g["p_target"].items()}
+    w = risk.get("weights")
+    if w and len(grids) > 1:
+        grids = {"model average": sum(w[f] * grids[f] for f in w), **grids}
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 3.8))
+    plan = risk["plan"]
+    for i, (name, p) in enumerate(grids.items()):
+        style = {"color": "k", "lw": 2} if name == "model average" else {"color": f"C{i}"}
+        ax.plot(r, p[row], label=name, **style)
+        bx.plot(plan["flops"] * 10**k, p.max(axis=1), label=name, **style)
+    for a in (ax, bx):
+        a.axhline(LIKELY, color="0.4", ls=":", lw=0.8)
+        a.set(xscale="log", ylim=(-0.02, 1.02), ylabel="P(loss ≤ target), predictive")
+        a.legend(fontsize=7)
+    ax.axvline(plan["tokens_per_param"], color="C3", ls="--", lw=0.8)
+    ax.set(xlabel="tokens per parameter at the planned FLOPs", title="splits of the plan's budget")
+    bx.axvline(plan["flops"], color="C3", ls="--", lw=0.8)
+    bx.set(xlabel="FLOP budget (best split)", title="best split of each budget")
+    fig.tight_layout()
+    return fig
+
+
+def _fig_backtest(risk: Mapping[str, Any]) -> Any:
+    import matplotlib.pyplot as plt
+
+    t = risk["trust"]
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    order = {q["run_id"]: i for i, q in enumerate(t["bayes"]["runs"])}
+    for j, (key, label) in enumerate((("bayes", "Bayesian"), ("baseline", "Huber + bootstrap"))):
+        rec = t.get(key) or {}
+        if rec.get("status", "ok") != "ok":
+            continue
+        runs = [q for q in rec["runs"] if q["run_id"] in order]
+        x = np.array([order[q["run_id"]] for q in runs]) + (j - 0.5) * 0.2
+        med = _arr([q["median"] for q in runs])
+        lo, hi = _arr([q["lo_90"] for q in runs]), _arr([q["hi_90"] for q in runs])
+        ax.errorbar(x, med, yerr=[med - lo, hi - med], fmt="o", ms=4, capsize=3, color=f"C{j}",
+                    label=f"{label}: median, 90% band")
+    obs = _arr([q["observed"] for q in t["bayes"]["runs"]])
+    ax.plot(np.arange(obs.size), obs, "kx", ms=8, mew=2, label="observed")
+    ax.set_xticks(np.arange(obs.size))
+    ax.set_xticklabels([f"{q['n_params']:.2g}\n{q['n_tokens']:.2g}" for q in t["bayes"]["runs"]],
+                       fontsize=7)
+    ax.set(xlabel="held-out run (N over D)", ylabel="loss (nats/token)",
+           title="held-out predictions")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def _png(fig: Any) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=FIGURE_DPI, metadata={"Software": None})
+    return buf.getvalue()
+
+
+# ------------------------------------------------------------------------------ rendering
+_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;max-width:1100px;
+margin:1.5em auto;padding:0 1em;color:#1b1b1b;line-height:1.45}
+h1{font-size:1.6em;margin-bottom:.2em}h2{border-bottom:1px solid #ccc;margin-top:1.6em}
+table{border-collapse:collapse;margin:.6em 0;font-size:.92em}
+th,td{border:1px solid #ddd;padding:.25em .55em;text-align:left;vertical-align:top}
+th{background:#f3f3f3}td .num{white-space:nowrap}.num{font-variant-numeric:tabular-nums}
+.box{font-size:1.15em;padding:.7em 1em;border-radius:6px;border:2px solid}
+.box.good{background:#e8f6ea;border-color:#3a8a46}.box.mid{background:#fdf4e0;border-color:#c89000}
+.box.bad{background:#fbe9e7;border-color:#b3261e}p.good{color:#2b6b35}p.bad{color:#8c1d18}
+ul.warn{background:#fff3cd;border:1px solid #e0c060;padding:.5em 2em}
+figure{margin:1em 0}figure img{max-width:100%}figcaption{font-size:.88em;color:#555}
+p.plan{background:#f6f8fa;padding:.5em .8em}
+"""
+_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+
+
+def _html_parts(risk: Mapping[str, Any], parts: Parts) -> str:
+    out = []
+    for part in parts:
+        if isinstance(part, Num):
+            text = fmt(lookup(risk, part.path), part.kind)
+            out.append(f'<span class="num" data-k="{html.escape(json.dumps(list(part.path)))}" '
+                       f'data-fmt="{part.kind}">{html.escape(text)}</span>')
+        else:
+            out.append(html.escape(str(part)))
+    return "".join(out)
+
+
+def render_html(risk: Mapping[str, Any], blocks: Sequence[Block],
+                pngs: Mapping[str, bytes]) -> str:
+    """The self-contained page (figures as base64 PNG ``data:`` URIs)."""
+    body = []
+    for b in blocks:
+        cls = f' class="{b.css}"' if b.css else ""
+        if b.kind in ("h1", "h2", "h3"):
+            anchor = f' id="{html.escape(b.text.lower().replace(" ", "-")[:40])}"' \
+                if b.kind == "h2" else ""
+            body.append(f"<{b.kind}{anchor}>{html.escape(b.text)}</{b.kind}>")
+        elif b.kind == "p":
+            body.append(f"<p{cls}>{_html_parts(risk, b.parts)}</p>")
+        elif b.kind == "box":
+            body.append(f'<div class="box {b.css}">{_html_parts(risk, b.parts)}</div>')
+        elif b.kind == "list":
+            items = "".join(f"<li>{_html_parts(risk, it)}</li>" for it in b.items)
+            body.append(f"<ul{cls}>{items}</ul>")
+        elif b.kind == "table":
+            head = "".join(f"<th>{html.escape(h)}</th>" for h in b.header)
+            rows = "".join("<tr>" + "".join(f"<td>{_html_parts(risk, c)}</td>" for c in row)
+                           + "</tr>" for row in b.rows)
+            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+        elif b.kind == "figure" and b.text in pngs:
+            data = base64.b64encode(pngs[b.text]).decode("ascii")
+            body.append(f'<figure><img alt="{html.escape(b.caption)}" '
+                        f'src="data:image/png;base64,{data}"><figcaption>'
+                        f"{html.escape(b.caption)}</figcaption></figure>")
+    title = html.escape(f"Risk report: {risk['title']}")
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>{title}</title><style>{_CSS}</style></head><body>\n"
+            + "\n".join(body) + "\n</body></html>\n")
+
+
+def _md_cell(text: str) -> str:
+    return " ".join(text.split()).replace("|", "\\|")
+
+
+def _md_parts(risk: Mapping[str, Any], parts: Parts) -> str:
+    return "".join(fmt(lookup(risk, p.path), p.kind) if isinstance(p, Num) else str(p)
+                   for p in parts)
+
+
+def render_markdown(risk: Mapping[str, Any], blocks: Sequence[Block],
+                    figure_files: Mapping[str, str]) -> str:
+    """The same document as Markdown (figures linked from ``figures/``)."""
+    out = []
+    for b in blocks:
+        if b.kind in ("h1", "h2", "h3"):
+            out.append("#" * int(b.kind[1]) + " " + b.text)
+        elif b.kind == "p":
+            out.append(_md_parts(risk, b.parts))
+        elif b.kind == "box":
+            out.append("> **" + _md_parts(risk, b.parts) + "**")
+        elif b.kind == "list":
+            out.append("\n".join(f"- {_md_parts(risk, it)}" for it in b.items))
+        elif b.kind == "table":
+            lines = ["| " + " | ".join(_md_cell(h) or " " for h in b.header) + " |",
+                     "|" + "---|" * len(b.header)]
+            lines += ["| " + " | ".join(_md_cell(_md_parts(risk, c)) for c in row) + " |"
+                      for row in b.rows]
+            out.append("\n".join(lines))
+        elif b.kind == "figure" and b.text in figure_files:
+            out.append(f"![{b.caption}]({figure_files[b.text]})\n\n*{b.caption}*")
+    return "\n\n".join(out) + "\n"
+
+
+# ------------------------------------------------------------------------------ writing
+def _atomic_write_bytes(path: Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` via a temp file in the same folder and a rename."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def write_report(risk: Mapping[str, Any], out_dir: str | os.PathLike[str]) -> list[Path]:
+    """Write ``report.html``, ``report.md``, ``report.json`` and ``figures/*.png`` atomically.
+
+    Returns the written paths (the three reports first).
+    """
+    import matplotlib.pyplot as plt
+
+    out = Path(out_dir)
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    blocks = document(risk)
+    figs = make_figures(risk)
+    pngs, files, written = {}, {}, []
+    for key, fig in figs.items():
+        pngs[key] = _png(fig)
+        plt.close(fig)
+        written.append(_atomic_write_bytes(out / "figures" / f"{key}.png", pngs[key]))
+        files[key] = f"figures/{key}.png"
+    reports = [
+        atomic_write_text(out / "report.html", render_html(risk, blocks, pngs)),
+        atomic_write_text(out / "report.md", render_markdown(risk, blocks, files)),
+        atomic_write_text(out / "report.json", json.dumps(risk, indent=1, sort_keys=False,
+                                                           allow_nan=False) + "\n"),
+    ]
+    return reports + written
+
+
+def make_report(proposal_path: str | os.PathLike[str], out_dir: str | os.PathLike[str], *,
+                random_seed: int | None = None,
+                on_progress: Callable[[str], None] | None = None) -> list[Path]:
+    """Read a proposal, build its risk numbers (saved fits in ``<out_dir>/fits`` reused when
+    their spec and data hashes match) and write the report to ``out_dir``."""
+    from bayes_scaling.proposal import load_proposal
+    from bayes_scaling.risk import build_risk
+
+    proposal = load_proposal(proposal_path)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    risk = build_risk(proposal, random_seed=random_seed, on_progress=on_progress,
+                      cache_dir=out / "fits")
+    written = write_report(risk, out)
+    if on_progress:
+        on_progress(f"report written to {out / 'report.html'}")
+    return written
+
+
+__all__ = ["Block", "Num", "document", "fmt", "lookup", "make_report", "render_html",
+           "render_markdown", "write_report"]

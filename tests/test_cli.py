@@ -1,0 +1,86 @@
+"""The command line: outputs, JSON fields, one-line errors with exit code 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from bayes_scaling.cli import main
+from bayes_scaling.constants import PUBLISHED
+from bayes_scaling.testing import fake_fit
+
+
+@pytest.fixture(scope="module")
+def fit_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("fits") / "fake.nc"
+    fake_fit("chinchilla", PUBLISHED["hoffmann2022"], extra={"kappa": 0.03, "tau0": 0.01}).save(
+        path)
+    return path
+
+
+def run_json(capsys, argv):
+    assert main(argv) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_predict_json(capsys, fit_file):
+    out = run_json(capsys, ["predict", str(fit_file), "--n-params", "7e10", "--n-tokens",
+                            "1.4e12", "--json", "--interval", "0.8"])
+    rec = out["records"][0]
+    assert out["band"] == "predictive"
+    assert {"median", "lower", "upper", "interval", "mean"} <= set(rec)
+    assert rec["interval"] == 0.8 and rec["lower"] < rec["median"] < rec["upper"]
+
+
+def test_tokens_json(capsys, fit_file):
+    out = run_json(capsys, ["tokens", str(fit_file), "--n-params", "7e10", "--target-loss",
+                            "1.95", "--json"])
+    rec = out["records"][0]
+    assert 0.0 <= rec["p_unreachable"] <= 1.0 and "median" in rec
+
+
+def test_optimal_json(capsys, fit_file):
+    out = run_json(capsys, ["optimal", str(fit_file), "--flops", "5.88e23", "--json"])
+    assert {r["quantity"] for r in out["records"]} == {"n_opt", "d_opt", "tokens_per_param",
+                                                       "loss"}
+
+
+def test_text_output(capsys, fit_file):
+    assert main(["predict", str(fit_file), "--n-params", "1e9,7e10", "--n-tokens", "2e10"]) == 0
+    out = capsys.readouterr().out
+    assert "median" in out and len(out.strip().splitlines()) == 3
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["predict", "missing.nc", "--n-params", "1e9", "--n-tokens", "1e10"], "no such fit file"),
+    (["predict", "{fit}", "--n-params", "-5", "--n-tokens", "1e10"], "positive"),
+    (["predict", "{fit}", "--n-params", "abc", "--n-tokens", "1e10"], "expected numbers"),
+    (["predict", "{fit}", "--n-params", "1e9", "--n-tokens", "1e10", "--group", "zz"],
+     "unknown group"),
+    (["tokens", "{fit}", "--n-params", "1e9", "--target-loss", "-1"], "positive"),
+    (["fit", "no_such_runs.csv", "--out", "x.nc"], "no_such_runs"),
+    (["fit", "chinchilla", "--model", "chinchila", "--out", "x.nc"], "did you mean"),
+    (["predict"], "Missing argument"),
+])
+def test_bad_input_is_one_line_and_exit_2(capsys, fit_file, argv, message):
+    argv = [a.replace("{fit}", str(fit_file)) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_not_a_fit_file(capsys, tmp_path):
+    bad = tmp_path / "bad.nc"
+    bad.write_bytes(b"not a netcdf file")
+    assert main(["summary", str(bad)]) == 2
+    assert "not a readable fit file" in capsys.readouterr().err
+
+
+def test_console_script_runs():
+    out = subprocess.run([sys.executable, "-m", "bayes_scaling.cli", "--help"],
+                         capture_output=True, text=True, check=True)
+    assert "predict" in out.stdout and "fit" in out.stdout

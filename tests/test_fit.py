@@ -1,0 +1,101 @@
+"""Sampling: real Chinchilla runs, synthetic truth, save/load (slow: runs NUTS)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from bayes_scaling.constants import EPOCH2024_95, PUBLISHED
+from bayes_scaling.errors import FitFileError
+from bayes_scaling.fit import ScalingFit, fit
+from bayes_scaling.predict import predict_loss
+from bayes_scaling.testing import synthetic_runs, to_sampling
+from tests.conftest import SMALL
+
+P = PUBLISHED["hoffmann2022"]
+
+
+@pytest.mark.slow
+def test_chinchilla_posterior_lands_in_epochs_intervals(chinchilla_posterior):
+    fit_ = chinchilla_posterior
+    assert fit_.diagnostics.passed, fit_.diagnostics.problems
+    consts = fit_.constants()
+    for name in ("e", "alpha", "beta"):
+        lo, hi = EPOCH2024_95[name]
+        assert lo < float(consts[name].median()) < hi, name
+    assert "kappa" in fit_.posterior and "tau0" in fit_.posterior
+
+
+@pytest.mark.slow
+def test_saved_fit_round_trips_and_checks_its_hashes(chinchilla_posterior, tmp_path):
+    path = chinchilla_posterior.save(tmp_path / "fit.nc")
+    loaded = ScalingFit.load(path)
+    assert loaded.spec == chinchilla_posterior.spec
+    assert loaded.runs.fingerprint() == chinchilla_posterior.runs.fingerprint()
+    a = predict_loss(chinchilla_posterior, 7e10, 1.4e12, random_seed=1).summary
+    b = predict_loss(loaded, 7e10, 1.4e12, random_seed=1).summary
+    assert a["median"].iloc[0] == b["median"].iloc[0]
+    assert loaded.meta["seed"] == chinchilla_posterior.meta["seed"]
+    assert "pymc" in loaded.meta["versions"]
+    # tamper with the stored spec: the hash check must refuse it
+    import h5py
+
+    with h5py.File(path, "r+") as h5:
+        spec = h5["posterior"].attrs["spec_json"]
+        h5["posterior"].attrs["spec_json"] = spec.replace('"sigma": 0.05', '"sigma": 0.06')
+    with pytest.raises(FitFileError, match="hash"):
+        ScalingFit.load(path)
+
+
+@pytest.mark.slow
+def test_loading_and_querying_a_fit_does_not_import_pymc(chinchilla_posterior, tmp_path):
+    path = chinchilla_posterior.save(tmp_path / "fit.nc")
+    code = ("import sys; from bayes_scaling.fit import ScalingFit; "
+            "from bayes_scaling.predict import predict_loss; "
+            "from bayes_scaling.allocate import compute_optimal; "
+            f"f = ScalingFit.load({str(path)!r}); predict_loss(f, 7e10, 1.4e12); "
+            "compute_optimal(f, 5.88e23); assert 'pymc' not in sys.modules, 'pymc imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.slow
+def test_recovers_synthetic_truth_one_group():
+    runs = synthetic_runs("chinchilla", P, noise=0.01, seed=3)
+    f = fit("chinchilla", runs, random_seed=4, calibrate=False, **SMALL)
+    assert f.diagnostics.passed, f.diagnostics.problems
+    truth = to_sampling("chinchilla", P)
+    for p, v in truth.items():
+        draws = np.asarray(f.posterior[p]).ravel()
+        lo, hi = np.quantile(draws, [0.05, 0.95])
+        assert lo < v < hi, (p, v, lo, hi)
+
+
+@pytest.mark.slow
+def test_recovers_synthetic_truth_four_groups_and_covers_fresh_runs():
+    offsets = {"a": {"log_e": 0.0}, "b": {"log_e": 0.06, "log_b": 0.2},
+               "c": {"log_e": -0.05, "log_a": -0.2}, "d": {"log_e": 0.03}}
+    runs = synthetic_runs("chinchilla", P, noise=0.01, group_offsets=offsets, seed=14)
+    f = fit("chinchilla", runs, random_seed=6, calibrate=False, **SMALL)
+    assert f.diagnostics.passed, f.diagnostics.problems
+    truth = to_sampling("chinchilla", P)
+    checks = [(np.asarray(f.posterior[p].sel(group=g)).ravel(), truth[p] + offs.get(p, 0.0))
+              for g, offs in offsets.items() for p in ("log_e", "log_a", "log_b")]
+    checks += [(np.asarray(f.posterior[p]).ravel(), truth[p]) for p in ("alpha", "beta")]
+    # 14 constants: each inside its 99% interval, and ~90% of them inside their 90% intervals
+    inside90 = []
+    for draws, true in checks:
+        lo99, lo90, hi90, hi99 = np.quantile(draws, [0.005, 0.05, 0.95, 0.995])
+        assert lo99 < true < hi99
+        inside90.append(lo90 < true < hi90)
+    assert np.mean(inside90) >= 0.75, inside90
+    # the 90% predictive band covers about 90% of fresh runs from the same ladder
+    fresh = synthetic_runs("chinchilla", P, noise=0.01, group_offsets=offsets, seed=99)
+    inside = []
+    for g in offsets:
+        sub = fresh.subset(np.asarray(fresh.group_index) == fresh.group_names.index(g))
+        s = predict_loss(f, sub.n, sub.d, group=g, random_seed=1).summary
+        inside += list((sub.loss >= s["lo_90"]) & (sub.loss <= s["hi_90"]))
+    assert 0.8 <= np.mean(inside) <= 0.98, np.mean(inside)
