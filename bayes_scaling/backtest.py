@@ -192,6 +192,40 @@ def backtest(
 
 
 def rolling_origin(runs: RunTable, model: Any = "chinchilla", *, tops: Sequence[int] = (1, 2, 3),
+                   workers: int | None = None, address: Any = None,
+                   on_progress: Callable[[str], None] | None = None,
                    **kwargs: Any) -> list[BacktestResult]:
-    """:func:`backtest` for each number of held-out levels in ``tops``."""
-    return [backtest(runs, model, holdout_top=k, **kwargs) for k in tops]
+    """:func:`backtest` for each number of held-out levels in ``tops``, run in parallel.
+
+    ``workers`` local processes by default (:func:`bayes_scaling.parallel.run_many`), or the
+    Dask cluster at ``address``. Each refit gets the seed ``random_seed + k``.
+    """
+    from bayes_scaling.parallel import run_many
+
+    seed = kwargs.pop("random_seed", 0)
+    base = int(seed) if isinstance(seed, int | np.integer) else 0
+    tasks = [{"runs": runs, "model": model, "holdout_top": k, "random_seed": base + k, **kwargs}
+             for k in tops]
+    return run_many(backtest, tasks, workers=workers, address=address, on_progress=on_progress)
+
+
+def calibration_table(results: Sequence[BacktestResult],
+                      probs: Sequence[float] = DEFAULT_PROBS) -> pd.DataFrame:
+    """Nominal vs empirical coverage, pooled over the held-out runs of several backtests.
+
+    One row per (method, nominal probability): ``method``, ``nominal``, ``empirical``,
+    ``n_runs``; plus the pooled median absolute % error of the median prediction.
+    """
+    rows = []
+    by_method: dict[str, list[pd.DataFrame]] = {}
+    for r in results:
+        by_method.setdefault(str(r.summary["method"]), []).append(r.table)
+    for method, tables in by_method.items():
+        t = pd.concat(tables, ignore_index=True)
+        for p in probs:
+            col = f"in_{pct(p)}"
+            if col in t:
+                rows.append({"method": method, "nominal": p, "empirical": float(t[col].mean()),
+                             "n_runs": len(t),
+                             "median_abs_pct_error": float(np.median(t["abs_pct_error"]))})
+    return pd.DataFrame(rows)

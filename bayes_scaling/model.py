@@ -170,7 +170,7 @@ def build_dynamics_model(spec: ModelSpec, curves: Any, *, curve_effects: bool = 
         per_point = {**shared, **{p: v[gi] for p, v in group_c.items()}}
         logs = [pt.as_tensor(x) for x in (curves.log_n, curves.log_s, curves.log_b)]
         mu = law.log_mean(*logs, **dyn.uncentre(per_point, centre), xp=ops,
-                          iterations=dyn.GRAPH_ITERATIONS)
+                          iterations=dyn.GRAPH_ITERATIONS, log_start=curves.log_loss)
         _record_dynamics(law, centre, shared, group_c, pop_c, tau_c)
         if curve_effects:
             sd = _prior("sigma_curve", dyn.CURVE_SD_PRIOR)

@@ -665,7 +665,8 @@ body{font-family:system-ui,-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;m
 margin:1.5em auto;padding:0 1em;color:#1b1b1b;line-height:1.45}
 h1{font-size:1.6em;margin-bottom:.2em}h2{border-bottom:1px solid #ccc;margin-top:1.6em}
 table{border-collapse:collapse;margin:.6em 0;font-size:.92em}
-th,td{border:1px solid #ddd;padding:.25em .55em;text-align:left;vertical-align:top}
+th,td{border:1px solid #ddd;padding:.25em .55em;text-align:left;vertical-align:top;
+overflow-wrap:anywhere}
 th{background:#f3f3f3}td .num{white-space:nowrap}.num{font-variant-numeric:tabular-nums}
 .box{font-size:1.15em;padding:.7em 1em;border-radius:6px;border:2px solid}
 .box.good{background:#e8f6ea;border-color:#3a8a46}.box.mid{background:#fdf4e0;border-color:#c89000}

@@ -86,6 +86,17 @@ def _quiet(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return fn(*args, **kwargs)
 
 
+def shown_path(path: str | os.PathLike[str] | None) -> str | None:
+    """``path`` relative to the working folder when it lies inside it (reports travel)."""
+    if path is None:
+        return None
+    p = Path(path).resolve()
+    try:
+        return str(p.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(p)
+
+
 def sha256_of(path: str | os.PathLike[str]) -> str:
     """Sha256 of a file's bytes."""
     from bayes_scaling.datasets import sha256_file
@@ -115,7 +126,7 @@ def load_proposal_runs(proposal: Proposal) -> tuple[RunTable, list[dict[str, Any
         else:
             raise proposal.error("runs.files", f"names {entry!r}: neither a file nor a "
                                  f"registry data set ({', '.join(registry)})")
-        files.append({"entry": entry, "path": str(path), "sha256": sha256_of(path),
+        files.append({"entry": entry, "path": shown_path(path), "sha256": sha256_of(path),
                       "rows_used": table.n_runs})
         tables.append((Path(entry).stem, table))
     if len(tables) == 1:
@@ -184,7 +195,7 @@ def obtain_fit(spec: ModelSpec, runs: RunTable, *, settings: Mapping[str, Any],
         else:
             if _reusable(cached, spec, runs, method, settings):
                 tell(f"reusing saved fit {path}")
-                return cached, {"file": str(path), "reused": True}
+                return cached, {"file": shown_path(path), "reused": True}
     from bayes_scaling.fit import fit, fit_baseline
 
     if method == "nuts":
@@ -198,7 +209,7 @@ def obtain_fit(spec: ModelSpec, runs: RunTable, *, settings: Mapping[str, Any],
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fitted.save(path)
-    return fitted, {"file": str(path) if path is not None else None, "reused": False}
+    return fitted, {"file": shown_path(path), "reused": False}
 
 
 def _fit_settings(proposal: Proposal) -> dict[str, Any]:
@@ -669,7 +680,7 @@ def _provenance(plan: Proposal, runs: RunTable, files: Sequence[Mapping[str, Any
                        "backend": f.diagnostics.backend, "created": f.meta.get("created"),
                        "fit_versions": f.meta.get("versions"), **dict(fit_prov[fam])})
     return {
-        "proposal_file": str(plan.path) if plan.path else None,
+        "proposal_file": shown_path(plan.path),
         "proposal_sha256": sha256_of(plan.path) if plan.path else None,
         "data_files": list(files),
         "runs": {"n_runs": runs.n_runs, "groups": list(runs.group_names),

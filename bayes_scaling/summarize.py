@@ -48,9 +48,7 @@ def interval_table(samples: np.ndarray, *, probs: Sequence[float] = DEFAULT_PROB
     if s.ndim == 1:
         s = s[:, None]
     qs = sorted({0.5} | {(1 - p) / 2 for p in probs} | {(1 + p) / 2 for p in probs})
-    with np.errstate(invalid="ignore"):
-        q = np.quantile(s, qs, axis=0, method="linear")
-    q = np.where(np.isnan(q), np.inf, q)  # inf - inf inside the interpolation
+    q = sorted_quantiles(s, qs)
     at = dict(zip(qs, q, strict=True))
     finite = np.where(np.isfinite(s), s, np.nan)
     with np.errstate(invalid="ignore"), warnings.catch_warnings():
@@ -63,6 +61,24 @@ def interval_table(samples: np.ndarray, *, probs: Sequence[float] = DEFAULT_PROB
         cols[f"lo_{pct(p)}"] = at[(1 - p) / 2]
         cols[f"hi_{pct(p)}"] = at[(1 + p) / 2]
     return pd.DataFrame(cols)
+
+
+def sorted_quantiles(samples: np.ndarray, qs: Sequence[float]) -> np.ndarray:
+    """Quantiles along axis 0 (numpy's default "linear" rule), shape ``(len(qs), points)``.
+
+    Sorting once and interpolating is several times faster than ``np.quantile`` with many
+    probabilities; ``inf`` draws give ``inf`` quantiles where they are reached.
+    """
+    srt = np.sort(np.ascontiguousarray(np.asarray(samples, dtype=float).T), axis=1)
+    m = srt.shape[1]
+    pos = np.asarray(qs, dtype=float) * (m - 1)
+    lo = np.floor(pos).astype(int)
+    hi = np.minimum(lo + 1, m - 1)
+    frac = (pos - lo)[:, None]
+    a, b = srt[:, lo].T, srt[:, hi].T
+    with np.errstate(invalid="ignore"):
+        out = np.where(frac == 0, a, a + (b - a) * frac)
+    return np.where(np.isnan(out), np.inf, out)
 
 
 def band_columns(summary: pd.DataFrame) -> list[tuple[str, str, float]]:

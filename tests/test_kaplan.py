@@ -14,8 +14,7 @@ from bayes_scaling.errors import QueryError
 from bayes_scaling.predict import predict_loss, tokens_needed
 from bayes_scaling.spec import load_spec
 from bayes_scaling.testing import fake_fit, synthetic_runs, to_sampling
-
-from .conftest import SMALL
+from tests.conftest import SMALL
 
 K = PUBLISHED["kaplan2020"]
 KE = {**K, "e": 1.5}

@@ -1,0 +1,150 @@
+"""Calibration when extrapolating: backtests on every real data set and on synthetic ladders.
+
+For each data set, the top 1 and the top 2 model sizes are held out in turn; the Bayesian fit
+(with its learned extrapolation discrepancy) and the Huber+bootstrap baseline are refitted on
+the rest, in the same run, and the held-out runs are scored. Pooled coverage of the
+50/80/90/95% predictive bands, median absolute % error, and a nominal-vs-empirical plot are
+written to ``benchmarks/results/calibration.md`` and ``calibration.png``.
+
+Run: ``BAYES_SCALING_DATA=../shared/data .venv/bin/python benchmarks/bench_calibration.py``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bayes_scaling.backtest import backtest, calibration_table
+from bayes_scaling.constants import PUBLISHED
+from bayes_scaling.data import RunTable, load_runs
+from bayes_scaling.datasets import load_dataset
+from bayes_scaling.parallel import run_many
+from bayes_scaling.testing import synthetic_runs
+
+RESULTS = Path(__file__).resolve().parent / "results"
+FIT_KWARGS = {"chains": 4, "draws": 600, "tune": 600}
+
+
+def real_sets() -> dict[str, RunTable]:
+    """Every real data set in the registry, prepared for an L(N, D) fit."""
+    out = {"chinchilla": load_dataset("chinchilla"),
+           "misfitting_openlm": load_dataset("misfitting_openlm"),
+           "porian2024_isoflop": load_dataset("porian2024_isoflop")}
+    step = load_dataset("steplaw_dense").frame
+    best = step.loc[step.groupby(["n_params", "n_tokens"])["loss"].idxmin()]
+    out["steplaw_dense (best lr, bs)"] = load_runs(
+        best[["n_params", "n_tokens", "loss"]].reset_index(drop=True))
+    return out
+
+
+def synthetic_sets(seeds: tuple[int, ...]) -> dict[str, RunTable]:
+    """Ladders drawn from the Chinchilla law at Epoch's constants (the law is right)."""
+    return {f"synthetic seed {s}": synthetic_runs(
+        "chinchilla", PUBLISHED["epoch2024"], n_sizes=tuple(np.geomspace(5e7, 1e10, 10)),
+        tokens_per_param=(4, 8, 16, 32, 64), noise=0.01, seed=s) for s in seeds}
+
+
+def tasks_for(name: str, runs: RunTable, tops: tuple[int, ...], seed: int) -> list[dict]:
+    tasks = []
+    for k in tops:
+        tasks.append({"runs": runs, "holdout_top": k, "method": "bayes", "random_seed": seed + k,
+                      "fit_kwargs": FIT_KWARGS, "_name": name})
+        for g in range(runs.n_groups):  # the baseline fits one group at a time
+            sub = runs.subset(runs.group_index == g) if runs.n_groups > 1 else runs
+            tasks.append({"runs": sub, "holdout_top": k, "method": "huber-bootstrap",
+                          "random_seed": seed + k, "_name": name})
+    return tasks
+
+
+def _run(**task):
+    name = task.pop("_name")
+    t = time.perf_counter()
+    res = backtest(**task)
+    res.summary["seconds"] = time.perf_counter() - t  # type: ignore[index]
+    res.summary["data"] = name  # type: ignore[index]
+    res.table["data"] = name
+    return res
+
+
+def plot(table: pd.DataFrame, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    ax.plot([0, 1], [0, 1], color="grey", lw=1, ls="--", label="perfect calibration")
+    for method, sub in table.groupby("method"):
+        ax.plot(sub["nominal"], sub["empirical"], marker="o", label=method)
+    ax.set(xlabel="nominal coverage of the predictive band",
+           ylabel="empirical coverage (held-out runs)", xlim=(0.4, 1), ylim=(0, 1.02),
+           title="Extrapolation to held-out largest sizes")
+    ax.legend(fontsize=8)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+
+
+def render(results, real_names) -> str:
+    lines = ["## Calibration: backtests on every real data set (top 1 and top 2 sizes held out)",
+             ""]
+    real = [r for r in results if r.summary["data"] in real_names]
+    synth = [r for r in results if r.summary["data"] not in real_names]
+    for title, rs in (("Pooled over the real data sets", real), ("Synthetic ladders", synth)):
+        if not rs:
+            continue
+        cal = calibration_table(rs)
+        wide = cal.pivot(index="nominal", columns="method", values="empirical")
+        lines += [f"### {title}", "", "| nominal | " + " | ".join(wide.columns) + " |",
+                  "|---|" + "---|" * len(wide.columns)]
+        for p, row in wide.iterrows():
+            lines.append(f"| {p:.0%} | " + " | ".join(f"{v:.1%}" for v in row) + " |")
+        mape = cal.groupby("method")["median_abs_pct_error"].first()
+        n = cal.groupby("method")["n_runs"].first()
+        lines += ["", "Median absolute % error of the median prediction: " + ", ".join(
+            f"{m} {v:.2f}% ({n[m]} held-out runs)" for m, v in mape.items()), ""]
+    lines += ["### Per data set and hold-out", "",
+              "| data | held out | method | n train | n held out | cov 50 | cov 90 | "
+              "median abs % err | mean rel. width 90 | seconds |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        s = r.summary
+        lines.append(f"| {s['data']} | top {s['holdout_top']} | {s['method']} | {s['n_train']} "
+                     f"| {s['n_holdout']} | {s['coverage']['50']:.0%} | "
+                     f"{s['coverage']['90']:.0%} | {s['median_abs_pct_error']:.2f} | "
+                     f"{s['mean_rel_width_90']:.3f} | {s['seconds']:.0f} |")
+    lines += ["", "![calibration](results/calibration.png)", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--synthetic-seeds", type=int, default=2)
+    ap.add_argument("--address", default=None, help="Dask scheduler address (optional)")
+    args = ap.parse_args()
+    real = real_sets()
+    sets = {**real, **synthetic_sets(tuple(range(args.synthetic_seeds)))}
+    tasks = [t for i, (name, runs) in enumerate(sets.items())
+             for t in tasks_for(name, runs, (1, 2), seed=100 * i)]
+    t0 = time.perf_counter()
+    results = run_many(_run, tasks, workers=args.workers, address=args.address,
+                       on_progress=lambda m: print(m, file=sys.stderr, flush=True))
+    elapsed = time.perf_counter() - t0
+    RESULTS.mkdir(exist_ok=True)
+    cal = calibration_table([r for r in results if r.summary["data"] in real])
+    plot(cal, RESULTS / "calibration.png")
+    text = render(results, set(real)) + f"\n{len(tasks)} backtests in {elapsed:.0f} s " \
+        f"with {args.workers} worker processes.\n"
+    (RESULTS / "calibration.md").write_text(text)
+    (RESULTS / "calibration.json").write_text(json.dumps(
+        [{k: v for k, v in r.summary.items()} for r in results], indent=1, default=str))
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

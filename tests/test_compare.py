@@ -1,0 +1,249 @@
+"""Comparing law families: pointwise log-likelihood, LOO table, divergence, averaging, CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from scipy import stats
+
+from bayes_scaling import compare as cmp
+from bayes_scaling.baseline import huber_fit
+from bayes_scaling.cli import main
+from bayes_scaling.constants import PUBLISHED
+from bayes_scaling.errors import BayesScalingError, QueryError
+from bayes_scaling.predict import flat, group_theta, predict_loss
+from bayes_scaling.testing import fake_fit, synthetic_runs
+from tests.conftest import SMALL
+
+EPOCH = PUBLISHED["epoch2024"]
+K = PUBLISHED["kaplan2020"]
+
+
+@pytest.fixture(scope="module")
+def runs():
+    """A chinchilla-generated ladder with two data distributions (offset on log E)."""
+    return synthetic_runs("chinchilla", EPOCH, noise=0.01, seed=1,
+                          group_offsets={"web": {}, "code": {"log_e": -0.05}})
+
+
+@pytest.fixture(scope="module")
+def fits():
+    """Fake posteriors at each family's Huber fit of one chinchilla-generated ladder."""
+    ladder = synthetic_runs("chinchilla", EPOCH, noise=0.01, seed=1)
+    out = {}
+    for i, m in enumerate(("chinchilla", "kaplan")):
+        th = huber_fit({"n": ladder.log_n, "d": ladder.log_d}, ladder.log_loss, law=m)
+        out[m] = fake_fit(m, th, runs=ladder, seed=2 + i)
+    return out
+
+
+# ------------------------------------------------------------------------------ log-likelihood
+@pytest.mark.parametrize("likelihood", ["studentt", "normal"])
+def test_pointwise_log_likelihood_matches_scipy(runs, likelihood):
+    from bayes_scaling.spec import load_spec
+
+    spec = load_spec("chinchilla").with_likelihood(likelihood)
+    f = fake_fit(spec, EPOCH, runs=runs, seed=4)  # type: ignore[arg-type]
+    ll = cmp.pointwise_log_likelihood(f)
+    assert ll.dims == ("chain", "draw", "run") and ll.shape[2] == runs.n_runs
+    i = int(np.flatnonzero(runs.group_index == runs.group_names.index("code"))[3])
+    th = {k: v[7] for k, v in group_theta(f, "code").items()}
+    mu = f.law.evaluate_log({"n": runs.log_n[i], "d": runs.log_d[i]}, th)
+    sigma = flat(f.posterior["sigma"])[7]
+    y = runs.log_loss[i]
+    expect = (stats.t.logpdf(y, df=flat(f.posterior["nu"])[7], loc=mu, scale=sigma)
+              if likelihood == "studentt" else stats.norm.logpdf(y, loc=mu, scale=sigma))
+    assert float(np.asarray(ll).reshape(-1, runs.n_runs)[7, i]) == pytest.approx(expect)
+
+
+# ------------------------------------------------------------------------------ the table
+@pytest.fixture(scope="module")
+def result(fits):
+    return cmp.compare(fits, holdout_top=None, random_seed=0)
+
+
+def test_table_has_the_promised_columns_and_prefers_the_true_family(result):
+    t = result.table
+    assert tuple(t.columns) == cmp.TABLE_COLUMNS
+    assert list(t["model"]) == ["chinchilla", "kaplan"]
+    assert t["elpd_diff"].iloc[1] > 2 * t["dse"].iloc[1]
+    assert t["weight"].sum() == pytest.approx(1.0)
+    assert t["heldout_lpd"].isna().all()  # holdout_top=None skips the refits
+    assert any("best by PSIS-LOO: chinchilla" in n for n in result.notes)
+
+
+def test_exponents_match_the_closed_forms(result):
+    row = result.table.set_index("model")
+    med = {k: float(v.median()) for k, v in result.fits["chinchilla"].constants().items()}
+    a_chin = med["beta"] / (med["alpha"] + med["beta"])
+    assert row.loc["chinchilla", "a_median"] == pytest.approx(a_chin, abs=2e-3)
+    assert row.loc["chinchilla", "a_median"] + row.loc["chinchilla", "b_median"] == \
+        pytest.approx(1.0)
+    assert row.loc["chinchilla", "a_lower"] <= row.loc["chinchilla", "a_median"] <= \
+        row.loc["chinchilla", "a_upper"]
+    inside = row.loc["chinchilla", "a_lower"] <= 0.513 <= row.loc["chinchilla", "a_upper"]
+    word = "contains" if inside else "does not contain"
+    assert any(n.startswith("chinchilla: a = ") and f"{word} Epoch's" in n for n in result.notes)
+
+
+def test_to_json_is_strict_json(result):
+    text = json.dumps(result.to_json(), allow_nan=False)
+    back = json.loads(text)
+    assert back["table"][0]["model"] == "chinchilla"
+    assert back["published_exponents"]["kaplan2020"]["a"] == 0.73
+    assert {"reference", "pairs", "flops"} <= set(back["diverge"])
+    assert "chinchilla" in result.to_text()
+
+
+def test_fits_on_different_runs_are_refused(fits):
+    other = fake_fit("kaplan", K, seed=5)
+    with pytest.raises(BayesScalingError, match="different run tables"):
+        cmp.compare({"chinchilla": fits["chinchilla"], "kaplan": other}, holdout_top=None)
+
+
+def test_n_bad_pareto_k_counts_above_threshold():
+    class E(dict):
+        pareto_k = np.array([0.1, 0.69, 0.71, 1.3])
+        good_k = 0.7
+    assert cmp.n_bad_pareto_k(E()) == 2
+
+
+# ------------------------------------------------------------------------------ divergence
+def test_identical_fits_never_part(fits):
+    same = {"a": fits["chinchilla"], "b": fits["chinchilla"]}
+    dv = cmp.where_they_part(same, random_seed=0)
+    assert dv["flops"] is None and dv["law"] is None
+
+
+def test_reported_budget_is_the_first_where_law_bands_are_disjoint(runs):
+    a = fake_fit("chinchilla", EPOCH, runs=runs, seed=6)
+    # shallower N-term with the same value at N = 1e8: the laws agree at the smallest budgets
+    alpha_b = EPOCH["alpha"] - 0.1
+    b = fake_fit("chinchilla", {**EPOCH, "alpha": alpha_b,
+                                "a": EPOCH["a"] * 1e8 ** (alpha_b - EPOCH["alpha"])},
+                 runs=runs, seed=7)
+    grid = np.geomspace(1e18, 1e27, 37)
+    dv = cmp.where_they_part({"a": a, "b": b}, group="web", flops=grid, random_seed=0)
+    pt = dv["law"]
+    assert pt is not None and not pt["at_start"]
+    i = int(np.flatnonzero(np.isclose(grid, pt["flops"]))[0])
+    n, d, _ = cmp.allocation(a, grid[i - 1:i + 1], group="web")
+    sa = predict_loss(a, n, d, group="web", band="law", probs=(0.9,), random_seed=1).summary
+    sb = predict_loss(b, n, d, group="web", band="law", probs=(0.9,), random_seed=1).summary
+    apart = (sa["upper"] < sb["lower"]) | (sb["upper"] < sa["lower"])
+    assert list(apart) == [False, True]
+    assert pt["n_params"] == pytest.approx(n[1], rel=1e-6)
+
+
+def test_fixed_ratio_allocation():
+    f = fake_fit("chinchilla", EPOCH, seed=0)
+    n, d, how = cmp.allocation(f, np.array([6e20]), tokens_per_param=20)
+    assert d[0] / n[0] == pytest.approx(20) and 6 * n[0] * d[0] == pytest.approx(6e20)
+    assert "20" in how
+    with pytest.raises(QueryError):
+        cmp.allocation(f, np.array([6e20]), tokens_per_param=-1)
+
+
+# ------------------------------------------------------------------------------ averaging
+def test_averaging_with_all_weight_on_one_family_reproduces_it(fits):
+    avg = cmp.averaged_predict_loss(fits, {"chinchilla": 1.0, "kaplan": 0.0}, 3e9, 6e10,
+                                    band="law", random_seed=0)
+    one = predict_loss(fits["chinchilla"], 3e9, 6e10, band="law", random_seed=0)
+    assert avg.summary["median"].iloc[0] == pytest.approx(one.summary["median"].iloc[0],
+                                                          rel=1e-3)
+    assert avg.summary["models"].iloc[0] == "chinchilla:1.000"
+
+
+def test_averaging_mixes_in_proportion_to_the_weights(runs):
+    lo = fake_fit("chinchilla", EPOCH, runs=runs, seed=8)
+    hi = fake_fit("chinchilla", {**EPOCH, "e": 2.5}, runs=runs, seed=9)
+    avg = cmp.averaged_predict_loss({"lo": lo, "hi": hi}, {"lo": 0.3, "hi": 0.7}, 1e10, 2e11,
+                                    group="web", band="law", random_seed=0)
+    draws = np.asarray(avg.draws).ravel()
+    cut = (predict_loss(lo, 1e10, 2e11, group="web", band="law").summary["median"].iloc[0]
+           + 0.3)
+    assert np.mean(draws > cut) == pytest.approx(0.7, abs=1e-3)
+
+
+def test_averaging_rejects_bad_weights(fits):
+    with pytest.raises(QueryError, match="unknown"):
+        cmp.averaged_predict_loss(fits, {"gpt": 1.0}, 1e9, 1e10)
+    with pytest.raises(QueryError, match="positive sum"):
+        cmp.averaged_predict_loss(fits, {"chinchilla": 0.0}, 1e9, 1e10)
+
+
+@given(w=st.lists(st.floats(0.0, 1.0), min_size=1, max_size=6), total=st.integers(1, 5000))
+def test_stratified_counts_sum_and_track_the_weights(w, total):
+    arr = np.asarray(w)
+    if arr.sum() == 0:
+        arr = np.ones_like(arr)
+    arr = arr / arr.sum()
+    counts = cmp._stratified_counts(arr, total)
+    assert counts.sum() == total
+    assert np.all(np.abs(counts - arr * total) < 1.0 + 1e-9)
+
+
+# ------------------------------------------------------------------------------ plots, imports
+def test_plots_draw_every_family_and_write_files(result, tmp_path):
+    import matplotlib.pyplot as plt
+
+    from bayes_scaling import plots_compare
+
+    ax = plots_compare.plot_compare_loss(result.fits, diverge=result.diverge)
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any("chinchilla" in s for s in labels) and any("kaplan" in s for s in labels)
+    ax2 = plots_compare.plot_compare_optimal(result.fits)
+    assert ax2.get_yscale() == "log"
+    plt.close("all")
+    written = plots_compare.save_compare_plots(result, tmp_path, random_seed=0)
+    assert [p.name for p in written] == ["compare_loss.png", "compare_optimal.png"]
+    assert all(p.stat().st_size > 1000 for p in written)
+
+
+def test_compare_and_its_plots_do_not_import_pymc():
+    code = ("import sys, bayes_scaling.compare, bayes_scaling.plots_compare; "
+            "assert 'pymc' not in sys.modules, 'pymc imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ------------------------------------------------------------------------------ CLI
+@pytest.mark.parametrize("argv, message", [
+    (["compare", "missing_runs.csv"], "missing_runs.csv"),
+    (["compare", "chinchilla", "--models", "chinchilla,kaplam"], "did you mean"),
+    (["compare", "chinchilla", "--models", "kaplan,kaplan"], "named twice"),
+])
+def test_cli_compare_errors_are_one_line(capsys, argv, message):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err
+
+
+# ------------------------------------------------------------------------------ NUTS end to end
+@pytest.mark.slow
+def test_cli_compare_end_to_end(tmp_path, capsys):
+    """Real fits of two families, the held-out check, averaging and plots through the CLI."""
+    ladder = synthetic_runs("chinchilla", EPOCH, noise=0.01, seed=11,
+                            n_sizes=tuple(np.geomspace(1e7, 3e9, 6)),
+                            tokens_per_param=(5, 20, 80))
+    path = tmp_path / "runs.csv"
+    ladder.frame.to_csv(path, index=False)
+    argv = ["compare", str(path), "--models", "chinchilla,kaplan", "--json", "--average",
+            "--plots", str(tmp_path / "plots"), "--seed", "3", "--quiet",
+            "--chains", str(SMALL["chains"]), "--draws", str(SMALL["draws"]),
+            "--tune", str(SMALL["tune"])]
+    assert main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    rows = {r["model"]: r for r in out["table"]}
+    assert set(rows) == {"chinchilla", "kaplan"}
+    assert out["table"][0]["model"] == "chinchilla"
+    for r in rows.values():
+        assert 0.0 <= r["heldout_cov90"] <= 1.0 and r["heldout_mape"] >= 0
+        assert r["heldout_lpd"] is not None
+    assert out["averaged"][0]["lower"] < out["averaged"][0]["median"] < out["averaged"][0]["upper"]
+    assert len(out["plots"]) == 2

@@ -1,0 +1,439 @@
+"""The risk report of a compute proposal: proposal validation, the numbers, the files.
+
+Quick tests build reports from fake fits (no sampler); the slow ones build the Chinchilla-70B
+example from the shipped runs once per session (small NUTS settings) and rebuild it from the
+saved fits.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bayes_scaling.constants import PUBLISHED
+from bayes_scaling.errors import ProposalError
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "reports" / "examples" / "chinchilla70b.toml"
+EVIL = "<script>alert(1)</script>"
+_BUILT: dict[tuple[str, str], Path] = {}
+
+FAKE_PROPOSAL = f"""
+name = "fake-plan"
+title = "{EVIL} & co"
+seed = 3
+[runs]
+files = ["runs.csv"]
+group = "{EVIL}"
+[plan]
+n_params = 7e10
+n_tokens = 1.4e12
+target_loss = 1.95
+batch_size = 4e6
+[models]
+families = ["chinchilla", "kaplan"]
+[backtest]
+enabled = false
+"""
+
+
+# ------------------------------------------------------------------------------ builders
+def _fake_inputs(folder: Path, proposal_text: str = FAKE_PROPOSAL):
+    """A proposal over a synthetic two-group ladder, and fake fits of both families on it."""
+    from bayes_scaling.proposal import load_proposal
+    from bayes_scaling.risk import load_proposal_runs
+    from bayes_scaling.testing import fake_fit, synthetic_runs
+
+    runs = synthetic_runs("chinchilla", PUBLISHED["hoffmann2022"], seed=1,
+                          group_offsets={EVIL: {}, "b&c": {"log_e": 0.02}})
+    runs.frame.to_csv(folder / "runs.csv", index=False)
+    (folder / "plan.toml").write_text(proposal_text)
+    proposal = load_proposal(folder / "plan.toml")
+    table, _ = load_proposal_runs(proposal)
+    extra = {"kappa": 0.04, "tau0": 0.02}
+    fits = {"chinchilla": fake_fit("chinchilla", PUBLISHED["hoffmann2022"], runs=table,
+                                   extra=extra),
+            "kaplan": fake_fit("kaplan", PUBLISHED["kaplan2020"], runs=table, extra=extra)}
+    return proposal, fits
+
+
+def fake_report(tmp_path_factory) -> Path:
+    """Folder of a report built from fake fits (once per session)."""
+    key = (str(tmp_path_factory.getbasetemp()), "fake")
+    if key not in _BUILT:
+        from bayes_scaling.report_html import write_report
+        from bayes_scaling.risk import build_risk
+
+        folder = tmp_path_factory.mktemp("fake_report")
+        proposal, fits = _fake_inputs(folder)
+        write_report(build_risk(proposal, fits=fits), folder / "out")
+        _BUILT[key] = folder / "out"
+    return _BUILT[key]
+
+
+def example_report(tmp_path_factory) -> Path:
+    """Folder of the Chinchilla-70B example built from scratch (once per session).
+
+    The example proposal with small sampler settings (2 chains x 500 draws) so that the test
+    suite stays fast; everything else as shipped.
+    """
+    key = (str(tmp_path_factory.getbasetemp()), "example")
+    if key not in _BUILT:
+        from bayes_scaling.report_html import make_report
+
+        folder = tmp_path_factory.mktemp("example_report")
+        text = EXAMPLE.read_text()
+        text = re.sub(r"\[fit\][^\[]*", "[fit]\nchains = 2\ndraws = 500\ntune = 500\n\n", text)
+        (folder / "chinchilla70b.toml").write_text(text)
+        messages: list[str] = []
+        make_report(folder / "chinchilla70b.toml", folder / "out", on_progress=messages.append)
+        (folder / "progress.txt").write_text("\n".join(messages))
+        _BUILT[key] = folder / "out"
+    return _BUILT[key]
+
+
+def _risk(out: Path) -> dict[str, Any]:
+    return json.loads((out / "report.json").read_text())
+
+
+# ------------------------------------------------------------------------------ proposals
+def test_the_example_proposal_is_valid():
+    from bayes_scaling.proposal import load_proposal
+
+    p = load_proposal(EXAMPLE)
+    assert (p.n_params, p.n_tokens, p.target_loss) == (7e10, 1.4e12, 1.95)
+    assert p.flops == pytest.approx(5.88e23) and p.split == "given"
+    assert p.families == ("chinchilla", "kaplan") and p.runs.files == ("chinchilla",)
+    assert p.batch_size == 1.5e6 and p.backtest.holdout_top == 2
+
+
+def _mutate(text: str, old: str, new: str) -> str:
+    assert old in text, old
+    return text.replace(old, new, 1)
+
+
+BAD = [  # (old, new, words the one-line message must contain)
+    ("n_params = 7e10", "n_params = -7e10", ["plan.n_params", "positive"]),
+    ("n_params = 7e10", "n_params = \"big\"", ["plan.n_params"]),
+    ("target_loss = 1.95\n", "", ["plan.target_loss", "required"]),
+    ("n_tokens = 1.4e12", "n_tokns = 1.4e12", ["plan.n_tokns", "n_tokens"]),
+    ("n_tokens = 1.4e12", "n_tokens = 1.4e12\nflops = 5.88e23", ["plan.flops"]),
+    ("n_tokens = 1.4e12", "", ["plan.n_tokens", "flops"]),
+    ("batch_size = 4e6", "batch_size = 0", ["plan.batch_size"]),
+    ("families = [\"chinchilla\", \"kaplan\"]", "families = [\"chinchila\"]",
+     ["models.families", "chinchilla"]),
+    ("families = [\"chinchilla\", \"kaplan\"]", "families = []", ["models.families"]),
+    ("name = \"fake-plan\"", "name = \"a b/c\"", ["name"]),
+    ("files = [\"runs.csv\"]", "files = 3", ["runs.files"]),
+    ("[backtest]", "[backtest]\nholdout_by = \"size\"", ["backtest.holdout_by"]),
+    ("[backtest]", "[fit]\nchains = 0\n[backtest]", ["fit.chains"]),
+    ("[models]", "[model]", ["model"]),
+    ("n_params = 7e10", "n_params = 7e10\n[[", ["not valid TOML"]),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "words"), BAD)
+def test_a_bad_proposal_is_one_line_naming_file_and_field(tmp_path, old, new, words):
+    from bayes_scaling.proposal import load_proposal
+
+    path = tmp_path / "bad.toml"
+    path.write_text(_mutate(FAKE_PROPOSAL, old, new))
+    with pytest.raises(ProposalError) as exc:
+        load_proposal(path)
+    msg = str(exc.value)
+    assert "\n" not in msg and msg.startswith(str(path))
+    for w in words:
+        assert w in msg, msg
+
+
+def test_a_missing_proposal_file_is_one_line(tmp_path):
+    from bayes_scaling.proposal import load_proposal
+
+    with pytest.raises(ProposalError, match="no such proposal file"):
+        load_proposal(tmp_path / "nope.toml")
+
+
+def test_a_flop_budget_with_a_size_sets_the_tokens(tmp_path):
+    from bayes_scaling.proposal import load_proposal
+
+    path = tmp_path / "p.toml"
+    path.write_text(_mutate(FAKE_PROPOSAL, "n_tokens = 1.4e12", "flops = 6e23"))
+    p = load_proposal(path)
+    assert p.split == "tokens_from_flops"
+    assert 6 * p.n_params * p.n_tokens == pytest.approx(6e23)
+
+
+def test_a_flop_budget_alone_is_split_compute_optimally(tmp_path):
+    from bayes_scaling.allocate import compute_optimal
+    from bayes_scaling.risk import build_risk
+
+    text = _mutate(_mutate(FAKE_PROPOSAL, "n_params = 7e10", "flops = 5.88e23"),
+                   "n_tokens = 1.4e12", "")
+    proposal, fits = _fake_inputs(tmp_path, text)
+    assert proposal.split == "optimal" and proposal.n_params is None
+    risk = build_risk(proposal, fits=fits)
+    plan = risk["plan"]
+    assert 6 * plan["n_params"] * plan["n_tokens"] == pytest.approx(5.88e23)
+    opt = compute_optimal(fits["chinchilla"], 5.88e23, group=EVIL, random_seed=3).summary
+    n_opt = float(opt.set_index("quantity").loc["n_opt", "median"])
+    assert plan["n_params"] == pytest.approx(n_opt) and plan["split"] == "optimal"
+
+
+# ------------------------------------------------------------------------------ numbers
+def test_p_target_is_the_fraction_of_draws_below_the_target(tmp_path_factory):
+    from bayes_scaling.predict import predict_loss
+
+    risk = _risk(fake_report(tmp_path_factory))
+    _, fits = _fake_inputs(tmp_path_factory.mktemp("again"))
+    plan, seed = risk["plan"], risk["seeds"]["query"]
+    for fam, f in fits.items():
+        for band in ("predictive", "law"):
+            draws = np.asarray(predict_loss(f, plan["n_params"], plan["n_tokens"], group=EVIL,
+                                            band=band, random_seed=seed).draws)
+            direct = float(np.mean(draws <= plan["target_loss"]))
+            shown = risk["verdict"]["families"][fam][band]["p_target"]
+            assert abs(shown - direct) < 5e-4, (fam, band)
+    w = risk["weights"]
+    assert sum(w.values()) == pytest.approx(1.0)
+    for band in ("predictive", "law"):
+        mix = sum(w[f] * risk["verdict"]["families"][f][band]["p_target"] for f in w)
+        assert risk["verdict"]["average"][band]["p_target"] == pytest.approx(mix, abs=1e-12)
+
+
+def test_bands_and_tokens_are_ordered(tmp_path_factory):
+    risk = _risk(fake_report(tmp_path_factory))
+    for fam in risk["families"]:
+        for band in ("predictive", "law"):
+            b = risk["verdict"]["families"][fam][band]
+            assert b["lo_90"] <= b["lo_50"] <= b["median"] <= b["hi_50"] <= b["hi_90"]
+        t = risk["tokens_needed"]["families"][fam]
+        assert 0 <= t["p_unreachable"] <= 1 and t["lo_90"] <= t["median"]
+    pred = risk["verdict"]["families"]["chinchilla"]
+    assert (pred["predictive"]["hi_90"] - pred["predictive"]["lo_90"]
+            > pred["law"]["hi_90"] - pred["law"]["lo_90"])
+    ex = risk["extrapolation"]
+    assert ex["flops"]["decades_past_largest"] == pytest.approx(
+        ex["n_params"]["decades_past_largest"] + ex["n_tokens"]["decades_past_largest"])
+
+
+def test_the_alternative_is_the_best_split_of_the_same_flops(tmp_path_factory):
+    risk = _risk(fake_report(tmp_path_factory))
+    grid = risk["figures"]["grid"]
+    row = grid["budget_decades"].index(0.0)
+    for fam in risk["families"]:
+        alt = risk["alternative"]["families"][fam]
+        p_row = np.asarray(grid["p_target"][fam][row])
+        assert alt["best"]["p_target"] == pytest.approx(p_row.max())
+        assert 6 * alt["best"]["n_params"] * alt["best"]["n_tokens"] == pytest.approx(5.88e23)
+        assert alt["reaches_goal"] == bool((p_row >= 0.9).any())
+        if alt["budget_for_goal"]:
+            assert alt["budget_for_goal"]["p_target"] >= 0.9
+
+
+def test_one_family_has_no_comparison_and_no_average(tmp_path):
+    from bayes_scaling.risk import build_risk
+
+    text = _mutate(FAKE_PROPOSAL, "families = [\"chinchilla\", \"kaplan\"]",
+                   "families = [\"chinchilla\"]")
+    proposal, fits = _fake_inputs(tmp_path, text)
+    risk = build_risk(proposal, fits={"chinchilla": fits["chinchilla"]})
+    assert risk["comparison"]["available"] is False
+    assert "one law family" in risk["comparison"]["reason"]
+    assert risk["verdict"]["average"] is None and risk["headline"] == "chinchilla"
+
+
+def test_dynamics_asked_for_says_what_is_missing(tmp_path):
+    from bayes_scaling.risk import build_risk
+
+    proposal, fits = _fake_inputs(tmp_path, FAKE_PROPOSAL + "[dynamics]\nenabled = true\n")
+    dyn = build_risk(proposal, fits=fits)["dynamics"]
+    assert dyn["included"] is False and "requested" in dyn["reason"]
+
+
+def test_the_group_must_be_named_when_the_runs_have_several(tmp_path):
+    from bayes_scaling.risk import build_risk
+
+    proposal, fits = _fake_inputs(tmp_path, _mutate(FAKE_PROPOSAL, f'group = "{EVIL}"', ""))
+    with pytest.raises(ProposalError, match=r"runs\.group"):
+        build_risk(proposal, fits=fits)
+
+
+def test_a_fit_on_other_runs_is_refused(tmp_path):
+    from bayes_scaling.risk import build_risk
+    from bayes_scaling.testing import fake_fit
+
+    proposal, fits = _fake_inputs(tmp_path)
+    other = fake_fit("chinchilla", PUBLISHED["hoffmann2022"], seed=5)
+    with pytest.raises(ProposalError, match="other runs"):
+        build_risk(proposal, fits={**fits, "chinchilla": other})
+
+
+# ------------------------------------------------------------------------------ the files
+def test_the_page_is_self_contained_and_escapes_data(tmp_path_factory):
+    out = fake_report(tmp_path_factory)
+    page = (out / "report.html").read_text()
+    assert "<script" not in page.lower()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", page)
+    assert "@import" not in page and "url(" not in page
+    assert "Content-Security-Policy" in page and "default-src 'none'" in page
+    assert page.count('src="data:image/png;base64,') == 2  # no backtest in the fake report
+    assert (out / "report.html").stat().st_size < 3_000_000
+    md = (out / "report.md").read_text()
+    assert EVIL in md and "## Verdict" in md
+
+
+def test_every_number_on_the_page_comes_from_report_json(tmp_path_factory):
+    import html
+
+    from bayes_scaling.report_html import fmt, lookup
+
+    out = fake_report(tmp_path_factory)
+    risk = json.loads((out / "report.json").read_text(),
+                      parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+    spans = re.findall(r'<span class="num" data-k="([^"]*)" data-fmt="(\w+)">([^<]*)</span>',
+                       (out / "report.html").read_text())
+    assert len(spans) > 50
+    for key, kind, text in spans:
+        value = lookup(risk, json.loads(html.unescape(key)))
+        assert html.unescape(text) == fmt(value, kind)
+
+
+def test_the_sections_come_in_the_order_of_the_issue(tmp_path_factory):
+    page = (fake_report(tmp_path_factory) / "report.html").read_text()
+    heads = re.findall(r"<h2[^>]*>([^<]*)</h2>", page)
+    assert heads == ["Verdict", "Predicted loss of the planned run",
+                     "Tokens needed at the planned size", "The compute-optimal alternative",
+                     "Extrapolation", "Trust: backtest on these runs", "Convergence diagnostics",
+                     "Priors and posterior constants", "Kaplan vs Chinchilla",
+                     "Training dynamics", "Provenance"]
+
+
+def test_formatting_for_people():
+    from bayes_scaling.report_html import fmt
+
+    assert fmt(1.4e12, "tokens") == "1.4 T" and fmt(7e10, "params") == "70 B"
+    assert fmt(5.88e23, "flops") == "5.9e23" and fmt(2.3134, "loss") == "2.313"
+    assert fmt(0.4244, "prob") == "0.424" and fmt(0.75, "pct") == "75%"
+    assert fmt("inf", "tokens") == "∞" and fmt(None, "loss") == "n/a"
+    assert fmt(0.6360, "decades") == "+0.64" and fmt(933333.3, "count") == "933 k"
+    with pytest.raises(ValueError):
+        fmt(1.0, "furlongs")
+
+
+@given(st.floats(0.0, 1.0))
+def test_a_shown_probability_is_within_half_a_thousandth(p):
+    from bayes_scaling.report_html import fmt
+
+    assert abs(float(fmt(p, "prob")) - p) <= 5e-4 + 1e-12
+
+
+@given(st.floats(1.0, 9.99e14))
+def test_a_shown_size_reads_back_within_half_a_percent(x):
+    from bayes_scaling.report_html import fmt
+
+    text = fmt(x, "tokens")
+    scale = {"T": 1e12, "B": 1e9, "M": 1e6, "k": 1e3}
+    shown = float(text[:-2]) * scale[text[-1]] if text[-1] in scale else float(text)
+    assert shown == pytest.approx(x, rel=5.01e-3)
+
+
+def test_report_modules_do_not_import_pymc():
+    code = ("import sys, bayes_scaling.risk, bayes_scaling.report_html, bayes_scaling.proposal; "
+            "assert 'pymc' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_cli_gives_one_line_for_a_bad_proposal(tmp_path, capsys):
+    from bayes_scaling.cli import main
+
+    path = tmp_path / "bad.toml"
+    path.write_text(_mutate(FAKE_PROPOSAL, "target_loss = 1.95", "target_loss = -1"))
+    assert main(["report", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "plan.target_loss" in err
+    assert not (tmp_path / "out" / "report.html").exists()
+
+
+def test_the_example_documents_every_field():
+    from bayes_scaling.proposal import SCHEMA
+
+    readme = (EXAMPLE.parent / "README.md").read_text()
+    for table, keys in SCHEMA.items():
+        for key in keys:
+            if key not in SCHEMA:
+                assert f"`{key}`" in readme, f"{table}.{key} undocumented"
+    raw = tomllib.loads(EXAMPLE.read_text())
+    assert raw["plan"]["n_params"] == 7e10
+
+
+# ------------------------------------------------------------------------------ the example
+@pytest.mark.slow
+def test_example_p_target_agrees_with_the_posterior_draws(tmp_path_factory):
+    """P(target) in the report = the fraction of posterior draws, to 3 decimals."""
+    from bayes_scaling import laws
+    from bayes_scaling.fit import ScalingFit
+    from bayes_scaling.predict import predict_loss
+    from bayes_scaling.report_html import fmt
+
+    out = example_report(tmp_path_factory)
+    risk = _risk(out)
+    page = (out / "report.html").read_text()
+    plan, seed = risk["plan"], risk["seeds"]["query"]
+    n, d, target = plan["n_params"], plan["n_tokens"], plan["target_loss"]
+    for model in risk["provenance"]["models"]:
+        fam = model["family"]
+        f = ScalingFit.load(model["file"])
+        shown = risk["verdict"]["families"][fam]
+        pred = np.asarray(predict_loss(f, n, d, band="predictive", random_seed=seed).draws)
+        direct = float(np.mean(pred <= target))
+        assert fmt(direct, "prob") == fmt(shown["predictive"]["p_target"], "prob")
+        key = json.dumps(["verdict", "families", fam, "predictive", "p_target"])
+        assert f'data-fmt="prob">{fmt(direct, "prob")}</span>' in page.split(
+            key.replace('"', "&quot;"), 1)[1][:40]
+        if fam == "chinchilla":  # the law band straight from the constants, not via predict
+            c = {k: np.asarray(v).ravel() for k, v in f.constants().data_vars.items()}
+            law = laws.chinchilla(n, d, **c)
+            assert abs(float(np.mean(law <= target)) - shown["law"]["p_target"]) < 5e-4
+
+
+@pytest.mark.slow
+def test_example_rebuilds_from_saved_fits_with_the_same_numbers(tmp_path_factory):
+    from bayes_scaling.report_html import make_report
+
+    out = example_report(tmp_path_factory)
+    before = _risk(out)
+    messages: list[str] = []
+    make_report(out.parent / "chinchilla70b.toml", out, on_progress=messages.append)
+    after = _risk(out)
+    assert sum("reusing saved fit" in m for m in messages) == 4  # 2 families, 2 backtest refits
+    assert not any(m.startswith("fitting") for m in messages)
+    assert all(m["reused"] for m in after["provenance"]["models"])
+    assert after["verdict"] == before["verdict"]
+    assert after["trust"]["bayes"]["coverage"] == before["trust"]["bayes"]["coverage"]
+
+
+@pytest.mark.slow
+def test_example_report_has_every_part_and_is_small(tmp_path_factory):
+    out = example_report(tmp_path_factory)
+    risk = _risk(out)
+    assert (out / "report.html").stat().st_size < 3_000_000
+    assert risk["comparison"]["available"] and len(risk["comparison"]["table"]) == 2
+    assert set(risk["weights"]) == {"chinchilla", "kaplan"}
+    assert set(risk["trust"]["bayes"]["coverage"]) == {"50", "80", "90", "95"}
+    assert risk["trust"]["baseline"]["status"] == "ok"
+    assert risk["extrapolation"]["n_params"]["decades_past_largest"] == pytest.approx(
+        np.log10(7e10 / 1.6183e10), abs=1e-3)
+    prov = risk["provenance"]
+    assert prov["data_files"][0]["sha256"] and prov["versions"]["numpy"]
+    assert (out / "report.html").read_text().count("data:image/png;base64,") == 3
