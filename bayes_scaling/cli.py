@@ -124,9 +124,16 @@ def fit_cmd(runs, model, out, group_col, drop_highest_loss, param_count, query, 
             seed, chains, draws, tune, backend, target_accept, no_calibrate, strict, quiet):
     """Fit MODEL to the RUNS table (CSV/Parquet or a registry name) and save the posterior."""
     from bayes_scaling.fit import fit
+    from bayes_scaling.laws import LAWS
     from bayes_scaling.spec import load_spec
 
     tell = _progress(quiet)
+    if load_spec(model).law not in LAWS:  # a curve law: RUNS holds loss curves (dynamics)
+        spec = load_spec(model).with_likelihood(likelihood) if likelihood else load_spec(model)
+        return _fit_curves(runs, spec, out, group_col=group_col, param_count=param_count,
+                           query=query, seed=seed, chains=chains, draws=draws, tune=tune,
+                           backend=backend, target_accept=target_accept, strict=strict,
+                           quiet=quiet)
     table = resolve_runs(runs, group_col=group_col, drop_highest_loss=drop_highest_loss,
                          param_count=param_count, query=query)
     spec = load_spec(model)
@@ -310,7 +317,7 @@ def compare_cmd(runs, models, group_col, drop_highest_loss, param_count, query, 
     kw = {"chains": chains, "draws": draws, "tune": tune, "backend": backend}
     fits = fit_families(table, names, random_seed=seed, fit_kwargs=kw, on_progress=tell)
     result = compare(fits, holdout_top=holdout_top or None, random_seed=seed, on_progress=tell,
-                     tokens_per_param=tokens_per_param)
+                     tokens_per_param=tokens_per_param, fit_kwargs=kw)
     payload = result.to_json()
     avg = None
     if average:
@@ -352,6 +359,141 @@ def report_cmd(proposal, out, seed, quiet):
     written = make_report(proposal, Path(out), random_seed=seed, on_progress=_progress(quiet))
     for p in written[:3]:
         click.echo(f"wrote {p}")
+
+
+@cli.command("backtest")
+@click.argument("runs")
+@click.option("--model", default="chinchilla", show_default=True)
+@click.option("--holdout-by", type=click.Choice(["n_params", "flops"]), default="n_params",
+              show_default=True, help="Hold out the largest model sizes or compute budgets.")
+@click.option("--holdout-top", default="1", show_default=True,
+              help="How many of the top levels to hold out; '1,2,3' = rolling origin.")
+@click.option("--method", type=click.Choice(["bayes", "huber-bootstrap", "both"]),
+              default="both", show_default=True)
+@click.option("--group-col", default=None)
+@click.option("--drop-highest-loss", default=0, type=int)
+@click.option("--param-count", type=click.Choice(["total", "nonembedding"]), default=None)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--draws", default=1000, show_default=True, type=int)
+@click.option("--tune", default=1000, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=int,
+              help="Refits in parallel local processes.")
+@click.option("--address", default=None, help="Dask scheduler address for the refits.")
+@_JSON
+@click.option("--quiet", "-q", is_flag=True)
+def backtest_cmd(runs, model, holdout_by, holdout_top, method, group_col, drop_highest_loss,
+                 param_count, seed, draws, tune, workers, address, as_json, quiet):
+    """Refit without the largest runs, predict them, and score the predictive bands."""
+    from bayes_scaling.backtest import backtest, calibration_table
+    from bayes_scaling.parallel import run_many
+
+    table = resolve_runs(runs, group_col=group_col, drop_highest_loss=drop_highest_loss,
+                         param_count=param_count)
+    tops = [int(v) for v in _floats(holdout_top, "--holdout-top")]
+    methods = ["bayes", "huber-bootstrap"] if method == "both" else [method]
+    tasks = [{"runs": table, "model": model, "holdout_by": holdout_by, "holdout_top": k,
+              "method": m, "random_seed": seed + k,
+              **({"fit_kwargs": {"draws": draws, "tune": tune}} if m == "bayes" else {})}
+             for k in tops for m in methods]
+    results = run_many(backtest, tasks, workers=workers, address=address,
+                       on_progress=_progress(quiet))
+    if as_json:
+        click.echo(json.dumps({"backtests": [r.to_json() for r in results],
+                               "calibration": calibration_table(results).to_dict("records")},
+                              indent=2, default=str))
+        return
+    for r in results:
+        s = r.summary
+        if not s.get("converged", True):
+            click.echo("WARNING: the refit failed the convergence gate")
+        cov = ", ".join(f"{k}%: {v:.0%}" for k, v in s["coverage"].items())
+        click.echo(f"{s['method']:<16} top {s['holdout_top']} by {s['holdout_by']}: "
+                   f"train {s['n_train']}, held out {s['n_holdout']}; coverage {cov}; "
+                   f"median abs % error {s['median_abs_pct_error']:.2f}; "
+                   f"mean log pred density {s['mean_log_pred_density']:.2f}; "
+                   f"CRPS {s['mean_crps']:.4f}")
+
+
+# --------------------------------------------------------------------------------- dynamics
+def _fit_curves(source: str, spec, out: str, *, group_col, param_count, query, seed, chains,
+                draws, tune, backend, target_accept, strict, quiet) -> int:
+    """``fit CURVES --model dynamics``: load loss curves (a file or a registry name), fit, save."""
+    from bayes_scaling.datasets import fetch, load_registry
+    from bayes_scaling.dynamics import fit_dynamics, load_curves
+    from bayes_scaling.report import fit_summary_text
+
+    path = source if Path(source).exists() or source not in load_registry() else fetch(source)
+    curves = load_curves(path, group_col=group_col, param_count=param_count or "total",
+                         query=query)
+    tell = _progress(quiet)
+    tell(f"{curves.n_points} checkpoints of {curves.n_curves} curves after the warm-up rule and "
+         f"thinning ({curves.rule})")
+    result = fit_dynamics(spec, curves, chains=chains, draws=draws, tune=tune, backend=backend,
+                          target_accept=target_accept, random_seed=seed,
+                          on_bad="raise" if strict else "warn",
+                          progress=not quiet and sys.stderr.isatty(), on_progress=tell)
+    result.save(out)
+    click.echo(fit_summary_text(result))
+    click.echo(f"saved {out}")
+    return 0
+
+
+@cli.command("curve")
+@click.argument("fit_path", metavar="FIT")
+@click.option("--n-params", required=True, type=float, help="Model size, e.g. 1e9.")
+@click.option("--batch-size", required=True, type=float, help="Batch size in tokens, e.g. 2e6.")
+@click.option("--steps", default=None, help="Steps, e.g. 1000,5000,20000 (default: fitted range).")
+@click.option("--band", type=click.Choice(["predictive", "law"]), default="predictive",
+              show_default=True)
+@_GROUP
+@_INTERVAL
+@_JSON
+@_SEED
+def curve_cmd(fit_path, n_params, batch_size, steps, band, group, interval, as_json, seed):
+    """Predicted loss curve (loss vs steps) of a model at a batch size, with bands."""
+    from bayes_scaling.dynamics import predict_curve
+
+    res = predict_curve(_load_fit(fit_path), n_params, batch_size,
+                        None if steps is None else _floats(steps, "--steps"), group=group,
+                        band=band, interval=interval, random_seed=seed)
+    _emit(res, as_json, ["steps", "tokens", "group", "band", "median", "lower", "upper",
+                         "interval", "decades_past_n"])
+
+
+@cli.command("batch")
+@click.argument("fit_path", metavar="FIT")
+@click.option("--loss", "loss", required=True, help="Loss value(s) (nats/token), e.g. 3.0,2.5.")
+@click.option("--n-params", default=None, type=float,
+              help="Also the fewest steps/tokens and the batch sizes near them at this size.")
+@click.option("--tolerance", default=0.1, show_default=True, type=float,
+              help="Within this fraction of the fewest steps (or tokens).")
+@_GROUP
+@_INTERVAL
+@_JSON
+@_SEED
+def batch_cmd(fit_path, loss, n_params, tolerance, group, interval, as_json, seed):
+    """Critical batch size B_crit(L) with bands (and, with --n-params, the batch trade-off)."""
+    from bayes_scaling.dynamics import critical_batch_size, optimal_batch_size
+
+    fitted = _load_fit(fit_path)
+    losses = _floats(loss, "--loss")
+    res = critical_batch_size(fitted, losses, group=group, interval=interval, random_seed=seed)
+    opt = [optimal_batch_size(fitted, n_params, v, tolerance=tolerance, group=group,
+                              interval=interval, random_seed=seed)
+           for v in losses] if n_params is not None else []
+    if as_json:
+        for w in res.warnings:
+            click.echo(f"bayes-scaling: warning: {w}", err=True)
+        click.echo(json.dumps({"band": "law", "warnings": list(res.warnings),
+                               "critical_batch_size": res.to_records(),
+                               "optimal_batch_size": [r for o in opt for r in o.to_records()]},
+                              indent=2))
+        return
+    _emit(res, False, ["loss", "group", "band", "median", "lower", "upper", "interval"])
+    for o in opt:
+        click.echo("")
+        _print_table(o.to_records(), ["target_loss", "quantity", "p_unreachable", "median",
+                                      "lower", "upper", "interval"])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

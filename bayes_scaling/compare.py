@@ -77,6 +77,15 @@ PUBLISHED_EXPONENTS: dict[str, dict[str, Any]] = {
                   "source": "Besiroglu et al. (2024), refit of approach 3"},
 }
 
+#: Kaplan laws with both inputs, and why their ``a`` is not Kaplan's published 0.73.
+KAPLAN_JOINT = ("kaplan", "kaplan_e")
+KAPLAN_EXPONENT_NOTE = (
+    "Kaplan's a: the joint L(N, D) of eq. 1.5 has the closed-form optimum "
+    "a = alpha_D/(alpha_N + alpha_D), 0.575 with his Table-2 constants; his published 0.73 "
+    "comes from a different analysis (the L(N, S_min) compute-efficient frontier of sec. 6, "
+    "non-embedding N, a fixed schedule, losses before convergence), so compare a Kaplan-form "
+    "a with the other families' a on the same runs, not with 0.73")
+
 #: Columns of :attr:`CompareResult.table`, in order.
 TABLE_COLUMNS: tuple[str, ...] = (
     "model", "law", "elpd_loo", "se", "elpd_diff", "dse", "weight", "p_loo", "n_bad_pareto_k",
@@ -106,6 +115,9 @@ class CompareResult:
         ArviZ ``ELPDData`` per family (pointwise).
     fits
         The compared fits (not serialised).
+    meta
+        The run table (size, source, hash, parameter count), the group used and the held-out
+        settings.
     """
 
     table: pd.DataFrame
@@ -567,6 +579,8 @@ def make_notes(table: pd.DataFrame, fits: Mapping[str, ScalingFit], loos: Mappin
         if fits[name].method == "huber-bootstrap":
             notes.append(f"{name}: bootstrap refits, not a posterior: its LOO is indicative only")
         notes += _exponent_notes(rec, fits[name])
+    if any(f.law.name in KAPLAN_JOINT for f in fits.values()):
+        notes.append(KAPLAN_EXPONENT_NOTE)
     if holdout_top:
         n_h = next((h["n_heldout"] for h in heldout.values()), 0)
         notes.append(f"held-out check: each family refitted without the top {holdout_top} "
@@ -611,13 +625,9 @@ def _exponent_notes(rec: Mapping[str, Any], fit_: ScalingFit) -> list[str]:
         return [f"{name}: {a} (90%) {'contains' if inside else 'does not contain'} Epoch's "
                 f"refit a = {ep} ± 0.020; Hoffmann et al. published 0.50 (approaches 1-2) and "
                 "0.46 (approach 3)"]
-    if law.startswith("kaplan"):
-        return [f"{name}: {a} (90%) is the closed-form optimum of the joint L(N, D), "
-                "a = alpha_D/(alpha_N + alpha_D) (0.575 with Kaplan's Table-2 constants); "
-                "Kaplan's published 0.73 comes from the L(N, S_min) compute-efficient frontier "
-                "(sec. 6, non-embedding N, losses before convergence), a different estimator: "
-                "compare this a with the other families' a on the same runs, not with 0.73"]
-    return []
+    if law in KAPLAN_JOINT:
+        return [f"{name}: {a} (90%), the joint law's closed form alpha_D/(alpha_N + alpha_D)"]
+    return [f"{name}: {a} (90%)"]
 
 
 def _diverge_notes(dv: Mapping[str, Any]) -> list[str]:
@@ -631,7 +641,7 @@ def _diverge_notes(dv: Mapping[str, Any]) -> list[str]:
             if pt is None:
                 out.append(f"{who}: overlap at every budget from {_fmt_c(lo)} to {_fmt_c(hi)}")
                 continue
-            start = " (already apart at the first budget scanned)" if pt["at_start"] else ""
+            start = " (already apart at the start of the scan)" if pt["at_start"] else ""
             again = "" if pt["stays_apart"] else "; they overlap again at a larger budget"
             out.append(f"{who}: part at C = {_fmt_c(pt['flops'])} (N = {pt['n_params']:.3g}, "
                        f"D = {pt['n_tokens']:.3g}){start}{again}")

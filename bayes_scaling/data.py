@@ -36,12 +36,14 @@ DataFrame or a Parquet file, the row index) and the reason.
 
 from __future__ import annotations
 
+import csv
 import difflib
 import hashlib
 import io
 import json
 import os
 import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -541,7 +543,14 @@ def _read_text(path: Path, name: str, sep: str, group_col: str | None) -> pd.Dat
         header = pd.read_csv(io.StringIO(text), sep=sep, nrows=0).columns
         _check_delimiter(header, name, sep)
         as_text = {c: str for c in header if _is_text_column(c, group_col)}
-        raw = pd.read_csv(io.StringIO(text), sep=sep, skip_blank_lines=False, dtype=as_text)
+        with warnings.catch_warnings():
+            # index_col=False: a first row longer than the header must not silently become
+            # the index (shifting every column); pandas warns instead, and we refuse it
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            raw = pd.read_csv(io.StringIO(text), sep=sep, skip_blank_lines=False, dtype=as_text,
+                              index_col=False)
+    except pd.errors.ParserWarning as exc:
+        raise DataError(_long_line_message(text, sep, len(header), name)) from exc
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
         hint = (" (a value with an unquoted separator, e.g. a thousands separator?)"
                 if "Expected" in str(exc) else "")
@@ -551,6 +560,18 @@ def _read_text(path: Path, name: str, sep: str, group_col: str | None) -> pd.Dat
     if raw.empty:
         raise DataError(f"{name}: no data rows (only a header)")
     return raw
+
+
+def _long_line_message(text: str, sep: str, width: int, name: str) -> str:
+    """Name the first line holding more fields than the header (``width``)."""
+    reader = csv.reader(io.StringIO(text), delimiter=sep)
+    for row in reader:
+        if len(row) > width:
+            return (f"{name}: line {reader.line_num} has {len(row)} fields but the header has "
+                    f"{width}: a value holding an unquoted separator (a thousands separator as "
+                    "in 10,000,000?) or a separator at the end of the line; write plain digits "
+                    "or quote the value")
+    return f"{name}: a line has more fields than the header ({width})"
 
 
 def _is_text_column(column: object, group_col: str | None) -> bool:
@@ -696,14 +717,16 @@ def _not_a_number(col: str, cell: object) -> str:
 def _derive(work: pd.DataFrame, present: set[str], problems: dict[int, list[str]]) -> None:
     """Fill ``n_tokens = C/(6N)`` or ``flops = 6ND``; flag values that over/underflow."""
     n = work["n_params"].to_numpy(dtype=np.float64)
-    if "n_tokens" not in present:
-        c = work["flops"].to_numpy(dtype=np.float64)
-        work["n_tokens"], target = c / (FLOPS_PER_PARAM_TOKEN * n), "n_tokens = flops / (6 N)"
-    elif "flops" not in present:
-        d = work["n_tokens"].to_numpy(dtype=np.float64)
-        work["flops"], target = FLOPS_PER_PARAM_TOKEN * n * d, "flops = 6 N D"
-    else:
-        return
+    with np.errstate(all="ignore"):  # overflow to inf / 0 / NaN is flagged per row below
+        if "n_tokens" not in present:
+            c = work["flops"].to_numpy(dtype=np.float64)
+            work["n_tokens"] = c / (FLOPS_PER_PARAM_TOKEN * n)
+            target = "n_tokens = flops / (6 N)"
+        elif "flops" not in present:
+            d = work["n_tokens"].to_numpy(dtype=np.float64)
+            work["flops"], target = FLOPS_PER_PARAM_TOKEN * n * d, "flops = 6 N D"
+        else:
+            return
     column = "n_tokens" if target.startswith("n_tokens") else "flops"
     for pos, x in work[column].items():
         if pos not in problems and not (np.isfinite(x) and x > 0):

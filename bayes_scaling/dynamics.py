@@ -277,8 +277,11 @@ DYNAMICS_LAWS: dict[str, Law] = {"dynamics": DYNAMICS}
 WARMUP_FRACTION = 0.1
 #: ... and before this many steps (both apply; 0 switches the absolute threshold off).
 MIN_STEPS = 0
-#: Default thinning: at most this many checkpoints per curve, log-spaced in steps.
+#: Default thinning: at most this many checkpoints per curve, log-spaced in steps ...
 MAX_POINTS_PER_CURVE = 30
+#: ... and at most this many in all (fewer per curve until it fits, never below 3 per curve),
+#: so a fit stays fast: about 1 ms per NUTS gradient at 3,000 points on one core.
+MAX_POINTS = 3000
 
 CURVE_REQUIRED: tuple[str, ...] = ("run_id", "n_params", "steps", "batch_size_tokens", "loss")
 CURVE_OPTIONAL: tuple[str, ...] = ("learning_rate", "context_length", "n_params_nonembedding")
@@ -621,6 +624,7 @@ def load_curves(
     warmup_fraction: float = WARMUP_FRACTION,
     min_steps: float = MIN_STEPS,
     max_points_per_curve: int | None = MAX_POINTS_PER_CURVE,
+    max_points: int | None = MAX_POINTS,
 ) -> CurveTable:
     r"""Read, validate, drop the warm-up of and thin a table of loss curves.
 
@@ -647,6 +651,9 @@ def load_curves(
     max_points_per_curve : int or None
         Thinning (:func:`thin_indices`): at most this many checkpoints per curve, log-spaced in
         steps; ``None`` keeps all.
+    max_points : int or None
+        Cap on the whole table: the per-curve limit is lowered (not below 3) until the table
+        fits; ``None`` for no cap. The limit used is recorded in ``rule``.
 
     Returns
     -------
@@ -682,27 +689,34 @@ def load_curves(
                             "on every row")
         work["n_params"] = work["n_params_nonembedding"]
     _check_curves(work, labels, name)
-    return _apply_rule(work, name, param_count, warmup_fraction, min_steps,
-                       max_points_per_curve)
+    rule = {"warmup_fraction": float(warmup_fraction), "min_steps": float(min_steps),
+            "max_points_per_curve": max_points_per_curve, "max_points": max_points,
+            "n_points_read": len(work)}
+    return _apply_rule(work, name, param_count, rule)
 
 
-def _apply_rule(work: pd.DataFrame, name: str, param_count: str, warmup_fraction: float,
-                min_steps: float, max_points: int | None) -> CurveTable:
-    n_read = len(work)
-    work = work.loc[warmup_mask(work, warmup_fraction, min_steps)]
+def _per_curve_limit(sizes: np.ndarray, per_curve: int | None, total: int | None) -> int:
+    """The largest per-curve limit (<= ``per_curve``, >= 3) keeping the sum under ``total``."""
+    k = int(per_curve) if per_curve else int(sizes.max())
+    while total and k > 3 and np.minimum(sizes, k).sum() > total:
+        k -= 1
+    return k
+
+
+def _apply_rule(work: pd.DataFrame, name: str, param_count: str,
+                rule: dict[str, Any]) -> CurveTable:
+    work = work.loc[warmup_mask(work, rule["warmup_fraction"], rule["min_steps"])]
     if work.empty:
-        raise DataError(f"{name}: the warm-up rule (warmup_fraction={warmup_fraction}, "
-                        f"min_steps={min_steps}) leaves no checkpoints")
-    keep = []
-    for _, rows in work.groupby("run_id", sort=False).groups.items():
-        rows = np.asarray(rows)
-        keep.append(rows[thin_indices(work.loc[rows, "steps"].to_numpy(float),
-                                      max_points or 0)])
+        raise DataError(f"{name}: the warm-up rule (warmup_fraction={rule['warmup_fraction']}, "
+                        f"min_steps={rule['min_steps']}) leaves no checkpoints")
+    groups = list(work.groupby("run_id", sort=False).groups.values())
+    k = _per_curve_limit(np.array([len(g) for g in groups]), rule["max_points_per_curve"],
+                         rule["max_points"])
+    keep = [np.asarray(g)[thin_indices(work.loc[g, "steps"].to_numpy(float), k)]
+            for g in groups]
     cols = [c for c in CURVE_COLUMNS if c in work.columns]
     frame = work.loc[np.concatenate(keep), cols].reset_index(drop=True)
-    rule = {"warmup_fraction": float(warmup_fraction), "min_steps": float(min_steps),
-            "max_points_per_curve": max_points, "n_points_read": n_read}
-    return CurveTable(frame, name, param_count, rule)
+    return CurveTable(frame, name, param_count, {**rule, "points_per_curve_used": k})
 
 
 def synthetic_curves(
@@ -745,6 +759,8 @@ def synthetic_curves(
 #: Prior of ``sigma_curve``, the curve-to-curve sd of log loss (a run's whole curve sits above
 #: or below the law: seed, learning rate, schedule), used when a fit has curve effects.
 CURVE_SD_PRIOR = Prior("HalfNormal", {"sigma": 0.03})
+#: Up to this many curve offsets the sampler adapts a dense mass matrix (``model.py``).
+DENSE_MAX_CURVES = 100
 
 
 def input_centre(curves: CurveTable) -> dict[str, float]:

@@ -96,6 +96,9 @@ def _sample_numpyro(model, *, var_names, chains, draws, tune, target_accept, see
         draws=draws, tune=tune, chains=chains, target_accept=target_accept, random_seed=seed,
         model=model, var_names=var_names, progressbar=progress, chain_method=method,
         compute_convergence_checks=False, idata_kwargs={"log_likelihood": False},
+        # a model may ask for a dense mass matrix (model.py sets it for strongly correlated
+        # posteriors, e.g. the curve law's (S_c, alpha_S) pair)
+        nuts_kwargs={"dense_mass": bool(getattr(model, "bayes_scaling_dense_mass", False))},
     )
 
 

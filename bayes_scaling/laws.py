@@ -72,6 +72,63 @@ def chinchilla_optimal(c, *, e, a, b, alpha, beta):
 
 
 # --------------------------------------------------------------------------------------------
+# Chinchilla with a smoothly broken N term (Caballero et al. 2022, one break)
+# --------------------------------------------------------------------------------------------
+#: Smoothness ``f`` of the break, in natural-log units of N (fixed, not fitted): the local
+#: slope of the N term moves from ``alpha`` to ``alpha_2`` over about ``+-2 f`` nats of log N
+#: (``+-0.43`` decades). A fitted ``f`` is weakly identified on ladders of 2-3 decades.
+BREAK_SMOOTHNESS = 0.5
+
+
+def chinchilla_broken(n, d, *, e, a, b, alpha, beta, n_b, alpha_2):
+    r"""Chinchilla's law with a smoothly broken N term (Caballero et al. 2022, eq. 1, one break).
+
+    .. math:: L = E + A N^{-\alpha}\left(1 + (N/N_b)^{1/f}\right)^{-(\alpha_2 - \alpha) f}
+              + B D^{-\beta}
+
+    Below the break ``N_b`` the N term falls as ``N^-alpha``, above it as ``N^-alpha_2``
+    (``alpha_2 < alpha``: a bend toward a plateau; ``alpha_2 > alpha``: small runs above the
+    law, a cold start); ``f`` is :data:`BREAK_SMOOTHNESS`.
+    """
+    f = BREAK_SMOOTHNESS
+    return e + a / n**alpha * (1 + (n / n_b) ** (1 / f)) ** (-(alpha_2 - alpha) * f) \
+        + b / d**beta
+
+
+def _log_broken_n_term(log_n, log_a, alpha, log_n_b, alpha_2, xp):
+    f = BREAK_SMOOTHNESS
+    soft = xp.logaddexp(0.0 * log_n, (log_n - log_n_b) / f)  # log(1 + (N/N_b)^(1/f))
+    return log_a - alpha * log_n - (alpha_2 - alpha) * f * soft
+
+
+def log_chinchilla_broken(log_n, log_d, *, log_e, log_a, log_b, alpha, beta, log_n_b, alpha_2,
+                          xp=NUMPY_OPS):
+    """``log(chinchilla_broken)`` as a log-sum-exp of its three terms."""
+    n_term = _log_broken_n_term(log_n, log_a, alpha, log_n_b, alpha_2, xp)
+    return xp.logaddexp(xp.logaddexp(n_term, log_b - beta * log_d), log_e)
+
+
+def chinchilla_broken_floor(log_n, *, log_e, log_a, alpha, log_n_b, alpha_2, xp=NUMPY_OPS, **_):
+    """Log of the infinite-data loss of the broken law at size ``n``: ``E`` plus the N term."""
+    return xp.logaddexp(log_e, _log_broken_n_term(log_n, log_a, alpha, log_n_b, alpha_2, xp))
+
+
+def chinchilla_broken_tokens_needed(n, target, *, e, a, b, alpha, beta, n_b, alpha_2):
+    r"""Tokens a model of ``n`` parameters needs to reach ``target`` under the broken law.
+
+    .. math:: D^*(N) = \left(\frac{B}{L^* - E - T_N(N)}\right)^{1/\beta}
+
+    with :math:`T_N` the broken N term; ``inf`` where the target is at or below the floor.
+    """
+    t_n = chinchilla_broken(n, np.inf, e=0.0, a=a, b=0.0, alpha=alpha, beta=beta, n_b=n_b,
+                            alpha_2=alpha_2)
+    gap = np.asarray(target - e - t_n, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = (b / gap) ** (1.0 / beta)
+    return np.where(gap > 0, out, np.inf)
+
+
+# --------------------------------------------------------------------------------------------
 # Kaplan: L(N, D) = [(N_c/N)^(alpha_N/alpha_D) + D_c/D]^alpha_D, with an optional floor E
 # --------------------------------------------------------------------------------------------
 def kaplan(n, d, *, n_c, d_c, alpha_n, alpha_d):
@@ -281,6 +338,16 @@ LAWS: dict[str, Law] = {
         floor=kaplan_e_floor, tokens_needed=kaplan_tokens_needed, optimal=kaplan_optimal,
         citation="Kaplan et al. (2020), arXiv:2001.08361, eq. 1.5, plus an irreducible loss E",
         formula="L(N, D) = E + [(N_c/N)^(alpha_N/alpha_D) + D_c/D]^alpha_D",
+    ),
+    "chinchilla_broken": Law(
+        "chinchilla_broken", ("n", "d"),
+        ("log_e", "log_a", "log_b", "alpha", "beta", "log_n_b", "alpha_2"),
+        log_mean=log_chinchilla_broken,
+        centring={"log_a": ("n", "alpha"), "log_b": ("d", "beta"), "log_n_b": ("n", None)},
+        floor=chinchilla_broken_floor, tokens_needed=chinchilla_broken_tokens_needed,
+        citation="Hoffmann et al. (2022), arXiv:2203.15556, approach 3, with the N term smoothly "
+                 "broken as in Caballero et al. (2022), arXiv:2210.14891, eq. 1",
+        formula="L(N, D) = E + A/N^alpha (1 + (N/N_b)^(1/f))^(-(alpha_2 - alpha) f) + B/D^beta",
     ),
     "kaplan_n": Law(
         "kaplan_n", ("n",), ("log_n_c", "alpha_n"), log_mean=log_kaplan_n,

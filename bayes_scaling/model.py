@@ -17,11 +17,15 @@ Posterior variable names: ``<param>`` (natural scale; dims ``group`` when varyin
 
 from __future__ import annotations
 
+import warnings
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pymc as pm
+
+with warnings.catch_warnings():  # PyTensor's note about pip-installed BLAS is not for users
+    warnings.simplefilter("ignore", UserWarning)
+    import pymc as pm
 import pytensor.tensor as pt
 
 from bayes_scaling.constants import GROUP, RUN
@@ -60,11 +64,16 @@ def _constant(p: str, spec: ModelSpec, runs: RunTable, centred: bool,
     if p not in spec.hierarchy.varying or runs.n_groups == 1:
         return _prior(f"{p}_c", prior)
     pop = _prior(f"{p}_c_pop", prior)
-    tau = _prior(tau_name or f"{p}_tau", spec.hierarchy.tau)
+    exponent = p in LAWS[spec.law].exponents
+    tau = _prior(tau_name or (f"{p}_log_tau" if exponent else f"{p}_tau"), spec.hierarchy.tau)
     if centred:
         offset = pm.ZeroSumNormal(f"{p}_offset", sigma=tau, dims=GROUP)
     else:
         offset = tau * pm.ZeroSumNormal(f"{p}_z", sigma=1.0, dims=GROUP)
+    if exponent:  # a varying exponent (models/chinchilla_slopes.toml) varies on the log scale,
+        # so it stays positive; <p>_tau is its spread on the natural scale, as queries expect
+        pm.Deterministic(f"{p}_tau", pop * tau)
+        return pop, pop * pt.exp(offset)
     return pop, pop + offset
 
 
@@ -144,7 +153,8 @@ def build_dynamics_model(spec: ModelSpec, curves: Any, *, curve_effects: bool = 
     :func:`bayes_scaling.dynamics.solve_step_term`: its Newton/bisection iterations run with
     gradients stopped and one last Newton step carries them, which at the root is the exact
     implicit-function gradient. With ``curve_effects`` each curve gets an offset on log loss of
-    sd ``sigma_curve`` (non-centred); the likelihood is Normal or Student-t on log loss.
+    sd ``sigma_curve``: integrated out exactly under a Normal likelihood, explicit (centred)
+    under a Student-t one (:func:`_dynamics_likelihood`).
 
     Posterior variables: the law's natural constants (dims ``group`` when varying), their
     ``<p>_pop`` and natural-scale ``<p>_tau``, ``sigma``, ``nu``, ``sigma_curve``.
@@ -172,18 +182,57 @@ def build_dynamics_model(spec: ModelSpec, curves: Any, *, curve_effects: bool = 
         mu = law.log_mean(*logs, **dyn.uncentre(per_point, centre), xp=ops,
                           iterations=dyn.GRAPH_ITERATIONS, log_start=curves.log_loss)
         _record_dynamics(law, centre, shared, group_c, pop_c, tau_c)
-        if curve_effects:
-            sd = _prior("sigma_curve", dyn.CURVE_SD_PRIOR)
-            mu = mu + sd * pm.Normal("curve_z", 0.0, 1.0, dims=dyn.CURVE)[curves.curve_index]
-        sigma = _prior("sigma", spec.likelihood.sigma)
-        if spec.likelihood.family == "studentt":
-            nu = _prior("nu", spec.likelihood.nu)
-            pm.StudentT("log_loss", nu=nu, mu=mu, sigma=sigma, observed=curves.log_loss,
-                        dims=dyn.OBS)
-        else:
-            pm.Normal("log_loss", mu=mu, sigma=sigma, observed=curves.log_loss, dims=dyn.OBS)
+        explicit = _dynamics_likelihood(spec, curves, mu, curve_effects)
     model.bayes_scaling_centre = centre  # type: ignore[attr-defined]
+    # (log S_c, alpha_S) and (log B*, alpha_B) stay correlated (~0.97) on any fixed centring:
+    # the step term is pinned at S_min, which depends on B_crit. A dense mass matrix (numpyro)
+    # doubles the ESS per second on synthetic curves; past ~100 explicit curve offsets its
+    # estimate is too noisy and a diagonal one is used
+    dense = not explicit or curves.n_curves <= dyn.DENSE_MAX_CURVES
+    model.bayes_scaling_dense_mass = dense  # type: ignore[attr-defined]
     return model
+
+
+def _dynamics_likelihood(spec: ModelSpec, curves: Any, mu: Any, curve_effects: bool) -> bool:
+    """Likelihood of the observed log losses; True when curve offsets are explicit variables.
+
+    Normal: the curve offsets are integrated out exactly (:func:`_curve_marginal_logp`), so
+    NUTS meets no funnel when ``sigma_curve`` is small. Student-t: explicit centred offsets.
+    """
+    from bayes_scaling.dynamics import CURVE, CURVE_SD_PRIOR, OBS
+
+    sigma = _prior("sigma", spec.likelihood.sigma)
+    sd = _prior("sigma_curve", CURVE_SD_PRIOR) if curve_effects else None
+    if sd is not None and spec.likelihood.family == "normal":
+        pm.Potential("log_loss", _curve_marginal_logp(curves.log_loss - mu, curves, sigma, sd))
+        return False
+    if sd is not None:
+        mu = mu + pm.Normal("curve_offset", 0.0, sd, dims=CURVE)[curves.curve_index]
+    if spec.likelihood.family == "studentt":
+        nu = _prior("nu", spec.likelihood.nu)
+        pm.StudentT("log_loss", nu=nu, mu=mu, sigma=sigma, observed=curves.log_loss, dims=OBS)
+    else:
+        pm.Normal("log_loss", mu=mu, sigma=sigma, observed=curves.log_loss, dims=OBS)
+    return sd is not None
+
+
+def _curve_marginal_logp(resid: Any, curves: Any, sigma: Any, sd: Any) -> Any:
+    r"""Normal log likelihood of the residuals with each curve's offset integrated out.
+
+    A curve's ``n`` residuals are :math:`\mathcal{N}(0, \sigma^2 I + \sigma_c^2 11^T)`; with
+    :math:`v = \sigma^2 + n \sigma_c^2`, its log density is
+    :math:`-\tfrac12[n\log 2\pi + (n-1)\log\sigma^2 + \log v
+    + (\sum r^2 - \sigma_c^2 (\sum r)^2 / v)/\sigma^2]`.
+    """
+    idx = curves.curve_index
+    n = np.bincount(idx, minlength=curves.n_curves).astype(float)
+    zeros = pt.zeros(len(n))
+    s1 = pt.inc_subtensor(zeros[idx], resid)
+    s2 = pt.inc_subtensor(zeros[idx], resid**2)
+    var, v = sigma**2, sigma**2 + n * sd**2
+    per_curve = -0.5 * (n * np.log(2 * np.pi) + (n - 1) * pt.log(var) + pt.log(v)
+                        + (s2 - sd**2 * s1**2 / v) / var)
+    return per_curve.sum()
 
 
 def _dynamics_offsets(p: str, spec: ModelSpec, curves: Any) -> tuple[Any, Any, Any]:

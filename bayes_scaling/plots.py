@@ -12,14 +12,14 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg", force=False)
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.axes import Axes  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.axes import Axes
 
-from bayes_scaling.allocate import compute_optimal  # noqa: E402
-from bayes_scaling.fit import ScalingFit  # noqa: E402
-from bayes_scaling.predict import predict_loss  # noqa: E402
-from bayes_scaling.summarize import band_columns  # noqa: E402
+from bayes_scaling.allocate import compute_optimal
+from bayes_scaling.fit import ScalingFit
+from bayes_scaling.predict import predict_loss
+from bayes_scaling.summarize import band_columns
 
 AXIS_LABELS = {"n": "parameters N", "d": "training tokens D", "c": "training compute C (FLOP)"}
 
@@ -78,10 +78,21 @@ def plot_loss_bands(
                     label=f"proposal: {row['median']:.3f} (90% predictive)")
     ax.set(xscale="log", yscale="log", xlabel=AXIS_LABELS[x], ylabel="loss (nats/token)",
            title=f"{fit.spec.name}: loss at D = {tokens_per_param:g}·N")
+    _plain_y(ax)
     ax.legend(fontsize=7, loc="upper right")
     if fit.warning_banner:
         ax.text(0.01, 0.01, "NOT CONVERGED", transform=ax.transAxes, color="red")
     return ax
+
+
+def _plain_y(ax: Axes) -> None:
+    """Loss ticks as plain numbers (2.0, 2.5, 3) on a log axis."""
+    from matplotlib.ticker import FormatStrFormatter, LogLocator
+
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0,
+                                                         5.0, 6.0, 8.0)))
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%.3g"))
+    ax.yaxis.set_minor_formatter(FormatStrFormatter(""))
 
 
 def plot_compute_optimal(fit: ScalingFit, *, flops: Sequence[float] | None = None,

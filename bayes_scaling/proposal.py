@@ -34,7 +34,7 @@ SCHEMA: dict[str, tuple[str, ...]] = {
     "models": ("families",),
     "fit": ("chains", "draws", "tune", "backend", "target_accept", "strict"),
     "backtest": ("enabled", "holdout_by", "holdout_top", "baseline", "chains", "draws", "tune"),
-    "dynamics": ("enabled", "curves", "model"),
+    "dynamics": ("enabled", "fit", "curves", "group_col", "model"),
 }
 REQUIRED_TABLES = ("runs", "plan", "models")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -412,11 +412,15 @@ def _dynamics(check: _Checker, raw: Any, base_dir: Path | None) -> dict[str, Any
     if raw is None:
         return None
     out: dict[str, Any] = {"enabled": check.boolean(raw.get("enabled", True),
-                                                    "dynamics.enabled")}
-    if "curves" in raw:
-        out["curves"] = _resolve(check.text(raw["curves"], "dynamics.curves"), base_dir)
-    if "model" in raw:
-        out["model"] = check.text(raw["model"], "dynamics.model")
+                                                    "dynamics.enabled"),
+                           "model": check.text(raw.get("model", "dynamics"), "dynamics.model")}
+    for key in ("fit", "curves", "group_col"):
+        if key in raw:
+            text = check.text(raw[key], f"dynamics.{key}")
+            out[key] = text if key == "group_col" else _resolve(text, base_dir)
+    if out["enabled"] and "fit" not in out and "curves" not in out:
+        raise check.fail("dynamics.curves", "or dynamics.fit is required: loss curves of the "
+                         "small runs (a file or registry data set) or a saved curve-law fit")
     return out
 
 

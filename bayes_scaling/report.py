@@ -85,7 +85,7 @@ def constants_table(fit: ScalingFit, interval: float = 0.9) -> list[dict[str, An
             rows.append({"constant": name, "group": g if g is not None else "(shared)",
                          "median": float(np.median(v)), "lower": float(np.quantile(v, lo_q)),
                          "upper": float(np.quantile(v, hi_q)), "interval": interval})
-    for extra in ("sigma", "nu", "kappa"):
+    for extra in ("sigma", "nu", "tau0", "kappa"):
         if extra in fit.posterior:
             v = np.asarray(fit.posterior[extra]).ravel()
             rows.append({"constant": extra, "group": "(shared)", "median": float(np.median(v)),
@@ -196,9 +196,11 @@ def demo_markdown(fit: ScalingFit, nums: dict[str, Any]) -> str:
             "Hoffmann et al.: ≈0.50.", ""]
     cal = nums.get("calibration")
     if cal:
-        out += [f"Extrapolation discrepancy: κ ≈ {cal['kappa_mean']:.4f} sd of log loss per "
-                f"decade past the runs, learned from {cal['n_heldout']} held-out runs in "
-                f"{cal['n_refits']} rolling-origin refits inside the ladder.", ""]
+        out += [f"Extrapolation discrepancy (part of the predictive band): a jump τ0 ≈ "
+                f"{cal.get('tau0_mean', 0):.4f} for any run outside the ladder plus κ ≈ "
+                f"{cal['kappa_mean']:.4f} per decade past it (sd of log loss), learned from "
+                f"{cal['n_heldout']} held-out runs in {cal['n_refits']} rolling-origin refits "
+                "inside the ladder.", ""]
     out += ["Figures: `loss_vs_n.png`, `loss_vs_c.png`, `compute_optimal.png`, "
             "`posterior_pair.png`.", ""]
     return "\n".join(out)

@@ -61,7 +61,7 @@ _FORMATS: dict[str, Callable[[float], str]] = {
     "pct": lambda x: f"{100 * x:.0f}%",      # a fraction shown as a percentage
     "pcterr": lambda x: f"{x:.2f}%",         # already in percent
     "int": lambda x: f"{round(x):d}",
-    "ratio": lambda x: f"{x:.3g}",
+    "ratio": lambda x: f"{x:.3g}" if abs(x) < 1000 else f"{x:,.0f}",
     "rhat": lambda x: f"{x:.3f}",
     "elpd": lambda x: f"{x:.1f}",
     "weight": lambda x: f"{x:.3f}",
@@ -219,7 +219,7 @@ def _sec_verdict(risk: Mapping[str, Any]) -> list[Block]:
     if risk["verdict"]["average"]:
         rows.append([["model average"], [Num(("verdict", "average", "predictive", "p_target"),
                                              "prob")],
-                     [Num(("verdict", "average", "law", "p_target"), "prob")], ["1"]])
+                     [Num(("verdict", "average", "law", "p_target"), "prob")], ["—"]])
     for fam in risk["families"]:
         base = ("verdict", "families", fam)
         w = [Num(("weights", fam), "weight")] if risk.get("weights") else ["n/a"]
@@ -288,8 +288,12 @@ def _sec_alternative(risk: Mapping[str, Any]) -> list[Block]:
               "is N = ", Num((*key, "best", "n_params"), "params"), ", D = ",
               Num((*key, "best", "n_tokens"), "tokens"), " (",
               Num((*key, "best", "tokens_per_param"), "ratio"), " tokens per parameter) with "
-              "P = ", Num((*key, "best", "p_target"), "prob"), "; the plan has ",
-              Num(("plan", "tokens_per_param"), "ratio"), " tokens per parameter.")]
+              "P = ", Num((*key, "best", "p_target"), "prob"), " ± ",
+              Num((*key, "best", "mc_se"), "prob"), " (Monte Carlo error); in the same scan "
+              "the plan's split (", Num(("plan", "tokens_per_param"), "ratio"),
+              " tokens per parameter) has P = ", Num((*key, "p_at_plan_split"), "prob"),
+              ". The scan draws its own predictive samples, so its P can differ from the "
+              "verdict's by about the Monte Carlo error.")]
     if a["goal_range"]:
         r = (*key, "goal_range")
         out.append(_p("Splits of this budget with P(target) ≥ ", Num((*key, "goal"), "prob"),
@@ -305,13 +309,15 @@ def _sec_alternative(risk: Mapping[str, Any]) -> list[Block]:
         g = (*key, "budget_for_goal")
         out.append(_p("The smallest budget whose best split reaches P ≥ ",
                       Num((*key, "goal"), "prob"), " is ", Num((*g, "flops"), "flops"),
-                      " FLOP (", Num((*g, "times_plan"), "ratio"), "× the plan): N = ",
+                      " FLOP (", Num((*g, "times_plan"), "ratio"), "× the plan",
+                      ", or less: the smallest budget searched" if
+                      a["budget_for_goal"]["at_smallest_budget_searched"] else "", "): N = ",
                       Num((*g, "n_params"), "params"), ", D = ", Num((*g, "n_tokens"), "tokens"),
                       ", P = ", Num((*g, "p_target"), "prob"), "."))
     else:
         out.append(_p("No budget up to ", Num((*key, "max_budget_searched"), "flops"),
-                      " FLOP (1000× the plan) reaches P ≥ ", Num((*key, "goal"), "prob"),
-                      " at any split."))
+                      " FLOP (", Num((*key, "max_times_plan"), "ratio"), "× the plan) reaches "
+                      "P ≥ ", Num((*key, "goal"), "prob"), " at any split."))
     rows = []
     for fam in risk["families"]:
         f = ("alternative", "families", fam)
@@ -354,7 +360,8 @@ def _sec_trust(risk: Mapping[str, Any]) -> list[Block]:
     out = [_h2("Trust: backtest on these runs")]
     if t.get("status") != "ok":
         return [*out, _p(f"Backtest {t.get('status')}.", css="bad")]
-    out.append(_p(f"The largest {t['holdout_top']} level(s) of {t['holdout_by']} were held "
+    out.append(_p("The largest ", Num(("trust", "holdout_top"), "int"),
+                  f" level(s) of {t['holdout_by']} were held "
                   f"out, {t['model']} was refitted on the rest and predicted them. A calibrated "
                   "method's 90% band holds about 90% of the held-out runs. The held-out runs "
                   "lie at most ", Num(("trust", "bayes", "max_decades_out"), "decades"),
@@ -410,9 +417,14 @@ def _sec_convergence(risk: Mapping[str, Any]) -> list[Block]:
     if bayes and bayes.get("diagnostics"):
         rows.append(_diag_row(f"{bayes['model']} (backtest refit)",
                               ("trust", "bayes", "diagnostics")))
+    if risk["dynamics"].get("included"):
+        rows.append(_diag_row(f"{risk['dynamics']['model']} (training dynamics)",
+                              ("dynamics", "diagnostics")))
     out = [_h2("Convergence diagnostics"),
-           _p("Gate: r̂ ≤ 1.01, bulk and tail ESS ≥ 400, no divergent transitions "
-              "(Vehtari et al. 2021). A fit that fails is shown with a warning at the top."),
+           _p("Gate: r̂ ≤ ", Num(("gate", "max_rhat"), "rhat"), ", bulk and tail ESS ≥ ",
+              Num(("gate", "min_ess"), "int"), ", divergent transitions ≤ ",
+              Num(("gate", "max_divergences"), "int"), " (Vehtari et al. 2021). A fit that "
+              "fails is shown with a warning at the top."),
            _table(["fit", "max r̂", "min bulk ESS", "min tail ESS", "divergences",
                    "chains × draws", "sampling s", "passed"], rows)]
     items = []
@@ -505,8 +517,39 @@ def _diverge_para(dv: Mapping[str, Any]) -> Block:
 
 def _sec_dynamics(risk: Mapping[str, Any]) -> list[Block]:
     dyn = risk["dynamics"]
-    return [_h2("Training dynamics"),
-            _p("Included." if dyn.get("included") else f"Not included: {dyn['reason']}.")]
+    out = [_h2("Training dynamics")]
+    if not dyn.get("included"):
+        return [*out, _p(f"Not included: {dyn['reason']}.")]
+    b = ("dynamics",)
+    fl = (*b, "final_loss")
+    out.append(_p(f"The curve law L(N, S, B) ({dyn['model']}; Kaplan et al. 2020 §5, Su et al. "
+                  "2024), fitted to the loss curves of the small runs, predicts the planned "
+                  "run's curve at batch B = ", Num((*b, "batch_size"), "count"),
+                  " tokens over S = D/B = ", Num((*b, "steps_plan"), "count"),
+                  f" steps (group '{dyn['group']}'). Loss at the last step: ",
+                  Num((*fl, "predictive", "median"), "loss"), " (90% predictive: ",
+                  *_iv((*fl, "predictive"), 90, "loss"), "); P(loss ≤ target) = ",
+                  Num((*fl, "predictive", "p_target"), "prob"), " (predictive), ",
+                  Num((*fl, "law", "p_target"), "prob"), " (law band)."))
+    rows = []
+    for key, label, kind in (("steps_needed", "steps at the planned batch", "count"),
+                             ("s_min", "fewest steps, any batch (S_min)", "count"),
+                             ("tokens_needed", "tokens at the planned batch", "tokens"),
+                             ("e_min", "fewest tokens, any batch (E_min)", "tokens")):
+        r = (*b, key)
+        rows.append([[label], [Num((*r, "median"), kind)], _iv(r, 50, kind), _iv(r, 90, kind),
+                     [Num((*r, "p_unreachable"), "prob")]])
+    out.append(_table(["to reach the target", "median", "50% interval", "90% interval",
+                       "P(unreachable)"], rows))
+    out.append(_p("Critical batch size at the target loss: B_crit = ",
+                  Num((*b, "b_crit", "median"), "count"), " tokens (90%: ",
+                  *_iv((*b, "b_crit"), 90, "count"), "); the planned batch is ",
+                  Num((*b, "batch_over_b_crit"), "ratio"), "× B_crit (above 1: fewer steps, "
+                  "more tokens than the balanced choice)."))
+    out.append(Block("figure", text="dynamics",
+                     caption="Predicted loss curve of the planned run (50%/90% predictive and "
+                             "law bands), the target and the planned number of steps."))
+    return out
 
 
 def _sec_provenance(risk: Mapping[str, Any]) -> list[Block]:
@@ -546,7 +589,35 @@ def make_figures(risk: Mapping[str, Any]) -> dict[str, Any]:
     t = risk["trust"]
     if isinstance(t, Mapping) and t.get("status") == "ok":
         figs["backtest"] = _fig_backtest(risk)
+    if risk["dynamics"].get("included"):
+        figs["dynamics"] = _fig_dynamics(risk)
     return figs
+
+
+def _fig_dynamics(risk: Mapping[str, Any]) -> Any:
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import ScalarFormatter
+
+    dyn = risk["dynamics"]
+    cv = dyn["curve"]
+    s = _arr(cv["steps"])
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    ax.fill_between(s, _arr(cv["predictive"]["lo_90"]), _arr(cv["predictive"]["hi_90"]),
+                    color="C0", alpha=0.15, label="90% predictive")
+    ax.fill_between(s, _arr(cv["predictive"]["lo_50"]), _arr(cv["predictive"]["hi_50"]),
+                    color="C0", alpha=0.3, label="50% predictive")
+    ax.fill_between(s, _arr(cv["law"]["lo_90"]), _arr(cv["law"]["hi_90"]), color="C1",
+                    alpha=0.4, label="90% law band")
+    ax.plot(s, _arr(cv["law"]["median"]), color="k", lw=1, label="median (law)")
+    ax.axhline(risk["plan"]["target_loss"], color="C3", ls=":", lw=0.8, label="target")
+    ax.axvline(dyn["steps_plan"], color="C3", ls="--", lw=0.8, label="planned steps")
+    ax.set(xscale="log", yscale="log", xlabel="optimizer steps S", ylabel="loss (nats/token)",
+           title=f"planned run's loss curve at B = {_human(dyn['batch_size'])} tokens")
+    ax.yaxis.set_major_formatter(ScalarFormatter())
+    ax.yaxis.set_minor_formatter(ScalarFormatter())
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
 
 
 def _fig_extrapolation(risk: Mapping[str, Any]) -> Any:
@@ -603,10 +674,8 @@ def _fig_alternative(risk: Mapping[str, Any]) -> Any:
     g = risk["figures"]["grid"]
     r, k = _arr(g["tokens_per_param"]), _arr(g["budget_decades"])
     row = int(np.argmin(np.abs(k)))
-    grids = {f: np.array(v, dtype=float) for f, v in g["p_target"].items()}
-    w = risk.get("weights")
-    if w and len(grids) > 1:
-        grids = {"model average": sum(w[f] * grids[f] for f in w), **grids}
+    grids = {("model average" if f == "average" else f): np.array(v, dtype=float)
+             for f, v in sorted(g["p_target"].items(), key=lambda kv: kv[0] != "average")}
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 3.8))
     plan = risk["plan"]
     for i, (name, p) in enumerate(grids.items()):

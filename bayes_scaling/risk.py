@@ -31,11 +31,26 @@ import numpy as np
 import pandas as pd
 
 from bayes_scaling.backtest import BacktestResult, score, split_top
-from bayes_scaling.constants import DEFAULT_PROBS, FLOPS_PER_PARAM_TOKEN, NEW_GROUP
+from bayes_scaling.constants import (
+    DEFAULT_PROBS,
+    FLOPS_PER_PARAM_TOKEN,
+    MAX_DIVERGENCES,
+    MAX_RHAT,
+    MIN_ESS,
+    NEW_GROUP,
+)
 from bayes_scaling.data import RunTable, load_runs
 from bayes_scaling.errors import BayesScalingError, FitFileError
+from bayes_scaling.extrapolation import decades_outside
 from bayes_scaling.fit import ScalingFit, package_version, versions
-from bayes_scaling.predict import log_loss_draws, predict_loss, tokens_needed
+from bayes_scaling.predict import (
+    discrepancy_scale,
+    fit_box,
+    log_loss_draws,
+    observation_noise,
+    predict_loss,
+    tokens_needed,
+)
 from bayes_scaling.proposal import Proposal
 from bayes_scaling.spec import ModelSpec, load_spec
 
@@ -45,10 +60,12 @@ BAND_PROBS: tuple[float, ...] = (0.5, 0.9)
 #: P(target) the compute-optimal alternative must reach.
 P_GOAL = 0.9
 #: Tokens-per-parameter grid of the iso-FLOP search (Chinchilla-optimal is ~20).
-TOKENS_PER_PARAM = np.geomspace(0.5, 5000.0, 49)
+TOKENS_PER_PARAM = np.geomspace(0.5, 5000.0, 41)
 #: FLOP multiples of the plan searched for the budget that reaches ``P_GOAL`` (1/100x-1000x).
-BUDGET_DECADES = np.round(np.arange(-2.0, 3.0 + 1e-9, 0.125), 3)
-#: Model-size grid of the extrapolation figure, per decade.
+BUDGET_DECADES = np.round(np.arange(-2.0, 3.0 + 1e-9, 0.25), 3)
+#: Bisection steps refining that budget between grid rows (0.25 / 2**4 = 0.016 decades).
+BISECTIONS = 4
+#: Points of the model-size grid of the extrapolation figure.
 CURVE_POINTS = 60
 
 
@@ -160,7 +177,7 @@ def _group(proposal: Proposal, runs: RunTable) -> str:
 def cache_path(cache_dir: Path, spec: ModelSpec, runs: RunTable, method: str = "nuts") -> Path:
     """``<cache_dir>/<model>-<spec_hash[:12]>-<data_hash[:12]>.nc`` (``<model>.<method>`` for
     a fit other than NUTS, e.g. the Huber+bootstrap baseline)."""
-    tag = spec.name if method == "nuts" else f"{spec.name}.{method}"
+    tag = spec.name if method in ("nuts", "dynamics") else f"{spec.name}.{method}"
     return Path(cache_dir) / f"{tag}-{spec.sha256()[:12]}-{runs.fingerprint()[:12]}.nc"
 
 
@@ -169,21 +186,23 @@ def _reusable(cached: ScalingFit, spec: ModelSpec, runs: RunTable, method: str,
     """A saved fit answers for a new one: same spec, data, method and (NUTS) draws."""
     if cached.spec.sha256() != spec.sha256() or cached.runs.fingerprint() != runs.fingerprint():
         return False
-    if method != "nuts":
+    if method == "huber-bootstrap":
         return cached.method == method
     d = cached.diagnostics
-    return (cached.method == "nuts" and "kappa" in cached.posterior
+    calibrated = "kappa" in cached.posterior or method == "dynamics"
+    return (cached.method != "huber-bootstrap" and calibrated
             and (d.chains, d.draws) == (settings["chains"], settings["draws"]))
 
 
-def obtain_fit(spec: ModelSpec, runs: RunTable, *, settings: Mapping[str, Any],
+def obtain_fit(spec: ModelSpec, runs: Any, *, settings: Mapping[str, Any],
                seed: int, cache_dir: Path | None, on_bad: str = "warn",
                tell: ProgressFn = lambda _m: None,
                method: str = "nuts") -> tuple[ScalingFit, dict[str, Any]]:
     """A saved fit when its spec, data hash and sampler settings match; else a new one (saved).
 
-    ``method`` is ``"nuts"`` (:func:`~bayes_scaling.fit.fit` with ``settings``) or
-    ``"huber-bootstrap"`` (:func:`~bayes_scaling.fit.fit_baseline`). Returns the fit and a
+    ``method`` is ``"nuts"`` (:func:`~bayes_scaling.fit.fit` with ``settings``),
+    ``"huber-bootstrap"`` (:func:`~bayes_scaling.fit.fit_baseline`) or ``"dynamics"``
+    (:func:`~bayes_scaling.dynamics.fit_dynamics` on a curve table). Returns the fit and a
     provenance record (``file``, ``reused``).
     """
     path = cache_path(cache_dir, spec, runs, method) if cache_dir is not None else None
@@ -195,6 +214,10 @@ def obtain_fit(spec: ModelSpec, runs: RunTable, *, settings: Mapping[str, Any],
         else:
             if _reusable(cached, spec, runs, method, settings):
                 tell(f"reusing saved fit {path}")
+                if on_bad == "raise":  # a saved fit passes the same gate as a new one
+                    from bayes_scaling.diagnostics import check_convergence
+
+                    check_convergence(cached.diagnostics, on_bad="raise")
                 return cached, {"file": shown_path(path), "reused": True}
     from bayes_scaling.fit import fit, fit_baseline
 
@@ -203,6 +226,12 @@ def obtain_fit(spec: ModelSpec, runs: RunTable, *, settings: Mapping[str, Any],
              f"{settings['draws']} draws)")
         fitted = fit(spec, runs, random_seed=seed, on_bad=on_bad,  # type: ignore[arg-type]
                      on_progress=tell, **settings)
+    elif method == "dynamics":
+        from bayes_scaling.dynamics import fit_dynamics
+
+        tell(f"fitting {spec.name} on {runs.n_points} checkpoints of {runs.n_curves} loss curves")
+        fitted = fit_dynamics(spec, runs, random_seed=seed, on_bad=on_bad, on_progress=tell,
+                              **settings)
     else:
         tell(f"fitting the {method} baseline of {spec.name} on {runs.n_runs} runs")
         fitted = fit_baseline(spec, runs, random_seed=seed)
@@ -284,63 +313,96 @@ def _quantiles(x: np.ndarray) -> dict[str, float]:
             "hi_50": float(q[3]), "hi_90": float(q[4])}
 
 
-def _p_grid(fit_: ScalingFit, flops: float, target: float, group: str,
-            seed: int) -> np.ndarray:
-    """Predictive P(target) on the grid (budget multiple x tokens per parameter)."""
-    rng = np.random.default_rng([seed, 23])
-    out = np.empty((BUDGET_DECADES.size, TOKENS_PER_PARAM.size))
-    log_target = np.log(target)
-    for i, k in enumerate(BUDGET_DECADES):
+def _p_row(fit_: ScalingFit, flops: float, target: float, group: str,
+           rng: np.random.Generator, ratios: np.ndarray = TOKENS_PER_PARAM) -> np.ndarray:
+    """Predictive P(target) at the splits of ``flops`` with tokens per parameter ``ratios``.
+
+    The predictive draws of :func:`~bayes_scaling.predict.log_loss_draws` (law + run noise +
+    extrapolation discrepancy), with common random numbers across the splits: each posterior
+    draw gets one noise and one discrepancy deviate for the whole row, so P varies smoothly
+    with the split and the best split is not an artefact of Monte Carlo noise.
+    """
+    n = np.sqrt(flops / (FLOPS_PER_PARAM_TOKEN * ratios))
+    d = ratios * n
+    law = log_loss_draws(fit_, n, d, group=group, band="law", rng=rng)
+    eps = observation_noise(fit_, (law.shape[0], 1), rng)
+    dist = decades_outside(fit_box(fit_), n, d)["distance"]
+    z = rng.standard_normal((law.shape[0], 1))
+    return np.mean(law + eps + discrepancy_scale(fit_, dist) * z <= np.log(target), axis=0)
+
+
+RowFn = Callable[[float], np.ndarray]
+
+
+def _row_fns(fits: Mapping[str, ScalingFit], weights: Mapping[str, float] | None,
+             flops: float, target: float, group: str, seed: int) -> dict[str, RowFn]:
+    """P(target) over the splits of ``flops * 10**k``, per family and (weighted) averaged."""
+    rngs = {fam: np.random.default_rng([seed, 23, i]) for i, fam in enumerate(fits)}
+
+    def one(fam: str) -> RowFn:
+        return lambda k: _p_row(fits[fam], flops * 10.0**k, target, group, rngs[fam])
+
+    fns = {fam: one(fam) for fam in fits}
+    if weights and len(fits) > 1:
+        fns["average"] = lambda k: sum(w * fns[f](k) for f, w in weights.items())
+    return fns
+
+
+def _alternative(row_at: RowFn, coarse: np.ndarray, row: np.ndarray, ratios: np.ndarray,
+                 flops: float, plan_ratio: float, n_draws: int) -> dict[str, Any]:
+    """Best split of the planned FLOPs, the splits with P >= P_GOAL, the budget reaching it.
+
+    ``row`` is P over the splits ``ratios`` of the planned FLOPs (one common-random-number
+    scan that includes the plan's own split); ``coarse`` holds P over (:data:`BUDGET_DECADES`
+    x :data:`TOKENS_PER_PARAM`); the smallest budget reaching the goal is refined by bisection
+    in log C between its grid rows.
+    """
+    def split(k: float, r: float) -> dict[str, float]:
         c = flops * 10.0**k
-        n = np.sqrt(c / (FLOPS_PER_PARAM_TOKEN * TOKENS_PER_PARAM))
-        draws = log_loss_draws(fit_, n, TOKENS_PER_PARAM * n, group=group, band="predictive",
-                               rng=rng)
-        out[i] = np.mean(draws <= log_target, axis=0)
-    return out
-
-
-def _alternative(grid: np.ndarray, flops: float, plan_ratio: float) -> dict[str, Any]:
-    """Best split of the planned FLOPs, the splits with P >= P_GOAL, the budget reaching it."""
-    row = grid[int(np.flatnonzero(BUDGET_DECADES == 0.0)[0])]
-    j = int(np.argmax(row))
-
-    def split(c: float, r: float) -> dict[str, float]:
         n = float(np.sqrt(c / (FLOPS_PER_PARAM_TOKEN * r)))
         return {"flops": c, "n_params": n, "n_tokens": r * n, "tokens_per_param": float(r)}
 
+    j = int(np.argmax(row))
     ok = np.flatnonzero(row >= P_GOAL)
+    p_plan = float(row[int(np.argmin(np.abs(np.log(ratios / plan_ratio))))])
     out: dict[str, Any] = {
-        "goal": P_GOAL, "plan_tokens_per_param": plan_ratio,
-        "best": {**split(flops, TOKENS_PER_PARAM[j]), "p_target": float(row[j])},
+        "goal": P_GOAL, "plan_tokens_per_param": plan_ratio, "p_at_plan_split": p_plan,
+        "best": {**split(0.0, ratios[j]), "p_target": float(row[j]),
+                 "mc_se": float(np.sqrt(row[j] * (1 - row[j]) / n_draws))},
         "reaches_goal": bool(ok.size),
-        "goal_range": ({"low": split(flops, TOKENS_PER_PARAM[ok[-1]]),
-                        "high": split(flops, TOKENS_PER_PARAM[ok[0]])} if ok.size else None),
+        "goal_range": ({"low": split(0.0, ratios[ok[-1]]), "high": split(0.0, ratios[ok[0]])}
+                       if ok.size else None),
+        "budget_for_goal": None,
+        "max_budget_searched": float(flops * 10.0 ** BUDGET_DECADES[-1]),
+        "max_times_plan": float(10.0 ** BUDGET_DECADES[-1]),
     }
-    best_per_c = grid.max(axis=1)
-    hit = np.flatnonzero(best_per_c >= P_GOAL)
+    hit = np.flatnonzero(coarse.max(axis=1) >= P_GOAL)
     if hit.size:
         i = int(hit[0])
-        r = TOKENS_PER_PARAM[int(np.argmax(grid[i]))]
-        out["budget_for_goal"] = {**split(flops * 10.0 ** BUDGET_DECADES[i], r),
-                                  "p_target": float(best_per_c[i]),
-                                  "times_plan": float(10.0 ** BUDGET_DECADES[i])}
-    else:
-        out["budget_for_goal"] = None
-    out["max_budget_searched"] = float(flops * 10.0 ** BUDGET_DECADES[-1])
+        hi, best_row = float(BUDGET_DECADES[i]), coarse[i]
+        if i > 0:
+            lo = float(BUDGET_DECADES[i - 1])
+            for _ in range(BISECTIONS):
+                mid = (lo + hi) / 2
+                r = row_at(mid)
+                if r.max() >= P_GOAL:
+                    hi, best_row = mid, r
+                else:
+                    lo = mid
+        jj = int(np.argmax(best_row))
+        out["budget_for_goal"] = {**split(hi, TOKENS_PER_PARAM[jj]),
+                                  "p_target": float(best_row[jj]), "times_plan": 10.0**hi,
+                                  "at_smallest_budget_searched": i == 0}
     return out
 
 
-def _optimal_split(fit_: ScalingFit, flops: float, target: float, group: str,
-                   seed: int) -> dict[str, Any]:
-    """The law's compute-optimal split of the planned FLOPs (law band) and P(target) there."""
+def _optimal_split(fit_: ScalingFit, flops: float, group: str, seed: int) -> dict[str, Any]:
+    """The law's compute-optimal split of the planned FLOPs (law band)."""
     from bayes_scaling.allocate import compute_optimal
 
     res = compute_optimal(fit_, flops, group=group, probs=BAND_PROBS, random_seed=seed)
     s = res.summary.set_index("quantity")
-    out = {q: _band(s.loc[q]) for q in ("n_opt", "d_opt", "tokens_per_param", "loss")}
-    n, d = out["n_opt"]["median"], out["d_opt"]["median"]
-    out["p_target"] = _p_target(fit_, n, d, target, group, seed)["predictive"]["p_target"]
-    return out
+    return {q: _band(s.loc[q]) for q in ("n_opt", "d_opt", "tokens_per_param", "loss")}
 
 
 def _extrapolation(runs: RunTable, n: float, d: float) -> dict[str, Any]:
@@ -482,17 +544,85 @@ def _comparison(fits: Mapping[str, ScalingFit], runs: RunTable, group: str, rati
     return {"available": True, **res.to_json()}, weights
 
 
-def _dynamics(proposal: Proposal) -> dict[str, Any]:
-    """The training-dynamics section: included only when asked for and available."""
-    dyn = proposal.dynamics
+def _dynamics(plan: Proposal, group: str, seed: int, cache: Path | None,
+              tell: ProgressFn) -> dict[str, Any]:
+    """The training-dynamics section: the planned run's loss curve, steps, critical batch.
+
+    Included when the proposal asks for it (``[dynamics]``), ``bayes_scaling.dynamics`` is
+    part of the build and the plan gives a batch size; otherwise says what is missing.
+    """
+    dyn = plan.dynamics
     if dyn is None or not dyn.get("enabled", True):
         return {"included": False, "reason": "not requested by this proposal (add a "
-                "[dynamics] table with loss curves to include it)"}
+                "[dynamics] table with the loss curves of the small runs to include it)"}
     if importlib.util.find_spec("bayes_scaling.dynamics") is None:
         return {"included": False, "reason": "requested, but bayes_scaling.dynamics is not "
                 "part of this build: no loss-curve or critical-batch-size prediction"}
-    return {"included": False, "reason": "requested, but the report does not yet wire in "
-            "bayes_scaling.dynamics: run its own command for the loss curve"}
+    if plan.batch_size is None:
+        return {"included": False, "reason": "requested, but plan.batch_size is not given: "
+                "the loss curve and the steps depend on the batch size"}
+    from bayes_scaling import dynamics as dm
+
+    fit_, prov = _dynamics_fit(plan, seed, cache, tell)
+    names = fit_.group_names
+    g = group if group in names or group == NEW_GROUP else (
+        names[0] if len(names) == 1 else NEW_GROUP)
+    n, b, target = plan.n_params, float(plan.batch_size), plan.target_loss
+    s_plan = plan.n_tokens / b
+    steps = np.unique(np.append(np.geomspace(min(fit_.runs.s.min(), s_plan / 100), s_plan * 2,
+                                             CURVE_POINTS), s_plan))
+    at = int(np.argmin(np.abs(steps - s_plan)))
+    tell("training dynamics: the planned run's loss curve")
+    out: dict[str, Any] = {"included": True, "group": g, "model": fit_.spec.name,
+                           "batch_size": b, "steps_plan": s_plan, **prov,
+                           "final_loss": {}, "curve": {"steps": steps}}
+    for band in ("predictive", "law"):
+        res = _quiet(dm.predict_curve, fit_, n, b, steps, group=g, band=band, probs=BAND_PROBS,
+                     random_seed=seed)
+        final = np.asarray(res.draws)[..., at].ravel()
+        out["final_loss"][band] = {"p_target": float(np.mean(final <= target)),
+                                   **_band(res.summary.iloc[at])}
+        out["curve"][band] = {k: res.summary[k].to_numpy()
+                              for k in ("median", "lo_50", "hi_50", "lo_90", "hi_90")}
+    q = {"steps": dm.steps_needed, "tokens": dm.tokens_needed_at_batch}
+    for key, fn in q.items():
+        rows = _quiet(fn, fit_, n, target, [b], group=g, probs=BAND_PROBS,
+                      random_seed=seed).summary.set_index("quantity")
+        for quantity in rows.index:
+            r = rows.loc[quantity]
+            out[f"{quantity}_needed" if quantity == key else quantity] = {
+                "p_unreachable": float(r["p_unreachable"]), **_band(r)}
+    bc = _quiet(dm.critical_batch_size, fit_, [target], group=g, probs=BAND_PROBS,
+                random_seed=seed).summary.iloc[0]
+    out["b_crit"] = _band(bc)
+    out["batch_over_b_crit"] = b / float(bc["median"])
+    out["diagnostics"] = _diag(fit_)
+    return out
+
+
+def _dynamics_fit(plan: Proposal, seed: int, cache: Path | None,
+                  tell: ProgressFn) -> tuple[ScalingFit, dict[str, Any]]:
+    """The curve-law fit: a saved one (``dynamics.fit``) or one fitted to ``dynamics.curves``."""
+    from bayes_scaling import dynamics as dm
+
+    dyn = plan.dynamics or {}
+    if "fit" in dyn:
+        fit_ = ScalingFit.load(dyn["fit"])
+        if fit_.spec.law not in dm.DYNAMICS_LAWS:
+            raise plan.error("dynamics.fit", f"{dyn['fit']} is a fit of law {fit_.spec.law!r}, "
+                             "not a curve law (fit one with --model dynamics)")
+        return fit_, {"fit_file": shown_path(dyn["fit"]), "reused": True}
+    from bayes_scaling.datasets import fetch, load_registry
+
+    src = dyn["curves"]
+    path = fetch(src) if not Path(src).exists() and src in load_registry() else src
+    curves = dm.load_curves(path, **({"group_col": dyn["group_col"]}
+                                     if "group_col" in dyn else {}))
+    fit_, prov = _quiet(obtain_fit, load_spec(dyn.get("model", "dynamics")), curves,
+                        settings=_fit_settings(plan), seed=seed, cache_dir=cache,
+                        tell=tell, method="dynamics")
+    return fit_, {"fit_file": prov["file"], "reused": prov["reused"],
+                  "curves": shown_path(path), "curves_sha256": sha256_of(path)}
 
 
 # ------------------------------------------------------------------------------ figures data
@@ -545,9 +675,10 @@ def build_risk(
     Returns
     -------
     dict
-        Sections ``proposal, plan, verdict, predicted_loss, tokens_needed, alternative,
-        extrapolation, trust, convergence, priors, constants, comparison, dynamics, provenance,
-        warnings, figures``.
+        Sections ``proposal``, ``plan``, ``verdict`` (P(target) and the loss bands, per family
+        and averaged), ``tokens_needed``, ``alternative``, ``extrapolation``, ``trust``,
+        ``convergence``, ``gate``, ``priors``, ``constants``, ``comparison``, ``weights``,
+        ``dynamics``, ``provenance``, ``warnings``, ``seeds`` and ``figures`` (plot arrays).
     """
     tell = on_progress or (lambda _m: None)
     seed = int(proposal.seed if random_seed is None else random_seed)
@@ -563,7 +694,11 @@ def build_risk(
     tok, tok_draws = {}, {}
     for fam, f in fits_used.items():
         tok[fam], tok_draws[fam] = _tokens(f, n, target, group, seed)
-    grids = {fam: _p_grid(f, c, target, group, seed) for fam, f in fits_used.items()}
+    row_fns = _row_fns(fits_used, weights, c, target, group, seed)
+    grids = {fam: np.array([row_fns[fam](float(k)) for k in BUDGET_DECADES])
+             for fam in fits_used}
+    if "average" in row_fns:
+        grids["average"] = sum(weights[f] * grids[f] for f in weights)  # type: ignore[index]
     risk: dict[str, Any] = {
         "schema": "bayes_scaling.risk/1",
         "title": plan.title, "name": plan.name, "description": plan.description,
@@ -579,16 +714,17 @@ def build_risk(
                                                              group, seed)},
         "tokens_needed": {"families": tok, "average": _tok_average(tok, tok_draws, weights, n,
                                                                    seed)},
-        "alternative": _alternatives(fits_used, grids, weights, plan, group, seed),
+        "alternative": _alternatives(fits_used, row_fns, grids, weights, plan, group, seed),
         "extrapolation": _extrapolation(runs, n, d),
         "comparison": comparison,
         "weights": weights,
-        "dynamics": _dynamics(plan),
+        "dynamics": _dynamics(plan, group, seed, cache, tell),
         "priors": {fam: _priors(f.spec) for fam, f in fits_used.items()},
         "constants": {fam: _constants(f) for fam, f in fits_used.items()},
     }
     risk["trust"] = _backtests(plan, runs, group, seed, cache, tell)
     risk["convergence"] = {fam: _diag(f) for fam, f in fits_used.items()}
+    risk["gate"] = {"max_rhat": MAX_RHAT, "min_ess": MIN_ESS, "max_divergences": MAX_DIVERGENCES}
     risk["provenance"] = _provenance(plan, runs, files, fits_used, fit_prov, seed)
     risk["warnings"] = _warnings(risk, fits_used)
     risk["figures"] = {
@@ -646,20 +782,35 @@ def _tok_average(tok: Mapping[str, Any], draws: Mapping[str, np.ndarray],
             **q, "median_tokens_per_param": q["median"] / n}
 
 
-def _alternatives(fits: Mapping[str, ScalingFit], grids: Mapping[str, np.ndarray],
-                  weights: Mapping[str, float] | None, plan: Proposal, group: str,
-                  seed: int) -> dict[str, Any]:
+def _alternatives(fits: Mapping[str, ScalingFit], row_fns: Mapping[str, RowFn],
+                  grids: Mapping[str, np.ndarray], weights: Mapping[str, float] | None,
+                  plan: Proposal, group: str, seed: int) -> dict[str, Any]:
+    """The compute-optimal alternative per family and model-averaged.
+
+    The splits of the planned FLOPs are scored in one common-random-number scan per family
+    over :data:`TOKENS_PER_PARAM` plus the plan's split and every family's compute-optimal
+    split, so that "best", "at the plan" and "at N_opt" are compared on the same draws.
+    """
     ratio = plan.n_tokens / plan.n_params
-    out: dict[str, Any] = {"families": {}}
-    for fam, f in fits.items():
-        out["families"][fam] = {**_alternative(grids[fam], plan.flops, ratio),
-                                "optimal_split": _optimal_split(f, plan.flops, plan.target_loss,
-                                                                group, seed)}
-    if weights and len(fits) > 1:
-        avg = sum(weights[k] * grids[k] for k in weights)
-        out["average"] = _alternative(avg, plan.flops, ratio)
-    else:
-        out["average"] = None
+    size = {fam: f.posterior.sizes["chain"] * f.posterior.sizes["draw"] for fam, f in fits.items()}
+    optimal = {fam: _optimal_split(f, plan.flops, group, seed) for fam, f in fits.items()}
+    ratios = np.unique(np.concatenate([TOKENS_PER_PARAM, [ratio], [
+        o["d_opt"]["median"] / o["n_opt"]["median"] for o in optimal.values()]]))
+    rows = {fam: _p_row(f, plan.flops, plan.target_loss, group,
+                        np.random.default_rng([seed, 29, i]), ratios)
+            for i, (fam, f) in enumerate(fits.items())}
+    out: dict[str, Any] = {"families": {}, "average": None}
+    for fam in fits:
+        o = optimal[fam]
+        r_opt = o["d_opt"]["median"] / o["n_opt"]["median"]
+        o["p_target"] = float(rows[fam][int(np.argmin(np.abs(np.log(ratios / r_opt))))])
+        out["families"][fam] = {**_alternative(row_fns[fam], grids[fam], rows[fam], ratios,
+                                               plan.flops, ratio, size[fam]),
+                                "optimal_split": o}
+    if "average" in row_fns and weights:
+        avg = sum(w * rows[f] for f, w in weights.items())
+        out["average"] = _alternative(row_fns["average"], grids["average"], avg, ratios,
+                                      plan.flops, ratio, min(size.values()))
     return out
 
 

@@ -47,7 +47,7 @@ TRUTH: dict[str, dict[str, float]] = {
                  "alpha_n": 0.257, "alpha_d": 0.289},
 }
 NOISE = 0.01
-SYNTH_FIT = {"chains": 4, "draws": 500, "tune": 500, "calibrate": False}
+SYNTH_FIT = {"chains": 2, "draws": 500, "tune": 500, "calibrate": False}
 REAL_FIT = {"chains": 4, "draws": 1000, "tune": 1000}
 REAL_HOLDOUT_TOP = 3
 
@@ -172,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--skip-real", action="store_true")
     ap.add_argument("--skip-synthetic", action="store_true")
+    ap.add_argument("--reuse-synthetic", action="store_true",
+                    help="Rebuild the synthetic sections from results/compare_synthetic.json.")
     args = ap.parse_args(argv)
     RESULTS.mkdir(exist_ok=True)
 
@@ -181,7 +183,10 @@ def main(argv: list[str] | None = None) -> int:
     lines = ["# Kaplan vs Chinchilla: law families compared", "",
              "Written by `benchmarks/bench_compare.py` (see its docstring for the setup).", ""]
     t0 = time.perf_counter()
-    if not args.skip_synthetic:
+    if args.reuse_synthetic:
+        synth = json.loads((RESULTS / "compare_synthetic.json").read_text())
+        lines += synthetic_md(synth) + recovery_md(synth)
+    elif not args.skip_synthetic:
         tasks = [{"gen": g, "seed": s} for g in TRUTH for s in range(args.seeds)]
         synth = run_many(synthetic_task, tasks, workers=args.workers, on_progress=tell)
         (RESULTS / "compare_synthetic.json").write_text(json.dumps(synth, indent=1))

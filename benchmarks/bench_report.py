@@ -78,7 +78,7 @@ def markdown(scratch: dict, cached: list[dict], size: dict, browser: dict, risk:
         f"{platform.python_version()}; load average at the end {load[0]:.1f} / {load[1]:.1f} / "
         f"{load[2]:.1f} (the cores are shared with other work, so wall time > CPU time).", "",
         "| measure | value | target |", "|---|---|---|",
-        f"| from scratch (4 NUTS fits: 2 families + backtest refit, Huber baseline) | "
+        f"| from scratch (3 NUTS fits: 2 families + the backtest refit; the Huber baseline) | "
         f"{scratch['wall_s']:.1f} s wall, {scratch['cpu_s']:.1f} s CPU | < 120 s |",
         f"| from saved fits (best of {len(cached)}) | {best:.1f} s wall "
         f"({walls}), "

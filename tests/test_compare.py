@@ -247,3 +247,34 @@ def test_cli_compare_end_to_end(tmp_path, capsys):
         assert r["heldout_lpd"] is not None
     assert out["averaged"][0]["lower"] < out["averaged"][0]["median"] < out["averaged"][0]["upper"]
     assert len(out["plots"]) == 2
+
+
+def test_cli_compare_text_average_and_plots_without_sampling(monkeypatch, capsys, fits,
+                                                             tmp_path):
+    """The CLI's rendering, with the fitting step replaced by the fake fits."""
+    ladder = next(iter(fits.values())).runs
+    path = tmp_path / "runs.csv"
+    ladder.frame.to_csv(path, index=False)
+    monkeypatch.setattr(cmp, "fit_families", lambda runs, names, **kw: {
+        n: fits[n] for n in names})
+    argv = ["compare", str(path), "--models", "chinchilla,kaplan", "--holdout-top", "0",
+            "--average", "--n-params", "3e9", "--n-tokens", "6e10", "--plots",
+            str(tmp_path / "figs"), "--quiet"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "elpd_loo" in out and "best by PSIS-LOO: chinchilla" in out
+    assert "stacking-averaged prediction" in out and "chinchilla:" in out
+    assert (tmp_path / "figs" / "compare_loss.png").exists()
+
+
+def test_single_variable_family_is_compared_without_an_optimum():
+    ladder = synthetic_runs("kaplan", K, noise=0.01, seed=2)
+    fits = {"kaplan_n": fake_fit("kaplan_n", {"n_c": 8.8e13, "alpha_n": 0.076}, runs=ladder,
+                                 seed=1),
+            "kaplan": fake_fit("kaplan", K, runs=ladder, seed=2)}
+    res = cmp.compare(fits, holdout_top=None, random_seed=0)
+    row = res.table.set_index("model")
+    assert np.isnan(row.loc["kaplan_n", "a_median"]) and np.isfinite(row.loc["kaplan", "a_median"])
+    assert res.diverge["allocation"] == "D = 20 N"
+    assert any("kaplan_n: law kaplan_n has one input" in n for n in res.notes)
+    assert list(row.index)[0] == "kaplan"  # the joint law sees the token axis

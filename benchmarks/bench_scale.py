@@ -1,0 +1,95 @@
+"""Growth with data and with groups: time, ESS/s, convergence and peak memory per cell.
+
+Synthetic ladders from the Chinchilla law (Epoch AI's constants), log-uniform N in [1e7, 3e9]
+and tokens per parameter in [5, 100], per-group offsets on log E, log A, log B drawn with sd
+0.05, Student-t noise (nu = 5, scale 0.01). Each cell is fitted in a fresh subprocess with the
+default settings (4 chains x 1000 + 1000, numpyro, calibration off) and must pass the gate.
+Writes ``benchmarks/results/scale.md``.
+
+Run: ``.venv/bin/python benchmarks/bench_scale.py [--cells 245x4,2450x4,...]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+DEFAULT_CELLS = "245x4,2450x4,24500x4,2450x16,2450x64"
+
+CHILD = r"""
+import json, resource, sys, time, warnings
+warnings.filterwarnings("ignore")
+import numpy as np, pandas as pd
+from bayes_scaling.constants import PUBLISHED
+from bayes_scaling.data import load_runs
+from bayes_scaling.laws import LAWS
+from bayes_scaling.testing import to_sampling
+n_runs, n_groups = int(sys.argv[1]), int(sys.argv[2])
+rng = np.random.default_rng(n_runs * 1000 + n_groups)
+law = LAWS["chinchilla"]
+theta = to_sampling("chinchilla", PUBLISHED["epoch2024"])
+g = np.arange(n_runs) % n_groups
+offs = {p: rng.normal(0, 0.05, n_groups) for p in ("log_e", "log_a", "log_b")}
+n = np.exp(rng.uniform(np.log(1e7), np.log(3e9), n_runs))
+d = n * np.exp(rng.uniform(np.log(5), np.log(100), n_runs))
+th = {p: theta[p] + (offs[p][g] if p in offs else 0.0) for p in law.params}
+mu = law.evaluate_log({"n": np.log(n), "d": np.log(d)}, th)
+loss = np.exp(mu + 0.01 * rng.standard_t(5, n_runs))
+runs = load_runs(pd.DataFrame({"group": [f"g{i:02d}" for i in g], "n_params": n,
+                               "n_tokens": d, "loss": loss}))
+from bayes_scaling.fit import fit
+t0 = time.perf_counter()
+f = fit("chinchilla", runs, random_seed=1, calibrate=False)
+d = f.diagnostics
+print("RESULT " + json.dumps({"wall_s": time.perf_counter() - t0, "min_ess_bulk": d.min_ess_bulk,
+      "min_ess_tail": d.min_ess_tail, "max_rhat": d.max_rhat, "divergences": d.divergences,
+      "passed": d.passed, "centred": f.meta["centred_offsets"],
+      "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def run_cell(n_runs: int, n_groups: int) -> dict:
+    proc = subprocess.run([sys.executable, "-c", CHILD, str(n_runs), str(n_groups)],
+                          capture_output=True, text=True, check=True)
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT "))
+    return {"n_runs": n_runs, "n_groups": n_groups, **json.loads(line[7:])}
+
+
+def render(rows: list[dict]) -> str:
+    lines = ["## Scale: growth with runs and groups (synthetic Chinchilla ladders)", "",
+             "Default fit (4 chains x 1000 tune + 1000 draws, numpyro), fresh process per cell,"
+             " wall time from model build to diagnostics (imports excluded).", "",
+             "| runs | groups | offsets | wall s | min bulk ESS | bulk ESS/s | min tail ESS | "
+             "max r-hat | divergences | gate | peak MB |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(
+            f"| {r['n_runs']} | {r['n_groups']} | {'centred' if r['centred'] else 'non-centred'}"
+            f" | {r['wall_s']:.0f} | {r['min_ess_bulk']:.0f} | "
+            f"{r['min_ess_bulk'] / r['wall_s']:.1f} | {r['min_ess_tail']:.0f} | "
+            f"{r['max_rhat']:.3f} | {r['divergences']} | "
+            f"{'passed' if r['passed'] else 'FAILED'} | {r['peak_mb']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cells", default=DEFAULT_CELLS)
+    args = ap.parse_args()
+    rows = []
+    for cell in args.cells.split(","):
+        r, g = (int(v) for v in cell.split("x"))
+        rows.append(run_cell(r, g))
+        print(rows[-1], file=sys.stderr, flush=True)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "scale.md").write_text(render(rows))
+    (RESULTS / "scale.json").write_text(json.dumps(rows, indent=1))
+    print(render(rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,380 @@
+"""Training dynamics: the L(N, S, B) solve, curve tables, queries, plots, CLI, a small NUTS fit."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bayes_scaling import dynamics as dy
+from bayes_scaling.constants import CHAIN, DRAW, PUBLISHED
+from bayes_scaling.diagnostics import Diagnostics
+from bayes_scaling.errors import DataError, QueryError
+from bayes_scaling.fit import ScalingFit
+from bayes_scaling.spec import load_spec
+
+K = PUBLISHED["kaplan2020_dynamics"]  # Kaplan et al. (2020) section 5 constants
+LOG_K = {"log_n_c": np.log(K["n_c"]), "alpha_n": K["alpha_n"], "log_s_c": np.log(K["s_c"]),
+         "alpha_s": K["alpha_s"], "log_b_star": np.log(K["b_star"]), "alpha_b": K["alpha_b"]}
+
+
+def fake_dynamics_fit(curves: dy.CurveTable | None = None, *, spread: float = 2e-4,
+                      chains: int = 2, draws: int = 300, sigma: float = 0.005,
+                      sigma_curve: float = 0.01, seed: int = 0) -> ScalingFit:
+    """A curve-law fit whose posterior is a tight cloud at Kaplan's constants (no NUTS)."""
+    rng = np.random.default_rng(seed)
+    curves = curves or dy.synthetic_curves(K, steps=np.geomspace(1e3, 1e5, 8), seed=seed)
+    post = {p: xr.DataArray(v + spread * rng.standard_normal((chains, draws)), dims=(CHAIN, DRAW))
+            for p, v in LOG_K.items()}
+    for name, value in (("sigma", sigma), ("sigma_curve", sigma_curve), ("nu", 30.0)):
+        post[name] = xr.DataArray(np.full((chains, draws), value), dims=(CHAIN, DRAW))
+    diag = Diagnostics(max_rhat=1.0, min_ess_bulk=1e3, min_ess_tail=1e3, divergences=0,
+                       chains=chains, draws=draws, backend="fake", seed=seed, sampling_seconds=0.0)
+    return ScalingFit(az.InferenceData(posterior=xr.Dataset(post)), load_spec("dynamics"), curves,
+                      diag, {"method": "fake", "seed": seed})
+
+
+@pytest.fixture(scope="module")
+def kfit() -> ScalingFit:
+    return fake_dynamics_fit()
+
+
+# ------------------------------------------------------------------------------ the law
+PRIOR_RANGE = {  # the models/dynamics.toml priors, +-3 sd, mapped to natural constants
+    "log_n_c": st.floats(np.log(1e9), np.log(1e18)), "alpha_n": st.floats(0.013, 0.5),
+    "log_s_c": st.floats(np.log(1.0), np.log(1e7)), "alpha_s": st.floats(0.15, 3.2),
+    "log_b_star": st.floats(np.log(1e4), np.log(1e14)), "alpha_b": st.floats(0.06, 0.7),
+}
+
+
+@settings(max_examples=300, deadline=None)
+@given(**PRIOR_RANGE, n=st.floats(1e5, 1e13), s=st.floats(1.0, 1e8), b=st.floats(1e2, 1e9))
+def test_solve_finds_the_unique_root_to_1e8(n, s, b, **theta):
+    loss = float(np.exp(dy.log_loss_nsb(np.log(n), np.log(s), np.log(b), **theta)))
+    nat = {k[4:] if k.startswith("log_") else k: np.exp(v) if k.startswith("log_") else v
+           for k, v in theta.items()}
+    s_min = dy.s_min(s, b, loss, b_star=nat["b_star"], alpha_b=nat["alpha_b"])
+    rhs = dy.l_n_smin(n, s_min, n_c=nat["n_c"], alpha_n=nat["alpha_n"], s_c=nat["s_c"],
+                      alpha_s=nat["alpha_s"])
+    assert abs(rhs / loss - 1.0) < 1e-8
+
+
+def test_solve_is_vectorised_and_converges_on_a_wide_prior_sample():
+    rng = np.random.default_rng(0)
+    m = 50_000
+    theta = {k: rng.uniform(*_bounds(k), m) for k in PRIOR_RANGE}
+    logs = [np.log(10 ** rng.uniform(lo, hi, m)) for lo, hi in ((5, 13), (0, 8), (2, 9))]
+    full = dy.log_loss_nsb(*logs, **theta)
+    few = dy.log_loss_nsb(*logs, **theta, iterations=8)
+    assert np.all(np.isfinite(full))
+    assert np.max(np.abs(few - full)) < 1e-8  # 8 safeguarded Newton steps suffice
+
+
+def _bounds(name: str) -> tuple[float, float]:
+    return {"log_n_c": (np.log(1e9), np.log(1e18)), "alpha_n": (0.013, 0.5),
+            "log_s_c": (0.0, np.log(1e7)), "alpha_s": (0.15, 3.2),
+            "log_b_star": (np.log(1e4), np.log(1e14)), "alpha_b": (0.06, 0.7)}[name]
+
+
+@pytest.mark.parametrize("misfit, iterations, tol", [(0.03, 3, 1e-10), (0.3, dy.GRAPH_ITERATIONS,
+                                                                          2e-3)])
+def test_graph_iterations_from_the_observed_loss_converge(misfit, iterations, tol):
+    rng = np.random.default_rng(1)
+    m = 20_000
+    z = {k: 0.3 * rng.standard_normal(m) for k in LOG_K}  # 30% around Kaplan's constants
+    theta = {k: v + z[k] if k.startswith("log") else v * np.exp(z[k]) for k, v in LOG_K.items()}
+    logs = [np.log(10 ** rng.uniform(lo, hi, m)) for lo, hi in ((6, 9), (2, 5), (4, 7))]
+    root = dy.log_loss_nsb(*logs, **theta)
+    start = root + misfit * rng.uniform(-1, 1, m)
+    assert np.max(np.abs(dy.log_loss_nsb(*logs, **theta, iterations=iterations,
+                                         log_start=start) - root)) < tol
+
+
+@settings(max_examples=100, deadline=None)
+@given(s=st.floats(10.0, 1e7), b=st.floats(1e3, 1e8), loss=st.floats(1.5, 8.0))
+def test_kaplan_tradeoff_identity(s, b, loss):
+    """(S/S_min - 1)(E/E_min - 1) = 1 (Kaplan et al. 2020, eq. 5.6's hyperbola)."""
+    smin = dy.s_min(s, b, loss, b_star=K["b_star"], alpha_b=K["alpha_b"])
+    emin = dy.e_min(s * b, b, loss, b_star=K["b_star"], alpha_b=K["alpha_b"])
+    assert smin <= s and emin <= s * b
+    assert (s / smin - 1.0) * (s * b / emin - 1.0) == pytest.approx(1.0, rel=1e-9)
+
+
+@settings(max_examples=100, deadline=None)
+@given(n=st.floats(1e6, 1e11), s=st.floats(100.0, 1e6), b=st.floats(1e4, 1e8))
+def test_steps_to_loss_inverts_the_law(n, s, b):
+    loss = dy.loss_nsb(n, s, b, **K)
+    assert dy.steps_to_loss(n, loss, b, **K) == pytest.approx(s, rel=1e-7)
+
+
+def test_loss_falls_with_steps_size_and_batch():
+    s = np.geomspace(100, 1e6, 30)
+    small, big = dy.loss_nsb(1e7, s, 2**20, **K), dy.loss_nsb(1e9, s, 2**20, **K)
+    assert np.all(np.diff(small) < 0) and np.all(big < small)
+    assert np.all(dy.loss_nsb(1e7, s, 2**22, **K) < small)  # more tokens per step
+    assert np.all(small > (K["n_c"] / 1e7) ** K["alpha_n"])  # above the size's floor
+
+
+def test_centring_round_trips():
+    centre = {"n": 17.0, "s": 8.0, "b": 13.0, "loss": 1.2}
+    back = dy.uncentre(dy.centre_constants(LOG_K, centre), centre)
+    assert back == pytest.approx(LOG_K)
+
+
+def test_graph_solve_matches_numpy_and_has_implicit_gradients():
+    pt = pytest.importorskip("pytensor.tensor")
+    import pytensor
+    from pytensor.gradient import disconnected_grad
+
+    ops = SimpleNamespace(exp=pt.exp, log=pt.log, logaddexp=pt.logaddexp, where=pt.switch,
+                             stop_gradient=disconnected_grad, done=lambda _h: False)
+    logs = [np.log(np.array([3e7, 1e8])), np.log(np.array([2e3, 4e4])), np.log([2.0**18] * 2)]
+    a = pt.dscalar("alpha_s")
+    out = dy.log_loss_nsb(*logs, **{**LOG_K, "alpha_s": a}, xp=ops, iterations=12)
+    f = pytensor.function([a], [out, pytensor.grad(out.sum(), a)])
+    value, grad = f(K["alpha_s"])
+    assert value == pytest.approx(dy.log_loss_nsb(*logs, **LOG_K), rel=1e-12)
+    h = 1e-6
+    num = (dy.log_loss_nsb(*logs, **{**LOG_K, "alpha_s": K["alpha_s"] + h}).sum()
+           - dy.log_loss_nsb(*logs, **{**LOG_K, "alpha_s": K["alpha_s"] - h}).sum()) / (2 * h)
+    assert grad == pytest.approx(num, rel=1e-5)
+
+
+# ------------------------------------------------------------------------------ curve tables
+def _frame(**over):
+    df = pd.DataFrame({"run": ["a"] * 4 + ["b"] * 3, "n_params": [1e7] * 4 + [3e7] * 3,
+                       "steps": [100, 200, 400, 800, 100, 300, 900],
+                       "batch_size_tokens": [2**19] * 7,
+                       "loss": [5.0, 4.6, 4.3, 4.1, 4.8, 4.2, 3.9]})
+    for k, v in over.items():
+        df[k] = v
+    return df
+
+
+def test_load_curves_maps_validates_and_applies_the_warmup_rule():
+    c = dy.load_curves(_frame(), warmup_fraction=0.2)
+    assert c.curve_ids == ("a", "b") and c.n_curves == 2
+    assert list(c.s) == [200, 400, 800, 300, 900]  # steps >= 0.2 x last step of the run
+    assert c.rule["warmup_fraction"] == 0.2 and c.rule["n_points_read"] == 7
+    c2 = dy.load_curves(_frame(), warmup_fraction=0.0, min_steps=150)
+    assert c2.s.min() >= 150
+
+
+@pytest.mark.parametrize("edit, message", [
+    ({"steps": [100, 200, 200, 800, 100, 300, 900]}, "line 4: steps of run 'a' do not increase"),
+    ({"batch_size_tokens": [2**19] * 6 + [2**20]}, "run 'b' changes batch size"),
+    ({"n_params": [1e7] * 3 + [2e7] + [3e7] * 3}, "run 'a' changes model size"),
+    ({"loss": [5.0, -1, 4.3, 4.1, 4.8, 4.2, 3.9]}, "line 3: loss <= 0"),
+])
+def test_bad_curves_are_named_in_one_line(tmp_path, edit, message):
+    path = tmp_path / "curves.csv"
+    _frame(**edit).to_csv(path, index=False)
+    with pytest.raises(DataError) as err:
+        dy.load_curves(path)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_missing_column_is_named():
+    with pytest.raises(DataError, match="batch_size_tokens"):
+        dy.load_curves(_frame().drop(columns="batch_size_tokens"))
+
+
+def test_thinning_keeps_ends_and_spreads_in_log_steps():
+    steps = np.arange(100, 20_001, 100)
+    idx = dy.thin_indices(steps, 10)
+    assert idx[0] == 0 and idx[-1] == steps.size - 1 and idx.size <= 10
+    assert np.log(steps[idx[1]] / steps[idx[0]]) > 0.3  # not bunched at the dense late end
+    c = dy.load_curves(pd.DataFrame({"run": "x", "n_params": 1e8, "steps": steps,
+                                     "batch_size_tokens": 1e6, "loss": 10 / steps**0.1}),
+                       max_points_per_curve=12)
+    assert c.n_points <= 12
+
+
+def test_global_cap_lowers_the_per_curve_limit():
+    many = dy.synthetic_curves(K, steps=np.geomspace(1e3, 1e5, 40), seed=0)  # 20 x 40 points
+    capped = dy.load_curves(many.frame, warmup_fraction=0.0, max_points=300)
+    assert capped.n_points <= 300 and capped.rule["points_per_curve_used"] < 30
+
+
+def test_curve_table_round_trips_and_detects_tampering():
+    c = dy.synthetic_curves(K, steps=np.geomspace(1e3, 1e5, 5), seed=2)
+    ds = c.to_xarray()
+    assert dy.CurveTable.from_xarray(ds).fingerprint() == c.fingerprint()
+    ds["loss"].values[3] *= 1.01
+    with pytest.raises(DataError, match="fingerprint"):
+        dy.CurveTable.from_xarray(ds)
+
+
+def test_misfitting_curves_load_from_the_registry():
+    from bayes_scaling.datasets import fetch
+
+    c = dy.load_curves(fetch("misfitting_openlm"), param_count="nonembedding")
+    assert c.n_curves == 236 and len(np.unique(c.b)) == 1
+    assert c.n_points <= dy.MAX_POINTS and c.rule["n_points_read"] == 4223
+
+
+# ------------------------------------------------------------------------------ queries
+def test_predict_curve_law_band_follows_the_law(kfit):
+    steps = np.geomspace(1e3, 1e5, 7)
+    res = dy.predict_curve(kfit, 1e9, 2**21, steps, band="law", random_seed=0)
+    assert res.summary["median"].to_numpy() == pytest.approx(
+        dy.loss_nsb(1e9, steps, 2**21, **K), rel=5e-3)
+    assert res.draws.dims == ("chain", "draw", "point") and res.band == "law"
+    pred = dy.predict_curve(kfit, 1e9, 2**21, steps, random_seed=0).summary
+    law = res.summary
+    assert (pred["upper"] - pred["lower"] > 2 * (law["upper"] - law["lower"])).all()
+
+
+def test_steps_and_tokens_needed_invert_the_curve(kfit):
+    target = float(dy.loss_nsb(3e8, 2e4, 2**20, **K))
+    st_ = dy.steps_needed(kfit, 3e8, target, [2**20, 2**22], random_seed=0).summary
+    assert st_["median"].iloc[0] == pytest.approx(2e4, rel=0.05)
+    assert st_["quantity"].tolist() == ["steps", "steps", "s_min"]
+    assert (np.diff(st_["median"].to_numpy()) < 0).all()  # bigger batch, fewer steps
+    tok = dy.tokens_needed_at_batch(kfit, 3e8, target, [2**20, 2**22], random_seed=0).summary
+    assert tok["median"].iloc[0] == pytest.approx(2e4 * 2**20, rel=0.05)
+    assert tok["median"].iloc[-1] < tok["median"].iloc[0] < tok["median"].iloc[1]  # e_min least
+
+
+def test_unreachable_target_is_counted(kfit):
+    floor = (K["n_c"] / 1e8) ** K["alpha_n"]
+    res = dy.steps_needed(kfit, 1e8, 0.9 * floor, [2**20], random_seed=0)
+    assert (res.summary["p_unreachable"] == 1.0).all() and res.warnings
+
+
+def test_critical_and_optimal_batch_sizes(kfit):
+    bc = dy.critical_batch_size(kfit, [2.5, 3.5], random_seed=0).summary
+    assert bc["median"].to_numpy() == pytest.approx(
+        K["b_star"] / np.array([2.5, 3.5]) ** (1 / K["alpha_b"]), rel=0.02)
+    opt = dy.optimal_batch_size(kfit, 1e9, 3.0, tolerance=0.1, random_seed=0).summary
+    med = dict(zip(opt["quantity"], opt["median"], strict=True))
+    assert med["batch_for_steps"] == pytest.approx(100 * med["batch_for_tokens"], rel=1e-9)
+    steps_at = dy.steps_needed(kfit, 1e9, 3.0, [med["batch_for_steps"]], random_seed=0).summary
+    assert steps_at["median"].iloc[0] == pytest.approx(1.1 * med["s_min"], rel=1e-3)
+
+
+@pytest.mark.parametrize("call", [
+    lambda f: dy.predict_curve(f, -1, 2**20),
+    lambda f: dy.predict_curve(f, 1e8, 2**20, band="wide"),
+    lambda f: dy.steps_needed(f, 1e8, "low"),
+    lambda f: dy.critical_batch_size(f, [0.0]),
+    lambda f: dy.optimal_batch_size(f, 1e8, 3.0, tolerance=2.0),
+    lambda f: dy.predict_curve(f, 1e8, 2**20, group="nope"),
+])
+def test_bad_queries_raise_query_errors(kfit, call):
+    with pytest.raises(QueryError):
+        call(kfit)
+
+
+def test_saved_curve_fit_reloads_and_answers_the_same(tmp_path, kfit):
+    path = kfit.save(tmp_path / "dyn.nc")
+    back = ScalingFit.load(path)
+    assert isinstance(back.runs, dy.CurveTable) and back.law.name == "dynamics"
+    a = dy.predict_curve(kfit, 1e9, 2**20, [1e4], random_seed=1).summary["median"]
+    b = dy.predict_curve(back, 1e9, 2**20, [1e4], random_seed=1).summary["median"]
+    assert a.to_numpy() == pytest.approx(b.to_numpy(), rel=1e-12)
+
+
+def test_queries_and_plots_do_not_import_pymc():
+    code = ("import sys, bayes_scaling.dynamics, bayes_scaling.plots_dynamics; "
+            "assert 'pymc' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_plots_return_axes(kfit):
+    import matplotlib.pyplot as plt
+
+    from bayes_scaling import plots_dynamics
+
+    held = dy.synthetic_curves(K, n_sizes=(1e9,), batch_sizes=(2**20,), seed=5)
+    ax = plots_dynamics.plot_curves(kfit, predict=[(1e9, 2**20)], held_out=held)
+    assert ax.get_xscale() == "log" and "loss" in ax.get_ylabel()
+    assert any("predictive band" in t.get_text() for t in ax.get_legend().get_texts())
+    ax2 = plots_dynamics.plot_critical_batch(kfit)
+    assert "tokens" in ax2.get_ylabel()
+    plt.close("all")
+
+
+def test_cli_curve_and_batch(tmp_path, kfit, capsys):
+    from bayes_scaling.cli import main
+
+    path = str(kfit.save(tmp_path / "dyn.nc"))
+    assert main(["curve", path, "--n-params", "1e9", "--batch-size", "1048576",
+                 "--steps", "1000,10000", "--json"]) == 0
+    recs = json.loads(capsys.readouterr().out)["records"]
+    assert [r["steps"] for r in recs] == [1000, 10000] and recs[0]["median"] > recs[1]["median"]
+    assert main(["batch", path, "--loss", "3.0", "--n-params", "1e9", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["critical_batch_size"][0]["median"] == pytest.approx(
+        K["b_star"] / 3.0 ** (1 / K["alpha_b"]), rel=0.02)
+    assert {r["quantity"] for r in out["optimal_batch_size"]} >= {"b_crit", "s_min", "e_min"}
+    assert main(["curve", path, "--n-params", "-5", "--batch-size", "1e6"]) == 2
+    assert "n_params must be positive" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------ NUTS (slow)
+@pytest.mark.slow
+def test_cli_fit_recovers_kaplan_constants_from_synthetic_curves(tmp_path):
+    """Kaplan's constants inside their 90% intervals; r-hat <= 1.01, no divergences."""
+    from bayes_scaling.cli import main
+
+    curves = dy.synthetic_curves(K, n_sizes=(1e6, 1e7, 1e8), batch_sizes=(2**16, 2**19, 2**22),
+                                 steps=np.geomspace(1e3, 1e5, 10), noise=0.005, curve_sd=0.005,
+                                 seed=3)
+    csv = tmp_path / "curves.csv"
+    curves.frame.to_csv(csv, index=False)
+    out = tmp_path / "fit.nc"
+    assert main(["fit", str(csv), "--model", "dynamics", "--out", str(out), "--chains", "4",
+                 "--draws", "300", "--tune", "500", "--seed", "4", "-q"]) == 0
+    fitted = ScalingFit.load(out)
+    d = fitted.diagnostics
+    assert d.max_rhat <= 1.01 and d.divergences == 0
+    for p, v in LOG_K.items():
+        lo, hi = np.quantile(fitted.posterior[p].values, [0.05, 0.95])
+        assert lo <= v <= hi, (p, lo, v, hi)
+
+
+def test_marginal_curve_likelihood_is_the_exact_multivariate_normal():
+    pytest.importorskip("pytensor")
+    import pytensor
+    import pytensor.tensor as pt
+    from scipy.stats import multivariate_normal
+
+    from bayes_scaling.model import _curve_marginal_logp
+
+    curves = dy.synthetic_curves(K, n_sizes=(1e7,), batch_sizes=(2**18, 2**20),
+                                 steps=np.geomspace(1e3, 1e4, 4), seed=0)
+    resid = np.random.default_rng(0).normal(0, 0.01, curves.n_points)
+    r, sigma, sd = pt.dvector("r"), pt.dscalar("s"), pt.dscalar("c")
+    f = pytensor.function([r, sigma, sd], _curve_marginal_logp(r, curves, sigma, sd))
+    expected = sum(multivariate_normal(np.zeros(4), 0.004**2 * np.eye(4) + 0.02**2).logpdf(
+        resid[curves.curve_index == c]) for c in range(curves.n_curves))
+    assert f(resid, 0.004, 0.02) == pytest.approx(expected, rel=1e-10)
+
+
+@pytest.mark.parametrize("family", ["normal", "studentt"])
+def test_model_with_groups_builds_with_finite_logp_and_named_constants(family):
+    from bayes_scaling.model import build_dynamics_model
+
+    curves = dy.synthetic_curves(K, n_sizes=(1e6, 1e7), batch_sizes=(2**18,),
+                                 steps=np.geomspace(1e3, 1e4, 4), seed=0,
+                                 group_offsets={"web": {}, "code": {"log_n_c": 0.5}})
+    spec = load_spec("dynamics").with_likelihood(family)
+    model = build_dynamics_model(spec, curves)
+    names = {v.name for v in model.deterministics}
+    assert {"log_n_c", "log_n_c_pop", "log_n_c_tau", "log_s_c_tau", "alpha_b"} <= names
+    assert model["log_n_c"].type.ndim == 1 and model["alpha_n"].type.ndim == 0
+    from pymc.sampling.jax import get_jaxified_logp  # JAX compiles this graph fastest
+
+    point = model.initial_point()
+    assert np.isfinite(get_jaxified_logp(model)([point[v.name] for v in model.value_vars]))
+    assert ("curve_offset" in model.named_vars) == (family == "studentt")
