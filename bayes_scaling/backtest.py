@@ -115,7 +115,6 @@ def score(fit_: ScalingFit, test: RunTable, *, probs: Sequence[float] = DEFAULT_
           random_seed: int | np.random.Generator | None = None) -> BacktestResult:
     """Predict the runs of ``test`` with ``fit_`` and score the predictive bands."""
     rng = np.random.default_rng(random_seed)
-    rows = []
     samples = np.empty((flat(fit_.posterior["sigma"]).shape[0], test.n_runs))
     for g in np.unique(test.group_index):
         sel = np.flatnonzero(test.group_index == g)

@@ -253,13 +253,16 @@ def _jacobian(law: Law, x_c: Mapping[str, np.ndarray], th_c: np.ndarray) -> np.n
 
 def point_fit(runs: RunTable, law_name: str, *, x0: Mapping[str, float] | None = None,
               init_grid: Mapping[str, Sequence[float]] | None = None,
-              scale: float | None = None) -> PointFit:
+              scale: float | None = None,
+              extra_starts: Sequence[Mapping[str, float]] = ()) -> PointFit:
     """Huber fit of ``law_name`` to ``runs`` (one group), with residuals and covariance.
 
     Without ``scale``: Epoch's near-L1 fit (:func:`~bayes_scaling.baseline.huber_fit`,
     ``delta = 1e-3``) gives a robust noise scale ``s``, then the law is refitted with the
     Huber threshold ``1.345 s`` (95% efficient for Normal noise, Huber 1964). With ``scale``
     the second fit runs directly (nested models compared with one threshold).
+    ``extra_starts``: more warm starts for the first fit; the lowest Huber objective wins
+    (a Huber fit from a grid can stall at a kink far from the optimum).
     """
     law = LAWS[law_name]
     x = log_inputs_of(runs, law)
@@ -268,7 +271,9 @@ def point_fit(runs: RunTable, law_name: str, *, x0: Mapping[str, float] | None =
         return runs.log_loss - np.asarray(law.evaluate_log(x, theta), dtype=float)
 
     if scale is None:
-        theta0 = huber_fit(x, runs.log_loss, law=law_name, x0=x0, init_grid=init_grid)
+        tries = [huber_fit(x, runs.log_loss, law=law_name, x0=x0, init_grid=init_grid)]
+        tries += [huber_fit(x, runs.log_loss, law=law_name, x0=st) for st in extra_starts]
+        theta0 = min(tries, key=lambda th: float(huber_rho(resid_of(th) / 1e-3).sum()))
         scale = robust_scale(resid_of(theta0), len(law.params))
         x0, init_grid = theta0, None
     theta = huber_fit(x, runs.log_loss, law=law_name, x0=x0, init_grid=init_grid,
@@ -524,16 +529,23 @@ def check_slopes(fits: Mapping[str, PointFit], runs: RunTable) -> Finding:
 # ------------------------------------------------------------------------------ all together
 def group_fits(runs: RunTable, law_name: str, *,
                x0: Mapping[str, PointFit] | None = None) -> dict[str, PointFit]:
-    """A point fit per group (warm-started from ``x0``'s fits when given)."""
-    out = {}
-    for k, g in enumerate(runs.group_names):
-        sub = runs.subset(runs.group_index == k)
-        start = x0[g].theta if x0 is not None and g in x0 else None
-        try:
-            out[g] = point_fit(sub, law_name, x0=start)
-        except BayesScalingError as exc:
-            raise QueryError(f"group {g!r} ({sub.n_runs} runs): cannot fit {law_name} "
-                             f"({exc})") from None
+    """A point fit per group (warm-started from ``x0``'s fits when given).
+
+    With several groups each group is also started from the others' fits, and the best
+    optimum is kept: a grid start alone can stall at a kink of the Huber objective.
+    """
+    out: dict[str, PointFit] = {}
+    for _ in range(2 if runs.n_groups > 1 else 1):
+        first = out or x0 or {}
+        for k, g in enumerate(runs.group_names):
+            sub = runs.subset(runs.group_index == k)
+            others = [f.theta for h, f in first.items() if h != g]
+            start = first[g].theta if g in first else None
+            try:
+                out[g] = point_fit(sub, law_name, x0=start, extra_starts=others)
+            except BayesScalingError as exc:
+                raise QueryError(f"group {g!r} ({sub.n_runs} runs): cannot fit {law_name} "
+                                 f"({exc})") from None
     return out
 
 

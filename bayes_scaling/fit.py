@@ -33,6 +33,8 @@ from bayes_scaling.spec import ModelSpec, load_spec
 #: Version of the saved-fit layout; bump when a saved file would be read differently.
 FORMAT_VERSION = 1
 PACKAGE = "bayes_scaling"
+#: target_accept of the automatic retry after a failed convergence gate.
+RETRY_TARGET_ACCEPT = 0.98
 ProgressFn = Callable[[str], None]
 
 
@@ -164,7 +166,7 @@ class ScalingFit:
             idata = az.InferenceData(**{g: lazy[g].load() for g in lazy.groups()})
             for g in lazy.groups():
                 lazy[g].close()
-        except Exception as exc:  # noqa: BLE001 - any reader failure means "not a fit file"
+        except Exception as exc:  # any reader failure means "not a fit file"
             raise FitFileError(f"{path}: not a readable fit file ({type(exc).__name__})") from None
         if "posterior" not in idata.groups() or "fit_data" not in idata.groups():
             raise FitFileError(f"{path}: not a bayes_scaling fit (no posterior/fit_data group)")
@@ -220,6 +222,7 @@ def fit(
     target_accept: float = 0.9,
     random_seed: int | np.random.Generator | None = None,
     on_bad: Literal["raise", "warn"] = "warn",
+    retries: int = 1,
     calibrate: bool = True,
     progress: bool = False,
     on_progress: ProgressFn | None = None,
@@ -227,9 +230,10 @@ def fit(
     """Fit ``model`` (a shipped name, a spec path or a spec) to ``runs`` with NUTS.
 
     After sampling, the convergence gate runs (:mod:`bayes_scaling.diagnostics`); a failing fit
-    raises (``on_bad="raise"``) or warns and carries the flag. With ``calibrate`` the
-    extrapolation discrepancy is learned from rolling-origin backtests inside the ladder
-    (:mod:`bayes_scaling.calibrate`) and stored with the posterior.
+    is resampled up to ``retries`` times with ``target_accept`` 0.98 and twice the warm-up, and
+    if it still fails it raises (``on_bad="raise"``) or warns and carries the flag. With
+    ``calibrate`` the extrapolation discrepancy is learned from rolling-origin backtests inside
+    the ladder (:mod:`bayes_scaling.calibrate`) and stored with the posterior.
     """
     from bayes_scaling import inference
     from bayes_scaling.model import build_model, input_centre, use_centred
@@ -242,17 +246,27 @@ def fit(
     pm_model = build_model(spec, runs)
     var_names = posterior_var_names(spec, runs.n_groups)
     tell(f"sampling: {chains} chains x ({tune} tune + {draws} draws), backend {backend}")
-    idata, seconds = inference.sample(pm_model, var_names=var_names, backend=backend,
-                                      chains=chains, draws=draws, tune=tune,
-                                      target_accept=target_accept, random_seed=seed,
-                                      progress=progress)
     from bayes_scaling.diagnostics import diagnose
 
-    diag = diagnose(idata, [v for v in var_names if v in idata.posterior], backend=backend,
-                    seed=seed, sampling_seconds=seconds)
+    keep_vars = var_names
+    for attempt in range(retries + 1):
+        idata, seconds = inference.sample(pm_model, var_names=keep_vars, backend=backend,
+                                          chains=chains, draws=draws, tune=tune,
+                                          target_accept=target_accept, random_seed=seed,
+                                          progress=progress)
+        diag = diagnose(idata, [v for v in var_names if v in idata.posterior], backend=backend,
+                        seed=seed, sampling_seconds=seconds)
+        if diag.passed or attempt == retries:
+            break
+        # a failed gate is never hidden: retry once with smaller steps and longer warm-up, and
+        # keep the verdict of the retry (recorded in meta["retried"])
+        tell(f"gate failed ({'; '.join(diag.problems)}); retrying with target_accept "
+             f"{RETRY_TARGET_ACCEPT} and {2 * tune} tuning steps")
+        target_accept, tune = max(target_accept, RETRY_TARGET_ACCEPT), 2 * tune
     tell(f"sampled in {seconds:.1f} s; " + ("gate passed" if diag.passed else diag.banner()))
     meta = {
         "method": "nuts", "seed": seed, "backend": backend, "target_accept": target_accept,
+        "tune": tune, "draws": draws, "chains": chains, "retried": attempt > 0,
         "centre": input_centre(spec, runs), "centred_offsets": use_centred(spec, runs),
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "versions": versions(),

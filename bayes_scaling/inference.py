@@ -13,7 +13,6 @@ import warnings
 from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import arviz as az
 import numpy as np

@@ -216,7 +216,8 @@ def _parse_hierarchy(raw: Any, params: tuple[str, ...], where: str) -> Hierarchy
     if bad:
         raise SpecError(f"{where}: hierarchy.varying names {bad}, not parameters of the law "
                         f"({', '.join(params)})")
-    tau = Prior.parse(raw.get("tau", {"dist": "HalfNormal", "sigma": 0.1}), f"{where}: hierarchy.tau")
+    tau = Prior.parse(raw.get("tau", {"dist": "HalfNormal", "sigma": 0.1}),
+                      f"{where}: hierarchy.tau")
     param = raw.get("parameterization", "auto")
     if param not in PARAMETERIZATIONS:
         raise SpecError(f"{where}: hierarchy.parameterization must be one of "

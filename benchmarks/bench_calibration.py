@@ -142,7 +142,7 @@ def main() -> None:
         f"with {args.workers} worker processes.\n"
     (RESULTS / "calibration.md").write_text(text)
     (RESULTS / "calibration.json").write_text(json.dumps(
-        [{k: v for k, v in r.summary.items()} for r in results], indent=1, default=str))
+        [dict(r.summary) for r in results], indent=1, default=str))
     print(text)
 
 

@@ -59,7 +59,7 @@ def test_closed_form_optimum_matches_numerical_search(c, law):
     th = to_sampling(law, params)
     spec = laws.LAWS[law]
     n_cf, d_cf = spec.optimal(c, **laws.natural(th))
-    n_num, d_num = numeric_optimal(spec, np.asarray(c), {k: np.asarray(v) for k, v in th.items()})
+    n_num, _ = numeric_optimal(spec, np.asarray(c), {k: np.asarray(v) for k, v in th.items()})
     assert n_num == pytest.approx(n_cf, rel=1e-4)
     assert 6 * n_cf * d_cf == pytest.approx(c, rel=1e-9)
 

@@ -27,7 +27,8 @@ def test_law_band_is_centred_on_the_published_law(chinchilla_fake):
 
 def test_predictive_band_is_wider_than_the_law_band(chinchilla_fake):
     law = predict_loss(chinchilla_fake, 1e9, 2e10, band="law", random_seed=0).summary.iloc[0]
-    pred = predict_loss(chinchilla_fake, 1e9, 2e10, band="predictive", random_seed=0).summary.iloc[0]
+    pred = predict_loss(chinchilla_fake, 1e9, 2e10, band="predictive",
+                        random_seed=0).summary.iloc[0]
     assert pred["upper"] - pred["lower"] > 2 * (law["upper"] - law["lower"])
 
 
