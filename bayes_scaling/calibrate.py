@@ -6,21 +6,28 @@ held-out large runs with their 90% bands). So the predictive band carries a *mod
 whose scale grows with the distance of extrapolation:
 
 .. math:: \log L_{run} = \log L_{law}(N, D) + \varepsilon + \delta, \quad
-          \delta \sim \mathcal{N}(0, (\kappa\,\Delta)^2)
+          \delta \sim \mathcal{N}(0,\ \tau_0^2\,\mathrm{ramp}(\Delta) + (\kappa\,\Delta)^2)
 
 where :math:`\Delta` is the decades outside the training runs in (log10 N, log10 D)
-(:mod:`bayes_scaling.extrapolation`) and :math:`\varepsilon` the run-to-run noise.
+(:mod:`bayes_scaling.extrapolation`), :math:`\varepsilon` the run-to-run noise, and
+``ramp`` rises from 0 inside the training box to 1 at 0.05 decades outside it: a model size or
+budget the ladder has not seen carries an error of its own (:math:`\tau_0`, measured at about
+2% on Chinchilla's runs) on top of the growth with distance (:math:`\kappa` per decade).
 
-:math:`\kappa` is learned by rolling-origin backtests *inside* the training runs: hold out the
-largest 1, 2, 3 model sizes (and, separately, the largest compute budgets), refit the law by the
-fast Huber point fit on the rest, and record each held-out run's log error and distance. Its
-posterior is computed on a grid (one dimension, exact), under a half-normal prior, from
+:math:`(\tau_0, \kappa)` are learned by rolling-origin backtests *inside* the training runs:
+hold out the largest 1, 2, 3 model sizes (and, separately, the largest compute budgets), refit
+the law by the fast Huber point fit (with a small bootstrap) on the rest, and record each
+held-out run's log error and distance. Their posterior is computed exactly on a 2-D grid under
+half-normal priors, from
 
-.. math:: r_i \sim \mathcal{N}(0, s^2 + \kappa^2 \Delta_i^2)
+.. math:: r_i \sim \mathcal{N}(0,\ s^2 + v_i + \tau_0^2\,\mathrm{ramp}(\Delta_i)
+          + \kappa^2 \Delta_i^2)
 
-with :math:`s` the in-sample residual scale; draws of :math:`\kappa` are stored in the posterior
-as ``kappa`` so every predictive query integrates over it. Using point fits (not refitted
-posteriors) makes :math:`\kappa` absorb the refits' parameter error too: slightly conservative.
+with :math:`s` the in-sample residual scale and :math:`v_i` the variance of the refit's
+prediction over bootstrap resamples (the refit's own parameter uncertainty, which the posterior's
+law band already carries, so the discrepancy does not count it twice). Draws of
+:math:`(\tau_0, \kappa)` are stored in the posterior so every predictive query integrates over
+them.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-from bayes_scaling.baseline import huber_fit
+from bayes_scaling.baseline import huber_bootstrap, huber_fit
 from bayes_scaling.constants import CHAIN, DRAW
 from bayes_scaling.data import RunTable
 from bayes_scaling.errors import BayesScalingError
@@ -48,6 +55,9 @@ TAU0_GRID = np.linspace(0.0, 0.1, 201)
 RAMP_DECADES = DISCREPANCY_RAMP_DECADES
 #: Rolling origins: hold out the top k sizes (and top k compute budgets) for each k.
 HOLDOUT_STEPS = (1, 2, 3)
+#: Bootstrap refits per rolling origin: their spread is the refit's own parameter uncertainty,
+#: which the posterior's law band already carries, so the discrepancy must not count it again.
+INNER_BOOT = 30
 #: A rolling-origin refit needs at least this many distinct sizes left to train on.
 MIN_TRAIN_SIZES = 4
 
@@ -60,6 +70,7 @@ class InnerBacktest:
     distances: np.ndarray
     noise_scale: float
     n_refits: int
+    law_var: np.ndarray | float = 0.0
 
 
 def _log_inputs(runs: RunTable, law_inputs) -> dict[str, np.ndarray]:
@@ -75,7 +86,7 @@ def inner_backtest(runs: RunTable, law_name: str,
                    steps: tuple[int, ...] = HOLDOUT_STEPS) -> InnerBacktest:
     """Rolling-origin backtests inside ``runs`` (per group), by model size and by compute."""
     law = LAWS[law_name]
-    res, dist, scales, refits = [], [], [], 0
+    res, dist, law_var, scales, refits = [], [], [], [], 0
     for g in range(runs.n_groups):
         grp = runs.subset(runs.group_index == g)
         full = huber_fit(_log_inputs(grp, law.inputs), grp.log_loss, law=law_name)
@@ -88,19 +99,25 @@ def inner_backtest(runs: RunTable, law_name: str,
                 if top + 1 - k < MIN_TRAIN_SIZES:
                     continue
                 train, test = grp.subset(lv <= top - k), grp.subset(lv > top - k)
-                if len(np.unique(train.n)) < 3 or len(np.unique(train.d)) < 3:
+                sizes_left = levels(train.n).max() + 1
+                if sizes_left < (MIN_TRAIN_SIZES if key == "n" else 3) or \
+                        len(np.unique(train.d)) < 3:
                     continue
-                theta = huber_fit(_log_inputs(train, law.inputs), train.log_loss, law=law_name,
-                                  x0=full)
-                pred = law.evaluate_log(_log_inputs(test, law.inputs), theta)
-                res.append(test.log_loss - pred)
+                boot = huber_bootstrap(_log_inputs(train, law.inputs), train.log_loss,
+                                       law=law_name, n_boot=INNER_BOOT, random_seed=refits)
+                theta = {p: np.asarray(v)[:, None] for p, v in boot.draws.items()}
+                pred = law.evaluate_log({i: v[None, :] for i, v in
+                                         _log_inputs(test, law.inputs).items()}, theta)
+                point = law.evaluate_log(_log_inputs(test, law.inputs), boot.estimate)
+                res.append(test.log_loss - point)
+                law_var.append(np.var(pred, axis=0))
                 dist.append(decades_outside(Box.of(train.n, train.d), test.n, test.d)["distance"])
                 refits += 1
     if not res:
         raise BayesScalingError("too few distinct sizes for rolling-origin calibration "
                                 f"(need > {MIN_TRAIN_SIZES} per group); fit with calibrate=False")
     return InnerBacktest(np.concatenate(res), np.concatenate(dist),
-                         float(np.median(scales)), refits)
+                         float(np.median(scales)), refits, np.concatenate(law_var))
 
 
 def ramp(distance: np.ndarray) -> np.ndarray:
@@ -118,7 +135,8 @@ def discrepancy_posterior(bt: InnerBacktest) -> tuple[np.ndarray, np.ndarray, np
     t = TAU0_GRID[:, None, None]
     k = KAPPA_GRID[None, :, None]
     d = bt.distances[None, None, :]
-    var = bt.noise_scale**2 + discrepancy_sd(d, t, k) ** 2
+    lv = np.asarray(bt.law_var, dtype=float)
+    var = bt.noise_scale**2 + (lv[None, None, :] if lv.ndim else lv) + discrepancy_sd(d, t, k) ** 2
     loglik = -0.5 * np.sum(np.log(var) + bt.residuals[None, None, :] ** 2 / var, axis=2)
     logp = (loglik - 0.5 * (TAU0_GRID[:, None] / TAU0_PRIOR_SIGMA) ** 2
             - 0.5 * (KAPPA_GRID[None, :] / KAPPA_PRIOR_SIGMA) ** 2)

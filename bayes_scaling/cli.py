@@ -8,6 +8,7 @@ a bug and keeps its traceback. Results go to stdout; progress goes to stderr.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -58,7 +59,21 @@ def _load_fit(path: str):
     return ScalingFit.load(path)
 
 
+def _check_out_file(out: str) -> None:
+    """Refuse an output path whose folder is missing or not writable (before any work)."""
+    import os
+
+    folder = Path(out).parent
+    if not folder.is_dir():
+        raise BayesScalingError(f"--out {out}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise BayesScalingError(f"--out {out}: folder {folder} is not writable")
+
+
 def _floats(text: str, what: str) -> list[float]:
+    if re.fullmatch(r"\s*\d{1,3}(,\d{3})+\s*", str(text)):
+        raise BayesScalingError(f"{what}: {text!r} looks like a number with thousands "
+                                "separators; commas separate values here: write e.g. 7e9")
     try:
         vals = [float(v) for v in str(text).split(",") if v.strip()]
     except ValueError:
@@ -109,14 +124,16 @@ def cli() -> None:
 @click.option("--param-count", type=click.Choice(["total", "nonembedding"]), default=None,
               help="Which parameter count is N (default: the data set's own, else total).")
 @click.option("--query", default=None, help="pandas query to select runs, e.g. 'loss < 4'.")
-@click.option("--likelihood", type=click.Choice(["studentt", "normal"]), default=None,
-              help="Override the spec's likelihood.")
+@click.option("--likelihood", type=click.Choice(["studentt", "normal", "auto"]), default=None,
+              help="Override the spec's likelihood; auto: Normal unless outlier runs are "
+                   "flagged, then Student-t.")
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--chains", default=4, show_default=True, type=int)
-@click.option("--draws", default=1000, show_default=True, type=int)
-@click.option("--tune", default=1000, show_default=True, type=int)
+@click.option("--chains", default=4, show_default=True, type=click.IntRange(min=1))
+@click.option("--draws", default=1000, show_default=True, type=click.IntRange(min=1))
+@click.option("--tune", default=1000, show_default=True, type=click.IntRange(min=0))
 @click.option("--backend", type=click.Choice(["numpyro", "nutpie", "pymc"]), default=None)
-@click.option("--target-accept", default=0.9, show_default=True, type=float)
+@click.option("--target-accept", default=0.9, show_default=True,
+              type=click.FloatRange(0, 1, min_open=True, max_open=True))
 @click.option("--no-calibrate", is_flag=True, help="Skip the extrapolation discrepancy.")
 @click.option("--strict", is_flag=True, help="Exit 2 (and write nothing) if the gate fails.")
 @click.option("--quiet", "-q", is_flag=True)
@@ -128,8 +145,10 @@ def fit_cmd(runs, model, out, group_col, drop_highest_loss, param_count, query, 
     from bayes_scaling.spec import load_spec
 
     tell = _progress(quiet)
+    _check_out_file(out)  # before sampling: a fit must not be lost to an unwritable --out
     if load_spec(model).law not in LAWS:  # a curve law: RUNS holds loss curves (dynamics)
-        spec = load_spec(model).with_likelihood(likelihood) if likelihood else load_spec(model)
+        spec = load_spec(model)  # "auto" keeps the spec's own likelihood for curves
+        spec = spec.with_likelihood(likelihood) if likelihood not in (None, "auto") else spec
         return _fit_curves(runs, spec, out, group_col=group_col, param_count=param_count,
                            query=query, seed=seed, chains=chains, draws=draws, tune=tune,
                            backend=backend, target_accept=target_accept, strict=strict,
@@ -137,7 +156,12 @@ def fit_cmd(runs, model, out, group_col, drop_highest_loss, param_count, query, 
     table = resolve_runs(runs, group_col=group_col, drop_highest_loss=drop_highest_loss,
                          param_count=param_count, query=query)
     spec = load_spec(model)
-    if likelihood:
+    if likelihood == "auto":  # Normal unless outlier runs are flagged (diagnose.py)
+        from bayes_scaling.diagnose import choose_likelihood
+
+        spec, why = choose_likelihood(spec, table)
+        tell(f"likelihood auto -> {spec.likelihood.family}: {why['message']}")
+    elif likelihood:
         spec = spec.with_likelihood(likelihood)
     result = fit(spec, table, chains=chains, draws=draws, tune=tune, backend=backend,
                  target_accept=target_accept, random_seed=seed,
@@ -295,9 +319,9 @@ def demo_cmd(out, seed, quiet):
 @click.option("--n-tokens", default=None, help="Tokens for --average (default 20 per param).")
 @click.option("--plots", "plots_dir", default=None, type=click.Path(file_okay=False),
               help="Write compare_loss.png and compare_optimal.png to this folder.")
-@click.option("--chains", default=4, show_default=True, type=int)
-@click.option("--draws", default=1000, show_default=True, type=int)
-@click.option("--tune", default=1000, show_default=True, type=int)
+@click.option("--chains", default=4, show_default=True, type=click.IntRange(min=1))
+@click.option("--draws", default=1000, show_default=True, type=click.IntRange(min=1))
+@click.option("--tune", default=1000, show_default=True, type=click.IntRange(min=0))
 @click.option("--backend", type=click.Choice(["numpyro", "nutpie", "pymc"]), default=None)
 @_JSON
 @_SEED
@@ -374,8 +398,8 @@ def report_cmd(proposal, out, seed, quiet):
 @click.option("--drop-highest-loss", default=0, type=int)
 @click.option("--param-count", type=click.Choice(["total", "nonembedding"]), default=None)
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--draws", default=1000, show_default=True, type=int)
-@click.option("--tune", default=1000, show_default=True, type=int)
+@click.option("--draws", default=1000, show_default=True, type=click.IntRange(min=1))
+@click.option("--tune", default=1000, show_default=True, type=click.IntRange(min=0))
 @click.option("--workers", default=1, show_default=True, type=int,
               help="Refits in parallel local processes.")
 @click.option("--address", default=None, help="Dask scheduler address for the refits.")
@@ -494,6 +518,93 @@ def batch_cmd(fit_path, loss, n_params, tolerance, group, interval, as_json, see
         click.echo("")
         _print_table(o.to_records(), ["target_loss", "quantity", "p_unreachable", "median",
                                       "lower", "upper", "interval"])
+
+
+# --------------------------------------------------------------------------------- diagnose
+@cli.command("diagnose")
+@click.argument("fit_path", metavar="FIT")
+@click.option("--target-n-params", type=float, default=None,
+              help="Planned model size: adds how far it lies past the runs.")
+@click.option("--target-n-tokens", type=float, default=None, help="Planned training tokens.")
+@click.option("--full", is_flag=True,
+              help="Also fit the broken-law and pooled-exponent models (NUTS) and compare "
+                   "them with the plain one by PSIS-LOO (slow).")
+@_JSON
+@_SEED
+@click.option("--quiet", "-q", is_flag=True)
+def diagnose_cmd(fit_path, target_n_params, target_n_tokens, full, as_json, seed, quiet):
+    """Scaling-pattern checks of a fit: outliers, few sizes, cold start, bend, slopes."""
+    from bayes_scaling.diagnose import diagnose
+
+    if (target_n_params is None) != (target_n_tokens is None):
+        raise BayesScalingError("give both --target-n-params and --target-n-tokens, or neither")
+    target = None if target_n_params is None else (target_n_params, target_n_tokens)
+    res = diagnose(_load_fit(fit_path), target=target, full=full, random_seed=seed,
+                   on_progress=_progress(quiet))
+    if as_json:
+        click.echo(json.dumps(res.to_json(), indent=2))
+        return
+    click.echo(res.to_text())
+
+
+@cli.command("next-run")
+@click.argument("fit_path", metavar="FIT")
+@click.option("--target-n-params", required=True, type=float, help="Planned model size.")
+@click.option("--target-n-tokens", required=True, type=float, help="Planned training tokens.")
+@click.option("--target-loss", type=float, default=None,
+              help="Target loss: adds how much each run could move P(loss <= target).")
+@click.option("--budget", required=True, type=float, help="FLOPs available for the next run.")
+@click.option("--candidates-n", default=None,
+              help="Candidate sizes, e.g. 2e10,3e10 (default: 12 log-spaced sizes from the "
+                   "runs' median N to the target's).")
+@click.option("--tokens-per-param", default="10,20,40", show_default=True,
+              help="Candidate tokens per parameter.")
+@click.option("--band", type=click.Choice(["predictive", "law"]), default="predictive",
+              show_default=True)
+@click.option("--metric", type=click.Choice(["band", "p_target"]), default="band",
+              show_default=True, help="Rank by band narrowing or by P(target) uncertainty.")
+@click.option("--n-sim", default=128, show_default=True, type=int,
+              help="Simulated outcomes per candidate.")
+@click.option("--top", default=10, show_default=True, type=int, help="Rows printed.")
+@click.option("--plot", "plot_path", default=None, type=click.Path(dir_okay=False),
+              help="Write the band-vs-cost plot (PNG) here.")
+@_GROUP
+@_INTERVAL
+@_JSON
+@_SEED
+def next_run_cmd(fit_path, target_n_params, target_n_tokens, target_loss, budget, candidates_n,
+                 tokens_per_param, band, metric, n_sim, top, plot_path, group, interval,
+                 as_json, seed):
+    """Rank candidate next runs by expected narrowing of the band at the target per FLOP."""
+    from bayes_scaling.nextrun import candidate_grid, rank_next_runs, table_text
+
+    fitted = _load_fit(fit_path)
+    target = (target_n_params, target_n_tokens, target_loss)
+    sizes = _floats(candidates_n, "--candidates-n") if candidates_n else None
+    cands = candidate_grid(fitted, target, sizes=sizes,
+                           tokens_per_param=_floats(tokens_per_param, "--tokens-per-param"))
+    table = rank_next_runs(fitted, cands, target=target, budget=budget, group=group,
+                           band=band, metric=metric, interval=interval, n_sim=n_sim,
+                           random_seed=seed)
+    if plot_path:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from bayes_scaling.nextrun import plot_next_runs
+        from bayes_scaling.report import atomic_savefig
+
+        ax = plot_next_runs(table)
+        atomic_savefig(ax.figure, Path(plot_path), dpi=120, bbox_inches="tight")
+    for w in table.attrs.get("warnings", []):
+        click.echo(f"bayes-scaling: warning: {w}", err=True)
+    if as_json:
+        from bayes_scaling.nextrun import ranking_json
+
+        click.echo(json.dumps(ranking_json(table), indent=2))
+    else:
+        click.echo(table_text(table, top=top))
+    if plot_path:
+        click.echo(f"wrote {plot_path}", err=as_json)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

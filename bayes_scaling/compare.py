@@ -587,6 +587,7 @@ def make_notes(table: pd.DataFrame, fits: Mapping[str, ScalingFit], loos: Mappin
                      f"model size(s) ({n_h} runs) and scored on them (predictive bands)")
         notes += [f"{k}: the held-out refit failed the convergence gate"
                   for k, h in heldout.items() if not h.get("heldout_converged", True)]
+        notes += _heldout_vs_loo(table)
     if diverge:
         notes += _diverge_notes(diverge)
     return notes
@@ -612,6 +613,23 @@ def _elpd_notes(table: pd.DataFrame) -> list[str]:
         out.append(f"{best['model']} vs {rec['model']}: ELPD difference {diff:.1f} ± {dse:.1f} "
                    f"({z:.1f} SE; {verdict})")
     return out
+
+
+def _heldout_vs_loo(table: pd.DataFrame) -> list[str]:
+    """Say so when the held-out runs favour another family than LOO does."""
+    if len(table) < 2 or table["heldout_lpd"].isna().all():
+        return []
+    loo_best = table.iloc[0]
+    h_best = table.loc[table["heldout_lpd"].idxmax()]
+    if h_best["model"] == loo_best["model"]:
+        return [f"the held-out runs agree: {loo_best['model']} also scores best on them"]
+    return [f"the held-out runs favour {h_best['model']} (log predictive density "
+            f"{h_best['heldout_lpd']:.2f} per run, {h_best['heldout_mape']:.2f}% median error, "
+            f"{h_best['heldout_cov90']:.0%} inside the 90% band) over the LOO winner "
+            f"{loo_best['model']} ({loo_best['heldout_lpd']:.2f}, "
+            f"{loo_best['heldout_mape']:.2f}%, {loo_best['heldout_cov90']:.0%}): the family "
+            "that fits the ladder best is not the one that extrapolates best past its largest "
+            "sizes here; with few held-out runs, weigh both (or average)"]
 
 
 def _exponent_notes(rec: Mapping[str, Any], fit_: ScalingFit) -> list[str]:

@@ -36,6 +36,7 @@ DataFrame or a Parquet file, the row index) and the reason.
 
 from __future__ import annotations
 
+import ast
 import csv
 import difflib
 import hashlib
@@ -554,6 +555,9 @@ def _read_text(path: Path, name: str, sep: str, group_col: str | None) -> pd.Dat
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
         hint = (" (a value with an unquoted separator, e.g. a thousands separator?)"
                 if "Expected" in str(exc) else "")
+        quote = re.search(r"EOF inside string starting at row (\d+)", str(exc))
+        if quote:  # pandas counts that row from 0, the header included
+            hint = (f" (a quote opened on line {int(quote.group(1)) + 1} is never closed)")
         raise DataError(f"{name}: cannot parse: {_one_line(exc)}{hint}") from exc
     raw.columns = [str(c) for c in raw.columns]
     raw = raw.loc[~raw.isna().all(axis=1)]  # blank lines; positions (= lines) are kept
@@ -766,7 +770,42 @@ def _check_strings(work: pd.DataFrame, problems: dict[int, list[str]]) -> None:
                 problems.setdefault(pos, []).append(f"{col} is missing")
 
 
+#: Syntax a runs query may use: comparisons, and/or/not, arithmetic, names, literals.
+_QUERY_NODES = (
+    ast.Expression, ast.BoolOp, ast.And, ast.Or, ast.UnaryOp, ast.Not, ast.USub, ast.UAdd,
+    ast.Invert, ast.BinOp, ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.Pow,
+    ast.BitAnd, ast.BitOr, ast.Compare, ast.Eq, ast.NotEq, ast.Lt, ast.LtE, ast.Gt, ast.GtE,
+    ast.In, ast.NotIn, ast.Name, ast.Load, ast.Constant, ast.List, ast.Tuple,
+)
+
+
+def check_query(query: str, name: str) -> None:
+    """Refuse a runs query that could do more than compare columns with values.
+
+    pandas' ``query`` evaluates calls (``col.to_csv('x')``) and local variables (``@os``); a
+    query may come from a proposal file written by someone else, so only comparisons,
+    ``and``/``or``/``not``, arithmetic, column names (back-quoted too) and literals pass.
+
+    Raises
+    ------
+    DataError
+        Naming ``name``, the query and the construct that is not allowed.
+    """
+    text = re.sub(r"`[^`]*`", "quoted_column", str(query)).strip()
+    try:
+        tree = ast.parse(text, mode="eval")
+    except SyntaxError as exc:
+        raise DataError(f"{name}: query {query!r} failed: SyntaxError: {_one_line(exc.msg)}") \
+            from None
+    for node in ast.walk(tree):
+        if not isinstance(node, _QUERY_NODES):
+            raise DataError(f"{name}: query {query!r} uses {type(node).__name__}, which is not "
+                            "allowed: a query compares columns with numbers or strings, e.g. "
+                            "\"loss < 4 and group == 'a'\"")
+
+
 def _apply_query(work: pd.DataFrame, query: str, name: str) -> pd.DataFrame:
+    check_query(query, name)
     try:
         kept = work.query(query, engine="python")
     except (SyntaxError, NameError, KeyError, TypeError, ValueError, AttributeError,

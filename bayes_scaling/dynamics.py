@@ -12,8 +12,8 @@ size in tokens and ``E = S B`` tokens:
     S_{min} = S / (1 + B_{crit}(L)/B), \qquad E_{min} = E / (1 + B/B_{crit}(L)).
 
 ``L(N, S, B)`` has ``L`` on both sides; it is the root of a strictly monotone function, found by
-:func:`solve_log_loss` (safeguarded Newton, vectorised). With ``v = log(L - (N_c/N)^alpha_N)``
-(the log of the step term),
+:func:`log_loss_nsb` / :func:`solve_step_term` (safeguarded Newton, vectorised). With
+``v = log(L - (N_c/N)^alpha_N)`` (the log of the step term),
 
 .. math:: h(v) = v - \alpha_S \log(S_c/S) - \alpha_S \log\bigl(1 + B_{crit}(L(v))/B\bigr) = 0,
 
@@ -24,6 +24,10 @@ The laws here are plain numpy (queries never import PyMC); the solver takes its 
 from an ``xp`` namespace so that ``model.py`` builds the same body in PyTensor. There, the
 iterations run with gradients stopped and one last Newton step carries them: at the root its
 gradient is exactly the implicit-function gradient :math:`-\partial_\theta h / \partial_v h`.
+The graph starts each checkpoint's solve from its observed loss (or the default guess, if
+closer), so a fixed :data:`GRAPH_ITERATIONS` converge wherever the posterior has mass and the
+likelihood is the exact residual ``log L_obs - log L(N, S, B)``, not an errors-in-variables
+approximation (as fitting ``L(N, S_min)`` at ``S_min`` computed from the *observed* loss would be).
 
 Curves are held in a :class:`CurveTable` (one row per evaluated checkpoint) with the same
 persistence protocol as :class:`~bayes_scaling.data.RunTable`. Queries on a fitted curve law
@@ -64,9 +68,11 @@ SeedLike = int | np.random.Generator | None
 OBS, CURVE = "obs", "curve"
 #: Most Newton iterations of the numpy solve (it stops earlier once every point has converged).
 MAX_ITERATIONS = 60
-#: Iterations inside the PyMC graph, started from each checkpoint's observed loss: within 3% of
-#: the law they converge to 1e-11 in 3, within 30% to 1e-3 in 5 (tests/test_dynamics.py).
-GRAPH_ITERATIONS = 5
+#: Iterations inside the PyMC graph, started from each checkpoint's observed loss or the default
+#: guess, whichever is closer: near the posterior (within 3%) they converge to 1e-10 in 3, and
+#: anywhere in the prior range to 1e-6 in 6 (tests/test_dynamics.py). An unconverged solve
+#: would break the match between NUTS's energy and its gradient.
+GRAPH_ITERATIONS = 6
 #: The numpy solve stops once every ``|h(v)|`` is below this (``v`` is a log: relative error).
 TOLERANCE = 1e-13
 #: Within this ``|h|`` of the root Newton steps are always taken (quadratic convergence).
@@ -141,8 +147,10 @@ def solve_step_term(log_floor, a, c, *, alpha_s, alpha_b, xp=NUMPY_SOLVER_OPS,
         Most safeguarded Newton steps (a bisection step whenever Newton leaves the bracket);
         ``xp.done(h)`` may stop earlier. A last Newton step follows with gradients on.
     log_start
-        Optional log loss to start from (e.g. the observed loss of each checkpoint, within a
-        few percent of the root wherever the posterior has mass: then 3-4 steps converge).
+        Optional log loss to start from, where it is closer to the root than the default
+        guess (e.g. the observed loss of each checkpoint, within a few percent of the root
+        wherever the posterior has mass: there 2-3 steps converge; far from it, the default
+        guess converges in 6 over the whole prior range).
 
     Returns
     -------
@@ -158,14 +166,22 @@ def solve_step_term(log_floor, a, c, *, alpha_s, alpha_b, xp=NUMPY_SOLVER_OPS,
         slope = 1.0 + r * xp.exp(logk - _softplus(logk, xp) + v - log_l)
         return h, slope
 
+    def clip(x):
+        return xp.where(x > lo, xp.where(x < hi, x, hi), lo)
+
     lo = a + 0.0 * log_floor + 0.0 * c
     hi = a + alpha_s * _softplus(c - log_floor / alpha_b, xp)
-    if log_start is None:
-        guess = (a + alpha_s * c) / (1.0 + r)             # B << B_crit and L ~ step term
-    else:                                                 # log(L_start - L_N), or lo if < 0
+    v = clip((a + alpha_s * c) / (1.0 + r))               # B << B_crit and L ~ step term
+    if log_start is not None:  # start from log(L_start - L_N) where that is the better guess
         excess = xp.exp(log_start) - xp.exp(log_floor)
-        guess = xp.where(excess > 0, xp.log(xp.where(excess > 0, excess, 1.0)), lo)
-    v = xp.where(guess > lo, xp.where(guess < hi, guess, hi), lo)
+        v_start = clip(xp.where(excess > 0, xp.log(xp.where(excess > 0, excess, 1.0)), lo))
+        h_guess, _ = h_and_slope(v)
+        h_start, _ = h_and_slope(v_start)
+        lo = xp.where(h_guess <= 0, xp.where(v > lo, v, lo), lo)
+        hi = xp.where(h_guess >= 0, xp.where(v < hi, v, hi), hi)
+        lo = xp.where(h_start <= 0, xp.where(v_start > lo, v_start, lo), lo)
+        hi = xp.where(h_start >= 0, xp.where(v_start < hi, v_start, hi), hi)
+        v = xp.where(h_start * h_start < h_guess * h_guess, v_start, v)
     h_before = 1e30 + 0.0 * lo
     for _ in range(iterations):
         h, slope = h_and_slope(v)
@@ -753,7 +769,7 @@ def synthetic_curves(
                                           "n_params": n, "steps": s, "batch_size_tokens": b,
                                           "loss": loss}))
     return load_curves(pd.concat(rows, ignore_index=True), warmup_fraction=0.0,
-                       max_points_per_curve=None)
+                       max_points_per_curve=None, max_points=None)
 
 
 #: Prior of ``sigma_curve``, the curve-to-curve sd of log loss (a run's whole curve sits above

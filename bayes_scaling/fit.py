@@ -5,17 +5,26 @@ A fit is saved as one netCDF file (h5netcdf, no pickles) holding the posterior, 
 statistics, the run table (``fit_data`` group), the spec as JSON, the hashes of both, the seed,
 the package versions and the diagnostics. :meth:`ScalingFit.load` rechecks both hashes and never
 imports PyMC, so queries on a saved fit start fast.
+
+Every file is written to a temporary file beside its target and renamed over it
+(:func:`atomic_path`), so an interrupted save leaves the previous file intact. A saved fit ends
+with a checksum trailer (the sha256 of the bytes before it, which HDF5 ignores): a damaged file
+is refused before the HDF5 library parses it, since a corrupted HDF5 file can make that library
+loop for hours.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import hashlib
 import importlib.metadata as _md
 import json
 import os
+import re
 import tempfile
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -32,6 +41,14 @@ from bayes_scaling.spec import ModelSpec, load_spec
 
 #: Version of the saved-fit layout; bump when a saved file would be read differently.
 FORMAT_VERSION = 1
+#: Fewer distinct model sizes (or token counts) than this: the exponents are weakly identified.
+FEW_LEVELS = 5
+#: Oldest layout this version still reads.
+MIN_FORMAT_VERSION = 1
+#: Start of the checksum trailer of a saved fit: the tag, 64 hex digits of sha256, a newline.
+CHECKSUM_TAG = b"\nbayes_scaling-sha256:"
+_TRAILER_LEN = len(CHECKSUM_TAG) + 65
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 PACKAGE = "bayes_scaling"
 #: target_accept of the automatic retry after a failed convergence gate.
 RETRY_TARGET_ACCEPT = 0.98
@@ -105,8 +122,36 @@ class ScalingFit:
 
     @property
     def warning_banner(self) -> str:
-        """The line every output using this fit must show ("" when it can be trusted)."""
-        return self.diagnostics.banner()
+        """The line every output using this fit must show ("" when it can be trusted).
+
+        It names a failed convergence gate and too few distinct model sizes or token counts
+        to identify the exponents (:meth:`identification_warning`).
+        """
+        return " ".join(w for w in (self.diagnostics.banner(), self.identification_warning())
+                        if w)
+
+    def identification_warning(self) -> str:
+        """A warning when the runs hold fewer than :data:`FEW_LEVELS` distinct N (or D) levels.
+
+        Levels are counted as in backtests (values within 2% are one level: digitised ladders
+        give one size as several floats). With so few, the exponents rest on a handful of
+        points and their bands are mostly prior; "" when there are enough.
+        """
+        from bayes_scaling.extrapolation import levels
+
+        short = []
+        for axis, what in (("n", "model sizes (N)"), ("d", "token counts (D)")):
+            values = getattr(self.runs, axis, None) if axis in self.law.inputs else None
+            if values is None or len(values) == 0:
+                continue
+            k = int(levels(np.asarray(values, dtype=float)).max()) + 1
+            if k < FEW_LEVELS:
+                short.append(f"{k} distinct {what}")
+        if not short:
+            return ""
+        return (f"WARNING: only {' and '.join(short)} in the runs (fewer than {FEW_LEVELS}): "
+                "the exponents are weakly identified and extrapolations rest on few points; "
+                "add sizes to the ladder")
 
     def constants(self) -> xr.Dataset:
         """The law's natural constants (``e``, ``a``, ``alpha``...) per draw (and group)."""
@@ -144,14 +189,9 @@ class ScalingFit:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             out.add_groups({"fit_data": self.runs.to_xarray()})
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-        os.close(fd)
-        try:
+        with atomic_path(path) as tmp:
             out.to_netcdf(tmp, engine="h5netcdf")
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+            _append_checksum(tmp)
         return path
 
     @classmethod
@@ -160,6 +200,7 @@ class ScalingFit:
         path = Path(path)
         if not path.is_file():
             raise FitFileError(f"{path}: no such fit file")
+        _verify_file(path)
         try:
             lazy = az.from_netcdf(path, engine="h5netcdf")
             # read everything now and close the file, so it can be replaced while in use
@@ -171,29 +212,24 @@ class ScalingFit:
         if "posterior" not in idata.groups() or "fit_data" not in idata.groups():
             raise FitFileError(f"{path}: not a bayes_scaling fit (no posterior/fit_data group)")
         attrs = idata.posterior.attrs
-        fmt = attrs.get("bayes_scaling_format")
-        if fmt is None:
-            raise FitFileError(f"{path}: not a bayes_scaling fit (no format attribute)")
-        if int(fmt) > FORMAT_VERSION:
-            raise FitFileError(
-                f"{path}: saved by bayes_scaling {attrs.get('bayes_scaling_version', '?')} "
-                f"(format {fmt}); this is {package_version()} (format {FORMAT_VERSION}): upgrade")
+        note = _check_format(path, attrs)
         try:
             spec = ModelSpec.from_json(str(attrs["spec_json"]))
             runs = _table_class(idata.fit_data).from_xarray(idata.fit_data)
-            diag = Diagnostics.from_attrs(attrs)
+            diag = _checked_diagnostics(Diagnostics.from_attrs(attrs))
             meta = json.loads(str(attrs.get("meta_json", "{}")))
+            if not isinstance(meta, dict):
+                raise TypeError(f"meta_json holds a {type(meta).__name__}, not an object")
+            _check_posterior(idata.posterior, law_of(spec.law).params, runs.group_names)
         except BayesScalingError as exc:
-            raise FitFileError(f"{path}: {exc}") from None
-        except (KeyError, TypeError, ValueError) as exc:
-            raise FitFileError(f"{path}: damaged fit file ({type(exc).__name__}: {exc})") from None
+            raise FitFileError(f"{path}: {exc}{note}") from None
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise FitFileError(f"{path}: damaged fit file ({type(exc).__name__}: {exc}){note}") \
+                from None
         if spec.sha256() != attrs.get("spec_hash"):
-            raise FitFileError(f"{path}: the stored spec does not match its hash")
+            raise FitFileError(f"{path}: the stored spec does not match its hash{note}")
         if runs.fingerprint() != attrs.get("data_sha256"):
-            raise FitFileError(f"{path}: the stored run table does not match its hash")
-        missing = [p for p in law_of(spec.law).params if p not in idata.posterior]
-        if missing:
-            raise FitFileError(f"{path}: posterior lacks {', '.join(missing)}")
+            raise FitFileError(f"{path}: the stored run table does not match its hash{note}")
         keep = {g: idata[g] for g in ("posterior", "sample_stats") if g in idata.groups()}
         return cls(az.InferenceData(**keep), spec, runs, diag, meta)
 
@@ -336,7 +372,7 @@ def with_posterior(fit_: ScalingFit, extra: Mapping[str, xr.DataArray],
                       {**fit_.meta, **(meta or {})})
 
 
-__all__ = ["ScalingFit", "fit", "package_version", "versions", "with_posterior"]
+__all__ = ["ScalingFit", "atomic_path", "fit", "package_version", "versions", "with_posterior"]
 
 
 def law_of(name: str) -> Law:
@@ -346,6 +382,176 @@ def law_of(name: str) -> Law:
     from bayes_scaling.dynamics import DYNAMICS_LAWS
 
     return DYNAMICS_LAWS[name]
+
+
+# ------------------------------------------------------------------ files: atomic, checked
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str], suffix: str = ".tmp") -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success rename it over ``path``.
+
+    The temporary file, ``.<name>.<pid>.<random><suffix>``, is removed on any error or
+    interrupt, so ``path`` holds either its previous content or the complete new one. A
+    temporary file left by a writer that was killed (``kill -9``) is removed by the next write
+    of the same target, once its process id is no longer running.
+
+    Parameters
+    ----------
+    path : path
+        The file to write; its folder must exist.
+    suffix : str, default ".tmp"
+        End of the temporary name (matplotlib picks the image format from it).
+    """
+    path = Path(path)
+    folder = path.parent
+    _remove_stale_temps(path, suffix)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=suffix,
+                               dir=folder)
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual mode
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def _remove_stale_temps(path: Path, suffix: str) -> None:
+    """Delete temporary files of ``path`` whose writer process no longer exists."""
+    pattern = re.compile(rf"^\.{re.escape(path.name)}\.(\d+)\.[A-Za-z0-9_]+{re.escape(suffix)}$")
+    try:
+        names = os.listdir(path.parent)
+    except OSError:
+        return
+    for name in names:
+        m = pattern.match(name)
+        if m and not _pid_alive(int(m.group(1))):
+            with contextlib.suppress(OSError):
+                os.unlink(path.parent / name)
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this machine (``True`` if unsure)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True
+    return True
+
+
+def _sha256_prefix(path: Path, n_bytes: int) -> str:
+    """Sha256 of the first ``n_bytes`` bytes of a file."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        left = n_bytes
+        while left > 0:
+            block = fh.read(min(1 << 20, left))
+            if not block:
+                break
+            digest.update(block)
+            left -= len(block)
+    return digest.hexdigest()
+
+
+def _append_checksum(path: Path) -> None:
+    """Append the checksum trailer (sha256 of the file so far) to a freshly written fit."""
+    size = path.stat().st_size
+    digest = _sha256_prefix(path, size)
+    with path.open("ab") as fh:
+        fh.write(CHECKSUM_TAG + digest.encode("ascii") + b"\n")
+
+
+def _verify_file(path: Path) -> None:
+    """Refuse a file that is not HDF5, or whose checksum trailer does not match its bytes.
+
+    A file without a trailer (written before trailers existed, or by another tool) is passed
+    on to the HDF5 reader unchecked.
+    """
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as fh:
+            head = fh.read(len(_HDF5_SIGNATURE))
+            fh.seek(max(size - _TRAILER_LEN, 0))
+            tail = fh.read()
+        if head != _HDF5_SIGNATURE:
+            raise FitFileError(f"{path}: not a readable fit file (not netCDF-4/HDF5; fits are "
+                               "the .nc files written by `bayes-scaling fit --out`)")
+        if not (len(tail) == _TRAILER_LEN and tail.startswith(CHECKSUM_TAG)):
+            return
+        found = _sha256_prefix(path, size - _TRAILER_LEN)
+    except OSError as exc:
+        raise FitFileError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    stored = tail[len(CHECKSUM_TAG):-1].decode("ascii", errors="replace")
+    if found != stored:
+        raise FitFileError(f"{path}: damaged fit file: its bytes do not match the checksum "
+                           "written with it (truncated, edited or corrupted since it was "
+                           "saved); refit, or restore a copy")
+
+
+def _saved_by(attrs: Mapping[str, Any]) -> str:
+    return (f"saved by bayes_scaling {attrs.get('bayes_scaling_version', '?')} (format "
+            f"{attrs.get('bayes_scaling_format', '?')}); this is {package_version()} "
+            f"(format {FORMAT_VERSION})")
+
+
+def _check_format(path: Path, attrs: Mapping[str, Any]) -> str:
+    """Check the layout version; return a note naming both versions when they differ."""
+    fmt = attrs.get("bayes_scaling_format")
+    if fmt is None:
+        raise FitFileError(f"{path}: not a bayes_scaling fit (no format attribute)")
+    try:
+        fmt = int(fmt)
+    except (TypeError, ValueError):
+        raise FitFileError(f"{path}: damaged fit file (format attribute {fmt!r} is not an "
+                           "integer)") from None
+    if fmt > FORMAT_VERSION:
+        raise FitFileError(f"{path}: {_saved_by(attrs)}: upgrade bayes_scaling to read it")
+    if fmt < MIN_FORMAT_VERSION:
+        raise FitFileError(f"{path}: {_saved_by(attrs)}, which reads formats "
+                           f"{MIN_FORMAT_VERSION}-{FORMAT_VERSION}: refit with this version")
+    if str(attrs.get("bayes_scaling_version")) != package_version():
+        return f" ({_saved_by(attrs)})"
+    return ""
+
+
+def _checked_diagnostics(diag: Diagnostics) -> Diagnostics:
+    """The stored diagnostics, refused unless every number is a number."""
+    for name in ("max_rhat", "min_ess_bulk", "min_ess_tail", "sampling_seconds"):
+        if isinstance(getattr(diag, name), bool) or not isinstance(getattr(diag, name),
+                                                                   int | float):
+            raise TypeError(f"diagnostics {name} is {getattr(diag, name)!r}, not a number")
+    for name in ("divergences", "chains", "draws"):
+        if isinstance(getattr(diag, name), bool) or not isinstance(getattr(diag, name), int):
+            raise TypeError(f"diagnostics {name} is {getattr(diag, name)!r}, not an integer")
+    if not all(isinstance(p, str) for p in diag.problems):
+        raise TypeError("diagnostics problems are not strings")
+    return diag
+
+
+def _check_posterior(post: xr.Dataset, params: tuple[str, ...],
+                     groups: tuple[str, ...]) -> None:
+    """Refuse a posterior whose variables queries could not use (names, dims, dtypes)."""
+    missing = [p for p in params if p not in post]
+    if missing:
+        raise FitFileError(f"posterior lacks {', '.join(missing)}")
+    for name in (*params, "sigma", "nu", "kappa", "tau0"):
+        if name not in post:
+            continue
+        da = post[name]
+        if da.dtype.kind not in "fiu":
+            raise FitFileError(f"posterior variable {name} has dtype {da.dtype}, not numbers")
+        if da.dims[:2] != ("chain", "draw") or not set(da.dims[2:]) <= {"group"}:
+            raise FitFileError(f"posterior variable {name} has dims {da.dims}; expected "
+                               "(chain, draw) or (chain, draw, group)")
+        if "group" in da.dims and tuple(str(g) for g in da["group"].values) != groups:
+            raise FitFileError(f"posterior variable {name} has groups that are not those "
+                               "of the stored runs")
 
 
 def _table_class(ds: xr.Dataset) -> Any:

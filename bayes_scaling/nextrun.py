@@ -54,6 +54,8 @@ MIN_ESS = 100.0
 DEFAULT_N_SIZES = 12
 DEFAULT_TOKENS_PER_PARAM: tuple[float, ...] = (10.0, 20.0, 40.0)
 METRICS = ("band", "p_target")
+#: Band reductions below this fraction of the current band are Monte Carlo noise (see _rank).
+NOISE_FLOOR = 1e-3
 
 
 @dataclass(frozen=True)
@@ -130,12 +132,25 @@ class DrawSet:
             return stats.norm.logpdf(u) - np.log(self.sigma)[None, :]
         return stats.t.logpdf(u, df=self.nu[None, :]) - np.log(self.sigma)[None, :]
 
+    def discrepancy_sd(self, n: float, d: float, box: Box | None = None) -> np.ndarray:
+        """Per-draw sd of the extrapolation discrepancy at ``(n, d)`` (zeros if uncalibrated)."""
+        if self.kappa is None:
+            return np.zeros(self.size)
+        dist = float(decades_outside(box or self.box, n, d)["distance"])
+        ramp = min(dist / DISCREPANCY_RAMP_DECADES, 1.0)
+        return np.sqrt(self.tau0**2 * ramp + (self.kappa * dist) ** 2)
+
     def simulate(self, n: float, d: float, size: int, rng: np.random.Generator) -> np.ndarray:
-        """Log losses of ``size`` new runs at ``(n, d)`` from the (weighted) predictive."""
+        """Log losses of ``size`` new runs at ``(n, d)`` from the (weighted) predictive.
+
+        The predictive of :func:`bayes_scaling.predict.predict_loss`: the law, run-to-run
+        noise and, outside the runs, the extrapolation discrepancy.
+        """
         idx = rng.choice(self.size, size=size, p=self.weights)
         eps = (rng.standard_t(self.nu[idx]) if self.nu is not None
                else rng.standard_normal(size))
-        return self.log_mu(n, d)[idx] + self.sigma[idx] * eps
+        disc = self.discrepancy_sd(n, d)[idx] * rng.standard_normal(size)
+        return self.log_mu(n, d)[idx] + self.sigma[idx] * eps + disc
 
     def target_draws(self, target: Target, band: str, box: Box | None = None) -> np.ndarray:
         """Log loss at the target per draw and noise replicate, ``(S, K)``, under ``band``.
@@ -145,14 +160,8 @@ class DrawSet:
         mu = self.log_mu(target.n_params, target.n_tokens)[:, None]
         if band == "law":
             return np.broadcast_to(mu, self.eps.shape)
-        out = mu + self.sigma[:, None] * self.eps
-        if self.kappa is not None:
-            dist = float(decades_outside(box or self.box, target.n_params,
-                                         target.n_tokens)["distance"])
-            ramp = min(dist / DISCREPANCY_RAMP_DECADES, 1.0)
-            sd = np.sqrt(self.tau0**2 * ramp + (self.kappa * dist) ** 2)
-            out = out + sd[:, None] * self.xi
-        return out
+        sd = self.discrepancy_sd(target.n_params, target.n_tokens, box)
+        return mu + self.sigma[:, None] * self.eps + sd[:, None] * self.xi
 
     def observe(self, n: float, d: float, log_loss: float) -> DrawSet:
         """The draws after training one run at ``(n, d)`` with outcome ``log_loss``."""
@@ -218,8 +227,10 @@ def weighted_band(z: np.ndarray, w: np.ndarray, interval: float, *,
     out = np.empty(w.shape[0])
     for start in range(0, w.shape[0], chunk):
         c = np.cumsum(w[start:start + chunk][:, owner], axis=1) / k
-        lo = np.minimum((c < lo_p).sum(axis=1), zf.size - 1)
-        hi = np.minimum((c < hi_p).sum(axis=1), zf.size - 1)
+        # smallest value whose cumulative weight reaches p (inverted cdf), with a tolerance
+        # for the rounding of the cumulative sum
+        lo = np.minimum((c < lo_p - 1e-12).sum(axis=1), zf.size - 1)
+        hi = np.minimum((c < hi_p - 1e-12).sum(axis=1), zf.size - 1)
         out[start:start + chunk] = np.exp(zs[hi]) - np.exp(zs[lo])
     return out
 
@@ -245,8 +256,15 @@ def score_candidate(ds: DrawSet, n: float, d: float, target: Target, *, band: st
     out = {"band_after": float(widths.mean()), "band_after_sd": float(widths.std()),
            "ess_min": float(ess.min()), "ess_median": float(np.median(ess))}
     if target.loss is not None:
-        p = _p_below(z, w, float(np.log(target.loss)))
-        out.update({"p_target_after_mean": float(p.mean()), "p_target_var": float(p.var())})
+        h = (z <= float(np.log(target.loss))).mean(axis=1)  # P(below target) per draw
+        p = w @ h
+        w0 = ds.weights
+        # first-order Monte Carlo bias of Var(p): reweighting a finite set of draws moves p
+        # by ~ sqrt((sum w^2 - sum w0^2) Var(h)) even when y says nothing about the target
+        bias = float(np.mean(np.sum(w**2, axis=1)) - np.sum(w0**2)) * float(
+            w0 @ (h - w0 @ h) ** 2)
+        out.update({"p_target_after_mean": float(p.mean()),
+                    "p_target_var": max(float(p.var()) - bias, 0.0)})
     return out
 
 
@@ -282,7 +300,7 @@ def candidate_grid(fit: ScalingFit, target: Any, *, sizes: Sequence[float] | Non
     return _candidates(pairs)
 
 
-def rank_next_runs(fit: ScalingFit, candidates: Any = None, *, target: Any,
+def rank_next_runs(fit: ScalingFit | None, candidates: Any = None, *, target: Any,
                    budget: float | None = None, group: str | None = None,
                    band: str = "predictive", metric: str = "band",
                    interval: float = DEFAULT_INTERVAL, n_sim: int = DEFAULT_N_SIM,
@@ -293,7 +311,7 @@ def rank_next_runs(fit: ScalingFit, candidates: Any = None, *, target: Any,
     Parameters
     ----------
     fit
-        A fit of an L(N, D) law.
+        A fit of an L(N, D) law (may be ``None`` when ``draws`` and ``candidates`` are given).
     candidates
         ``(n_params, n_tokens)`` pairs or a frame with those columns; ``None``:
         :func:`candidate_grid`.
@@ -339,7 +357,10 @@ def rank_next_runs(fit: ScalingFit, candidates: Any = None, *, target: Any,
     if not 0 < interval < 1:
         raise QueryError(f"interval must be in (0, 1), got {interval}")
     rng = np.random.default_rng(random_seed)
-    ds = draws or draw_set(fit, group=group, n_draws=n_draws, random_seed=rng)
+    if fit is None and (draws is None or candidates is None):
+        raise QueryError("rank_next_runs needs a fit, or both draws and candidates")
+    ds = draws if draws is not None else draw_set(fit, group=group, n_draws=n_draws,
+                                                  random_seed=rng)
     frame = _candidates(candidate_grid(fit, tgt) if candidates is None else candidates)
     n_all, cheapest = len(frame), float(frame["flops"].min())
     if budget is not None:
@@ -351,7 +372,7 @@ def rank_next_runs(fit: ScalingFit, candidates: Any = None, *, target: Any,
                              f"cheapest needs {cheapest:.3g})")
     return _rank(ds, frame, tgt, band=band, metric=metric, interval=interval, n_sim=n_sim,
                  rng=rng, meta={"budget": budget, "n_over_budget": n_all - len(frame),
-                                "group": resolve_group(fit, group)})
+                                "group": group if fit is None else resolve_group(fit, group)})
 
 
 def _rank(ds: DrawSet, frame: pd.DataFrame, tgt: Target, *, band: str, metric: str,
@@ -365,7 +386,11 @@ def _rank(ds: DrawSet, frame: pd.DataFrame, tgt: Target, *, band: str, metric: s
     out = pd.concat([frame, pd.DataFrame(rows)], axis=1)
     out.insert(4, "band_now", now)
     out["reduction"] = now - out["band_after"]
-    out["reduction_per_flop"] = out["reduction"] / out["flops"]
+    # a gain within Monte Carlo noise (2 standard errors over the simulated outcomes, or
+    # NOISE_FLOOR of the band: the reweighting of finite draws) is not a measurable gain
+    floor = np.maximum(2 * out["band_after_sd"] / np.sqrt(n_sim), NOISE_FLOOR * now)
+    out["measurable"] = out["reduction"] > floor
+    out["reduction_per_flop"] = np.where(out["measurable"], out["reduction"], 0.0) / out["flops"]
     out["reduction_per_eflop"] = out["reduction_per_flop"] * 1e18
     far = decades_outside(ds.box, out["n_params"].to_numpy(), out["n_tokens"].to_numpy())
     out["decades_past_c"] = far["c_past_max"]
@@ -388,3 +413,158 @@ def _rank(ds: DrawSet, frame: pd.DataFrame, tgt: Target, *, band: str, metric: s
                  "band_now": now, "n_sim": n_sim, "n_draws": ds.size, "ess_now": ds.ess,
                  "warnings": warn, **dict(meta)}
     return out
+
+
+# ------------------------------------------------------------------------------ checks, plots
+def with_run(fit: ScalingFit, n: float, d: float, loss: float, group: str) -> Any:
+    """The fit's run table plus one run at ``(n, d)`` with ``loss`` in ``group``."""
+    from bayes_scaling.data import load_runs
+
+    frame = fit.runs.frame
+    row = dict.fromkeys(frame.columns, np.nan)
+    row.update({"run_id": f"next-{len(frame) + 1}", "group": group, "n_params": n,
+                "n_tokens": d, "flops": FLOPS_PER_PARAM_TOKEN * n * d, "loss": loss})
+    new = pd.concat([frame, pd.DataFrame([row])[frame.columns]], ignore_index=True)
+    return load_runs(new.dropna(axis=1, how="all"), group_col="group",
+                     param_count=fit.runs.param_count)
+
+
+def refit_check(fit: ScalingFit, candidate: tuple[float, float], target: Any, *,
+                outcomes: Sequence[float] = (0.1, 0.5, 0.9), group: str | None = None,
+                interval: float = DEFAULT_INTERVAL,
+                fit_kwargs: Mapping[str, Any] | None = None,
+                random_seed: int = 0) -> pd.DataFrame:
+    """Importance reweighting against NUTS refits for one candidate run (slow).
+
+    For each quantile in ``outcomes`` of the candidate's predictive log loss, the run is added
+    to the table and the model refitted by NUTS (``calibrate=False``; the fit's ``kappa`` and
+    ``tau0`` draws are carried over, so only the law's posterior and the box change), and the
+    ``interval`` band widths at the target (law and predictive, loss units) are compared with
+    those of the reweighted draws. Returns one row per outcome: ``quantile``, ``loss``, ``ess``,
+    ``law_is``, ``law_refit``, ``predictive_is``, ``predictive_refit``.
+    """
+    from bayes_scaling.fit import fit as run_fit
+    from bayes_scaling.fit import with_posterior
+    from bayes_scaling.predict import predict_loss
+
+    tgt = Target.of(target)
+    g = resolve_group(fit, group)
+    rng = np.random.default_rng(random_seed)
+    ds = draw_set(fit, group=g, random_seed=rng)
+    n, d = map(float, candidate)
+    ys = np.quantile(ds.simulate(n, d, 4000, rng), outcomes)
+    kw = {"chains": 2, "draws": 1000, "tune": 1000, **dict(fit_kwargs or {}), "calibrate": False}
+    rows = []
+    for q, y in zip(outcomes, ys, strict=True):
+        after = ds.observe(n, d, float(y))
+        w = after.weights[None, :]
+        refit = run_fit(fit.spec, with_run(fit, n, d, float(np.exp(y)), g),
+                        random_seed=int(rng.integers(2**31 - 1)), **kw)
+        shape = (refit.posterior.sizes["chain"], refit.posterior.sizes["draw"])
+        carry = {k: flat(fit.posterior[k])[rng.integers(0, ds.size, shape)]
+                 for k in ("kappa", "tau0") if k in fit.posterior}
+        if carry:
+            import xarray as xr
+
+            refit = with_posterior(refit, {k: xr.DataArray(v, dims=("chain", "draw"))
+                                           for k, v in carry.items()})
+        row = {"quantile": q, "loss": float(np.exp(y)), "ess": after.ess,
+               "converged": refit.diagnostics.passed}
+        for band in ("law", "predictive"):
+            row[f"{band}_is"] = float(weighted_band(after.target_draws(tgt, band), w,
+                                                    interval)[0])
+            s = predict_loss(refit, tgt.n_params, tgt.n_tokens, group=g, band=band,
+                             interval=interval, random_seed=random_seed).summary
+            row[f"{band}_refit"] = float(s["upper"].iloc[0] - s["lower"].iloc[0])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def plot_next_runs(table: pd.DataFrame, *, ax: Any = None, top: int = 5) -> Any:
+    """Expected band at the target after each candidate vs its cost; the best ``top`` labelled.
+
+    Returns the matplotlib Axes. Colour: tokens per parameter; the dashed line is the band now.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import LogNorm
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.4, 4.2))
+    tpp = table["tokens_per_param"].to_numpy()
+    sc = ax.scatter(table["flops"], table["band_after"], c=tpp, cmap="viridis",
+                    norm=LogNorm(vmin=tpp.min(), vmax=max(tpp.max(), tpp.min() * 1.01)),
+                    s=28, zorder=3)
+    ax.figure.colorbar(sc, ax=ax, label="tokens per parameter")
+    now = float(table.attrs.get("band_now", table["band_now"].iloc[0]))
+    ax.axhline(now, color="k", ls="--", lw=1, label=f"{table.attrs.get('band', '')} band now")
+    for _, r in table.head(top).iterrows():
+        ax.annotate(f"#{int(r['rank'])} N={r['n_params']:.2g}", (r["flops"], r["band_after"]),
+                    textcoords="offset points", xytext=(4, 4), fontsize=7)
+    interval = float(table.attrs.get("interval", DEFAULT_INTERVAL))
+    ax.set(xscale="log", xlabel="cost of the candidate run (FLOPs, 6ND)",
+           ylabel=f"expected {interval:.0%} band at the target (nats/token)",
+           title="Which run next: band after the run vs its cost")
+    ax.legend(loc="lower left", fontsize=8)
+    return ax
+
+
+def table_text(table: pd.DataFrame, top: int = 10) -> str:
+    """The ranking as plain text (the CLI's output)."""
+    a = table.attrs
+    t = a.get("target", {})
+    goal = "" if t.get("loss") is None else f", loss <= {t['loss']:g}"
+    head = (f"target N={t.get('n_params', np.nan):.3g}, D={t.get('n_tokens', np.nan):.3g}{goal}; "
+            f"{a.get('interval', DEFAULT_INTERVAL):.0%} {a.get('band', '')} band now "
+            f"{a.get('band_now', np.nan):.4g} nats; ranked by {a.get('metric', 'band')} "
+            f"gain per FLOP ({a.get('n_sim', '?')} simulated outcomes x {a.get('n_draws', '?')} "
+            f"draws)")
+    cols = [c for c in ("rank", "n_params", "n_tokens", "tokens_per_param", "flops",
+                        "band_after", "reduction", "reduction_per_eflop", "p_target_sd",
+                        "ess_min", "measurable") if c in table.columns]
+    body = table.head(top)[cols].to_string(index=False, float_format=lambda v: f"{v:.3g}")
+    extra = []
+    if a.get("n_over_budget"):
+        extra.append(f"{a['n_over_budget']} candidate(s) over the budget left out")
+    return "\n".join([head, body, *extra, *(f"WARNING: {w}" for w in a.get("warnings", []))])
+
+
+def ranking_json(table: pd.DataFrame) -> dict[str, Any]:
+    """JSON-ready form of a ranking: ``settings`` (its attrs) and ``records`` (rows)."""
+
+    def clean(v: Any) -> Any:
+        if isinstance(v, Mapping):
+            return {str(k): clean(x) for k, x in v.items()}
+        if isinstance(v, list | tuple | np.ndarray):
+            return [clean(x) for x in v]
+        if isinstance(v, np.generic):
+            v = v.item()
+        if isinstance(v, float) and not np.isfinite(v):
+            return None if np.isnan(v) else ("inf" if v > 0 else "-inf")
+        return v
+
+    return clean({"settings": dict(table.attrs), "records": table.to_dict("records")})
+
+
+#: Candidate runs of the risk report cost at most this fraction of the planned run's FLOPs.
+REPORT_BUDGET_FRACTION = 0.1
+
+
+def report_section(fit: ScalingFit, target: Any, *, group: str | None = None,
+                   budget: float | None = None, top: int = 8, n_sim: int = 64,
+                   n_draws: int | None = 2000, random_seed: SeedLike = None) -> dict[str, Any]:
+    """The risk report's ``next_run`` section: the best ``top`` candidate runs, JSON-ready.
+
+    Candidates: :func:`candidate_grid`; ``budget`` defaults to
+    :data:`REPORT_BUDGET_FRACTION` of the target's FLOPs (a de-risking run, not a second
+    plan). ``{"included": False, "reason": ...}`` when nothing can be ranked.
+    """
+    tgt = Target.of(target)
+    if budget is None:
+        budget = REPORT_BUDGET_FRACTION * FLOPS_PER_PARAM_TOKEN * tgt.n_params * tgt.n_tokens
+    try:
+        table = rank_next_runs(fit, None, target=tgt, budget=budget, group=group, n_sim=n_sim,
+                               n_draws=n_draws, random_seed=random_seed)
+    except QueryError as exc:
+        return {"included": False, "reason": str(exc)}
+    out = ranking_json(table.head(top))
+    return {"included": True, "model": fit.spec.name, **out}

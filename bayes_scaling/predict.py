@@ -102,7 +102,9 @@ def _points(n: Any, d: Any = None) -> tuple[np.ndarray, np.ndarray]:
         if d is None and name == "n_tokens":
             continue
         if not np.all(np.isfinite(a)) or np.any(a <= 0):
-            raise QueryError(f"{name} must be positive and finite, got {a[~(a > 0)][:3]}")
+            bad = a[~(np.isfinite(a) & (a > 0))][:3]
+            raise QueryError(f"{name} must be positive and finite, got "
+                             f"{', '.join(f'{v:g}' for v in bad)}")
     return n_arr.ravel().copy(), d_arr.ravel().copy()
 
 

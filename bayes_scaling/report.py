@@ -9,8 +9,6 @@ Chinchilla-70B, and the compute-optimal split at Chinchilla's budget.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,7 +17,7 @@ import numpy as np
 
 from bayes_scaling.allocate import compute_optimal, optimal_exponents
 from bayes_scaling.constants import EPOCH2024_95, PUBLISHED
-from bayes_scaling.fit import ScalingFit
+from bayes_scaling.fit import ScalingFit, atomic_path
 
 #: Chinchilla-70B (Hoffmann et al. 2022): the demo's query.
 CHINCHILLA_70B = {"n_params": 7e10, "n_tokens": 1.4e12, "target_loss": 1.95, "flops": 5.88e23}
@@ -45,30 +43,22 @@ def fmt_flops(x: float) -> str:
 
 
 def atomic_write_text(path: Path, text: str) -> Path:
-    """Write ``text`` to ``path`` via a temp file in the same folder and a rename."""
+    """Write ``text`` to ``path`` via a temp file in the same folder and a rename.
+
+    An interrupt or ``kill -9`` at any moment leaves ``path`` as it was or fully written
+    (:func:`bayes_scaling.fit.atomic_path`).
+    """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(text.encode("utf-8"))
     return path
 
 
 def atomic_savefig(fig: Any, path: Path, **kw: Any) -> Path:
-    """Save a matplotlib figure atomically."""
+    """Save a matplotlib figure atomically (see :func:`atomic_write_text`)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=path.suffix) as tmp:
         fig.savefig(tmp, **kw)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

@@ -18,7 +18,6 @@ import html
 import io
 import json
 import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -830,14 +829,10 @@ def render_markdown(risk: Mapping[str, Any], blocks: Sequence[Block],
 # ------------------------------------------------------------------------------ writing
 def _atomic_write_bytes(path: Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` via a temp file in the same folder and a rename."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    from bayes_scaling.fit import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
     return path
 
 

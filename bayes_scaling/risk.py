@@ -678,7 +678,9 @@ def build_risk(
         Sections ``proposal``, ``plan``, ``verdict`` (P(target) and the loss bands, per family
         and averaged), ``tokens_needed``, ``alternative``, ``extrapolation``, ``trust``,
         ``convergence``, ``gate``, ``priors``, ``constants``, ``comparison``, ``weights``,
-        ``dynamics``, ``provenance``, ``warnings``, ``seeds`` and ``figures`` (plot arrays).
+        ``dynamics``, ``patterns`` (scaling-pattern findings, :mod:`bayes_scaling.diagnose`),
+        ``next_run`` (candidate runs ranked by :mod:`bayes_scaling.nextrun`), ``provenance``,
+        ``warnings``, ``seeds`` and ``figures`` (plot arrays).
     """
     tell = on_progress or (lambda _m: None)
     seed = int(proposal.seed if random_seed is None else random_seed)
@@ -726,6 +728,8 @@ def build_risk(
     risk["convergence"] = {fam: _diag(f) for fam, f in fits_used.items()}
     risk["gate"] = {"max_rhat": MAX_RHAT, "min_ess": MIN_ESS, "max_divergences": MAX_DIVERGENCES}
     risk["provenance"] = _provenance(plan, runs, files, fits_used, fit_prov, seed)
+    risk["patterns"], risk["next_run"] = _patterns(fits_used[plan.families[0]], plan, group,
+                                                    seed, tell)
     risk["warnings"] = _warnings(risk, fits_used)
     risk["figures"] = {
         "runs": _runs_points(runs),
@@ -859,7 +863,22 @@ def _warnings(risk: Mapping[str, Any], fits: Mapping[str, ScalingFit]) -> list[s
                    "evidence only for short extrapolations")
     if not risk["comparison"].get("available", False) and len(fits) > 1:
         out.append(f"no model average: {risk['comparison']['reason']}")
+    out += [f"scaling pattern ({f['code']}): {f['message']}"
+            for f in risk.get("patterns", {}).get("findings", []) if f["severity"] == "warning"]
     return out
+
+
+def _patterns(fit_: ScalingFit, plan: Proposal, group: str, seed: int,
+              tell: ProgressFn) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Scaling-pattern findings (:mod:`bayes_scaling.diagnose`) of the primary family's fit, and
+    the ranking of candidate next runs (:mod:`bayes_scaling.nextrun`) for the plan."""
+    from bayes_scaling import diagnose, nextrun
+
+    tell("scaling-pattern checks and the next-run ranking")
+    n, d = plan.n_params, plan.n_tokens
+    return (diagnose.report_section(fit_, (n, d)),
+            nextrun.report_section(fit_, (n, d, plan.target_loss), group=group,
+                                   random_seed=seed))
 
 
 __all__ = ["build_risk", "cache_path", "jsonable", "load_proposal_runs", "obtain_fit"]

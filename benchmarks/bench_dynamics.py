@@ -153,25 +153,30 @@ def section_steplaw() -> tuple[dict[str, Any], Any]:
             "n_batch_sizes": len(np.unique(train.b))}, fitted
 
 
-def section_synthetic() -> dict[str, Any]:
-    curves = dy.synthetic_curves(K, steps=np.geomspace(1e3, 1e5, 20), noise=0.005,
-                                 curve_sd=0.01, seed=SEED % 1000)
-    fitted = run_fit(curves)
+def section_synthetic(replicates: int = 3) -> dict[str, Any]:
+    """Kaplan's constants recovered? Several replicate data sets (a calibrated 90% interval
+    misses a given constant 10% of the time, so one data set proves little)."""
     truth = {"log_n_c": np.log(K["n_c"]), "alpha_n": K["alpha_n"],
              "log_s_c": np.log(K["s_c"]), "alpha_s": K["alpha_s"],
              "log_b_star": np.log(K["b_star"]), "alpha_b": K["alpha_b"]}
-    rows = {}
-    for p, v in truth.items():
-        lo, med, hi = np.quantile(fitted.posterior[p].values, [0.05, 0.5, 0.95])
-        rows[p] = {"truth": float(v), "median": float(med), "lo_90": float(lo),
-                   "hi_90": float(hi), "inside": bool(lo <= v <= hi)}
-    return {"fit": fit_summary(fitted), "recovery": rows}
+    reps = []
+    for rep in range(replicates):
+        curves = dy.synthetic_curves(K, steps=np.geomspace(1e3, 1e5, 20), noise=0.005,
+                                     curve_sd=0.01, seed=rep + 1)
+        fitted = run_fit(curves)
+        rows = {}
+        for p, v in truth.items():
+            lo, med, hi = np.quantile(fitted.posterior[p].values, [0.05, 0.5, 0.95])
+            rows[p] = {"truth": float(v), "median": float(med), "lo_90": float(lo),
+                       "hi_90": float(hi), "inside": bool(lo <= v <= hi)}
+        reps.append({"seed": rep + 1, "fit": fit_summary(fitted), "recovery": rows})
+    return {"replicates": reps}
 
 
 def section_speed() -> dict[str, Any]:
     big = dy.synthetic_curves(K, n_sizes=np.geomspace(1e6, 1e8, 10),
                               batch_sizes=(2**16, 2**18, 2**20, 2**22),
-                              steps=np.linspace(200, 1e5, 500), noise=0.005, curve_sd=0.01,
+                              steps=np.geomspace(100, 1e5, 500), noise=0.005, curve_sd=0.01,
                               seed=7)
     frame = big.frame
     t0 = time.perf_counter()
@@ -208,6 +213,13 @@ def markdown(res: dict[str, Any]) -> str:
                      f"{s['mape_pct']:.2f} | {pct(s['coverage_50'])} | {pct(s['coverage_80'])} "
                      f"| **{pct(s['coverage_90'])}** | {pct(s['coverage_95'])} | "
                      f"{f['max_rhat']:.3f} | {f['divergences']} |")
+    failed = [k for k in ("top1", "top2", "all_lengths_top1") if not m[k]["fit"]["passed"]]
+    if failed:
+        lines += ["", f"**Convergence gate failed** for {', '.join(failed)}: its numbers are not "
+                  "trustworthy. With one batch size and runs of several schedule lengths (the "
+                  "learning rate decays to 0.1x by each run's end), the law, which has no "
+                  "schedule term, can bend its B_crit(L) term to mimic the end-of-run dips in "
+                  "more than one way: the posterior is multimodal (chains disagree on alpha_B)."]
     st = res["steplaw"]
     s, f = st["score"], st["fit"]
     lines += ["", "Figure: `dynamics_curves.png` (fitted curves, predicted 303M curve with bands, "
@@ -226,16 +238,23 @@ def markdown(res: dict[str, Any]) -> str:
               "## 3. Synthetic curves from Kaplan's constants (several batch sizes)", "",
               "No public set has whole curves at several batch sizes, so the law is also checked "
               "on curves drawn from it: 5 sizes (1e6-1e8) x 4 batch sizes (65K-4M tokens) x 20 "
-              "steps (1e3-1e5), checkpoint noise 0.5%, curve offsets 1%.", "",
-              "| constant | truth | median | 90% interval | inside |", "|---|---|---|---|---|"]
-    for p, r in res["synthetic"]["recovery"].items():
-        lines.append(f"| {p} | {r['truth']:.4g} | {r['median']:.4g} | "
-                     f"[{r['lo_90']:.4g}, {r['hi_90']:.4g}] | {'yes' if r['inside'] else 'NO'} |")
-    sf = res["synthetic"]["fit"]
+              "steps (1e3-1e5), checkpoint noise 0.5%, curve offsets 1%; "
+              f"{len(res['synthetic']['replicates'])} replicate data sets (seeds 1, 2, ...).", "",
+              "| constant | truth | " + " | ".join(
+                  f"seed {r['seed']}: median [90%]" for r in res["synthetic"]["replicates"])
+              + " | inside |", "|---|---|" + "---|" * len(res["synthetic"]["replicates"]) + "---|"]
+    reps = res["synthetic"]["replicates"]
+    for p in reps[0]["recovery"]:
+        cells = [f"{r['recovery'][p]['median']:.4g} [{r['recovery'][p]['lo_90']:.4g}, "
+                 f"{r['recovery'][p]['hi_90']:.4g}]" for r in reps]
+        hits = sum(r["recovery"][p]["inside"] for r in reps)
+        lines.append(f"| {p} | {reps[0]['recovery'][p]['truth']:.4g} | " + " | ".join(cells)
+                     + f" | {hits}/{len(reps)} |")
     sp = res["speed"]
-    lines += ["", f"Convergence: max r-hat {sf['max_rhat']:.3f}, min bulk ESS "
-              f"{sf['min_ess_bulk']:.0f}, {sf['divergences']} divergences, sampling "
-              f"{sf['sampling_s']:.0f} s.", "", "## 4. Speed", "",
+    lines += ["", "Convergence: " + "; ".join(
+        f"seed {r['seed']}: max r-hat {r['fit']['max_rhat']:.3f}, min bulk ESS "
+        f"{r['fit']['min_ess_bulk']:.0f}, {r['fit']['divergences']} divergences, "
+        f"{r['fit']['sampling_s']:.0f} s" for r in reps) + ".", "", "## 4. Speed", "",
               f"{sp['input_points']:,} checkpoints ({sp['n_curves']} curves of 500) -> "
               f"`load_curves` (warm-up rule, thinning to 30 per curve) -> {sp['fitted_points']:,} "
               f"points -> `fit_dynamics`: **{sp['wall_s']:.0f} s** end to end (sampling "

@@ -278,3 +278,15 @@ def test_single_variable_family_is_compared_without_an_optimum():
     assert res.diverge["allocation"] == "D = 20 N"
     assert any("kaplan_n: law kaplan_n has one input" in n for n in res.notes)
     assert list(row.index)[0] == "kaplan"  # the joint law sees the token axis
+
+
+def test_note_when_held_out_runs_disagree_with_loo():
+    import pandas as pd
+
+    t = pd.DataFrame({"model": ["a", "b"], "heldout_lpd": [1.0, 2.0], "heldout_mape": [2.0, 1.0],
+                      "heldout_cov90": [0.5, 1.0]})
+    (note,) = cmp._heldout_vs_loo(t)
+    assert note.startswith("the held-out runs favour b") and "LOO winner a" in note
+    (agree,) = cmp._heldout_vs_loo(t.assign(heldout_lpd=[3.0, 2.0]))
+    assert "agree" in agree
+    assert cmp._heldout_vs_loo(t.assign(heldout_lpd=[float("nan")] * 2)) == []

@@ -86,7 +86,7 @@ def _bounds(name: str) -> tuple[float, float]:
 
 
 @pytest.mark.parametrize("misfit, iterations, tol", [(0.03, 3, 1e-10), (0.3, dy.GRAPH_ITERATIONS,
-                                                                          2e-3)])
+                                                                          1e-6)])
 def test_graph_iterations_from_the_observed_loss_converge(misfit, iterations, tol):
     rng = np.random.default_rng(1)
     m = 20_000
@@ -97,6 +97,17 @@ def test_graph_iterations_from_the_observed_loss_converge(misfit, iterations, to
     start = root + misfit * rng.uniform(-1, 1, m)
     assert np.max(np.abs(dy.log_loss_nsb(*logs, **theta, iterations=iterations,
                                          log_start=start) - root)) < tol
+
+
+def test_graph_iterations_converge_far_from_the_data():
+    """Constants anywhere in the prior, started from losses of other constants (warm-up)."""
+    rng = np.random.default_rng(2)
+    m = 50_000
+    theta = {k: rng.uniform(*_bounds(k), m) for k in PRIOR_RANGE}
+    logs = [np.log(10 ** rng.uniform(lo, hi, m)) for lo, hi in ((5, 13), (0, 8), (2, 9))]
+    start = dy.log_loss_nsb(*logs, **LOG_K)
+    got = dy.log_loss_nsb(*logs, **theta, iterations=dy.GRAPH_ITERATIONS, log_start=start)
+    assert np.max(np.abs(got - dy.log_loss_nsb(*logs, **theta))) < 1e-6
 
 
 @settings(max_examples=100, deadline=None)
