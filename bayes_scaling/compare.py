@@ -282,7 +282,7 @@ def _refit_kwargs(fit_: ScalingFit) -> dict[str, Any]:
     d = fit_.diagnostics
     kw: dict[str, Any] = {"chains": d.chains, "draws": d.draws, "tune": d.draws,
                           "calibrate": "kappa" in fit_.posterior}
-    for k in ("backend", "target_accept"):
+    for k in ("backend", "target_accept", "tune"):
         if k in fit_.meta:
             kw[k] = fit_.meta[k]
     return kw
