@@ -41,14 +41,15 @@ def _print_table(records: list[dict[str, Any]], columns: Sequence[str]) -> None:
 
 
 def _emit(result, as_json: bool, columns: Sequence[str], extra: dict | None = None) -> None:
-    for w in result.warnings:
+    shown = [str(w).removeprefix("WARNING: ") for w in result.warnings]  # one prefix is enough
+    for w in shown:
         click.echo(f"bayes-scaling: warning: {w}", err=True)
     if as_json:
         payload = {"band": result.band, "warnings": list(result.warnings),
                    "records": result.to_records(), **(extra or {})}
         click.echo(json.dumps(payload, indent=2))
     else:
-        for w in result.warnings:
+        for w in shown:
             click.echo(f"WARNING: {w}")
         _print_table(result.to_records(), columns)
 
@@ -98,10 +99,18 @@ def resolve_runs(source: str, *, group_col: str | None = None, drop_highest_loss
         kwargs["group_col"] = group_col
     if query:
         kwargs["query"] = query
-    if not Path(source).exists() and source in load_registry():
+    registry = load_registry()
+    if not Path(source).exists() and source in registry:
         if drop_highest_loss:
             kwargs["drop_highest_loss"] = drop_highest_loss
         return load_dataset(source, **kwargs)
+    if not Path(source).exists() and not Path(source).suffix:  # a misspelt data-set name?
+        import difflib
+
+        close = difflib.get_close_matches(source, list(registry), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise BayesScalingError(f"{source}: neither a runs file (.csv, .tsv, .parquet) nor a "
+                                f"registry data set{hint} (known: {', '.join(registry)})")
     return load_runs(source, drop_highest_loss=drop_highest_loss, **kwargs)
 
 
@@ -442,9 +451,15 @@ def backtest_cmd(runs, model, holdout_by, holdout_top, method, group_col, drop_h
 def _fit_curves(source: str, spec, out: str, *, group_col, param_count, query, seed, chains,
                 draws, tune, backend, target_accept, strict, quiet) -> int:
     """``fit CURVES --model dynamics``: load loss curves (a file or a registry name), fit, save."""
+    from click.core import ParameterSource
+
     from bayes_scaling.datasets import fetch, load_registry
-    from bayes_scaling.dynamics import fit_dynamics, load_curves
+    from bayes_scaling.dynamics import TARGET_ACCEPT, fit_dynamics, load_curves
     from bayes_scaling.report import fit_summary_text
+
+    source_of = click.get_current_context().get_parameter_source("target_accept")
+    if source_of == ParameterSource.DEFAULT:  # curve fits have their own default
+        target_accept = TARGET_ACCEPT
 
     path = source if Path(source).exists() or source not in load_registry() else fetch(source)
     curves = load_curves(path, group_col=group_col, param_count=param_count or "total",

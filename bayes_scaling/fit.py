@@ -202,11 +202,14 @@ class ScalingFit:
             raise FitFileError(f"{path}: no such fit file")
         _verify_file(path)
         try:
-            lazy = az.from_netcdf(path, engine="h5netcdf")
-            # read everything now and close the file, so it can be replaced while in use
-            idata = az.InferenceData(**{g: lazy[g].load() for g in lazy.groups()})
-            for g in lazy.groups():
-                lazy[g].close()
+            with warnings.catch_warnings():  # reader chatter on odd files: judged below
+                warnings.simplefilter("ignore", UserWarning)
+                warnings.simplefilter("ignore", RuntimeWarning)
+                lazy = az.from_netcdf(path, engine="h5netcdf")
+                # read everything now and close the file, so it can be replaced while in use
+                idata = az.InferenceData(**{g: lazy[g].load() for g in lazy.groups()})
+                for g in lazy.groups():
+                    lazy[g].close()
         except Exception as exc:  # any reader failure means "not a fit file"
             raise FitFileError(f"{path}: not a readable fit file ({type(exc).__name__})") from None
         if "posterior" not in idata.groups() or "fit_data" not in idata.groups():
@@ -217,9 +220,7 @@ class ScalingFit:
             spec = ModelSpec.from_json(str(attrs["spec_json"]))
             runs = _table_class(idata.fit_data).from_xarray(idata.fit_data)
             diag = _checked_diagnostics(Diagnostics.from_attrs(attrs))
-            meta = json.loads(str(attrs.get("meta_json", "{}")))
-            if not isinstance(meta, dict):
-                raise TypeError(f"meta_json holds a {type(meta).__name__}, not an object")
+            meta = _checked_meta(json.loads(str(attrs.get("meta_json", "{}"))))
             _check_posterior(idata.posterior, law_of(spec.law).params, runs.group_names)
         except BayesScalingError as exc:
             raise FitFileError(f"{path}: {exc}{note}") from None
@@ -434,13 +435,11 @@ def _remove_stale_temps(path: Path, suffix: str) -> None:
 
 def _pid_alive(pid: int) -> bool:
     """Whether a process with this id runs on this machine (``True`` if unsure)."""
-    if pid == os.getpid():
-        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except (PermissionError, OverflowError, OSError):
+    except (OverflowError, OSError):  # PermissionError: it runs, as another user
         return True
     return True
 
@@ -477,12 +476,17 @@ def _verify_file(path: Path) -> None:
         size = path.stat().st_size
         with path.open("rb") as fh:
             head = fh.read(len(_HDF5_SIGNATURE))
-            fh.seek(max(size - _TRAILER_LEN, 0))
-            tail = fh.read()
+            fh.seek(max(size - 2 * _TRAILER_LEN, 0))
+            region = fh.read()
+        tail = region[-_TRAILER_LEN:]
         if head != _HDF5_SIGNATURE:
             raise FitFileError(f"{path}: not a readable fit file (not netCDF-4/HDF5; fits are "
                                "the .nc files written by `bayes-scaling fit --out`)")
         if not (len(tail) == _TRAILER_LEN and tail.startswith(CHECKSUM_TAG)):
+            if CHECKSUM_TAG[:8] in region:  # a trailer, cut short or followed by other bytes
+                raise FitFileError(f"{path}: damaged fit file: its checksum trailer is cut "
+                                   "short or followed by other bytes (truncated or appended "
+                                   "to since it was saved); refit, or restore a copy")
             return
         found = _sha256_prefix(path, size - _TRAILER_LEN)
     except OSError as exc:
@@ -520,15 +524,45 @@ def _check_format(path: Path, attrs: Mapping[str, Any]) -> str:
     return ""
 
 
+#: Types of the meta entries that code reads back (a crafted file must not crash a query).
+_META_TYPES: dict[str, tuple[type, ...]] = {
+    "method": (str,), "backend": (str,), "created": (str,), "seed": (int, type(None)),
+    "target_accept": (int, float), "tune": (int,), "versions": (dict,),
+    "calibration": (dict,), "box": (dict,),
+}
+_CALIBRATION_NUMBERS = ("kappa_mean", "tau0_mean", "n_heldout", "n_refits", "noise_scale",
+                        "max_distance")
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _checked_meta(meta: Any) -> dict[str, Any]:
+    """The stored meta, refused unless the entries queries and reports read are well-typed."""
+    if not isinstance(meta, dict):
+        raise TypeError(f"meta_json holds a {type(meta).__name__}, not an object")
+    for key, types in _META_TYPES.items():
+        if key in meta and (isinstance(meta[key], bool) or not isinstance(meta[key], types)):
+            raise TypeError(f"meta entry {key!r} is {meta[key]!r}")
+    box = meta.get("box")
+    if box is not None and not (set(box) >= {"n", "d", "c"} and all(
+            isinstance(box[k], list) and len(box[k]) == 2 and all(map(_is_number, box[k]))
+            for k in ("n", "d", "c"))):
+        raise TypeError(f"meta entry 'box' is {box!r}")
+    cal = meta.get("calibration") or {}
+    bad = [k for k in _CALIBRATION_NUMBERS if k in cal and not _is_number(cal[k])]
+    if bad:
+        raise TypeError(f"meta calibration entries {bad} are not numbers")
+    return meta
+
+
 def _checked_diagnostics(diag: Diagnostics) -> Diagnostics:
     """The stored diagnostics, refused unless every number is a number."""
-    for name in ("max_rhat", "min_ess_bulk", "min_ess_tail", "sampling_seconds"):
-        if isinstance(getattr(diag, name), bool) or not isinstance(getattr(diag, name),
-                                                                   int | float):
+    for name in ("max_rhat", "min_ess_bulk", "min_ess_tail", "sampling_seconds", "divergences",
+                 "chains", "draws"):
+        if not _is_number(getattr(diag, name)):
             raise TypeError(f"diagnostics {name} is {getattr(diag, name)!r}, not a number")
-    for name in ("divergences", "chains", "draws"):
-        if isinstance(getattr(diag, name), bool) or not isinstance(getattr(diag, name), int):
-            raise TypeError(f"diagnostics {name} is {getattr(diag, name)!r}, not an integer")
     if not all(isinstance(p, str) for p in diag.problems):
         raise TypeError("diagnostics problems are not strings")
     return diag

@@ -98,6 +98,10 @@ def _sample_numpyro(model, *, var_names, chains, draws, tune, target_accept, see
         # a model may ask for a dense mass matrix (model.py sets it for strongly correlated
         # posteriors, e.g. the curve law's (S_c, alpha_S) pair)
         nuts_kwargs={"dense_mass": bool(getattr(model, "bayes_scaling_dense_mass", False))},
+        # ... and its own start points, one per chain (dynamics.fit_dynamics: near a multi-start
+        # point fit, so no chain settles in a far local mode); then PyMC's +-1 jitter is off
+        initvals=getattr(model, "bayes_scaling_initvals", None),
+        jitter=getattr(model, "bayes_scaling_initvals", None) is None,
     )
 
 

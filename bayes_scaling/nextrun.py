@@ -50,7 +50,7 @@ DEFAULT_N_SIM = 128
 NOISE_REPLICATES = 16
 #: Below this effective sample size the reweighted posterior is flagged (refit to trust it).
 MIN_ESS = 100.0
-#: Default candidate grid: sizes per decade... see :func:`candidate_grid`.
+#: Default candidate grid (:func:`candidate_grid`): how many sizes, which token ratios.
 DEFAULT_N_SIZES = 12
 DEFAULT_TOKENS_PER_PARAM: tuple[float, ...] = (10.0, 20.0, 40.0)
 METRICS = ("band", "p_target")
@@ -342,10 +342,11 @@ def rank_next_runs(fit: ScalingFit | None, candidates: Any = None, *, target: An
         One row per affordable candidate, best first: ``rank``, ``n_params``, ``n_tokens``,
         ``tokens_per_param``, ``flops``, ``band_now``, ``band_after`` (expected), its spread
         over outcomes ``band_after_sd``, ``reduction``, ``reduction_per_flop``,
-        ``reduction_per_eflop`` (per 1e18 FLOPs), ``ess_min`` and ``ess_median`` of the
-        reweighting, ``decades_past_c`` (the candidate's compute past the largest run) and,
-        with a target loss, ``p_target_now`` and ``p_target_sd`` (spread of the updated
-        verdict). ``attrs`` holds the settings, ``band_now`` and ``warnings``.
+        ``reduction_per_eflop`` (per 1e18 FLOPs; 0 unless ``measurable``: a gain above Monte
+        Carlo noise), ``ess_min`` and ``ess_median`` of the reweighting, ``decades_past_c``
+        (the candidate's compute past the largest run) and, with a target loss,
+        ``p_target_now`` and ``p_target_sd`` (spread of the updated verdict). ``attrs`` holds
+        the settings, ``band_now`` and ``warnings``.
     """
     tgt = Target.of(target)
     if metric not in METRICS:
@@ -370,9 +371,14 @@ def rank_next_runs(fit: ScalingFit | None, candidates: Any = None, *, target: An
         if frame.empty:
             raise QueryError(f"no candidate fits the budget of {budget:.3g} FLOPs (the "
                              f"cheapest needs {cheapest:.3g})")
-    return _rank(ds, frame, tgt, band=band, metric=metric, interval=interval, n_sim=n_sim,
-                 rng=rng, meta={"budget": budget, "n_over_budget": n_all - len(frame),
-                                "group": group if fit is None else resolve_group(fit, group)})
+    out = _rank(ds, frame, tgt, band=band, metric=metric, interval=interval, n_sim=n_sim,
+                rng=rng, meta={"budget": budget, "n_over_budget": n_all - len(frame),
+                               "group": group if fit is None else resolve_group(fit, group)})
+    if fit is not None and fit.method != "nuts":
+        out.attrs["warnings"].append(
+            f"the fit's draws come from {fit.method!r}, not a posterior: reweighting them by "
+            "the likelihood of a new run is a rough approximation; rank on a NUTS fit")
+    return out
 
 
 def _rank(ds: DrawSet, frame: pd.DataFrame, tgt: Target, *, band: str, metric: str,

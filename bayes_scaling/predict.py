@@ -265,7 +265,9 @@ def tokens_needed(
         pd.DataFrame({"median_if_reachable": med_if,
                       "median_tokens_per_param": table["median"].to_numpy() / n}),
     ], axis=1)
-    msgs = list(_emit([], fit))
+    found = np.isfinite(med_if)  # how far the run that reaches the target lies past the data
+    msgs = list(_emit(extrapolation_warnings(fit, n[found], med_if[found]) if found.any()
+                      else [], fit))
     for j in np.flatnonzero(p_unreach > 0.5):
         msgs.append(f"target {target:g} is below the posterior floor at N={n[j]:.3g} in "
                     f"{p_unreach[j]:.0%} of draws: most likely unreachable at this size")

@@ -226,27 +226,23 @@ def test_cli_compare_errors_are_one_line(capsys, argv, message):
 
 # ------------------------------------------------------------------------------ NUTS end to end
 @pytest.mark.slow
-def test_cli_compare_end_to_end(tmp_path, capsys):
-    """Real fits of two families, the held-out check, averaging and plots through the CLI."""
+def test_compare_real_fits_with_held_out_refits():
+    """Real fits of two families on a chinchilla ladder, LOO and the held-out refits."""
     ladder = synthetic_runs("chinchilla", EPOCH, noise=0.01, seed=11,
                             n_sizes=tuple(np.geomspace(1e7, 3e9, 6)),
                             tokens_per_param=(5, 20, 80))
-    path = tmp_path / "runs.csv"
-    ladder.frame.to_csv(path, index=False)
-    argv = ["compare", str(path), "--models", "chinchilla,kaplan", "--json", "--average",
-            "--plots", str(tmp_path / "plots"), "--seed", "3", "--quiet",
-            "--chains", str(SMALL["chains"]), "--draws", str(SMALL["draws"]),
-            "--tune", str(SMALL["tune"])]
-    assert main(argv) == 0
-    out = json.loads(capsys.readouterr().out)
-    rows = {r["model"]: r for r in out["table"]}
-    assert set(rows) == {"chinchilla", "kaplan"}
-    assert out["table"][0]["model"] == "chinchilla"
-    for r in rows.values():
-        assert 0.0 <= r["heldout_cov90"] <= 1.0 and r["heldout_mape"] >= 0
-        assert r["heldout_lpd"] is not None
-    assert out["averaged"][0]["lower"] < out["averaged"][0]["median"] < out["averaged"][0]["upper"]
-    assert len(out["plots"]) == 2
+    kw = {**SMALL, "retries": 0}
+    fits = cmp.fit_families(ladder, ["chinchilla", "kaplan"], random_seed=3, fit_kwargs=kw)
+    res = cmp.compare(fits, holdout_top=1, random_seed=4, fit_kwargs=kw)
+    t = res.table.set_index("model")
+    assert list(res.table["model"]) == ["chinchilla", "kaplan"]
+    assert t.loc["kaplan", "elpd_diff"] > 2 * t.loc["kaplan", "dse"]
+    assert t["heldout_lpd"].notna().all()
+    assert ((t["heldout_cov90"] >= 0) & (t["heldout_cov90"] <= 1)).all()
+    assert res.meta["n_heldout"] == 3  # the largest size at 3 token ratios
+    a = t.loc["chinchilla"]
+    truth = EPOCH["beta"] / (EPOCH["alpha"] + EPOCH["beta"])
+    assert a["a_lower"] - 0.05 < truth < a["a_upper"] + 0.05
 
 
 def test_cli_compare_text_average_and_plots_without_sampling(monkeypatch, capsys, fits,
@@ -277,7 +273,7 @@ def test_single_variable_family_is_compared_without_an_optimum():
     assert np.isnan(row.loc["kaplan_n", "a_median"]) and np.isfinite(row.loc["kaplan", "a_median"])
     assert res.diverge["allocation"] == "D = 20 N"
     assert any("kaplan_n: law kaplan_n has one input" in n for n in res.notes)
-    assert list(row.index)[0] == "kaplan"  # the joint law sees the token axis
+    assert res.table["model"].iloc[0] == "kaplan"  # the joint law sees the token axis
 
 
 def test_note_when_held_out_runs_disagree_with_loo():

@@ -170,6 +170,34 @@ def test_choose_likelihood_picks_student_t_only_with_outliers():
     assert spec.likelihood.family == "studentt" and why["severity"] == "warning"
 
 
+def test_other_laws_get_the_same_checks():
+    res = dg.diagnose_runs(ladder(seed=15), law="kaplan")
+    assert res.meta["law"] == "kaplan"
+    assert {f["code"] for f in res.findings} >= {"outliers", "cold_start", "bend"}
+    with pytest.raises(dg.QueryError, match="L\\(N, D\\) laws"):
+        dg.diagnose_runs(ladder(seed=15), law="dynamics")
+
+
+def test_cli_fit_likelihood_auto_picks_student_t_for_outliers(tmp_path, monkeypatch, capsys):
+    import bayes_scaling.fit as fit_module
+
+    seen = []
+
+    def fake(spec, runs, **_kw):  # stands in for NUTS: records the spec it was given
+        seen.append(spec.likelihood.family)
+        return fake_fit(spec, P, runs=runs)
+
+    monkeypatch.setattr(fit_module, "fit", fake)
+    runs = ladder(seed=16)
+    bad = np.zeros(runs.n_runs, bool)
+    bad[5] = True
+    csv = tmp_path / "runs.csv"
+    shifted(runs, bad, 0.2).frame[["n_params", "n_tokens", "loss"]].to_csv(csv, index=False)
+    assert main(["fit", str(csv), "--likelihood", "auto", "--out", str(tmp_path / "f.nc")]) == 0
+    assert seen == ["studentt"]
+    assert "likelihood auto -> studentt" in capsys.readouterr().err
+
+
 # ------------------------------------------------------------------------------ on fits
 @pytest.fixture(scope="module")
 def fit_with_outlier():
@@ -235,7 +263,7 @@ def test_diagnose_does_not_import_pymc():
 
 
 # ------------------------------------------------------------------------------ slow: NUTS
-SMALL_FIT = {"chains": 2, "draws": 400, "tune": 400, "calibrate": False}
+SMALL_FIT = {"chains": 2, "draws": 300, "tune": 300, "calibrate": False}
 
 
 @pytest.mark.slow
@@ -247,7 +275,7 @@ def test_loo_prefers_the_broken_law_on_a_bent_ladder():
     res = dg.diagnose(plain, full=True, fit_kwargs=SMALL_FIT, random_seed=2)
     f = res.get("broken_law_loo")
     assert f["severity"] == "warning", f["message"]
-    assert f["detail"]["posterior_medians"]["alpha_2"] > f["detail"]["posterior_medians"]["alpha"]
+    assert f["detail"]["loo"]["diff"] > 2 * f["detail"]["loo"]["se"]
 
 
 @pytest.mark.slow
@@ -262,5 +290,5 @@ def test_same_slope_check_finds_a_planted_slope_difference():
     f = dg.same_slope_check(shared, pooled)
     diffs = pd.DataFrame(f["detail"]["slope_differences"])
     alpha = diffs[diffs["param"] == "alpha"].iloc[0]
-    assert alpha["upper"] < 0 < 0.1 + alpha["lower"]  # a - b: about -0.1, excludes 0
+    assert alpha["lower"] > -0.25 and alpha["upper"] < 0  # a - b: about -0.1, excludes 0
     assert f["detail"]["loo"]["diff"] > 0
