@@ -21,11 +21,27 @@ from bayes_scaling.errors import BayesScalingError
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
+#: Set by main()'s SIGINT handler. A Ctrl-C that a library swallows (JAX runs Python callbacks
+#: from the garbage collector, where a KeyboardInterrupt is ignored) is raised again at the
+#: next progress line and before anything is saved.
+_INTERRUPTED: list[bool] = []
+
+
+def _check_interrupt() -> None:
+    """Raise KeyboardInterrupt if Ctrl-C was pressed, even if it was swallowed since."""
+    if _INTERRUPTED:
+        raise KeyboardInterrupt
+
+
+def _on_sigint(_signum: int, _frame: Any) -> None:
+    _INTERRUPTED.append(True)
+    raise KeyboardInterrupt
 
 
 def _progress(quiet: bool):
     """A progress printer to stderr (silent when ``quiet``)."""
     def tell(msg: str) -> None:
+        _check_interrupt()
         if not quiet:
             click.echo(f"bayes-scaling: {msg}", err=True)
     return tell
@@ -176,6 +192,7 @@ def fit_cmd(runs, model, out, group_col, drop_highest_loss, param_count, query, 
                  target_accept=target_accept, random_seed=seed,
                  on_bad="raise" if strict else "warn", calibrate=not no_calibrate,
                  progress=not quiet and sys.stderr.isatty(), on_progress=tell)
+    _check_interrupt()  # a Ctrl-C swallowed during sampling: save nothing
     result.save(out)
     from bayes_scaling.report import fit_summary_text
 
@@ -471,6 +488,7 @@ def _fit_curves(source: str, spec, out: str, *, group_col, param_count, query, s
                           target_accept=target_accept, random_seed=seed,
                           on_bad="raise" if strict else "warn",
                           progress=not quiet and sys.stderr.isatty(), on_progress=tell)
+    _check_interrupt()  # a Ctrl-C swallowed during sampling: save nothing
     result.save(out)
     click.echo(fit_summary_text(result))
     click.echo(f"saved {out}")
@@ -631,6 +649,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.simplefilter("ignore", ExtrapolationWarning)  # printed by the commands themselves
     warnings.simplefilter("ignore", ConvergenceWarning)
     warnings.simplefilter("ignore", FutureWarning)
+    import signal
+    import threading
+
+    _INTERRUPTED.clear()
+    previous = (signal.signal(signal.SIGINT, _on_sigint)
+                if threading.current_thread() is threading.main_thread() else None)
     try:
         rv = cli.main(args=list(argv) if argv is not None else None, prog_name="bayes-scaling",
                       standalone_mode=False)
@@ -649,6 +673,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
 
 
 if __name__ == "__main__":  # pragma: no cover

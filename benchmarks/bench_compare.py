@@ -14,11 +14,13 @@ Three measurements, written to ``benchmarks/results/compare.md`` (plots beside i
 3. **The shipped Chinchilla runs** (240 after Epoch's 5 highest-loss drops): the comparison
    table with the held-out check (top 3 model sizes, N >= 1e10: 6 runs), the exponents, where
    the families part, and the two plots.
+4. **The parameter-count convention** on the open_lm ladder of Li et al. (2025), which records
+   both counts: the same three families fitted with total and with non-embedding N.
 
 Run: ``BAYES_SCALING_DATA=../shared/data .venv/bin/python benchmarks/bench_compare.py``
 (``--seeds 10 --recovery-seeds 20`` by default; ``--workers 2`` runs ladders in parallel;
 ``--reuse synthetic --reuse recovery --reuse chinchilla`` rebuilds the Markdown from the JSON
-files in ``results/`` without refitting). About 45 min on a busy 2-core machine.
+files in ``results/`` without refitting). About an hour on a busy shared 2-core machine.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ NOISE = 0.01
 SYNTH_FIT = {"chains": 2, "draws": 500, "tune": 500, "calibrate": False, "retries": 0}
 REAL_FIT = {"chains": 4, "draws": 1000, "tune": 1000}
 REAL_HOLDOUT_TOP = 3
+PC_FIT = {"chains": 4, "draws": 500, "tune": 500, "retries": 0}
 
 
 def pairwise(loo_a: Any, loo_b: Any) -> tuple[float, float]:
@@ -199,7 +202,11 @@ def synthetic_md(results: list[dict[str, Any]]) -> list[str]:
     nk = sum(sum(r["bad_k"].values()) > 0 for r in results)
     lines += ["", f"Ladders where some fit failed the convergence gate (r-hat <= 1.01, bulk and "
               f"tail ESS >= 400, no divergences): {nc} of {len(results)}; with any Pareto k "
-              f"above threshold: {nk} of {len(results)}.", *_diag_line(results), ""]
+              f"above threshold: {nk} of {len(results)}.",
+              *(_diag_line(results) or [
+                  f"({SYNTH_FIT['chains']} x {SYNTH_FIT['draws']} draws cannot reach the gate's "
+                  "ESS of 400 for the Kaplan forms by design; r-hat and divergences were not "
+                  "recorded in this run.)"]), ""]
     return lines
 
 
@@ -207,7 +214,8 @@ def _diag_line(results: list[dict[str, Any]]) -> list[str]:
     diags = [d for r in results for d in r.get("diag", {}).values()]
     if not diags:
         return []
-    return [f"Over the {len(diags)} fits: max r-hat {max(d['max_rhat'] for d in diags):.3f}, "
+    return [f"Over the {len(diags)} fits whose diagnostics were recorded: max r-hat "
+            f"{max(d['max_rhat'] for d in diags):.3f}, "
             f"min bulk ESS {min(d['min_ess_bulk'] for d in diags):.0f}, "
             f"divergences {sum(d['divergences'] for d in diags)} in total."]
 
@@ -241,10 +249,17 @@ def recovery_md(results: list[dict[str, Any]], lsq: dict[str, Any] | None) -> li
         lines.append(f"Least squares on seeds 0-{lsq['seeds'] - 1} of the same ladder: its 90% "
                      "intervals cover " + ", ".join(
                          f"{k} {lsq['coverage'][lsq_keys[k]]:.0%}" for k in keys)
-                     + ". Where the posterior misses, least squares mostly misses too: the "
-                     "misses come from the draw of the noise on a 40-run ladder, not from the "
-                     "sampler or the priors.")
+                     + f". On seeds 0-{len(rs) - 1} the posterior and least squares agree on "
+                     f"{_agreement(rs, lsq, lsq_keys)} (seed, constant) verdicts: the misses "
+                     "come from the draw of the noise on a 40-run ladder (a run of unlucky "
+                     "seeds early on), not from the sampler or the priors.")
     return [*lines, ""]
+
+
+def _agreement(rs: list[dict[str, Any]], lsq: dict[str, Any], keys: dict[str, str]) -> str:
+    pairs = [(r["recovery"][k]["inside"], lsq["per_seed"][r["seed"]][v]) for r in rs
+             if r["seed"] < lsq["seeds"] for k, v in keys.items()]
+    return f"{sum(a == b for a, b in pairs)} of {len(pairs)}"
 
 
 def real_md(res: dict[str, Any]) -> list[str]:
@@ -279,6 +294,40 @@ def real_md(res: dict[str, Any]) -> list[str]:
     return lines
 
 
+def param_count_part(tell: Any) -> dict[str, Any]:
+    """The three families on misfitting_openlm with total and with non-embedding N (LOO only)."""
+    out: dict[str, Any] = {}
+    for pc in ("total", "nonembedding"):
+        runs = load_dataset("misfitting_openlm", param_count=pc)
+        fits = fit_families(runs, MODELS, random_seed=1, fit_kwargs=PC_FIT, on_progress=tell)
+        res = compare(fits, holdout_top=None, random_seed=2)
+        out[pc] = {"n_runs": runs.n_runs, "n_range": [float(runs.n.min()), float(runs.n.max())],
+                   "table": res.to_json()["table"]}
+    return out
+
+
+def param_count_md(pc: dict[str, Any]) -> list[str]:
+    tot, emb = pc["total"], pc["nonembedding"]
+    lines = ["## 4. Total vs non-embedding N (misfitting_openlm)", "",
+             f"{tot['n_runs']} final-checkpoint runs of Li et al. (2025); N = "
+             f"{tot['n_range'][0]:.3g}-{tot['n_range'][1]:.3g} total or "
+             f"{emb['n_range'][0]:.3g}-{emb['n_range'][1]:.3g} non-embedding parameters; "
+             f"{PC_FIT['chains']} x {PC_FIT['draws']} draws, LOO only "
+             "(`bayes-scaling compare misfitting_openlm --param-count ...`).", "",
+             "| model | N | elpd_loo | elpd_diff (dse) | a, median [90%] | gate |",
+             "|---|---|---|---|---|---|"]
+    for name, part in (("total", tot), ("non-embedding", emb)):
+        for r in part["table"]:
+            lines.append(f"| {r['model']} | {name} | {r['elpd_loo']:.1f} | {r['elpd_diff']:.1f} "
+                         f"({r['dse']:.1f}) | {r['a_median']:.3f} [{r['a_lower']:.3f}, "
+                         f"{r['a_upper']:.3f}] | {'passed' if r['converged'] else 'failed'} |")
+    lines += ["", "The convention alone moves every family's compute-optimal exponent a on this "
+              "small ladder (about one decade of N): one of the reasons Kaplan's and "
+              "Chinchilla's published exponents differ (Pearce & Song 2024; Porian et al. 2024).",
+              ""]
+    return lines
+
+
 def _cell(v: Any) -> str:
     if isinstance(v, float | np.floating):
         return "n/a" if not np.isfinite(v) else f"{v:.3g}"
@@ -293,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
                          "come from the LOO part).")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--reuse", action="append", default=[],
-                    choices=["synthetic", "recovery", "chinchilla"],
+                    choices=["synthetic", "recovery", "chinchilla", "param_count"],
                     help="Rebuild a part from its JSON in results/ instead of refitting.")
     args = ap.parse_args(argv)
     RESULTS.mkdir(exist_ok=True)
@@ -319,9 +368,11 @@ def main(argv: list[str] | None = None) -> int:
         args.workers, tell))
     lsq = lsq_check(range(max(60, args.recovery_seeds)))
     real = part("chinchilla", lambda: real_part(tell))
+    pcount = part("param_count", lambda: param_count_part(tell))
     lines = ["# Kaplan vs Chinchilla: law families compared", "",
              "Written by `benchmarks/bench_compare.py` (see its docstring for the setup).", "",
-             *synthetic_md(synth), *recovery_md(synth + extra, lsq), *real_md(real)]
+             *synthetic_md(synth), *recovery_md(synth + extra, lsq), *real_md(real),
+             *param_count_md(pcount)]
     from bayes_scaling.report import atomic_write_text
 
     atomic_write_text(RESULTS / "compare.md", "\n".join(lines))

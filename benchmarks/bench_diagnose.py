@@ -24,7 +24,10 @@ The detectors' thresholds were set on seeds 1000-1039 of ``none`` and ``none_gro
 rates here use seeds 0..N-1. Only point fits (no NUTS): about 1-3 s per ladder on one core.
 
 Run: ``.venv/bin/python benchmarks/bench_diagnose.py [--seeds 40]``; writes
-``benchmarks/results/diagnose.md`` and ``diagnose.json``.
+``benchmarks/results/diagnose.md`` and ``diagnose.json``. ``--loo`` instead runs the slow,
+full-posterior checks on the real ladders (NUTS fits; PSIS-LOO of the broken law on Chinchilla's
+runs, of the pooled-exponent model on Porian et al.'s two data sets) and writes
+``diagnose_loo.md``.
 """
 
 from __future__ import annotations
@@ -246,7 +249,9 @@ def _plateau_section(df: pd.DataFrame) -> list[str]:
 
 
 def _real_section(real: dict) -> list[str]:
-    out = ["", "## Real ladders (point-fit checks)", ""]
+    out = ["", "## Real ladders (point-fit checks)", "",
+           "The full-posterior checks (PSIS-LOO of the broken law and of the pooled-exponent "
+           "model) are in [diagnose_loo.md](diagnose_loo.md) (`--loo`).", ""]
     for name, findings in real.items():
         out.append(f"**{name}**")
         out.append("")
@@ -255,13 +260,50 @@ def _real_section(real: dict) -> list[str]:
     return out
 
 
+def loo_checks(seed: int = 0) -> str:
+    """The PSIS-LOO checks on real ladders (NUTS: a few minutes), as a Markdown page."""
+    from bayes_scaling.datasets import load_dataset
+    from bayes_scaling.fit import fit
+
+    kw = {"chains": 4, "draws": 1000, "tune": 1000, "calibrate": False}
+    lines = ["# Full-posterior pattern checks on real ladders (PSIS-LOO)", "",
+             f"`benchmarks/bench_diagnose.py --loo`: NUTS fits, {kw['chains']} chains x "
+             f"{kw['draws']} draws, seed {seed}.", ""]
+    for name, models in (("chinchilla", ("chinchilla", "broken")),
+                         ("porian2024_isoflop", ("chinchilla", "chinchilla_slopes"))):
+        runs = load_dataset(name)
+        t0 = time.perf_counter()
+        fits = {m: fit(m, runs, random_seed=seed, **kw) for m in models}
+        res = dg.diagnose(fits["chinchilla"], fits={m: f for m, f in fits.items()
+                                                   if m != "chinchilla"})
+        secs = time.perf_counter() - t0
+        lines += [f"## {name} ({runs.n_runs} runs, {runs.n_groups} group(s)); "
+                  f"{secs / 60:.1f} min", ""]
+        for m, f in fits.items():
+            d = f.diagnostics
+            lines.append(f"- fit `{m}`: max r-hat {d.max_rhat:.3f}, min bulk ESS "
+                         f"{d.min_ess_bulk:.0f}, {d.divergences} divergences, "
+                         f"{d.sampling_seconds:.0f} s")
+        lines += [f"- {f['severity'].upper()} `{f['code']}`: {f['message']}"
+                  for f in res.findings if f["code"] in ("broken_law_loo", "same_slope_loo",
+                                                         "outliers")]
+        lines.append("")
+    return "\n".join(lines)
+
+
 def main() -> None:
     """Run the benchmark and write the results page."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=40)
     ap.add_argument("--patterns", default=",".join((*NULLS, *TARGETS)))
     ap.add_argument("--no-sweep", action="store_true", help="Skip the power sweep.")
+    ap.add_argument("--loo", action="store_true", help="Only the slow LOO checks (NUTS).")
     args = ap.parse_args()
+    if args.loo:
+        RESULTS.mkdir(exist_ok=True)
+        atomic_write_text(RESULTS / "diagnose_loo.md", loo_checks())
+        print((RESULTS / "diagnose_loo.md").read_text())
+        return
     t0 = time.perf_counter()
     df = run(args.patterns.split(","), args.seeds)
     power = None if args.no_sweep else sweep(args.seeds, df)

@@ -7,8 +7,7 @@ Writes ``benchmarks/results/dynamics.md`` (and ``dynamics.json``, two figures). 
    whole curve per size, 12M-303M. Fit on the 8 smaller sizes, predict the full curve of the
    largest (all its checkpoints after the warm-up rule, unthinned); median absolute % error of
    the predictive median and coverage of the 50/80/90/95% predictive bands. Also with the two
-   largest held out, and with every run at each size's best learning rate (several schedule
-   lengths per size).
+   largest held out.
 2. **Real final losses, 13 batch sizes** (``steplaw_dense``, Li et al. 2025, Step Law): the best
    learning rate at each (N, D, B) as one-point curves (S = D/B); fit on the 4 smaller sizes,
    predict every (S, B) of the largest (1.07e9). No public set has whole curves at several
@@ -18,7 +17,7 @@ Writes ``benchmarks/results/dynamics.md`` (and ``dynamics.json``, two figures). 
 4. **Speed**: a 20,000-point curve table through ``load_curves`` (default warm-up rule and
    thinning) and ``fit_dynamics`` (4 chains x 1000 tune + 1000 draws), timed end to end.
 
-Run once (about 15 minutes on 2 cores):
+Run once (about 12 minutes on 2 cores):
 ``BAYES_SCALING_DATA=../shared/data .venv/bin/python benchmarks/bench_dynamics.py``
 """
 
@@ -135,10 +134,6 @@ def section_misfitting() -> tuple[dict[str, Any], Any, dy.CurveTable]:
                    "held_out_n": float(test.n[0]), "held_out_steps": float(test.s.max())}
     train2, test2 = split_by_size(one, top=2)
     out["top2"] = {"fit": fit_summary(f2 := run_fit(train2)), "score": score_curves(f2, test2)}
-    many = misfitting_selection(all_runs_at_best_lr=True)
-    train3, test3 = split_by_size(many, top=1)
-    out["all_lengths_top1"] = {"fit": fit_summary(f3 := run_fit(train3)),
-                               "score": score_curves(f3, test3)}
     return out, fitted, test
 
 
@@ -148,7 +143,7 @@ def section_steplaw() -> tuple[dict[str, Any], Any]:
     load = {"warmup_fraction": 0.0, "max_points": None}
     train = dy.load_curves(pts[pts["n_params"] < top], **load)
     test = dy.load_curves(pts[pts["n_params"] == top], **load)
-    fitted = run_fit(train)
+    fitted = run_fit(train, target_accept=0.99)  # 0.95 leaves 2-4 divergences on this set
     return {"fit": fit_summary(fitted), "score": score_curves(fitted, test),
             "n_batch_sizes": len(np.unique(train.b))}, fitted
 
@@ -206,27 +201,37 @@ def markdown(res: dict[str, Any]) -> str:
              "| held out | train curves (points) | held-out points | median abs % error | "
              "50% | 80% | 90% | 95% | r-hat | div |", "|---|---|---|---|---|---|---|---|---|---|"]
     for key, label in (("top1", "largest size (303M), whole curve"),
-                       ("top2", "two largest (199M, 303M)"),
-                       ("all_lengths_top1", "largest size, every run length at its best lr")):
+                       ("top2", "two largest (199M, 303M)")):
         s, f = m[key]["score"], m[key]["fit"]
         lines.append(f"| {label} | {f['n_curves']} ({f['n_points']}) | {s['n_points']} | "
                      f"{s['mape_pct']:.2f} | {pct(s['coverage_50'])} | {pct(s['coverage_80'])} "
                      f"| **{pct(s['coverage_90'])}** | {pct(s['coverage_95'])} | "
                      f"{f['max_rhat']:.3f} | {f['divergences']} |")
-    failed = [k for k in ("top1", "top2", "all_lengths_top1") if not m[k]["fit"]["passed"]]
+    failed = [k for k in ("top1", "top2") if not m[k]["fit"]["passed"]]
     if failed:
-        lines += ["", f"**Convergence gate failed** for {', '.join(failed)}: its numbers are not "
-                  "trustworthy. With one batch size and runs of several schedule lengths (the "
-                  "learning rate decays to 0.1x by each run's end), the law, which has no "
-                  "schedule term, can bend its B_crit(L) term to mimic the end-of-run dips in "
-                  "more than one way: the posterior is multimodal (chains disagree on alpha_B)."]
+        lines += ["", f"**Convergence gate failed** for {', '.join(failed)}: do not trust "
+                  "those rows."]
+    lines += ["", "With one batch size the constants of B_crit(L) are barely identified "
+              "(their posterior is mostly prior), and their uncertainty is most of the law "
+              "band at the held-out size: the 90% band is wider than the error needs "
+              "(coverage above the 80-98% target, i.e. conservative), and one held-out curve "
+              "is nearly one Bernoulli trial for coverage.", "",
+              "Not rerun here (measured once while developing, 2 cores): training on *every* "
+              "run at each size's best learning rate (45 curves of 6 schedule lengths; the "
+              "learning rate decays to 0.1x by each run's end) fails the convergence gate "
+              "(max r-hat 1.37, 13 divergences, 850 s): the law has no schedule term and "
+              "bends B_crit(L) to mimic the end-of-run dips in two ways (chains at alpha_B "
+              "~1.0 and ~0.3). Fit one schedule length per size, or curves from runs whose "
+              "schedule does not end inside the fitted range."]
     st = res["steplaw"]
     s, f = st["score"], st["fit"]
     lines += ["", "Figure: `dynamics_curves.png` (fitted curves, predicted 303M curve with bands, "
               "held-out checkpoints).", "",
               "## 2. Real final losses at 13 batch sizes (steplaw_dense)", "",
               "Best learning rate per (N, D, B), each a one-point curve at S = D/B (no curve "
-              "effects); fit on the 4 smaller sizes, predict all (S, B) of N = 1.07e9.", "",
+              "effects); fit on the 4 smaller sizes (0.4 decades of N), predict all (S, B) of "
+              "N = 1.07e9 (0.3 decades past them). target_accept 0.99 (0.95 left 2-4 "
+              "divergences).", "",
               "| train points | held-out points | median abs % error | 50% | 80% | 90% | 95% | "
               "r-hat | div |", "|---|---|---|---|---|---|---|---|---|",
               f"| {f['n_points']} | {s['n_points']} | {s['mape_pct']:.2f} | "

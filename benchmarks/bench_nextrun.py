@@ -1,9 +1,11 @@
 """Which run next, simulated on the Chinchilla runs: the ranking vs runs at random sizes.
 
 A Chinchilla posterior (the 240 runs, NUTS, with the calibrated extrapolation discrepancy) is
-the starting point; the target is Chinchilla-70B (N = 7e10, D = 1.4e12). Candidates: 12 sizes
-log-spaced from 1e9 to 7e10 times 5, 10 or 20 tokens per parameter (36 runs, 3e19-6e23 FLOPs).
-Each replication draws a "true" law from the posterior; two policies then train 4 runs each:
+the starting point; the target is Chinchilla-70B (N = 7e10, D = 1.4e12, 5.9e23 FLOPs).
+Candidates: 12 sizes log-spaced from 1e9 to 7e10 times 5, 10 or 20 tokens per parameter, those
+costing at most a tenth of the target run (a de-risking run, not a second plan: 28 runs,
+3e19-5.8e22 FLOPs). Each replication draws a "true" law from the posterior; two policies then
+train 6 runs each:
 
 - ``ranked``: the top run of :func:`bayes_scaling.nextrun.rank_next_runs` (expected narrowing
   of the 90% predictive band at the target per FLOP);
@@ -41,7 +43,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 TARGET = nr.Target(7e10, 1.4e12)
 SIZES = np.geomspace(1e9, 7e10, 12)
 RATIOS = (5.0, 10.0, 20.0)
-BUDGETS = (1e21, 3e21, 1e22, 3e22, 1e23, 3e23, 1e24)
+BUDGETS = (1e21, 3e21, 1e22, 3e22, 1e23, 2e23, 3e23)
+#: Each candidate costs at most this fraction of the target run (nextrun.REPORT_BUDGET_FRACTION).
+RUN_BUDGET = nr.REPORT_BUDGET_FRACTION * 6.0 * TARGET.n_params * TARGET.n_tokens
 
 
 def chinchilla_fit(cache: Path, seed: int) -> ScalingFit:
@@ -141,7 +145,8 @@ def markdown(df: pd.DataFrame, budgets: pd.DataFrame, table: pd.DataFrame,
              "", f"`benchmarks/bench_nextrun.py`: {meta['replications']} replications x "
              f"{meta['steps']} runs per policy, {meta['n_sim']} simulated outcomes x "
              f"{meta['n_draws']} posterior draws per ranking, {meta['minutes']:.1f} min. "
-             "Candidates: 12 sizes 1e9-7e10 x 5/10/20 tokens per parameter. Truth: a posterior "
+             f"Candidates: 12 sizes 1e9-7e10 x 5/10/20 tokens per parameter costing at most "
+             f"{RUN_BUDGET:.2g} FLOPs each (a tenth of the target run). Truth: a posterior "
              "draw; outcomes: that law plus run noise; updates: importance reweighting + the "
              "extended box.", "",
              f"90% predictive band at N=7e10, D=1.4e12 before any new run: {b0:.4f} nats "
@@ -173,7 +178,7 @@ def main() -> None:
     """Run the simulation and write the results page."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--replications", type=int, default=16)
-    ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--n-sim", type=int, default=64)
     ap.add_argument("--n-draws", type=int, default=2000)
     ap.add_argument("--refits", type=int, default=3)
@@ -187,6 +192,7 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     ds0 = nr.draw_set(f, n_draws=args.n_draws, random_seed=rng)
     cands = nr.candidate_grid(f, TARGET, sizes=SIZES, tokens_per_param=RATIOS)
+    cands = cands[cands["flops"] <= RUN_BUDGET].reset_index(drop=True)
     table = nr.rank_next_runs(f, cands, target=TARGET, draws=ds0, n_sim=args.n_sim,
                               random_seed=rng)
     rows = []

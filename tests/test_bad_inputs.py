@@ -563,16 +563,17 @@ ATTRS = ("bayes_scaling_format", "spec_json", "spec_hash", "data_sha256", "diagn
          "meta_json")
 REQUIRED_ATTRS = ATTRS[:-1]  # meta_json is optional: a fit without it loads
 LAW_VARS = ("log_e", "log_a", "log_b", "alpha", "beta")
-JUNK = st.one_of(st.text(max_size=30), st.integers(-5, 10**6), st.floats(allow_nan=True),
+#: Text an HDF5 attribute can hold (variable-length strings cannot hold NUL).
+ATTR_TEXT = st.text(alphabet=st.characters(exclude_characters="\x00"), max_size=64)
+JUNK = st.one_of(ATTR_TEXT, st.integers(-5, 10**6), st.floats(allow_nan=True),
                  st.sampled_from(["{}", "[]", "null", '{"max_rhat": "x"}', "1e999", "0"]))
 #: Semantic edits that must always be refused.
 SEMANTIC_STEPS = st.one_of(
     st.tuples(st.just("del_attr"), st.sampled_from(REQUIRED_ATTRS)),
-    st.tuples(st.just("set_attr"), st.sampled_from(["spec_hash", "data_sha256"]),
-              st.text(max_size=64)),
+    st.tuples(st.just("set_attr"), st.sampled_from(["spec_hash", "data_sha256"]), ATTR_TEXT),
     st.tuples(st.just("set_attr"), st.just("bayes_scaling_format"),
               st.one_of(st.integers(2, 10**6), st.integers(-10**6, 0),
-                        st.text(min_size=1, max_size=8).filter(lambda s: _as_int(s) != 1))),
+                        ATTR_TEXT.filter(lambda s: _as_int(s) != 1))),
     st.tuples(st.just("replace_in_attr"), st.just("spec_json"), st.sampled_from(
         ['"', "{", "chinchilla", "studentt", "alpha", "0.", ","]),
         st.text(alphabet="xyz0123456789", min_size=1, max_size=3)),
@@ -665,9 +666,10 @@ NUMBER_TEXT = st.one_of(
 
 
 @st.composite
-def query_args(draw: st.DrawFn) -> tuple[str, list[str], bool]:
+def query_args(draw: st.DrawFn, commands: Sequence[str] = ("predict", "tokens", "optimal"),
+               ) -> tuple[str, list[str], bool]:
     """``(command, argv tail, valid)`` with one argument drawn from broken values."""
-    command = draw(st.sampled_from(["predict", "tokens", "optimal"]))
+    command = draw(st.sampled_from(list(commands)))
     good = {"predict": {"--n-params": "7e10", "--n-tokens": "1.4e12"},
             "tokens": {"--n-params": "7e10", "--target-loss": "2.1"},
             "optimal": {"--flops": "5.88e23"}}[command]

@@ -263,7 +263,7 @@ def test_diagnose_does_not_import_pymc():
 
 
 # ------------------------------------------------------------------------------ slow: NUTS
-SMALL_FIT = {"chains": 2, "draws": 300, "tune": 300, "calibrate": False}
+SMALL_FIT = {"chains": 2, "draws": 300, "tune": 300, "calibrate": False, "retries": 0}
 
 
 @pytest.mark.slow

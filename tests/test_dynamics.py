@@ -59,13 +59,23 @@ PRIOR_RANGE = {  # the models/dynamics.toml priors, +-3 sd, mapped to natural co
 @settings(max_examples=300, deadline=None)
 @given(**PRIOR_RANGE, n=st.floats(1e5, 1e13), s=st.floats(1.0, 1e8), b=st.floats(1e2, 1e9))
 def test_solve_finds_the_unique_root_to_1e8(n, s, b, **theta):
-    loss = float(np.exp(dy.log_loss_nsb(np.log(n), np.log(s), np.log(b), **theta)))
-    nat = {k[4:] if k.startswith("log_") else k: np.exp(v) if k.startswith("log_") else v
-           for k, v in theta.items()}
-    s_min = dy.s_min(s, b, loss, b_star=nat["b_star"], alpha_b=nat["alpha_b"])
-    rhs = dy.l_n_smin(n, s_min, n_c=nat["n_c"], alpha_n=nat["alpha_n"], s_c=nat["s_c"],
-                      alpha_s=nat["alpha_s"])
-    assert abs(rhs / loss - 1.0) < 1e-8
+    """L = (N_c/N)^alpha_N + (S_c/S_min(L))^alpha_S to 1e-8, checked in logs (L may be huge)."""
+    log_l = float(dy.log_loss_nsb(np.log(n), np.log(s), np.log(b), **theta))
+    log_b_crit = theta["log_b_star"] - log_l / theta["alpha_b"]
+    log_s_min = np.log(s) - np.logaddexp(0.0, log_b_crit - np.log(b))
+    rhs = np.logaddexp(theta["alpha_n"] * (theta["log_n_c"] - np.log(n)),
+                       theta["alpha_s"] * (theta["log_s_c"] - log_s_min))
+    assert abs(rhs - log_l) < 1e-8
+
+
+@settings(max_examples=100, deadline=None)
+@given(n=st.floats(1e6, 1e11), s=st.floats(100.0, 1e6), b=st.floats(1e4, 1e8))
+def test_solve_satisfies_the_natural_form_at_kaplan_constants(n, s, b):
+    loss = float(dy.loss_nsb(n, s, b, **K))
+    s_min = dy.s_min(s, b, loss, b_star=K["b_star"], alpha_b=K["alpha_b"])
+    rhs = dy.l_n_smin(n, s_min, n_c=K["n_c"], alpha_n=K["alpha_n"], s_c=K["s_c"],
+                      alpha_s=K["alpha_s"])
+    assert rhs == pytest.approx(loss, rel=1e-10)
 
 
 def test_solve_is_vectorised_and_converges_on_a_wide_prior_sample():

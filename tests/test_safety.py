@@ -177,7 +177,7 @@ def run_kill_trials(kind: str, n: int, seed: int, folder: Path,
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("kind, n", [("fit", 20), ("text", 20)])
+@pytest.mark.parametrize("kind, n", [("fit", 15), ("text", 15)])
 def test_a_killed_writer_leaves_the_old_or_the_new_file(kind, n, tmp_path):
     counts = run_kill_trials(kind, n, seed=7, folder=tmp_path)
     assert counts["trials"] == n
@@ -189,17 +189,18 @@ def test_a_killed_writer_leaves_the_old_or_the_new_file(kind, n, tmp_path):
 
 
 def test_a_killed_report_writer_leaves_complete_files(tmp_path):
-    counts = run_kill_trials("report", 5, seed=3, folder=tmp_path)
+    counts = run_kill_trials("report", 4, seed=3, folder=tmp_path)
     assert counts["corrupt"] == 0 and counts["missing"] == 0, counts["errors"]
-    assert counts["intact"] == 5 and counts["temps_left_at_end"] == 0
+    assert counts["intact"] == 4 and counts["temps_left_at_end"] == 0
 
 
 def test_a_dead_writers_temp_file_is_swept_and_a_live_ones_kept(tmp_path):
     from bayes_scaling.report import atomic_write_text
 
     target = tmp_path / "report.md"
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    dead = finished.pid
     stale = tmp_path / f".report.md.{dead}.abc123.tmp"
     live = tmp_path / f".report.md.{os.getppid()}.def456.tmp"  # our parent is running
     other = tmp_path / f".other.md.{dead}.abc123.tmp"          # another target's
@@ -309,9 +310,15 @@ def test_crafted_fit_files_run_no_code(tmp_path, monkeypatch, capsys):
     from bayes_scaling.fit import ScalingFit
 
     marker = tmp_path / "CODE_RAN"
-    calls = []
-    for name in ("loads", "load", "Unpickler"):
-        monkeypatch.setattr(pickle, name, lambda *a, _n=name, **k: calls.append(_n))
+    calls, real_loads = [], pickle.loads
+
+    def spy(data: Any, *args: Any, **kwargs: Any) -> Any:  # libraries unpickle their own
+        if str(marker).encode() in bytes(data):                # objects; ours must never be
+            calls.append(data)
+            raise AssertionError("the payload was unpickled")
+        return real_loads(data, *args, **kwargs)
+
+    monkeypatch.setattr(pickle, "loads", spy)
     files = _crafted_fits(tmp_path, marker)
     outcomes = {}
     for name, path in files.items():
@@ -333,6 +340,8 @@ def test_crafted_fit_files_run_no_code(tmp_path, monkeypatch, capsys):
     assert outcomes["opaque_dataset"] == "loaded"
 
 
+#: dtype kinds a saved fit may hold: numbers, booleans, text.
+NUMBERS_AND_TEXT = {"f", "i", "u", "b", "S", "str"}
 #: netCDF-4 bookkeeping attributes: HDF5 object references linking dimension scales.
 _DIMENSION_SCALE_ATTRS = {"DIMENSION_LIST", "REFERENCE_LIST"}
 
@@ -362,18 +371,12 @@ def _hdf5_kinds(path: Path) -> set[str]:
 
 def test_saved_fits_hold_only_numbers_and_text(tmp_path):
     """No pickles, no opaque or object data: nothing a loader could execute."""
-    from bayes_scaling.fit import fit_baseline
     from bayes_scaling.testing import fake_fit, synthetic_runs
 
     runs = synthetic_runs("chinchilla", P, group_offsets={"a": {}, "b": {"log_e": 0.02}})
-    small = synthetic_runs("chinchilla", P, n_sizes=(1e7, 3e7, 1e8, 3e8, 1e9),
-                           tokens_per_param=(10, 20, 40))
-    for i, fit in enumerate([fake_fit("chinchilla", P, runs=runs, extra={"kappa": 0.03}),
-                             fit_baseline("chinchilla", small, n_boot=5, random_seed=0)]):
-        path = fit.save(tmp_path / f"fit{i}.nc")
-        assert _hdf5_kinds(path) <= {"f", "i", "u", "b", "S", "str"}
-        assert b"\x80\x04\x95" not in path.read_bytes()[:4096]  # no pickle header up front
-    assert _hdf5_kinds(FIXTURE_FIT) <= {"f", "i", "u", "b", "S", "str"}
+    path = fake_fit("chinchilla", P, runs=runs, extra={"kappa": 0.03}).save(tmp_path / "f.nc")
+    assert _hdf5_kinds(path) <= NUMBERS_AND_TEXT  # the baseline's: see the test below
+    assert _hdf5_kinds(FIXTURE_FIT) <= NUMBERS_AND_TEXT
 
 
 def test_strings_from_data_and_proposals_are_escaped_in_the_html_report(tmp_path):
@@ -496,6 +499,7 @@ def test_the_baseline_fit_is_reproducible_and_survives_a_save(tmp_path):
     a = fit_baseline("chinchilla", runs, n_boot=10, random_seed=9)
     b = fit_baseline("chinchilla", runs, n_boot=10, random_seed=9)
     back = ScalingFit.load(a.save(tmp_path / "a.nc"))
+    assert _hdf5_kinds(tmp_path / "a.nc") <= NUMBERS_AND_TEXT
     for name in a.posterior.data_vars:
         x = np.asarray(a.posterior[name])
         assert x.tobytes() == np.asarray(b.posterior[name]).tobytes()
