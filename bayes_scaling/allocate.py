@@ -17,7 +17,14 @@ from bayes_scaling.constants import DEFAULT_INTERVAL, DEFAULT_PROBS, POINT
 from bayes_scaling.errors import QueryError
 from bayes_scaling.fit import ScalingFit
 from bayes_scaling.laws import Law, natural
-from bayes_scaling.predict import SeedLike, _emit, _wrap, group_theta, resolve_group
+from bayes_scaling.predict import (
+    SeedLike,
+    _emit,
+    _wrap,
+    group_theta,
+    require_nd_law,
+    resolve_group,
+)
 from bayes_scaling.summarize import QueryResult, check_probs, interval_table
 
 #: Search bracket for numerical optimisation, in parameters.
@@ -80,6 +87,7 @@ def compute_optimal(
     Returns draws (an ``xarray.Dataset`` of the four quantities, dims ``chain, draw, point``) and
     a long summary: one row per (``flops``, ``quantity``). Band: ``"law"``.
     """
+    require_nd_law(fit)
     probs, interval = check_probs(probs, interval)
     try:
         c = np.atleast_1d(np.asarray(flops, dtype=float)).ravel()

@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -688,40 +688,87 @@ def slope_differences(fit_: ScalingFit, *, interval: float = 0.9) -> pd.DataFram
                                        "upper", "p_positive"])
 
 
-def loo_difference(base: ScalingFit, alt: ScalingFit) -> dict[str, float]:
-    """ELPD (PSIS-LOO) of ``alt`` minus ``base`` on the same runs, with its standard error."""
+def _chain(fit_: ScalingFit, c: int) -> ScalingFit:
+    """``fit_`` restricted to chain ``c`` (one mode of a posterior whose chains did not mix)."""
+    import arviz as az
+
+    return replace(fit_, idata=az.InferenceData(posterior=fit_.posterior.isel(chain=[c])))
+
+
+def loo_difference(base: ScalingFit, alt: ScalingFit) -> dict[str, Any]:
+    """ELPD (PSIS-LOO) of ``alt`` minus ``base`` on the same runs, with its standard error.
+
+    When ``alt`` failed the convergence gate (e.g. a broken law whose chains settled in
+    different modes), the difference is also computed chain by chain (``per_chain``): a
+    mixture of unmixed modes is no posterior, but each chain is a local approximation of one.
+    """
     from bayes_scaling.compare import loo, n_bad_pareto_k
 
     if base.runs.fingerprint() != alt.runs.fingerprint():
         raise QueryError("LOO compares fits of the same runs; these were fitted on different "
                          "tables")
     la, lb = loo(base), loo(alt)
-    d = np.asarray(lb.loo_i) - np.asarray(la.loo_i)
-    return {"elpd_base": float(la.elpd_loo), "elpd_alt": float(lb.elpd_loo),
-            "diff": float(d.sum()), "se": float(math.sqrt(d.size * d.var())),
-            "bad_k_base": n_bad_pareto_k(la), "bad_k_alt": n_bad_pareto_k(lb)}
+
+    def diff(other: Any) -> tuple[float, float]:
+        d = np.asarray(other.loo_i) - np.asarray(la.loo_i)
+        return float(d.sum()), float(math.sqrt(d.size * d.var()))
+
+    total, se = diff(lb)
+    out: dict[str, Any] = {"elpd_base": float(la.elpd_loo), "elpd_alt": float(lb.elpd_loo),
+                           "diff": total, "se": se, "bad_k_base": n_bad_pareto_k(la),
+                           "bad_k_alt": n_bad_pareto_k(lb), "converged": alt.diagnostics.passed
+                           and base.diagnostics.passed}
+    if not alt.diagnostics.passed and alt.posterior.sizes["chain"] > 1:
+        out["per_chain"] = [dict(zip(("diff", "se"), diff(loo(_chain(alt, c))), strict=True))
+                            for c in range(alt.posterior.sizes["chain"])]
+    return out
 
 
 def _loo_finding(code: str, base: ScalingFit, alt: ScalingFit, what: str,
                  meaning: str, **detail: Any) -> Finding:
     ld = loo_difference(base, alt)
     thr = max(ELPD_MIN, 2.0 * ld["se"])
+    if "per_chain" in ld:  # judged chain by chain: every chain must agree
+        pc = ld["per_chain"]
+        hit = all(c["diff"] > max(ELPD_MIN, 2.0 * c["se"]) for c in pc)
+        lo, hi = min(c["diff"] for c in pc), max(c["diff"] for c in pc)
+        verdict = (f"the {what} fit's chains did not mix (max r-hat "
+                   f"{alt.diagnostics.max_rhat:.2f}: several modes); chain by chain its ELPD "
+                   f"difference is {lo:+.1f} to "
+                   f"{hi:+.1f}: " + (f"every mode predicts left-out runs better; {meaning}"
+                                     if hit else "the modes do not all beat the plain law"))
+        return finding(code, hit, lo, max(ELPD_MIN, 2.0 * max(c["se"] for c in pc)),
+                       "every chain's value > threshold", verdict, loo=ld, **detail)
     hit = ld["diff"] > thr
     verdict = (f"the {what} predicts left-out runs better: ELPD {ld['diff']:+.1f} ± "
                f"{ld['se']:.1f} (> {thr:.1f}); {meaning}" if hit else
                f"the {what} does not predict left-out runs better: ELPD {ld['diff']:+.1f} ± "
                f"{ld['se']:.1f} (<= {thr:.1f})")
+    if not ld["converged"]:
+        verdict += " (a fit failed the convergence gate: read this with care)"
     return finding(code, hit, ld["diff"], thr, "value > threshold", verdict, loo=ld, **detail)
 
 
 def broken_law_check(plain: ScalingFit, broken: ScalingFit) -> Finding:
-    """The broken-law model against the plain one by PSIS-LOO (finding ``broken_law_loo``)."""
-    th = {p: float(np.median(flat(broken.posterior[p]))) for p in ("alpha", "alpha_2",
-                                                                    "log_n_b")}
-    meaning = (f"the N slope moves from {th['alpha']:.2f} to {th['alpha_2']:.2f} near "
-               f"N = {math.exp(th['log_n_b']):.3g} (posterior medians)")
+    """The broken-law model against the plain one by PSIS-LOO (finding ``broken_law_loo``).
+
+    The break is described per chain (chains may sit in different modes: a flattening above
+    the break with a smaller E, or a steepening with a larger one).
+    """
+    post = broken.posterior
+    modes = [{p: float(post[p].isel(chain=c).median()) for p in ("alpha", "alpha_2", "log_n_b",
+                                                                  "log_e")}
+             for c in range(post.sizes["chain"])]
+    th = {p: float(np.median(flat(post[p]))) for p in ("alpha", "alpha_2", "log_n_b")}
+    seen: list[str] = []
+    for m in modes:
+        text = (f"slope {m['alpha']:.2f} -> {m['alpha_2']:.2f} near N = "
+                f"{math.exp(m['log_n_b']):.2g} (E = {math.exp(m['log_e']):.2f})")
+        if not any(t.split(" near")[0] == text.split(" near")[0] for t in seen):
+            seen.append(text)
+    meaning = "the N slope moves: " + "; or ".join(seen) + " (posterior medians per chain)"
     return _loo_finding("broken_law_loo", plain, broken, "broken power law", meaning,
-                        posterior_medians=th)
+                        posterior_medians=th, chain_medians=modes)
 
 
 def same_slope_check(shared: ScalingFit, pooled: ScalingFit, *,

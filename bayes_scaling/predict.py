@@ -37,7 +37,7 @@ from bayes_scaling.extrapolation import (
     decades_outside,
 )
 from bayes_scaling.fit import ScalingFit
-from bayes_scaling.laws import natural
+from bayes_scaling.laws import LAWS, natural
 from bayes_scaling.summarize import BANDS, QueryResult, check_probs, interval_table
 
 SeedLike = int | np.random.Generator | None
@@ -56,6 +56,13 @@ def resolve_group(fit: ScalingFit, group: str | None) -> str:
         return group
     raise QueryError(f"unknown group {group!r}; the fit has {', '.join(names)} "
                      f"(or '{NEW_GROUP}' for an unseen group)")
+
+
+def require_nd_law(fit: ScalingFit) -> None:
+    """Refuse L(N, D) queries on a training-dynamics fit, with a pointer to the right ones."""
+    if fit.spec.law not in LAWS:
+        raise QueryError(f"this is a {fit.spec.law!r} (training-dynamics) fit: query it with "
+                         "`bayes-scaling curve` or `bayes-scaling batch`")
 
 
 def flat(da: xr.DataArray) -> np.ndarray:
@@ -202,6 +209,7 @@ def predict_loss(
     ``n_tokens``, ``flops``, ``group``, ``band``, ``mean``, ``median``, ``lower``, ``upper``,
     ``interval``, ``lo_<p>``/``hi_<p>``, and the decades outside the training runs.
     """
+    require_nd_law(fit)
     probs, interval = check_probs(probs, interval)
     rng = np.random.default_rng(random_seed)
     n, d = _points(n_params, n_tokens)
@@ -237,6 +245,7 @@ def tokens_needed(
     Quantiles include the ``inf`` draws, so an ``upper`` of ``inf`` means the target may be out
     of reach at this size. Band: ``"law"`` (the law's mean, not one noisy run).
     """
+    require_nd_law(fit)
     probs, interval = check_probs(probs, interval)
     law = fit.law
     if law.tokens_needed is None:

@@ -46,6 +46,8 @@ from hypothesis import strategies as st  # noqa: E402
 from tests import test_bad_inputs as tb  # noqa: E402
 from tests.test_safety import run_kill_trials  # noqa: E402
 
+#: Generated cases the harness itself could not build or run (reported, should be none).
+HARNESS_ERRORS: list[str] = []
 COMMANDS = ("fit", "compare", "backtest", "predict", "tokens", "optimal", "summary", "report",
             "data")
 
@@ -88,7 +90,10 @@ def drive(strategy: st.SearchStrategy[Any], n: int, seed: int,
               suppress_health_check=list(HealthCheck))
     @given(strategy)
     def run(example: Any) -> None:
-        body(example)
+        try:
+            body(example)
+        except Exception as exc:  # a case the harness could not build: counted, not fatal
+            HARNESS_ERRORS.append(f"{example!r}: {type(exc).__name__}: {exc}"[:300])
 
     run()
 
@@ -233,6 +238,7 @@ def markdown(tallies: dict[str, Tally], killed: list[dict[str, Any]], args: Any)
               "changed files. *Clean refusal*: exit status 2, exactly one stderr line "
               "`bayes-scaling: error: ...` naming the input, no file created or changed, no "
               "fit started.", ""]
+    lines += [f"Harness errors (cases that could not be built): {len(HARNESS_ERRORS)}.", ""]
     examples = [e for t in tallies.values() for e in t.examples]
     if examples:
         lines += ["Problems found (first of each command):", "",
@@ -263,7 +269,8 @@ def main() -> None:
     (RESULTS / "reliability.md").write_text(markdown(tallies, killed, args))
     (RESULTS / "reliability.json").write_text(json.dumps(
         {"seed": args.seed, "fuzz": {c: dict(t.counts) for c, t in tallies.items()},
-         "problems": {c: t.examples for c, t in tallies.items()}, "kills": killed},
+         "problems": {c: t.examples for c, t in tallies.items()},
+         "harness_errors": HARNESS_ERRORS, "kills": killed},
         indent=1))
 
 

@@ -564,7 +564,8 @@ ATTRS = ("bayes_scaling_format", "spec_json", "spec_hash", "data_sha256", "diagn
 REQUIRED_ATTRS = ATTRS[:-1]  # meta_json is optional: a fit without it loads
 LAW_VARS = ("log_e", "log_a", "log_b", "alpha", "beta")
 #: Text an HDF5 attribute can hold (variable-length strings cannot hold NUL).
-ATTR_TEXT = st.text(alphabet=st.characters(exclude_characters="\x00"), max_size=64)
+ATTR_TEXT = st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\x00"),
+                    max_size=64)
 JUNK = st.one_of(ATTR_TEXT, st.integers(-5, 10**6), st.floats(allow_nan=True),
                  st.sampled_from(["{}", "[]", "null", '{"max_rhat": "x"}', "1e999", "0"]))
 #: Semantic edits that must always be refused.

@@ -243,6 +243,21 @@ def test_loo_comparisons_refuse_fits_of_different_runs(fit_with_outlier):
         dg.loo_difference(fit_with_outlier, other)
 
 
+def test_an_unmixed_broken_fit_is_judged_chain_by_chain():
+    from dataclasses import replace
+
+    runs = ladder("chinchilla_broken", BROKEN, seed=17, noise=0.005)
+    plain = fake_fit("chinchilla", dg.point_fit(runs, "chinchilla").theta, runs=runs,
+                     sigma=0.005, spread=1e-3)
+    broken = fake_fit("broken", BROKEN, runs=runs, sigma=0.005, spread=1e-3, seed=3)
+    stuck = replace(broken, diagnostics=replace(broken.diagnostics, max_rhat=1.7,
+                                                problems=("max r_hat 1.700 > 1.01",)))
+    f = dg.broken_law_check(plain, stuck)
+    assert len(f["detail"]["loo"]["per_chain"]) == 2
+    assert "chain by chain" in f["message"] and f["severity"] == "warning"
+    assert dg.broken_law_check(plain, broken)["detail"]["loo"].get("per_chain") is None
+
+
 def test_cli_diagnose_text_json_and_bad_input(fit_with_outlier, tmp_path, capsys):
     path = tmp_path / "f.nc"
     fit_with_outlier.save(path)
