@@ -19,8 +19,8 @@ Three measurements, written to ``benchmarks/results/compare.md`` (plots beside i
 
 Run: ``BAYES_SCALING_DATA=../shared/data .venv/bin/python benchmarks/bench_compare.py``
 (``--seeds 10 --recovery-seeds 20`` by default; ``--workers 2`` runs ladders in parallel;
-``--reuse synthetic --reuse recovery --reuse chinchilla`` rebuilds the Markdown from the JSON
-files in ``results/`` without refitting). About an hour on a busy shared 2-core machine.
+``--reuse synthetic`` (likewise ``recovery``, ``chinchilla``, ``param_count``) rebuilds that
+part from its JSON in ``results/`` without refitting). About an hour on a busy 2-core machine.
 """
 
 from __future__ import annotations
@@ -322,9 +322,9 @@ def param_count_md(pc: dict[str, Any]) -> list[str]:
                          f"({r['dse']:.1f}) | {r['a_median']:.3f} [{r['a_lower']:.3f}, "
                          f"{r['a_upper']:.3f}] | {'passed' if r['converged'] else 'failed'} |")
     lines += ["", "The convention alone moves every family's compute-optimal exponent a on this "
-              "small ladder (about one decade of N): one of the reasons Kaplan's and "
-              "Chinchilla's published exponents differ (Pearce & Song 2024; Porian et al. 2024).",
-              ""]
+              "small ladder (0.9 decades of total N, 1.4 of non-embedding N): one of the "
+              "reasons Kaplan's and Chinchilla's published exponents differ (Pearce & Song "
+              "2024; Porian et al. 2024).", ""]
     return lines
 
 
