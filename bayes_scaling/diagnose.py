@@ -760,13 +760,18 @@ def broken_law_check(plain: ScalingFit, broken: ScalingFit) -> Finding:
                                                                   "log_e")}
              for c in range(post.sizes["chain"])]
     th = {p: float(np.median(flat(post[p]))) for p in ("alpha", "alpha_2", "log_n_b")}
-    seen: list[str] = []
+    groups: list[list[dict[str, float]]] = []  # chains in the same mode, by break and slope
     for m in modes:
-        text = (f"slope {m['alpha']:.2f} -> {m['alpha_2']:.2f} near N = "
-                f"{math.exp(m['log_n_b']):.2g} (E = {math.exp(m['log_e']):.2f})")
-        if not any(t.split(" near")[0] == text.split(" near")[0] for t in seen):
-            seen.append(text)
-    meaning = "the N slope moves: " + "; or ".join(seen) + " (posterior medians per chain)"
+        home = next((g for g in groups if abs(g[0]["alpha_2"] - m["alpha_2"]) < 0.1
+                     and abs(g[0]["log_n_b"] - m["log_n_b"]) < 0.5), None)
+        if home is None:
+            groups.append([m])
+        else:
+            home.append(m)
+    seen = [f"slope {g[0]['alpha']:.2f} -> {g[0]['alpha_2']:.2f} near N = "
+            f"{math.exp(g[0]['log_n_b']):.2g} (E = {math.exp(g[0]['log_e']):.2f}; "
+            f"{len(g)} chain{'s' if len(g) > 1 else ''})" for g in groups]
+    meaning = "the N slope moves: " + "; or ".join(seen) + " (posterior medians)"
     return _loo_finding("broken_law_loo", plain, broken, "broken power law", meaning,
                         posterior_medians=th, chain_medians=modes)
 
