@@ -21,6 +21,7 @@ from bayes_scaling.predict import (
     SeedLike,
     _emit,
     _wrap,
+    extrapolation_warnings,
     group_theta,
     require_nd_law,
     resolve_group,
@@ -112,7 +113,10 @@ def compute_optimal(
     summary.insert(3, "band", "law")
     draws = xr.Dataset({q: _wrap(fit, np.broadcast_to(v, (v.shape[0], c.size)), q)
                         for q, v in values.items()}).assign_coords({POINT: c})
-    return QueryResult(draws=draws, summary=summary, band="law", warnings=_emit([], fit))
+    med_n, med_d = np.median(n_opt, axis=0), np.median(d_opt, axis=0)
+    msgs = _emit(extrapolation_warnings(fit, np.broadcast_to(med_n, c.shape),
+                                        np.broadcast_to(med_d, c.shape)), fit)
+    return QueryResult(draws=draws, summary=summary, band="law", warnings=msgs)
 
 
 def optimal_exponents(fit: ScalingFit, *, group: str | None = None,

@@ -863,6 +863,13 @@ def _warnings(risk: Mapping[str, Any], fits: Mapping[str, ScalingFit]) -> list[s
                    "evidence only for short extrapolations")
     if not risk["comparison"].get("available", False) and len(fits) > 1:
         out.append(f"no model average: {risk['comparison']['reason']}")
+    tok = risk.get("tokens_needed", {}).get("families", {})
+    for fam, t in tok.items():
+        p_unreach = t.get("p_unreachable") if isinstance(t, Mapping) else None
+        if isinstance(p_unreach, int | float) and p_unreach > 0.5:
+            out.append(f"{fam}: the target is below this size's loss floor in {p_unreach:.0%} of "
+                       "posterior draws: most likely unreachable at the planned size, whatever "
+                       "the number of tokens")
     out += [f"scaling pattern ({f['code']}): {f['message']}"
             for f in risk.get("patterns", {}).get("findings", []) if f["severity"] == "warning"]
     return out

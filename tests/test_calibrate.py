@@ -104,10 +104,9 @@ def test_calibration_attaches_tau0_and_kappa_draws():
 
 def test_inner_backtest_needs_enough_sizes():
     runs = synthetic_runs("chinchilla", P, n_sizes=(1e7, 1e8, 1e9, 1e10),
-                          tokens_per_param=(5, 20, 80), seed=5).subset(slice(0, 12, 1))
-    runs = runs.subset(np.isin(runs.d / runs.n, (5, 20, 80)))
-    runs = runs.subset(np.argsort(runs.n))
-    with pytest.raises(BayesScalingError, match="too few distinct sizes"):
+                          tokens_per_param=(5, 20, 80), seed=5)
+    runs = runs.subset(np.isclose(runs.d / runs.n, 20))  # 4 sizes, 4 budgets
+    with pytest.raises(BayesScalingError, match="too few distinct sizes|cannot identify"):
         inner_backtest(runs, "chinchilla")
 
 

@@ -16,8 +16,6 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import pytest
-
 from bayes_scaling.cli import main
 from bayes_scaling.constants import PUBLISHED
 from bayes_scaling.diagnostics import Diagnostics
@@ -110,8 +108,6 @@ def test_a_query_far_past_the_data_is_flagged(capsys, tmp_path):
     assert FAR in out
 
 
-@pytest.mark.xfail(strict=True, reason="allocate.compute_optimal does not yet warn about "
-                   "extrapolation (allocate.py is outside this issue's files)")
 def test_a_compute_optimal_query_far_past_the_data_is_flagged():
     from bayes_scaling.allocate import compute_optimal
 
@@ -183,8 +179,6 @@ def test_a_target_below_the_floor_shows_in_the_report_numbers(tmp_path):
     assert "Unreachable" in page
 
 
-@pytest.mark.xfail(strict=True, reason="risk._warnings has no line for an unreachable target "
-                   "yet (risk.py is outside this issue's files)")
 def test_a_target_below_the_floor_heads_the_report(tmp_path):
     risk, _, _ = _report(tmp_path, target=1.5, n_params=1e9, n_tokens=2e10)
     assert any("floor" in w or "unreachable" in w for w in risk["warnings"])

@@ -125,14 +125,21 @@ def kill_trials(kind: str, n: int, seed: int, folder: Path) -> dict[str, Any]:
               "errors": []}
     for _ in range(n):
         before = _fingerprint(kind, target)
+        ready, started = os.pipe()
+        parent = os.getpid()
         pid = os.fork()
-        if pid == 0:  # the writer: rewrite the target until killed
+        if pid == 0:  # the writer: rewrite the target until killed (or orphaned)
             try:
-                while True:
+                os.close(ready)
+                os.write(started, b"1")
+                while os.getppid() == parent:
                     for version in (b, a):
                         _write(kind, version, target)
             finally:
                 os._exit(1)
+        os.close(started)
+        os.read(ready, 1)  # the delay counts from the writer's start, not from the fork
+        os.close(ready)
         time.sleep(rng.uniform(0.0, 3.0 * write_s))
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
