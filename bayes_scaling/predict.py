@@ -194,7 +194,15 @@ def log_loss_draws(fit: ScalingFit, n: np.ndarray, d: np.ndarray, *, group: str 
     if band == "law":
         return np.array(log_mu)
     dist = decades_outside(fit_box(fit), n, d)["distance"]
-    return log_mu + observation_noise(fit, log_mu.shape, rng) + discrepancy(fit, dist, rng)
+    # noise and discrepancy are both normal given a draw's scales (Student-t noise as a scale
+    # mixture, see observation_noise), so one normal draw with the summed variance is exact
+    post = fit.posterior
+    var = flat(post["sigma"])[:, None] ** 2
+    if "nu" in post:
+        nu = flat(post["nu"])[:, None]
+        var = var * (nu / rng.chisquare(nu))
+    var = var + np.asarray(discrepancy_scale(fit, dist)) ** 2
+    return log_mu + np.sqrt(var) * rng.standard_normal(log_mu.shape)
 
 
 def predict_loss(
