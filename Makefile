@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 SHARED_DATA ?= $(abspath ../shared/data)
+# One BLAS thread: the many small Huber/L-BFGS fits (baseline, calibration, diagnostics) run
+# ~10x slower with OpenBLAS's thread pool on a busy 2-core machine; NUTS (JAX) is unaffected.
+export OPENBLAS_NUM_THREADS ?= 1
 
 .PHONY: demo test test-quick lint bench clean-venv
 

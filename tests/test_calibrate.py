@@ -106,7 +106,7 @@ def test_inner_backtest_needs_enough_sizes():
     runs = synthetic_runs("chinchilla", P, n_sizes=(1e7, 1e8, 1e9, 1e10),
                           tokens_per_param=(5, 20, 80), seed=5)
     runs = runs.subset(np.isclose(runs.d / runs.n, 20))  # 4 sizes, 4 budgets
-    with pytest.raises(BayesScalingError, match="too few distinct sizes|cannot identify"):
+    with pytest.raises(BayesScalingError, match=r"too few distinct sizes|cannot identify"):
         inner_backtest(runs, "chinchilla")
 
 
