@@ -688,6 +688,9 @@ def load_curves(
     raw, labels, name = _read_curve_source(source)
     work = _map_curve_columns(raw, name, group_col)
     if query is not None:
+        from bayes_scaling.data import check_query
+
+        check_query(query, name)  # comparisons and arithmetic only: nothing executes
         try:
             work = work.query(query, engine="python")
         except Exception as exc:

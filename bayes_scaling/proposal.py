@@ -278,7 +278,7 @@ class _Checker:
     def name(self, v: Any, fieldname: str) -> str:
         if v is None:
             raise self.fail(fieldname, "is required")
-        if not isinstance(v, str) or not NAME_RE.match(v):
+        if not isinstance(v, str) or not NAME_RE.fullmatch(v):
             raise self.fail(fieldname, "must be 1-64 letters, digits, '_', '.' or '-' "
                             f"(it names files), got {v!r}")
         return v
