@@ -106,6 +106,12 @@ def _normalize(name: object) -> str:
 # --------------------------------------------------------------------------------------------
 # The table
 # --------------------------------------------------------------------------------------------
+def first_seen(column: pd.Series) -> tuple[tuple[str, ...], np.ndarray]:
+    """Distinct values of ``column`` in order of first appearance, and each row's position."""
+    codes, uniques = pd.factorize(column, sort=False)
+    return tuple(str(u) for u in uniques), np.asarray(codes, dtype=np.int64)
+
+
 @dataclass(frozen=True, eq=False, repr=False)
 class RunTable:
     """A validated table of training runs, in canonical columns.
@@ -188,13 +194,12 @@ class RunTable:
     @property
     def group_names(self) -> tuple[str, ...]:
         """Distinct groups, in order of first appearance."""
-        return tuple(str(g) for g in pd.unique(self.frame["group"]))
+        return first_seen(self.frame["group"])[0]
 
     @property
     def group_index(self) -> np.ndarray:
         """Position of each run's group in :attr:`group_names` (int64)."""
-        codes, _ = pd.factorize(self.frame["group"], sort=False)
-        return np.asarray(codes, dtype=np.int64)
+        return first_seen(self.frame["group"])[1]
 
     @property
     def run_ids(self) -> tuple[str, ...]:

@@ -53,6 +53,7 @@ import pandas as pd
 import xarray as xr
 
 from bayes_scaling.constants import CHAIN, DEFAULT_INTERVAL, DEFAULT_PROBS, DRAW, POINT
+from bayes_scaling.data import first_seen
 from bayes_scaling.errors import DataError, ExtrapolationWarning, QueryError
 from bayes_scaling.laws import Law
 from bayes_scaling.predict import flat, group_theta, observation_noise, resolve_group
@@ -383,24 +384,22 @@ class CurveTable:
     @property
     def curve_ids(self) -> tuple[str, ...]:
         """Distinct curves, in order of first appearance."""
-        return tuple(str(r) for r in pd.unique(self.frame["run_id"]))
+        return first_seen(self.frame["run_id"])[0]
 
     @property
     def curve_index(self) -> np.ndarray:
         """Position of each point's curve in :attr:`curve_ids` (int64)."""
-        codes, _ = pd.factorize(self.frame["run_id"], sort=False)
-        return np.asarray(codes, dtype=np.int64)
+        return first_seen(self.frame["run_id"])[1]
 
     @property
     def group_names(self) -> tuple[str, ...]:
         """Distinct groups (data distributions), in order of first appearance."""
-        return tuple(str(g) for g in pd.unique(self.frame["group"]))
+        return first_seen(self.frame["group"])[0]
 
     @property
     def group_index(self) -> np.ndarray:
         """Position of each point's group in :attr:`group_names` (int64)."""
-        codes, _ = pd.factorize(self.frame["group"], sort=False)
-        return np.asarray(codes, dtype=np.int64)
+        return first_seen(self.frame["group"])[1]
 
     n_points = property(lambda self: len(self.frame), doc="Number of checkpoints (rows).")
     n_curves = property(lambda self: len(self.curve_ids), doc="Number of curves.")

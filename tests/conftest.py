@@ -15,6 +15,14 @@ SHARED_DATA = Path(os.environ.get("BAYES_SCALING_DATA", ROOT.parent / "shared" /
 os.environ.setdefault("BAYES_SCALING_DATA", str(SHARED_DATA))
 os.environ.setdefault("BAYES_SCALING_CACHE", str(ROOT / ".pytest-cache-data"))
 
+def require_shared(path: Path) -> Path:
+    """``path`` inside the real data, or a test FAILURE (never a skip): CI always has it."""
+    if not path.exists():
+        pytest.fail(f"real data missing: {path} (make test points BAYES_SCALING_DATA at "
+                    "../shared/data; run the tests through it)", pytrace=False)
+    return path
+
+
 #: Small, seeded sampler settings for slow tests.
 SMALL = {"chains": 2, "draws": 1000, "tune": 700}
 EPOCH_FIT = {"e": 1.8172, "a": 477.8, "b": 2144.0, "alpha": 0.3473, "beta": 0.3672}

@@ -45,7 +45,7 @@ ALLOWED: dict[str, set[str]] = {
     "risk": SCI | {"backtest", "constants", "data", "errors", "extrapolation", "fit", "predict",
                    "proposal", "spec"},
     "report_html": SCI | {"report"},
-    "dynamics": SCI | {"constants", "errors", "laws", "predict", "spec", "summarize"},
+    "dynamics": SCI | {"constants", "data", "errors", "laws", "predict", "spec", "summarize"},
     "plots_dynamics": SCI | {"matplotlib", "dynamics", "fit", "summarize"},
     "diagnose": SCI | {"baseline", "constants", "data", "errors", "extrapolation", "fit", "laws",
                        "predict", "spec"},

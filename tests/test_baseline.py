@@ -15,6 +15,7 @@ from bayes_scaling.baseline import BootstrapFit, huber_bootstrap, huber_fit
 from bayes_scaling.constants import EPOCH2024_95, PUBLISHED
 from bayes_scaling.errors import BayesScalingError, DataError, QueryError, SpecError
 from bayes_scaling.laws import LAWS
+from tests.conftest import require_shared
 
 DATA_HOME = Path(os.environ.get("BAYES_SCALING_DATA",
                                 Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -57,8 +58,7 @@ def _sig(x: float, figures: int) -> float:
 
 
 def _load_chinchilla(drop_top: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    if not CHINCHILLA_CSV.exists():
-        pytest.skip(f"Chinchilla data not found at {CHINCHILLA_CSV} (set BAYES_SCALING_DATA)")
+    require_shared(CHINCHILLA_CSV)
     with CHINCHILLA_CSV.open(newline="") as fh:
         rows = list(csv.DictReader(fh))
     n = np.array([float(r["Model Size"]) for r in rows])

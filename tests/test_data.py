@@ -15,14 +15,14 @@ from hypothesis import strategies as st
 from bayes_scaling.constants import DEFAULT_GROUP, RUN
 from bayes_scaling.data import CANONICAL_COLUMNS, RunTable, load_runs
 from bayes_scaling.errors import DataError
+from tests.conftest import SHARED_DATA, require_shared
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED = require_shared(SHARED_DATA)
 EPOCH_CSV = SHARED / "chinchilla_epoch" / "svg_extracted_data.csv"
 MISFITTING_CSV = SHARED / "misfitting_openlm" / "misfitting_openlm_le420m.csv"
 PORIAN_CSV = SHARED / "porian2024_isoflop" / "porian2024_isoflop.csv"
 SHIPPED_CSV = Path(__file__).resolve().parents[1] / "data" / "chinchilla" / "chinchilla_runs.csv"
 
-needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data not present")
 
 HEADER = "n_params,n_tokens,loss"
 GOOD_ROWS = ["1e6,1e9,4.0", "2e6,2e9,3.5", "4e6,4e9,3.1", "8e6,8e9,2.9"]
@@ -285,7 +285,6 @@ def test_bad_rows_outside_the_query_are_ignored(tmp_path):
 # --------------------------------------------------------------------------------------------
 # Real data: Epoch's digitized Chinchilla runs, the shipped extract, other sets
 # --------------------------------------------------------------------------------------------
-@needs_shared
 def test_epoch_columns_are_mapped():
     runs = load_runs(EPOCH_CSV)
     raw = pd.read_csv(EPOCH_CSV, dtype=str)[["Model Size", "Training FLOP", "loss"]].map(float)
@@ -296,7 +295,6 @@ def test_epoch_columns_are_mapped():
     np.testing.assert_array_equal(runs.loss, raw["loss"].to_numpy())
 
 
-@needs_shared
 def test_epoch_drops_the_five_highest_losses():
     all_runs = load_runs(EPOCH_CSV)
     kept = load_runs(EPOCH_CSV, drop_highest_loss=5)
@@ -307,7 +305,6 @@ def test_epoch_drops_the_five_highest_losses():
     assert kept.loss.max() < losses.min()
 
 
-@needs_shared
 def test_shipped_extract_has_the_same_numbers_as_epochs_file():
     shipped, epoch = load_runs(SHIPPED_CSV), load_runs(EPOCH_CSV)
     assert shipped.source != epoch.source
@@ -316,7 +313,6 @@ def test_shipped_extract_has_the_same_numbers_as_epochs_file():
                                                       "loss"]
 
 
-@needs_shared
 def test_misfitting_checkpoints_and_final_rows():
     final = load_runs(MISFITTING_CSV, query="fraction_of_run == 1", duplicates="drop")
     assert final.n_runs == 223 and final.run_ids[0].startswith("2024_")
@@ -326,7 +322,6 @@ def test_misfitting_checkpoints_and_final_rows():
     assert len(set(curves.run_ids)) == curves.n_runs
 
 
-@needs_shared
 def test_group_col_and_xarray_netcdf_round_trip(tmp_path):
     runs = load_runs(PORIAN_CSV, group_col="setting")
     assert runs.n_groups == 5 and runs.n_runs == 1160
@@ -341,7 +336,6 @@ def test_group_col_and_xarray_netcdf_round_trip(tmp_path):
     pd.testing.assert_frame_equal(back.frame, runs.frame, check_dtype=False)
 
 
-@needs_shared
 def test_round_trip_keeps_optional_columns_with_nan(tmp_path):
     runs = load_runs(MISFITTING_CSV, query="fraction_of_run == 1", duplicates="drop",
                      param_count="nonembedding")

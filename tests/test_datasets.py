@@ -15,13 +15,13 @@ from bayes_scaling import datasets
 from bayes_scaling.data import load_runs
 from bayes_scaling.datasets import fetch, list_datasets, load_dataset, load_registry, verify
 from bayes_scaling.errors import RegistryError
+from tests.conftest import SHARED_DATA, require_shared
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED = require_shared(SHARED_DATA)
 EPOCH_CSV = SHARED / "chinchilla_epoch" / "svg_extracted_data.csv"
 SHIPPED_CSV = Path(__file__).resolve().parents[1] / "data" / "chinchilla" / "chinchilla_runs.csv"
 REAL_DOWNLOAD_URL = datasets.download_url
 NAMES = ("chinchilla", "misfitting_openlm", "porian2024_isoflop", "steplaw_dense")
-needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data not present")
 
 
 def no_network(url: str, dest: Path) -> None:
@@ -40,8 +40,6 @@ def isolated(monkeypatch, tmp_path):
 @pytest.fixture
 def shared_data(monkeypatch):
     """Point $BAYES_SCALING_DATA at ../shared/data."""
-    if not SHARED.is_dir():
-        pytest.skip("../shared/data not present")
     monkeypatch.setenv(datasets.DATA_ENV, str(SHARED))
     return SHARED
 
@@ -83,7 +81,6 @@ def test_registry_entries_are_complete_and_pinned():
     assert not (datasets.DATA_DIR / "misfitting_openlm").exists()  # unlicensed: never shipped
 
 
-@needs_shared
 @pytest.mark.parametrize("name", NAMES[1:])
 def test_registry_hashes_match_the_provenance(name):
     entry = load_registry()[name]
@@ -187,7 +184,6 @@ def test_list_datasets(shared_data, monkeypatch):
 # --------------------------------------------------------------------------------------------
 # Downloads (mocked)
 # --------------------------------------------------------------------------------------------
-@needs_shared
 def test_download_derives_chinchilla_atomically(monkeypatch, tmp_path, empty_project):
     calls, replaced = [], []
     real_replace = datasets.os.replace

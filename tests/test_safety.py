@@ -34,6 +34,7 @@ import pytest
 
 from bayes_scaling.constants import PUBLISHED
 from bayes_scaling.errors import FitFileError
+from tests.conftest import require_shared
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE_FIT = ROOT / "tests" / "fixtures" / "fit_v0.1.nc"
@@ -439,8 +440,7 @@ def test_a_corrupted_data_set_is_an_error_not_a_warning(tmp_path, monkeypatch, c
 
     entry = load_registry()["misfitting_openlm"]
     source = Path(os.environ["BAYES_SCALING_DATA"]) / "misfitting_openlm" / entry["file"]
-    if not source.exists():
-        pytest.skip("misfitting_openlm is not in BAYES_SCALING_DATA")
+    require_shared(source)
     copy = tmp_path / "data" / "misfitting_openlm" / entry["file"]
     copy.parent.mkdir(parents=True)
     data = bytearray(source.read_bytes())
