@@ -159,11 +159,15 @@ def cli() -> None:
 @click.option("--backend", type=click.Choice(["numpyro", "nutpie", "pymc"]), default=None)
 @click.option("--target-accept", default=0.9, show_default=True,
               type=click.FloatRange(0, 1, min_open=True, max_open=True))
+@click.option("--ess-target", default=None, type=click.FloatRange(min=1),
+              help="Stop drawing once every constant has this bulk and tail ESS (numpyro; "
+                   "--draws is then the cap). 400 is the gate's floor.")
 @click.option("--no-calibrate", is_flag=True, help="Skip the extrapolation discrepancy.")
 @click.option("--strict", is_flag=True, help="Exit 2 (and write nothing) if the gate fails.")
 @click.option("--quiet", "-q", is_flag=True)
 def fit_cmd(runs, model, out, group_col, drop_highest_loss, param_count, query, likelihood,
-            seed, chains, draws, tune, backend, target_accept, no_calibrate, strict, quiet):
+            seed, chains, draws, tune, backend, target_accept, ess_target, no_calibrate, strict,
+            quiet):
     """Fit MODEL to the RUNS table (CSV/Parquet or a registry name) and save the posterior."""
     from bayes_scaling.fit import fit
     from bayes_scaling.laws import LAWS
@@ -189,7 +193,7 @@ def fit_cmd(runs, model, out, group_col, drop_highest_loss, param_count, query, 
     elif likelihood:
         spec = spec.with_likelihood(likelihood)
     result = fit(spec, table, chains=chains, draws=draws, tune=tune, backend=backend,
-                 target_accept=target_accept, random_seed=seed,
+                 target_accept=target_accept, random_seed=seed, ess_target=ess_target,
                  on_bad="raise" if strict else "warn", calibrate=not no_calibrate,
                  progress=not quiet and sys.stderr.isatty(), on_progress=tell)
     _check_interrupt()  # a Ctrl-C swallowed during sampling: save nothing

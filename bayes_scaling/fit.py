@@ -263,8 +263,12 @@ def fit(
     calibrate: bool = True,
     progress: bool = False,
     on_progress: ProgressFn | None = None,
+    ess_target: float | None = None,
 ) -> ScalingFit:
     """Fit ``model`` (a shipped name, a spec path or a spec) to ``runs`` with NUTS.
+
+    With ``ess_target`` (numpyro) ``draws`` is a cap: sampling stops once every constant has
+    that bulk and tail ESS (:func:`bayes_scaling.inference.sample`).
 
     After sampling, the convergence gate runs (:mod:`bayes_scaling.diagnostics`); a failing fit
     is resampled up to ``retries`` times with ``target_accept`` 0.98 and twice the warm-up, and
@@ -282,7 +286,8 @@ def fit(
     tell(f"building {spec.name} on {runs.n_runs} runs, {runs.n_groups} group(s)")
     pm_model = build_model(spec, runs)
     var_names = posterior_var_names(spec, runs.n_groups)
-    tell(f"sampling: {chains} chains x ({tune} tune + {draws} draws), backend {backend}")
+    tell(f"sampling: {chains} chains x ({tune} tune + {draws} draws), backend {backend}"
+         + (f", stopping at ESS {ess_target:g}" if ess_target else ""))
     from bayes_scaling.diagnostics import diagnose
 
     keep_vars = var_names
@@ -290,7 +295,7 @@ def fit(
         idata, seconds = inference.sample(pm_model, var_names=keep_vars, backend=backend,
                                           chains=chains, draws=draws, tune=tune,
                                           target_accept=target_accept, random_seed=seed,
-                                          progress=progress)
+                                          progress=progress, ess_target=ess_target)
         diag = diagnose(idata, [v for v in var_names if v in idata.posterior], backend=backend,
                         seed=seed, sampling_seconds=seconds)
         if diag.passed or attempt == retries:
@@ -303,7 +308,8 @@ def fit(
     tell(f"sampled in {seconds:.1f} s; " + ("gate passed" if diag.passed else diag.banner()))
     meta = {
         "method": "nuts", "seed": seed, "backend": backend, "target_accept": target_accept,
-        "tune": tune, "draws": draws, "chains": chains, "retried": attempt > 0,
+        "tune": tune, "draws": diag.draws, "chains": chains, "retried": attempt > 0,
+        "ess_target": ess_target,
         "centre": input_centre(spec, runs), "centred_offsets": use_centred(spec, runs),
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "versions": versions(),

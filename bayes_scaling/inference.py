@@ -18,6 +18,7 @@ import arviz as az
 import numpy as np
 import pymc as pm
 
+from bayes_scaling.constants import MAX_RHAT
 from bayes_scaling.errors import BayesScalingError
 
 BACKENDS = ("numpyro", "nutpie", "pymc")
@@ -43,6 +44,38 @@ def _jax_setup(chains: int) -> None:
         pass
 
 
+#: Above this many observations numpyro runs the chains one after another on the CPU: with
+#: one XLA host device per chain ("parallel") resident memory grows with every NUTS step in
+#: proportion to the data (measured: 24,500 runs, 4 chains x 2000 steps -> 20 GB peak; one
+#: after another: 1.1 GB, about 1.5x the time). See benchmarks/results/scale.md.
+PARALLEL_MAX_OBS = 10_000
+
+
+def _n_observed(model: pm.Model) -> int:
+    total = 0
+    for rv in model.observed_RVs:
+        value = model.rvs_to_values[rv]
+        data = getattr(value, "data", None)
+        if data is None and hasattr(value, "get_value"):
+            data = value.get_value()
+        total += int(np.size(data)) if data is not None else 0
+    return total
+
+
+def _chain_method(chains: int, model: pm.Model) -> str:
+    """How numpyro runs the chains: ``BAYES_SCALING_CHAIN_METHOD`` if set; else one host
+    device per chain, unless the data are large on a CPU (then one chain after another);
+    vectorized when there are fewer devices than chains."""
+    import jax
+
+    forced = os.environ.get("BAYES_SCALING_CHAIN_METHOD")
+    if forced in ("parallel", "vectorized", "sequential"):
+        return forced
+    if jax.default_backend() == "cpu" and _n_observed(model) > PARALLEL_MAX_OBS:
+        return "sequential"
+    return "parallel" if jax.local_device_count() >= chains else "vectorized"
+
+
 @contextmanager
 def _quiet():
     with warnings.catch_warnings():
@@ -63,11 +96,15 @@ def sample(
     target_accept: float = 0.9,
     random_seed: int = 0,
     progress: bool = False,
+    ess_target: float | None = None,
 ) -> tuple[az.InferenceData, float]:
     """Draw ``chains x draws`` posterior samples after ``tune`` warm-up steps.
 
-    Returns the ``InferenceData`` (posterior + sample_stats) and the wall time in seconds,
-    compilation included.
+    With ``ess_target`` (numpyro only) ``draws`` is a cap: draws come in blocks of
+    ``ESS_BLOCK`` per chain and sampling stops as soon as every variable in ``var_names`` has
+    bulk and tail ESS of at least ``ess_target`` (and r-hat <= 1.01), so no time is spent on
+    draws the answer does not need. Returns the ``InferenceData`` (posterior + sample_stats)
+    and the wall time in seconds, compilation included.
     """
     if backend not in BACKENDS:
         raise BayesScalingError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
@@ -76,8 +113,18 @@ def sample(
             raise BayesScalingError(f"{name} must be >= 1, got {value}")
     if int(tune) < 0:
         raise BayesScalingError(f"tune must be >= 0, got {tune}")
+    if ess_target is not None and (not np.isfinite(ess_target) or ess_target <= 0):
+        raise BayesScalingError(f"ess_target must be a positive number, got {ess_target}")
+    if ess_target is not None and backend != "numpyro":
+        raise BayesScalingError(f"ess_target needs the numpyro backend, not {backend!r}")
     start = time.perf_counter()
     with _quiet():
+        if ess_target is not None:
+            idata = _sample_numpyro_until(
+                model, var_names=list(var_names) if var_names else None, chains=chains,
+                max_draws=draws, tune=tune, target_accept=target_accept, seed=int(random_seed),
+                progress=progress, ess_target=float(ess_target))
+            return idata, time.perf_counter() - start
         idata = _SAMPLERS[backend](model, var_names=list(var_names) if var_names else None,
                                    chains=chains, draws=draws, tune=tune,
                                    target_accept=target_accept, seed=int(random_seed),
@@ -90,7 +137,7 @@ def _sample_numpyro(model, *, var_names, chains, draws, tune, target_accept, see
     import jax
     from pymc.sampling.jax import sample_numpyro_nuts
 
-    method = "parallel" if jax.local_device_count() >= chains else "vectorized"
+    method = _chain_method(chains, model)
     return sample_numpyro_nuts(
         draws=draws, tune=tune, chains=chains, target_accept=target_accept, random_seed=seed,
         model=model, var_names=var_names, progressbar=progress, chain_method=method,
@@ -103,6 +150,82 @@ def _sample_numpyro(model, *, var_names, chains, draws, tune, target_accept, see
         initvals=getattr(model, "bayes_scaling_initvals", None),
         jitter=getattr(model, "bayes_scaling_initvals", None) is None,
     )
+
+
+#: Draws per chain per block when sampling until an ESS target is met.
+ESS_BLOCK = 200
+_NUMPYRO_STATS = ("num_steps", "potential_energy", "energy", "adapt_state.step_size",
+                  "accept_prob", "diverging")
+
+
+def _sample_numpyro_until(model, *, var_names, chains, max_draws, tune, target_accept, seed,
+                          progress, ess_target):
+    """numpyro NUTS on PyMC's log density, in blocks of draws until the ESS target is met.
+
+    The same kernel, start points and sample statistics as ``_sample_numpyro`` (PyMC's
+    ``sample_numpyro_nuts``); after warm-up each block continues the chains from their last
+    state with the adapted step size and mass matrix, so the blocks form one chain each.
+    """
+    _jax_setup(chains)
+    import jax
+    from numpyro.infer import MCMC, NUTS
+    from pymc.sampling.jax import (
+        _get_batched_jittered_initial_points,
+        _numpyro_stats_to_dict,
+        get_jaxified_graph,
+        get_jaxified_logp,
+    )
+    from pymc.util import get_default_varnames
+
+    logp_fn = get_jaxified_logp(model, negative_logp=False)
+    initvals = getattr(model, "bayes_scaling_initvals", None)
+    init = _get_batched_jittered_initial_points(
+        model=model, chains=chains, initvals=initvals, random_seed=seed,
+        jitter=initvals is None, logp_fn=logp_fn)
+    kernel = NUTS(potential_fn=logp_fn, target_accept_prob=target_accept,
+                  dense_mass=bool(getattr(model, "bayes_scaling_dense_mass", False)))
+    block = min(ESS_BLOCK, max_draws)
+    method = _chain_method(chains, model)
+    mcmc = MCMC(kernel, num_warmup=tune, num_samples=block, num_chains=chains,
+                chain_method=method, progress_bar=progress)
+    wanted = [v for v in model.unobserved_value_vars if var_names is None or v.name in var_names]
+    outputs = list(get_default_varnames(wanted, include_transformed=False))
+    constrain = jax.jit(jax.vmap(jax.vmap(get_jaxified_graph(inputs=model.value_vars,
+                                                             outputs=outputs))))
+    key = jax.random.PRNGKey(seed)
+    mcmc.run(jax.random.split(key, chains) if chains > 1 else key, init_params=init,
+             extra_fields=_NUMPYRO_STATS)
+    draws: dict[str, list[np.ndarray]] = {v.name: [] for v in outputs}
+    stats: dict[str, list[np.ndarray]] = {}
+    while True:
+        raw = mcmc.get_samples(group_by_chain=True)
+        raw = raw if isinstance(raw, list | tuple) else [raw]
+        for v, x in zip(outputs, constrain(*raw), strict=True):
+            draws[v.name].append(np.asarray(x))
+        for k, x in _numpyro_stats_to_dict(mcmc).items():
+            stats.setdefault(k, []).append(np.asarray(x))
+        post = {k: np.concatenate(x, axis=1) for k, x in draws.items()}
+        n = next(iter(post.values())).shape[1]
+        if n + block > max_draws or _ess_met(post, ess_target):
+            break
+        mcmc.post_warmup_state = mcmc.last_state
+        mcmc.run(mcmc.post_warmup_state.rng_key, extra_fields=_NUMPYRO_STATS)
+    from pymc.backends.arviz import coords_and_dims_for_inferencedata
+
+    coords, dims = coords_and_dims_for_inferencedata(model)
+    return az.from_dict(posterior=post,
+                        sample_stats={k: np.concatenate(x, axis=1) for k, x in stats.items()},
+                        coords=coords, dims={k: v for k, v in dims.items() if k in post},
+                        attrs={"tuning_steps": tune, "ess_target": ess_target})
+
+
+def _ess_met(post: dict[str, np.ndarray], target: float) -> bool:
+    """Every variable has bulk and tail ESS >= ``target`` and r-hat <= the gate's."""
+    ds = az.convert_to_dataset(post)
+    worst = [float(np.nanmin(np.asarray(v))) for m in ("bulk", "tail")
+             for v in az.ess(ds, method=m).data_vars.values()]
+    rhat = [float(np.nanmax(np.asarray(v))) for v in az.rhat(ds).data_vars.values()]
+    return min(worst) >= target and max(rhat) <= MAX_RHAT
 
 
 def _sample_nutpie(model, *, var_names, chains, draws, tune, target_accept, seed, progress):

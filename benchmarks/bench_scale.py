@@ -80,14 +80,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cells", default=DEFAULT_CELLS)
     args = ap.parse_args()
-    rows = []
+    RESULTS.mkdir(exist_ok=True)
+    saved = RESULTS / "scale.json"
+    # Cells are expensive: keep earlier cells and replace only those measured now.
+    cells = {(r["n_runs"], r["n_groups"]): r for r in
+             (json.loads(saved.read_text()) if saved.exists() else [])}
     for cell in args.cells.split(","):
         r, g = (int(v) for v in cell.split("x"))
-        rows.append(run_cell(r, g))
-        print(rows[-1], file=sys.stderr, flush=True)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "scale.md").write_text(render(rows))
-    (RESULTS / "scale.json").write_text(json.dumps(rows, indent=1))
+        cells[(r, g)] = run_cell(r, g)
+        print(cells[(r, g)], file=sys.stderr, flush=True)
+        rows = [cells[k] for k in sorted(cells, key=lambda k: (k[1] != 4, k[1], k[0]))]
+        (RESULTS / "scale.md").write_text(render(rows))
+        saved.write_text(json.dumps(rows, indent=1))
     print(render(rows))
 
 

@@ -22,7 +22,7 @@ ALLOWED: dict[str, set[str]] = {
     "datasets": SCI | {"errors", "data"},
     "spec": {"errors", "laws"},
     "model": {"numpy", "pymc", "pytensor", "constants", "laws", "spec", "data"},
-    "inference": {"numpy", "pymc", "arviz", "errors"},
+    "inference": {"numpy", "pymc", "arviz", "constants", "errors"},
     "diagnostics": {"numpy", "arviz", "constants", "errors"},
     "baseline": {"numpy", "scipy", "errors", "laws", "constants"},
     "fit": SCI | {"arviz", "data", "diagnostics", "errors", "laws", "spec"},

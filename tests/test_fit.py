@@ -99,3 +99,49 @@ def test_recovers_synthetic_truth_four_groups_and_covers_fresh_runs():
         s = predict_loss(f, sub.n, sub.d, group=g, random_seed=1).summary
         inside += list((sub.loss >= s["lo_90"]) & (sub.loss <= s["hi_90"]))
     assert 0.8 <= np.mean(inside) <= 0.98, np.mean(inside)
+
+
+@pytest.mark.slow
+def test_sampling_until_an_ess_target_stops_early_and_keeps_the_group_coords():
+    offsets = {"a": {"log_e": 0.0}, "b": {"log_e": 0.06, "log_b": 0.2},
+               "c": {"log_e": -0.05, "log_a": -0.2}, "d": {"log_e": 0.03}}
+    runs = synthetic_runs("chinchilla", P, noise=0.01, group_offsets=offsets, seed=14)
+    f = fit("chinchilla", runs, random_seed=6, calibrate=False, draws=2000, ess_target=400)
+    d = f.diagnostics
+    # stopped in 200-draw blocks as soon as the target was met, well before the 2000 cap
+    assert d.draws % 200 == 0 and d.draws < 2000
+    assert d.passed, d.problems
+    assert d.min_ess_bulk >= 400 and d.min_ess_tail >= 400 and d.max_rhat <= 1.01
+    assert f.meta["draws"] == d.draws and f.meta["ess_target"] == 400
+    assert list(f.posterior["log_e"].coords["group"].values) == ["a", "b", "c", "d"]
+    assert "diverging" in f.idata.sample_stats
+    truth = to_sampling("chinchilla", P)
+    draws = np.asarray(f.posterior["alpha"]).ravel()
+    assert np.quantile(draws, 0.005) < truth["alpha"] < np.quantile(draws, 0.995)
+
+
+def test_ess_target_is_refused_without_numpyro_or_when_not_positive():
+    from bayes_scaling.errors import BayesScalingError
+
+    runs = synthetic_runs("chinchilla", P, noise=0.01, seed=1)
+    with pytest.raises(BayesScalingError, match="numpyro"):
+        fit("chinchilla", runs, backend="pymc", ess_target=400, calibrate=False)
+    with pytest.raises(BayesScalingError, match="positive"):
+        fit("chinchilla", runs, ess_target=0, calibrate=False)
+
+
+def test_large_data_runs_chains_one_after_another_on_the_cpu(monkeypatch):
+    from bayes_scaling import inference
+    from bayes_scaling.model import build_model
+    from bayes_scaling.spec import load_spec
+
+    monkeypatch.delenv("BAYES_SCALING_CHAIN_METHOD", raising=False)
+    runs = synthetic_runs("chinchilla", P, noise=0.01, seed=1)
+    model = build_model(load_spec("chinchilla"), runs)
+    inference._jax_setup(4)
+    assert inference._n_observed(model) == runs.n_runs
+    assert inference._chain_method(4, model) == "parallel"
+    monkeypatch.setattr(inference, "PARALLEL_MAX_OBS", runs.n_runs - 1)
+    assert inference._chain_method(4, model) == "sequential"
+    monkeypatch.setenv("BAYES_SCALING_CHAIN_METHOD", "vectorized")
+    assert inference._chain_method(4, model) == "vectorized"
