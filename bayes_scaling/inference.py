@@ -134,7 +134,6 @@ def sample(
 
 def _sample_numpyro(model, *, var_names, chains, draws, tune, target_accept, seed, progress):
     _jax_setup(chains)
-    import jax
     from pymc.sampling.jax import sample_numpyro_nuts
 
     method = _chain_method(chains, model)

@@ -170,7 +170,8 @@ def document(risk: Mapping[str, Any]) -> list[Block]:
     blocks: list[Block] = []
     for section in (_sec_header, _sec_verdict, _sec_loss, _sec_tokens, _sec_alternative,
                     _sec_extrapolation, _sec_trust, _sec_convergence, _sec_priors,
-                    _sec_comparison, _sec_dynamics, _sec_provenance):
+                    _sec_comparison, _sec_dynamics, _sec_patterns, _sec_next_run,
+                    _sec_provenance):
         blocks += section(risk)
     return blocks
 
@@ -548,6 +549,45 @@ def _sec_dynamics(risk: Mapping[str, Any]) -> list[Block]:
     out.append(Block("figure", text="dynamics",
                      caption="Predicted loss curve of the planned run (50%/90% predictive and "
                              "law bands), the target and the planned number of steps."))
+    return out
+
+
+def _sec_patterns(risk: Mapping[str, Any]) -> list[Block]:
+    pat = risk.get("patterns") or {}
+    out = [_h2("Scaling-pattern checks")]
+    if not pat.get("included"):
+        return [*out, _p(f"Not included: {pat.get('reason', 'not run')}.")]
+    out.append(_p(f"Checks of the runs against the fitted law ({pat['model']}): cold starts, a "
+                  "bend or plateau at the largest sizes, outliers, too few sizes, groups whose "
+                  "slopes differ (bayes_scaling.diagnose). A warning says the law may not "
+                  "extrapolate as the bands assume."))
+    rows = [[[f["severity"]], [f["code"]], [f["message"]]] for f in pat.get("findings", [])]
+    if rows:
+        out.append(_table(["severity", "check", "finding"], rows))
+    return out
+
+
+def _sec_next_run(risk: Mapping[str, Any]) -> list[Block]:
+    nr = risk.get("next_run") or {}
+    out = [_h2("The most informative next run")]
+    if not nr.get("included"):
+        return [*out, _p(f"Not included: {nr.get('reason', 'not run')}.")]
+    st = ("next_run", "settings")
+    out.append(_p("Candidate small runs, ranked by how much each would narrow the plan's 90% "
+                  "predictive band per FLOP spent (simulated outcomes refitted by importance "
+                  "weighting, bayes_scaling.nextrun). The band is ",
+                  Num((*st, "band_now"), "small"), " nats wide today; candidates cost at most ",
+                  Num((*st, "budget"), "flops"), "."))
+    rows = []
+    for i, _rec in enumerate(nr.get("records", [])[:5]):
+        r = ("next_run", "records", i)
+        rows.append([[Num((*r, "rank"), "int")], [Num((*r, "n_params"), "params")],
+                     [Num((*r, "n_tokens"), "tokens")], [Num((*r, "flops"), "flops")],
+                     [Num((*r, "band_after"), "small")],
+                     [Num((*r, "reduction_per_eflop"), "const")]])
+    if rows:
+        out.append(_table(["rank", "parameters", "tokens", "compute", "90% band after (nats)",
+                           "narrowing per EFLOP (nats)"], rows))
     return out
 
 

@@ -70,7 +70,8 @@ def browser_check(html: Path) -> dict[str, object]:
             "numbers_shown": len(page["numbers"]), "images": len(page["images"])}
 
 
-def markdown(scratch: dict, warm: dict, cached: list[dict], size: dict, browser: dict, risk: dict) -> str:
+def markdown(scratch: dict, warm: dict, cached: list[dict], size: dict, browser: dict,
+             risk: dict) -> str:
     """The results page."""
     best = min(c["wall_s"] for c in cached)
     walls = ", ".join(f"{c['wall_s']:.1f}" for c in cached)

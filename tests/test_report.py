@@ -7,6 +7,7 @@ saved fits.
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import subprocess
@@ -327,7 +328,8 @@ def test_the_sections_come_in_the_order_of_the_issue(tmp_path_factory):
                      "Tokens needed at the planned size", "The compute-optimal alternative",
                      "Extrapolation", "Trust: backtest on these runs", "Convergence diagnostics",
                      "Priors and posterior constants", "Kaplan vs Chinchilla",
-                     "Training dynamics", "Provenance"]
+                     "Training dynamics", "Scaling-pattern checks",
+                     "The most informative next run", "Provenance"]
 
 
 def test_formatting_for_people():
@@ -510,3 +512,19 @@ def test_dynamics_asked_for_without_curves_is_a_proposal_error(tmp_path):
     path.write_text(FAKE_PROPOSAL + "[dynamics]\nenabled = true\n")
     with pytest.raises(ProposalError, match=r"dynamics\.curves"):
         load_proposal(path)
+
+
+@pytest.mark.slow
+def test_example_report_shows_the_pattern_checks_and_the_next_run_ranking(tmp_path_factory):
+    out = example_report(tmp_path_factory)
+    risk = json.loads((out / "report.json").read_text())
+    page = (out / "report.html").read_text()
+    md = (out / "report.md").read_text()
+    assert risk["patterns"]["included"] and risk["next_run"]["included"]
+    for f in risk["patterns"]["findings"]:
+        assert html.escape(f["message"]) in page and f["code"] in md
+    top = risk["next_run"]["records"][0]
+    from bayes_scaling.report_html import fmt
+
+    assert fmt(top["n_params"], "params") in page and fmt(top["flops"], "flops") in md
+    assert '"next_run", "records", 0, "band_after"' in html.unescape(page)
