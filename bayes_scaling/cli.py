@@ -153,7 +153,8 @@ def cli() -> None:
               help="Override the spec's likelihood; auto: Normal unless outlier runs are "
                    "flagged, then Student-t.")
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--chains", default=4, show_default=True, type=click.IntRange(min=1))
+@click.option("--chains", default=4, show_default=True, type=click.IntRange(min=2),
+              help="At least 2: the convergence gate's r-hat compares chains.")
 @click.option("--draws", default=1000, show_default=True, type=click.IntRange(min=1))
 @click.option("--tune", default=1000, show_default=True, type=click.IntRange(min=0))
 @click.option("--backend", type=click.Choice(["numpyro", "nutpie", "pymc"]), default=None)
@@ -349,7 +350,8 @@ def demo_cmd(out, seed, quiet):
 @click.option("--n-tokens", default=None, help="Tokens for --average (default 20 per param).")
 @click.option("--plots", "plots_dir", default=None, type=click.Path(file_okay=False),
               help="Write compare_loss.png and compare_optimal.png to this folder.")
-@click.option("--chains", default=4, show_default=True, type=click.IntRange(min=1))
+@click.option("--chains", default=4, show_default=True, type=click.IntRange(min=2),
+              help="At least 2: the convergence gate's r-hat compares chains.")
 @click.option("--draws", default=1000, show_default=True, type=click.IntRange(min=1))
 @click.option("--tune", default=1000, show_default=True, type=click.IntRange(min=0))
 @click.option("--backend", type=click.Choice(["numpyro", "nutpie", "pymc"]), default=None)

@@ -112,8 +112,50 @@ def first_seen(column: pd.Series) -> tuple[tuple[str, ...], np.ndarray]:
     return tuple(str(u) for u in uniques), np.asarray(codes, dtype=np.int64)
 
 
+class FrameTable:
+    """What the runs table and the curve table share: a canonical ``frame`` with ``run_id``
+    and ``group`` columns (index ``0 .. n-1``) and a ``source`` to name in errors."""
+
+    frame: pd.DataFrame
+    source: str
+
+    def _check_frame(self, kind: str, required: Sequence[str], known: Sequence[str],
+                     loader: str) -> None:
+        cols = list(self.frame.columns)
+        missing = [c for c in required if c not in cols]
+        unknown = [c for c in cols if c not in known]
+        if missing or unknown:
+            raise DataError(f"{self.source}: not a canonical {kind} frame (missing {missing}, "
+                            f"unknown {unknown}); build it with {loader}")
+        if not self.frame.index.equals(pd.RangeIndex(len(self.frame))):
+            raise DataError(f"{self.source}: a {kind} frame must have the index 0..n-1")
+
+    def _floats(self, column: str) -> np.ndarray:
+        return self.frame[column].to_numpy(dtype=np.float64, copy=True)
+
+    @property
+    def group_names(self) -> tuple[str, ...]:
+        """Distinct groups (data distributions), in order of first appearance."""
+        return first_seen(self.frame["group"])[0]
+
+    @property
+    def group_index(self) -> np.ndarray:
+        """Position of each row's group in :attr:`group_names` (int64)."""
+        return first_seen(self.frame["group"])[1]
+
+    @property
+    def run_ids(self) -> tuple[str, ...]:
+        """The run each row belongs to."""
+        return tuple(str(r) for r in self.frame["run_id"])
+
+    @property
+    def n_groups(self) -> int:
+        """Number of distinct groups."""
+        return len(self.group_names)
+
+
 @dataclass(frozen=True, eq=False, repr=False)
-class RunTable:
+class RunTable(FrameTable):
     """A validated table of training runs, in canonical columns.
 
     Build it with :func:`load_runs` (which validates) rather than directly. Equality is not
@@ -135,15 +177,8 @@ class RunTable:
 
     def __post_init__(self) -> None:
         """Check the frame has the canonical shape (catches misuse of the constructor)."""
-        cols = list(self.frame.columns)
-        missing = [c for c in ("run_id", "group", "n_params", "n_tokens", "flops", "loss")
-                   if c not in cols]
-        unknown = [c for c in cols if c not in CANONICAL_COLUMNS]
-        if missing or unknown:
-            raise DataError(f"{self.source}: not a canonical runs frame (missing {missing}, "
-                            f"unknown {unknown}); build it with load_runs")
-        if not self.frame.index.equals(pd.RangeIndex(len(self.frame))):
-            raise DataError(f"{self.source}: a runs frame must have the index 0..n-1")
+        self._check_frame("runs", ("run_id", "group", "n_params", "n_tokens", "flops", "loss"),
+                          CANONICAL_COLUMNS, "load_runs")
         if self.param_count not in PARAM_COUNTS:
             raise DataError(f"{self.source}: unknown param_count {self.param_count!r}; "
                             f"use one of {', '.join(PARAM_COUNTS)}")
@@ -152,9 +187,6 @@ class RunTable:
         """Summarize without printing every run."""
         return (f"RunTable({self.n_runs} runs, {self.n_groups} groups, "
                 f"param_count={self.param_count!r}, source={self.source!r})")
-
-    def _floats(self, column: str) -> np.ndarray:
-        return self.frame[column].to_numpy(dtype=np.float64, copy=True)
 
     @property
     def n(self) -> np.ndarray:
@@ -192,29 +224,9 @@ class RunTable:
         return np.log(self.loss)
 
     @property
-    def group_names(self) -> tuple[str, ...]:
-        """Distinct groups, in order of first appearance."""
-        return first_seen(self.frame["group"])[0]
-
-    @property
-    def group_index(self) -> np.ndarray:
-        """Position of each run's group in :attr:`group_names` (int64)."""
-        return first_seen(self.frame["group"])[1]
-
-    @property
-    def run_ids(self) -> tuple[str, ...]:
-        """Unique id of each run."""
-        return tuple(str(r) for r in self.frame["run_id"])
-
-    @property
     def n_runs(self) -> int:
         """Number of runs (rows)."""
         return len(self.frame)
-
-    @property
-    def n_groups(self) -> int:
-        """Number of distinct groups."""
-        return len(self.group_names)
 
     def fingerprint(self) -> str:
         """Sha256 of the table's content, however it was loaded.

@@ -53,7 +53,7 @@ import pandas as pd
 import xarray as xr
 
 from bayes_scaling.constants import CHAIN, DEFAULT_INTERVAL, DEFAULT_PROBS, DRAW, POINT
-from bayes_scaling.data import first_seen
+from bayes_scaling.data import FrameTable, first_seen
 from bayes_scaling.errors import DataError, ExtrapolationWarning, QueryError
 from bayes_scaling.laws import Law
 from bayes_scaling.predict import flat, group_theta, observation_noise, resolve_group
@@ -321,7 +321,7 @@ _MAX_REPORTED = 10
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class CurveTable:
+class CurveTable(FrameTable):
     """Validated loss curves: one row per evaluated checkpoint of a training run.
 
     Build it with :func:`load_curves` (which validates, drops the warm-up and thins). Compare
@@ -348,22 +348,13 @@ class CurveTable:
 
     def __post_init__(self) -> None:
         """Check the frame has the canonical shape."""
-        cols = list(self.frame.columns)
-        missing = [c for c in ("run_id", "group", *CURVE_REQUIRED[1:]) if c not in cols]
-        unknown = [c for c in cols if c not in CURVE_COLUMNS]
-        if missing or unknown:
-            raise DataError(f"{self.source}: not a canonical curve frame (missing {missing}, "
-                            f"unknown {unknown}); build it with load_curves")
-        if not self.frame.index.equals(pd.RangeIndex(len(self.frame))):
-            raise DataError(f"{self.source}: a curve frame must have the index 0..n-1")
+        self._check_frame("curve", ("run_id", "group", *CURVE_REQUIRED[1:]), CURVE_COLUMNS,
+                          "load_curves")
 
     def __repr__(self) -> str:
         """Summarize without printing every point."""
         return (f"CurveTable({self.n_points} points, {self.n_curves} curves, {self.n_groups} "
                 f"groups, param_count={self.param_count!r}, source={self.source!r})")
-
-    def _floats(self, column: str) -> np.ndarray:
-        return self.frame[column].to_numpy(dtype=np.float64, copy=True)
 
     n = property(lambda self: self._floats("n_params"), doc="N, parameters (per point).")
     s = property(lambda self: self._floats("steps"), doc="S, optimizer steps (per point).")
@@ -377,11 +368,6 @@ class CurveTable:
     log_loss = property(lambda self: np.log(self.loss), doc="log loss.")
 
     @property
-    def run_ids(self) -> tuple[str, ...]:
-        """The curve (training run) each point belongs to."""
-        return tuple(str(r) for r in self.frame["run_id"])
-
-    @property
     def curve_ids(self) -> tuple[str, ...]:
         """Distinct curves, in order of first appearance."""
         return first_seen(self.frame["run_id"])[0]
@@ -391,20 +377,9 @@ class CurveTable:
         """Position of each point's curve in :attr:`curve_ids` (int64)."""
         return first_seen(self.frame["run_id"])[1]
 
-    @property
-    def group_names(self) -> tuple[str, ...]:
-        """Distinct groups (data distributions), in order of first appearance."""
-        return first_seen(self.frame["group"])[0]
-
-    @property
-    def group_index(self) -> np.ndarray:
-        """Position of each point's group in :attr:`group_names` (int64)."""
-        return first_seen(self.frame["group"])[1]
-
     n_points = property(lambda self: len(self.frame), doc="Number of checkpoints (rows).")
     n_curves = property(lambda self: len(self.curve_ids), doc="Number of curves.")
     n_runs = property(lambda self: self.n_curves, doc="Number of training runs (= curves).")
-    n_groups = property(lambda self: len(self.group_names), doc="Number of groups.")
 
     def curves(self) -> pd.DataFrame:
         """One row per curve: ``run_id, group, n_params, batch_size_tokens, first_step,

@@ -108,9 +108,11 @@ def sample(
     """
     if backend not in BACKENDS:
         raise BayesScalingError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
-    for name, value in (("chains", chains), ("draws", draws)):
-        if int(value) < 1:
-            raise BayesScalingError(f"{name} must be >= 1, got {value}")
+    if int(chains) < 2:
+        raise BayesScalingError(f"chains must be >= 2 (the convergence gate's r-hat compares "
+                                f"chains), got {chains}")
+    if int(draws) < 1:
+        raise BayesScalingError(f"draws must be >= 1, got {draws}")
     if int(tune) < 0:
         raise BayesScalingError(f"tune must be >= 0, got {tune}")
     if ess_target is not None and (not np.isfinite(ess_target) or ess_target <= 0):

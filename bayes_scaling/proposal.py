@@ -374,7 +374,7 @@ def _families(check: _Checker, raw: Mapping[str, Any], base_dir: Path | None) ->
 def _fit_settings(check: _Checker, raw: Mapping[str, Any]) -> FitSettings:
     base = FitSettings()
     return FitSettings(
-        chains=check.integer(raw.get("chains", base.chains), "fit.chains"),
+        chains=check.integer(raw.get("chains", base.chains), "fit.chains", low=2),
         draws=check.integer(raw.get("draws", base.draws), "fit.draws", low=10),
         tune=check.integer(raw.get("tune", base.tune), "fit.tune", low=0),
         backend=(check.choice(raw["backend"], "fit.backend", BACKENDS)
@@ -404,7 +404,7 @@ def _backtest_settings(check: _Checker, raw: Mapping[str, Any]) -> BacktestSetti
         holdout_top=check.integer(raw.get("holdout_top", base.holdout_top),
                                   "backtest.holdout_top"),
         baseline=check.boolean(raw.get("baseline", base.baseline), "backtest.baseline"),
-        chains=opt_int("chains", 1), draws=opt_int("draws", 10), tune=opt_int("tune", 0),
+        chains=opt_int("chains", 2), draws=opt_int("draws", 10), tune=opt_int("tune", 0),
     )
 
 

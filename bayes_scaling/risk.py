@@ -42,7 +42,7 @@ from bayes_scaling.constants import (
 from bayes_scaling.data import RunTable, load_runs
 from bayes_scaling.errors import BayesScalingError, FitFileError
 from bayes_scaling.extrapolation import decades_outside
-from bayes_scaling.fit import ScalingFit, package_version, versions
+from bayes_scaling.fit import PACKAGE, ScalingFit, package_version, versions
 from bayes_scaling.predict import (
     discrepancy_scale,
     fit_box,
@@ -183,8 +183,11 @@ def cache_path(cache_dir: Path, spec: ModelSpec, runs: RunTable, method: str = "
 
 def _reusable(cached: ScalingFit, spec: ModelSpec, runs: RunTable, method: str,
               settings: Mapping[str, Any]) -> bool:
-    """A saved fit answers for a new one: same spec, data, method and (NUTS) draws."""
+    """A saved fit answers for a new one: same spec, data, method, (NUTS) draws and the
+    same bayes_scaling version (a new version may fit or calibrate differently)."""
     if cached.spec.sha256() != spec.sha256() or cached.runs.fingerprint() != runs.fingerprint():
+        return False
+    if cached.meta.get("versions", {}).get(PACKAGE) != versions().get(PACKAGE):
         return False
     if method == "huber-bootstrap":
         return cached.method == method

@@ -528,3 +528,18 @@ def test_example_report_shows_the_pattern_checks_and_the_next_run_ranking(tmp_pa
 
     assert fmt(top["n_params"], "params") in page and fmt(top["flops"], "flops") in md
     assert '"next_run", "records", 0, "band_after"' in html.unescape(page)
+
+
+def test_a_saved_fit_from_another_package_version_is_refitted_not_reused():
+    import dataclasses
+
+    from bayes_scaling.fit import PACKAGE, versions
+    from bayes_scaling.risk import _reusable
+    from bayes_scaling.testing import fake_fit
+
+    f = fake_fit("chinchilla", PUBLISHED["hoffmann2022"], extra={"kappa": 0.03, "tau0": 0.01})
+    f = dataclasses.replace(f, meta={**f.meta, "versions": versions()})
+    settings = {"chains": f.diagnostics.chains, "draws": f.diagnostics.draws}
+    assert _reusable(f, f.spec, f.runs, "nuts", settings)
+    old = dataclasses.replace(f, meta={**f.meta, "versions": {**versions(), PACKAGE: "0.0.1"}})
+    assert not _reusable(old, f.spec, f.runs, "nuts", settings)

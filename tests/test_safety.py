@@ -245,7 +245,7 @@ def test_ctrl_c_during_sampling_stops_cleanly(tmp_path):
     exe = Path(sys.executable).with_name("bayes-scaling")
     argv = [str(exe)] if exe.exists() else [sys.executable, "-m", "bayes_scaling.cli"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([*argv, "fit", "chinchilla", "--out", str(out), "--chains", "1",
+    proc = subprocess.Popen([*argv, "fit", "chinchilla", "--out", str(out), "--chains", "2",
                              "--draws", "1500", "--tune", "1500", "--no-calibrate"],
                             stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                             cwd=tmp_path, env=env)
