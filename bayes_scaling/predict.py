@@ -76,6 +76,8 @@ def group_theta(fit: ScalingFit, group: str | None, *,
     """Law constants per draw, shape ``(S,)``, for ``group`` (``"new"``: fresh offsets)."""
     g = resolve_group(fit, group)
     post = fit.posterior
+    if g == NEW_GROUP and "centre" in fit.meta:
+        return _new_group_theta(fit, rng if rng is not None else np.random.default_rng(0))
     theta = {}
     for p in fit.law.params:
         da = post[p]
@@ -83,11 +85,38 @@ def group_theta(fit: ScalingFit, group: str | None, *,
             theta[p] = flat(da)
         elif g != NEW_GROUP:
             theta[p] = flat(da.sel({GROUP: g}))
-        else:
+        else:  # a fit without its input centre (fake fits): offsets on the natural scale
             rng = rng if rng is not None else np.random.default_rng(0)
             pop, tau = flat(post[f"{p}_pop"]), flat(post[f"{p}_tau"])
             theta[p] = pop + tau * rng.standard_normal(pop.shape)
     return theta
+
+
+def _new_group_theta(fit: ScalingFit, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Constants of an unseen group: fresh offsets drawn on the scale the model draws them.
+
+    :func:`bayes_scaling.model.build_model` puts group offsets on the centred log constants
+    (``log A - alpha m_N``, ...), on ``log`` of a varying exponent, and on ``alpha * p_c`` for a
+    scaled constant (Kaplan's laws); the natural ``<p>_tau`` it records converts back. Drawing
+    there and uncentring keeps e.g. ``log A`` and ``alpha`` of the new group consistent when
+    the exponents vary too (``models/chinchilla_slopes.toml``).
+    """
+    law, post, centre = fit.law, fit.posterior, fit.meta["centre"]
+    varying = [p for p in law.params if GROUP in post[p].dims]
+    pop_c = law.centre({p: flat(post[f"{p}_pop"] if p in varying else post[p])
+                        for p in law.params}, centre)
+    z = {p: rng.standard_normal(pop_c[p].shape) for p in varying}
+    new_c = dict(pop_c)
+    for p in (q for q in varying if q in law.exponents):  # exponents first: scaled use them
+        new_c[p] = pop_c[p] * np.exp(z[p] * flat(post[f"{p}_tau"]) / pop_c[p])
+    for p in (q for q in varying if q not in law.exponents):
+        tau = flat(post[f"{p}_tau"])
+        if p in law.scaled:  # offsets on s = k * p_c, with sd tau * k_pop
+            k = law.scaled[p]
+            new_c[p] = (pop_c[p] * pop_c[k] + z[p] * tau * pop_c[k]) / new_c[k]
+        else:
+            new_c[p] = pop_c[p] + z[p] * tau
+    return law.uncentre(new_c, centre)
 
 
 def fit_box(fit: ScalingFit) -> Box:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import arviz as az
 import numpy as np
 import pytest
 
@@ -114,3 +115,32 @@ def test_far_extrapolation_warns(chinchilla_fake):
     with pytest.warns(UserWarning, match="decades of compute"):
         res = predict_loss(chinchilla_fake, 1e13, 1e15)
     assert any("decades" in w for w in res.warnings)
+
+
+def test_an_unseen_group_varies_where_the_model_draws_its_offsets():
+    """With varying exponents (chinchilla_slopes) a new group's log A moves with its alpha:
+    offsets live on the centred constants (log A - alpha m_N), as in the model."""
+    import dataclasses
+
+    import xarray as xr
+
+    from bayes_scaling.laws import LAWS
+    from bayes_scaling.predict import flat, group_theta
+
+    f = fake_fit("chinchilla_slopes", PUBLISHED["hoffmann2022"], groups=("a", "b", "c"))
+    post = f.posterior.copy()
+    for p in ("log_e", "log_a", "log_b", "beta"):
+        post[f"{p}_tau"] = xr.zeros_like(post[f"{p}_tau"])
+    post["alpha_tau"] = xr.full_like(post["alpha_tau"], 0.02)
+    centre = {"n": float(np.mean(f.runs.log_n)), "d": float(np.mean(f.runs.log_d))}
+    f = dataclasses.replace(f, idata=az.InferenceData(posterior=post),
+                            meta={**f.meta, "centre": centre})
+    law = LAWS["chinchilla"]
+    new = group_theta(f, "new", rng=np.random.default_rng(1))
+    pop = {p: flat(post[f"{p}_pop"]) for p in law.params}
+    new_c, pop_c = law.centre(new, centre), law.centre(pop, centre)
+    assert np.std(new["alpha"] - pop["alpha"]) > 0.01  # alpha moves ...
+    np.testing.assert_allclose(new_c["log_a"], pop_c["log_a"], atol=1e-12)  # ... at fixed log A_c
+    np.testing.assert_allclose(new["log_e"], pop["log_e"], atol=1e-12)
+    # the spread of alpha is the recorded natural-scale tau (log-normal offsets, small sd)
+    assert abs(np.std(np.log(new["alpha"] / pop["alpha"])) * np.mean(pop["alpha"]) - 0.02) < 3e-3
