@@ -65,6 +65,10 @@ def run_cell(n_runs: int, n_groups: int) -> dict:
             **json.loads(line[7:])}
 
 
+def _load(row: dict) -> str:
+    return f"{row['load_before']:.1f}" if "load_before" in row else "-"
+
+
 def render(rows: list[dict]) -> str:
     lines = ["## Scale: growth with runs and groups (synthetic Chinchilla ladders)", "",
              "Default fit (4 chains x 1000 tune + 1000 draws, numpyro), fresh process per cell,"
@@ -84,15 +88,20 @@ def render(rows: list[dict]) -> str:
             f"{r['min_ess_bulk'] / r['wall_s']:.1f} | {r['min_ess_tail']:.0f} | "
             f"{r['max_rhat']:.3f} | {r['divergences']} | "
             f"{'passed' if r['passed'] else 'FAILED'} | {r['peak_mb']:.0f} | "
-            f"{r['load_before']:.1f} |" if "load_before" in r else
-            f"{'passed' if r['passed'] else 'FAILED'} | {r['peak_mb']:.0f} | - |")
+            f"{_load(r)} |")
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cells", default=DEFAULT_CELLS)
+    ap.add_argument("--render-only", action="store_true",
+                    help="rewrite scale.md from scale.json without fitting")
     args = ap.parse_args()
+    if args.render_only:
+        rows = json.loads((RESULTS / "scale.json").read_text())
+        (RESULTS / "scale.md").write_text(render(rows))
+        return
     RESULTS.mkdir(exist_ok=True)
     saved = RESULTS / "scale.json"
     # Cells are expensive: keep earlier cells and replace only those measured now.
