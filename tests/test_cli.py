@@ -84,3 +84,18 @@ def test_console_script_runs():
     out = subprocess.run([sys.executable, "-m", "bayes_scaling.cli", "--help"],
                          capture_output=True, text=True, check=True)
     assert "predict" in out.stdout and "fit" in out.stdout
+
+
+@pytest.mark.slow
+def test_fit_with_an_ess_target_stops_early_and_saves_a_fit_that_passes(capsys, tmp_path):
+    from bayes_scaling.fit import ScalingFit
+
+    out = tmp_path / "fit.nc"
+    assert main(["fit", "chinchilla", "--out", str(out), "--ess-target", "400", "--seed", "1",
+                 "--no-calibrate", "--quiet"]) == 0
+    assert "saved" in capsys.readouterr().out
+    f = ScalingFit.load(out)
+    assert f.diagnostics.passed and f.diagnostics.draws < 1000
+    assert f.meta["ess_target"] == 400
+    assert main(["fit", "chinchilla", "--out", str(out), "--ess-target", "0"]) == 2
+    assert "ess-target" in capsys.readouterr().err
