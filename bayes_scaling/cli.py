@@ -655,6 +655,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.simplefilter("ignore", ExtrapolationWarning)  # printed by the commands themselves
     warnings.simplefilter("ignore", ConvergenceWarning)
     warnings.simplefilter("ignore", FutureWarning)
+    # PyTensor's C backend only builds start points here (sampling runs in JAX): its advice to
+    # install a BLAS through conda is noise to a user of this command
+    warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
     import signal
     import threading
 
