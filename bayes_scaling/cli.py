@@ -101,12 +101,26 @@ def _floats(text: str, what: str) -> list[float]:
     return vals
 
 
+_BEST = click.option("--best-of-sweep", is_flag=True,
+                     help="Keep only the lowest-loss run per (group, N, D): a learning-rate or "
+                          "batch-size sweep reduced to its tuned run.")
+
+
 def resolve_runs(source: str, *, group_col: str | None = None, drop_highest_loss: int = 0,
-                 param_count: str | None = None, query: str | None = None):
+                 param_count: str | None = None, query: str | None = None,
+                 best_of_sweep: bool = False):
     """A runs table from a file path, or from a registry data set name (e.g. ``chinchilla``).
 
-    For a registry name, the registry's loader defaults apply unless overridden here.
+    For a registry name, the registry's loader defaults apply unless overridden here. With
+    ``best_of_sweep`` only the lowest-loss run per (group, N, D) is kept.
     """
+    table = _resolve_runs(source, group_col=group_col, drop_highest_loss=drop_highest_loss,
+                          param_count=param_count, query=query)
+    return table.best_of_sweeps() if best_of_sweep else table
+
+
+def _resolve_runs(source: str, *, group_col: str | None, drop_highest_loss: int,
+                  param_count: str | None, query: str | None):
     from bayes_scaling.data import load_runs
     from bayes_scaling.datasets import load_dataset, load_registry
 
@@ -149,6 +163,7 @@ def cli() -> None:
 @click.option("--param-count", type=click.Choice(["total", "nonembedding"]), default=None,
               help="Which parameter count is N (default: the data set's own, else total).")
 @click.option("--query", default=None, help="pandas query to select runs, e.g. 'loss < 4'.")
+@_BEST
 @click.option("--likelihood", type=click.Choice(["studentt", "normal", "auto"]), default=None,
               help="Override the spec's likelihood; auto: Normal unless outlier runs are "
                    "flagged, then Student-t.")
@@ -166,9 +181,9 @@ def cli() -> None:
 @click.option("--no-calibrate", is_flag=True, help="Skip the extrapolation discrepancy.")
 @click.option("--strict", is_flag=True, help="Exit 2 (and write nothing) if the gate fails.")
 @click.option("--quiet", "-q", is_flag=True)
-def fit_cmd(runs, model, out, group_col, drop_highest_loss, param_count, query, likelihood,
-            seed, chains, draws, tune, backend, target_accept, ess_target, no_calibrate, strict,
-            quiet):
+def fit_cmd(runs, model, out, group_col, drop_highest_loss, param_count, query, best_of_sweep,
+            likelihood, seed, chains, draws, tune, backend, target_accept, ess_target,
+            no_calibrate, strict, quiet):
     """Fit MODEL to the RUNS table (CSV/Parquet or a registry name) and save the posterior."""
     from bayes_scaling.fit import fit
     from bayes_scaling.laws import LAWS
@@ -177,6 +192,9 @@ def fit_cmd(runs, model, out, group_col, drop_highest_loss, param_count, query, 
     tell = _progress(quiet)
     _check_out_file(out)  # before sampling: a fit must not be lost to an unwritable --out
     if load_spec(model).law not in LAWS:  # a curve law: RUNS holds loss curves (dynamics)
+        if best_of_sweep:
+            raise BayesScalingError("--best-of-sweep applies to runs tables (one loss per run), "
+                                    f"not to the loss curves of model {model!r}")
         spec = load_spec(model)  # "auto" keeps the spec's own likelihood for curves
         spec = spec.with_likelihood(likelihood) if likelihood not in (None, "auto") else spec
         return _fit_curves(runs, spec, out, group_col=group_col, param_count=param_count,
@@ -184,7 +202,7 @@ def fit_cmd(runs, model, out, group_col, drop_highest_loss, param_count, query, 
                            backend=backend, target_accept=target_accept, strict=strict,
                            quiet=quiet)
     table = resolve_runs(runs, group_col=group_col, drop_highest_loss=drop_highest_loss,
-                         param_count=param_count, query=query)
+                         param_count=param_count, query=query, best_of_sweep=best_of_sweep)
     spec = load_spec(model)
     if likelihood == "auto":  # Normal unless outlier runs are flagged (diagnose.py)
         from bayes_scaling.diagnose import choose_likelihood
@@ -341,6 +359,7 @@ def demo_cmd(out, seed, quiet):
 @click.option("--param-count", type=click.Choice(["total", "nonembedding"]), default="total",
               show_default=True, help="Which parameter count is N (Kaplan used non-embedding).")
 @click.option("--query", default=None, help="pandas query to select runs.")
+@_BEST
 @click.option("--holdout-top", default=1, show_default=True, type=int,
               help="Held-out check: refit without the top K model sizes (0 skips it).")
 @click.option("--tokens-per-param", default=None, type=float,
@@ -358,7 +377,8 @@ def demo_cmd(out, seed, quiet):
 @_JSON
 @_SEED
 @click.option("--quiet", "-q", is_flag=True)
-def compare_cmd(runs, models, group_col, drop_highest_loss, param_count, query, holdout_top,
+def compare_cmd(runs, models, group_col, drop_highest_loss, param_count, query, best_of_sweep,
+                holdout_top,
                 tokens_per_param, average, n_params, n_tokens, plots_dir, chains, draws, tune,
                 backend, as_json, seed, quiet):
     """Fit several law families to RUNS and compare them (PSIS-LOO, held-out runs, exponents)."""
@@ -369,7 +389,7 @@ def compare_cmd(runs, models, group_col, drop_highest_loss, param_count, query, 
         raise BayesScalingError(f"--plots {plots_dir}: exists and is not a folder")
     tell = _progress(quiet)
     table = resolve_runs(runs, group_col=group_col, drop_highest_loss=drop_highest_loss,
-                         param_count=param_count, query=query)
+                         param_count=param_count, query=query, best_of_sweep=best_of_sweep)
     kw = {"chains": chains, "draws": draws, "tune": tune, "backend": backend}
     fits = fit_families(table, names, random_seed=seed, fit_kwargs=kw, on_progress=tell)
     result = compare(fits, holdout_top=holdout_top or None, random_seed=seed, on_progress=tell,
@@ -429,6 +449,7 @@ def report_cmd(proposal, out, seed, quiet):
 @click.option("--group-col", default=None)
 @click.option("--drop-highest-loss", default=0, type=int)
 @click.option("--param-count", type=click.Choice(["total", "nonembedding"]), default=None)
+@_BEST
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--draws", default=1000, show_default=True, type=click.IntRange(min=1))
 @click.option("--tune", default=1000, show_default=True, type=click.IntRange(min=0))
@@ -438,13 +459,13 @@ def report_cmd(proposal, out, seed, quiet):
 @_JSON
 @click.option("--quiet", "-q", is_flag=True)
 def backtest_cmd(runs, model, holdout_by, holdout_top, method, group_col, drop_highest_loss,
-                 param_count, seed, draws, tune, workers, address, as_json, quiet):
+                 param_count, best_of_sweep, seed, draws, tune, workers, address, as_json, quiet):
     """Refit without the largest runs, predict them, and score the predictive bands."""
     from bayes_scaling.backtest import backtest, calibration_table
     from bayes_scaling.parallel import run_many
 
     table = resolve_runs(runs, group_col=group_col, drop_highest_loss=drop_highest_loss,
-                         param_count=param_count)
+                         param_count=param_count, best_of_sweep=best_of_sweep)
     tops = [int(v) for v in _floats(holdout_top, "--holdout-top")]
     methods = ["bayes", "huber-bootstrap"] if method == "both" else [method]
     tasks = [{"runs": table, "model": model, "holdout_by": holdout_by, "holdout_top": k,

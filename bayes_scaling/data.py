@@ -228,6 +228,16 @@ class RunTable(FrameTable):
         """Number of runs (rows)."""
         return len(self.frame)
 
+    def best_of_sweeps(self) -> RunTable:
+        """The lowest-loss run per (group, N, D), in table order.
+
+        A learning-rate or batch-size sweep trains several runs of one size on one budget; a
+        scaling law describes the well-tuned one (Porian et al. 2024, arXiv:2406.19146, show
+        that untuned hyperparameters shift the fitted law), and the others would count as noise.
+        """
+        keep = self.frame.groupby(["group", "n_params", "n_tokens"], sort=False)["loss"].idxmin()
+        return self.subset(np.sort(keep.to_numpy()))
+
     def fingerprint(self) -> str:
         """Sha256 of the table's content, however it was loaded.
 

@@ -99,3 +99,17 @@ def test_fit_with_an_ess_target_stops_early_and_saves_a_fit_that_passes(capsys, 
     assert f.meta["ess_target"] == 400
     assert main(["fit", "chinchilla", "--out", str(out), "--ess-target", "0"]) == 2
     assert "ess-target" in capsys.readouterr().err
+
+
+def test_best_of_sweep_reduces_a_learning_rate_sweep_before_the_backtest(capsys):
+    from tests.conftest import SHARED_DATA, require_shared
+
+    require_shared(SHARED_DATA / "misfitting_openlm")
+    argv = ["backtest", "misfitting_openlm", "--method", "huber-bootstrap", "--json", "--quiet"]
+    every = run_json(capsys, argv)["backtests"][0]
+    best = run_json(capsys, [*argv, "--best-of-sweep"])["backtests"][0]
+    assert best["n_train"] + best["n_holdout"] == 75  # 75 (N, D) pairs in 223 runs
+    assert every["n_train"] + every["n_holdout"] == 223
+    assert main(["fit", "misfitting_openlm", "--model", "dynamics", "--out", "x.nc",
+                 "--best-of-sweep"]) == 2
+    assert "--best-of-sweep applies to runs tables" in capsys.readouterr().err

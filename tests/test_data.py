@@ -447,3 +447,17 @@ def test_positive_tables_load_and_one_bad_value_is_found(rows, offset, data, tmp
     message = load_error(broken)
     assert message.startswith(f"<DataFrame>: 1 bad row; row {offset + i}: {col} ")
     assert BAD_VALUES[bad] in message
+
+
+def test_best_of_sweeps_keeps_the_lowest_loss_run_per_group_size_and_budget():
+    import pandas as pd
+
+    frame = pd.DataFrame({
+        "group": ["a", "a", "a", "b", "b", "a", "a"],
+        "n_params": [1e7, 1e7, 2e7, 1e7, 1e7, 1e7, 3e7],
+        "n_tokens": [1e9, 1e9, 1e9, 1e9, 1e9, 2e9, 3e9],
+        "loss": [3.2, 3.1, 3.0, 3.5, 3.6, 2.9, 2.8]})
+    runs = load_runs(frame).best_of_sweeps()
+    assert runs.n_runs == 5
+    assert sorted(zip(runs.frame["group"], runs.loss)) == [
+        ("a", 2.8), ("a", 2.9), ("a", 3.0), ("a", 3.1), ("b", 3.5)]
