@@ -497,8 +497,9 @@ def _fit_curves(source: str, spec, out: str, *, group_col, param_count, query, s
     """``fit CURVES --model dynamics``: load loss curves (a file or a registry name), fit, save."""
     from click.core import ParameterSource
 
+    from bayes_scaling.curves import load_curves
     from bayes_scaling.datasets import fetch, load_registry
-    from bayes_scaling.dynamics import TARGET_ACCEPT, fit_dynamics, load_curves
+    from bayes_scaling.dynamics import TARGET_ACCEPT, fit_dynamics
     from bayes_scaling.report import fit_summary_text
 
     source_of = click.get_current_context().get_parameter_source("target_accept")

@@ -597,7 +597,7 @@ def _check_posterior(post: xr.Dataset, params: tuple[str, ...],
 def _table_class(ds: xr.Dataset) -> Any:
     """The class of the table stored in a fit file: ``RunTable``, or a ``CurveTable``."""
     if ds.attrs.get("table") == "curves":
-        from bayes_scaling.dynamics import CurveTable
+        from bayes_scaling.curves import CurveTable
 
         return CurveTable
     return RunTable

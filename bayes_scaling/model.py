@@ -199,7 +199,8 @@ def _dynamics_likelihood(spec: ModelSpec, curves: Any, mu: Any, curve_effects: b
     Normal: the curve offsets are integrated out exactly (:func:`_curve_marginal_logp`), so
     NUTS meets no funnel when ``sigma_curve`` is small. Student-t: explicit centred offsets.
     """
-    from bayes_scaling.dynamics import CURVE, CURVE_SD_PRIOR, OBS
+    from bayes_scaling.curves import CURVE, OBS
+    from bayes_scaling.dynamics import CURVE_SD_PRIOR
 
     sigma = _prior("sigma", spec.likelihood.sigma)
     sd = _prior("sigma_curve", CURVE_SD_PRIOR) if curve_effects else None

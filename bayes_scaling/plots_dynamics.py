@@ -16,7 +16,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
 
-from bayes_scaling.dynamics import CurveTable, critical_batch_size, predict_curve
+from bayes_scaling.curves import CurveTable
+from bayes_scaling.dynamics import critical_batch_size, predict_curve
 from bayes_scaling.fit import ScalingFit
 from bayes_scaling.summarize import band_columns
 

@@ -45,15 +45,16 @@ ALLOWED: dict[str, set[str]] = {
     "risk": SCI | {"backtest", "constants", "data", "errors", "extrapolation", "fit", "predict",
                    "proposal", "spec"},
     "report_html": SCI | {"report"},
-    "dynamics": SCI | {"constants", "data", "errors", "laws", "predict", "spec", "summarize"},
-    "plots_dynamics": SCI | {"matplotlib", "dynamics", "fit", "summarize"},
+    "curves": SCI | {"data", "errors"},
+    "dynamics": SCI | {"constants", "curves", "errors", "laws", "predict", "spec", "summarize"},
+    "plots_dynamics": SCI | {"matplotlib", "curves", "dynamics", "fit", "summarize"},
     "diagnose": SCI | {"baseline", "constants", "data", "errors", "extrapolation", "fit", "laws",
                        "predict", "spec"},
     "nextrun": SCI | {"constants", "errors", "extrapolation", "fit", "laws", "predict"},
 }
 NO_PYMC = ["predict", "allocate", "summarize", "fit", "report", "plots", "backtest", "calibrate",
-           "compare", "plots_compare", "risk", "report_html", "dynamics", "plots_dynamics",
-           "diagnose", "nextrun"]
+           "compare", "plots_compare", "risk", "report_html", "curves", "dynamics",
+           "plots_dynamics", "diagnose", "nextrun"]
 
 
 def imported(module: str) -> set[str]:

@@ -459,5 +459,5 @@ def test_best_of_sweeps_keeps_the_lowest_loss_run_per_group_size_and_budget():
         "loss": [3.2, 3.1, 3.0, 3.5, 3.6, 2.9, 2.8]})
     runs = load_runs(frame).best_of_sweeps()
     assert runs.n_runs == 5
-    assert sorted(zip(runs.frame["group"], runs.loss)) == [
+    assert sorted(zip(runs.frame["group"], runs.loss, strict=True)) == [
         ("a", 2.8), ("a", 2.9), ("a", 3.0), ("a", 3.1), ("b", 3.5)]
