@@ -45,6 +45,7 @@ ALLOWED: dict[str, set[str]] = {
     "risk": SCI | {"backtest", "constants", "data", "errors", "extrapolation", "fit", "predict",
                    "proposal", "spec"},
     "report_html": SCI | {"report"},
+    "report_figures": SCI | {"report_html"},
     "curves": SCI | {"data", "errors"},
     "dynamics": SCI | {"constants", "curves", "errors", "laws", "predict", "spec", "summarize"},
     "plots_dynamics": SCI | {"matplotlib", "curves", "dynamics", "fit", "summarize"},
@@ -53,8 +54,8 @@ ALLOWED: dict[str, set[str]] = {
     "nextrun": SCI | {"constants", "errors", "extrapolation", "fit", "laws", "predict"},
 }
 NO_PYMC = ["predict", "allocate", "summarize", "fit", "report", "plots", "backtest", "calibrate",
-           "compare", "plots_compare", "risk", "report_html", "curves", "dynamics",
-           "plots_dynamics", "diagnose", "nextrun"]
+           "compare", "plots_compare", "risk", "report_html", "report_figures", "curves",
+           "dynamics", "plots_dynamics", "diagnose", "nextrun"]
 
 
 def imported(module: str) -> set[str]:
