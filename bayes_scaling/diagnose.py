@@ -409,7 +409,8 @@ def check_cold_start(fits: Mapping[str, PointFit], runs: RunTable) -> tuple[Find
            f"{COLD_START_Z:g}): a cold start; the law's slope in N is set by sizes it does not "
            "describe -- consider dropping them" if hit else
            f"the smallest runs sit where the law of the larger ones puts them (excess "
-           f"{o['excess']:+.1%}, z = {o['z']:.1f} <= {COLD_START_Z:g})")
+           f"{o['excess']:+.1%}, z = {o['z']:.1f}; a cold start needs z > {COLD_START_Z:g} and "
+           f"an excess above {COLD_START_MIN_EXCESS:.1%})")
     return finding("cold_start", bool(hit), o["z"], COLD_START_Z,
                    f"value > threshold and excess > {COLD_START_MIN_EXCESS:g}", msg,
                    groups=res), hit
@@ -463,8 +464,10 @@ def check_bend(plain: Mapping[str, PointFit], runs: RunTable,
            f"abs residual {o['gain']:.0%} smaller): the N slope {kind} from {o['alpha']:.2f} to "
            f"{o['alpha_2']:.2f} near N = {o['n_b']:.3g}; extrapolations past it follow the new "
            "slope -- compare the 'broken' model by LOO (diagnose --full)" if hit else
-           f"no bend: a broken power law does not fit much better (T = {o['t']:.1f} <= "
-           f"{BEND_T:g} or gain {o['gain']:.0%} < {BEND_MIN_GAIN:.0%})")
+           "no bend: a broken power law does not fit much better ("
+           + (f"T = {o['t']:.1f} <= {BEND_T:g}" if o["t"] <= BEND_T else
+              f"T = {o['t']:.1f}, but the mean abs residual is only {o['gain']:.0%} smaller "
+              f"(< {BEND_MIN_GAIN:.0%})") + ")")
     return finding("bend", bool(hit), o["t"], BEND_T,
                    f"value > threshold and gain >= {BEND_MIN_GAIN:g}", msg, groups=res)
 
