@@ -49,13 +49,14 @@ ALLOWED: dict[str, set[str]] = {
     "curves": SCI | {"data", "errors"},
     "dynamics": SCI | {"constants", "curves", "errors", "laws", "predict", "spec", "summarize"},
     "plots_dynamics": SCI | {"matplotlib", "curves", "dynamics", "fit", "summarize"},
-    "diagnose": SCI | {"baseline", "constants", "data", "errors", "extrapolation", "fit", "laws",
+    "patterns": SCI | {"baseline", "data", "errors", "extrapolation", "laws"},
+    "diagnose": SCI | {"constants", "data", "errors", "extrapolation", "fit", "laws", "patterns",
                        "predict", "spec"},
     "nextrun": SCI | {"constants", "errors", "extrapolation", "fit", "laws", "predict"},
 }
 NO_PYMC = ["predict", "allocate", "summarize", "fit", "report", "plots", "backtest", "calibrate",
            "compare", "plots_compare", "risk", "report_html", "report_figures", "curves",
-           "dynamics", "plots_dynamics", "diagnose", "nextrun"]
+           "dynamics", "plots_dynamics", "patterns", "diagnose", "nextrun"]
 
 
 def imported(module: str) -> set[str]:
