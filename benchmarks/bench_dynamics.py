@@ -267,8 +267,11 @@ def markdown(res: dict[str, Any]) -> str:
     lines += ["", "With one batch size the constants of B_crit(L) are barely identified "
               "(their posterior is mostly prior), and their uncertainty is most of the law "
               "band at the held-out size: the 90% band is wider than the error needs "
-              "(coverage above the 80-98% target, i.e. conservative), and one held-out curve "
-              "is nearly one Bernoulli trial for coverage.", "",
+              "(coverage above the 80-98% target, i.e. conservative). One held-out curve is "
+              "nearly one Bernoulli trial for coverage, but the rolling origin (1b) shows the "
+              "tails are too wide in general: the mixture over the whole-curve offset sd "
+              "(sigma_curve, learned from 5-8 curves) and over B* makes the predictive "
+              "heavy-tailed.", "",
               "Not rerun here (measured once while developing, 2 cores): training on *every* "
               "run at each size's best learning rate (45 curves of 6 schedule lengths; the "
               "learning rate decays to 0.1x by each run's end) fails the convergence gate "
