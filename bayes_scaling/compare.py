@@ -248,6 +248,8 @@ def loo_table(loos: Mapping[str, Any]) -> pd.DataFrame:
                               "weight": 1.0, "p_loo": float(e["p_loo"])}])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
+        # ArviZ 0.2x's own use of pandas, deprecated in pandas 3; not ours to fix
+        warnings.simplefilter("ignore", getattr(pd.errors, "Pandas4Warning", FutureWarning))
         cmp = az.compare(dict(loos), ic="loo", method="stacking", scale="log")
     cmp = cmp.rename_axis("model").reset_index()
     return cmp[["model", "elpd_loo", "se", "elpd_diff", "dse", "weight", "p_loo"]].astype(
