@@ -31,7 +31,6 @@ Sources
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -59,7 +58,7 @@ from bayes_scaling.errors import BayesScalingError, QueryError
 from bayes_scaling.fit import ScalingFit, fit
 from bayes_scaling.predict import SeedLike, flat, group_theta, predict_loss, resolve_group
 from bayes_scaling.spec import load_spec
-from bayes_scaling.summarize import QueryResult, check_probs, interval_table
+from bayes_scaling.summarize import QueryResult, check_probs, interval_table, jsonable
 
 ProgressFn = Callable[[str], None]
 
@@ -151,21 +150,9 @@ class CompareResult:
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready form: table records, divergence, notes, published exponents, meta."""
-        return _jsonable({"table": self.table.to_dict(orient="records"),
+        return jsonable({"table": self.table.to_dict(orient="records"),
                           "diverge": self.diverge, "notes": list(self.notes),
                           "published_exponents": PUBLISHED_EXPONENTS, **dict(self.meta)})
-
-
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, Mapping):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, list | tuple):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, float) and not math.isfinite(v):
-        return None if math.isnan(v) else ("inf" if v > 0 else "-inf")
-    return v
 
 
 # ------------------------------------------------------------------------------ fitting

@@ -10,7 +10,6 @@ The laws fitted to these tables are in :mod:`bayes_scaling.dynamics`.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Mapping
@@ -22,7 +21,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from bayes_scaling.data import FrameTable, _normalize, first_seen
+from bayes_scaling.data import FrameTable, _normalize
 from bayes_scaling.errors import DataError
 
 #: Dimension of a curve table (one entry per evaluated checkpoint) and of the curves themselves.
@@ -108,15 +107,10 @@ class CurveTable(FrameTable):
     log_b = property(lambda self: np.log(self.b), doc="log B.")
     log_loss = property(lambda self: np.log(self.loss), doc="log loss.")
 
-    @property
-    def curve_ids(self) -> tuple[str, ...]:
-        """Distinct curves, in order of first appearance."""
-        return first_seen(self.frame["run_id"])[0]
-
-    @property
-    def curve_index(self) -> np.ndarray:
-        """Position of each point's curve in :attr:`curve_ids` (int64)."""
-        return first_seen(self.frame["run_id"])[1]
+    curve_ids = property(lambda self: self._levels("run_id")[0],
+                         doc="Distinct curves, in order of first appearance.")
+    curve_index = property(lambda self: self._levels("run_id")[1],
+                           doc="Position of each point's curve in :attr:`curve_ids` (int64).")
 
     n_points = property(lambda self: len(self.frame), doc="Number of checkpoints (rows).")
     n_curves = property(lambda self: len(self.curve_ids), doc="Number of curves.")
@@ -137,24 +131,13 @@ class CurveTable(FrameTable):
         cols = [c for c in CURVE_COLUMNS if c in self.frame.columns]
         head = {"format": "bayes_scaling.curves/1", "param_count": self.param_count,
                 "n_points": self.n_points, "columns": cols, "rule": dict(self.rule)}
-        digest = hashlib.sha256(json.dumps(head, sort_keys=True, default=str).encode())
-        for col in cols:
-            if col in _STRING_COLUMNS:
-                values = [str(v) for v in self.frame[col]]
-                digest.update(json.dumps(values, ensure_ascii=False).encode("utf-8"))
-            else:
-                x = self._floats(col)
-                x[np.isnan(x)] = np.nan
-                digest.update(x.astype("<f8").tobytes())
-        return digest.hexdigest()
+        return self._digest(json.dumps(head, sort_keys=True, default=str).encode(), cols,
+                            _STRING_COLUMNS)
 
     def to_xarray(self) -> xr.Dataset:
         """The table along dim ``obs`` (netCDF-safe); attrs ``table="curves"``, the rule, hash."""
-        data_vars = {}
-        for col in self.frame.columns:
-            values = (np.array([str(v) for v in self.frame[col]], dtype=str)
-                      if col in _STRING_COLUMNS else self._floats(col))
-            data_vars[col] = (OBS, values)
+        data_vars = {col: (OBS, self._column_array(col, _STRING_COLUMNS))
+                     for col in self.frame.columns}
         attrs = {"table": "curves", "source": self.source, "param_count": self.param_count,
                  "rule_json": json.dumps(dict(self.rule), sort_keys=True),
                  "fingerprint": self.fingerprint()}
@@ -178,16 +161,8 @@ class CurveTable(FrameTable):
 
     def subset(self, mask_or_index: Any) -> CurveTable:
         """Keep some points: a boolean mask over points, or integer positions."""
-        sel = np.asarray(mask_or_index)
-        if sel.dtype == bool:
-            if sel.shape != (self.n_points,):
-                raise DataError(f"{self.source}: mask of shape {sel.shape} for "
-                                f"{self.n_points} points")
-            sel = np.flatnonzero(sel)
-        if sel.size == 0:
-            raise DataError(f"{self.source}: subset selects no points")
-        frame = self.frame.iloc[sel.astype(np.int64)].reset_index(drop=True)
-        return CurveTable(frame, self.source, self.param_count, self.rule)
+        return CurveTable(self._selected(mask_or_index, "points"), self.source,
+                          self.param_count, self.rule)
 
     def range_summary(self) -> dict[str, float | int]:
         """Span of the curves: ``n_min, n_max, s_min, s_max, b_min, b_max, loss_min, loss_max``,

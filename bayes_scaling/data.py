@@ -133,15 +133,58 @@ class FrameTable:
     def _floats(self, column: str) -> np.ndarray:
         return self.frame[column].to_numpy(dtype=np.float64, copy=True)
 
+    def _selected(self, mask_or_index: Any, noun: str) -> pd.DataFrame:
+        """The rows a boolean mask or integer positions select, re-indexed ``0 .. k-1``;
+        DataError naming ``noun`` (runs, points) for a wrong mask, no rows or a bad position."""
+        n = len(self.frame)
+        sel = np.asarray(mask_or_index)
+        if sel.dtype == bool:
+            if sel.shape != (n,):
+                raise DataError(f"{self.source}: mask of shape {sel.shape} for {n} {noun}")
+            sel = np.flatnonzero(sel)
+        elif sel.size and not np.issubdtype(sel.dtype, np.integer):
+            raise DataError(f"{self.source}: subset takes a boolean mask or integer positions, "
+                            f"not {sel.dtype}")
+        sel = sel.astype(np.int64).ravel()
+        if sel.size == 0:
+            raise DataError(f"{self.source}: subset selects no {noun}")
+        if sel.min() < -n or sel.max() >= n:
+            raise DataError(f"{self.source}: subset position out of range for {n} {noun}")
+        return self.frame.iloc[sel].reset_index(drop=True)
+
+    def _column_array(self, column: str, strings: Sequence[str]) -> np.ndarray:
+        """A column as a netCDF-safe array: ``str`` for the text columns, float64 otherwise."""
+        if column in strings:
+            return np.array([str(v) for v in self.frame[column]], dtype=str)
+        return self._floats(column)
+
+    def _digest(self, head: bytes, columns: Sequence[str], strings: Sequence[str]) -> str:
+        """Sha256 of ``head`` then each column: text as JSON, numbers as little-endian float64
+        (every NaN with one bit pattern). The content hash of both table kinds."""
+        digest = hashlib.sha256(head)
+        for col in columns:
+            if col in strings:
+                values = [str(v) for v in self.frame[col]]
+                digest.update(json.dumps(values, ensure_ascii=False).encode("utf-8"))
+            else:
+                x = self._floats(col)
+                x[np.isnan(x)] = np.nan
+                digest.update(x.astype("<f8").tobytes())
+        return digest.hexdigest()
+
+    def _levels(self, column: str) -> tuple[tuple[str, ...], np.ndarray]:
+        """:func:`first_seen` of ``column``: its distinct values and each row's position."""
+        return first_seen(self.frame[column])
+
     @property
     def group_names(self) -> tuple[str, ...]:
         """Distinct groups (data distributions), in order of first appearance."""
-        return first_seen(self.frame["group"])[0]
+        return self._levels("group")[0]
 
     @property
     def group_index(self) -> np.ndarray:
         """Position of each row's group in :attr:`group_names` (int64)."""
-        return first_seen(self.frame["group"])[1]
+        return self._levels("group")[1]
 
     @property
     def run_ids(self) -> tuple[str, ...]:
@@ -252,16 +295,7 @@ class RunTable(FrameTable):
         cols = [c for c in CANONICAL_COLUMNS if c in self.frame.columns]
         head = {"format": "bayes_scaling.runs/1", "param_count": self.param_count,
                 "n_runs": self.n_runs, "columns": cols}
-        digest = hashlib.sha256(json.dumps(head, sort_keys=True).encode())
-        for col in cols:
-            if col in _STRINGS:
-                values = [str(v) for v in self.frame[col]]
-                digest.update(json.dumps(values, ensure_ascii=False).encode("utf-8"))
-            else:
-                x = self._floats(col)
-                x[np.isnan(x)] = np.nan  # one bit pattern for every NaN
-                digest.update(x.astype("<f8").tobytes())
-        return digest.hexdigest()
+        return self._digest(json.dumps(head, sort_keys=True).encode(), cols, _STRINGS)
 
     def to_xarray(self) -> xr.Dataset:
         """Return the table as an xarray Dataset along dim ``run`` (netCDF-safe).
@@ -274,13 +308,8 @@ class RunTable(FrameTable):
         """
         data_vars = {}
         for col in self.frame.columns:
-            if col == "run_id":
-                continue
-            if col in _STRINGS:
-                values = np.array([str(v) for v in self.frame[col]], dtype=str)
-            else:
-                values = self._floats(col)
-            data_vars[col] = (RUN, values)
+            if col != "run_id":
+                data_vars[col] = (RUN, self._column_array(col, _STRINGS))
         coords = {RUN: np.array(self.run_ids, dtype=str)}
         attrs = {"source": self.source, "param_count": self.param_count,
                  "fingerprint": self.fingerprint()}
@@ -335,23 +364,7 @@ class RunTable(FrameTable):
         RunTable
             Re-indexed ``0 .. k-1``; same :attr:`source` and :attr:`param_count`.
         """
-        sel = np.asarray(mask_or_index)
-        if sel.dtype == bool:
-            if sel.shape != (self.n_runs,):
-                raise DataError(f"{self.source}: mask of shape {sel.shape} for "
-                                f"{self.n_runs} runs")
-            sel = np.flatnonzero(sel)
-        elif sel.size and not np.issubdtype(sel.dtype, np.integer):
-            raise DataError(f"{self.source}: subset takes a boolean mask or integer positions, "
-                            f"not {sel.dtype}")
-        sel = sel.astype(np.int64).ravel()
-        if sel.size == 0:
-            raise DataError(f"{self.source}: subset selects no runs")
-        if sel.min() < -self.n_runs or sel.max() >= self.n_runs:
-            raise DataError(f"{self.source}: subset position out of range for "
-                            f"{self.n_runs} runs")
-        frame = self.frame.iloc[sel].reset_index(drop=True)
-        return RunTable(frame, self.source, self.param_count)
+        return RunTable(self._selected(mask_or_index, "runs"), self.source, self.param_count)
 
     def with_param_count(self, param_count: str) -> RunTable:
         """Return the same runs with N counted another way.

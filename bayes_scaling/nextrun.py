@@ -41,6 +41,7 @@ from bayes_scaling.extrapolation import DISCREPANCY_RAMP_DECADES, Box, decades_o
 from bayes_scaling.fit import ScalingFit
 from bayes_scaling.laws import Law
 from bayes_scaling.predict import fit_box, flat, group_theta, resolve_group
+from bayes_scaling.summarize import jsonable
 
 SeedLike = int | np.random.Generator | None
 
@@ -536,19 +537,7 @@ def table_text(table: pd.DataFrame, top: int = 10) -> str:
 
 def ranking_json(table: pd.DataFrame) -> dict[str, Any]:
     """JSON-ready form of a ranking: ``settings`` (its attrs) and ``records`` (rows)."""
-
-    def clean(v: Any) -> Any:
-        if isinstance(v, Mapping):
-            return {str(k): clean(x) for k, x in v.items()}
-        if isinstance(v, list | tuple | np.ndarray):
-            return [clean(x) for x in v]
-        if isinstance(v, np.generic):
-            v = v.item()
-        if isinstance(v, float) and not np.isfinite(v):
-            return None if np.isnan(v) else ("inf" if v > 0 else "-inf")
-        return v
-
-    return clean({"settings": dict(table.attrs), "records": table.to_dict("records")})
+    return jsonable({"settings": dict(table.attrs), "records": table.to_dict("records")})
 
 
 #: Candidate runs of the risk report cost at most this fraction of the planned run's FLOPs.

@@ -58,6 +58,7 @@ from bayes_scaling.data import RunTable
 from bayes_scaling.errors import BayesScalingError, QueryError
 from bayes_scaling.extrapolation import levels
 from bayes_scaling.laws import LAWS, Law
+from bayes_scaling.summarize import jsonable
 
 ProgressFn = Callable[[str], None]
 
@@ -141,7 +142,7 @@ class DiagnosisResult:
     def to_json(self) -> dict[str, Any]:
         """JSON-ready form (NaN as ``None``, inf as ``"inf"``)."""
         cols = [c for c in self.runs.columns if c != "group_index"]
-        return _jsonable({"findings": self.findings, "meta": dict(self.meta),
+        return jsonable({"findings": self.findings, "meta": dict(self.meta),
                           "flagged_runs": self.runs.loc[self.runs["flagged"], cols]
                           .to_dict("records")})
 
@@ -149,18 +150,6 @@ class DiagnosisResult:
         """One line per finding, warnings first: ``WARNING code: message``."""
         order = sorted(self.findings, key=lambda f: f["severity"] != "warning")
         return "\n".join(f"{f['severity'].upper():7} {f['code']}: {f['message']}" for f in order)
-
-
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, Mapping):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, list | tuple | np.ndarray):
-        return [_jsonable(x) for x in (v.tolist() if isinstance(v, np.ndarray) else v)]
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, float) and not math.isfinite(v):
-        return None if math.isnan(v) else ("inf" if v > 0 else "-inf")
-    return v
 
 
 def finding(code: str, flagged: bool, value: Any, threshold: Any, rule: str, message: str,

@@ -512,11 +512,20 @@ def _diverge_para(dv: Mapping[str, Any]) -> Block:
               "); the plan is at ", Num(("plan", "flops"), "flops"), " FLOP.")
 
 
+def _optional(risk: Mapping[str, Any], key: str, title: str) -> tuple[dict, list[Block], bool]:
+    """An optional section's dict, its heading and whether it was included (if not, the
+    heading is followed by the reason)."""
+    sec = risk.get(key) or {}
+    out = [_h2(title)]
+    if not sec.get("included"):
+        out.append(_p(f"Not included: {sec.get('reason', 'not run')}."))
+    return sec, out, bool(sec.get("included"))
+
+
 def _sec_dynamics(risk: Mapping[str, Any]) -> list[Block]:
-    dyn = risk["dynamics"]
-    out = [_h2("Training dynamics")]
-    if not dyn.get("included"):
-        return [*out, _p(f"Not included: {dyn['reason']}.")]
+    dyn, out, included = _optional(risk, "dynamics", "Training dynamics")
+    if not included:
+        return out
     b = ("dynamics",)
     fl = (*b, "final_loss")
     out.append(_p(f"The curve law L(N, S, B) ({dyn['model']}; Kaplan et al. 2020 §5, Su et al. "
@@ -550,10 +559,9 @@ def _sec_dynamics(risk: Mapping[str, Any]) -> list[Block]:
 
 
 def _sec_patterns(risk: Mapping[str, Any]) -> list[Block]:
-    pat = risk.get("patterns") or {}
-    out = [_h2("Scaling-pattern checks")]
-    if not pat.get("included"):
-        return [*out, _p(f"Not included: {pat.get('reason', 'not run')}.")]
+    pat, out, included = _optional(risk, "patterns", "Scaling-pattern checks")
+    if not included:
+        return out
     out.append(_p(f"Checks of the runs against the fitted law ({pat['model']}): cold starts, a "
                   "bend or plateau at the largest sizes, outliers, too few sizes, groups whose "
                   "slopes differ (bayes_scaling.diagnose). A warning says the law may not "
@@ -565,10 +573,9 @@ def _sec_patterns(risk: Mapping[str, Any]) -> list[Block]:
 
 
 def _sec_next_run(risk: Mapping[str, Any]) -> list[Block]:
-    nr = risk.get("next_run") or {}
-    out = [_h2("The most informative next run")]
-    if not nr.get("included"):
-        return [*out, _p(f"Not included: {nr.get('reason', 'not run')}.")]
+    nr, out, included = _optional(risk, "next_run", "The most informative next run")
+    if not included:
+        return out
     st = ("next_run", "settings")
     out.append(_p("Candidate small runs, ranked by how much each would narrow the plan's 90% "
                   "predictive band per FLOP spent (simulated outcomes refitted by importance "

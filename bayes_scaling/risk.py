@@ -53,6 +53,7 @@ from bayes_scaling.predict import (
 )
 from bayes_scaling.proposal import Proposal
 from bayes_scaling.spec import ModelSpec, load_spec
+from bayes_scaling.summarize import jsonable
 
 ProgressFn = Callable[[str], None]
 #: Probabilities of the bands the report shows.
@@ -70,21 +71,6 @@ CURVE_POINTS = 60
 
 
 # ------------------------------------------------------------------------------ small helpers
-def jsonable(v: Any) -> Any:
-    """Plain JSON types: numpy scalars unwrapped, ``inf`` as ``"inf"``, NaN as ``None``."""
-    if isinstance(v, Mapping):
-        return {str(k): jsonable(x) for k, x in v.items()}
-    if isinstance(v, list | tuple | np.ndarray):
-        return [jsonable(x) for x in (v.tolist() if isinstance(v, np.ndarray) else v)]
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, float) and not np.isfinite(v):
-        return None if np.isnan(v) else ("inf" if v > 0 else "-inf")
-    if isinstance(v, Path):
-        return str(v)
-    return v
-
-
 def _band(row: Mapping[str, Any]) -> dict[str, Any]:
     """Median, mean and the 50%/90% bounds of one summary row."""
     keys = ("median", "mean", "lo_50", "hi_50", "lo_90", "hi_90")

@@ -7,8 +7,9 @@ quantile of the draws, so "90% of outcomes fall inside" is exactly what a backte
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import PurePath
 from typing import Any, Literal
 
 import numpy as np
@@ -103,12 +104,20 @@ class QueryResult:
     def to_records(self) -> list[dict[str, Any]]:
         """JSON-ready records of the summary (``inf`` written as the string ``"inf"``)."""
         recs = self.summary.to_dict(orient="records")
-        return [{k: _jsonable(v) for k, v in r.items()} for r in recs]
+        return [{k: jsonable(v) for k, v in r.items()} for r in recs]
 
 
-def _jsonable(v: Any) -> Any:
+def jsonable(v: Any) -> Any:
+    """Plain JSON types, recursively: numpy scalars and arrays unwrapped, paths as strings,
+    ``inf`` as ``"inf"`` and NaN as ``None`` (JSON has neither). Every ``to_json`` uses it."""
+    if isinstance(v, Mapping):
+        return {str(k): jsonable(x) for k, x in v.items()}
+    if isinstance(v, list | tuple | np.ndarray):
+        return [jsonable(x) for x in (v.tolist() if isinstance(v, np.ndarray) else v)]
     if isinstance(v, np.generic):
         v = v.item()
     if isinstance(v, float) and not np.isfinite(v):
-        return "inf" if v > 0 else ("-inf" if v < 0 else None)
+        return None if np.isnan(v) else ("inf" if v > 0 else "-inf")
+    if isinstance(v, PurePath):
+        return str(v)
     return v

@@ -246,7 +246,7 @@ def test_ctrl_c_during_sampling_stops_cleanly(tmp_path):
     argv = [str(exe)] if exe.exists() else [sys.executable, "-m", "bayes_scaling.cli"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([*argv, "fit", "chinchilla", "--out", str(out), "--chains", "2",
-                             "--draws", "1500", "--tune", "1500", "--no-calibrate"],
+                             "--draws", "20000", "--tune", "20000", "--no-calibrate"],
                             stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                             cwd=tmp_path, env=env)
     seen = []
@@ -254,7 +254,8 @@ def test_ctrl_c_during_sampling_stops_cleanly(tmp_path):
         seen.append(line)
         if "sampling:" in line:
             break
-    time.sleep(2.0)
+    time.sleep(2.0)  # 2 chains x 40,000 steps: still sampling (or compiling) by now
+    assert proc.poll() is None, "the fit ended before it could be interrupted"
     proc.send_signal(signal.SIGINT)
     _, rest_err = proc.communicate(timeout=300)
     err = "".join(seen) + rest_err
