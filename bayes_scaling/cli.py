@@ -497,7 +497,7 @@ def _fit_curves(source: str, spec, out: str, *, group_col, param_count, query, s
     """``fit CURVES --model dynamics``: load loss curves (a file or a registry name), fit, save."""
     from click.core import ParameterSource
 
-    from bayes_scaling.curves import load_curves
+    from bayes_scaling.curves import load_curves, schedule_note
     from bayes_scaling.datasets import fetch, load_registry
     from bayes_scaling.dynamics import TARGET_ACCEPT, fit_dynamics
     from bayes_scaling.report import fit_summary_text
@@ -512,6 +512,8 @@ def _fit_curves(source: str, spec, out: str, *, group_col, param_count, query, s
     tell = _progress(quiet)
     tell(f"{curves.n_points} checkpoints of {curves.n_curves} curves after the warm-up rule and "
          f"thinning ({curves.rule})")
+    if note := schedule_note(curves):
+        click.echo(f"warning: {note}", err=True)
     result = fit_dynamics(spec, curves, chains=chains, draws=draws, tune=tune, backend=backend,
                           target_accept=target_accept, random_seed=seed,
                           on_bad="raise" if strict else "warn",
@@ -672,10 +674,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: returns the exit status (tests call ``main([...])``)."""
     import warnings
 
-    from bayes_scaling.errors import ConvergenceWarning, ExtrapolationWarning
+    from bayes_scaling.errors import ConvergenceWarning, DataWarning, ExtrapolationWarning
 
     warnings.simplefilter("ignore", ExtrapolationWarning)  # printed by the commands themselves
     warnings.simplefilter("ignore", ConvergenceWarning)
+    warnings.simplefilter("ignore", DataWarning)  # printed by the commands themselves
     warnings.simplefilter("ignore", FutureWarning)
     # PyTensor's C backend only builds start points here (sampling runs in JAX): its advice to
     # install a BLAS through conda is noise to a user of this command

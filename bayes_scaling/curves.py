@@ -12,17 +12,18 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
-from bayes_scaling.data import FrameTable, _normalize
-from bayes_scaling.errors import DataError
+from bayes_scaling.data import FrameTable
+from bayes_scaling.errors import DataError, DataWarning
+from bayes_scaling.readers import _bad_rows_message, _normalize, _read_source
 
 #: Dimension of a curve table (one entry per evaluated checkpoint) and of the curves themselves.
 OBS, CURVE = "obs", "curve"
@@ -41,7 +42,8 @@ MAX_POINTS_PER_CURVE = 30
 MAX_POINTS = 3000
 
 CURVE_REQUIRED: tuple[str, ...] = ("run_id", "n_params", "steps", "batch_size_tokens", "loss")
-CURVE_OPTIONAL: tuple[str, ...] = ("learning_rate", "context_length", "n_params_nonembedding")
+CURVE_OPTIONAL: tuple[str, ...] = ("learning_rate", "context_length", "n_params_nonembedding",
+                                   "total_steps")
 #: Columns of a :class:`CurveTable` frame, in order.
 CURVE_COLUMNS: tuple[str, ...] = ("run_id", "group", *CURVE_REQUIRED[1:], *CURVE_OPTIONAL)
 CURVE_ALIASES: dict[str, tuple[str, ...]] = {
@@ -53,11 +55,11 @@ CURVE_ALIASES: dict[str, tuple[str, ...]] = {
     "loss": ("l", "eval_loss", "val_loss"),
     "learning_rate": ("lr", "peak_lr"),
     "context_length": ("seq_len", "sequence_length"),
+    "total_steps": ("schedule_steps", "max_steps", "train_steps"),
     "n_params_nonembedding": ("n_no_emb", "n_nonembedding", "nonembedding_params",
                               "non_embedding_params"),
 }
 _STRING_COLUMNS = ("run_id", "group")
-_MAX_REPORTED = 10
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -204,33 +206,17 @@ def warmup_mask(frame: pd.DataFrame, warmup_fraction: float, min_steps: float) -
     return (steps >= warmup_fraction * last) & (steps >= min_steps)
 
 
-def _read_curve_source(source: Any) -> tuple[pd.DataFrame, list[str], str]:
-    """A copy of the raw table, a label per row (``line k`` / ``row k``) and the source name."""
-    if isinstance(source, pd.DataFrame):
-        raw = source.reset_index(drop=True)
-        return raw, [f"row {i}" for i in source.index], "<DataFrame>"
-    if not isinstance(source, str | os.PathLike):
-        raise TypeError(f"source must be a path or a DataFrame, not {type(source).__name__}")
-    path, name = Path(source), str(source)
-    suffix = path.suffix.lower()
-    if not path.is_file():
-        raise DataError(f"{name}: file not found")
-    try:
-        if suffix in (".parquet", ".pq"):
-            raw = pd.read_parquet(path)
-        elif suffix in (".csv", ".tsv"):
-            raw = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",",
-                              dtype={"run": str, "run_id": str, "group": str})
-        else:
-            raise DataError(f"{name}: unsupported file type {suffix or '(none)'!r}; use .csv, "
-                            ".tsv, .parquet or .pq")
-    except (OSError, ValueError, pd.errors.ParserError) as exc:
-        raise DataError(f"{name}: cannot read: {' '.join(str(exc).split())}") from exc
-    if raw.empty:
-        raise DataError(f"{name}: no rows")
-    offset = 0 if suffix in (".parquet", ".pq") else 2
-    word = "row" if offset == 0 else "line"
-    return raw.reset_index(drop=True), [f"{word} {i + offset}" for i in range(len(raw))], name
+def _read_curve_source(source: Any, group_col: str | None
+                       ) -> tuple[pd.DataFrame, list[str], str]:
+    """A copy of the raw table, a label per position (``line k`` / ``row k``) and its name.
+
+    The runs tables' reader (:func:`bayes_scaling.readers._read_source`: encodings, separators,
+    quoting and blank lines are checked the same way); run ids and groups are read as text.
+    """
+    text_columns = {c: CURVE_ALIASES[c] for c in ("run_id", "group")}
+    raw, labels, name = _read_source(source, group_col, text_columns)
+    labels = [labels[i] for i in raw.index]  # positions from here on (blank lines dropped)
+    return raw.reset_index(drop=True), labels, name
 
 
 def _map_curve_columns(raw: pd.DataFrame, name: str, group_col: str | None) -> pd.DataFrame:
@@ -287,14 +273,9 @@ def _parse_curve_rows(work: pd.DataFrame, labels: list[str], name: str) -> pd.Da
     return work
 
 
-def _raise_if_bad(problems: Mapping[int, list[str]], labels: list[str], name: str) -> None:
-    if not problems:
-        return
-    pos = sorted(problems)
-    shown = "; ".join(f"{labels[p]}: {', '.join(problems[p])}" for p in pos[:_MAX_REPORTED])
-    more = f" (and {len(pos) - _MAX_REPORTED} more)" if len(pos) > _MAX_REPORTED else ""
-    raise DataError(" ".join(f"{name}: {len(pos)} bad row{'s' * (len(pos) > 1)}; {shown}{more}"
-                             .split()))
+def _raise_if_bad(problems: dict[int, list[str]], labels: list[str], name: str) -> None:
+    if problems:
+        raise DataError(_bad_rows_message(name, problems, labels))
 
 
 def _check_curves(work: pd.DataFrame, labels: list[str], name: str) -> None:
@@ -304,9 +285,12 @@ def _check_curves(work: pd.DataFrame, labels: list[str], name: str) -> None:
         rows = np.asarray(rows)
         part = work.loc[rows]
         for col, what in (("n_params", "model size"), ("batch_size_tokens", "batch size"),
-                          ("group", "group")):
+                          ("group", "group"), ("total_steps", "schedule length")):
+            if col not in part.columns:
+                continue
+            values = part[col].fillna(-1.0) if col == "total_steps" else part[col]
             first = part[col].iloc[0]
-            for pos in rows[(part[col] != first).to_numpy()]:
+            for pos in rows[(values != values.iloc[0]).to_numpy()]:
                 problems.setdefault(int(pos), []).append(
                     f"run {run!r} changes {what} ({first} at {labels[rows[0]]}); one {what} "
                     "per run")
@@ -332,8 +316,10 @@ def load_curves(
 
     One row per (run, evaluation step): ``run_id`` (or ``run``: names the curve), ``n_params``,
     ``steps``, ``batch_size_tokens``, ``loss`` (nats/token); optional ``group``,
-    ``learning_rate``, ``context_length``, ``n_params_nonembedding``. A table of final losses
-    (one row per run) is a table of one-point curves.
+    ``learning_rate``, ``context_length``, ``n_params_nonembedding`` and ``total_steps`` (the
+    length of the run's learning-rate schedule; curves from several schedule lengths raise a
+    :class:`~bayes_scaling.errors.DataWarning`, see :func:`schedule_note`). A table of final
+    losses (one row per run) is a table of one-point curves.
 
     Parameters
     ----------
@@ -371,10 +357,10 @@ def load_curves(
         raise DataError(f"load_curves: unknown param_count {param_count!r}")
     if not 0.0 <= float(warmup_fraction) < 1.0 or float(min_steps) < 0:
         raise DataError("load_curves: warmup_fraction must be in [0, 1) and min_steps >= 0")
-    raw, labels, name = _read_curve_source(source)
+    raw, labels, name = _read_curve_source(source, group_col)
     work = _map_curve_columns(raw, name, group_col)
     if query is not None:
-        from bayes_scaling.data import check_query
+        from bayes_scaling.readers import check_query
 
         check_query(query, name)  # comparisons and arithmetic only: nothing executes
         try:
@@ -397,7 +383,34 @@ def load_curves(
     rule = {"warmup_fraction": float(warmup_fraction), "min_steps": float(min_steps),
             "max_points_per_curve": max_points_per_curve, "max_points": max_points,
             "n_points_read": len(work)}
-    return _apply_rule(work, name, param_count, rule)
+    table = _apply_rule(work, name, param_count, rule)
+    note = schedule_note(table)
+    if note:
+        warnings.warn(note, DataWarning, stacklevel=2)
+    return table
+
+
+def schedule_note(curves: CurveTable) -> str | None:
+    """A warning when the curves' schedules (``total_steps``) differ, else ``None``.
+
+    The law ``L(N, S, B)`` has no learning-rate-schedule term: a checkpoint partway through a
+    decaying schedule sits above the end of a shorter run at the same step. With several
+    schedule lengths the whole-curve offsets (``sigma_curve``) absorb the difference, and every
+    predictive band widens by it. Measured on misfitting_openlm (one run per size, schedules of
+    4,000-16,000 steps): the in-sample curve offsets ranged from -1.8% to +1.5% and followed
+    the schedule length (benchmarks/results/dynamics.md).
+    """
+    if "total_steps" not in curves.frame.columns:
+        return None
+    per = curves.frame.groupby("run_id", sort=False).agg(total=("total_steps", "first"),
+                                                        k=("steps", "size"))
+    lengths = np.unique(per.loc[per["k"] >= 3, "total"].dropna())
+    if lengths.size < 2:
+        return None
+    return (f"{curves.source}: the curves come from {lengths.size} schedule lengths "
+            f"({lengths.min():g}-{lengths.max():g} total steps); the law has no learning-rate-"
+            "schedule term, so the whole-curve offsets absorb the difference and the bands "
+            "widen (fit one schedule length, e.g. --query 'total_steps == ...', to avoid it)")
 
 
 def _per_curve_limit(sizes: np.ndarray, per_curve: int | None, total: int | None) -> int:

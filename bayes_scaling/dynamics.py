@@ -58,6 +58,7 @@ from bayes_scaling.curves import (  # noqa: F401
     WARMUP_FRACTION,
     CurveTable,
     load_curves,
+    schedule_note,
     thin_indices,
 )
 from bayes_scaling.errors import ExtrapolationWarning, QueryError
@@ -350,6 +351,9 @@ def input_centre(curves: CurveTable) -> dict[str, float]:
 #: NUTS target acceptance of curve fits: with one batch size, B_crit's constants are barely
 #: identified and a few divergences appear at 0.9 on real ladders (benchmarks/bench_dynamics.py).
 TARGET_ACCEPT = 0.95
+#: target_accept of the automatic retry after a failed gate: synthetic one-batch-size ladders
+#: (benchmarks/bench_dynamics.py, section 3b) leave 1-4 divergences at 0.95 and none at 0.99.
+RETRY_TARGET_ACCEPT = 0.99
 #: Random starts (drawn from the priors, besides the prior medians) of :func:`point_fit`.
 POINT_FIT_STARTS = 12
 #: Spread of the chains' start points around the point fit (in prior sds; exponents: relative).
@@ -453,6 +457,7 @@ def fit_dynamics(
     target_accept: float = TARGET_ACCEPT,
     random_seed: int | np.random.Generator | None = None,
     on_bad: str = "warn",
+    retries: int = 1,
     curve_effects: bool | None = None,
     progress: bool = False,
     on_progress: Any = None,
@@ -462,7 +467,10 @@ def fit_dynamics(
     ``curve_effects`` (default: when some curve has at least 3 checkpoints) gives each curve an
     offset on log loss, so the predictive band of a new curve includes a whole-curve shift, not
     only point noise. Chains start near a multi-start least-squares fit (:func:`start_points`;
-    numpyro backend) and sample with a dense mass matrix. Returns a
+    numpyro backend) and sample with a dense mass matrix. A fit that fails the convergence gate
+    is resampled up to ``retries`` times with ``target_accept`` :data:`RETRY_TARGET_ACCEPT` and
+    twice the warm-up (with one batch size a few divergences are common at 0.95), keeping the
+    last verdict. Returns a
     :class:`~bayes_scaling.fit.ScalingFit` (its ``runs`` is the :class:`CurveTable`); the
     convergence gate runs as in :func:`bayes_scaling.fit.fit`.
     """
@@ -471,9 +479,9 @@ def fit_dynamics(
     import arviz as az
 
     from bayes_scaling import inference
-    from bayes_scaling.diagnostics import check_convergence, diagnose
+    from bayes_scaling.diagnostics import check_convergence
     from bayes_scaling.errors import SpecError
-    from bayes_scaling.fit import ScalingFit, _seed, versions
+    from bayes_scaling.fit import ScalingFit, _seed, sample_gated, versions
     from bayes_scaling.model import build_dynamics_model
     from bayes_scaling.spec import load_spec
 
@@ -493,13 +501,14 @@ def fit_dynamics(
                                                    np.random.default_rng([seed, 1]))
     names = posterior_var_names(spec, curves, curve_effects)
     tell(f"sampling: {chains} chains x ({tune} tune + {draws} draws), backend {backend}")
-    idata, seconds = inference.sample(pm_model, var_names=names, backend=backend, chains=chains,
-                                      draws=draws, tune=tune, target_accept=target_accept,
-                                      random_seed=seed, progress=progress)
-    diag = diagnose(idata, [v for v in names if v in idata.posterior], backend=backend,
-                    seed=seed, sampling_seconds=seconds)
+    run = sample_gated(pm_model, names, backend=backend, chains=chains, draws=draws, tune=tune,
+                       target_accept=target_accept, random_seed=seed, retries=retries,
+                       progress=progress, retry_target_accept=RETRY_TARGET_ACCEPT, tell=tell)
+    idata, diag, seconds = run.idata, run.diagnostics, run.seconds
     tell(f"sampled in {seconds:.1f} s; " + ("gate passed" if diag.passed else diag.banner()))
-    meta = {"method": "nuts", "seed": seed, "backend": backend, "target_accept": target_accept,
+    meta = {"method": "nuts", "seed": seed, "backend": backend,
+            "target_accept": run.target_accept, "tune": run.tune, "draws": diag.draws,
+            "chains": chains, "retried": run.attempt > 0,
             "centre": input_centre(curves), "curve_effects": curve_effects,
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "versions": versions()}

@@ -45,3 +45,7 @@ class ConvergenceWarning(UserWarning):
 
 class ExtrapolationWarning(UserWarning):
     """A query lies far outside the range of the runs the law was fitted on."""
+
+
+class DataWarning(UserWarning):
+    """The data load, but hold something the law does not model (results are still given)."""

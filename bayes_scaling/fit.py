@@ -248,6 +248,48 @@ def posterior_var_names(spec: ModelSpec, n_groups: int) -> list[str]:
     return names
 
 
+@dataclass(frozen=True)
+class GatedSample:
+    """What :func:`sample_gated` returns: the draws, their gate verdict and the settings used."""
+
+    idata: az.InferenceData
+    diagnostics: Diagnostics
+    seconds: float
+    target_accept: float
+    tune: int
+    attempt: int
+
+
+def sample_gated(pm_model: Any, var_names: list[str], *, backend: str, chains: int, draws: int,
+                 tune: int, target_accept: float, random_seed: int, retries: int,
+                 progress: bool = False, ess_target: float | None = None,
+                 retry_target_accept: float = RETRY_TARGET_ACCEPT,
+                 tell: ProgressFn | None = None) -> GatedSample:
+    """Sample with NUTS, run the convergence gate and, on failure, resample up to ``retries``
+    times with ``target_accept`` raised to ``retry_target_accept`` and twice the warm-up.
+
+    A failed gate is never hidden: the verdict of the last attempt is returned (the caller
+    records ``attempt > 0`` as ``meta["retried"]`` and warns or raises on a failure).
+    """
+    from bayes_scaling import inference
+    from bayes_scaling.diagnostics import diagnose
+
+    tell = tell or (lambda _msg: None)
+    for attempt in range(retries + 1):
+        idata, seconds = inference.sample(pm_model, var_names=var_names, backend=backend,
+                                          chains=chains, draws=draws, tune=tune,
+                                          target_accept=target_accept, random_seed=random_seed,
+                                          progress=progress, ess_target=ess_target)
+        diag = diagnose(idata, [v for v in var_names if v in idata.posterior], backend=backend,
+                        seed=random_seed, sampling_seconds=seconds)
+        if diag.passed or attempt == retries:
+            break
+        target_accept, tune = max(target_accept, retry_target_accept), 2 * tune
+        tell(f"gate failed ({'; '.join(diag.problems)}); retrying with target_accept "
+             f"{target_accept} and {tune} tuning steps")
+    return GatedSample(idata, diag, seconds, target_accept, tune, attempt)
+
+
 def fit(
     model: str | os.PathLike[str] | ModelSpec,
     runs: RunTable,
@@ -288,23 +330,11 @@ def fit(
     var_names = posterior_var_names(spec, runs.n_groups)
     tell(f"sampling: {chains} chains x ({tune} tune + {draws} draws), backend {backend}"
          + (f", stopping at ESS {ess_target:g}" if ess_target else ""))
-    from bayes_scaling.diagnostics import diagnose
-
-    keep_vars = var_names
-    for attempt in range(retries + 1):
-        idata, seconds = inference.sample(pm_model, var_names=keep_vars, backend=backend,
-                                          chains=chains, draws=draws, tune=tune,
-                                          target_accept=target_accept, random_seed=seed,
-                                          progress=progress, ess_target=ess_target)
-        diag = diagnose(idata, [v for v in var_names if v in idata.posterior], backend=backend,
-                        seed=seed, sampling_seconds=seconds)
-        if diag.passed or attempt == retries:
-            break
-        # a failed gate is never hidden: retry once with smaller steps and longer warm-up, and
-        # keep the verdict of the retry (recorded in meta["retried"])
-        tell(f"gate failed ({'; '.join(diag.problems)}); retrying with target_accept "
-             f"{RETRY_TARGET_ACCEPT} and {2 * tune} tuning steps")
-        target_accept, tune = max(target_accept, RETRY_TARGET_ACCEPT), 2 * tune
+    run = sample_gated(pm_model, var_names, backend=backend, chains=chains, draws=draws,
+                       tune=tune, target_accept=target_accept, random_seed=seed,
+                       retries=retries, progress=progress, ess_target=ess_target, tell=tell)
+    idata, diag, seconds = run.idata, run.diagnostics, run.seconds
+    target_accept, tune, attempt = run.target_accept, run.tune, run.attempt
     tell(f"sampled in {seconds:.1f} s; " + ("gate passed" if diag.passed else diag.banner()))
     meta = {
         "method": "nuts", "seed": seed, "backend": backend, "target_accept": target_accept,

@@ -18,7 +18,8 @@ ALLOWED: dict[str, set[str]] = {
     "errors": set(), "constants": set(),
     "laws": {"numpy"},
     "extrapolation": {"numpy"},
-    "data": SCI | {"errors", "constants"},
+    "readers": {"numpy", "pandas", "errors", "constants"},
+    "data": SCI | {"errors", "constants", "readers"},
     "datasets": SCI | {"errors", "data"},
     "spec": {"errors", "laws"},
     "model": {"numpy", "pymc", "pytensor", "constants", "laws", "spec", "data"},
@@ -42,11 +43,13 @@ ALLOWED: dict[str, set[str]] = {
                       "predict", "spec", "summarize"},
     "plots_compare": SCI | {"matplotlib", "allocate", "compare", "fit", "predict", "summarize"},
     "proposal": {"constants", "errors"},
-    "risk": SCI | {"backtest", "constants", "data", "errors", "extrapolation", "fit", "predict",
-                   "proposal", "spec", "summarize"},
+    "risk_sections": {"numpy", "backtest", "constants", "data", "errors", "extrapolation", "fit",
+                      "predict", "proposal", "spec"},
+    "risk": SCI | {"backtest", "constants", "data", "errors", "fit", "proposal", "risk_sections",
+                   "spec", "summarize"},
     "report_html": SCI | {"report"},
     "report_figures": SCI | {"report_html"},
-    "curves": SCI | {"data", "errors"},
+    "curves": SCI | {"data", "errors", "readers"},
     "dynamics": SCI | {"constants", "curves", "errors", "laws", "predict", "spec", "summarize"},
     "plots_dynamics": SCI | {"matplotlib", "curves", "dynamics", "fit", "summarize"},
     "patterns": SCI | {"baseline", "data", "errors", "extrapolation", "laws", "summarize"},
@@ -56,8 +59,8 @@ ALLOWED: dict[str, set[str]] = {
                       "summarize"},
 }
 NO_PYMC = ["predict", "allocate", "summarize", "fit", "report", "plots", "backtest", "calibrate",
-           "compare", "plots_compare", "risk", "report_html", "report_figures", "curves",
-           "dynamics", "plots_dynamics", "patterns", "diagnose", "nextrun"]
+           "compare", "plots_compare", "risk", "risk_sections", "report_html", "report_figures",
+           "curves", "dynamics", "plots_dynamics", "patterns", "diagnose", "nextrun"]
 
 
 def imported(module: str) -> set[str]:

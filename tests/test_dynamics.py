@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from bayes_scaling import dynamics as dy
 from bayes_scaling.constants import CHAIN, DRAW, PUBLISHED
 from bayes_scaling.diagnostics import Diagnostics
-from bayes_scaling.errors import DataError, QueryError
+from bayes_scaling.errors import DataError, DataWarning, QueryError
 from bayes_scaling.fit import ScalingFit
 from bayes_scaling.spec import load_spec
 
@@ -195,6 +195,7 @@ def test_load_curves_maps_validates_and_applies_the_warmup_rule():
     ({"batch_size_tokens": [2**19] * 6 + [2**20]}, "run 'b' changes batch size"),
     ({"n_params": [1e7] * 3 + [2e7] + [3e7] * 3}, "run 'a' changes model size"),
     ({"loss": [5.0, -1, 4.3, 4.1, 4.8, 4.2, 3.9]}, "line 3: loss <= 0"),
+    ({"total_steps": [800] * 3 + [1000] + [900] * 3}, "run 'a' changes schedule length"),
 ])
 def test_bad_curves_are_named_in_one_line(tmp_path, edit, message):
     path = tmp_path / "curves.csv"
@@ -202,6 +203,16 @@ def test_bad_curves_are_named_in_one_line(tmp_path, edit, message):
     with pytest.raises(DataError) as err:
         dy.load_curves(path)
     assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_curves_from_several_schedule_lengths_are_flagged():
+    """The law has no schedule term: mixing schedule lengths widens every band, so say so."""
+    with pytest.warns(DataWarning, match="2 schedule lengths"):
+        mixed = dy.load_curves(_frame(total_steps=[800] * 4 + [900] * 3))
+    assert "2 schedule lengths (800-900 total steps)" in dy.schedule_note(mixed)
+    one = dy.load_curves(_frame(total_steps=900))
+    assert dy.schedule_note(one) is None and "total_steps" in one.frame.columns
+    assert dy.schedule_note(dy.load_curves(_frame())) is None
 
 
 def test_missing_column_is_named():
@@ -238,7 +249,8 @@ def test_curve_table_round_trips_and_detects_tampering():
 def test_misfitting_curves_load_from_the_registry():
     from bayes_scaling.datasets import fetch
 
-    c = dy.load_curves(fetch("misfitting_openlm"), param_count="nonembedding")
+    with pytest.warns(DataWarning, match="17 schedule lengths"):  # curves of >= 3 points
+        c = dy.load_curves(fetch("misfitting_openlm"), param_count="nonembedding")
     assert c.n_curves == 236 and len(np.unique(c.b)) == 1
     assert c.n_points <= dy.MAX_POINTS and c.rule["n_points_read"] == 4223
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import arviz as az
 import numpy as np
 import pytest
 
@@ -145,3 +146,35 @@ def test_large_data_runs_chains_one_after_another_on_the_cpu(monkeypatch):
     assert inference._chain_method(4, model) == "sequential"
     monkeypatch.setenv("BAYES_SCALING_CHAIN_METHOD", "vectorized")
     assert inference._chain_method(4, model) == "vectorized"
+
+
+@pytest.mark.parametrize("retries", [0, 1])
+def test_a_failed_gate_is_resampled_with_smaller_steps_and_longer_warmup(monkeypatch, retries):
+    """``sample_gated`` (used by ``fit`` and ``fit_dynamics``): a fit with divergences is
+    resampled at the retry's target_accept with twice the warm-up, and the last verdict kept."""
+    from bayes_scaling import inference
+    from bayes_scaling.fit import sample_gated
+
+    calls = []
+
+    def fake_sample(model, *, var_names, backend, chains, draws, tune, target_accept,
+                    random_seed, progress, ess_target):
+        calls.append((target_accept, tune))
+        diverging = np.zeros((chains, draws), dtype=bool)
+        diverging[0, :3] = len(calls) == 1  # the first attempt diverges, the second does not
+        x = np.random.default_rng(len(calls)).standard_normal((chains, draws))
+        return az.from_dict(posterior={"x": x}, sample_stats={"diverging": diverging}), 0.1
+
+    monkeypatch.setattr(inference, "sample", fake_sample)
+    messages = []
+    run = sample_gated(None, ["x"], backend="numpyro", chains=2, draws=1000, tune=300,
+                       target_accept=0.95, random_seed=1, retries=retries,
+                       retry_target_accept=0.99, tell=messages.append)
+    if retries:
+        assert calls == [(0.95, 300), (0.99, 600)]
+        assert run.diagnostics.passed and run.attempt == 1
+        assert (run.target_accept, run.tune) == (0.99, 600)
+        assert "3 divergent transitions" in messages[0]
+    else:
+        assert calls == [(0.95, 300)]
+        assert not run.diagnostics.passed and run.attempt == 0 and messages == []
