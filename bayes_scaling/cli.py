@@ -174,7 +174,9 @@ def cli() -> None:
 @click.option("--tune", default=1000, show_default=True, type=click.IntRange(min=0))
 @click.option("--backend", type=click.Choice(["numpyro", "nutpie", "pymc"]), default=None)
 @click.option("--target-accept", default=0.9, show_default=True,
-              type=click.FloatRange(0, 1, min_open=True, max_open=True))
+              type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help="NUTS target acceptance (--model dynamics: 0.99 for curves at one batch "
+                   "size, else 0.95, unless given).")
 @click.option("--ess-target", default=None, type=click.FloatRange(min=1),
               help="Stop drawing once every constant has this bulk and tail ESS (numpyro; "
                    "--draws is then the cap). 400 is the gate's floor.")
@@ -499,12 +501,12 @@ def _fit_curves(source: str, spec, out: str, *, group_col, param_count, query, s
 
     from bayes_scaling.curves import load_curves, schedule_note
     from bayes_scaling.datasets import fetch, load_registry
-    from bayes_scaling.dynamics import TARGET_ACCEPT, fit_dynamics
+    from bayes_scaling.dynamics import fit_dynamics
     from bayes_scaling.report import fit_summary_text
 
     source_of = click.get_current_context().get_parameter_source("target_accept")
-    if source_of == ParameterSource.DEFAULT:  # curve fits have their own default
-        target_accept = TARGET_ACCEPT
+    if source_of == ParameterSource.DEFAULT:  # curve fits choose their own (dynamics.py)
+        target_accept = None
 
     path = source if Path(source).exists() or source not in load_registry() else fetch(source)
     curves = load_curves(path, group_col=group_col, param_count=param_count or "total",

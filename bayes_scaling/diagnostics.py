@@ -52,6 +52,12 @@ class Diagnostics:
         """True when the posterior passed every check of the gate."""
         return not self.problems
 
+    @property
+    def mixing_failed(self) -> bool:
+        """True when r-hat or an ESS failed the gate (more draws help; divergences need
+        smaller steps)."""
+        return any(not p.endswith("divergent transitions") for p in self.problems)
+
     def banner(self) -> str:
         """One line for every output that uses this fit ("" when it passed)."""
         if self.passed:

@@ -348,12 +348,19 @@ def input_centre(curves: CurveTable) -> dict[str, float]:
 # --------------------------------------------------------------------------------------------
 # Fitting
 # --------------------------------------------------------------------------------------------
-#: NUTS target acceptance of curve fits: with one batch size, B_crit's constants are barely
-#: identified and a few divergences appear at 0.9 on real ladders (benchmarks/bench_dynamics.py).
+#: NUTS target acceptance of curve fits with several batch sizes (8 of 8 synthetic ladders
+#: passed the gate at it, benchmarks/bench_dynamics.py section 3b).
 TARGET_ACCEPT = 0.95
-#: target_accept of the automatic retry after a failed gate: synthetic one-batch-size ladders
-#: (benchmarks/bench_dynamics.py, section 3b) leave 1-4 divergences at 0.95 and none at 0.99.
+#: ... and with one batch size, where B_crit's constants are barely identified: at 0.95, 13 of
+#: 20 synthetic one-batch-size ladders left 1-4 divergences (section 3b); at 0.99 none did.
+ONE_BATCH_TARGET_ACCEPT = 0.99
+#: target_accept of the automatic retry after a failed gate.
 RETRY_TARGET_ACCEPT = 0.99
+
+
+def default_target_accept(curves: CurveTable) -> float:
+    """:data:`ONE_BATCH_TARGET_ACCEPT` for curves at one batch size, else :data:`TARGET_ACCEPT`."""
+    return ONE_BATCH_TARGET_ACCEPT if np.unique(curves.b).size == 1 else TARGET_ACCEPT
 #: Random starts (drawn from the priors, besides the prior medians) of :func:`point_fit`.
 POINT_FIT_STARTS = 12
 #: Spread of the chains' start points around the point fit (in prior sds; exponents: relative).
@@ -454,7 +461,7 @@ def fit_dynamics(
     draws: int = 1000,
     tune: int = 1000,
     backend: str | None = None,
-    target_accept: float = TARGET_ACCEPT,
+    target_accept: float | None = None,
     random_seed: int | np.random.Generator | None = None,
     on_bad: str = "warn",
     retries: int = 1,
@@ -467,10 +474,10 @@ def fit_dynamics(
     ``curve_effects`` (default: when some curve has at least 3 checkpoints) gives each curve an
     offset on log loss, so the predictive band of a new curve includes a whole-curve shift, not
     only point noise. Chains start near a multi-start least-squares fit (:func:`start_points`;
-    numpyro backend) and sample with a dense mass matrix. A fit that fails the convergence gate
-    is resampled up to ``retries`` times with ``target_accept`` :data:`RETRY_TARGET_ACCEPT` and
-    twice the warm-up (with one batch size a few divergences are common at 0.95), keeping the
-    last verdict. Returns a
+    numpyro backend) and sample with a dense mass matrix, at ``target_accept`` (default
+    :func:`default_target_accept`: 0.99 with one batch size, else 0.95). A fit that fails the
+    convergence gate is resampled up to ``retries`` times with ``target_accept``
+    :data:`RETRY_TARGET_ACCEPT` and twice the warm-up, keeping the last verdict. Returns a
     :class:`~bayes_scaling.fit.ScalingFit` (its ``runs`` is the :class:`CurveTable`); the
     convergence gate runs as in :func:`bayes_scaling.fit.fit`.
     """
@@ -491,6 +498,7 @@ def fit_dynamics(
                         f"({', '.join(DYNAMICS_LAWS)}); fit it with bayes_scaling.fit.fit")
     tell = on_progress or (lambda _msg: None)
     seed, backend = _seed(random_seed), backend or inference.DEFAULT_BACKEND
+    target_accept = default_target_accept(curves) if target_accept is None else target_accept
     if curve_effects is None:
         curve_effects = bool(curves.curves()["n_points"].max() >= 3)
     tell(f"building {spec.name} on {curves.n_points} points of {curves.n_curves} curves, "
@@ -508,6 +516,7 @@ def fit_dynamics(
     tell(f"sampled in {seconds:.1f} s; " + ("gate passed" if diag.passed else diag.banner()))
     meta = {"method": "nuts", "seed": seed, "backend": backend,
             "target_accept": run.target_accept, "tune": run.tune, "draws": diag.draws,
+            "draws_requested": draws,
             "chains": chains, "retried": run.attempt > 0,
             "centre": input_centre(curves), "curve_effects": curve_effects,
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

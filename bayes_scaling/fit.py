@@ -266,7 +266,8 @@ def sample_gated(pm_model: Any, var_names: list[str], *, backend: str, chains: i
                  retry_target_accept: float = RETRY_TARGET_ACCEPT,
                  tell: ProgressFn | None = None) -> GatedSample:
     """Sample with NUTS, run the convergence gate and, on failure, resample up to ``retries``
-    times with ``target_accept`` raised to ``retry_target_accept`` and twice the warm-up.
+    times with ``target_accept`` raised to ``retry_target_accept``, twice the warm-up and, when
+    r-hat or an ESS failed (not only divergences), twice the draws.
 
     A failed gate is never hidden: the verdict of the last attempt is returned (the caller
     records ``attempt > 0`` as ``meta["retried"]`` and warns or raises on a failure).
@@ -285,8 +286,9 @@ def sample_gated(pm_model: Any, var_names: list[str], *, backend: str, chains: i
         if diag.passed or attempt == retries:
             break
         target_accept, tune = max(target_accept, retry_target_accept), 2 * tune
+        draws = 2 * draws if diag.mixing_failed else draws
         tell(f"gate failed ({'; '.join(diag.problems)}); retrying with target_accept "
-             f"{target_accept} and {tune} tuning steps")
+             f"{target_accept}, {tune} tuning steps and {draws} draws")
     return GatedSample(idata, diag, seconds, target_accept, tune, attempt)
 
 
@@ -313,8 +315,9 @@ def fit(
     that bulk and tail ESS (:func:`bayes_scaling.inference.sample`).
 
     After sampling, the convergence gate runs (:mod:`bayes_scaling.diagnostics`); a failing fit
-    is resampled up to ``retries`` times with ``target_accept`` 0.98 and twice the warm-up, and
-    if it still fails it raises (``on_bad="raise"``) or warns and carries the flag. With
+    is resampled up to ``retries`` times with ``target_accept`` 0.98 and twice the warm-up (and
+    twice the draws if r-hat or ESS failed), and if it still fails it raises
+    (``on_bad="raise"``) or warns and carries the flag. With
     ``calibrate`` the extrapolation discrepancy is learned from rolling-origin backtests inside
     the ladder (:mod:`bayes_scaling.calibrate`) and stored with the posterior.
     """
@@ -338,7 +341,8 @@ def fit(
     tell(f"sampled in {seconds:.1f} s; " + ("gate passed" if diag.passed else diag.banner()))
     meta = {
         "method": "nuts", "seed": seed, "backend": backend, "target_accept": target_accept,
-        "tune": tune, "draws": diag.draws, "chains": chains, "retried": attempt > 0,
+        "tune": tune, "draws": diag.draws, "draws_requested": draws, "chains": chains,
+        "retried": attempt > 0,
         "ess_target": ess_target,
         "centre": input_centre(spec, runs), "centred_offsets": use_centred(spec, runs),
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
@@ -563,7 +567,7 @@ def _check_format(path: Path, attrs: Mapping[str, Any]) -> str:
 #: Types of the meta entries that code reads back (a crafted file must not crash a query).
 _META_TYPES: dict[str, tuple[type, ...]] = {
     "method": (str,), "backend": (str,), "created": (str,), "seed": (int, type(None)),
-    "target_accept": (int, float), "tune": (int,), "versions": (dict,),
+    "target_accept": (int, float), "tune": (int,), "draws_requested": (int,), "versions": (dict,),
     "calibration": (dict,), "box": (dict,),
 }
 _CALIBRATION_NUMBERS = ("kappa_mean", "tau0_mean", "n_heldout", "n_refits", "noise_scale",

@@ -116,7 +116,6 @@ def load_proposal_runs(proposal: Proposal) -> tuple[RunTable, list[dict[str, Any
     return load_runs(merged, param_count=tables[0][1].param_count), files
 
 
-
 def _group(proposal: Proposal, runs: RunTable) -> str:
     """The group the proposal is predicted for (checked against the runs)."""
     g = proposal.runs.group
@@ -129,7 +128,6 @@ def _group(proposal: Proposal, runs: RunTable) -> str:
         raise proposal.error("runs.group", f"names {g!r}, not a group of the runs "
                              f"({', '.join(runs.group_names)}; or 'new')")
     return g
-
 
 
 def _plan(proposal: Proposal, fits: Mapping[str, ScalingFit], group: str,
@@ -145,14 +143,12 @@ def _plan(proposal: Proposal, fits: Mapping[str, ScalingFit], group: str,
     return proposal.with_plan(n_opt, float(proposal.flops) / (FLOPS_PER_PARAM_TOKEN * n_opt))
 
 
-
 # ------------------------------------------------------------------------------ fits
 def cache_path(cache_dir: Path, spec: ModelSpec, runs: RunTable, method: str = "nuts") -> Path:
     """``<cache_dir>/<model>-<spec_hash[:12]>-<data_hash[:12]>.nc`` (``<model>.<method>`` for
     a fit other than NUTS, e.g. the Huber+bootstrap baseline)."""
     tag = spec.name if method in ("nuts", "dynamics") else f"{spec.name}.{method}"
     return Path(cache_dir) / f"{tag}-{spec.sha256()[:12]}-{runs.fingerprint()[:12]}.nc"
-
 
 
 def _reusable(cached: ScalingFit, spec: ModelSpec, runs: RunTable, method: str,
@@ -167,9 +163,9 @@ def _reusable(cached: ScalingFit, spec: ModelSpec, runs: RunTable, method: str,
         return cached.method == method
     d = cached.diagnostics
     calibrated = "kappa" in cached.posterior or method == "dynamics"
+    asked = cached.meta.get("draws_requested", d.draws)  # a retry may have drawn more
     return (cached.method != "huber-bootstrap" and calibrated
-            and (d.chains, d.draws) == (settings["chains"], settings["draws"]))
-
+            and (d.chains, asked) == (settings["chains"], settings["draws"]))
 
 
 def obtain_fit(spec: ModelSpec, runs: Any, *, settings: Mapping[str, Any],
@@ -219,7 +215,6 @@ def obtain_fit(spec: ModelSpec, runs: Any, *, settings: Mapping[str, Any],
     return fitted, {"file": shown_path(path), "reused": False}
 
 
-
 def _fit_settings(proposal: Proposal) -> dict[str, Any]:
     f = proposal.fit
     out: dict[str, Any] = {"chains": f.chains, "draws": f.draws, "tune": f.tune,
@@ -229,12 +224,10 @@ def _fit_settings(proposal: Proposal) -> dict[str, Any]:
     return out
 
 
-
 def _check_given_fit(proposal: Proposal, family: str, fit_: ScalingFit, runs: RunTable) -> None:
     if fit_.runs.fingerprint() != runs.fingerprint():
         raise proposal.error("models.families", f"the fit given for {family!r} was fitted on "
                              "other runs than the proposal's (data hash differs)")
-
 
 
 # ------------------------------------------------------------------------------ sections that refit
@@ -251,7 +244,6 @@ def _cached_backtest(runs: RunTable, spec: ModelSpec, *, method: str, holdout_by
     res.summary.update({"holdout_by": holdout_by, "holdout_top": holdout_top,  # type: ignore[union-attr]
                         "seed": fit_seed})
     return _bt_record(res, prov["reused"], prov["file"])
-
 
 
 def _backtests(proposal: Proposal, runs: RunTable, group: str, seed: int,
@@ -289,7 +281,6 @@ def _backtests(proposal: Proposal, runs: RunTable, group: str, seed: int,
     except BayesScalingError as exc:
         out["baseline"] = {"status": f"not run: {exc}"}
     return out
-
 
 
 def _dynamics(plan: Proposal, group: str, seed: int, cache: Path | None,
@@ -348,7 +339,6 @@ def _dynamics(plan: Proposal, group: str, seed: int, cache: Path | None,
     return out
 
 
-
 def _dynamics_fit(plan: Proposal, seed: int, cache: Path | None,
                   tell: ProgressFn) -> tuple[ScalingFit, dict[str, Any]]:
     """The curve-law fit: a saved one (``dynamics.fit``) or one fitted to ``dynamics.curves``."""
@@ -372,7 +362,6 @@ def _dynamics_fit(plan: Proposal, seed: int, cache: Path | None,
                         tell=tell, method="dynamics")
     return fit_, {"fit_file": prov["file"], "reused": prov["reused"],
                   "curves": shown_path(path), "curves_sha256": sha256_of(path)}
-
 
 
 # ------------------------------------------------------------------------------ the builder
@@ -471,7 +460,6 @@ def build_risk(
     return jsonable(risk)
 
 
-
 def _all_fits(proposal: Proposal, runs: RunTable, fits: Mapping[str, ScalingFit] | None,
               seed: int, cache: Path | None, tell: ProgressFn,
               ) -> tuple[dict[str, ScalingFit], dict[str, dict[str, Any]]]:
@@ -487,7 +475,6 @@ def _all_fits(proposal: Proposal, runs: RunTable, fits: Mapping[str, ScalingFit]
                                      settings=_fit_settings(proposal), seed=seed + i,
                                      cache_dir=cache, on_bad=on_bad, tell=tell)
     return out, prov
-
 
 
 __all__ = ["build_risk", "cache_path", "jsonable", "load_proposal_runs", "obtain_fit"]

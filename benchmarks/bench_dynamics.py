@@ -291,8 +291,9 @@ def calibration_markdown(c: dict[str, Any]) -> list[str]:
     lines = ["## 3b. Synthetic curve backtests: is the band calibrated when the law is right?",
              "", "Ladders drawn from Kaplan's constants like the real one of section 1: 9 sizes "
              "(12M-300M), 30 checkpoints (500-16,000 steps), checkpoint noise 0.4%, whole-curve "
-             "offsets of sd 1.5%; fit on the 8 smaller sizes (default settings, one automatic "
-             "retry at target_accept 0.99 after a failed gate), predict each curve of the "
+             "offsets of sd 1.5%; fit on the 8 smaller sizes (default settings: target_accept "
+             "0.99 with one batch size, 0.95 with three, one automatic retry at 0.99 after a "
+             "failed gate), predict each curve of the "
              "largest size and score it alone, as in section 1. Coverage is pooled over "
              f"replicates (seeds 1000, 1001, ...; {c['seconds']:.0f} s with {c['workers']} "
              "worker processes).", "",
@@ -340,7 +341,9 @@ def markdown(res: dict[str, Any]) -> str:
     m = res["misfitting"]
     lines = ["# Training dynamics: L(N, S, B) backtests, recovery and speed", "",
              f"`benchmarks/bench_dynamics.py`, {res['meta']['when']}, {res['meta']['machine']}; "
-             "4 chains x 1000 tune + 1000 draws (numpyro), model `dynamics`.", "",
+             "4 chains x 1000 tune + 1000 draws (numpyro), model `dynamics`, default target_accept "
+             "(0.99 at one batch size, 0.95 at several) with one retry after a failed gate.",
+             "",
              "## 1. Real curves, one batch size (misfitting_openlm, non-embedding N)", "",
              "Longest run per size at its best learning rate (one curve per size, 1,048,576 "
              "tokens per batch); warm-up rule: checkpoints before 10% of a run's steps dropped; "

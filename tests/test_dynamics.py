@@ -215,6 +215,13 @@ def test_curves_from_several_schedule_lengths_are_flagged():
     assert dy.schedule_note(dy.load_curves(_frame())) is None
 
 
+def test_one_batch_size_gets_the_higher_default_target_accept():
+    one = dy.synthetic_curves(K, batch_sizes=(2**20,), steps=np.geomspace(1e3, 1e5, 5))
+    several = dy.synthetic_curves(K, steps=np.geomspace(1e3, 1e5, 5))
+    assert dy.default_target_accept(one) == dy.ONE_BATCH_TARGET_ACCEPT == 0.99
+    assert dy.default_target_accept(several) == dy.TARGET_ACCEPT == 0.95
+
+
 def test_missing_column_is_named():
     with pytest.raises(DataError, match="batch_size_tokens"):
         dy.load_curves(_frame().drop(columns="batch_size_tokens"))

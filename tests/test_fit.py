@@ -171,10 +171,30 @@ def test_a_failed_gate_is_resampled_with_smaller_steps_and_longer_warmup(monkeyp
                        target_accept=0.95, random_seed=1, retries=retries,
                        retry_target_accept=0.99, tell=messages.append)
     if retries:
-        assert calls == [(0.95, 300), (0.99, 600)]
+        assert calls == [(0.95, 300), (0.99, 600)]  # divergences only: the draws stay
         assert run.diagnostics.passed and run.attempt == 1
         assert (run.target_accept, run.tune) == (0.99, 600)
         assert "3 divergent transitions" in messages[0]
     else:
         assert calls == [(0.95, 300)]
         assert not run.diagnostics.passed and run.attempt == 0 and messages == []
+
+
+def test_a_retry_after_poor_mixing_also_doubles_the_draws(monkeypatch):
+    from bayes_scaling import inference
+    from bayes_scaling.fit import sample_gated
+
+    calls = []
+
+    def fake_sample(model, *, var_names, backend, chains, draws, tune, target_accept,
+                    random_seed, progress, ess_target):
+        calls.append(draws)
+        x = np.random.default_rng(len(calls)).standard_normal((chains, draws))
+        if len(calls) == 1:
+            x[0] += 1.0  # one chain off: r-hat fails, no divergences
+        return az.from_dict(posterior={"x": x}), 0.1
+
+    monkeypatch.setattr(inference, "sample", fake_sample)
+    run = sample_gated(None, ["x"], backend="numpyro", chains=2, draws=1000, tune=300,
+                       target_accept=0.9, random_seed=1, retries=1)
+    assert calls == [1000, 2000] and run.diagnostics.passed
