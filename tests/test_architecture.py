@@ -52,7 +52,9 @@ ALLOWED: dict[str, set[str]] = {
     "report_html": SCI | {"report", "report_sections"},
     "report_figures": SCI | {"report_html"},
     "curves": SCI | {"data", "errors", "readers"},
-    "dynamics": SCI | {"constants", "curves", "errors", "laws", "predict", "spec", "summarize"},
+    "dynamics_law": {"numpy", "pandas", "curves", "laws", "spec"},
+    "dynamics": SCI | {"constants", "curves", "dynamics_law", "errors", "predict", "spec",
+                       "summarize"},
     "plots_dynamics": SCI | {"matplotlib", "curves", "dynamics", "fit", "summarize"},
     "patterns": SCI | {"baseline", "data", "errors", "extrapolation", "laws", "summarize"},
     "diagnose": SCI | {"constants", "data", "errors", "extrapolation", "fit", "laws", "patterns",
@@ -62,8 +64,8 @@ ALLOWED: dict[str, set[str]] = {
 }
 NO_PYMC = ["predict", "allocate", "summarize", "fit", "report", "plots", "backtest", "calibrate",
            "compare", "plots_compare", "risk", "risk_sections", "report_html", "report_figures",
-           "report_sections", "curves", "dynamics", "plots_dynamics", "patterns", "diagnose",
-           "nextrun", "cli_queries"]
+           "report_sections", "curves", "dynamics_law", "dynamics", "plots_dynamics", "patterns",
+           "diagnose", "nextrun", "cli_queries"]
 
 
 def imported(module: str) -> set[str]:
