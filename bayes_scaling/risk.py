@@ -357,9 +357,11 @@ def _dynamics_fit(plan: Proposal, seed: int, cache: Path | None,
     path = fetch(src) if not Path(src).exists() and src in load_registry() else src
     curves = dm.load_curves(path, **({"group_col": dyn["group_col"]}
                                      if "group_col" in dyn else {}))
+    settings = _fit_settings(plan)  # curve fits need at least their own target_accept
+    settings["target_accept"] = max(settings["target_accept"], dm.default_target_accept(curves))
     fit_, prov = _quiet(obtain_fit, load_spec(dyn.get("model", "dynamics")), curves,
-                        settings=_fit_settings(plan), seed=seed, cache_dir=cache,
-                        tell=tell, method="dynamics")
+                        settings=settings, seed=seed, cache_dir=cache, tell=tell,
+                        method="dynamics")
     return fit_, {"fit_file": prov["file"], "reused": prov["reused"],
                   "curves": shown_path(path), "curves_sha256": sha256_of(path)}
 
