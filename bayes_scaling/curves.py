@@ -397,8 +397,8 @@ def schedule_note(curves: CurveTable) -> str | None:
     decaying schedule sits above the end of a shorter run at the same step. With several
     schedule lengths the whole-curve offsets (``sigma_curve``) absorb the difference, and every
     predictive band widens by it. Measured on misfitting_openlm (one run per size, schedules of
-    4,000-16,000 steps): the in-sample curve offsets ranged from -1.8% to +1.5% and followed
-    the schedule length (benchmarks/results/dynamics.md).
+    4,000-16,000 steps): the in-sample curve offsets ranged from -1.8% to +1.5% and lined up
+    with the schedule length (benchmarks/results/dynamics.md, section 1).
     """
     if "total_steps" not in curves.frame.columns:
         return None
@@ -409,8 +409,8 @@ def schedule_note(curves: CurveTable) -> str | None:
         return None
     return (f"{curves.source}: the curves come from {lengths.size} schedule lengths "
             f"({lengths.min():g}-{lengths.max():g} total steps); the law has no learning-rate-"
-            "schedule term, so the whole-curve offsets absorb the difference and the bands "
-            "widen (fit one schedule length, e.g. --query 'total_steps == ...', to avoid it)")
+            "schedule term, so the whole-curve offsets absorb the difference and every "
+            "predicted curve's band widens by it")
 
 
 def _per_curve_limit(sizes: np.ndarray, per_curve: int | None, total: int | None) -> int:

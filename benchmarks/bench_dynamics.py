@@ -23,7 +23,7 @@ Writes ``benchmarks/results/dynamics.md`` (and ``dynamics.json``, two figures). 
 
 Run once (about 15 minutes on 2 cores):
 ``BAYES_SCALING_DATA=../shared/data .venv/bin/python benchmarks/bench_dynamics.py``
-(``--only rolling,calibration`` redoes just those sections, keeping the saved rest;
+(``--only rolling,offsets,calibration`` redoes just those sections, keeping the saved rest;
 ``--render-only`` rewrites the page from ``dynamics.json``).
 """
 
@@ -141,6 +141,50 @@ def section_misfitting() -> tuple[dict[str, Any], Any, dy.CurveTable]:
     train2, test2 = split_by_size(one, top=2)
     out["top2"] = {"fit": fit_summary(f2 := run_fit(train2)), "score": score_curves(f2, test2)}
     return out, fitted, test
+
+
+def section_offsets() -> dict[str, Any]:
+    """In-sample whole-curve offsets of the top-1 fit (mean log residual of each training curve
+    from the law's median) next to each run's schedule length: what sigma_curve learns from."""
+    train, test = split_by_size(misfitting_selection(), top=1)
+    fitted = run_fit(train)  # the same seed and data as section 1's top-1 fit
+    band = dy.predict_curve(fitted, test.n[0], test.b[0], test.s, probs=(0.9,),
+                            random_seed=SEED).summary
+    half = float(100 * np.median((band["hi_90"] - band["lo_90"]) / band["median"] / 2))
+    rows = []
+    for cid in train.curve_ids:
+        part = train.subset(np.asarray(train.run_ids) == cid)
+        law = dy.predict_curve(fitted, part.n[0], part.b[0], part.s, band="law",
+                               random_seed=SEED).summary
+        resid = np.log(part.loss) - np.log(law["median"].to_numpy())
+        rows.append({"n_params": float(part.n[0]), "n_points": int(part.n_points),
+                     "total_steps": float(part.frame["total_steps"].iloc[0]),
+                     "mean_offset_pct": float(100 * resid.mean()),
+                     "sd_within_pct": float(100 * resid.std())})
+    return {"rows": rows, "held_out_half_width_90_pct": half,
+            "sigma_curve_90": [float(q) for q in np.quantile(
+                fitted.posterior["sigma_curve"].values, [0.05, 0.5, 0.95])]}
+
+
+def offsets_markdown(o: dict[str, Any]) -> list[str]:
+    lo, med, hi = (100 * q for q in o["sigma_curve_90"])
+    lines = ["In-sample whole-curve offsets of the 303M-held-out fit (each training curve's mean "
+             "log residual from the law's median), by the run's schedule length (`total_steps`; "
+             "the learning rate decays to 0.1x at its end):", "",
+             "| size | schedule (total steps) | checkpoints | curve offset | sd within the curve |",
+             "|---|---|---|---|---|"]
+    for r in sorted(o["rows"], key=lambda r: r["n_params"]):
+        lines.append(f"| {r['n_params'] / 1e6:.0f}M | {r['total_steps']:,.0f} | {r['n_points']} | "
+                     f"{r['mean_offset_pct']:+.2f}% | {r['sd_within_pct']:.2f}% |")
+    lines += ["", "The offsets line up with the schedule length (the 4,000-step runs sit "
+              "lowest, the 16,000-step runs highest; in this selection schedule and size are "
+              "partly confounded, as both 4,000-step runs are the two smallest models, so a bend "
+              "in the size law would look alike), and sigma_curve is learned from them: "
+              f"posterior median "
+              f"{med:.2f}% (90%: {lo:.2f}-{hi:.2f}%). The law has no schedule term "
+              "(`load_curves` warns when a table mixes schedule lengths), so this spread enters "
+              "every predicted curve's band.", ""]
+    return lines
 
 
 ROLLING_TOPS = (1, 2, 3, 4)
@@ -363,21 +407,31 @@ def markdown(res: dict[str, Any]) -> str:
     if failed:
         lines += ["", f"**Convergence gate failed** for {', '.join(failed)}: do not trust "
                   "those rows."]
-    lines += ["", "With one batch size the constants of B_crit(L) are barely identified "
-              "(their posterior is mostly prior), and their uncertainty is most of the law "
-              "band at the held-out size: the 90% band is wider than the error needs "
-              "(coverage above the 80-98% target, i.e. conservative). One held-out curve is "
-              "nearly one Bernoulli trial for coverage, but the rolling origin (1b) shows the "
-              "tails are too wide in general: the mixture over the whole-curve offset sd "
-              "(sigma_curve, learned from 5-8 curves) and over B* makes the predictive "
-              "heavy-tailed.", "",
+    top1 = m["top1"]["score"]
+    lines += [""]
+    if "offsets" in m and "calibration" in res:
+        one = res["calibration"]["designs"]["one batch size"]
+        lines += [f"The 90% band of the held-out curve is about +-"
+                  f"{m['offsets']['held_out_half_width_90_pct']:.1f}% around a median that misses "
+                  f"by {top1['mape_pct']:.2f}%: {pct(top1['coverage_90'])} of the curve lies "
+                  "inside it, against the 80-98% target. The band is that wide because of the "
+                  "training curves, not the sampler: the whole-curve offsets below (sigma_curve) "
+                  "and the barely identified B_crit(L) of one batch size. On synthetic ladders of "
+                  "the same shape where the law is exactly right (section 3b) the same machinery "
+                  f"gives {pct(one['pooled']['90'])} pooled coverage of its 90% bands, and one "
+                  "held-out curve lands inside 80-98% in only "
+                  f"{pct(one['curve_share_80_98_90'])} of replicates "
+                  f"({pct(one['curve_share_all_inside_90'])} are wholly inside): a single curve's "
+                  "coverage is not a calibration test.", ""]
+    lines += [
               "Not rerun here (measured once while developing, 2 cores): training on *every* "
               "run at each size's best learning rate (45 curves of 6 schedule lengths; the "
               "learning rate decays to 0.1x by each run's end) fails the convergence gate "
               "(max r-hat 1.37, 13 divergences, 850 s): the law has no schedule term and "
               "bends B_crit(L) to mimic the end-of-run dips in two ways (chains at alpha_B "
-              "~1.0 and ~0.3). Fit one schedule length per size, or curves from runs whose "
-              "schedule does not end inside the fitted range."]
+              "~1.0 and ~0.3)."]
+    if "offsets" in m:
+        lines += ["", *offsets_markdown(m["offsets"])]
     st = res["steplaw"]
     s, f = st["score"], st["fit"]
     lines += ["", "Figure: `dynamics_curves.png` (fitted curves, predicted 303M curve with bands, "
@@ -457,6 +511,9 @@ def main() -> None:
         if "rolling" in only:
             tell("rolling origin on misfitting_openlm")
             res["misfitting"]["rolling"] = section_rolling()
+        if "offsets" in only:
+            tell("in-sample curve offsets on misfitting_openlm")
+            res["misfitting"]["offsets"] = section_offsets()
         if "calibration" in only:
             tell("synthetic curve backtests")
             res["calibration"] = section_calibration()
@@ -470,6 +527,7 @@ def main() -> None:
     tell("1/4 misfitting_openlm backtests")
     res["misfitting"], fitted, test = section_misfitting()
     res["misfitting"]["rolling"] = section_rolling()
+    res["misfitting"]["offsets"] = section_offsets()
     tell("2/4 steplaw_dense backtest")
     res["steplaw"], steplaw_fit = section_steplaw()
     tell("3/4 synthetic recovery")
