@@ -75,7 +75,7 @@ def constants_table(fit: ScalingFit, interval: float = 0.9) -> list[dict[str, An
             rows.append({"constant": name, "group": g if g is not None else "(shared)",
                          "median": float(np.median(v)), "lower": float(np.quantile(v, lo_q)),
                          "upper": float(np.quantile(v, hi_q)), "interval": interval})
-    for extra in ("sigma", "nu", "tau0", "kappa"):
+    for extra in ("sigma", "sigma_curve", "nu", "tau0", "kappa"):
         if extra in fit.posterior:
             v = np.asarray(fit.posterior[extra]).ravel()
             rows.append({"constant": extra, "group": "(shared)", "median": float(np.median(v)),
@@ -90,7 +90,9 @@ def fit_summary_text(fit: ScalingFit) -> str:
     lines = []
     if fit.warning_banner:
         lines.append(fit.warning_banner)
-    lines.append(f"model {fit.spec.name} ({fit.law.formula}); {fit.runs.n_runs} runs, "
+    data = (f"{fit.runs.n_curves} curves ({fit.runs.n_points} checkpoints)"
+            if hasattr(fit.runs, "n_curves") else f"{fit.runs.n_runs} runs")
+    lines.append(f"model {fit.spec.name} ({fit.law.formula}); {data}, "
                  f"{fit.runs.n_groups} group(s); likelihood {fit.spec.likelihood.family}")
     lines.append("constant   group        median     90% interval")
     for r in constants_table(fit):

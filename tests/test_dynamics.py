@@ -363,7 +363,7 @@ def test_cli_curve_and_batch(tmp_path, kfit, capsys):
 
 # ------------------------------------------------------------------------------ NUTS (slow)
 @pytest.mark.slow
-def test_cli_fit_recovers_kaplan_constants_from_synthetic_curves(tmp_path):
+def test_cli_fit_recovers_kaplan_constants_from_synthetic_curves(tmp_path, capsys):
     """Kaplan's constants inside their 90% intervals; r-hat <= 1.01, no divergences."""
     from bayes_scaling.cli import main
 
@@ -375,6 +375,9 @@ def test_cli_fit_recovers_kaplan_constants_from_synthetic_curves(tmp_path):
     out = tmp_path / "fit.nc"
     assert main(["fit", str(csv), "--model", "dynamics", "--out", str(out), "--chains", "4",
                  "--draws", "300", "--tune", "500", "--seed", "4", "-q"]) == 0
+    printed = capsys.readouterr().out
+    assert "9 curves (45 checkpoints), 1 group(s)" in printed  # after the warm-up rule
+    assert "\nsigma_curve " in printed  # the whole-curve offset sd is shown with the constants
     fitted = ScalingFit.load(out)
     d = fitted.diagnostics
     assert d.max_rhat <= 1.01 and d.divergences == 0
