@@ -70,16 +70,18 @@ _JSON = click.option("--json", "as_json", is_flag=True, help="Machine-readable o
 _SEED = click.option("--seed", default=0, show_default=True, type=int)
 
 
+def _query_options(command):
+    """The options every band query shares: ``--group``, ``--interval``, ``--json``, ``--seed``."""
+    return _GROUP(_INTERVAL(_JSON(_SEED(command))))
+
+
 @click.command("predict")
 @click.argument("fit_path", metavar="FIT")
 @click.option("--n-params", required=True, help="Model size(s), e.g. 7e10 or 1e9,7e10.")
 @click.option("--n-tokens", required=True, help="Training tokens, e.g. 1.4e12.")
 @click.option("--band", type=click.Choice(["predictive", "law"]), default="predictive",
               show_default=True)
-@_GROUP
-@_INTERVAL
-@_JSON
-@_SEED
+@_query_options
 def predict_cmd(fit_path, n_params, n_tokens, band, group, interval, as_json, seed):
     """Predicted loss at (N, D) with a credible band."""
     from bayes_scaling.predict import predict_loss
@@ -95,10 +97,7 @@ def predict_cmd(fit_path, n_params, n_tokens, band, group, interval, as_json, se
 @click.argument("fit_path", metavar="FIT")
 @click.option("--n-params", required=True, help="Model size(s).")
 @click.option("--target-loss", required=True, type=float, help="Target loss (nats/token).")
-@_GROUP
-@_INTERVAL
-@_JSON
-@_SEED
+@_query_options
 def tokens_cmd(fit_path, n_params, target_loss, group, interval, as_json, seed):
     """Tokens needed to reach a target loss at a model size, and P(unreachable)."""
     from bayes_scaling.predict import tokens_needed
@@ -113,10 +112,7 @@ def tokens_cmd(fit_path, n_params, target_loss, group, interval, as_json, seed):
 @click.command("optimal")
 @click.argument("fit_path", metavar="FIT")
 @click.option("--flops", required=True, help="FLOP budget(s), e.g. 5.88e23.")
-@_GROUP
-@_INTERVAL
-@_JSON
-@_SEED
+@_query_options
 def optimal_cmd(fit_path, flops, group, interval, as_json, seed):
     """Compute-optimal N, D, tokens per parameter and loss for a FLOP budget."""
     from bayes_scaling.allocate import compute_optimal
@@ -145,10 +141,7 @@ def summary_cmd(fit_path):
 @click.option("--steps", default=None, help="Steps, e.g. 1000,5000,20000 (default: fitted range).")
 @click.option("--band", type=click.Choice(["predictive", "law"]), default="predictive",
               show_default=True)
-@_GROUP
-@_INTERVAL
-@_JSON
-@_SEED
+@_query_options
 def curve_cmd(fit_path, n_params, batch_size, steps, band, group, interval, as_json, seed):
     """Predicted loss curve (loss vs steps) of a model at a batch size, with bands."""
     from bayes_scaling.dynamics import predict_curve
@@ -167,10 +160,7 @@ def curve_cmd(fit_path, n_params, batch_size, steps, band, group, interval, as_j
               help="Also the fewest steps/tokens and the batch sizes near them at this size.")
 @click.option("--tolerance", default=0.1, show_default=True, type=float,
               help="Within this fraction of the fewest steps (or tokens).")
-@_GROUP
-@_INTERVAL
-@_JSON
-@_SEED
+@_query_options
 def batch_cmd(fit_path, loss, n_params, tolerance, group, interval, as_json, seed):
     """Critical batch size B_crit(L) with bands (and, with --n-params, the batch trade-off)."""
     from bayes_scaling.dynamics import critical_batch_size, optimal_batch_size
