@@ -22,10 +22,10 @@ __all__ = [
 ]
 
 _WHERE = {
-    "ScalingFit": "bayes_scaling.fit", "fit": "bayes_scaling.fit",
-    "load_dataset": "bayes_scaling.datasets", "load_runs": "bayes_scaling.data",
-    "load_spec": "bayes_scaling.spec", "predict_loss": "bayes_scaling.predict",
-    "tokens_needed": "bayes_scaling.predict", "compute_optimal": "bayes_scaling.allocate",
+    "ScalingFit": "bayes_scaling.fitting.fit", "fit": "bayes_scaling.fitting.fit",
+    "load_dataset": "bayes_scaling.data.registry", "load_runs": "bayes_scaling.data.runs",
+    "load_spec": "bayes_scaling.model.spec", "predict_loss": "bayes_scaling.query.predict",
+    "tokens_needed": "bayes_scaling.query.predict", "compute_optimal": "bayes_scaling.query.allocate",
 }
 
 

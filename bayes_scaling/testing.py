@@ -1,7 +1,7 @@
 """Helpers for tests and benchmarks: synthetic ladders with known truth and fake fits (no NUTS).
 
 ``synthetic_runs`` draws a ladder from a law with chosen constants (and per-group offsets);
-``fake_fit`` builds a :class:`~bayes_scaling.fit.ScalingFit` whose posterior is a tight cloud
+``fake_fit`` builds a :class:`~bayes_scaling.fitting.fit.ScalingFit` whose posterior is a tight cloud
 around given constants, so query code can be tested without sampling.
 """
 
@@ -16,11 +16,13 @@ import pandas as pd
 import xarray as xr
 
 from bayes_scaling.constants import CHAIN, DRAW, GROUP
-from bayes_scaling.data import RunTable, load_runs
-from bayes_scaling.diagnostics import Diagnostics
-from bayes_scaling.fit import ScalingFit
-from bayes_scaling.laws import LAWS
-from bayes_scaling.spec import load_spec
+from bayes_scaling.data.curves import CurveTable, load_curves
+from bayes_scaling.data.runs import RunTable, load_runs
+from bayes_scaling.fitting.result import ScalingFit
+from bayes_scaling.laws.curve import DYNAMICS, log_loss_nsb
+from bayes_scaling.laws.final_loss import LAWS
+from bayes_scaling.model.gate import Diagnostics
+from bayes_scaling.model.spec import load_spec
 
 
 def to_sampling(law_name: str, params: Mapping[str, float]) -> dict[str, float]:
@@ -117,3 +119,40 @@ def fake_fit(
                        sampling_seconds=0.0)
     idata = az.InferenceData(posterior=xr.Dataset(post))
     return ScalingFit(idata, spec, runs, diag, {"method": "fake", "seed": seed})
+
+
+def synthetic_curves(
+    params: Mapping[str, float],
+    *,
+    n_sizes: Sequence[float] = (1e6, 3e6, 1e7, 3e7, 1e8),
+    batch_sizes: Sequence[float] = (2**16, 2**18, 2**20, 2**22),
+    steps: Sequence[float] = tuple(np.geomspace(300, 1e5, 25)),
+    noise: float = 0.005,
+    curve_sd: float = 0.0,
+    group_offsets: Mapping[str, Mapping[str, float]] | None = None,
+    seed: int = 0,
+) -> CurveTable:
+    """Loss curves drawn from the law with natural constants ``params`` (for tests, benchmarks).
+
+    One curve per (group, size, batch size), evaluated at ``steps``; log loss gets a per-curve
+    Normal offset of sd ``curve_sd`` and per-point Normal noise of sd ``noise``.
+    ``group_offsets`` maps a group to additive offsets on the log constants
+    (``{"b": {"log_n_c": 0.5}}``). No warm-up rule or thinning is applied.
+    """
+    rng = np.random.default_rng(seed)
+    base = {p: float(np.log(params[p[4:]]) if p.startswith("log_") else params[p])
+            for p in DYNAMICS.params}
+    s = np.asarray(steps, dtype=float)
+    rows = []
+    for g, offs in (group_offsets or {"all": {}}).items():
+        theta = {p: base[p] + offs.get(p, 0.0) for p in DYNAMICS.params}
+        for n in n_sizes:
+            for b in batch_sizes:
+                mu = log_loss_nsb(np.log(n), np.log(s), np.log(b), **theta)
+                loss = np.exp(mu + curve_sd * rng.standard_normal() +
+                              noise * rng.standard_normal(s.size))
+                rows.append(pd.DataFrame({"run_id": f"{g}/N{n:.3g}/B{b:.3g}", "group": g,
+                                          "n_params": n, "steps": s, "batch_size_tokens": b,
+                                          "loss": loss}))
+    return load_curves(pd.concat(rows, ignore_index=True), warmup_fraction=0.0,
+                       max_points_per_curve=None, max_points=None)

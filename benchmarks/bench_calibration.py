@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bayes_scaling.backtest import backtest, calibration_table
 from bayes_scaling.constants import PUBLISHED
-from bayes_scaling.data import RunTable, load_runs
-from bayes_scaling.datasets import load_dataset
-from bayes_scaling.parallel import run_many
+from bayes_scaling.data.registry import load_dataset
+from bayes_scaling.data.runs import RunTable, load_runs
+from bayes_scaling.evaluate.backtest import backtest, calibration_table
+from bayes_scaling.evaluate.parallel import run_many
 from bayes_scaling.testing import synthetic_runs
 
 RESULTS = Path(__file__).resolve().parent / "results"

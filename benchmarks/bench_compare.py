@@ -39,10 +39,10 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import least_squares
 
-from bayes_scaling.compare import PUBLISHED_EXPONENTS, compare, fit_families
 from bayes_scaling.constants import PUBLISHED
-from bayes_scaling.datasets import load_dataset
-from bayes_scaling.laws import LAWS
+from bayes_scaling.data.registry import load_dataset
+from bayes_scaling.evaluate.compare import PUBLISHED_EXPONENTS, compare, fit_families
+from bayes_scaling.laws.final_loss import LAWS
 from bayes_scaling.testing import synthetic_runs, to_sampling
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -373,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
              "Written by `benchmarks/bench_compare.py` (see its docstring for the setup).", "",
              *synthetic_md(synth), *recovery_md(synth + extra, lsq), *real_md(real),
              *param_count_md(pcount)]
-    from bayes_scaling.report import atomic_write_text
+    from bayes_scaling.report.demo import atomic_write_text
 
     atomic_write_text(RESULTS / "compare.md", "\n".join(lines))
     print("\n".join(lines))
@@ -382,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def real_part(tell: Any) -> dict[str, Any]:
     """Fit the three families to the shipped Chinchilla runs, compare them, draw the plots."""
-    from bayes_scaling.plots_compare import save_compare_plots
+    from bayes_scaling.plots.compare import save_compare_plots
 
     t0 = time.perf_counter()
     runs = load_dataset("chinchilla")

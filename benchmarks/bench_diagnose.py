@@ -1,4 +1,4 @@
-"""Detection and false-alarm rates of the scaling-pattern detectors (bayes_scaling.diagnose).
+"""Detection and false-alarm rates of the scaling-pattern detectors (bayes_scaling.evaluate.checks).
 
 Synthetic ladders with one planted pattern each (or none), drawn with per-seed variety: 7-9
 model sizes log-spaced over 2.2-2.8 decades from ~1e7 parameters, 5 tokens-per-parameter ratios
@@ -44,10 +44,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bayes_scaling import diagnose as dg
-from bayes_scaling.data import RunTable, load_runs
-from bayes_scaling.laws import LAWS
-from bayes_scaling.report import atomic_write_text
+from bayes_scaling.data.runs import RunTable, load_runs
+from bayes_scaling.evaluate import checks as dg
+from bayes_scaling.laws.final_loss import LAWS
+from bayes_scaling.report.demo import atomic_write_text
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RATIOS = (5.0, 10.0, 20.0, 40.0, 80.0)
@@ -166,7 +166,7 @@ def sweep(seeds: int, df: pd.DataFrame) -> pd.DataFrame:
 
 def real_findings() -> dict[str, list[dict]]:
     """The detectors on the real data sets available here (skipped when missing)."""
-    from bayes_scaling.datasets import load_dataset
+    from bayes_scaling.data.registry import load_dataset
     from bayes_scaling.errors import BayesScalingError
 
     out = {}
@@ -262,8 +262,8 @@ def _real_section(real: dict) -> list[str]:
 
 def loo_checks(seed: int = 0) -> str:
     """The PSIS-LOO checks on real ladders (NUTS: a few minutes), as a Markdown page."""
-    from bayes_scaling.datasets import load_dataset
-    from bayes_scaling.fit import fit
+    from bayes_scaling.data.registry import load_dataset
+    from bayes_scaling.fitting.fit import fit
 
     kw = {"chains": 4, "draws": 1000, "tune": 1000, "calibrate": False}
     lines = ["# Full-posterior pattern checks on real ladders (PSIS-LOO)", "",

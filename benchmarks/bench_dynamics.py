@@ -40,10 +40,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bayes_scaling import dynamics as dy
 from bayes_scaling.constants import PUBLISHED
-from bayes_scaling.datasets import fetch
-from bayes_scaling.report import atomic_savefig, atomic_write_text
+from bayes_scaling.data.curves import CurveTable, load_curves
+from bayes_scaling.data.registry import fetch
+from bayes_scaling.fitting.dynamics import fit_dynamics
+from bayes_scaling.query import curves as dy
+from bayes_scaling.report.demo import atomic_savefig, atomic_write_text
+from bayes_scaling.testing import synthetic_curves
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SEED = 20240311
@@ -56,7 +59,7 @@ def tell(msg: str) -> None:
 
 
 # ------------------------------------------------------------------------------ scoring
-def score_curves(fit: Any, test: dy.CurveTable) -> dict[str, Any]:
+def score_curves(fit: Any, test: CurveTable) -> dict[str, Any]:
     """Predict every held-out checkpoint (one band draw per curve); error and coverage."""
     med, inside = [], {p: [] for p in PROBS}
     for k, cid in enumerate(test.curve_ids):
@@ -102,12 +105,12 @@ def misfitting_selection(all_runs_at_best_lr: bool = False) -> pd.DataFrame:
     return df[df["run"].isin(chosen)]
 
 
-def split_by_size(df: pd.DataFrame, top: int, **load: Any) -> tuple[dy.CurveTable, dy.CurveTable]:
+def split_by_size(df: pd.DataFrame, top: int, **load: Any) -> tuple[CurveTable, CurveTable]:
     sizes = np.sort(df["n_params_nonembedding"].unique())
     cut = sizes[-top]
-    train = dy.load_curves(df[df["n_params_nonembedding"] < cut], param_count="nonembedding",
+    train = load_curves(df[df["n_params_nonembedding"] < cut], param_count="nonembedding",
                            **load)
-    test = dy.load_curves(df[df["n_params_nonembedding"] >= cut], param_count="nonembedding",
+    test = load_curves(df[df["n_params_nonembedding"] >= cut], param_count="nonembedding",
                           max_points_per_curve=None, max_points=None)
     return train, test
 
@@ -122,16 +125,16 @@ def steplaw_points() -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------------ sections
-def run_fit(curves: dy.CurveTable, **kw: Any) -> Any:
+def run_fit(curves: CurveTable, **kw: Any) -> Any:
     t = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fitted = dy.fit_dynamics("dynamics", curves, random_seed=SEED, on_progress=tell, **kw)
+        fitted = fit_dynamics("dynamics", curves, random_seed=SEED, on_progress=tell, **kw)
     tell(f"fit in {time.perf_counter() - t:.0f} s")
     return fitted
 
 
-def section_misfitting() -> tuple[dict[str, Any], Any, dy.CurveTable]:
+def section_misfitting() -> tuple[dict[str, Any], Any, CurveTable]:
     out: dict[str, Any] = {}
     one = misfitting_selection()
     train, test = split_by_size(one, top=1)
@@ -258,8 +261,8 @@ def section_steplaw() -> tuple[dict[str, Any], Any]:
     pts = steplaw_points()
     top = pts["n_params"].max()
     load = {"warmup_fraction": 0.0, "max_points": None}
-    train = dy.load_curves(pts[pts["n_params"] < top], **load)
-    test = dy.load_curves(pts[pts["n_params"] == top], **load)
+    train = load_curves(pts[pts["n_params"] < top], **load)
+    test = load_curves(pts[pts["n_params"] == top], **load)
     fitted = run_fit(train, target_accept=0.99)  # 0.95 leaves 2-4 divergences on this set
     return {"fit": fit_summary(fitted), "score": score_curves(fitted, test),
             "n_batch_sizes": len(np.unique(train.b))}, fitted
@@ -273,7 +276,7 @@ def section_synthetic(replicates: int = 3) -> dict[str, Any]:
              "log_b_star": np.log(K["b_star"]), "alpha_b": K["alpha_b"]}
     reps = []
     for rep in range(replicates):
-        curves = dy.synthetic_curves(K, steps=np.geomspace(1e3, 1e5, 20), noise=0.005,
+        curves = synthetic_curves(K, steps=np.geomspace(1e3, 1e5, 20), noise=0.005,
                                      curve_sd=0.01, seed=rep + 1)
         fitted = run_fit(curves)
         rows = {}
@@ -297,15 +300,15 @@ CALIBRATION_REPLICATES = {"one batch size": 20, "three batch sizes": 8}
 
 def calibration_replicate(design: str, seed: int) -> list[dict[str, Any]]:
     """One synthetic ladder: fit all but the largest size, score each held-out curve alone."""
-    curves = dy.synthetic_curves(K, batch_sizes=CALIBRATION_BATCHES[design], seed=seed,
+    curves = synthetic_curves(K, batch_sizes=CALIBRATION_BATCHES[design], seed=seed,
                                  **CALIBRATION_LADDER)
     frame, top = curves.frame, max(CALIBRATION_LADDER["n_sizes"])
-    train = dy.load_curves(frame[frame["n_params"] < top], warmup_fraction=0.0)
-    test = dy.load_curves(frame[frame["n_params"] >= top], warmup_fraction=0.0,
+    train = load_curves(frame[frame["n_params"] < top], warmup_fraction=0.0)
+    test = load_curves(frame[frame["n_params"] >= top], warmup_fraction=0.0,
                           max_points_per_curve=None, max_points=None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fitted = dy.fit_dynamics("dynamics", train, random_seed=seed)
+        fitted = fit_dynamics("dynamics", train, random_seed=seed)
     rows = []
     for cid in test.curve_ids:
         part = test.subset(np.asarray(test.run_ids) == cid)
@@ -323,7 +326,7 @@ def calibration_replicate(design: str, seed: int) -> list[dict[str, Any]]:
 def section_calibration(workers: int = 2) -> dict[str, Any]:
     """Synthetic curve backtests where the law is right: pooled coverage of the held-out curves'
     bands, and how often one calibrated curve's coverage lands in the issue's 80-98% range."""
-    from bayes_scaling.parallel import run_many
+    from bayes_scaling.evaluate.parallel import run_many
 
     tasks = [{"design": d, "seed": 1000 + r} for d, n in CALIBRATION_REPLICATES.items()
              for r in range(n)]
@@ -381,13 +384,13 @@ def calibration_markdown(c: dict[str, Any]) -> list[str]:
 
 
 def section_speed() -> dict[str, Any]:
-    big = dy.synthetic_curves(K, n_sizes=np.geomspace(1e6, 1e8, 10),
+    big = synthetic_curves(K, n_sizes=np.geomspace(1e6, 1e8, 10),
                               batch_sizes=(2**16, 2**18, 2**20, 2**22),
                               steps=np.geomspace(100, 1e5, 500), noise=0.005, curve_sd=0.01,
                               seed=7)
     frame = big.frame
     t0 = time.perf_counter()
-    curves = dy.load_curves(frame)
+    curves = load_curves(frame)
     fitted = run_fit(curves)
     wall = time.perf_counter() - t0
     return {"input_points": len(frame), "fitted_points": int(curves.n_points),
@@ -517,10 +520,10 @@ def markdown(res: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def figures(fitted: Any, test: dy.CurveTable, steplaw_fit: Any) -> None:
+def figures(fitted: Any, test: CurveTable, steplaw_fit: Any) -> None:
     import matplotlib.pyplot as plt
 
-    from bayes_scaling.plots_dynamics import plot_critical_batch, plot_curves
+    from bayes_scaling.plots.dynamics import plot_critical_batch, plot_curves
 
     ax = plot_curves(fitted, predict=[(float(test.n[0]), float(test.b[0]))], held_out=test)
     atomic_savefig(ax.figure, RESULTS / "dynamics_curves.png", dpi=100, bbox_inches="tight")

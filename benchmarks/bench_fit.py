@@ -31,14 +31,14 @@ import json, resource, sys, time, warnings
 warnings.filterwarnings("ignore")
 t0 = time.perf_counter()
 backend = sys.argv[1]
-from bayes_scaling.datasets import load_dataset
+from bayes_scaling.data.registry import load_dataset
 runs = load_dataset("chinchilla")
 if backend == "huber-bootstrap":
-    from bayes_scaling.fit import fit_baseline
+    from bayes_scaling.fitting.fit import fit_baseline
     f = fit_baseline("chinchilla", runs, n_boot=100, random_seed=1)
     out = {"min_ess_bulk": None, "max_rhat": None, "divergences": None}
 else:
-    from bayes_scaling.fit import fit
+    from bayes_scaling.fitting.fit import fit
     ess = 400 if backend.endswith("-ess400") else None
     f = fit("chinchilla", runs, backend=backend.removesuffix("-ess400"), random_seed=1,
             calibrate=False, ess_target=ess, draws=1000)
@@ -80,7 +80,7 @@ def bench_queries() -> dict[str, float]:
     import numpy as np
 
     from bayes_scaling.constants import PUBLISHED
-    from bayes_scaling.predict import predict_loss
+    from bayes_scaling.query.predict import predict_loss
     from bayes_scaling.testing import fake_fit
 
     f = fake_fit("chinchilla", PUBLISHED["hoffmann2022"], chains=4, draws=1000,

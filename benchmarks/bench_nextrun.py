@@ -7,7 +7,7 @@ costing at most a tenth of the target run (a de-risking run, not a second plan: 
 3e19-5.8e22 FLOPs). Each replication draws a "true" law from the posterior; two policies then
 train 6 runs each:
 
-- ``ranked``: the top run of :func:`bayes_scaling.nextrun.rank_next_runs` (expected narrowing
+- ``ranked``: the top run of :func:`bayes_scaling.evaluate.nextrun.rank_next_runs` (expected narrowing
   of the 90% predictive band at the target per FLOP);
 - ``random``: a candidate drawn uniformly at random (random size and ratio).
 
@@ -34,10 +34,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bayes_scaling import nextrun as nr
-from bayes_scaling.datasets import load_dataset
-from bayes_scaling.fit import ScalingFit, fit
-from bayes_scaling.report import atomic_savefig, atomic_write_text
+from bayes_scaling.data.registry import load_dataset
+from bayes_scaling.evaluate import nextrun as nr
+from bayes_scaling.fitting.fit import fit
+from bayes_scaling.fitting.result import ScalingFit
+from bayes_scaling.report.demo import atomic_savefig, atomic_write_text
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGET = nr.Target(7e10, 1.4e12)

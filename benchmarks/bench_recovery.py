@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from bayes_scaling.constants import PUBLISHED
-from bayes_scaling.fit import fit
-from bayes_scaling.parallel import run_many
-from bayes_scaling.predict import predict_loss
+from bayes_scaling.evaluate.parallel import run_many
+from bayes_scaling.fitting.fit import fit
+from bayes_scaling.query.predict import predict_loss
 from bayes_scaling.testing import synthetic_runs, to_sampling
 
 RESULTS = Path(__file__).resolve().parent / "results"

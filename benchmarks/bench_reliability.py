@@ -4,7 +4,7 @@
    of ``tests/test_bad_inputs.py`` (broken runs tables for ``fit``, ``compare``, ``backtest``;
    damaged and edited fit files and broken arguments for ``predict``, ``tokens``, ``optimal``,
    ``summary``; broken proposals for ``report``; unknown names and corrupted copies for
-   ``data``) and runs ``bayes_scaling.cli.main`` in-process on each. Counted: inputs, clean
+   ``data``) and runs ``bayes_scaling.cli.app.main`` in-process on each. Counted: inputs, clean
    refusals (exit 2, one stderr line, the input named), tracebacks, changed or created files,
    fits started (a tripwire replaces every fit entry point), and refusals whose message lacks
    the expected words. Target: >= 200 bad inputs per command, zero tracebacks, zero changed
@@ -151,7 +151,7 @@ def fuzz_data(n: int, seed: int, tally: Tally) -> None:
 
 def _corrupted_copy(where: float, xor: int) -> list[str]:
     """``data verify`` on a local copy of misfitting_openlm with one byte changed."""
-    from bayes_scaling.datasets import load_registry
+    from bayes_scaling.data.registry import load_registry
 
     entry = load_registry()["misfitting_openlm"]
     source = Path(os.environ["BAYES_SCALING_DATA"]) / "misfitting_openlm" / entry["file"]
@@ -220,7 +220,7 @@ def markdown(tallies: dict[str, Tally], killed: list[dict[str, Any]], args: Any)
     lines = ["## Reliability: bad input and killed writers", "",
              f"Seed {args.seed}; {platform.machine()}, {os.cpu_count()} cores. Strategies: "
              "`tests/test_bad_inputs.py`; kill harness: `tests/test_safety.py`.", "",
-             "### Bad input, fuzzed (in-process `bayes_scaling.cli.main`)", "",
+             "### Bad input, fuzzed (in-process `bayes_scaling.cli.app.main`)", "",
              "| command | bad inputs | clean refusals | tracebacks | changed outputs | "
              "fits started | other unclean | message lacks expected words | valid controls "
              "(accepted) | seconds |", "|---|---|---|---|---|---|---|---|---|---|"]

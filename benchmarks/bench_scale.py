@@ -26,8 +26,8 @@ import json, resource, sys, time, warnings
 warnings.filterwarnings("ignore")
 import numpy as np, pandas as pd
 from bayes_scaling.constants import PUBLISHED
-from bayes_scaling.data import load_runs
-from bayes_scaling.laws import LAWS
+from bayes_scaling.data.runs import load_runs
+from bayes_scaling.laws.final_loss import LAWS
 from bayes_scaling.testing import to_sampling
 n_runs, n_groups = int(sys.argv[1]), int(sys.argv[2])
 rng = np.random.default_rng(n_runs * 1000 + n_groups)
@@ -42,11 +42,11 @@ mu = law.evaluate_log({"n": np.log(n), "d": np.log(d)}, th)
 loss = np.exp(mu + 0.01 * rng.standard_t(5, n_runs))
 runs = load_runs(pd.DataFrame({"group": [f"g{i:02d}" for i in g], "n_params": n,
                                "n_tokens": d, "loss": loss}))
-from bayes_scaling.fit import fit
+from bayes_scaling.fitting.fit import fit
 t0 = time.perf_counter()
 f = fit("chinchilla", runs, random_seed=1, calibrate=False)
 d = f.diagnostics
-from bayes_scaling.inference import PARALLEL_MAX_OBS
+from bayes_scaling.model.sampling import PARALLEL_MAX_OBS
 print("RESULT " + json.dumps({"wall_s": time.perf_counter() - t0,
       "chains_run": "one after another" if n_runs > PARALLEL_MAX_OBS else "in parallel",
       "min_ess_bulk": d.min_ess_bulk,

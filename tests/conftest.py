@@ -43,7 +43,7 @@ def chinchilla_fake():
 @pytest.fixture(scope="session")
 def chinchilla_runs():
     """The shipped Chinchilla runs with Epoch's 5 highest-loss runs dropped (240)."""
-    from bayes_scaling.datasets import load_dataset
+    from bayes_scaling.data.registry import load_dataset
 
     return load_dataset("chinchilla")
 
@@ -51,6 +51,6 @@ def chinchilla_runs():
 @pytest.fixture(scope="session")
 def chinchilla_posterior(chinchilla_runs):
     """A real posterior on the Chinchilla runs (shared by the slow tests)."""
-    from bayes_scaling.fit import fit
+    from bayes_scaling.fitting.fit import fit
 
     return fit("chinchilla", chinchilla_runs, random_seed=11, chains=4, draws=500, tune=500)

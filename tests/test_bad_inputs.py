@@ -7,7 +7,7 @@ Two layers:
 - hypothesis properties generating broken runs tables, fit files, proposals and arguments for
   every CLI command.
 
-Each case runs ``bayes_scaling.cli.main`` in-process and must: exit with status 2; print exactly
+Each case runs ``bayes_scaling.cli.app.main`` in-process and must: exit with status 2; print exactly
 one stderr line ``bayes-scaling: error: ...`` (no traceback, no stray warning); name the input
 file where there is one; leave every file in its working folder as it was; and never start a
 sampler (the fit entry points are replaced by a tripwire). ``benchmarks/bench_reliability.py``
@@ -39,7 +39,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bayes_scaling.cli import main
+from bayes_scaling.cli.app import main
 
 HERE = Path(__file__).resolve().parent
 CATALOGUE = HERE / "bad_inputs"
@@ -70,16 +70,16 @@ def _tripwire(*_args: Any, **_kwargs: Any) -> Any:
 @contextlib.contextmanager
 def no_sampling() -> Iterator[None]:
     """Replace every entry point that fits or samples with :func:`_tripwire`."""
-    import bayes_scaling.compare
-    import bayes_scaling.fit
-    import bayes_scaling.parallel
-    import bayes_scaling.risk
+    import bayes_scaling.evaluate.compare
+    import bayes_scaling.evaluate.parallel
+    import bayes_scaling.fitting.fit
+    import bayes_scaling.report.assemble
 
-    originals = [bayes_scaling.fit.fit, bayes_scaling.fit.fit_baseline]
-    if "bayes_scaling.inference" in sys.modules:
-        originals.append(sys.modules["bayes_scaling.inference"].sample)
-    targets = [(bayes_scaling.compare, "fit_families"), (bayes_scaling.parallel, "run_many"),
-               (bayes_scaling.risk, "obtain_fit")]
+    originals = [bayes_scaling.fitting.fit.fit, bayes_scaling.fitting.fit.fit_baseline]
+    if "bayes_scaling.model.sampling" in sys.modules:
+        originals.append(sys.modules["bayes_scaling.model.sampling"].sample)
+    targets = [(bayes_scaling.evaluate.compare, "fit_families"), (bayes_scaling.evaluate.parallel, "run_many"),
+               (bayes_scaling.report.assemble, "obtain_fit")]
     for name, module in list(sys.modules.items()):
         if name.startswith("bayes_scaling") and module is not None:
             targets += [(module, attr) for attr, value in vars(module).items()
@@ -226,7 +226,7 @@ def derive_fit(steps: Sequence[Sequence[Any]], src: Path, dest: Path) -> Path:
 
 
 def _trailer_len(data: bytes | bytearray) -> int:
-    from bayes_scaling.fit import _TRAILER_LEN, CHECKSUM_TAG
+    from bayes_scaling.fitting.result import _TRAILER_LEN, CHECKSUM_TAG
 
     tail = bytes(data[-_TRAILER_LEN:])
     return _TRAILER_LEN if tail.startswith(CHECKSUM_TAG) else 0

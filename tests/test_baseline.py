@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from scipy.optimize import check_grad
 
-from bayes_scaling import baseline
-from bayes_scaling.baseline import BootstrapFit, huber_bootstrap, huber_fit
 from bayes_scaling.constants import EPOCH2024_95, PUBLISHED
 from bayes_scaling.errors import BayesScalingError, DataError, QueryError, SpecError
-from bayes_scaling.laws import LAWS
+from bayes_scaling.fitting import baseline
+from bayes_scaling.fitting.baseline import BootstrapFit, huber_bootstrap, huber_fit
+from bayes_scaling.laws.final_loss import LAWS
 from tests.conftest import require_shared
 
 DATA_HOME = Path(os.environ.get("BAYES_SCALING_DATA",

@@ -7,19 +7,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bayes_scaling.backtest import backtest, calibration_table, score, split_top
-from bayes_scaling.calibrate import (
+from bayes_scaling.constants import PUBLISHED
+from bayes_scaling.data.support import Box, decades_outside, levels
+from bayes_scaling.errors import BayesScalingError
+from bayes_scaling.evaluate.backtest import backtest, calibration_table, score, split_top
+from bayes_scaling.evaluate.parallel import run_many
+from bayes_scaling.fitting.calibrate import (
     InnerBacktest,
     attach_discrepancy,
     discrepancy_posterior,
     inner_backtest,
 )
-from bayes_scaling.constants import PUBLISHED
-from bayes_scaling.errors import BayesScalingError
-from bayes_scaling.extrapolation import Box, decades_outside, levels
-from bayes_scaling.fit import fit_baseline
-from bayes_scaling.parallel import run_many
-from bayes_scaling.summarize import sorted_quantiles
+from bayes_scaling.fitting.fit import fit_baseline
+from bayes_scaling.query.summarize import sorted_quantiles
 from bayes_scaling.testing import fake_fit, synthetic_runs
 
 P = PUBLISHED["hoffmann2022"]

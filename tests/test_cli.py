@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from bayes_scaling.cli import main
+from bayes_scaling.cli.app import main
 from bayes_scaling.constants import PUBLISHED
 from bayes_scaling.testing import fake_fit
 
@@ -81,14 +81,14 @@ def test_not_a_fit_file(capsys, tmp_path):
 
 
 def test_console_script_runs():
-    out = subprocess.run([sys.executable, "-m", "bayes_scaling.cli", "--help"],
+    out = subprocess.run([sys.executable, "-m", "bayes_scaling", "--help"],
                          capture_output=True, text=True, check=True)
     assert "predict" in out.stdout and "fit" in out.stdout
 
 
 @pytest.mark.slow
 def test_fit_with_an_ess_target_stops_early_and_saves_a_fit_that_passes(capsys, tmp_path):
-    from bayes_scaling.fit import ScalingFit
+    from bayes_scaling.fitting.result import ScalingFit
 
     out = tmp_path / "fit.nc"
     assert main(["fit", "chinchilla", "--out", str(out), "--ess-target", "400", "--seed", "1",

@@ -12,12 +12,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy import stats
 
-from bayes_scaling import compare as cmp
-from bayes_scaling.baseline import huber_fit
-from bayes_scaling.cli import main
+from bayes_scaling.cli.app import main
 from bayes_scaling.constants import PUBLISHED
 from bayes_scaling.errors import BayesScalingError, QueryError
-from bayes_scaling.predict import flat, group_theta, predict_loss
+from bayes_scaling.evaluate import compare as cmp
+from bayes_scaling.fitting.baseline import huber_fit
+from bayes_scaling.query.predict import flat, group_theta, predict_loss
 from bayes_scaling.testing import fake_fit, synthetic_runs
 from tests.conftest import SMALL
 
@@ -46,7 +46,7 @@ def fits():
 # ------------------------------------------------------------------------------ log-likelihood
 @pytest.mark.parametrize("likelihood", ["studentt", "normal"])
 def test_pointwise_log_likelihood_matches_scipy(runs, likelihood):
-    from bayes_scaling.spec import load_spec
+    from bayes_scaling.model.spec import load_spec
 
     spec = load_spec("chinchilla").with_likelihood(likelihood)
     f = fake_fit(spec, EPOCH, runs=runs, seed=4)  # type: ignore[arg-type]
@@ -193,7 +193,7 @@ def test_stratified_counts_sum_and_track_the_weights(w, total):
 def test_plots_draw_every_family_and_write_files(result, tmp_path):
     import matplotlib.pyplot as plt
 
-    from bayes_scaling import plots_compare
+    from bayes_scaling.plots import compare as plots_compare
 
     ax = plots_compare.plot_compare_loss(result.fits, diverge=result.diverge)
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
@@ -207,7 +207,7 @@ def test_plots_draw_every_family_and_write_files(result, tmp_path):
 
 
 def test_compare_and_its_plots_do_not_import_pymc():
-    code = ("import sys, bayes_scaling.compare, bayes_scaling.plots_compare; "
+    code = ("import sys, bayes_scaling.evaluate.compare, bayes_scaling.plots.compare; "
             "assert 'pymc' not in sys.modules, 'pymc imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
 

@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bayes_scaling.constants import DEFAULT_GROUP, RUN
-from bayes_scaling.data import CANONICAL_COLUMNS, RunTable, load_runs
+from bayes_scaling.data.readers import CANONICAL_COLUMNS
+from bayes_scaling.data.runs import RunTable, load_runs
 from bayes_scaling.errors import DataError
 from tests.conftest import SHARED_DATA, require_shared
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bayes_scaling import datasets
-from bayes_scaling.data import load_runs
-from bayes_scaling.datasets import fetch, list_datasets, load_dataset, load_registry, verify
+from bayes_scaling.data import registry as datasets
+from bayes_scaling.data.registry import fetch, list_datasets, load_dataset, load_registry, verify
+from bayes_scaling.data.runs import load_runs
 from bayes_scaling.errors import RegistryError
 from tests.conftest import SHARED_DATA, require_shared
 

@@ -14,13 +14,13 @@ import xarray as xr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bayes_scaling import diagnose as dg
-from bayes_scaling import laws
-from bayes_scaling.cli import main
+from bayes_scaling.cli.app import main
 from bayes_scaling.constants import PUBLISHED
-from bayes_scaling.data import load_runs
-from bayes_scaling.fit import with_posterior
-from bayes_scaling.spec import load_spec
+from bayes_scaling.data.runs import load_runs
+from bayes_scaling.evaluate import checks as dg
+from bayes_scaling.fitting.result import with_posterior
+from bayes_scaling.laws import final_loss as laws
+from bayes_scaling.model.spec import load_spec
 from bayes_scaling.testing import fake_fit, synthetic_runs, to_sampling
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -179,7 +179,7 @@ def test_other_laws_get_the_same_checks():
 
 
 def test_cli_fit_likelihood_auto_picks_student_t_for_outliers(tmp_path, monkeypatch, capsys):
-    import bayes_scaling.fit as fit_module
+    import bayes_scaling.fitting.fit as fit_module
 
     seen = []
 
@@ -272,7 +272,7 @@ def test_cli_diagnose_text_json_and_bad_input(fit_with_outlier, tmp_path, capsys
 
 
 def test_diagnose_does_not_import_pymc():
-    code = ("import sys, bayes_scaling.diagnose, bayes_scaling.nextrun; "
+    code = ("import sys, bayes_scaling.evaluate.checks, bayes_scaling.evaluate.nextrun; "
             "assert 'pymc' not in sys.modules and 'pytensor' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -283,7 +283,7 @@ SMALL_FIT = {"chains": 2, "draws": 300, "tune": 300, "calibrate": False, "retrie
 
 @pytest.mark.slow
 def test_loo_prefers_the_broken_law_on_a_bent_ladder():
-    from bayes_scaling.fit import fit
+    from bayes_scaling.fitting.fit import fit
 
     runs = ladder("chinchilla_broken", BROKEN, seed=13, noise=0.005)
     plain = fit("chinchilla", runs, random_seed=1, **SMALL_FIT)
@@ -295,7 +295,7 @@ def test_loo_prefers_the_broken_law_on_a_bent_ladder():
 
 @pytest.mark.slow
 def test_same_slope_check_finds_a_planted_slope_difference():
-    from bayes_scaling.fit import fit
+    from bayes_scaling.fitting.fit import fit
 
     m = float(np.mean(np.log(np.repeat(SIZES, 5))))
     runs = ladder(seed=14, groups={"a": {}, "b": {"alpha": 0.1, "log_a": 0.1 * m}})

@@ -15,24 +15,48 @@ import xarray as xr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bayes_scaling import dynamics as dy
 from bayes_scaling.constants import CHAIN, DRAW, PUBLISHED
-from bayes_scaling.diagnostics import Diagnostics
+from bayes_scaling.data.curves import (
+    MAX_POINTS,
+    CurveTable,
+    load_curves,
+    schedule_note,
+    thin_indices,
+)
 from bayes_scaling.errors import DataError, DataWarning, QueryError
-from bayes_scaling.fit import ScalingFit
-from bayes_scaling.spec import load_spec
+from bayes_scaling.fitting.dynamics import (
+    ONE_BATCH_TARGET_ACCEPT,
+    TARGET_ACCEPT,
+    default_target_accept,
+)
+from bayes_scaling.fitting.result import ScalingFit
+from bayes_scaling.laws.curve import (
+    GRAPH_ITERATIONS,
+    centre_constants,
+    e_min,
+    l_n_smin,
+    log_loss_nsb,
+    loss_nsb,
+    s_min,
+    steps_to_loss,
+    uncentre,
+)
+from bayes_scaling.model.gate import Diagnostics
+from bayes_scaling.model.spec import load_spec
+from bayes_scaling.query import curves as dy
+from bayes_scaling.testing import synthetic_curves
 
 K = PUBLISHED["kaplan2020_dynamics"]  # Kaplan et al. (2020) section 5 constants
 LOG_K = {"log_n_c": np.log(K["n_c"]), "alpha_n": K["alpha_n"], "log_s_c": np.log(K["s_c"]),
          "alpha_s": K["alpha_s"], "log_b_star": np.log(K["b_star"]), "alpha_b": K["alpha_b"]}
 
 
-def fake_dynamics_fit(curves: dy.CurveTable | None = None, *, spread: float = 2e-4,
+def fake_dynamics_fit(curves: CurveTable | None = None, *, spread: float = 2e-4,
                       chains: int = 2, draws: int = 300, sigma: float = 0.005,
                       sigma_curve: float = 0.01, seed: int = 0) -> ScalingFit:
     """A curve-law fit whose posterior is a tight cloud at Kaplan's constants (no NUTS)."""
     rng = np.random.default_rng(seed)
-    curves = curves or dy.synthetic_curves(K, steps=np.geomspace(1e3, 1e5, 8), seed=seed)
+    curves = curves or synthetic_curves(K, steps=np.geomspace(1e3, 1e5, 8), seed=seed)
     post = {p: xr.DataArray(v + spread * rng.standard_normal((chains, draws)), dims=(CHAIN, DRAW))
             for p, v in LOG_K.items()}
     for name, value in (("sigma", sigma), ("sigma_curve", sigma_curve), ("nu", 30.0)):
@@ -60,7 +84,7 @@ PRIOR_RANGE = {  # the models/dynamics.toml priors, +-3 sd, mapped to natural co
 @given(**PRIOR_RANGE, n=st.floats(1e5, 1e13), s=st.floats(1.0, 1e8), b=st.floats(1e2, 1e9))
 def test_solve_finds_the_unique_root_to_1e8(n, s, b, **theta):
     """L = (N_c/N)^alpha_N + (S_c/S_min(L))^alpha_S to 1e-8, checked in logs (L may be huge)."""
-    log_l = float(dy.log_loss_nsb(np.log(n), np.log(s), np.log(b), **theta))
+    log_l = float(log_loss_nsb(np.log(n), np.log(s), np.log(b), **theta))
     log_b_crit = theta["log_b_star"] - log_l / theta["alpha_b"]
     log_s_min = np.log(s) - np.logaddexp(0.0, log_b_crit - np.log(b))
     rhs = np.logaddexp(theta["alpha_n"] * (theta["log_n_c"] - np.log(n)),
@@ -71,9 +95,9 @@ def test_solve_finds_the_unique_root_to_1e8(n, s, b, **theta):
 @settings(max_examples=100, deadline=None)
 @given(n=st.floats(1e6, 1e11), s=st.floats(100.0, 1e6), b=st.floats(1e4, 1e8))
 def test_solve_satisfies_the_natural_form_at_kaplan_constants(n, s, b):
-    loss = float(dy.loss_nsb(n, s, b, **K))
-    s_min = dy.s_min(s, b, loss, b_star=K["b_star"], alpha_b=K["alpha_b"])
-    rhs = dy.l_n_smin(n, s_min, n_c=K["n_c"], alpha_n=K["alpha_n"], s_c=K["s_c"],
+    loss = float(loss_nsb(n, s, b, **K))
+    smin = s_min(s, b, loss, b_star=K["b_star"], alpha_b=K["alpha_b"])
+    rhs = l_n_smin(n, smin, n_c=K["n_c"], alpha_n=K["alpha_n"], s_c=K["s_c"],
                       alpha_s=K["alpha_s"])
     assert rhs == pytest.approx(loss, rel=1e-10)
 
@@ -83,8 +107,8 @@ def test_solve_is_vectorised_and_converges_on_a_wide_prior_sample():
     m = 50_000
     theta = {k: rng.uniform(*_bounds(k), m) for k in PRIOR_RANGE}
     logs = [np.log(10 ** rng.uniform(lo, hi, m)) for lo, hi in ((5, 13), (0, 8), (2, 9))]
-    full = dy.log_loss_nsb(*logs, **theta)
-    few = dy.log_loss_nsb(*logs, **theta, iterations=8)
+    full = log_loss_nsb(*logs, **theta)
+    few = log_loss_nsb(*logs, **theta, iterations=8)
     assert np.all(np.isfinite(full))
     assert np.max(np.abs(few - full)) < 1e-8  # 8 safeguarded Newton steps suffice
 
@@ -95,7 +119,7 @@ def _bounds(name: str) -> tuple[float, float]:
             "log_b_star": (np.log(1e4), np.log(1e14)), "alpha_b": (0.06, 0.7)}[name]
 
 
-@pytest.mark.parametrize("misfit, iterations, tol", [(0.03, 3, 1e-10), (0.3, dy.GRAPH_ITERATIONS,
+@pytest.mark.parametrize("misfit, iterations, tol", [(0.03, 3, 1e-10), (0.3, GRAPH_ITERATIONS,
                                                                           1e-6)])
 def test_graph_iterations_from_the_observed_loss_converge(misfit, iterations, tol):
     rng = np.random.default_rng(1)
@@ -103,9 +127,9 @@ def test_graph_iterations_from_the_observed_loss_converge(misfit, iterations, to
     z = {k: 0.3 * rng.standard_normal(m) for k in LOG_K}  # 30% around Kaplan's constants
     theta = {k: v + z[k] if k.startswith("log") else v * np.exp(z[k]) for k, v in LOG_K.items()}
     logs = [np.log(10 ** rng.uniform(lo, hi, m)) for lo, hi in ((6, 9), (2, 5), (4, 7))]
-    root = dy.log_loss_nsb(*logs, **theta)
+    root = log_loss_nsb(*logs, **theta)
     start = root + misfit * rng.uniform(-1, 1, m)
-    assert np.max(np.abs(dy.log_loss_nsb(*logs, **theta, iterations=iterations,
+    assert np.max(np.abs(log_loss_nsb(*logs, **theta, iterations=iterations,
                                          log_start=start) - root)) < tol
 
 
@@ -115,17 +139,17 @@ def test_graph_iterations_converge_far_from_the_data():
     m = 50_000
     theta = {k: rng.uniform(*_bounds(k), m) for k in PRIOR_RANGE}
     logs = [np.log(10 ** rng.uniform(lo, hi, m)) for lo, hi in ((5, 13), (0, 8), (2, 9))]
-    start = dy.log_loss_nsb(*logs, **LOG_K)
-    got = dy.log_loss_nsb(*logs, **theta, iterations=dy.GRAPH_ITERATIONS, log_start=start)
-    assert np.max(np.abs(got - dy.log_loss_nsb(*logs, **theta))) < 1e-6
+    start = log_loss_nsb(*logs, **LOG_K)
+    got = log_loss_nsb(*logs, **theta, iterations=GRAPH_ITERATIONS, log_start=start)
+    assert np.max(np.abs(got - log_loss_nsb(*logs, **theta))) < 1e-6
 
 
 @settings(max_examples=100, deadline=None)
 @given(s=st.floats(10.0, 1e7), b=st.floats(1e3, 1e8), loss=st.floats(1.5, 8.0))
 def test_kaplan_tradeoff_identity(s, b, loss):
     """(S/S_min - 1)(E/E_min - 1) = 1 (Kaplan et al. 2020, eq. 5.6's hyperbola)."""
-    smin = dy.s_min(s, b, loss, b_star=K["b_star"], alpha_b=K["alpha_b"])
-    emin = dy.e_min(s * b, b, loss, b_star=K["b_star"], alpha_b=K["alpha_b"])
+    smin = s_min(s, b, loss, b_star=K["b_star"], alpha_b=K["alpha_b"])
+    emin = e_min(s * b, b, loss, b_star=K["b_star"], alpha_b=K["alpha_b"])
     assert smin <= s and emin <= s * b
     assert (s / smin - 1.0) * (s * b / emin - 1.0) == pytest.approx(1.0, rel=1e-9)
 
@@ -133,21 +157,21 @@ def test_kaplan_tradeoff_identity(s, b, loss):
 @settings(max_examples=100, deadline=None)
 @given(n=st.floats(1e6, 1e11), s=st.floats(100.0, 1e6), b=st.floats(1e4, 1e8))
 def test_steps_to_loss_inverts_the_law(n, s, b):
-    loss = dy.loss_nsb(n, s, b, **K)
-    assert dy.steps_to_loss(n, loss, b, **K) == pytest.approx(s, rel=1e-7)
+    loss = loss_nsb(n, s, b, **K)
+    assert steps_to_loss(n, loss, b, **K) == pytest.approx(s, rel=1e-7)
 
 
 def test_loss_falls_with_steps_size_and_batch():
     s = np.geomspace(100, 1e6, 30)
-    small, big = dy.loss_nsb(1e7, s, 2**20, **K), dy.loss_nsb(1e9, s, 2**20, **K)
+    small, big = loss_nsb(1e7, s, 2**20, **K), loss_nsb(1e9, s, 2**20, **K)
     assert np.all(np.diff(small) < 0) and np.all(big < small)
-    assert np.all(dy.loss_nsb(1e7, s, 2**22, **K) < small)  # more tokens per step
+    assert np.all(loss_nsb(1e7, s, 2**22, **K) < small)  # more tokens per step
     assert np.all(small > (K["n_c"] / 1e7) ** K["alpha_n"])  # above the size's floor
 
 
 def test_centring_round_trips():
     centre = {"n": 17.0, "s": 8.0, "b": 13.0, "loss": 1.2}
-    back = dy.uncentre(dy.centre_constants(LOG_K, centre), centre)
+    back = uncentre(centre_constants(LOG_K, centre), centre)
     assert back == pytest.approx(LOG_K)
 
 
@@ -160,13 +184,13 @@ def test_graph_solve_matches_numpy_and_has_implicit_gradients():
                              stop_gradient=disconnected_grad, done=lambda _h: False)
     logs = [np.log(np.array([3e7, 1e8])), np.log(np.array([2e3, 4e4])), np.log([2.0**18] * 2)]
     a = pt.dscalar("alpha_s")
-    out = dy.log_loss_nsb(*logs, **{**LOG_K, "alpha_s": a}, xp=ops, iterations=12)
+    out = log_loss_nsb(*logs, **{**LOG_K, "alpha_s": a}, xp=ops, iterations=12)
     f = pytensor.function([a], [out, pytensor.grad(out.sum(), a)])
     value, grad = f(K["alpha_s"])
-    assert value == pytest.approx(dy.log_loss_nsb(*logs, **LOG_K), rel=1e-12)
+    assert value == pytest.approx(log_loss_nsb(*logs, **LOG_K), rel=1e-12)
     h = 1e-6
-    num = (dy.log_loss_nsb(*logs, **{**LOG_K, "alpha_s": K["alpha_s"] + h}).sum()
-           - dy.log_loss_nsb(*logs, **{**LOG_K, "alpha_s": K["alpha_s"] - h}).sum()) / (2 * h)
+    num = (log_loss_nsb(*logs, **{**LOG_K, "alpha_s": K["alpha_s"] + h}).sum()
+           - log_loss_nsb(*logs, **{**LOG_K, "alpha_s": K["alpha_s"] - h}).sum()) / (2 * h)
     assert grad == pytest.approx(num, rel=1e-5)
 
 
@@ -182,11 +206,11 @@ def _frame(**over):
 
 
 def test_load_curves_maps_validates_and_applies_the_warmup_rule():
-    c = dy.load_curves(_frame(), warmup_fraction=0.2)
+    c = load_curves(_frame(), warmup_fraction=0.2)
     assert c.curve_ids == ("a", "b") and c.n_curves == 2
     assert list(c.s) == [200, 400, 800, 300, 900]  # steps >= 0.2 x last step of the run
     assert c.rule["warmup_fraction"] == 0.2 and c.rule["n_points_read"] == 7
-    c2 = dy.load_curves(_frame(), warmup_fraction=0.0, min_steps=150)
+    c2 = load_curves(_frame(), warmup_fraction=0.0, min_steps=150)
     assert c2.s.min() >= 150
 
 
@@ -201,65 +225,65 @@ def test_bad_curves_are_named_in_one_line(tmp_path, edit, message):
     path = tmp_path / "curves.csv"
     _frame(**edit).to_csv(path, index=False)
     with pytest.raises(DataError) as err:
-        dy.load_curves(path)
+        load_curves(path)
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
 def test_curves_from_several_schedule_lengths_are_flagged():
     """The law has no schedule term: mixing schedule lengths widens every band, so say so."""
     with pytest.warns(DataWarning, match="2 schedule lengths"):
-        mixed = dy.load_curves(_frame(total_steps=[800] * 4 + [900] * 3))
-    assert "2 schedule lengths (800-900 total steps)" in dy.schedule_note(mixed)
-    one = dy.load_curves(_frame(total_steps=900))
-    assert dy.schedule_note(one) is None and "total_steps" in one.frame.columns
-    assert dy.schedule_note(dy.load_curves(_frame())) is None
+        mixed = load_curves(_frame(total_steps=[800] * 4 + [900] * 3))
+    assert "2 schedule lengths (800-900 total steps)" in schedule_note(mixed)
+    one = load_curves(_frame(total_steps=900))
+    assert schedule_note(one) is None and "total_steps" in one.frame.columns
+    assert schedule_note(load_curves(_frame())) is None
 
 
 def test_one_batch_size_gets_the_higher_default_target_accept():
-    one = dy.synthetic_curves(K, batch_sizes=(2**20,), steps=np.geomspace(1e3, 1e5, 5))
-    several = dy.synthetic_curves(K, steps=np.geomspace(1e3, 1e5, 5))
-    assert dy.default_target_accept(one) == dy.ONE_BATCH_TARGET_ACCEPT == 0.99
-    assert dy.default_target_accept(several) == dy.TARGET_ACCEPT == 0.95
+    one = synthetic_curves(K, batch_sizes=(2**20,), steps=np.geomspace(1e3, 1e5, 5))
+    several = synthetic_curves(K, steps=np.geomspace(1e3, 1e5, 5))
+    assert default_target_accept(one) == ONE_BATCH_TARGET_ACCEPT == 0.99
+    assert default_target_accept(several) == TARGET_ACCEPT == 0.95
 
 
 def test_missing_column_is_named():
     with pytest.raises(DataError, match="batch_size_tokens"):
-        dy.load_curves(_frame().drop(columns="batch_size_tokens"))
+        load_curves(_frame().drop(columns="batch_size_tokens"))
 
 
 def test_thinning_keeps_ends_and_spreads_in_log_steps():
     steps = np.arange(100, 20_001, 100)
-    idx = dy.thin_indices(steps, 10)
+    idx = thin_indices(steps, 10)
     assert idx[0] == 0 and idx[-1] == steps.size - 1 and idx.size <= 10
     assert np.log(steps[idx[1]] / steps[idx[0]]) > 0.3  # not bunched at the dense late end
-    c = dy.load_curves(pd.DataFrame({"run": "x", "n_params": 1e8, "steps": steps,
+    c = load_curves(pd.DataFrame({"run": "x", "n_params": 1e8, "steps": steps,
                                      "batch_size_tokens": 1e6, "loss": 10 / steps**0.1}),
                        max_points_per_curve=12)
     assert c.n_points <= 12
 
 
 def test_global_cap_lowers_the_per_curve_limit():
-    many = dy.synthetic_curves(K, steps=np.geomspace(1e3, 1e5, 40), seed=0)  # 20 x 40 points
-    capped = dy.load_curves(many.frame, warmup_fraction=0.0, max_points=300)
+    many = synthetic_curves(K, steps=np.geomspace(1e3, 1e5, 40), seed=0)  # 20 x 40 points
+    capped = load_curves(many.frame, warmup_fraction=0.0, max_points=300)
     assert capped.n_points <= 300 and capped.rule["points_per_curve_used"] < 30
 
 
 def test_curve_table_round_trips_and_detects_tampering():
-    c = dy.synthetic_curves(K, steps=np.geomspace(1e3, 1e5, 5), seed=2)
+    c = synthetic_curves(K, steps=np.geomspace(1e3, 1e5, 5), seed=2)
     ds = c.to_xarray()
-    assert dy.CurveTable.from_xarray(ds).fingerprint() == c.fingerprint()
+    assert CurveTable.from_xarray(ds).fingerprint() == c.fingerprint()
     ds["loss"].values[3] *= 1.01
     with pytest.raises(DataError, match="fingerprint"):
-        dy.CurveTable.from_xarray(ds)
+        CurveTable.from_xarray(ds)
 
 
 def test_misfitting_curves_load_from_the_registry():
-    from bayes_scaling.datasets import fetch
+    from bayes_scaling.data.registry import fetch
 
     with pytest.warns(DataWarning, match="17 schedule lengths"):  # curves of >= 3 points
-        c = dy.load_curves(fetch("misfitting_openlm"), param_count="nonembedding")
+        c = load_curves(fetch("misfitting_openlm"), param_count="nonembedding")
     assert c.n_curves == 236 and len(np.unique(c.b)) == 1
-    assert c.n_points <= dy.MAX_POINTS and c.rule["n_points_read"] == 4223
+    assert c.n_points <= MAX_POINTS and c.rule["n_points_read"] == 4223
 
 
 # ------------------------------------------------------------------------------ queries
@@ -267,7 +291,7 @@ def test_predict_curve_law_band_follows_the_law(kfit):
     steps = np.geomspace(1e3, 1e5, 7)
     res = dy.predict_curve(kfit, 1e9, 2**21, steps, band="law", random_seed=0)
     assert res.summary["median"].to_numpy() == pytest.approx(
-        dy.loss_nsb(1e9, steps, 2**21, **K), rel=5e-3)
+        loss_nsb(1e9, steps, 2**21, **K), rel=5e-3)
     assert res.draws.dims == ("chain", "draw", "point") and res.band == "law"
     pred = dy.predict_curve(kfit, 1e9, 2**21, steps, random_seed=0).summary
     law = res.summary
@@ -275,7 +299,7 @@ def test_predict_curve_law_band_follows_the_law(kfit):
 
 
 def test_steps_and_tokens_needed_invert_the_curve(kfit):
-    target = float(dy.loss_nsb(3e8, 2e4, 2**20, **K))
+    target = float(loss_nsb(3e8, 2e4, 2**20, **K))
     st_ = dy.steps_needed(kfit, 3e8, target, [2**20, 2**22], random_seed=0).summary
     assert st_["median"].iloc[0] == pytest.approx(2e4, rel=0.05)
     assert st_["quantity"].tolist() == ["steps", "steps", "s_min"]
@@ -318,14 +342,14 @@ def test_bad_queries_raise_query_errors(kfit, call):
 def test_saved_curve_fit_reloads_and_answers_the_same(tmp_path, kfit):
     path = kfit.save(tmp_path / "dyn.nc")
     back = ScalingFit.load(path)
-    assert isinstance(back.runs, dy.CurveTable) and back.law.name == "dynamics"
+    assert isinstance(back.runs, CurveTable) and back.law.name == "dynamics"
     a = dy.predict_curve(kfit, 1e9, 2**20, [1e4], random_seed=1).summary["median"]
     b = dy.predict_curve(back, 1e9, 2**20, [1e4], random_seed=1).summary["median"]
     assert a.to_numpy() == pytest.approx(b.to_numpy(), rel=1e-12)
 
 
 def test_queries_and_plots_do_not_import_pymc():
-    code = ("import sys, bayes_scaling.dynamics, bayes_scaling.plots_dynamics; "
+    code = ("import sys, bayes_scaling.query.curves, bayes_scaling.plots.dynamics; "
             "assert 'pymc' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -333,9 +357,9 @@ def test_queries_and_plots_do_not_import_pymc():
 def test_plots_return_axes(kfit):
     import matplotlib.pyplot as plt
 
-    from bayes_scaling import plots_dynamics
+    from bayes_scaling.plots import dynamics as plots_dynamics
 
-    held = dy.synthetic_curves(K, n_sizes=(1e9,), batch_sizes=(2**20,), seed=5)
+    held = synthetic_curves(K, n_sizes=(1e9,), batch_sizes=(2**20,), seed=5)
     ax = plots_dynamics.plot_curves(kfit, predict=[(1e9, 2**20)], held_out=held)
     assert ax.get_xscale() == "log" and "loss" in ax.get_ylabel()
     assert any("predictive band" in t.get_text() for t in ax.get_legend().get_texts())
@@ -345,7 +369,7 @@ def test_plots_return_axes(kfit):
 
 
 def test_cli_curve_and_batch(tmp_path, kfit, capsys):
-    from bayes_scaling.cli import main
+    from bayes_scaling.cli.app import main
 
     path = str(kfit.save(tmp_path / "dyn.nc"))
     assert main(["curve", path, "--n-params", "1e9", "--batch-size", "1048576",
@@ -365,9 +389,9 @@ def test_cli_curve_and_batch(tmp_path, kfit, capsys):
 @pytest.mark.slow
 def test_cli_fit_recovers_kaplan_constants_from_synthetic_curves(tmp_path, capsys):
     """Kaplan's constants inside their 90% intervals; r-hat <= 1.01, no divergences."""
-    from bayes_scaling.cli import main
+    from bayes_scaling.cli.app import main
 
-    curves = dy.synthetic_curves(K, n_sizes=(1e6, 1e7, 1e8), batch_sizes=(2**16, 2**19, 2**22),
+    curves = synthetic_curves(K, n_sizes=(1e6, 1e7, 1e8), batch_sizes=(2**16, 2**19, 2**22),
                                  steps=np.geomspace(1e3, 1e5, 10), noise=0.005, curve_sd=0.005,
                                  seed=3)
     csv = tmp_path / "curves.csv"
@@ -391,9 +415,9 @@ def test_marginal_curve_likelihood_is_the_exact_multivariate_normal():
     import pytensor.tensor as pt
     from scipy.stats import multivariate_normal
 
-    from bayes_scaling.model import _curve_marginal_logp
+    from bayes_scaling.model.build_curves import _curve_marginal_logp
 
-    curves = dy.synthetic_curves(K, n_sizes=(1e7,), batch_sizes=(2**18, 2**20),
+    curves = synthetic_curves(K, n_sizes=(1e7,), batch_sizes=(2**18, 2**20),
                                  steps=np.geomspace(1e3, 1e4, 4), seed=0)
     resid = np.random.default_rng(0).normal(0, 0.01, curves.n_points)
     r, sigma, sd = pt.dvector("r"), pt.dscalar("s"), pt.dscalar("c")
@@ -405,9 +429,9 @@ def test_marginal_curve_likelihood_is_the_exact_multivariate_normal():
 
 @pytest.mark.parametrize("family", ["normal", "studentt"])
 def test_model_with_groups_builds_with_finite_logp_and_named_constants(family):
-    from bayes_scaling.model import build_dynamics_model
+    from bayes_scaling.model.build_curves import build_dynamics_model
 
-    curves = dy.synthetic_curves(K, n_sizes=(1e6, 1e7), batch_sizes=(2**18,),
+    curves = synthetic_curves(K, n_sizes=(1e6, 1e7), batch_sizes=(2**18,),
                                  steps=np.geomspace(1e3, 1e4, 4), seed=0,
                                  group_offsets={"web": {}, "code": {"log_n_c": 0.5}})
     spec = load_spec("dynamics").with_likelihood(family)

@@ -11,8 +11,9 @@ import pytest
 
 from bayes_scaling.constants import EPOCH2024_95, PUBLISHED
 from bayes_scaling.errors import FitFileError
-from bayes_scaling.fit import ScalingFit, fit
-from bayes_scaling.predict import predict_loss
+from bayes_scaling.fitting.fit import fit
+from bayes_scaling.fitting.result import ScalingFit
+from bayes_scaling.query.predict import predict_loss
 from bayes_scaling.testing import synthetic_runs, to_sampling
 from tests.conftest import SMALL
 
@@ -54,9 +55,9 @@ def test_saved_fit_round_trips_and_checks_its_hashes(chinchilla_posterior, tmp_p
 @pytest.mark.slow
 def test_loading_and_querying_a_fit_does_not_import_pymc(chinchilla_posterior, tmp_path):
     path = chinchilla_posterior.save(tmp_path / "fit.nc")
-    code = ("import sys; from bayes_scaling.fit import ScalingFit; "
-            "from bayes_scaling.predict import predict_loss; "
-            "from bayes_scaling.allocate import compute_optimal; "
+    code = ("import sys; from bayes_scaling.fitting.fit import ScalingFit; "
+            "from bayes_scaling.query.predict import predict_loss; "
+            "from bayes_scaling.query.allocate import compute_optimal; "
             f"f = ScalingFit.load({str(path)!r}); predict_loss(f, 7e10, 1.4e12); "
             "compute_optimal(f, 5.88e23); assert 'pymc' not in sys.modules, 'pymc imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -132,9 +133,9 @@ def test_ess_target_is_refused_without_numpyro_or_when_not_positive():
 
 
 def test_large_data_runs_chains_one_after_another_on_the_cpu(monkeypatch):
-    from bayes_scaling import inference
-    from bayes_scaling.model import build_model
-    from bayes_scaling.spec import load_spec
+    from bayes_scaling.model import sampling as inference
+    from bayes_scaling.model.build import build_model
+    from bayes_scaling.model.spec import load_spec
 
     monkeypatch.delenv("BAYES_SCALING_CHAIN_METHOD", raising=False)
     runs = synthetic_runs("chinchilla", P, noise=0.01, seed=1)
@@ -152,8 +153,8 @@ def test_large_data_runs_chains_one_after_another_on_the_cpu(monkeypatch):
 def test_a_failed_gate_is_resampled_with_smaller_steps_and_longer_warmup(monkeypatch, retries):
     """``sample_gated`` (used by ``fit`` and ``fit_dynamics``): a fit with divergences is
     resampled at the retry's target_accept with twice the warm-up, and the last verdict kept."""
-    from bayes_scaling import inference
-    from bayes_scaling.fit import sample_gated
+    from bayes_scaling.fitting.fit import sample_gated
+    from bayes_scaling.model import sampling as inference
 
     calls = []
 
@@ -181,8 +182,8 @@ def test_a_failed_gate_is_resampled_with_smaller_steps_and_longer_warmup(monkeyp
 
 
 def test_a_retry_after_poor_mixing_also_doubles_the_draws(monkeypatch):
-    from bayes_scaling import inference
-    from bayes_scaling.fit import sample_gated
+    from bayes_scaling.fitting.fit import sample_gated
+    from bayes_scaling.model import sampling as inference
 
     calls = []
 

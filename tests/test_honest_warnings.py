@@ -16,9 +16,9 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from bayes_scaling.cli import main
+from bayes_scaling.cli.app import main
 from bayes_scaling.constants import PUBLISHED
-from bayes_scaling.diagnostics import Diagnostics
+from bayes_scaling.model.gate import Diagnostics
 from tests.test_safety import build_fake_risk
 
 P = PUBLISHED["hoffmann2022"]
@@ -50,7 +50,7 @@ def _cli(capsys, argv: list[str]) -> tuple[str, str]:
 
 def _report(folder: Path, **kw) -> tuple[dict, str, str]:
     """Risk numbers, HTML and Markdown of a one-family report over a fake fit."""
-    from bayes_scaling.report_html import write_report
+    from bayes_scaling.report.render import write_report
 
     risk = build_fake_risk(folder, **kw)
     write_report(risk, folder / "out")
@@ -60,8 +60,8 @@ def _report(folder: Path, **kw) -> tuple[dict, str, str]:
 
 # ------------------------------------------------------------------------------ the gate
 def test_a_failed_convergence_gate_is_shown_everywhere(tmp_path, capsys):
-    from bayes_scaling.predict import predict_loss
-    from bayes_scaling.report import fit_summary_text
+    from bayes_scaling.query.predict import predict_loss
+    from bayes_scaling.report.demo import fit_summary_text
 
     bad, good = _fit(bad_gate=True), _fit()
     assert GATE in fit_summary_text(bad) and GATE not in fit_summary_text(good)
@@ -91,7 +91,7 @@ def test_a_failed_convergence_gate_heads_the_report(tmp_path):
 
 # ------------------------------------------------------------------------------ far queries
 def test_a_query_far_past_the_data_is_flagged(capsys, tmp_path):
-    from bayes_scaling.predict import predict_loss, tokens_needed
+    from bayes_scaling.query.predict import predict_loss, tokens_needed
 
     fit = _fit()  # largest run: N = 1e9, D = 4e10, C = 2.4e20
     far = predict_loss(fit, 7e10, 1.4e12, random_seed=0)          # 3.4 decades past C
@@ -109,7 +109,7 @@ def test_a_query_far_past_the_data_is_flagged(capsys, tmp_path):
 
 
 def test_a_compute_optimal_query_far_past_the_data_is_flagged():
-    from bayes_scaling.allocate import compute_optimal
+    from bayes_scaling.query.allocate import compute_optimal
 
     assert any(FAR in w for w in compute_optimal(_fit(), 1e26, random_seed=0).warnings)
 
@@ -124,8 +124,8 @@ def test_a_plan_far_past_the_data_heads_the_report(tmp_path):
 
 # ------------------------------------------------------------------------------ few sizes
 def test_too_few_model_sizes_are_flagged_everywhere(tmp_path, capsys):
-    from bayes_scaling.predict import predict_loss
-    from bayes_scaling.report import fit_summary_text
+    from bayes_scaling.query.predict import predict_loss
+    from bayes_scaling.report.demo import fit_summary_text
     from bayes_scaling.testing import synthetic_runs
 
     few, enough = _fit(sizes=SIZES_4), _fit(sizes=SIZES_5)
@@ -146,7 +146,7 @@ def test_sizes_are_counted_as_levels_not_floats():
     """A digitised ladder gives one size as several floats (within 2%): one level."""
     import numpy as np
 
-    from bayes_scaling.data import load_runs
+    from bayes_scaling.data.runs import load_runs
     from bayes_scaling.testing import fake_fit
 
     n = np.repeat([1e7, 1e8, 1e9, 1e10], 4) * (1 + 0.001 * np.tile(np.arange(4), 4))
@@ -158,7 +158,7 @@ def test_sizes_are_counted_as_levels_not_floats():
 
 # ------------------------------------------------------------------------------ the floor
 def test_a_target_below_the_floor_is_flagged(capsys, tmp_path):
-    from bayes_scaling.predict import tokens_needed
+    from bayes_scaling.query.predict import tokens_needed
 
     fit = _fit()
     below = tokens_needed(fit, 7e10, 1.5, random_seed=0)  # E = 1.69: no size reaches 1.5

@@ -7,12 +7,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bayes_scaling import laws
-from bayes_scaling.allocate import compute_optimal
 from bayes_scaling.constants import PUBLISHED
 from bayes_scaling.errors import QueryError
-from bayes_scaling.predict import predict_loss, tokens_needed
-from bayes_scaling.spec import load_spec
+from bayes_scaling.laws import final_loss as laws
+from bayes_scaling.model.spec import load_spec
+from bayes_scaling.query.allocate import compute_optimal
+from bayes_scaling.query.predict import predict_loss, tokens_needed
 from bayes_scaling.testing import fake_fit, synthetic_runs, to_sampling
 from tests.conftest import SMALL
 
@@ -66,7 +66,7 @@ def test_model_records_natural_constants_from_scaled_ones():
     """Prior draws satisfy log N_c = centre + s / alpha_N, per group and for the population."""
     import pymc as pm
 
-    from bayes_scaling.model import build_model, input_centre
+    from bayes_scaling.model.build import build_model, input_centre
 
     runs = synthetic_runs("kaplan", K, group_offsets={"a": {}, "b": {"log_n_c": 0.5}}, seed=2)
     spec = load_spec("kaplan")
@@ -142,7 +142,7 @@ def test_compute_optimal_closed_form_matches_numerical_per_draw(fakes, model):
 
 
 def test_kaplan_optimal_exponent_is_alpha_d_over_sum(fakes):
-    from bayes_scaling.allocate import optimal_exponents
+    from bayes_scaling.query.allocate import optimal_exponents
 
     a = optimal_exponents(fakes["kaplan"], random_seed=0)["a"]
     assert np.median(a) == pytest.approx(K["alpha_d"] / (K["alpha_n"] + K["alpha_d"]), rel=1e-3)
@@ -157,7 +157,7 @@ def test_kaplan_fit_recovers_table2_constants():
     is measured in benchmarks/bench_compare.py (least-squares z-scores over 60 seeds: 10-13%
     outside the 90% interval per constant, i.e. the posterior width is right).
     """
-    from bayes_scaling.fit import fit
+    from bayes_scaling.fitting.fit import fit
 
     runs = synthetic_runs("kaplan", K, noise=0.01, seed=3)
     f = fit("kaplan", runs, random_seed=6, calibrate=False, retries=0, **SMALL)

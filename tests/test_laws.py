@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bayes_scaling import laws
-from bayes_scaling.allocate import numeric_optimal
 from bayes_scaling.constants import PUBLISHED
+from bayes_scaling.laws import final_loss as laws
+from bayes_scaling.query.allocate import numeric_optimal
 from bayes_scaling.testing import to_sampling
 
 P = PUBLISHED["hoffmann2022"]

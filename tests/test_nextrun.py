@@ -10,11 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bayes_scaling import nextrun as nr
-from bayes_scaling.cli import main
+from bayes_scaling.cli.app import main
 from bayes_scaling.constants import PUBLISHED
+from bayes_scaling.data.support import Box
 from bayes_scaling.errors import QueryError
-from bayes_scaling.extrapolation import Box
+from bayes_scaling.evaluate import nextrun as nr
 from bayes_scaling.testing import fake_fit, synthetic_runs
 
 matplotlib.use("Agg")
@@ -161,7 +161,7 @@ def test_cli_next_run(fit, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_importance_reweighting_agrees_with_a_refit():
-    from bayes_scaling.fit import fit as run_fit
+    from bayes_scaling.fitting.fit import fit as run_fit
 
     runs = synthetic_runs("chinchilla", P, n_sizes=tuple(np.geomspace(1e7, 1e9, 6)), seed=3,
                           noise=0.01)

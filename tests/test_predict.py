@@ -6,11 +6,11 @@ import arviz as az
 import numpy as np
 import pytest
 
-from bayes_scaling import laws
-from bayes_scaling.allocate import compute_optimal, optimal_exponents
 from bayes_scaling.constants import PUBLISHED
 from bayes_scaling.errors import QueryError
-from bayes_scaling.predict import predict_loss, tokens_needed
+from bayes_scaling.laws import final_loss as laws
+from bayes_scaling.query.allocate import compute_optimal, optimal_exponents
+from bayes_scaling.query.predict import predict_loss, tokens_needed
 from bayes_scaling.testing import fake_fit
 
 P = PUBLISHED["hoffmann2022"]
@@ -124,8 +124,8 @@ def test_an_unseen_group_varies_where_the_model_draws_its_offsets():
 
     import xarray as xr
 
-    from bayes_scaling.laws import LAWS
-    from bayes_scaling.predict import flat, group_theta
+    from bayes_scaling.laws.final_loss import LAWS
+    from bayes_scaling.query.predict import flat, group_theta
 
     f = fake_fit("chinchilla_slopes", PUBLISHED["hoffmann2022"], groups=("a", "b", "c"))
     post = f.posterior.copy()

@@ -51,8 +51,8 @@ enabled = false
 # ------------------------------------------------------------------------------ builders
 def _fake_inputs(folder: Path, proposal_text: str = FAKE_PROPOSAL):
     """A proposal over a synthetic two-group ladder, and fake fits of both families on it."""
-    from bayes_scaling.proposal import load_proposal
-    from bayes_scaling.risk import load_proposal_runs
+    from bayes_scaling.report.assemble import load_proposal_runs
+    from bayes_scaling.report.proposal import load_proposal
     from bayes_scaling.testing import fake_fit, synthetic_runs
 
     runs = synthetic_runs("chinchilla", PUBLISHED["hoffmann2022"], seed=1,
@@ -72,8 +72,8 @@ def fake_report(tmp_path_factory) -> Path:
     """Folder of a report built from fake fits (once per session)."""
     key = (str(tmp_path_factory.getbasetemp()), "fake")
     if key not in _BUILT:
-        from bayes_scaling.report_html import write_report
-        from bayes_scaling.risk import build_risk
+        from bayes_scaling.report.assemble import build_risk
+        from bayes_scaling.report.render import write_report
 
         folder = tmp_path_factory.mktemp("fake_report")
         proposal, fits = _fake_inputs(folder)
@@ -90,7 +90,7 @@ def example_report(tmp_path_factory) -> Path:
     """
     key = (str(tmp_path_factory.getbasetemp()), "example")
     if key not in _BUILT:
-        from bayes_scaling.report_html import make_report
+        from bayes_scaling.report.render import make_report
 
         folder = tmp_path_factory.mktemp("example_report")
         text = EXAMPLE.read_text()
@@ -109,7 +109,7 @@ def _risk(out: Path) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------ proposals
 def test_the_example_proposal_is_valid():
-    from bayes_scaling.proposal import load_proposal
+    from bayes_scaling.report.proposal import load_proposal
 
     p = load_proposal(EXAMPLE)
     assert (p.n_params, p.n_tokens, p.target_loss) == (7e10, 1.4e12, 1.95)
@@ -145,7 +145,7 @@ BAD = [  # (old, new, words the one-line message must contain)
 
 @pytest.mark.parametrize(("old", "new", "words"), BAD)
 def test_a_bad_proposal_is_one_line_naming_file_and_field(tmp_path, old, new, words):
-    from bayes_scaling.proposal import load_proposal
+    from bayes_scaling.report.proposal import load_proposal
 
     path = tmp_path / "bad.toml"
     path.write_text(_mutate(FAKE_PROPOSAL, old, new))
@@ -158,14 +158,14 @@ def test_a_bad_proposal_is_one_line_naming_file_and_field(tmp_path, old, new, wo
 
 
 def test_a_missing_proposal_file_is_one_line(tmp_path):
-    from bayes_scaling.proposal import load_proposal
+    from bayes_scaling.report.proposal import load_proposal
 
     with pytest.raises(ProposalError, match="no such proposal file"):
         load_proposal(tmp_path / "nope.toml")
 
 
 def test_a_flop_budget_with_a_size_sets_the_tokens(tmp_path):
-    from bayes_scaling.proposal import load_proposal
+    from bayes_scaling.report.proposal import load_proposal
 
     path = tmp_path / "p.toml"
     path.write_text(_mutate(FAKE_PROPOSAL, "n_tokens = 1.4e12", "flops = 6e23"))
@@ -175,8 +175,8 @@ def test_a_flop_budget_with_a_size_sets_the_tokens(tmp_path):
 
 
 def test_a_flop_budget_alone_is_split_compute_optimally(tmp_path):
-    from bayes_scaling.allocate import compute_optimal
-    from bayes_scaling.risk import build_risk
+    from bayes_scaling.query.allocate import compute_optimal
+    from bayes_scaling.report.assemble import build_risk
 
     text = _mutate(_mutate(FAKE_PROPOSAL, "n_params = 7e10", "flops = 5.88e23"),
                    "n_tokens = 1.4e12", "")
@@ -192,7 +192,7 @@ def test_a_flop_budget_alone_is_split_compute_optimally(tmp_path):
 
 # ------------------------------------------------------------------------------ numbers
 def test_p_target_is_the_fraction_of_draws_below_the_target(tmp_path_factory):
-    from bayes_scaling.predict import predict_loss
+    from bayes_scaling.query.predict import predict_loss
 
     risk = _risk(fake_report(tmp_path_factory))
     _, fits = _fake_inputs(tmp_path_factory.mktemp("again"))
@@ -248,7 +248,7 @@ def test_the_alternative_is_the_best_split_of_the_same_flops(tmp_path_factory):
 
 
 def test_one_family_has_no_comparison_and_no_average(tmp_path):
-    from bayes_scaling.risk import build_risk
+    from bayes_scaling.report.assemble import build_risk
 
     text = _mutate(FAKE_PROPOSAL, "families = [\"chinchilla\", \"kaplan\"]",
                    "families = [\"chinchilla\"]")
@@ -260,7 +260,7 @@ def test_one_family_has_no_comparison_and_no_average(tmp_path):
 
 
 def test_dynamics_without_a_batch_size_says_what_is_missing(tmp_path):
-    from bayes_scaling.risk import build_risk
+    from bayes_scaling.report.assemble import build_risk
 
     text = _mutate(FAKE_PROPOSAL, "batch_size = 4e6", "") + '[dynamics]\ncurves = "c.csv"\n'
     proposal, fits = _fake_inputs(tmp_path, text)
@@ -269,7 +269,7 @@ def test_dynamics_without_a_batch_size_says_what_is_missing(tmp_path):
 
 
 def test_the_group_must_be_named_when_the_runs_have_several(tmp_path):
-    from bayes_scaling.risk import build_risk
+    from bayes_scaling.report.assemble import build_risk
 
     proposal, fits = _fake_inputs(tmp_path, _mutate(FAKE_PROPOSAL, f'group = "{EVIL}"', ""))
     with pytest.raises(ProposalError, match=r"runs\.group"):
@@ -277,7 +277,7 @@ def test_the_group_must_be_named_when_the_runs_have_several(tmp_path):
 
 
 def test_a_fit_on_other_runs_is_refused(tmp_path):
-    from bayes_scaling.risk import build_risk
+    from bayes_scaling.report.assemble import build_risk
     from bayes_scaling.testing import fake_fit
 
     proposal, fits = _fake_inputs(tmp_path)
@@ -305,7 +305,8 @@ def check_spans(out: Path) -> int:
     """Every ``span.num`` of the page shows ``fmt`` of the value at its path in report.json."""
     import html
 
-    from bayes_scaling.report_html import fmt, lookup
+    from bayes_scaling.report.document import lookup
+    from bayes_scaling.report.render import fmt
 
     risk = json.loads((out / "report.json").read_text(),
                       parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
@@ -333,7 +334,7 @@ def test_the_sections_come_in_the_order_of_the_issue(tmp_path_factory):
 
 
 def test_formatting_for_people():
-    from bayes_scaling.report_html import fmt
+    from bayes_scaling.report.render import fmt
 
     assert fmt(1.4e12, "tokens") == "1.4 T" and fmt(7e10, "params") == "70 B"
     assert fmt(5.88e23, "flops") == "5.9e23" and fmt(2.3134, "loss") == "2.313"
@@ -346,14 +347,14 @@ def test_formatting_for_people():
 
 @given(st.floats(0.0, 1.0))
 def test_a_shown_probability_is_within_half_a_thousandth(p):
-    from bayes_scaling.report_html import fmt
+    from bayes_scaling.report.render import fmt
 
     assert abs(float(fmt(p, "prob")) - p) <= 5e-4 + 1e-12
 
 
 @given(st.floats(1.0, 9.99e14))
 def test_a_shown_size_reads_back_within_half_a_percent(x):
-    from bayes_scaling.report_html import fmt
+    from bayes_scaling.report.render import fmt
 
     text = fmt(x, "tokens")
     scale = {"T": 1e12, "B": 1e9, "M": 1e6, "k": 1e3}
@@ -362,13 +363,13 @@ def test_a_shown_size_reads_back_within_half_a_percent(x):
 
 
 def test_report_modules_do_not_import_pymc():
-    code = ("import sys, bayes_scaling.risk, bayes_scaling.report_html, bayes_scaling.proposal; "
+    code = ("import sys, bayes_scaling.report.assemble, bayes_scaling.report.render, bayes_scaling.report.proposal; "
             "assert not {'pymc', 'pytensor'} & set(sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_the_cli_gives_one_line_for_a_bad_proposal(tmp_path, capsys):
-    from bayes_scaling.cli import main
+    from bayes_scaling.cli.app import main
 
     path = tmp_path / "bad.toml"
     path.write_text(_mutate(FAKE_PROPOSAL, "target_loss = 1.95", "target_loss = -1"))
@@ -379,7 +380,7 @@ def test_the_cli_gives_one_line_for_a_bad_proposal(tmp_path, capsys):
 
 
 def test_the_example_documents_every_field():
-    from bayes_scaling.proposal import SCHEMA
+    from bayes_scaling.report.proposal import SCHEMA
 
     readme = (EXAMPLE.parent / "README.md").read_text()
     for table, keys in SCHEMA.items():
@@ -394,10 +395,10 @@ def test_the_example_documents_every_field():
 @pytest.mark.slow
 def test_example_p_target_agrees_with_the_posterior_draws(tmp_path_factory):
     """P(target) in the report = the fraction of posterior draws, to 3 decimals."""
-    from bayes_scaling import laws
-    from bayes_scaling.fit import ScalingFit
-    from bayes_scaling.predict import predict_loss
-    from bayes_scaling.report_html import fmt
+    from bayes_scaling.fitting.result import ScalingFit
+    from bayes_scaling.laws import final_loss as laws
+    from bayes_scaling.query.predict import predict_loss
+    from bayes_scaling.report.render import fmt
 
     out = example_report(tmp_path_factory)
     risk = _risk(out)
@@ -422,7 +423,7 @@ def test_example_p_target_agrees_with_the_posterior_draws(tmp_path_factory):
 
 @pytest.mark.slow
 def test_example_rebuilds_from_saved_fits_with_the_same_numbers(tmp_path_factory):
-    from bayes_scaling.report_html import make_report
+    from bayes_scaling.report.render import make_report
 
     out = example_report(tmp_path_factory)
     before = _risk(out)
@@ -458,10 +459,10 @@ def _fake_dynamics_fit(seed: int = 0):
     import arviz as az
     import xarray as xr
 
-    from bayes_scaling.diagnostics import Diagnostics
-    from bayes_scaling.dynamics import synthetic_curves
-    from bayes_scaling.fit import ScalingFit
-    from bayes_scaling.spec import load_spec
+    from bayes_scaling.fitting.result import ScalingFit
+    from bayes_scaling.model.gate import Diagnostics
+    from bayes_scaling.model.spec import load_spec
+    from bayes_scaling.testing import synthetic_curves
 
     k = PUBLISHED["kaplan2020_dynamics"]
     rng = np.random.default_rng(seed)
@@ -477,9 +478,9 @@ def _fake_dynamics_fit(seed: int = 0):
 
 
 def test_dynamics_section_from_a_saved_curve_fit(tmp_path):
-    from bayes_scaling.dynamics import steps_needed
-    from bayes_scaling.report_html import write_report
-    from bayes_scaling.risk import build_risk
+    from bayes_scaling.query.curves import steps_needed
+    from bayes_scaling.report.assemble import build_risk
+    from bayes_scaling.report.render import write_report
 
     dyn_fit = _fake_dynamics_fit()
     dyn_fit.save(tmp_path / "dyn.nc")
@@ -506,7 +507,7 @@ def test_dynamics_section_from_a_saved_curve_fit(tmp_path):
 
 
 def test_dynamics_asked_for_without_curves_is_a_proposal_error(tmp_path):
-    from bayes_scaling.proposal import load_proposal
+    from bayes_scaling.report.proposal import load_proposal
 
     path = tmp_path / "p.toml"
     path.write_text(FAKE_PROPOSAL + "[dynamics]\nenabled = true\n")
@@ -524,7 +525,7 @@ def test_example_report_shows_the_pattern_checks_and_the_next_run_ranking(tmp_pa
     for f in risk["patterns"]["findings"]:
         assert html.escape(f["message"]) in page and f["code"] in md
     top = risk["next_run"]["records"][0]
-    from bayes_scaling.report_html import fmt
+    from bayes_scaling.report.render import fmt
 
     assert fmt(top["n_params"], "params") in page and fmt(top["flops"], "flops") in md
     assert '"next_run", "records", 0, "band_after"' in html.unescape(page)
@@ -533,8 +534,8 @@ def test_example_report_shows_the_pattern_checks_and_the_next_run_ranking(tmp_pa
 def test_a_saved_fit_from_another_package_version_is_refitted_not_reused():
     import dataclasses
 
-    from bayes_scaling.fit import PACKAGE, versions
-    from bayes_scaling.risk import _reusable
+    from bayes_scaling.fitting.result import PACKAGE, versions
+    from bayes_scaling.report.assemble import _reusable
     from bayes_scaling.testing import fake_fit
 
     f = fake_fit("chinchilla", PUBLISHED["hoffmann2022"], extra={"kappa": 0.03, "tau0": 0.01})

@@ -62,11 +62,11 @@ def _write(kind: str, content: Any, target: Path) -> None:
     if kind == "fit":
         content.save(target)
     elif kind == "text":
-        from bayes_scaling.report import atomic_write_text
+        from bayes_scaling.report.demo import atomic_write_text
 
         atomic_write_text(target, content)
     else:
-        from bayes_scaling.report_html import write_report
+        from bayes_scaling.report.render import write_report
 
         write_report(content, target)
 
@@ -74,7 +74,7 @@ def _write(kind: str, content: Any, target: Path) -> None:
 def _fingerprint(kind: str, target: Path) -> Any:
     """What the target holds, raising if it is missing or not complete."""
     if kind == "fit":
-        from bayes_scaling.fit import ScalingFit
+        from bayes_scaling.fitting.result import ScalingFit
 
         fit = ScalingFit.load(target)
         return (fit.meta["seed"], np.asarray(fit.posterior["alpha"]).tobytes())
@@ -203,7 +203,7 @@ def test_a_killed_report_writer_leaves_complete_files(tmp_path):
 
 
 def test_a_dead_writers_temp_file_is_swept_and_a_live_ones_kept(tmp_path):
-    from bayes_scaling.report import atomic_write_text
+    from bayes_scaling.report.demo import atomic_write_text
 
     target = tmp_path / "report.md"
     finished = subprocess.Popen(["true"])
@@ -221,7 +221,7 @@ def test_a_dead_writers_temp_file_is_swept_and_a_live_ones_kept(tmp_path):
 
 def test_an_interrupted_save_keeps_the_previous_fit(tmp_path, monkeypatch):
     """Ctrl-C (KeyboardInterrupt) in the middle of writing: old file intact, no temp left."""
-    from bayes_scaling.fit import ScalingFit
+    from bayes_scaling.fitting.result import ScalingFit
     from bayes_scaling.testing import fake_fit
 
     target = tmp_path / "fit.nc"
@@ -243,7 +243,7 @@ def test_an_interrupted_save_keeps_the_previous_fit(tmp_path, monkeypatch):
 def test_ctrl_c_during_sampling_stops_cleanly(tmp_path):
     out = tmp_path / "fit.nc"
     exe = Path(sys.executable).with_name("bayes-scaling")
-    argv = [str(exe)] if exe.exists() else [sys.executable, "-m", "bayes_scaling.cli"]
+    argv = [str(exe)] if exe.exists() else [sys.executable, "-m", "bayes_scaling"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([*argv, "fit", "chinchilla", "--out", str(out), "--chains", "2",
                              "--draws", "20000", "--tune", "20000", "--no-calibrate"],
@@ -315,8 +315,8 @@ def _crafted_fits(tmp_path: Path, marker: Path) -> dict[str, Path]:
 
 
 def test_crafted_fit_files_run_no_code(tmp_path, monkeypatch, capsys):
-    from bayes_scaling.cli import main
-    from bayes_scaling.fit import ScalingFit
+    from bayes_scaling.cli.app import main
+    from bayes_scaling.fitting.result import ScalingFit
 
     marker = tmp_path / "CODE_RAN"
     calls, real_loads = [], pickle.loads
@@ -391,7 +391,7 @@ def test_saved_fits_hold_only_numbers_and_text(tmp_path):
 def test_strings_from_data_and_proposals_are_escaped_in_the_html_report(tmp_path):
     risk = build_fake_risk(tmp_path, title=f"{EVIL} {ATTR_BREAKER}", group=EVIL,
                            description=f"<img src=x onerror=alert(1)> {ATTR_BREAKER}")
-    from bayes_scaling.report_html import write_report
+    from bayes_scaling.report.render import write_report
 
     write_report(risk, tmp_path / "out")
     page = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
@@ -407,8 +407,8 @@ def build_fake_risk(folder: Path, *, title: str = "A plan", group: str | None = 
                     n_tokens: float = 1.4e12, runs: Any = None,
                     diagnostics: Any = None) -> dict[str, Any]:
     """The risk numbers of a one-family proposal over a fake fit (no sampler, no backtest)."""
-    from bayes_scaling.proposal import load_proposal
-    from bayes_scaling.risk import build_risk, load_proposal_runs
+    from bayes_scaling.report.assemble import build_risk, load_proposal_runs
+    from bayes_scaling.report.proposal import load_proposal
     from bayes_scaling.testing import fake_fit, synthetic_runs
     from tests.test_bad_inputs import _toml_string
 
@@ -436,8 +436,8 @@ def build_fake_risk(folder: Path, *, title: str = "A plan", group: str | None = 
 
 # ------------------------------------------------------------------------------ checksums
 def test_a_corrupted_data_set_is_an_error_not_a_warning(tmp_path, monkeypatch, capsys):
-    from bayes_scaling.cli import main
-    from bayes_scaling.datasets import load_registry
+    from bayes_scaling.cli.app import main
+    from bayes_scaling.data.registry import load_registry
 
     entry = load_registry()["misfitting_openlm"]
     source = Path(os.environ["BAYES_SCALING_DATA"]) / "misfitting_openlm" / entry["file"]
@@ -459,8 +459,8 @@ def test_a_corrupted_data_set_is_an_error_not_a_warning(tmp_path, monkeypatch, c
 
 def test_a_download_with_the_wrong_sha256_is_refused_and_not_cached(tmp_path, monkeypatch,
                                                                        capsys):
-    from bayes_scaling import datasets
-    from bayes_scaling.cli import main
+    from bayes_scaling.cli.app import main
+    from bayes_scaling.data import registry as datasets
 
     def fake_download(url: str, dest: Path) -> None:
         Path(dest).write_bytes(b"n_params,n_tokens,loss\n1,2,3\n")  # not the registered bytes
@@ -477,9 +477,9 @@ def test_a_download_with_the_wrong_sha256_is_refused_and_not_cached(tmp_path, mo
 
 # ------------------------------------------------------------------------------ reproducible
 def test_queries_with_the_same_seed_give_the_same_draws():
-    from bayes_scaling.allocate import compute_optimal
-    from bayes_scaling.fit import ScalingFit
-    from bayes_scaling.predict import predict_loss, tokens_needed
+    from bayes_scaling.fitting.result import ScalingFit
+    from bayes_scaling.query.allocate import compute_optimal
+    from bayes_scaling.query.predict import predict_loss, tokens_needed
 
     fit = ScalingFit.load(FIXTURE_FIT)
     for query in (lambda s: predict_loss(fit, [1e9, 7e10], [2e10, 1.4e12], group="new",
@@ -499,7 +499,8 @@ def _raw(draws: Any) -> bytes:
 
 
 def test_the_baseline_fit_is_reproducible_and_survives_a_save(tmp_path):
-    from bayes_scaling.fit import ScalingFit, fit_baseline
+    from bayes_scaling.fitting.fit import fit_baseline
+    from bayes_scaling.fitting.result import ScalingFit
     from bayes_scaling.testing import synthetic_runs
 
     runs = synthetic_runs("chinchilla", P, n_sizes=(1e7, 3e7, 1e8, 3e8, 1e9),
@@ -516,7 +517,7 @@ def test_the_baseline_fit_is_reproducible_and_survives_a_save(tmp_path):
 
 @pytest.mark.slow
 def test_nuts_with_the_same_seed_gives_the_same_draws_bit_for_bit():
-    from bayes_scaling.fit import fit
+    from bayes_scaling.fitting.fit import fit
     from bayes_scaling.testing import synthetic_runs
 
     runs = synthetic_runs("chinchilla", P, n_sizes=(1e7, 3e7, 1e8, 3e8, 1e9),
@@ -535,8 +536,8 @@ def test_nuts_with_the_same_seed_gives_the_same_draws_bit_for_bit():
 def test_the_fit_saved_by_version_0_1_keeps_loading():
     """tests/fixtures/fit_v0.1.nc: testing.fake_fit (groups web, code; 2 x 100 draws) saved by
     bayes_scaling 0.1.0 (format 1). Never regenerate it: it stands for users' old files."""
-    from bayes_scaling.fit import ScalingFit
-    from bayes_scaling.predict import predict_loss
+    from bayes_scaling.fitting.result import ScalingFit
+    from bayes_scaling.query.predict import predict_loss
 
     fit = ScalingFit.load(FIXTURE_FIT)
     assert fit.spec.name == "chinchilla" and fit.group_names == ("web", "code")
@@ -564,7 +565,7 @@ def _with_attrs(tmp_path: Path, name: str, **attrs: Any) -> Path:
 
 
 def test_a_fit_from_another_version_loads_or_names_both_versions(tmp_path):
-    from bayes_scaling.fit import FORMAT_VERSION, ScalingFit, package_version
+    from bayes_scaling.fitting.result import FORMAT_VERSION, ScalingFit, package_version
 
     older = ScalingFit.load(_with_attrs(tmp_path, "older.nc", bayes_scaling_version="0.0.9"))
     assert older.runs.n_runs == 30  # same format, older release: loads
@@ -595,7 +596,7 @@ def test_the_fixture_is_small_and_checksummed():
 
 
 def test_copying_the_fixture_elsewhere_keeps_it_loadable(tmp_path):
-    from bayes_scaling.fit import ScalingFit
+    from bayes_scaling.fitting.result import ScalingFit
 
     copy = tmp_path / "renamed fit (copy).nc"
     shutil.copyfile(FIXTURE_FIT, copy)

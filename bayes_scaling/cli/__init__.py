@@ -1,0 +1,1 @@
+"""cli layer of bayes_scaling (see ARCHITECTURE.md)."""

@@ -1,0 +1,1 @@
+"""data layer of bayes_scaling (see ARCHITECTURE.md)."""

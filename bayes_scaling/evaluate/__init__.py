@@ -1,0 +1,1 @@
+"""evaluate layer of bayes_scaling (see ARCHITECTURE.md)."""

@@ -1,0 +1,230 @@
+"""Backtests: refit without the largest runs, predict them, and score the bands.
+
+``backtest`` holds out the top K model sizes (or compute budgets), refits the model on the rest
+(the Bayesian fit, or the Huber+bootstrap baseline with ``method="huber-bootstrap"``), predicts
+every held-out run with its predictive band and reports, per run and in summary: coverage of
+the 50/80/90/95% bands, the median absolute % error of the median, the mean log predictive
+density, the 90% interval score and the CRPS. ``rolling_origin`` repeats it for K = 1, 2, 3.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import special, stats
+
+from bayes_scaling.constants import DEFAULT_PROBS
+from bayes_scaling.data.runs import RunTable
+from bayes_scaling.data.support import decades_outside, levels
+from bayes_scaling.errors import BayesScalingError
+from bayes_scaling.evaluate.parallel import run_many
+from bayes_scaling.fitting.fit import fit, fit_baseline
+from bayes_scaling.fitting.result import ScalingFit
+from bayes_scaling.query.predict import (
+    discrepancy_scale,
+    fit_box,
+    flat,
+    group_theta,
+    log_loss_draws,
+)
+from bayes_scaling.query.summarize import pct
+
+HOLDOUT_BY = ("n_params", "flops")
+METHODS = ("bayes", "huber-bootstrap")
+
+
+@dataclass(frozen=True)
+class BacktestResult:
+    """Per-run predictions of the held-out runs and their scores."""
+
+    table: pd.DataFrame
+    summary: Mapping[str, Any]
+    fit: ScalingFit | None = field(default=None, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready summary plus per-run records."""
+        return {**self.summary, "runs": self.table.to_dict(orient="records")}
+
+
+def split_top(runs: RunTable, *, holdout_by: str = "n_params",
+              holdout_top: int = 1) -> tuple[RunTable, RunTable]:
+    """``(train, test)``: test = the runs at the top ``holdout_top`` levels of ``holdout_by``.
+
+    Levels merge values within 2% (digitised sizes); with several groups, the levels are taken
+    per group.
+    """
+    if holdout_by not in HOLDOUT_BY:
+        raise BayesScalingError(f"holdout_by must be one of {', '.join(HOLDOUT_BY)}, "
+                                f"got {holdout_by!r}")
+    if int(holdout_top) < 1:
+        raise BayesScalingError(f"holdout_top must be >= 1, got {holdout_top}")
+    values = runs.n if holdout_by == "n_params" else runs.flops
+    test = np.zeros(runs.n_runs, dtype=bool)
+    for g in range(runs.n_groups):
+        idx = np.flatnonzero(runs.group_index == g)
+        lv = levels(values[idx])
+        if lv.max() + 1 - holdout_top < 3:
+            raise BayesScalingError(
+                f"group {runs.group_names[g]!r} has {lv.max() + 1} distinct {holdout_by} levels: "
+                f"holding out {holdout_top} leaves fewer than 3 to fit on")
+        test[idx[lv > lv.max() - holdout_top]] = True
+    return runs.subset(~test), runs.subset(test)
+
+
+def _log_density(fit_: ScalingFit, test: RunTable, rng: np.random.Generator) -> np.ndarray:
+    """log p(observed log loss) per held-out run, averaged over draws.
+
+    Per draw the predictive is a Student-t (or Normal) at the law's mean with scale
+    ``sqrt(sigma^2 + (kappa*distance)^2)``: exact without discrepancy, a moment-matched
+    approximation of the noise-plus-discrepancy convolution otherwise.
+    """
+    law = fit_.law
+    dens = np.zeros(test.n_runs)
+    dist = decades_outside(fit_box(fit_), test.n, test.d)["distance"]
+    post = fit_.posterior
+    for g in np.unique(test.group_index):
+        sel = test.group_index == g
+        theta = {k: v[:, None] for k, v in
+                 group_theta(fit_, test.group_names[g], rng=rng).items()}
+        mu = law.evaluate_log({"n": test.log_n[sel][None, :], "d": test.log_d[sel][None, :]},
+                              theta)
+        sigma = flat(post["sigma"])[:, None]
+        scale = np.sqrt(sigma**2 + discrepancy_scale(fit_, dist[sel]) ** 2)
+        y = test.log_loss[sel][None, :]
+        if "nu" in post:
+            lp = stats.t.logpdf(y, df=flat(post["nu"])[:, None], loc=mu, scale=scale)
+        else:
+            lp = stats.norm.logpdf(y, loc=mu, scale=scale)
+        dens[sel] = special.logsumexp(lp, axis=0) - np.log(lp.shape[0])
+    return dens
+
+
+def _crps(samples: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """CRPS of sample-based forecasts (columns) at observations ``y`` (energy form)."""
+    s = np.sort(samples, axis=0)
+    m = s.shape[0]
+    term1 = np.mean(np.abs(s - y[None, :]), axis=0)
+    w = (2 * np.arange(1, m + 1) - m - 1)[:, None]
+    term2 = np.sum(w * s, axis=0) / (m * m)
+    return term1 - term2
+
+
+def score(fit_: ScalingFit, test: RunTable, *, probs: Sequence[float] = DEFAULT_PROBS,
+          random_seed: int | np.random.Generator | None = None) -> BacktestResult:
+    """Predict the runs of ``test`` with ``fit_`` and score the predictive bands."""
+    rng = np.random.default_rng(random_seed)
+    samples = np.empty((flat(fit_.posterior["sigma"]).shape[0], test.n_runs))
+    for g in np.unique(test.group_index):
+        sel = np.flatnonzero(test.group_index == g)
+        name = test.group_names[g]
+        group = name if name in fit_.group_names else "new"
+        samples[:, sel] = np.exp(log_loss_draws(fit_, test.n[sel], test.d[sel], group=group,
+                                                band="predictive", rng=rng))
+    y = test.loss
+    med = np.median(samples, axis=0)
+    table = pd.DataFrame({"run_id": test.run_ids, "group": [test.group_names[i] for i in
+                                                            test.group_index],
+                          "n_params": test.n, "n_tokens": test.d, "observed": y, "median": med,
+                          "abs_pct_error": 100 * np.abs(med - y) / y,
+                          "decades_out": decades_outside(fit_box(fit_), test.n,
+                                                         test.d)["distance"]})
+    coverage = {}
+    for p in sorted(probs):
+        lo = np.quantile(samples, (1 - p) / 2, axis=0)
+        hi = np.quantile(samples, (1 + p) / 2, axis=0)
+        table[f"lo_{pct(p)}"], table[f"hi_{pct(p)}"] = lo, hi
+        table[f"in_{pct(p)}"] = (y >= lo) & (y <= hi)
+        coverage[pct(p)] = float(table[f"in_{pct(p)}"].mean())
+    lo90, hi90 = table.get("lo_90"), table.get("hi_90")
+    if lo90 is None:
+        lo90 = np.quantile(samples, 0.05, axis=0)
+        hi90 = np.quantile(samples, 0.95, axis=0)
+    interval_score = (hi90 - lo90) + (2 / 0.1) * ((lo90 - y) * (y < lo90) + (y - hi90) * (y > hi90))
+    table["log_pred_density"] = _log_density(fit_, test, rng)
+    table["crps"] = _crps(samples, y)
+    table["interval_score_90"] = np.asarray(interval_score)
+    summary = {
+        "method": fit_.method, "model": fit_.spec.name,
+        "n_train": fit_.runs.n_runs, "n_holdout": test.n_runs,
+        "coverage": coverage,
+        "median_abs_pct_error": float(np.median(table["abs_pct_error"])),
+        "mean_log_pred_density": float(table["log_pred_density"].mean()),
+        "mean_crps": float(table["crps"].mean()),
+        "mean_interval_score_90": float(table["interval_score_90"].mean()),
+        "mean_rel_width_90": float(np.mean((hi90 - lo90) / med)),
+        "converged": fit_.diagnostics.passed,
+    }
+    return BacktestResult(table=table, summary=summary, fit=fit_)
+
+
+def backtest(
+    runs: RunTable,
+    model: Any = "chinchilla",
+    *,
+    holdout_by: str = "n_params",
+    holdout_top: int = 1,
+    method: str = "bayes",
+    probs: Sequence[float] = DEFAULT_PROBS,
+    random_seed: int | np.random.Generator | None = None,
+    fit_kwargs: Mapping[str, Any] | None = None,
+    on_progress: Callable[[str], None] | None = None,
+) -> BacktestResult:
+    """Hold out the top ``holdout_top`` levels of ``holdout_by``, refit, predict and score."""
+    if method not in METHODS:
+        raise BayesScalingError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    rng = np.random.default_rng(random_seed)
+    train, test = split_top(runs, holdout_by=holdout_by, holdout_top=holdout_top)
+    seed = int(rng.integers(2**31 - 1))
+    tell = on_progress or (lambda _m: None)
+    tell(f"backtest: {train.n_runs} training runs, {test.n_runs} held out "
+         f"(top {holdout_top} by {holdout_by}), method {method}")
+    if method == "bayes":
+        fitted = fit(model, train, random_seed=seed, on_progress=tell, **dict(fit_kwargs or {}))
+    else:
+        fitted = fit_baseline(model, train, random_seed=seed)
+    result = score(fitted, test, probs=probs, random_seed=rng)
+    result.summary.update({"holdout_by": holdout_by, "holdout_top": holdout_top,  # type: ignore[union-attr]
+                           "seed": seed})
+    return result
+
+
+def rolling_origin(runs: RunTable, model: Any = "chinchilla", *, tops: Sequence[int] = (1, 2, 3),
+                   workers: int | None = None, address: Any = None,
+                   on_progress: Callable[[str], None] | None = None,
+                   **kwargs: Any) -> list[BacktestResult]:
+    """:func:`backtest` for each number of held-out levels in ``tops``, run in parallel.
+
+    ``workers`` local processes by default (:func:`bayes_scaling.evaluate.parallel.run_many`), or the
+    Dask cluster at ``address``. Each refit gets the seed ``random_seed + k``.
+    """
+    seed = kwargs.pop("random_seed", 0)
+    base = int(seed) if isinstance(seed, int | np.integer) else 0
+    tasks = [{"runs": runs, "model": model, "holdout_top": k, "random_seed": base + k, **kwargs}
+             for k in tops]
+    return run_many(backtest, tasks, workers=workers, address=address, on_progress=on_progress)
+
+
+def calibration_table(results: Sequence[BacktestResult],
+                      probs: Sequence[float] = DEFAULT_PROBS) -> pd.DataFrame:
+    """Nominal vs empirical coverage, pooled over the held-out runs of several backtests.
+
+    One row per (method, nominal probability): ``method``, ``nominal``, ``empirical``,
+    ``n_runs``; plus the pooled median absolute % error of the median prediction.
+    """
+    rows = []
+    by_method: dict[str, list[pd.DataFrame]] = {}
+    for r in results:
+        by_method.setdefault(str(r.summary["method"]), []).append(r.table)
+    for method, tables in by_method.items():
+        t = pd.concat(tables, ignore_index=True)
+        for p in probs:
+            col = f"in_{pct(p)}"
+            if col in t:
+                rows.append({"method": method, "nominal": p, "empirical": float(t[col].mean()),
+                             "n_runs": len(t),
+                             "median_abs_pct_error": float(np.median(t["abs_pct_error"]))})
+    return pd.DataFrame(rows)

@@ -1,0 +1,655 @@
+r"""Kaplan vs Chinchilla: law families fitted to the same runs, compared out of sample.
+
+Three views, each in the table :func:`compare` returns (one row per family):
+
+- **PSIS-LOO** (Vehtari, Gelman & Gabry 2017, via ArviZ): the expected log predictive density of
+  a left-out run, its difference to the best family with the standard error of that difference,
+  the Pareto-k count that flags unreliable estimates, and stacking weights (Yao et al. 2018).
+  The pointwise log-likelihood is computed here in numpy from the posterior (the law plus the
+  Normal / Student-t likelihood on log loss, per run), so it works for every backend and for
+  saved fits; all families score the same observations (log loss), so their ELPDs compare.
+- **A held-out check**: each family is refitted without the largest model sizes
+  (:func:`bayes_scaling.evaluate.backtest.backtest`) and scored on them: mean log predictive density,
+  median absolute % error of the median and coverage of the 50% / 90% predictive bands.
+- **Compute-optimal exponents** ``a`` (``N_opt ∝ C^a``) and ``b`` (``D_opt ∝ C^b``) with
+  credible intervals, beside the published values, and **where the families part**: the
+  smallest FLOP budget at which their 90% bands stop overlapping.
+
+Sources
+-------
+- Kaplan et al. (2020), arXiv:2001.08361: eq. 1.5, Table 2, section 6.1 (``N_opt ∝ C^0.73``,
+  from the ``L(N, S_min)`` compute-efficient frontier, non-embedding N).
+- Hoffmann et al. (2022), arXiv:2203.15556: ``a ≈ b ≈ 0.5`` (approaches 1 and 2; approach 3
+  gives 0.46 / 0.54).
+- Besiroglu et al. (2024), arXiv:2404.10102: refit of approach 3, ``a = 0.513 ± 0.020``.
+- Pearce & Song (2024), arXiv:2406.12907; Porian et al. (2024), arXiv:2406.19146: why Kaplan's
+  and Chinchilla's exponents differ (parameter count, warmup and schedule, losses not at
+  convergence).
+- Vehtari, Gelman & Gabry (2017), doi:10.1007/s11222-016-9696-4 (PSIS-LOO); Yao, Vehtari,
+  Simpson & Gelman (2018), doi:10.1214/17-BA1091 (stacking).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import xarray as xr
+from scipy import stats
+
+from bayes_scaling.constants import (
+    CHAIN,
+    DEFAULT_INTERVAL,
+    DEFAULT_PROBS,
+    DRAW,
+    NEW_GROUP,
+    POINT,
+    RUN,
+)
+from bayes_scaling.data.runs import RunTable
+from bayes_scaling.errors import BayesScalingError, QueryError
+from bayes_scaling.evaluate.backtest import backtest
+from bayes_scaling.fitting.fit import fit
+from bayes_scaling.fitting.result import ScalingFit
+from bayes_scaling.model.spec import load_spec
+from bayes_scaling.query.allocate import optimal_exponents, optimal_split
+from bayes_scaling.query.predict import flat, group_theta, predict_loss, resolve_group
+from bayes_scaling.query.summarize import QueryResult, check_probs, interval_table, jsonable
+from bayes_scaling.types import ProgressFn, SeedLike
+
+#: Families compared by default (shipped specs in ``models/``).
+DEFAULT_MODELS: tuple[str, ...] = ("chinchilla", "kaplan", "kaplan_e")
+
+#: Published compute-optimal exponents ``a`` (N_opt ∝ C^a), ``b = 1 - a``.
+PUBLISHED_EXPONENTS: dict[str, dict[str, Any]] = {
+    "kaplan2020": {"a": 0.73, "b": 0.27,
+                   "source": "Kaplan et al. (2020) sec. 6.1, L(N, S_min) compute-efficient "
+                             "frontier, non-embedding N"},
+    "hoffmann2022": {"a": 0.50, "b": 0.50,
+                     "source": "Hoffmann et al. (2022), approaches 1-2 (approach 3: 0.46)"},
+    "epoch2024": {"a": 0.513, "a_se": 0.020, "b": 0.487,
+                  "source": "Besiroglu et al. (2024), refit of approach 3"},
+}
+
+#: Kaplan laws with both inputs, and why their ``a`` is not Kaplan's published 0.73.
+KAPLAN_JOINT = ("kaplan", "kaplan_e")
+KAPLAN_EXPONENT_NOTE = (
+    "Kaplan's a: the joint L(N, D) of eq. 1.5 has the closed-form optimum "
+    "a = alpha_D/(alpha_N + alpha_D), 0.575 with his Table-2 constants; his published 0.73 "
+    "comes from a different analysis (the L(N, S_min) compute-efficient frontier of sec. 6, "
+    "non-embedding N, a fixed schedule, losses before convergence), so compare a Kaplan-form "
+    "a with the other families' a on the same runs, not with 0.73")
+
+#: Columns of :attr:`CompareResult.table`, in order.
+TABLE_COLUMNS: tuple[str, ...] = (
+    "model", "law", "elpd_loo", "se", "elpd_diff", "dse", "weight", "p_loo", "n_bad_pareto_k",
+    "heldout_lpd", "heldout_mape", "heldout_cov50", "heldout_cov90",
+    "a_median", "a_lower", "a_upper", "b_median", "b_lower", "b_upper", "converged",
+)
+
+#: FLOP range scanned for where the families part: from the largest run's compute to this.
+DIVERGE_MAX_FLOPS = 1e27
+DIVERGE_POINTS = 61
+
+
+# ------------------------------------------------------------------------------ results
+@dataclass(frozen=True)
+class CompareResult:
+    """The comparison of several law families fitted to the same runs.
+
+    Attributes
+    ----------
+    table
+        One row per family, best ELPD first (columns :data:`TABLE_COLUMNS`).
+    diverge
+        Where the families' 90% bands stop overlapping (see :func:`where_they_part`).
+    notes
+        Plain-language statements that go with the table (read them).
+    loo
+        ArviZ ``ELPDData`` per family (pointwise).
+    fits
+        The compared fits (not serialised).
+    meta
+        The run table (size, source, hash, parameter count), the group used and the held-out
+        settings.
+    """
+
+    table: pd.DataFrame
+    diverge: dict[str, Any]
+    notes: list[str]
+    loo: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    fits: Mapping[str, ScalingFit] = field(default_factory=dict, repr=False)
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def weights(self) -> dict[str, float]:
+        """Stacking weights from LOO, by model."""
+        return {str(r["model"]): float(r["weight"]) for r in self.table.to_dict("records")}
+
+    def to_text(self) -> str:
+        """The table, the published exponents and the notes as plain text (the CLI's output)."""
+        t = self.table.copy()
+        for q in ("a", "b"):
+            t[q] = [f"{m:.3f} [{lo:.3f}, {hi:.3f}]" if np.isfinite(m) else "n/a" for m, lo, hi
+                    in zip(t[f"{q}_median"], t[f"{q}_lower"], t[f"{q}_upper"], strict=True)]
+        cols = ["model", "elpd_loo", "se", "elpd_diff", "dse", "weight", "p_loo",
+                "n_bad_pareto_k", "heldout_lpd", "heldout_mape", "heldout_cov50",
+                "heldout_cov90", "a", "b"]
+        body = t[cols].to_string(index=False, float_format=lambda v: f"{v:.3g}")
+        pub = "; ".join(f"{k}: a = {v['a']}, b = {v['b']} ({v['source']})"
+                        for k, v in PUBLISHED_EXPONENTS.items())
+        lines = [f"{self.meta.get('n_runs', '?')} runs ({self.meta.get('source', '')}); "
+                 "a, b: compute-optimal exponents N_opt ∝ C^a, D_opt ∝ C^b, median [90%]",
+                 body, f"published: {pub}", *(f"- {n}" for n in self.notes)]
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready form: table records, divergence, notes, published exponents, meta."""
+        return jsonable({"table": self.table.to_dict(orient="records"),
+                          "diverge": self.diverge, "notes": list(self.notes),
+                          "published_exponents": PUBLISHED_EXPONENTS, **dict(self.meta)})
+
+
+# ------------------------------------------------------------------------------ fitting
+def fit_families(runs: RunTable, models: Sequence[str] = DEFAULT_MODELS, *,
+                 random_seed: SeedLike = None, fit_kwargs: Mapping[str, Any] | None = None,
+                 on_progress: ProgressFn | None = None) -> dict[str, ScalingFit]:
+    """Fit every model in ``models`` (shipped names or spec paths) to the same ``runs``.
+
+    Each fit gets its own seed drawn from ``random_seed``. Returns ``{spec name: fit}`` in the
+    order given; the first is the reference of :func:`compare`'s divergence scan.
+    """
+    if not models:
+        raise BayesScalingError("no models to compare: give at least one, e.g. chinchilla,kaplan")
+    specs = [load_spec(m) for m in models]
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):
+        raise BayesScalingError(f"models named twice: {', '.join(names)}")
+    seeds = np.random.default_rng(random_seed).integers(2**31 - 1, size=len(specs))
+    tell = on_progress or (lambda _m: None)
+    out = {}
+    for i, (spec, seed) in enumerate(zip(specs, seeds, strict=True)):
+        tell(f"fit {i + 1}/{len(specs)}: {spec.name} ({spec.law})")
+        out[spec.name] = fit(spec, runs, random_seed=int(seed), on_progress=tell,
+                             **dict(fit_kwargs or {}))
+    return out
+
+
+# ------------------------------------------------------------------------------ LOO
+def pointwise_log_likelihood(fit_: ScalingFit) -> xr.DataArray:
+    """``log p(log L_i | theta_s)`` per draw and run: dims ``(chain, draw, run)``.
+
+    The law's log mean for the run's group plus the fit's likelihood (Normal, or Student-t with
+    the posterior ``nu``) with scale ``sigma``: the density of the observed *log* loss.
+    """
+    post, runs = fit_.posterior, fit_.runs
+    s = post.sizes[CHAIN] * post.sizes[DRAW]
+    out = np.empty((s, runs.n_runs))
+    sigma = flat(post["sigma"])[:, None]
+    nu = flat(post["nu"])[:, None] if "nu" in post else None
+    for g, name in enumerate(runs.group_names):
+        sel = runs.group_index == g
+        if not sel.any():
+            continue
+        theta = {k: v[:, None] for k, v in group_theta(fit_, name).items()}
+        mu = fit_.law.evaluate_log({"n": runs.log_n[sel][None, :],
+                                    "d": runs.log_d[sel][None, :]}, theta)
+        y = runs.log_loss[sel][None, :]
+        out[:, sel] = (stats.t.logpdf(y, df=nu, loc=mu, scale=sigma) if nu is not None
+                       else stats.norm.logpdf(y, loc=mu, scale=sigma))
+    arr = out.reshape(post.sizes[CHAIN], post.sizes[DRAW], runs.n_runs)
+    return xr.DataArray(arr, dims=(CHAIN, DRAW, RUN), coords={RUN: list(runs.run_ids)},
+                        name="log_loss")
+
+
+def with_log_likelihood(fit_: ScalingFit) -> az.InferenceData:
+    """The fit's InferenceData plus a ``log_likelihood`` group (variable ``log_loss``)."""
+    ll = pointwise_log_likelihood(fit_).to_dataset()
+    return az.InferenceData(posterior=fit_.posterior, log_likelihood=ll)
+
+
+def loo(fit_: ScalingFit) -> Any:
+    """PSIS-LOO of a fit (ArviZ ``ELPDData``, pointwise); Pareto-k warnings are kept in it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # reported via n_bad_pareto_k and notes
+        return az.loo(with_log_likelihood(fit_), pointwise=True, var_name="log_loss")
+
+
+def n_bad_pareto_k(elpd: Any) -> int:
+    """Runs whose Pareto k exceeds ArviZ's threshold (``min(1 - 1/log10 S, 0.7)``)."""
+    good = float(getattr(elpd, "good_k", 0.7))
+    return int(np.sum(np.asarray(elpd.pareto_k) > good))
+
+
+def loo_table(loos: Mapping[str, Any]) -> pd.DataFrame:
+    """``az.compare`` (stacking) of precomputed LOOs: one row per model, best first."""
+    if len(loos) == 1:
+        (name, e), = loos.items()
+        return pd.DataFrame([{"model": name, "elpd_loo": float(e["elpd_loo"]),
+                              "se": float(e["se"]), "elpd_diff": 0.0, "dse": 0.0,
+                              "weight": 1.0, "p_loo": float(e["p_loo"])}])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        # ArviZ 0.2x's own use of pandas, deprecated in pandas 3; not ours to fix
+        warnings.simplefilter("ignore", getattr(pd.errors, "Pandas4Warning", FutureWarning))
+        cmp = az.compare(dict(loos), ic="loo", method="stacking", scale="log")
+    cmp = cmp.rename_axis("model").reset_index()
+    return cmp[["model", "elpd_loo", "se", "elpd_diff", "dse", "weight", "p_loo"]].astype(
+        {"elpd_loo": float, "se": float, "elpd_diff": float, "dse": float, "weight": float,
+         "p_loo": float})
+
+
+# ------------------------------------------------------------------------------ exponents
+def exponent_summary(fit_: ScalingFit, *, group: str | None = None,
+                     interval: float = DEFAULT_INTERVAL,
+                     random_seed: SeedLike = None) -> dict[str, float]:
+    """Median and equal-tailed ``interval`` of the compute-optimal exponents ``a`` and ``b``.
+
+    NaN for laws without both N and D (no compute-optimal split).
+    """
+    keys = [f"{q}_{s}" for q in ("a", "b") for s in ("median", "lower", "upper")]
+    if not {"n", "d"} <= set(fit_.law.inputs):
+        return dict.fromkeys(keys, float("nan"))
+    draws = optimal_exponents(fit_, group=group, random_seed=random_seed)
+    out = {}
+    lo, hi = (1 - interval) / 2, (1 + interval) / 2
+    for q in ("a", "b"):
+        v = np.asarray(draws[q])
+        out.update({f"{q}_median": float(np.median(v)), f"{q}_lower": float(np.quantile(v, lo)),
+                    f"{q}_upper": float(np.quantile(v, hi))})
+    return out
+
+
+# ------------------------------------------------------------------------------ held out
+def _refit_kwargs(fit_: ScalingFit) -> dict[str, Any]:
+    """Sampler settings of ``fit_`` for its held-out refit (same chains, draws, backend)."""
+    d = fit_.diagnostics
+    kw: dict[str, Any] = {"chains": d.chains, "draws": d.draws, "tune": d.draws,
+                          "calibrate": "kappa" in fit_.posterior}
+    for k in ("backend", "target_accept", "tune"):
+        if k in fit_.meta:
+            kw[k] = fit_.meta[k]
+    return kw
+
+
+def heldout_check(fit_: ScalingFit, *, holdout_top: int, random_seed: SeedLike = None,
+                  fit_kwargs: Mapping[str, Any] | None = None,
+                  on_progress: ProgressFn | None = None) -> dict[str, float]:
+    """Refit ``fit_``'s model without the top ``holdout_top`` sizes and score the held-out runs.
+
+    Returns ``heldout_lpd`` (mean log predictive density of the held-out log losses),
+    ``heldout_mape`` (median absolute % error of the median), ``heldout_cov50`` and
+    ``heldout_cov90`` (fraction inside the 50% / 90% predictive bands) and ``n_heldout``.
+    """
+    method = "huber-bootstrap" if fit_.method == "huber-bootstrap" else "bayes"
+    kw = {**(_refit_kwargs(fit_) if method == "bayes" else {}), **dict(fit_kwargs or {})}
+    res = backtest(fit_.runs, fit_.spec, holdout_by="n_params", holdout_top=holdout_top,
+                   method=method, probs=(0.5, 0.9), random_seed=random_seed,
+                   fit_kwargs=kw if method == "bayes" else None, on_progress=on_progress)
+    s = res.summary
+    return {"heldout_lpd": float(s["mean_log_pred_density"]),
+            "heldout_mape": float(s["median_abs_pct_error"]),
+            "heldout_cov50": float(s["coverage"]["50"]),
+            "heldout_cov90": float(s["coverage"]["90"]),
+            "n_heldout": int(s["n_holdout"]), "heldout_converged": bool(s["converged"])}
+
+
+# ------------------------------------------------------------------------------ divergence
+def allocation(fit_: ScalingFit, flops: np.ndarray, *, group: str | None = None,
+               tokens_per_param: float | None = None,
+               random_seed: SeedLike = None) -> tuple[np.ndarray, np.ndarray, str]:
+    """``(n, d, description)`` along a FLOP grid: a fixed ratio, or ``fit_``'s optimum.
+
+    With ``tokens_per_param`` the split is ``D = r N``, ``6 N D = C``; otherwise the posterior
+    median of ``fit_``'s compute-optimal ``N_opt(C)`` (law band), ``D = C / (6 N)``.
+    """
+    c = np.asarray(flops, dtype=float)
+    if tokens_per_param is not None:
+        if not tokens_per_param > 0:
+            raise QueryError(f"tokens per parameter must be positive, got {tokens_per_param}")
+        n = np.sqrt(c / (6.0 * tokens_per_param))
+        return n, c / (6.0 * n), f"D = {tokens_per_param:g} N"
+    if not {"n", "d"} <= set(fit_.law.inputs):
+        raise QueryError(f"{fit_.spec.name} has no compute-optimal split (law {fit_.law.name}); "
+                         "give tokens_per_param")
+    rng = np.random.default_rng(random_seed)
+    g = resolve_group(fit_, group)
+    theta = {k: v[:, None] for k, v in group_theta(fit_, g, rng=rng).items()}
+    n_opt, _ = optimal_split(fit_.law, c[None, :], theta)
+    n = np.median(n_opt, axis=0)
+    return n, c / (6.0 * n), f"compute-optimal N of {fit_.spec.name} (posterior median)"
+
+
+def _bands(fit_: ScalingFit, n: np.ndarray, d: np.ndarray, *, group: str | None, band: str,
+           interval: float, rng: np.random.Generator) -> pd.DataFrame:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return predict_loss(fit_, n, d, group=group, band=band, probs=(interval,),
+                            interval=interval, random_seed=rng).summary
+
+
+def _first_apart(apart: np.ndarray, c: np.ndarray, n: np.ndarray,
+                 d: np.ndarray) -> dict[str, Any] | None:
+    if not apart.any():
+        return None
+    i = int(np.argmax(apart))
+    return {"flops": float(c[i]), "n_params": float(n[i]), "n_tokens": float(d[i]),
+            "at_start": i == 0, "stays_apart": bool(apart[i:].all())}
+
+
+def where_they_part(fits: Mapping[str, ScalingFit], *, reference: str | None = None,
+                    tokens_per_param: float | None = None, flops: Sequence[float] | None = None,
+                    group: str | None = None, interval: float = DEFAULT_INTERVAL,
+                    random_seed: SeedLike = None) -> dict[str, Any]:
+    """The smallest FLOP budget at which two families' bands stop overlapping.
+
+    Budgets ``C`` are scanned on a log grid (default: the largest run's compute to
+    :data:`DIVERGE_MAX_FLOPS`: where a proposal extrapolates); at each, ``(N, D)`` is the
+    reference's compute-optimal split
+    (posterior median; the first fit unless ``reference`` is given) or ``D = r N`` with
+    ``tokens_per_param``. Both families' ``interval`` bands, law and predictive, are compared
+    there; the first budget at which they are disjoint is reported for each other family.
+
+    Returns
+    -------
+    dict
+        ``reference``, ``allocation`` (how N and D were chosen), ``tokens_per_param`` (``None``
+        for the reference's optimum), ``group``, ``interval``,
+        ``flops_range``, ``pairs`` (``{other: {"law": point | None, "predictive": point |
+        None}}``), and for the first other family the top-level ``flops``, ``n_params``,
+        ``n_tokens`` (predictive bands; ``None`` when they never part in the scanned range)
+        and ``law`` (the same for the law bands). A point is ``{flops, n_params, n_tokens,
+        at_start, stays_apart}``: ``at_start`` means already apart at the first budget (by
+        default the largest run's), ``stays_apart`` that they do not overlap again later in
+        the scan (the predictive bands widen with extrapolation and may).
+    """
+    names = list(fits)
+    ref = reference or names[0]
+    if ref not in fits:
+        raise QueryError(f"unknown reference {ref!r}; the fits are {', '.join(names)}")
+    rfit = fits[ref]
+    rng = np.random.default_rng(random_seed)
+    c_lo = float(rfit.runs.flops.max())
+    c = (np.geomspace(c_lo, max(DIVERGE_MAX_FLOPS, 10 * c_lo), DIVERGE_POINTS)
+         if flops is None else np.atleast_1d(np.asarray(flops, dtype=float)))
+    g = resolve_group(rfit, group)
+    if tokens_per_param is None and not {"n", "d"} <= set(rfit.law.inputs):
+        tokens_per_param = 20.0
+    n, d, how = allocation(rfit, c, group=g, tokens_per_param=tokens_per_param,
+                           random_seed=rng)
+    ref_bands = {b: _bands(rfit, n, d, group=g, band=b, interval=interval, rng=rng)
+                 for b in ("law", "predictive")}
+    pairs: dict[str, dict[str, Any]] = {}
+    for other in names:
+        if other == ref:
+            continue
+        pairs[other] = {}
+        for b, rb in ref_bands.items():
+            ob = _bands(fits[other], n, d, group=g, band=b, interval=interval, rng=rng)
+            apart = ((rb["upper"].to_numpy() < ob["lower"].to_numpy())
+                     | (ob["upper"].to_numpy() < rb["lower"].to_numpy()))
+            pairs[other][b] = _first_apart(apart, c, n, d)
+    first = next(iter(pairs.values()), {"law": None, "predictive": None})
+    top = first["predictive"] or {}
+    return {"reference": ref, "allocation": how, "tokens_per_param": tokens_per_param,
+            "group": g, "interval": interval,
+            "flops_range": [float(c.min()), float(c.max())], "band": "predictive",
+            "flops": top.get("flops"), "n_params": top.get("n_params"),
+            "n_tokens": top.get("n_tokens"), "law": first["law"], "pairs": pairs}
+
+
+# ------------------------------------------------------------------------------ averaging
+def _stratified_counts(weights: np.ndarray, total: int) -> np.ndarray:
+    """Largest-remainder split of ``total`` draws in proportion to ``weights``."""
+    raw = weights * total
+    counts = np.floor(raw).astype(int)
+    short = total - counts.sum()
+    counts[np.argsort(-(raw - counts))[:short]] += 1
+    return counts
+
+
+def averaged_predict_loss(fits: Mapping[str, ScalingFit], weights: Mapping[str, float],
+                          n_params: Any, n_tokens: Any, *, band: str = "predictive",
+                          probs: Sequence[float] = DEFAULT_PROBS,
+                          interval: float = DEFAULT_INTERVAL, random_seed: SeedLike = None,
+                          group: str | None = None) -> QueryResult:
+    """Loss at ``(N, D)`` from the mixture of families with ``weights`` (e.g. LOO stacking).
+
+    Each family contributes a share of the draws equal to its weight (stratified, without
+    replacement while a family has enough draws); the result has one chain. Weights are
+    normalised; families with zero weight are skipped. The summary has the columns of
+    :func:`~bayes_scaling.query.predict.predict_loss` plus ``models`` (``name:weight, ...``).
+    """
+    probs, interval = check_probs(probs, interval)
+    unknown = [k for k in weights if k not in fits]
+    if unknown:
+        raise QueryError(f"weights name unknown models {unknown}; fits: {', '.join(fits)}")
+    w = np.array([max(float(weights.get(k, 0.0)), 0.0) for k in fits])
+    if not np.isfinite(w).all() or w.sum() <= 0:
+        raise QueryError(f"weights must be non-negative with a positive sum, got {dict(weights)}")
+    w = w / w.sum()
+    rng = np.random.default_rng(random_seed)
+    parts, msgs, summaries = [], [], []
+    sizes = [f.posterior.sizes[CHAIN] * f.posterior.sizes[DRAW] for f in fits.values()]
+    counts = _stratified_counts(w, max(sizes))
+    for f, k, size in zip(fits.values(), counts, sizes, strict=True):
+        if k == 0:
+            continue
+        res = predict_loss(f, n_params, n_tokens, group=group, band=band, probs=probs,
+                           interval=interval, random_seed=rng)
+        draws = np.asarray(res.draws).reshape(size, -1)
+        parts.append(draws[rng.choice(size, size=k, replace=k > size)])
+        msgs += [m for m in res.warnings if m not in msgs]
+        summaries.append(res.summary)
+    mix = np.concatenate(parts)[rng.permutation(int(counts.sum()))]
+    head = summaries[0][["n_params", "n_tokens", "flops", "group", "band"]]
+    label = ", ".join(f"{k}:{v:.3f}" for k, v in zip(fits, w, strict=True) if v > 0)
+    summary = pd.concat([head.reset_index(drop=True),
+                         interval_table(mix, probs=probs, interval=interval),
+                         pd.DataFrame({"models": [label] * mix.shape[1]})], axis=1)
+    da = xr.DataArray(mix[None], dims=(CHAIN, DRAW, POINT), name="loss",
+                      attrs={"band": band, "units": "nats/token", "weights": label})
+    return QueryResult(draws=da, summary=summary, band=band, warnings=tuple(msgs))
+
+
+# ------------------------------------------------------------------------------ compare
+def _same_runs(fits: Mapping[str, ScalingFit], runs: RunTable | None) -> RunTable:
+    """The run table every fit was made on (LOO needs the same observations)."""
+    if not fits:
+        raise BayesScalingError("no fits to compare")
+    tables = [f.runs for f in fits.values()]
+    prints = {t.fingerprint() for t in tables}
+    if len(prints) > 1:
+        raise BayesScalingError("the fits were made on different run tables: LOO compares "
+                                "families on the same runs (refit them on one table)")
+    if runs is not None and runs.fingerprint() not in prints:
+        raise BayesScalingError("runs differ from the table the fits were made on")
+    return tables[0]
+
+
+def _default_group(runs: RunTable, group: str | None) -> str:
+    if group is not None:
+        return group
+    return runs.group_names[0] if runs.n_groups == 1 else NEW_GROUP
+
+
+def compare(fits: Mapping[str, ScalingFit], *, runs: RunTable | None = None,
+            holdout_top: int | None = 1, random_seed: SeedLike = None,
+            on_progress: ProgressFn | None = None, group: str | None = None,
+            tokens_per_param: float | None = None,
+            fit_kwargs: Mapping[str, Any] | None = None) -> CompareResult:
+    """Compare law families fitted to the same runs: LOO, held-out runs, exponents, divergence.
+
+    Parameters
+    ----------
+    fits
+        ``{name: fit}``, all on the same run table; the first is the reference of the
+        divergence scan (its compute-optimal split sets N and D at each budget).
+    runs
+        Optional check that the fits were made on these runs.
+    holdout_top
+        Refit each family without the top ``holdout_top`` model sizes and score them
+        (``None`` or 0: skip; the held-out columns are NaN). Each refit uses the fit's own
+        sampler settings, overridden by ``fit_kwargs``.
+    group
+        Group for exponents and the divergence scan: default the only group, or ``"new"``
+        (an unseen data distribution) when there are several.
+    tokens_per_param
+        Use ``D = r N`` in the divergence scan instead of the reference's optimum.
+
+    Returns
+    -------
+    CompareResult
+    """
+    table_runs = _same_runs(fits, runs)
+    rng = np.random.default_rng(random_seed)
+    tell = on_progress or (lambda _m: None)
+    g = _default_group(table_runs, group)
+    tell(f"PSIS-LOO for {len(fits)} families on {table_runs.n_runs} runs")
+    loos = {name: loo(f) for name, f in fits.items()}
+    table = loo_table(loos)
+    rows = []
+    for rec in table.to_dict("records"):
+        f = fits[rec["model"]]
+        row = {**rec, "law": f.spec.law, "n_bad_pareto_k": n_bad_pareto_k(loos[rec["model"]])}
+        row.update(exponent_summary(f, group=g, random_seed=rng))
+        row.update(dict.fromkeys(("heldout_lpd", "heldout_mape", "heldout_cov50",
+                                  "heldout_cov90"), float("nan")))
+        row["converged"] = f.diagnostics.passed
+        rows.append(row)
+    heldout: dict[str, dict[str, Any]] = {}
+    if holdout_top:
+        for i, name in enumerate(fits):
+            tell(f"held-out check {i + 1}/{len(fits)}: {name} without the top {holdout_top} "
+                 "model size(s)")
+            heldout[name] = heldout_check(fits[name], holdout_top=int(holdout_top),
+                                          random_seed=rng, fit_kwargs=fit_kwargs,
+                                          on_progress=tell)
+        for row in rows:
+            row.update({k: v for k, v in heldout[row["model"]].items() if k.startswith("heldout_")
+                        and k != "heldout_converged"})
+    out = pd.DataFrame(rows)[list(TABLE_COLUMNS)]
+    tell("scanning FLOP budgets for where the families part")
+    diverge = (where_they_part(fits, group=g, tokens_per_param=tokens_per_param,
+                               random_seed=rng) if len(fits) > 1 else {})
+    notes = make_notes(out, fits, loos, diverge, table_runs, heldout, holdout_top)
+    meta = {"n_runs": table_runs.n_runs, "param_count": table_runs.param_count,
+            "source": table_runs.source, "data_sha256": table_runs.fingerprint(),
+            "group": g, "holdout_top": holdout_top,
+            "n_heldout": next((h["n_heldout"] for h in heldout.values()), 0)}
+    return CompareResult(table=out, diverge=diverge, notes=notes, loo=loos, fits=dict(fits),
+                         meta=meta)
+
+
+# ------------------------------------------------------------------------------ notes
+def _fmt_c(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.2g} FLOP".replace("e+", "e")
+
+
+def make_notes(table: pd.DataFrame, fits: Mapping[str, ScalingFit], loos: Mapping[str, Any],
+               diverge: Mapping[str, Any], runs: RunTable,
+               heldout: Mapping[str, Mapping[str, Any]], holdout_top: int | None) -> list[str]:
+    """Plain-language statements that go with the comparison table."""
+    notes = [_param_count_note(runs)]
+    notes += _elpd_notes(table)
+    for rec in table.to_dict("records"):
+        name = rec["model"]
+        if rec["n_bad_pareto_k"]:
+            notes.append(f"{name}: {rec['n_bad_pareto_k']} run(s) with high Pareto k "
+                         f"(> {float(getattr(loos[name], 'good_k', 0.7)):.2f}): their LOO "
+                         "estimates are unreliable (influential runs or a misfit)")
+        if not rec["converged"]:
+            notes.append(f"{name}: {fits[name].warning_banner}")
+        if fits[name].method == "huber-bootstrap":
+            notes.append(f"{name}: bootstrap refits, not a posterior: its LOO is indicative only")
+        notes += _exponent_notes(rec, fits[name])
+    if any(f.law.name in KAPLAN_JOINT for f in fits.values()):
+        notes.append(KAPLAN_EXPONENT_NOTE)
+    if holdout_top:
+        n_h = next((h["n_heldout"] for h in heldout.values()), 0)
+        notes.append(f"held-out check: each family refitted without the top {holdout_top} "
+                     f"model size(s) ({n_h} runs) and scored on them (predictive bands)")
+        notes += [f"{k}: the held-out refit failed the convergence gate"
+                  for k, h in heldout.items() if not h.get("heldout_converged", True)]
+        notes += _heldout_vs_loo(table)
+    if diverge:
+        notes += _diverge_notes(diverge)
+    return notes
+
+
+def _param_count_note(runs: RunTable) -> str:
+    kind = "non-embedding" if runs.param_count == "nonembedding" else "total"
+    return (f"N counts {kind} parameters (--param-count {runs.param_count}); Kaplan et al. "
+            "fitted non-embedding N, Hoffmann et al. total N: one known reason their exponents "
+            "differ (Pearce & Song 2024; Porian et al. 2024)")
+
+
+def _elpd_notes(table: pd.DataFrame) -> list[str]:
+    if len(table) < 2:
+        return []
+    best = table.iloc[0]
+    out = [f"best by PSIS-LOO: {best['model']} (stacking weight {best['weight']:.2f})"]
+    for rec in table.iloc[1:].to_dict("records"):
+        diff, dse = float(rec["elpd_diff"]), float(rec["dse"])
+        z = diff / dse if dse > 0 else float("inf")
+        verdict = ("within its standard error: not distinguishable" if z < 1 else
+                   "within 2 standard errors: weak evidence" if z < 2 else "clear")
+        out.append(f"{best['model']} vs {rec['model']}: ELPD difference {diff:.1f} ± {dse:.1f} "
+                   f"({z:.1f} SE; {verdict})")
+    return out
+
+
+def _heldout_vs_loo(table: pd.DataFrame) -> list[str]:
+    """Say so when the held-out runs favour another family than LOO does."""
+    if len(table) < 2 or table["heldout_lpd"].isna().all():
+        return []
+    loo_best = table.iloc[0]
+    h_best = table.loc[table["heldout_lpd"].idxmax()]
+    if h_best["model"] == loo_best["model"]:
+        return [f"the held-out runs agree: {loo_best['model']} also scores best on them"]
+    return [f"the held-out runs favour {h_best['model']} (log predictive density "
+            f"{h_best['heldout_lpd']:.2f} per run, {h_best['heldout_mape']:.2f}% median error, "
+            f"{h_best['heldout_cov90']:.0%} inside the 90% band) over the LOO winner "
+            f"{loo_best['model']} ({loo_best['heldout_lpd']:.2f}, "
+            f"{loo_best['heldout_mape']:.2f}%, {loo_best['heldout_cov90']:.0%}): the family "
+            "that fits the ladder best is not the one that extrapolates best past its largest "
+            "sizes here; with few held-out runs, weigh both (or average)"]
+
+
+def _exponent_notes(rec: Mapping[str, Any], fit_: ScalingFit) -> list[str]:
+    name, law = rec["model"], fit_.law.name
+    if not np.isfinite(rec["a_median"]):
+        return [f"{name}: law {law} has one input: no compute-optimal exponents"]
+    a = f"a = {rec['a_median']:.3f} [{rec['a_lower']:.3f}, {rec['a_upper']:.3f}]"
+    if law == "chinchilla":
+        ep = PUBLISHED_EXPONENTS["epoch2024"]["a"]
+        inside = rec["a_lower"] <= ep <= rec["a_upper"]
+        return [f"{name}: {a} (90%) {'contains' if inside else 'does not contain'} Epoch's "
+                f"refit a = {ep} ± 0.020; Hoffmann et al. published 0.50 (approaches 1-2) and "
+                "0.46 (approach 3)"]
+    if law in KAPLAN_JOINT:
+        return [f"{name}: {a} (90%), the joint law's closed form alpha_D/(alpha_N + alpha_D)"]
+    return [f"{name}: {a} (90%)"]
+
+
+def _diverge_notes(dv: Mapping[str, Any]) -> list[str]:
+    out = []
+    lo, hi = dv["flops_range"]
+    for other, pair in dv["pairs"].items():
+        for band in ("predictive", "law"):
+            pt = pair[band]
+            who = f"{dv['reference']} vs {other} ({band} {dv['interval']:.0%} bands, " \
+                  f"N, D from {dv['allocation']})"
+            if pt is None:
+                out.append(f"{who}: overlap at every budget from {_fmt_c(lo)} to {_fmt_c(hi)}")
+                continue
+            start = " (already apart at the start of the scan)" if pt["at_start"] else ""
+            again = "" if pt["stays_apart"] else "; they overlap again at a larger budget"
+            out.append(f"{who}: part at C = {_fmt_c(pt['flops'])} (N = {pt['n_params']:.3g}, "
+                       f"D = {pt['n_tokens']:.3g}){start}{again}")
+    return out

@@ -1,0 +1,1 @@
+"""fitting layer of bayes_scaling (see ARCHITECTURE.md)."""

@@ -1,0 +1,180 @@
+r"""Learn how wrong the law gets when it extrapolates, from the ladder itself.
+
+The noise a law learns inside its ladder is far smaller than the error it makes past it
+(DESIGN.md: on Chinchilla's runs a Huber fit and a plain Student-t posterior cover 0 of 6
+held-out large runs with their 90% bands). So the predictive band carries a *model discrepancy*
+whose scale grows with the distance of extrapolation:
+
+.. math:: \log L_{run} = \log L_{law}(N, D) + \varepsilon + \delta, \quad
+          \delta \sim \mathcal{N}(0,\ \tau_0^2\,\mathrm{ramp}(\Delta) + (\kappa\,\Delta)^2)
+
+where :math:`\Delta` is the decades outside the training runs in (log10 N, log10 D)
+(:mod:`bayes_scaling.data.support`), :math:`\varepsilon` the run-to-run noise, and
+``ramp`` rises from 0 inside the training box to 1 at 0.05 decades outside it: a model size or
+budget the ladder has not seen carries an error of its own (:math:`\tau_0`, measured at about
+2% on Chinchilla's runs) on top of the growth with distance (:math:`\kappa` per decade).
+
+:math:`(\tau_0, \kappa)` are learned by rolling-origin backtests *inside* the training runs:
+hold out the largest 1, 2, 3 model sizes (and, separately, the largest compute budgets), refit
+the law by the fast Huber point fit (with a small bootstrap) on the rest, and record each
+held-out run's log error and distance. Their posterior is computed exactly on a 2-D grid under
+half-normal priors, from
+
+.. math:: r_i \sim \mathcal{N}(0,\ s^2 + v_i + \tau_0^2\,\mathrm{ramp}(\Delta_i)
+          + \kappa^2 \Delta_i^2)
+
+with :math:`s` the in-sample residual scale and :math:`v_i` the variance of the refit's
+prediction over bootstrap resamples (the refit's own parameter uncertainty, which the posterior's
+law band already carries, so the discrepancy does not count it twice). Draws of
+:math:`(\tau_0, \kappa)` are stored in the posterior so every predictive query integrates over
+them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import xarray as xr
+
+from bayes_scaling.constants import CHAIN, DRAW
+from bayes_scaling.data.runs import RunTable
+from bayes_scaling.data.support import DISCREPANCY_RAMP_DECADES, Box, decades_outside, levels
+from bayes_scaling.errors import BayesScalingError
+from bayes_scaling.fitting.baseline import huber_bootstrap, huber_fit
+from bayes_scaling.fitting.result import ScalingFit, with_posterior
+from bayes_scaling.laws.final_loss import LAWS
+
+#: Prior scale of kappa: discrepancy sd on log loss per decade of extrapolation.
+KAPPA_PRIOR_SIGMA = 0.05
+KAPPA_GRID = np.linspace(0.0, 0.3, 301)
+#: Prior scale of tau0: the jump in error for any run outside the ladder (sd of log loss).
+TAU0_PRIOR_SIGMA = 0.02
+TAU0_GRID = np.linspace(0.0, 0.1, 201)
+RAMP_DECADES = DISCREPANCY_RAMP_DECADES
+#: Rolling origins: hold out the top k sizes (and top k compute budgets) for each k.
+HOLDOUT_STEPS = (1, 2, 3)
+#: Bootstrap refits per rolling origin: their spread is the refit's own parameter uncertainty,
+#: which the posterior's law band already carries, so the discrepancy must not count it again.
+INNER_BOOT = 30
+#: A rolling-origin refit needs at least this many distinct sizes left to train on.
+MIN_TRAIN_SIZES = 4
+
+
+@dataclass(frozen=True)
+class InnerBacktest:
+    """Held-out log errors and distances from the rolling-origin refits inside a ladder."""
+
+    residuals: np.ndarray
+    distances: np.ndarray
+    noise_scale: float
+    n_refits: int
+    law_var: np.ndarray | float = 0.0
+
+
+def _log_inputs(runs: RunTable, law_inputs) -> dict[str, np.ndarray]:
+    src = {"n": runs.log_n, "d": runs.log_d}
+    return {i: src[i] for i in law_inputs}
+
+
+def _robust_scale(r: np.ndarray) -> float:
+    return float(1.4826 * np.median(np.abs(r - np.median(r))))
+
+
+def inner_backtest(runs: RunTable, law_name: str,
+                   steps: tuple[int, ...] = HOLDOUT_STEPS) -> InnerBacktest:
+    """Rolling-origin backtests inside ``runs`` (per group), by model size and by compute."""
+    law = LAWS[law_name]
+    res, dist, law_var, scales, refits = [], [], [], [], 0
+    for g in range(runs.n_groups):
+        grp = runs.subset(runs.group_index == g)
+        full = huber_fit(_log_inputs(grp, law.inputs), grp.log_loss, law=law_name)
+        r_in = grp.log_loss - law.evaluate_log(_log_inputs(grp, law.inputs), full)
+        scales.append(_robust_scale(r_in))
+        for key in ("n", "c"):
+            lv = levels(grp.n if key == "n" else grp.flops)
+            top = lv.max()
+            for k in steps:
+                if top + 1 - k < MIN_TRAIN_SIZES:
+                    continue
+                train, test = grp.subset(lv <= top - k), grp.subset(lv > top - k)
+                sizes_left = levels(train.n).max() + 1
+                if sizes_left < (MIN_TRAIN_SIZES if key == "n" else 3) or \
+                        len(np.unique(train.d)) < 3:
+                    continue
+                boot = huber_bootstrap(_log_inputs(train, law.inputs), train.log_loss,
+                                       law=law_name, n_boot=INNER_BOOT, random_seed=refits)
+                theta = {p: np.asarray(v)[:, None] for p, v in boot.draws.items()}
+                pred = law.evaluate_log({i: v[None, :] for i, v in
+                                         _log_inputs(test, law.inputs).items()}, theta)
+                point = law.evaluate_log(_log_inputs(test, law.inputs), boot.estimate)
+                res.append(test.log_loss - point)
+                law_var.append(np.var(pred, axis=0))
+                dist.append(decades_outside(Box.of(train.n, train.d), test.n, test.d)["distance"])
+                refits += 1
+    if not res:
+        raise BayesScalingError("too few distinct sizes for rolling-origin calibration "
+                                f"(need > {MIN_TRAIN_SIZES} per group); fit with calibrate=False")
+    return InnerBacktest(np.concatenate(res), np.concatenate(dist),
+                         float(np.median(scales)), refits, np.concatenate(law_var))
+
+
+def ramp(distance: np.ndarray) -> np.ndarray:
+    """0 inside the training box, rising linearly to 1 at ``RAMP_DECADES`` outside it."""
+    return np.minimum(np.asarray(distance) / RAMP_DECADES, 1.0)
+
+
+def discrepancy_sd(distance: np.ndarray, tau0: np.ndarray, kappa: np.ndarray) -> np.ndarray:
+    """Discrepancy sd on log loss at ``distance`` decades: ``sqrt(tau0^2 ramp + (kappa d)^2)``."""
+    return np.sqrt(tau0**2 * ramp(distance) + (kappa * distance) ** 2)
+
+
+def discrepancy_posterior(bt: InnerBacktest) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Grid posterior of ``(tau0, kappa)``: ``(tau0_grid, kappa_grid, weights[tau0, kappa])``."""
+    t = TAU0_GRID[:, None, None]
+    k = KAPPA_GRID[None, :, None]
+    d = bt.distances[None, None, :]
+    lv = np.asarray(bt.law_var, dtype=float)
+    var = bt.noise_scale**2 + (lv[None, None, :] if lv.ndim else lv) + discrepancy_sd(d, t, k) ** 2
+    loglik = -0.5 * np.sum(np.log(var) + bt.residuals[None, None, :] ** 2 / var, axis=2)
+    logp = (loglik - 0.5 * (TAU0_GRID[:, None] / TAU0_PRIOR_SIGMA) ** 2
+            - 0.5 * (KAPPA_GRID[None, :] / KAPPA_PRIOR_SIGMA) ** 2)
+    w = np.exp(logp - logp.max())
+    return TAU0_GRID, KAPPA_GRID, w / w.sum()
+
+
+def sample_grid(weights: np.ndarray, shape: tuple[int, int],
+                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Draws of ``(tau0, kappa)`` from the grid posterior, jittered inside each cell."""
+    flat_idx = rng.choice(weights.size, size=shape, p=weights.ravel())
+    i, j = np.unravel_index(flat_idx, weights.shape)
+    dt, dk = TAU0_GRID[1] - TAU0_GRID[0], KAPPA_GRID[1] - KAPPA_GRID[0]
+    tau0 = np.clip(TAU0_GRID[i] + rng.uniform(-dt / 2, dt / 2, shape), 0.0, None)
+    kappa = np.clip(KAPPA_GRID[j] + rng.uniform(-dk / 2, dk / 2, shape), 0.0, None)
+    return tau0, kappa
+
+
+def attach_discrepancy(fit: ScalingFit, *, random_seed: int | None = None,
+                       on_progress: Callable[[str], None] | None = None) -> ScalingFit:
+    """``fit`` with ``kappa`` draws in its posterior and the inner backtest summary in meta."""
+    tell = on_progress or (lambda _m: None)
+    tell("calibrating the extrapolation discrepancy (rolling-origin refits inside the ladder)")
+    bt = inner_backtest(fit.runs, fit.spec.law)
+    _, _, weights = discrepancy_posterior(bt)
+    rng = np.random.default_rng([int(random_seed or 0), 7])
+    shape = (fit.posterior.sizes[CHAIN], fit.posterior.sizes[DRAW])
+    tau0, kappa = sample_grid(weights, shape, rng)
+    kappa_da = xr.DataArray(kappa, dims=(CHAIN, DRAW),
+                            attrs={"units": "sd of log loss per decade of extrapolation"})
+    tau0_da = xr.DataArray(tau0, dims=(CHAIN, DRAW),
+                           attrs={"units": "sd of log loss, any run outside the ladder"})
+    mean = float(kappa.mean())
+    tell(f"discrepancy: tau0 = {tau0.mean():.4f}, kappa = {mean:.4f} per decade, from "
+         f"{bt.residuals.size} held-out runs in {bt.n_refits} refits")
+    meta = {"calibration": {"kappa_mean": mean, "tau0_mean": float(tau0.mean()),
+                            "n_heldout": int(bt.residuals.size),
+                            "n_refits": bt.n_refits, "noise_scale": bt.noise_scale,
+                            "max_distance": float(bt.distances.max())},
+            "box": Box.of(fit.runs.n, fit.runs.d).to_dict()}
+    return with_posterior(fit, {"kappa": kappa_da, "tau0": tau0_da}, meta)

@@ -1,0 +1,205 @@
+r"""Fitting a curve law :math:`L(N, S, B)` to loss curves: start points, gated NUTS, defaults.
+
+The law (Kaplan et al. 2020, section 5; Su et al. 2024) is :mod:`bayes_scaling.laws.curve`, its
+graph :mod:`bayes_scaling.model.build_curves`; queries on the fitted law are
+:mod:`bayes_scaling.query.curves`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from bayes_scaling.data.curves import CurveTable
+from bayes_scaling.errors import SpecError
+from bayes_scaling.fitting.fit import sample_gated, seed_int
+from bayes_scaling.fitting.result import ScalingFit, versions
+from bayes_scaling.laws.curve import DYNAMICS, DYNAMICS_LAWS, log_loss_nsb, uncentre
+from bayes_scaling.model import sampling as inference
+from bayes_scaling.model.build_curves import build_dynamics_model, curve_centre
+from bayes_scaling.model.gate import check_convergence
+from bayes_scaling.model.spec import Prior, load_spec
+from bayes_scaling.types import SeedLike
+
+# --------------------------------------------------------------------------------------------
+# Fitting
+# --------------------------------------------------------------------------------------------
+#: NUTS target acceptance of curve fits with several batch sizes (8 of 8 synthetic ladders
+#: passed the gate at it, benchmarks/bench_dynamics.py section 3b).
+TARGET_ACCEPT = 0.95
+
+
+#: ... and with one batch size, where B_crit's constants are barely identified: at 0.95, 13 of
+#: 20 synthetic one-batch-size ladders left 1-4 divergences (section 3b); at 0.99 none did.
+ONE_BATCH_TARGET_ACCEPT = 0.99
+
+
+#: target_accept of the automatic retry after a failed gate.
+RETRY_TARGET_ACCEPT = 0.99
+
+
+def default_target_accept(curves: CurveTable) -> float:
+    """:data:`ONE_BATCH_TARGET_ACCEPT` for curves at one batch size, else :data:`TARGET_ACCEPT`."""
+    return ONE_BATCH_TARGET_ACCEPT if np.unique(curves.b).size == 1 else TARGET_ACCEPT
+
+
+#: Random starts (drawn from the priors, besides the prior medians) of :func:`point_fit`.
+POINT_FIT_STARTS = 12
+
+
+#: Spread of the chains' start points around the point fit (in prior sds; exponents: relative).
+START_SPREAD = 0.05
+
+
+def _prior_draws(prior: Prior, rng: np.random.Generator, size: int) -> np.ndarray:
+    """Draws from a spec prior (numpy; the distributions :mod:`bayes_scaling.model.spec` allows)."""
+    k = prior.kwargs
+    if prior.dist in ("Normal", "TruncatedNormal"):
+        x = rng.normal(k["mu"], k["sigma"], size)
+        return np.clip(x, k.get("lower", -np.inf), k.get("upper", np.inf))
+    if prior.dist == "LogNormal":
+        return np.exp(rng.normal(k["mu"], k["sigma"], size))
+    if prior.dist == "HalfNormal":
+        return np.abs(rng.normal(0.0, k["sigma"], size))
+    if prior.dist == "Gamma":
+        return rng.gamma(k["alpha"], 1.0 / k["beta"], size)
+    return rng.exponential(1.0 / k["lam"], size)
+
+
+def point_fit(spec: Any, curves: CurveTable, *, starts: int = POINT_FIT_STARTS,
+              random_seed: SeedLike = None) -> dict[str, float]:
+    """Robust least-squares fit of the centred constants to log loss, best of several starts.
+
+    A start point for NUTS, not an answer (DESIGN.md): curve data can hold far local optima
+    (e.g. a tiny ``alpha_B`` with a huge ``B*``) where a chain started at random may settle.
+    Starts: the prior medians and ``starts`` draws from the priors; soft-L1 loss (scale 0.02 in
+    log loss). Returns the centred constants (the sampler's scale) and ``rms``, the robust
+    residual scale.
+    """
+    from scipy.optimize import least_squares
+
+    rng = np.random.default_rng(random_seed)
+    params, centre = DYNAMICS.params, curve_centre(curves)
+    positive = [not p.startswith("log_") for p in params]
+    draws = np.stack([_prior_draws(spec.priors[p], rng, 4001) for p in params], axis=1)
+    inits = np.vstack([np.median(draws, axis=0), draws[:starts]])
+    inits[:, positive] = np.log(inits[:, positive])
+
+    def resid(x: np.ndarray) -> np.ndarray:
+        theta = {p: float(np.exp(v) if pos else v)
+                 for p, v, pos in zip(params, x, positive, strict=True)}
+        with np.errstate(all="ignore"):
+            mu = log_loss_nsb(curves.log_n, curves.log_s, curves.log_b,
+                              **uncentre(theta, centre), log_start=curves.log_loss)
+        r = curves.log_loss - mu
+        return np.where(np.isfinite(r), r, 1e3)
+
+    best = min((least_squares(resid, x0, loss="soft_l1", f_scale=0.02, max_nfev=300)
+                for x0 in inits), key=lambda res: res.cost)
+    out = {p: float(np.exp(v) if pos else v)
+           for p, v, pos in zip(params, best.x, positive, strict=True)}
+    r = resid(best.x)
+    out["rms"] = float(1.4826 * np.median(np.abs(r - np.median(r))))
+    return out
+
+
+def start_points(spec: Any, curves: CurveTable, model: Any, chains: int,
+                 rng: np.random.Generator) -> list[dict[str, float]]:
+    """One start per chain near the multi-start :func:`point_fit`, for the sampler."""
+    fit0 = point_fit(spec, curves, random_seed=rng)
+    out = []
+    for _ in range(chains):
+        point: dict[str, float] = {}
+        for p in DYNAMICS.params:
+            name = next((n for n in (f"{p}_c", f"{p}_c_pop") if n in model.named_vars), None)
+            if name is None:
+                continue
+            z = START_SPREAD * rng.standard_normal()
+            point[name] = (fit0[p] * np.exp(z) if not p.startswith("log_")
+                           else fit0[p] + z * spec.priors[p].kwargs.get("sigma", 1.0))
+        point["sigma"] = max(fit0["rms"], 1e-4) * np.exp(START_SPREAD * rng.standard_normal())
+        out.append(point)
+    return out
+
+
+def posterior_var_names(spec: Any, curves: CurveTable, curve_effects: bool) -> list[str]:
+    """Posterior variables a curve fit keeps (natural constants and the noise model)."""
+    law = DYNAMICS_LAWS[spec.law]
+    names = list(law.params)
+    if curves.n_groups > 1:
+        for p in spec.hierarchy.varying:
+            names += [f"{p}_pop", f"{p}_tau"]
+    names.append("sigma")
+    if spec.likelihood.family == "studentt":
+        names.append("nu")
+    if curve_effects:
+        names.append("sigma_curve")
+    return names
+
+
+def fit_dynamics(
+    model: Any,
+    curves: CurveTable,
+    *,
+    chains: int = 4,
+    draws: int = 1000,
+    tune: int = 1000,
+    backend: str | None = None,
+    target_accept: float | None = None,
+    random_seed: int | np.random.Generator | None = None,
+    on_bad: str = "warn",
+    retries: int = 1,
+    curve_effects: bool | None = None,
+    progress: bool = False,
+    on_progress: Any = None,
+) -> ScalingFit:
+    """Fit a curve-law model (a spec whose ``law`` is ``"dynamics"``) to ``curves`` with NUTS.
+
+    ``curve_effects`` (default: when some curve has at least 3 checkpoints) gives each curve an
+    offset on log loss, so the predictive band of a new curve includes a whole-curve shift, not
+    only point noise. Chains start near a multi-start least-squares fit (:func:`start_points`;
+    numpyro backend) and sample with a dense mass matrix, at ``target_accept`` (default
+    :func:`default_target_accept`: 0.99 with one batch size, else 0.95). A fit that fails the
+    convergence gate is resampled up to ``retries`` times with ``target_accept``
+    :data:`RETRY_TARGET_ACCEPT` and twice the warm-up, keeping the last verdict. Returns a
+    :class:`~bayes_scaling.fitting.fit.ScalingFit` (its ``runs`` is the :class:`CurveTable`); the
+    convergence gate runs as in :func:`bayes_scaling.fitting.fit.fit`.
+    """
+    import datetime as dt
+
+    import arviz as az
+
+    spec = load_spec(model)
+    if spec.law not in DYNAMICS_LAWS:
+        raise SpecError(f"model {spec.name!r} has law {spec.law!r}, not a curve law "
+                        f"({', '.join(DYNAMICS_LAWS)}); fit it with bayes_scaling.fitting.fit.fit")
+    tell = on_progress or (lambda _msg: None)
+    seed, backend = seed_int(random_seed), backend or inference.DEFAULT_BACKEND
+    target_accept = default_target_accept(curves) if target_accept is None else target_accept
+    if curve_effects is None:
+        curve_effects = bool(curves.curves()["n_points"].max() >= 3)
+    tell(f"building {spec.name} on {curves.n_points} points of {curves.n_curves} curves, "
+         f"{curves.n_groups} group(s)")
+    pm_model = build_dynamics_model(spec, curves, curve_effects=curve_effects)
+    tell("start points: multi-start least-squares fit")
+    pm_model.bayes_scaling_initvals = start_points(spec, curves, pm_model, chains,
+                                                   np.random.default_rng([seed, 1]))
+    names = posterior_var_names(spec, curves, curve_effects)
+    tell(f"sampling: {chains} chains x ({tune} tune + {draws} draws), backend {backend}")
+    run = sample_gated(pm_model, names, backend=backend, chains=chains, draws=draws, tune=tune,
+                       target_accept=target_accept, random_seed=seed, retries=retries,
+                       progress=progress, retry_target_accept=RETRY_TARGET_ACCEPT, tell=tell)
+    idata, diag, seconds = run.idata, run.diagnostics, run.seconds
+    tell(f"sampled in {seconds:.1f} s; " + ("gate passed" if diag.passed else diag.banner()))
+    meta = {"method": "nuts", "seed": seed, "backend": backend,
+            "target_accept": run.target_accept, "tune": run.tune, "draws": diag.draws,
+            "draws_requested": draws,
+            "chains": chains, "retried": run.attempt > 0,
+            "centre": curve_centre(curves), "curve_effects": curve_effects,
+            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "versions": versions()}
+    keep = {g: idata[g] for g in ("posterior", "sample_stats") if g in idata.groups()}
+    result = ScalingFit(az.InferenceData(**keep), spec, curves, diag, meta)
+    check_convergence(diag, on_bad=on_bad)
+    return result

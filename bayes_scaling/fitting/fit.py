@@ -1,0 +1,198 @@
+"""A fit: the posterior of a model on a run table, as a value that describes and verifies itself.
+
+:func:`fit` builds the model, samples it, checks convergence and returns a :class:`ScalingFit`.
+A fit is saved as one netCDF file (h5netcdf, no pickles) holding the posterior, the sampler
+statistics, the run table (``fit_data`` group), the spec as JSON, the hashes of both, the seed,
+the package versions and the diagnostics. :meth:`ScalingFit.load` rechecks both hashes and never
+imports PyMC, so queries on a saved fit start fast.
+
+Every file is written to a temporary file beside its target and renamed over it
+(:func:`atomic_path`), so an interrupted save leaves the previous file intact. A saved fit ends
+with a checksum trailer (the sha256 of the bytes before it, which HDF5 ignores): a damaged file
+is refused before the HDF5 library parses it, since a corrupted HDF5 file can make that library
+loop for hours.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import arviz as az
+import numpy as np
+import xarray as xr
+
+from bayes_scaling.data.runs import RunTable
+from bayes_scaling.errors import BayesScalingError
+from bayes_scaling.fitting.baseline import huber_bootstrap
+from bayes_scaling.fitting.calibrate import attach_discrepancy
+from bayes_scaling.fitting.result import ScalingFit, versions
+from bayes_scaling.laws.final_loss import LAWS
+from bayes_scaling.model import sampling as inference
+from bayes_scaling.model.build import build_model, input_centre, use_centred
+from bayes_scaling.model.gate import Diagnostics, check_convergence, diagnose
+from bayes_scaling.model.spec import ModelSpec, load_spec
+from bayes_scaling.types import ProgressFn, SeedLike
+
+#: target_accept of the automatic retry after a failed convergence gate.
+RETRY_TARGET_ACCEPT = 0.98
+
+
+def posterior_var_names(spec: ModelSpec, n_groups: int) -> list[str]:
+    """Posterior variables a fit keeps (the natural constants and the noise model)."""
+    law = LAWS[spec.law]
+    names = list(law.params)
+    if n_groups > 1:
+        for p in spec.hierarchy.varying:
+            names += [f"{p}_pop", f"{p}_tau"]
+    names.append("sigma")
+    if spec.likelihood.family == "studentt":
+        names.append("nu")
+    return names
+
+
+@dataclass(frozen=True)
+class GatedSample:
+    """What :func:`sample_gated` returns: the draws, their gate verdict and the settings used."""
+
+    idata: az.InferenceData
+    diagnostics: Diagnostics
+    seconds: float
+    target_accept: float
+    tune: int
+    attempt: int
+
+
+def sample_gated(pm_model: Any, var_names: list[str], *, backend: str, chains: int, draws: int,
+                 tune: int, target_accept: float, random_seed: int, retries: int,
+                 progress: bool = False, ess_target: float | None = None,
+                 retry_target_accept: float = RETRY_TARGET_ACCEPT,
+                 tell: ProgressFn | None = None) -> GatedSample:
+    """Sample with NUTS, run the convergence gate and, on failure, resample up to ``retries``
+    times with ``target_accept`` raised to ``retry_target_accept``, twice the warm-up and, when
+    r-hat or an ESS failed (not only divergences), twice the draws.
+
+    A failed gate is never hidden: the verdict of the last attempt is returned (the caller
+    records ``attempt > 0`` as ``meta["retried"]`` and warns or raises on a failure).
+    """
+    tell = tell or (lambda _msg: None)
+    for attempt in range(retries + 1):
+        idata, seconds = inference.sample(pm_model, var_names=var_names, backend=backend,
+                                          chains=chains, draws=draws, tune=tune,
+                                          target_accept=target_accept, random_seed=random_seed,
+                                          progress=progress, ess_target=ess_target)
+        diag = diagnose(idata, [v for v in var_names if v in idata.posterior], backend=backend,
+                        seed=random_seed, sampling_seconds=seconds)
+        if diag.passed or attempt == retries:
+            break
+        target_accept, tune = max(target_accept, retry_target_accept), 2 * tune
+        draws = 2 * draws if diag.mixing_failed else draws
+        tell(f"gate failed ({'; '.join(diag.problems)}); retrying with target_accept "
+             f"{target_accept}, {tune} tuning steps and {draws} draws")
+    return GatedSample(idata, diag, seconds, target_accept, tune, attempt)
+
+
+def fit(
+    model: str | os.PathLike[str] | ModelSpec,
+    runs: RunTable,
+    *,
+    chains: int = 4,
+    draws: int = 1000,
+    tune: int = 1000,
+    backend: str | None = None,
+    target_accept: float = 0.9,
+    random_seed: SeedLike = None,
+    on_bad: Literal["raise", "warn"] = "warn",
+    retries: int = 1,
+    calibrate: bool = True,
+    progress: bool = False,
+    on_progress: ProgressFn | None = None,
+    ess_target: float | None = None,
+) -> ScalingFit:
+    """Fit ``model`` (a shipped name, a spec path or a spec) to ``runs`` with NUTS.
+
+    With ``ess_target`` (numpyro) ``draws`` is a cap: sampling stops once every constant has
+    that bulk and tail ESS (:func:`bayes_scaling.model.sampling.sample`).
+
+    After sampling, the convergence gate runs (:mod:`bayes_scaling.model.gate`); a failing fit
+    is resampled up to ``retries`` times with ``target_accept`` 0.98 and twice the warm-up (and
+    twice the draws if r-hat or ESS failed), and if it still fails it raises
+    (``on_bad="raise"``) or warns and carries the flag. With
+    ``calibrate`` the extrapolation discrepancy is learned from rolling-origin backtests inside
+    the ladder (:mod:`bayes_scaling.fitting.calibrate`) and stored with the posterior.
+    """
+    spec = load_spec(model)
+    tell = on_progress or (lambda _msg: None)
+    seed = seed_int(random_seed)
+    backend = backend or inference.DEFAULT_BACKEND
+    tell(f"building {spec.name} on {runs.n_runs} runs, {runs.n_groups} group(s)")
+    pm_model = build_model(spec, runs)
+    var_names = posterior_var_names(spec, runs.n_groups)
+    tell(f"sampling: {chains} chains x ({tune} tune + {draws} draws), backend {backend}"
+         + (f", stopping at ESS {ess_target:g}" if ess_target else ""))
+    run = sample_gated(pm_model, var_names, backend=backend, chains=chains, draws=draws,
+                       tune=tune, target_accept=target_accept, random_seed=seed,
+                       retries=retries, progress=progress, ess_target=ess_target, tell=tell)
+    idata, diag, seconds = run.idata, run.diagnostics, run.seconds
+    target_accept, tune, attempt = run.target_accept, run.tune, run.attempt
+    tell(f"sampled in {seconds:.1f} s; " + ("gate passed" if diag.passed else diag.banner()))
+    meta = {
+        "method": "nuts", "seed": seed, "backend": backend, "target_accept": target_accept,
+        "tune": tune, "draws": diag.draws, "draws_requested": draws, "chains": chains,
+        "retried": attempt > 0,
+        "ess_target": ess_target,
+        "centre": input_centre(spec, runs), "centred_offsets": use_centred(spec, runs),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "versions": versions(),
+    }
+    keep = {g: idata[g] for g in ("posterior", "sample_stats") if g in idata.groups()}
+    result = ScalingFit(az.InferenceData(**keep), spec, runs, diag, meta)
+    if calibrate:
+        result = attach_discrepancy(result, random_seed=seed, on_progress=tell)
+    check_convergence(diag, on_bad=on_bad)
+    return result
+
+
+def fit_baseline(model: str | os.PathLike[str] | ModelSpec, runs: RunTable, *,
+                 n_boot: int = 100, random_seed: SeedLike = None,
+                 calibrate: bool = False) -> ScalingFit:
+    """The Hoffmann/Epoch point fit (Huber on log loss, bootstrap intervals) as a fit object.
+
+    Its "posterior" holds the bootstrap refits (one chain, ``n_boot`` draws) and a constant
+    ``sigma`` (robust scale of the residuals), so every query works on it unchanged; groups are
+    not modelled (one law for all runs). ``method`` is ``"huber-bootstrap"``.
+    """
+    spec = load_spec(model)
+    law = LAWS[spec.law]
+    if runs.n_groups > 1:
+        raise BayesScalingError("the huber-bootstrap baseline fits one group at a time; "
+                                f"this table has {runs.n_groups} groups")
+    seed = seed_int(random_seed)
+    src = {"n": runs.log_n, "d": runs.log_d}
+    boot = huber_bootstrap({i: src[i] for i in law.inputs}, runs.log_loss, law=spec.law,
+                           n_boot=n_boot, random_seed=seed)
+    post = xr.Dataset({k: (("chain", "draw"), np.asarray(v, dtype=float))
+                       for k, v in boot.to_posterior_dict().items()})
+    diag = Diagnostics(max_rhat=1.0, min_ess_bulk=float(n_boot), min_ess_tail=float(n_boot),
+                       divergences=0, chains=1, draws=n_boot, backend="huber-bootstrap",
+                       seed=seed, sampling_seconds=0.0)
+    meta = {"method": "huber-bootstrap", "seed": seed, "estimate": boot.estimate,
+            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            "versions": versions()}
+    result = ScalingFit(az.InferenceData(posterior=post), spec, runs, diag, meta)
+    if calibrate:
+        result = attach_discrepancy(result, random_seed=seed)
+    return result
+
+
+def seed_int(random_seed: SeedLike) -> int:
+    """One integer seed from whatever the caller gave (recorded in the fit)."""
+    if isinstance(random_seed, np.random.Generator):
+        return int(random_seed.integers(2**31 - 1))
+    if random_seed is None:
+        return int(np.random.default_rng().integers(2**31 - 1))
+    return int(random_seed)
+
+

@@ -1,0 +1,1 @@
+"""laws layer of bayes_scaling (see ARCHITECTURE.md)."""

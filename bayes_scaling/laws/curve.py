@@ -1,0 +1,267 @@
+r"""The training-dynamics law ``L(N, S, B)``: critical batch size, the solve for ``L``, the
+curve-law object and synthetic curves drawn from it (numpy; the same body runs on PyTensor
+through ``xp``).
+
+The law (Kaplan et al. 2020, section 5 and eqs. 5.4-5.6; Su et al. 2024, "Unraveling the
+Mystery of Scaling Laws: Part I", arXiv:2403.06563, who fit it on 1M-60M models and predict the
+curves of 2B-33B ones), in nats/token, with ``N`` parameters, ``S`` optimizer steps, ``B`` batch
+size in tokens and ``E = S B`` tokens:
+
+.. math::
+    L(N, S_{min}) = (N_c/N)^{\alpha_N} + (S_c/S_{min})^{\alpha_S}, \qquad
+    B_{crit}(L) = B^* / L^{1/\alpha_B},
+
+    S_{min} = S / (1 + B_{crit}(L)/B), \qquad E_{min} = E / (1 + B/B_{crit}(L)).
+
+``L(N, S, B)`` has ``L`` on both sides; it is the root of a strictly monotone function, found by
+:func:`log_loss_nsb` / :func:`solve_step_term` (safeguarded Newton, vectorised). With
+``v = log(L - (N_c/N)^alpha_N)`` (the log of the step term),
+
+.. math:: h(v) = v - \alpha_S \log(S_c/S) - \alpha_S \log\bigl(1 + B_{crit}(L(v))/B\bigr) = 0,
+
+:math:`h'(v) \in [1, 1 + \alpha_S/\alpha_B]`: one root, bracketed by
+``[alpha_S log(S_c/S), alpha_S log(S_c/S) + alpha_S log1p(B_crit(L_N)/B)]``.
+
+The laws here are plain numpy (queries never import PyMC); the solver takes its array operations
+from an ``xp`` namespace so that ``model.py`` builds the same body in PyTensor. There, the
+iterations run with gradients stopped and one last Newton step carries them: at the root its
+gradient is exactly the implicit-function gradient :math:`-\partial_\theta h / \partial_v h`.
+The graph starts each checkpoint's solve from its observed loss (or the default guess, if
+closer), so a fixed :data:`GRAPH_ITERATIONS` converge wherever the posterior has mass and the
+likelihood is the exact residual ``log L_obs - log L(N, S, B)``, not an errors-in-variables
+approximation (as fitting ``L(N, S_min)`` at ``S_min`` computed from the *observed* loss would be).
+
+Fitting and queries are in :mod:`bayes_scaling.query.curves`, which re-exports everything here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+from bayes_scaling.laws.final_loss import Law
+
+#: Most Newton iterations of the numpy solve (it stops earlier once every point has converged).
+MAX_ITERATIONS = 60
+#: Iterations inside the PyMC graph, started from each checkpoint's observed loss or the default
+#: guess, whichever is closer: near the posterior (within 3%) they converge to 1e-10 in 3, and
+#: anywhere in the prior range to 1e-6 in 6 (tests/test_dynamics.py). An unconverged solve
+#: would break the match between NUTS's energy and its gradient.
+GRAPH_ITERATIONS = 6
+#: The numpy solve stops once every ``|h(v)|`` is below this (``v`` is a log: relative error).
+TOLERANCE = 1e-13
+#: Within this ``|h|`` of the root Newton steps are always taken (quadratic convergence).
+NEAR_ROOT = 1e-6
+
+
+def _np_done(h: np.ndarray) -> bool:
+    return bool(np.all(np.abs(h) < TOLERANCE))
+
+
+#: Array operations of the solver on numpy (``model.py`` passes PyTensor's).
+NUMPY_SOLVER_OPS = SimpleNamespace(exp=np.exp, log=np.log, logaddexp=np.logaddexp,
+                                   where=np.where, stop_gradient=lambda x: x, done=_np_done)
+
+
+# --------------------------------------------------------------------------------------------
+# The law in natural form (numpy; readers, tests and queries)
+# --------------------------------------------------------------------------------------------
+def b_crit(loss, *, b_star, alpha_b):
+    r"""Critical batch size in tokens at loss ``loss`` (Kaplan et al. 2020, eq. 5.4).
+
+    .. math:: B_{crit}(L) = B^* / L^{1/\alpha_B}
+    """
+    return b_star / loss ** (1.0 / alpha_b)
+
+
+def s_min(steps, batch, loss, *, b_star, alpha_b):
+    r"""Minimum steps to reach ``loss`` (at ``B >> B_crit``) (Kaplan et al. 2020, eq. 5.4).
+
+    .. math:: S_{min} = S / (1 + B_{crit}(L)/B)
+    """
+    return steps / (1.0 + b_crit(loss, b_star=b_star, alpha_b=alpha_b) / batch)
+
+
+def e_min(tokens, batch, loss, *, b_star, alpha_b):
+    r"""Minimum tokens to reach ``loss`` (at ``B << B_crit``) (Kaplan et al. 2020, eq. 5.5).
+
+    .. math:: E_{min} = E / (1 + B/B_{crit}(L))
+    """
+    return tokens / (1.0 + batch / b_crit(loss, b_star=b_star, alpha_b=alpha_b))
+
+
+def l_n_smin(n, s_min_, *, n_c, alpha_n, s_c, alpha_s):
+    r"""Loss after ``s_min_`` minimum steps at size ``n`` (Kaplan et al. 2020, eq. 5.6).
+
+    .. math:: L(N, S_{min}) = (N_c/N)^{\alpha_N} + (S_c/S_{min})^{\alpha_S}
+    """
+    return (n_c / n) ** alpha_n + (s_c / s_min_) ** alpha_s
+
+
+def _softplus(x, xp):
+    return xp.logaddexp(0.0 * x, x)
+
+
+def solve_step_term(log_floor, a, c, *, alpha_s, alpha_b, xp=NUMPY_SOLVER_OPS,
+                    iterations: int = MAX_ITERATIONS, log_start=None):
+    r"""Log of the step term ``v = log(L - L_N)`` at the root of :math:`h(v) = 0`.
+
+    Parameters
+    ----------
+    log_floor
+        ``log L_N = alpha_N log(N_c/N)``: log of the loss at infinitely many steps.
+    a
+        ``alpha_S log(S_c/S)``: ``v`` when ``B >> B_crit`` (the lower end of the bracket).
+    c
+        ``log(B*/B)``.
+    alpha_s, alpha_b
+        Exponents.
+    xp
+        Array operations (``exp, log, logaddexp, where, stop_gradient, done``).
+    iterations
+        Most safeguarded Newton steps (a bisection step whenever Newton leaves the bracket);
+        ``xp.done(h)`` may stop earlier. A last Newton step follows with gradients on.
+    log_start
+        Optional log loss to start from, where it is closer to the root than the default
+        guess (e.g. the observed loss of each checkpoint, within a few percent of the root
+        wherever the posterior has mass: there 2-3 steps converge; far from it, the default
+        guess converges in 6 over the whole prior range).
+
+    Returns
+    -------
+    array_like
+        ``v``, same shape as the broadcast inputs.
+    """
+    r = alpha_s / alpha_b
+
+    def h_and_slope(v):
+        log_l = xp.logaddexp(log_floor, v)
+        logk = c - log_l / alpha_b                       # log(B_crit(L) / B)
+        h = v - a - alpha_s * _softplus(logk, xp)
+        slope = 1.0 + r * xp.exp(logk - _softplus(logk, xp) + v - log_l)
+        return h, slope
+
+    def clip(x):
+        return xp.where(x > lo, xp.where(x < hi, x, hi), lo)
+
+    lo = a + 0.0 * log_floor + 0.0 * c
+    hi = a + alpha_s * _softplus(c - log_floor / alpha_b, xp)
+    v = clip((a + alpha_s * c) / (1.0 + r))               # B << B_crit and L ~ step term
+    if log_start is not None:  # start from log(L_start - L_N) where that is the better guess
+        excess = xp.exp(log_start) - xp.exp(log_floor)
+        v_start = clip(xp.where(excess > 0, xp.log(xp.where(excess > 0, excess, 1.0)), lo))
+        h_guess, _ = h_and_slope(v)
+        h_start, _ = h_and_slope(v_start)
+        lo = xp.where(h_guess <= 0, xp.where(v > lo, v, lo), lo)
+        hi = xp.where(h_guess >= 0, xp.where(v < hi, v, hi), hi)
+        lo = xp.where(h_start <= 0, xp.where(v_start > lo, v_start, lo), lo)
+        hi = xp.where(h_start >= 0, xp.where(v_start < hi, v_start, hi), hi)
+        v = xp.where(h_start * h_start < h_guess * h_guess, v_start, v)
+    h_before = 1e30 + 0.0 * lo
+    for _ in range(iterations):
+        h, slope = h_and_slope(v)
+        if xp.done(h):
+            break
+        lo = xp.where(h <= 0, v, lo)
+        hi = xp.where(h >= 0, v, hi)
+        newton = v - h / slope
+        # Newton, unless it leaves the bracket or, still far from the root, the last step did
+        # not halve |h| (a sharp bend of B_crit(L), small alpha_B, makes Newton overshoot by up
+        # to alpha_S/alpha_B): then bisect
+        h2 = h * h
+        fast = (h2 <= 0.25 * h_before * h_before) + (h2 < NEAR_ROOT**2) > 0
+        v = xp.where((newton >= lo) * (newton <= hi) * fast, newton, 0.5 * (lo + hi))
+        h_before = h
+    v = xp.stop_gradient(v)
+    h, slope = h_and_slope(v)
+    return v - h / slope
+
+
+def log_loss_nsb(log_n, log_s, log_b, *, log_n_c, alpha_n, log_s_c, alpha_s, log_b_star,
+                 alpha_b, xp=NUMPY_SOLVER_OPS, iterations: int = MAX_ITERATIONS,
+                 log_start=None):
+    r"""``log L(N, S, B)``: the loss after ``S`` steps of batch ``B`` tokens at size ``N``.
+
+    Solves :math:`L = (N_c/N)^{\alpha_N} + (S_c/S_{min}(S, B, L))^{\alpha_S}` for ``L``
+    (Kaplan et al. 2020, section 5; Su et al. 2024) with :func:`solve_step_term`. Inputs are
+    natural logs; broadcasting follows numpy (or xarray, or PyTensor through ``xp``).
+    """
+    log_floor = alpha_n * (log_n_c - log_n)
+    v = solve_step_term(log_floor, alpha_s * (log_s_c - log_s), log_b_star - log_b,
+                        alpha_s=alpha_s, alpha_b=alpha_b, xp=xp, iterations=iterations,
+                        log_start=log_start)
+    return xp.logaddexp(log_floor, v)
+
+
+def loss_nsb(n, steps, batch, *, n_c, alpha_n, s_c, alpha_s, b_star, alpha_b):
+    """``L(N, S, B)`` in nats/token from natural constants (see :func:`log_loss_nsb`)."""
+    return np.exp(log_loss_nsb(np.log(n), np.log(steps), np.log(batch), log_n_c=np.log(n_c),
+                               alpha_n=alpha_n, log_s_c=np.log(s_c), alpha_s=alpha_s,
+                               log_b_star=np.log(b_star), alpha_b=alpha_b))
+
+
+def steps_to_loss(n, target, batch, *, n_c, alpha_n, s_c, alpha_s, b_star, alpha_b):
+    r"""Steps of batch ``batch`` tokens a model of ``n`` parameters needs to reach ``target``.
+
+    Closed form (no solve): :math:`S = S_{min}(L^*) (1 + B_{crit}(L^*)/B)` with
+    :math:`S_{min}(L^*) = S_c (L^* - (N_c/N)^{\alpha_N})^{-1/\alpha_S}`; ``inf`` where the target
+    is at or below the size's floor ``(N_c/N)^alpha_N``. ``batch = inf`` gives ``S_min``.
+    """
+    gap = np.asarray(target - (n_c / n) ** alpha_n, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        smin = np.where(gap > 0, s_c * np.where(gap > 0, gap, 1.0) ** (-1.0 / alpha_s), np.inf)
+        return smin * (1.0 + b_crit(target, b_star=b_star, alpha_b=alpha_b) / batch)
+
+
+def uncentre(theta_c: Mapping[str, Any], centre: Mapping[str, float]) -> dict[str, Any]:
+    r"""The law's natural log constants from the sampler's centred ones.
+
+    The sampler works with the log of each term at the ladder's centre (``m_x`` the mean log of
+    ``x`` over the curve points): ``log_n_c`` is sampled as :math:`\alpha_N(\log N_c - m_N)`,
+    ``log_s_c`` as :math:`\alpha_S(\log S_c - m_S)` and ``log_b_star`` as
+    :math:`\log B^* - m_L/\alpha_B - m_B` (the log of ``B_crit/B`` at the centre). This removes
+    the curved ridges between the constants and their exponents (only the products are pinned
+    by the loss level) without changing the model.
+    """
+    out = dict(theta_c)
+    out["log_n_c"] = centre["n"] + theta_c["log_n_c"] / theta_c["alpha_n"]
+    out["log_s_c"] = centre["s"] + theta_c["log_s_c"] / theta_c["alpha_s"]
+    out["log_b_star"] = theta_c["log_b_star"] + centre["b"] + centre["loss"] / theta_c["alpha_b"]
+    return out
+
+
+def centre_constants(theta: Mapping[str, Any], centre: Mapping[str, float]) -> dict[str, Any]:
+    """Inverse of :func:`uncentre`."""
+    out = dict(theta)
+    out["log_n_c"] = theta["alpha_n"] * (theta["log_n_c"] - centre["n"])
+    out["log_s_c"] = theta["alpha_s"] * (theta["log_s_c"] - centre["s"])
+    out["log_b_star"] = theta["log_b_star"] - centre["b"] - centre["loss"] / theta["alpha_b"]
+    return out
+
+
+#: Natural-scale size of a centred offset: ``d(natural)/d(centred)`` is ``1/exponent`` (or 1).
+OFFSET_SCALE: dict[str, str | None] = {"log_n_c": "alpha_n", "log_s_c": "alpha_s",
+                                       "log_b_star": None}
+
+
+def _log_loss_law(log_n, log_s, log_b, *, xp=NUMPY_SOLVER_OPS, **theta):
+    return log_loss_nsb(log_n, log_s, log_b, xp=xp, **theta)
+
+
+#: The curve law, as a :class:`~bayes_scaling.laws.final_loss.Law` (inputs ``n, s, b``); not in
+#: ``LAWS``, whose laws are ``L(N, D)`` laws.
+DYNAMICS = Law(
+    "dynamics", ("n", "s", "b"),
+    ("log_n_c", "alpha_n", "log_s_c", "alpha_s", "log_b_star", "alpha_b"), log_mean=_log_loss_law,
+    citation="Kaplan et al. (2020), arXiv:2001.08361, section 5; Su et al. (2024), "
+             "arXiv:2403.06563",
+    formula="L(N, S_min) = (N_c/N)^alpha_N + (S_c/S_min)^alpha_S, S_min = S/(1 + B_crit(L)/B), "
+            "B_crit(L) = B*/L^(1/alpha_B)",
+)
+#: Registry of curve laws (the name a model spec's ``law`` gives).
+DYNAMICS_LAWS: dict[str, Law] = {"dynamics": DYNAMICS}
+
+

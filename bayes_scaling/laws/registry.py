@@ -1,0 +1,26 @@
+"""One registry of every law a spec can name: final-loss laws and curve laws."""
+
+from __future__ import annotations
+
+from bayes_scaling.laws.curve import DYNAMICS_LAWS
+from bayes_scaling.laws.final_loss import LAWS, Law
+
+#: Every law by name: the L(N, D) laws of :data:`~bayes_scaling.laws.final_loss.LAWS` and the
+#: curve laws L(N, S, B) of :data:`~bayes_scaling.laws.curve.DYNAMICS_LAWS`.
+ALL_LAWS: dict[str, Law] = {**LAWS, **DYNAMICS_LAWS}
+
+
+def law_of(name: str) -> Law:
+    """The law a spec names.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`ALL_LAWS` (``"chinchilla"``, ``"kaplan"``, ``"dynamics"``, ...).
+
+    Returns
+    -------
+    Law
+        The law object: its inputs, parameters and log-mean function.
+    """
+    return ALL_LAWS[name]

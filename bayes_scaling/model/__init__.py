@@ -1,0 +1,1 @@
+"""model layer of bayes_scaling (see ARCHITECTURE.md)."""

@@ -1,0 +1,242 @@
+"""Declarative model specs: one TOML file per model (law, priors, hierarchy, likelihood).
+
+A spec is checked against its law on load: every law parameter needs a prior, every varying
+parameter must be a log-scale constant of the law, distributions and their arguments must be
+known. ``model.py`` turns a spec into a PyMC graph; nothing else reads the TOML.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from bayes_scaling.errors import SpecError
+from bayes_scaling.files import shipped
+from bayes_scaling.laws.registry import ALL_LAWS
+
+MODELS_DIR = shipped("models")
+
+#: Distribution name -> its required arguments (PyMC names).
+DISTRIBUTIONS: dict[str, tuple[str, ...]] = {
+    "Normal": ("mu", "sigma"),
+    "LogNormal": ("mu", "sigma"),
+    "HalfNormal": ("sigma",),
+    "Gamma": ("alpha", "beta"),
+    "Exponential": ("lam",),
+    "TruncatedNormal": ("mu", "sigma", "lower", "upper"),
+}
+LIKELIHOODS = ("normal", "studentt")
+PARAMETERIZATIONS = ("auto", "centred", "noncentred")
+#: Under ``parameterization = "auto"`` a hierarchy is centred when every group has this many runs.
+CENTRED_MIN_RUNS = 20
+
+
+@dataclass(frozen=True)
+class Prior:
+    """A prior distribution: a PyMC distribution name and its keyword arguments."""
+
+    dist: str
+    kwargs: Mapping[str, float]
+
+    @classmethod
+    def parse(cls, raw: Any, where: str) -> Prior:
+        """Read ``{dist = "Normal", mu = 0, sigma = 1}``; ``where`` names it in errors."""
+        if not isinstance(raw, Mapping) or "dist" not in raw:
+            raise SpecError(f"{where}: expected a table with a 'dist' key, got {raw!r}")
+        dist = raw["dist"]
+        if dist not in DISTRIBUTIONS:
+            close = difflib.get_close_matches(str(dist), DISTRIBUTIONS, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise SpecError(f"{where}: unknown distribution {dist!r}{hint}")
+        kwargs = {k: v for k, v in raw.items() if k != "dist"}
+        needed = DISTRIBUTIONS[dist]
+        if set(kwargs) != set(needed):
+            raise SpecError(f"{where}: {dist} takes {', '.join(needed)}; got {', '.join(kwargs)}")
+        for k, v in kwargs.items():
+            if not isinstance(v, int | float) or isinstance(v, bool):
+                raise SpecError(f"{where}: {k} must be a number, got {v!r}")
+        for k in ("sigma", "alpha", "beta", "lam"):
+            if k in kwargs and kwargs[k] <= 0:
+                raise SpecError(f"{where}: {k} must be > 0, got {kwargs[k]}")
+        return cls(dist, {k: float(v) for k, v in kwargs.items()})
+
+    def to_dict(self) -> dict[str, Any]:
+        """The TOML/JSON form."""
+        return {"dist": self.dist, **self.kwargs}
+
+    def describe(self) -> str:
+        """Human-readable form, e.g. ``Normal(mu=0.5, sigma=0.5)``."""
+        return f"{self.dist}({', '.join(f'{k}={v:g}' for k, v in self.kwargs.items())})"
+
+
+@dataclass(frozen=True)
+class Likelihood:
+    """Observation model on log loss."""
+
+    family: str = "studentt"
+    sigma: Prior = field(default_factory=lambda: Prior("HalfNormal", {"sigma": 0.05}))
+    nu: Prior | None = field(default_factory=lambda: Prior("Gamma", {"alpha": 2.0, "beta": 0.1}))
+
+
+@dataclass(frozen=True)
+class Hierarchy:
+    """Which constants vary by group, their spread prior and the parameterization."""
+
+    varying: tuple[str, ...] = ()
+    tau: Prior = field(default_factory=lambda: Prior("HalfNormal", {"sigma": 0.1}))
+    parameterization: str = "auto"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A whole model: law, priors (on the centred scale), likelihood and hierarchy."""
+
+    name: str
+    law: str
+    priors: Mapping[str, Prior]
+    likelihood: Likelihood = field(default_factory=Likelihood)
+    hierarchy: Hierarchy = field(default_factory=Hierarchy)
+    description: str = ""
+
+    # ----------------------------------------------------------------------------- reading
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any], where: str = "<spec>") -> ModelSpec:
+        """Build and validate a spec from its TOML/JSON dictionary."""
+        if not isinstance(raw, Mapping):
+            raise SpecError(f"{where}: expected a table")
+        unknown = set(raw) - {"name", "law", "description", "priors", "likelihood", "hierarchy"}
+        if unknown:
+            raise SpecError(f"{where}: unknown keys {sorted(unknown)}")
+        law_name = raw.get("law")
+        known = {k: v.params for k, v in ALL_LAWS.items()}
+        if law_name not in known:
+            close = difflib.get_close_matches(str(law_name), known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(known)}"
+            raise SpecError(f"{where}: unknown law {law_name!r}{hint}")
+        law = SimpleNamespace(params=known[law_name])
+        raw_priors = raw.get("priors", {})
+        missing = [p for p in law.params if p not in raw_priors]
+        extra = [p for p in raw_priors if p not in law.params]
+        if missing or extra:
+            raise SpecError(f"{where}: law {law_name!r} has parameters {', '.join(law.params)}; "
+                            f"missing priors: {missing or 'none'}, unknown: {extra or 'none'}")
+        priors = {p: Prior.parse(raw_priors[p], f"{where}: priors.{p}") for p in law.params}
+        lik = _parse_likelihood(raw.get("likelihood", {}), where)
+        hier = _parse_hierarchy(raw.get("hierarchy", {}), law.params, where)
+        return cls(name=str(raw.get("name", law_name)), law=law_name, priors=priors,
+                   likelihood=lik, hierarchy=hier, description=str(raw.get("description", "")))
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike[str]) -> ModelSpec:
+        """Read a spec file."""
+        path = Path(path)
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise SpecError(f"{path}: no such model spec") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise SpecError(f"{path}: not valid TOML ({exc})") from None
+        return cls.from_dict(raw, where=str(path))
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelSpec:
+        """Inverse of :meth:`to_json` (used when loading a saved fit)."""
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SpecError(f"stored spec is not valid JSON ({exc})") from None
+        return cls.from_dict(raw, where="<stored spec>")
+
+    # ----------------------------------------------------------------------------- writing
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-dict form (round-trips through :meth:`from_dict`)."""
+        lik: dict[str, Any] = {"family": self.likelihood.family,
+                               "sigma": self.likelihood.sigma.to_dict()}
+        if self.likelihood.nu is not None:
+            lik["nu"] = self.likelihood.nu.to_dict()
+        return {
+            "name": self.name, "law": self.law, "description": self.description,
+            "priors": {p: pr.to_dict() for p, pr in self.priors.items()},
+            "likelihood": lik,
+            "hierarchy": {"varying": list(self.hierarchy.varying),
+                          "tau": self.hierarchy.tau.to_dict(),
+                          "parameterization": self.hierarchy.parameterization},
+        }
+
+    def to_json(self) -> str:
+        """Canonical JSON (sorted keys), the form stored inside saved fits."""
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    def sha256(self) -> str:
+        """Hash of the canonical JSON: two specs are the same model iff their hashes match."""
+        return hashlib.sha256(self.to_json().encode()).hexdigest()
+
+    def with_likelihood(self, family: str) -> ModelSpec:
+        """The same model with another likelihood family (``normal`` or ``studentt``)."""
+        if family not in LIKELIHOODS:
+            raise SpecError(f"unknown likelihood {family!r}; choose from {', '.join(LIKELIHOODS)}")
+        nu = self.likelihood.nu or Prior("Gamma", {"alpha": 2.0, "beta": 0.1})
+        lik = replace(self.likelihood, family=family, nu=nu if family == "studentt" else None)
+        return replace(self, likelihood=lik)
+
+
+def _parse_likelihood(raw: Any, where: str) -> Likelihood:
+    if not isinstance(raw, Mapping):
+        raise SpecError(f"{where}: [likelihood] must be a table")
+    family = raw.get("family", "studentt")
+    if family not in LIKELIHOODS:
+        raise SpecError(f"{where}: likelihood.family must be one of {', '.join(LIKELIHOODS)}; "
+                        f"got {family!r}")
+    sigma = Prior.parse(raw.get("sigma", {"dist": "HalfNormal", "sigma": 0.05}),
+                        f"{where}: likelihood.sigma")
+    nu = None
+    if family == "studentt":
+        nu = Prior.parse(raw.get("nu", {"dist": "Gamma", "alpha": 2.0, "beta": 0.1}),
+                         f"{where}: likelihood.nu")
+    return Likelihood(family=family, sigma=sigma, nu=nu)
+
+
+def _parse_hierarchy(raw: Any, params: tuple[str, ...], where: str) -> Hierarchy:
+    if not isinstance(raw, Mapping):
+        raise SpecError(f"{where}: [hierarchy] must be a table")
+    varying = tuple(raw.get("varying", ()))
+    bad = [p for p in varying if p not in params]
+    if bad:
+        raise SpecError(f"{where}: hierarchy.varying names {bad}, not parameters of the law "
+                        f"({', '.join(params)})")
+    tau = Prior.parse(raw.get("tau", {"dist": "HalfNormal", "sigma": 0.1}),
+                      f"{where}: hierarchy.tau")
+    param = raw.get("parameterization", "auto")
+    if param not in PARAMETERIZATIONS:
+        raise SpecError(f"{where}: hierarchy.parameterization must be one of "
+                        f"{', '.join(PARAMETERIZATIONS)}; got {param!r}")
+    return Hierarchy(varying=varying, tau=tau, parameterization=param)
+
+
+def available_models() -> list[str]:
+    """Names of the specs shipped in ``models/``."""
+    return sorted(p.stem for p in MODELS_DIR.glob("*.toml"))
+
+
+def load_spec(name_or_path: str | os.PathLike[str] | ModelSpec) -> ModelSpec:
+    """A spec by shipped name (``"chinchilla"``), by path to a TOML file, or passed through."""
+    if isinstance(name_or_path, ModelSpec):
+        return name_or_path
+    text = str(name_or_path)
+    path = Path(text)
+    if path.suffix == ".toml" or path.exists():
+        return ModelSpec.from_toml(path)
+    shipped = MODELS_DIR / f"{text}.toml"
+    if shipped.exists():
+        return ModelSpec.from_toml(shipped)
+    close = difflib.get_close_matches(text, available_models(), n=2)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    raise SpecError(f"unknown model {text!r}{hint} (shipped: {', '.join(available_models())})")

@@ -1,0 +1,1 @@
+"""plots layer of bayes_scaling (see ARCHITECTURE.md)."""

@@ -1,0 +1,1 @@
+"""query layer of bayes_scaling (see ARCHITECTURE.md)."""

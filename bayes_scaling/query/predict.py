@@ -1,0 +1,325 @@
+"""Queries on a fit: predicted loss and tokens needed, as draws plus a tidy summary.
+
+Never imports PyMC: a saved fit is loaded and queried in numpy. Every query takes ``group``
+(a seen data distribution, or ``"new"`` for the population predictive of an unseen one) and
+returns a :class:`~bayes_scaling.query.summarize.QueryResult` whose ``band`` says what it is:
+
+- ``"law"``: the spread of the law's mean over the posterior (epistemic);
+- ``"predictive"``: where one real run would land: the law band, plus run-to-run noise, plus
+  the extrapolation discrepancy learned by calibration (its scale grows with the decades past
+  the training runs; see :mod:`bayes_scaling.fitting.calibrate`).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from bayes_scaling.constants import (
+    CHAIN,
+    DEFAULT_INTERVAL,
+    DEFAULT_PROBS,
+    DRAW,
+    GROUP,
+    NEW_GROUP,
+    POINT,
+)
+from bayes_scaling.data.support import (
+    DISCREPANCY_RAMP_DECADES,
+    FAR_DECADES_C,
+    Box,
+    decades_outside,
+)
+from bayes_scaling.errors import ExtrapolationWarning, QueryError
+from bayes_scaling.fitting.result import ScalingFit
+from bayes_scaling.laws.final_loss import LAWS, natural
+from bayes_scaling.query.summarize import BANDS, QueryResult, check_probs, interval_table
+from bayes_scaling.types import SeedLike
+
+
+# ------------------------------------------------------------------------------ helpers
+def resolve_group(fit: ScalingFit, group: str | None) -> str:
+    """The group a query refers to; ``None`` is allowed only for single-group fits."""
+    names = fit.group_names
+    if group is None:
+        if len(names) == 1:
+            return names[0]
+        raise QueryError(f"this fit has {len(names)} groups ({', '.join(names)}): choose one "
+                         f"with group=..., or group='{NEW_GROUP}' for an unseen one")
+    if group == NEW_GROUP or group in names:
+        return group
+    raise QueryError(f"unknown group {group!r}; the fit has {', '.join(names)} "
+                     f"(or '{NEW_GROUP}' for an unseen group)")
+
+
+def require_nd_law(fit: ScalingFit) -> None:
+    """Refuse L(N, D) queries on a training-dynamics fit, with a pointer to the right ones."""
+    if fit.spec.law not in LAWS:
+        raise QueryError(f"this is a {fit.spec.law!r} (training-dynamics) fit: query it with "
+                         "`bayes-scaling curve` or `bayes-scaling batch`")
+
+
+def flat(da: xr.DataArray) -> np.ndarray:
+    """``(chain, draw, ...)`` -> ``(chain*draw, ...)``."""
+    a = np.asarray(da)
+    return a.reshape(-1, *a.shape[2:])
+
+
+def group_theta(fit: ScalingFit, group: str | None, *,
+                rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
+    """Law constants per draw, shape ``(S,)``, for ``group`` (``"new"``: fresh offsets)."""
+    g = resolve_group(fit, group)
+    post = fit.posterior
+    if g == NEW_GROUP and "centre" in fit.meta:
+        return _new_group_theta(fit, rng if rng is not None else np.random.default_rng(0))
+    theta = {}
+    for p in fit.law.params:
+        da = post[p]
+        if GROUP not in da.dims:
+            theta[p] = flat(da)
+        elif g != NEW_GROUP:
+            theta[p] = flat(da.sel({GROUP: g}))
+        else:  # a fit without its input centre (fake fits): offsets on the natural scale
+            rng = rng if rng is not None else np.random.default_rng(0)
+            pop, tau = flat(post[f"{p}_pop"]), flat(post[f"{p}_tau"])
+            theta[p] = pop + tau * rng.standard_normal(pop.shape)
+    return theta
+
+
+def _new_group_theta(fit: ScalingFit, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Constants of an unseen group: fresh offsets drawn on the scale the model draws them.
+
+    :func:`bayes_scaling.model.build.build_model` puts group offsets on the centred log constants
+    (``log A - alpha m_N``, ...), on ``log`` of a varying exponent, and on ``alpha * p_c`` for a
+    scaled constant (Kaplan's laws); the natural ``<p>_tau`` it records converts back. Drawing
+    there and uncentring keeps e.g. ``log A`` and ``alpha`` of the new group consistent when
+    the exponents vary too (``models/chinchilla_slopes.toml``).
+    """
+    law, post, centre = fit.law, fit.posterior, fit.meta["centre"]
+    varying = [p for p in law.params if GROUP in post[p].dims]
+    pop_c = law.centre({p: flat(post[f"{p}_pop"] if p in varying else post[p])
+                        for p in law.params}, centre)
+    z = {p: rng.standard_normal(pop_c[p].shape) for p in varying}
+    new_c = dict(pop_c)
+    for p in (q for q in varying if q in law.exponents):  # exponents first: scaled use them
+        new_c[p] = pop_c[p] * np.exp(z[p] * flat(post[f"{p}_tau"]) / pop_c[p])
+    for p in (q for q in varying if q not in law.exponents):
+        tau = flat(post[f"{p}_tau"])
+        if p in law.scaled:  # offsets on s = k * p_c, with sd tau * k_pop
+            k = law.scaled[p]
+            new_c[p] = (pop_c[p] * pop_c[k] + z[p] * tau * pop_c[k]) / new_c[k]
+        else:
+            new_c[p] = pop_c[p] + z[p] * tau
+    return law.uncentre(new_c, centre)
+
+
+def fit_box(fit: ScalingFit) -> Box:
+    """The training range of the fit."""
+    if "box" in fit.meta:
+        return Box.from_dict(fit.meta["box"])
+    return Box.of(fit.runs.n, fit.runs.d)
+
+
+def _points(n: Any, d: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        n_arr = np.atleast_1d(np.asarray(n, dtype=float))
+        d_arr = np.atleast_1d(np.asarray(d if d is not None else np.nan, dtype=float))
+        n_arr, d_arr = np.broadcast_arrays(n_arr, d_arr)
+    except (TypeError, ValueError) as exc:
+        raise QueryError(f"n_params and n_tokens must be numbers of matching length ({exc})") \
+            from None
+    for name, a in (("n_params", n_arr), ("n_tokens", d_arr)):
+        if d is None and name == "n_tokens":
+            continue
+        if not np.all(np.isfinite(a)) or np.any(a <= 0):
+            bad = a[~(np.isfinite(a) & (a > 0))][:3]
+            raise QueryError(f"{name} must be positive and finite, got "
+                             f"{', '.join(f'{v:g}' for v in bad)}")
+    return n_arr.ravel().copy(), d_arr.ravel().copy()
+
+
+def _wrap(fit: ScalingFit, samples: np.ndarray, name: str, **attrs: Any) -> xr.DataArray:
+    c, d = fit.posterior.sizes[CHAIN], fit.posterior.sizes[DRAW]
+    arr = samples.reshape(c, d, *samples.shape[1:])
+    dims = (CHAIN, DRAW, POINT)[: arr.ndim]
+    return xr.DataArray(arr, dims=dims, name=name, attrs=attrs)
+
+
+def observation_noise(fit: ScalingFit, shape: tuple[int, ...],
+                      rng: np.random.Generator) -> np.ndarray:
+    """Run-to-run noise on log loss, per draw: Normal or Student-t with the fitted scale.
+
+    Student-t noise is drawn as a scale mixture of normals, ``z * sqrt(nu / W)`` with
+    ``W ~ chi2(nu)``, one ``W`` per posterior draw shared by that draw's points: every point's
+    marginal predictive distribution is exact (and 4x cheaper than independent t draws); the
+    draws of two points of one posterior draw share that scale, which no summary here uses.
+    """
+    sigma = flat(fit.posterior["sigma"])[:, None]
+    eps = rng.standard_normal(shape)
+    if "nu" in fit.posterior:
+        nu = flat(fit.posterior["nu"])[:, None]
+        eps = eps * np.sqrt(nu / rng.chisquare(nu))
+    return sigma * eps
+
+
+def discrepancy(fit: ScalingFit, distance: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Extrapolation discrepancy on log loss, per draw and point (zero if uncalibrated).
+
+    ``sd = sqrt(tau0^2 * ramp(distance) + (kappa * distance)^2)`` (see
+    :mod:`bayes_scaling.fitting.calibrate`), times a standard normal.
+    """
+    if "kappa" not in fit.posterior:
+        return np.zeros((fit.posterior.sizes[CHAIN] * fit.posterior.sizes[DRAW], distance.size))
+    sd = discrepancy_scale(fit, distance)
+    return sd * rng.standard_normal(sd.shape)
+
+
+def discrepancy_scale(fit: ScalingFit, distance: np.ndarray) -> np.ndarray | float:
+    """Per-draw discrepancy sd at ``distance`` decades, shape ``(S, points)`` (0 if none)."""
+    post = fit.posterior
+    if "kappa" not in post:
+        return 0.0
+    kappa = flat(post["kappa"])[:, None]
+    tau0 = flat(post["tau0"])[:, None] if "tau0" in post else np.zeros_like(kappa)
+    d = np.asarray(distance, dtype=float)[None, :]
+    ramp = np.minimum(d / DISCREPANCY_RAMP_DECADES, 1.0)
+    return np.sqrt(tau0**2 * ramp + (kappa * d) ** 2)
+
+
+def extrapolation_warnings(fit: ScalingFit, n: np.ndarray, d: np.ndarray) -> list[str]:
+    """Plain-language warnings for points far outside the training runs."""
+    out = []
+    far = decades_outside(fit_box(fit), n, d)
+    worst = float(np.max(far["c_past_max"]))
+    if worst > FAR_DECADES_C:
+        out.append(f"extrapolating {worst:.1f} decades of compute past the largest run "
+                   f"(> {FAR_DECADES_C:g}): the law's form is untested there")
+    return out
+
+
+def _emit(messages: Sequence[str], fit: ScalingFit) -> tuple[str, ...]:
+    msgs = [*([fit.warning_banner] if fit.warning_banner else []), *messages]
+    for m in messages:
+        warnings.warn(m, ExtrapolationWarning, stacklevel=3)
+    return tuple(msgs)
+
+
+# ------------------------------------------------------------------------------ queries
+def log_loss_draws(fit: ScalingFit, n: np.ndarray, d: np.ndarray, *, group: str | None,
+                   band: str, rng: np.random.Generator) -> np.ndarray:
+    """Draws of log loss, shape ``(S, points)``, under ``band``."""
+    if band not in BANDS:
+        raise QueryError(f"band must be one of {', '.join(BANDS)}, got {band!r}")
+    theta = {k: v[:, None] for k, v in group_theta(fit, group, rng=rng).items()}
+    log_inputs = {"n": np.log(n)[None, :], "d": np.log(d)[None, :]}
+    log_mu = fit.law.evaluate_log(log_inputs, theta)
+    log_mu = np.broadcast_to(log_mu, (log_mu.shape[0], n.size))
+    if band == "law":
+        return np.array(log_mu)
+    dist = decades_outside(fit_box(fit), n, d)["distance"]
+    # noise and discrepancy are both normal given a draw's scales (Student-t noise as a scale
+    # mixture, see observation_noise), so one normal draw with the summed variance is exact
+    post = fit.posterior
+    var = flat(post["sigma"])[:, None] ** 2
+    if "nu" in post:
+        nu = flat(post["nu"])[:, None]
+        var = var * (nu / rng.chisquare(nu))
+    var = var + np.asarray(discrepancy_scale(fit, dist)) ** 2
+    return log_mu + np.sqrt(var) * rng.standard_normal(log_mu.shape)
+
+
+def predict_loss(
+    fit: ScalingFit,
+    n_params: Any,
+    n_tokens: Any,
+    *,
+    group: str | None = None,
+    band: str = "predictive",
+    probs: Sequence[float] = DEFAULT_PROBS,
+    interval: float = DEFAULT_INTERVAL,
+    random_seed: SeedLike = None,
+) -> QueryResult:
+    """Loss (nats/token) of models of ``n_params`` trained on ``n_tokens``, with bands.
+
+    Returns draws (``chain, draw, point``) and a summary with one row per point: ``n_params``,
+    ``n_tokens``, ``flops``, ``group``, ``band``, ``mean``, ``median``, ``lower``, ``upper``,
+    ``interval``, ``lo_<p>``/``hi_<p>``, and the decades outside the training runs.
+    """
+    require_nd_law(fit)
+    probs, interval = check_probs(probs, interval)
+    rng = np.random.default_rng(random_seed)
+    n, d = _points(n_params, n_tokens)
+    g = resolve_group(fit, group)
+    loss = np.exp(log_loss_draws(fit, n, d, group=g, band=band, rng=rng))
+    far = decades_outside(fit_box(fit), n, d)
+    summary = pd.concat([
+        pd.DataFrame({"n_params": n, "n_tokens": d, "flops": 6.0 * n * d, "group": g,
+                      "band": band}),
+        interval_table(loss, probs=probs, interval=interval),
+        pd.DataFrame({"decades_past_n": far["n"], "decades_past_d": far["d"],
+                      "decades_past_c": far["c_past_max"]}),
+    ], axis=1)
+    msgs = _emit(extrapolation_warnings(fit, n, d), fit)
+    draws = _wrap(fit, loss, "loss", band=band, units="nats/token", group=g)
+    return QueryResult(draws=draws, summary=summary, band=band, warnings=msgs)
+
+
+def tokens_needed(
+    fit: ScalingFit,
+    n_params: Any,
+    target_loss: float,
+    *,
+    group: str | None = None,
+    probs: Sequence[float] = DEFAULT_PROBS,
+    interval: float = DEFAULT_INTERVAL,
+    random_seed: SeedLike = None,
+) -> QueryResult:
+    """Training tokens a model of ``n_params`` needs for its expected loss to reach the target.
+
+    Per draw, the law is inverted in closed form; where the target is at or below the size's
+    floor (e.g. ``E + A/N^alpha``) the draw is ``inf`` and counts toward ``p_unreachable``.
+    Quantiles include the ``inf`` draws, so an ``upper`` of ``inf`` means the target may be out
+    of reach at this size. Band: ``"law"`` (the law's mean, not one noisy run).
+    """
+    require_nd_law(fit)
+    probs, interval = check_probs(probs, interval)
+    law = fit.law
+    if law.tokens_needed is None:
+        raise QueryError(f"law {law.name!r} has no token axis: tokens needed is undefined")
+    try:
+        target = float(target_loss)
+    except (TypeError, ValueError):
+        raise QueryError(f"target loss must be a number, got {target_loss!r}") from None
+    if not np.isfinite(target) or target <= 0:
+        raise QueryError(f"target loss must be positive and finite, got {target_loss}")
+    rng = np.random.default_rng(random_seed)
+    n, _ = _points(n_params)
+    g = resolve_group(fit, group)
+    theta = natural({k: v[:, None] for k, v in group_theta(fit, g, rng=rng).items()})
+    d_star = law.tokens_needed(n[None, :], target, **theta)
+    reachable = np.isfinite(d_star)
+    p_unreach = 1.0 - reachable.mean(axis=0)
+    table = interval_table(d_star, probs=probs, interval=interval)
+    with np.errstate(invalid="ignore"):
+        med_if = np.array([np.median(d_star[reachable[:, j], j]) if reachable[:, j].any()
+                           else np.inf for j in range(n.size)])
+    summary = pd.concat([
+        pd.DataFrame({"n_params": n, "target_loss": target, "group": g, "band": "law",
+                      "p_unreachable": p_unreach}),
+        table.rename(columns={"mean": "mean_if_reachable"}),
+        pd.DataFrame({"median_if_reachable": med_if,
+                      "median_tokens_per_param": table["median"].to_numpy() / n}),
+    ], axis=1)
+    found = np.isfinite(med_if)  # how far the run that reaches the target lies past the data
+    msgs = list(_emit(extrapolation_warnings(fit, n[found], med_if[found]) if found.any()
+                      else [], fit))
+    for j in np.flatnonzero(p_unreach > 0.5):
+        msgs.append(f"target {target:g} is below the posterior floor at N={n[j]:.3g} in "
+                    f"{p_unreach[j]:.0%} of draws: most likely unreachable at this size")
+    draws = _wrap(fit, d_star, "n_tokens", band="law", units="tokens", group=g)
+    return QueryResult(draws=draws, summary=summary, band="law", warnings=tuple(msgs))

@@ -1,0 +1,1 @@
+"""report layer of bayes_scaling (see ARCHITECTURE.md)."""
