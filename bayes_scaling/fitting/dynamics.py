@@ -11,13 +11,13 @@ from typing import Any
 
 import numpy as np
 
+from bayes_scaling.constants import DEFAULT_BACKEND
 from bayes_scaling.data.curves import CurveTable
 from bayes_scaling.errors import SpecError
 from bayes_scaling.fitting.fit import sample_gated, seed_int
 from bayes_scaling.fitting.result import ScalingFit, versions
 from bayes_scaling.laws.curve import DYNAMICS, DYNAMICS_LAWS, log_loss_nsb, uncentre
-from bayes_scaling.model import sampling as inference
-from bayes_scaling.model.build_curves import build_dynamics_model, curve_centre
+from bayes_scaling.model.centre import curve_centre
 from bayes_scaling.model.gate import check_convergence
 from bayes_scaling.model.spec import Prior, load_spec
 from bayes_scaling.types import SeedLike
@@ -175,12 +175,14 @@ def fit_dynamics(
         raise SpecError(f"model {spec.name!r} has law {spec.law!r}, not a curve law "
                         f"({', '.join(DYNAMICS_LAWS)}); fit it with bayes_scaling.fitting.fit.fit")
     tell = on_progress or (lambda _msg: None)
-    seed, backend = seed_int(random_seed), backend or inference.DEFAULT_BACKEND
+    seed, backend = seed_int(random_seed), backend or DEFAULT_BACKEND
     target_accept = default_target_accept(curves) if target_accept is None else target_accept
     if curve_effects is None:
         curve_effects = bool(curves.curves()["n_points"].max() >= 3)
     tell(f"building {spec.name} on {curves.n_points} points of {curves.n_curves} curves, "
          f"{curves.n_groups} group(s)")
+    from bayes_scaling.model.build_curves import build_dynamics_model  # lazy: PyMC import cost
+
     pm_model = build_dynamics_model(spec, curves, curve_effects=curve_effects)
     tell("start points: multi-start least-squares fit")
     pm_model.bayes_scaling_initvals = start_points(spec, curves, pm_model, chains,

@@ -24,14 +24,14 @@ import arviz as az
 import numpy as np
 import xarray as xr
 
+from bayes_scaling.constants import DEFAULT_BACKEND
 from bayes_scaling.data.runs import RunTable
 from bayes_scaling.errors import BayesScalingError
 from bayes_scaling.fitting.baseline import huber_bootstrap
 from bayes_scaling.fitting.calibrate import attach_discrepancy
 from bayes_scaling.fitting.result import ScalingFit, versions
 from bayes_scaling.laws.final_loss import LAWS
-from bayes_scaling.model import sampling as inference
-from bayes_scaling.model.build import build_model, input_centre, use_centred
+from bayes_scaling.model.centre import input_centre, use_centred
 from bayes_scaling.model.gate import Diagnostics, check_convergence, diagnose
 from bayes_scaling.model.spec import ModelSpec, load_spec
 from bayes_scaling.types import ProgressFn, SeedLike
@@ -77,9 +77,11 @@ def sample_gated(pm_model: Any, var_names: list[str], *, backend: str, chains: i
     A failed gate is never hidden: the verdict of the last attempt is returned (the caller
     records ``attempt > 0`` as ``meta["retried"]`` and warns or raises on a failure).
     """
+    from bayes_scaling.model import sampling  # lazy: PyMC/JAX cost seconds; only sampling pays
+
     tell = tell or (lambda _msg: None)
     for attempt in range(retries + 1):
-        idata, seconds = inference.sample(pm_model, var_names=var_names, backend=backend,
+        idata, seconds = sampling.sample(pm_model, var_names=var_names, backend=backend,
                                           chains=chains, draws=draws, tune=tune,
                                           target_accept=target_accept, random_seed=random_seed,
                                           progress=progress, ess_target=ess_target)
@@ -126,8 +128,10 @@ def fit(
     spec = load_spec(model)
     tell = on_progress or (lambda _msg: None)
     seed = seed_int(random_seed)
-    backend = backend or inference.DEFAULT_BACKEND
+    backend = backend or DEFAULT_BACKEND
     tell(f"building {spec.name} on {runs.n_runs} runs, {runs.n_groups} group(s)")
+    from bayes_scaling.model.build import build_model  # lazy: PyMC costs seconds to import
+
     pm_model = build_model(spec, runs)
     var_names = posterior_var_names(spec, runs.n_groups)
     tell(f"sampling: {chains} chains x ({tune} tune + {draws} draws), backend {backend}"

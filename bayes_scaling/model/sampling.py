@@ -18,11 +18,10 @@ import arviz as az
 import numpy as np
 import pymc as pm
 
-from bayes_scaling.constants import MAX_RHAT
+from bayes_scaling.constants import DEFAULT_BACKEND, MAX_RHAT
 from bayes_scaling.errors import BayesScalingError
 
 BACKENDS = ("numpyro", "nutpie", "pymc")
-DEFAULT_BACKEND = "numpyro"
 
 
 def _jax_setup(chains: int) -> None:
