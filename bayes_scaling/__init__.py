@@ -25,7 +25,8 @@ _WHERE = {
     "ScalingFit": "bayes_scaling.fitting.fit", "fit": "bayes_scaling.fitting.fit",
     "load_dataset": "bayes_scaling.data.registry", "load_runs": "bayes_scaling.data.runs",
     "load_spec": "bayes_scaling.model.spec", "predict_loss": "bayes_scaling.query.predict",
-    "tokens_needed": "bayes_scaling.query.predict", "compute_optimal": "bayes_scaling.query.allocate",
+    "tokens_needed": "bayes_scaling.query.predict",
+    "compute_optimal": "bayes_scaling.query.allocate",
 }
 
 

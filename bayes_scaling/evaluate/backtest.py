@@ -198,7 +198,8 @@ def rolling_origin(runs: RunTable, model: Any = "chinchilla", *, tops: Sequence[
                    **kwargs: Any) -> list[BacktestResult]:
     """:func:`backtest` for each number of held-out levels in ``tops``, run in parallel.
 
-    ``workers`` local processes by default (:func:`bayes_scaling.evaluate.parallel.run_many`), or the
+    ``workers`` local processes by default (:func:`bayes_scaling.evaluate.parallel.run_many`), or
+    the
     Dask cluster at ``address``. Each refit gets the seed ``random_seed + k``.
     """
     seed = kwargs.pop("random_seed", 0)

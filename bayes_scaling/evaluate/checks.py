@@ -1,6 +1,7 @@
 r"""Diagnostics of a fitted scaling law: the run-level pattern checks plus the posterior's own.
 
-:func:`diagnose` runs the detectors of :mod:`bayes_scaling.evaluate.patterns` on a fit's runs, adds the
+:func:`diagnose` runs the detectors of :mod:`bayes_scaling.evaluate.patterns` on a fit's runs,
+adds the
 posterior predictive p-value (Gelman, Meng & Stern 1996) and the PSIS-LOO Pareto k (Vehtari,
 Gelman & Gabry 2017) of each run, the slope differences between groups, how far a target lies
 past the runs, and -- with ``full=True`` or fits the caller passes -- the full-posterior
@@ -25,7 +26,7 @@ from bayes_scaling.constants import GROUP
 from bayes_scaling.data.runs import RunTable
 from bayes_scaling.data.support import FAR_DECADES_C, decades_outside
 from bayes_scaling.errors import QueryError
-from bayes_scaling.evaluate.compare import loo, n_bad_pareto_k
+from bayes_scaling.evaluate.loo import loo, n_bad_pareto_k
 from bayes_scaling.evaluate.patterns import (
     PARETO_K,
     PPC_LEVEL,
@@ -139,7 +140,7 @@ def slope_differences(fit_: ScalingFit, *, interval: float = 0.9) -> pd.DataFram
 
 def _chain(fit_: ScalingFit, c: int) -> ScalingFit:
     """``fit_`` restricted to chain ``c`` (one mode of a posterior whose chains did not mix)."""
-    import arviz as az
+    import arviz as az  # lazy: ArviZ costs ~1 s; only a fit whose chains split needs it
 
     return replace(fit_, idata=az.InferenceData(posterior=fit_.posterior.isel(chain=[c])))
 

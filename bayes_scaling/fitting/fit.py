@@ -32,7 +32,7 @@ from bayes_scaling.fitting.calibrate import attach_discrepancy
 from bayes_scaling.fitting.result import ScalingFit, versions
 from bayes_scaling.laws.final_loss import LAWS
 from bayes_scaling.model.centre import input_centre, use_centred
-from bayes_scaling.model.gate import Diagnostics, check_convergence, diagnose
+from bayes_scaling.model.gate import Diagnostics, check_convergence, convergence_diagnostics
 from bayes_scaling.model.spec import ModelSpec, load_spec
 from bayes_scaling.types import ProgressFn, SeedLike
 
@@ -85,7 +85,8 @@ def sample_gated(pm_model: Any, var_names: list[str], *, backend: str, chains: i
                                           chains=chains, draws=draws, tune=tune,
                                           target_accept=target_accept, random_seed=random_seed,
                                           progress=progress, ess_target=ess_target)
-        diag = diagnose(idata, [v for v in var_names if v in idata.posterior], backend=backend,
+        diag = convergence_diagnostics(idata, [v for v in var_names if v in idata.posterior],
+                                       backend=backend,
                         seed=random_seed, sampling_seconds=seconds)
         if diag.passed or attempt == retries:
             break
