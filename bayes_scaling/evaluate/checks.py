@@ -43,7 +43,7 @@ from bayes_scaling.fitting.result import ScalingFit
 from bayes_scaling.laws.final_loss import LAWS
 from bayes_scaling.model.spec import ModelSpec, load_spec
 from bayes_scaling.query.predict import fit_box, flat, group_theta
-from bayes_scaling.types import ProgressFn
+from bayes_scaling.types import ProgressFn, SeedLike
 
 #: An ELPD difference must exceed max(this, 2 se) to favour the richer model.
 ELPD_MIN = 4.0
@@ -55,10 +55,10 @@ BROKEN_MODEL, SLOPES_MODEL, PLAIN_MODEL = "broken", "chinchilla_slopes", "chinch
 
 # ------------------------------------------------------------------------------ posterior
 def posterior_run_checks(fit_: ScalingFit) -> pd.DataFrame:
-    """Per run: posterior predictive p-value (two-sided) and PSIS-LOO Pareto k.
+    r"""Per run: posterior predictive p-value (two-sided) and PSIS-LOO Pareto k.
 
-    The p-value is exact given each draw, :math:`p_i = \\frac1S\\sum_s F((y_i - \\mu_{is})/
-    \\sigma_s)` with ``F`` the Normal or Student-t cdf of the fit's likelihood, then
+    The p-value is exact given each draw, :math:`p_i = \frac1S\sum_s F((y_i - \mu_{is})/
+    \sigma_s)` with ``F`` the Normal or Student-t cdf of the fit's likelihood, then
     ``2 min(p, 1 - p)``.
     """
     post, runs = fit_.posterior, fit_.runs
@@ -296,7 +296,7 @@ def _full_checks(fit_: ScalingFit, given: Mapping[str, ScalingFit],
 
 def diagnose(fit: ScalingFit, *, target: tuple[float, float] | None = None, full: bool = False,
              fits: Mapping[str, ScalingFit] | None = None,
-             fit_kwargs: Mapping[str, Any] | None = None, random_seed: int = 0,
+             fit_kwargs: Mapping[str, Any] | None = None, random_seed: SeedLike = 0,
              on_progress: ProgressFn | None = None) -> DiagnosisResult:
     """Every scaling-pattern check on a fit; one finding per check (see the module docs).
 
@@ -314,8 +314,12 @@ def diagnose(fit: ScalingFit, *, target: tuple[float, float] | None = None, full
     fits
         Already-fitted comparison models on the same runs, keyed by model name (``"broken"``,
         ``"chinchilla_slopes"``, ``"chinchilla"``); given ones are used even without ``full``.
+    fit_kwargs
+        Sampler settings of those fits (default :data:`FULL_FIT_KWARGS`).
     random_seed
         Seed of the NUTS fits of the full checks.
+    on_progress
+        Called with one short line per step.
 
     Returns
     -------

@@ -268,6 +268,12 @@ def compare(fits: Mapping[str, ScalingFit], *, runs: RunTable | None = None,
         (an unseen data distribution) when there are several.
     tokens_per_param
         Use ``D = r N`` in the divergence scan instead of the reference's optimum.
+    random_seed
+        Seed of the held-out refits and of every draw.
+    on_progress
+        Called with one short line per step.
+    fit_kwargs
+        Overrides of the refits' sampler settings (``draws``, ``tune``, ...).
 
     Returns
     -------

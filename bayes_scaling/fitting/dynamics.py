@@ -23,7 +23,7 @@ from bayes_scaling.laws.curve import DYNAMICS, DYNAMICS_LAWS, log_loss_nsb, unce
 from bayes_scaling.model.centre import curve_centre
 from bayes_scaling.model.gate import check_convergence
 from bayes_scaling.model.spec import Prior, load_spec
-from bayes_scaling.types import SeedLike
+from bayes_scaling.types import OnBad, ProgressFn, SeedLike
 
 # --------------------------------------------------------------------------------------------
 # Fitting
@@ -148,12 +148,12 @@ def fit_dynamics(
     tune: int = 1000,
     backend: str | None = None,
     target_accept: float | None = None,
-    random_seed: int | np.random.Generator | None = None,
-    on_bad: str = "warn",
+    random_seed: SeedLike = None,
+    on_bad: OnBad = "warn",
     retries: int = 1,
     curve_effects: bool | None = None,
     progress: bool = False,
-    on_progress: Any = None,
+    on_progress: ProgressFn | None = None,
 ) -> ScalingFit:
     """Fit a curve-law model (a spec whose ``law`` is ``"dynamics"``) to ``curves`` with NUTS.
 
@@ -166,6 +166,37 @@ def fit_dynamics(
     :data:`RETRY_TARGET_ACCEPT` and twice the warm-up, keeping the last verdict. Returns a
     :class:`~bayes_scaling.fitting.fit.ScalingFit` (its ``runs`` is the :class:`CurveTable`); the
     convergence gate runs as in :func:`bayes_scaling.fitting.fit.fit`.
+
+    Parameters
+    ----------
+    model : str, path or ModelSpec
+        A curve-law spec (``"dynamics"``).
+    curves : CurveTable
+        Loss curves (:func:`bayes_scaling.load_curves`).
+    chains, draws, tune : int, default 4, 1000, 1000
+        NUTS chains (at least 2: r-hat needs them), draws kept per chain, warm-up steps.
+    backend : {"numpyro", "nutpie", "pymc"}, optional
+        Sampler; default :data:`~bayes_scaling.constants.DEFAULT_BACKEND`.
+    target_accept : float, optional
+        Default :func:`default_target_accept`.
+    random_seed : int, numpy.random.Generator or None
+        Seed of every random step of the call (one Generator is made from it); the integer
+        seed used is stored in the fit.
+    on_bad : {"warn", "raise"}, default "warn"
+        What a fit that still fails the gate does (as in :func:`bayes_scaling.fit`).
+    retries : int, default 1
+        Resamples after a failed gate.
+    curve_effects : bool, optional
+        Whole-curve offsets (default: when some curve has at least 3 checkpoints).
+    progress : bool, default False
+        Show the sampler's progress bar.
+    on_progress : callable, optional
+        Called with one short line per step.
+
+    Returns
+    -------
+    ScalingFit
+        The curve-law posterior; its ``runs`` is the :class:`CurveTable`.
     """
     spec = load_spec(model)
     if spec.law not in DYNAMICS_LAWS:
