@@ -34,7 +34,7 @@ whose message is a single line naming the source, the file line (the header is l
 DataFrame or a Parquet file, the row index) and the reason.
 
 Reading, column mapping, cell parsing, the query filter and the row checks live in
-:mod:`bayes_scaling.data.readers` (which defines the column names and spellings, re-exported here);
+:mod:`bayes_scaling.data.readers` (which defines the column names and spellings);
 this module holds the table: :class:`RunTable`, :func:`load_runs`'s options and table checks.
 """
 
