@@ -22,17 +22,6 @@ import pandas as pd
 
 from bayes_scaling.errors import DataError
 
-#: Columns every runs table must provide (``n_tokens`` may be derived from ``flops``).
-REQUIRED_COLUMNS: tuple[str, ...] = ("n_params", "n_tokens", "loss")
-#: Optional numeric columns kept (as float64) when present.
-OPTIONAL_COLUMNS: tuple[str, ...] = (
-    "n_params_nonembedding", "steps", "batch_size_tokens", "learning_rate", "context_length",
-)
-#: Every canonical column, in the order a :class:`~bayes_scaling.data.runs.RunTable` frame
-#: holds them.
-CANONICAL_COLUMNS: tuple[str, ...] = (
-    "run_id", "group", "n_params", "n_tokens", "flops", "loss", *OPTIONAL_COLUMNS,
-)
 #: Other spellings of each canonical column (compared after :func:`normalize`).
 COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
     "run_id": ("run", "run_name"),

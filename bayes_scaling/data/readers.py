@@ -27,11 +27,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bayes_scaling.constants import DEFAULT_GROUP, FLOPS_PER_PARAM_TOKEN
-from bayes_scaling.data.columns import (
+from bayes_scaling.constants import (
     CANONICAL_COLUMNS,
-    COLUMN_ALIASES,
+    DEFAULT_GROUP,
+    FLOPS_PER_PARAM_TOKEN,
     OPTIONAL_COLUMNS,
+)
+from bayes_scaling.data.columns import (
+    COLUMN_ALIASES,
     missing_message,
     normalize,
     rename_columns,

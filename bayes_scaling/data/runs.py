@@ -59,8 +59,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from bayes_scaling.constants import FLOPS_PER_PARAM_TOKEN, RUN
-from bayes_scaling.data.columns import CANONICAL_COLUMNS, check_mapping, mapped_sources
+from bayes_scaling.constants import CANONICAL_COLUMNS, FLOPS_PER_PARAM_TOKEN, RUN
+from bayes_scaling.data.columns import check_mapping, mapped_sources
 from bayes_scaling.data.frame import FrameTable
 from bayes_scaling.data.readers import (
     _MAX_REPORTED,
@@ -366,7 +366,7 @@ def load_runs(
         ``group_col``); unmapped ones are found by their known spellings.
     flops_unit : str, default "FLOP"
         Unit of the FLOP column: ``FLOP``, ``GFLOP``, ``TFLOP``, ``PFLOP``, ``PF-days``, ...
-        (:data:`~bayes_scaling.data.units.FLOPS_UNITS`). When both tokens and FLOPs are given,
+        (:data:`~bayes_scaling.constants.FLOPS_UNITS`). When both tokens and FLOPs are given,
         a :class:`~bayes_scaling.errors.DataWarning` names the ratio flops / (6·N·D) if runs
         disagree by more than 10%; a ratio off by more than 30x is refused as a unit mix-up.
 

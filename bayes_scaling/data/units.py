@@ -16,17 +16,12 @@ from typing import Literal, NoReturn
 
 import numpy as np
 
-from bayes_scaling.constants import FLOPS_PER_PARAM_TOKEN
+from bayes_scaling.constants import FLOPS_PER_PARAM_TOKEN, FLOPS_UNITS
 from bayes_scaling.errors import DataError
 
 #: A FLOP column's unit (case and plural ``s`` are ignored; ``pf_days`` means PF-days).
 FlopsUnit = Literal["FLOP", "kFLOP", "MFLOP", "GFLOP", "TFLOP", "PFLOP", "EFLOP", "ZFLOP",
                     "PF-days"]
-#: FLOP per unit.
-FLOPS_UNITS: dict[str, float] = {
-    "FLOP": 1.0, "kFLOP": 1e3, "MFLOP": 1e6, "GFLOP": 1e9, "TFLOP": 1e12, "PFLOP": 1e15,
-    "EFLOP": 1e18, "ZFLOP": 1e21, "PF-days": 1e15 * 86_400.0,
-}
 #: Relative tolerance of the 6·N·D check: a run whose flops / (6·N·D) lies outside
 #: [1 - FLOPS_RTOL, 1 + FLOPS_RTOL] disagrees.
 FLOPS_RTOL = 0.1
