@@ -158,6 +158,11 @@ def test_a_2nd_flops_column_warns_when_loaded():
     assert "pass --flops-unit GFLOP" in message
 
 
+def test_a_flops_unit_without_a_flops_column_is_refused():
+    assert "flops_unit='GFLOP' given, but the table has no FLOP column" in error_of(
+        TRACKER, columns={k: v for k, v in MAPPING.items() if k != "flops"}, flops_unit="gflops")
+
+
 def test_flops_alone_in_pf_days_gives_the_tokens():
     frame = pd.read_csv(TRACKER)
     frame["pf_days"] = frame["total_gflops"] * 1e9 / 8.64e19

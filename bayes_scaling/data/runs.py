@@ -390,6 +390,9 @@ def load_runs(
     work, problems, ids_from_run, sources = _canonicalize(raw, name, group_col,
                                                           columns=columns,
                                                           flops_unit=flops_unit)
+    if flops_unit != "FLOP" and "flops" not in sources:
+        raise DataError(f"{name}: flops_unit={flops_unit!r} given, but the table has no FLOP "
+                        "column; map one with --columns flops=COLUMN (columns= in Python)")
     if query is not None:
         work = _apply_query(work, query, name)
     if ids_from_run and (work["run_id"].isna().any() or not work["run_id"].is_unique):
