@@ -81,6 +81,27 @@ def test_missing_columns_are_proposed_by_name_and_content():
     assert "--columns n_params=parameter_count,n_tokens=tokens_seen,loss=CHOSEN" in message
 
 
+def test_the_issue_header_gets_one_proposal_per_column_and_a_choice_of_loss():
+    """The header of issue 22, values from the fixture (train/loss: eval minus 0.05)."""
+    d = pd.read_csv(TRACKER)
+    frame = pd.DataFrame({
+        "run_name": d.run_name, "parameter_count": d.parameter_count,
+        "tokens_seen": d.tokens_seen, "total_gflops": d.total_gflops,
+        "eval/c4_en/loss": d["eval/refinedweb/loss"], "eval/wiki/loss": d["eval/openwebtext2/loss"],
+        "train/loss": d["eval/refinedweb/loss"] - 0.05, "trainer.batch_size": 256,
+        "optimizer.lr": 3e-4, "model.d_model": 512, "model.n_layers": 8})
+    message = error_of(frame)
+    assert ("n_params: parameter_count? (integers 5.2e6–9e8); n_tokens: tokens_seen? (integers "
+            "3.6e7–1.9e10); loss: several loss-like columns, eval/c4_en/loss (numbers 2.98–6.6), "
+            "eval/wiki/loss (numbers 2.65–6.42), train/loss (numbers 2.93–6.55): choose one") \
+        in message
+    runs = load_runs(frame, flops_unit="GFLOP", columns={
+        "n_params": "parameter_count", "n_tokens": "tokens_seen", "loss": "train/loss",
+        "flops": "total_gflops", "learning_rate": "optimizer.lr"})
+    np.testing.assert_array_equal(runs.loss, frame["train/loss"].to_numpy())
+    assert set(runs.frame["learning_rate"]) == {3e-4}
+
+
 def test_without_a_name_hint_columns_are_proposed_by_content():
     frame = pd.DataFrame({"a": [10_000_000, 100_000_000, 1_000_000_000],
                           "b": [3.9, 3.1, 2.6], "c": ["x", "y", "z"], "n_tokens": [1e9] * 3})
