@@ -32,7 +32,7 @@ from bayes_scaling.fitting.calibrate import attach_discrepancy
 from bayes_scaling.fitting.result import ScalingFit, versions
 from bayes_scaling.laws.final_loss import LAWS
 from bayes_scaling.model.centre import input_centre, use_centred
-from bayes_scaling.model.gate import Diagnostics, check_convergence, convergence_diagnostics
+from bayes_scaling.model.gate import Diagnostics, check_convergence
 from bayes_scaling.model.spec import ModelSpec, load_spec
 from bayes_scaling.types import OnBad, ProgressFn, SeedLike
 
@@ -86,9 +86,9 @@ def sample_gated(pm_model: Any, var_names: list[str], *, backend: str, chains: i
                                           chains=chains, draws=draws, tune=tune,
                                           target_accept=target_accept, random_seed=random_seed,
                                           progress=progress, ess_target=ess_target)
-        diag = convergence_diagnostics(idata, [v for v in var_names if v in idata.posterior],
-                                       backend=backend,
-                        seed=random_seed, sampling_seconds=seconds)
+        kept = [v for v in var_names if v in idata.posterior]
+        diag = sampling.convergence_diagnostics(idata, kept, backend=backend, seed=random_seed,
+                                                sampling_seconds=seconds)
         if diag.passed or attempt == retries:
             break
         target_accept, tune = max(target_accept, retry_target_accept), 2 * tune
