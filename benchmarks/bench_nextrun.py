@@ -7,7 +7,8 @@ costing at most a tenth of the target run (a de-risking run, not a second plan: 
 3e19-5.8e22 FLOPs). Each replication draws a "true" law from the posterior; two policies then
 train 6 runs each:
 
-- ``ranked``: the top run of :func:`bayes_scaling.evaluate.nextrun.rank_next_runs` (expected narrowing
+- ``ranked``: the top run of :func:`bayes_scaling.evaluate.nextrun.rank_next_runs` (expected
+narrowing
   of the 90% predictive band at the target per FLOP);
 - ``random``: a candidate drawn uniformly at random (random size and ratio).
 
@@ -23,6 +24,8 @@ writes ``benchmarks/results/nextrun.md``, ``nextrun.json`` and ``nextrun.png``.
 from __future__ import annotations
 
 import os
+
+from bayes_scaling.evaluate.drawset import DrawSet, Target, draw_set
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
@@ -41,7 +44,7 @@ from bayes_scaling.fitting.result import ScalingFit
 from bayes_scaling.report.demo import atomic_savefig, atomic_write_text
 
 RESULTS = Path(__file__).resolve().parent / "results"
-TARGET = nr.Target(7e10, 1.4e12)
+TARGET = Target(7e10, 1.4e12)
 SIZES = np.geomspace(1e9, 7e10, 12)
 RATIOS = (5.0, 10.0, 20.0)
 BUDGETS = (1e21, 3e21, 1e22, 3e22, 1e23, 2e23, 3e23)
@@ -62,7 +65,7 @@ def chinchilla_fit(cache: Path, seed: int) -> ScalingFit:
     return f
 
 
-def simulate(ds0: nr.DrawSet, cands: pd.DataFrame, policy: str, truth: int, steps: int,
+def simulate(ds0: DrawSet, cands: pd.DataFrame, policy: str, truth: int, steps: int,
              rng: np.random.Generator, n_sim: int) -> list[dict]:
     """One replication of one policy: the bands after each of ``steps`` runs."""
     ds, spent, out = ds0, 0.0, []
@@ -191,7 +194,7 @@ def main() -> None:
     t0 = time.perf_counter()
     f = chinchilla_fit(args.cache, args.seed)
     rng = np.random.default_rng(args.seed)
-    ds0 = nr.draw_set(f, n_draws=args.n_draws, random_seed=rng)
+    ds0 = draw_set(f, n_draws=args.n_draws, random_seed=rng)
     cands = nr.candidate_grid(f, TARGET, sizes=SIZES, tokens_per_param=RATIOS)
     cands = cands[cands["flops"] <= RUN_BUDGET].reset_index(drop=True)
     table = nr.rank_next_runs(f, cands, target=TARGET, draws=ds0, n_sim=args.n_sim,
