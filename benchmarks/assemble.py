@@ -14,10 +14,11 @@ import platform
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["fit", "recovery", "calibration", "scale", "compare", "dynamics", "report",
+ORDER = ["fit", "recovery", "calibration", "calibration_nuts", "scale", "compare", "dynamics", "report",
          "reliability", "diagnose", "nextrun"]
 SCRIPTS = {"fit": "bench_fit.py", "recovery": "bench_recovery.py",
-           "calibration": "bench_calibration.py", "scale": "bench_scale.py",
+           "calibration": "bench_discrepancy_prior.py",
+           "calibration_nuts": "bench_calibration.py", "scale": "bench_scale.py",
            "compare": "bench_compare.py", "dynamics": "bench_dynamics.py",
            "report": "bench_report.py", "reliability": "bench_reliability.py",
            "diagnose": "bench_diagnose.py", "nextrun": "bench_nextrun.py"}

@@ -90,7 +90,8 @@ def predict_cmd(fit_path, n_params, n_tokens, band, group, interval, as_json, se
     res = predict_loss(fitted, parse_floats(n_params, "--n-params"), parse_floats(n_tokens, "--n-tokens"),
                        group=group, band=band, interval=interval, random_seed=seed)
     _emit(res, as_json, ["n_params", "n_tokens", "flops", "group", "band", "median", "mean",
-                         "lower", "upper", "interval", "decades_past_c"])
+                         "lower", "upper", "interval", "decades_past_c",
+                         "extrapolation_distance"])
 
 
 @click.command("tokens")

@@ -32,6 +32,7 @@ from bayes_scaling.constants import (
 from bayes_scaling.data.support import (
     DISCREPANCY_RAMP_DECADES,
     FAR_DECADES_C,
+    FAR_DECADES_HULL,
     Box,
     decades_outside,
 )
@@ -199,6 +200,11 @@ def extrapolation_warnings(fit: ScalingFit, n: np.ndarray, d: np.ndarray) -> lis
     if worst > FAR_DECADES_C:
         out.append(f"extrapolating {worst:.1f} decades of compute past the largest run "
                    f"(> {FAR_DECADES_C:g}): the law's form is untested there")
+    hull = float(np.max(far["hull"]))
+    if hull > FAR_DECADES_HULL:
+        out.append(f"a query lies {hull:.1f} decades outside the runs' (N, D) support (their "
+                   f"convex hull in log N x log D; > {FAR_DECADES_HULL:g}): no run had a "
+                   "comparable size and token count")
     return out
 
 
@@ -262,7 +268,9 @@ def predict_loss(
                       "band": band}),
         interval_table(loss, probs=probs, interval=interval),
         pd.DataFrame({"decades_past_n": far["n"], "decades_past_d": far["d"],
-                      "decades_past_c": far["c_past_max"]}),
+                      "decades_past_c": far["c_past_max"],
+                      "decades_outside_hull": far["hull"],
+                      "extrapolation_distance": far["distance"]}),
     ], axis=1)
     msgs = _emit(extrapolation_warnings(fit, n, d), fit)
     draws = _wrap(fit, loss, "loss", band=band, units="nats/token", group=g)
