@@ -14,8 +14,8 @@ import platform
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["fit", "recovery", "calibration", "calibration_nuts", "scale", "compare", "dynamics", "report",
-         "reliability", "diagnose", "nextrun"]
+ORDER = ["fit", "recovery", "calibration", "calibration_nuts", "scale", "compare", "dynamics",
+         "report", "reliability", "diagnose", "nextrun"]
 SCRIPTS = {"fit": "bench_fit.py", "recovery": "bench_recovery.py",
            "calibration": "bench_discrepancy_prior.py",
            "calibration_nuts": "bench_calibration.py", "scale": "bench_scale.py",

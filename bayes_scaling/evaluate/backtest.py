@@ -32,6 +32,7 @@ from bayes_scaling.query.predict import (
     log_loss_draws,
 )
 from bayes_scaling.query.summarize import pct
+from bayes_scaling.types import ProgressFn, SeedLike
 
 HOLDOUT_BY = ("n_params", "flops")
 #: Bins of the PIT histogram.
@@ -94,7 +95,7 @@ def split_top(runs: RunTable, *, holdout_by: str = "n_params",
 
 
 def _log_density(fit_: ScalingFit, test: RunTable, rng: np.random.Generator) -> np.ndarray:
-    """log p(observed log loss) per held-out run, averaged over draws.
+    """Log p(observed log loss) per held-out run, averaged over draws.
 
     Per draw the predictive is a Student-t (or Normal) at the law's mean with scale
     ``sqrt(sigma^2 + (kappa*distance)^2)``: exact without discrepancy, a moment-matched
@@ -187,7 +188,7 @@ def summarize_table(table: pd.DataFrame, probs: Sequence[float] = DEFAULT_PROBS
         flat when calibrated, U-shaped when the bands are too narrow, peaked when too wide).
     """
     return {
-        "n_holdout": int(len(table)),
+        "n_holdout": len(table),
         "coverage": {pct(p): float(table[f"in_{pct(p)}"].mean()) for p in sorted(probs)},
         "median_abs_pct_error": float(np.median(table["abs_pct_error"])),
         "mean_log_pred_density": float(table["log_pred_density"].mean()),
@@ -262,9 +263,9 @@ def backtest(
     test_query: str | None = None,
     method: Literal["bayes", "huber-bootstrap"] = "bayes",
     probs: Sequence[float] = DEFAULT_PROBS,
-    random_seed: int | np.random.Generator | None = None,
+    random_seed: SeedLike = None,
     fit_kwargs: Mapping[str, Any] | None = None,
-    on_progress: Callable[[str], None] | None = None,
+    on_progress: ProgressFn | None = None,
 ) -> BacktestResult:
     """Hold out the runs a user will extrapolate to, refit on the rest, predict and score.
 
@@ -295,6 +296,7 @@ def backtest(
     Returns
     -------
     BacktestResult
+        The held-out runs with their predicted bands and scores, and the refit.
     """
     if method not in METHODS:
         raise BayesScalingError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
@@ -329,7 +331,8 @@ def rolling_origin(runs: RunTable, model: Any = "chinchilla", *, tops: Sequence[
                    **kwargs: Any) -> list[BacktestResult]:
     """:func:`backtest` for each number of held-out levels in ``tops``, run in parallel.
 
-    ``workers`` local processes by default (:func:`bayes_scaling.evaluate.parallel.run_many`), or the
+    ``workers`` local processes by default (:func:`bayes_scaling.evaluate.parallel.run_many`), or
+    the
     Dask cluster at ``address``. Each refit gets the seed ``random_seed + k``.
     """
     seed = kwargs.pop("random_seed", 0)
