@@ -9,7 +9,13 @@ import pytest
 
 from bayes_scaling.cli.app import main
 from bayes_scaling.constants import PUBLISHED
-from bayes_scaling.data.support import Box, budget_levels, convex_hull, decades_outside
+from bayes_scaling.data.support import (
+    DISTANCE,
+    Box,
+    budget_levels,
+    convex_hull,
+    decades_outside,
+)
 from bayes_scaling.errors import BayesScalingError
 from bayes_scaling.evaluate.backtest import backtest, split_query, split_top
 from bayes_scaling.fitting.calibrate import (
@@ -46,6 +52,10 @@ def test_a_box_saved_without_a_hull_measures_like_the_box():
     far = decades_outside(old, [5e8, 1e10, 1e7], [1e10, 1e12, 1e10])
     assert np.allclose(far["hull"], far["box"])
     assert Box.from_dict(box.to_dict()) == box
+    saved = Box.from_dict({"n": list(box.n), "d": list(box.d), "c": list(box.c)})
+    assert saved.distance == "box"  # an old fit keeps the distance its kappa was learned on
+    q = decades_outside(saved, [1e10], [1e12])
+    assert q["distance"][0] == pytest.approx(q["box"][0]) and q["compute"][0] > 0
 
 
 def test_convex_hull_of_collinear_points_is_a_segment():
@@ -130,7 +140,7 @@ def test_tempering_keeps_a_few_refits_from_swamping_the_prior():
 def test_the_shipped_prior_loads_and_is_sane():
     prior = load_prior()
     assert 0.001 < np.exp(prior.log_kappa_mu) < 0.3
-    assert prior.distance in {"box", "hull", "compute", "hull_compute"}
+    assert prior.distance == DISTANCE  # learned on the distance the package measures
 
 
 def test_cli_backtest_query_and_groups(tmp_path, capsys):

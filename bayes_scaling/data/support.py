@@ -92,6 +92,8 @@ class Box:
     c: tuple[float, float]
     #: Convex-hull vertices ``(log10 N, log10 D)``; empty means the box's corners.
     hull: tuple[tuple[float, float], ...] = field(default=())
+    #: The measure ``distance`` means for this support (a fit keeps the one it was calibrated on).
+    distance: str = DISTANCE
 
     @classmethod
     def of(cls, n: np.ndarray, d: np.ndarray) -> Box:
@@ -105,14 +107,20 @@ class Box:
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Sequence]) -> Box:
-        """Inverse of :meth:`to_dict` (fits saved before the hull existed get the box)."""
+        """Inverse of :meth:`to_dict`.
+
+        A fit saved before the hull existed gets the box's corners and the ``"box"`` distance
+        its discrepancy was learned on, so its bands do not change.
+        """
         hull = tuple((float(a), float(b)) for a, b in raw.get("hull", ()))
-        return cls(tuple(raw["n"]), tuple(raw["d"]), tuple(raw["c"]), hull)  # type: ignore[arg-type]
+        kind = str(raw.get("distance", "box"))
+        return cls(tuple(raw["n"]), tuple(raw["d"]), tuple(raw["c"]), hull,  # type: ignore[arg-type]
+                   kind if kind in DISTANCE_KINDS else "box")
 
     def to_dict(self) -> dict[str, list]:
         """JSON form."""
         return {"n": list(self.n), "d": list(self.d), "c": list(self.c),
-                "hull": [list(v) for v in self.hull]}
+                "hull": [list(v) for v in self.hull], "distance": self.distance}
 
     def vertices(self) -> np.ndarray:
         """Hull vertices, or the box's four corners for a support saved without a hull."""
@@ -131,7 +139,7 @@ class Box:
 
         hull = convex_hull(np.vstack([self.vertices(), [[ln, ld]]]))
         return Box(ext(self.n, ln), ext(self.d, ld), ext(self.c, lc),
-                   tuple((float(a), float(b)) for a, b in hull))
+                   tuple((float(a), float(b)) for a, b in hull), self.distance)
 
 
 def _outside(x: np.ndarray, lo_hi: tuple[float, float]) -> np.ndarray:
@@ -149,7 +157,7 @@ def decades_outside(box: Box, n, d, kind: DistanceKind | None = None) -> dict[st
     n, d : array_like
         Model sizes and training tokens of the query points.
     kind : {"box", "hull", "compute", "hull_compute"}, optional
-        Which measure ``distance`` holds (default :data:`DISTANCE`).
+        Which measure ``distance`` holds (default: the support's own, ``box.distance``).
 
     Returns
     -------
@@ -158,7 +166,7 @@ def decades_outside(box: Box, n, d, kind: DistanceKind | None = None) -> dict[st
         ``c_past_max`` (signed decades above the largest training compute), every measure of
         :data:`DISTANCE_KINDS`, and ``distance`` (the chosen one).
     """
-    kind = kind or DISTANCE
+    kind = kind or box.distance
     if kind not in DISTANCE_KINDS:
         raise ValueError(f"distance kind must be one of {', '.join(DISTANCE_KINDS)}, got {kind!r}")
     ln = np.log10(np.asarray(n, dtype=float))
