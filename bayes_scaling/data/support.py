@@ -25,7 +25,7 @@ import numpy as np
 #: A query this many decades past the largest training compute gets a loud warning.
 FAR_DECADES_C = 2.0
 #: A query this many decades outside the runs' convex hull in (log10 N, log10 D) gets a warning.
-FAR_DECADES_HULL = 0.5
+FAR_DECADES_HULL = 1.0
 #: Distance (decades) over which the calibration's out-of-ladder jump ``tau0`` ramps in.
 DISCREPANCY_RAMP_DECADES = 0.05
 #: log10 of the FLOPs per parameter per token (C = 6 N D).
@@ -133,6 +133,9 @@ class Box:
         """The support after adding a run at ``(n, d)``."""
         ln, ld = float(np.log10(n)), float(np.log10(d))
         lc = _LOG10_6 + ln + ld
+        if (hull_distance(self.vertices(), ln, ld)[0] == 0
+                and self.c[0] <= lc <= self.c[1]):
+            return self  # a run inside the support changes nothing
 
         def ext(lo_hi: tuple[float, float], v: float) -> tuple[float, float]:
             return (min(lo_hi[0], v), max(lo_hi[1], v))
