@@ -22,10 +22,9 @@ from typing import Literal
 
 import numpy as np
 
-#: A query this many decades past the largest training compute gets a loud warning.
+#: A query this many decades past the largest training compute, or this far from the runs'
+#: support (``distance``), gets a loud warning.
 FAR_DECADES_C = 2.0
-#: A query this many decades outside the runs' convex hull in (log10 N, log10 D) gets a warning.
-FAR_DECADES_HULL = 1.0
 #: Distance (decades) over which the calibration's out-of-ladder jump ``tau0`` ramps in.
 DISCREPANCY_RAMP_DECADES = 0.05
 #: log10 of the FLOPs per parameter per token (C = 6 N D).

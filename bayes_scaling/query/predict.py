@@ -32,7 +32,6 @@ from bayes_scaling.constants import (
 from bayes_scaling.data.support import (
     DISCREPANCY_RAMP_DECADES,
     FAR_DECADES_C,
-    FAR_DECADES_HULL,
     Box,
     decades_outside,
 )
@@ -200,11 +199,11 @@ def extrapolation_warnings(fit: ScalingFit, n: np.ndarray, d: np.ndarray) -> lis
     if worst > FAR_DECADES_C:
         out.append(f"extrapolating {worst:.1f} decades of compute past the largest run "
                    f"(> {FAR_DECADES_C:g}): the law's form is untested there")
-    hull = float(np.max(far["hull"]))
-    if hull > FAR_DECADES_HULL:
-        out.append(f"a query lies {hull:.1f} decades outside the runs' (N, D) support (their "
-                   f"convex hull in log N x log D; > {FAR_DECADES_HULL:g}): no run had a "
-                   "comparable size and token count")
+    dist = float(np.max(far["distance"]))
+    if worst <= FAR_DECADES_C < dist:
+        out.append(f"a query lies {dist:.1f} decades from the runs' support (outside their "
+                   f"convex hull in log N x log D; > {FAR_DECADES_C:g}): no run had a comparable "
+                   "size and token count, and the law's form is untested there")
     return out
 
 
