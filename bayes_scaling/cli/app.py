@@ -332,7 +332,7 @@ def compare_cmd(runs, models, group_col, drop_highest_loss, param_count, query, 
 @click.option("--quiet", "-q", is_flag=True)
 def report_cmd(proposal, out, seed, quiet):
     """Risk report of a compute proposal: P(target), bands, extrapolation, backtest, priors."""
-    from bayes_scaling.report.render import make_report
+    from bayes_scaling.report.write import make_report
 
     written = make_report(proposal, Path(out), random_seed=seed, on_progress=_progress(quiet))
     for p in written[:3]:
@@ -498,7 +498,7 @@ def next_run_cmd(fit_path, target_n_params, target_n_tokens, target_loss, budget
 
         matplotlib.use("Agg")
         from bayes_scaling.evaluate.nextrun import plot_next_runs
-        from bayes_scaling.report.demo import atomic_savefig
+        from bayes_scaling.files import atomic_savefig
 
         ax = plot_next_runs(table)
         atomic_savefig(ax.figure, Path(plot_path), dpi=120, bbox_inches="tight")

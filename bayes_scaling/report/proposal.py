@@ -24,6 +24,7 @@ from typing import Any
 
 from bayes_scaling.constants import FLOPS_PER_PARAM_TOKEN
 from bayes_scaling.errors import ProposalError
+from bayes_scaling.model.spec import available_models
 
 #: Keys allowed in each table of a proposal (``""`` is the top level).
 SCHEMA: dict[str, tuple[str, ...]] = {
@@ -352,8 +353,6 @@ def _runs(check: _Checker, raw: Mapping[str, Any], base_dir: Path | None) -> Run
 
 
 def _families(check: _Checker, raw: Mapping[str, Any], base_dir: Path | None) -> tuple[str, ...]:
-    from bayes_scaling.model.spec import available_models
-
     if "families" not in raw:
         raise check.fail("models.families", "is required, e.g. [\"chinchilla\", \"kaplan\"]")
     fams = check.strings(raw["families"], "models.families")
