@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jinja2
+import markupsafe
 
 from bayes_scaling.report.blocks import Block, Num, Parts, lookup
 from bayes_scaling.report.formats import fmt
@@ -53,7 +54,7 @@ def render_html(risk: Mapping[str, Any], blocks: Sequence[Block],
         The HTML page.
     """
     page = _environment().get_template("report.html.j2").render(
-        title=risk["title"], csp=CSP, blocks=blocks,
+        title=risk["title"], csp=markupsafe.Markup(CSP), blocks=blocks,  # CSP: ours, not data
         images={k: base64.b64encode(v).decode("ascii") for k, v in pngs.items()},
         is_num=lambda part: isinstance(part, Num),
         num_path=lambda num: json.dumps(list(num.path)),
