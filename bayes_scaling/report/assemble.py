@@ -25,9 +25,9 @@ from bayes_scaling.fitting.result import ScalingFit
 from bayes_scaling.model.spec import load_spec
 from bayes_scaling.query.allocate import compute_optimal
 from bayes_scaling.query.summarize import jsonable
+from bayes_scaling.report.common import quiet
 from bayes_scaling.report.context import Context, Section
 from bayes_scaling.report.fits import fit_settings, load_proposal_runs, obtain_fit
-from bayes_scaling.report.numbers import quiet
 from bayes_scaling.report.proposal import Proposal
 from bayes_scaling.report.registry import SECTIONS
 from bayes_scaling.types import ProgressFn

@@ -67,7 +67,7 @@ def lookup(risk: Mapping[str, Any], path: Sequence[str | int]) -> Any:
     return node
 
 
-def interval(base: Sequence[str | int], p: int, kind: str) -> list[Part]:
+def interval_parts(base: Sequence[str | int], p: int, kind: str) -> list[Part]:
     """``lo – hi`` of the ``p``% interval stored at ``base`` (keys ``lo_p``/``hi_p``)."""
     return [Num((*base, f"lo_{p}"), kind), " – ", Num((*base, f"hi_{p}"), kind)]
 
@@ -112,5 +112,5 @@ def primary_family(risk: Mapping[str, Any]) -> str:
 
 
 __all__ = ["LIKELY", "UNLIKELY", "Block", "BlockKind", "Num", "Part", "Parts", "h2",
-           "headline_path", "interval", "lookup", "not_included", "para", "primary_family",
+           "headline_path", "interval_parts", "lookup", "not_included", "para", "primary_family",
            "table"]

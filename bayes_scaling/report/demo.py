@@ -27,8 +27,8 @@ from bayes_scaling.fitting.result import ScalingFit
 from bayes_scaling.plots import fits as plots
 from bayes_scaling.query.allocate import compute_optimal, optimal_exponents
 from bayes_scaling.query.predict import predict_loss, tokens_needed
+from bayes_scaling.report.common import constants_table
 from bayes_scaling.report.formats import fmt, human
-from bayes_scaling.report.numbers import constants_table
 
 #: Chinchilla-70B (Hoffmann et al. 2022): the demo's query.
 CHINCHILLA_70B = {"n_params": 7e10, "n_tokens": 1.4e12, "target_loss": 1.95, "flops": 5.88e23}

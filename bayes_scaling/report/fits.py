@@ -22,7 +22,7 @@ from bayes_scaling.fitting.fit import fit, fit_baseline
 from bayes_scaling.fitting.result import PACKAGE, ScalingFit, versions
 from bayes_scaling.model.gate import check_convergence
 from bayes_scaling.model.spec import ModelSpec
-from bayes_scaling.report.numbers import sha256_of, shown_path
+from bayes_scaling.report.common import sha256_of, shown_path
 from bayes_scaling.report.proposal import Proposal
 from bayes_scaling.types import ProgressFn
 

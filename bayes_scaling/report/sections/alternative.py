@@ -26,8 +26,8 @@ from bayes_scaling.query.predict import (
     predict_loss,
 )
 from bayes_scaling.report.blocks import Block, Num, h2, lookup, para, table
+from bayes_scaling.report.common import BAND_PROBS, CURVE_POINTS, band_entry, quiet
 from bayes_scaling.report.context import Context, Section
-from bayes_scaling.report.numbers import BAND_PROBS, CURVE_POINTS, band, quiet
 from bayes_scaling.report.proposal import Proposal
 
 #: P(target) the compute-optimal alternative must reach.
@@ -126,7 +126,7 @@ def _optimal_split(fit_: ScalingFit, flops: float, group: str, seed: int) -> dic
     """The law's compute-optimal split of the planned FLOPs (law band)."""
     res = compute_optimal(fit_, flops, group=group, probs=BAND_PROBS, random_seed=seed)
     s = res.summary.set_index("quantity")
-    return {q: band(s.loc[q]) for q in ("n_opt", "d_opt", "tokens_per_param", "loss")}
+    return {q: band_entry(s.loc[q]) for q in ("n_opt", "d_opt", "tokens_per_param", "loss")}
 
 
 def _alternatives(fits: Mapping[str, ScalingFit], row_fns: Mapping[str, RowFn],

@@ -9,9 +9,9 @@ from bayes_scaling.data.runs import RunTable
 from bayes_scaling.errors import BayesScalingError
 from bayes_scaling.evaluate.compare import compare
 from bayes_scaling.fitting.result import ScalingFit
-from bayes_scaling.report.blocks import Block, Num, h2, interval, para, table
+from bayes_scaling.report.blocks import Block, Num, h2, interval_parts, para, table
+from bayes_scaling.report.common import quiet
 from bayes_scaling.report.context import Context, Section
-from bayes_scaling.report.numbers import quiet
 from bayes_scaling.types import ProgressFn
 
 
@@ -74,7 +74,7 @@ def blocks(risk: Mapping[str, Any]) -> list[Block]:
     side = []
     for fam in risk["families"]:
         b = ("verdict", "families", fam, "predictive")
-        side.append([[fam], [Num((*b, "median"), "loss")], interval(b, 90, "loss"),
+        side.append([[fam], [Num((*b, "median"), "loss")], interval_parts(b, 90, "loss"),
                      [Num((*b, "p_target"), "prob")],
                      [Num(("tokens_needed", "families", fam, "median"), "tokens")],
                      [Num(("alternative", "families", fam, "optimal_split", "n_opt", "median"),

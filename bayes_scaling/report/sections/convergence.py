@@ -7,8 +7,8 @@ from typing import Any
 
 from bayes_scaling.constants import MAX_DIVERGENCES, MAX_RHAT, MIN_ESS
 from bayes_scaling.report.blocks import Block, Num, Parts, h2, para, table
+from bayes_scaling.report.common import diag
 from bayes_scaling.report.context import Context, Section
-from bayes_scaling.report.numbers import diag
 
 
 def numbers(ctx: Context) -> dict[str, Any]:

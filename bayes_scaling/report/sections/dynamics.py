@@ -26,18 +26,18 @@ from bayes_scaling.query.curves import (
     steps_needed,
     tokens_needed_at_batch,
 )
-from bayes_scaling.report.blocks import Block, Num, interval, not_included, para, table
-from bayes_scaling.report.context import Context, Section
-from bayes_scaling.report.fits import fit_settings, obtain_fit
-from bayes_scaling.report.numbers import (
+from bayes_scaling.report.blocks import Block, Num, interval_parts, not_included, para, table
+from bayes_scaling.report.common import (
     BAND_PROBS,
     CURVE_POINTS,
-    band,
+    band_entry,
     diag,
     quiet,
     sha256_of,
     shown_path,
 )
+from bayes_scaling.report.context import Context, Section
+from bayes_scaling.report.fits import fit_settings, obtain_fit
 from bayes_scaling.report.proposal import Proposal
 from bayes_scaling.types import ProgressFn
 
@@ -74,7 +74,7 @@ def _dynamics(plan: Proposal, group: str, seed: int, cache: Path | None,
                      random_seed=seed)
         final = np.asarray(res.draws)[..., at].ravel()
         out["final_loss"][kind] = {"p_target": float(np.mean(final <= target)),
-                                   **band(res.summary.iloc[at])}
+                                   **band_entry(res.summary.iloc[at])}
         out["curve"][kind] = {k: res.summary[k].to_numpy()
                               for k in ("median", "lo_50", "hi_50", "lo_90", "hi_90")}
     q = {"steps": steps_needed, "tokens": tokens_needed_at_batch}
@@ -84,10 +84,10 @@ def _dynamics(plan: Proposal, group: str, seed: int, cache: Path | None,
         for quantity in rows.index:
             r = rows.loc[quantity]
             out[f"{quantity}_needed" if quantity == key else quantity] = {
-                "p_unreachable": float(r["p_unreachable"]), **band(r)}
+                "p_unreachable": float(r["p_unreachable"]), **band_entry(r)}
     bc = quiet(critical_batch_size, fit_, [target], group=g, probs=BAND_PROBS,
                 random_seed=seed).summary.iloc[0]
-    out["b_crit"] = band(bc)
+    out["b_crit"] = band_entry(bc)
     out["batch_over_b_crit"] = b / float(bc["median"])
     out["diagnostics"] = diag(fit_)
     return out
@@ -134,7 +134,7 @@ def blocks(risk: Mapping[str, Any]) -> list[Block]:
                   " tokens over S = D/B = ", Num((*b, "steps_plan"), "count"),
                   f" steps (group '{dyn['group']}'). Loss at the last step: ",
                   Num((*fl, "predictive", "median"), "loss"), " (90% predictive: ",
-                  *interval((*fl, "predictive"), 90, "loss"), "); P(loss ≤ target) = ",
+                  *interval_parts((*fl, "predictive"), 90, "loss"), "); P(loss ≤ target) = ",
                   Num((*fl, "predictive", "p_target"), "prob"), " (predictive), ",
                   Num((*fl, "law", "p_target"), "prob"), " (law band)."))
     rows = []
@@ -143,13 +143,13 @@ def blocks(risk: Mapping[str, Any]) -> list[Block]:
                              ("tokens_needed", "tokens at the planned batch", "tokens"),
                              ("e_min", "fewest tokens, any batch (E_min)", "tokens")):
         r = (*b, key)
-        rows.append([[label], [Num((*r, "median"), kind)], interval(r, 50, kind),
-                     interval(r, 90, kind), [Num((*r, "p_unreachable"), "prob")]])
+        rows.append([[label], [Num((*r, "median"), kind)], interval_parts(r, 50, kind),
+                     interval_parts(r, 90, kind), [Num((*r, "p_unreachable"), "prob")]])
     out.append(table(["to reach the target", "median", "50% interval", "90% interval",
                        "P(unreachable)"], rows))
     out.append(para("Critical batch size at the target loss: B_crit = ",
                   Num((*b, "b_crit", "median"), "count"), " tokens (90%: ",
-                  *interval((*b, "b_crit"), 90, "count"), "); the planned batch is ",
+                  *interval_parts((*b, "b_crit"), 90, "count"), "); the planned batch is ",
                   Num((*b, "batch_over_b_crit"), "ratio"), "× B_crit (above 1: fewer steps, "
                   "more tokens than the balanced choice)."))
     out.append(Block("figure", text="dynamics",

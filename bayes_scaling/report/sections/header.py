@@ -9,7 +9,7 @@ from bayes_scaling.report.blocks import Block, Num, para
 from bayes_scaling.report.context import Context, Section
 
 #: ``report.json``'s schema tag.
-SCHEMA = "bayes_scaling.report.assemble/1"
+REPORT_SCHEMA = "bayes_scaling.report.assemble/1"
 
 
 def numbers(ctx: Context) -> dict[str, Any]:
@@ -17,7 +17,7 @@ def numbers(ctx: Context) -> dict[str, Any]:
     plan, n, d = ctx.plan, ctx.n, ctx.d
     weights = ctx.entry("weights")
     return {
-        "schema": SCHEMA,
+        "schema": REPORT_SCHEMA,
         "title": plan.title, "name": plan.name, "description": plan.description,
         "proposal": plan.to_dict(),
         "plan": {"n_params": n, "n_tokens": d, "flops": plan.flops, "target_loss": ctx.target,

@@ -8,8 +8,8 @@ from typing import Any
 from bayes_scaling.laws.final_loss import LAWS
 from bayes_scaling.model.spec import ModelSpec
 from bayes_scaling.report.blocks import Block, Num, h2, para, table
+from bayes_scaling.report.common import constants_table
 from bayes_scaling.report.context import Context, Section
-from bayes_scaling.report.numbers import constants_table
 
 
 def _priors(spec: ModelSpec) -> dict[str, Any]:

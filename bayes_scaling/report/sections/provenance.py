@@ -8,8 +8,8 @@ from typing import Any
 
 from bayes_scaling.fitting.result import package_version, versions
 from bayes_scaling.report.blocks import Block, Num, h2, para, table
+from bayes_scaling.report.common import sha256_of, shown_path
 from bayes_scaling.report.context import Context, Section
-from bayes_scaling.report.numbers import sha256_of, shown_path
 
 
 def numbers(ctx: Context) -> dict[str, Any]:

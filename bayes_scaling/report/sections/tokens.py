@@ -9,9 +9,9 @@ import numpy as np
 
 from bayes_scaling.fitting.result import ScalingFit
 from bayes_scaling.query.predict import tokens_needed
-from bayes_scaling.report.blocks import Block, Num, h2, interval, para, table
+from bayes_scaling.report.blocks import Block, Num, h2, interval_parts, para, table
+from bayes_scaling.report.common import BAND_PROBS, quiet
 from bayes_scaling.report.context import Context, Section
-from bayes_scaling.report.numbers import BAND_PROBS, quiet
 
 
 def _tokens(fit_: ScalingFit, n: float, target: float, group: str, seed: int,
@@ -71,8 +71,8 @@ def blocks(risk: Mapping[str, Any]) -> list[Block]:
     for label in names:
         b = ("tokens_needed", "average") if label == "model average" else \
             ("tokens_needed", "families", label)
-        rows.append([[label], [Num((*b, "median"), "tokens")], interval(b, 50, "tokens"),
-                     interval(b, 90, "tokens"), [Num((*b, "p_unreachable"), "prob")],
+        rows.append([[label], [Num((*b, "median"), "tokens")], interval_parts(b, 50, "tokens"),
+                     interval_parts(b, 90, "tokens"), [Num((*b, "p_unreachable"), "prob")],
                      [Num((*b, "median_tokens_per_param"), "ratio")]])
     return [h2("Tokens needed at the planned size"),
             para("Training tokens for the law's mean loss at N = ",

@@ -18,10 +18,10 @@ from bayes_scaling.data.runs import RunTable
 from bayes_scaling.errors import BayesScalingError
 from bayes_scaling.evaluate.backtest import BacktestResult, score, split_top
 from bayes_scaling.model.spec import ModelSpec, load_spec
-from bayes_scaling.report.blocks import Block, Num, Parts, h2, interval, para, table
+from bayes_scaling.report.blocks import Block, Num, Parts, h2, interval_parts, para, table
+from bayes_scaling.report.common import diag, quiet
 from bayes_scaling.report.context import Context, Section
 from bayes_scaling.report.fits import FitMethod, fit_settings, obtain_fit
-from bayes_scaling.report.numbers import diag, quiet
 from bayes_scaling.report.proposal import Proposal
 from bayes_scaling.types import ProgressFn
 
@@ -135,12 +135,13 @@ def blocks(risk: Mapping[str, Any]) -> list[Block]:
         r = ("trust", "bayes", "runs", i)
         row: list[Parts] = [[run["run_id"]], [Num((*r, "n_params"), "params")],
                             [Num((*r, "n_tokens"), "tokens")], [Num((*r, "observed"), "loss")],
-                            [Num((*r, "median"), "loss"), " (", *interval(r, 90, "loss"), ")"]]
+                            [Num((*r, "median"), "loss"), " (",
+                             *interval_parts(r, 90, "loss"), ")"]]
         if base_ok:
             j = base_at.get(run["run_id"])
             q = ("trust", "baseline", "runs", j)
             row.append(["not held out"] if j is None else
-                       [Num((*q, "median"), "loss"), " (", *interval(q, 90, "loss"), ")"])
+                       [Num((*q, "median"), "loss"), " (", *interval_parts(q, 90, "loss"), ")"])
         runs_rows.append(row)
     out.append(table(["run", "N", "D", "observed loss", "Bayesian median (90%)",
                        *(["baseline median (90%)"] if base_ok else [])], runs_rows))

@@ -24,13 +24,13 @@ from bayes_scaling.report.blocks import (
     Parts,
     h2,
     headline_path,
-    interval,
+    interval_parts,
     lookup,
     para,
     table,
 )
+from bayes_scaling.report.common import BAND_PROBS, band_entry, quiet
 from bayes_scaling.report.context import Context, Section
-from bayes_scaling.report.numbers import BAND_PROBS, band, quiet
 
 
 def _p_target(fit_: ScalingFit, n: float, d: float, target: float, group: str,
@@ -41,7 +41,7 @@ def _p_target(fit_: ScalingFit, n: float, d: float, target: float, group: str,
         res = quiet(predict_loss, fit_, [n], [d], group=group, band=kind, probs=BAND_PROBS,
                     random_seed=seed)
         draws = np.asarray(res.draws).ravel()
-        out[kind] = {"p_target": float(np.mean(draws <= target)), **band(res.summary.iloc[0])}
+        out[kind] = {"p_target": float(np.mean(draws <= target)), **band_entry(res.summary.iloc[0])}
     return out
 
 
@@ -55,7 +55,7 @@ def _average(ctx: Context, verdict: Mapping[str, Any],
         p = sum(weights[k] * verdict[k][kind]["p_target"] for k in weights)
         res = quiet(averaged_predict_loss, ctx.fits, weights, [ctx.n], [ctx.d],
                     band=kind, probs=BAND_PROBS, random_seed=ctx.seed, group=ctx.group)
-        out[kind] = {"p_target": float(p), **band(res.summary.iloc[0])}
+        out[kind] = {"p_target": float(p), **band_entry(res.summary.iloc[0])}
     return out
 
 
@@ -114,8 +114,8 @@ def _band_rows(base_of: Callable[[str], tuple], names: Sequence[str],
         base = base_of(label)
         for which in ("predictive", "law"):
             b = (*base, which)
-            rows.append([[label], [which], [Num((*b, "median"), kind)], interval(b, 50, kind),
-                         interval(b, 90, kind)])
+            rows.append([[label], [which], [Num((*b, "median"), kind)], interval_parts(b, 50, kind),
+                         interval_parts(b, 90, kind)])
     return rows
 
 

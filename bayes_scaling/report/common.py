@@ -1,7 +1,7 @@
 """Helpers the report's sections share when they compute their numbers (no PyMC, no fitting).
 
-:func:`band` turns a summary row into the report's band entry, :func:`quiet` calls a query with
-its extrapolation and convergence warnings silenced (the report states both itself),
+:func:`band_entry` turns a summary row into the report's band entry, :func:`quiet` calls a
+query with its extrapolation and convergence warnings silenced (the report states both itself),
 :func:`diag` is a fit's convergence entry and :func:`constants_table` its posterior constants.
 """
 
@@ -25,7 +25,7 @@ BAND_PROBS: tuple[float, ...] = (0.5, 0.9)
 CURVE_POINTS = 60
 
 
-def band(row: Mapping[str, Any]) -> dict[str, Any]:
+def band_entry(row: Mapping[str, Any]) -> dict[str, Any]:
     """Median, mean and the 50%/90% bounds of one summary row."""
     keys = ("median", "mean", "lo_50", "hi_50", "lo_90", "hi_90")
     return {k: float(row[k]) for k in keys if k in row}
@@ -102,5 +102,5 @@ def constants_table(fit: ScalingFit, interval: float = 0.9) -> list[dict[str, An
     return rows
 
 
-__all__ = ["BAND_PROBS", "CURVE_POINTS", "band", "constants_table", "diag", "quiet",
+__all__ = ["BAND_PROBS", "CURVE_POINTS", "band_entry", "constants_table", "diag", "quiet",
            "sha256_of", "shown_path"]
