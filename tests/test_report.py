@@ -437,8 +437,8 @@ def test_a_shown_size_reads_back_within_half_a_percent(x):
     assert shown == pytest.approx(x, rel=5.01e-3)
 
 
-def test_the_rendering_modules_do_not_import_pymc():
-    mods = ("formats", "blocks", "render", "figures", "proposal")
+def test_report_modules_do_not_import_pymc():
+    mods = ("assemble", "write", "document", "formats", "blocks", "render", "figures", "proposal")
     code = (f"import sys; import {', '.join('bayes_scaling.report.' + m for m in mods)}; "
             "assert not {'pymc', 'pytensor'} & set(sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -18,11 +18,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
 
-from bayes_scaling.evaluate.compare import (
-    DIVERGE_MAX_FLOPS,
-    CompareResult,
-    allocation,
-)
+from bayes_scaling.evaluate.compare import CompareResult
+from bayes_scaling.evaluate.families import DIVERGE_MAX_FLOPS, allocation
 from bayes_scaling.files import atomic_savefig
 from bayes_scaling.fitting.result import ScalingFit
 from bayes_scaling.query.allocate import compute_optimal

@@ -114,7 +114,7 @@ def plot_compute_optimal(fit: ScalingFit, *, flops: Sequence[float] | None = Non
 
 def plot_posterior(fit: ScalingFit, *, kind: str = "forest", ax: Axes | Any = None) -> Any:
     """Posterior of the law's constants via ArviZ (``"forest"`` or ``"pair"``)."""
-    import arviz as az  # lazy: arviz takes seconds to import and only this plot needs it
+    import arviz as az  # lazy: ArviZ loads scipy.stats and its plotting stack (~1 s)
 
     names = list(fit.law.params)
     if kind == "pair":

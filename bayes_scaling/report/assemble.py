@@ -21,6 +21,7 @@ from typing import Any
 
 from bayes_scaling.constants import FLOPS_PER_PARAM_TOKEN, NEW_GROUP
 from bayes_scaling.data.runs import RunTable
+from bayes_scaling.fitting.fit import seed_int
 from bayes_scaling.fitting.result import ScalingFit
 from bayes_scaling.model.spec import load_spec
 from bayes_scaling.query.allocate import compute_optimal
@@ -30,7 +31,7 @@ from bayes_scaling.report.context import Context, Section
 from bayes_scaling.report.fits import fit_settings, load_proposal_runs, obtain_fit
 from bayes_scaling.report.proposal import Proposal
 from bayes_scaling.report.registry import SECTIONS
-from bayes_scaling.types import ProgressFn
+from bayes_scaling.types import ProgressFn, SeedLike
 
 
 def _group(proposal: Proposal, runs: RunTable) -> str:
@@ -82,7 +83,7 @@ def build_risk(
     proposal: Proposal,
     *,
     fits: Mapping[str, ScalingFit] | None = None,
-    random_seed: int | None = None,
+    random_seed: SeedLike = None,
     on_progress: ProgressFn | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     sections: Sequence[Section] = SECTIONS,
@@ -96,7 +97,7 @@ def build_risk(
     fits : Mapping of str to ScalingFit, optional
         Fits to use per family (keys as in ``proposal.families``); must be fitted on the
         proposal's runs. Families not given are fitted (or read from ``cache_dir``).
-    random_seed : int, optional
+    random_seed : SeedLike, optional
         Seed of every random step (default: the proposal's ``seed``). The verdict's P(target)
         is ``mean(predict_loss(fit, N, D, band=..., random_seed=seed).draws <= target)``.
     on_progress : callable, optional
@@ -117,7 +118,7 @@ def build_risk(
         ``next_run``, ``provenance``.
     """
     tell = on_progress or (lambda _m: None)
-    seed = int(proposal.seed if random_seed is None else random_seed)
+    seed = int(proposal.seed) if random_seed is None else seed_int(random_seed)
     cache = Path(cache_dir) if cache_dir is not None else None
     runs, files = load_proposal_runs(proposal)
     group = _group(proposal, runs)
@@ -128,6 +129,3 @@ def build_risk(
     risk = {key: ctx.entry(key) for section in sections for key in section.keys}
     tell("risk numbers ready")
     return jsonable(risk)
-
-
-__all__ = ["build_risk"]

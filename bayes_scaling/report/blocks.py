@@ -109,8 +109,3 @@ def primary_family(risk: Mapping[str, Any]) -> str:
     """The family the figures draw bands for: the largest stacking weight, else the first."""
     w = risk.get("weights") or {}
     return max(w, key=w.get) if w else risk["families"][0]
-
-
-__all__ = ["LIKELY", "UNLIKELY", "Block", "BlockKind", "Num", "Part", "Parts", "h2",
-           "headline_path", "interval_parts", "lookup", "not_included", "para", "primary_family",
-           "table"]

@@ -100,7 +100,3 @@ def constants_table(fit: ScalingFit, interval: float = 0.9) -> list[dict[str, An
                          "lower": float(np.quantile(v, lo_q)),
                          "upper": float(np.quantile(v, hi_q)), "interval": interval})
     return rows
-
-
-__all__ = ["BAND_PROBS", "CURVE_POINTS", "band_entry", "constants_table", "diag", "quiet",
-           "sha256_of", "shown_path"]

@@ -119,6 +119,3 @@ class Context:
     def target(self) -> float:
         """Target loss."""
         return self.plan.target_loss  # type: ignore[return-value]
-
-
-__all__ = ["Context", "Section"]

@@ -34,6 +34,3 @@ def document(risk: Mapping[str, Any], sections: Sequence[Section] = SECTIONS) ->
     for section in sections:
         blocks += section.blocks(risk)
     return blocks
-
-
-__all__ = ["document"]

@@ -76,8 +76,9 @@ def load_proposal_runs(proposal: Proposal) -> tuple[RunTable, list[dict[str, Any
 
 
 def cache_path(cache_dir: Path, spec: ModelSpec, runs: Any, method: FitMethod = "nuts") -> Path:
-    """``<cache_dir>/<model>-<spec_hash[:12]>-<data_hash[:12]>.nc`` (``<model>.<method>`` for
-    a fit other than NUTS, e.g. the Huber+bootstrap baseline).
+    """The cache path of a fit: ``<cache_dir>/<model>-<spec_hash[:12]>-<data_hash[:12]>.nc``.
+
+    ``<model>.<method>`` for a fit other than NUTS, e.g. the Huber+bootstrap baseline.
 
     Parameters
     ----------
@@ -101,8 +102,11 @@ def cache_path(cache_dir: Path, spec: ModelSpec, runs: Any, method: FitMethod = 
 
 def reusable(cached: ScalingFit, spec: ModelSpec, runs: Any, method: FitMethod,
              settings: Mapping[str, Any]) -> bool:
-    """A saved fit answers for a new one: same spec, data, method, (NUTS) draws and the
-    same bayes_scaling version (a new version may fit or calibrate differently)."""
+    """Whether a saved fit answers for a new one.
+
+    Same spec, data, method, (NUTS) draws and the same bayes_scaling version (a new version may
+    fit or calibrate differently).
+    """
     if cached.spec.sha256() != spec.sha256() or cached.runs.fingerprint() != runs.fingerprint():
         return False
     if cached.meta.get("versions", {}).get(PACKAGE) != versions().get(PACKAGE):
@@ -186,7 +190,3 @@ def fit_settings(proposal: Proposal) -> dict[str, Any]:
     if f.backend:
         out["backend"] = f.backend
     return out
-
-
-__all__ = ["FitMethod", "cache_path", "fit_settings", "load_proposal_runs", "obtain_fit",
-           "reusable"]

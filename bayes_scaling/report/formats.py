@@ -90,6 +90,3 @@ def fmt(value: Any, kind: str) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     return FORMATS[kind](float(value))
-
-
-__all__ = ["FORMATS", "fmt", "human"]

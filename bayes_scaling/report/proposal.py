@@ -421,6 +421,3 @@ def _dynamics(check: _Checker, raw: Any, base_dir: Path | None) -> dict[str, Any
         raise check.fail("dynamics.curves", "or dynamics.fit is required: loss curves of the "
                          "small runs (a file or registry data set) or a saved curve-law fit")
     return out
-
-
-__all__ = ["BacktestSettings", "FitSettings", "Proposal", "RunsSource", "load_proposal"]

@@ -43,5 +43,3 @@ SECTIONS: tuple[Section, ...] = (
     next_run.SECTION,
     provenance.SECTION,
 )
-
-__all__ = ["SECTIONS"]

@@ -89,6 +89,3 @@ def make_report(proposal_path: str | os.PathLike[str], out_dir: str | os.PathLik
     if on_progress:
         on_progress(f"report written to {out / 'report.html'}")
     return written
-
-
-__all__ = ["REPORT_FILES", "make_report", "write_report"]

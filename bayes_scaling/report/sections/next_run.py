@@ -7,12 +7,8 @@ from typing import Any
 
 from bayes_scaling.constants import FLOPS_PER_PARAM_TOKEN
 from bayes_scaling.errors import QueryError
-from bayes_scaling.evaluate.nextrun import (
-    REPORT_BUDGET_FRACTION,
-    Target,
-    rank_next_runs,
-    ranking_json,
-)
+from bayes_scaling.evaluate.drawset import Target
+from bayes_scaling.evaluate.nextrun import REPORT_BUDGET_FRACTION, rank_next_runs, ranking_json
 from bayes_scaling.fitting.result import ScalingFit
 from bayes_scaling.report.blocks import Block, Num, not_included, para, table
 from bayes_scaling.report.context import Context, Section

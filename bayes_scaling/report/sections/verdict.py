@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from bayes_scaling.evaluate.compare import averaged_predict_loss
+from bayes_scaling.evaluate.families import averaged_predict_loss
 from bayes_scaling.fitting.result import ScalingFit
 from bayes_scaling.query.predict import predict_loss
 from bayes_scaling.report.blocks import (
