@@ -398,7 +398,8 @@ def test_strings_from_data_and_proposals_are_escaped_in_the_html_report(tmp_path
     lower = page.lower()
     assert "<script" not in lower and "<img src=x" not in lower
     assert 'onmouseover="alert(1)' not in page
-    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page  # shown, as text
+    # shown, as text (the quote as &quot; or &#34;: both mean '"')
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in page.replace("&quot;", "&#34;")
     assert "&lt;img src=x onerror=alert(1)&gt;" in page
 
 

@@ -22,6 +22,7 @@ import jinja2
 from bayes_scaling.report.blocks import Block, Num, Parts, lookup
 from bayes_scaling.report.formats import fmt
 
+
 @functools.cache
 def _environment() -> jinja2.Environment:
     return jinja2.Environment(loader=jinja2.PackageLoader("bayes_scaling.report", "templates"),
