@@ -527,6 +527,7 @@ def test_example_report_has_every_part_and_is_small(tmp_path_factory):
     prov = risk["provenance"]
     assert prov["data_files"][0]["sha256"] and prov["versions"]["numpy"]
     assert (out / "report.html").read_text().count("data:image/png;base64,") == 3
+    assert unrendered(risk) == []
 
 
 # ------------------------------------------------------------------------------ dynamics
