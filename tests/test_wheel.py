@@ -316,10 +316,19 @@ def tmp_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_wheel_ships_models_and_data(wheel: Path) -> None:
-    """Every model spec, the registry and each shipped data set (with its PROVENANCE)."""
+    """Every file of models/ and data/ (specs, registry, shipped sets with their PROVENANCE,
+    the learned discrepancy prior) and of the package's template folders."""
     names = set(zipfile.ZipFile(wheel).namelist())
     specs = sorted(p.name for p in (ROOT / "models").glob("*.toml"))
     assert specs and all(f"bayes_scaling/_models/{s}" in names for s in specs)
+    for folder, inside in (("data", "_data"), ("models", "_models")):
+        files = [p.relative_to(ROOT / folder).as_posix() for p in (ROOT / folder).rglob("*")
+                 if p.is_file() and "__pycache__" not in p.parts]
+        missing = [f for f in files if f"bayes_scaling/{inside}/{f}" not in names]
+        assert not missing, f"{folder}/ files not in the wheel: {missing}"
+    templates = [p.relative_to(ROOT).as_posix() for p in (ROOT / "bayes_scaling").rglob("*")
+                 if p.is_file() and "templates" in p.parts]
+    assert [t for t in templates if t not in names] == []
     assert "bayes_scaling/_data/registry.json" in names
     registry = json.loads((ROOT / "data/registry.json").read_text())
     shipped = [(n, e["file"]) for n, e in registry.items() if e["shipped"]]
