@@ -17,8 +17,8 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
-    "ScalingFit", "compute_optimal", "fit", "load_dataset", "load_runs", "load_spec",
-    "predict_loss", "tokens_needed",
+    "ScalingFit", "compute_optimal", "contrast_groups", "fit", "load_dataset", "load_runs",
+    "load_spec", "predict_loss", "rank_groups", "tokens_needed",
 ]
 
 _WHERE = {
@@ -26,6 +26,7 @@ _WHERE = {
     "load_dataset": "bayes_scaling.data.registry", "load_runs": "bayes_scaling.data.runs",
     "load_spec": "bayes_scaling.model.spec", "predict_loss": "bayes_scaling.query.predict",
     "tokens_needed": "bayes_scaling.query.predict", "compute_optimal": "bayes_scaling.query.allocate",
+    "contrast_groups": "bayes_scaling.query.contrast", "rank_groups": "bayes_scaling.query.rank",
 }
 
 

@@ -33,9 +33,13 @@ REQUIRED_COLUMNS: tuple[str, ...] = ("n_params", "n_tokens", "loss")
 OPTIONAL_COLUMNS: tuple[str, ...] = (
     "n_params_nonembedding", "steps", "batch_size_tokens", "learning_rate", "context_length",
 )
+#: Optional text column: the evaluation set each run's loss was measured on (losses on
+#: different sets are not comparable across groups; see :mod:`bayes_scaling.query.contrast`).
+EVAL_SET_COLUMN = "eval_set"
 #: Every canonical column, in the order a :class:`~bayes_scaling.data.runs.RunTable` frame holds them.
 CANONICAL_COLUMNS: tuple[str, ...] = (
     "run_id", "group", "n_params", "n_tokens", "flops", "loss", *OPTIONAL_COLUMNS,
+    EVAL_SET_COLUMN,
 )
 #: Other spellings of each canonical column (compared after :func:`_normalize`).
 COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
@@ -51,10 +55,11 @@ COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
     "batch_size_tokens": ("batch_tokens",),
     "learning_rate": ("lr", "peak_lr"),
     "context_length": ("seq_len", "sequence_length"),
+    EVAL_SET_COLUMN: ("eval_dataset", "validation_set", "val_set", "eval_data"),
 }
 
-_NUMERIC = tuple(c for c in CANONICAL_COLUMNS if c not in ("run_id", "group"))
-_STRINGS = ("run_id", "group")
+_STRINGS = ("run_id", "group", EVAL_SET_COLUMN)
+_NUMERIC = tuple(c for c in CANONICAL_COLUMNS if c not in _STRINGS)
 _FILE_SEPARATORS = {".csv": ",", ".tsv": "\t", ".parquet": None, ".pq": None}
 _DUPLICATE_KEY = ["group", "n_params", "n_tokens", "loss"]
 _MAX_REPORTED = 10  # bad rows spelled out in one message; the rest are counted
@@ -334,6 +339,8 @@ def _fill_strings(work: pd.DataFrame, present: set[str]) -> None:
         work["run_id"] = _generated_ids(work.index, int(work.index.max()) + 1)
     work["group"] = ([_id_text(v) for v in work["group"]] if "group" in present
                      else DEFAULT_GROUP)
+    if EVAL_SET_COLUMN in present:
+        work[EVAL_SET_COLUMN] = [_id_text(v) for v in work[EVAL_SET_COLUMN]]
 
 
 def _generated_ids(positions: pd.Index, n_source: int) -> list[str]:
@@ -353,7 +360,7 @@ def _id_text(value: object) -> str | None:
 
 
 def _check_strings(work: pd.DataFrame, problems: dict[int, list[str]]) -> None:
-    for col in _STRINGS:
+    for col in (c for c in _STRINGS if c in work.columns):
         for pos, value in work[col].items():
             if value is None or (isinstance(value, float) and np.isnan(value)):
                 problems.setdefault(pos, []).append(f"{col} is missing")
