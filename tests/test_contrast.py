@@ -250,7 +250,7 @@ def test_cli_contrast_and_rank(tmp_path, capsys):
     assert "multiplier" in out and "laws cross" in out and png.stat().st_size > 0
     assert main(["contrast", str(path), "--groups", "a,b", "--flops", "1e22", "--json"]) == 0
     payload = json.loads(capsys.readouterr().out)
-    mult = [r for r in payload["summary"] if r["quantity"] == "multiplier"][0]
+    mult = next(r for r in payload["summary"] if r["quantity"] == "multiplier")
     assert mult["median"] > 1 and mult["p_b_better"] == pytest.approx(1.0)
     assert main(["rank", str(path), "--flops", "1e22"]) == 0
     assert "P(row better than column)" in capsys.readouterr().out
@@ -277,3 +277,16 @@ def test_contrast_on_a_real_sampled_fit_is_not_needed_for_pandas_types():
     assert isinstance(res.summary, pd.DataFrame)
     rec = res.to_records()
     assert rec["group_a"] == "a" and {"summary", "crossing", "warnings"} <= set(rec)
+
+
+def test_porian_corpora_are_refused_as_incomparable():
+    from bayes_scaling.data.registry import load_dataset
+
+    runs = load_dataset("porian2024_isoflop")  # groups = corpora, each its own validation set
+    assert set(zip(runs.frame["group"], runs.frame["eval_set"], strict=True)) == {
+        ("openwebtext2", "openwebtext2"), ("refinedweb", "refinedweb")}
+    fit = fake_fit("chinchilla", P, runs=runs)
+    with pytest.raises(QueryError, match="openwebtext2: openwebtext2; refinedweb: refinedweb"):
+        contrast_groups(fit, "openwebtext2", "refinedweb", flops=1e20)
+    with pytest.raises(Exception, match="eval-set column 'corpus' not found"):
+        load_dataset("porian2024_isoflop", eval_set_col="corpus")

@@ -1,9 +1,10 @@
 """Query commands of ``bayes-scaling``: read a saved fit, print a table or JSON; never PyMC.
 
 ``predict``, ``tokens``, ``optimal``, ``summary``, ``contrast``, ``rank`` (scaling-law fits) and
-``curve``, ``batch`` (training-dynamics fits), with the option, number-parsing and table/JSON helpers that the other
-commands in :mod:`bayes_scaling.cli.app` share. The commands are plain :func:`click.command` objects;
-``cli`` attaches them to its group, so this module never imports ``cli``.
+``curve``, ``batch`` (training-dynamics fits), with the option, number-parsing and table/JSON
+helpers that the other commands in :mod:`bayes_scaling.cli.app` share. The commands are plain
+:func:`click.command` objects; ``cli`` attaches them to its group, so this module never imports
+``cli``.
 """
 
 from __future__ import annotations

@@ -57,6 +57,7 @@ from bayes_scaling.data.readers import (
     _NUMERIC,
     _STRINGS,
     CANONICAL_COLUMNS,
+    EVAL_SET_COLUMN,
     _apply_query,
     _bad_rows_message,
     _canonicalize,
@@ -410,6 +411,7 @@ def load_runs(
     min_distinct: Sequence[str] = ("n_params", "n_tokens"),
     query: str | None = None,
     duplicates: str = "error",
+    eval_set_col: str | None = None,
 ) -> RunTable:
     """Read, map, validate and return a table of runs.
 
@@ -451,6 +453,8 @@ def load_runs(
     """
     _check_options(param_count, drop_highest_loss, min_distinct, duplicates)
     raw, labels, name = _read_source(source, group_col)
+    if eval_set_col is not None:
+        raw = _with_eval_set(raw, eval_set_col, name)
     work, problems, ids_from_run = _canonicalize(raw, name, group_col)
     if query is not None:
         work = _apply_query(work, query, name)
@@ -472,6 +476,16 @@ def load_runs(
     runs = RunTable(work[cols].reset_index(drop=True), name).with_param_count(param_count)
     _check_distinct(runs, min_distinct)
     return runs
+
+
+def _with_eval_set(raw: pd.DataFrame, column: str, name: str) -> pd.DataFrame:
+    """``raw`` with ``column`` copied into :data:`EVAL_SET_COLUMN` (DataError if absent)."""
+    found = [c for c in raw.columns if str(c) == column] or \
+        [c for c in raw.columns if str(c).strip().lower() == column.strip().lower()]
+    if not found:
+        raise DataError(f"{name}: eval-set column {column!r} not found; found columns: "
+                        f"{', '.join(map(str, raw.columns))}")
+    return raw.assign(**{EVAL_SET_COLUMN: raw[found[0]]})
 
 
 def _check_param_count(param_count: object, source: str) -> None:
