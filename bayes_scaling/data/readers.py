@@ -5,7 +5,8 @@ row (file line or row index); its column spellings are mapped to the canonical n
 parsed exactly, ``n_tokens`` or ``flops`` is derived when absent, and every bad cell is collected
 per row. Also the safe query filter (comparisons and arithmetic only, nothing executes) and the
 row checks (duplicates, repeated run ids) with their one-line message. ``data`` builds the
-:class:`~bayes_scaling.data.runs.RunTable` from what this returns; this module never imports ``data``.
+:class:`~bayes_scaling.data.runs.RunTable` from what this returns; this module never imports
+``data``.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ OPTIONAL_COLUMNS: tuple[str, ...] = (
 #: Optional text column: the evaluation set each run's loss was measured on (losses on
 #: different sets are not comparable across groups; see :mod:`bayes_scaling.query.contrast`).
 EVAL_SET_COLUMN = "eval_set"
-#: Every canonical column, in the order a :class:`~bayes_scaling.data.runs.RunTable` frame holds them.
+#: Every canonical column, in the order a :class:`~bayes_scaling.data.runs.RunTable` frame holds
+#: them.
 CANONICAL_COLUMNS: tuple[str, ...] = (
     "run_id", "group", "n_params", "n_tokens", "flops", "loss", *OPTIONAL_COLUMNS,
     EVAL_SET_COLUMN,
