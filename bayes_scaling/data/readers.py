@@ -451,3 +451,13 @@ def _bad_rows_message(name: str, problems: dict[int, list[str]], labels: list[st
     rows = "row" if len(positions) == 1 else "rows"
     tail = f" (and {more} more)" if more > 0 else ""
     return _one_line(f"{name}: {len(positions)} bad {rows}; {shown}{tail}")
+
+
+def _with_eval_set(raw: pd.DataFrame, column: str, name: str) -> pd.DataFrame:
+    """``raw`` with ``column`` copied into :data:`EVAL_SET_COLUMN` (DataError if absent)."""
+    found = [c for c in raw.columns if str(c) == column] or \
+        [c for c in raw.columns if str(c).strip().lower() == column.strip().lower()]
+    if not found:
+        raise DataError(f"{name}: eval-set column {column!r} not found; found columns: "
+                        f"{', '.join(map(str, raw.columns))}")
+    return raw.assign(**{EVAL_SET_COLUMN: raw[found[0]]})

@@ -57,7 +57,6 @@ from bayes_scaling.data.readers import (
     _NUMERIC,
     _STRINGS,
     CANONICAL_COLUMNS,
-    EVAL_SET_COLUMN,
     _apply_query,
     _bad_rows_message,
     _canonicalize,
@@ -66,6 +65,7 @@ from bayes_scaling.data.readers import (
     _generated_ids,
     _mark_duplicates,
     _read_source,
+    _with_eval_set,
 )
 from bayes_scaling.errors import DataError
 
@@ -485,16 +485,6 @@ def load_runs(
     runs = RunTable(work[cols].reset_index(drop=True), name).with_param_count(param_count)
     _check_distinct(runs, min_distinct)
     return runs
-
-
-def _with_eval_set(raw: pd.DataFrame, column: str, name: str) -> pd.DataFrame:
-    """``raw`` with ``column`` copied into :data:`EVAL_SET_COLUMN` (DataError if absent)."""
-    found = [c for c in raw.columns if str(c) == column] or \
-        [c for c in raw.columns if str(c).strip().lower() == column.strip().lower()]
-    if not found:
-        raise DataError(f"{name}: eval-set column {column!r} not found; found columns: "
-                        f"{', '.join(map(str, raw.columns))}")
-    return raw.assign(**{EVAL_SET_COLUMN: raw[found[0]]})
 
 
 def _check_param_count(param_count: object, source: str) -> None:
