@@ -34,6 +34,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import argparse
 import itertools
 import json
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -66,8 +67,11 @@ def _fit(runs, seed: int, calibrate: bool):
 
 
 # ----------------------------------------------------------------------------- synthetic
-def synthetic(n_ladders: int, seed: int = 0) -> list[dict]:
-    """Every pair of groups of ``n_ladders`` synthetic ladders: truth, interval, P(B better)."""
+def synthetic(n_ladders: int, seed: int = 0, save=None) -> list[dict]:
+    """Every pair of groups of ``n_ladders`` synthetic ladders: truth, interval, P(B better).
+
+    ``save(rows)`` is called after each ladder (the records so far survive an interrupted run).
+    """
     base = PUBLISHED["hoffmann2022"]
     law = LAWS["chinchilla"]
     sizes = (2, 3, 4, 5, 6, 8)
@@ -104,6 +108,8 @@ def synthetic(n_ladders: int, seed: int = 0) -> list[dict]:
                          "fit_seconds": secs})
         print(f"ladder {i}: {k} groups, {secs:.0f} s, r-hat {f.diagnostics.max_rhat:.3f}",
               flush=True)
+        if save is not None:
+            save(rows)
     return rows
 
 
@@ -204,6 +210,8 @@ def gemstones() -> list[dict]:
         secs = time.perf_counter() - t0
         print(f"gemstones cut {q}: {runs.n_runs} runs, {secs:.0f} s, "
               f"r-hat {f.diagnostics.max_rhat:.3f}", flush=True)
+        if q == GEM_CUTS[0]:  # kept for the README's worked example
+            f.save(Path(tempfile.gettempdir()) / "bench_contrast_gemstones.nc")
         tr_pairs = pairs[pairs["c"] <= cut]
         top = tr_pairs.loc[tr_pairs["c"].idxmax()]
         pred = _predicted_many(f, "base", "half", test["n"].to_numpy(), test["d"].to_numpy())
@@ -384,11 +392,15 @@ def main() -> None:
     args = ap.parse_args()
     store = json.loads(JSON.read_text()) if JSON.exists() else {}
     parts = ("synthetic", "porian", "gemstones") if args.part == "all" else (args.part,)
-    for part in parts:
-        if part == "report":
-            continue
-        store[part] = synthetic(args.ladders) if part == "synthetic" else globals()[part]()
+    def save(part: str, rows: list[dict]) -> None:
+        store[part] = rows
         atomic_write_text(JSON, json.dumps(jsonable(store), indent=1))
+
+    for part in parts:
+        if part == "synthetic":
+            save(part, synthetic(args.ladders, save=lambda rows: save("synthetic", rows)))
+        elif part != "report":
+            save(part, globals()[part]())
     report(store)
 
 
