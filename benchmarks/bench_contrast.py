@@ -60,10 +60,10 @@ BINS = np.linspace(0.0, 1.0, 11)
 MODES = ("shared", "independent")
 
 
-def _fit(runs, seed: int, calibrate: bool):
+def _fit(runs, seed: int, calibrate: bool, model: str = "chinchilla"):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return fit("chinchilla", runs, random_seed=seed, calibrate=calibrate, **SMALL)
+        return fit(model, runs, random_seed=seed, calibrate=calibrate, **SMALL)
 
 
 # ----------------------------------------------------------------------------- synthetic
@@ -122,7 +122,8 @@ def _best_per_budget(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.groupby(["setting", "flops"])["loss"].min().unstack("setting")
 
 
-def porian() -> list[dict]:
+def porian(model: str = "chinchilla", save=None) -> list[dict]:
+    """Held-out decisions between the settings of each corpus; ``save(rows)`` after each fit."""
     raw = pd.read_csv(DATA / "porian2024_isoflop" / "porian2024_isoflop.csv")
     budgets = np.sort(raw["flops"].unique())
     held = budgets[-PORIAN_TOP:]
@@ -135,9 +136,9 @@ def porian() -> list[dict]:
             train = frame[frame["flops"] <= top_train]
             runs = load_runs(train.assign(eval_set=corpus), group_col="setting")
             t0 = time.perf_counter()
-            f = _fit(runs, 7, calibrate=True)
+            f = _fit(runs, 7, calibrate=True, model=model)
             secs = time.perf_counter() - t0
-            print(f"porian {corpus} cut {cut}: {runs.n_runs} runs, {secs:.0f} s, "
+            print(f"porian ({model}) {corpus} cut {cut}: {runs.n_runs} runs, {secs:.0f} s, "
                   f"r-hat {f.diagnostics.max_rhat:.3f}", flush=True)
             ladder_c = float(train["flops"].sum())
             base_c = float(train.loc[train["flops"] == top_train, "flops"].sum())
@@ -145,7 +146,8 @@ def porian() -> list[dict]:
                 for c in held:
                     if not (np.isfinite(best.loc[c, a]) and np.isfinite(best.loc[c, b])):
                         continue
-                    rec = {"set": "porian", "corpus": corpus, "cut": cut, "a": a, "b": b,
+                    rec = {"set": "porian", "model": model, "corpus": corpus, "cut": cut,
+                           "a": a, "b": b,
                            "flops": float(c), "train_top": float(top_train),
                            "ladder_compute": ladder_c, "baseline_compute": base_c,
                            "observed_b_better": bool(best.loc[c, b] < best.loc[c, a]),
@@ -155,6 +157,8 @@ def porian() -> list[dict]:
                            "fit_seconds": secs, "rhat": f.diagnostics.max_rhat}
                     rec.update(_predicted(f, a, b, flops=c))
                     rows.append(rec)
+            if save is not None:
+                save(rows)
     return rows
 
 
@@ -272,6 +276,64 @@ def _md_table(frame: pd.DataFrame) -> list[str]:
     return out
 
 
+def _real_section(real: pd.DataFrame, title: str, tag: str, figs: dict) -> list[str]:
+    """Decision accuracy, calibration and multiplier coverage on held-out real runs."""
+    lines: list[str] = []
+    lines += [f"### Real recipes: held-out decisions ({title})", "",
+              "Porian et al. 2024: the five settings within each corpus (10 pairs per "
+              "corpus), the top two budgets (1.28e19, 2.56e19 FLOPs) held out, trained on "
+              "budgets up to the cut; observed winner = lower best loss over the held-out "
+              "IsoFLOP slice. Note: setting 1 counts N without the embedding or output "
+              "layer and reports training loss (the others: validation loss), so its "
+              "budgets are not the same compute. Gemstones: base vs half learning rate, "
+              "constant-rate checkpoints, top 15% of compute held out, matched (model, "
+              "step) pairs. Baseline: the winner at the largest common training budget.",
+              ""]
+    rows = []
+    for (name, cut), g in real.groupby(["corpus", "cut"], sort=False):
+        y = g["observed_b_better"].to_numpy(float)
+        row = {"data": name, "cut": cut, "decisions": len(g),
+               "ladder_flops": g["ladder_compute"].iloc[0],
+               "baseline_flops": g["baseline_compute"].iloc[0],
+               "acc_ours": scores(g["p_pred_shared"].to_numpy(), y)["accuracy"],
+               "acc_baseline": float((g["baseline_b_better"] == g["observed_b_better"])
+                                     .mean())}
+        for mode in MODES:
+            row[f"brier_{mode}"] = scores(g[f"p_pred_{mode}"].to_numpy(), y)["brier"]
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    lines += *_md_table(table), ""
+    pooled = []
+    for name, g in [("porian", real[real["set"] == "porian"]),
+                    ("gemstones", real[real["set"] == "gemstones"]), ("pooled", real)]:
+        if not len(g):
+            continue
+        y = g["observed_b_better"].to_numpy(float)
+        for mode in MODES:
+            pooled.append({"data": name, "discrepancy": mode,
+                           **scores(g[f"p_pred_{mode}"].to_numpy(), y),
+                           "acc_baseline": float((g["baseline_b_better"]
+                                                  == g["observed_b_better"]).mean())})
+    lines += ["Per data set and pooled (all cuts), predictive P(B better):", "",
+              *_md_table(pd.DataFrame(pooled)), ""]
+    y = real["observed_b_better"].to_numpy(float)
+    for mode in MODES:
+        lines += [f"Reliability of the predictive P(B better), discrepancy `{mode}`, "
+                  "pooled:", "", *_md_table(reliability(real[f"p_pred_{mode}"].to_numpy(),
+                                                        y)), ""]
+        figs[f"real {tag}, predictive ({mode})"] = (real[f"p_pred_{mode}"].to_numpy(), y)
+    obs = real["observed_multiplier"].to_numpy(float)
+    ok = np.isfinite(obs)
+    if ok.any():
+        cov = (real["m_lower"][ok] <= obs[ok]) & (obs[ok] <= real["m_upper"][ok])
+        lines += [f"Observed compute multipliers (Porian; B's best-loss curve interpolated "
+                  f"to A's held-out loss; {int(ok.sum())} measurable): the 90% interval "
+                  f"covers {cov.mean():.1%}; median |log10 error| of the median "
+                  f"{np.median(np.abs(np.log10(real['m_median'][ok] / obs[ok]))):.2f} "
+                  "decades.", ""]
+    return lines
+
+
 def report(store: dict) -> None:
     lines = ["## Contrasts between groups (which recipe wins at scale)", "",
              "`benchmarks/bench_contrast.py`: compute multiplier of group B over A (`C / C_B`, "
@@ -308,58 +370,12 @@ def report(store: dict) -> None:
                                                      syn["true_b_better"].to_numpy(float))
     real = pd.DataFrame(store.get("porian", []) + store.get("gemstones", []))
     if len(real):
-        lines += ["### Real recipes: held-out decisions", "",
-                  "Porian et al. 2024: the five settings within each corpus (10 pairs per "
-                  "corpus), the top two budgets (1.28e19, 2.56e19 FLOPs) held out, trained on "
-                  "budgets up to the cut; observed winner = lower best loss over the held-out "
-                  "IsoFLOP slice. Note: setting 1 counts N without the embedding or output "
-                  "layer and reports training loss (the others: validation loss), so its "
-                  "budgets are not the same compute. Gemstones: base vs half learning rate, "
-                  "constant-rate checkpoints, top 15% of compute held out, matched (model, "
-                  "step) pairs. Baseline: the winner at the largest common training budget.",
-                  ""]
-        rows = []
-        for (name, cut), g in real.groupby(["corpus", "cut"], sort=False):
-            y = g["observed_b_better"].to_numpy(float)
-            row = {"data": name, "cut": cut, "decisions": len(g),
-                   "ladder_flops": g["ladder_compute"].iloc[0],
-                   "baseline_flops": g["baseline_compute"].iloc[0],
-                   "acc_ours": scores(g["p_pred_shared"].to_numpy(), y)["accuracy"],
-                   "acc_baseline": float((g["baseline_b_better"] == g["observed_b_better"])
-                                         .mean())}
-            for mode in MODES:
-                row[f"brier_{mode}"] = scores(g[f"p_pred_{mode}"].to_numpy(), y)["brier"]
-            rows.append(row)
-        table = pd.DataFrame(rows)
-        lines += *_md_table(table), ""
-        pooled = []
-        for name, g in [("porian", real[real["set"] == "porian"]),
-                        ("gemstones", real[real["set"] == "gemstones"]), ("pooled", real)]:
-            if not len(g):
-                continue
-            y = g["observed_b_better"].to_numpy(float)
-            for mode in MODES:
-                pooled.append({"data": name, "discrepancy": mode,
-                               **scores(g[f"p_pred_{mode}"].to_numpy(), y),
-                               "acc_baseline": float((g["baseline_b_better"]
-                                                      == g["observed_b_better"]).mean())})
-        lines += ["Per data set and pooled (all cuts), predictive P(B better):", "",
-                  *_md_table(pd.DataFrame(pooled)), ""]
-        y = real["observed_b_better"].to_numpy(float)
-        for mode in MODES:
-            lines += [f"Reliability of the predictive P(B better), discrepancy `{mode}`, "
-                      "pooled:", "", *_md_table(reliability(real[f"p_pred_{mode}"].to_numpy(),
-                                                            y)), ""]
-            figs[f"real, predictive ({mode})"] = (real[f"p_pred_{mode}"].to_numpy(), y)
-        obs = real["observed_multiplier"].to_numpy(float)
-        ok = np.isfinite(obs)
-        if ok.any():
-            cov = (real["m_lower"][ok] <= obs[ok]) & (obs[ok] <= real["m_upper"][ok])
-            lines += [f"Observed compute multipliers (Porian; B's best-loss curve interpolated "
-                      f"to A's held-out loss; {int(ok.sum())} measurable): the 90% interval "
-                      f"covers {cov.mean():.1%}; median |log10 error| of the median "
-                      f"{np.median(np.abs(np.log10(real['m_median'][ok] / obs[ok]))):.2f} "
-                      "decades.", ""]
+        lines += _real_section(real, "model `chinchilla`: offsets vary by group, exponents "
+                               "shared", "", figs)
+    slopes = pd.DataFrame(store.get("porian_slopes", []))
+    if len(slopes):
+        lines += _real_section(slopes, "Porian, model `chinchilla_slopes`: exponents vary by "
+                               "group too", "slopes", figs)
     if figs:
         _plot(figs)
         lines += ["Reliability diagram: `benchmarks/results/contrast_reliability.png`.", ""]
@@ -386,8 +402,8 @@ def _plot(figs: dict) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--part", choices=("all", "synthetic", "porian", "gemstones", "report"),
-                    default="all")
+    ap.add_argument("--part", choices=("all", "synthetic", "porian", "porian_slopes",
+                                       "gemstones", "report"), default="all")
     ap.add_argument("--ladders", type=int, default=24)
     args = ap.parse_args()
     store = json.loads(JSON.read_text()) if JSON.exists() else {}
@@ -399,6 +415,9 @@ def main() -> None:
     for part in parts:
         if part == "synthetic":
             save(part, synthetic(args.ladders, save=lambda rows: save("synthetic", rows)))
+        elif part == "porian_slopes":  # exponents vary by setting too
+            save(part, porian("chinchilla_slopes",
+                              save=lambda rows: save("porian_slopes", rows)))
         elif part != "report":
             save(part, globals()[part]())
     report(store)

@@ -449,6 +449,10 @@ def load_runs(
         What to do with exact duplicates (same group, n_params, n_tokens and loss as an earlier
         row): report them as bad rows, or keep only the first. Repeated (N, D) with another loss
         (seeds) is always allowed.
+    eval_set_col : str, optional
+        Column naming the evaluation set each loss was measured on, copied into ``eval_set``
+        (default: an ``eval_set`` column or a spelling of it, if any). Contrasts refuse groups
+        evaluated on different sets (:func:`bayes_scaling.query.contrast.check_comparable`).
 
     Returns
     -------
