@@ -15,12 +15,13 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ORDER = ["fit", "recovery", "calibration", "scale", "compare", "dynamics", "report",
-         "reliability", "diagnose", "nextrun"]
+         "reliability", "diagnose", "nextrun", "contrast"]
 SCRIPTS = {"fit": "bench_fit.py", "recovery": "bench_recovery.py",
            "calibration": "bench_calibration.py", "scale": "bench_scale.py",
            "compare": "bench_compare.py", "dynamics": "bench_dynamics.py",
            "report": "bench_report.py", "reliability": "bench_reliability.py",
-           "diagnose": "bench_diagnose.py", "nextrun": "bench_nextrun.py"}
+           "diagnose": "bench_diagnose.py", "nextrun": "bench_nextrun.py",
+           "contrast": "bench_contrast.py"}
 
 
 def main() -> None:

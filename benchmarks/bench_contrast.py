@@ -322,6 +322,15 @@ def _real_section(real: pd.DataFrame, title: str, tag: str, figs: dict) -> list[
                   "pooled:", "", *_md_table(reliability(real[f"p_pred_{mode}"].to_numpy(),
                                                         y)), ""]
         figs[f"real {tag}, predictive ({mode})"] = (real[f"p_pred_{mode}"].to_numpy(), y)
+    por = real[real["set"] == "porian"]
+    std = por[~(por["a"].str.contains("kaplan_count") | por["b"].str.contains("kaplan_count"))]
+    if len(std):
+        y = std["observed_b_better"].to_numpy(float)
+        lines += [f"Porian without setting 1 (the only one with Kaplan's parameter count and "
+                  f"training loss): {len(std)} decisions, accuracy "
+                  f"{scores(std['p_pred_shared'].to_numpy(), y)['accuracy']:.1%} (baseline "
+                  f"{float((std['baseline_b_better'] == std['observed_b_better']).mean()):.1%})"
+                  f", Brier {scores(std['p_pred_shared'].to_numpy(), y)['brier']:.3f}.", ""]
     obs = real["observed_multiplier"].to_numpy(float)
     ok = np.isfinite(obs)
     if ok.any():
