@@ -36,6 +36,7 @@ seed = 3
 [runs]
 files = ["runs.csv"]
 group = "{EVIL}"
+alternative_group = "b&c"
 [plan]
 n_params = 7e10
 n_tokens = 1.4e12
@@ -327,7 +328,7 @@ def test_the_sections_come_in_the_order_of_the_issue(tmp_path_factory):
     heads = re.findall(r"<h2[^>]*>([^<]*)</h2>", page)
     assert heads == ["Verdict", "Predicted loss of the planned run",
                      "Tokens needed at the planned size", "The compute-optimal alternative",
-                     "Extrapolation", "Trust: backtest on these runs", "Convergence diagnostics",
+                     "The alternative recipe", "Extrapolation", "Trust: backtest on these runs", "Convergence diagnostics",
                      "Priors and posterior constants", "Kaplan vs Chinchilla",
                      "Training dynamics", "Scaling-pattern checks",
                      "The most informative next run", "Provenance"]
@@ -545,3 +546,27 @@ def test_a_saved_fit_from_another_package_version_is_refitted_not_reused():
     assert _reusable(f, f.spec, f.runs, "nuts", settings)
     old = dataclasses.replace(f, meta={**f.meta, "versions": {**versions(), PACKAGE: "0.0.1"}})
     assert not _reusable(old, f.spec, f.runs, "nuts", settings)
+
+
+def test_the_alternative_recipe_section(tmp_path_factory):
+    """Named: the contrast is in report.json and on the page; unnamed or refused: said so."""
+    from bayes_scaling.report.recipe import recipe_entry
+    from bayes_scaling.testing import fake_fit, synthetic_runs
+
+    rec = _risk(fake_report(tmp_path_factory))["recipe"]
+    assert rec["included"] and rec["alternative"] == "b&c"
+    m = rec["multiplier"]
+    assert m["lo_90"] < m["median"] < m["hi_90"]
+    assert 0.0 <= rec["difference_predictive"]["p_b_better"] <= 1.0
+    page = (fake_report(tmp_path_factory) / "report.md").read_text()
+    assert "P(alternative better)" in page
+    runs = synthetic_runs("chinchilla", PUBLISHED["hoffmann2022"], group_offsets={"a": {},
+                                                                                  "b": {}})
+    fit = fake_fit("chinchilla", PUBLISHED["hoffmann2022"], runs=runs)
+    assert recipe_entry(fit, "a", None, 1e9, 2e10) == {"named": False, "included": False}
+    from bayes_scaling.data.runs import load_runs
+
+    mixed = load_runs(runs.frame.assign(eval_set=runs.frame["group"]))
+    out = recipe_entry(fake_fit("chinchilla", PUBLISHED["hoffmann2022"], runs=mixed), "a", "b",
+                       1e9, 2e10)
+    assert not out["included"] and "evaluation sets" in out["reason"]

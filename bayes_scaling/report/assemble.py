@@ -76,6 +76,7 @@ from bayes_scaling.report.numbers import (
     shown_path,
 )
 from bayes_scaling.report.proposal import Proposal
+from bayes_scaling.report.recipe import recipe_entry
 from bayes_scaling.types import ProgressFn, SeedLike
 
 
@@ -407,7 +408,8 @@ def build_risk(
         Sections ``proposal``, ``plan``, ``verdict`` (P(target) and the loss bands, per family
         and averaged), ``tokens_needed``, ``alternative``, ``extrapolation``, ``trust``,
         ``convergence``, ``gate``, ``priors``, ``constants``, ``comparison``, ``weights``,
-        ``dynamics``, ``patterns`` (scaling-pattern findings, :mod:`bayes_scaling.evaluate.checks`),
+        ``dynamics``, ``recipe`` (the plan on the proposal's ``alternative_group``, if named),
+        ``patterns`` (scaling-pattern findings, :mod:`bayes_scaling.evaluate.checks`),
         ``next_run`` (candidate runs ranked by :mod:`bayes_scaling.evaluate.nextrun`), ``provenance``,
         ``warnings``, ``seeds`` and ``figures`` (plot arrays).
     """
@@ -459,6 +461,8 @@ def build_risk(
     risk["provenance"] = _provenance(plan, runs, files, fits_used, fit_prov, seed)
     risk["patterns"], risk["next_run"] = _patterns(fits_used[plan.families[0]], plan, group,
                                                     seed, tell)
+    risk["recipe"] = recipe_entry(fits_used[plan.families[0]], group,
+                                  proposal.runs.alternative_group, n, d, random_seed=seed)
     risk["warnings"] = _warnings(risk, fits_used)
     risk["figures"] = {
         "runs": _runs_points(runs),

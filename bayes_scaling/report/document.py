@@ -100,7 +100,7 @@ def document(risk: Mapping[str, Any]) -> list[Block]:
     """The report, top to bottom, as blocks shared by the HTML and the Markdown."""
     blocks: list[Block] = []
     for section in (_sec_header, _sec_verdict, _sec_loss, _sec_tokens, _sec_alternative,
-                    _sec_extrapolation, _sec_trust, _sec_convergence, _sec_priors,
+                    _sec_recipe, _sec_extrapolation, _sec_trust, _sec_convergence, _sec_priors,
                     _sec_comparison, _sec_dynamics, _sec_patterns, _sec_next_run,
                     _sec_provenance):
         blocks += section(risk)
@@ -454,6 +454,33 @@ def _optional(risk: Mapping[str, Any], key: str, title: str) -> tuple[dict, list
     if not sec.get("included"):
         out.append(_p(f"Not included: {sec.get('reason', 'not run')}."))
     return sec, out, bool(sec.get("included"))
+
+
+def _sec_recipe(risk: Mapping[str, Any]) -> list[Block]:
+    """The plan on the proposal's alternative group (nothing when none is named)."""
+    if not (risk.get("recipe") or {}).get("named"):
+        return []
+    rec, out, included = _optional(risk, "recipe", "The alternative recipe")
+    if not included:
+        return out
+    m = ("recipe", "multiplier")
+    out.append(_p(f"The planned run trained on group {rec['alternative']} instead of "
+                  f"{rec['group']} ({rec['model']} fit, law band). Compute multiplier, the "
+                  "plan's compute over the compute with which the alternative reaches the plan's "
+                  "loss (above 1: the alternative is worth more compute): ",
+                  Num((*m, "median"), "ratio"), " (90%: ", *_iv(m, 90, "ratio"), ")."))
+    rows = []
+    for key, label in (("difference_law", "law"), ("difference_predictive", "predictive")):
+        b = ("recipe", key)
+        rows.append([[label], [Num((*b, "median"), "small")], _iv(b, 90, "small"),
+                     [Num((*b, "p_b_better"), "prob")]])
+    out.append(_table(["band", "loss difference, alternative − plan (nats)", "90% interval",
+                       "P(alternative better)"], rows))
+    c = ("recipe", "crossing")
+    out.append(_p("The two laws cross between ", Num((*c, "c_min"), "flops"), " and ",
+                  Num((*c, "c_max"), "flops"), " FLOP in a fraction ",
+                  Num((*c, "p_cross"), "prob"), " of the posterior draws."))
+    return out
 
 
 def _sec_dynamics(risk: Mapping[str, Any]) -> list[Block]:
