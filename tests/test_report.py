@@ -328,7 +328,8 @@ def test_the_sections_come_in_the_order_of_the_issue(tmp_path_factory):
     heads = re.findall(r"<h2[^>]*>([^<]*)</h2>", page)
     assert heads == ["Verdict", "Predicted loss of the planned run",
                      "Tokens needed at the planned size", "The compute-optimal alternative",
-                     "The alternative recipe", "Extrapolation", "Trust: backtest on these runs", "Convergence diagnostics",
+                     "The alternative recipe", "Extrapolation", "Trust: backtest on these runs",
+                     "Convergence diagnostics",
                      "Priors and posterior constants", "Kaplan vs Chinchilla",
                      "Training dynamics", "Scaling-pattern checks",
                      "The most informative next run", "Provenance"]
