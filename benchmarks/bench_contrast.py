@@ -321,7 +321,8 @@ def _real_section(real: pd.DataFrame, title: str, tag: str, figs: dict) -> list[
         lines += [f"Reliability of the predictive P(B better), discrepancy `{mode}`, "
                   "pooled:", "", *_md_table(reliability(real[f"p_pred_{mode}"].to_numpy(),
                                                         y)), ""]
-        figs[f"real {tag}, predictive ({mode})"] = (real[f"p_pred_{mode}"].to_numpy(), y)
+        label = f"real{' ' + tag if tag else ''}, predictive ({mode})"
+        figs[label] = (real[f"p_pred_{mode}"].to_numpy(), y)
     por = real[real["set"] == "porian"]
     std = por[~(por["a"].str.contains("kaplan_count") | por["b"].str.contains("kaplan_count"))]
     if len(std):
