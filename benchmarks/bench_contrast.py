@@ -384,8 +384,9 @@ def report(store: dict) -> None:
                                "shared", "", figs)
     slopes = pd.DataFrame(store.get("porian_slopes", []))
     if len(slopes):
-        lines += _real_section(slopes, "Porian, model `chinchilla_slopes`: exponents vary by "
-                               "group too", "slopes", figs)
+        corpora = ", ".join(sorted(slopes["corpus"].unique()))
+        lines += _real_section(slopes, f"Porian ({corpora}), model `chinchilla_slopes`: "
+                               "exponents vary by group too", "slopes", figs)
     if figs:
         _plot(figs)
         lines += ["Reliability diagram: `benchmarks/results/contrast_reliability.png`.", ""]
