@@ -532,6 +532,33 @@ def test_nuts_with_the_same_seed_gives_the_same_draws_bit_for_bit():
                               np.asarray(other.posterior["alpha"]))
 
 
+# ------------------------------------------------------------------------------ non-finite draws
+@pytest.mark.parametrize(("name", "bad"), [("alpha", np.nan), ("sigma", np.inf),
+                                           ("kappa", np.nan)])
+def test_a_fit_with_non_finite_draws_is_refused_in_one_line(tmp_path, capsys, name, bad):
+    """Half of one variable's draws non-finite: the API raises, the CLI exits 2 in one line.
+
+    Accepted, ``predict`` printed ``median inf`` (issue 20).
+    """
+    import arviz as az
+
+    from bayes_scaling.cli.app import main
+    from bayes_scaling.fitting.result import ScalingFit
+    from bayes_scaling.testing import fake_fit
+
+    good = fake_fit("chinchilla", P, seed=3, extra={"kappa": 0.03, "tau0": 0.01})
+    post = good.posterior.copy(deep=True)
+    post[name].values[:, : post.sizes["draw"] // 2] = bad
+    path = dataclasses.replace(good, idata=az.InferenceData(posterior=post)).save(
+        tmp_path / "nan.nc")
+    with pytest.raises(FitFileError, match=rf"{name} has 500 non-finite draws of 1000"):
+        ScalingFit.load(path)
+    assert main(["predict", str(path), "--n-params", "7e10", "--n-tokens", "1.4e12"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.count("\n") == 1 and f"{name} has 500 non-finite draws" in err, err
+
+
 # ------------------------------------------------------------------------------ old versions
 def test_the_fit_saved_by_version_0_1_keeps_loading():
     """tests/fixtures/fit_v0.1.nc: testing.fake_fit (groups web, code; 2 x 100 draws) saved by
