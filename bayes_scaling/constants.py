@@ -52,3 +52,6 @@ EPOCH2024_95: dict[str, tuple[float, float]] = {
 
 #: Training FLOPs per parameter per token (forward + backward), C = 6 N D.
 FLOPS_PER_PARAM_TOKEN = 6.0
+
+#: NUTS backend used when the caller names none (measured fastest: benchmarks/RESULTS.md).
+DEFAULT_BACKEND = "numpyro"

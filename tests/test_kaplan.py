@@ -67,7 +67,8 @@ def test_model_records_natural_constants_from_scaled_ones():
     """Prior draws satisfy log N_c = centre + s / alpha_N, per group and for the population."""
     import pymc as pm
 
-    from bayes_scaling.model.build import build_model, input_centre
+    from bayes_scaling.model.build import build_model
+    from bayes_scaling.model.centre import input_centre
 
     runs = synthetic_runs("kaplan", K, group_offsets={"a": {}, "b": {"log_n_c": 0.5}}, seed=2)
     spec = load_spec("kaplan")

@@ -2,7 +2,8 @@
 
 ``predict``, ``tokens``, ``optimal``, ``summary`` (scaling-law fits) and ``curve``, ``batch``
 (training-dynamics fits), with the option, number-parsing and table/JSON helpers that the other
-commands in :mod:`bayes_scaling.cli.app` share. The commands are plain :func:`click.command` objects;
+commands in :mod:`bayes_scaling.cli.app` share. The commands are plain :func:`click.command`
+objects;
 ``cli`` attaches them to its group, so this module never imports ``cli``.
 """
 
@@ -19,7 +20,7 @@ from bayes_scaling.constants import DEFAULT_INTERVAL
 from bayes_scaling.errors import BayesScalingError
 
 
-def _print_table(records: list[dict[str, Any]], columns: Sequence[str]) -> None:
+def print_table(records: list[dict[str, Any]], columns: Sequence[str]) -> None:
     import pandas as pd
 
     frame = pd.DataFrame(records)
@@ -39,16 +40,16 @@ def _emit(result, as_json: bool, columns: Sequence[str], extra: dict | None = No
     else:
         for w in shown:
             click.echo(f"WARNING: {w}")
-        _print_table(result.to_records(), columns)
+        print_table(result.to_records(), columns)
 
 
-def _load_fit(path: str):
+def load_fit(path: str):
     from bayes_scaling.fitting.result import ScalingFit
 
     return ScalingFit.load(path)
 
 
-def _floats(text: str, what: str) -> list[float]:
+def parse_floats(text: str, what: str) -> list[float]:
     if re.fullmatch(r"\s*\d{1,3}(,\d{3})+\s*", str(text)):
         raise BayesScalingError(f"{what}: {text!r} looks like a number with thousands "
                                 "separators; commas separate values here: write e.g. 7e9")
@@ -63,16 +64,17 @@ def _floats(text: str, what: str) -> list[float]:
 
 
 # --------------------------------------------------------------------------------- queries
-_INTERVAL = click.option("--interval", default=DEFAULT_INTERVAL, show_default=True, type=float,
+INTERVAL_OPTION = click.option("--interval", default=DEFAULT_INTERVAL, show_default=True,
+                               type=float,
                          help="Probability of the reported interval (lower, upper).")
-_GROUP = click.option("--group", default=None, help="Data distribution, or 'new' for unseen.")
-_JSON = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-_SEED = click.option("--seed", default=0, show_default=True, type=int)
+GROUP_OPTION = click.option("--group", default=None, help="Data distribution, or 'new' for unseen.")
+JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+SEED_OPTION = click.option("--seed", default=0, show_default=True, type=int)
 
 
 def _query_options(command):
     """The options every band query shares: ``--group``, ``--interval``, ``--json``, ``--seed``."""
-    return _GROUP(_INTERVAL(_JSON(_SEED(command))))
+    return GROUP_OPTION(INTERVAL_OPTION(JSON_OPTION(SEED_OPTION(command))))
 
 
 @click.command("predict")
@@ -86,8 +88,9 @@ def predict_cmd(fit_path, n_params, n_tokens, band, group, interval, as_json, se
     """Predicted loss at (N, D) with a credible band."""
     from bayes_scaling.query.predict import predict_loss
 
-    fitted = _load_fit(fit_path)
-    res = predict_loss(fitted, _floats(n_params, "--n-params"), _floats(n_tokens, "--n-tokens"),
+    fitted = load_fit(fit_path)
+    res = predict_loss(fitted, parse_floats(n_params, "--n-params"),
+                       parse_floats(n_tokens, "--n-tokens"),
                        group=group, band=band, interval=interval, random_seed=seed)
     _emit(res, as_json, ["n_params", "n_tokens", "flops", "group", "band", "median", "mean",
                          "lower", "upper", "interval", "decades_past_c"])
@@ -102,8 +105,8 @@ def tokens_cmd(fit_path, n_params, target_loss, group, interval, as_json, seed):
     """Tokens needed to reach a target loss at a model size, and P(unreachable)."""
     from bayes_scaling.query.predict import tokens_needed
 
-    fitted = _load_fit(fit_path)
-    res = tokens_needed(fitted, _floats(n_params, "--n-params"), target_loss, group=group,
+    fitted = load_fit(fit_path)
+    res = tokens_needed(fitted, parse_floats(n_params, "--n-params"), target_loss, group=group,
                         interval=interval, random_seed=seed)
     _emit(res, as_json, ["n_params", "target_loss", "group", "p_unreachable", "median",
                          "lower", "upper", "interval", "median_tokens_per_param"])
@@ -117,8 +120,8 @@ def optimal_cmd(fit_path, flops, group, interval, as_json, seed):
     """Compute-optimal N, D, tokens per parameter and loss for a FLOP budget."""
     from bayes_scaling.query.allocate import compute_optimal
 
-    fitted = _load_fit(fit_path)
-    res = compute_optimal(fitted, _floats(flops, "--flops"), group=group, interval=interval,
+    fitted = load_fit(fit_path)
+    res = compute_optimal(fitted, parse_floats(flops, "--flops"), group=group, interval=interval,
                           random_seed=seed)
     _emit(res, as_json, ["flops", "quantity", "group", "median", "mean", "lower", "upper",
                          "interval"])
@@ -130,7 +133,7 @@ def summary_cmd(fit_path):
     """Constants with intervals, convergence and provenance of a saved fit."""
     from bayes_scaling.report.demo import fit_summary_text
 
-    click.echo(fit_summary_text(_load_fit(fit_path)))
+    click.echo(fit_summary_text(load_fit(fit_path)))
 
 
 # --------------------------------------------------------------------------------- dynamics
@@ -146,8 +149,8 @@ def curve_cmd(fit_path, n_params, batch_size, steps, band, group, interval, as_j
     """Predicted loss curve (loss vs steps) of a model at a batch size, with bands."""
     from bayes_scaling.query.curves import predict_curve
 
-    res = predict_curve(_load_fit(fit_path), n_params, batch_size,
-                        None if steps is None else _floats(steps, "--steps"), group=group,
+    res = predict_curve(load_fit(fit_path), n_params, batch_size,
+                        None if steps is None else parse_floats(steps, "--steps"), group=group,
                         band=band, interval=interval, random_seed=seed)
     _emit(res, as_json, ["steps", "tokens", "group", "band", "median", "lower", "upper",
                          "interval", "decades_past_n"])
@@ -165,8 +168,8 @@ def batch_cmd(fit_path, loss, n_params, tolerance, group, interval, as_json, see
     """Critical batch size B_crit(L) with bands (and, with --n-params, the batch trade-off)."""
     from bayes_scaling.query.curves import critical_batch_size, optimal_batch_size
 
-    fitted = _load_fit(fit_path)
-    losses = _floats(loss, "--loss")
+    fitted = load_fit(fit_path)
+    losses = parse_floats(loss, "--loss")
     res = critical_batch_size(fitted, losses, group=group, interval=interval, random_seed=seed)
     opt = [optimal_batch_size(fitted, n_params, v, tolerance=tolerance, group=group,
                               interval=interval, random_seed=seed)
@@ -182,5 +185,5 @@ def batch_cmd(fit_path, loss, n_params, tolerance, group, interval, as_json, see
     _emit(res, False, ["loss", "group", "band", "median", "lower", "upper", "interval"])
     for o in opt:
         click.echo("")
-        _print_table(o.to_records(), ["target_loss", "quantity", "p_unreachable", "median",
+        print_table(o.to_records(), ["target_loss", "quantity", "p_unreachable", "median",
                                       "lower", "upper", "interval"])

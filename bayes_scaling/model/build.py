@@ -21,7 +21,7 @@ import warnings
 from types import SimpleNamespace
 from typing import Any
 
-import numpy as np
+from bayes_scaling.model.centre import input_centre, use_centred
 
 with warnings.catch_warnings():  # PyTensor's note about pip-installed BLAS is not for users
     warnings.simplefilter("ignore", UserWarning)
@@ -31,24 +31,9 @@ import pytensor.tensor as pt
 from bayes_scaling.constants import GROUP, RUN
 from bayes_scaling.data.runs import RunTable
 from bayes_scaling.laws.final_loss import LAWS
-from bayes_scaling.model.spec import CENTRED_MIN_RUNS, ModelSpec, Prior
+from bayes_scaling.model.spec import ModelSpec, Prior
 
 PYTENSOR_OPS = SimpleNamespace(exp=pt.exp, log=pt.log, logaddexp=pt.logaddexp)
-
-
-def input_centre(spec: ModelSpec, runs: RunTable) -> dict[str, float]:
-    """Mean log input of the runs, the point the sampler's constants refer to."""
-    values = {"n": runs.log_n, "d": runs.log_d}
-    return {i: float(np.mean(values[i])) for i in LAWS[spec.law].inputs}
-
-
-def use_centred(spec: ModelSpec, runs: RunTable) -> bool:
-    """Centred offsets for data-rich groups, non-centred for sparse ones (Betancourt 2015)."""
-    choice = spec.hierarchy.parameterization
-    if choice != "auto":
-        return choice == "centred"
-    counts = np.bincount(runs.group_index, minlength=runs.n_groups)
-    return bool(counts.min() >= CENTRED_MIN_RUNS)
 
 
 def prior_variable(name: str, prior: Prior, **kw: Any) -> Any:
@@ -63,7 +48,8 @@ def _constant(p: str, spec: ModelSpec, runs: RunTable, centred: bool,
         return prior_variable(f"{p}_c", prior)
     pop = prior_variable(f"{p}_c_pop", prior)
     exponent = p in LAWS[spec.law].exponents
-    tau = prior_variable(tau_name or (f"{p}_log_tau" if exponent else f"{p}_tau"), spec.hierarchy.tau)
+    tau = prior_variable(tau_name or (f"{p}_log_tau" if exponent else f"{p}_tau"),
+                         spec.hierarchy.tau)
     if centred:
         offset = pm.ZeroSumNormal(f"{p}_offset", sigma=tau, dims=GROUP)
     else:

@@ -15,9 +15,10 @@ import pytensor.tensor as pt
 from pytensor.gradient import disconnected_grad
 
 from bayes_scaling.constants import GROUP
-from bayes_scaling.data.curves import CURVE, OBS, CurveTable
+from bayes_scaling.data.curves import CURVE, OBS
 from bayes_scaling.laws.curve import DYNAMICS_LAWS, GRAPH_ITERATIONS, OFFSET_SCALE, uncentre
 from bayes_scaling.model.build import prior_variable
+from bayes_scaling.model.centre import curve_centre
 from bayes_scaling.model.spec import CENTRED_MIN_RUNS, ModelSpec, Prior
 
 
@@ -143,7 +144,3 @@ CURVE_SD_PRIOR = Prior("HalfNormal", {"sigma": 0.03})
 DENSE_MAX_CURVES = 100
 
 
-def curve_centre(curves: CurveTable) -> dict[str, float]:
-    """Mean log N, S, B and loss of the curve points: the centre the sampler's constants use."""
-    return {"n": float(np.mean(curves.log_n)), "s": float(np.mean(curves.log_s)),
-            "b": float(np.mean(curves.log_b)), "loss": float(np.mean(curves.log_loss))}

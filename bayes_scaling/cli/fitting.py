@@ -1,0 +1,259 @@
+"""The commands that sample: ``fit``, ``compare``, ``backtest``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from bayes_scaling.cli.common import (
+    BEST_OF_SWEEP,
+    check_interrupt,
+    check_out_file,
+    progress_printer,
+    resolve_runs,
+)
+from bayes_scaling.cli.queries import JSON_OPTION, SEED_OPTION, parse_floats, print_table
+from bayes_scaling.errors import BayesScalingError
+
+
+# --------------------------------------------------------------------------------- fit
+@click.command("fit")
+@click.argument("runs")
+@click.option("--model", "model", default="chinchilla", show_default=True,
+              help="Shipped model name (see models/) or path to a spec TOML.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Fit file (.nc).")
+@click.option("--group-col", default=None, help="Column naming the data distribution.")
+@click.option("--drop-highest-loss", default=0, show_default=True, type=int,
+              help="Drop the K highest-loss runs (Epoch AI dropped 5 of Chinchilla's).")
+@click.option("--param-count", type=click.Choice(["total", "nonembedding"]), default=None,
+              help="Which parameter count is N (default: the data set's own, else total).")
+@click.option("--query", default=None, help="pandas query to select runs, e.g. 'loss < 4'.")
+@BEST_OF_SWEEP
+@click.option("--likelihood", type=click.Choice(["studentt", "normal", "auto"]), default=None,
+              help="Override the spec's likelihood; auto: Normal unless outlier runs are "
+                   "flagged, then Student-t.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--chains", default=4, show_default=True, type=click.IntRange(min=2),
+              help="At least 2: the convergence gate's r-hat compares chains.")
+@click.option("--draws", default=1000, show_default=True, type=click.IntRange(min=1))
+@click.option("--tune", default=1000, show_default=True, type=click.IntRange(min=0))
+@click.option("--backend", type=click.Choice(["numpyro", "nutpie", "pymc"]), default=None)
+@click.option("--target-accept", default=0.9, show_default=True,
+              type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help="NUTS target acceptance (--model dynamics: 0.99 for curves at one batch "
+                   "size, else 0.95, unless given).")
+@click.option("--ess-target", default=None, type=click.FloatRange(min=1),
+              help="Stop drawing once every constant has this bulk and tail ESS (numpyro; "
+                   "--draws is then the cap). 400 is the gate's floor.")
+@click.option("--no-calibrate", is_flag=True, help="Skip the extrapolation discrepancy.")
+@click.option("--strict", is_flag=True, help="Exit 2 (and write nothing) if the gate fails.")
+@click.option("--quiet", "-q", is_flag=True)
+def fit_cmd(runs, model, out, group_col, drop_highest_loss, param_count, query, best_of_sweep,
+            likelihood, seed, chains, draws, tune, backend, target_accept, ess_target,
+            no_calibrate, strict, quiet):
+    """Fit MODEL to the RUNS table (CSV/Parquet or a registry name) and save the posterior."""
+    from bayes_scaling.fitting.fit import fit
+    from bayes_scaling.laws.final_loss import LAWS
+    from bayes_scaling.model.spec import load_spec
+
+    tell = progress_printer(quiet)
+    check_out_file(out)  # before sampling: a fit must not be lost to an unwritable --out
+    if load_spec(model).law not in LAWS:  # a curve law: RUNS holds loss curves (dynamics)
+        if best_of_sweep:
+            raise BayesScalingError("--best-of-sweep applies to runs tables (one loss per run), "
+                                    f"not to the loss curves of model {model!r}")
+        spec = load_spec(model)  # "auto" keeps the spec's own likelihood for curves
+        spec = spec.with_likelihood(likelihood) if likelihood not in (None, "auto") else spec
+        return _fit_curves(runs, spec, out, group_col=group_col, param_count=param_count,
+                           query=query, seed=seed, chains=chains, draws=draws, tune=tune,
+                           backend=backend, target_accept=target_accept, strict=strict,
+                           quiet=quiet)
+    table = resolve_runs(runs, group_col=group_col, drop_highest_loss=drop_highest_loss,
+                         param_count=param_count, query=query, best_of_sweep=best_of_sweep)
+    spec = load_spec(model)
+    if likelihood == "auto":  # Normal unless outlier runs are flagged (diagnose.py)
+        from bayes_scaling.evaluate.checks import choose_likelihood
+
+        spec, why = choose_likelihood(spec, table)
+        tell(f"likelihood auto -> {spec.likelihood.family}: {why['message']}")
+    elif likelihood:
+        spec = spec.with_likelihood(likelihood)
+    result = fit(spec, table, chains=chains, draws=draws, tune=tune, backend=backend,
+                 target_accept=target_accept, random_seed=seed, ess_target=ess_target,
+                 on_bad="raise" if strict else "warn", calibrate=not no_calibrate,
+                 progress=not quiet and sys.stderr.isatty(), on_progress=tell)
+    check_interrupt()  # a Ctrl-C swallowed during sampling: save nothing
+    result.save(out)
+    from bayes_scaling.report.demo import fit_summary_text
+
+    click.echo(fit_summary_text(result))
+    click.echo(f"saved {out}")
+
+
+@click.command("compare")
+@click.argument("runs")
+@click.option("--models", default="chinchilla,kaplan,kaplan_e", show_default=True,
+              help="Comma-separated shipped model names or spec paths; the first is the "
+                   "reference for where the families part.")
+@click.option("--group-col", default=None, help="Column naming the data distribution.")
+@click.option("--drop-highest-loss", default=0, show_default=True, type=int,
+              help="Drop the K highest-loss runs (a registry set keeps its default otherwise).")
+@click.option("--param-count", type=click.Choice(["total", "nonembedding"]), default="total",
+              show_default=True, help="Which parameter count is N (Kaplan used non-embedding).")
+@click.option("--query", default=None, help="pandas query to select runs.")
+@BEST_OF_SWEEP
+@click.option("--holdout-top", default=1, show_default=True, type=int,
+              help="Held-out check: refit without the top K model sizes (0 skips it).")
+@click.option("--tokens-per-param", default=None, type=float,
+              help="Scan budgets at D = r N instead of the first model's optimum.")
+@click.option("--average", is_flag=True, help="Also print the stacking-averaged prediction.")
+@click.option("--n-params", default=None, help="Size for --average (default 10x the largest).")
+@click.option("--n-tokens", default=None, help="Tokens for --average (default 20 per param).")
+@click.option("--plots", "plots_dir", default=None, type=click.Path(file_okay=False),
+              help="Write compare_loss.png and compare_optimal.png to this folder.")
+@click.option("--chains", default=4, show_default=True, type=click.IntRange(min=2),
+              help="At least 2: the convergence gate's r-hat compares chains.")
+@click.option("--draws", default=1000, show_default=True, type=click.IntRange(min=1))
+@click.option("--tune", default=1000, show_default=True, type=click.IntRange(min=0))
+@click.option("--backend", type=click.Choice(["numpyro", "nutpie", "pymc"]), default=None)
+@JSON_OPTION
+@SEED_OPTION
+@click.option("--quiet", "-q", is_flag=True)
+def compare_cmd(runs, models, group_col, drop_highest_loss, param_count, query, best_of_sweep,
+                holdout_top,
+                tokens_per_param, average, n_params, n_tokens, plots_dir, chains, draws, tune,
+                backend, as_json, seed, quiet):
+    """Fit several law families to RUNS and compare them (PSIS-LOO, held-out runs, exponents)."""
+    from bayes_scaling.evaluate.compare import compare, fit_families
+    from bayes_scaling.evaluate.families import averaged_predict_loss
+
+    names = [m.strip() for m in models.split(",") if m.strip()]
+    if plots_dir and Path(plots_dir).exists() and not Path(plots_dir).is_dir():
+        raise BayesScalingError(f"--plots {plots_dir}: exists and is not a folder")
+    tell = progress_printer(quiet)
+    table = resolve_runs(runs, group_col=group_col, drop_highest_loss=drop_highest_loss,
+                         param_count=param_count, query=query, best_of_sweep=best_of_sweep)
+    kw = {"chains": chains, "draws": draws, "tune": tune, "backend": backend}
+    fits = fit_families(table, names, random_seed=seed, fit_kwargs=kw, on_progress=tell)
+    result = compare(fits, holdout_top=holdout_top or None, random_seed=seed, on_progress=tell,
+                     tokens_per_param=tokens_per_param, fit_kwargs=kw)
+    payload = result.to_json()
+    avg = None
+    if average:
+        n = parse_floats(n_params, "--n-params") if n_params else [10 * float(table.n.max())]
+        d = parse_floats(n_tokens, "--n-tokens") if n_tokens else [20 * v for v in n]
+        avg = averaged_predict_loss(fits, result.weights, n, d, group=result.meta["group"],
+                                    random_seed=seed)
+        for w in avg.warnings:
+            click.echo(f"bayes-scaling: warning: {w}", err=True)
+        payload["averaged"] = avg.to_records()
+    if plots_dir:
+        from bayes_scaling.plots.compare import save_compare_plots
+
+        payload["plots"] = [str(p) for p in save_compare_plots(result, plots_dir,
+                                                                random_seed=seed)]
+    if as_json:
+        click.echo(json.dumps(payload, indent=2))
+        return
+    click.echo(result.to_text())
+    if avg is not None:
+        click.echo("stacking-averaged prediction (predictive band):")
+        print_table(avg.to_records(), ["n_params", "n_tokens", "median", "lower", "upper",
+                                        "interval", "models"])
+    for p in payload.get("plots", []):
+        click.echo(f"wrote {p}")
+
+
+# --------------------------------------------------------------------------------- report
+@click.command("backtest")
+@click.argument("runs")
+@click.option("--model", default="chinchilla", show_default=True)
+@click.option("--holdout-by", type=click.Choice(["n_params", "flops"]), default="n_params",
+              show_default=True, help="Hold out the largest model sizes or compute budgets.")
+@click.option("--holdout-top", default="1", show_default=True,
+              help="How many of the top levels to hold out; '1,2,3' = rolling origin.")
+@click.option("--method", type=click.Choice(["bayes", "huber-bootstrap", "both"]),
+              default="both", show_default=True)
+@click.option("--group-col", default=None)
+@click.option("--drop-highest-loss", default=0, type=int)
+@click.option("--param-count", type=click.Choice(["total", "nonembedding"]), default=None)
+@BEST_OF_SWEEP
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--draws", default=1000, show_default=True, type=click.IntRange(min=1))
+@click.option("--tune", default=1000, show_default=True, type=click.IntRange(min=0))
+@click.option("--workers", default=1, show_default=True, type=int,
+              help="Refits in parallel local processes.")
+@click.option("--address", default=None, help="Dask scheduler address for the refits.")
+@JSON_OPTION
+@click.option("--quiet", "-q", is_flag=True)
+def backtest_cmd(runs, model, holdout_by, holdout_top, method, group_col, drop_highest_loss,
+                 param_count, best_of_sweep, seed, draws, tune, workers, address, as_json, quiet):
+    """Refit without the largest runs, predict them, and score the predictive bands."""
+    from bayes_scaling.evaluate.backtest import backtest, calibration_table
+    from bayes_scaling.evaluate.parallel import run_many
+
+    table = resolve_runs(runs, group_col=group_col, drop_highest_loss=drop_highest_loss,
+                         param_count=param_count, best_of_sweep=best_of_sweep)
+    tops = [int(v) for v in parse_floats(holdout_top, "--holdout-top")]
+    methods = ["bayes", "huber-bootstrap"] if method == "both" else [method]
+    tasks = [{"runs": table, "model": model, "holdout_by": holdout_by, "holdout_top": k,
+              "method": m, "random_seed": seed + k,
+              **({"fit_kwargs": {"draws": draws, "tune": tune}} if m == "bayes" else {})}
+             for k in tops for m in methods]
+    results = run_many(backtest, tasks, workers=workers, address=address,
+                       on_progress=progress_printer(quiet))
+    if as_json:
+        click.echo(json.dumps({"backtests": [r.to_json() for r in results],
+                               "calibration": calibration_table(results).to_dict("records")},
+                              indent=2, default=str))
+        return
+    for r in results:
+        s = r.summary
+        if not s.get("converged", True):
+            click.echo("WARNING: the refit failed the convergence gate")
+        cov = ", ".join(f"{k}%: {v:.0%}" for k, v in s["coverage"].items())
+        click.echo(f"{s['method']:<16} top {s['holdout_top']} by {s['holdout_by']}: "
+                   f"train {s['n_train']}, held out {s['n_holdout']}; coverage {cov}; "
+                   f"median abs % error {s['median_abs_pct_error']:.2f}; "
+                   f"mean log pred density {s['mean_log_pred_density']:.2f}; "
+                   f"CRPS {s['mean_crps']:.4f}")
+
+
+# --------------------------------------------------------------------------------- dynamics
+def _fit_curves(source: str, spec, out: str, *, group_col, param_count, query, seed, chains,
+                draws, tune, backend, target_accept, strict, quiet) -> int:
+    """``fit CURVES --model dynamics``: load loss curves (a file or a registry name), fit, save."""
+    from click.core import ParameterSource
+
+    from bayes_scaling.data.curves import load_curves, schedule_note
+    from bayes_scaling.data.registry import fetch, load_registry
+    from bayes_scaling.fitting.dynamics import fit_dynamics
+    from bayes_scaling.report.demo import fit_summary_text
+
+    source_of = click.get_current_context().get_parameter_source("target_accept")
+    if source_of == ParameterSource.DEFAULT:  # curve fits choose their own (dynamics.py)
+        target_accept = None
+
+    path = source if Path(source).exists() or source not in load_registry() else fetch(source)
+    curves = load_curves(path, group_col=group_col, param_count=param_count or "total",
+                         query=query)
+    tell = progress_printer(quiet)
+    tell(f"{curves.n_points} checkpoints of {curves.n_curves} curves after the warm-up rule and "
+         f"thinning ({curves.rule})")
+    if note := schedule_note(curves):
+        click.echo(f"warning: {note}", err=True)
+    result = fit_dynamics(spec, curves, chains=chains, draws=draws, tune=tune, backend=backend,
+                          target_accept=target_accept, random_seed=seed,
+                          on_bad="raise" if strict else "warn",
+                          progress=not quiet and sys.stderr.isatty(), on_progress=tell)
+    check_interrupt()  # a Ctrl-C swallowed during sampling: save nothing
+    result.save(out)
+    click.echo(fit_summary_text(result))
+    click.echo(f"saved {out}")
+    return 0
+
+
+# --------------------------------------------------------------------------------- diagnose
