@@ -387,30 +387,86 @@ def test_cli_curve_and_batch(tmp_path, kfit, capsys):
 
 
 # ------------------------------------------------------------------------------ NUTS (slow)
-@pytest.mark.slow
-def test_cli_fit_recovers_kaplan_constants_from_synthetic_curves(tmp_path, capsys):
-    """Kaplan's constants learned (inside their 90% intervals, each at most 1/4 as wide as the
-    prior's at this ladder's centre, alpha_B 1/2); r-hat <= 1.01, no divergences."""
+#: The synthetic ladder of the slow CLI fit: 3 sizes x 3 batch sizes, Kaplan's constants.
+CLI_LADDER = {"n_sizes": (1e6, 1e7, 1e8), "batch_sizes": (2**16, 2**19, 2**22),
+              "steps": tuple(np.geomspace(1e3, 1e5, 10)), "noise": 0.005, "curve_sd": 0.005}
+
+
+@pytest.fixture(scope="module")
+def cli_curve_fit(tmp_path_factory):
+    """``bayes-scaling fit`` on the synthetic ladder (NUTS, 4 chains): the fit and its output."""
+    import contextlib
+    import io
+
     from bayes_scaling.cli.app import main
 
-    curves = synthetic_curves(K, n_sizes=(1e6, 1e7, 1e8), batch_sizes=(2**16, 2**19, 2**22),
-                                 steps=np.geomspace(1e3, 1e5, 10), noise=0.005, curve_sd=0.005,
-                                 seed=3)
-    csv = tmp_path / "curves.csv"
+    folder = tmp_path_factory.mktemp("curve_fit")
+    curves = synthetic_curves(K, seed=3, **CLI_LADDER)
+    csv = folder / "curves.csv"
     curves.frame.to_csv(csv, index=False)
-    out = tmp_path / "fit.nc"
-    assert main(["fit", str(csv), "--model", "dynamics", "--out", str(out), "--chains", "4",
-                 "--draws", "300", "--tune", "500", "--seed", "4", "-q"]) == 0
-    printed = capsys.readouterr().out
+    out = folder / "fit.nc"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = main(["fit", str(csv), "--model", "dynamics", "--out", str(out), "--chains", "4",
+                     "--draws", "300", "--tune", "500", "--seed", "4", "-q"])
+    assert code == 0
+    return ScalingFit.load(out), printed.getvalue()
+
+
+@pytest.mark.slow
+def test_cli_fit_recovers_kaplan_constants_from_synthetic_curves(cli_curve_fit):
+    """Kaplan's constants learned (inside their 90% intervals, each at most 1/4 as wide as the
+    prior's at this ladder's centre, alpha_B 1/2); r-hat <= 1.01, no divergences."""
+    fitted, printed = cli_curve_fit
     assert "9 curves (45 checkpoints), 1 group(s)" in printed  # after the warm-up rule
     assert "\nsigma_curve " in printed  # the whole-curve offset sd is shown with the constants
-    fitted = ScalingFit.load(out)
     d = fitted.diagnostics
     assert d.max_rhat <= 1.01 and d.divergences == 0
     assert_learned(fitted, LOG_K, [p for p in LOG_K if p != "alpha_b"])
     # B_crit's exponent shows only in how the curves bend across three batch sizes: its
     # interval is 0.26 of the prior's here, so it is held to half
     assert_learned(fitted, LOG_K, ["alpha_b"], ratio=0.5)
+
+
+#: Fresh curves per (size, batch size) drawn from the truth to score the bands against.
+FRESH_CURVES = 8
+#: The default band's mean width, as a multiple of the oracle band's, must lie in
+#: [1/BAND_WIDTH_FACTOR, BAND_WIDTH_FACTOR].
+BAND_WIDTH_FACTOR = 2.0
+
+
+@pytest.mark.slow
+def test_curve_bands_cover_fresh_curves_at_their_nominal_rate(cli_curve_fit):
+    """Two-sided: fresh curves from the true law (new whole-curve offsets and checkpoint noise)
+    at the fitted sizes and at 3e8 (half a decade past the largest) land inside the 50% and 90%
+    predictive bands at the nominal rate, and the bands are about as wide as the oracle's (the
+    true law plus the true curve offset and noise)."""
+    from scipy import stats
+
+    from tests.learning import binomial_bounds
+
+    fitted, _ = cli_curve_fit
+    sizes = (*CLI_LADDER["n_sizes"], 3e8)
+    fresh = pd.concat([synthetic_curves(K, **{**CLI_LADDER, "n_sizes": sizes},
+                                        seed=100 + k).frame for k in range(FRESH_CURVES)])
+    sd = np.hypot(CLI_LADDER["noise"], CLI_LADDER["curve_sd"])
+    inside = {0.5: [], 0.9: []}
+    ratio = {0.5: [], 0.9: []}
+    for (n, b), grp in fresh.groupby(["n_params", "batch_size_tokens"]):
+        s = np.asarray(CLI_LADDER["steps"])
+        band = dy.predict_curve(fitted, n, b, s, probs=(0.5, 0.9), random_seed=7).summary
+        loss = grp["loss"].to_numpy().reshape(-1, s.size)  # one row per fresh curve
+        for p in (0.5, 0.9):
+            lo, hi = band[f"lo_{int(100 * p)}"].to_numpy(), band[f"hi_{int(100 * p)}"].to_numpy()
+            inside[p] += list(np.mean((loss >= lo) & (loss <= hi), axis=1))
+            oracle = 2 * stats.norm.ppf(0.5 + p / 2) * sd
+            ratio[p] += list(np.log(hi / lo) / oracle)
+    n_curves = len(inside[0.9])
+    for p in (0.5, 0.9):
+        lo, hi = binomial_bounds(p, n_curves)  # a curve's checkpoints share its offset: one unit
+        assert lo <= np.mean(inside[p]) <= hi, (p, np.mean(inside[p]), (lo, hi), n_curves)
+        assert 1 / BAND_WIDTH_FACTOR <= np.mean(ratio[p]) <= BAND_WIDTH_FACTOR, \
+            (p, np.mean(ratio[p]))
 
 
 def test_marginal_curve_likelihood_is_the_exact_multivariate_normal():
