@@ -32,9 +32,14 @@ from tests.learning import binomial_bounds
 
 pytestmark = pytest.mark.slow
 
-#: The truth: Chinchilla's law at Hoffmann et al.'s constants, 1% noise on log loss, on a ladder
-#: of 8 sizes (1e7 - 3e9) x 5 tokens-per-parameter ratios; the top 2 sizes are held out.
-LAW, TRUTH, NOISE = "chinchilla", PUBLISHED["hoffmann2022"], 0.01
+#: The truth: Chinchilla's law at Hoffmann et al.'s constants with its N term bending from
+#: N^-0.34 to N^-0.2 around 3e8 parameters (a smoothly broken power law, Caballero et al. 2022),
+#: 0.5% noise on log loss, on a ladder of 8 sizes (1e7 - 3e9) x 5 tokens-per-parameter ratios.
+#: The model fitted is plain Chinchilla, so extrapolating to the 2 held-out sizes errs by about
+#: 1.2 noise sds on average: the discrepancy has something to learn, and a band without it
+#: under-covers (measured: 33% / 76% at 50% / 90%), while ten times it over-covers (100%).
+LAW, NOISE = "chinchilla_broken", 0.005
+TRUTH = {**PUBLISHED["hoffmann2022"], "n_b": 3e8, "alpha_2": 0.2}
 LADDER = {"n_sizes": tuple(np.geomspace(1e7, 3e9, 8)), "tokens_per_param": (5, 10, 20, 40, 80)}
 HOLDOUT_TOP = 2
 #: One ladder per seed (each a NUTS fit plus its inner backtests).
@@ -43,8 +48,13 @@ FIT = SMALL
 #: Fresh runs drawn from the truth at each held-out point.
 FRESH = 9
 NOMINAL = (0.5, 0.9)
+#: Two-sided level of the binomial acceptance interval (the tests are seeded: a level, not a
+#: false-alarm rate, says how far from nominal a coverage may be).
+LEVEL = 0.95
 #: The default band's mean width must lie within this factor of the oracle band's, both ways.
-WIDTH_FACTOR = 2.0
+#: The oracle knows the law; a calibrated band must also hold the fitted law's extrapolation
+#: error (about 1.2 noise sds here), so it is ~1.6x the oracle at the least (measured 1.8-2.0x).
+WIDTH_FACTOR = 3.0
 
 
 def oracle_log_width(p: float) -> float:
@@ -87,7 +97,7 @@ def fresh_scores(backtests):
 def test_default_band_covers_fresh_runs_at_the_nominal_rate(fresh_scores, p):
     """Fresh runs at one point share the fit's error there, so the binomial interval counts
     held-out points, not runs."""
-    lo, hi = binomial_bounds(p, len(fresh_scores))
+    lo, hi = binomial_bounds(p, len(fresh_scores), level=LEVEL)
     cov = float(fresh_scores[f"inside_{p}"].mean())
     assert lo <= cov <= hi, f"{p:.0%} band covers {cov:.1%} of fresh runs, outside " \
         f"[{lo:.1%}, {hi:.1%}] ({len(fresh_scores)} held-out points)"
@@ -110,7 +120,7 @@ def test_calibration_table_is_calibrated_both_ways(backtests):
     for p in NOMINAL:
         col = int(100 * p)
         assert table.loc[p, "empirical"] == pooled[f"in_{col}"].mean()  # its own runs
-        lo, hi = binomial_bounds(p, n)
+        lo, hi = binomial_bounds(p, n, level=LEVEL)
         assert lo <= table.loc[p, "empirical"] <= hi, \
             f"calibration_table: {p:.0%} band covers {table.loc[p, 'empirical']:.1%} of {n} " \
             f"held-out runs, outside [{lo:.1%}, {hi:.1%}]"
