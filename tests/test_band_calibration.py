@@ -37,20 +37,21 @@ pytestmark = pytest.mark.slow
 #: 0.5% noise on log loss, on a ladder of 8 sizes (1e7 - 3e9) x 5 tokens-per-parameter ratios.
 #: The model fitted is plain Chinchilla, so extrapolating to the 2 held-out sizes errs by about
 #: 1.2 noise sds on average: the discrepancy has something to learn, and a band without it
-#: under-covers (measured: 33% / 76% at 50% / 90%), while ten times it over-covers (100%).
+#: under-covers (measured: 39% / 79% at 50% / 90%), while ten times it over-covers (100%).
 LAW, NOISE = "chinchilla_broken", 0.005
 TRUTH = {**PUBLISHED["hoffmann2022"], "n_b": 3e8, "alpha_2": 0.2}
 LADDER = {"n_sizes": tuple(np.geomspace(1e7, 3e9, 8)), "tokens_per_param": (5, 10, 20, 40, 80)}
 HOLDOUT_TOP = 2
 #: One ladder per seed (each a NUTS fit plus its inner backtests).
-SEEDS = (1, 2, 3)
+SEEDS = (1, 2, 3, 4, 5)
 FIT = SMALL
 #: Fresh runs drawn from the truth at each held-out point.
 FRESH = 9
 NOMINAL = (0.5, 0.9)
-#: Two-sided level of the binomial acceptance interval (the tests are seeded: a level, not a
-#: false-alarm rate, says how far from nominal a coverage may be).
-LEVEL = 0.95
+#: Two-sided levels of the binomial acceptance intervals (the tests are seeded: a level, not a
+#: false-alarm rate, says how far from nominal a coverage may be). A held-out point's share of
+#: FRESH runs inside varies less than one run's in/out, so its interval can be the narrower.
+LEVEL_FRESH, LEVEL_TABLE = 0.95, 0.99
 #: The default band's mean width must lie within this factor of the oracle band's, both ways.
 #: The oracle knows the law; a calibrated band must also hold the fitted law's extrapolation
 #: error (about 1.2 noise sds here), so it is ~1.6x the oracle at the least (measured 1.8-2.0x).
@@ -97,7 +98,7 @@ def fresh_scores(backtests):
 def test_default_band_covers_fresh_runs_at_the_nominal_rate(fresh_scores, p):
     """Fresh runs at one point share the fit's error there, so the binomial interval counts
     held-out points, not runs."""
-    lo, hi = binomial_bounds(p, len(fresh_scores), level=LEVEL)
+    lo, hi = binomial_bounds(p, len(fresh_scores), level=LEVEL_FRESH)
     cov = float(fresh_scores[f"inside_{p}"].mean())
     assert lo <= cov <= hi, f"{p:.0%} band covers {cov:.1%} of fresh runs, outside " \
         f"[{lo:.1%}, {hi:.1%}] ({len(fresh_scores)} held-out points)"
@@ -120,7 +121,7 @@ def test_calibration_table_is_calibrated_both_ways(backtests):
     for p in NOMINAL:
         col = int(100 * p)
         assert table.loc[p, "empirical"] == pooled[f"in_{col}"].mean()  # its own runs
-        lo, hi = binomial_bounds(p, n, level=LEVEL)
+        lo, hi = binomial_bounds(p, n, level=LEVEL_TABLE)
         assert lo <= table.loc[p, "empirical"] <= hi, \
             f"calibration_table: {p:.0%} band covers {table.loc[p, 'empirical']:.1%} of {n} " \
             f"held-out runs, outside [{lo:.1%}, {hi:.1%}]"
