@@ -93,7 +93,8 @@ def predict_cmd(fit_path, n_params, n_tokens, band, group, interval, as_json, se
                        parse_floats(n_tokens, "--n-tokens"),
                        group=group, band=band, interval=interval, random_seed=seed)
     _emit(res, as_json, ["n_params", "n_tokens", "flops", "group", "band", "median", "mean",
-                         "lower", "upper", "interval", "decades_past_c"])
+                         "lower", "upper", "interval", "decades_past_c",
+                         "extrapolation_distance"])
 
 
 @click.command("tokens")

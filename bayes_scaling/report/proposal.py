@@ -24,6 +24,7 @@ from typing import Any
 
 from bayes_scaling.constants import CANONICAL_COLUMNS, FLOPS_PER_PARAM_TOKEN, FLOPS_UNITS
 from bayes_scaling.errors import ProposalError
+from bayes_scaling.model.spec import available_models
 
 #: Keys allowed in each table of a proposal (``""`` is the top level).
 SCHEMA: dict[str, tuple[str, ...]] = {
@@ -377,8 +378,6 @@ def _columns(check: _Checker, raw: Any) -> dict[str, str]:
 
 
 def _families(check: _Checker, raw: Mapping[str, Any], base_dir: Path | None) -> tuple[str, ...]:
-    from bayes_scaling.model.spec import available_models
-
     if "families" not in raw:
         raise check.fail("models.families", "is required, e.g. [\"chinchilla\", \"kaplan\"]")
     fams = check.strings(raw["families"], "models.families")
@@ -447,6 +446,3 @@ def _dynamics(check: _Checker, raw: Any, base_dir: Path | None) -> dict[str, Any
         raise check.fail("dynamics.curves", "or dynamics.fit is required: loss curves of the "
                          "small runs (a file or registry data set) or a saved curve-law fit")
     return out
-
-
-__all__ = ["BacktestSettings", "FitSettings", "Proposal", "RunsSource", "load_proposal"]
