@@ -11,7 +11,7 @@ import pytest
 from bayes_scaling.constants import PUBLISHED
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("BAYES_SCALING_DATA", ROOT.parent / "shared" / "data"))
+SHARED_DATA = Path(os.environ.get("BAYES_SCALING_DATA", ROOT.parent / "shared" / "data")).resolve()
 os.environ.setdefault("BAYES_SCALING_DATA", str(SHARED_DATA))
 os.environ.setdefault("BAYES_SCALING_CACHE", str(ROOT / ".pytest-cache-data"))
 
