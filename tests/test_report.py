@@ -43,6 +43,7 @@ seed = 3
 [runs]
 files = ["runs.csv"]
 group = "{EVIL}"
+alternative_group = "b&c"
 [plan]
 n_params = 7e10
 n_tokens = 1.4e12
@@ -253,13 +254,22 @@ def test_p_target_is_the_fraction_of_draws_below_the_target(tmp_path_factory):
 
 
 def test_bands_and_tokens_are_ordered(tmp_path_factory):
+    from bayes_scaling.query.predict import tokens_needed
+
     risk = _risk(fake_report(tmp_path_factory))
+    _, fits = _fake_inputs(tmp_path_factory.mktemp("tokens"))
+    plan = risk["plan"]
     for fam in risk["families"]:
         for band in ("predictive", "law"):
             b = risk["verdict"]["families"][fam][band]
             assert b["lo_90"] <= b["lo_50"] <= b["median"] <= b["hi_50"] <= b["hi_90"]
         t = risk["tokens_needed"]["families"][fam]
-        assert 0 <= t["p_unreachable"] <= 1 and t["lo_90"] <= t["median"]
+        direct = tokens_needed(fits[fam], [plan["n_params"]], plan["target_loss"], group=EVIL,
+                               random_seed=risk["seeds"]["query"]).summary.iloc[0]
+        # the fakes' floors at 7e10 parameters lie below the 1.95 target: every draw reaches it
+        assert t["p_unreachable"] == direct["p_unreachable"] == 0.0, fam
+        assert t["median"] == pytest.approx(float(direct["median"]), rel=1e-9)
+        assert t["lo_90"] <= t["median"]
     pred = risk["verdict"]["families"]["chinchilla"]
     assert (pred["predictive"]["hi_90"] - pred["predictive"]["lo_90"]
             > pred["law"]["hi_90"] - pred["law"]["lo_90"])
@@ -280,12 +290,20 @@ def test_the_alternative_is_the_best_split_of_the_same_flops(tmp_path_factory):
         assert abs(best - p_row.max()) < 0.04  # two scans, independent draws
         assert 6 * alt["best"]["n_params"] * alt["best"]["n_tokens"] == pytest.approx(5.88e23)
         assert alt["reaches_goal"] == (best >= 0.9)
-        if alt["budget_for_goal"]:
-            assert alt["budget_for_goal"]["p_target"] >= 0.9
+        # a budget for the goal exactly when some row of the (budget x split) grid reaches it,
+        # at most the first such row's budget (refined by bisection below it)
+        hit = np.flatnonzero(np.asarray(grid["p_target"][fam]).max(axis=1) >= 0.9)
+        goal = alt["budget_for_goal"]
+        assert (goal is not None) == bool(hit.size), fam
+        if hit.size:
+            assert goal["p_target"] >= 0.9
+            assert goal["times_plan"] <= 10.0 ** grid["budget_decades"][hit[0]] * (1 + 1e-9)
         # the scan (common random numbers) and the verdict (predict_loss) agree at the plan
         at_plan = np.interp(np.log(20.0), np.log(grid["tokens_per_param"]), p_row)
         verdict = risk["verdict"]["families"][fam]["predictive"]["p_target"]
         assert abs(at_plan - verdict) < 0.04, (fam, at_plan, verdict)
+    # at least one family reaches the goal within the grid
+    assert any(risk["alternative"]["families"][f]["budget_for_goal"] for f in risk["families"])
 
 
 def test_one_family_has_no_comparison_and_no_average(tmp_path):
@@ -368,7 +386,8 @@ def test_the_sections_come_in_the_order_of_the_issue(tmp_path_factory):
     heads = re.findall(r"<h2[^>]*>([^<]*)</h2>", page)
     assert heads == ["Verdict", "Predicted loss of the planned run",
                      "Tokens needed at the planned size", "The compute-optimal alternative",
-                     "Extrapolation", "Trust: backtest on these runs", "Convergence diagnostics",
+                     "The alternative recipe", "Extrapolation", "Trust: backtest on these runs",
+                     "Convergence diagnostics",
                      "Priors and posterior constants", "Kaplan vs Chinchilla",
                      "Training dynamics", "Scaling-pattern checks",
                      "The most informative next run", "Provenance"]
@@ -522,12 +541,30 @@ def test_example_report_has_every_part_and_is_small(tmp_path_factory):
     assert set(risk["weights"]) == {"chinchilla", "kaplan"}
     assert set(risk["trust"]["bayes"]["coverage"]) == {"50", "80", "90", "95"}
     assert risk["trust"]["baseline"]["status"] == "ok"
+    for method in ("bayes", "baseline"):
+        _check_backtest_against_its_runs(risk["trust"][method], risk["trust"]["holdout_top"])
     assert risk["extrapolation"]["n_params"]["decades_past_largest"] == pytest.approx(
         np.log10(7e10 / 1.6183e10), abs=1e-3)
     prov = risk["provenance"]
     assert prov["data_files"][0]["sha256"] and prov["versions"]["numpy"]
     assert (out / "report.html").read_text().count("data:image/png;base64,") == 3
     assert unrendered(risk) == []
+
+
+def _check_backtest_against_its_runs(rec: dict[str, Any], holdout_top: int) -> None:
+    """A backtest section's summary figures recomputed from the held-out runs it lists."""
+    runs = rec["runs"]
+    obs = np.array([r["observed"] for r in runs])
+    med = np.array([r["median"] for r in runs])
+    assert rec["n_holdout"] == len(runs) > 0
+    assert len({round(np.log10(r["n_params"]), 2) for r in runs}) == holdout_top
+    for p in ("50", "90"):
+        inside = [r[f"lo_{p}"] <= r["observed"] <= r[f"hi_{p}"] for r in runs]
+        assert rec["coverage"][p] == pytest.approx(np.mean(inside), abs=1e-12), p
+    assert rec["median_abs_pct_error"] == pytest.approx(
+        np.median(100 * np.abs(med - obs) / obs), rel=1e-9)
+    width = np.mean([(r["hi_90"] - r["lo_90"]) / r["median"] for r in runs])
+    assert rec["mean_rel_width_90"] == pytest.approx(width, rel=1e-9)
 
 
 # ------------------------------------------------------------------------------ dynamics
@@ -555,8 +592,9 @@ def _fake_dynamics_fit(seed: int = 0):
 
 
 def test_dynamics_section_from_a_saved_curve_fit(tmp_path):
-    from bayes_scaling.query.curves import steps_needed
+    from bayes_scaling.query.curves import predict_curve, steps_needed
     from bayes_scaling.report.assemble import build_risk
+    from bayes_scaling.report.common import CURVE_POINTS
     from bayes_scaling.report.write import write_report
 
     dyn_fit = _fake_dynamics_fit()
@@ -567,7 +605,15 @@ def test_dynamics_section_from_a_saved_curve_fit(tmp_path):
     assert dyn["included"] and dyn["steps_plan"] == pytest.approx(1.4e12 / 4e6)
     assert dyn["group"] == "all"  # the curves' only group (the plan's is not among them)
     final = dyn["final_loss"]
-    assert 0 <= final["predictive"]["p_target"] <= 1
+    s_plan = 1.4e12 / 4e6  # the plan's steps, among the curve's steps as the section puts them
+    steps = np.unique(np.append(np.geomspace(min(dyn_fit.runs.s.min(), s_plan / 100),
+                                             s_plan * 2, CURVE_POINTS), s_plan))
+    at = int(np.argmin(np.abs(steps - s_plan)))
+    for band in ("predictive", "law"):
+        curve = predict_curve(dyn_fit, 7e10, 4e6, steps, group="all", band=band,
+                              random_seed=risk["seeds"]["query"])
+        p_direct = float(np.mean(np.asarray(curve.draws)[..., at] <= 1.95))
+        assert final[band]["p_target"] == pytest.approx(p_direct, abs=1e-12), band
     assert final["predictive"]["lo_90"] <= final["predictive"]["median"] <= \
         final["predictive"]["hi_90"]
     assert dyn["s_min"]["median"] <= dyn["steps_needed"]["median"]
@@ -622,3 +668,28 @@ def test_a_saved_fit_from_another_package_version_is_refitted_not_reused():
     assert reusable(f, f.spec, f.runs, "nuts", settings)
     old = dataclasses.replace(f, meta={**f.meta, "versions": {**versions(), PACKAGE: "0.0.1"}})
     assert not reusable(old, f.spec, f.runs, "nuts", settings)
+
+
+def test_the_alternative_recipe_section(tmp_path_factory):
+    """Named: the contrast is in report.json and on the page; unnamed or refused: said so."""
+    from bayes_scaling.report.sections.recipe import recipe_entry
+    from bayes_scaling.testing import fake_fit, synthetic_runs
+
+    rec = _risk(fake_report(tmp_path_factory))["recipe"]
+    assert rec["included"] and rec["alternative"] == "b&c"
+    m = rec["multiplier"]
+    assert m["lo_90"] < m["median"] < m["hi_90"]
+    assert 0.0 <= rec["difference_predictive"]["p_b_better"] <= 1.0
+    page = (fake_report(tmp_path_factory) / "report.md").read_text()
+    assert "P(alternative better)" in page
+    runs = synthetic_runs("chinchilla", PUBLISHED["hoffmann2022"], group_offsets={"a": {},
+                                                                                  "b": {}})
+    fit = fake_fit("chinchilla", PUBLISHED["hoffmann2022"], runs=runs)
+    none = recipe_entry(fit, "a", None, 1e9, 2e10)
+    assert not none["included"] and "names no alternative group" in none["reason"]
+    from bayes_scaling.data.runs import load_runs
+
+    mixed = load_runs(runs.frame.assign(eval_set=runs.frame["group"]))
+    out = recipe_entry(fake_fit("chinchilla", PUBLISHED["hoffmann2022"], runs=mixed), "a", "b",
+                       1e9, 2e10)
+    assert not out["included"] and "evaluation sets" in out["reason"]

@@ -344,15 +344,18 @@ def test_crafted_fit_files_run_no_code(tmp_path, monkeypatch, capsys):
             assert isinstance(fit.meta, dict)
         except FitFileError as exc:
             outcomes[name] = f"refused: {exc}"
+        expected = 0 if outcomes[name] == "loaded" else 2  # the CLI agrees with the API
         for argv in (["summary", str(path)],
                      ["predict", str(path), "--n-params", "1e9", "--n-tokens", "2e10"]):
-            assert main(argv) in (0, 2)
+            assert main(argv) == expected, (name, argv)
         err = capsys.readouterr().err
         assert "Traceback" not in err
+        assert err.count("\n") == (0 if expected == 0 else 2), err  # one line per refusal
     assert not marker.exists() and calls == []
     # attributes the loader reads are refused; unknown extras are ignored (inert)
     assert outcomes["pickle_attrs"].startswith("refused")
     assert outcomes["object_dtype_in_law"].startswith("refused")
+    assert outcomes["code_strings"].startswith("refused")  # a seed that is not a number
     assert outcomes["opaque_dataset"] == "loaded"
 
 
@@ -539,6 +542,33 @@ def test_nuts_with_the_same_seed_gives_the_same_draws_bit_for_bit():
     other = fit("chinchilla", runs, **{**kw, "random_seed": 22})
     assert not np.array_equal(np.asarray(first.posterior["alpha"]),
                               np.asarray(other.posterior["alpha"]))
+
+
+# ------------------------------------------------------------------------------ non-finite draws
+@pytest.mark.parametrize(("name", "bad"), [("alpha", np.nan), ("sigma", np.inf),
+                                           ("kappa", np.nan)])
+def test_a_fit_with_non_finite_draws_is_refused_in_one_line(tmp_path, capsys, name, bad):
+    """Half of one variable's draws non-finite: the API raises, the CLI exits 2 in one line.
+
+    Accepted, ``predict`` printed ``median inf`` (issue 20).
+    """
+    import arviz as az
+
+    from bayes_scaling.cli.app import main
+    from bayes_scaling.fitting.result import ScalingFit
+    from bayes_scaling.testing import fake_fit
+
+    good = fake_fit("chinchilla", P, seed=3, extra={"kappa": 0.03, "tau0": 0.01})
+    post = good.posterior.copy(deep=True)
+    post[name].values[:, : post.sizes["draw"] // 2] = bad
+    path = dataclasses.replace(good, idata=az.InferenceData(posterior=post)).save(
+        tmp_path / "nan.nc")
+    with pytest.raises(FitFileError, match=rf"{name} has 500 non-finite draws of 1000"):
+        ScalingFit.load(path)
+    assert main(["predict", str(path), "--n-params", "7e10", "--n-tokens", "1.4e12"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.count("\n") == 1 and f"{name} has 500 non-finite draws" in err, err
 
 
 # ------------------------------------------------------------------------------ old versions
