@@ -16,7 +16,8 @@ from bayes_scaling.data.curves import CurveTable
 from bayes_scaling.errors import SpecError
 from bayes_scaling.fitting.fit import sample_gated, seed_int
 from bayes_scaling.fitting.result import ScalingFit, versions
-from bayes_scaling.laws.curve import DYNAMICS, DYNAMICS_LAWS, log_loss_nsb, uncentre
+from bayes_scaling.laws.curve import uncentre
+from bayes_scaling.laws.registry import CURVE_LAWS
 from bayes_scaling.model.centre import curve_centre
 from bayes_scaling.model.gate import check_convergence
 from bayes_scaling.model.spec import Prior, load_spec
@@ -80,7 +81,9 @@ def point_fit(spec: Any, curves: CurveTable, *, starts: int = POINT_FIT_STARTS,
     from scipy.optimize import least_squares
 
     rng = np.random.default_rng(random_seed)
-    params, centre = DYNAMICS.params, curve_centre(curves)
+    law = CURVE_LAWS[spec.law]
+    params, centre = law.params, curve_centre(curves)
+    inputs = curves.law_inputs(law.inputs)
     positive = [not p.startswith("log_") for p in params]
     draws = np.stack([_prior_draws(spec.priors[p], rng, 4001) for p in params], axis=1)
     inits = np.vstack([np.median(draws, axis=0), draws[:starts]])
@@ -90,8 +93,7 @@ def point_fit(spec: Any, curves: CurveTable, *, starts: int = POINT_FIT_STARTS,
         theta = {p: float(np.exp(v) if pos else v)
                  for p, v, pos in zip(params, x, positive, strict=True)}
         with np.errstate(all="ignore"):
-            mu = log_loss_nsb(curves.log_n, curves.log_s, curves.log_b,
-                              **uncentre(theta, centre), log_start=curves.log_loss)
+            mu = law.log_mean(*inputs, **uncentre(theta, centre), log_start=curves.log_loss)
         r = curves.log_loss - mu
         return np.where(np.isfinite(r), r, 1e3)
 
@@ -111,7 +113,7 @@ def start_points(spec: Any, curves: CurveTable, model: Any, chains: int,
     out = []
     for _ in range(chains):
         point: dict[str, float] = {}
-        for p in DYNAMICS.params:
+        for p in CURVE_LAWS[spec.law].params:
             name = next((n for n in (f"{p}_c", f"{p}_c_pop") if n in model.named_vars), None)
             if name is None:
                 continue
@@ -125,7 +127,7 @@ def start_points(spec: Any, curves: CurveTable, model: Any, chains: int,
 
 def posterior_var_names(spec: Any, curves: CurveTable, curve_effects: bool) -> list[str]:
     """Posterior variables a curve fit keeps (natural constants and the noise model)."""
-    law = DYNAMICS_LAWS[spec.law]
+    law = CURVE_LAWS[spec.law]
     names = list(law.params)
     if curves.n_groups > 1:
         for p in spec.hierarchy.varying:
@@ -171,9 +173,9 @@ def fit_dynamics(
     import arviz as az
 
     spec = load_spec(model)
-    if spec.law not in DYNAMICS_LAWS:
+    if spec.law not in CURVE_LAWS:
         raise SpecError(f"model {spec.name!r} has law {spec.law!r}, not a curve law "
-                        f"({', '.join(DYNAMICS_LAWS)}); fit it with bayes_scaling.fitting.fit.fit")
+                        f"({', '.join(CURVE_LAWS)}); fit it with bayes_scaling.fitting.fit.fit")
     tell = on_progress or (lambda _msg: None)
     seed, backend = seed_int(random_seed), backend or DEFAULT_BACKEND
     target_accept = default_target_accept(curves) if target_accept is None else target_accept
@@ -197,7 +199,7 @@ def fit_dynamics(
     meta = {"method": "nuts", "seed": seed, "backend": backend,
             "target_accept": run.target_accept, "tune": run.tune, "draws": diag.draws,
             "draws_requested": draws,
-            "chains": chains, "retried": run.attempt > 0,
+            "chains": chains, "retried": run.attempt > 0, "seconds": float(seconds),
             "centre": curve_centre(curves), "curve_effects": curve_effects,
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "versions": versions()}
