@@ -13,7 +13,7 @@ import xarray as xr
 
 from bayes_scaling.constants import CHAIN, DRAW
 from bayes_scaling.data.curves import load_curves
-from bayes_scaling.data.schedules import Schedule, areas, schedule_areas
+from bayes_scaling.data.schedules import ANNEAL_DECAY, Schedule, areas, schedule_areas
 from bayes_scaling.errors import DataError, QueryError
 from bayes_scaling.evaluate.curve_backtest import score_curves, split_top_sizes
 from bayes_scaling.fitting.result import ScalingFit
@@ -29,7 +29,7 @@ TRUTH = {"log_n_c": np.log(8.8e13), "alpha_n": 0.076, "log_s_c": np.log(2.1e3),
          "log_c_anneal": np.log(0.15)}
 
 
-def _discrete(sched: Schedule, last: int, decay: float = 0.999):
+def _discrete(sched: Schedule, last: int, decay: float = ANNEAL_DECAY):
     """Tissue et al.'s sums step by step (rises of the rate count as no drop)."""
     eta = sched.rate(np.arange(last + 1))
     m = s2 = s1 = 0.0
@@ -63,10 +63,10 @@ def test_constant_schedule_has_steps_as_area_and_no_annealing():
 
 
 def test_annealing_fraction_saturates_at_the_drop():
-    s1, a = areas(np.array([0.0, 1000.0, 1001.0]), np.array([1.0, 1.0, 0.3]),
+    _, a = areas(np.array([0.0, 1000.0, 1001.0]), np.array([1.0, 1.0, 0.3]),
                   np.array([1001.0, 1500.0, 20000.0]))
-    # 500 steps after the drop: 0.7 (1 - 0.999^500) of it has taken effect
-    assert a[0] < 0.01 and a[1] == pytest.approx(0.7 * (1 - 0.999**500), rel=0.01)
+    # 500 steps after the drop: 0.7 (1 - lambda^500) of it has taken effect
+    assert a[0] < 0.01 and a[1] == pytest.approx(0.7 * (1 - ANNEAL_DECAY**500), rel=0.01)
     assert a[2] == pytest.approx(0.7, abs=1e-3)
 
 
@@ -210,7 +210,7 @@ def test_split_and_score_curves():
                        one.assign(run_id="d", n_params=3e9)], ignore_index=True)
     keep, test = split_top_sizes(load_curves(table, warmup_fraction=0.0), 1)
     assert test.sum() == 5 and keep.sum() == 20
-    points, per, pooled = score_curves(fit, fit.runs, random_seed=3)
+    _, per, pooled = score_curves(fit, fit.runs, random_seed=3)
     assert set(per["run_id"]) == {"a", "b"} and pooled["test_points"] == 10
     assert 0.0 <= pooled["coverage_90"] <= 1.0
 

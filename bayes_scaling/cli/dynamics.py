@@ -9,9 +9,15 @@ from typing import Any
 
 import click
 
-from bayes_scaling.cli.common import progress_printer, schedule_fields, schedule_of, schedule_options
+from bayes_scaling.cli.common import (
+    progress_printer,
+    schedule_fields,
+    schedule_of,
+    schedule_options,
+)
 from bayes_scaling.cli.queries import _emit, _query_options, load_fit, parse_floats
 from bayes_scaling.errors import BayesScalingError
+
 
 # --------------------------------------------------------------------------------- queries
 @click.command("cooldown")

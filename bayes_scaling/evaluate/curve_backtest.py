@@ -99,7 +99,7 @@ def score_curves(fit: ScalingFit, test: CurveTable, *, probs: Sequence[float] = 
         n_params=("n_params", "first"), points=("observed", "size"),
         median_abs_pct_error=("abs_pct_error", "median"),
         **{f"coverage_{c[3:]}": (c, "mean") for c in inside}).reset_index()
-    pooled = {"test_curves": int(per.shape[0]), "test_points": int(len(points)),
+    pooled = {"test_curves": int(per.shape[0]), "test_points": len(points),
               "median_abs_pct_error": float(points["abs_pct_error"].median()),
               "median_of_curve_errors": float(per["median_abs_pct_error"].median()),
               "max_curve_error": float(per["median_abs_pct_error"].max()),
@@ -140,8 +140,7 @@ def curve_backtest(model: Any, train: CurveTable, test: CurveTable, *, holdout_t
     fit = fit_dynamics(model, train.subset(keep), chains=chains, draws=draws, tune=tune,
                        random_seed=random_seed, on_bad=on_bad, **fit_kwargs)
     points, per, pooled = score_curves(fit, test.subset(held), probs=probs,
-                                       random_seed=np.random.default_rng([int(fit.meta["seed"]),
-                                                                          7]))
+                                       random_seed=np.random.default_rng([fit.meta["seed"], 7]))
     diag = fit.diagnostics
     summary = {"model": fit.spec.name, "holdout_top": int(holdout_top),
                "train_curves": int(train.subset(keep).n_curves),

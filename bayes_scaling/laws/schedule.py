@@ -1,4 +1,4 @@
-r"""The curve law with a learning-rate-schedule term: ``L(N, S_1, A, B)`` (numpy; PyTensor via ``xp``).
+r"""The curve law with a learning-rate-schedule term ``L(N, S_1, A, B)`` (numpy; PyTensor: ``xp``).
 
 Tissue et al. (2024), "Scaling Law with Learning Rate Annealing", arXiv:2408.11029, write the
 loss of one model along any schedule as :math:`L(s) = L_0 + A S_1^{-\alpha} - C S_2`: a power

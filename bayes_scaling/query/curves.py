@@ -168,8 +168,8 @@ def curve_law_log_mean(fit: ScalingFit, n: np.ndarray, steps: np.ndarray, batch:
         s1_anneal = ((steps, np.zeros_like(steps)) if schedule is None
                      else schedule_areas(schedule, steps))
     s1, anneal = s1_anneal
-    if "anneal" not in law.inputs:
-        if np.any(anneal > 0) or not np.allclose(s1, steps, rtol=1e-6):
+    if "anneal" not in law.inputs and (np.any(anneal > 0)
+                                       or not np.allclose(s1, steps, rtol=1e-6)):
             raise QueryError(f"the fit's law {law.name!r} has no learning-rate-schedule term: "
                              "it predicts one fixed schedule only (refit with --model "
                              "dynamics_schedule to query others)")
