@@ -2,7 +2,7 @@
 
 Predicted loss, tokens needed and compute-optimal allocation for a large training run, with
 honest (calibrated) uncertainty. Importing the package is cheap: PyMC is imported only by the
-modules that build or sample models (``model``, ``inference``), never by queries on a saved fit.
+modules that build or sample models (``bayes_scaling.model``), never by queries on a saved fit.
 
 Typical use::
 
@@ -16,17 +16,26 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = [
-    "ScalingFit", "compute_optimal", "fit", "load_dataset", "load_runs", "load_spec",
-    "predict_loss", "tokens_needed",
-]
-
+#: The public API, and the module that owns each name (imported on first use).
 _WHERE = {
-    "ScalingFit": "bayes_scaling.fitting.fit", "fit": "bayes_scaling.fitting.fit",
-    "load_dataset": "bayes_scaling.data.registry", "load_runs": "bayes_scaling.data.runs",
-    "load_spec": "bayes_scaling.model.spec", "predict_loss": "bayes_scaling.query.predict",
-    "tokens_needed": "bayes_scaling.query.predict", "compute_optimal": "bayes_scaling.query.allocate",
+    "load_runs": "bayes_scaling.data.runs",
+    "load_curves": "bayes_scaling.data.curves",
+    "load_dataset": "bayes_scaling.data.registry",
+    "load_spec": "bayes_scaling.model.spec",
+    "ScalingFit": "bayes_scaling.fitting.result",
+    "fit": "bayes_scaling.fitting.fit",
+    "fit_baseline": "bayes_scaling.fitting.fit",
+    "fit_dynamics": "bayes_scaling.fitting.dynamics",
+    "predict_loss": "bayes_scaling.query.predict",
+    "tokens_needed": "bayes_scaling.query.predict",
+    "compute_optimal": "bayes_scaling.query.allocate",
+    "predict_curve": "bayes_scaling.query.curves",
+    "backtest": "bayes_scaling.evaluate.backtest",
+    "compare": "bayes_scaling.evaluate.compare",
+    "diagnose": "bayes_scaling.evaluate.checks",
+    "build_risk": "bayes_scaling.report.assemble",
 }
+__all__ = sorted(_WHERE)
 
 
 def __getattr__(name: str) -> Any:
@@ -36,3 +45,7 @@ def __getattr__(name: str) -> Any:
 
         return getattr(importlib.import_module(_WHERE[name]), name)
     raise AttributeError(f"module 'bayes_scaling' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_WHERE})

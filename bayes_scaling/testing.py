@@ -1,7 +1,8 @@
 """Helpers for tests and benchmarks: synthetic ladders with known truth and fake fits (no NUTS).
 
 ``synthetic_runs`` draws a ladder from a law with chosen constants (and per-group offsets);
-``fake_fit`` builds a :class:`~bayes_scaling.fitting.fit.ScalingFit` whose posterior is a tight cloud
+``fake_fit`` builds a :class:`~bayes_scaling.fitting.fit.ScalingFit` whose posterior is a tight
+cloud
 around given constants, so query code can be tested without sampling.
 """
 

@@ -34,6 +34,9 @@ from __future__ import annotations
 
 import os
 
+from bayes_scaling.evaluate.patterns import diagnose_runs
+from bayes_scaling.evaluate.pointfit import point_fit
+
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # L-BFGS-B is ~10x slower with BLAS threads
 
 import argparse
@@ -119,7 +122,7 @@ def planted_ladder(pattern: str, seed: int, size: float | None = None) -> tuple[
 
 def extrapolation_error(runs: RunTable, truth: dict) -> float:
     """|log error| of the plain Chinchilla point fit at 10x the largest N, 20 tokens/param."""
-    pf = dg.point_fit(runs, "chinchilla")
+    pf = point_fit(runs, "chinchilla")
     n = 10 * runs.n.max()
     x = {"n": np.log([n]), "d": np.log([20 * n])}
     true = LAWS[truth["law"]].evaluate_log(x, truth["theta"])
@@ -133,7 +136,7 @@ def run(patterns: list[str], seeds: int) -> pd.DataFrame:
         for s in range(seeds):
             runs, truth = planted_ladder(pat, s)
             t0 = time.perf_counter()
-            res = dg.diagnose_runs(runs)
+            res = diagnose_runs(runs)
             row = {"pattern": pat, "seed": s, "noise": truth["noise"],
                    "seconds": time.perf_counter() - t0}
             for f in res.findings:
@@ -156,7 +159,7 @@ def sweep(seeds: int, df: pd.DataFrame) -> pd.DataFrame:
             if size == MAGNITUDES[pat] and len(main) == seeds:
                 hits = main[list(TARGETS[pat])].any(axis=1).tolist()
             else:
-                hits = [any(dg.diagnose_runs(planted_ladder(pat, s, size)[0]).flagged(c)
+                hits = [any(diagnose_runs(planted_ladder(pat, s, size)[0]).flagged(c)
                             for c in TARGETS[pat]) for s in range(seeds)]
             rows.append({"pattern": pat, "size": size, "detected": float(np.mean(hits)),
                          "seeds": seeds, "headline": size == MAGNITUDES[pat]})
@@ -172,7 +175,7 @@ def real_findings() -> dict[str, list[dict]]:
     out = {}
     for name in ("chinchilla", "porian2024_isoflop", "misfitting_openlm"):
         try:
-            res = dg.diagnose_runs(load_dataset(name))
+            res = diagnose_runs(load_dataset(name))
         except BayesScalingError as exc:
             out[name] = [{"code": "unavailable", "severity": "info", "message": str(exc)}]
             continue

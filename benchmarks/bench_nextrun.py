@@ -7,7 +7,8 @@ costing at most a tenth of the target run (a de-risking run, not a second plan: 
 3e19-5.8e22 FLOPs). Each replication draws a "true" law from the posterior; two policies then
 train 6 runs each:
 
-- ``ranked``: the top run of :func:`bayes_scaling.evaluate.nextrun.rank_next_runs` (expected narrowing
+- ``ranked``: the top run of :func:`bayes_scaling.evaluate.nextrun.rank_next_runs` (expected
+narrowing
   of the 90% predictive band at the target per FLOP);
 - ``random``: a candidate drawn uniformly at random (random size and ratio).
 

@@ -78,7 +78,8 @@ def no_sampling() -> Iterator[None]:
     originals = [bayes_scaling.fitting.fit.fit, bayes_scaling.fitting.fit.fit_baseline]
     if "bayes_scaling.model.sampling" in sys.modules:
         originals.append(sys.modules["bayes_scaling.model.sampling"].sample)
-    targets = [(bayes_scaling.evaluate.compare, "fit_families"), (bayes_scaling.evaluate.parallel, "run_many"),
+    targets = [(bayes_scaling.evaluate.compare, "fit_families"), (bayes_scaling.evaluate.parallel,
+                "run_many"),
                (bayes_scaling.report.assemble, "obtain_fit")]
     for name, module in list(sys.modules.items()):
         if name.startswith("bayes_scaling") and module is not None:

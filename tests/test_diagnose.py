@@ -17,7 +17,10 @@ from hypothesis import strategies as st
 from bayes_scaling.cli.app import main
 from bayes_scaling.constants import PUBLISHED
 from bayes_scaling.data.runs import load_runs
+from bayes_scaling.errors import QueryError
 from bayes_scaling.evaluate import checks as dg
+from bayes_scaling.evaluate.patterns import BEND_T, OUTLIER_Z, diagnose_runs
+from bayes_scaling.evaluate.pointfit import dispersion_statistic, point_fit, robust_scale
 from bayes_scaling.fitting.result import with_posterior
 from bayes_scaling.laws import final_loss as laws
 from bayes_scaling.model.spec import load_spec
@@ -91,30 +94,30 @@ def test_new_model_specs_load():
 @given(scale=st.floats(1e-3, 10), seed=st.integers(0, 10_000))
 def test_robust_scale_is_equivariant_and_ignores_one_outlier(scale, seed):
     r = np.random.default_rng(seed).standard_normal(60)
-    assert dg.robust_scale(scale * r) == pytest.approx(scale * dg.robust_scale(r), rel=1e-9)
+    assert robust_scale(scale * r) == pytest.approx(scale * robust_scale(r), rel=1e-9)
     spiked = r.copy()
     spiked[0] = 1e6
-    assert dg.robust_scale(spiked) < 1.5 * dg.robust_scale(r)
+    assert robust_scale(spiked) < 1.5 * robust_scale(r)
 
 
 def test_dispersion_statistic_is_zero_for_equal_fits_and_positive_for_better_ones():
     r = np.random.default_rng(0).standard_normal(50) * 0.01
-    assert dg.dispersion_statistic(r, r, 0.01) == 0.0
-    assert dg.dispersion_statistic(r + 0.02, r, 0.01) > 0.0
-    assert dg.dispersion_statistic(r, r + 0.02, 0.01) == 0.0  # clipped, never negative
+    assert dispersion_statistic(r, r, 0.01) == 0.0
+    assert dispersion_statistic(r + 0.02, r, 0.01) > 0.0
+    assert dispersion_statistic(r, r + 0.02, 0.01) == 0.0  # clipped, never negative
 
 
 # ------------------------------------------------------------------------------ detectors
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_clean_ladders_raise_no_warning(seed):
-    res = dg.diagnose_runs(ladder(seed=seed))
+    res = diagnose_runs(ladder(seed=seed))
     assert res.warnings == [], res.to_text()
     assert {f["code"] for f in res.findings} >= {"outliers", "few_sizes", "cold_start", "bend"}
 
 
 def test_two_groups_with_offsets_only_share_their_slopes():
     runs = ladder(seed=3, groups={"a": {}, "b": {"log_e": 0.04, "log_b": 0.1}})
-    f = dg.diagnose_runs(runs).get("slope_differs")
+    f = diagnose_runs(runs).get("slope_differs")
     assert f["severity"] == "info" and f["value"] < f["threshold"]
 
 
@@ -122,9 +125,9 @@ def test_outliers_are_flagged_by_run_and_left_out_of_the_other_checks():
     runs = ladder(seed=4)
     bad = np.zeros(runs.n_runs, bool)
     bad[[7, 22]] = True
-    res = dg.diagnose_runs(shifted(runs, bad, 0.12))
+    res = diagnose_runs(shifted(runs, bad, 0.12))
     f = res.get("outliers")
-    assert f["severity"] == "warning" and f["value"] > dg.OUTLIER_Z
+    assert f["severity"] == "warning" and f["value"] > OUTLIER_Z
     assert set(f["detail"]["runs"]) == {runs.run_ids[7], runs.run_ids[22]}
     assert res.runs["flagged"].to_numpy().tolist() == bad.tolist()
     assert [w["code"] for w in res.warnings] == ["outliers"]
@@ -133,14 +136,14 @@ def test_outliers_are_flagged_by_run_and_left_out_of_the_other_checks():
 def test_a_cold_start_is_flagged():
     runs = ladder(seed=5)
     excess = 0.06 * np.exp(-(runs.log_n - runs.log_n.min()) / 0.5)
-    f = dg.diagnose_runs(shifted(runs, np.ones(runs.n_runs, bool), excess)).get("cold_start")
+    f = diagnose_runs(shifted(runs, np.ones(runs.n_runs, bool), excess)).get("cold_start")
     assert f["severity"] == "warning"
     assert f["detail"]["groups"]["all"]["excess"] > 0.03
 
 
 def test_a_bend_is_flagged_with_where_and_how():
-    f = dg.diagnose_runs(ladder("chinchilla_broken", BROKEN, seed=6)).get("bend")
-    assert f["severity"] == "warning" and f["value"] > dg.BEND_T
+    f = diagnose_runs(ladder("chinchilla_broken", BROKEN, seed=6)).get("bend")
+    assert f["severity"] == "warning" and f["value"] > BEND_T
     g = f["detail"]["groups"]["all"]
     assert g["alpha_2"] > g["alpha"] and 3e7 < g["n_b"] < 1e9
 
@@ -148,14 +151,14 @@ def test_a_bend_is_flagged_with_where_and_how():
 def test_a_group_with_another_slope_is_flagged():
     m = float(np.mean(np.log(np.repeat(SIZES, 5))))
     runs = ladder(seed=7, groups={"a": {}, "b": {"alpha": 0.1, "log_a": 0.1 * m}})
-    f = dg.diagnose_runs(runs).get("slope_differs")
+    f = diagnose_runs(runs).get("slope_differs")
     assert f["severity"] == "warning" and f["value"] > f["threshold"]
     est = f["detail"]["estimates"]
     assert est["b"]["alpha"]["value"] - est["a"]["alpha"]["value"] == pytest.approx(0.1, abs=0.04)
 
 
 def test_too_few_sizes_are_flagged_and_cold_start_is_not_checked():
-    res = dg.diagnose_runs(ladder(seed=8, sizes=(3e7, 3e8, 3e9)))
+    res = diagnose_runs(ladder(seed=8, sizes=(3e7, 3e8, 3e9)))
     assert res.get("few_sizes")["severity"] == "warning" and res.get("few_sizes")["value"] == 3
     assert res.get("cold_start")["value"] is None
 
@@ -171,11 +174,11 @@ def test_choose_likelihood_picks_student_t_only_with_outliers():
 
 
 def test_other_laws_get_the_same_checks():
-    res = dg.diagnose_runs(ladder(seed=15), law="kaplan")
+    res = diagnose_runs(ladder(seed=15), law="kaplan")
     assert res.meta["law"] == "kaplan"
     assert {f["code"] for f in res.findings} >= {"outliers", "cold_start", "bend"}
-    with pytest.raises(dg.QueryError, match="L\\(N, D\\) laws"):
-        dg.diagnose_runs(ladder(seed=15), law="dynamics")
+    with pytest.raises(QueryError, match="L\\(N, D\\) laws"):
+        diagnose_runs(ladder(seed=15), law="dynamics")
 
 
 def test_cli_fit_likelihood_auto_picks_student_t_for_outliers(tmp_path, monkeypatch, capsys):
@@ -205,7 +208,7 @@ def fit_with_outlier():
     bad = np.zeros(runs.n_runs, bool)
     bad[11] = True
     runs = shifted(runs, bad, 0.15)
-    th = dg.point_fit(runs, "chinchilla").theta
+    th = point_fit(runs, "chinchilla").theta
     return fake_fit(load_spec("chinchilla").with_likelihood("normal"), th, runs=runs,
                     spread=2e-3, sigma=0.008, extra={"kappa": 0.03, "tau0": 0.02})
 
@@ -239,7 +242,7 @@ def test_slope_differences_of_a_pooled_exponent_posterior():
 
 def test_loo_comparisons_refuse_fits_of_different_runs(fit_with_outlier):
     other = fake_fit("chinchilla", P, runs=ladder(seed=12))
-    with pytest.raises(dg.QueryError, match="same runs"):
+    with pytest.raises(QueryError, match="same runs"):
         dg.loo_difference(fit_with_outlier, other)
 
 
@@ -247,7 +250,7 @@ def test_an_unmixed_broken_fit_is_judged_chain_by_chain():
     from dataclasses import replace
 
     runs = ladder("chinchilla_broken", BROKEN, seed=17, noise=0.005)
-    plain = fake_fit("chinchilla", dg.point_fit(runs, "chinchilla").theta, runs=runs,
+    plain = fake_fit("chinchilla", point_fit(runs, "chinchilla").theta, runs=runs,
                      sigma=0.005, spread=1e-3)
     broken = fake_fit("broken", BROKEN, runs=runs, sigma=0.005, spread=1e-3, seed=3)
     stuck = replace(broken, diagnostics=replace(broken.diagnostics, max_rhat=1.7,

@@ -363,7 +363,8 @@ def test_a_shown_size_reads_back_within_half_a_percent(x):
 
 
 def test_report_modules_do_not_import_pymc():
-    code = ("import sys, bayes_scaling.report.assemble, bayes_scaling.report.render, bayes_scaling.report.proposal; "
+    code = ("import sys, bayes_scaling.report.assemble, bayes_scaling.report.render, "
+            "bayes_scaling.report.proposal; "
             "assert not {'pymc', 'pytensor'} & set(sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True)
 

@@ -69,7 +69,8 @@ def report_cmd(proposal, out, seed, quiet):
     """Risk report of a compute proposal: P(target), bands, extrapolation, backtest, priors."""
     from bayes_scaling.report.render import make_report
 
-    written = make_report(proposal, Path(out), random_seed=seed, on_progress=progress_printer(quiet))
+    written = make_report(proposal, Path(out), random_seed=seed,
+                          on_progress=progress_printer(quiet))
     for p in written[:3]:
         click.echo(f"wrote {p}")
 

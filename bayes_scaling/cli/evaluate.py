@@ -88,7 +88,7 @@ def next_run_cmd(fit_path, target_n_params, target_n_tokens, target_loss, budget
         import matplotlib
 
         matplotlib.use("Agg")
-        from bayes_scaling.evaluate.nextrun import plot_next_runs
+        from bayes_scaling.plots.nextrun import plot_next_runs
         from bayes_scaling.report.demo import atomic_savefig
 
         ax = plot_next_runs(table)

@@ -133,7 +133,8 @@ def compare_cmd(runs, models, group_col, drop_highest_loss, param_count, query, 
                 tokens_per_param, average, n_params, n_tokens, plots_dir, chains, draws, tune,
                 backend, as_json, seed, quiet):
     """Fit several law families to RUNS and compare them (PSIS-LOO, held-out runs, exponents)."""
-    from bayes_scaling.evaluate.compare import averaged_predict_loss, compare, fit_families
+    from bayes_scaling.evaluate.compare import compare, fit_families
+    from bayes_scaling.evaluate.families import averaged_predict_loss
 
     names = [m.strip() for m in models.split(",") if m.strip()]
     if plots_dir and Path(plots_dir).exists() and not Path(plots_dir).is_dir():

@@ -2,7 +2,8 @@
 
 ``predict``, ``tokens``, ``optimal``, ``summary`` (scaling-law fits) and ``curve``, ``batch``
 (training-dynamics fits), with the option, number-parsing and table/JSON helpers that the other
-commands in :mod:`bayes_scaling.cli.app` share. The commands are plain :func:`click.command` objects;
+commands in :mod:`bayes_scaling.cli.app` share. The commands are plain :func:`click.command`
+objects;
 ``cli`` attaches them to its group, so this module never imports ``cli``.
 """
 
@@ -64,7 +65,8 @@ def parse_floats(text: str, what: str) -> list[float]:
 
 
 # --------------------------------------------------------------------------------- queries
-INTERVAL_OPTION = click.option("--interval", default=DEFAULT_INTERVAL, show_default=True, type=float,
+INTERVAL_OPTION = click.option("--interval", default=DEFAULT_INTERVAL, show_default=True,
+                               type=float,
                          help="Probability of the reported interval (lower, upper).")
 GROUP_OPTION = click.option("--group", default=None, help="Data distribution, or 'new' for unseen.")
 JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -88,7 +90,8 @@ def predict_cmd(fit_path, n_params, n_tokens, band, group, interval, as_json, se
     from bayes_scaling.query.predict import predict_loss
 
     fitted = load_fit(fit_path)
-    res = predict_loss(fitted, parse_floats(n_params, "--n-params"), parse_floats(n_tokens, "--n-tokens"),
+    res = predict_loss(fitted, parse_floats(n_params, "--n-params"),
+                       parse_floats(n_tokens, "--n-tokens"),
                        group=group, band=band, interval=interval, random_seed=seed)
     _emit(res, as_json, ["n_params", "n_tokens", "flops", "group", "band", "median", "mean",
                          "lower", "upper", "interval", "decades_past_c"])

@@ -147,8 +147,11 @@ class CurveTable(FrameTable):
     n_runs = property(lambda self: self.n_curves, doc="Number of training runs (= curves).")
 
     def curves(self) -> pd.DataFrame:
-        """One row per curve: ``run_id, group, n_params, batch_size_tokens, first_step,
-        last_step, n_points, last_loss``."""
+        """One row per curve.
+
+        Columns ``run_id, group, n_params, batch_size_tokens, first_step, last_step, n_points,
+        last_loss``.
+        """
         g = self.frame.groupby("run_id", sort=False)
         return pd.DataFrame({
             "group": g["group"].first(), "n_params": g["n_params"].first(),
@@ -195,8 +198,11 @@ class CurveTable(FrameTable):
                           self.param_count, self.rule)
 
     def range_summary(self) -> dict[str, float | int]:
-        """Span of the curves: ``n_min, n_max, s_min, s_max, b_min, b_max, loss_min, loss_max``,
-        ``n_distinct, b_distinct, n_curves, n_points, n_groups``."""
+        """Span of the curves.
+
+        Keys ``n_min, n_max, s_min, s_max, b_min, b_max, loss_min, loss_max``, ``n_distinct,
+        b_distinct, n_curves, n_points, n_groups``.
+        """
         out: dict[str, float | int] = {}
         for key, x in (("n", self.n), ("s", self.s), ("b", self.b), ("loss", self.loss)):
             out[f"{key}_min"], out[f"{key}_max"] = float(x.min()), float(x.max())

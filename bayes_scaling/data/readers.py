@@ -5,7 +5,8 @@ row (file line or row index); its column spellings are mapped to the canonical n
 parsed exactly, ``n_tokens`` or ``flops`` is derived when absent, and every bad cell is collected
 per row. Also the safe query filter (comparisons and arithmetic only, nothing executes) and the
 row checks (duplicates, repeated run ids) with their one-line message. ``data`` builds the
-:class:`~bayes_scaling.data.runs.RunTable` from what this returns; this module never imports ``data``.
+:class:`~bayes_scaling.data.runs.RunTable` from what this returns; this module never imports
+``data``.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ REQUIRED_COLUMNS: tuple[str, ...] = ("n_params", "n_tokens", "loss")
 OPTIONAL_COLUMNS: tuple[str, ...] = (
     "n_params_nonembedding", "steps", "batch_size_tokens", "learning_rate", "context_length",
 )
-#: Every canonical column, in the order a :class:`~bayes_scaling.data.runs.RunTable` frame holds them.
+#: Every canonical column, in the order a :class:`~bayes_scaling.data.runs.RunTable` frame holds
+#: them.
 CANONICAL_COLUMNS: tuple[str, ...] = (
     "run_id", "group", "n_params", "n_tokens", "flops", "loss", *OPTIONAL_COLUMNS,
 )

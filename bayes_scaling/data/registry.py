@@ -1,4 +1,4 @@
-"""Published runs tables, found through a checksummed registry (pooch-style).
+"""Published runs tables, found through a checksummed registry (downloads and hashes by pooch).
 
 ``data/registry.json`` (at the project root) names each data set: the file of its runs table,
 that file's sha256, its public origin pinned at a commit (URL and sha256), its license and
@@ -11,8 +11,8 @@ that make it ready for an ``L(N, D)`` fit.
 2. ``data_home``, if given;
 3. each folder in ``$BAYES_SCALING_DATA`` (``os.pathsep``-separated; tests and CI point it at
    ``../shared/data``);
-4. the cache, ``$BAYES_SCALING_CACHE`` or ``$XDG_CACHE_HOME/bayes_scaling`` or
-   ``~/.cache/bayes_scaling``;
+4. the cache, ``$BAYES_SCALING_CACHE`` or pooch's ``os_cache("bayes_scaling")``
+   (``$XDG_CACHE_HOME/bayes_scaling`` or ``~/.cache/bayes_scaling`` on Linux);
 5. otherwise it downloads the pinned origin into the cache (a temporary file, then an atomic
    :func:`os.replace`), verifies it, and derives the extract where the origin is not the
    table itself. Tests replace the download with the ``downloader`` argument.
@@ -24,19 +24,18 @@ file, both hashes and what to do.
 from __future__ import annotations
 
 import difflib
-import hashlib
 import inspect
 import io
 import json
 import os
-import shutil
 import tempfile
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pooch
+import requests
 
 from bayes_scaling.constants import FLOPS_PER_PARAM_TOKEN
 from bayes_scaling.data.runs import RunTable, load_runs
@@ -71,17 +70,15 @@ def download_url(url: str, dest: Path, *, timeout: float = 60.0) -> None:
     """
     if not url.startswith("https://"):
         raise RegistryError(f"refusing to download from a non-https URL: {url}")
-    with urllib.request.urlopen(url, timeout=timeout) as response, dest.open("wb") as out:
-        shutil.copyfileobj(response, out)
+    try:
+        pooch.HTTPDownloader(timeout=timeout)(url, str(dest), None)
+    except requests.RequestException as exc:  # pooch downloads with requests
+        raise OSError(str(exc)) from exc
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
     """Return the sha256 (hex) of a file's bytes."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return str(pooch.file_hash(str(path), alg="sha256"))
 
 
 def load_registry(path: str | os.PathLike[str] | None = None) -> dict[str, dict[str, Any]]:
@@ -112,11 +109,10 @@ def load_registry(path: str | os.PathLike[str] | None = None) -> dict[str, dict[
 
 
 def cache_dir() -> Path:
-    """Return the download cache: ``$BAYES_SCALING_CACHE``, else ``<user cache>/bayes_scaling``."""
+    """Return the download cache: ``$BAYES_SCALING_CACHE``, else pooch's user cache."""
     if os.environ.get(CACHE_ENV):
         return Path(os.environ[CACHE_ENV]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / "bayes_scaling"
+    return Path(pooch.os_cache("bayes_scaling"))
 
 
 def _entry(name: str) -> dict[str, Any]:

@@ -83,8 +83,11 @@ def first_seen(column: pd.Series) -> tuple[tuple[str, ...], np.ndarray]:
 
 
 class FrameTable:
-    """What the runs table and the curve table share: a canonical ``frame`` with ``run_id``
-    and ``group`` columns (index ``0 .. n-1``) and a ``source`` to name in errors."""
+    """What the runs table and the curve table share.
+
+    A canonical ``frame`` with ``run_id`` and ``group`` columns (index ``0 .. n-1``) and a
+    ``source`` to name in errors.
+    """
 
     frame: pd.DataFrame
     source: str
@@ -104,8 +107,11 @@ class FrameTable:
         return self.frame[column].to_numpy(dtype=np.float64, copy=True)
 
     def _selected(self, mask_or_index: Any, noun: str) -> pd.DataFrame:
-        """The rows a boolean mask or integer positions select, re-indexed ``0 .. k-1``;
-        DataError naming ``noun`` (runs, points) for a wrong mask, no rows or a bad position."""
+        """The rows a boolean mask or integer positions select, re-indexed ``0 .. k-1``.
+
+        Raises DataError naming ``noun`` (runs, points) for a wrong mask, no rows or a bad
+        position.
+        """
         n = len(self.frame)
         sel = np.asarray(mask_or_index)
         if sel.dtype == bool:
@@ -129,8 +135,11 @@ class FrameTable:
         return self._floats(column)
 
     def _digest(self, head: bytes, columns: Sequence[str], strings: Sequence[str]) -> str:
-        """Sha256 of ``head`` then each column: text as JSON, numbers as little-endian float64
-        (every NaN with one bit pattern). The content hash of both table kinds."""
+        """The content hash of both table kinds.
+
+        Sha256 of ``head`` then each column: text as JSON, numbers as little-endian float64
+        (every NaN with one bit pattern).
+        """
         digest = hashlib.sha256(head)
         for col in columns:
             if col in strings:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -32,6 +32,7 @@ from bayes_scaling.query.predict import (
     log_loss_draws,
 )
 from bayes_scaling.query.summarize import pct
+from bayes_scaling.types import ProgressFn, SeedLike
 
 HOLDOUT_BY = ("n_params", "flops")
 METHODS = ("bayes", "huber-bootstrap")
@@ -76,7 +77,7 @@ def split_top(runs: RunTable, *, holdout_by: str = "n_params",
 
 
 def _log_density(fit_: ScalingFit, test: RunTable, rng: np.random.Generator) -> np.ndarray:
-    """log p(observed log loss) per held-out run, averaged over draws.
+    """Log p(observed log loss) per held-out run, averaged over draws.
 
     Per draw the predictive is a Student-t (or Normal) at the law's mean with scale
     ``sqrt(sigma^2 + (kappa*distance)^2)``: exact without discrepancy, a moment-matched
@@ -165,15 +166,42 @@ def backtest(
     runs: RunTable,
     model: Any = "chinchilla",
     *,
-    holdout_by: str = "n_params",
+    holdout_by: Literal["n_params", "flops"] = "n_params",
     holdout_top: int = 1,
-    method: str = "bayes",
+    method: Literal["bayes", "huber-bootstrap"] = "bayes",
     probs: Sequence[float] = DEFAULT_PROBS,
-    random_seed: int | np.random.Generator | None = None,
+    random_seed: SeedLike = None,
     fit_kwargs: Mapping[str, Any] | None = None,
-    on_progress: Callable[[str], None] | None = None,
+    on_progress: ProgressFn | None = None,
 ) -> BacktestResult:
-    """Hold out the top ``holdout_top`` levels of ``holdout_by``, refit, predict and score."""
+    """Hold out the top ``holdout_top`` levels of ``holdout_by``, refit, predict and score.
+
+    Parameters
+    ----------
+    runs : RunTable
+        The ladder.
+    model : str, path or ModelSpec, default "chinchilla"
+        The model refitted on the rest.
+    holdout_by : {"n_params", "flops"}, default "n_params"
+        The axis whose largest levels are held out (levels within 2% are one level).
+    holdout_top : int, default 1
+        How many of the largest levels to hold out.
+    method : {"bayes", "huber-bootstrap"}, default "bayes"
+        Our NUTS fit, or the Hoffmann/Epoch point fit with bootstrap bands.
+    probs : sequence of float, default :data:`~bayes_scaling.constants.DEFAULT_PROBS`
+        Band probabilities scored (coverage per probability).
+    random_seed : int, numpy.random.Generator or None
+        Seed of the refit and of the predictive draws.
+    fit_kwargs : mapping, optional
+        Passed to the refit (``draws``, ``tune``, ``chains``...).
+    on_progress : callable, optional
+        Called with one short line per step.
+
+    Returns
+    -------
+    BacktestResult
+        The held-out runs with their predicted bands and scores, and the refit.
+    """
     if method not in METHODS:
         raise BayesScalingError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     rng = np.random.default_rng(random_seed)
@@ -198,7 +226,8 @@ def rolling_origin(runs: RunTable, model: Any = "chinchilla", *, tops: Sequence[
                    **kwargs: Any) -> list[BacktestResult]:
     """:func:`backtest` for each number of held-out levels in ``tops``, run in parallel.
 
-    ``workers`` local processes by default (:func:`bayes_scaling.evaluate.parallel.run_many`), or the
+    ``workers`` local processes by default (:func:`bayes_scaling.evaluate.parallel.run_many`), or
+    the
     Dask cluster at ``address``. Each refit gets the seed ``random_seed + k``.
     """
     seed = kwargs.pop("random_seed", 0)

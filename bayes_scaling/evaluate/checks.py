@@ -1,6 +1,7 @@
 r"""Diagnostics of a fitted scaling law: the run-level pattern checks plus the posterior's own.
 
-:func:`diagnose` runs the detectors of :mod:`bayes_scaling.evaluate.patterns` on a fit's runs, adds the
+:func:`diagnose` runs the detectors of :mod:`bayes_scaling.evaluate.patterns` on a fit's runs,
+adds the
 posterior predictive p-value (Gelman, Meng & Stern 1996) and the PSIS-LOO Pareto k (Vehtari,
 Gelman & Gabry 2017) of each run, the slope differences between groups, how far a target lies
 past the runs, and -- with ``full=True`` or fits the caller passes -- the full-posterior
@@ -25,7 +26,7 @@ from bayes_scaling.constants import GROUP
 from bayes_scaling.data.runs import RunTable
 from bayes_scaling.data.support import FAR_DECADES_C, decades_outside
 from bayes_scaling.errors import QueryError
-from bayes_scaling.evaluate.compare import loo, n_bad_pareto_k
+from bayes_scaling.evaluate.loo import loo, n_bad_pareto_k
 from bayes_scaling.evaluate.patterns import (
     PARETO_K,
     PPC_LEVEL,
@@ -42,7 +43,7 @@ from bayes_scaling.fitting.result import ScalingFit
 from bayes_scaling.laws.final_loss import LAWS
 from bayes_scaling.model.spec import ModelSpec, load_spec
 from bayes_scaling.query.predict import fit_box, flat, group_theta
-from bayes_scaling.types import ProgressFn
+from bayes_scaling.types import ProgressFn, SeedLike
 
 #: An ELPD difference must exceed max(this, 2 se) to favour the richer model.
 ELPD_MIN = 4.0
@@ -54,10 +55,10 @@ BROKEN_MODEL, SLOPES_MODEL, PLAIN_MODEL = "broken", "chinchilla_slopes", "chinch
 
 # ------------------------------------------------------------------------------ posterior
 def posterior_run_checks(fit_: ScalingFit) -> pd.DataFrame:
-    """Per run: posterior predictive p-value (two-sided) and PSIS-LOO Pareto k.
+    r"""Per run: posterior predictive p-value (two-sided) and PSIS-LOO Pareto k.
 
-    The p-value is exact given each draw, :math:`p_i = \\frac1S\\sum_s F((y_i - \\mu_{is})/
-    \\sigma_s)` with ``F`` the Normal or Student-t cdf of the fit's likelihood, then
+    The p-value is exact given each draw, :math:`p_i = \frac1S\sum_s F((y_i - \mu_{is})/
+    \sigma_s)` with ``F`` the Normal or Student-t cdf of the fit's likelihood, then
     ``2 min(p, 1 - p)``.
     """
     post, runs = fit_.posterior, fit_.runs
@@ -139,7 +140,7 @@ def slope_differences(fit_: ScalingFit, *, interval: float = 0.9) -> pd.DataFram
 
 def _chain(fit_: ScalingFit, c: int) -> ScalingFit:
     """``fit_`` restricted to chain ``c`` (one mode of a posterior whose chains did not mix)."""
-    import arviz as az
+    import arviz as az  # lazy: ArviZ costs ~1 s; only a fit whose chains split needs it
 
     return replace(fit_, idata=az.InferenceData(posterior=fit_.posterior.isel(chain=[c])))
 
@@ -295,7 +296,7 @@ def _full_checks(fit_: ScalingFit, given: Mapping[str, ScalingFit],
 
 def diagnose(fit: ScalingFit, *, target: tuple[float, float] | None = None, full: bool = False,
              fits: Mapping[str, ScalingFit] | None = None,
-             fit_kwargs: Mapping[str, Any] | None = None, random_seed: int = 0,
+             fit_kwargs: Mapping[str, Any] | None = None, random_seed: SeedLike = 0,
              on_progress: ProgressFn | None = None) -> DiagnosisResult:
     """Every scaling-pattern check on a fit; one finding per check (see the module docs).
 
@@ -313,8 +314,12 @@ def diagnose(fit: ScalingFit, *, target: tuple[float, float] | None = None, full
     fits
         Already-fitted comparison models on the same runs, keyed by model name (``"broken"``,
         ``"chinchilla_slopes"``, ``"chinchilla"``); given ones are used even without ``full``.
+    fit_kwargs
+        Sampler settings of those fits (default :data:`FULL_FIT_KWARGS`).
     random_seed
         Seed of the NUTS fits of the full checks.
+    on_progress
+        Called with one short line per step.
 
     Returns
     -------

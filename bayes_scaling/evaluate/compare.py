@@ -9,7 +9,8 @@ Three views, each in the table :func:`compare` returns (one row per family):
   Normal / Student-t likelihood on log loss, per run), so it works for every backend and for
   saved fits; all families score the same observations (log loss), so their ELPDs compare.
 - **A held-out check**: each family is refitted without the largest model sizes
-  (:func:`bayes_scaling.evaluate.backtest.backtest`) and scored on them: mean log predictive density,
+  (:func:`bayes_scaling.evaluate.backtest.backtest`) and scored on them: mean log predictive
+  density,
   median absolute % error of the median and coverage of the 50% / 90% predictive bands.
 - **Compute-optimal exponents** ``a`` (``N_opt ∝ C^a``) and ``b`` (``D_opt ∝ C^b``) with
   credible intervals, beside the published values, and **where the families part**: the
@@ -31,35 +32,27 @@ Sources
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import arviz as az
 import numpy as np
 import pandas as pd
-import xarray as xr
-from scipy import stats
 
 from bayes_scaling.constants import (
-    CHAIN,
     DEFAULT_INTERVAL,
-    DEFAULT_PROBS,
-    DRAW,
     NEW_GROUP,
-    POINT,
-    RUN,
 )
 from bayes_scaling.data.runs import RunTable
-from bayes_scaling.errors import BayesScalingError, QueryError
+from bayes_scaling.errors import BayesScalingError
 from bayes_scaling.evaluate.backtest import backtest
+from bayes_scaling.evaluate.families import where_they_part
+from bayes_scaling.evaluate.loo import loo, loo_table, n_bad_pareto_k
 from bayes_scaling.fitting.fit import fit
 from bayes_scaling.fitting.result import ScalingFit
 from bayes_scaling.model.spec import load_spec
-from bayes_scaling.query.allocate import optimal_exponents, optimal_split
-from bayes_scaling.query.predict import flat, group_theta, predict_loss, resolve_group
-from bayes_scaling.query.summarize import QueryResult, check_probs, interval_table, jsonable
+from bayes_scaling.query.allocate import optimal_exponents
+from bayes_scaling.query.summarize import jsonable
 from bayes_scaling.types import ProgressFn, SeedLike
 
 #: Families compared by default (shipped specs in ``models/``).
@@ -91,10 +84,6 @@ TABLE_COLUMNS: tuple[str, ...] = (
     "heldout_lpd", "heldout_mape", "heldout_cov50", "heldout_cov90",
     "a_median", "a_lower", "a_upper", "b_median", "b_lower", "b_upper", "converged",
 )
-
-#: FLOP range scanned for where the families part: from the largest run's compute to this.
-DIVERGE_MAX_FLOPS = 1e27
-DIVERGE_POINTS = 61
 
 
 # ------------------------------------------------------------------------------ results
@@ -180,70 +169,6 @@ def fit_families(runs: RunTable, models: Sequence[str] = DEFAULT_MODELS, *,
     return out
 
 
-# ------------------------------------------------------------------------------ LOO
-def pointwise_log_likelihood(fit_: ScalingFit) -> xr.DataArray:
-    """``log p(log L_i | theta_s)`` per draw and run: dims ``(chain, draw, run)``.
-
-    The law's log mean for the run's group plus the fit's likelihood (Normal, or Student-t with
-    the posterior ``nu``) with scale ``sigma``: the density of the observed *log* loss.
-    """
-    post, runs = fit_.posterior, fit_.runs
-    s = post.sizes[CHAIN] * post.sizes[DRAW]
-    out = np.empty((s, runs.n_runs))
-    sigma = flat(post["sigma"])[:, None]
-    nu = flat(post["nu"])[:, None] if "nu" in post else None
-    for g, name in enumerate(runs.group_names):
-        sel = runs.group_index == g
-        if not sel.any():
-            continue
-        theta = {k: v[:, None] for k, v in group_theta(fit_, name).items()}
-        mu = fit_.law.evaluate_log({"n": runs.log_n[sel][None, :],
-                                    "d": runs.log_d[sel][None, :]}, theta)
-        y = runs.log_loss[sel][None, :]
-        out[:, sel] = (stats.t.logpdf(y, df=nu, loc=mu, scale=sigma) if nu is not None
-                       else stats.norm.logpdf(y, loc=mu, scale=sigma))
-    arr = out.reshape(post.sizes[CHAIN], post.sizes[DRAW], runs.n_runs)
-    return xr.DataArray(arr, dims=(CHAIN, DRAW, RUN), coords={RUN: list(runs.run_ids)},
-                        name="log_loss")
-
-
-def with_log_likelihood(fit_: ScalingFit) -> az.InferenceData:
-    """The fit's InferenceData plus a ``log_likelihood`` group (variable ``log_loss``)."""
-    ll = pointwise_log_likelihood(fit_).to_dataset()
-    return az.InferenceData(posterior=fit_.posterior, log_likelihood=ll)
-
-
-def loo(fit_: ScalingFit) -> Any:
-    """PSIS-LOO of a fit (ArviZ ``ELPDData``, pointwise); Pareto-k warnings are kept in it."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # reported via n_bad_pareto_k and notes
-        return az.loo(with_log_likelihood(fit_), pointwise=True, var_name="log_loss")
-
-
-def n_bad_pareto_k(elpd: Any) -> int:
-    """Runs whose Pareto k exceeds ArviZ's threshold (``min(1 - 1/log10 S, 0.7)``)."""
-    good = float(getattr(elpd, "good_k", 0.7))
-    return int(np.sum(np.asarray(elpd.pareto_k) > good))
-
-
-def loo_table(loos: Mapping[str, Any]) -> pd.DataFrame:
-    """``az.compare`` (stacking) of precomputed LOOs: one row per model, best first."""
-    if len(loos) == 1:
-        (name, e), = loos.items()
-        return pd.DataFrame([{"model": name, "elpd_loo": float(e["elpd_loo"]),
-                              "se": float(e["se"]), "elpd_diff": 0.0, "dse": 0.0,
-                              "weight": 1.0, "p_loo": float(e["p_loo"])}])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        # ArviZ 0.2x's own use of pandas, deprecated in pandas 3; not ours to fix
-        warnings.simplefilter("ignore", getattr(pd.errors, "Pandas4Warning", FutureWarning))
-        cmp = az.compare(dict(loos), ic="loo", method="stacking", scale="log")
-    cmp = cmp.rename_axis("model").reset_index()
-    return cmp[["model", "elpd_loo", "se", "elpd_diff", "dse", "weight", "p_loo"]].astype(
-        {"elpd_loo": float, "se": float, "elpd_diff": float, "dse": float, "weight": float,
-         "p_loo": float})
-
-
 # ------------------------------------------------------------------------------ exponents
 def exponent_summary(fit_: ScalingFit, *, group: str | None = None,
                      interval: float = DEFAULT_INTERVAL,
@@ -299,164 +224,6 @@ def heldout_check(fit_: ScalingFit, *, holdout_top: int, random_seed: SeedLike =
             "n_heldout": int(s["n_holdout"]), "heldout_converged": bool(s["converged"])}
 
 
-# ------------------------------------------------------------------------------ divergence
-def allocation(fit_: ScalingFit, flops: np.ndarray, *, group: str | None = None,
-               tokens_per_param: float | None = None,
-               random_seed: SeedLike = None) -> tuple[np.ndarray, np.ndarray, str]:
-    """``(n, d, description)`` along a FLOP grid: a fixed ratio, or ``fit_``'s optimum.
-
-    With ``tokens_per_param`` the split is ``D = r N``, ``6 N D = C``; otherwise the posterior
-    median of ``fit_``'s compute-optimal ``N_opt(C)`` (law band), ``D = C / (6 N)``.
-    """
-    c = np.asarray(flops, dtype=float)
-    if tokens_per_param is not None:
-        if not tokens_per_param > 0:
-            raise QueryError(f"tokens per parameter must be positive, got {tokens_per_param}")
-        n = np.sqrt(c / (6.0 * tokens_per_param))
-        return n, c / (6.0 * n), f"D = {tokens_per_param:g} N"
-    if not {"n", "d"} <= set(fit_.law.inputs):
-        raise QueryError(f"{fit_.spec.name} has no compute-optimal split (law {fit_.law.name}); "
-                         "give tokens_per_param")
-    rng = np.random.default_rng(random_seed)
-    g = resolve_group(fit_, group)
-    theta = {k: v[:, None] for k, v in group_theta(fit_, g, rng=rng).items()}
-    n_opt, _ = optimal_split(fit_.law, c[None, :], theta)
-    n = np.median(n_opt, axis=0)
-    return n, c / (6.0 * n), f"compute-optimal N of {fit_.spec.name} (posterior median)"
-
-
-def _bands(fit_: ScalingFit, n: np.ndarray, d: np.ndarray, *, group: str | None, band: str,
-           interval: float, rng: np.random.Generator) -> pd.DataFrame:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return predict_loss(fit_, n, d, group=group, band=band, probs=(interval,),
-                            interval=interval, random_seed=rng).summary
-
-
-def _first_apart(apart: np.ndarray, c: np.ndarray, n: np.ndarray,
-                 d: np.ndarray) -> dict[str, Any] | None:
-    if not apart.any():
-        return None
-    i = int(np.argmax(apart))
-    return {"flops": float(c[i]), "n_params": float(n[i]), "n_tokens": float(d[i]),
-            "at_start": i == 0, "stays_apart": bool(apart[i:].all())}
-
-
-def where_they_part(fits: Mapping[str, ScalingFit], *, reference: str | None = None,
-                    tokens_per_param: float | None = None, flops: Sequence[float] | None = None,
-                    group: str | None = None, interval: float = DEFAULT_INTERVAL,
-                    random_seed: SeedLike = None) -> dict[str, Any]:
-    """The smallest FLOP budget at which two families' bands stop overlapping.
-
-    Budgets ``C`` are scanned on a log grid (default: the largest run's compute to
-    :data:`DIVERGE_MAX_FLOPS`: where a proposal extrapolates); at each, ``(N, D)`` is the
-    reference's compute-optimal split
-    (posterior median; the first fit unless ``reference`` is given) or ``D = r N`` with
-    ``tokens_per_param``. Both families' ``interval`` bands, law and predictive, are compared
-    there; the first budget at which they are disjoint is reported for each other family.
-
-    Returns
-    -------
-    dict
-        ``reference``, ``allocation`` (how N and D were chosen), ``tokens_per_param`` (``None``
-        for the reference's optimum), ``group``, ``interval``,
-        ``flops_range``, ``pairs`` (``{other: {"law": point | None, "predictive": point |
-        None}}``), and for the first other family the top-level ``flops``, ``n_params``,
-        ``n_tokens`` (predictive bands; ``None`` when they never part in the scanned range)
-        and ``law`` (the same for the law bands). A point is ``{flops, n_params, n_tokens,
-        at_start, stays_apart}``: ``at_start`` means already apart at the first budget (by
-        default the largest run's), ``stays_apart`` that they do not overlap again later in
-        the scan (the predictive bands widen with extrapolation and may).
-    """
-    names = list(fits)
-    ref = reference or names[0]
-    if ref not in fits:
-        raise QueryError(f"unknown reference {ref!r}; the fits are {', '.join(names)}")
-    rfit = fits[ref]
-    rng = np.random.default_rng(random_seed)
-    c_lo = float(rfit.runs.flops.max())
-    c = (np.geomspace(c_lo, max(DIVERGE_MAX_FLOPS, 10 * c_lo), DIVERGE_POINTS)
-         if flops is None else np.atleast_1d(np.asarray(flops, dtype=float)))
-    g = resolve_group(rfit, group)
-    if tokens_per_param is None and not {"n", "d"} <= set(rfit.law.inputs):
-        tokens_per_param = 20.0
-    n, d, how = allocation(rfit, c, group=g, tokens_per_param=tokens_per_param,
-                           random_seed=rng)
-    ref_bands = {b: _bands(rfit, n, d, group=g, band=b, interval=interval, rng=rng)
-                 for b in ("law", "predictive")}
-    pairs: dict[str, dict[str, Any]] = {}
-    for other in names:
-        if other == ref:
-            continue
-        pairs[other] = {}
-        for b, rb in ref_bands.items():
-            ob = _bands(fits[other], n, d, group=g, band=b, interval=interval, rng=rng)
-            apart = ((rb["upper"].to_numpy() < ob["lower"].to_numpy())
-                     | (ob["upper"].to_numpy() < rb["lower"].to_numpy()))
-            pairs[other][b] = _first_apart(apart, c, n, d)
-    first = next(iter(pairs.values()), {"law": None, "predictive": None})
-    top = first["predictive"] or {}
-    return {"reference": ref, "allocation": how, "tokens_per_param": tokens_per_param,
-            "group": g, "interval": interval,
-            "flops_range": [float(c.min()), float(c.max())], "band": "predictive",
-            "flops": top.get("flops"), "n_params": top.get("n_params"),
-            "n_tokens": top.get("n_tokens"), "law": first["law"], "pairs": pairs}
-
-
-# ------------------------------------------------------------------------------ averaging
-def _stratified_counts(weights: np.ndarray, total: int) -> np.ndarray:
-    """Largest-remainder split of ``total`` draws in proportion to ``weights``."""
-    raw = weights * total
-    counts = np.floor(raw).astype(int)
-    short = total - counts.sum()
-    counts[np.argsort(-(raw - counts))[:short]] += 1
-    return counts
-
-
-def averaged_predict_loss(fits: Mapping[str, ScalingFit], weights: Mapping[str, float],
-                          n_params: Any, n_tokens: Any, *, band: str = "predictive",
-                          probs: Sequence[float] = DEFAULT_PROBS,
-                          interval: float = DEFAULT_INTERVAL, random_seed: SeedLike = None,
-                          group: str | None = None) -> QueryResult:
-    """Loss at ``(N, D)`` from the mixture of families with ``weights`` (e.g. LOO stacking).
-
-    Each family contributes a share of the draws equal to its weight (stratified, without
-    replacement while a family has enough draws); the result has one chain. Weights are
-    normalised; families with zero weight are skipped. The summary has the columns of
-    :func:`~bayes_scaling.query.predict.predict_loss` plus ``models`` (``name:weight, ...``).
-    """
-    probs, interval = check_probs(probs, interval)
-    unknown = [k for k in weights if k not in fits]
-    if unknown:
-        raise QueryError(f"weights name unknown models {unknown}; fits: {', '.join(fits)}")
-    w = np.array([max(float(weights.get(k, 0.0)), 0.0) for k in fits])
-    if not np.isfinite(w).all() or w.sum() <= 0:
-        raise QueryError(f"weights must be non-negative with a positive sum, got {dict(weights)}")
-    w = w / w.sum()
-    rng = np.random.default_rng(random_seed)
-    parts, msgs, summaries = [], [], []
-    sizes = [f.posterior.sizes[CHAIN] * f.posterior.sizes[DRAW] for f in fits.values()]
-    counts = _stratified_counts(w, max(sizes))
-    for f, k, size in zip(fits.values(), counts, sizes, strict=True):
-        if k == 0:
-            continue
-        res = predict_loss(f, n_params, n_tokens, group=group, band=band, probs=probs,
-                           interval=interval, random_seed=rng)
-        draws = np.asarray(res.draws).reshape(size, -1)
-        parts.append(draws[rng.choice(size, size=k, replace=k > size)])
-        msgs += [m for m in res.warnings if m not in msgs]
-        summaries.append(res.summary)
-    mix = np.concatenate(parts)[rng.permutation(int(counts.sum()))]
-    head = summaries[0][["n_params", "n_tokens", "flops", "group", "band"]]
-    label = ", ".join(f"{k}:{v:.3f}" for k, v in zip(fits, w, strict=True) if v > 0)
-    summary = pd.concat([head.reset_index(drop=True),
-                         interval_table(mix, probs=probs, interval=interval),
-                         pd.DataFrame({"models": [label] * mix.shape[1]})], axis=1)
-    da = xr.DataArray(mix[None], dims=(CHAIN, DRAW, POINT), name="loss",
-                      attrs={"band": band, "units": "nats/token", "weights": label})
-    return QueryResult(draws=da, summary=summary, band=band, warnings=tuple(msgs))
-
-
 # ------------------------------------------------------------------------------ compare
 def _same_runs(fits: Mapping[str, ScalingFit], runs: RunTable | None) -> RunTable:
     """The run table every fit was made on (LOO needs the same observations)."""
@@ -501,6 +268,12 @@ def compare(fits: Mapping[str, ScalingFit], *, runs: RunTable | None = None,
         (an unseen data distribution) when there are several.
     tokens_per_param
         Use ``D = r N`` in the divergence scan instead of the reference's optimum.
+    random_seed
+        Seed of the held-out refits and of every draw.
+    on_progress
+        Called with one short line per step.
+    fit_kwargs
+        Overrides of the refits' sampler settings (``draws``, ``tune``, ...).
 
     Returns
     -------

@@ -15,7 +15,8 @@ because the new run enters the posterior only through its likelihood:
 on log loss). Its accuracy is reported as the Kish effective sample size
 :math:`(\sum w)^2 / \sum w^2` (small values mean a refit is needed), and
 :func:`refit_check` compares it with NUTS refits. The predictive band also carries the fit's
-extrapolation discrepancy (:mod:`bayes_scaling.fitting.calibrate`), whose scale grows with the target's
+extrapolation discrepancy (:mod:`bayes_scaling.fitting.calibrate`), whose scale grows with the
+target's
 distance from the runs: a candidate that extends the runs toward the target shrinks it.
 
 With a target loss, a second score is the expected reduction of the uncertainty of the verdict
@@ -28,28 +29,25 @@ Numpy only: never imports PyMC (:func:`refit_check` fits lazily).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+import xarray as xr
 
 from bayes_scaling.constants import DEFAULT_INTERVAL, FLOPS_PER_PARAM_TOKEN
 from bayes_scaling.data.runs import load_runs
-from bayes_scaling.data.support import DISCREPANCY_RAMP_DECADES, Box, decades_outside
+from bayes_scaling.data.support import decades_outside
 from bayes_scaling.errors import QueryError
+from bayes_scaling.evaluate.drawset import DrawSet, Target, draw_set, extend_box
 from bayes_scaling.fitting.fit import fit as run_fit
 from bayes_scaling.fitting.result import ScalingFit, with_posterior
-from bayes_scaling.laws.final_loss import Law
-from bayes_scaling.query.predict import fit_box, flat, group_theta, predict_loss, resolve_group
+from bayes_scaling.query.predict import flat, predict_loss, resolve_group
 from bayes_scaling.query.summarize import jsonable
 from bayes_scaling.types import SeedLike
 
 #: Simulated outcomes per candidate.
 DEFAULT_N_SIM = 128
-#: Noise replicates per posterior draw in the band at the target (smooths its quantiles).
-NOISE_REPLICATES = 16
 #: Below this effective sample size the reweighted posterior is flagged (refit to trust it).
 MIN_ESS = 100.0
 #: Default candidate grid (:func:`candidate_grid`): how many sizes, which token ratios.
@@ -58,157 +56,6 @@ DEFAULT_TOKENS_PER_PARAM: tuple[float, ...] = (10.0, 20.0, 40.0)
 METRICS = ("band", "p_target")
 #: Band reductions below this fraction of the current band are Monte Carlo noise (see _rank).
 NOISE_FLOOR = 1e-3
-
-
-@dataclass(frozen=True)
-class Target:
-    """The planned run: ``n_params``, ``n_tokens`` and optionally the target ``loss``."""
-
-    n_params: float
-    n_tokens: float
-    loss: float | None = None
-
-    @classmethod
-    def of(cls, target: Any) -> Target:
-        """A ``Target`` from itself, a mapping (``n_params``, ``n_tokens``, ``loss``) or a tuple."""
-        if isinstance(target, Target):
-            out = target
-        elif isinstance(target, Mapping):
-            out = cls(target["n_params"], target["n_tokens"], target.get("loss"))
-        else:
-            out = cls(*target)
-        vals = [out.n_params, out.n_tokens] + ([out.loss] if out.loss is not None else [])
-        if not all(np.isfinite(float(v)) and float(v) > 0 for v in vals):
-            raise QueryError(f"target values must be positive and finite, got {out}")
-        return cls(float(out.n_params), float(out.n_tokens),
-                   None if out.loss is None else float(out.loss))
-
-
-# ------------------------------------------------------------------------------ draws
-@dataclass(frozen=True)
-class DrawSet:
-    """Posterior draws of one group, with importance log-weights and the runs' box.
-
-    ``eps`` (standardised run noise, ``(S, K)``) and ``xi`` (standard normals of the
-    discrepancy, ``(S, K)``) are drawn once: every candidate is scored with the same random
-    numbers, so their differences are not Monte Carlo noise.
-    """
-
-    law: Law
-    theta: Mapping[str, np.ndarray]
-    sigma: np.ndarray
-    nu: np.ndarray | None
-    kappa: np.ndarray | None
-    tau0: np.ndarray | None
-    log_w: np.ndarray
-    box: Box
-    eps: np.ndarray
-    xi: np.ndarray
-
-    @property
-    def size(self) -> int:
-        """Number of draws."""
-        return int(self.sigma.size)
-
-    @property
-    def weights(self) -> np.ndarray:
-        """Normalised importance weights."""
-        w = np.exp(self.log_w - self.log_w.max())
-        return w / w.sum()
-
-    @property
-    def ess(self) -> float:
-        """Kish effective sample size of the weights."""
-        return float(1.0 / np.sum(self.weights**2))
-
-    def log_mu(self, n: float, d: float) -> np.ndarray:
-        """Log mean loss of every draw at ``(n, d)``, shape ``(S,)``."""
-        x = {"n": np.full(1, np.log(n)), "d": np.full(1, np.log(d))}
-        theta = {k: v[:, None] for k, v in self.theta.items()}
-        return np.asarray(self.law.evaluate_log(x, theta), dtype=float).reshape(self.size)
-
-    def log_lik(self, y: np.ndarray, log_mu: np.ndarray) -> np.ndarray:
-        """``log p(y_m | theta_s)`` of observed log losses ``y``: shape ``(M, S)``."""
-        u = (np.asarray(y, dtype=float)[:, None] - log_mu[None, :]) / self.sigma[None, :]
-        if self.nu is None:
-            return stats.norm.logpdf(u) - np.log(self.sigma)[None, :]
-        return stats.t.logpdf(u, df=self.nu[None, :]) - np.log(self.sigma)[None, :]
-
-    def discrepancy_sd(self, n: float, d: float, box: Box | None = None) -> np.ndarray:
-        """Per-draw sd of the extrapolation discrepancy at ``(n, d)`` (zeros if uncalibrated)."""
-        if self.kappa is None:
-            return np.zeros(self.size)
-        dist = float(decades_outside(box or self.box, n, d)["distance"])
-        ramp = min(dist / DISCREPANCY_RAMP_DECADES, 1.0)
-        return np.sqrt(self.tau0**2 * ramp + (self.kappa * dist) ** 2)
-
-    def simulate(self, n: float, d: float, size: int, rng: np.random.Generator) -> np.ndarray:
-        """Log losses of ``size`` new runs at ``(n, d)`` from the (weighted) predictive.
-
-        The predictive of :func:`bayes_scaling.query.predict.predict_loss`: the law, run-to-run
-        noise and, outside the runs, the extrapolation discrepancy.
-        """
-        idx = rng.choice(self.size, size=size, p=self.weights)
-        eps = (rng.standard_t(self.nu[idx]) if self.nu is not None
-               else rng.standard_normal(size))
-        disc = self.discrepancy_sd(n, d)[idx] * rng.standard_normal(size)
-        return self.log_mu(n, d)[idx] + self.sigma[idx] * eps + disc
-
-    def target_draws(self, target: Target, band: str, box: Box | None = None) -> np.ndarray:
-        """Log loss at the target per draw and noise replicate, ``(S, K)``, under ``band``.
-
-        ``box`` (default: the draws' own) sets the extrapolation distance of the discrepancy.
-        """
-        mu = self.log_mu(target.n_params, target.n_tokens)[:, None]
-        if band == "law":
-            return np.broadcast_to(mu, self.eps.shape)
-        sd = self.discrepancy_sd(target.n_params, target.n_tokens, box)
-        return mu + self.sigma[:, None] * self.eps + sd[:, None] * self.xi
-
-    def observe(self, n: float, d: float, log_loss: float) -> DrawSet:
-        """The draws after training one run at ``(n, d)`` with outcome ``log_loss``."""
-        lik = self.log_lik(np.array([log_loss]), self.log_mu(n, d))[0]
-        return replace(self, log_w=self.log_w + lik, box=extend_box(self.box, n, d))
-
-
-def extend_box(box: Box, n: float, d: float) -> Box:
-    """The training box after adding a run at ``(n, d)``."""
-    ln, ld = float(np.log10(n)), float(np.log10(d))
-    lc = float(np.log10(FLOPS_PER_PARAM_TOKEN)) + ln + ld
-
-    def ext(lo_hi: tuple[float, float], v: float) -> tuple[float, float]:
-        return (min(lo_hi[0], v), max(lo_hi[1], v))
-
-    return Box(ext(box.n, ln), ext(box.d, ld), ext(box.c, lc))
-
-
-def draw_set(fit: ScalingFit, *, group: str | None = None, n_draws: int | None = None,
-             random_seed: SeedLike = None) -> DrawSet:
-    """The fit's posterior draws for ``group`` (``"new"``: an unseen one), equally weighted.
-
-    ``n_draws`` thins to a random subset (faster ranking); ``None`` keeps every draw.
-    """
-    rng = np.random.default_rng(random_seed)
-    g = resolve_group(fit, group)
-    theta = group_theta(fit, g, rng=rng)
-    post = fit.posterior
-    s = int(flat(post["sigma"]).size)
-    keep = np.sort(rng.choice(s, n_draws, replace=False)) if n_draws and n_draws < s \
-        else np.arange(s)
-
-    def take(name: str) -> np.ndarray | None:
-        return flat(post[name])[keep].astype(float) if name in post else None
-
-    nu = take("nu")
-    shape = (keep.size, NOISE_REPLICATES)
-    eps = (rng.standard_t(np.broadcast_to(nu[:, None], shape)) if nu is not None
-           else rng.standard_normal(shape))
-    kappa = take("kappa")
-    tau0 = take("tau0")
-    if kappa is not None and tau0 is None:
-        tau0 = np.zeros_like(kappa)
-    return DrawSet(fit.law, {k: v[keep] for k, v in theta.items()}, take("sigma"), nu, kappa,
-                   tau0, np.zeros(keep.size), fit_box(fit), eps, rng.standard_normal(shape))
 
 
 # ------------------------------------------------------------------------------ scoring
@@ -466,8 +313,6 @@ def refit_check(fit: ScalingFit, candidate: tuple[float, float], target: Any, *,
         carry = {k: flat(fit.posterior[k])[rng.integers(0, ds.size, shape)]
                  for k in ("kappa", "tau0") if k in fit.posterior}
         if carry:
-            import xarray as xr
-
             refit = with_posterior(refit, {k: xr.DataArray(v, dims=("chain", "draw"))
                                            for k, v in carry.items()})
         row = {"quantile": q, "loss": float(np.exp(y)), "ess": after.ess,
@@ -480,34 +325,6 @@ def refit_check(fit: ScalingFit, candidate: tuple[float, float], target: Any, *,
             row[f"{band}_refit"] = float(s["upper"].iloc[0] - s["lower"].iloc[0])
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-def plot_next_runs(table: pd.DataFrame, *, ax: Any = None, top: int = 5) -> Any:
-    """Expected band at the target after each candidate vs its cost; the best ``top`` labelled.
-
-    Returns the matplotlib Axes. Colour: tokens per parameter; the dashed line is the band now.
-    """
-    import matplotlib.pyplot as plt
-    from matplotlib.colors import LogNorm
-
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6.4, 4.2))
-    tpp = table["tokens_per_param"].to_numpy()
-    sc = ax.scatter(table["flops"], table["band_after"], c=tpp, cmap="viridis",
-                    norm=LogNorm(vmin=tpp.min(), vmax=max(tpp.max(), tpp.min() * 1.01)),
-                    s=28, zorder=3)
-    ax.figure.colorbar(sc, ax=ax, label="tokens per parameter")
-    now = float(table.attrs.get("band_now", table["band_now"].iloc[0]))
-    ax.axhline(now, color="k", ls="--", lw=1, label=f"{table.attrs.get('band', '')} band now")
-    for _, r in table.head(top).iterrows():
-        ax.annotate(f"#{int(r['rank'])} N={r['n_params']:.2g}", (r["flops"], r["band_after"]),
-                    textcoords="offset points", xytext=(4, 4), fontsize=7)
-    interval = float(table.attrs.get("interval", DEFAULT_INTERVAL))
-    ax.set(xscale="log", xlabel="cost of the candidate run (FLOPs, 6ND)",
-           ylabel=f"expected {interval:.0%} band at the target (nats/token)",
-           title="Which run next: band after the run vs its cost")
-    ax.legend(loc="lower left", fontsize=8)
-    return ax
 
 
 def table_text(table: pd.DataFrame, top: int = 10) -> str:

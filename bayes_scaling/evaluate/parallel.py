@@ -66,7 +66,7 @@ def run_many(
 def _run_dask(fn: Callable[..., Any], tasks: list[dict[str, Any]], address: Any,
               tell: ProgressFn) -> list[Any]:
     try:
-        from distributed import Client
+        from distributed import Client  # lazy: optional extra [distributed]; local runs need none
     except ImportError:
         raise BayesScalingError("a cluster address needs Dask: pip install 'dask[distributed]'") \
             from None

@@ -39,13 +39,13 @@ import difflib
 import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 from scipy.optimize import minimize
 
 from bayes_scaling.errors import ConvergenceError, DataError, QueryError, SpecError
+from bayes_scaling.fitting.dual import DUAL_OPS, Dual
 from bayes_scaling.laws.final_loss import LAWS, Law
 from bayes_scaling.types import SeedLike
 
@@ -86,86 +86,6 @@ EXPONENT_BOUNDS: tuple[float, float] = (1e-3, 10.0)
 _LBFGS_OPTIONS = {"ftol": 1e-15, "gtol": 1e-11, "maxiter": 5000}
 # Grid points evaluated per numpy call (bounds memory: points x runs doubles).
 _CHUNK = 2**20
-
-
-class _Dual:
-    """Forward-mode dual number: a value and its derivatives with respect to every parameter.
-
-    Laws use only ``+ - * / **`` and ``xp.exp/log/logaddexp``, so evaluating one on duals
-    gives its exact Jacobian in one pass, with transcendental functions on values only.
-    """
-
-    __slots__ = ("d", "v")
-    __array_ufunc__ = None  # make ``ndarray op _Dual`` defer to the reflected methods below
-
-    def __init__(self, v: Any, d: Any) -> None:
-        self.v, self.d = v, d
-
-    def __add__(self, o: Any) -> _Dual:
-        if isinstance(o, _Dual):
-            return _Dual(self.v + o.v, self.d + o.d)
-        return _Dual(self.v + o, self.d)
-
-    __radd__ = __add__
-
-    def __neg__(self) -> _Dual:
-        return _Dual(-self.v, -self.d)
-
-    def __sub__(self, o: Any) -> _Dual:
-        return self + (-o)
-
-    def __rsub__(self, o: Any) -> _Dual:
-        return (-self) + o
-
-    def __mul__(self, o: Any) -> _Dual:
-        if isinstance(o, _Dual):
-            return _Dual(self.v * o.v, self.d * o.v + self.v * o.d)
-        return _Dual(self.v * o, self.d * o)
-
-    __rmul__ = __mul__
-
-    def __truediv__(self, o: Any) -> _Dual:
-        if isinstance(o, _Dual):
-            return _Dual(self.v / o.v, (self.d * o.v - self.v * o.d) / (o.v * o.v))
-        return _Dual(self.v / o, self.d / o)
-
-    def __rtruediv__(self, o: Any) -> _Dual:
-        return _Dual(o / self.v, -o * self.d / (self.v * self.v))
-
-    def __pow__(self, o: Any) -> _Dual:
-        if isinstance(o, _Dual):
-            return _dual_exp(o * _dual_log(self))
-        return _Dual(self.v**o, o * self.v ** (o - 1) * self.d)
-
-    def __rpow__(self, o: Any) -> _Dual:
-        return _dual_exp(self * np.log(o))
-
-
-def _dual_exp(x: Any) -> Any:
-    if not isinstance(x, _Dual):
-        return np.exp(x)
-    v = np.exp(x.v)
-    return _Dual(v, v * x.d)
-
-
-def _dual_log(x: Any) -> Any:
-    if not isinstance(x, _Dual):
-        return np.log(x)
-    return _Dual(np.log(x.v), x.d / x.v)
-
-
-def _dual_logaddexp(x: Any, y: Any) -> Any:
-    xv = x.v if isinstance(x, _Dual) else x
-    yv = y.v if isinstance(y, _Dual) else y
-    v = np.logaddexp(xv, yv)
-    if not (isinstance(x, _Dual) or isinstance(y, _Dual)):
-        return v
-    w = np.exp(xv - v)  # d/dx logaddexp(x, y) = exp(x - v); d/dy = 1 - that
-    d = w * x.d if isinstance(x, _Dual) else 0.0
-    return _Dual(v, d + (1.0 - w) * y.d if isinstance(y, _Dual) else d)
-
-
-_DUAL_OPS = SimpleNamespace(exp=_dual_exp, log=_dual_log, logaddexp=_dual_logaddexp)
 
 
 @dataclass(frozen=True)
@@ -254,9 +174,9 @@ def _value_and_grad(theta: np.ndarray, prob: _Problem) -> tuple[float, np.ndarra
     """Huber objective and its exact gradient in centred coordinates (dual numbers)."""
     p = theta.size
     seeds = np.eye(p)[:, :, None]  # d theta / d theta_j, shaped to broadcast over runs
-    params = {name: _Dual(theta[i], seeds[i]) for i, name in enumerate(prob.law.params)}
+    params = {name: Dual(theta[i], seeds[i]) for i, name in enumerate(prob.law.params)}
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        mu = prob.law.log_mean(*prob.x, **params, xp=_DUAL_OPS)  # value (runs,), d (p, runs)
+        mu = prob.law.log_mean(*prob.x, **params, xp=DUAL_OPS)  # value (runs,), d (p, runs)
         r = prob.y - mu.v
         value = float(_huber(r, prob.delta).sum())
         grad = -(np.broadcast_to(mu.d, (p, r.size)) @ np.clip(r, -prob.delta, prob.delta))

@@ -7,9 +7,12 @@ graph :mod:`bayes_scaling.model.build_curves`; queries on the fitted law are
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
+import arviz as az
 import numpy as np
+from scipy.optimize import least_squares
 
 from bayes_scaling.constants import DEFAULT_BACKEND
 from bayes_scaling.data.curves import CurveTable
@@ -21,7 +24,7 @@ from bayes_scaling.laws.registry import CURVE_LAWS
 from bayes_scaling.model.centre import curve_centre
 from bayes_scaling.model.gate import check_convergence
 from bayes_scaling.model.spec import Prior, load_spec
-from bayes_scaling.types import SeedLike
+from bayes_scaling.types import OnBad, ProgressFn, SeedLike
 
 # --------------------------------------------------------------------------------------------
 # Fitting
@@ -45,7 +48,7 @@ def default_target_accept(curves: CurveTable) -> float:
     return ONE_BATCH_TARGET_ACCEPT if np.unique(curves.b).size == 1 else TARGET_ACCEPT
 
 
-#: Random starts (drawn from the priors, besides the prior medians) of :func:`point_fit`.
+#: Random starts (drawn from the priors, besides the prior medians) of :func:`curve_point_fit`.
 POINT_FIT_STARTS = 12
 
 
@@ -68,7 +71,7 @@ def _prior_draws(prior: Prior, rng: np.random.Generator, size: int) -> np.ndarra
     return rng.exponential(1.0 / k["lam"], size)
 
 
-def point_fit(spec: Any, curves: CurveTable, *, starts: int = POINT_FIT_STARTS,
+def curve_point_fit(spec: Any, curves: CurveTable, *, starts: int = POINT_FIT_STARTS,
               random_seed: SeedLike = None) -> dict[str, float]:
     """Robust least-squares fit of the centred constants to log loss, best of several starts.
 
@@ -78,8 +81,6 @@ def point_fit(spec: Any, curves: CurveTable, *, starts: int = POINT_FIT_STARTS,
     log loss). Returns the centred constants (the sampler's scale) and ``rms``, the robust
     residual scale.
     """
-    from scipy.optimize import least_squares
-
     rng = np.random.default_rng(random_seed)
     law = CURVE_LAWS[spec.law]
     params, centre = law.params, curve_centre(curves)
@@ -108,8 +109,8 @@ def point_fit(spec: Any, curves: CurveTable, *, starts: int = POINT_FIT_STARTS,
 
 def start_points(spec: Any, curves: CurveTable, model: Any, chains: int,
                  rng: np.random.Generator) -> list[dict[str, float]]:
-    """One start per chain near the multi-start :func:`point_fit`, for the sampler."""
-    fit0 = point_fit(spec, curves, random_seed=rng)
+    """One start per chain near the multi-start :func:`curve_point_fit`, for the sampler."""
+    fit0 = curve_point_fit(spec, curves, random_seed=rng)
     out = []
     for _ in range(chains):
         point: dict[str, float] = {}
@@ -125,7 +126,7 @@ def start_points(spec: Any, curves: CurveTable, model: Any, chains: int,
     return out
 
 
-def posterior_var_names(spec: Any, curves: CurveTable, curve_effects: bool) -> list[str]:
+def curve_var_names(spec: Any, curves: CurveTable, curve_effects: bool) -> list[str]:
     """Posterior variables a curve fit keeps (natural constants and the noise model)."""
     law = CURVE_LAWS[spec.law]
     names = list(law.params)
@@ -149,12 +150,12 @@ def fit_dynamics(
     tune: int = 1000,
     backend: str | None = None,
     target_accept: float | None = None,
-    random_seed: int | np.random.Generator | None = None,
-    on_bad: str = "warn",
+    random_seed: SeedLike = None,
+    on_bad: OnBad = "warn",
     retries: int = 1,
     curve_effects: bool | None = None,
     progress: bool = False,
-    on_progress: Any = None,
+    on_progress: ProgressFn | None = None,
 ) -> ScalingFit:
     """Fit a curve-law model (a spec whose ``law`` is ``"dynamics"``) to ``curves`` with NUTS.
 
@@ -167,11 +168,38 @@ def fit_dynamics(
     :data:`RETRY_TARGET_ACCEPT` and twice the warm-up, keeping the last verdict. Returns a
     :class:`~bayes_scaling.fitting.fit.ScalingFit` (its ``runs`` is the :class:`CurveTable`); the
     convergence gate runs as in :func:`bayes_scaling.fitting.fit.fit`.
+
+    Parameters
+    ----------
+    model : str, path or ModelSpec
+        A curve-law spec (``"dynamics"``).
+    curves : CurveTable
+        Loss curves (:func:`bayes_scaling.load_curves`).
+    chains, draws, tune : int, default 4, 1000, 1000
+        NUTS chains (at least 2: r-hat needs them), draws kept per chain, warm-up steps.
+    backend : {"numpyro", "nutpie", "pymc"}, optional
+        Sampler; default :data:`~bayes_scaling.constants.DEFAULT_BACKEND`.
+    target_accept : float, optional
+        Default :func:`default_target_accept`.
+    random_seed : int, numpy.random.Generator or None
+        Seed of every random step of the call (one Generator is made from it); the integer
+        seed used is stored in the fit.
+    on_bad : {"warn", "raise"}, default "warn"
+        What a fit that still fails the gate does (as in :func:`bayes_scaling.fit`).
+    retries : int, default 1
+        Resamples after a failed gate.
+    curve_effects : bool, optional
+        Whole-curve offsets (default: when some curve has at least 3 checkpoints).
+    progress : bool, default False
+        Show the sampler's progress bar.
+    on_progress : callable, optional
+        Called with one short line per step.
+
+    Returns
+    -------
+    ScalingFit
+        The curve-law posterior; its ``runs`` is the :class:`CurveTable`.
     """
-    import datetime as dt
-
-    import arviz as az
-
     spec = load_spec(model)
     if spec.law not in CURVE_LAWS:
         raise SpecError(f"model {spec.name!r} has law {spec.law!r}, not a curve law "
@@ -183,13 +211,14 @@ def fit_dynamics(
         curve_effects = bool(curves.curves()["n_points"].max() >= 3)
     tell(f"building {spec.name} on {curves.n_points} points of {curves.n_curves} curves, "
          f"{curves.n_groups} group(s)")
+
     from bayes_scaling.model.build_curves import build_dynamics_model  # lazy: PyMC import cost
 
     pm_model = build_dynamics_model(spec, curves, curve_effects=curve_effects)
     tell("start points: multi-start least-squares fit")
     pm_model.bayes_scaling_initvals = start_points(spec, curves, pm_model, chains,
                                                    np.random.default_rng([seed, 1]))
-    names = posterior_var_names(spec, curves, curve_effects)
+    names = curve_var_names(spec, curves, curve_effects)
     tell(f"sampling: {chains} chains x ({tune} tune + {draws} draws), backend {backend}")
     run = sample_gated(pm_model, names, backend=backend, chains=chains, draws=draws, tune=tune,
                        target_accept=target_accept, random_seed=seed, retries=retries,

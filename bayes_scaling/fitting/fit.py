@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import arviz as az
 import numpy as np
@@ -32,9 +32,9 @@ from bayes_scaling.fitting.calibrate import attach_discrepancy
 from bayes_scaling.fitting.result import ScalingFit, versions
 from bayes_scaling.laws.final_loss import LAWS
 from bayes_scaling.model.centre import input_centre, use_centred
-from bayes_scaling.model.gate import Diagnostics, check_convergence, diagnose
+from bayes_scaling.model.gate import Diagnostics, check_convergence, convergence_diagnostics
 from bayes_scaling.model.spec import ModelSpec, load_spec
-from bayes_scaling.types import ProgressFn, SeedLike
+from bayes_scaling.types import OnBad, ProgressFn, SeedLike
 
 #: target_accept of the automatic retry after a failed convergence gate.
 RETRY_TARGET_ACCEPT = 0.98
@@ -70,9 +70,10 @@ def sample_gated(pm_model: Any, var_names: list[str], *, backend: str, chains: i
                  progress: bool = False, ess_target: float | None = None,
                  retry_target_accept: float = RETRY_TARGET_ACCEPT,
                  tell: ProgressFn | None = None) -> GatedSample:
-    """Sample with NUTS, run the convergence gate and, on failure, resample up to ``retries``
-    times with ``target_accept`` raised to ``retry_target_accept``, twice the warm-up and, when
-    r-hat or an ESS failed (not only divergences), twice the draws.
+    """Sample with NUTS, run the convergence gate and, on failure, resample.
+
+    Up to ``retries`` resamples, with ``target_accept`` raised to ``retry_target_accept``, twice
+    the warm-up and, when r-hat or an ESS failed (not only divergences), twice the draws.
 
     A failed gate is never hidden: the verdict of the last attempt is returned (the caller
     records ``attempt > 0`` as ``meta["retried"]`` and warns or raises on a failure).
@@ -85,7 +86,8 @@ def sample_gated(pm_model: Any, var_names: list[str], *, backend: str, chains: i
                                           chains=chains, draws=draws, tune=tune,
                                           target_accept=target_accept, random_seed=random_seed,
                                           progress=progress, ess_target=ess_target)
-        diag = diagnose(idata, [v for v in var_names if v in idata.posterior], backend=backend,
+        diag = convergence_diagnostics(idata, [v for v in var_names if v in idata.posterior],
+                                       backend=backend,
                         seed=random_seed, sampling_seconds=seconds)
         if diag.passed or attempt == retries:
             break
@@ -106,7 +108,7 @@ def fit(
     backend: str | None = None,
     target_accept: float = 0.9,
     random_seed: SeedLike = None,
-    on_bad: Literal["raise", "warn"] = "warn",
+    on_bad: OnBad = "warn",
     retries: int = 1,
     calibrate: bool = True,
     progress: bool = False,
@@ -124,6 +126,40 @@ def fit(
     (``on_bad="raise"``) or warns and carries the flag. With
     ``calibrate`` the extrapolation discrepancy is learned from rolling-origin backtests inside
     the ladder (:mod:`bayes_scaling.fitting.calibrate`) and stored with the posterior.
+
+    Parameters
+    ----------
+    model : str, path or ModelSpec
+        A shipped model name (``"chinchilla"``, ``"kaplan"``, ...), a spec TOML path, or a spec.
+    runs : RunTable
+        The training runs (:func:`bayes_scaling.load_runs` or :func:`bayes_scaling.load_dataset`).
+    chains, draws, tune : int, default 4, 1000, 1000
+        NUTS chains (at least 2: r-hat needs them), draws kept per chain, warm-up steps.
+    backend : {"numpyro", "nutpie", "pymc"}, optional
+        Sampler; default :data:`~bayes_scaling.constants.DEFAULT_BACKEND`.
+    target_accept : float, default 0.9
+        NUTS target acceptance rate.
+    random_seed : int, numpy.random.Generator or None
+        Seed of every random step of the call (one Generator is made from it); the integer
+        seed used is stored in the fit.
+    on_bad : {"warn", "raise"}, default "warn"
+        A fit that still fails the convergence gate after the retries: warn and carry the flag
+        (every output shows it), or raise :class:`~bayes_scaling.errors.ConvergenceError`.
+    retries : int, default 1
+        Resamples after a failed gate.
+    calibrate : bool, default True
+        Learn the extrapolation discrepancy (``tau0``, ``kappa``).
+    progress : bool, default False
+        Show the sampler's progress bar.
+    on_progress : callable, optional
+        Called with one short line per step ("sampling: 4 chains ...").
+    ess_target : float, optional
+        Stop sampling once every constant has this bulk and tail ESS (numpyro).
+
+    Returns
+    -------
+    ScalingFit
+        The posterior with its spec, runs, diagnostics and provenance; ``save`` writes it.
     """
     spec = load_spec(model)
     tell = on_progress or (lambda _msg: None)
@@ -167,6 +203,25 @@ def fit_baseline(model: str | os.PathLike[str] | ModelSpec, runs: RunTable, *,
     Its "posterior" holds the bootstrap refits (one chain, ``n_boot`` draws) and a constant
     ``sigma`` (robust scale of the residuals), so every query works on it unchanged; groups are
     not modelled (one law for all runs). ``method`` is ``"huber-bootstrap"``.
+
+    Parameters
+    ----------
+    model : str, path or ModelSpec
+        A shipped model name, a spec TOML path, or a spec (its law is used; priors are not).
+    runs : RunTable
+        The training runs; one group.
+    n_boot : int, default 100
+        Bootstrap refits.
+    random_seed : int, numpy.random.Generator or None
+        Seed of every random step of the call (one Generator is made from it); the integer
+        seed used is stored in the fit.
+    calibrate : bool, default False
+        Learn the extrapolation discrepancy as for :func:`fit`.
+
+    Returns
+    -------
+    ScalingFit
+        A fit whose "posterior" holds the bootstrap refits.
     """
     spec = load_spec(model)
     law = LAWS[spec.law]

@@ -48,7 +48,8 @@ def _constant(p: str, spec: ModelSpec, runs: RunTable, centred: bool,
         return prior_variable(f"{p}_c", prior)
     pop = prior_variable(f"{p}_c_pop", prior)
     exponent = p in LAWS[spec.law].exponents
-    tau = prior_variable(tau_name or (f"{p}_log_tau" if exponent else f"{p}_tau"), spec.hierarchy.tau)
+    tau = prior_variable(tau_name or (f"{p}_log_tau" if exponent else f"{p}_tau"),
+                         spec.hierarchy.tau)
     if centred:
         offset = pm.ZeroSumNormal(f"{p}_offset", sigma=tau, dims=GROUP)
     else:

@@ -77,7 +77,7 @@ class Diagnostics:
         return cls(**raw)
 
 
-def diagnose(idata: az.InferenceData, var_names: Sequence[str], *, backend: str,
+def convergence_diagnostics(idata: az.InferenceData, var_names: Sequence[str], *, backend: str,
              seed: int | None, sampling_seconds: float, gate: Gate | None = None) -> Diagnostics:
     """Compute r-hat, ESS and divergences for ``var_names`` and judge them against ``gate``."""
     gate = gate or Gate()

@@ -31,7 +31,7 @@ def _jax_setup(chains: int) -> None:
         if "xla_force_host_platform_device_count" not in flags:
             os.environ["XLA_FLAGS"] = (
                 f"{flags} --xla_force_host_platform_device_count={max(chains, 4)}".strip())
-    import jax
+    import jax  # lazy: JAX starts XLA (seconds); only the numpyro backend needs it
 
     cache = Path(os.environ.get("BAYES_SCALING_JAX_CACHE",
                                 Path.home() / ".cache" / "bayes_scaling" / "jax"))
@@ -65,7 +65,7 @@ def _chain_method(chains: int, model: pm.Model) -> str:
     """How numpyro runs the chains: ``BAYES_SCALING_CHAIN_METHOD`` if set; else one host
     device per chain, unless the data are large on a CPU (then one chain after another);
     vectorized when there are fewer devices than chains."""
-    import jax
+    import jax  # lazy: JAX starts XLA (seconds); only the numpyro backend needs it
 
     forced = os.environ.get("BAYES_SCALING_CHAIN_METHOD")
     if forced in ("parallel", "vectorized", "sequential"):
@@ -135,7 +135,7 @@ def sample(
 
 def _sample_numpyro(model, *, var_names, chains, draws, tune, target_accept, seed, progress):
     _jax_setup(chains)
-    from pymc.sampling.jax import sample_numpyro_nuts
+    from pymc.sampling.jax import sample_numpyro_nuts  # lazy: loads JAX (seconds)
 
     method = _chain_method(chains, model)
     return sample_numpyro_nuts(
@@ -167,15 +167,15 @@ def _sample_numpyro_until(model, *, var_names, chains, max_draws, tune, target_a
     state with the adapted step size and mass matrix, so the blocks form one chain each.
     """
     _jax_setup(chains)
-    import jax
-    from numpyro.infer import MCMC, NUTS
-    from pymc.sampling.jax import (
+    import jax  # lazy: JAX starts XLA (seconds); only the numpyro backend needs it
+    from numpyro.infer import MCMC, NUTS  # lazy: numpyro loads JAX; only its backend needs it
+    from pymc.sampling.jax import (  # lazy: loads JAX; only the numpyro backend needs it
         _get_batched_jittered_initial_points,
         _numpyro_stats_to_dict,
         get_jaxified_graph,
         get_jaxified_logp,
     )
-    from pymc.util import get_default_varnames
+    from pymc.util import get_default_varnames  # lazy: with the numpyro imports it serves
 
     logp_fn = get_jaxified_logp(model, negative_logp=False)
     initvals = getattr(model, "bayes_scaling_initvals", None)
@@ -210,9 +210,9 @@ def _sample_numpyro_until(model, *, var_names, chains, max_draws, tune, target_a
             break
         mcmc.post_warmup_state = mcmc.last_state
         mcmc.run(mcmc.post_warmup_state.rng_key, extra_fields=_NUMPYRO_STATS)
-    from pymc.backends.arviz import coords_and_dims_for_inferencedata
+    from pymc.backends.arviz import coords_and_dims_for_inferencedata as coords_dims  # lazy: PyMC
 
-    coords, dims = coords_and_dims_for_inferencedata(model)
+    coords, dims = coords_dims(model)
     return az.from_dict(posterior=post,
                         sample_stats={k: np.concatenate(x, axis=1) for k, x in stats.items()},
                         coords=coords, dims={k: v for k, v in dims.items() if k in post},
@@ -229,7 +229,7 @@ def _ess_met(post: dict[str, np.ndarray], target: float) -> bool:
 
 
 def _sample_nutpie(model, *, var_names, chains, draws, tune, target_accept, seed, progress):
-    import nutpie
+    import nutpie  # lazy: optional backend (Rust extension); only --backend nutpie needs it
 
     compiled = nutpie.compile_pymc_model(model, var_names=var_names)
     idata = nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, seed=seed,

@@ -227,7 +227,18 @@ def available_models() -> list[str]:
 
 
 def load_spec(name_or_path: str | os.PathLike[str] | ModelSpec) -> ModelSpec:
-    """A spec by shipped name (``"chinchilla"``), by path to a TOML file, or passed through."""
+    """A spec by shipped name (``"chinchilla"``), by path to a TOML file, or passed through.
+
+    Parameters
+    ----------
+    name_or_path : str, path or ModelSpec
+        A name from :func:`available_models`, a path to a spec TOML file, or a spec.
+
+    Returns
+    -------
+    ModelSpec
+        The checked spec (law, priors, hierarchy, likelihood).
+    """
     if isinstance(name_or_path, ModelSpec):
         return name_or_path
     text = str(name_or_path)

@@ -18,11 +18,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
 
-from bayes_scaling.evaluate.compare import (
-    DIVERGE_MAX_FLOPS,
-    CompareResult,
-    allocation,
-)
+from bayes_scaling.evaluate.compare import CompareResult
+from bayes_scaling.evaluate.families import DIVERGE_MAX_FLOPS, allocation
 from bayes_scaling.fitting.result import ScalingFit
 from bayes_scaling.query.allocate import compute_optimal
 from bayes_scaling.query.predict import predict_loss

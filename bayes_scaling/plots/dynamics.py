@@ -1,6 +1,7 @@
 """Plots of curve-law fits: loss curves with predicted bands, and the critical batch size.
 
-Like :mod:`bayes_scaling.plots.fits`: they take a fit (and results), draw on ``ax``, return the Axes,
+Like :mod:`bayes_scaling.plots.fits`: they take a fit (and results), draw on ``ax``, return the
+Axes,
 never sample a model and never change the caller's dicts; axes carry units and band names.
 """
 

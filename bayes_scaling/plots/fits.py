@@ -15,6 +15,7 @@ matplotlib.use("Agg", force=False)
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
+from matplotlib.ticker import FormatStrFormatter, LogLocator
 
 from bayes_scaling.fitting.result import ScalingFit
 from bayes_scaling.query.allocate import compute_optimal
@@ -87,8 +88,6 @@ def plot_loss_bands(
 
 def _plain_y(ax: Axes) -> None:
     """Loss ticks as plain numbers (2.0, 2.5, 3) on a log axis."""
-    from matplotlib.ticker import FormatStrFormatter, LogLocator
-
     ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0,
                                                          5.0, 6.0, 8.0)))
     ax.yaxis.set_major_formatter(FormatStrFormatter("%.3g"))
@@ -115,7 +114,7 @@ def plot_compute_optimal(fit: ScalingFit, *, flops: Sequence[float] | None = Non
 
 def plot_posterior(fit: ScalingFit, *, kind: str = "forest", ax: Axes | Any = None) -> Any:
     """Posterior of the law's constants via ArviZ (``"forest"`` or ``"pair"``)."""
-    import arviz as az
+    import arviz as az  # lazy: ArviZ loads scipy.stats and its plotting stack (~1 s)
 
     names = list(fit.law.params)
     if kind == "pair":

@@ -7,7 +7,7 @@ search over ``log N`` along the iso-FLOP curve (both are tested against each oth
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -80,13 +80,38 @@ def compute_optimal(
     group: str | None = None,
     probs: Sequence[float] = DEFAULT_PROBS,
     interval: float = DEFAULT_INTERVAL,
-    method: str = "auto",
+    method: Literal["auto", "closed", "numeric"] = "auto",
     random_seed: SeedLike = None,
 ) -> QueryResult:
     """Compute-optimal ``N_opt``, ``D_opt``, tokens per parameter and the law's loss there.
 
     Returns draws (an ``xarray.Dataset`` of the four quantities, dims ``chain, draw, point``) and
     a long summary: one row per (``flops``, ``quantity``). Band: ``"law"``.
+
+    Parameters
+    ----------
+    fit : ScalingFit
+        A fit of an L(N, D) law.
+    flops : float or array_like
+        Training budgets in FLOPs (``C = 6 N D``).
+    group : str, optional
+        A group (data distribution) of the fit, ``"new"`` for an unseen one drawn from the
+        population, or None for the only group (an error when there are several).
+    probs : sequence of float, default :data:`~bayes_scaling.constants.DEFAULT_PROBS`
+        Central interval probabilities reported as ``lo_<p>``/``hi_<p>`` columns.
+    interval : float, default 0.9
+        The interval reported as ``lower``/``upper``.
+    method : {"auto", "closed", "numeric"}, default "auto"
+        The closed form where the law has one (Chinchilla), else a golden-section search along
+        ``D = C / (6 N)``; ``"auto"`` picks.
+    random_seed : int, numpy.random.Generator or None
+        Seed of every random step of the call (one Generator is made from it).
+
+    Returns
+    -------
+    QueryResult
+        ``draws`` (a Dataset of ``n_opt``, ``d_opt``, ``tokens_per_param``, ``loss``) and a long
+        ``summary``, one row per (``flops``, ``quantity``).
     """
     require_nd_law(fit)
     probs, interval = check_probs(probs, interval)

@@ -32,7 +32,7 @@ from bayes_scaling.laws.curve import (
 from bayes_scaling.laws.registry import CURVE_LAWS
 from bayes_scaling.query.predict import flat, group_theta, observation_noise, resolve_group
 from bayes_scaling.query.summarize import BANDS, QueryResult, check_probs, interval_table
-from bayes_scaling.types import SeedLike
+from bayes_scaling.types import Band, SeedLike
 
 # --------------------------------------------------------------------------------------------
 # Queries (numpy only: a saved fit is loaded and queried without PyMC)
@@ -80,8 +80,11 @@ def _messages(fit: ScalingFit, extra: Sequence[str] = ()) -> tuple[str, ...]:
 
 
 def curve_noise(fit: ScalingFit, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
-    """Where one new run lands around the law, on log loss: a whole-curve offset of sd
-    ``sigma_curve`` (one per draw, shared by its checkpoints) plus checkpoint noise."""
+    """Where one new run lands around the law, on log loss.
+
+    A whole-curve offset of sd ``sigma_curve`` (one per draw, shared by its checkpoints) plus
+    checkpoint noise.
+    """
     out = observation_noise(fit, shape, rng)
     if "sigma_curve" in fit.posterior:
         out = out + flat(fit.posterior["sigma_curve"])[:, None] * rng.standard_normal(
@@ -96,7 +99,7 @@ def predict_curve(
     steps: Any = None,
     *,
     group: str | None = None,
-    band: str = "predictive",
+    band: Band = "predictive",
     probs: Sequence[float] = DEFAULT_PROBS,
     interval: float = DEFAULT_INTERVAL,
     random_seed: SeedLike = None,
@@ -117,6 +120,12 @@ def predict_curve(
     band : {"predictive", "law"}
         ``"law"``: the law's mean; ``"predictive"``: where one new run would land (law, a
         whole-curve offset and checkpoint noise).
+    probs : sequence of float, default :data:`~bayes_scaling.constants.DEFAULT_PROBS`
+        Central interval probabilities reported as ``lo_<p>``/``hi_<p>`` columns.
+    interval : float, default 0.9
+        The interval reported as ``lower``/``upper``.
+    random_seed : int, numpy.random.Generator or None
+        Seed of the draws (curve offsets, noise, unseen-group offsets).
     schedule : Schedule, optional
         The run's learning-rate schedule (default: constant). A fit of the law
         ``dynamics_schedule`` reads its forward area and annealing fraction at each step; a fit

@@ -39,7 +39,7 @@ from bayes_scaling.errors import ExtrapolationWarning, QueryError
 from bayes_scaling.fitting.result import ScalingFit
 from bayes_scaling.laws.final_loss import LAWS, natural
 from bayes_scaling.query.summarize import BANDS, QueryResult, check_probs, interval_table
-from bayes_scaling.types import SeedLike
+from bayes_scaling.types import Band, SeedLike
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -239,16 +239,39 @@ def predict_loss(
     n_tokens: Any,
     *,
     group: str | None = None,
-    band: str = "predictive",
+    band: Band = "predictive",
     probs: Sequence[float] = DEFAULT_PROBS,
     interval: float = DEFAULT_INTERVAL,
     random_seed: SeedLike = None,
 ) -> QueryResult:
     """Loss (nats/token) of models of ``n_params`` trained on ``n_tokens``, with bands.
 
-    Returns draws (``chain, draw, point``) and a summary with one row per point: ``n_params``,
-    ``n_tokens``, ``flops``, ``group``, ``band``, ``mean``, ``median``, ``lower``, ``upper``,
-    ``interval``, ``lo_<p>``/``hi_<p>``, and the decades outside the training runs.
+    Parameters
+    ----------
+    fit : ScalingFit
+        A fit of an L(N, D) law (:func:`bayes_scaling.fit` or ``ScalingFit.load``).
+    n_params, n_tokens : float or array_like
+        Model sizes (parameters) and training tokens; broadcast against each other.
+    group : str, optional
+        A group (data distribution) of the fit, ``"new"`` for an unseen one drawn from the
+        population, or None for the only group (an error when there are several).
+    band : {"predictive", "law"}, default "predictive"
+        ``"law"``: the law's mean (parameter uncertainty); ``"predictive"``: one new run
+        (plus run-to-run noise and the learned extrapolation discrepancy).
+    probs : sequence of float, default :data:`~bayes_scaling.constants.DEFAULT_PROBS`
+        Central interval probabilities reported as ``lo_<p>``/``hi_<p>`` columns.
+    interval : float, default 0.9
+        The interval reported as ``lower``/``upper``.
+    random_seed : int, numpy.random.Generator or None
+        Seed of every random step of the call (one Generator is made from it).
+
+    Returns
+    -------
+    QueryResult
+        ``draws`` (``chain, draw, point``) and a ``summary`` with one row per point:
+        ``n_params``, ``n_tokens``, ``flops``, ``group``, ``band``, ``mean``, ``median``,
+        ``lower``, ``upper``, ``interval``, ``lo_<p>``/``hi_<p>``, and the decades outside the
+        training runs.
     """
     require_nd_law(fit)
     probs, interval = check_probs(probs, interval)
@@ -285,6 +308,30 @@ def tokens_needed(
     floor (e.g. ``E + A/N^alpha``) the draw is ``inf`` and counts toward ``p_unreachable``.
     Quantiles include the ``inf`` draws, so an ``upper`` of ``inf`` means the target may be out
     of reach at this size. Band: ``"law"`` (the law's mean, not one noisy run).
+
+    Parameters
+    ----------
+    fit : ScalingFit
+        A fit of an L(N, D) law with a token axis.
+    n_params : float or array_like
+        Model sizes (parameters).
+    target_loss : float
+        The loss (nats/token) to reach.
+    group : str, optional
+        A group (data distribution) of the fit, ``"new"`` for an unseen one drawn from the
+        population, or None for the only group (an error when there are several).
+    probs : sequence of float, default :data:`~bayes_scaling.constants.DEFAULT_PROBS`
+        Central interval probabilities reported as ``lo_<p>``/``hi_<p>`` columns.
+    interval : float, default 0.9
+        The interval reported as ``lower``/``upper``.
+    random_seed : int, numpy.random.Generator or None
+        Seed of every random step of the call (one Generator is made from it).
+
+    Returns
+    -------
+    QueryResult
+        ``draws`` of tokens (``inf`` where unreachable) and a ``summary`` per size with the
+        quantiles and ``p_unreachable``.
     """
     require_nd_law(fit)
     probs, interval = check_probs(probs, interval)

@@ -44,6 +44,7 @@ from bayes_scaling.constants import (
 from bayes_scaling.data.runs import RunTable, load_runs
 from bayes_scaling.errors import BayesScalingError, FitFileError
 from bayes_scaling.evaluate.backtest import score, split_top
+from bayes_scaling.fitting.fit import seed_int
 from bayes_scaling.fitting.result import PACKAGE, ScalingFit, versions
 from bayes_scaling.model.spec import ModelSpec, load_spec
 from bayes_scaling.query.summarize import jsonable
@@ -75,7 +76,7 @@ from bayes_scaling.report.numbers import (
     shown_path,
 )
 from bayes_scaling.report.proposal import Proposal
-from bayes_scaling.types import ProgressFn
+from bayes_scaling.types import ProgressFn, SeedLike
 
 
 # ------------------------------------------------------------------------------ runs and plan
@@ -145,16 +146,21 @@ def _plan(proposal: Proposal, fits: Mapping[str, ScalingFit], group: str,
 
 # ------------------------------------------------------------------------------ fits
 def cache_path(cache_dir: Path, spec: ModelSpec, runs: RunTable, method: str = "nuts") -> Path:
-    """``<cache_dir>/<model>-<spec_hash[:12]>-<data_hash[:12]>.nc`` (``<model>.<method>`` for
-    a fit other than NUTS, e.g. the Huber+bootstrap baseline)."""
+    """The cache path of a fit: ``<cache_dir>/<model>-<spec_hash[:12]>-<data_hash[:12]>.nc``.
+
+    ``<model>.<method>`` for a fit other than NUTS, e.g. the Huber+bootstrap baseline.
+    """
     tag = spec.name if method in ("nuts", "dynamics") else f"{spec.name}.{method}"
     return Path(cache_dir) / f"{tag}-{spec.sha256()[:12]}-{runs.fingerprint()[:12]}.nc"
 
 
 def _reusable(cached: ScalingFit, spec: ModelSpec, runs: RunTable, method: str,
               settings: Mapping[str, Any]) -> bool:
-    """A saved fit answers for a new one: same spec, data, method, (NUTS) draws and the
-    same bayes_scaling version (a new version may fit or calibrate differently)."""
+    """Whether a saved fit answers for a new one.
+
+    Same spec, data, method, (NUTS) draws and the same bayes_scaling version (a new version may
+    fit or calibrate differently).
+    """
     if cached.spec.sha256() != spec.sha256() or cached.runs.fingerprint() != runs.fingerprint():
         return False
     if cached.meta.get("versions", {}).get(PACKAGE) != versions().get(PACKAGE):
@@ -371,7 +377,7 @@ def build_risk(
     proposal: Proposal,
     *,
     fits: Mapping[str, ScalingFit] | None = None,
-    random_seed: int | None = None,
+    random_seed: SeedLike = None,
     on_progress: ProgressFn | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
@@ -404,7 +410,7 @@ def build_risk(
         ``warnings``, ``seeds`` and ``figures`` (plot arrays).
     """
     tell = on_progress or (lambda _m: None)
-    seed = int(proposal.seed if random_seed is None else random_seed)
+    seed = int(proposal.seed) if random_seed is None else seed_int(random_seed)
     cache = Path(cache_dir) if cache_dir is not None else None
     runs, files = load_proposal_runs(proposal)
     group = _group(proposal, runs)

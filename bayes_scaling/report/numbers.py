@@ -250,7 +250,7 @@ def _average(verdict: Mapping[str, Any], weights: Mapping[str, float] | None,
     """Model-averaged P(target) (``sum_k w_k P_k``) and bands from the mixture."""
     if not weights or len(fits) < 2:
         return None
-    from bayes_scaling.evaluate.compare import averaged_predict_loss
+    from bayes_scaling.evaluate.families import averaged_predict_loss
 
     out: dict[str, Any] = {"weights": dict(weights)}
     for band in ("predictive", "law"):
