@@ -44,20 +44,29 @@ def write_report(out: Path) -> None:
                          f"| {worst:.2f} |")
         lines += ["", "The default (`ANNEAL_DECAY`) is the form with the smallest worst-set "
                   "error.", ""]
-    if (r := _load(out, "2")) is not None:
+    if (r := _load(out, "2")) is not None or _load(out, "2b") is not None:
+        r = r or {"all": None}
         a = r["all"]
+        roll = _load(out, "2b") or {"rolling": []}
         lines += ["## 2. (Mis)Fitting, NUTS: all curves in one fit, and rolling origin by size",
-                  "", f"All {a['curves']} curves ({a['lengths']} schedule lengths, {a['points']} "
+                  ""]
+        if a is not None:
+            lines += [f"All {a['curves']} curves ({a['lengths']} schedule lengths, {a['points']} "
                   f"points after thinning) in one fit: gate {'passed' if a['passed'] else 'FAILED'}"
                   f" (max r-hat {a['max_rhat']:.3f}, min bulk ESS {a['min_ess_bulk']:.0f}, "
                   f"{a['divergences']} divergences), {a['seconds']:.0f} s.", "",
                   "Constants (5%, 50%, 95%): " + ", ".join(
                       f"{k} {v[1]:.4g} [{v[0]:.4g}, {v[2]:.4g}]"
-                      for k, v in a["constants"].items()),
-                  "", "| held out | train curves | held-out curves (points) | median abs % error "
+                      for k, v in a["constants"].items()), ""]
+        lines += ["| held out | train curves | held-out curves (points) | median abs % error "
                   "(pooled) | median / worst curve | 50 / 80 / 90 / 95% coverage | gate |",
                   "|---|---|---|---|---|---|---|"]
-        for row in r["rolling"]:
+        if roll["rolling"]:
+            lines.insert(len(lines) - 2, f"Rolling-origin refits: training curves thinned to "
+                         f"{roll['points_per_curve']} checkpoints each; held-out curves scored "
+                         "on every checkpoint. Predictive band = law + whole-curve offset + "
+                         "checkpoint noise.\n")
+        for row in roll["rolling"]:
             p = row["pooled"]
             lines.append(f"| top {row['top']} | {row['train_curves']} | {p['test_curves']} "
                          f"({p['test_points']}) | {p['median_abs_pct_error']:.2f} | "
@@ -65,7 +74,9 @@ def write_report(out: Path) -> None:
                          f"{_cov(p)} | {'passed' if row['passed'] else 'FAILED'} "
                          f"(r-hat {row['max_rhat']:.3f}, {row['divergences']} div) |")
         lines.append("")
-    if (r := _load(out, "3")) is not None:
+    r3 = [x for key in ("3a", "3") if (x := _load(out, key)) is not None]
+    if r3:
+        r = {"rows": [row for x in r3 for row in x["rows"]]}
         lines += ["## 3. Gemstones (WSD): constant-rate curves and cooled-down losses", "",
                   "Base learning rate; constant-rate checkpoints every ~10B tokens and the loss "
                   "at the end of each cooldown branch (linear to 0 over ~10% more steps, "
@@ -85,6 +96,13 @@ def write_report(out: Path) -> None:
                          f"{p['median_abs_pct_error']:.2f} | {_cov(p)} | r-hat "
                          f"{row['max_rhat']:.3f}, {row['divergences']} div, "
                          f"{row['seconds']:.0f} s |")
+        lines.append("")
+        for row in r["rows"]:
+            c = row["constants"]["log_c_anneal"]
+            lines.append(f"- {row['held_out']}: annealing constant C = "
+                         f"{2.718281828 ** c[1]:.3f} nats (90%: {2.718281828 ** c[0]:.3f}-"
+                         f"{2.718281828 ** c[2]:.3f}), sigma_curve median "
+                         f"{100 * row['constants']['sigma_curve'][1]:.2f}%.")
         lines.append("")
     if (r := _load(out, "4")) is not None:
         lines += ["## 4. Synthetic recovery of the schedule law", "",
@@ -108,7 +126,9 @@ def write_report(out: Path) -> None:
         lines += ["## 5. Speed", "", f"{r['rows_read']:,} checkpoints (40 cosine curves of 500) "
                   f"-> `load_curves` (schedule areas, warm-up rule, thinning to 30 per curve) -> "
                   f"{r['points_fitted']:,} points -> `fit_dynamics` (2 chains x 500 + 500): "
-                  f"**{r['total_s']:.0f} s** end to end (areas and loading {r['load_s']:.1f} s); "
+                  f"**{r['total_s']:.0f} s** wall end to end on the shared machine "
+                  f"({r.get('cpu_s', float('nan')):.0f} s of CPU time over all threads; areas "
+                  f"and loading {r['load_s']:.1f} s); "
                   f"gate {'passed' if r['passed'] else 'FAILED'} (r-hat {r['max_rhat']:.3f}, "
                   f"{r['divergences']} div).", ""]
     (out / "schedule.md").write_text("\n".join(lines))

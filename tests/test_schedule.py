@@ -209,7 +209,7 @@ def test_split_and_score_curves():
     table = pd.concat([_table(), one.assign(run_id="c", n_params=1e9),
                        one.assign(run_id="d", n_params=3e9)], ignore_index=True)
     keep, test = split_top_sizes(load_curves(table, warmup_fraction=0.0), 1)
-    assert test.sum() == 5 and keep.sum() == 20
+    assert test.sum() == 5 and keep.sum() == 15
     _, per, pooled = score_curves(fit, fit.runs, random_seed=3)
     assert set(per["run_id"]) == {"a", "b"} and pooled["test_points"] == 10
     assert 0.0 <= pooled["coverage_90"] <= 1.0
