@@ -14,11 +14,12 @@ import platform
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["fit", "recovery", "calibration", "scale", "compare", "dynamics", "report",
+ORDER = ["fit", "recovery", "calibration", "scale", "compare", "dynamics", "schedule", "report",
          "reliability", "diagnose", "nextrun"]
 SCRIPTS = {"fit": "bench_fit.py", "recovery": "bench_recovery.py",
            "calibration": "bench_calibration.py", "scale": "bench_scale.py",
            "compare": "bench_compare.py", "dynamics": "bench_dynamics.py",
+           "schedule": "bench_schedule.py",
            "report": "bench_report.py", "reliability": "bench_reliability.py",
            "diagnose": "bench_diagnose.py", "nextrun": "bench_nextrun.py"}
 

@@ -203,33 +203,69 @@ def _constants(fit) -> dict[str, list[float]]:
 
 # ------------------------------------------------------------------------------ 3. gemstones
 def section_gemstones() -> dict[str, Any]:
+    """The README's worked WSD example, run through the CLI, then scored on the held-out sizes."""
+    import contextlib
+    import io
+    import tempfile
+
+    from bayes_scaling.cli.app import main as cli
+    from bayes_scaling.fitting.result import ScalingFit
+
     df = gemstones_wsd()
     sizes = np.sort(df["n_params"].unique())
-    out = []
-    for label, cut in (("3 largest (1.9-2.0B)", sizes[-3]),):
-        train = load_curves(df[df["n_params"] < cut * 0.98], warmup_fraction=0.0)
-        test = load_curves(df[df["n_params"] >= cut * 0.98], warmup_fraction=0.0,
-                           max_points_per_curve=None, max_points=None)
-        t0 = time.time()
-        fit = fit_dynamics("dynamics_schedule", train, random_seed=SEED, **NUTS)
-        points, per, pooled = score_curves(fit, test, random_seed=SEED)
-        kinds = {}
-        shape = test.frame["lr_schedule"].to_numpy()
-        for kind in ("constant", "wsd"):
-            sel = shape == kind
-            kinds[kind] = {"points": int(sel.sum()),
-                           "median_abs_pct": float(points.loc[sel, "abs_pct_error"].median()),
-                           **{c: float(points.loc[sel, c].mean())
-                              for c in points.columns if c.startswith("in_")}}
-        out.append({"held_out": label, "train_curves": train.n_curves,
-                    "train_points": train.n_points, "pooled": pooled, "by_kind": kinds,
-                    "curves": per.to_dict(orient="records"),
-                    "passed": bool(fit.diagnostics.passed),
-                    "max_rhat": fit.diagnostics.max_rhat,
-                    "divergences": fit.diagnostics.divergences,
-                    "seconds": time.time() - t0, "constants": _constants(fit)})
-        print(out[-1]["pooled"], kinds, flush=True)
-    return {"rows": out}
+    cut = sizes[-3] * 0.98
+    tmp = Path(tempfile.mkdtemp())
+    csv, nc = tmp / "gem_wsd.csv", tmp / "gem.nc"
+    df.to_csv(csv, index=False)
+    big = df[df["n_params"] >= cut].groupby("model")["n_params"].first().sort_values()
+    n_query = float(big.iloc[0])
+    commands = [
+        ["fit", str(csv), "--model", "dynamics_schedule", "--query", f"n_params < {cut:.4g}",
+         "--chains", "2", "--draws", "500", "--tune", "500", "--seed", "1", "--out", str(nc),
+         "-q"],
+        ["cooldown", str(nc), "--n-params", f"{n_query:.4g}", "--batch-size", "4194000",
+         "--start", "4770,11925,21465"],
+        ["curve", str(nc), "--n-params", f"{n_query:.4g}", "--batch-size", "4194000",
+         "--schedule", "wsd", "--cooldown-start", "21465", "--cooldown-steps", "2145",
+         "--steps", "4770,11925,21465,22537,23610"],
+        ["schedule-steps", str(nc), "--n-params", f"{n_query:.4g}", "--batch-size", "4194000",
+         "--target-loss", "2.6", "--schedule", "wsd", "--cooldown-start", "10",
+         "--cooldown-steps", "1"],
+    ]
+    transcript = []
+    t0 = time.time()
+    for cmd in commands:
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            rc = cli(cmd)
+        shown = ["gem_wsd.csv" if a == str(csv) else "gem.nc" if a == str(nc) else a
+                 for a in cmd]
+        transcript.append({"command": "bayes-scaling " + " ".join(shown), "rc": rc,
+                           "output": buf.getvalue()})
+        print(transcript[-1]["command"], rc, flush=True)
+    seconds = time.time() - t0
+    fit = ScalingFit.load(nc)
+    test = load_curves(df[df["n_params"] >= cut], warmup_fraction=0.0,
+                       max_points_per_curve=None, max_points=None)
+    points, per, pooled = score_curves(fit, test, random_seed=SEED)
+    observed = df[(df["model"] == big.index[0])][["steps", "loss", "lr_schedule"]]
+    kinds = {}
+    shape = test.frame["lr_schedule"].to_numpy()
+    for kind in ("constant", "wsd"):
+        sel = shape == kind
+        kinds[kind] = {"points": int(sel.sum()),
+                       "median_abs_pct": float(points.loc[sel, "abs_pct_error"].median()),
+                       **{c: float(points.loc[sel, c].mean())
+                          for c in points.columns if c.startswith("in_")}}
+    row = {"held_out": "3 largest (1.9-2.0B), constant and cooled rows of a model one curve",
+           "train_curves": fit.runs.n_curves, "train_points": fit.runs.n_points,
+           "pooled": pooled, "by_kind": kinds, "curves": per.to_dict(orient="records"),
+           "passed": bool(fit.diagnostics.passed), "max_rhat": fit.diagnostics.max_rhat,
+           "divergences": fit.diagnostics.divergences, "seconds": seconds,
+           "constants": _constants(fit)}
+    print(pooled, kinds, flush=True)
+    return {"rows": [row], "transcript": transcript, "query_model": str(big.index[0]),
+            "observed": observed.to_dict(orient="records")}
 
 
 # ------------------------------------------------------------------------------ 4. recovery

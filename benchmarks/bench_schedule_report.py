@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import json
 import platform
+import re
 from pathlib import Path
 from typing import Any
+
+
+def _shell(command: str) -> str:
+    """The command as a shell line: the ``--query`` expression quoted."""
+    return re.sub(r"--query (.+?) --", lambda m: f"--query '{m.group(1)}' --", command)
 
 
 def _load(out: Path, key: str) -> dict[str, Any] | None:
@@ -25,7 +31,7 @@ def write_report(out: Path) -> None:
              "target_accept, one retry after a failed gate. Law: L = (N_c/N)^alpha_N - C A + "
              "(S_c/S1_min)^alpha_S (Tissue et al. 2024 annealing area, arXiv:2408.11029, joined "
              "to Kaplan et al. 2020 / Su et al. 2024).", ""]
-    if (r := _load(out, "1")) is not None:
+    if (r := _load(out, "1")) is not None and "gemstones" in r["rows"][0]:
         lines += ["## 1. Form choice: held-out error of least-squares point fits", "",
                   "(Mis)Fitting: every run with >= 5 checkpoints at each size's best learning "
                   "rate (cosine to 0.1x, 50 warm-up steps), non-embedding N; top k sizes held "
@@ -75,6 +81,11 @@ def write_report(out: Path) -> None:
                          f"(r-hat {row['max_rhat']:.3f}, {row['divergences']} div) |")
         lines.append("")
     r3 = [x for key in ("3a", "3") if (x := _load(out, key)) is not None]
+    for x in r3:  # the README's worked WSD example: the commands and their real output
+        if "transcript" in x:
+            (out / "schedule_readme.txt").write_text("\n".join(
+                f"$ {_shell(t['command'])}\n{re.sub(r'/tmp/tmp[^/ ]*/', '', t['output'])}"
+                for t in x["transcript"]))
     if r3:
         r = {"rows": [row for x in r3 for row in x["rows"]]}
         lines += ["## 3. Gemstones (WSD): constant-rate curves and cooled-down losses", "",
