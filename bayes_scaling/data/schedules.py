@@ -34,11 +34,11 @@ import numpy as np
 from bayes_scaling.errors import DataError
 
 #: Decay factor lambda of the annealing momentum, per step (Tissue et al. 2024 use 0.999).
-#: Chosen among 0.99, 0.995, 0.998, 0.999 by held-out error of point fits on both public sets
-#: with schedules (benchmarks/bench_schedule.py, section 1): 0.998 has the smallest worst-set
-#: error ((Mis)Fitting, top 1-3 sizes held out: 0.44/0.39/0.67%; Gemstones cooled-down losses
-#: of the 3 largest sizes: 0.92%), 0.999 under-predicts Gemstones' short cooldowns (1.12%) and
-#: 0.99 misses (Mis)Fitting's top-3 holdout (1.30%).
+#: Compared among 0.99, 0.995, 0.998, 0.999 by the held-out error of point fits on both public
+#: sets with schedules ((Mis)Fitting and Gemstones; benchmarks/results/schedule.md, section 1):
+#: Tissue et al.'s 0.999 is worst on both (it under-predicts Gemstones' short cooldowns); 0.99,
+#: 0.995 and 0.998 lie within 0.15 points of worst-set error of each other, and the section's
+#: latest run ranks 0.99 first. The benchmarks' NUTS sections ran at 0.998.
 ANNEAL_DECAY = 0.998
 #: Cells of the integration grid per schedule (besides the knots).
 GRID_CELLS = 4000
