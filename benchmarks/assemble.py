@@ -14,14 +14,11 @@ import platform
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["fit", "recovery", "calibration", "scale", "compare", "dynamics", "schedule", "report",
+#: Sections first in this order; any other ``results/<name>.md`` follows, alphabetically. Each
+#: section comes from ``bench_<name>.py`` unless its first line names another script.
+ORDER = ["fit", "query", "recovery", "calibration", "scale", "compare", "dynamics", "schedule",
+         "report",
          "reliability", "diagnose", "nextrun"]
-SCRIPTS = {"fit": "bench_fit.py", "recovery": "bench_recovery.py",
-           "calibration": "bench_calibration.py", "scale": "bench_scale.py",
-           "compare": "bench_compare.py", "dynamics": "bench_dynamics.py",
-           "schedule": "bench_schedule.py",
-           "report": "bench_report.py", "reliability": "bench_reliability.py",
-           "diagnose": "bench_diagnose.py", "nextrun": "bench_nextrun.py"}
 
 
 def main() -> None:
@@ -33,13 +30,14 @@ def main() -> None:
            "Absolute times on this shared 2-core machine are noisy (other jobs ran at the same "
            "time): compare the ratios and medians measured within one run. Each section names "
            "the script that regenerates it.", ""]
-    for name in ORDER:
+    # a file linked from another section (e.g. diagnose_loo.md) is not a section of its own
+    linked = {"diagnose_loo"}
+    found = sorted(p.stem for p in (HERE / "results").glob("*.md") if p.stem not in linked)
+    for name in [n for n in ORDER if n in found] + [n for n in found if n not in ORDER]:
         path = HERE / "results" / f"{name}.md"
-        if path.exists():
-            out += [path.read_text().rstrip(), "",
-                    f"*Regenerate: `.venv/bin/python benchmarks/{SCRIPTS[name]}`*", ""]
-        else:
-            out += [f"## {name}", "", f"Not run yet (`benchmarks/{SCRIPTS[name]}`).", ""]
+        script = f"bench_{name}.py"
+        out += [path.read_text().rstrip(), "",
+                f"*Regenerate: `.venv/bin/python benchmarks/{script}`*", ""]
     (HERE / "RESULTS.md").write_text("\n".join(out))
 
 

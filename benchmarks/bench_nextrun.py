@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import os
 
+from bayes_scaling.evaluate.drawset import DrawSet, Target, draw_set
+
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse
@@ -42,7 +44,7 @@ from bayes_scaling.fitting.result import ScalingFit
 from bayes_scaling.report.demo import atomic_savefig, atomic_write_text
 
 RESULTS = Path(__file__).resolve().parent / "results"
-TARGET = nr.Target(7e10, 1.4e12)
+TARGET = Target(7e10, 1.4e12)
 SIZES = np.geomspace(1e9, 7e10, 12)
 RATIOS = (5.0, 10.0, 20.0)
 BUDGETS = (1e21, 3e21, 1e22, 3e22, 1e23, 2e23, 3e23)
@@ -63,7 +65,7 @@ def chinchilla_fit(cache: Path, seed: int) -> ScalingFit:
     return f
 
 
-def simulate(ds0: nr.DrawSet, cands: pd.DataFrame, policy: str, truth: int, steps: int,
+def simulate(ds0: DrawSet, cands: pd.DataFrame, policy: str, truth: int, steps: int,
              rng: np.random.Generator, n_sim: int) -> list[dict]:
     """One replication of one policy: the bands after each of ``steps`` runs."""
     ds, spent, out = ds0, 0.0, []
@@ -192,7 +194,7 @@ def main() -> None:
     t0 = time.perf_counter()
     f = chinchilla_fit(args.cache, args.seed)
     rng = np.random.default_rng(args.seed)
-    ds0 = nr.draw_set(f, n_draws=args.n_draws, random_seed=rng)
+    ds0 = draw_set(f, n_draws=args.n_draws, random_seed=rng)
     cands = nr.candidate_grid(f, TARGET, sizes=SIZES, tokens_per_param=RATIOS)
     cands = cands[cands["flops"] <= RUN_BUDGET].reset_index(drop=True)
     table = nr.rank_next_runs(f, cands, target=TARGET, draws=ds0, n_sim=args.n_sim,

@@ -202,3 +202,29 @@ def test_the_query_path_does_not_load_pymc():
             + "; bad = sorted(m for m in ('pymc', 'pytensor', 'jax', 'numpyro', 'nutpie') "
               "if m in sys.modules); assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+#: Libraries that cost seconds to import and that a query on a saved fit never needs.
+HEAVY = ("pymc", "pytensor", "jax", "numpyro", "nutpie", "arviz", "matplotlib", "scipy", "numba")
+
+
+def test_a_query_on_a_saved_fit_imports_nothing_heavy():
+    """``bayes-scaling predict FIT`` end to end loads numpy, pandas, xarray and h5netcdf only.
+
+    Issue 18: a cold query must start in well under a second; ArviZ alone (scipy.stats,
+    matplotlib, numba) cost most of a 3-second cold ``predict``.
+    """
+    fixture = ROOT / "tests" / "fixtures" / "fit_v0.1.nc"
+    # Dask is an optional extra; when installed, xarray's CF decoding imports it, and dask.array
+    # imports scipy.sparse. Block it here, as on a plain install.
+    code = ("import sys, io, contextlib\n"
+            "sys.modules['dask'] = None\n"
+            "from bayes_scaling.cli.app import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            f"    code = main(['predict', {str(fixture)!r}, '--n-params', '7e10', "
+            "'--n-tokens', '1.4e12', '--group', 'web', '--json'])\n"
+            "assert code == 0, code\n"
+            f"heavy = sorted(m for m in {HEAVY!r} if m in sys.modules)\n"
+            "assert not heavy, heavy\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]

@@ -16,6 +16,13 @@ from bayes_scaling.cli.app import main
 from bayes_scaling.constants import PUBLISHED
 from bayes_scaling.errors import BayesScalingError, QueryError
 from bayes_scaling.evaluate import compare as cmp
+from bayes_scaling.evaluate.families import (
+    _stratified_counts,
+    allocation,
+    averaged_predict_loss,
+    where_they_part,
+)
+from bayes_scaling.evaluate.loo import n_bad_pareto_k, pointwise_log_likelihood
 from bayes_scaling.fitting.baseline import huber_fit
 from bayes_scaling.query.predict import flat, group_theta, predict_loss
 from bayes_scaling.testing import fake_fit, synthetic_runs
@@ -50,7 +57,7 @@ def test_pointwise_log_likelihood_matches_scipy(runs, likelihood):
 
     spec = load_spec("chinchilla").with_likelihood(likelihood)
     f = fake_fit(spec, EPOCH, runs=runs, seed=4)  # type: ignore[arg-type]
-    ll = cmp.pointwise_log_likelihood(f)
+    ll = pointwise_log_likelihood(f)
     assert ll.dims == ("chain", "draw", "run") and ll.shape[2] == runs.n_runs
     i = int(np.flatnonzero(runs.group_index == runs.group_names.index("code"))[3])
     th = {k: v[7] for k, v in group_theta(f, "code").items()}
@@ -111,13 +118,13 @@ def test_n_bad_pareto_k_counts_above_threshold():
     class E(dict):
         pareto_k = np.array([0.1, 0.69, 0.71, 1.3])
         good_k = 0.7
-    assert cmp.n_bad_pareto_k(E()) == 2
+    assert n_bad_pareto_k(E()) == 2
 
 
 # ------------------------------------------------------------------------------ divergence
 def test_identical_fits_never_part(fits):
     same = {"a": fits["chinchilla"], "b": fits["chinchilla"]}
-    dv = cmp.where_they_part(same, random_seed=0)
+    dv = where_they_part(same, random_seed=0)
     assert dv["flops"] is None and dv["law"] is None
 
 
@@ -129,11 +136,11 @@ def test_reported_budget_is_the_first_where_law_bands_are_disjoint(runs):
                                 "a": EPOCH["a"] * 1e8 ** (alpha_b - EPOCH["alpha"])},
                  runs=runs, seed=7)
     grid = np.geomspace(1e18, 1e27, 37)
-    dv = cmp.where_they_part({"a": a, "b": b}, group="web", flops=grid, random_seed=0)
+    dv = where_they_part({"a": a, "b": b}, group="web", flops=grid, random_seed=0)
     pt = dv["law"]
     assert pt is not None and not pt["at_start"]
     i = int(np.flatnonzero(np.isclose(grid, pt["flops"]))[0])
-    n, d, _ = cmp.allocation(a, grid[i - 1:i + 1], group="web")
+    n, d, _ = allocation(a, grid[i - 1:i + 1], group="web")
     sa = predict_loss(a, n, d, group="web", band="law", probs=(0.9,), random_seed=1).summary
     sb = predict_loss(b, n, d, group="web", band="law", probs=(0.9,), random_seed=1).summary
     apart = (sa["upper"] < sb["lower"]) | (sb["upper"] < sa["lower"])
@@ -143,16 +150,16 @@ def test_reported_budget_is_the_first_where_law_bands_are_disjoint(runs):
 
 def test_fixed_ratio_allocation():
     f = fake_fit("chinchilla", EPOCH, seed=0)
-    n, d, how = cmp.allocation(f, np.array([6e20]), tokens_per_param=20)
+    n, d, how = allocation(f, np.array([6e20]), tokens_per_param=20)
     assert d[0] / n[0] == pytest.approx(20) and 6 * n[0] * d[0] == pytest.approx(6e20)
     assert "20" in how
     with pytest.raises(QueryError):
-        cmp.allocation(f, np.array([6e20]), tokens_per_param=-1)
+        allocation(f, np.array([6e20]), tokens_per_param=-1)
 
 
 # ------------------------------------------------------------------------------ averaging
 def test_averaging_with_all_weight_on_one_family_reproduces_it(fits):
-    avg = cmp.averaged_predict_loss(fits, {"chinchilla": 1.0, "kaplan": 0.0}, 3e9, 6e10,
+    avg = averaged_predict_loss(fits, {"chinchilla": 1.0, "kaplan": 0.0}, 3e9, 6e10,
                                     band="law", random_seed=0)
     one = predict_loss(fits["chinchilla"], 3e9, 6e10, band="law", random_seed=0)
     assert avg.summary["median"].iloc[0] == pytest.approx(one.summary["median"].iloc[0],
@@ -163,7 +170,7 @@ def test_averaging_with_all_weight_on_one_family_reproduces_it(fits):
 def test_averaging_mixes_in_proportion_to_the_weights(runs):
     lo = fake_fit("chinchilla", EPOCH, runs=runs, seed=8)
     hi = fake_fit("chinchilla", {**EPOCH, "e": 2.5}, runs=runs, seed=9)
-    avg = cmp.averaged_predict_loss({"lo": lo, "hi": hi}, {"lo": 0.3, "hi": 0.7}, 1e10, 2e11,
+    avg = averaged_predict_loss({"lo": lo, "hi": hi}, {"lo": 0.3, "hi": 0.7}, 1e10, 2e11,
                                     group="web", band="law", random_seed=0)
     draws = np.asarray(avg.draws).ravel()
     cut = (predict_loss(lo, 1e10, 2e11, group="web", band="law").summary["median"].iloc[0]
@@ -173,9 +180,9 @@ def test_averaging_mixes_in_proportion_to_the_weights(runs):
 
 def test_averaging_rejects_bad_weights(fits):
     with pytest.raises(QueryError, match="unknown"):
-        cmp.averaged_predict_loss(fits, {"gpt": 1.0}, 1e9, 1e10)
+        averaged_predict_loss(fits, {"gpt": 1.0}, 1e9, 1e10)
     with pytest.raises(QueryError, match="positive sum"):
-        cmp.averaged_predict_loss(fits, {"chinchilla": 0.0}, 1e9, 1e10)
+        averaged_predict_loss(fits, {"chinchilla": 0.0}, 1e9, 1e10)
 
 
 @given(w=st.lists(st.floats(0.0, 1.0), min_size=1, max_size=6), total=st.integers(1, 5000))
@@ -184,7 +191,7 @@ def test_stratified_counts_sum_and_track_the_weights(w, total):
     if arr.sum() == 0:
         arr = np.ones_like(arr)
     arr = arr / arr.sum()
-    counts = cmp._stratified_counts(arr, total)
+    counts = _stratified_counts(arr, total)
     assert counts.sum() == total
     assert np.all(np.abs(counts - arr * total) < 1.0 + 1e-9)
 

@@ -15,6 +15,8 @@ from bayes_scaling.constants import PUBLISHED
 from bayes_scaling.data.support import Box
 from bayes_scaling.errors import QueryError
 from bayes_scaling.evaluate import nextrun as nr
+from bayes_scaling.evaluate.drawset import DrawSet, Target, draw_set, extend_box
+from bayes_scaling.plots.nextrun import plot_next_runs
 from bayes_scaling.testing import fake_fit, synthetic_runs
 
 matplotlib.use("Agg")
@@ -38,10 +40,10 @@ def table(fit):
 
 
 def test_target_parsing_and_errors():
-    assert nr.Target.of((1e9, 2e10)) == nr.Target(1e9, 2e10, None)
-    assert nr.Target.of({"n_params": 1e9, "n_tokens": 2e10, "loss": 2.1}).loss == 2.1
+    assert Target.of((1e9, 2e10)) == Target(1e9, 2e10, None)
+    assert Target.of({"n_params": 1e9, "n_tokens": 2e10, "loss": 2.1}).loss == 2.1
     with pytest.raises(QueryError):
-        nr.Target.of((1e9, -1.0))
+        Target.of((1e9, -1.0))
 
 
 @settings(max_examples=30, deadline=None)
@@ -60,22 +62,22 @@ def test_weighted_band_with_equal_weights_is_the_plain_quantile_band(seed, inter
 
 def test_extend_box_grows_only_where_the_run_lies_outside():
     box = Box((7.0, 9.0), (9.0, 11.0), (17.0, 20.0))
-    out = nr.extend_box(box, 1e10, 1e10)
+    out = extend_box(box, 1e10, 1e10)
     assert out.n == (7.0, 10.0) and out.d == (9.0, 11.0)
     assert out.c[1] == pytest.approx(np.log10(6e20))
-    assert nr.extend_box(box, 1e8, 1e10) == box
+    assert extend_box(box, 1e8, 1e10) == box
 
 
 def test_an_uninformative_observation_leaves_the_weights_alone(fit):
-    ds = nr.draw_set(fit, random_seed=0)
-    noisy = nr.DrawSet(**{**ds.__dict__, "sigma": ds.sigma * 1e6})
+    ds = draw_set(fit, random_seed=0)
+    noisy = DrawSet(**{**ds.__dict__, "sigma": ds.sigma * 1e6})
     after = noisy.observe(1e8, 2e9, float(np.log(3.0)))
     assert after.ess == pytest.approx(ds.size, rel=1e-6)
 
 
 def test_an_observation_at_the_target_pins_the_law_there(fit):
-    ds = nr.draw_set(fit, random_seed=0)
-    tgt = nr.Target.of(TARGET)
+    ds = draw_set(fit, random_seed=0)
+    tgt = Target.of(TARGET)
     y = float(np.median(ds.log_mu(tgt.n_params, tgt.n_tokens)))
     after = ds.observe(tgt.n_params, tgt.n_tokens, y)
     w0, w1 = ds.weights[None, :], after.weights[None, :]
@@ -136,7 +138,7 @@ def test_ranking_is_reproducible_with_a_seed(fit):
 
 
 def test_plot_and_text(table):
-    ax = nr.plot_next_runs(table)
+    ax = plot_next_runs(table)
     assert ax.get_xscale() == "log" and "FLOPs" in ax.get_xlabel()
     text = nr.table_text(table, top=3)
     assert "band now" in text and len(text.splitlines()) >= 4

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import xarray as xr
 
 from bayes_scaling.constants import PUBLISHED
 from bayes_scaling.errors import FitFileError
@@ -228,10 +229,16 @@ def test_an_interrupted_save_keeps_the_previous_fit(tmp_path, monkeypatch):
     fake_fit("chinchilla", P, seed=1).save(target)
     before = target.read_bytes()
 
-    def interrupted(*_a: Any, **_k: Any) -> None:
-        raise KeyboardInterrupt
+    real_to_netcdf = xr.Dataset.to_netcdf
+    calls: list[int] = []
 
-    monkeypatch.setattr("arviz.InferenceData.to_netcdf", interrupted)
+    def interrupted(self: Any, *a: Any, **k: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 2:  # after the first group is on disk: a half-written file
+            raise KeyboardInterrupt
+        return real_to_netcdf(self, *a, **k)
+
+    monkeypatch.setattr(xr.Dataset, "to_netcdf", interrupted)
     with pytest.raises(KeyboardInterrupt):
         fake_fit("chinchilla", P, seed=2).save(target)
     assert target.read_bytes() == before

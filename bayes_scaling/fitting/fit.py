@@ -1,16 +1,11 @@
-"""A fit: the posterior of a model on a run table, as a value that describes and verifies itself.
+"""Fitting a final-loss law: :func:`fit` (NUTS, gated, calibrated) and :func:`fit_baseline`.
 
-:func:`fit` builds the model, samples it, checks convergence and returns a :class:`ScalingFit`.
-A fit is saved as one netCDF file (h5netcdf, no pickles) holding the posterior, the sampler
-statistics, the run table (``fit_data`` group), the spec as JSON, the hashes of both, the seed,
-the package versions and the diagnostics. :meth:`ScalingFit.load` rechecks both hashes and never
-imports PyMC, so queries on a saved fit start fast.
-
-Every file is written to a temporary file beside its target and renamed over it
-(:func:`atomic_path`), so an interrupted save leaves the previous file intact. A saved fit ends
-with a checksum trailer (the sha256 of the bytes before it, which HDF5 ignores): a damaged file
-is refused before the HDF5 library parses it, since a corrupted HDF5 file can make that library
-loop for hours.
+:func:`fit` builds the model (:mod:`bayes_scaling.model.build`), samples it with
+:func:`sample_gated` (the convergence gate and one retry, shared with
+:func:`bayes_scaling.fitting.dynamics.fit_dynamics`), learns the extrapolation discrepancy
+(:mod:`bayes_scaling.fitting.calibrate`) and returns a
+:class:`~bayes_scaling.fitting.result.ScalingFit`. PyMC is imported inside the functions that
+sample, so importing this module (as the report and evaluation code do) stays cheap.
 """
 
 from __future__ import annotations
@@ -32,7 +27,7 @@ from bayes_scaling.fitting.calibrate import attach_discrepancy
 from bayes_scaling.fitting.result import ScalingFit, versions
 from bayes_scaling.laws.final_loss import LAWS
 from bayes_scaling.model.centre import input_centre, use_centred
-from bayes_scaling.model.gate import Diagnostics, check_convergence, convergence_diagnostics
+from bayes_scaling.model.gate import Diagnostics, check_convergence
 from bayes_scaling.model.spec import ModelSpec, load_spec
 from bayes_scaling.types import OnBad, ProgressFn, SeedLike
 
@@ -86,9 +81,9 @@ def sample_gated(pm_model: Any, var_names: list[str], *, backend: str, chains: i
                                           chains=chains, draws=draws, tune=tune,
                                           target_accept=target_accept, random_seed=random_seed,
                                           progress=progress, ess_target=ess_target)
-        diag = convergence_diagnostics(idata, [v for v in var_names if v in idata.posterior],
-                                       backend=backend,
-                        seed=random_seed, sampling_seconds=seconds)
+        kept = [v for v in var_names if v in idata.posterior]
+        diag = sampling.convergence_diagnostics(idata, kept, backend=backend, seed=random_seed,
+                                                sampling_seconds=seconds)
         if diag.passed or attempt == retries:
             break
         target_accept, tune = max(target_accept, retry_target_accept), 2 * tune

@@ -17,13 +17,11 @@ import hashlib
 import importlib.metadata as _md
 import json
 import os
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import arviz as az
 import numpy as np
 import xarray as xr
 
@@ -32,6 +30,7 @@ from bayes_scaling.data.runs import RunTable
 from bayes_scaling.data.support import levels
 from bayes_scaling.errors import BayesScalingError, FitFileError
 from bayes_scaling.files import atomic_path
+from bayes_scaling.fitting.draws import KEPT_GROUPS, Draws, read_groups, write_groups
 from bayes_scaling.laws.final_loss import Law
 from bayes_scaling.laws.registry import law_of
 from bayes_scaling.model.gate import Diagnostics
@@ -100,11 +99,15 @@ class ScalingFit:
         Seed, method, input centre, versions, creation time.
     """
 
-    idata: az.InferenceData
+    idata: Draws
     spec: ModelSpec
     runs: RunTable
     diagnostics: Diagnostics
     meta: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # the samplers hand over ArviZ InferenceData; a fit keeps its groups as plain xarray
+        object.__setattr__(self, "idata", Draws.of(self.idata))
 
     # ------------------------------------------------------------------ convenient views
     @property
@@ -190,12 +193,9 @@ class ScalingFit:
             ds.attrs = {k: v for k, v in ds.attrs.items()
                         if isinstance(v, str | int | float | np.number)}
             groups[name] = ds
-        out = az.InferenceData(**groups)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            out.add_groups({"fit_data": self.runs.to_xarray()})
+        groups["fit_data"] = self.runs.to_xarray()
         with atomic_path(path) as tmp:
-            out.to_netcdf(tmp, engine="h5netcdf")
+            write_groups(tmp, groups)
             _append_checksum(tmp)
         return path
 
@@ -206,27 +206,21 @@ class ScalingFit:
         if not path.is_file():
             raise FitFileError(f"{path}: no such fit file")
         _verify_file(path)
-        try:
-            with warnings.catch_warnings():  # reader chatter on odd files: judged below
-                warnings.simplefilter("ignore", UserWarning)
-                warnings.simplefilter("ignore", RuntimeWarning)
-                lazy = az.from_netcdf(path, engine="h5netcdf")
-                # read everything now and close the file, so it can be replaced while in use
-                idata = az.InferenceData(**{g: lazy[g].load() for g in lazy.groups()})
-                for g in lazy.groups():
-                    lazy[g].close()
+        try:  # read everything now and close the file, so it can be replaced while in use
+            stored = read_groups(path)
         except Exception as exc:  # any reader failure means "not a fit file"
             raise FitFileError(f"{path}: not a readable fit file ({type(exc).__name__})") from None
-        if "posterior" not in idata.groups() or "fit_data" not in idata.groups():
+        if "posterior" not in stored or "fit_data" not in stored:
             raise FitFileError(f"{path}: not a bayes_scaling fit (no posterior/fit_data group)")
-        attrs = idata.posterior.attrs
+        posterior, table = stored["posterior"], stored["fit_data"]
+        attrs = posterior.attrs
         note = _check_format(path, attrs)
         try:
             spec = ModelSpec.from_json(str(attrs["spec_json"]))
-            runs = _table_class(idata.fit_data).from_xarray(idata.fit_data)
+            runs = _table_class(table).from_xarray(table)
             diag = _checked_diagnostics(Diagnostics.from_attrs(attrs))
             meta = _checked_meta(json.loads(str(attrs.get("meta_json", "{}"))))
-            _check_posterior(idata.posterior, law_of(spec.law).params, runs.group_names)
+            _check_posterior(posterior, law_of(spec.law).params, runs.group_names)
         except BayesScalingError as exc:
             raise FitFileError(f"{path}: {exc}{note}") from None
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -236,17 +230,16 @@ class ScalingFit:
             raise FitFileError(f"{path}: the stored spec does not match its hash{note}")
         if runs.fingerprint() != attrs.get("data_sha256"):
             raise FitFileError(f"{path}: the stored run table does not match its hash{note}")
-        keep = {g: idata[g] for g in ("posterior", "sample_stats") if g in idata.groups()}
-        return cls(az.InferenceData(**keep), spec, runs, diag, meta)
+        keep = {g: stored[g] for g in KEPT_GROUPS if g in stored}
+        return cls(Draws(**keep), spec, runs, diag, meta)
 
 
 def with_posterior(fit_: ScalingFit, extra: Mapping[str, xr.DataArray],
                    meta: Mapping[str, Any] | None = None) -> ScalingFit:
     """A copy of ``fit_`` with variables added to its posterior (and meta entries merged)."""
     post = fit_.posterior.assign(**dict(extra))
-    groups = {g: fit_.idata[g] for g in fit_.idata.groups()}
-    groups["posterior"] = post
-    return ScalingFit(az.InferenceData(**groups), fit_.spec, fit_.runs, fit_.diagnostics,
+    groups = {**fit_.idata, "posterior": post}
+    return ScalingFit(Draws(**groups), fit_.spec, fit_.runs, fit_.diagnostics,
                       {**fit_.meta, **(meta or {})})
 
 

@@ -20,6 +20,7 @@ import pymc as pm
 
 from bayes_scaling.constants import DEFAULT_BACKEND, MAX_RHAT
 from bayes_scaling.errors import BayesScalingError
+from bayes_scaling.model.gate import Diagnostics, Gate
 
 BACKENDS = ("numpyro", "nutpie", "pymc")
 
@@ -254,3 +255,39 @@ def find_map(model: pm.Model, *, random_seed: int = 0) -> dict[str, np.ndarray]:
     """Posterior mode (a start point or a quick look, never the answer: DESIGN.md)."""
     with _quiet(), model:
         return pm.find_MAP(progressbar=False, seed=random_seed)
+
+
+def convergence_diagnostics(idata: az.InferenceData, var_names: Sequence[str], *, backend: str,
+             seed: int | None, sampling_seconds: float, gate: Gate | None = None) -> Diagnostics:
+    """Compute r-hat, ESS and divergences for ``var_names`` and judge them against ``gate``."""
+    gate = gate or Gate()
+    post = idata.posterior[list(var_names)]
+    rhat = az.rhat(post)
+    ess_bulk = az.ess(post, method="bulk")
+    ess_tail = az.ess(post, method="tail")
+
+    def extreme(ds, fn):
+        vals = {k: float(fn(np.asarray(v))) for k, v in ds.data_vars.items()}
+        key = (max if fn is np.nanmax else min)(vals, key=vals.get)
+        return vals[key], key
+
+    max_rhat, worst = extreme(rhat, np.nanmax)
+    min_bulk, worst_bulk = extreme(ess_bulk, np.nanmin)
+    min_tail, _ = extreme(ess_tail, np.nanmin)
+    div = 0
+    if "sample_stats" in idata and "diverging" in idata.sample_stats:
+        div = int(np.asarray(idata.sample_stats["diverging"]).sum())
+    problems = [msg for bad, msg in [
+        (not np.isfinite(max_rhat) or max_rhat > gate.max_rhat,
+         f"max r_hat {max_rhat:.3f} > {gate.max_rhat} ({worst})"),
+        (min_bulk < gate.min_ess_bulk, f"min bulk ESS {min_bulk:.0f} < {gate.min_ess_bulk:.0f}"
+         f" ({worst_bulk})"),
+        (min_tail < gate.min_ess_tail, f"min tail ESS {min_tail:.0f} < {gate.min_ess_tail:.0f}"),
+        (div > gate.max_divergences, f"{div} divergent transitions"),
+    ] if bad]
+    return Diagnostics(
+        max_rhat=max_rhat, min_ess_bulk=min_bulk, min_ess_tail=min_tail, divergences=div,
+        chains=int(post.sizes["chain"]), draws=int(post.sizes["draw"]), backend=backend,
+        seed=seed, sampling_seconds=float(sampling_seconds), problems=tuple(problems),
+        worst_param=worst,
+    )

@@ -118,8 +118,10 @@ def plot_posterior(fit: ScalingFit, *, kind: str = "forest", ax: Axes | Any = No
 
     names = list(fit.law.params)
     if kind == "pair":
-        return az.plot_pair(fit.idata, var_names=names, kind="kde", marginals=True, ax=ax,
+        return az.plot_pair(fit.idata.to_arviz(), var_names=names, kind="kde", marginals=True,
+                            ax=ax,
                             figsize=(8, 8))
-    axes = az.plot_forest(fit.idata, var_names=names, combined=True, hdi_prob=0.9, ax=ax,
+    axes = az.plot_forest(fit.idata.to_arviz(), var_names=names, combined=True, hdi_prob=0.9,
+                          ax=ax,
                           figsize=(6, 4))
     return axes[0] if isinstance(axes, np.ndarray) else axes

@@ -348,12 +348,14 @@ def _dynamics(plan: Proposal, group: str, seed: int, cache: Path | None,
 def _dynamics_fit(plan: Proposal, seed: int, cache: Path | None,
                   tell: ProgressFn) -> tuple[ScalingFit, dict[str, Any]]:
     """The curve-law fit: a saved one (``dynamics.fit``) or one fitted to ``dynamics.curves``."""
-    from bayes_scaling.query import curves as dm
+    from bayes_scaling.data.curves import load_curves
+    from bayes_scaling.fitting.dynamics import default_target_accept
+    from bayes_scaling.laws.curve import DYNAMICS_LAWS
 
     dyn = plan.dynamics or {}
     if "fit" in dyn:
         fit_ = ScalingFit.load(dyn["fit"])
-        if fit_.spec.law not in dm.DYNAMICS_LAWS:
+        if fit_.spec.law not in DYNAMICS_LAWS:
             raise plan.error("dynamics.fit", f"{dyn['fit']} is a fit of law {fit_.spec.law!r}, "
                              "not a curve law (fit one with --model dynamics)")
         return fit_, {"fit_file": shown_path(dyn["fit"]), "reused": True}
@@ -361,10 +363,10 @@ def _dynamics_fit(plan: Proposal, seed: int, cache: Path | None,
 
     src = dyn["curves"]
     path = fetch(src) if not Path(src).exists() and src in load_registry() else src
-    curves = dm.load_curves(path, **({"group_col": dyn["group_col"]}
+    curves = load_curves(path, **({"group_col": dyn["group_col"]}
                                      if "group_col" in dyn else {}))
     settings = _fit_settings(plan)  # curve fits need at least their own target_accept
-    settings["target_accept"] = max(settings["target_accept"], dm.default_target_accept(curves))
+    settings["target_accept"] = max(settings["target_accept"], default_target_accept(curves))
     fit_, prov = _quiet(obtain_fit, load_spec(dyn.get("model", "dynamics")), curves,
                         settings=settings, seed=seed, cache_dir=cache, tell=tell,
                         method="dynamics")
