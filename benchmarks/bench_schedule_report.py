@@ -126,7 +126,7 @@ def write_report(out: Path) -> None:
     if (r := _load(out, "4")) is not None:
         lines += ["## 4. Synthetic recovery of the schedule law", "",
                   "5 sizes (20M-400M) x 5 schedules (cosine to 0.1x of 2,000/6,000/16,000 steps, "
-                  "WSD cooling 8,000-10,000, constant to 12,000), 15 checkpoints each, batch "
+                  "WSD cooling 8,000-10,000, constant to 12,000), 10 checkpoints each, batch "
                   "5e5; checkpoint noise 0.4%, curve offsets 1%.", "",
                   "| constant | truth | " + " | ".join(f"seed {x['seed']}: median [90%]"
                                                       for x in r["rows"]) + " | inside |",
