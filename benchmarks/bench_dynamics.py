@@ -43,9 +43,9 @@ import pandas as pd
 from bayes_scaling.constants import PUBLISHED
 from bayes_scaling.data.curves import CurveTable, load_curves
 from bayes_scaling.data.registry import fetch
+from bayes_scaling.files import atomic_savefig, atomic_write_text
 from bayes_scaling.fitting.dynamics import fit_dynamics
 from bayes_scaling.query import curves as dy
-from bayes_scaling.report.demo import atomic_savefig, atomic_write_text
 from bayes_scaling.testing import synthetic_curves
 
 RESULTS = Path(__file__).resolve().parent / "results"

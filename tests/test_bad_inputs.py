@@ -73,14 +73,14 @@ def no_sampling() -> Iterator[None]:
     import bayes_scaling.evaluate.compare
     import bayes_scaling.evaluate.parallel
     import bayes_scaling.fitting.fit
-    import bayes_scaling.report.assemble
+    import bayes_scaling.report.fits
 
-    originals = [bayes_scaling.fitting.fit.fit, bayes_scaling.fitting.fit.fit_baseline]
+    originals = [bayes_scaling.fitting.fit.fit, bayes_scaling.fitting.fit.fit_baseline,
+                 bayes_scaling.report.fits.obtain_fit]
     if "bayes_scaling.model.sampling" in sys.modules:
         originals.append(sys.modules["bayes_scaling.model.sampling"].sample)
-    targets = [(bayes_scaling.evaluate.compare, "fit_families"), (bayes_scaling.evaluate.parallel,
-                "run_many"),
-               (bayes_scaling.report.assemble, "obtain_fit")]
+    targets = [(bayes_scaling.evaluate.compare, "fit_families"),
+               (bayes_scaling.evaluate.parallel, "run_many")]
     for name, module in list(sys.modules.items()):
         if name.startswith("bayes_scaling") and module is not None:
             targets += [(module, attr) for attr, value in vars(module).items()

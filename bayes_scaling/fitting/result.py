@@ -337,7 +337,9 @@ def _checked_meta(meta: Any) -> dict[str, Any]:
     box = meta.get("box")
     if box is not None and not (set(box) >= {"n", "d", "c"} and all(
             isinstance(box[k], list) and len(box[k]) == 2 and all(map(_is_number, box[k]))
-            for k in ("n", "d", "c"))):
+            for k in ("n", "d", "c")) and all(
+            isinstance(v, list) and len(v) == 2 and all(map(_is_number, v))
+            for v in box.get("hull", [])) and isinstance(box.get("distance", ""), str)):
         raise TypeError(f"meta entry 'box' is {box!r}")
     cal = meta.get("calibration") or {}
     bad = [k for k in _CALIBRATION_NUMBERS if k in cal and not _is_number(cal[k])]
