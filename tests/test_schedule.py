@@ -239,7 +239,8 @@ def test_cli_curve_cooldown_and_schedule_steps(tmp_path, capsys):
 # ------------------------------------------------------------------------------ NUTS (slow)
 @pytest.mark.slow
 def test_schedule_law_recovers_its_constants_and_backtests_from_the_cli(tmp_path, capsys):
-    """Synthetic curves from the schedule law: every constant inside its 90% interval, the
+    """Synthetic curves from the schedule law: every constant inside its 98% interval and at
+    most 2 of 7 outside their 90% intervals, the
     annealing constant's interval narrower than a factor 2; the CLI curve backtest scores the
     held-out size with pooled 90% coverage in [0.5, 1]."""
     import sys
@@ -255,9 +256,13 @@ def test_schedule_law_recovers_its_constants_and_backtests_from_the_cli(tmp_path
     fit = fit_dynamics("dynamics_schedule", curves, chains=2, draws=400, tune=400,
                        random_seed=5)
     assert fit.diagnostics.divergences == 0 and fit.diagnostics.max_rhat <= 1.02
-    for p, v in TRUTH.items():
-        lo, hi = np.quantile(fit.posterior[p].values, [0.05, 0.95])
+    outside_90 = 0
+    for p, v in TRUTH.items():  # 7 constants: all inside 90% only ~48% of the time if calibrated
+        lo, hi = np.quantile(fit.posterior[p].values, [0.01, 0.99])
         assert lo <= v <= hi, (p, lo, v, hi)
+        lo, hi = np.quantile(fit.posterior[p].values, [0.05, 0.95])
+        outside_90 += not lo <= v <= hi
+    assert outside_90 <= 2
     lo, hi = np.quantile(np.exp(fit.posterior["log_c_anneal"].values), [0.05, 0.95])
     assert hi / lo < 2.0
     csv = tmp_path / "curves.csv"
