@@ -14,6 +14,7 @@ import click
 
 from bayes_scaling.cli.common import EXIT_BAD_INPUT, EXIT_INTERRUPTED, INTERRUPTED, on_sigint
 from bayes_scaling.cli.documents import data_grp, demo_cmd, report_cmd
+from bayes_scaling.cli.dynamics import cooldown_cmd, schedule_steps_cmd
 from bayes_scaling.cli.evaluate import diagnose_cmd, next_run_cmd
 from bayes_scaling.cli.fitting import backtest_cmd, compare_cmd, fit_cmd
 from bayes_scaling.cli.queries import (
@@ -42,7 +43,8 @@ def cli() -> None:
 
 for _command in (fit_cmd, compare_cmd, backtest_cmd, diagnose_cmd, next_run_cmd, data_grp,
                  demo_cmd, report_cmd, predict_cmd, tokens_cmd, optimal_cmd, summary_cmd,
-                 curve_cmd, batch_cmd, contrast_cmd, rank_cmd):
+                 curve_cmd, batch_cmd, contrast_cmd, rank_cmd,
+                 cooldown_cmd, schedule_steps_cmd):
     cli.add_command(_command)
 
 

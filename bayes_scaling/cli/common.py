@@ -145,3 +145,46 @@ def _resolve_runs(source: str, *, group_col: str | None, drop_highest_loss: int,
     return load_runs(source, drop_highest_loss=drop_highest_loss, **kwargs)
 
 
+# --------------------------------------------------------------------------------- schedules
+# The schedule options describe one learning-rate schedule: the schedule queried (``curve``,
+# ``schedule-steps``) or, for ``fit`` and ``backtest``, the schedule of every row of a curves
+# table that does not carry its own (:func:`bayes_scaling.data.curves.load_curves`).
+_SHAPES = ("constant", "cosine", "linear", "wsd")
+
+
+def schedule_options(command):
+    """``--schedule``, ``--total-steps``, ``--warmup-steps``, ``--final-lr-fraction``,
+    ``--cooldown-start``, ``--cooldown-steps``."""
+    opts = [
+        click.option("--schedule", "--lr-schedule", "lr_schedule", default=None,
+                     type=click.Choice(_SHAPES),
+                     help="Learning-rate schedule after the warm-up (default: constant)."),
+        click.option("--total-steps", default=None, type=float,
+                     help="Length of a cosine or linear schedule (steps)."),
+        click.option("--warmup-steps", default=None, type=float, help="Linear warm-up steps."),
+        click.option("--final-lr-fraction", default=None, type=float,
+                     help="Rate at the end of the decay, as a fraction of the peak (default 0)."),
+        click.option("--cooldown-start", default=None, type=float,
+                     help="WSD: step where the linear cooldown starts."),
+        click.option("--cooldown-steps", default=None, type=float,
+                     help="WSD: length of the cooldown (steps)."),
+    ]
+    for opt in reversed(opts):
+        command = opt(command)
+    return command
+
+
+def schedule_fields(lr_schedule, total_steps, warmup_steps, final_lr_fraction, cooldown_start,
+                    cooldown_steps) -> dict[str, Any]:
+    """The :class:`~bayes_scaling.data.schedules.Schedule` fields the options gave."""
+    given = {"shape": lr_schedule, "total_steps": total_steps, "warmup_steps": warmup_steps,
+             "final_fraction": final_lr_fraction, "cooldown_start": cooldown_start,
+             "cooldown_steps": cooldown_steps}
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def schedule_of(fields: dict[str, Any]):
+    """A :class:`~bayes_scaling.data.schedules.Schedule` from the options (None: constant)."""
+    from bayes_scaling.data.schedules import Schedule
+
+    return Schedule(**fields) if fields else None

@@ -15,6 +15,8 @@ from bayes_scaling.cli.common import (
     columns_options,
     progress_printer,
     resolve_runs,
+    schedule_fields,
+    schedule_options,
 )
 from bayes_scaling.cli.queries import JSON_OPTION, SEED_OPTION, parse_floats, print_table
 from bayes_scaling.errors import BayesScalingError
@@ -52,10 +54,12 @@ from bayes_scaling.errors import BayesScalingError
                    "--draws is then the cap). 400 is the gate's floor.")
 @click.option("--no-calibrate", is_flag=True, help="Skip the extrapolation discrepancy.")
 @click.option("--strict", is_flag=True, help="Exit 2 (and write nothing) if the gate fails.")
+@schedule_options
 @click.option("--quiet", "-q", is_flag=True)
 def fit_cmd(runs, model, out, group_col, drop_highest_loss, param_count, query, best_of_sweep,
             columns, flops_unit, likelihood, seed, chains, draws, tune, backend, target_accept,
-            ess_target, no_calibrate, strict, quiet):
+            ess_target, no_calibrate, strict, lr_schedule, total_steps, warmup_steps,
+            final_lr_fraction, cooldown_start, cooldown_steps, quiet):
     """Fit MODEL to the RUNS table (CSV, TSV, JSON Lines, Parquet or a registry name) and
     save the posterior."""
     from bayes_scaling.fitting.fit import fit
@@ -76,7 +80,10 @@ def fit_cmd(runs, model, out, group_col, drop_highest_loss, param_count, query, 
         return _fit_curves(runs, spec, out, group_col=group_col, param_count=param_count,
                            query=query, columns=columns, seed=seed, chains=chains,
                            draws=draws, tune=tune, backend=backend,
-                           target_accept=target_accept, strict=strict, quiet=quiet)
+                           target_accept=target_accept, strict=strict, quiet=quiet,
+                           schedule=schedule_fields(lr_schedule, total_steps, warmup_steps,
+                                                    final_lr_fraction, cooldown_start,
+                                                    cooldown_steps))
     table = resolve_runs(runs, group_col=group_col, drop_highest_loss=drop_highest_loss,
                          param_count=param_count, query=query, best_of_sweep=best_of_sweep,
                          columns=columns, flops_unit=flops_unit)
@@ -201,14 +208,39 @@ def compare_cmd(runs, models, group_col, drop_highest_loss, param_count, query, 
 @click.option("--workers", default=1, show_default=True, type=int,
               help="Refits in parallel local processes.")
 @click.option("--address", default=None, help="Dask scheduler address for the refits.")
+@click.option("--chains", default=4, show_default=True, type=click.IntRange(min=2),
+              help="Chains of each refit of a curve model (--model dynamics...).")
+@schedule_options
 @JSON_OPTION
 @click.option("--quiet", "-q", is_flag=True)
 def backtest_cmd(runs, model, holdout_by, holdout_top, test_query, method, group_col,
                  drop_highest_loss, param_count, best_of_sweep, columns, flops_unit, seed, draws,
-                 tune, workers, address, as_json, quiet):
-    """Refit without the largest runs, predict them, and score the predictive bands."""
+                 tune, workers, address, chains, lr_schedule, total_steps, warmup_steps,
+                 final_lr_fraction, cooldown_start, cooldown_steps, as_json, quiet):
+    """Refit without the largest runs, predict them, and score the predictive bands.
+
+    With a curve model (``--model dynamics`` or ``dynamics_schedule``) RUNS holds loss curves:
+    every checkpoint of the held-out sizes' curves is scored, each curve alone and pooled.
+    """
+    from bayes_scaling.cli.dynamics import backtest_curves, check_curve_backtest_options
     from bayes_scaling.evaluate.backtest import backtest, calibration_table
     from bayes_scaling.evaluate.parallel import run_many
+    from bayes_scaling.laws.registry import CURVE_LAWS
+    from bayes_scaling.model.spec import load_spec
+
+    if load_spec(model).law in CURVE_LAWS:
+        if test_query is not None:
+            raise BayesScalingError("--test-query applies to runs tables; curve backtests hold "
+                                    "out the largest sizes (--holdout-top)")
+        if method != "both":
+            check_curve_backtest_options(method, holdout_by)
+        check_curve_backtest_options("bayes", holdout_by)
+        return backtest_curves(
+            runs, model, [int(v) for v in parse_floats(holdout_top, "--holdout-top")],
+            group_col=group_col, param_count=param_count, seed=seed, chains=chains,
+            draws=draws, tune=tune, as_json=as_json, quiet=quiet,
+            schedule=schedule_fields(lr_schedule, total_steps, warmup_steps, final_lr_fraction,
+                                     cooldown_start, cooldown_steps))
 
     table = resolve_runs(runs, group_col=group_col, drop_highest_loss=drop_highest_loss,
                          param_count=param_count, best_of_sweep=best_of_sweep, columns=columns,
@@ -250,8 +282,7 @@ def backtest_cmd(runs, model, holdout_by, holdout_top, test_query, method, group
 
 # --------------------------------------------------------------------------------- dynamics
 def _fit_curves(source: str, spec, out: str, *, group_col, param_count, query, columns, seed,
-                chains,
-                draws, tune, backend, target_accept, strict, quiet) -> int:
+                chains, draws, tune, backend, target_accept, strict, quiet, schedule) -> int:
     """``fit CURVES --model dynamics``: load loss curves (a file or a registry name), fit, save."""
     from click.core import ParameterSource
 
@@ -266,7 +297,7 @@ def _fit_curves(source: str, spec, out: str, *, group_col, param_count, query, c
 
     path = source if Path(source).exists() or source not in load_registry() else fetch(source)
     curves = load_curves(path, group_col=group_col, param_count=param_count or "total",
-                         query=query, columns=columns)
+                         query=query, columns=columns, schedule=schedule or None)
     tell = progress_printer(quiet)
     tell(f"{curves.n_points} checkpoints of {curves.n_curves} curves after the warm-up rule and "
          f"thinning ({curves.rule})")

@@ -16,7 +16,12 @@ from typing import Any
 
 import click
 
-from bayes_scaling.cli.common import check_out_file
+from bayes_scaling.cli.common import (
+    check_out_file,
+    schedule_fields,
+    schedule_of,
+    schedule_options,
+)
 from bayes_scaling.constants import DEFAULT_INTERVAL
 from bayes_scaling.errors import BayesScalingError
 
@@ -146,14 +151,25 @@ def summary_cmd(fit_path):
 @click.option("--steps", default=None, help="Steps, e.g. 1000,5000,20000 (default: fitted range).")
 @click.option("--band", type=click.Choice(["predictive", "law"]), default="predictive",
               show_default=True)
+@schedule_options
 @_query_options
-def curve_cmd(fit_path, n_params, batch_size, steps, band, group, interval, as_json, seed):
-    """Predicted loss curve (loss vs steps) of a model at a batch size, with bands."""
+def curve_cmd(fit_path, n_params, batch_size, steps, band, lr_schedule, total_steps,
+              warmup_steps, final_lr_fraction, cooldown_start, cooldown_steps, group, interval,
+              as_json, seed):
+    """Predicted loss curve (loss vs steps) of a model at a batch size under a learning-rate
+    schedule (default constant; other schedules need a dynamics_schedule fit), with bands."""
     from bayes_scaling.query.curves import predict_curve
 
+    sched = schedule_of(schedule_fields(lr_schedule, total_steps, warmup_steps,
+                                        final_lr_fraction, cooldown_start, cooldown_steps))
+    if steps is None and sched is not None and sched.end() > 0:
+        import numpy as np
+
+        steps = ",".join(f"{v:.0f}" for v in np.unique(np.geomspace(
+            max(sched.end() / 100.0, 1.0), sched.end(), 25).round()))
     res = predict_curve(load_fit(fit_path), n_params, batch_size,
                         None if steps is None else parse_floats(steps, "--steps"), group=group,
-                        band=band, interval=interval, random_seed=seed)
+                        band=band, interval=interval, random_seed=seed, schedule=sched)
     _emit(res, as_json, ["steps", "tokens", "group", "band", "median", "lower", "upper",
                          "interval", "decades_past_n"])
 

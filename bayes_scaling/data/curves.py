@@ -30,6 +30,7 @@ from bayes_scaling.data.columns import (
 )
 from bayes_scaling.data.frame import FrameTable
 from bayes_scaling.data.readers import _bad_rows_message, _read_source, check_query
+from bayes_scaling.data.schedules import ANNEAL_DECAY, frame_areas, has_schedule
 from bayes_scaling.errors import DataError, DataWarning
 
 #: Dimension of a curve table (one entry per evaluated checkpoint) and of the curves themselves.
@@ -50,9 +51,15 @@ MAX_POINTS = 3000
 
 CURVE_REQUIRED: tuple[str, ...] = ("run_id", "n_params", "steps", "batch_size_tokens", "loss")
 CURVE_OPTIONAL: tuple[str, ...] = ("learning_rate", "context_length", "n_params_nonembedding",
-                                   "total_steps")
+                                   "total_steps", "warmup_steps", "final_lr_fraction",
+                                   "cooldown_start", "cooldown_steps", "current_lr")
+#: Optional columns that may be 0 (the others must be positive).
+_NON_NEGATIVE = ("warmup_steps", "final_lr_fraction", "cooldown_start")
+#: Columns :func:`load_curves` derives from the schedule (:mod:`bayes_scaling.data.schedules`).
+AREA_COLUMNS: tuple[str, ...] = ("forward_area", "anneal_fraction")
 #: Columns of a :class:`CurveTable` frame, in order.
-CURVE_COLUMNS: tuple[str, ...] = ("run_id", "group", *CURVE_REQUIRED[1:], *CURVE_OPTIONAL)
+CURVE_COLUMNS: tuple[str, ...] = ("run_id", "group", "lr_schedule", *CURVE_REQUIRED[1:],
+                                  *CURVE_OPTIONAL, *AREA_COLUMNS)
 CURVE_ALIASES: dict[str, tuple[str, ...]] = {
     "run_id": ("run", "run_name", "curve", "curve_id"),
     "group": (),
@@ -63,10 +70,16 @@ CURVE_ALIASES: dict[str, tuple[str, ...]] = {
     "learning_rate": ("lr", "peak_lr"),
     "context_length": ("seq_len", "sequence_length"),
     "total_steps": ("schedule_steps", "max_steps", "train_steps"),
+    "lr_schedule": ("lr_shape", "decay_shape"),
+    "warmup_steps": ("warmup",),
+    "final_lr_fraction": ("final_lr_ratio", "end_lr_ratio", "min_lr_ratio"),
+    "cooldown_start": ("decay_start",),
+    "cooldown_steps": ("decay_steps", "cooldown_length"),
+    "current_lr": ("lr_now", "lr_at_step"),
     "n_params_nonembedding": ("n_no_emb", "n_nonembedding", "nonembedding_params",
                               "non_embedding_params"),
 }
-_STRING_COLUMNS = ("run_id", "group")
+_STRING_COLUMNS = ("run_id", "group", "lr_schedule")
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -115,6 +128,32 @@ class CurveTable(FrameTable):
     log_s = property(lambda self: np.log(self.s), doc="log S.")
     log_b = property(lambda self: np.log(self.b), doc="log B.")
     log_loss = property(lambda self: np.log(self.loss), doc="log loss.")
+    forward_area = property(
+        lambda self: (self._floats("forward_area") if "forward_area" in self.frame.columns
+                      else self.s),
+        doc="S1, forward area of the learning rate in peak-rate steps (= S at constant rate).")
+    anneal = property(
+        lambda self: (self._floats("anneal_fraction") if "anneal_fraction" in self.frame.columns
+                      else np.zeros(self.n_points)),
+        doc="Annealing fraction A in [0, 1] (:mod:`bayes_scaling.data.schedules`; 0 if none).")
+
+    def law_inputs(self, names: tuple[str, ...]) -> tuple[np.ndarray, ...]:
+        """The inputs a curve law reads, by its input names.
+
+        Parameters
+        ----------
+        names : tuple of str
+            ``n``, ``s``, ``s1``, ``b`` (natural logs; ``s1`` the forward area) or ``anneal``
+            (the annealing fraction, as is).
+
+        Returns
+        -------
+        tuple of numpy.ndarray
+            One array per name, per checkpoint.
+        """
+        table = {"n": lambda: self.log_n, "s": lambda: self.log_s, "b": lambda: self.log_b,
+                 "s1": lambda: np.log(self.forward_area), "anneal": lambda: self.anneal}
+        return tuple(table[k]() for k in names)
 
     curve_ids = property(lambda self: self._levels("run_id")[0],
                          doc="Distinct curves, in order of first appearance.")
@@ -260,17 +299,24 @@ def _parse_curve_rows(work: pd.DataFrame, labels: list[str], name: str) -> pd.Da
             continue
         values = pd.to_numeric(work[col], errors="coerce").to_numpy(dtype=float)
         required = col in CURVE_REQUIRED
-        for pos in np.flatnonzero(~(values > 0) | ~np.isfinite(values)):
+        low = values >= 0 if col in _NON_NEGATIVE else values > 0
+        for pos in np.flatnonzero(~low | ~np.isfinite(values)):
             cell = work[col].iloc[pos]
             if not required and pd.isna(cell):
                 continue
             why = "is missing" if pd.isna(cell) else (
-                "is not a number" if np.isnan(values[pos]) else f"<= 0 or infinite ({cell})")
+                "is not a number" if np.isnan(values[pos]) else
+                f"{'< 0' if col in _NON_NEGATIVE else '<= 0'} or infinite ({cell})")
             problems.setdefault(int(pos), []).append(f"{col} {why}")
         work[col] = values
     for col in _STRING_COLUMNS:
         if col == "group" and col not in work.columns:
             work[col] = "all"
+            continue
+        if col == "lr_schedule":
+            if col in work.columns:
+                work[col] = [None if pd.isna(v) else str(v).strip().lower() or None
+                             for v in work[col]]
             continue
         text = [None if pd.isna(v) else str(v).strip() or None for v in work[col]]
         for pos in [i for i, v in enumerate(text) if v is None]:
@@ -319,6 +365,8 @@ def load_curves(
     max_points_per_curve: int | None = MAX_POINTS_PER_CURVE,
     max_points: int | None = MAX_POINTS,
     columns: Mapping[str, str] | None = None,
+    schedule: Mapping[str, Any] | None = None,
+    anneal_decay: float = ANNEAL_DECAY,
 ) -> CurveTable:
     r"""Read, validate, drop the warm-up of and thin a table of loss curves.
 
@@ -353,6 +401,17 @@ def load_curves(
     columns : mapping, optional
         Canonical name -> the source's column (e.g. ``{"n_params": "params_active",
         "steps": "step", "loss": "eval/loss"}``), applied before the known spellings.
+    schedule : mapping, optional
+        Learning-rate schedule of the rows whose columns do not give it: fields of
+        :class:`~bayes_scaling.data.schedules.Schedule` (``shape``, ``warmup_steps``,
+        ``final_fraction``, ``total_steps``, ``cooldown_start``, ``cooldown_steps``). Rows may
+        carry their own in columns ``lr_schedule`` (constant, cosine, linear, wsd),
+        ``total_steps``, ``warmup_steps``, ``final_lr_fraction``, ``cooldown_start``,
+        ``cooldown_steps``, or the rate logged at each checkpoint, ``current_lr``. With any of
+        these the table gets the columns ``forward_area`` and ``anneal_fraction``
+        (:func:`~bayes_scaling.data.schedules.frame_areas`) that the schedule law reads.
+    anneal_decay : float
+        Tissue et al.'s momentum factor lambda of the annealing area.
 
     Returns
     -------
@@ -394,6 +453,15 @@ def load_curves(
     rule = {"warmup_fraction": float(warmup_fraction), "min_steps": float(min_steps),
             "max_points_per_curve": max_points_per_curve, "max_points": max_points,
             "n_points_read": len(work)}
+    if has_schedule(work, schedule):
+        defaults = dict(schedule or {})
+        work["forward_area"], work["anneal_fraction"] = frame_areas(
+            work, defaults, labels, name, decay=anneal_decay)
+        shape = work["lr_schedule"] if "lr_schedule" in work.columns else None
+        fill = str(defaults.get("shape", "constant"))
+        work["lr_schedule"] = [fill if shape is None or shape.iloc[i] is None
+                               else shape.iloc[i] for i in range(len(work))]
+        rule.update(schedule=defaults, anneal_decay=float(anneal_decay))
     table = _apply_rule(work, name, param_count, rule)
     note = schedule_note(table)
     if note:
@@ -411,17 +479,18 @@ def schedule_note(curves: CurveTable) -> str | None:
     4,000-16,000 steps): the in-sample curve offsets ranged from -1.8% to +1.5% and lined up
     with the schedule length (benchmarks/results/dynamics.md, section 1).
     """
-    if "total_steps" not in curves.frame.columns:
-        return None
+    if "total_steps" not in curves.frame.columns or "forward_area" in curves.frame.columns:
+        return None  # no lengths, or the schedule is known (the law dynamics_schedule reads it)
     per = curves.frame.groupby("run_id", sort=False).agg(total=("total_steps", "first"),
                                                         k=("steps", "size"))
     lengths = np.unique(per.loc[per["k"] >= 3, "total"].dropna())
     if lengths.size < 2:
         return None
     return (f"{curves.source}: the curves come from {lengths.size} schedule lengths "
-            f"({lengths.min():g}-{lengths.max():g} total steps); the law has no learning-rate-"
-            "schedule term, so the whole-curve offsets absorb the difference and every "
-            "predicted curve's band widens by it")
+            f"({lengths.min():g}-{lengths.max():g} total steps) and no schedule shape; the law "
+            "dynamics has no learning-rate-schedule term, so the whole-curve offsets absorb the "
+            "difference and every predicted curve's band widens by it (give the schedule, e.g. "
+            "--lr-schedule cosine, and fit --model dynamics_schedule)")
 
 
 def _per_curve_limit(sizes: np.ndarray, per_curve: int | None, total: int | None) -> int:

@@ -19,7 +19,8 @@ from bayes_scaling.data.curves import CurveTable
 from bayes_scaling.errors import SpecError
 from bayes_scaling.fitting.fit import sample_gated, seed_int
 from bayes_scaling.fitting.result import ScalingFit, versions
-from bayes_scaling.laws.curve import DYNAMICS, DYNAMICS_LAWS, log_loss_nsb, uncentre
+from bayes_scaling.laws.curve import uncentre
+from bayes_scaling.laws.registry import CURVE_LAWS
 from bayes_scaling.model.centre import curve_centre
 from bayes_scaling.model.gate import check_convergence
 from bayes_scaling.model.spec import Prior, load_spec
@@ -81,7 +82,9 @@ def curve_point_fit(spec: Any, curves: CurveTable, *, starts: int = POINT_FIT_ST
     residual scale.
     """
     rng = np.random.default_rng(random_seed)
-    params, centre = DYNAMICS.params, curve_centre(curves)
+    law = CURVE_LAWS[spec.law]
+    params, centre = law.params, curve_centre(curves)
+    inputs = curves.law_inputs(law.inputs)
     positive = [not p.startswith("log_") for p in params]
     draws = np.stack([_prior_draws(spec.priors[p], rng, 4001) for p in params], axis=1)
     inits = np.vstack([np.median(draws, axis=0), draws[:starts]])
@@ -91,8 +94,7 @@ def curve_point_fit(spec: Any, curves: CurveTable, *, starts: int = POINT_FIT_ST
         theta = {p: float(np.exp(v) if pos else v)
                  for p, v, pos in zip(params, x, positive, strict=True)}
         with np.errstate(all="ignore"):
-            mu = log_loss_nsb(curves.log_n, curves.log_s, curves.log_b,
-                              **uncentre(theta, centre), log_start=curves.log_loss)
+            mu = law.log_mean(*inputs, **uncentre(theta, centre), log_start=curves.log_loss)
         r = curves.log_loss - mu
         return np.where(np.isfinite(r), r, 1e3)
 
@@ -112,7 +114,7 @@ def start_points(spec: Any, curves: CurveTable, model: Any, chains: int,
     out = []
     for _ in range(chains):
         point: dict[str, float] = {}
-        for p in DYNAMICS.params:
+        for p in CURVE_LAWS[spec.law].params:
             name = next((n for n in (f"{p}_c", f"{p}_c_pop") if n in model.named_vars), None)
             if name is None:
                 continue
@@ -126,7 +128,7 @@ def start_points(spec: Any, curves: CurveTable, model: Any, chains: int,
 
 def curve_var_names(spec: Any, curves: CurveTable, curve_effects: bool) -> list[str]:
     """Posterior variables a curve fit keeps (natural constants and the noise model)."""
-    law = DYNAMICS_LAWS[spec.law]
+    law = CURVE_LAWS[spec.law]
     names = list(law.params)
     if curves.n_groups > 1:
         for p in spec.hierarchy.varying:
@@ -199,9 +201,9 @@ def fit_dynamics(
         The curve-law posterior; its ``runs`` is the :class:`CurveTable`.
     """
     spec = load_spec(model)
-    if spec.law not in DYNAMICS_LAWS:
+    if spec.law not in CURVE_LAWS:
         raise SpecError(f"model {spec.name!r} has law {spec.law!r}, not a curve law "
-                        f"({', '.join(DYNAMICS_LAWS)}); fit it with bayes_scaling.fitting.fit.fit")
+                        f"({', '.join(CURVE_LAWS)}); fit it with bayes_scaling.fitting.fit.fit")
     tell = on_progress or (lambda _msg: None)
     seed, backend = seed_int(random_seed), backend or DEFAULT_BACKEND
     target_accept = default_target_accept(curves) if target_accept is None else target_accept
@@ -226,7 +228,7 @@ def fit_dynamics(
     meta = {"method": "nuts", "seed": seed, "backend": backend,
             "target_accept": run.target_accept, "tune": run.tune, "draws": diag.draws,
             "draws_requested": draws,
-            "chains": chains, "retried": run.attempt > 0,
+            "chains": chains, "retried": run.attempt > 0, "seconds": float(seconds),
             "centre": curve_centre(curves), "curve_effects": curve_effects,
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "versions": versions()}

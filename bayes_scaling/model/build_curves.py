@@ -16,7 +16,8 @@ from pytensor.gradient import disconnected_grad
 
 from bayes_scaling.constants import GROUP
 from bayes_scaling.data.curves import CURVE, OBS
-from bayes_scaling.laws.curve import DYNAMICS_LAWS, GRAPH_ITERATIONS, OFFSET_SCALE, uncentre
+from bayes_scaling.laws.curve import GRAPH_ITERATIONS, OFFSET_SCALE, uncentre
+from bayes_scaling.laws.registry import CURVE_LAWS
 from bayes_scaling.model.build import prior_variable
 from bayes_scaling.model.centre import curve_centre
 from bayes_scaling.model.spec import CENTRED_MIN_RUNS, ModelSpec, Prior
@@ -37,7 +38,7 @@ def build_dynamics_model(spec: ModelSpec, curves: Any, *, curve_effects: bool = 
     Posterior variables: the law's natural constants (dims ``group`` when varying), their
     ``<p>_pop`` and natural-scale ``<p>_tau``, ``sigma``, ``nu``, ``sigma_curve``.
     """
-    law = DYNAMICS_LAWS[spec.law]
+    law = CURVE_LAWS[spec.law]
     centre = curve_centre(curves)
     gi = curves.group_index
     ops = SimpleNamespace(exp=pt.exp, log=pt.log, logaddexp=pt.logaddexp, where=pt.switch,
@@ -52,7 +53,7 @@ def build_dynamics_model(spec: ModelSpec, curves: Any, *, curve_effects: bool = 
             else:
                 shared[p] = prior_variable(f"{p}_c", spec.priors[p])
         per_point = {**shared, **{p: v[gi] for p, v in group_c.items()}}
-        logs = [pt.as_tensor(x) for x in (curves.log_n, curves.log_s, curves.log_b)]
+        logs = [pt.as_tensor(x) for x in curves.law_inputs(law.inputs)]
         mu = law.log_mean(*logs, **uncentre(per_point, centre), xp=ops,
                           iterations=GRAPH_ITERATIONS, log_start=curves.log_loss)
         _record_dynamics(law, centre, shared, group_c, pop_c, tau_c)

@@ -22,13 +22,14 @@ import pandas as pd
 import xarray as xr
 
 from bayes_scaling.constants import CHAIN, DEFAULT_INTERVAL, DEFAULT_PROBS, DRAW, POINT
+from bayes_scaling.data.schedules import Schedule, schedule_areas
 from bayes_scaling.errors import ExtrapolationWarning, QueryError
 from bayes_scaling.fitting.result import ScalingFit
 from bayes_scaling.laws.curve import (
     b_crit,
-    log_loss_nsb,
     steps_to_loss,
 )
+from bayes_scaling.laws.registry import CURVE_LAWS
 from bayes_scaling.query.predict import flat, group_theta, observation_noise, resolve_group
 from bayes_scaling.query.summarize import BANDS, QueryResult, check_probs, interval_table
 from bayes_scaling.types import Band, SeedLike
@@ -102,6 +103,7 @@ def predict_curve(
     probs: Sequence[float] = DEFAULT_PROBS,
     interval: float = DEFAULT_INTERVAL,
     random_seed: SeedLike = None,
+    schedule: Schedule | None = None,
 ) -> QueryResult:
     """Loss curve (nats/token vs steps) of a model of ``n_params`` trained at ``batch_size``.
 
@@ -124,6 +126,10 @@ def predict_curve(
         The interval reported as ``lower``/``upper``.
     random_seed : int, numpy.random.Generator or None
         Seed of the draws (curve offsets, noise, unseen-group offsets).
+    schedule : Schedule, optional
+        The run's learning-rate schedule (default: constant). A fit of the law
+        ``dynamics_schedule`` reads its forward area and annealing fraction at each step; a fit
+        of ``dynamics`` (no schedule term) takes only a constant one.
 
     Returns
     -------
@@ -140,8 +146,9 @@ def predict_curve(
     rng = np.random.default_rng(random_seed)
     g = resolve_group(fit, group)
     theta = {k: v[:, None] for k, v in group_theta(fit, g, rng=rng).items()}
-    log_l = np.broadcast_to(log_loss_nsb(np.log(n), np.log(s)[None, :], np.log(b), **theta),
-                            (next(iter(theta.values())).shape[0], s.size))
+    log_l = np.broadcast_to(
+        curve_law_log_mean(fit, np.full(s.size, n), s, np.full(s.size, b), schedule, theta),
+        (next(iter(theta.values())).shape[0], s.size))
     if band == "predictive":
         log_l = log_l + curve_noise(fit, log_l.shape, rng)
     loss = np.exp(log_l)
@@ -155,6 +162,29 @@ def predict_curve(
             if past > FAR_DECADES_N else [])
     return QueryResult(_wrap_draws(fit, loss, "loss", band=band, units="nats/token", group=g),
                        summary, band, _messages(fit, warn))
+
+
+def curve_law_log_mean(fit: ScalingFit, n: np.ndarray, steps: np.ndarray, batch: np.ndarray,
+                       schedule: Schedule | None, theta: dict[str, Any],
+                       s1_anneal: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """Log of the fitted curve law's mean at points (``theta``: constants per draw, ``(S, 1)``).
+
+    The schedule gives the forward area and annealing fraction of a schedule-aware law (or
+    ``s1_anneal`` gives them per point); a law without the term accepts only a constant rate.
+    """
+    law = CURVE_LAWS[fit.spec.law]
+    if s1_anneal is None:
+        s1_anneal = ((steps, np.zeros_like(steps)) if schedule is None
+                     else schedule_areas(schedule, steps))
+    s1, anneal = s1_anneal
+    if "anneal" not in law.inputs and (np.any(anneal > 0)
+                                       or not np.allclose(s1, steps, rtol=1e-6)):
+            raise QueryError(f"the fit's law {law.name!r} has no learning-rate-schedule term: "
+                             "it predicts one fixed schedule only (refit with --model "
+                             "dynamics_schedule to query others)")
+    values = {"n": np.log(n), "s": np.log(steps), "s1": np.log(s1), "b": np.log(batch),
+              "anneal": anneal}
+    return law.log_mean(*(values[k][None, :] for k in law.inputs), **theta)
 
 
 def _target(target_loss: Any) -> float:
