@@ -5,8 +5,9 @@ ladder come from that ladder's own training runs only):
 
 1. hold out the ladder's top ``--outer`` compute budgets (0.25-decade FLOP bins,
    :func:`bayes_scaling.evaluate.stacking.split_by_budget`);
-2. on the rest, refit each family without its own top budget(s) (``--inner``) and stack them on
-   those held-out-by-compute predictions (:func:`~bayes_scaling.evaluate.stacking.stacking_weights`);
+2. on the rest, refit each family without its own top budget(s) (``--inner``) and stack them
+   on those held-out-by-compute predictions
+   (:func:`~bayes_scaling.evaluate.stacking.stacking_weights`);
 3. fit each family on the rest and predict the held-out runs; score each family and the
    weighted mixture (median abs % error of the median, 50/90% coverage, 90% interval score,
    mean log predictive density).
@@ -48,7 +49,9 @@ SMALL_FIT = {"chains": 2, "draws": 250, "tune": 250, "retries": 0, "calibrate": 
 
 def md(df: pd.DataFrame) -> str:
     """A pipe table (numbers to 4 significant digits)."""
-    cell = (lambda v: f"{v:.4g}" if isinstance(v, float) else str(v))
+    def cell(v: Any) -> str:
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+
     rows = [" | ".join(map(str, df.columns)), " | ".join("---" for _ in df.columns)]
     rows += [" | ".join(cell(v) for v in r) for r in df.itertuples(index=False)]
     return "\n".join(f"| {r} |" for r in rows)
