@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bayes_scaling.constants import PUBLISHED
 from bayes_scaling.data.registry import load_dataset
 from bayes_scaling.data.runs import RunTable, load_runs
 from bayes_scaling.evaluate.stacking import (
@@ -40,11 +41,22 @@ from bayes_scaling.evaluate.stacking import (
     split_by_budget,
     weights_from_heldout,
 )
+from bayes_scaling.testing import synthetic_runs
 
 RESULTS = Path(__file__).resolve().parent / "results"
 FAMILIES = ("chinchilla", "farseer", "broken", "kaplan_e")
 #: Small NUTS settings for the many refits (no gate retry, no discrepancy calibration).
 SMALL_FIT = {"chains": 2, "draws": 250, "tune": 250, "retries": 0, "calibrate": False}
+#: Truth of each generating family for the synthetic ladders (kaplan_e: as bench_compare.py).
+TRUTH: dict[str, dict[str, float]] = {
+    "farseer": {**PUBLISHED["hoffmann2022"], "gamma": 0.06},
+    "chinchilla": PUBLISHED["hoffmann2022"],
+    "broken": {**PUBLISHED["hoffmann2022"], "n_b": 1.7e8, "alpha_2": 0.6},
+    "kaplan_e": {"e": 1.61, "n_c": float(np.exp(19.645)), "d_c": float(np.exp(22.595)),
+                 "alpha_n": 0.257, "alpha_d": 0.289},
+}
+LAW_OF = {"farseer": "farseer", "chinchilla": "chinchilla", "broken": "chinchilla_broken",
+          "kaplan_e": "kaplan_e"}
 
 
 def md(df: pd.DataFrame) -> str:
@@ -96,10 +108,37 @@ def one_ladder(runs: RunTable, outer: int, inner: tuple[int, ...], seed: int) ->
             "seconds_stacking": t_stack, "seconds_total": t_all}
 
 
-def write(results: dict[str, Any], args: argparse.Namespace) -> None:
+def synthetic_ladder(family: str, seed: int) -> RunTable:
+    """40 runs drawn from ``family``: 8 sizes 1e7-3e9 x 5 tokens-per-parameter, 1% noise."""
+    return synthetic_runs(LAW_OF[family], TRUTH[family], n_sizes=tuple(np.geomspace(1e7, 3e9, 8)),
+                          tokens_per_param=(5, 10, 20, 40, 80), noise=0.01, seed=seed)
+
+
+def synthetic_markdown(synth: dict[str, Any]) -> list[str]:
+    """The synthetic part: the average's held-out error vs the true family's own."""
+    rows = []
+    for fam, r in synth.items():
+        s = pd.DataFrame(r["scores"]).set_index("model")
+        own, av = s.loc[fam, "median_abs_pct_error"], s.loc["average", "median_abs_pct_error"]
+        rows.append({"true family": fam, "n_test": r["n_test"], "own error %": own,
+                     "average error %": av, "ratio": av / own, "within 10%": av <= 1.1 * own,
+                     "weight on truth": r["weights"][fam],
+                     "own is90": s.loc[fam, "interval_score_90"],
+                     "average is90": s.loc["average", "interval_score_90"]})
+    if not rows:
+        return []
+    return ["## Synthetic ladders drawn from each family", "",
+            "40 runs each (8 sizes 1e7-3e9 x 5 tokens-per-parameter ratios, 1% noise on log "
+            "loss), same protocol as above; `ratio` = the average's median abs error over the "
+            "true family's own (target <= 1.1).", "", md(pd.DataFrame(rows)), ""]
+
+
+def write(results: dict[str, Any], args: argparse.Namespace,
+          synth: dict[str, Any] | None = None) -> None:
     """families.md and families.json from the ladders measured so far."""
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "families.json").write_text(json.dumps(results, indent=1, default=float))
+    (RESULTS / "families.json").write_text(json.dumps({"real": results, "synthetic": synth or {}},
+                                                      indent=1, default=float))
     lines = ["# Law families stacked by held-out-by-compute predictions", "",
              f"Families: {', '.join(FAMILIES)}. Per ladder: the top {args.outer} compute "
              "budget(s) (0.25-decade FLOP bins) held out; stacking weights from refits of the "
@@ -143,6 +182,7 @@ def write(results: dict[str, Any], args: argparse.Namespace) -> None:
                   f"({r['n_train']} training runs; {len(args.inner)} stacking origin(s), "
                   f"{len(FAMILIES) * (len(args.inner) + 1)} NUTS fits at the small settings): "
                   f"{r['seconds_total']:.0f} s wall on the loaded machine (target < 120 s).", ""]
+    lines += synthetic_markdown(synth or {})
     (RESULTS / "families.md").write_text("\n".join(lines))
 
 
@@ -153,13 +193,26 @@ def main() -> None:
     ap.add_argument("--outer", type=int, default=3)
     ap.add_argument("--inner", type=lambda s: tuple(int(v) for v in s.split(",")), default=(1,))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--part", choices=["real", "synthetic", "all"], default="all",
+                    help="run one part; the other is kept from families.json")
+    ap.add_argument("--synthetic", default="farseer,chinchilla,broken,kaplan_e")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
-    results: dict[str, Any] = {}
-    for name, runs in ladders(args.ladders.split(";")).items():
-        print(f"== {name}: {runs.n_runs} runs", flush=True)
-        results[name] = one_ladder(runs, args.outer, args.inner, args.seed)
-        write(results, args)
+    old = (json.loads((RESULTS / "families.json").read_text())
+           if (RESULTS / "families.json").exists() else {})
+    results: dict[str, Any] = {} if args.part != "synthetic" else old.get("real", {})
+    synth: dict[str, Any] = {} if args.part != "real" else old.get("synthetic", {})
+    if args.part != "synthetic":
+        for name, runs in ladders(args.ladders.split(";")).items():
+            print(f"== {name}: {runs.n_runs} runs", flush=True)
+            results[name] = one_ladder(runs, args.outer, args.inner, args.seed)
+            write(results, args, synth)
+    if args.part != "real":
+        for i, fam in enumerate(args.synthetic.split(",")):
+            print(f"== synthetic {fam}", flush=True)
+            synth[fam] = one_ladder(synthetic_ladder(fam, 100 + i), args.outer, args.inner,
+                                    args.seed)
+            write(results, args, synth)
     print((RESULTS / "families.md").read_text())
 
 
