@@ -52,6 +52,23 @@ EPOCH2024_95: dict[str, tuple[float, float]] = {
 
 #: Training FLOPs per parameter per token (forward + backward), C = 6 N D.
 FLOPS_PER_PARAM_TOKEN = 6.0
+#: FLOP per unit of a FLOP column (1 PF-day = 1e15 FLOP/s for a day, as Kaplan et al. 2020).
+FLOPS_UNITS: dict[str, float] = {
+    "FLOP": 1.0, "kFLOP": 1e3, "MFLOP": 1e6, "GFLOP": 1e9, "TFLOP": 1e12, "PFLOP": 1e15,
+    "EFLOP": 1e18, "ZFLOP": 1e21, "PF-days": 1e15 * 86_400.0,
+}
+
+# Columns of a runs table (bayes_scaling.data.runs): the names a table is mapped to.
+#: Columns every runs table must provide (``n_tokens`` may be derived from ``flops``).
+REQUIRED_COLUMNS: tuple[str, ...] = ("n_params", "n_tokens", "loss")
+#: Optional numeric columns kept (as float64) when present.
+OPTIONAL_COLUMNS: tuple[str, ...] = (
+    "n_params_nonembedding", "steps", "batch_size_tokens", "learning_rate", "context_length",
+)
+#: Every canonical column, in the order a runs table's frame holds them.
+CANONICAL_COLUMNS: tuple[str, ...] = (
+    "run_id", "group", "n_params", "n_tokens", "flops", "loss", *OPTIONAL_COLUMNS,
+)
 
 #: NUTS backend used when the caller names none (measured fastest: benchmarks/RESULTS.md).
 DEFAULT_BACKEND = "numpyro"

@@ -855,7 +855,7 @@ def broken_proposals(draw: st.DrawFn) -> ProposalCase:
                                                "target_loss", "families", "chains", "draws",
                                                "tune", "backend", "target_accept", "strict",
                                                "enabled", "holdout_by", "holdout_top",
-                                               "baseline"}))
+                                               "baseline", "columns", "flops_unit"}))
         (doc[table] if table else doc)[key] = 1
         expect = ("unknown key", key)
     elif mutation == "three_sizes":

@@ -12,8 +12,7 @@ import xarray as xr
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bayes_scaling.constants import DEFAULT_GROUP, RUN
-from bayes_scaling.data.readers import CANONICAL_COLUMNS
+from bayes_scaling.constants import CANONICAL_COLUMNS, DEFAULT_GROUP, RUN
 from bayes_scaling.data.runs import RunTable, load_runs
 from bayes_scaling.errors import DataError
 from tests.conftest import SHARED_DATA, require_shared
@@ -198,7 +197,8 @@ FILE_CASES = {
                    "by ';', not ','"),
     "missing_column": (csv_text("1e6,1e9,4", header="n_param,n_tokens,loss"),
                        "missing required column(s) n_params; found columns: n_param, n_tokens, "
-                       "loss; did you mean 'n_param' for n_params?"),
+                       "loss; n_params: n_param? (integers 1e6); map them with --columns "
+                       "n_params=n_param"),
     "ragged": (csv_text(*GOOD_ROWS, "1,000,1e9,4"), "Expected 3 fields in line 6, saw 4"),
     "ambiguous": (csv_text("1,2,3,4", header="N,params,D,loss"),
                   "columns ['N', 'params'] all mean n_params"),
@@ -226,7 +226,7 @@ def test_missing_and_unsupported_files(tmp_path):
     xlsx = write(tmp_path, "x", "runs.xlsx")
     assert "unsupported file type '.xlsx'" in load_error(xlsx)
     assert load_error(tmp_path).endswith("unsupported file type '(no suffix)'; use .csv, .tsv, "
-                                         ".parquet or .pq")
+                                         ".jsonl, .parquet or .pq")
 
 
 def test_corrupt_parquet(tmp_path):

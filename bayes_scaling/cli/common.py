@@ -53,21 +53,70 @@ BEST_OF_SWEEP = click.option("--best-of-sweep", is_flag=True,
                           "batch-size sweep reduced to its tuned run.")
 
 
+def parse_columns(_ctx: Any, _param: Any, values: tuple[str, ...]) -> dict[str, str] | None:
+    """``--columns n_params=parameter_count,loss=eval/c4_en/loss`` (repeatable) as a dict."""
+    out: dict[str, str] = {}
+    for value in values:
+        for item in value.split(","):
+            if not item.strip():
+                continue
+            canon, sep, source = item.partition("=")
+            if not sep or not canon.strip() or not source.strip():
+                raise click.BadParameter(f"{item.strip()!r} is not canonical=column (e.g. "
+                                         "n_params=parameter_count)", param_hint="'--columns'")
+            if canon.strip() in out:
+                raise click.BadParameter(f"{canon.strip()} is mapped twice",
+                                         param_hint="'--columns'")
+            out[canon.strip()] = source.strip()
+    return out or None
+
+
+def columns_options(command: Any) -> Any:
+    """``--columns`` and ``--flops-unit``: read a runs or curves table named otherwise."""
+    command = click.option(
+        "--flops-unit", default=None, metavar="UNIT",
+        help="Unit of the FLOP column: FLOP (default), GFLOP, TFLOP, PFLOP, PF-days, ... "
+             "A FLOP column disagreeing with 6*N*D by more than 10% is reported.")(command)
+    return click.option(
+        "--columns", "columns", multiple=True, callback=parse_columns,
+        metavar="CANONICAL=COLUMN,...",
+        help="Which column is which, for a table named otherwise (an experiment tracker's "
+             "export), e.g. n_params=parameter_count,n_tokens=tokens_seen,"
+             "loss=eval/c4_en/loss. Any canonical column: n_params, n_tokens, flops, loss, "
+             "group, run_id, steps, batch_size_tokens, learning_rate, ...")(command)
+
+
 def resolve_runs(source: str, *, group_col: str | None = None, drop_highest_loss: int = 0,
                  param_count: str | None = None, query: str | None = None,
-                 best_of_sweep: bool = False):
+                 best_of_sweep: bool = False, columns: dict[str, str] | None = None,
+                 flops_unit: str | None = None):
     """A runs table from a file path, or from a registry data set name (e.g. ``chinchilla``).
 
     For a registry name, the registry's loader defaults apply unless overridden here. With
-    ``best_of_sweep`` only the lowest-loss run per (group, N, D) is kept.
+    ``best_of_sweep`` only the lowest-loss run per (group, N, D) is kept. ``columns`` and
+    ``flops_unit`` are :func:`~bayes_scaling.data.runs.load_runs`'s; its data warnings (a FLOP
+    column disagreeing with 6·N·D) are printed to stderr.
     """
-    table = _resolve_runs(source, group_col=group_col, drop_highest_loss=drop_highest_loss,
-                          param_count=param_count, query=query)
+    import warnings
+
+    from bayes_scaling.errors import DataWarning
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always", DataWarning)
+        table = _resolve_runs(source, group_col=group_col, drop_highest_loss=drop_highest_loss,
+                              param_count=param_count, query=query, columns=columns,
+                              flops_unit=flops_unit)
+    for w in seen:
+        if issubclass(w.category, DataWarning):
+            click.echo(f"bayes-scaling: warning: {' '.join(str(w.message).split())}", err=True)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     return table.best_of_sweeps() if best_of_sweep else table
 
 
 def _resolve_runs(source: str, *, group_col: str | None, drop_highest_loss: int,
-                  param_count: str | None, query: str | None):
+                  param_count: str | None, query: str | None,
+                  columns: dict[str, str] | None, flops_unit: str | None):
     from bayes_scaling.data.registry import load_dataset, load_registry
     from bayes_scaling.data.runs import load_runs
 
@@ -76,6 +125,10 @@ def _resolve_runs(source: str, *, group_col: str | None, drop_highest_loss: int,
         kwargs["group_col"] = group_col
     if query:
         kwargs["query"] = query
+    if columns:
+        kwargs["columns"] = columns
+    if flops_unit:
+        kwargs["flops_unit"] = flops_unit
     registry = load_registry()
     if not Path(source).exists() and source in registry:
         if drop_highest_loss:
@@ -86,8 +139,9 @@ def _resolve_runs(source: str, *, group_col: str | None, drop_highest_loss: int,
 
         close = difflib.get_close_matches(source, list(registry), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise BayesScalingError(f"{source}: neither a runs file (.csv, .tsv, .parquet) nor a "
-                                f"registry data set{hint} (known: {', '.join(registry)})")
+        raise BayesScalingError(f"{source}: neither a runs file (.csv, .tsv, .jsonl, "
+                                f".parquet) nor a registry data set{hint} (known: "
+                                f"{', '.join(registry)})")
     return load_runs(source, drop_highest_loss=drop_highest_loss, **kwargs)
 
 

@@ -12,6 +12,7 @@ from bayes_scaling.cli.common import (
     BEST_OF_SWEEP,
     check_interrupt,
     check_out_file,
+    columns_options,
     progress_printer,
     resolve_runs,
 )
@@ -32,6 +33,7 @@ from bayes_scaling.errors import BayesScalingError
               help="Which parameter count is N (default: the data set's own, else total).")
 @click.option("--query", default=None, help="pandas query to select runs, e.g. 'loss < 4'.")
 @BEST_OF_SWEEP
+@columns_options
 @click.option("--likelihood", type=click.Choice(["studentt", "normal", "auto"]), default=None,
               help="Override the spec's likelihood; auto: Normal unless outlier runs are "
                    "flagged, then Student-t.")
@@ -52,9 +54,10 @@ from bayes_scaling.errors import BayesScalingError
 @click.option("--strict", is_flag=True, help="Exit 2 (and write nothing) if the gate fails.")
 @click.option("--quiet", "-q", is_flag=True)
 def fit_cmd(runs, model, out, group_col, drop_highest_loss, param_count, query, best_of_sweep,
-            likelihood, seed, chains, draws, tune, backend, target_accept, ess_target,
-            no_calibrate, strict, quiet):
-    """Fit MODEL to the RUNS table (CSV/Parquet or a registry name) and save the posterior."""
+            columns, flops_unit, likelihood, seed, chains, draws, tune, backend, target_accept,
+            ess_target, no_calibrate, strict, quiet):
+    """Fit MODEL to the RUNS table (CSV, TSV, JSON Lines, Parquet or a registry name) and
+    save the posterior."""
     from bayes_scaling.fitting.fit import fit
     from bayes_scaling.laws.final_loss import LAWS
     from bayes_scaling.model.spec import load_spec
@@ -65,14 +68,18 @@ def fit_cmd(runs, model, out, group_col, drop_highest_loss, param_count, query, 
         if best_of_sweep:
             raise BayesScalingError("--best-of-sweep applies to runs tables (one loss per run), "
                                     f"not to the loss curves of model {model!r}")
+        if flops_unit:
+            raise BayesScalingError("--flops-unit applies to runs tables, not to the loss "
+                                    f"curves of model {model!r} (they have no FLOP column)")
         spec = load_spec(model)  # "auto" keeps the spec's own likelihood for curves
         spec = spec.with_likelihood(likelihood) if likelihood not in (None, "auto") else spec
         return _fit_curves(runs, spec, out, group_col=group_col, param_count=param_count,
-                           query=query, seed=seed, chains=chains, draws=draws, tune=tune,
-                           backend=backend, target_accept=target_accept, strict=strict,
-                           quiet=quiet)
+                           query=query, columns=columns, seed=seed, chains=chains,
+                           draws=draws, tune=tune, backend=backend,
+                           target_accept=target_accept, strict=strict, quiet=quiet)
     table = resolve_runs(runs, group_col=group_col, drop_highest_loss=drop_highest_loss,
-                         param_count=param_count, query=query, best_of_sweep=best_of_sweep)
+                         param_count=param_count, query=query, best_of_sweep=best_of_sweep,
+                         columns=columns, flops_unit=flops_unit)
     spec = load_spec(model)
     if likelihood == "auto":  # Normal unless outlier runs are flagged (diagnose.py)
         from bayes_scaling.evaluate.checks import choose_likelihood
@@ -105,6 +112,7 @@ def fit_cmd(runs, model, out, group_col, drop_highest_loss, param_count, query, 
               show_default=True, help="Which parameter count is N (Kaplan used non-embedding).")
 @click.option("--query", default=None, help="pandas query to select runs.")
 @BEST_OF_SWEEP
+@columns_options
 @click.option("--holdout-top", default=1, show_default=True, type=int,
               help="Held-out check: refit without the top K model sizes (0 skips it).")
 @click.option("--tokens-per-param", default=None, type=float,
@@ -126,7 +134,7 @@ def fit_cmd(runs, model, out, group_col, drop_highest_loss, param_count, query, 
 @SEED_OPTION
 @click.option("--quiet", "-q", is_flag=True)
 def compare_cmd(runs, models, group_col, drop_highest_loss, param_count, query, best_of_sweep,
-                holdout_top,
+                columns, flops_unit, holdout_top,
                 tokens_per_param, average, stack_tops, n_params, n_tokens, plots_dir, chains,
                 draws, tune,
                 backend, as_json, seed, quiet):
@@ -139,7 +147,8 @@ def compare_cmd(runs, models, group_col, drop_highest_loss, param_count, query, 
         raise BayesScalingError(f"--plots {plots_dir}: exists and is not a folder")
     tell = progress_printer(quiet)
     table = resolve_runs(runs, group_col=group_col, drop_highest_loss=drop_highest_loss,
-                         param_count=param_count, query=query, best_of_sweep=best_of_sweep)
+                         param_count=param_count, query=query, best_of_sweep=best_of_sweep,
+                         columns=columns, flops_unit=flops_unit)
     kw = {"chains": chains, "draws": draws, "tune": tune, "backend": backend}
     fits = fit_families(table, names, random_seed=seed, fit_kwargs=kw, on_progress=tell)
     tops = (None if stack_tops.strip().lower() in ("loo", "0", "") or len(fits) < 2 else
@@ -188,6 +197,7 @@ def compare_cmd(runs, models, group_col, drop_highest_loss, param_count, query, 
 @click.option("--drop-highest-loss", default=0, type=int)
 @click.option("--param-count", type=click.Choice(["total", "nonembedding"]), default=None)
 @BEST_OF_SWEEP
+@columns_options
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--draws", default=1000, show_default=True, type=click.IntRange(min=1))
 @click.option("--tune", default=1000, show_default=True, type=click.IntRange(min=0))
@@ -197,13 +207,15 @@ def compare_cmd(runs, models, group_col, drop_highest_loss, param_count, query, 
 @JSON_OPTION
 @click.option("--quiet", "-q", is_flag=True)
 def backtest_cmd(runs, model, holdout_by, holdout_top, method, group_col, drop_highest_loss,
-                 param_count, best_of_sweep, seed, draws, tune, workers, address, as_json, quiet):
+                 param_count, best_of_sweep, columns, flops_unit, seed, draws, tune, workers,
+                 address, as_json, quiet):
     """Refit without the largest runs, predict them, and score the predictive bands."""
     from bayes_scaling.evaluate.backtest import backtest, calibration_table
     from bayes_scaling.evaluate.parallel import run_many
 
     table = resolve_runs(runs, group_col=group_col, drop_highest_loss=drop_highest_loss,
-                         param_count=param_count, best_of_sweep=best_of_sweep)
+                         param_count=param_count, best_of_sweep=best_of_sweep, columns=columns,
+                         flops_unit=flops_unit)
     tops = [int(v) for v in parse_floats(holdout_top, "--holdout-top")]
     methods = ["bayes", "huber-bootstrap"] if method == "both" else [method]
     tasks = [{"runs": table, "model": model, "holdout_by": holdout_by, "holdout_top": k,
@@ -230,7 +242,8 @@ def backtest_cmd(runs, model, holdout_by, holdout_top, method, group_col, drop_h
 
 
 # --------------------------------------------------------------------------------- dynamics
-def _fit_curves(source: str, spec, out: str, *, group_col, param_count, query, seed, chains,
+def _fit_curves(source: str, spec, out: str, *, group_col, param_count, query, columns, seed,
+                chains,
                 draws, tune, backend, target_accept, strict, quiet) -> int:
     """``fit CURVES --model dynamics``: load loss curves (a file or a registry name), fit, save."""
     from click.core import ParameterSource
@@ -246,7 +259,7 @@ def _fit_curves(source: str, spec, out: str, *, group_col, param_count, query, s
 
     path = source if Path(source).exists() or source not in load_registry() else fetch(source)
     curves = load_curves(path, group_col=group_col, param_count=param_count or "total",
-                         query=query)
+                         query=query, columns=columns)
     tell = progress_printer(quiet)
     tell(f"{curves.n_points} checkpoints of {curves.n_curves} curves after the warm-up rule and "
          f"thinning ({curves.rule})")

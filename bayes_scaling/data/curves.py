@@ -4,7 +4,7 @@
 per run, every bad row named in one line), drops the warm-up and early transient by a rule the
 user can change (``warmup_fraction``, ``min_steps``), and thins dense curves so that a fit stays
 fast. :class:`CurveTable` shares its base with the runs table
-(:class:`bayes_scaling.data.runs.FrameTable`).
+(:class:`bayes_scaling.data.frame.FrameTable`).
 The laws fitted to these tables are in :mod:`bayes_scaling.query.curves`.
 """
 
@@ -21,8 +21,15 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from bayes_scaling.data.readers import _bad_rows_message, _normalize, _read_source, check_query
-from bayes_scaling.data.runs import FrameTable
+from bayes_scaling.data.columns import (
+    check_mapping,
+    mapped_sources,
+    missing_message,
+    rename_columns,
+    resolve_columns,
+)
+from bayes_scaling.data.frame import FrameTable
+from bayes_scaling.data.readers import _bad_rows_message, _read_source, check_query
 from bayes_scaling.errors import DataError, DataWarning
 
 #: Dimension of a curve table (one entry per evaluated checkpoint) and of the curves themselves.
@@ -212,7 +219,8 @@ def warmup_mask(frame: pd.DataFrame, warmup_fraction: float, min_steps: float) -
     return (steps >= warmup_fraction * last) & (steps >= min_steps)
 
 
-def _read_curve_source(source: Any, group_col: str | None
+def _read_curve_source(source: Any, group_col: str | None,
+                       columns: Mapping[str, str] | None = None,
                        ) -> tuple[pd.DataFrame, list[str], str]:
     """A copy of the raw table, a label per position (``line k`` / ``row k``) and its name.
 
@@ -220,34 +228,27 @@ def _read_curve_source(source: Any, group_col: str | None
     quoting and blank lines are checked the same way); run ids and groups are read as text.
     """
     text_columns = {c: CURVE_ALIASES[c] for c in ("run_id", "group")}
-    raw, labels, name = _read_source(source, group_col, text_columns)
+    raw, labels, name = _read_source(source, group_col, text_columns,
+                                     mapped=mapped_sources(columns, group_col))
     labels = [labels[i] for i in raw.index]  # positions from here on (blank lines dropped)
     return raw.reset_index(drop=True), labels, name
 
 
-def _map_curve_columns(raw: pd.DataFrame, name: str, group_col: str | None) -> pd.DataFrame:
-    """Rename recognised columns to canonical names (other columns are kept for ``query``)."""
-    norm = {c: _normalize(c) for c in raw.columns}
-    mapping: dict[Any, str] = {}
-    for canon, aliases in CURVE_ALIASES.items():
-        if canon == "group" and group_col is not None:
-            continue
-        hits = ([c for c in raw.columns if norm[c] == canon]
-                or [c for c in raw.columns if norm[c] in aliases])
-        if len(hits) > 1:
-            raise DataError(f"{name}: columns {hits} all mean {canon}; rename all but one")
-        if hits:
-            mapping[hits[0]] = canon
-    work = raw.rename(columns=mapping)
-    if group_col is not None:
-        if group_col not in raw.columns:
-            raise DataError(f"{name}: group column {group_col!r} not found; found columns: "
-                            f"{', '.join(map(str, raw.columns))}")
-        work["group"] = raw[group_col]
+def _map_curve_columns(raw: pd.DataFrame, name: str, group_col: str | None,
+                       columns: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """Rename mapped and recognised columns to canonical names (others are kept for ``query``).
+
+    ``columns`` is the user's ``{canonical: source}`` mapping, applied before the spellings
+    of :data:`CURVE_ALIASES` (see :func:`bayes_scaling.data.columns.resolve_columns`).
+    """
+    numeric = [c for c in CURVE_COLUMNS if c not in _STRING_COLUMNS]
+    mapping, group_source = resolve_columns(raw, name, aliases=CURVE_ALIASES,
+                                            user=columns or {}, group_col=group_col,
+                                            numeric=numeric)
+    work = rename_columns(raw, mapping, group_source)
     missing = [c for c in CURVE_REQUIRED if c not in work.columns]
     if missing:
-        raise DataError(f"{name}: missing required column(s) {', '.join(missing)} for loss "
-                        f"curves; found columns: {', '.join(map(str, raw.columns))}")
+        raise DataError(missing_message(raw, name, missing, mapping, what=" for loss curves"))
     return work
 
 
@@ -317,6 +318,7 @@ def load_curves(
     min_steps: float = MIN_STEPS,
     max_points_per_curve: int | None = MAX_POINTS_PER_CURVE,
     max_points: int | None = MAX_POINTS,
+    columns: Mapping[str, str] | None = None,
 ) -> CurveTable:
     r"""Read, validate, drop the warm-up of and thin a table of loss curves.
 
@@ -348,6 +350,9 @@ def load_curves(
     max_points : int or None
         Cap on the whole table: the per-curve limit is lowered (not below 3) until the table
         fits; ``None`` for no cap. The limit used is recorded in ``rule``.
+    columns : mapping, optional
+        Canonical name -> the source's column (e.g. ``{"n_params": "params_active",
+        "steps": "step", "loss": "eval/loss"}``), applied before the known spellings.
 
     Returns
     -------
@@ -363,8 +368,10 @@ def load_curves(
         raise DataError(f"load_curves: unknown param_count {param_count!r}")
     if not 0.0 <= float(warmup_fraction) < 1.0 or float(min_steps) < 0:
         raise DataError("load_curves: warmup_fraction must be in [0, 1) and min_steps >= 0")
-    raw, labels, name = _read_curve_source(source, group_col)
-    work = _map_curve_columns(raw, name, group_col)
+    where = str(source) if isinstance(source, str | os.PathLike) else "<DataFrame>"
+    columns = check_mapping(columns, CURVE_COLUMNS, where)
+    raw, labels, name = _read_curve_source(source, group_col, columns)
+    work = _map_curve_columns(raw, name, group_col, columns)
     if query is not None:
         check_query(query, name)  # comparisons and arithmetic only: nothing executes
         try:

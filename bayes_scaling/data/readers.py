@@ -1,20 +1,22 @@
 """Read a runs source into canonical columns: the row-level half of :mod:`bayes_scaling.data.runs`.
 
-A ``.csv``/``.tsv`` (UTF-8) or ``.parquet``/``.pq`` file, or a DataFrame, is read with a label per
-row (file line or row index); its column spellings are mapped to the canonical names; cells are
+A ``.csv``/``.tsv`` (UTF-8), ``.jsonl`` (JSON Lines: one object per line, nested keys flattened
+with ``/``) or ``.parquet``/``.pq`` file, or a DataFrame, is read with a label per row (file line
+or row index); its columns are mapped to the canonical names (:mod:`bayes_scaling.data.columns`:
+the user's mapping, then known spellings), a FLOP column is converted to FLOP; cells are
 parsed exactly, ``n_tokens`` or ``flops`` is derived when absent, and every bad cell is collected
 per row. Also the safe query filter (comparisons and arithmetic only, nothing executes) and the
 row checks (duplicates, repeated run ids) with their one-line message. ``data`` builds the
 :class:`~bayes_scaling.data.runs.RunTable` from what this returns; this module never imports
-``data``.
+``runs``.
 """
 
 from __future__ import annotations
 
 import ast
 import csv
-import difflib
 import io
+import json
 import os
 import re
 import warnings
@@ -25,39 +27,26 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bayes_scaling.constants import DEFAULT_GROUP, FLOPS_PER_PARAM_TOKEN
+from bayes_scaling.constants import (
+    CANONICAL_COLUMNS,
+    DEFAULT_GROUP,
+    FLOPS_PER_PARAM_TOKEN,
+    OPTIONAL_COLUMNS,
+)
+from bayes_scaling.data.columns import (
+    COLUMN_ALIASES,
+    missing_message,
+    normalize,
+    rename_columns,
+    resolve_columns,
+)
+from bayes_scaling.data.units import flops_scale
 from bayes_scaling.errors import DataError
-
-#: Columns every runs table must provide (``n_tokens`` may be derived from ``flops``).
-REQUIRED_COLUMNS: tuple[str, ...] = ("n_params", "n_tokens", "loss")
-#: Optional numeric columns kept (as float64) when present.
-OPTIONAL_COLUMNS: tuple[str, ...] = (
-    "n_params_nonembedding", "steps", "batch_size_tokens", "learning_rate", "context_length",
-)
-#: Every canonical column, in the order a :class:`~bayes_scaling.data.runs.RunTable` frame holds
-#: them.
-CANONICAL_COLUMNS: tuple[str, ...] = (
-    "run_id", "group", "n_params", "n_tokens", "flops", "loss", *OPTIONAL_COLUMNS,
-)
-#: Other spellings of each canonical column (compared after :func:`_normalize`).
-COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
-    "run_id": ("run", "run_name"),
-    "group": (),
-    "n_params": ("n", "params", "parameters", "model_size", "num_params", "n_parameters"),
-    "n_tokens": ("d", "tokens", "training_tokens", "num_tokens", "data_size"),
-    "flops": ("c", "flop", "training_flop", "training_flops", "compute", "training_compute"),
-    "loss": ("l", "final_loss"),
-    "n_params_nonembedding": ("n_no_emb", "n_nonembedding", "nonembedding_params",
-                              "non_embedding_params"),
-    "steps": ("step", "n_steps"),
-    "batch_size_tokens": ("batch_tokens",),
-    "learning_rate": ("lr", "peak_lr"),
-    "context_length": ("seq_len", "sequence_length"),
-}
 
 _NUMERIC = tuple(c for c in CANONICAL_COLUMNS if c not in ("run_id", "group"))
 _STRINGS = ("run_id", "group")
-_FILE_SEPARATORS = {".csv": ",", ".tsv": "\t", ".parquet": None, ".pq": None}
+_FILE_SEPARATORS = {".csv": ",", ".tsv": "\t", ".parquet": None, ".pq": None, ".jsonl": None,
+                    ".ndjson": None}
 _DUPLICATE_KEY = ["group", "n_params", "n_tokens", "loss"]
 _MAX_REPORTED = 10  # bad rows spelled out in one message; the rest are counted
 
@@ -67,17 +56,15 @@ def _one_line(text: object) -> str:
     return " ".join(str(text).split())
 
 
-def _normalize(name: object) -> str:
-    """Lower-case a column name and turn runs of spaces and hyphens into ``_``."""
-    return re.sub(r"[\s\-]+", "_", str(name).strip().lower())
-
 def _read_source(source: Any, group_col: str | None,
                  aliases: Mapping[str, Sequence[str]] | None = None,
+                 mapped: set[str] | frozenset[str] = frozenset(),
                  ) -> tuple[pd.DataFrame, list[str], str]:
     """Read a file or copy a DataFrame; return it, a label per index value and the source name.
 
-    ``aliases`` (default :data:`COLUMN_ALIASES`) names the columns read from text files as text
-    (ids and groups stay as written; numbers are parsed later).
+    ``aliases`` (default :data:`COLUMN_ALIASES`) and ``mapped`` (the source columns of the
+    user's mapping) name the columns read from delimited files as text (ids and groups stay as
+    written; numbers are parsed later).
     """
     if isinstance(source, pd.DataFrame):
         labels = [f"row {i}" for i in source.index]
@@ -90,15 +77,18 @@ def _read_source(source: Any, group_col: str | None,
     suffix = path.suffix.lower()
     if suffix not in _FILE_SEPARATORS:
         raise DataError(f"{name}: unsupported file type {suffix or '(no suffix)'!r}; "
-                        "use .csv, .tsv, .parquet or .pq")
+                        "use .csv, .tsv, .jsonl, .parquet or .pq")
     if not path.exists():
         raise DataError(f"{name}: file not found")
     if not path.is_file():
         raise DataError(f"{name}: not a file")
+    if suffix in (".jsonl", ".ndjson"):
+        raw = _read_jsonl(path, name)
+        return raw, [f"line {i + 1}" for i in range(int(raw.index.max()) + 1)], name
     if _FILE_SEPARATORS[suffix] is None:
         raw = _read_parquet(path, name)
         return raw, [f"row {i}" for i in range(len(raw))], name
-    raw = _read_text(path, name, _FILE_SEPARATORS[suffix], group_col, aliases)
+    raw = _read_text(path, name, _FILE_SEPARATORS[suffix], group_col, aliases, mapped)
     # blank lines are dropped but the index keeps each row's line: label every position
     return raw, [f"line {i + 2}" for i in range(int(raw.index.max()) + 1)], name
 
@@ -115,9 +105,51 @@ def _read_parquet(path: Path, name: str) -> pd.DataFrame:
     return raw
 
 
-def _read_text(path: Path, name: str, sep: str, group_col: str | None,
-               aliases: Mapping[str, Sequence[str]] | None = None) -> pd.DataFrame:
-    """Read a delimited UTF-8 file, keeping one row per physical line (blank lines dropped)."""
+def _read_jsonl(path: Path, name: str) -> pd.DataFrame:
+    """Read JSON Lines: one object per line, nested objects flattened with ``/`` (index = line - 1).
+
+    ``{"eval": {"c4_en": {"loss": 2.9}}}`` gives the column ``eval/c4_en/loss``; a list stays
+    one cell (its JSON text). Blank lines are skipped; numbers keep JSON's exact values.
+    """
+    text = _decode(path, name)
+    rows, where = [], []
+    for i, line in enumerate(text.splitlines()):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{name}: line {i + 1} is not valid JSON ({exc.msg} at column "
+                            f"{exc.colno}); JSON Lines hold one object per line") from None
+        if not isinstance(obj, dict):
+            raise DataError(f"{name}: line {i + 1} holds a JSON {type(obj).__name__}, not an "
+                            "object; JSON Lines hold one object per line")
+        rows.append(_flatten(obj, name, i + 1))
+        where.append(i)
+    if not rows:
+        raise DataError(f"{name}: file is empty")
+    raw = pd.DataFrame.from_records(rows, index=where)
+    raw.columns = [str(c) for c in raw.columns]
+    return raw
+
+
+def _flatten(obj: Mapping[str, Any], name: str, line: int, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a/b": 1}``; a key met twice (``"a/b"`` and ``a.b``) is refused."""
+    out: dict[str, Any] = {}
+    for key, value in obj.items():
+        full = f"{prefix}{key}"
+        items = (_flatten(value, name, line, f"{full}/") if isinstance(value, dict)
+                 else {full: json.dumps(value) if isinstance(value, list) else value})
+        for k, v in items.items():
+            if k in out:
+                raise DataError(f"{name}: line {line}: key {k!r} appears twice once nested "
+                                "keys are joined with '/'")
+            out[k] = v
+    return out
+
+
+def _decode(path: Path, name: str) -> str:
+    """The file's UTF-8 text; DataError naming the line of a bad byte, or an empty file."""
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -130,10 +162,19 @@ def _read_text(path: Path, name: str, sep: str, group_col: str | None,
                         "save it as UTF-8") from exc
     if not text.strip():
         raise DataError(f"{name}: file is empty")
+    return text
+
+
+def _read_text(path: Path, name: str, sep: str, group_col: str | None,
+               aliases: Mapping[str, Sequence[str]] | None = None,
+               mapped: set[str] | frozenset[str] = frozenset()) -> pd.DataFrame:
+    """Read a delimited UTF-8 file, keeping one row per physical line (blank lines dropped)."""
+    text = _decode(path, name)
     try:
         header = pd.read_csv(io.StringIO(text), sep=sep, nrows=0).columns
         _check_delimiter(header, name, sep)
-        as_text = {c: str for c in header if _is_text_column(c, group_col, aliases)}
+        as_text = {c: str for c in header
+                   if c in mapped or _is_text_column(c, group_col, aliases)}
         with warnings.catch_warnings():
             # index_col=False: a first row longer than the header must not silently become
             # the index (shifting every column); pandas warns instead, and we refuse it
@@ -175,9 +216,9 @@ def _is_text_column(column: object, group_col: str | None,
     Ids and groups stay as written (``007``); numbers are parsed later by Python's correctly
     rounded ``float``, so a value reads back exactly whatever pandas' own parser does.
     """
-    norm, aliases = _normalize(column), COLUMN_ALIASES if aliases is None else aliases
+    norm, aliases = normalize(column), COLUMN_ALIASES if aliases is None else aliases
     return (norm in aliases or any(norm in a for a in aliases.values())
-            or (group_col is not None and norm == _normalize(group_col)))
+            or (group_col is not None and norm == normalize(group_col)))
 
 
 def _check_delimiter(header: pd.Index, name: str, sep: str) -> None:
@@ -193,68 +234,40 @@ def _check_delimiter(header: pd.Index, name: str, sep: str) -> None:
                             "as .csv (or tab-separated as .tsv)")
 
 
-def _map_columns(columns: Sequence[str], name: str,
-                 group_col: str | None) -> tuple[dict[str, str], str | None]:
-    """Map source column names to canonical ones; also return the chosen group column."""
-    norm = {c: _normalize(c) for c in columns}
-    mapping: dict[str, str] = {}
-    for canon, aliases in COLUMN_ALIASES.items():
-        if canon == "group" and group_col is not None:
-            continue
-        exact = [c for c in columns if norm[c] == canon]
-        hits = exact or [c for c in columns if norm[c] in aliases]
-        if len(hits) > 1:
-            raise DataError(f"{name}: columns {hits} all mean {canon}; rename or drop all "
-                            "but one")
-        if hits:
-            mapping[hits[0]] = canon
-    if group_col is None:
-        return mapping, None
-    found = ([c for c in columns if c == group_col]
-             or [c for c in columns if norm[c] == _normalize(group_col)])
-    if not found:
-        raise DataError(f"{name}: group column {group_col!r} not found; found columns: "
-                        f"{', '.join(columns)}{_suggest(group_col, columns)}")
-    return mapping, found[0]
-
-
-def _suggest(wanted: str, columns: Sequence[str]) -> str:
-    """``"; did you mean 'x'?"`` for close spellings of ``wanted`` among ``columns``."""
-    by_norm = {_normalize(c): c for c in columns}
-    close = difflib.get_close_matches(_normalize(wanted), list(by_norm), n=3, cutoff=0.6)
-    if not close:
-        return ""
-    return f"; did you mean {', '.join(repr(by_norm[c]) for c in close)} for {wanted}?"
-
-
-def _canonicalize(raw: pd.DataFrame, name: str,
-                  group_col: str | None) -> tuple[pd.DataFrame, dict[int, list[str]], bool]:
+def _canonicalize(raw: pd.DataFrame, name: str, group_col: str | None, *,
+                  columns: Mapping[str, str] | None = None, flops_unit: str = "FLOP",
+                  ) -> tuple[pd.DataFrame, dict[int, list[str]], bool, dict[str, str]]:
     """Rename, parse and derive canonical columns; collect per-position problems.
 
-    Also says whether ``run_id`` came from another spelling (``run``), which is used as the id
-    only where it is unique.
+    ``columns`` is the user's ``{canonical: source}`` mapping (checked), applied before the
+    known spellings; a FLOP column is read in ``flops_unit`` and converted to FLOP. Also says
+    whether ``run_id`` came from another spelling (``run``), which is used as the id only where
+    it is unique, and returns ``{canonical: source}`` of every column found (derived ones are
+    absent).
     """
-    mapping, group_source = _map_columns(list(raw.columns), name, group_col)
-    work = raw.rename(columns=mapping)
-    if group_source is not None:  # a copy: the column stays usable by its own name in a query
-        work["group"] = raw[group_source]
+    mapping, group_source = resolve_columns(raw, name, aliases=COLUMN_ALIASES,
+                                            user=columns or {}, group_col=group_col,
+                                            numeric=_NUMERIC)
+    work = rename_columns(raw, mapping, group_source)
     present = {*mapping.values(), *(["group"] if group_source is not None else [])}
     missing = [c for c in ("n_params", "loss") if c not in present]
     if "n_tokens" not in present and "flops" not in present:
         missing.insert(1, "n_tokens (or flops)")
     if missing:
-        hints = "".join(_suggest(c.split()[0], list(map(str, raw.columns))) for c in missing)
-        raise DataError(f"{name}: missing required column(s) {', '.join(missing)}; found "
-                        f"columns: {', '.join(map(str, raw.columns))}{hints}")
+        raise DataError(missing_message(raw, name, missing, mapping))
     problems: dict[int, list[str]] = {}
     for col in _NUMERIC:
         if col in present:
             work[col] = _parse_numbers(work[col], col, problems,
                                        required=col not in OPTIONAL_COLUMNS)
+    if "flops" in present:
+        work["flops"] = work["flops"] * flops_scale(flops_unit, name)
     _derive(work, present, problems)
     _fill_strings(work, present)
-    ids_from_run = "run_id" in present and "run_id" not in map(_normalize, raw.columns)
-    return work, problems, ids_from_run
+    sources = {canon: src for src, canon in mapping.items()}
+    ids_from_run = ("run_id" in present and "run_id" not in (columns or {})
+                    and "run_id" not in map(normalize, raw.columns))
+    return work, problems, ids_from_run, sources
 
 
 def _parse_numbers(column: pd.Series, col: str, problems: dict[int, list[str]],

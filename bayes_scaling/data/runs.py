@@ -21,6 +21,12 @@ column                    required meaning
 .. [1] When ``n_tokens`` is absent but ``flops`` is present (Epoch AI's digitization of the
    Chinchilla runs), :math:`D = C / (6 N)`, as Besiroglu et al. (2024) do.
 
+Columns named otherwise (an experiment tracker's export: ``parameter_count``, ``tokens_seen``,
+``eval/c4_en/loss``) are mapped with ``columns={"n_params": "parameter_count", ...}``; a missing
+or ambiguous column is never guessed, the error proposes candidates by name and content
+(:mod:`bayes_scaling.data.columns`). A FLOP column in another unit is read with ``flops_unit``
+(``"GFLOP"``, ``"PF-days"``) and checked against 6·N·D (:mod:`bayes_scaling.data.units`).
+
 Other spellings are recognised case-insensitively (spaces and hyphens count as ``_``): e.g.
 ``Model Size``, ``N``, ``params`` mean ``n_params``; ``D``, ``tokens`` mean ``n_tokens``;
 ``Training FLOP``, ``C``, ``FLOPs`` mean ``flops``; ``Loss``, ``L`` mean ``loss``; ``lr`` means
@@ -33,17 +39,19 @@ Validation collects every bad row and raises one :class:`~bayes_scaling.errors.D
 whose message is a single line naming the source, the file line (the header is line 1; for a
 DataFrame or a Parquet file, the row index) and the reason.
 
-Reading, column mapping, cell parsing, the query filter and the row checks live in
-:mod:`bayes_scaling.data.readers` (which defines the column names and spellings, re-exported here);
-this module holds the table: :class:`RunTable`, :func:`load_runs`'s options and table checks.
+Reading (CSV, TSV, JSON Lines, Parquet), cell parsing, the query filter and the row checks live
+in :mod:`bayes_scaling.data.readers`; the column names and spellings in
+:mod:`bayes_scaling.data.columns`; the base shared with curve tables in
+:mod:`bayes_scaling.data.frame`. This module holds :class:`RunTable`, :func:`load_runs`'s
+options and the table checks.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-from collections.abc import Sequence
+import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,12 +59,13 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from bayes_scaling.constants import FLOPS_PER_PARAM_TOKEN, RUN
+from bayes_scaling.constants import CANONICAL_COLUMNS, FLOPS_PER_PARAM_TOKEN, RUN
+from bayes_scaling.data.columns import check_mapping, mapped_sources
+from bayes_scaling.data.frame import FrameTable
 from bayes_scaling.data.readers import (
     _MAX_REPORTED,
     _NUMERIC,
     _STRINGS,
-    CANONICAL_COLUMNS,
     _apply_query,
     _bad_rows_message,
     _canonicalize,
@@ -66,7 +75,8 @@ from bayes_scaling.data.readers import (
     _mark_duplicates,
     _read_source,
 )
-from bayes_scaling.errors import DataError
+from bayes_scaling.data.units import FlopsUnit, check_flops, flops_unit_name
+from bayes_scaling.errors import DataError, DataWarning
 
 #: Conventions for counting N: all parameters, or without embeddings (Kaplan et al. 2020).
 PARAM_COUNTS: tuple[str, ...] = ("total", "nonembedding")
@@ -76,106 +86,6 @@ _DERIVED_RTOL = 1e-9  # flops within this of 6 N D count as derived (with_param_
 # --------------------------------------------------------------------------------------------
 # The table
 # --------------------------------------------------------------------------------------------
-def first_seen(column: pd.Series) -> tuple[tuple[str, ...], np.ndarray]:
-    """Distinct values of ``column`` in order of first appearance, and each row's position."""
-    codes, uniques = pd.factorize(column, sort=False)
-    return tuple(str(u) for u in uniques), np.asarray(codes, dtype=np.int64)
-
-
-class FrameTable:
-    """What the runs table and the curve table share.
-
-    A canonical ``frame`` with ``run_id`` and ``group`` columns (index ``0 .. n-1``) and a
-    ``source`` to name in errors.
-    """
-
-    frame: pd.DataFrame
-    source: str
-
-    def _check_frame(self, kind: str, required: Sequence[str], known: Sequence[str],
-                     loader: str) -> None:
-        cols = list(self.frame.columns)
-        missing = [c for c in required if c not in cols]
-        unknown = [c for c in cols if c not in known]
-        if missing or unknown:
-            raise DataError(f"{self.source}: not a canonical {kind} frame (missing {missing}, "
-                            f"unknown {unknown}); build it with {loader}")
-        if not self.frame.index.equals(pd.RangeIndex(len(self.frame))):
-            raise DataError(f"{self.source}: a {kind} frame must have the index 0..n-1")
-
-    def _floats(self, column: str) -> np.ndarray:
-        return self.frame[column].to_numpy(dtype=np.float64, copy=True)
-
-    def _selected(self, mask_or_index: Any, noun: str) -> pd.DataFrame:
-        """The rows a boolean mask or integer positions select, re-indexed ``0 .. k-1``.
-
-        Raises DataError naming ``noun`` (runs, points) for a wrong mask, no rows or a bad
-        position.
-        """
-        n = len(self.frame)
-        sel = np.asarray(mask_or_index)
-        if sel.dtype == bool:
-            if sel.shape != (n,):
-                raise DataError(f"{self.source}: mask of shape {sel.shape} for {n} {noun}")
-            sel = np.flatnonzero(sel)
-        elif sel.size and not np.issubdtype(sel.dtype, np.integer):
-            raise DataError(f"{self.source}: subset takes a boolean mask or integer positions, "
-                            f"not {sel.dtype}")
-        sel = sel.astype(np.int64).ravel()
-        if sel.size == 0:
-            raise DataError(f"{self.source}: subset selects no {noun}")
-        if sel.min() < -n or sel.max() >= n:
-            raise DataError(f"{self.source}: subset position out of range for {n} {noun}")
-        return self.frame.iloc[sel].reset_index(drop=True)
-
-    def _column_array(self, column: str, strings: Sequence[str]) -> np.ndarray:
-        """A column as a netCDF-safe array: ``str`` for the text columns, float64 otherwise."""
-        if column in strings:
-            return np.array([str(v) for v in self.frame[column]], dtype=str)
-        return self._floats(column)
-
-    def _digest(self, head: bytes, columns: Sequence[str], strings: Sequence[str]) -> str:
-        """The content hash of both table kinds.
-
-        Sha256 of ``head`` then each column: text as JSON, numbers as little-endian float64
-        (every NaN with one bit pattern).
-        """
-        digest = hashlib.sha256(head)
-        for col in columns:
-            if col in strings:
-                values = [str(v) for v in self.frame[col]]
-                digest.update(json.dumps(values, ensure_ascii=False).encode("utf-8"))
-            else:
-                x = self._floats(col)
-                x[np.isnan(x)] = np.nan
-                digest.update(x.astype("<f8").tobytes())
-        return digest.hexdigest()
-
-    def _levels(self, column: str) -> tuple[tuple[str, ...], np.ndarray]:
-        """:func:`first_seen` of ``column``: its distinct values and each row's position."""
-        return first_seen(self.frame[column])
-
-    @property
-    def group_names(self) -> tuple[str, ...]:
-        """Distinct groups (data distributions), in order of first appearance."""
-        return self._levels("group")[0]
-
-    @property
-    def group_index(self) -> np.ndarray:
-        """Position of each row's group in :attr:`group_names` (int64)."""
-        return self._levels("group")[1]
-
-    @property
-    def run_ids(self) -> tuple[str, ...]:
-        """The run each row belongs to."""
-        return tuple(str(r) for r in self.frame["run_id"])
-
-    @property
-    def n_groups(self) -> int:
-        """Number of distinct groups."""
-        return len(self.group_names)
-
-
 @dataclass(frozen=True, eq=False, repr=False)
 class RunTable(FrameTable):
     """A validated table of training runs, in canonical columns.
@@ -419,14 +329,16 @@ def load_runs(
     min_distinct: Sequence[str] = ("n_params", "n_tokens"),
     query: str | None = None,
     duplicates: str = "error",
+    columns: Mapping[str, str] | None = None,
+    flops_unit: FlopsUnit | str = "FLOP",
 ) -> RunTable:
     """Read, map, validate and return a table of runs.
 
     Parameters
     ----------
     source : str, path or pandas.DataFrame
-        A ``.csv``, ``.tsv``, ``.parquet`` or ``.pq`` file (UTF-8 for text), or a DataFrame
-        (not modified).
+        A ``.csv``, ``.tsv``, ``.jsonl`` (JSON Lines; nested keys flattened with ``/``),
+        ``.parquet`` or ``.pq`` file (UTF-8 for text), or a DataFrame (not modified).
     group_col : str, optional
         Column holding each run's group (data distribution), e.g. ``"setting"``. Default: a
         ``group`` column if there is one, else every run is in group ``"all"``.
@@ -447,6 +359,16 @@ def load_runs(
         What to do with exact duplicates (same group, n_params, n_tokens and loss as an earlier
         row): report them as bad rows, or keep only the first. Repeated (N, D) with another loss
         (seeds) is always allowed.
+    columns : mapping, optional
+        Canonical name -> the source's column, for tables named otherwise, e.g.
+        ``{"n_params": "parameter_count", "n_tokens": "tokens_seen",
+        "loss": "eval/c4_en/loss"}``. Any canonical column may be mapped (``group`` acts as
+        ``group_col``); unmapped ones are found by their known spellings.
+    flops_unit : str, default "FLOP"
+        Unit of the FLOP column: ``FLOP``, ``GFLOP``, ``TFLOP``, ``PFLOP``, ``PF-days``, ...
+        (:data:`~bayes_scaling.constants.FLOPS_UNITS`). When both tokens and FLOPs are given,
+        a :class:`~bayes_scaling.errors.DataWarning` names the ratio flops / (6·N·D) if runs
+        disagree by more than 10%; a ratio off by more than 30x is refused as a unit mix-up.
 
     Returns
     -------
@@ -456,11 +378,21 @@ def load_runs(
     ------
     DataError
         One line naming the source and, for row problems, every bad row with its reason:
-        ``"runs.csv: 2 bad rows; line 17: n_params <= 0 (-5); line 20: loss is NaN"``.
+        ``"runs.csv: 2 bad rows; line 17: n_params <= 0 (-5); line 20: loss is NaN"``; a
+        missing column with the likely candidates; a bad column mapping or FLOP unit.
     """
     _check_options(param_count, drop_highest_loss, min_distinct, duplicates)
-    raw, labels, name = _read_source(source, group_col)
-    work, problems, ids_from_run = _canonicalize(raw, name, group_col)
+    where = str(source) if isinstance(source, str | os.PathLike) else "<DataFrame>"
+    columns = check_mapping(columns, CANONICAL_COLUMNS, where)
+    flops_unit = flops_unit_name(flops_unit, where)
+    raw, labels, name = _read_source(source, group_col,
+                                     mapped=mapped_sources(columns, group_col))
+    work, problems, ids_from_run, sources = _canonicalize(raw, name, group_col,
+                                                          columns=columns,
+                                                          flops_unit=flops_unit)
+    if flops_unit != "FLOP" and "flops" not in sources:
+        raise DataError(f"{name}: flops_unit={flops_unit!r} given, but the table has no FLOP "
+                        "column; map one with --columns flops=COLUMN (columns= in Python)")
     if query is not None:
         work = _apply_query(work, query, name)
     if ids_from_run and (work["run_id"].isna().any() or not work["run_id"].is_unique):
@@ -476,6 +408,11 @@ def load_runs(
     if drop_highest_loss:
         work = _drop_highest(work, drop_highest_loss, name)
     cols = [c for c in CANONICAL_COLUMNS if c in work.columns]
+    if "flops" in sources and "n_tokens" in sources:
+        nd_c = (work[c].to_numpy(np.float64) for c in ("n_params", "n_tokens", "flops"))
+        note = check_flops(*nd_c, name=name, column=sources["flops"], unit=flops_unit)
+        if note:
+            warnings.warn(note, DataWarning, stacklevel=2)
     if param_count == "nonembedding":
         _check_nonembedding(work[cols], name, labels)
     runs = RunTable(work[cols].reset_index(drop=True), name).with_param_count(param_count)

@@ -8,7 +8,8 @@ past the runs, and -- with ``full=True`` or fits the caller passes -- the full-p
 comparisons by PSIS-LOO: the broken law vs the plain one, pooled vs shared exponents (an ELPD
 difference under 4 is small: Sivula, Magnusson & Vehtari 2022, arXiv:2008.10296).
 :func:`report_section` is the risk report's section; :func:`choose_likelihood` picks Normal or
-Student-t for ``--likelihood auto``. The detectors are re-exported here.
+Student-t for ``--likelihood auto``. The detectors themselves are
+:mod:`bayes_scaling.evaluate.patterns`.
 """
 
 from __future__ import annotations

@@ -1,16 +1,11 @@
-"""A fit: the posterior of a model on a run table, as a value that describes and verifies itself.
+"""Fitting a final-loss law: :func:`fit` (NUTS, gated, calibrated) and :func:`fit_baseline`.
 
-:func:`fit` builds the model, samples it, checks convergence and returns a :class:`ScalingFit`.
-A fit is saved as one netCDF file (h5netcdf, no pickles) holding the posterior, the sampler
-statistics, the run table (``fit_data`` group), the spec as JSON, the hashes of both, the seed,
-the package versions and the diagnostics. :meth:`ScalingFit.load` rechecks both hashes and never
-imports PyMC, so queries on a saved fit start fast.
-
-Every file is written to a temporary file beside its target and renamed over it
-(:func:`atomic_path`), so an interrupted save leaves the previous file intact. A saved fit ends
-with a checksum trailer (the sha256 of the bytes before it, which HDF5 ignores): a damaged file
-is refused before the HDF5 library parses it, since a corrupted HDF5 file can make that library
-loop for hours.
+:func:`fit` builds the model (:mod:`bayes_scaling.model.build`), samples it with
+:func:`sample_gated` (the convergence gate and one retry, shared with
+:func:`bayes_scaling.fitting.dynamics.fit_dynamics`), learns the extrapolation discrepancy
+(:mod:`bayes_scaling.fitting.calibrate`) and returns a
+:class:`~bayes_scaling.fitting.result.ScalingFit`. PyMC is imported inside the functions that
+sample, so importing this module (as the report and evaluation code do) stays cheap.
 """
 
 from __future__ import annotations

@@ -31,7 +31,8 @@ closer), so a fixed :data:`GRAPH_ITERATIONS` converge wherever the posterior has
 likelihood is the exact residual ``log L_obs - log L(N, S, B)``, not an errors-in-variables
 approximation (as fitting ``L(N, S_min)`` at ``S_min`` computed from the *observed* loss would be).
 
-Fitting and queries are in :mod:`bayes_scaling.query.curves`, which re-exports everything here.
+Its PyMC graph is :mod:`bayes_scaling.model.build_curves`, its fit
+:mod:`bayes_scaling.fitting.dynamics`, its queries :mod:`bayes_scaling.query.curves`.
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
 r"""Training dynamics: loss curves ``L(N, S, B)``, critical batch size, whole predicted curves.
 
 The law (Kaplan et al. 2020, section 5; Su et al. 2024) and its solve live in
-:mod:`bayes_scaling.laws.curve` and are re-exported here; this module fits it
-(:func:`fit_dynamics`) and queries a fitted curve law.
+:mod:`bayes_scaling.laws.curve`, its fit in :mod:`bayes_scaling.fitting.dynamics`; this module
+queries a fitted curve law (numpy only).
 
 Curves are held in a :class:`~bayes_scaling.data.curves.CurveTable` (one row per evaluated
-checkpoint; :mod:`bayes_scaling.data.curves`, re-exported here). Queries on a fitted curve law
+checkpoint). Queries on a fitted curve law
 (:func:`predict_curve`, :func:`steps_needed`, :func:`tokens_needed_at_batch`,
 :func:`critical_batch_size`, :func:`optimal_batch_size`) return
 :class:`~bayes_scaling.query.summarize.QueryResult`.

@@ -22,14 +22,15 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from bayes_scaling.constants import FLOPS_PER_PARAM_TOKEN
+from bayes_scaling.constants import CANONICAL_COLUMNS, FLOPS_PER_PARAM_TOKEN, FLOPS_UNITS
 from bayes_scaling.errors import ProposalError
 
 #: Keys allowed in each table of a proposal (``""`` is the top level).
 SCHEMA: dict[str, tuple[str, ...]] = {
     "": ("name", "title", "description", "seed", "runs", "plan", "models", "fit", "backtest",
          "dynamics"),
-    "runs": ("files", "group", "group_col", "drop_highest_loss", "param_count", "query"),
+    "runs": ("files", "group", "group_col", "drop_highest_loss", "param_count", "query",
+             "columns", "flops_unit"),
     "plan": ("n_params", "n_tokens", "flops", "batch_size", "target_loss"),
     "models": ("families",),
     "fit": ("chains", "draws", "tune", "backend", "target_accept", "strict"),
@@ -60,8 +61,9 @@ class RunsSource:
         means "the only group", an error when the runs have several.
     loader
         Options passed to :func:`~bayes_scaling.data.runs.load_runs` (``group_col``,
-        ``drop_highest_loss``, ``param_count``, ``query``); unset ones keep the registry's
-        defaults.
+        ``drop_highest_loss``, ``param_count``, ``query``, ``columns``: which column is which,
+        as a table ``{ n_params = "parameter_count", ... }``, ``flops_unit``); unset ones keep
+        the registry's defaults.
     """
 
     files: tuple[str, ...]
@@ -348,7 +350,30 @@ def _runs(check: _Checker, raw: Mapping[str, Any], base_dir: Path | None) -> Run
                                              PARAM_COUNTS)
     if "query" in raw:
         loader["query"] = check.text(raw["query"], "runs.query")
+    if "columns" in raw:
+        loader["columns"] = _columns(check, raw["columns"])
+    if "flops_unit" in raw:
+        loader["flops_unit"] = check.choice(raw["flops_unit"], "runs.flops_unit",
+                                            tuple(FLOPS_UNITS))
     return RunsSource(files=files, group=group, loader=loader)
+
+
+def _columns(check: _Checker, raw: Any) -> dict[str, str]:
+    """``[runs] columns = { n_params = "parameter_count", loss = "eval/c4_en/loss" }``."""
+    if not isinstance(raw, Mapping) or not raw:
+        raise check.fail("runs.columns", "must be a table of canonical = \"column\" pairs, "
+                         f"e.g. {{ n_params = \"parameter_count\" }}, got {raw!r}")
+    out = {}
+    for canon, source in raw.items():
+        if canon not in CANONICAL_COLUMNS:
+            close = difflib.get_close_matches(str(canon), CANONICAL_COLUMNS, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise check.fail("runs.columns", f"names unknown canonical column {canon!r}{hint} "
+                             f"(canonical: {', '.join(CANONICAL_COLUMNS)})")
+        if not isinstance(source, str) or not source.strip():
+            raise check.fail(f"runs.columns.{canon}", f"must name a column, got {source!r}")
+        out[str(canon)] = source
+    return out
 
 
 def _families(check: _Checker, raw: Mapping[str, Any], base_dir: Path | None) -> tuple[str, ...]:
