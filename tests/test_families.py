@@ -159,7 +159,7 @@ def test_farseer_recovers_its_constants_from_a_ladder_drawn_from_it():
 
     truth = to_sampling("farseer", F)
     runs = synthetic_runs("farseer", F, n_sizes=tuple(np.geomspace(1e7, 3e9, 8)),
-                          tokens_per_param=(5, 10, 20, 40, 80), noise=0.008, seed=3)
+                          tokens_per_param=(2, 5, 10, 20, 50, 100, 200), noise=0.008, seed=3)
     f = fit("farseer", runs, chains=2, draws=400, tune=400, random_seed=3, retries=0,
             calibrate=False)
     post = f.posterior
