@@ -200,6 +200,8 @@ def main() -> None:
     warnings.simplefilter("ignore")
     old = (json.loads((RESULTS / "families.json").read_text())
            if (RESULTS / "families.json").exists() else {})
+    if old and "real" not in old:  # the first format: ladders at the top level
+        old = {"real": old}
     results: dict[str, Any] = {} if args.part != "synthetic" else old.get("real", {})
     synth: dict[str, Any] = {} if args.part != "real" else old.get("synthetic", {})
     if args.part != "synthetic":
