@@ -29,6 +29,8 @@ _WHERE = {
     "predict_loss": "bayes_scaling.query.predict",
     "tokens_needed": "bayes_scaling.query.predict",
     "compute_optimal": "bayes_scaling.query.allocate",
+    "contrast_groups": "bayes_scaling.query.contrast",
+    "rank_groups": "bayes_scaling.query.rank",
     "predict_curve": "bayes_scaling.query.curves",
     "backtest": "bayes_scaling.evaluate.backtest",
     "compare": "bayes_scaling.evaluate.compare",

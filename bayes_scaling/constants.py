@@ -65,9 +65,13 @@ REQUIRED_COLUMNS: tuple[str, ...] = ("n_params", "n_tokens", "loss")
 OPTIONAL_COLUMNS: tuple[str, ...] = (
     "n_params_nonembedding", "steps", "batch_size_tokens", "learning_rate", "context_length",
 )
+#: Optional text column: the evaluation set each run's loss was measured on (losses on
+#: different sets are not comparable across groups; see :mod:`bayes_scaling.query.contrast`).
+EVAL_SET_COLUMN = "eval_set"
 #: Every canonical column, in the order a runs table's frame holds them.
 CANONICAL_COLUMNS: tuple[str, ...] = (
     "run_id", "group", "n_params", "n_tokens", "flops", "loss", *OPTIONAL_COLUMNS,
+    EVAL_SET_COLUMN,
 )
 
 #: NUTS backend used when the caller names none (measured fastest: benchmarks/RESULTS.md).

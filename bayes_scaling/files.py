@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 Shipped = Literal["models", "data"]
 
@@ -93,3 +93,68 @@ def _pid_alive(pid: int) -> bool:
     except (OverflowError, OSError):  # PermissionError: it runs, as another user
         return True
     return True
+
+
+# ------------------------------------------------------------------ the package's atomic writers
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` through :func:`atomic_path` (all or nothing).
+
+    Parameters
+    ----------
+    path : path
+        The file to write; its folder must exist.
+    data : bytes
+        The new content.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` through :func:`atomic_path` (all or nothing).
+
+    An interrupt or ``kill -9`` at any moment leaves ``path`` as it was or fully written.
+
+    Parameters
+    ----------
+    path : path
+        The file to write; its folder must exist.
+    text : str
+        The new content.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_savefig(fig: Any, path: str | os.PathLike[str], **kw: Any) -> Path:
+    """Save a matplotlib figure to ``path`` through :func:`atomic_path` (all or nothing).
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+        The figure; its ``savefig`` picks the format from ``path``'s suffix.
+    path : path
+        The file to write; its folder must exist.
+    **kw
+        Passed to ``fig.savefig`` (``dpi``, ``bbox_inches``, ...).
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
+    path = Path(path)
+    with atomic_path(path, suffix=path.suffix) as tmp:
+        fig.savefig(tmp, **kw)
+    return path

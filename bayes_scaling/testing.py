@@ -85,10 +85,13 @@ def fake_fit(
     draws: int = 500,
     seed: int = 0,
     extra: Mapping[str, float] | None = None,
+    group_offsets: Mapping[str, Mapping[str, float]] | None = None,
 ) -> ScalingFit:
     """A fit whose posterior is Normal(params, spread) per constant: for testing queries.
 
-    ``extra`` adds constant posterior variables (e.g. ``{"kappa": 0.03, "tau0": 0.01}``).
+    ``extra`` adds constant posterior variables (e.g. ``{"kappa": 0.03, "tau0": 0.01}``);
+    ``group_offsets`` shifts a group's varying constants (``{"b": {"log_e": -0.02}}``, the
+    spelling of :func:`synthetic_runs`).
     """
     spec = load_spec(model)
     law = LAWS[spec.law]
@@ -102,7 +105,9 @@ def fake_fit(
     multi = runs.n_groups > 1
     for p in law.params:
         if multi and p in spec.hierarchy.varying:
-            vals = theta[p] + spread * rng.standard_normal((*shape, runs.n_groups))
+            shift = [(group_offsets or {}).get(g, {}).get(p, 0.0) for g in runs.group_names]
+            vals = theta[p] + np.asarray(shift) + spread * rng.standard_normal(
+                (*shape, runs.n_groups))
             post[p] = xr.DataArray(vals, dims=(CHAIN, DRAW, GROUP),
                                    coords={GROUP: list(runs.group_names)})
             post[f"{p}_pop"] = xr.DataArray(vals.mean(axis=-1), dims=(CHAIN, DRAW))

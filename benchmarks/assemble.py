@@ -16,8 +16,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 #: Sections first in this order; any other ``results/<name>.md`` follows, alphabetically. Each
 #: section comes from ``bench_<name>.py`` unless its first line names another script.
-ORDER = ["fit", "query", "recovery", "calibration", "scale", "compare", "dynamics", "report",
-         "reliability", "diagnose", "nextrun"]
+ORDER = ["fit", "query", "recovery", "calibration", "calibration_nuts", "scale", "compare",
+         "dynamics", "report", "reliability", "diagnose", "nextrun"]
+#: Sections written by a script not named after them.
+SCRIPTS = {"calibration": "bench_discrepancy_prior.py", "calibration_nuts": "bench_calibration.py"}
 
 
 def main() -> None:
@@ -34,7 +36,7 @@ def main() -> None:
     found = sorted(p.stem for p in (HERE / "results").glob("*.md") if p.stem not in linked)
     for name in [n for n in ORDER if n in found] + [n for n in found if n not in ORDER]:
         path = HERE / "results" / f"{name}.md"
-        script = f"bench_{name}.py"
+        script = SCRIPTS.get(name, f"bench_{name}.py")
         out += [path.read_text().rstrip(), "",
                 f"*Regenerate: `.venv/bin/python benchmarks/{script}`*", ""]
     (HERE / "RESULTS.md").write_text("\n".join(out))

@@ -373,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
              "Written by `benchmarks/bench_compare.py` (see its docstring for the setup).", "",
              *synthetic_md(synth), *recovery_md(synth + extra, lsq), *real_md(real),
              *param_count_md(pcount)]
-    from bayes_scaling.report.demo import atomic_write_text
+    from bayes_scaling.files import atomic_write_text
 
     atomic_write_text(RESULTS / "compare.md", "\n".join(lines))
     print("\n".join(lines))

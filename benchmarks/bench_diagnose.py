@@ -49,8 +49,8 @@ import pandas as pd
 
 from bayes_scaling.data.runs import RunTable, load_runs
 from bayes_scaling.evaluate import checks as dg
+from bayes_scaling.files import atomic_write_text
 from bayes_scaling.laws.final_loss import LAWS
-from bayes_scaling.report.demo import atomic_write_text
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RATIOS = (5.0, 10.0, 20.0, 40.0, 80.0)

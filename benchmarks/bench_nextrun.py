@@ -39,9 +39,9 @@ import pandas as pd
 
 from bayes_scaling.data.registry import load_dataset
 from bayes_scaling.evaluate import nextrun as nr
+from bayes_scaling.files import atomic_savefig, atomic_write_text
 from bayes_scaling.fitting.fit import fit
 from bayes_scaling.fitting.result import ScalingFit
-from bayes_scaling.report.demo import atomic_savefig, atomic_write_text
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGET = Target(7e10, 1.4e12)

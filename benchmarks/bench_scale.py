@@ -6,7 +6,9 @@ and tokens per parameter in [5, 100], per-group offsets on log E, log A, log B d
 default settings (4 chains x 1000 + 1000, numpyro, calibration off) and must pass the gate.
 Writes ``benchmarks/results/scale.md``.
 
-Run: ``.venv/bin/python benchmarks/bench_scale.py [--cells 245x4,2450x4,...]``
+Run: ``.venv/bin/python benchmarks/bench_scale.py [--cells 245x4,2450x4,...]``; a cell
+written ``24500x4p`` runs its chains in parallel whatever its size (the measurement behind
+``PARALLEL_MAX_OBS``; about 10 minutes and 20 GB).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -30,6 +33,10 @@ from bayes_scaling.data.runs import load_runs
 from bayes_scaling.laws.final_loss import LAWS
 from bayes_scaling.testing import to_sampling
 n_runs, n_groups = int(sys.argv[1]), int(sys.argv[2])
+forced = sys.argv[3:] == ["parallel"]
+if forced:  # chains in parallel at any size: what PARALLEL_MAX_OBS guards against
+    import bayes_scaling.model.sampling as smp
+    smp.PARALLEL_MAX_OBS = 10**12
 rng = np.random.default_rng(n_runs * 1000 + n_groups)
 law = LAWS["chinchilla"]
 theta = to_sampling("chinchilla", PUBLISHED["epoch2024"])
@@ -48,7 +55,8 @@ f = fit("chinchilla", runs, random_seed=1, calibrate=False)
 d = f.diagnostics
 from bayes_scaling.model.sampling import PARALLEL_MAX_OBS
 print("RESULT " + json.dumps({"wall_s": time.perf_counter() - t0,
-      "chains_run": "one after another" if n_runs > PARALLEL_MAX_OBS else "in parallel",
+      "chains_run": "one after another" if n_runs > PARALLEL_MAX_OBS and not forced
+      else "in parallel", "forced_parallel": forced,
       "min_ess_bulk": d.min_ess_bulk,
       "min_ess_tail": d.min_ess_tail, "max_rhat": d.max_rhat, "divergences": d.divergences,
       "passed": d.passed, "centred": f.meta["centred_offsets"],
@@ -56,17 +64,34 @@ print("RESULT " + json.dumps({"wall_s": time.perf_counter() - t0,
 """
 
 
-def run_cell(n_runs: int, n_groups: int) -> dict:
+def run_cell(n_runs: int, n_groups: int, parallel: bool = False) -> dict:
     load = os.getloadavg()[0]
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(n_runs), str(n_groups)],
+    proc = subprocess.run([sys.executable, "-c", CHILD, str(n_runs), str(n_groups),
+                           *(["parallel"] if parallel else [])],
                           capture_output=True, text=True, check=True)
     line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT "))
     return {"n_runs": n_runs, "n_groups": n_groups, "load_before": load,
+            "when": time.strftime("%Y-%m-%d"),
             **json.loads(line[7:])}
 
 
 def _load(row: dict) -> str:
     return f"{row['load_before']:.1f}" if "load_before" in row else "-"
+
+
+#: Written when no ``--cells <R>x<G>p`` row is saved: figures typed by hand, marked as such.
+PARALLEL_DATED_NOTE = ("Dated note (2026-11-25, commit 56c72f6; typed by hand from one run while "
+                       "developing; not regenerated: `--cells 24500x4p` reruns it): the 24,500 x 4"
+                       " cell measured that way took 576 s and peaked at 20,092 MB (of 24 GB).")
+
+
+def _parallel_note(rows: list[dict]) -> str:
+    forced = [r for r in rows if r.get("forced_parallel")]
+    if not forced:
+        return PARALLEL_DATED_NOTE
+    return " ".join(f"The {r['n_runs']:,} x {r['n_groups']} cell measured that way "
+                    f"(`--cells {r['n_runs']}x{r['n_groups']}p`, {r.get('when', '?')}) took "
+                    f"{r['wall_s']:.0f} s and peaked at {r['peak_mb']:,.0f} MB." for r in forced)
 
 
 def render(rows: list[dict]) -> str:
@@ -75,12 +100,12 @@ def render(rows: list[dict]) -> str:
              " wall time from model build to diagnostics (imports excluded). Chains run in"
              " parallel (one XLA host device each) up to 10,000 runs and one after another"
              " above (`inference.PARALLEL_MAX_OBS`): with parallel chains on the CPU resident"
-             " memory grows with every NUTS step in proportion to the data; the 24,500 x 4 cell"
-             " measured that way took 576 s and peaked at 20,092 MB (of 24 GB).", "",
+             " memory grows with every NUTS step in proportion to the data. "
+             + _parallel_note(rows), "",
              "| runs | groups | offsets | chains | wall s | min bulk ESS | bulk ESS/s | "
              "min tail ESS | max r-hat | divergences | gate | peak MB | load before |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
+    for r in (r for r in rows if not r.get("forced_parallel")):
         lines.append(
             f"| {r['n_runs']} | {r['n_groups']} | {'centred' if r['centred'] else 'non-centred'}"
             f" | {r.get('chains_run', 'in parallel')}"
@@ -105,12 +130,15 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     saved = RESULTS / "scale.json"
     # Cells are expensive: keep earlier cells and replace only those measured now.
-    cells = {(r["n_runs"], r["n_groups"]): r for r in
+    cells = {(r["n_runs"], r["n_groups"], *(["p"] if r.get("forced_parallel") else [])): r
+             for r in
              (json.loads(saved.read_text()) if saved.exists() else [])}
-    for cell in args.cells.split(","):
-        r, g = (int(v) for v in cell.split("x"))
-        cells[(r, g)] = run_cell(r, g)
-        print(cells[(r, g)], file=sys.stderr, flush=True)
+    for cell in args.cells.split(","):  # "<runs>x<groups>", "p" after it: parallel chains
+        parallel = cell.endswith("p")
+        r, g = (int(v) for v in cell.rstrip("p").split("x"))
+        key = (r, g, "p") if parallel else (r, g)
+        cells[key] = run_cell(r, g, parallel)
+        print(cells[key], file=sys.stderr, flush=True)
         rows = [cells[k] for k in sorted(cells, key=lambda k: (k[1] != 4, k[1], k[0]))]
         (RESULTS / "scale.md").write_text(render(rows))
         saved.write_text(json.dumps(rows, indent=1))

@@ -11,8 +11,8 @@ import pytest
 from bayes_scaling.constants import PUBLISHED
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("BAYES_SCALING_DATA", ROOT.parent / "shared" / "data"))
-os.environ.setdefault("BAYES_SCALING_DATA", str(SHARED_DATA))
+SHARED_DATA = Path(os.environ.get("BAYES_SCALING_DATA", ROOT.parent / "shared" / "data")).resolve()
+os.environ["BAYES_SCALING_DATA"] = str(SHARED_DATA)  # absolute: CLI tests run in other folders
 os.environ.setdefault("BAYES_SCALING_CACHE", str(ROOT / ".pytest-cache-data"))
 
 def require_shared(path: Path) -> Path:

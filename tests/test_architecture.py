@@ -38,7 +38,7 @@ def _rows() -> dict[str, Row]:
         layer, package, modules, _job, allowed = cells
         package = package.strip("`")
         prefix = "" if package in ("base", "testing") else package + "."
-        names = frozenset(prefix + m for m in re.findall(r"`([a-z_]+)`", modules))
+        names = frozenset(prefix + m for m in re.findall(r"`([a-z_][a-z_.]*)`", modules))
         third = frozenset(a.strip() for a in allowed.split(",") if a.strip() not in ("", "–"))
         for name in names:
             rows[name] = Row(int(layer), names, third)

@@ -73,14 +73,14 @@ def no_sampling() -> Iterator[None]:
     import bayes_scaling.evaluate.compare
     import bayes_scaling.evaluate.parallel
     import bayes_scaling.fitting.fit
-    import bayes_scaling.report.assemble
+    import bayes_scaling.report.fits
 
-    originals = [bayes_scaling.fitting.fit.fit, bayes_scaling.fitting.fit.fit_baseline]
+    originals = [bayes_scaling.fitting.fit.fit, bayes_scaling.fitting.fit.fit_baseline,
+                 bayes_scaling.report.fits.obtain_fit]
     if "bayes_scaling.model.sampling" in sys.modules:
         originals.append(sys.modules["bayes_scaling.model.sampling"].sample)
-    targets = [(bayes_scaling.evaluate.compare, "fit_families"), (bayes_scaling.evaluate.parallel,
-                "run_many"),
-               (bayes_scaling.report.assemble, "obtain_fit")]
+    targets = [(bayes_scaling.evaluate.compare, "fit_families"),
+               (bayes_scaling.evaluate.parallel, "run_many")]
     for name, module in list(sys.modules.items()):
         if name.startswith("bayes_scaling") and module is not None:
             targets += [(module, attr) for attr, value in vars(module).items()
@@ -258,6 +258,8 @@ def _rewrite_fit(steps: Sequence[Sequence[Any]], src: Path, dest: Path) -> None:
             post[args[0]] = post[args[0]].astype(str)
         elif op == "add_dim":
             post[args[0]] = post[args[0]].expand_dims(extra=2, axis=-1)
+        elif op == "nan_half":  # the first half of every chain's draws
+            post[args[0]] = post[args[0]].where(post["draw"] >= post.sizes["draw"] // 2)
         elif op == "set_run":
             column, index, value = args
             values = groups["fit_data"][column].values.copy()
@@ -582,6 +584,7 @@ SEMANTIC_STEPS = st.one_of(
     st.tuples(st.just("drop_var"), st.sampled_from(LAW_VARS)),
     st.tuples(st.just("string_var"), st.sampled_from((*LAW_VARS, "sigma"))),
     st.tuples(st.just("add_dim"), st.sampled_from((*LAW_VARS, "sigma", "kappa"))),
+    st.tuples(st.just("nan_half"), st.sampled_from((*LAW_VARS, "sigma", "kappa"))),
     st.tuples(st.just("drop_group"), st.sampled_from(["fit_data", "posterior"])),
     st.tuples(st.just("set_run"), st.sampled_from(["loss", "n_params", "n_tokens"]),
               st.integers(0, 29), st.floats(0.5, 1e12)),

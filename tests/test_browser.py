@@ -5,7 +5,7 @@ with ``--remote-debugging-pipe``: DevTools messages are NUL-terminated JSON on f
 (to the browser) and 4 (from it), so the standard library is enough. The test opens report.html,
 waits for the load event, takes a screenshot, and checks that the page made no failed request and
 no request outside itself, logged no console error or exception, showed every figure, and that
-every number on the page (``span.num``) equals :func:`bayes_scaling.report.render.fmt` of the value
+every number on the page (``span.num``) equals :func:`bayes_scaling.report.formats.fmt` of the value
 at its path in report.json, and parses back to that value.
 
 Without chromium these tests FAIL (they do not skip): the test command installs it.
@@ -28,8 +28,8 @@ from typing import Any
 
 import pytest
 
-from bayes_scaling.report.document import lookup
-from bayes_scaling.report.render import fmt
+from bayes_scaling.report.blocks import lookup
+from bayes_scaling.report.formats import fmt
 from tests.test_report import example_report, fake_report
 
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking")

@@ -49,7 +49,7 @@ def test_levels_merge_digitised_sizes():
 def test_distance_is_zero_inside_the_box():
     box = Box.of(np.array([1e8, 1e9]), np.array([1e9, 1e11]))
     far = decades_outside(box, [5e8, 1e10], [1e10, 1e12])
-    assert far["distance"][0] == 0 and far["distance"][1] == pytest.approx(np.hypot(1, 1))
+    assert far["box"][0] == 0 and far["box"][1] == pytest.approx(np.hypot(1, 1))
 
 
 @settings(max_examples=30)

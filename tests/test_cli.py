@@ -35,11 +35,20 @@ def test_predict_json(capsys, fit_file):
     assert rec["interval"] == 0.8 and rec["lower"] < rec["median"] < rec["upper"]
 
 
-def test_tokens_json(capsys, fit_file):
+@pytest.mark.parametrize(("target", "p_unreachable"), [("1.95", 0.0), ("1.75", 1.0)])
+def test_tokens_json(capsys, fit_file, target, p_unreachable):
+    """The fit is a tight cloud at Hoffmann et al.'s constants, whose floor at 7e10 parameters
+    is E + A/N^alpha = 1.774: every draw reaches 1.95, none reaches 1.75."""
+    law = PUBLISHED["hoffmann2022"]
+    floor = law["e"] + law["a"] / 7e10 ** law["alpha"]
+    assert floor == pytest.approx(1.774, abs=1e-3)
     out = run_json(capsys, ["tokens", str(fit_file), "--n-params", "7e10", "--target-loss",
-                            "1.95", "--json"])
+                            target, "--json"])
     rec = out["records"][0]
-    assert 0.0 <= rec["p_unreachable"] <= 1.0 and "median" in rec
+    assert rec["p_unreachable"] == p_unreachable
+    if p_unreachable == 0.0:  # the median inverts the law at the constants
+        d = (law["b"] / (1.95 - floor)) ** (1 / law["beta"])
+        assert rec["median"] == pytest.approx(d, rel=0.02)
 
 
 def test_optimal_json(capsys, fit_file):

@@ -16,6 +16,7 @@ from bayes_scaling.fitting.result import ScalingFit
 from bayes_scaling.query.predict import predict_loss
 from bayes_scaling.testing import synthetic_runs, to_sampling
 from tests.conftest import SMALL
+from tests.learning import assert_learned, prior_draws, to_sampler_scale
 
 P = PUBLISHED["hoffmann2022"]
 
@@ -65,14 +66,34 @@ def test_loading_and_querying_a_fit_does_not_import_pymc(chinchilla_posterior, t
 
 @pytest.mark.slow
 def test_recovers_synthetic_truth_one_group():
+    """Every constant learned: truth inside its 90% interval, the interval <= 1/4 of the prior's
+    (a sampler returning the prior passes "truth inside" alone: issue 20)."""
     runs = synthetic_runs("chinchilla", P, noise=0.01, seed=3)
     f = fit("chinchilla", runs, random_seed=4, calibrate=False, **SMALL)
     assert f.diagnostics.passed, f.diagnostics.problems
     truth = to_sampling("chinchilla", P)
-    for p, v in truth.items():
-        draws = np.asarray(f.posterior[p]).ravel()
-        lo, hi = np.quantile(draws, [0.05, 0.95])
-        assert lo < v < hi, (p, v, lo, hi)
+    assert_learned(f, truth, truth)
+
+
+#: Every constant about 2 prior sds from its prior median on the sampler's scale (log E: -2.0,
+#: the N and D terms at the ladder's centre: +2.0, alpha and beta: +2.0), so a prior that pulls
+#: would show: A and B are set so the terms are e^1.0 nats at the default ladder's centre.
+FAR = {"e": 0.6, "a": 1.5485e7, "b": 1.16404e8, "alpha": 0.82, "beta": 0.8}
+
+
+@pytest.mark.slow
+def test_recovers_a_ladder_far_from_the_prior_centre():
+    runs = synthetic_runs("chinchilla", FAR, noise=0.01, seed=5)
+    f = fit("chinchilla", runs, random_seed=7, calibrate=False, **SMALL)
+    assert f.diagnostics.passed, f.diagnostics.problems
+    truth = to_sampling("chinchilla", FAR)
+    prior_smp, _ = prior_draws(f.spec, f.meta["centre"])
+    true_smp = to_sampler_scale(f.spec, truth, f.meta["centre"])
+    z = {p: (np.log(true_smp[p]) if p in ("alpha", "beta") else true_smp[p]) for p in truth}
+    for p, v in z.items():  # the premise: every constant sits far out in its prior
+        draws = np.log(prior_smp[p]) if p in ("alpha", "beta") else prior_smp[p]
+        assert abs(v - np.median(draws)) > 1.8 * np.std(draws), p
+    assert_learned(f, truth, truth)
 
 
 @pytest.mark.slow

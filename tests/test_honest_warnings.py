@@ -50,7 +50,7 @@ def _cli(capsys, argv: list[str]) -> tuple[str, str]:
 
 def _report(folder: Path, **kw) -> tuple[dict, str, str]:
     """Risk numbers, HTML and Markdown of a one-family report over a fake fit."""
-    from bayes_scaling.report.render import write_report
+    from bayes_scaling.report.write import write_report
 
     risk = build_fake_risk(folder, **kw)
     write_report(risk, folder / "out")

@@ -13,6 +13,8 @@ import re
 import subprocess
 import sys
 import tomllib
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,11 @@ from hypothesis import strategies as st
 
 from bayes_scaling.constants import PUBLISHED
 from bayes_scaling.errors import ProposalError
+from bayes_scaling.report.blocks import Block, Num, lookup
+from bayes_scaling.report.context import Section
+from bayes_scaling.report.formats import fmt
+from bayes_scaling.report.registry import SECTIONS
+from bayes_scaling.report.render import render_html, render_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "reports" / "examples" / "chinchilla70b.toml"
@@ -36,6 +43,7 @@ seed = 3
 [runs]
 files = ["runs.csv"]
 group = "{EVIL}"
+alternative_group = "b&c"
 [plan]
 n_params = 7e10
 n_tokens = 1.4e12
@@ -51,7 +59,7 @@ enabled = false
 # ------------------------------------------------------------------------------ builders
 def _fake_inputs(folder: Path, proposal_text: str = FAKE_PROPOSAL):
     """A proposal over a synthetic two-group ladder, and fake fits of both families on it."""
-    from bayes_scaling.report.assemble import load_proposal_runs
+    from bayes_scaling.report.fits import load_proposal_runs
     from bayes_scaling.report.proposal import load_proposal
     from bayes_scaling.testing import fake_fit, synthetic_runs
 
@@ -73,7 +81,7 @@ def fake_report(tmp_path_factory) -> Path:
     key = (str(tmp_path_factory.getbasetemp()), "fake")
     if key not in _BUILT:
         from bayes_scaling.report.assemble import build_risk
-        from bayes_scaling.report.render import write_report
+        from bayes_scaling.report.write import write_report
 
         folder = tmp_path_factory.mktemp("fake_report")
         proposal, fits = _fake_inputs(folder)
@@ -90,7 +98,7 @@ def example_report(tmp_path_factory) -> Path:
     """
     key = (str(tmp_path_factory.getbasetemp()), "example")
     if key not in _BUILT:
-        from bayes_scaling.report.render import make_report
+        from bayes_scaling.report.write import make_report
 
         folder = tmp_path_factory.mktemp("example_report")
         text = EXAMPLE.read_text()
@@ -105,6 +113,40 @@ def example_report(tmp_path_factory) -> Path:
 
 def _risk(out: Path) -> dict[str, Any]:
     return json.loads((out / "report.json").read_text())
+
+
+def _parts_of(block: Block) -> list[Any]:
+    cells = [*block.items, *(cell for row in block.rows for cell in row)]
+    return [*block.parts, *(part for cell in cells for part in cell)]
+
+
+def unrendered(risk: Mapping[str, Any], sections: Sequence[Section] = SECTIONS) -> list[str]:
+    """Why an entry of ``risk`` is not shown in both renderings ([] when every one is).
+
+    Every top-level entry must be owned by exactly one section, and every section's blocks,
+    rendered alone, must show its heading and each of its numbers in the HTML (as a
+    ``span.num`` with the number's path) and in the Markdown (as ``fmt`` of the value).
+    """
+    problems = []
+    owners = Counter(key for s in sections for key in s.keys)
+    problems += [f"{key}: owned by {owners[key]} sections" for key in risk if owners[key] != 1]
+    problems += [f"{key}: a section's key with no entry" for key in owners if key not in risk]
+    for s in sections:
+        blocks = s.blocks(risk)
+        if not blocks:
+            problems.append(f"{s.keys}: no blocks")
+            continue
+        page = html.unescape(render_html(risk, blocks, {}).split("<body>", 1)[1])
+        md = render_markdown(risk, blocks, {})
+        if blocks[0].text not in page or blocks[0].text not in md:
+            problems.append(f"{s.keys}: heading {blocks[0].text!r} not rendered")
+        for num in (p for b in blocks for p in _parts_of(b) if isinstance(p, Num)):
+            shown = fmt(lookup(risk, num.path), num.kind)
+            if f'data-k="{json.dumps(list(num.path))}" data-fmt="{num.kind}">{shown}<' not in page:
+                problems.append(f"{s.keys}: {num.path} not in the HTML")
+            if shown not in md:
+                problems.append(f"{s.keys}: {num.path} not in the Markdown")
+    return problems
 
 
 # ------------------------------------------------------------------------------ proposals
@@ -212,13 +254,22 @@ def test_p_target_is_the_fraction_of_draws_below_the_target(tmp_path_factory):
 
 
 def test_bands_and_tokens_are_ordered(tmp_path_factory):
+    from bayes_scaling.query.predict import tokens_needed
+
     risk = _risk(fake_report(tmp_path_factory))
+    _, fits = _fake_inputs(tmp_path_factory.mktemp("tokens"))
+    plan = risk["plan"]
     for fam in risk["families"]:
         for band in ("predictive", "law"):
             b = risk["verdict"]["families"][fam][band]
             assert b["lo_90"] <= b["lo_50"] <= b["median"] <= b["hi_50"] <= b["hi_90"]
         t = risk["tokens_needed"]["families"][fam]
-        assert 0 <= t["p_unreachable"] <= 1 and t["lo_90"] <= t["median"]
+        direct = tokens_needed(fits[fam], [plan["n_params"]], plan["target_loss"], group=EVIL,
+                               random_seed=risk["seeds"]["query"]).summary.iloc[0]
+        # the fakes' floors at 7e10 parameters lie below the 1.95 target: every draw reaches it
+        assert t["p_unreachable"] == direct["p_unreachable"] == 0.0, fam
+        assert t["median"] == pytest.approx(float(direct["median"]), rel=1e-9)
+        assert t["lo_90"] <= t["median"]
     pred = risk["verdict"]["families"]["chinchilla"]
     assert (pred["predictive"]["hi_90"] - pred["predictive"]["lo_90"]
             > pred["law"]["hi_90"] - pred["law"]["lo_90"])
@@ -239,12 +290,20 @@ def test_the_alternative_is_the_best_split_of_the_same_flops(tmp_path_factory):
         assert abs(best - p_row.max()) < 0.04  # two scans, independent draws
         assert 6 * alt["best"]["n_params"] * alt["best"]["n_tokens"] == pytest.approx(5.88e23)
         assert alt["reaches_goal"] == (best >= 0.9)
-        if alt["budget_for_goal"]:
-            assert alt["budget_for_goal"]["p_target"] >= 0.9
+        # a budget for the goal exactly when some row of the (budget x split) grid reaches it,
+        # at most the first such row's budget (refined by bisection below it)
+        hit = np.flatnonzero(np.asarray(grid["p_target"][fam]).max(axis=1) >= 0.9)
+        goal = alt["budget_for_goal"]
+        assert (goal is not None) == bool(hit.size), fam
+        if hit.size:
+            assert goal["p_target"] >= 0.9
+            assert goal["times_plan"] <= 10.0 ** grid["budget_decades"][hit[0]] * (1 + 1e-9)
         # the scan (common random numbers) and the verdict (predict_loss) agree at the plan
         at_plan = np.interp(np.log(20.0), np.log(grid["tokens_per_param"]), p_row)
         verdict = risk["verdict"]["families"][fam]["predictive"]["p_target"]
         assert abs(at_plan - verdict) < 0.04, (fam, at_plan, verdict)
+    # at least one family reaches the goal within the grid
+    assert any(risk["alternative"]["families"][f]["budget_for_goal"] for f in risk["families"])
 
 
 def test_one_family_has_no_comparison_and_no_average(tmp_path):
@@ -305,8 +364,8 @@ def check_spans(out: Path) -> int:
     """Every ``span.num`` of the page shows ``fmt`` of the value at its path in report.json."""
     import html
 
-    from bayes_scaling.report.document import lookup
-    from bayes_scaling.report.render import fmt
+    from bayes_scaling.report.blocks import lookup
+    from bayes_scaling.report.formats import fmt
 
     risk = json.loads((out / "report.json").read_text(),
                       parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
@@ -327,14 +386,49 @@ def test_the_sections_come_in_the_order_of_the_issue(tmp_path_factory):
     heads = re.findall(r"<h2[^>]*>([^<]*)</h2>", page)
     assert heads == ["Verdict", "Predicted loss of the planned run",
                      "Tokens needed at the planned size", "The compute-optimal alternative",
-                     "Extrapolation", "Trust: backtest on these runs", "Convergence diagnostics",
+                     "The alternative recipe", "Extrapolation", "Trust: backtest on these runs",
+                     "Convergence diagnostics",
                      "Priors and posterior constants", "Kaplan vs Chinchilla",
                      "Training dynamics", "Scaling-pattern checks",
                      "The most informative next run", "Provenance"]
 
 
+def test_every_entry_of_report_json_is_rendered_in_html_and_markdown(tmp_path_factory):
+    risk = _risk(fake_report(tmp_path_factory))
+    assert set(risk) == {key for s in SECTIONS for key in s.keys}
+    assert unrendered(risk) == []
+
+
+def test_an_entry_without_a_rendered_section_is_caught(tmp_path_factory):
+    """Planted faults: numbers with no section, a section with no blocks, a number not shown."""
+    risk = _risk(fake_report(tmp_path_factory))
+    assert unrendered({**risk, "new_numbers": {"x": 1.0}}) == [
+        "new_numbers: owned by 0 sections"]
+    silent = Section(keys=("new_numbers",), numbers=lambda ctx: {"new_numbers": {}},
+                     blocks=lambda r: [])
+    assert unrendered({**risk, "new_numbers": {}}, (*SECTIONS, silent)) == [
+        "('new_numbers',): no blocks"]
+    hidden = Section(keys=("new_numbers",), numbers=lambda ctx: {"new_numbers": {}},
+                     blocks=lambda r: [Block("h2", text="New"), Block("figure", text="none")])
+    assert unrendered(risk, (*SECTIONS, hidden)) == [
+        "new_numbers: a section's key with no entry"]
+    with_x = {**risk, "new_numbers": {"x": 1.0}}
+    shown = Section(keys=("new_numbers",), numbers=lambda ctx: {"new_numbers": {}},
+                    blocks=lambda r: [Block("h2", text="New"), Block(
+                        "p", parts=["x = ", Num(("new_numbers", "x"), "loss")])])
+    assert unrendered(with_x, (*SECTIONS, shown)) == []
+    lost = Section(keys=("new_numbers",), numbers=shown.numbers,
+                   blocks=lambda r: [Block("h2", text="New"),  # a figure's parts are not drawn
+                                     Block("figure", parts=[Num(("new_numbers", "x"), "loss")])])
+    assert unrendered(with_x, (*SECTIONS, lost)) == [
+        "('new_numbers',): ('new_numbers', 'x') not in the HTML",
+        "('new_numbers',): ('new_numbers', 'x') not in the Markdown"]
+    assert unrendered(risk, [s for s in SECTIONS if "verdict" not in s.keys]) == [
+        "verdict: owned by 0 sections"]
+
+
 def test_formatting_for_people():
-    from bayes_scaling.report.render import fmt
+    from bayes_scaling.report.formats import fmt
 
     assert fmt(1.4e12, "tokens") == "1.4 T" and fmt(7e10, "params") == "70 B"
     assert fmt(5.88e23, "flops") == "5.9e23" and fmt(2.3134, "loss") == "2.313"
@@ -347,14 +441,14 @@ def test_formatting_for_people():
 
 @given(st.floats(0.0, 1.0))
 def test_a_shown_probability_is_within_half_a_thousandth(p):
-    from bayes_scaling.report.render import fmt
+    from bayes_scaling.report.formats import fmt
 
     assert abs(float(fmt(p, "prob")) - p) <= 5e-4 + 1e-12
 
 
 @given(st.floats(1.0, 9.99e14))
 def test_a_shown_size_reads_back_within_half_a_percent(x):
-    from bayes_scaling.report.render import fmt
+    from bayes_scaling.report.formats import fmt
 
     text = fmt(x, "tokens")
     scale = {"T": 1e12, "B": 1e9, "M": 1e6, "k": 1e3}
@@ -363,8 +457,8 @@ def test_a_shown_size_reads_back_within_half_a_percent(x):
 
 
 def test_report_modules_do_not_import_pymc():
-    code = ("import sys, bayes_scaling.report.assemble, bayes_scaling.report.render, "
-            "bayes_scaling.report.proposal; "
+    mods = ("assemble", "write", "document", "formats", "blocks", "render", "figures", "proposal")
+    code = (f"import sys; import {', '.join('bayes_scaling.report.' + m for m in mods)}; "
             "assert not {'pymc', 'pytensor'} & set(sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -399,7 +493,7 @@ def test_example_p_target_agrees_with_the_posterior_draws(tmp_path_factory):
     from bayes_scaling.fitting.result import ScalingFit
     from bayes_scaling.laws import final_loss as laws
     from bayes_scaling.query.predict import predict_loss
-    from bayes_scaling.report.render import fmt
+    from bayes_scaling.report.formats import fmt
 
     out = example_report(tmp_path_factory)
     risk = _risk(out)
@@ -414,8 +508,8 @@ def test_example_p_target_agrees_with_the_posterior_draws(tmp_path_factory):
         direct = float(np.mean(pred <= target))
         assert fmt(direct, "prob") == fmt(shown["predictive"]["p_target"], "prob")
         key = json.dumps(["verdict", "families", fam, "predictive", "p_target"])
-        assert f'data-fmt="prob">{fmt(direct, "prob")}</span>' in page.split(
-            key.replace('"', "&quot;"), 1)[1][:40]
+        assert f'data-fmt="prob">{fmt(direct, "prob")}</span>' in html.unescape(page).split(
+            f'data-k="{key}"', 1)[1][:40]
         if fam == "chinchilla":  # the law band straight from the constants, not via predict
             c = {k: np.asarray(v).ravel() for k, v in f.constants().data_vars.items()}
             law = laws.chinchilla(n, d, **c)
@@ -424,7 +518,7 @@ def test_example_p_target_agrees_with_the_posterior_draws(tmp_path_factory):
 
 @pytest.mark.slow
 def test_example_rebuilds_from_saved_fits_with_the_same_numbers(tmp_path_factory):
-    from bayes_scaling.report.render import make_report
+    from bayes_scaling.report.write import make_report
 
     out = example_report(tmp_path_factory)
     before = _risk(out)
@@ -447,11 +541,30 @@ def test_example_report_has_every_part_and_is_small(tmp_path_factory):
     assert set(risk["weights"]) == {"chinchilla", "kaplan"}
     assert set(risk["trust"]["bayes"]["coverage"]) == {"50", "80", "90", "95"}
     assert risk["trust"]["baseline"]["status"] == "ok"
+    for method in ("bayes", "baseline"):
+        _check_backtest_against_its_runs(risk["trust"][method], risk["trust"]["holdout_top"])
     assert risk["extrapolation"]["n_params"]["decades_past_largest"] == pytest.approx(
         np.log10(7e10 / 1.6183e10), abs=1e-3)
     prov = risk["provenance"]
     assert prov["data_files"][0]["sha256"] and prov["versions"]["numpy"]
     assert (out / "report.html").read_text().count("data:image/png;base64,") == 3
+    assert unrendered(risk) == []
+
+
+def _check_backtest_against_its_runs(rec: dict[str, Any], holdout_top: int) -> None:
+    """A backtest section's summary figures recomputed from the held-out runs it lists."""
+    runs = rec["runs"]
+    obs = np.array([r["observed"] for r in runs])
+    med = np.array([r["median"] for r in runs])
+    assert rec["n_holdout"] == len(runs) > 0
+    assert len({round(np.log10(r["n_params"]), 2) for r in runs}) == holdout_top
+    for p in ("50", "90"):
+        inside = [r[f"lo_{p}"] <= r["observed"] <= r[f"hi_{p}"] for r in runs]
+        assert rec["coverage"][p] == pytest.approx(np.mean(inside), abs=1e-12), p
+    assert rec["median_abs_pct_error"] == pytest.approx(
+        np.median(100 * np.abs(med - obs) / obs), rel=1e-9)
+    width = np.mean([(r["hi_90"] - r["lo_90"]) / r["median"] for r in runs])
+    assert rec["mean_rel_width_90"] == pytest.approx(width, rel=1e-9)
 
 
 # ------------------------------------------------------------------------------ dynamics
@@ -479,9 +592,10 @@ def _fake_dynamics_fit(seed: int = 0):
 
 
 def test_dynamics_section_from_a_saved_curve_fit(tmp_path):
-    from bayes_scaling.query.curves import steps_needed
+    from bayes_scaling.query.curves import predict_curve, steps_needed
     from bayes_scaling.report.assemble import build_risk
-    from bayes_scaling.report.render import write_report
+    from bayes_scaling.report.common import CURVE_POINTS
+    from bayes_scaling.report.write import write_report
 
     dyn_fit = _fake_dynamics_fit()
     dyn_fit.save(tmp_path / "dyn.nc")
@@ -491,7 +605,15 @@ def test_dynamics_section_from_a_saved_curve_fit(tmp_path):
     assert dyn["included"] and dyn["steps_plan"] == pytest.approx(1.4e12 / 4e6)
     assert dyn["group"] == "all"  # the curves' only group (the plan's is not among them)
     final = dyn["final_loss"]
-    assert 0 <= final["predictive"]["p_target"] <= 1
+    s_plan = 1.4e12 / 4e6  # the plan's steps, among the curve's steps as the section puts them
+    steps = np.unique(np.append(np.geomspace(min(dyn_fit.runs.s.min(), s_plan / 100),
+                                             s_plan * 2, CURVE_POINTS), s_plan))
+    at = int(np.argmin(np.abs(steps - s_plan)))
+    for band in ("predictive", "law"):
+        curve = predict_curve(dyn_fit, 7e10, 4e6, steps, group="all", band=band,
+                              random_seed=risk["seeds"]["query"])
+        p_direct = float(np.mean(np.asarray(curve.draws)[..., at] <= 1.95))
+        assert final[band]["p_target"] == pytest.approx(p_direct, abs=1e-12), band
     assert final["predictive"]["lo_90"] <= final["predictive"]["median"] <= \
         final["predictive"]["hi_90"]
     assert dyn["s_min"]["median"] <= dyn["steps_needed"]["median"]
@@ -504,6 +626,7 @@ def test_dynamics_section_from_a_saved_curve_fit(tmp_path):
     page = (out / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 3 and "B_crit" in page
     assert "(training dynamics)" in page
+    assert unrendered(risk) == []
     assert check_spans(out) > 60
 
 
@@ -524,9 +647,9 @@ def test_example_report_shows_the_pattern_checks_and_the_next_run_ranking(tmp_pa
     md = (out / "report.md").read_text()
     assert risk["patterns"]["included"] and risk["next_run"]["included"]
     for f in risk["patterns"]["findings"]:
-        assert html.escape(f["message"]) in page and f["code"] in md
+        assert f["message"] in html.unescape(page) and f["code"] in md
     top = risk["next_run"]["records"][0]
-    from bayes_scaling.report.render import fmt
+    from bayes_scaling.report.formats import fmt
 
     assert fmt(top["n_params"], "params") in page and fmt(top["flops"], "flops") in md
     assert '"next_run", "records", 0, "band_after"' in html.unescape(page)
@@ -536,12 +659,37 @@ def test_a_saved_fit_from_another_package_version_is_refitted_not_reused():
     import dataclasses
 
     from bayes_scaling.fitting.result import PACKAGE, versions
-    from bayes_scaling.report.assemble import _reusable
+    from bayes_scaling.report.fits import reusable
     from bayes_scaling.testing import fake_fit
 
     f = fake_fit("chinchilla", PUBLISHED["hoffmann2022"], extra={"kappa": 0.03, "tau0": 0.01})
     f = dataclasses.replace(f, meta={**f.meta, "versions": versions()})
     settings = {"chains": f.diagnostics.chains, "draws": f.diagnostics.draws}
-    assert _reusable(f, f.spec, f.runs, "nuts", settings)
+    assert reusable(f, f.spec, f.runs, "nuts", settings)
     old = dataclasses.replace(f, meta={**f.meta, "versions": {**versions(), PACKAGE: "0.0.1"}})
-    assert not _reusable(old, f.spec, f.runs, "nuts", settings)
+    assert not reusable(old, f.spec, f.runs, "nuts", settings)
+
+
+def test_the_alternative_recipe_section(tmp_path_factory):
+    """Named: the contrast is in report.json and on the page; unnamed or refused: said so."""
+    from bayes_scaling.report.sections.recipe import recipe_entry
+    from bayes_scaling.testing import fake_fit, synthetic_runs
+
+    rec = _risk(fake_report(tmp_path_factory))["recipe"]
+    assert rec["included"] and rec["alternative"] == "b&c"
+    m = rec["multiplier"]
+    assert m["lo_90"] < m["median"] < m["hi_90"]
+    assert 0.0 <= rec["difference_predictive"]["p_b_better"] <= 1.0
+    page = (fake_report(tmp_path_factory) / "report.md").read_text()
+    assert "P(alternative better)" in page
+    runs = synthetic_runs("chinchilla", PUBLISHED["hoffmann2022"], group_offsets={"a": {},
+                                                                                  "b": {}})
+    fit = fake_fit("chinchilla", PUBLISHED["hoffmann2022"], runs=runs)
+    none = recipe_entry(fit, "a", None, 1e9, 2e10)
+    assert not none["included"] and "names no alternative group" in none["reason"]
+    from bayes_scaling.data.runs import load_runs
+
+    mixed = load_runs(runs.frame.assign(eval_set=runs.frame["group"]))
+    out = recipe_entry(fake_fit("chinchilla", PUBLISHED["hoffmann2022"], runs=mixed), "a", "b",
+                       1e9, 2e10)
+    assert not out["included"] and "evaluation sets" in out["reason"]

@@ -18,9 +18,11 @@ from bayes_scaling.cli.evaluate import diagnose_cmd, next_run_cmd
 from bayes_scaling.cli.fitting import backtest_cmd, compare_cmd, fit_cmd
 from bayes_scaling.cli.queries import (
     batch_cmd,
+    contrast_cmd,
     curve_cmd,
     optimal_cmd,
     predict_cmd,
+    rank_cmd,
     summary_cmd,
     tokens_cmd,
 )
@@ -40,7 +42,7 @@ def cli() -> None:
 
 for _command in (fit_cmd, compare_cmd, backtest_cmd, diagnose_cmd, next_run_cmd, data_grp,
                  demo_cmd, report_cmd, predict_cmd, tokens_cmd, optimal_cmd, summary_cmd,
-                 curve_cmd, batch_cmd):
+                 curve_cmd, batch_cmd, contrast_cmd, rank_cmd):
     cli.add_command(_command)
 
 

@@ -67,7 +67,7 @@ def demo_cmd(out, seed, quiet):
 @click.option("--quiet", "-q", is_flag=True)
 def report_cmd(proposal, out, seed, quiet):
     """Risk report of a compute proposal: P(target), bands, extrapolation, backtest, priors."""
-    from bayes_scaling.report.render import make_report
+    from bayes_scaling.report.write import make_report
 
     written = make_report(proposal, Path(out), random_seed=seed,
                           on_progress=progress_printer(quiet))

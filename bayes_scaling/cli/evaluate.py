@@ -88,8 +88,8 @@ def next_run_cmd(fit_path, target_n_params, target_n_tokens, target_loss, budget
         import matplotlib
 
         matplotlib.use("Agg")
+        from bayes_scaling.files import atomic_savefig
         from bayes_scaling.plots.nextrun import plot_next_runs
-        from bayes_scaling.report.demo import atomic_savefig
 
         ax = plot_next_runs(table)
         atomic_savefig(ax.figure, Path(plot_path), dpi=120, bbox_inches="tight")

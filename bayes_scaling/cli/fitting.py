@@ -190,7 +190,11 @@ def compare_cmd(runs, models, group_col, drop_highest_loss, param_count, query, 
 @click.option("--holdout-by", type=click.Choice(["n_params", "flops"]), default="n_params",
               show_default=True, help="Hold out the largest model sizes or compute budgets.")
 @click.option("--holdout-top", default="1", show_default=True,
-              help="How many of the top levels to hold out; '1,2,3' = rolling origin.")
+              help="How many of the top levels to hold out; '1,2,3' = rolling origin. "
+                   "Budgets are binned in quarter decades of compute.")
+@click.option("--test-query", default=None,
+              help="Hold out exactly the runs matching this pandas query instead, e.g. "
+                   "'flops > 1e20' (columns n_params, n_tokens, flops, loss, group).")
 @click.option("--method", type=click.Choice(["bayes", "huber-bootstrap", "both"]),
               default="both", show_default=True)
 @click.option("--group-col", default=None)
@@ -206,9 +210,9 @@ def compare_cmd(runs, models, group_col, drop_highest_loss, param_count, query, 
 @click.option("--address", default=None, help="Dask scheduler address for the refits.")
 @JSON_OPTION
 @click.option("--quiet", "-q", is_flag=True)
-def backtest_cmd(runs, model, holdout_by, holdout_top, method, group_col, drop_highest_loss,
-                 param_count, best_of_sweep, columns, flops_unit, seed, draws, tune, workers,
-                 address, as_json, quiet):
+def backtest_cmd(runs, model, holdout_by, holdout_top, test_query, method, group_col,
+                 drop_highest_loss, param_count, best_of_sweep, columns, flops_unit, seed, draws,
+                 tune, workers, address, as_json, quiet):
     """Refit without the largest runs, predict them, and score the predictive bands."""
     from bayes_scaling.evaluate.backtest import backtest, calibration_table
     from bayes_scaling.evaluate.parallel import run_many
@@ -217,9 +221,14 @@ def backtest_cmd(runs, model, holdout_by, holdout_top, method, group_col, drop_h
                          param_count=param_count, best_of_sweep=best_of_sweep, columns=columns,
                          flops_unit=flops_unit)
     tops = [int(v) for v in parse_floats(holdout_top, "--holdout-top")]
+    if test_query is not None:
+        from bayes_scaling.evaluate.backtest import split_query
+
+        split_query(table, test_query)  # a bad query fails here, before any refit
+        tops = [1]
     methods = ["bayes", "huber-bootstrap"] if method == "both" else [method]
     tasks = [{"runs": table, "model": model, "holdout_by": holdout_by, "holdout_top": k,
-              "method": m, "random_seed": seed + k,
+              "test_query": test_query, "method": m, "random_seed": seed + k,
               **({"fit_kwargs": {"draws": draws, "tune": tune}} if m == "bayes" else {})}
              for k in tops for m in methods]
     results = run_many(backtest, tasks, workers=workers, address=address,
@@ -234,11 +243,16 @@ def backtest_cmd(runs, model, holdout_by, holdout_top, method, group_col, drop_h
         if not s.get("converged", True):
             click.echo("WARNING: the refit failed the convergence gate")
         cov = ", ".join(f"{k}%: {v:.0%}" for k, v in s["coverage"].items())
-        click.echo(f"{s['method']:<16} top {s['holdout_top']} by {s['holdout_by']}: "
+        what = (f"query {s['test_query']!r}" if s.get("test_query")
+                else f"top {s['holdout_top']} by {s['holdout_by']}")
+        click.echo(f"{s['method']:<16} {what}: "
                    f"train {s['n_train']}, held out {s['n_holdout']}; coverage {cov}; "
                    f"median abs % error {s['median_abs_pct_error']:.2f}; "
+                   f"interval score (90%) {s['mean_interval_score_90']:.4f}; "
                    f"mean log pred density {s['mean_log_pred_density']:.2f}; "
                    f"CRPS {s['mean_crps']:.4f}")
+        click.echo(f"{'':<16} PIT histogram (10 bins, flat = calibrated): "
+                   + " ".join(str(c) for c in s["pit_histogram"]))
 
 
 # --------------------------------------------------------------------------------- dynamics

@@ -1,10 +1,10 @@
 """Query commands of ``bayes-scaling``: read a saved fit, print a table or JSON; never PyMC.
 
-``predict``, ``tokens``, ``optimal``, ``summary`` (scaling-law fits) and ``curve``, ``batch``
-(training-dynamics fits), with the option, number-parsing and table/JSON helpers that the other
-commands in :mod:`bayes_scaling.cli.app` share. The commands are plain :func:`click.command`
-objects;
-``cli`` attaches them to its group, so this module never imports ``cli``.
+``predict``, ``tokens``, ``optimal``, ``summary``, ``contrast``, ``rank`` (scaling-law fits) and
+``curve``, ``batch`` (training-dynamics fits), with the option, number-parsing and table/JSON
+helpers that the other commands in :mod:`bayes_scaling.cli.app` share. The commands are plain
+:func:`click.command` objects; ``cli`` attaches them to its group, so this module never imports
+``cli``.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from bayes_scaling.cli.common import check_out_file
 from bayes_scaling.constants import DEFAULT_INTERVAL
 from bayes_scaling.errors import BayesScalingError
 
@@ -93,7 +94,8 @@ def predict_cmd(fit_path, n_params, n_tokens, band, group, interval, as_json, se
                        parse_floats(n_tokens, "--n-tokens"),
                        group=group, band=band, interval=interval, random_seed=seed)
     _emit(res, as_json, ["n_params", "n_tokens", "flops", "group", "band", "median", "mean",
-                         "lower", "upper", "interval", "decades_past_c"])
+                         "lower", "upper", "interval", "decades_past_c",
+                         "extrapolation_distance"])
 
 
 @click.command("tokens")
@@ -187,3 +189,136 @@ def batch_cmd(fit_path, loss, n_params, tolerance, group, interval, as_json, see
         click.echo("")
         print_table(o.to_records(), ["target_loss", "quantity", "p_unreachable", "median",
                                       "lower", "upper", "interval"])
+
+
+# --------------------------------------------------------------------------------- contrasts
+def _target_options(command):
+    """Target budget options shared by ``contrast`` and ``rank``."""
+    for opt in reversed([
+        click.option("--flops", default=None, help="FLOP budget(s), e.g. 1e22 or 1e21,1e22."),
+        click.option("--n-params", default=None, help="Model size(s) instead of --flops."),
+        click.option("--n-tokens", default=None, help="Training tokens, with --n-params."),
+        click.option("--tokens-per-param", default=None, type=float,
+                     help="With --flops: spend each budget at this D/N (default: each group's "
+                          "compute-optimal split)."),
+        click.option("--discrepancy", type=click.Choice(["shared", "independent"]),
+                     default="shared", show_default=True,
+                     help="Extrapolation discrepancy of the groups in the predictive band."),
+        click.option("--allow-mixed-eval", is_flag=True,
+                     help="Warn instead of refusing when the groups' eval_set differs."),
+    ]):
+        command = opt(command)
+    return command
+
+
+def _targets(flops, n_params, n_tokens) -> dict[str, Any]:
+    if flops is None and n_params is None:
+        raise BayesScalingError("give a target: --flops, or --n-params with --n-tokens")
+    if flops is not None:
+        return {"flops": parse_floats(flops, "--flops")}
+    if n_tokens is None:
+        raise BayesScalingError("--n-params needs --n-tokens")
+    return {"n_params": parse_floats(n_params, "--n-params"),
+            "n_tokens": parse_floats(n_tokens, "--n-tokens")}
+
+
+def _warn_lines(warnings_: Sequence[str], as_json: bool) -> None:
+    for w in warnings_:
+        w = str(w).removeprefix("WARNING: ")
+        click.echo(f"bayes-scaling: warning: {w}", err=True)
+        if not as_json:
+            click.echo(f"WARNING: {w}")
+
+
+@click.command("contrast")
+@click.argument("fit_path", metavar="FIT")
+@click.option("--groups", required=True, help="Reference and alternative group: A,B.")
+@_target_options
+@click.option("--crossing-range", default=None,
+              help="Budgets searched for a crossing of the laws, e.g. 1e18,1e26.")
+@click.option("--plot", "plot_path", default=None, help="Also write a PNG of the multiplier "
+              "and P(B better) against compute.")
+@click.option("--interval", default=DEFAULT_INTERVAL, show_default=True, type=float,
+              help="Probability of the reported interval (lower, upper).")
+@JSON_OPTION
+@SEED_OPTION
+def contrast_cmd(fit_path, groups, flops, n_params, n_tokens, tokens_per_param, discrepancy,
+                 allow_mixed_eval, crossing_range, plot_path, interval, as_json, seed):
+    """Group B against group A: loss difference, compute multiplier, P(B better), crossing."""
+    from bayes_scaling.query.contrast import contrast_groups
+
+    names = [g.strip() for g in groups.split(",") if g.strip()]
+    if len(names) != 2:
+        raise BayesScalingError(f"--groups: expected two groups A,B; got {groups!r}")
+    rng = None
+    if crossing_range is not None:
+        rng = parse_floats(crossing_range, "--crossing-range")
+        if len(rng) != 2:
+            raise BayesScalingError(f"--crossing-range: expected two budgets lo,hi; got "
+                                    f"{crossing_range!r}")
+    if plot_path is not None:
+        check_out_file(plot_path)
+    fitted = load_fit(fit_path)
+    res = contrast_groups(fitted, names[0], names[1],
+                          **_targets(flops, n_params, n_tokens),
+                          tokens_per_param=tokens_per_param, crossing_range=rng,
+                          discrepancy=discrepancy,
+                          on_mixed="warn" if allow_mixed_eval else "raise",
+                          interval=interval, random_seed=seed)
+    if plot_path is not None:
+        from bayes_scaling.plots.contrast import save_contrast_plot
+
+        save_contrast_plot(fitted, names[0], names[1], plot_path, discrepancy=discrepancy,
+                           on_mixed="warn" if allow_mixed_eval else "raise", random_seed=seed)
+    _warn_lines(res.warnings, as_json)
+    if as_json:
+        click.echo(json.dumps(res.to_records(), indent=2))
+        return
+    click.echo(f"B = {res.groups[1]} against A = {res.groups[0]} (multiplier = C / C_B: > 1 "
+               "means B reaches A's loss with less compute)")
+    print_table(res.summary.to_dict(orient="records"),
+                ["flops", "quantity", "band", "median", "lower", "upper", "interval",
+                 "p_b_better"])
+    x = res.crossing.iloc[0]
+    where = (f"largest crossing at median {x['median']:.3g} FLOPs ({x['lower']:.3g} - "
+             f"{x['upper']:.3g})" if x["p_cross"] > 0 else "no crossing in any draw")
+    click.echo(f"laws cross between {x['c_min']:.3g} and {x['c_max']:.3g} FLOPs with "
+               f"probability {x['p_cross']:.2f}; {where}")
+
+
+@click.command("rank")
+@click.argument("fit_path", metavar="FIT")
+@click.option("--groups", default=None, help="Groups to rank (default: all).")
+@_target_options
+@click.option("--band", type=click.Choice(["law", "predictive"]), default="law",
+              show_default=True)
+@JSON_OPTION
+@SEED_OPTION
+def rank_cmd(fit_path, groups, flops, n_params, n_tokens, tokens_per_param, discrepancy,
+             allow_mixed_eval, band, as_json, seed):
+    """Rank all groups at a target budget: each rank's probability and pairwise P(better)."""
+    from bayes_scaling.query.rank import rank_groups
+
+    names = None if groups is None else [g.strip() for g in groups.split(",") if g.strip()]
+    res = rank_groups(load_fit(fit_path), **_targets(flops, n_params, n_tokens),
+                      tokens_per_param=tokens_per_param, groups=names, band=band,
+                      discrepancy=discrepancy,
+                      on_mixed="warn" if allow_mixed_eval else "raise", random_seed=seed)
+    _warn_lines(res.warnings, as_json)
+    if as_json:
+        click.echo(json.dumps(res.to_records(), indent=2))
+        return
+    cols = ["flops", "group", "expected_rank", "median_loss",
+            *[c for c in res.ranks.columns if c.startswith("p_rank_")]]
+    print_table(res.ranks.to_dict(orient="records"), cols)
+    for c in dict.fromkeys(res.ranks["flops"]):
+        click.echo(f"\nP(row better than column) at {c:.3g} FLOPs ({band} band):")
+        with pd_options():
+            click.echo(res.pairwise_matrix(c).to_string(float_format=lambda v: f"{v:.2f}",
+                                                        na_rep="-"))
+
+
+def pd_options():
+    import pandas as pd
+
+    return pd.option_context("display.width", 200, "display.max_columns", 30)

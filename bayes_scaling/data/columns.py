@@ -36,6 +36,7 @@ COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
     "batch_size_tokens": ("batch_tokens",),
     "learning_rate": ("lr", "peak_lr"),
     "context_length": ("seq_len", "sequence_length"),
+    "eval_set": ("eval_dataset", "validation_set", "val_set", "eval_data"),
 }
 #: Words in a column's name that make it a candidate for a canonical column (after
 #: :func:`normalize`; ``exclude`` words rule a name out, e.g. ``tokens_per_second``).

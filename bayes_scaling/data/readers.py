@@ -30,6 +30,7 @@ import pandas as pd
 from bayes_scaling.constants import (
     CANONICAL_COLUMNS,
     DEFAULT_GROUP,
+    EVAL_SET_COLUMN,
     FLOPS_PER_PARAM_TOKEN,
     OPTIONAL_COLUMNS,
 )
@@ -43,8 +44,8 @@ from bayes_scaling.data.columns import (
 from bayes_scaling.data.units import flops_scale
 from bayes_scaling.errors import DataError
 
-_NUMERIC = tuple(c for c in CANONICAL_COLUMNS if c not in ("run_id", "group"))
-_STRINGS = ("run_id", "group")
+_STRINGS = ("run_id", "group", EVAL_SET_COLUMN)
+_NUMERIC = tuple(c for c in CANONICAL_COLUMNS if c not in _STRINGS)
 _FILE_SEPARATORS = {".csv": ",", ".tsv": "\t", ".parquet": None, ".pq": None, ".jsonl": None,
                     ".ndjson": None}
 _DUPLICATE_KEY = ["group", "n_params", "n_tokens", "loss"]
@@ -349,6 +350,8 @@ def _fill_strings(work: pd.DataFrame, present: set[str]) -> None:
         work["run_id"] = _generated_ids(work.index, int(work.index.max()) + 1)
     work["group"] = ([_id_text(v) for v in work["group"]] if "group" in present
                      else DEFAULT_GROUP)
+    if EVAL_SET_COLUMN in present:
+        work[EVAL_SET_COLUMN] = [_id_text(v) for v in work[EVAL_SET_COLUMN]]
 
 
 def _generated_ids(positions: pd.Index, n_source: int) -> list[str]:
@@ -368,7 +371,7 @@ def _id_text(value: object) -> str | None:
 
 
 def _check_strings(work: pd.DataFrame, problems: dict[int, list[str]]) -> None:
-    for col in _STRINGS:
+    for col in (c for c in _STRINGS if c in work.columns):
         for pos, value in work[col].items():
             if value is None or (isinstance(value, float) and np.isnan(value)):
                 problems.setdefault(pos, []).append(f"{col} is missing")
@@ -457,3 +460,13 @@ def _bad_rows_message(name: str, problems: dict[int, list[str]], labels: list[st
     rows = "row" if len(positions) == 1 else "rows"
     tail = f" (and {more} more)" if more > 0 else ""
     return _one_line(f"{name}: {len(positions)} bad {rows}; {shown}{tail}")
+
+
+def _with_eval_set(raw: pd.DataFrame, column: str, name: str) -> pd.DataFrame:
+    """``raw`` with ``column`` copied into :data:`EVAL_SET_COLUMN` (DataError if absent)."""
+    found = [c for c in raw.columns if str(c) == column] or \
+        [c for c in raw.columns if str(c).strip().lower() == column.strip().lower()]
+    if not found:
+        raise DataError(f"{name}: eval-set column {column!r} not found; found columns: "
+                        f"{', '.join(map(str, raw.columns))}")
+    return raw.assign(**{EVAL_SET_COLUMN: raw[found[0]]})

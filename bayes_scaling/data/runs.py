@@ -74,6 +74,7 @@ from bayes_scaling.data.readers import (
     _generated_ids,
     _mark_duplicates,
     _read_source,
+    _with_eval_set,
 )
 from bayes_scaling.data.units import FlopsUnit, check_flops, flops_unit_name
 from bayes_scaling.errors import DataError, DataWarning
@@ -331,6 +332,7 @@ def load_runs(
     duplicates: str = "error",
     columns: Mapping[str, str] | None = None,
     flops_unit: FlopsUnit | str = "FLOP",
+    eval_set_col: str | None = None,
 ) -> RunTable:
     """Read, map, validate and return a table of runs.
 
@@ -369,6 +371,10 @@ def load_runs(
         (:data:`~bayes_scaling.constants.FLOPS_UNITS`). When both tokens and FLOPs are given,
         a :class:`~bayes_scaling.errors.DataWarning` names the ratio flops / (6·N·D) if runs
         disagree by more than 10%; a ratio off by more than 30x is refused as a unit mix-up.
+    eval_set_col : str, optional
+        Column naming the evaluation set each loss was measured on, copied into ``eval_set``
+        (default: an ``eval_set`` column or a spelling of it, if any). Contrasts refuse groups
+        evaluated on different sets (:func:`bayes_scaling.query.contrast.check_comparable`).
 
     Returns
     -------
@@ -387,6 +393,8 @@ def load_runs(
     flops_unit = flops_unit_name(flops_unit, where)
     raw, labels, name = _read_source(source, group_col,
                                      mapped=mapped_sources(columns, group_col))
+    if eval_set_col is not None:
+        raw = _with_eval_set(raw, eval_set_col, name)
     work, problems, ids_from_run, sources = _canonicalize(raw, name, group_col,
                                                           columns=columns,
                                                           flops_unit=flops_unit)

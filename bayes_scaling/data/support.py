@@ -1,47 +1,147 @@
-"""How far a query lies outside the runs a law was fitted on, in decades (numpy only).
+"""How far a query lies from the runs a law was fitted on, in decades (numpy only).
 
-The distance used everywhere (warnings, the calibration discrepancy, reports) is the Euclidean
-norm of the decades outside the training range in log10 N and log10 D; the decades past the
-largest training compute are reported beside it.
+A user extrapolates *compute*: the planned run is usually compute-optimal at a budget far past
+the ladder's largest, and such a point can lie inside the bounding box of the runs in
+(log10 N, log10 D) while being far from every run. Four measures are computed per point:
+
+- ``box``: Euclidean norm of the decades outside the training range in log10 N and log10 D;
+- ``hull``: Euclidean distance (decades) to the convex hull of the runs in (log10 N, log10 D);
+- ``compute``: decades of compute past the largest training budget (0 below it);
+- ``hull_compute``: ``sqrt(hull**2 + compute**2)``.
+
+``distance``, the one used everywhere (the calibration discrepancy, warnings, ``predict`` JSON,
+reports, backtest tables), is :data:`DISTANCE`; it was chosen by leave-one-ladder-out held-out
+scores over every public ladder (``benchmarks/bench_discrepancy_prior.py``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
-#: A query this many decades past the largest training compute gets a loud warning.
+#: A query this many decades past the largest training compute, or this far from the runs'
+#: support (``distance``), gets a loud warning.
 FAR_DECADES_C = 2.0
 #: Distance (decades) over which the calibration's out-of-ladder jump ``tau0`` ramps in.
 DISCREPANCY_RAMP_DECADES = 0.05
+#: log10 of the FLOPs per parameter per token (C = 6 N D).
+_LOG10_6 = float(np.log10(6.0))
+
+DistanceKind = Literal["box", "hull", "compute", "hull_compute"]
+DISTANCE_KINDS: tuple[str, ...] = ("box", "hull", "compute", "hull_compute")
+#: The extrapolation distance used everywhere (see the module docstring).
+DISTANCE: DistanceKind = "hull_compute"
+
+
+def convex_hull(points: np.ndarray) -> np.ndarray:
+    """Vertices (counter-clockwise) of the convex hull of 2-D ``points`` (monotone chain).
+
+    Fewer than three distinct points, or collinear ones, give the segment's two end points
+    (or the one point).
+    """
+    pts = np.unique(np.asarray(points, dtype=float).reshape(-1, 2), axis=0)
+    if len(pts) <= 2:
+        return pts
+
+    def cross(o: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+        return float((a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0]))
+
+    lower: list[np.ndarray] = []
+    for p in pts:
+        while len(lower) >= 2 and cross(lower[-2], lower[-1], p) <= 1e-12:
+            lower.pop()
+        lower.append(p)
+    upper: list[np.ndarray] = []
+    for p in pts[::-1]:
+        while len(upper) >= 2 and cross(upper[-2], upper[-1], p) <= 1e-12:
+            upper.pop()
+        upper.append(p)
+    hull = np.array(lower[:-1] + upper[:-1])
+    return hull if len(hull) >= 2 else pts[[0, -1]]
+
+
+def hull_distance(hull: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Euclidean distance from points ``(x, y)`` to the convex polygon ``hull`` (0 inside)."""
+    p = np.stack([np.asarray(x, dtype=float).ravel(), np.asarray(y, dtype=float).ravel()], 1)
+    h = np.asarray(hull, dtype=float)
+    if len(h) == 1:
+        return np.hypot(*(p - h[0]).T)
+    a, b = h, np.roll(h, -1, axis=0)
+    if len(h) == 2:
+        a, b = h[:1], h[1:]
+    ab = b - a                                                     # (k, 2)
+    ap = p[:, None, :] - a[None, :, :]                             # (m, k, 2)
+    t = np.clip(np.sum(ap * ab, axis=2) / np.maximum(np.sum(ab * ab, axis=1), 1e-300), 0, 1)
+    dist = np.linalg.norm(ap - t[:, :, None] * ab[None, :, :], axis=2).min(axis=1)
+    if len(h) >= 3:
+        crs = ab[None, :, 0] * ap[:, :, 1] - ab[None, :, 1] * ap[:, :, 0]
+        dist = np.where(np.all(crs >= -1e-12, axis=1), 0.0, dist)
+    return dist
 
 
 @dataclass(frozen=True)
 class Box:
-    """The training range in log10 of N, D and C."""
+    """The training support: range in log10 of N, D and C, and the hull in (log10 N, log10 D)."""
 
     n: tuple[float, float]
     d: tuple[float, float]
     c: tuple[float, float]
+    #: Convex-hull vertices ``(log10 N, log10 D)``; empty means the box's corners.
+    hull: tuple[tuple[float, float], ...] = field(default=())
+    #: The measure ``distance`` means for this support (a fit keeps the one it was calibrated on).
+    distance: str = DISTANCE
 
     @classmethod
     def of(cls, n: np.ndarray, d: np.ndarray) -> Box:
-        """The box spanned by runs with sizes ``n`` and tokens ``d``."""
+        """The support of runs with sizes ``n`` and tokens ``d``."""
         ln, ld = np.log10(n), np.log10(d)
-        lc = np.log10(6.0) + ln + ld
+        lc = _LOG10_6 + ln + ld
+        hull = convex_hull(np.stack([ln, ld], 1))
         return cls((float(ln.min()), float(ln.max())), (float(ld.min()), float(ld.max())),
-                   (float(lc.min()), float(lc.max())))
+                   (float(lc.min()), float(lc.max())),
+                   tuple((float(a), float(b)) for a, b in hull))
 
     @classmethod
-    def from_dict(cls, raw: Mapping[str, list[float]]) -> Box:
-        """Inverse of :meth:`to_dict`."""
-        return cls(tuple(raw["n"]), tuple(raw["d"]), tuple(raw["c"]))  # type: ignore[arg-type]
+    def from_dict(cls, raw: Mapping[str, Sequence]) -> Box:
+        """Inverse of :meth:`to_dict`.
 
-    def to_dict(self) -> dict[str, list[float]]:
+        A fit saved before the hull existed gets the box's corners and the ``"box"`` distance
+        its discrepancy was learned on, so its bands do not change.
+        """
+        hull = tuple((float(a), float(b)) for a, b in raw.get("hull", ()))
+        kind = str(raw.get("distance", "box"))
+        return cls(tuple(raw["n"]), tuple(raw["d"]), tuple(raw["c"]), hull,  # type: ignore[arg-type]
+                   kind if kind in DISTANCE_KINDS else "box")
+
+    def to_dict(self) -> dict[str, list]:
         """JSON form."""
-        return {"n": list(self.n), "d": list(self.d), "c": list(self.c)}
+        return {"n": list(self.n), "d": list(self.d), "c": list(self.c),
+                "hull": [list(v) for v in self.hull], "distance": self.distance}
+
+    def vertices(self) -> np.ndarray:
+        """Hull vertices, or the box's four corners for a support saved without a hull."""
+        if self.hull:
+            return np.asarray(self.hull, dtype=float)
+        (n0, n1), (d0, d1) = self.n, self.d
+        return convex_hull(np.array([[n0, d0], [n1, d0], [n1, d1], [n0, d1]]))
+
+    def extended(self, n: float, d: float) -> Box:
+        """The support after adding a run at ``(n, d)``."""
+        ln, ld = float(np.log10(n)), float(np.log10(d))
+        lc = _LOG10_6 + ln + ld
+        if (hull_distance(self.vertices(), ln, ld)[0] == 0
+                and self.c[0] <= lc <= self.c[1]):
+            return self  # a run inside the support changes nothing
+
+        def ext(lo_hi: tuple[float, float], v: float) -> tuple[float, float]:
+            return (min(lo_hi[0], v), max(lo_hi[1], v))
+
+        hull = convex_hull(np.vstack([self.vertices(), [[ln, ld]]]))
+        return Box(ext(self.n, ln), ext(self.d, ld), ext(self.c, lc),
+                   tuple((float(a), float(b)) for a, b in hull), self.distance)
 
 
 def _outside(x: np.ndarray, lo_hi: tuple[float, float]) -> np.ndarray:
@@ -49,18 +149,40 @@ def _outside(x: np.ndarray, lo_hi: tuple[float, float]) -> np.ndarray:
     return np.maximum(x - hi, 0.0) + np.maximum(lo - x, 0.0)
 
 
-def decades_outside(box: Box, n, d) -> dict[str, np.ndarray]:
-    """Decades outside the box per point: ``n``, ``d``, ``c`` (past the largest C) and ``distance``.
+def decades_outside(box: Box, n, d, kind: DistanceKind | None = None) -> dict[str, np.ndarray]:
+    """Decades from the support per point.
 
-    ``distance`` combines N and D: ``sqrt(dn**2 + dd**2)``. ``c_past_max`` is signed: how many
-    decades the point's compute lies above (>0) or below (<0) the largest training compute.
+    Parameters
+    ----------
+    box : Box
+        The training support.
+    n, d : array_like
+        Model sizes and training tokens of the query points.
+    kind : {"box", "hull", "compute", "hull_compute"}, optional
+        Which measure ``distance`` holds (default: the support's own, ``box.distance``).
+
+    Returns
+    -------
+    dict
+        ``n``, ``d`` (decades outside the range of each), ``c`` (outside the compute range),
+        ``c_past_max`` (signed decades above the largest training compute), every measure of
+        :data:`DISTANCE_KINDS`, and ``distance`` (the chosen one).
     """
+    kind = kind or box.distance
+    if kind not in DISTANCE_KINDS:
+        raise ValueError(f"distance kind must be one of {', '.join(DISTANCE_KINDS)}, got {kind!r}")
     ln = np.log10(np.asarray(n, dtype=float))
     ld = np.log10(np.asarray(d, dtype=float))
+    ln, ld = np.broadcast_arrays(ln, ld)
     dn, dd = _outside(ln, box.n), _outside(ld, box.d)
-    lc = np.log10(6.0) + ln + ld
-    return {"n": dn, "d": dd, "c": _outside(lc, box.c), "c_past_max": lc - box.c[1],
-            "distance": np.hypot(dn, dd)}
+    lc = _LOG10_6 + ln + ld
+    compute = np.maximum(lc - box.c[1], 0.0)
+    hull = hull_distance(box.vertices(), ln, ld).reshape(ln.shape)
+    out = {"n": dn, "d": dd, "c": _outside(lc, box.c), "c_past_max": lc - box.c[1],
+           "box": np.hypot(dn, dd), "hull": hull, "compute": compute,
+           "hull_compute": np.hypot(hull, compute)}
+    out["distance"] = out[kind]
+    return out
 
 
 def levels(values: np.ndarray, rel_tol: float = 0.02) -> np.ndarray:
@@ -78,3 +200,23 @@ def levels(values: np.ndarray, rel_tol: float = 0.02) -> np.ndarray:
     out = np.empty(v.size, dtype=int)
     out[order] = idx_sorted
     return out
+
+
+#: Width of a compute-budget bin (decades): isoFLOP ladders plan budgets on a log grid of
+#: 2-4 per decade (Hoffmann et al. 2022: 6e18 ... 3e21; Porian et al. 2024: factors of 2).
+BUDGET_BIN_DECADES = 0.25
+
+
+def budget_levels(flops: np.ndarray, width: float = BUDGET_BIN_DECADES) -> np.ndarray:
+    """Compute-budget level per run (0 = smallest), on log bins anchored at the largest budget.
+
+    Runs within ``width`` decades below the largest compute form the top level, the next
+    ``width`` decades the next one, and so on; empty bins are skipped, so ``levels`` are ranks of
+    the budgets present. An isoFLOP ladder planned at 2-4 budgets per decade gets one level per
+    budget; a grid ladder (every size at every token count) gets quarter-decade bands of compute.
+    """
+    lc = np.log10(np.asarray(flops, dtype=float))
+    bins = np.floor((lc.max() - lc) / width + 1e-9).astype(int)
+    present = np.unique(bins)
+    rank_from_top = np.searchsorted(present, bins)
+    return (len(present) - 1) - rank_from_top

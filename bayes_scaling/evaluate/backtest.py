@@ -19,7 +19,7 @@ from scipy import special, stats
 
 from bayes_scaling.constants import DEFAULT_PROBS
 from bayes_scaling.data.runs import RunTable
-from bayes_scaling.data.support import decades_outside, levels
+from bayes_scaling.data.support import budget_levels, decades_outside, levels
 from bayes_scaling.errors import BayesScalingError
 from bayes_scaling.evaluate.parallel import run_many
 from bayes_scaling.fitting.fit import fit, fit_baseline
@@ -35,6 +35,8 @@ from bayes_scaling.query.summarize import pct
 from bayes_scaling.types import ProgressFn, SeedLike
 
 HOLDOUT_BY = ("n_params", "flops")
+#: Bins of the PIT histogram.
+PIT_BINS = 10
 METHODS = ("bayes", "huber-bootstrap")
 
 
@@ -55,8 +57,24 @@ def split_top(runs: RunTable, *, holdout_by: str = "n_params",
               holdout_top: int = 1) -> tuple[RunTable, RunTable]:
     """``(train, test)``: test = the runs at the top ``holdout_top`` levels of ``holdout_by``.
 
-    Levels merge values within 2% (digitised sizes); with several groups, the levels are taken
-    per group.
+    Size levels merge values within 2% (digitised sizes); budget levels are log bins of
+    :data:`~bayes_scaling.data.support.BUDGET_BIN_DECADES` anchored at the largest compute, as
+    isoFLOP ladders are planned (:func:`~bayes_scaling.data.support.budget_levels`). With several
+    groups, the levels are taken per group.
+
+    Parameters
+    ----------
+    runs : RunTable
+        The ladder.
+    holdout_by : {"n_params", "flops"}
+        Hold out the largest model sizes or compute budgets.
+    holdout_top : int
+        How many top levels to hold out.
+
+    Returns
+    -------
+    tuple of RunTable
+        ``(train, test)``.
     """
     if holdout_by not in HOLDOUT_BY:
         raise BayesScalingError(f"holdout_by must be one of {', '.join(HOLDOUT_BY)}, "
@@ -67,7 +85,7 @@ def split_top(runs: RunTable, *, holdout_by: str = "n_params",
     test = np.zeros(runs.n_runs, dtype=bool)
     for g in range(runs.n_groups):
         idx = np.flatnonzero(runs.group_index == g)
-        lv = levels(values[idx])
+        lv = levels(values[idx]) if holdout_by == "n_params" else budget_levels(values[idx])
         if lv.max() + 1 - holdout_top < 3:
             raise BayesScalingError(
                 f"group {runs.group_names[g]!r} has {lv.max() + 1} distinct {holdout_by} levels: "
@@ -127,39 +145,113 @@ def score(fit_: ScalingFit, test: RunTable, *, probs: Sequence[float] = DEFAULT_
                                                 band="predictive", rng=rng))
     y = test.loss
     med = np.median(samples, axis=0)
+    far = decades_outside(fit_box(fit_), test.n, test.d)
     table = pd.DataFrame({"run_id": test.run_ids, "group": [test.group_names[i] for i in
                                                             test.group_index],
                           "n_params": test.n, "n_tokens": test.d, "observed": y, "median": med,
                           "abs_pct_error": 100 * np.abs(med - y) / y,
-                          "decades_out": decades_outside(fit_box(fit_), test.n,
-                                                         test.d)["distance"]})
-    coverage = {}
-    for p in sorted(probs):
+                          "decades_out": far["distance"],
+                          "decades_past_c": far["c_past_max"],
+                          "pit": np.mean(samples < y[None, :], axis=0)})
+    for p in sorted(set(probs) | {0.9}):
         lo = np.quantile(samples, (1 - p) / 2, axis=0)
         hi = np.quantile(samples, (1 + p) / 2, axis=0)
         table[f"lo_{pct(p)}"], table[f"hi_{pct(p)}"] = lo, hi
         table[f"in_{pct(p)}"] = (y >= lo) & (y <= hi)
-        coverage[pct(p)] = float(table[f"in_{pct(p)}"].mean())
-    lo90, hi90 = table.get("lo_90"), table.get("hi_90")
-    if lo90 is None:
-        lo90 = np.quantile(samples, 0.05, axis=0)
-        hi90 = np.quantile(samples, 0.95, axis=0)
+    lo90, hi90 = table["lo_90"], table["hi_90"]
     interval_score = (hi90 - lo90) + (2 / 0.1) * ((lo90 - y) * (y < lo90) + (y - hi90) * (y > hi90))
     table["log_pred_density"] = _log_density(fit_, test, rng)
     table["crps"] = _crps(samples, y)
     table["interval_score_90"] = np.asarray(interval_score)
-    summary = {
-        "method": fit_.method, "model": fit_.spec.name,
-        "n_train": fit_.runs.n_runs, "n_holdout": test.n_runs,
-        "coverage": coverage,
+    summary = {"method": fit_.method, "model": fit_.spec.name, "n_train": fit_.runs.n_runs,
+               **summarize_table(table, probs), "converged": fit_.diagnostics.passed}
+    return BacktestResult(table=table, summary=summary, fit=fit_)
+
+
+def summarize_table(table: pd.DataFrame, probs: Sequence[float] = DEFAULT_PROBS
+                    ) -> dict[str, Any]:
+    """Scores of a per-run backtest table (one :func:`score`, or several concatenated).
+
+    Parameters
+    ----------
+    table : DataFrame
+        Per-run rows as :func:`score` writes them.
+    probs : sequence of float
+        Nominal band probabilities to report coverage for.
+
+    Returns
+    -------
+    dict
+        ``n_holdout``, ``coverage`` (``{"50": ...}``), ``median_abs_pct_error``,
+        ``mean_log_pred_density``, ``mean_crps``, ``mean_interval_score_90``,
+        ``mean_rel_width_90``, ``pit_histogram`` (counts of the PIT values in ten equal bins:
+        flat when calibrated, U-shaped when the bands are too narrow, peaked when too wide).
+    """
+    return {
+        "n_holdout": len(table),
+        "coverage": {pct(p): float(table[f"in_{pct(p)}"].mean()) for p in sorted(probs)},
         "median_abs_pct_error": float(np.median(table["abs_pct_error"])),
         "mean_log_pred_density": float(table["log_pred_density"].mean()),
         "mean_crps": float(table["crps"].mean()),
         "mean_interval_score_90": float(table["interval_score_90"].mean()),
-        "mean_rel_width_90": float(np.mean((hi90 - lo90) / med)),
-        "converged": fit_.diagnostics.passed,
+        "mean_rel_width_90": float(np.mean((table["hi_90"] - table["lo_90"]) / table["median"])),
+        "pit_histogram": np.histogram(table["pit"], bins=PIT_BINS, range=(0, 1))[0].tolist(),
     }
-    return BacktestResult(table=table, summary=summary, fit=fit_)
+
+
+def split_query(runs: RunTable, test_query: str) -> tuple[RunTable, RunTable]:
+    """``(train, test)``: test = the runs matching the pandas query ``test_query``.
+
+    The query sees the columns ``n_params``, ``n_tokens``, ``flops``, ``loss`` and ``group``,
+    e.g. ``"flops > 1e20"`` or ``"n_params >= 1e9 and n_tokens > 2e10"``.
+
+    Parameters
+    ----------
+    runs : RunTable
+        The ladder.
+    test_query : str
+        Which runs to hold out.
+
+    Returns
+    -------
+    tuple of RunTable
+        ``(train, test)``.
+    """
+    frame = pd.DataFrame({"n_params": runs.n, "n_tokens": runs.d, "flops": runs.flops,
+                          "loss": runs.loss,
+                          "group": [runs.group_names[i] for i in runs.group_index]})
+    try:
+        mask = np.asarray(frame.eval(test_query), dtype=bool)
+    except Exception as exc:  # pandas raises many kinds for a bad expression
+        raise BayesScalingError(f"--test-query {test_query!r}: {type(exc).__name__}: {exc} "
+                                "(columns: n_params, n_tokens, flops, loss, group)") from None
+    if mask.shape != (runs.n_runs,):
+        raise BayesScalingError(f"--test-query {test_query!r} must give one true/false per run")
+    if not mask.any():
+        raise BayesScalingError(f"--test-query {test_query!r} selects no run to hold out")
+    for g in range(runs.n_groups):
+        left = np.sum(~mask & (runs.group_index == g))
+        if np.any(mask & (runs.group_index == g)) and left < 3:
+            raise BayesScalingError(f"--test-query {test_query!r} leaves {left} training runs in "
+                                    f"group {runs.group_names[g]!r} (need at least 3)")
+    return runs.subset(~mask), runs.subset(mask)
+
+
+def _baseline_per_group(model: Any, train: RunTable, test: RunTable, *, probs: Sequence[float],
+                        seed: int, rng: np.random.Generator) -> BacktestResult:
+    """The Huber+bootstrap baseline fitted and scored one group at a time, pooled."""
+    tables, n_train = [], 0
+    for name in dict.fromkeys(test.group_names[i] for i in np.unique(test.group_index)):
+        tr = train.subset(np.asarray(train.group_names)[train.group_index] == name)
+        te = test.subset(np.asarray(test.group_names)[test.group_index] == name)
+        fitted = fit_baseline(model, tr, random_seed=seed)
+        tables.append(score(fitted, te, probs=probs, random_seed=rng).table)
+        n_train += tr.n_runs
+    table = pd.concat(tables, ignore_index=True)
+    summary = {"method": "huber-bootstrap", "model": fitted.spec.name, "n_train": n_train,
+               **summarize_table(table, probs), "converged": True,
+               "note": "fitted per group (the baseline has no hierarchy)"}
+    return BacktestResult(table=table, summary=summary, fit=None)
 
 
 def backtest(
@@ -168,34 +260,38 @@ def backtest(
     *,
     holdout_by: Literal["n_params", "flops"] = "n_params",
     holdout_top: int = 1,
+    test_query: str | None = None,
     method: Literal["bayes", "huber-bootstrap"] = "bayes",
     probs: Sequence[float] = DEFAULT_PROBS,
     random_seed: SeedLike = None,
     fit_kwargs: Mapping[str, Any] | None = None,
     on_progress: ProgressFn | None = None,
 ) -> BacktestResult:
-    """Hold out the top ``holdout_top`` levels of ``holdout_by``, refit, predict and score.
+    """Hold out the runs a user will extrapolate to, refit on the rest, predict and score.
 
     Parameters
     ----------
     runs : RunTable
-        The ladder.
-    model : str, path or ModelSpec, default "chinchilla"
-        The model refitted on the rest.
-    holdout_by : {"n_params", "flops"}, default "n_params"
-        The axis whose largest levels are held out (levels within 2% are one level).
-    holdout_top : int, default 1
-        How many of the largest levels to hold out.
-    method : {"bayes", "huber-bootstrap"}, default "bayes"
-        Our NUTS fit, or the Hoffmann/Epoch point fit with bootstrap bands.
-    probs : sequence of float, default :data:`~bayes_scaling.constants.DEFAULT_PROBS`
-        Band probabilities scored (coverage per probability).
-    random_seed : int, numpy.random.Generator or None
-        Seed of the refit and of the predictive draws.
+        The ladder (one or several groups).
+    model : str or ModelSpec
+        The model to fit.
+    holdout_by : {"n_params", "flops"}
+        Hold out the top ``holdout_top`` model sizes, or compute budgets (quarter-decade bins,
+        :func:`split_top`).
+    holdout_top : int
+        How many top levels to hold out.
+    test_query : str, optional
+        An explicit split instead (:func:`split_query`), e.g. ``"flops > 1e20"``.
+    method : {"bayes", "huber-bootstrap"}
+        The Bayesian fit, or the Huber+bootstrap baseline (fitted per group).
+    probs : sequence of float
+        Band probabilities to score.
+    random_seed : int or Generator, optional
+        Seed of the refit and the predictive draws.
     fit_kwargs : mapping, optional
-        Passed to the refit (``draws``, ``tune``, ``chains``...).
+        Passed to :func:`~bayes_scaling.fitting.fit.fit`.
     on_progress : callable, optional
-        Called with one short line per step.
+        Receives progress messages.
 
     Returns
     -------
@@ -205,18 +301,27 @@ def backtest(
     if method not in METHODS:
         raise BayesScalingError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     rng = np.random.default_rng(random_seed)
-    train, test = split_top(runs, holdout_by=holdout_by, holdout_top=holdout_top)
+    if test_query is not None:
+        train, test = split_query(runs, test_query)
+        what = f"query {test_query!r}"
+    else:
+        train, test = split_top(runs, holdout_by=holdout_by, holdout_top=holdout_top)
+        what = f"top {holdout_top} by {holdout_by}"
     seed = int(rng.integers(2**31 - 1))
     tell = on_progress or (lambda _m: None)
-    tell(f"backtest: {train.n_runs} training runs, {test.n_runs} held out "
-         f"(top {holdout_top} by {holdout_by}), method {method}")
+    tell(f"backtest: {train.n_runs} training runs, {test.n_runs} held out ({what}), "
+         f"method {method}")
     if method == "bayes":
         fitted = fit(model, train, random_seed=seed, on_progress=tell, **dict(fit_kwargs or {}))
+        result = score(fitted, test, probs=probs, random_seed=rng)
+    elif train.n_groups > 1:
+        result = _baseline_per_group(model, train, test, probs=probs, seed=seed, rng=rng)
     else:
-        fitted = fit_baseline(model, train, random_seed=seed)
-    result = score(fitted, test, probs=probs, random_seed=rng)
-    result.summary.update({"holdout_by": holdout_by, "holdout_top": holdout_top,  # type: ignore[union-attr]
-                           "seed": seed})
+        result = score(fit_baseline(model, train, random_seed=seed), test, probs=probs,
+                       random_seed=rng)
+    result.summary.update({"holdout_by": holdout_by if test_query is None else "query",  # type: ignore[union-attr]
+                           "holdout_top": holdout_top if test_query is None else None,
+                           "test_query": test_query, "seed": seed})
     return result
 
 

@@ -7,9 +7,8 @@ Gelman & Gabry 2017) of each run, the slope differences between groups, how far 
 past the runs, and -- with ``full=True`` or fits the caller passes -- the full-posterior
 comparisons by PSIS-LOO: the broken law vs the plain one, pooled vs shared exponents (an ELPD
 difference under 4 is small: Sivula, Magnusson & Vehtari 2022, arXiv:2008.10296).
-:func:`report_section` is the risk report's section; :func:`choose_likelihood` picks Normal or
-Student-t for ``--likelihood auto``. The detectors themselves are
-:mod:`bayes_scaling.evaluate.patterns`.
+:func:`choose_likelihood` picks Normal or Student-t for ``--likelihood auto``. The detectors
+themselves are :mod:`bayes_scaling.evaluate.patterns`.
 """
 
 from __future__ import annotations
@@ -365,16 +364,3 @@ def choose_likelihood(spec: ModelSpec | str, runs: RunTable) -> tuple[ModelSpec,
     f_out, _ = check_outliers(group_fits(runs, law), runs)
     family = "studentt" if f_out["severity"] == "warning" else "normal"
     return spec.with_likelihood(family), f_out
-
-
-def report_section(fit: ScalingFit, target: tuple[float, float] | None = None) -> dict[str, Any]:
-    """The risk report's ``patterns`` section: the point-fit and posterior checks of ``fit``.
-
-    JSON-ready; ``{"included": False, "reason": ...}`` for fits the checks do not apply to
-    (curve laws, or too few runs per group to fit the law).
-    """
-    try:
-        res = diagnose(fit, target=target)
-    except QueryError as exc:
-        return {"included": False, "reason": str(exc)}
-    return {"included": True, "model": fit.spec.name, **res.to_json()}

@@ -9,7 +9,6 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from bayes_scaling.constants import FLOPS_PER_PARAM_TOKEN
 from bayes_scaling.data.support import DISCREPANCY_RAMP_DECADES, Box, decades_outside
 from bayes_scaling.errors import QueryError
 from bayes_scaling.fitting.result import ScalingFit
@@ -106,14 +105,8 @@ class DrawSet:
 
 
 def extend_box(box: Box, n: float, d: float) -> Box:
-    """The training box after adding a run at ``(n, d)``."""
-    ln, ld = float(np.log10(n)), float(np.log10(d))
-    lc = float(np.log10(FLOPS_PER_PARAM_TOKEN)) + ln + ld
-
-    def ext(lo_hi: tuple[float, float], v: float) -> tuple[float, float]:
-        return (min(lo_hi[0], v), max(lo_hi[1], v))
-
-    return Box(ext(box.n, ln), ext(box.d, ld), ext(box.c, lc))
+    """The training support after adding a run at ``(n, d)`` (range and hull)."""
+    return box.extended(n, d)
 
 
 def draw_set(fit: ScalingFit, *, group: str | None = None, n_draws: int | None = None,

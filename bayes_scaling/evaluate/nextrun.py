@@ -354,24 +354,3 @@ def ranking_json(table: pd.DataFrame) -> dict[str, Any]:
 
 #: Candidate runs of the risk report cost at most this fraction of the planned run's FLOPs.
 REPORT_BUDGET_FRACTION = 0.1
-
-
-def report_section(fit: ScalingFit, target: Any, *, group: str | None = None,
-                   budget: float | None = None, top: int = 8, n_sim: int = 64,
-                   n_draws: int | None = 2000, random_seed: SeedLike = None) -> dict[str, Any]:
-    """The risk report's ``next_run`` section: the best ``top`` candidate runs, JSON-ready.
-
-    Candidates: :func:`candidate_grid`; ``budget`` defaults to
-    :data:`REPORT_BUDGET_FRACTION` of the target's FLOPs (a de-risking run, not a second
-    plan). ``{"included": False, "reason": ...}`` when nothing can be ranked.
-    """
-    tgt = Target.of(target)
-    if budget is None:
-        budget = REPORT_BUDGET_FRACTION * FLOPS_PER_PARAM_TOKEN * tgt.n_params * tgt.n_tokens
-    try:
-        table = rank_next_runs(fit, None, target=tgt, budget=budget, group=group, n_sim=n_sim,
-                               n_draws=n_draws, random_seed=random_seed)
-    except QueryError as exc:
-        return {"included": False, "reason": str(exc)}
-    out = ranking_json(table.head(top))
-    return {"included": True, "model": fit.spec.name, **out}

@@ -8,24 +8,28 @@ whose scale grows with the distance of extrapolation:
 .. math:: \log L_{run} = \log L_{law}(N, D) + \varepsilon + \delta, \quad
           \delta \sim \mathcal{N}(0,\ \tau_0^2\,\mathrm{ramp}(\Delta) + (\kappa\,\Delta)^2)
 
-where :math:`\Delta` is the decades outside the training runs in (log10 N, log10 D)
-(:mod:`bayes_scaling.data.support`), :math:`\varepsilon` the run-to-run noise, and
-``ramp`` rises from 0 inside the training box to 1 at 0.05 decades outside it: a model size or
-budget the ladder has not seen carries an error of its own (:math:`\tau_0`, measured at about
-2% on Chinchilla's runs) on top of the growth with distance (:math:`\kappa` per decade).
+where :math:`\Delta` is the extrapolation distance from the training runs' support (decades
+outside their convex hull in (log10 N, log10 D) combined with the decades of compute past the
+largest budget, :func:`bayes_scaling.data.support.decades_outside`), :math:`\varepsilon` the
+run-to-run noise, and ``ramp`` rises from 0 on the support to 1 at 0.05 decades from it: a model
+size or budget the ladder has not seen carries an error of its own (:math:`\tau_0`) on top of
+the growth with distance (:math:`\kappa` per decade).
 
 :math:`(\tau_0, \kappa)` are learned by rolling-origin backtests *inside* the training runs:
 hold out the largest 1, 2, 3 model sizes (and, separately, the largest compute budgets), refit
 the law by the fast Huber point fit (with a small bootstrap) on the rest, and record each
 held-out run's log error and distance. Their posterior is computed exactly on a 2-D grid under
-half-normal priors, from
+a prior (the cross-ladder prior of :mod:`bayes_scaling.fitting.discrepancy_prior`,
+learned from every public ladder's rolling-origin errors, or half-normal priors), from
 
 .. math:: r_i \sim \mathcal{N}(0,\ s^2 + v_i + \tau_0^2\,\mathrm{ramp}(\Delta_i)
           + \kappa^2 \Delta_i^2)
 
 with :math:`s` the in-sample residual scale and :math:`v_i` the variance of the refit's
 prediction over bootstrap resamples (the refit's own parameter uncertainty, which the posterior's
-law band already carries, so the discrepancy does not count it twice). Draws of
+law band already carries, so the discrepancy does not count it twice). The errors of one refit
+share its parameters and so, largely, their sign: with the cross-ladder prior the ladder's own
+likelihood is tempered to one effective observation per refit (``temper``). Draws of
 :math:`(\tau_0, \kappa)` are stored in the posterior so every predictive query integrates over
 them.
 """
@@ -34,15 +38,25 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import xarray as xr
 
 from bayes_scaling.constants import CHAIN, DRAW
 from bayes_scaling.data.runs import RunTable
-from bayes_scaling.data.support import DISCREPANCY_RAMP_DECADES, Box, decades_outside, levels
+from bayes_scaling.data.support import (
+    DISCREPANCY_RAMP_DECADES,
+    DISTANCE,
+    DISTANCE_KINDS,
+    Box,
+    budget_levels,
+    decades_outside,
+    levels,
+)
 from bayes_scaling.errors import BayesScalingError
 from bayes_scaling.fitting.baseline import huber_bootstrap, huber_fit
+from bayes_scaling.fitting.discrepancy_prior import DiscrepancyPrior, load_prior
 from bayes_scaling.fitting.result import ScalingFit, with_posterior
 from bayes_scaling.laws.final_loss import LAWS
 
@@ -71,6 +85,24 @@ class InnerBacktest:
     noise_scale: float
     n_refits: int
     law_var: np.ndarray | float = 0.0
+    #: Index of the refit each held-out run came from.
+    refit: np.ndarray | None = None
+    #: Every distance measure of :data:`~bayes_scaling.data.support.DISTANCE_KINDS`, per run.
+    by_kind: dict[str, np.ndarray] | None = None
+    #: How each refit held runs out: ``"n"`` (top sizes) or ``"c"`` (top budgets), per run.
+    split: np.ndarray | None = None
+
+    def with_distance(self, kind: str) -> InnerBacktest:
+        """The same errors measured with another distance ``kind``."""
+        if self.by_kind is None or kind not in self.by_kind:
+            raise BayesScalingError(f"no {kind!r} distances recorded in this backtest")
+        return InnerBacktest(self.residuals, self.by_kind[kind], self.noise_scale,
+                             self.n_refits, self.law_var, self.refit, self.by_kind, self.split)
+
+    @property
+    def n_effective(self) -> float:
+        """Effective number of independent errors: one per refit (errors of a refit co-vary)."""
+        return float(min(self.n_refits, self.residuals.size))
 
 
 def _log_inputs(runs: RunTable, law_inputs) -> dict[str, np.ndarray]:
@@ -86,14 +118,14 @@ def inner_backtest(runs: RunTable, law_name: str,
                    steps: tuple[int, ...] = HOLDOUT_STEPS) -> InnerBacktest:
     """Rolling-origin backtests inside ``runs`` (per group), by model size and by compute."""
     law = LAWS[law_name]
-    res, dist, law_var, scales, refits = [], [], [], [], 0
+    res, dist, law_var, scales, refits, ids, kinds, split = [], [], [], [], 0, [], [], []
     for g in range(runs.n_groups):
         grp = runs.subset(runs.group_index == g)
         full = huber_fit(_log_inputs(grp, law.inputs), grp.log_loss, law=law_name)
         r_in = grp.log_loss - law.evaluate_log(_log_inputs(grp, law.inputs), full)
         scales.append(_robust_scale(r_in))
         for key in ("n", "c"):
-            lv = levels(grp.n if key == "n" else grp.flops)
+            lv = levels(grp.n) if key == "n" else budget_levels(grp.flops)
             top = lv.max()
             for k in steps:
                 if top + 1 - k < MIN_TRAIN_SIZES:
@@ -111,13 +143,19 @@ def inner_backtest(runs: RunTable, law_name: str,
                 point = law.evaluate_log(_log_inputs(test, law.inputs), boot.estimate)
                 res.append(test.log_loss - point)
                 law_var.append(np.var(pred, axis=0))
-                dist.append(decades_outside(Box.of(train.n, train.d), test.n, test.d)["distance"])
+                far = decades_outside(Box.of(train.n, train.d), test.n, test.d)
+                dist.append(far["distance"])
+                kinds.append({k: far[k] for k in DISTANCE_KINDS})
+                ids.append(np.full(test.n_runs, refits))
+                split.append(np.full(test.n_runs, key))
                 refits += 1
     if not res:
         raise BayesScalingError("too few distinct sizes for rolling-origin calibration "
                                 f"(need > {MIN_TRAIN_SIZES} per group); fit with calibrate=False")
+    by_kind = {k: np.concatenate([x[k] for x in kinds]) for k in DISTANCE_KINDS}
     return InnerBacktest(np.concatenate(res), np.concatenate(dist),
-                         float(np.median(scales)), refits, np.concatenate(law_var))
+                         float(np.median(scales)), refits, np.concatenate(law_var),
+                         np.concatenate(ids), by_kind, np.concatenate(split))
 
 
 def ramp(distance: np.ndarray) -> np.ndarray:
@@ -130,16 +168,46 @@ def discrepancy_sd(distance: np.ndarray, tau0: np.ndarray, kappa: np.ndarray) ->
     return np.sqrt(tau0**2 * ramp(distance) + (kappa * distance) ** 2)
 
 
-def discrepancy_posterior(bt: InnerBacktest) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Grid posterior of ``(tau0, kappa)``: ``(tau0_grid, kappa_grid, weights[tau0, kappa])``."""
-    t = TAU0_GRID[:, None, None]
-    k = KAPPA_GRID[None, :, None]
-    d = bt.distances[None, None, :]
-    lv = np.asarray(bt.law_var, dtype=float)
-    var = bt.noise_scale**2 + (lv[None, None, :] if lv.ndim else lv) + discrepancy_sd(d, t, k) ** 2
-    loglik = -0.5 * np.sum(np.log(var) + bt.residuals[None, None, :] ** 2 / var, axis=2)
-    logp = (loglik - 0.5 * (TAU0_GRID[:, None] / TAU0_PRIOR_SIGMA) ** 2
+def discrepancy_loglik(bt: InnerBacktest) -> np.ndarray:
+    """Log likelihood of the held-out errors on the ``(TAU0_GRID, KAPPA_GRID)`` grid."""
+    out = np.empty((TAU0_GRID.size, KAPPA_GRID.size))
+    lv = np.broadcast_to(np.asarray(bt.law_var, dtype=float), bt.residuals.shape)
+    base = bt.noise_scale**2 + lv
+    for j, k in enumerate(KAPPA_GRID):  # column by column: bounded memory on big ladders
+        var = base[None, :] + discrepancy_sd(bt.distances[None, :], TAU0_GRID[:, None], k) ** 2
+        out[:, j] = -0.5 * np.sum(np.log(var) + bt.residuals[None, :] ** 2 / var, axis=1)
+    return out
+
+
+def half_normal_logprior() -> np.ndarray:
+    """The single-ladder default prior on the grid: half-normals on ``tau0`` and ``kappa``."""
+    return (-0.5 * (TAU0_GRID[:, None] / TAU0_PRIOR_SIGMA) ** 2
             - 0.5 * (KAPPA_GRID[None, :] / KAPPA_PRIOR_SIGMA) ** 2)
+
+
+def discrepancy_posterior(bt: InnerBacktest, prior: DiscrepancyPrior | None = None,
+                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Grid posterior of ``(tau0, kappa)``: ``(tau0_grid, kappa_grid, weights[tau0, kappa])``.
+
+    Parameters
+    ----------
+    bt : InnerBacktest
+        The ladder's own rolling-origin errors.
+    prior : DiscrepancyPrior, optional
+        The cross-ladder prior; with it the likelihood is tempered to ``bt.n_effective``
+        observations when ``prior.temper``. Without it, half-normal priors and no tempering.
+
+    Returns
+    -------
+    tuple of ndarray
+        The two grids and the normalised weights, shape ``(tau0, kappa)``.
+    """
+    loglik = discrepancy_loglik(bt)
+    if prior is None:
+        logp = loglik + half_normal_logprior()
+    else:
+        weight = bt.n_effective / bt.residuals.size if prior.temper else 1.0
+        logp = weight * loglik + prior.log_density(TAU0_GRID, KAPPA_GRID)
     w = np.exp(logp - logp.max())
     return TAU0_GRID, KAPPA_GRID, w / w.sum()
 
@@ -156,12 +224,31 @@ def sample_grid(weights: np.ndarray, shape: tuple[int, int],
 
 
 def attach_discrepancy(fit: ScalingFit, *, random_seed: int | None = None,
+                       prior: DiscrepancyPrior | Literal["shipped", "none"] = "shipped",
                        on_progress: Callable[[str], None] | None = None) -> ScalingFit:
-    """``fit`` with ``kappa`` draws in its posterior and the inner backtest summary in meta."""
+    """``fit`` with ``(tau0, kappa)`` draws in its posterior and the inner backtest in meta.
+
+    Parameters
+    ----------
+    fit : ScalingFit
+        A fitted law.
+    random_seed : int, optional
+        Seed of the grid draws.
+    prior : DiscrepancyPrior or {"shipped", "none"}
+        ``"shipped"``: the cross-ladder prior shipped with the package (``data/discrepancy_prior``);
+        ``"none"``: half-normal priors (the ladder's own evidence alone).
+    on_progress : callable, optional
+        Receives progress messages.
+
+    Returns
+    -------
+    ScalingFit
+    """
     tell = on_progress or (lambda _m: None)
     tell("calibrating the extrapolation discrepancy (rolling-origin refits inside the ladder)")
     bt = inner_backtest(fit.runs, fit.spec.law)
-    _, _, weights = discrepancy_posterior(bt)
+    prior_ = load_prior() if prior == "shipped" else None if prior == "none" else prior
+    _, _, weights = discrepancy_posterior(bt, prior_)
     rng = np.random.default_rng([int(random_seed or 0), 7])
     shape = (fit.posterior.sizes[CHAIN], fit.posterior.sizes[DRAW])
     tau0, kappa = sample_grid(weights, shape, rng)
@@ -175,6 +262,8 @@ def attach_discrepancy(fit: ScalingFit, *, random_seed: int | None = None,
     meta = {"calibration": {"kappa_mean": mean, "tau0_mean": float(tau0.mean()),
                             "n_heldout": int(bt.residuals.size),
                             "n_refits": bt.n_refits, "noise_scale": bt.noise_scale,
-                            "max_distance": float(bt.distances.max())},
+                            "max_distance": float(bt.distances.max()),
+                            "distance": DISTANCE,
+                            "prior": prior_.source if prior_ is not None else "half-normal"},
             "box": Box.of(fit.runs.n, fit.runs.d).to_dict()}
     return with_posterior(fit, {"kappa": kappa_da, "tau0": tau0_da}, meta)

@@ -337,7 +337,9 @@ def _checked_meta(meta: Any) -> dict[str, Any]:
     box = meta.get("box")
     if box is not None and not (set(box) >= {"n", "d", "c"} and all(
             isinstance(box[k], list) and len(box[k]) == 2 and all(map(_is_number, box[k]))
-            for k in ("n", "d", "c"))):
+            for k in ("n", "d", "c")) and all(
+            isinstance(v, list) and len(v) == 2 and all(map(_is_number, v))
+            for v in box.get("hull", [])) and isinstance(box.get("distance", ""), str)):
         raise TypeError(f"meta entry 'box' is {box!r}")
     cal = meta.get("calibration") or {}
     bad = [k for k in _CALIBRATION_NUMBERS if k in cal and not _is_number(cal[k])]
@@ -359,16 +361,27 @@ def _checked_diagnostics(diag: Diagnostics) -> Diagnostics:
 
 def _check_posterior(post: xr.Dataset, params: tuple[str, ...],
                      groups: tuple[str, ...]) -> None:
-    """Refuse a posterior whose variables queries could not use (names, dims, dtypes)."""
+    """Refuse a posterior whose variables queries could not use (names, dims, dtypes, values).
+
+    A non-finite draw of any variable a query reads (the constants, their population values and
+    spreads, the noise and discrepancy scales) is refused: a query would average it into a
+    median of ``inf`` or ``nan`` and print it as a result.
+    """
     missing = [p for p in params if p not in post]
     if missing:
         raise FitFileError(f"posterior lacks {', '.join(missing)}")
-    for name in (*params, "sigma", "nu", "kappa", "tau0"):
+    read = (*params, *(f"{p}{s}" for p in params for s in ("_pop", "_tau")),
+            "sigma", "nu", "kappa", "tau0", "sigma_curve")
+    for name in read:
         if name not in post:
             continue
         da = post[name]
         if da.dtype.kind not in "fiu":
             raise FitFileError(f"posterior variable {name} has dtype {da.dtype}, not numbers")
+        n_bad = int(da.size - np.count_nonzero(np.isfinite(da.values)))
+        if n_bad:
+            raise FitFileError(f"posterior variable {name} has {n_bad} non-finite draws of "
+                               f"{da.size}: a query would report them")
         if da.dims[:2] != ("chain", "draw") or not set(da.dims[2:]) <= {"group"}:
             raise FitFileError(f"posterior variable {name} has dims {da.dims}; expected "
                                "(chain, draw) or (chain, draw, group)")

@@ -20,6 +20,7 @@ from matplotlib.axes import Axes
 
 from bayes_scaling.evaluate.compare import CompareResult
 from bayes_scaling.evaluate.families import DIVERGE_MAX_FLOPS, allocation
+from bayes_scaling.files import atomic_savefig
 from bayes_scaling.fitting.result import ScalingFit
 from bayes_scaling.query.allocate import compute_optimal
 from bayes_scaling.query.predict import predict_loss
@@ -122,8 +123,6 @@ def plot_compare_optimal(
 def save_compare_plots(result: CompareResult, out_dir: str | Path, *,
                        random_seed: int = 0) -> list[Path]:
     """Write ``compare_loss.png`` and ``compare_optimal.png`` to ``out_dir`` (atomically)."""
-    from bayes_scaling.report.demo import atomic_savefig
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     group = result.meta.get("group")

@@ -199,6 +199,11 @@ def extrapolation_warnings(fit: ScalingFit, n: np.ndarray, d: np.ndarray) -> lis
     if worst > FAR_DECADES_C:
         out.append(f"extrapolating {worst:.1f} decades of compute past the largest run "
                    f"(> {FAR_DECADES_C:g}): the law's form is untested there")
+    dist = float(np.max(far["distance"]))
+    if worst <= FAR_DECADES_C < dist:
+        out.append(f"a query lies {dist:.1f} decades from the runs' support (outside their "
+                   f"convex hull in log N x log D; > {FAR_DECADES_C:g}): no run had a comparable "
+                   "size and token count, and the law's form is untested there")
     return out
 
 
@@ -285,7 +290,9 @@ def predict_loss(
                       "band": band}),
         interval_table(loss, probs=probs, interval=interval),
         pd.DataFrame({"decades_past_n": far["n"], "decades_past_d": far["d"],
-                      "decades_past_c": far["c_past_max"]}),
+                      "decades_past_c": far["c_past_max"],
+                      "decades_outside_hull": far["hull"],
+                      "extrapolation_distance": far["distance"]}),
     ], axis=1)
     msgs = _emit(extrapolation_warnings(fit, n, d), fit)
     draws = _wrap(fit, loss, "loss", band=band, units="nats/token", group=g)

@@ -13,78 +13,28 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import matplotlib
+
+matplotlib.use("Agg", force=False)
+import matplotlib.pyplot as plt
 import numpy as np
 
 from bayes_scaling.constants import EPOCH2024_95, PUBLISHED
-from bayes_scaling.files import atomic_path
+from bayes_scaling.data.registry import load_dataset
+from bayes_scaling.files import atomic_savefig, atomic_write_text
+from bayes_scaling.fitting.fit import fit as do_fit
 from bayes_scaling.fitting.result import ScalingFit
+from bayes_scaling.plots import fits as plots
 from bayes_scaling.query.allocate import compute_optimal, optimal_exponents
+from bayes_scaling.query.predict import predict_loss, tokens_needed
+from bayes_scaling.report.common import constants_table
+from bayes_scaling.report.formats import fmt, human
 
 #: Chinchilla-70B (Hoffmann et al. 2022): the demo's query.
 CHINCHILLA_70B = {"n_params": 7e10, "n_tokens": 1.4e12, "target_loss": 1.95, "flops": 5.88e23}
 
 
-# ------------------------------------------------------------------------------ formatting
-def fmt_num(x: float, digits: int = 3) -> str:
-    """``1.4e12 -> "1.4 T"``, ``7e10 -> "70 B"``, ``2.3134 -> "2.31"``; ``inf`` -> "∞"."""
-    if x is None or not np.isfinite(x):
-        return "∞" if x is not None and x > 0 else "n/a"
-    ax = abs(x)
-    for scale, suffix in ((1e12, " T"), (1e9, " B"), (1e6, " M")):
-        if ax >= scale and ax < scale * 1e3:
-            return f"{x / scale:.{digits}g}{suffix}"
-    if ax >= 1e15 or (0 < ax < 1e-3):
-        return f"{x:.{max(digits - 1, 1)}e}"
-    return f"{x:.{digits}g}"
-
-
-def fmt_flops(x: float) -> str:
-    """``5.88e23 -> "5.9e23 FLOP"``."""
-    return f"{x:.2g} FLOP".replace("e+", "e")
-
-
-def atomic_write_text(path: Path, text: str) -> Path:
-    """Write ``text`` to ``path`` via a temp file in the same folder and a rename.
-
-    An interrupt or ``kill -9`` at any moment leaves ``path`` as it was or fully written
-    (:func:`bayes_scaling.fitting.fit.atomic_path`).
-    """
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(text.encode("utf-8"))
-    return path
-
-
-def atomic_savefig(fig: Any, path: Path, **kw: Any) -> Path:
-    """Save a matplotlib figure atomically (see :func:`atomic_write_text`)."""
-    path = Path(path)
-    with atomic_path(path, suffix=path.suffix) as tmp:
-        fig.savefig(tmp, **kw)
-    return path
-
-
 # ------------------------------------------------------------------------------ fit summary
-def constants_table(fit: ScalingFit, interval: float = 0.9) -> list[dict[str, Any]]:
-    """Median and equal-tailed interval of every natural constant (per group)."""
-    consts = fit.constants()
-    lo_q, hi_q = (1 - interval) / 2, (1 + interval) / 2
-    rows = []
-    for name, da in consts.data_vars.items():
-        groups = list(da["group"].values) if "group" in da.dims else [None]
-        for g in groups:
-            v = np.asarray(da.sel(group=g) if g is not None else da).ravel()
-            rows.append({"constant": name, "group": g if g is not None else "(shared)",
-                         "median": float(np.median(v)), "lower": float(np.quantile(v, lo_q)),
-                         "upper": float(np.quantile(v, hi_q)), "interval": interval})
-    for extra in ("sigma", "sigma_curve", "nu", "tau0", "kappa"):
-        if extra in fit.posterior:
-            v = np.asarray(fit.posterior[extra]).ravel()
-            rows.append({"constant": extra, "group": "(shared)", "median": float(np.median(v)),
-                         "lower": float(np.quantile(v, lo_q)),
-                         "upper": float(np.quantile(v, hi_q)), "interval": interval})
-    return rows
-
-
 def fit_summary_text(fit: ScalingFit) -> str:
     """A short plain-text summary: constants, gate, provenance."""
     d = fit.diagnostics
@@ -110,8 +60,6 @@ def fit_summary_text(fit: ScalingFit) -> str:
 # ------------------------------------------------------------------------------ demo
 def demo_numbers(fit: ScalingFit, *, random_seed: int = 0) -> dict[str, Any]:
     """Every number the demo shows, as a JSON-ready dict."""
-    from bayes_scaling.query.predict import predict_loss, tokens_needed
-
     q = CHINCHILLA_70B
     pred = {band: predict_loss(fit, q["n_params"], q["n_tokens"], band=band,
                                random_seed=random_seed).to_records()[0]
@@ -168,21 +116,21 @@ def demo_markdown(fit: ScalingFit, nums: dict[str, Any]) -> str:
     out += ["", f"Convergence: max r̂ {d['max_rhat']:.3f}, min bulk ESS {d['min_ess_bulk']:.0f}, "
             f"min tail ESS {d['min_ess_tail']:.0f}, {d['divergences']} divergences: "
             f"**{'passed' if d['passed'] else 'FAILED'}**.", "",
-            f"## Chinchilla-70B: N = {fmt_num(q['n_params'])}, D = {fmt_num(q['n_tokens'])}",
+            f"## Chinchilla-70B: N = {human(q['n_params'])}, D = {human(q['n_tokens'])}",
             "", "| band | median | 50% | 90% |", "|---|---|---|---|"]
     for band, r in nums["predicted_loss"].items():
         out.append(f"| {band} | {r['median']:.3f} | [{r['lo_50']:.3f}, {r['hi_50']:.3f}] | "
                    f"[{r['lo_90']:.3f}, {r['hi_90']:.3f}] |")
     t = nums["tokens_needed"]
-    out += ["", f"Tokens needed at N = {fmt_num(q['n_params'])} to reach loss "
-            f"{q['target_loss']}: median {fmt_num(t['median'])} tokens "
-            f"(90%: {fmt_num(t['lower'])} – {fmt_num(_f(t['upper']))}); "
+    out += ["", f"Tokens needed at N = {human(q['n_params'])} to reach loss "
+            f"{q['target_loss']}: median {human(t['median'])} tokens "
+            f"(90%: {human(t['lower'])} – {human(_f(t['upper']))}); "
             f"P(unreachable at this size) = {t['p_unreachable']:.3f}.", "",
-            f"## Compute-optimal split of {fmt_flops(q['flops'])}", "",
+            f"## Compute-optimal split of {fmt(q['flops'], 'flops')} FLOP", "",
             "| quantity | median | 90% interval |", "|---|---|---|"]
     for r in nums["compute_optimal"]:
-        out.append(f"| {r['quantity']} | {fmt_num(r['median'])} | "
-                   f"{fmt_num(r['lower'])} – {fmt_num(r['upper'])} |")
+        out.append(f"| {r['quantity']} | {human(r['median'])} | "
+                   f"{human(r['lower'])} – {human(r['upper'])} |")
     a = nums["optimal_exponent_a"]
     out += ["", f"Compute-optimal exponent a (N_opt ∝ C^a): {a['median']:.3f} "
             f"(90%: {a['lower']:.3f} – {a['upper']:.3f}); Epoch AI: 0.513 ± 0.020; "
@@ -206,17 +154,10 @@ def _f(v: Any) -> float:
 def run_demo(out: Path, *, random_seed: int = 0, fit: ScalingFit | None = None,
              on_progress: Callable[[str], None] | None = None) -> list[Path]:
     """Fit the shipped Chinchilla runs (unless ``fit`` is given) and write the demo to ``out``."""
-    import matplotlib.pyplot as plt
-
-    from bayes_scaling.plots import fits as plots
-
     tell = on_progress or (lambda _m: None)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if fit is None:
-        from bayes_scaling.data.registry import load_dataset
-        from bayes_scaling.fitting.fit import fit as do_fit
-
         runs = load_dataset("chinchilla", drop_highest_loss=5)
         fit = do_fit("chinchilla", runs, random_seed=random_seed, on_progress=tell)
     written = [fit.save(out / "chinchilla_fit.nc")]

@@ -2,7 +2,7 @@
 
 :func:`make_figures` returns matplotlib figures keyed by the section that shows them
 (``extrapolation``, ``alternative``, ``backtest``, ``dynamics``); :func:`png_bytes` renders one
-reproducibly (no timestamp in the file). :mod:`bayes_scaling.report.render` places them.
+reproducibly (no timestamp in the file). :mod:`bayes_scaling.report.write` places them.
 """
 
 from __future__ import annotations
@@ -11,10 +11,18 @@ import io
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
+import matplotlib
 
-from bayes_scaling.report.document import LIKELY, primary_family
-from bayes_scaling.report.render import FIGURE_DPI, human
+matplotlib.use("Agg", force=False)
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.ticker import ScalarFormatter
+
+from bayes_scaling.report.blocks import LIKELY, primary_family
+from bayes_scaling.report.formats import human
+
+#: Resolution of the report's figures.
+FIGURE_DPI = 100
 
 
 def _arr(v: Any) -> np.ndarray:
@@ -23,10 +31,19 @@ def _arr(v: Any) -> np.ndarray:
 
 
 def make_figures(risk: Mapping[str, Any]) -> dict[str, Any]:
-    """The report's matplotlib figures, drawn from the dict only: ``{key: Figure}``."""
-    import matplotlib
+    """The report's matplotlib figures, drawn from the dict only.
 
-    matplotlib.use("Agg", force=False)
+    Parameters
+    ----------
+    risk : Mapping
+        The report dict (``report.json``).
+
+    Returns
+    -------
+    dict of str to Figure
+        ``extrapolation`` and ``alternative`` always, ``backtest`` when the backtest ran,
+        ``dynamics`` when that section is included.
+    """
     figs = {"extrapolation": _fig_extrapolation(risk), "alternative": _fig_alternative(risk)}
     t = risk["trust"]
     if isinstance(t, Mapping) and t.get("status") == "ok":
@@ -37,9 +54,6 @@ def make_figures(risk: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _fig_dynamics(risk: Mapping[str, Any]) -> Any:
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import ScalarFormatter
-
     dyn = risk["dynamics"]
     cv = dyn["curve"]
     s = _arr(cv["steps"])
@@ -63,9 +77,6 @@ def _fig_dynamics(risk: Mapping[str, Any]) -> Any:
 
 
 def _fig_extrapolation(risk: Mapping[str, Any]) -> Any:
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import ScalarFormatter
-
     fam = primary_family(risk)
     runs, curves = risk["figures"]["runs"], risk["figures"]["curve"]
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.3))
@@ -111,8 +122,6 @@ def _fig_extrapolation(risk: Mapping[str, Any]) -> Any:
 
 
 def _fig_alternative(risk: Mapping[str, Any]) -> Any:
-    import matplotlib.pyplot as plt
-
     g = risk["figures"]["grid"]
     r, k = _arr(g["tokens_per_param"]), _arr(g["budget_decades"])
     row = int(np.argmin(np.abs(k)))
@@ -137,8 +146,6 @@ def _fig_alternative(risk: Mapping[str, Any]) -> Any:
 
 
 def _fig_backtest(risk: Mapping[str, Any]) -> Any:
-    import matplotlib.pyplot as plt
-
     t = risk["trust"]
     fig, ax = plt.subplots(figsize=(7, 3.8))
     order = {q["run_id"]: i for i, q in enumerate(t["bayes"]["runs"])}
@@ -165,7 +172,38 @@ def _fig_backtest(risk: Mapping[str, Any]) -> Any:
 
 
 def png_bytes(fig: Any) -> bytes:
-    """The figure as PNG bytes at the report's resolution, without a timestamp."""
+    """The figure as PNG bytes at the report's resolution, without a timestamp.
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+        A figure of :func:`make_figures`.
+
+    Returns
+    -------
+    bytes
+        The PNG file's bytes.
+    """
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=FIGURE_DPI, metadata={"Software": None})
     return buf.getvalue()
+
+
+def figure_pngs(risk: Mapping[str, Any]) -> dict[str, bytes]:
+    """Every figure of :func:`make_figures` as PNG bytes (the figures closed afterwards).
+
+    Parameters
+    ----------
+    risk : Mapping
+        The report dict (``report.json``).
+
+    Returns
+    -------
+    dict of str to bytes
+        PNG bytes per figure key.
+    """
+    out = {}
+    for key, fig in make_figures(risk).items():
+        out[key] = png_bytes(fig)
+        plt.close(fig)
+    return out

@@ -24,13 +24,14 @@ from typing import Any
 
 from bayes_scaling.constants import CANONICAL_COLUMNS, FLOPS_PER_PARAM_TOKEN, FLOPS_UNITS
 from bayes_scaling.errors import ProposalError
+from bayes_scaling.model.spec import available_models
 
 #: Keys allowed in each table of a proposal (``""`` is the top level).
 SCHEMA: dict[str, tuple[str, ...]] = {
     "": ("name", "title", "description", "seed", "runs", "plan", "models", "fit", "backtest",
          "dynamics"),
     "runs": ("files", "group", "group_col", "drop_highest_loss", "param_count", "query",
-             "columns", "flops_unit"),
+             "columns", "flops_unit", "alternative_group"),
     "plan": ("n_params", "n_tokens", "flops", "batch_size", "target_loss"),
     "models": ("families",),
     "fit": ("chains", "draws", "tune", "backend", "target_accept", "strict"),
@@ -64,11 +65,15 @@ class RunsSource:
         ``drop_highest_loss``, ``param_count``, ``query``, ``columns``: which column is which,
         as a table ``{ n_params = "parameter_count", ... }``, ``flops_unit``); unset ones keep
         the registry's defaults.
+    alternative_group
+        Another group (recipe) of the same runs to contrast the plan with (the report's
+        optional "alternative recipe" section); ``None``: no such section.
     """
 
     files: tuple[str, ...]
     group: str | None = None
     loader: Mapping[str, Any] = field(default_factory=dict)
+    alternative_group: str | None = None
 
 
 @dataclass(frozen=True)
@@ -161,6 +166,8 @@ class Proposal:
         out = asdict(self)
         out["runs"] = {"files": list(self.runs.files), "group": self.runs.group,
                        "loader": dict(self.runs.loader)}
+        if self.runs.alternative_group is not None:
+            out["runs"]["alternative_group"] = self.runs.alternative_group
         out["families"] = list(self.families)
         out["dynamics"] = dict(self.dynamics) if self.dynamics is not None else None
         out["path"] = str(self.path) if self.path is not None else None
@@ -355,7 +362,12 @@ def _runs(check: _Checker, raw: Mapping[str, Any], base_dir: Path | None) -> Run
     if "flops_unit" in raw:
         loader["flops_unit"] = check.choice(raw["flops_unit"], "runs.flops_unit",
                                             tuple(FLOPS_UNITS))
-    return RunsSource(files=files, group=group, loader=loader)
+    alternative = None
+    if "alternative_group" in raw:
+        alternative = check.text(raw["alternative_group"], "runs.alternative_group")
+        if not alternative or alternative == group:
+            raise check.fail("runs.alternative_group", "must name another group than runs.group")
+    return RunsSource(files=files, group=group, loader=loader, alternative_group=alternative)
 
 
 def _columns(check: _Checker, raw: Any) -> dict[str, str]:
@@ -377,8 +389,6 @@ def _columns(check: _Checker, raw: Any) -> dict[str, str]:
 
 
 def _families(check: _Checker, raw: Mapping[str, Any], base_dir: Path | None) -> tuple[str, ...]:
-    from bayes_scaling.model.spec import available_models
-
     if "families" not in raw:
         raise check.fail("models.families", "is required, e.g. [\"chinchilla\", \"kaplan\"]")
     fams = check.strings(raw["families"], "models.families")
@@ -447,6 +457,3 @@ def _dynamics(check: _Checker, raw: Any, base_dir: Path | None) -> dict[str, Any
         raise check.fail("dynamics.curves", "or dynamics.fit is required: loss curves of the "
                          "small runs (a file or registry data set) or a saved curve-law fit")
     return out
-
-
-__all__ = ["BacktestSettings", "FitSettings", "Proposal", "RunsSource", "load_proposal"]

@@ -1,0 +1,157 @@
+r"""A cross-ladder prior on the extrapolation discrepancy ``(tau0, kappa)``.
+
+One ladder sees extrapolations of a few tenths of a decade; users ask about one to three. So
+how the law's log error grows with the extrapolation distance is learned across ladders:
+every public ladder's rolling-origin errors (:func:`bayes_scaling.fitting.calibrate.inner_backtest`
+on the whole ladder) give a grid log likelihood of that ladder's ``(tau0, kappa)``, and the
+ladders are pooled hierarchically,
+
+.. math:: \log\tau_{0,l} \sim \mathcal{N}(\mu_\tau, s_\tau^2), \quad
+          \log\kappa_l \sim \mathcal{N}(\mu_\kappa, s_\kappa^2),
+
+with :math:`(\mu, s)` set by maximising the marginal likelihood over the ladders (empirical Bayes,
+a half-normal(1) hyperprior on each :math:`s`). A new ladder's prior is the population
+distribution; the ladder's own rolling-origin evidence then updates it
+(:func:`bayes_scaling.fitting.calibrate.discrepancy_posterior`). The errors of one refit share a
+sign (a *systematic* per-refit term), so a ladder's evidence counts as one observation per refit
+(``temper``): its many held-out runs do not swamp the prior.
+
+The learned prior is shipped as ``data/discrepancy_prior/prior.json`` with its provenance;
+``benchmarks/bench_discrepancy_prior.py`` rebuilds it and validates it leave-one-ladder-out.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import optimize, special
+
+from bayes_scaling.errors import BayesScalingError
+from bayes_scaling.files import shipped
+
+#: The shipped prior, relative to the shipped data folder (:func:`bayes_scaling.files.shipped`).
+SHIPPED_PRIOR = Path("discrepancy_prior") / "prior.json"
+#: Hyperprior scale of the population sds (on log tau0 and log kappa).
+HYPER_SD = 1.0
+
+
+@dataclass(frozen=True)
+class DiscrepancyPrior:
+    """Log-normal population prior on ``tau0`` and ``kappa`` (independent)."""
+
+    log_tau0_mu: float
+    log_tau0_sd: float
+    log_kappa_mu: float
+    log_kappa_sd: float
+    temper: bool = True
+    distance: str = "hull_compute"
+    source: str = "cross-ladder"
+
+    def log_density(self, tau0_grid: np.ndarray, kappa_grid: np.ndarray) -> np.ndarray:
+        """Log prior mass of each grid cell, shape ``(tau0, kappa)``, normalised to sum 1."""
+        return _grid_logp(tau0_grid, kappa_grid, self.log_tau0_mu, self.log_tau0_sd,
+                          self.log_kappa_mu, self.log_kappa_sd)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> DiscrepancyPrior:
+        """Inverse of :meth:`to_dict` (unknown keys, e.g. provenance, are ignored)."""
+        keys = cls.__dataclass_fields__
+        return cls(**{k: raw[k] for k in keys if k in raw})
+
+
+def _lognormal_logpdf(x: np.ndarray, mu: float, sd: float) -> np.ndarray:
+    return -np.log(x * sd) - 0.5 * ((np.log(x) - mu) / sd) ** 2
+
+
+def _grid_logp(tg: np.ndarray, kg: np.ndarray, mt: float, st: float, mk: float,
+               sk: float) -> np.ndarray:
+    # cell masses ~ density at the cell's value; the cell at 0 is valued at half a cell
+    t = np.maximum(tg, (tg[1] - tg[0]) / 2)
+    k = np.maximum(kg, (kg[1] - kg[0]) / 2)
+    lp = _lognormal_logpdf(t, mt, st)[:, None] + _lognormal_logpdf(k, mk, sk)[None, :]
+    return lp - special.logsumexp(lp)
+
+
+def fit_population(logliks: Sequence[np.ndarray], tau0_grid: np.ndarray,
+                   kappa_grid: np.ndarray, *, weights: Sequence[float] | None = None,
+                   temper: bool = True,
+                   distance: str = "hull_compute",
+                   source: str = "cross-ladder") -> DiscrepancyPrior:
+    """The population prior that maximises the ladders' marginal likelihood.
+
+    Parameters
+    ----------
+    logliks : sequence of ndarray
+        One grid log likelihood per ladder, shape ``(tau0, kappa)`` (already tempered if the
+        prior will be used tempered).
+    tau0_grid, kappa_grid : ndarray
+        The grids.
+    weights : sequence of float, optional
+        Weight of each ladder's marginal log likelihood (e.g. 1 / ladders of its source, so a
+        paper with ten ladders counts as much as a paper with one). Default 1 each.
+    temper, distance, source : optional
+        Recorded in the prior: how a ladder's own evidence is weighed, which distance the
+        likelihoods used, and a label.
+
+    Returns
+    -------
+    DiscrepancyPrior
+    """
+    if not logliks:
+        raise BayesScalingError("fit_population needs at least one ladder")
+    # every other grid point: the population's log-normals are smooth on the grid's scale
+    ll = np.stack(logliks)[:, ::2, ::2]
+    tau0_grid, kappa_grid = tau0_grid[::2], kappa_grid[::2]
+    wts = np.ones(len(ll)) if weights is None else np.asarray(weights, dtype=float)
+
+    def neg(theta: np.ndarray) -> float:
+        mt, lst, mk, lsk = theta
+        st, sk = np.exp(lst), np.exp(lsk)
+        lp = _grid_logp(tau0_grid, kappa_grid, mt, st, mk, sk)
+        marg = special.logsumexp(ll + lp[None], axis=(1, 2))
+        hyper = -0.5 * (st / HYPER_SD) ** 2 - 0.5 * (sk / HYPER_SD) ** 2 + lst + lsk
+        return -float(np.sum(wts * marg) + hyper)
+
+    start = np.array([np.log(0.01), np.log(0.5), np.log(0.03), np.log(0.5)])
+    best = optimize.minimize(neg, start, method="Nelder-Mead",
+                             options={"xatol": 1e-3, "fatol": 1e-4, "maxiter": 2000})
+    mt, lst, mk, lsk = best.x
+    return DiscrepancyPrior(float(mt), float(np.exp(lst)), float(mk), float(np.exp(lsk)),
+                            temper=temper, distance=distance, source=source)
+
+
+@cache
+def _read(path: str) -> DiscrepancyPrior:
+    try:
+        raw = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise BayesScalingError(f"{path}: cannot read the discrepancy prior ({exc})") from None
+    try:
+        return DiscrepancyPrior.from_dict(raw)
+    except TypeError as exc:
+        raise BayesScalingError(f"{path}: malformed discrepancy prior ({exc})") from None
+
+
+def load_prior(path: str | Path | None = None) -> DiscrepancyPrior:
+    """The cross-ladder prior shipped with the package (or the one at ``path``).
+
+    Parameters
+    ----------
+    path : path, optional
+        A JSON file written by ``benchmarks/bench_discrepancy_prior.py``.
+
+    Returns
+    -------
+    DiscrepancyPrior
+    """
+    return _read(str(path or shipped("data") / SHIPPED_PRIOR))

@@ -1,0 +1,104 @@
+"""Kaplan vs Chinchilla: the law families compared by PSIS-LOO, and their stacking weights."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from bayes_scaling.data.runs import RunTable
+from bayes_scaling.errors import BayesScalingError
+from bayes_scaling.evaluate.compare import compare
+from bayes_scaling.fitting.result import ScalingFit
+from bayes_scaling.report.blocks import Block, Num, h2, interval_parts, para, table
+from bayes_scaling.report.common import quiet
+from bayes_scaling.report.context import Context, Section
+from bayes_scaling.types import ProgressFn
+
+
+def _comparison(fits: Mapping[str, ScalingFit], runs: RunTable, group: str, ratio: float,
+                seed: int, tell: ProgressFn) -> tuple[dict[str, Any], dict[str, float] | None]:
+    """Kaplan vs Chinchilla by PSIS-LOO (:func:`~bayes_scaling.evaluate.compare.compare`) and
+    the stacking weights."""
+    if len(fits) < 2:
+        only = next(iter(fits))
+        return ({"available": False, "reason": f"the proposal names one law family ({only}); "
+                 "name two or more in models.families to compare them"}, {only: 1.0})
+    tell("comparing the law families by PSIS-LOO")
+    try:
+        # LOO only: held-out refits of every family would double the report's fitting time;
+        # the trust section backtests the first family instead
+        res = quiet(compare, fits, runs=runs, holdout_top=None, random_seed=seed,
+                     on_progress=tell, group=group, tokens_per_param=ratio)
+    except BayesScalingError as exc:
+        return {"available": False, "reason": f"not available: {exc}"}, None
+    table = res.table
+    by_model = {str(r["model"]): r for r in table.to_dict(orient="records")}
+    weights = {}
+    for fam, f in fits.items():
+        rec = by_model.get(fam) or by_model.get(f.spec.name)
+        weights[fam] = float(rec["weight"]) if rec is not None else 0.0
+    total = sum(weights.values())
+    weights = {k: v / total for k, v in weights.items()} if total > 0 else None
+    return {"available": True, **res.to_json()}, weights
+
+
+def numbers(ctx: Context) -> dict[str, Any]:
+    """``comparison`` (LOO table, where the families part) and the stacking ``weights``."""
+    comparison, weights = _comparison(ctx.fits, ctx.runs, ctx.group, ctx.d / ctx.n, ctx.seed,
+                                      ctx.tell)
+    return {"comparison": comparison, "weights": weights}
+
+
+def blocks(risk: Mapping[str, Any]) -> list[Block]:
+    """The LOO table, the families side by side at the plan, and where they part."""
+    cmp_ = risk["comparison"]
+    out = [h2("Kaplan vs Chinchilla")]
+    if not cmp_.get("available"):
+        return [*out, para(cmp_["reason"], css="bad")]
+    out.append(para("Each family fitted to the same runs, compared by PSIS-LOO (expected log "
+                  "predictive density of a left-out run; higher is better), with stacking "
+                  "weights, and by the compute-optimal exponent a (N_opt ∝ C^a)."))
+    rows = []
+    for i, r in enumerate(cmp_["table"]):
+        b = ("comparison", "table", i)
+        rows.append([[str(r["model"])], [Num((*b, "elpd_loo"), "elpd"), " ± ",
+                                         Num((*b, "se"), "elpd")],
+                     [Num((*b, "elpd_diff"), "elpd"), " ± ", Num((*b, "dse"), "elpd")],
+                     [Num((*b, "weight"), "weight")], [Num((*b, "p_loo"), "elpd")],
+                     [Num((*b, "n_bad_pareto_k"), "int")],
+                     [Num((*b, "a_median"), "small"), " (", Num((*b, "a_lower"), "small"), " – ",
+                      Num((*b, "a_upper"), "small"), ")"]])
+    out.append(table(["model", "ELPD-LOO ± SE", "difference ± SE", "weight", "p_loo",
+                       "Pareto k > 0.7", "a (90%)"], rows))
+    out.append(Block("h3", text="Side by side at the plan"))
+    side = []
+    for fam in risk["families"]:
+        b = ("verdict", "families", fam, "predictive")
+        side.append([[fam], [Num((*b, "median"), "loss")], interval_parts(b, 90, "loss"),
+                     [Num((*b, "p_target"), "prob")],
+                     [Num(("tokens_needed", "families", fam, "median"), "tokens")],
+                     [Num(("alternative", "families", fam, "optimal_split", "n_opt", "median"),
+                          "params")]])
+    out.append(table(["family", "loss median", "90% predictive", "P(target)",
+                       "tokens needed", "N_opt at the plan's FLOPs"], side))
+    out.append(_diverge_para(cmp_.get("diverge") or {}))
+    if cmp_.get("notes"):
+        out.append(Block("list", items=[[n] for n in cmp_["notes"]]))
+    return out
+
+
+def _diverge_para(dv: Mapping[str, Any]) -> Block:
+    if not dv:
+        return para("Where they part: not computed.")
+    if dv.get("flops") is None:
+        return para("Where they part: the 90% predictive bands overlap over the whole scanned "
+                  "range, ", Num(("comparison", "diverge", "flops_range", 0), "flops"), " – ",
+                  Num(("comparison", "diverge", "flops_range", 1), "flops"), " FLOP.")
+    b = ("comparison", "diverge")
+    return para(f"Where they part ({dv.get('allocation', '')}): the 90% predictive bands stop "
+              "overlapping at C = ", Num((*b, "flops"), "flops"), " FLOP (N = ",
+              Num((*b, "n_params"), "params"), ", D = ", Num((*b, "n_tokens"), "tokens"),
+              "); the plan is at ", Num(("plan", "flops"), "flops"), " FLOP.")
+
+
+SECTION = Section(keys=("comparison", "weights"), numbers=numbers, blocks=blocks)

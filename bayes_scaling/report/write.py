@@ -1,0 +1,91 @@
+"""The risk report's files: ``report.html``, ``report.md``, ``report.json`` and the figures.
+
+:func:`make_report` reads a proposal, builds its numbers (:mod:`bayes_scaling.report.assemble`)
+and writes them; :func:`write_report` writes a report dict: the page
+(:func:`~bayes_scaling.report.render.render_html`, figures inline), the Markdown (figures
+beside it in ``figures/``) and the dict itself, each atomically
+(:mod:`bayes_scaling.files`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from bayes_scaling.files import atomic_write_bytes, atomic_write_text
+from bayes_scaling.report.assemble import build_risk
+from bayes_scaling.report.document import document
+from bayes_scaling.report.figures import figure_pngs
+from bayes_scaling.report.proposal import load_proposal
+from bayes_scaling.report.render import render_html, render_markdown
+from bayes_scaling.types import ProgressFn
+
+#: Files written by :func:`write_report` (plus ``figures/*.png``).
+REPORT_FILES = ("report.html", "report.md", "report.json")
+
+
+def write_report(risk: Mapping[str, Any], out_dir: str | os.PathLike[str]) -> list[Path]:
+    """Write ``report.html``, ``report.md``, ``report.json`` and ``figures/*.png`` atomically.
+
+    Parameters
+    ----------
+    risk : Mapping
+        The report dict of :func:`~bayes_scaling.report.assemble.build_risk`.
+    out_dir : path
+        Folder to write into (created if missing).
+
+    Returns
+    -------
+    list of Path
+        The written paths, the three reports first.
+    """
+    out = Path(out_dir)
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    blocks = document(risk)
+    pngs, files, written = figure_pngs(risk), {}, []
+    for key, png in pngs.items():
+        written.append(atomic_write_bytes(out / "figures" / f"{key}.png", png))
+        files[key] = f"figures/{key}.png"
+    reports = [
+        atomic_write_text(out / "report.html", render_html(risk, blocks, pngs)),
+        atomic_write_text(out / "report.md", render_markdown(risk, blocks, files)),
+        atomic_write_text(out / "report.json", json.dumps(risk, indent=1, sort_keys=False,
+                                                           allow_nan=False) + "\n"),
+    ]
+    return reports + written
+
+
+def make_report(proposal_path: str | os.PathLike[str], out_dir: str | os.PathLike[str], *,
+                random_seed: int | None = None,
+                on_progress: ProgressFn | None = None) -> list[Path]:
+    """Read a proposal, build its risk numbers and write the report to ``out_dir``.
+
+    Parameters
+    ----------
+    proposal_path : path
+        The proposal TOML.
+    out_dir : path
+        Folder of the report; saved fits go to ``<out_dir>/fits`` and are reused when their
+        spec and data hashes match.
+    random_seed : int, optional
+        Overrides the proposal's seed.
+    on_progress : callable, optional
+        Called with one line per step.
+
+    Returns
+    -------
+    list of Path
+        The written paths, the three reports first.
+    """
+    proposal = load_proposal(proposal_path)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    risk = build_risk(proposal, random_seed=random_seed, on_progress=on_progress,
+                      cache_dir=out / "fits")
+    written = write_report(risk, out)
+    if on_progress:
+        on_progress(f"report written to {out / 'report.html'}")
+    return written

@@ -1,0 +1,438 @@
+"""Which recipe wins at scale: compute multipliers and P(B better) on synthetic and real ladders.
+
+Three parts, each writing its records into ``benchmarks/results/contrast.json``; ``--part
+report`` (run by every part) turns them into ``contrast.md`` and ``contrast_reliability.png``.
+
+- ``synthetic``: ladders with known truth (2-8 groups; random offsets on log E, log A, log B,
+  shared exponents; 5 sizes x 3 ratios per group, 1% noise on log loss). Each is fitted with
+  the default ``chinchilla`` model (small NUTS runs) and every pair of groups is contrasted at
+  100x the largest training compute (compute-optimal path): does the 90% interval of the compute
+  multiplier cover the true multiplier, and is P(B better) (law band) calibrated against the
+  sign of the true loss difference?
+- ``porian``: Porian et al. (2024, arXiv:2406.19146) IsoFLOP points, the five training settings
+  within each corpus (each corpus has its own validation set; corpora are never compared).
+  The top two budgets are held out; the law is fitted on budgets up to a cut (two cuts). The
+  observed winner of a pair at a held-out budget is the setting with the lower best loss over
+  that budget's IsoFLOP slice; ours predicts it from the contrast at that budget (compute-
+  optimal path); the baseline ranks by the best loss at the largest training budget.
+- ``gemstones``: McLeish et al. (2025, arXiv:2502.06857), constant-learning-rate checkpoints,
+  base vs half learning rate. The top 15% of compute is held out; decisions are matched
+  (model, step) pairs, predicted at their (N, D); the baseline ranks by the matched pair of
+  largest compute in the training part.
+
+Run (about 15-25 minutes on 2 shared cores):
+``BAYES_SCALING_DATA=../shared/data nice -n 10 .venv/bin/python benchmarks/bench_contrast.py``
+(``--part synthetic|porian|gemstones|report``; ``--ladders`` for fewer synthetic ladders).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import argparse
+import itertools
+import json
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bayes_scaling.constants import PUBLISHED
+from bayes_scaling.data.runs import load_runs
+from bayes_scaling.fitting.fit import fit
+from bayes_scaling.laws.final_loss import LAWS
+from bayes_scaling.query.contrast import contrast_groups, matching_log_compute, path_log_loss
+from bayes_scaling.query.summarize import jsonable
+from bayes_scaling.report.demo import atomic_savefig, atomic_write_text
+from bayes_scaling.testing import synthetic_runs, to_sampling
+
+RESULTS = Path(__file__).resolve().parent / "results"
+JSON = RESULTS / "contrast.json"
+DATA = Path(os.environ.get("BAYES_SCALING_DATA", Path(__file__).resolve().parents[2] /
+                           "shared" / "data"))
+SMALL = {"chains": 2, "draws": 300, "tune": 300}
+BINS = np.linspace(0.0, 1.0, 11)
+MODES = ("shared", "independent")
+
+
+def _fit(runs, seed: int, calibrate: bool, model: str = "chinchilla"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fit(model, runs, random_seed=seed, calibrate=calibrate, **SMALL)
+
+
+# ----------------------------------------------------------------------------- synthetic
+def synthetic(n_ladders: int, seed: int = 0, save=None) -> list[dict]:
+    """Every pair of groups of ``n_ladders`` synthetic ladders: truth, interval, P(B better).
+
+    ``save(rows)`` is called after each ladder (the records so far survive an interrupted run).
+    """
+    base = PUBLISHED["hoffmann2022"]
+    law = LAWS["chinchilla"]
+    sizes = (2, 3, 4, 5, 6, 8)
+    rows = []
+    for i in range(n_ladders):
+        rng = np.random.default_rng(seed + i)
+        k = sizes[i % len(sizes)]
+        offs = {f"g{j}": {"log_e": rng.normal(0, 0.015), "log_a": rng.normal(0, 0.1),
+                          "log_b": rng.normal(0, 0.1)} for j in range(k)}
+        runs = synthetic_runs("chinchilla", base, n_sizes=np.geomspace(2e7, 4e8, 5),
+                              tokens_per_param=(5, 20, 80), noise=0.01, group_offsets=offs,
+                              seed=seed + i)
+        t0 = time.perf_counter()
+        f = _fit(runs, seed + i, calibrate=False)
+        secs = time.perf_counter() - t0
+        c = 100.0 * runs.flops.max()
+        truth = {g: {p: np.array([[v + offs[g].get(p, 0.0)]])
+                     for p, v in to_sampling("chinchilla", base).items()} for g in offs}
+        log_c = np.log(np.array([[c]]))
+        for a, b in itertools.combinations(offs, 2):
+            la = path_log_loss(law, truth[a], log_c, None)
+            lb = path_log_loss(law, truth[b], log_c, None)
+            true_m = float(np.exp(log_c - matching_log_compute(law, truth[b], la, None,
+                                                               log_c))[0, 0])
+            res = contrast_groups(f, a, b, flops=c, random_seed=i)
+            s = res.summary.set_index(["quantity", "band"])
+            m, dl = s.loc[("multiplier", "law")], s.loc[("difference", "law")]
+            rows.append({"ladder": i, "groups": k, "a": a, "b": b, "flops": c,
+                         "true_multiplier": true_m, "true_b_better": bool(lb[0, 0] < la[0, 0]),
+                         "m_lower": float(m["lower"]), "m_upper": float(m["upper"]),
+                         "m_median": float(m["median"]), "m_lo_50": float(m["lo_50"]),
+                         "m_hi_50": float(m["hi_50"]), "p_b_better": float(dl["p_b_better"]),
+                         "rhat": f.diagnostics.max_rhat, "divergences": f.diagnostics.divergences,
+                         "fit_seconds": secs})
+        print(f"ladder {i}: {k} groups, {secs:.0f} s, r-hat {f.diagnostics.max_rhat:.3f}",
+              flush=True)
+        if save is not None:
+            save(rows)
+    return rows
+
+
+# ----------------------------------------------------------------------------- real: Porian
+PORIAN_TOP = 2  # held-out budgets
+PORIAN_CUTS = (1, 4)  # training budgets end this many budgets below the held-out ones
+
+
+def _best_per_budget(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.groupby(["setting", "flops"])["loss"].min().unstack("setting")
+
+
+def porian(model: str = "chinchilla", save=None) -> list[dict]:
+    """Held-out decisions between the settings of each corpus; ``save(rows)`` after each fit."""
+    raw = pd.read_csv(DATA / "porian2024_isoflop" / "porian2024_isoflop.csv")
+    budgets = np.sort(raw["flops"].unique())
+    held = budgets[-PORIAN_TOP:]
+    rows = []
+    for corpus, frame in raw.groupby("group"):
+        best = _best_per_budget(frame)
+        settings = sorted(frame["setting"].unique())
+        for cut in PORIAN_CUTS:
+            top_train = budgets[-PORIAN_TOP - cut]
+            train = frame[frame["flops"] <= top_train]
+            runs = load_runs(train.assign(eval_set=corpus), group_col="setting")
+            t0 = time.perf_counter()
+            f = _fit(runs, 7, calibrate=True, model=model)
+            secs = time.perf_counter() - t0
+            print(f"porian ({model}) {corpus} cut {cut}: {runs.n_runs} runs, {secs:.0f} s, "
+                  f"r-hat {f.diagnostics.max_rhat:.3f}", flush=True)
+            ladder_c = float(train["flops"].sum())
+            base_c = float(train.loc[train["flops"] == top_train, "flops"].sum())
+            for a, b in itertools.combinations(settings, 2):
+                for c in held:
+                    if not (np.isfinite(best.loc[c, a]) and np.isfinite(best.loc[c, b])):
+                        continue
+                    rec = {"set": "porian", "model": model, "corpus": corpus, "cut": cut,
+                           "a": a, "b": b,
+                           "flops": float(c), "train_top": float(top_train),
+                           "ladder_compute": ladder_c, "baseline_compute": base_c,
+                           "observed_b_better": bool(best.loc[c, b] < best.loc[c, a]),
+                           "baseline_b_better": bool(best.loc[top_train, b]
+                                                     < best.loc[top_train, a]),
+                           "observed_multiplier": _observed_multiplier(best, a, b, c),
+                           "fit_seconds": secs, "rhat": f.diagnostics.max_rhat}
+                    rec.update(_predicted(f, a, b, flops=c))
+                    rows.append(rec)
+            if save is not None:
+                save(rows)
+    return rows
+
+
+def _observed_multiplier(best: pd.DataFrame, a: str, b: str, c: float) -> float:
+    """``c / C_B``: B's best loss interpolated in log-log to reach A's best loss at ``c``."""
+    la = best.loc[c, a]
+    curve = best[b].dropna()
+    x, y = np.log(curve.index.to_numpy(float)), np.log(curve.to_numpy(float))
+    if not (y.min() <= np.log(la) <= y.max()):
+        return float("nan")
+    order = np.argsort(-y)  # loss falls with compute: interpolate on increasing -log loss
+    return float(c / np.exp(np.interp(-np.log(la), -y[order], x[order])))
+
+
+def _predicted(f, a: str, b: str, **target) -> dict:
+    out = {}
+    for mode in MODES:
+        res = contrast_groups(f, a, b, discrepancy=mode, random_seed=3, **target)
+        s = res.summary.set_index(["quantity", "band"])
+        out[f"p_pred_{mode}"] = float(s.loc[("difference", "predictive"), "p_b_better"])
+    m = s.loc[("multiplier", "law")]
+    out.update({"p_law": float(s.loc[("difference", "law"), "p_b_better"]),
+                "m_median": float(m["median"]), "m_lower": float(m["lower"]),
+                "m_upper": float(m["upper"])})
+    return out
+
+
+# ----------------------------------------------------------------------------- real: Gemstones
+GEM_HELD = 0.85
+GEM_CUTS = (0.85, 0.5)
+
+
+def gemstones() -> list[dict]:
+    raw = pd.read_csv(DATA / "gemstones" / "gemstones_curves.csv")
+    raw = raw[raw["schedule"] == "constant"].copy()
+    raw["flops"] = 6.0 * raw["n_params"] * raw["n_tokens"]
+    wide = raw.pivot_table(index=["model", "steps"], columns="lr_variant",
+                           values=["loss", "flops", "n_params", "n_tokens"]).dropna()
+    pairs = pd.DataFrame({"n": wide[("n_params", "base")], "d": wide[("n_tokens", "base")],
+                          "c": wide[("flops", "base")], "base": wide[("loss", "base")],
+                          "half": wide[("loss", "half")]}).reset_index()
+    held_c = np.quantile(raw["flops"], GEM_HELD)
+    test = pairs[pairs["c"] > held_c]
+    rows = []
+    for q in GEM_CUTS:
+        cut = np.quantile(raw["flops"], q)
+        train = raw[raw["flops"] <= cut]
+        runs = load_runs(train[["run_id", "lr_variant", "n_params", "n_tokens", "loss"]]
+                         .rename(columns={"run_id": "curve"}).assign(eval_set="gemstones"),
+                         group_col="lr_variant")
+        t0 = time.perf_counter()
+        f = _fit(runs, 5, calibrate=True)
+        secs = time.perf_counter() - t0
+        print(f"gemstones cut {q}: {runs.n_runs} runs, {secs:.0f} s, "
+              f"r-hat {f.diagnostics.max_rhat:.3f}", flush=True)
+        if q == GEM_CUTS[0]:  # kept for the README's worked example
+            f.save(Path(tempfile.gettempdir()) / "bench_contrast_gemstones.nc")
+        tr_pairs = pairs[pairs["c"] <= cut]
+        top = tr_pairs.loc[tr_pairs["c"].idxmax()]
+        pred = _predicted_many(f, "base", "half", test["n"].to_numpy(), test["d"].to_numpy())
+        for j, (_, r) in enumerate(test.iterrows()):
+            rows.append({"set": "gemstones", "corpus": "gemstones", "cut": q, "a": "base",
+                         "b": "half", "flops": float(r["c"]), "model": r["model"],
+                         "ladder_compute": float(train["flops"].sum()),
+                         "baseline_compute": float(top["c"]) * 2,
+                         "observed_b_better": bool(r["half"] < r["base"]),
+                         "baseline_b_better": bool(top["half"] < top["base"]),
+                         "observed_multiplier": float("nan"), "fit_seconds": secs,
+                         "rhat": f.diagnostics.max_rhat, **{k: v[j] for k, v in pred.items()}})
+    return rows
+
+
+def _predicted_many(f, a, b, n, d) -> dict[str, np.ndarray]:
+    out = {}
+    for mode in MODES:
+        res = contrast_groups(f, a, b, n_params=n, n_tokens=d, discrepancy=mode, random_seed=3)
+        s = res.summary
+        sel = s[(s["quantity"] == "difference") & (s["band"] == "predictive")]
+        out[f"p_pred_{mode}"] = sel["p_b_better"].to_numpy()
+    law = s[(s["quantity"] == "difference") & (s["band"] == "law")]
+    m = s[s["quantity"] == "multiplier"]
+    out.update({"p_law": law["p_b_better"].to_numpy(), "m_median": m["median"].to_numpy(),
+                "m_lower": m["lower"].to_numpy(), "m_upper": m["upper"].to_numpy()})
+    return out
+
+
+# ----------------------------------------------------------------------------- report
+def reliability(p: np.ndarray, y: np.ndarray) -> pd.DataFrame:
+    """Binned predicted probability vs observed frequency."""
+    idx = np.clip(np.digitize(p, BINS[1:-1]), 0, len(BINS) - 2)
+    rows = []
+    for k in range(len(BINS) - 1):
+        sel = idx == k
+        if sel.any():
+            rows.append({"bin": f"{BINS[k]:.1f}-{BINS[k + 1]:.1f}", "n": int(sel.sum()),
+                         "mean_p": float(p[sel].mean()), "observed": float(y[sel].mean())})
+    return pd.DataFrame(rows)
+
+
+def scores(p: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """Accuracy of ``p > 0.5``, Brier score, mean P of the decision and observed frequency."""
+    pc = np.clip(p, 1e-3, 1 - 1e-3)
+    return {"n": int(p.size), "accuracy": float(((p > 0.5) == y).mean()),
+            "brier": float(np.mean((p - y) ** 2)),
+            "log_loss": float(-np.mean(y * np.log(pc) + (1 - y) * np.log(1 - pc))),
+            "mean_confidence": float(np.mean(np.maximum(p, 1 - p)))}
+
+
+def _md_table(frame: pd.DataFrame) -> list[str]:
+    cols = list(frame.columns)
+    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, r in frame.iterrows():
+        out.append("| " + " | ".join(f"{v:.3g}" if isinstance(v, float) else str(v)
+                                     for v in r.to_numpy()) + " |")
+    return out
+
+
+def _real_section(real: pd.DataFrame, title: str, tag: str, figs: dict) -> list[str]:
+    """Decision accuracy, calibration and multiplier coverage on held-out real runs."""
+    lines: list[str] = []
+    lines += [f"### Real recipes: held-out decisions ({title})", "",
+              "Porian et al. 2024: the five settings within each corpus (10 pairs per "
+              "corpus), the top two budgets (1.28e19, 2.56e19 FLOPs) held out, trained on "
+              "budgets up to the cut; observed winner = lower best loss over the held-out "
+              "IsoFLOP slice. Note: setting 1 counts N without the embedding or output "
+              "layer and reports training loss (the others: validation loss), so its "
+              "budgets are not the same compute. Gemstones: base vs half learning rate, "
+              "constant-rate checkpoints, top 15% of compute held out, matched (model, "
+              "step) pairs. Baseline: the winner at the largest common training budget.",
+              ""]
+    rows = []
+    for (name, cut), g in real.groupby(["corpus", "cut"], sort=False):
+        y = g["observed_b_better"].to_numpy(float)
+        row = {"data": name, "cut": cut, "decisions": len(g),
+               "ladder_flops": g["ladder_compute"].iloc[0],
+               "baseline_flops": g["baseline_compute"].iloc[0],
+               "acc_ours": scores(g["p_pred_shared"].to_numpy(), y)["accuracy"],
+               "acc_baseline": float((g["baseline_b_better"] == g["observed_b_better"])
+                                     .mean())}
+        for mode in MODES:
+            row[f"brier_{mode}"] = scores(g[f"p_pred_{mode}"].to_numpy(), y)["brier"]
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    lines += *_md_table(table), ""
+    pooled = []
+    for name, g in [("porian", real[real["set"] == "porian"]),
+                    ("gemstones", real[real["set"] == "gemstones"]), ("pooled", real)]:
+        if not len(g):
+            continue
+        y = g["observed_b_better"].to_numpy(float)
+        for mode in MODES:
+            pooled.append({"data": name, "discrepancy": mode,
+                           **scores(g[f"p_pred_{mode}"].to_numpy(), y),
+                           "acc_baseline": float((g["baseline_b_better"]
+                                                  == g["observed_b_better"]).mean())})
+    lines += ["Per data set and pooled (all cuts), predictive P(B better):", "",
+              *_md_table(pd.DataFrame(pooled)), ""]
+    y = real["observed_b_better"].to_numpy(float)
+    for mode in MODES:
+        lines += [f"Reliability of the predictive P(B better), discrepancy `{mode}`, "
+                  "pooled:", "", *_md_table(reliability(real[f"p_pred_{mode}"].to_numpy(),
+                                                        y)), ""]
+        label = f"real{' ' + tag if tag else ''}, predictive ({mode})"
+        figs[label] = (real[f"p_pred_{mode}"].to_numpy(), y)
+    por = real[real["set"] == "porian"]
+    std = por[~(por["a"].str.contains("kaplan_count") | por["b"].str.contains("kaplan_count"))]
+    if len(std):
+        y = std["observed_b_better"].to_numpy(float)
+        lines += [f"Porian without setting 1 (the only one with Kaplan's parameter count and "
+                  f"training loss): {len(std)} decisions, accuracy "
+                  f"{scores(std['p_pred_shared'].to_numpy(), y)['accuracy']:.1%} (baseline "
+                  f"{float((std['baseline_b_better'] == std['observed_b_better']).mean()):.1%})"
+                  f", Brier {scores(std['p_pred_shared'].to_numpy(), y)['brier']:.3f}.", ""]
+    obs = real["observed_multiplier"].to_numpy(float)
+    ok = np.isfinite(obs)
+    if ok.any():
+        cov = (real["m_lower"][ok] <= obs[ok]) & (obs[ok] <= real["m_upper"][ok])
+        lines += [f"Observed compute multipliers (Porian; B's best-loss curve interpolated "
+                  f"to A's held-out loss; {int(ok.sum())} measurable): the 90% interval "
+                  f"covers {cov.mean():.1%}; median |log10 error| of the median "
+                  f"{np.median(np.abs(np.log10(real['m_median'][ok] / obs[ok]))):.2f} "
+                  "decades.", ""]
+    return lines
+
+
+def report(store: dict) -> None:
+    lines = ["## Contrasts between groups (which recipe wins at scale)", "",
+             "`benchmarks/bench_contrast.py`: compute multiplier of group B over A (`C / C_B`, "
+             "the compute with which B matches A's loss at budget C), P(B better) and the "
+             "pairwise decision, from one hierarchical fit (`chinchilla` model, 2 chains x "
+             f"({SMALL['tune']} + {SMALL['draws']}) NUTS steps per fit).", ""]
+    figs = {}
+    syn = pd.DataFrame(store.get("synthetic", []))
+    if len(syn):
+        cover90 = (syn["m_lower"] <= syn["true_multiplier"]) & \
+                  (syn["true_multiplier"] <= syn["m_upper"])
+        cover50 = (syn["m_lo_50"] <= syn["true_multiplier"]) & \
+                  (syn["true_multiplier"] <= syn["m_hi_50"])
+        per_k = syn.assign(c90=cover90, c50=cover50).groupby("groups").agg(
+            ladders=("ladder", "nunique"), pairs=("c90", "size"), cover_90=("c90", "mean"),
+            cover_50=("c50", "mean"))
+        sc = scores(syn["p_b_better"].to_numpy(), syn["true_b_better"].to_numpy(float))
+        lines += ["### Synthetic ladders with known truth", "",
+                  f"{syn['ladder'].nunique()} ladders (2-8 groups, offsets on log E ~ N(0, "
+                  "0.015), log A and log B ~ N(0, 0.1); 5 sizes x 3 ratios per group, 1% "
+                  "noise), every pair contrasted at 100x the largest training compute "
+                  f"(compute-optimal path): **{len(syn)} pairs**. The 90% interval of the "
+                  f"compute multiplier covers the true multiplier in **{cover90.mean():.1%}** "
+                  f"of pairs (target 85-95%); the 50% interval in {cover50.mean():.1%}. "
+                  f"Median width of the 90% interval: "
+                  f"{np.median(syn['m_upper'] / syn['m_lower']):.2f}x. Max r-hat over the "
+                  f"fits {syn['rhat'].max():.3f}, divergences {int(syn['divergences'].sum())}.",
+                  "", *_md_table(per_k.reset_index()), "",
+                  f"P(B better) (law band) against the sign of the true difference: accuracy "
+                  f"{sc['accuracy']:.1%}, Brier {sc['brier']:.3f}. Reliability:", "",
+                  *_md_table(reliability(syn['p_b_better'].to_numpy(),
+                                         syn['true_b_better'].to_numpy(float))), ""]
+        figs["synthetic (law band vs true sign)"] = (syn["p_b_better"].to_numpy(),
+                                                     syn["true_b_better"].to_numpy(float))
+    real = pd.DataFrame(store.get("porian", []) + store.get("gemstones", []))
+    if len(real):
+        lines += _real_section(real, "model `chinchilla`: offsets vary by group, exponents "
+                               "shared", "", figs)
+    slopes = pd.DataFrame(store.get("porian_slopes", []))
+    if len(slopes):
+        corpora = ", ".join(sorted(slopes["corpus"].unique()))
+        lines += _real_section(slopes, f"Porian ({corpora}), model `chinchilla_slopes`: "
+                               "exponents vary by group too", "slopes", figs)
+    if figs:
+        _plot(figs)
+        lines += ["Reliability diagram: `benchmarks/results/contrast_reliability.png`.", ""]
+    atomic_write_text(RESULTS / "contrast.md", "\n".join(lines))
+
+
+def _plot(figs: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.2, 4.6))
+    ax.plot([0, 1], [0, 1], color="0.6", lw=1, ls="--", label="calibrated")
+    for label, (p, y) in figs.items():
+        t = reliability(p, y)
+        ax.plot(t["mean_p"], t["observed"], marker="o", label=f"{label} (n={p.size})")
+    ax.set(xlabel="predicted P(B better)", ylabel="observed frequency of B better",
+           xlim=(0, 1), ylim=(0, 1), title="Reliability of P(B better)")
+    ax.legend(fontsize=7, loc="upper left")
+    atomic_savefig(fig, RESULTS / "contrast_reliability.png")
+    plt.close(fig)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--part", choices=("all", "synthetic", "porian", "porian_slopes",
+                                       "gemstones", "report"), default="all")
+    ap.add_argument("--ladders", type=int, default=24)
+    args = ap.parse_args()
+    store = json.loads(JSON.read_text()) if JSON.exists() else {}
+    parts = ("synthetic", "porian", "gemstones") if args.part == "all" else (args.part,)
+    def save(part: str, rows: list[dict]) -> None:
+        store[part] = rows
+        atomic_write_text(JSON, json.dumps(jsonable(store), indent=1))
+
+    for part in parts:
+        if part == "synthetic":
+            save(part, synthetic(args.ladders, save=lambda rows: save("synthetic", rows)))
+        elif part == "porian_slopes":  # exponents vary by setting too
+            save(part, porian("chinchilla_slopes",
+                              save=lambda rows: save("porian_slopes", rows)))
+        elif part != "report":
+            save(part, globals()[part]())
+    report(store)
+
+
+if __name__ == "__main__":
+    main()
