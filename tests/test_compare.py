@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -264,6 +265,7 @@ def test_cli_compare_text_average_and_plots_without_sampling(monkeypatch, capsys
     monkeypatch.setattr(cmp, "fit_families", lambda runs, names, **kw: {
         n: fits[n] for n in names})
     argv = ["compare", str(path), "--models", "chinchilla,kaplan", "--holdout-top", "0",
+            "--stack-tops", "loo",
             "--average", "--n-params", "3e9", "--n-tokens", "6e10", "--plots",
             str(tmp_path / "figs"), "--quiet"]
     assert main(argv) == 0
@@ -271,6 +273,38 @@ def test_cli_compare_text_average_and_plots_without_sampling(monkeypatch, capsys
     assert "elpd_loo" in out and "best by PSIS-LOO: chinchilla" in out
     assert "stacking-averaged prediction" in out and "chinchilla:" in out
     assert (tmp_path / "figs" / "compare_loss.png").exists()
+
+
+def test_cli_compare_averages_with_held_out_by_compute_weights(monkeypatch, capsys, fits,
+                                                              tmp_path):
+    """--stack-tops: the refits are replaced by planted predictions where kaplan is right."""
+    from bayes_scaling.evaluate.stacking import HeldOut
+
+    ladder = next(iter(fits.values())).runs
+    path = tmp_path / "runs.csv"
+    ladder.frame.to_csv(path, index=False)
+    monkeypatch.setattr(cmp, "fit_families", lambda runs, names, **kw: {
+        n: fits[n] for n in names})
+    y = np.linspace(2.0, 2.2, 8)
+    rng = np.random.default_rng(0)
+
+    def planted(runs, models, *, tops, **kw):
+        assert tuple(tops) == (1, 2)
+        out = {}
+        for spec, shift, lpd in zip(models, (0.05, 0.0), (-30.0, 3.0), strict=True):
+            t = pd.DataFrame({"top": 1, "run_id": np.arange(8), "observed": y,
+                              "log_pred_density": lpd})
+            out[spec.name] = HeldOut(spec.name, t, y * np.exp(
+                shift + 0.01 * rng.standard_normal((300, 8))), True)
+        return out
+
+    monkeypatch.setattr(cmp, "heldout_predictions", planted)
+    argv = ["compare", str(path), "--models", "chinchilla,kaplan", "--holdout-top", "0",
+            "--average", "--n-params", "3e9", "--n-tokens", "6e10", "--quiet"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "held out by compute" in out and "held-out-by-compute weights" in out
+    assert "kaplan:1.000" in out and "chinchilla:" not in out.split("weights):")[1]
 
 
 def test_single_variable_family_is_compared_without_an_optimum():

@@ -125,6 +125,9 @@ def fit_cmd(runs, model, out, group_col, drop_highest_loss, param_count, query, 
 @click.option("--tokens-per-param", default=None, type=float,
               help="Scan budgets at D = r N instead of the first model's optimum.")
 @click.option("--average", is_flag=True, help="Also print the stacking-averaged prediction.")
+@click.option("--stack-tops", default="1,2", show_default=True,
+              help="Stacking weights from refits without the top K compute budgets, for each K "
+                   "listed (held out by compute); 'loo' or '0': PSIS-LOO stacking weights.")
 @click.option("--n-params", default=None, help="Size for --average (default 10x the largest).")
 @click.option("--n-tokens", default=None, help="Tokens for --average (default 20 per param).")
 @click.option("--plots", "plots_dir", default=None, type=click.Path(file_okay=False),
@@ -139,7 +142,8 @@ def fit_cmd(runs, model, out, group_col, drop_highest_loss, param_count, query, 
 @click.option("--quiet", "-q", is_flag=True)
 def compare_cmd(runs, models, group_col, drop_highest_loss, param_count, query, best_of_sweep,
                 columns, flops_unit, holdout_top,
-                tokens_per_param, average, n_params, n_tokens, plots_dir, chains, draws, tune,
+                tokens_per_param, average, stack_tops, n_params, n_tokens, plots_dir, chains,
+                draws, tune,
                 backend, as_json, seed, quiet):
     """Fit several law families to RUNS and compare them (PSIS-LOO, held-out runs, exponents)."""
     from bayes_scaling.evaluate.compare import compare, fit_families
@@ -154,8 +158,10 @@ def compare_cmd(runs, models, group_col, drop_highest_loss, param_count, query, 
                          columns=columns, flops_unit=flops_unit)
     kw = {"chains": chains, "draws": draws, "tune": tune, "backend": backend}
     fits = fit_families(table, names, random_seed=seed, fit_kwargs=kw, on_progress=tell)
+    tops = (None if stack_tops.strip().lower() in ("loo", "0", "") or len(fits) < 2 else
+            tuple(int(v) for v in parse_floats(stack_tops, "--stack-tops")))
     result = compare(fits, holdout_top=holdout_top or None, random_seed=seed, on_progress=tell,
-                     tokens_per_param=tokens_per_param, fit_kwargs=kw)
+                     tokens_per_param=tokens_per_param, fit_kwargs=kw, stack_tops=tops)
     payload = result.to_json()
     avg = None
     if average:
@@ -176,7 +182,8 @@ def compare_cmd(runs, models, group_col, drop_highest_loss, param_count, query, 
         return
     click.echo(result.to_text())
     if avg is not None:
-        click.echo("stacking-averaged prediction (predictive band):")
+        how = "held-out-by-compute" if result.stacking is not None else "PSIS-LOO"
+        click.echo(f"stacking-averaged prediction (predictive band; {how} weights):")
         print_table(avg.to_records(), ["n_params", "n_tokens", "median", "lower", "upper",
                                         "interval", "models"])
     for p in payload.get("plots", []):

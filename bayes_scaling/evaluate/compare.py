@@ -48,6 +48,11 @@ from bayes_scaling.errors import BayesScalingError
 from bayes_scaling.evaluate.backtest import backtest
 from bayes_scaling.evaluate.families import where_they_part
 from bayes_scaling.evaluate.loo import loo, loo_table, n_bad_pareto_k
+from bayes_scaling.evaluate.stacking import (
+    heldout_predictions,
+    heldout_scores,
+    weights_from_heldout,
+)
 from bayes_scaling.fitting.fit import fit
 from bayes_scaling.fitting.result import ScalingFit
 from bayes_scaling.model.spec import load_spec
@@ -106,6 +111,10 @@ class CompareResult:
     meta
         The run table (size, source, hash, parameter count), the group used and the held-out
         settings.
+    stacking
+        Held-out-by-compute scores per family and for the stacked average
+        (:func:`~bayes_scaling.evaluate.stacking.heldout_scores`; ``weight`` is the stacking
+        weight), or ``None`` when not computed.
     """
 
     table: pd.DataFrame
@@ -114,10 +123,19 @@ class CompareResult:
     loo: Mapping[str, Any] = field(default_factory=dict, repr=False)
     fits: Mapping[str, ScalingFit] = field(default_factory=dict, repr=False)
     meta: Mapping[str, Any] = field(default_factory=dict)
+    stacking: pd.DataFrame | None = None
 
     @property
     def weights(self) -> dict[str, float]:
-        """Stacking weights from LOO, by model."""
+        """Stacking weights from held-out-by-compute predictions when computed, else LOO's."""
+        if self.stacking is not None:
+            return {str(r["model"]): float(r["weight"]) for r in self.stacking.to_dict("records")
+                    if r["model"] != "average"}
+        return self.loo_weights
+
+    @property
+    def loo_weights(self) -> dict[str, float]:
+        """Stacking weights from PSIS-LOO (a diagnostic of interpolation), by model."""
         return {str(r["model"]): float(r["weight"]) for r in self.table.to_dict("records")}
 
     def to_text(self) -> str:
@@ -135,11 +153,17 @@ class CompareResult:
         lines = [f"{self.meta.get('n_runs', '?')} runs ({self.meta.get('source', '')}); "
                  "a, b: compute-optimal exponents N_opt ∝ C^a, D_opt ∝ C^b, median [90%]",
                  body, f"published: {pub}", *(f"- {n}" for n in self.notes)]
+        if self.stacking is not None:
+            tops = self.meta.get("stack_tops")
+            lines += [f"held out by compute (refits without the top {tops} compute budget(s); "
+                      "weight: stacking on these runs, the weights --average uses):",
+                      self.stacking.to_string(index=False, float_format=lambda v: f"{v:.3g}")]
         return "\n".join(lines)
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready form: table records, divergence, notes, published exponents, meta."""
-        return jsonable({"table": self.table.to_dict(orient="records"),
+        stack = None if self.stacking is None else self.stacking.to_dict(orient="records")
+        return jsonable({"table": self.table.to_dict(orient="records"), "stacking": stack,
                           "diverge": self.diverge, "notes": list(self.notes),
                           "published_exponents": PUBLISHED_EXPONENTS, **dict(self.meta)})
 
@@ -249,7 +273,8 @@ def compare(fits: Mapping[str, ScalingFit], *, runs: RunTable | None = None,
             holdout_top: int | None = 1, random_seed: SeedLike = None,
             on_progress: ProgressFn | None = None, group: str | None = None,
             tokens_per_param: float | None = None,
-            fit_kwargs: Mapping[str, Any] | None = None) -> CompareResult:
+            fit_kwargs: Mapping[str, Any] | None = None,
+            stack_tops: Sequence[int] | None = None) -> CompareResult:
     """Compare law families fitted to the same runs: LOO, held-out runs, exponents, divergence.
 
     Parameters
@@ -274,6 +299,10 @@ def compare(fits: Mapping[str, ScalingFit], *, runs: RunTable | None = None,
         Called with one short line per step.
     fit_kwargs
         Overrides of the refits' sampler settings (``draws``, ``tune``, ...).
+    stack_tops
+        Rolling origins of the held-out-by-compute stacking (e.g. ``(1, 2)``: refit each
+        family without the top 1, then the top 2 compute budgets); the stacking weights it
+        gives become :attr:`CompareResult.weights`. ``None``: skip (LOO weights).
 
     Returns
     -------
@@ -310,13 +339,22 @@ def compare(fits: Mapping[str, ScalingFit], *, runs: RunTable | None = None,
     tell("scanning FLOP budgets for where the families part")
     diverge = (where_they_part(fits, group=g, tokens_per_param=tokens_per_param,
                                random_seed=rng) if len(fits) > 1 else {})
+    stacking = None
+    if stack_tops and len(fits) > 1:
+        first = next(iter(fits.values()))
+        kw = {**_refit_kwargs(first), **dict(fit_kwargs or {})}
+        preds = heldout_predictions(table_runs, [f.spec for f in fits.values()],
+                                    tops=tuple(stack_tops), fit_kwargs=kw, random_seed=rng,
+                                    on_progress=tell)
+        stacking = heldout_scores(preds, weights_from_heldout(preds), random_seed=rng)
     notes = make_notes(out, fits, loos, diverge, table_runs, heldout, holdout_top)
     meta = {"n_runs": table_runs.n_runs, "param_count": table_runs.param_count,
             "source": table_runs.source, "data_sha256": table_runs.fingerprint(),
             "group": g, "holdout_top": holdout_top,
-            "n_heldout": next((h["n_heldout"] for h in heldout.values()), 0)}
+            "n_heldout": next((h["n_heldout"] for h in heldout.values()), 0),
+            "stack_tops": list(stack_tops) if stacking is not None else None}
     return CompareResult(table=out, diverge=diverge, notes=notes, loo=loos, fits=dict(fits),
-                         meta=meta)
+                         meta=meta, stacking=stacking)
 
 
 # ------------------------------------------------------------------------------ notes

@@ -12,7 +12,8 @@ nats/token.
 Sources
 -------
 Hoffmann et al. (2022), arXiv:2203.15556 (approach 3); Kaplan et al. (2020),
-arXiv:2001.08361 (eqs. 1.1-1.5, Table 2).
+arXiv:2001.08361 (eqs. 1.1-1.5, Table 2); Li et al. (2025), arXiv:2506.10972 (Farseer);
+Caballero et al. (2022), arXiv:2210.14891 (broken power laws).
 """
 
 from __future__ import annotations
@@ -129,6 +130,60 @@ def chinchilla_broken_tokens_needed(n, target, *, e, a, b, alpha, beta, n_b, alp
 
 
 # --------------------------------------------------------------------------------------------
+# Farseer-style: Chinchilla plus an N x D cross term (Li et al. 2025, parsimonious form)
+# --------------------------------------------------------------------------------------------
+def farseer(n, d, *, e, a, b, alpha, beta, gamma):
+    r"""A parsimonious Farseer-style law (Li et al. 2025, arXiv:2506.10972, eq. 3 simplified).
+
+    .. math:: L = E + A N^{-\alpha} + B N^{-\gamma} D^{-\beta}
+
+    Farseer writes :math:`L = E + U(N) + V(D; N)`, with the coefficient and the exponent of the
+    data term both functions of ``N`` (six constants in two nested power laws). Here only the
+    coefficient moves, as a power of ``N``: one extra constant ``gamma`` (of either sign) over
+    Chinchilla, which a ladder of 5-10 sizes can pin. ``gamma = 0`` is Chinchilla's law;
+    ``gamma > 0``: larger models need fewer tokens for the same data-limited loss (an N x D
+    interaction, :math:`\partial^2 L / \partial \log N \partial \log D \ne 0`).
+    """
+    return e + a / n**alpha + b / (n**gamma * d**beta)
+
+
+def log_farseer(log_n, log_d, *, log_e, log_a, log_b, alpha, beta, gamma, xp=NUMPY_OPS):
+    """``log(farseer)`` as a log-sum-exp of its three terms."""
+    cross = log_b - beta * log_d - gamma * log_n
+    return xp.logaddexp(xp.logaddexp(log_a - alpha * log_n, cross), log_e)
+
+
+def farseer_tokens_needed(n, target, *, e, a, b, alpha, beta, gamma):
+    r"""Tokens a model of ``n`` parameters needs to reach ``target`` under :func:`farseer`.
+
+    .. math:: D^*(N) = \left(\frac{B N^{-\gamma}}{L^* - E - A N^{-\alpha}}\right)^{1/\beta}
+
+    ``inf`` where the target is at or below the size's floor ``E + A/N^alpha``.
+    """
+    gap = np.asarray(target - e - a / n**alpha, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = (b / n**gamma / gap) ** (1.0 / beta)
+    return np.where(gap > 0, out, np.inf)
+
+
+def farseer_optimal(c, *, e, a, b, alpha, beta, gamma):
+    r"""Compute-optimal split of ``c = 6 N D`` FLOPs under :func:`farseer`.
+
+    Minimising :math:`A N^{-\alpha} + B (6/C)^{\beta} N^{\beta - \gamma}` over ``N``:
+
+    .. math:: N_{opt} = \left(\frac{\alpha A}{(\beta - \gamma) B}\right)^{1/(\alpha+\beta-\gamma)}
+              (C/6)^{\beta/(\alpha+\beta-\gamma)}, \quad D_{opt} = C / (6 N_{opt})
+
+    NaN where ``gamma >= beta`` (the loss then falls with ``N`` at any fixed budget).
+    """
+    k = np.asarray(beta - gamma, dtype=float)
+    ok = k > 0
+    k = np.where(ok, k, np.nan)
+    n_opt = (alpha * a / (k * b)) ** (1.0 / (alpha + k)) * (c / 6.0) ** (beta / (alpha + k))
+    return n_opt, c / (6.0 * n_opt)
+
+
+# --------------------------------------------------------------------------------------------
 # Kaplan: L(N, D) = [(N_c/N)^(alpha_N/alpha_D) + D_c/D]^alpha_D, with an optional floor E
 # --------------------------------------------------------------------------------------------
 def kaplan(n, d, *, n_c, d_c, alpha_n, alpha_d):
@@ -211,6 +266,11 @@ def kaplan_d_tokens_needed(n, target, *, d_c, alpha_d):
 # --------------------------------------------------------------------------------------------
 # The registry: a law is data, not a class
 # --------------------------------------------------------------------------------------------
+def centring_pairs(entry: Any) -> tuple[tuple[str, str | None], ...]:
+    """A ``Law.centring`` value as a tuple of ``(input, exponent_or_None)`` pairs."""
+    return (entry,) if isinstance(entry[0], str) else tuple(entry)
+
+
 @dataclass(frozen=True)
 class Law:
     """A scaling law: its inputs, log-scale constants and the functions that evaluate it.
@@ -231,7 +291,9 @@ class Law:
         ``{param: (input, exponent_param_or_None)}``. The law evaluated at ``log x - m`` with
         the constant ``p_c`` equals the law at ``log x`` with ``p = p_c + k * m``, where ``k``
         is the exponent parameter (or 1 when ``None``). The sampler works with ``p_c``: it
-        removes the ridge between ``log A`` and ``alpha`` (DESIGN.md).
+        removes the ridge between ``log A`` and ``alpha`` (DESIGN.md). A constant that
+        multiplies a power of two inputs (Farseer's ``B N^-gamma D^-beta``) lists one pair
+        per input: ``((input, exponent), (input, exponent))``; the shifts add.
     scaled
         Centred log-scale constants the sampler multiplies by an exponent:
         ``{param: exponent_param}``. The sampler works with ``s = k * p_c`` (``p_c`` the centred
@@ -252,7 +314,7 @@ class Law:
     inputs: tuple[str, ...]
     params: tuple[str, ...]
     log_mean: Callable[..., Any]
-    centring: Mapping[str, tuple[str, str | None]] = field(default_factory=dict)
+    centring: Mapping[str, Any] = field(default_factory=dict)
     scaled: Mapping[str, str] = field(default_factory=dict)
     floor: Callable[..., Any] | None = None
     tokens_needed: Callable[..., Any] | None = None
@@ -273,15 +335,17 @@ class Law:
     def uncentre(self, theta: Mapping[str, Any], centre: Mapping[str, float]) -> dict[str, Any]:
         """Map constants fitted on centred log inputs back to the law's natural inputs."""
         out = dict(theta)
-        for p, (inp, k) in self.centring.items():
-            out[p] = theta[p] + (theta[k] if k else 1.0) * centre[inp]
+        for p, entry in self.centring.items():
+            for inp, k in centring_pairs(entry):
+                out[p] = out[p] + (theta[k] if k else 1.0) * centre[inp]
         return out
 
     def centre(self, theta: Mapping[str, Any], centre: Mapping[str, float]) -> dict[str, Any]:
         """Inverse of :meth:`uncentre`."""
         out = dict(theta)
-        for p, (inp, k) in self.centring.items():
-            out[p] = theta[p] - (theta[k] if k else 1.0) * centre[inp]
+        for p, entry in self.centring.items():
+            for inp, k in centring_pairs(entry):
+                out[p] = out[p] - (theta[k] if k else 1.0) * centre[inp]
         return out
 
     def unscale(self, theta_s: Mapping[str, Any]) -> dict[str, Any]:
@@ -348,6 +412,15 @@ LAWS: dict[str, Law] = {
         citation="Hoffmann et al. (2022), arXiv:2203.15556, approach 3, with the N term smoothly "
                  "broken as in Caballero et al. (2022), arXiv:2210.14891, eq. 1",
         formula="L(N, D) = E + A/N^alpha (1 + (N/N_b)^(1/f))^(-(alpha_2 - alpha) f) + B/D^beta",
+    ),
+    "farseer": Law(
+        "farseer", ("n", "d"), ("log_e", "log_a", "log_b", "alpha", "beta", "gamma"),
+        log_mean=log_farseer,
+        centring={"log_a": ("n", "alpha"), "log_b": (("d", "beta"), ("n", "gamma"))},
+        floor=chinchilla_floor, tokens_needed=farseer_tokens_needed, optimal=farseer_optimal,
+        citation="Li et al. (2025), arXiv:2506.10972 (Farseer), parsimonious: the data term's "
+                 "coefficient is a power of N",
+        formula="L(N, D) = E + A/N^alpha + B/(N^gamma D^beta)",
     ),
     "kaplan_n": Law(
         "kaplan_n", ("n",), ("log_n_c", "alpha_n"), log_mean=log_kaplan_n,
