@@ -158,3 +158,25 @@ def atomic_savefig(fig: Any, path: str | os.PathLike[str], **kw: Any) -> Path:
     with atomic_path(path, suffix=path.suffix) as tmp:
         fig.savefig(tmp, **kw)
     return path
+
+
+def display_path(path: str | os.PathLike[str]) -> str:
+    """``path`` as a reader should see it: a shipped file as ``data/...`` or ``models/...``.
+
+    Parameters
+    ----------
+    path : path
+        Any file path.
+
+    Returns
+    -------
+    str
+        The path relative to the project's top level for a file the package ships (the same
+        on every install), else ``path`` unchanged.
+    """
+    resolved = Path(path).resolve()
+    for kind in ("data", "models"):
+        root = shipped(kind).resolve()  # type: ignore[arg-type]
+        if resolved.is_relative_to(root):
+            return f"{kind}/{resolved.relative_to(root).as_posix()}"
+    return str(path)

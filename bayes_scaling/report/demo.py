@@ -15,6 +15,8 @@ from typing import Any
 
 import matplotlib
 
+from bayes_scaling.files import display_path
+
 matplotlib.use("Agg", force=False)
 import matplotlib.pyplot as plt
 import numpy as np
@@ -68,7 +70,7 @@ def demo_numbers(fit: ScalingFit, *, random_seed: int = 0) -> dict[str, Any]:
     opt = compute_optimal(fit, q["flops"], random_seed=random_seed)
     expo = optimal_exponents(fit, random_seed=random_seed)
     return {
-        "runs": {"n_runs": fit.runs.n_runs, "source": fit.runs.source,
+        "runs": {"n_runs": fit.runs.n_runs, "source": display_path(fit.runs.source),
                  "data_sha256": fit.runs.fingerprint()},
         "constants": constants_table(fit),
         "published": {"hoffmann2022": PUBLISHED["hoffmann2022"],
