@@ -641,3 +641,27 @@ def test_copying_the_fixture_elsewhere_keeps_it_loadable(tmp_path):
     shutil.copyfile(FIXTURE_FIT, copy)
     assert ScalingFit.load(copy).runs.fingerprint() == ScalingFit.load(FIXTURE_FIT).runs \
         .fingerprint()
+
+
+def test_a_swallowed_ctrl_c_prints_no_traceback():
+    """A KeyboardInterrupt raised in a GC callback (JAX) reaches sys.unraisablehook: after a
+    Ctrl-C it is silenced (the interrupt is re-raised at the next progress line); any other
+    unraisable error, or one before a Ctrl-C, still reaches the default hook."""
+    from types import SimpleNamespace
+
+    from bayes_scaling.cli.common import INTERRUPTED, quiet_swallowed_interrupts
+
+    seen: list[Any] = []
+    hook = quiet_swallowed_interrupts(seen.append)
+    ctrl_c = SimpleNamespace(exc_value=KeyboardInterrupt())
+    other = SimpleNamespace(exc_value=ValueError("x"))
+    INTERRUPTED.clear()
+    try:
+        hook(ctrl_c)
+        assert seen == [ctrl_c]  # no Ctrl-C was pressed: not ours to hide
+        INTERRUPTED.append(True)
+        hook(ctrl_c)
+        hook(other)
+        assert seen == [ctrl_c, other]
+    finally:
+        INTERRUPTED.clear()

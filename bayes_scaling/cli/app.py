@@ -12,7 +12,13 @@ from collections.abc import Sequence
 
 import click
 
-from bayes_scaling.cli.common import EXIT_BAD_INPUT, EXIT_INTERRUPTED, INTERRUPTED, on_sigint
+from bayes_scaling.cli.common import (
+    EXIT_BAD_INPUT,
+    EXIT_INTERRUPTED,
+    INTERRUPTED,
+    on_sigint,
+    quiet_swallowed_interrupts,
+)
 from bayes_scaling.cli.documents import data_grp, demo_cmd, report_cmd
 from bayes_scaling.cli.dynamics import cooldown_cmd, schedule_steps_cmd
 from bayes_scaling.cli.evaluate import diagnose_cmd, next_run_cmd
@@ -67,6 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     INTERRUPTED.clear()
     previous = (signal.signal(signal.SIGINT, on_sigint)
                 if threading.current_thread() is threading.main_thread() else None)
+    previous_hook = sys.unraisablehook
+    sys.unraisablehook = quiet_swallowed_interrupts(previous_hook)
     try:
         rv = cli.main(args=list(argv) if argv is not None else None, prog_name="bayes-scaling",
                       standalone_mode=False)
@@ -86,6 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
     finally:
+        sys.unraisablehook = previous_hook
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,22 @@ def check_interrupt() -> None:
 def on_sigint(_signum: int, _frame: Any) -> None:
     INTERRUPTED.append(True)
     raise KeyboardInterrupt
+
+
+def quiet_swallowed_interrupts(default: Callable[[Any], None]) -> Callable[[Any], None]:
+    """An ``sys.unraisablehook`` that says nothing of a Ctrl-C a library swallowed.
+
+    A KeyboardInterrupt raised inside a garbage-collector callback (JAX runs one) cannot
+    propagate, and Python prints it as "Exception ignored in ..." with a traceback. The
+    interrupt is not lost (:data:`INTERRUPTED` re-raises it at the next progress line), so the
+    user should see only the one line ``main`` prints. Other unraisable errors still go to
+    ``default``.
+    """
+    def hook(unraisable: Any) -> None:
+        if isinstance(unraisable.exc_value, KeyboardInterrupt) and INTERRUPTED:
+            return
+        default(unraisable)
+    return hook
 
 
 def progress_printer(quiet: bool):
