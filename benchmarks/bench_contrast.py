@@ -44,11 +44,11 @@ import pandas as pd
 
 from bayes_scaling.constants import PUBLISHED
 from bayes_scaling.data.runs import load_runs
+from bayes_scaling.files import atomic_savefig, atomic_write_text
 from bayes_scaling.fitting.fit import fit
 from bayes_scaling.laws.final_loss import LAWS
 from bayes_scaling.query.contrast import contrast_groups, matching_log_compute, path_log_loss
 from bayes_scaling.query.summarize import jsonable
-from bayes_scaling.report.demo import atomic_savefig, atomic_write_text
 from bayes_scaling.testing import synthetic_runs, to_sampling
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -54,7 +54,7 @@ from bayes_scaling.query.predict import (
     require_nd_law,
     resolve_group,
 )
-from bayes_scaling.query.summarize import check_probs, interval_table, jsonable
+from bayes_scaling.query.summarize import check_probs, interval_table, jsonable, positive_values
 from bayes_scaling.types import OnBad, SeedLike
 
 #: How the predictive band treats the extrapolation discrepancy of two groups: one error of the
@@ -139,15 +139,6 @@ class Targets:
         return None if self.tokens_per_param is None else np.log(self.tokens_per_param)[None, :]
 
 
-def _positive(values: Any, what: str) -> np.ndarray:
-    try:
-        a = np.atleast_1d(np.asarray(values, dtype=float)).ravel()
-    except (TypeError, ValueError):
-        raise QueryError(f"{what} must be numbers, got {values!r}") from None
-    if a.size == 0 or not np.all(np.isfinite(a)) or np.any(a <= 0):
-        raise QueryError(f"{what} must be positive and finite, got {values}")
-    return a
-
 
 def make_targets(flops: Any = None, n_params: Any = None, n_tokens: Any = None,
                  tokens_per_param: float | None = None) -> Targets:
@@ -169,14 +160,15 @@ def make_targets(flops: Any = None, n_params: Any = None, n_tokens: Any = None,
     if (flops is None) == (n_params is None and n_tokens is None):
         raise QueryError("give a target as flops, or as n_params and n_tokens (not both)")
     if flops is not None:
-        c = _positive(flops, "flops")
+        c = positive_values(flops, "flops")
         if tokens_per_param is None:
             return Targets(c, None)
-        r = _positive(tokens_per_param, "tokens_per_param")
+        r = positive_values(tokens_per_param, "tokens_per_param")
         return Targets(c, np.broadcast_to(r, c.shape).copy())
     if n_params is None or n_tokens is None:
         raise QueryError("a model target needs both n_params and n_tokens")
-    n, d = np.broadcast_arrays(_positive(n_params, "n_params"), _positive(n_tokens, "n_tokens"))
+    n, d = np.broadcast_arrays(positive_values(n_params, "n_params"),
+                               positive_values(n_tokens, "n_tokens"))
     return Targets(FLOPS_PER_PARAM_TOKEN * n * d, d / n)
 
 

@@ -31,7 +31,13 @@ from bayes_scaling.laws.curve import (
 )
 from bayes_scaling.laws.registry import CURVE_LAWS
 from bayes_scaling.query.predict import flat, group_theta, observation_noise, resolve_group
-from bayes_scaling.query.summarize import BANDS, QueryResult, check_probs, interval_table
+from bayes_scaling.query.summarize import (
+    BANDS,
+    QueryResult,
+    check_probs,
+    interval_table,
+    positive_values,
+)
 from bayes_scaling.types import Band, SeedLike
 
 # --------------------------------------------------------------------------------------------
@@ -43,18 +49,9 @@ FAR_DECADES_N = 1.5
 BATCH_TOLERANCE = 0.1
 
 
-def _positive(values: Any, name: str) -> np.ndarray:
-    try:
-        a = np.atleast_1d(np.asarray(values, dtype=float)).ravel()
-    except (TypeError, ValueError):
-        raise QueryError(f"{name} must be numbers, got {values!r}") from None
-    if a.size == 0 or not np.all(np.isfinite(a)) or np.any(a <= 0):
-        raise QueryError(f"{name} must be positive and finite, got {values!r}")
-    return a
-
 
 def _scalar(value: Any, name: str) -> float:
-    a = _positive(value, name)
+    a = positive_values(value, name)
     if a.size != 1:
         raise QueryError(f"{name} must be one number here, got {a.size}")
     return float(a[0])
@@ -142,7 +139,7 @@ def predict_curve(
         raise QueryError(f"band must be one of {', '.join(BANDS)}, got {band!r}")
     n, b = _scalar(n_params, "n_params"), _scalar(batch_size, "batch_size")
     s = (np.geomspace(fit.runs.s.min(), fit.runs.s.max(), 50) if steps is None
-         else _positive(steps, "steps"))
+         else positive_values(steps, "steps"))
     rng = np.random.default_rng(random_seed)
     g = resolve_group(fit, group)
     theta = {k: v[:, None] for k, v in group_theta(fit, g, rng=rng).items()}
@@ -230,7 +227,7 @@ def steps_needed(fit: ScalingFit, n_params: float, target_loss: float, batch_siz
     """
     probs, interval = check_probs(probs, interval)
     n, target = _scalar(n_params, "n_params"), _target(target_loss)
-    b = (np.unique(fit.runs.b) if batch_size is None else _positive(batch_size, "batch_size"))
+    b = (np.unique(fit.runs.b) if batch_size is None else positive_values(batch_size, "batch_size"))
     g = resolve_group(fit, group)
     b_all = np.append(b, np.inf)
     draws, _ = _steps_draws(fit, n, target, b_all, g, np.random.default_rng(random_seed))
@@ -252,7 +249,7 @@ def tokens_needed_at_batch(fit: ScalingFit, n_params: float, target_loss: float,
     """
     probs, interval = check_probs(probs, interval)
     n, target = _scalar(n_params, "n_params"), _target(target_loss)
-    b = (np.unique(fit.runs.b) if batch_size is None else _positive(batch_size, "batch_size"))
+    b = (np.unique(fit.runs.b) if batch_size is None else positive_values(batch_size, "batch_size"))
     g = resolve_group(fit, group)
     steps, nat = _steps_draws(fit, n, target, b, g, np.random.default_rng(random_seed))
     with np.errstate(invalid="ignore"):
@@ -275,7 +272,7 @@ def critical_batch_size(fit: ScalingFit, loss: Any, *, group: str | None = None,
     Band ``"law"``; summary rows per loss: ``loss, group, band`` and the interval columns.
     """
     probs, interval = check_probs(probs, interval)
-    lv = _positive(loss, "loss")
+    lv = positive_values(loss, "loss")
     g = resolve_group(fit, group)
     nat = _natural_draws(fit, g, np.random.default_rng(random_seed))
     draws = b_crit(lv[None, :], b_star=nat["b_star"], alpha_b=nat["alpha_b"])

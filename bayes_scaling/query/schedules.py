@@ -22,7 +22,6 @@ from bayes_scaling.errors import QueryError
 from bayes_scaling.fitting.result import ScalingFit
 from bayes_scaling.query.curves import (
     _messages,
-    _positive,
     _scalar,
     _target,
     _wrap_draws,
@@ -30,7 +29,13 @@ from bayes_scaling.query.curves import (
     curve_noise,
 )
 from bayes_scaling.query.predict import flat, group_theta, observation_noise, resolve_group
-from bayes_scaling.query.summarize import BANDS, QueryResult, check_probs, interval_table
+from bayes_scaling.query.summarize import (
+    BANDS,
+    QueryResult,
+    check_probs,
+    interval_table,
+    positive_values,
+)
 from bayes_scaling.types import SeedLike
 
 #: Schedule lengths tried per decade by :func:`steps_for_loss` (then interpolated in log steps).
@@ -107,7 +112,7 @@ def cooldown_loss(fit: ScalingFit, n_params: float, batch_size: float, cooldown_
     if band not in BANDS:
         raise QueryError(f"band must be one of {', '.join(BANDS)}, got {band!r}")
     n, b = _scalar(n_params, "n_params"), _scalar(batch_size, "batch_size")
-    starts = _positive(cooldown_start, "cooldown_start")
+    starts = positive_values(cooldown_start, "cooldown_start")
     if not 0.0 < float(cooldown_fraction) <= 10.0:
         raise QueryError(f"cooldown_fraction must be in (0, 10], got {cooldown_fraction}")
     rng = np.random.default_rng(random_seed)

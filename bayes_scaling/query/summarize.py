@@ -120,3 +120,27 @@ def jsonable(v: Any) -> Any:
     if isinstance(v, PurePath):
         return str(v)
     return v
+
+
+def positive_values(values: Any, name: str) -> np.ndarray:
+    """``values`` as a flat float array; QueryError naming ``name`` unless all are > 0 and finite.
+
+    Parameters
+    ----------
+    values : float or array_like
+        What the caller passed.
+    name : str
+        The argument's name, for the one-line error.
+
+    Returns
+    -------
+    numpy.ndarray
+        1-D float64 array, at least one element.
+    """
+    try:
+        a = np.atleast_1d(np.asarray(values, dtype=float)).ravel()
+    except (TypeError, ValueError):
+        raise QueryError(f"{name} must be numbers, got {values!r}") from None
+    if a.size == 0 or not np.all(np.isfinite(a)) or np.any(a <= 0):
+        raise QueryError(f"{name} must be positive and finite, got {values!r}")
+    return a
