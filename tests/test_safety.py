@@ -104,12 +104,24 @@ def _temps(target: Path) -> list[str]:
                   if p.name.startswith(".") and (p.suffix in (".tmp", ".png")))
 
 
+def _wait_for_temp(target: Path, deadline: float) -> None:
+    """Return as soon as a writer's temporary file of ``target`` exists (or at ``deadline``)."""
+    while time.perf_counter() < deadline:
+        try:
+            if _temps(target):
+                return
+        except FileNotFoundError:  # a folder vanished between listing and reading it
+            pass
+
+
 def kill_trials(kind: str, n: int, seed: int, folder: Path) -> dict[str, Any]:
     """Kill a writer of ``kind`` ``n`` times at random moments; count what survives.
 
     Runs in a fresh process (see :func:`run_kill_trials`): forks a child that rewrites the
-    target over and over, alternating two versions, and SIGKILLs it after a random delay of up
-    to three write times. After each kill the target must hold one version completely.
+    target over and over, alternating two versions, and SIGKILLs it: on even trials after a
+    random delay of up to three write times, on odd trials as soon as a temporary file shows a
+    write in progress (so some kills land mid-write however short that window is).
+    After each kill the target must hold one version completely.
     """
     rng = random.Random(seed)
     folder.mkdir(parents=True, exist_ok=True)
@@ -125,7 +137,7 @@ def kill_trials(kind: str, n: int, seed: int, folder: Path) -> dict[str, Any]:
     counts = {"kind": kind, "trials": 0, "intact": 0, "old": 0, "new": 0, "corrupt": 0,
               "missing": 0, "mid_write": 0, "temps_swept": 0, "write_seconds": write_s,
               "errors": []}
-    for _ in range(n):
+    for trial in range(n):
         before = _fingerprint(kind, target)
         ready, started = os.pipe()
         parent = os.getpid()
@@ -142,7 +154,10 @@ def kill_trials(kind: str, n: int, seed: int, folder: Path) -> dict[str, Any]:
         os.close(started)
         os.read(ready, 1)  # the delay counts from the writer's start, not from the fork
         os.close(ready)
-        time.sleep(rng.uniform(0.0, 3.0 * write_s))
+        if trial % 2:  # half the kills aim at a write in progress: its temporary file seen
+            _wait_for_temp(target, deadline=time.perf_counter() + 3.0 * write_s + 2.0)
+        else:  # the other half land anywhere in the cycle
+            time.sleep(rng.uniform(0.0, 3.0 * write_s))
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
         counts["trials"] += 1
