@@ -225,7 +225,8 @@ def sample_grid(weights: np.ndarray, shape: tuple[int, int],
 
 def attach_discrepancy(fit: ScalingFit, *, random_seed: int | None = None,
                        prior: DiscrepancyPrior | Literal["shipped", "none"] = "shipped",
-                       on_progress: Callable[[str], None] | None = None) -> ScalingFit:
+                       on_progress: Callable[[str], None] | None = None,
+                       backtest: InnerBacktest | None = None) -> ScalingFit:
     """``fit`` with ``(tau0, kappa)`` draws in its posterior and the inner backtest in meta.
 
     Parameters
@@ -239,6 +240,9 @@ def attach_discrepancy(fit: ScalingFit, *, random_seed: int | None = None,
         ``"none"``: half-normal priors (the ladder's own evidence alone).
     on_progress : callable, optional
         Receives progress messages.
+    backtest : InnerBacktest, optional
+        The rolling-origin errors of ``fit.runs`` if already computed
+        (:func:`inner_backtest`); default: computed here.
 
     Returns
     -------
@@ -246,7 +250,7 @@ def attach_discrepancy(fit: ScalingFit, *, random_seed: int | None = None,
     """
     tell = on_progress or (lambda _m: None)
     tell("calibrating the extrapolation discrepancy (rolling-origin refits inside the ladder)")
-    bt = inner_backtest(fit.runs, fit.spec.law)
+    bt = backtest if backtest is not None else inner_backtest(fit.runs, fit.spec.law)
     prior_ = load_prior() if prior == "shipped" else None if prior == "none" else prior
     _, _, weights = discrepancy_posterior(bt, prior_)
     rng = np.random.default_rng([int(random_seed or 0), 7])

@@ -155,3 +155,29 @@ def load_prior(path: str | Path | None = None) -> DiscrepancyPrior:
     DiscrepancyPrior
     """
     return _read(str(path or shipped("data") / SHIPPED_PRIOR))
+
+
+def prior_provenance(path: str | Path | None = None) -> dict[str, Any]:
+    """Where the shipped prior came from, for reports: sources, ladders and its validation.
+
+    Parameters
+    ----------
+    path : path, optional
+        A prior file (default: the shipped one).
+
+    Returns
+    -------
+    dict
+        ``source``, ``n_ladders``, ``n_errors`` (rolling-origin errors it was learned from),
+        ``built_by``, ``distance``, ``tau0_median``, ``kappa_median`` and ``validation`` (the
+        leave-one-ladder-out figures the benchmark recorded, or ``None``).
+    """
+    p = Path(path or shipped("data") / SHIPPED_PRIOR)
+    _read(str(p))  # one-line error on a bad file
+    raw = json.loads(p.read_text())
+    ladders = raw.get("ladders") or {}
+    return {"source": raw.get("source", "cross-ladder"), "n_ladders": len(ladders),
+            "n_errors": int(sum(v.get("errors", 0) for v in ladders.values())),
+            "built_by": raw.get("built_by"), "distance": raw.get("distance"),
+            "tau0_median": raw.get("tau0_median"), "kappa_median": raw.get("kappa_median"),
+            "validation": raw.get("validation")}
