@@ -79,6 +79,8 @@ from bayes_scaling.fitting.result import ScalingFit, versions
 from bayes_scaling.query.predict import flat, log_loss_draws
 
 CHOSEN = "nuts + xl-source (product)"
+#: The systematic-term variant scored beside the product (shared fraction per refit).
+SHARED_ALT = 0.5
 #: Ladder names in ``public_ladders`` order (filled in ``main``; seeds index into it).
 LADDER_ORDER: list[str] = []
 
@@ -251,10 +253,16 @@ def main() -> None:
         if lad_key not in priors:
             priors[lad_key] = population(rolling, ladders, shipped.distance, shipped.temper,
                                          {case["ladder"]})
+        sh_key = ("shared", case["source"])
+        if sh_key not in priors:  # the systematic-term variant (bench_discrepancy_shared.py)
+            priors[sh_key] = population(
+                rolling, ladders, shipped.distance, shipped.temper,
+                {n for n in rolling if ladders[n][0] == case["source"]}, SHARED_ALT)
         specs = [(CHOSEN, None),
                  ("nuts, no discrepancy", (None, None)),
                  ("nuts + today's (box, own)", ("box", None)),
                  ("nuts + xl-ladder", (shipped.distance, priors[lad_key])),
+                 (f"nuts + xl-source, shared {SHARED_ALT}", (shipped.distance, priors[sh_key])),
                  ("huber-bootstrap", "huber"),
                  ("huber + xl-source", "huber-xl")]
         for label, how in specs:

@@ -129,23 +129,27 @@ def outer_case(name: str, src: str, runs, by: str, k: int, seed: int) -> dict | 
             "c_past": far["c_past_max"], "inner": inner}
 
 
-_LL: dict[tuple[str, str], np.ndarray] = {}
+_LL: dict[tuple[str, str, float], np.ndarray] = {}
+#: Shared (systematic, per refit) fractions of the discrepancy variance scored as variants
+#: (``bench_discrepancy_shared.py`` compares more of them on the rolling-origin errors alone).
+SHARED_VARIANTS = (0.5,)
 
 
-def population(rolling: dict, ladders, kind: str, temper: bool, exclude: set[str]):
+def population(rolling: dict, ladders, kind: str, temper: bool, exclude: set[str],
+               shared: float = 0.0):
     """The cross-ladder prior from every ladder not in ``exclude``; sources weigh one each."""
     names = [n for n in rolling if n not in exclude]
     srcs = [ladders[n][0] for n in names]
     count = {s: srcs.count(s) for s in srcs}
     lls = []
     for n in names:
-        if (n, kind) not in _LL:
-            _LL[(n, kind)] = discrepancy_loglik(rolling[n].with_distance(kind))
+        if (n, kind, shared) not in _LL:
+            _LL[(n, kind, shared)] = discrepancy_loglik(rolling[n].with_distance(kind), shared)
         bt = rolling[n]
         w = bt.n_effective / bt.residuals.size if temper else 1.0
-        lls.append(w * _LL[(n, kind)])
+        lls.append(w * _LL[(n, kind, shared)])
     return fit_population(lls, TAU0_GRID, KAPPA_GRID, weights=[1 / count[s] for s in srcs],
-                          temper=temper, distance=kind)
+                          temper=temper, distance=kind, shared=shared)
 
 
 def predictive(case: dict, kind: str | None, weights, rng) -> np.ndarray:
@@ -189,6 +193,8 @@ def variants(cases, rolling, ladders, seed: int) -> pd.DataFrame:
         for kind in ("hull_compute", "compute"):  # the two leading candidates
             specs += [(f"xl-source-untempered:{kind}", kind, "source-untempered"),
                       (f"xl-ladder:{kind}", kind, "ladder")]
+        specs += [(f"xl-source-untempered-shared{sh}:hull_compute", "hull_compute",
+                   f"source-untempered-shared{sh}") for sh in SHARED_VARIANTS]
         for label, kind, how in specs:
             rng = np.random.default_rng([seed, i])
             weights = None
@@ -197,12 +203,14 @@ def variants(cases, rolling, ladders, seed: int) -> pd.DataFrame:
                 if how == "own":
                     weights = discrepancy_posterior(bt)[2]
                 else:
-                    temper = how != "source-untempered"
+                    temper = "untempered" not in how
+                    shared = float(how.split("shared")[1]) if "shared" in how else 0.0
                     exclude = ({n for n in rolling if ladders[n][0] == case["source"]}
                                if how.startswith("source") else {case["ladder"]})
-                    key = (kind, temper, frozenset(exclude))
+                    key = (kind, temper, shared, frozenset(exclude))
                     if key not in priors:
-                        priors[key] = population(rolling, ladders, kind, temper, exclude)
+                        priors[key] = population(rolling, ladders, kind, temper, exclude,
+                                                 shared)
                     weights = discrepancy_posterior(bt, priors[key])[2]
             f = score(case, predictive(case, kind, weights, rng))
             f["variant"] = label
@@ -230,15 +238,16 @@ HEAD = ("| {what} | held-out runs | cov 50 | cov 80 | cov 90 | cov 95 | interval
         "median abs % err | mean rel. width 90 |\n|---|---|---|---|---|---|---|---|---|")
 
 
-def choose(pooled: pd.DataFrame) -> tuple[str, str, bool]:
+def choose(pooled: pd.DataFrame) -> tuple[str, str, bool, float]:
     """The source-out cross-ladder variant with the best mean interval score (90%).
 
-    Returns ``(label, distance kind, temper)``.
+    Returns ``(label, distance kind, temper, shared)``.
     """
     cand = pooled[pooled["variant"].str.startswith("xl-source")]
     label = str(cand.sort_values("is90").iloc[0]["variant"])
     how, kind = label.split(":", 1)
-    return label, kind, not how.endswith("untempered")
+    shared = float(how.split("shared")[1]) if "shared" in how else 0.0
+    return label, kind, "untempered" not in how, shared
 
 
 def validation(table: pd.DataFrame, variant: str, method: str) -> dict:
@@ -254,9 +263,9 @@ def validation(table: pd.DataFrame, variant: str, method: str) -> dict:
 
 
 def write_prior(rolling, ladders, kind: str, temper: bool, seconds: float,
-                valid: dict | None = None) -> dict:
+                valid: dict | None = None, shared: float = 0.0) -> dict:
     """Fit the shipped prior on every ladder and write it with its provenance."""
-    prior = population(rolling, ladders, kind, temper, set())
+    prior = population(rolling, ladders, kind, temper, set(), shared)
     sources = sorted({s for s, _ in ladders.values()})
     raw = {**prior.to_dict(), "source": "cross-ladder: " + ", ".join(sources),
            "ladders": {n: {"source": ladders[n][0], "errors": int(rolling[n].residuals.size),
@@ -359,10 +368,10 @@ def main() -> None:
     table = variants(cases, rolling, ladders, args.seed)
     with atomic_path(CACHE / "variant_runs.csv") as tmp:
         table.to_csv(tmp, index=False)
-    chosen, kind, temper = choose(summarise(table, ["variant"]))
+    chosen, kind, temper, shared = choose(summarise(table, ["variant"]))
     valid = validation(table, chosen, "Huber+bootstrap law band, prior learned without the "
                        "ladder's source; bench_discrepancy_prior.py")
-    prior = write_prior(rolling, ladders, kind, temper, time.perf_counter() - t0, valid)
+    prior = write_prior(rolling, ladders, kind, temper, time.perf_counter() - t0, valid, shared)
     text = render(table, rolling, chosen, prior)
     text += (f"\n{len(cases)} outer splits in {time.perf_counter() - t0:.0f} s (stages 1-2 cached "
              "after the first run).\n\n*Regenerate: `BAYES_SCALING_DATA=../shared/data nice -n 10 "
