@@ -80,7 +80,7 @@ from bayes_scaling.query.predict import flat, log_loss_draws
 
 CHOSEN = "nuts + xl-source (product)"
 #: The systematic-term variant scored beside the product (shared fraction per refit).
-SHARED_ALT = 0.5
+SHARED_ALT = 0.25
 #: Ladder names in ``public_ladders`` order (filled in ``main``; seeds index into it).
 LADDER_ORDER: list[str] = []
 

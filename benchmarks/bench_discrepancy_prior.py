@@ -132,7 +132,7 @@ def outer_case(name: str, src: str, runs, by: str, k: int, seed: int) -> dict | 
 _LL: dict[tuple[str, str, float], np.ndarray] = {}
 #: Shared (systematic, per refit) fractions of the discrepancy variance scored as variants
 #: (``bench_discrepancy_shared.py`` compares more of them on the rolling-origin errors alone).
-SHARED_VARIANTS = (0.5,)
+SHARED_VARIANTS = (0.25,)
 
 
 def population(rolling: dict, ladders, kind: str, temper: bool, exclude: set[str],
