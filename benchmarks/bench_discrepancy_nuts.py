@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -317,16 +318,20 @@ def render(table: pd.DataFrame, fits: pd.DataFrame, args, shipped) -> str:
     per = summarise(table, ["variant", "ladder"])
     by_split = summarise(table, ["variant", "by"])
     lines = ["## Leave-one-ladder-out calibration with the product's NUTS fit", "",
-             f"{table['ladder'].nunique()} public ladders, {len(fits)} outer splits (top 1, 2, 3 "
-             f"compute budgets and top 1, 2 sizes held out), {int(pooled['n'].iloc[0])} held-out "
-             f"runs. NUTS: {args.chains} chains x ({args.tune} tune + {args.draws} draws), "
+             f"{table['ladder'].nunique()} public ladders, {len(fits)} outer splits ("
+             + ", ".join(f"top {k} {'budgets' if by == 'flops' else 'sizes'} held out: "
+                         f"{n} ladders"
+                         for (by, k), n in fits.groupby(["by", "k"]).size().items())
+             + f"), {int(pooled['n'].iloc[0])} held-out runs. NUTS: {args.chains} chains x "
+             f"({args.tune} tune + {args.draws} draws), "
              "numpyro, the gate's one retry; discrepancy attached by `attach_discrepancy` under "
              f"the cross-ladder prior ({shipped.distance} distance, "
              f"{'tempered' if shipped.temper else 'untempered'}, the shipped prior's form) "
              "learned without the held-out ladder's source; predictive draws by "
              "`log_loss_draws(band='predictive')`, i.e. what `bayes-scaling predict` returns.",
              "", f"Machine: {platform.machine()}, {platform.python_version()}, versions "
-             f"{versions()}; shared with 5 other jobs (niced).", "",
+             f"{versions()}; a shared 2-core machine, niced, load average "
+             f"{os.getloadavg()[0]:.0f} at the end.", "",
              f"Gate: {int(fits['passed'].sum())} of {len(fits)} fits passed "
              f"(max r-hat {fits['rhat'].max():.3f}, min bulk ESS {fits['ess_bulk'].min():.0f}, "
              f"min tail ESS {fits['ess_tail'].min():.0f}, divergences "
@@ -335,6 +340,14 @@ def render(table: pd.DataFrame, fits: pd.DataFrame, args, shipped) -> str:
              "### Pooled", "", HEAD.format(what="variant")]
     for _, r in pooled.sort_values("is90").iterrows():
         lines.append(_fmt_row(r["variant"], r))
+    ok = fits[fits["passed"]][["ladder", "by", "k"]]
+    gated = table.merge(ok, on=["ladder", "by", "k"])
+    if len(gated):
+        g = summarise(gated[gated["variant"] == CHOSEN], ["variant"]).iloc[0]
+        lines += ["", f"Product bands on the {len(ok)} splits whose fit passed the gate: "
+                  f"{int(g['n'])} held-out runs, 90% coverage {g['cov90']:.2f}, 50% "
+                  f"{g['cov50']:.2f}, interval score {g['is90']:.4f}, median abs error "
+                  f"{g['mape']:.2f}%."]
     lines += ["", "### Per ladder", "", HEAD.format(what="ladder / variant")]
     for ladder in sorted(table["ladder"].unique()):
         for v in (CHOSEN, "nuts + today's (box, own)", "huber-bootstrap"):
