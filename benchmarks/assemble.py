@@ -19,7 +19,10 @@ HERE = Path(__file__).resolve().parent
 ORDER = ["fit", "query", "recovery", "calibration", "calibration_nuts", "scale", "compare",
          "dynamics", "schedule", "report", "reliability", "diagnose", "nextrun"]
 #: Sections written by a script not named after them.
-SCRIPTS = {"calibration": "bench_discrepancy_prior.py", "calibration_nuts": "bench_calibration.py"}
+SCRIPTS = {"calibration": "bench_discrepancy_prior.py", "calibration_nuts": "bench_calibration.py",
+           "calibration_lolo_nuts": "bench_discrepancy_nuts.py",
+           "calibration_lolo_nuts_partial": "bench_discrepancy_nuts.py",
+           "calibration_shared": "bench_discrepancy_shared.py"}
 
 
 def main() -> None:
@@ -38,9 +41,8 @@ def main() -> None:
         path = HERE / "results" / f"{name}.md"
         script = SCRIPTS.get(name, f"bench_{name}.py")
         text = path.read_text().rstrip()
-        out += [text, ""]
-        if "Regenerate" not in text.splitlines()[-1]:  # the section may name its own command
-            out += [f"*Regenerate: `.venv/bin/python benchmarks/{script}`*", ""]
+        out += [text, ""] + ([] if "*Regenerate:" in text else [  # a section may name its own
+            f"*Regenerate: `.venv/bin/python benchmarks/{script}`*", ""])
     (HERE / "RESULTS.md").write_text("\n".join(out))
 
 

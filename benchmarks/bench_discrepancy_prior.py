@@ -102,43 +102,54 @@ def stage_outer(ladders, seed: int) -> list[dict]:
 def _outer_ladder(name: str, src: str, runs, seed: int) -> list[dict]:
     cases = []
     for by, k in SPLITS:
-        try:
-            train, test = split_top(runs, holdout_by=by, holdout_top=k)
-            inner = inner_backtest(train, "chinchilla")
-        except BayesScalingError as exc:
-            print(f"  skip {name} {by} top {k}: {exc}", flush=True)
-            continue
-        base = fit_baseline("chinchilla", train, n_boot=N_BOOT, random_seed=seed + k)
-        law = log_loss_draws(base, test.n, test.d, group=None, band="law",
-                             rng=np.random.default_rng(seed))
-        far = decades_outside(Box.of(train.n, train.d), test.n, test.d)
-        cases.append({"ladder": name, "source": src, "by": by, "k": k,
-                      "n_train": train.n_runs, "y": test.loss, "n": test.n, "d": test.d,
-                      "law": law, "sigma": float(flat(base.posterior["sigma"])[0]),
-                      "dist": {kd: far[kd] for kd in DISTANCE_KINDS},
-                      "c_past": far["c_past_max"], "inner": inner})
-        print(f"  outer {name} {by} top {k}: {train.n_runs} train, {test.n_runs} held out, "
-              f"max distance {far['hull_compute'].max():.2f}", flush=True)
+        case = outer_case(name, src, runs, by, k, seed)
+        if case is not None:
+            cases.append(case)
     return cases
 
 
-_LL: dict[tuple[str, str], np.ndarray] = {}
+def outer_case(name: str, src: str, runs, by: str, k: int, seed: int) -> dict | None:
+    """One outer split: the Huber law band, the noise, the distances and the inner evidence."""
+    try:
+        train, test = split_top(runs, holdout_by=by, holdout_top=k)
+        inner = inner_backtest(train, "chinchilla")
+    except BayesScalingError as exc:
+        print(f"  skip {name} {by} top {k}: {exc}", flush=True)
+        return None
+    base = fit_baseline("chinchilla", train, n_boot=N_BOOT, random_seed=seed + k)
+    law = log_loss_draws(base, test.n, test.d, group=None, band="law",
+                         rng=np.random.default_rng(seed))
+    far = decades_outside(Box.of(train.n, train.d), test.n, test.d)
+    print(f"  outer {name} {by} top {k}: {train.n_runs} train, {test.n_runs} held out, "
+          f"max distance {far['hull_compute'].max():.2f}", flush=True)
+    return {"ladder": name, "source": src, "by": by, "k": k,
+            "n_train": train.n_runs, "y": test.loss, "n": test.n, "d": test.d,
+            "law": law, "sigma": float(flat(base.posterior["sigma"])[0]),
+            "dist": {kd: far[kd] for kd in DISTANCE_KINDS},
+            "c_past": far["c_past_max"], "inner": inner}
 
 
-def population(rolling: dict, ladders, kind: str, temper: bool, exclude: set[str]):
+_LL: dict[tuple[str, str, float], np.ndarray] = {}
+#: Shared (systematic, per refit) fractions of the discrepancy variance scored as variants
+#: (``bench_discrepancy_shared.py`` compares more of them on the rolling-origin errors alone).
+SHARED_VARIANTS = (0.25,)
+
+
+def population(rolling: dict, ladders, kind: str, temper: bool, exclude: set[str],
+               shared: float = 0.0):
     """The cross-ladder prior from every ladder not in ``exclude``; sources weigh one each."""
     names = [n for n in rolling if n not in exclude]
     srcs = [ladders[n][0] for n in names]
     count = {s: srcs.count(s) for s in srcs}
     lls = []
     for n in names:
-        if (n, kind) not in _LL:
-            _LL[(n, kind)] = discrepancy_loglik(rolling[n].with_distance(kind))
+        if (n, kind, shared) not in _LL:
+            _LL[(n, kind, shared)] = discrepancy_loglik(rolling[n].with_distance(kind), shared)
         bt = rolling[n]
         w = bt.n_effective / bt.residuals.size if temper else 1.0
-        lls.append(w * _LL[(n, kind)])
+        lls.append(w * _LL[(n, kind, shared)])
     return fit_population(lls, TAU0_GRID, KAPPA_GRID, weights=[1 / count[s] for s in srcs],
-                          temper=temper, distance=kind)
+                          temper=temper, distance=kind, shared=shared)
 
 
 def predictive(case: dict, kind: str | None, weights, rng) -> np.ndarray:
@@ -182,6 +193,8 @@ def variants(cases, rolling, ladders, seed: int) -> pd.DataFrame:
         for kind in ("hull_compute", "compute"):  # the two leading candidates
             specs += [(f"xl-source-untempered:{kind}", kind, "source-untempered"),
                       (f"xl-ladder:{kind}", kind, "ladder")]
+        specs += [(f"xl-source-untempered-shared{sh}:hull_compute", "hull_compute",
+                   f"source-untempered-shared{sh}") for sh in SHARED_VARIANTS]
         for label, kind, how in specs:
             rng = np.random.default_rng([seed, i])
             weights = None
@@ -190,12 +203,14 @@ def variants(cases, rolling, ladders, seed: int) -> pd.DataFrame:
                 if how == "own":
                     weights = discrepancy_posterior(bt)[2]
                 else:
-                    temper = how != "source-untempered"
+                    temper = "untempered" not in how
+                    shared = float(how.split("shared")[1]) if "shared" in how else 0.0
                     exclude = ({n for n in rolling if ladders[n][0] == case["source"]}
                                if how.startswith("source") else {case["ladder"]})
-                    key = (kind, temper, frozenset(exclude))
+                    key = (kind, temper, shared, frozenset(exclude))
                     if key not in priors:
-                        priors[key] = population(rolling, ladders, kind, temper, exclude)
+                        priors[key] = population(rolling, ladders, kind, temper, exclude,
+                                                 shared)
                     weights = discrepancy_posterior(bt, priors[key])[2]
             f = score(case, predictive(case, kind, weights, rng))
             f["variant"] = label
@@ -223,20 +238,34 @@ HEAD = ("| {what} | held-out runs | cov 50 | cov 80 | cov 90 | cov 95 | interval
         "median abs % err | mean rel. width 90 |\n|---|---|---|---|---|---|---|---|---|")
 
 
-def choose(pooled: pd.DataFrame) -> tuple[str, str, bool]:
+def choose(pooled: pd.DataFrame) -> tuple[str, str, bool, float]:
     """The source-out cross-ladder variant with the best mean interval score (90%).
 
-    Returns ``(label, distance kind, temper)``.
+    Returns ``(label, distance kind, temper, shared)``.
     """
     cand = pooled[pooled["variant"].str.startswith("xl-source")]
     label = str(cand.sort_values("is90").iloc[0]["variant"])
     how, kind = label.split(":", 1)
-    return label, kind, not how.endswith("untempered")
+    shared = float(how.split("shared")[1]) if "shared" in how else 0.0
+    return label, kind, "untempered" not in how, shared
 
 
-def write_prior(rolling, ladders, kind: str, temper: bool, seconds: float) -> dict:
+def validation(table: pd.DataFrame, variant: str, method: str) -> dict:
+    """Leave-one-ladder-out figures of ``variant``, recorded in the prior file for reports."""
+    sel = table[table["variant"] == variant]
+    per = summarise(sel, ["ladder"])
+    return {"method": method, "n_heldout": len(sel), "n_ladders": len(per),
+            "cov90": float(sel["in_90"].mean()), "cov50": float(sel["in_50"].mean()),
+            "min_ladder_cov90": float(per["cov90"].min()),
+            "interval_score_90": float(sel["interval_score_90"].mean()),
+            "median_abs_pct_error": float(sel["abs_pct_error"].median()),
+            "max_distance": float(sel["hull_compute"].max())}
+
+
+def write_prior(rolling, ladders, kind: str, temper: bool, seconds: float,
+                valid: dict | None = None, shared: float = 0.0) -> dict:
     """Fit the shipped prior on every ladder and write it with its provenance."""
-    prior = population(rolling, ladders, kind, temper, set())
+    prior = population(rolling, ladders, kind, temper, set(), shared)
     sources = sorted({s for s, _ in ladders.values()})
     raw = {**prior.to_dict(), "source": "cross-ladder: " + ", ".join(sources),
            "ladders": {n: {"source": ladders[n][0], "errors": int(rolling[n].residuals.size),
@@ -244,7 +273,7 @@ def write_prior(rolling, ladders, kind: str, temper: bool, seconds: float) -> di
            "built_by": "benchmarks/bench_discrepancy_prior.py",
            "tau0_median": float(np.exp(prior.log_tau0_mu)),
            "kappa_median": float(np.exp(prior.log_kappa_mu)),
-           "seconds": round(seconds)}
+           "seconds": round(seconds), "validation": valid}
     PRIOR_DIR.mkdir(parents=True, exist_ok=True)
     with atomic_path(PRIOR_DIR / "prior.json") as tmp:
         Path(tmp).write_text(json.dumps(raw, indent=1) + "\n")
@@ -339,8 +368,10 @@ def main() -> None:
     table = variants(cases, rolling, ladders, args.seed)
     with atomic_path(CACHE / "variant_runs.csv") as tmp:
         table.to_csv(tmp, index=False)
-    chosen, kind, temper = choose(summarise(table, ["variant"]))
-    prior = write_prior(rolling, ladders, kind, temper, time.perf_counter() - t0)
+    chosen, kind, temper, shared = choose(summarise(table, ["variant"]))
+    valid = validation(table, chosen, "Huber+bootstrap law band, prior learned without the "
+                       "ladder's source; bench_discrepancy_prior.py")
+    prior = write_prior(rolling, ladders, kind, temper, time.perf_counter() - t0, valid, shared)
     text = render(table, rolling, chosen, prior)
     text += (f"\n{len(cases)} outer splits in {time.perf_counter() - t0:.0f} s (stages 1-2 cached "
              "after the first run).\n\n*Regenerate: `BAYES_SCALING_DATA=../shared/data nice -n 10 "

@@ -29,7 +29,9 @@ with :math:`s` the in-sample residual scale and :math:`v_i` the variance of the 
 prediction over bootstrap resamples (the refit's own parameter uncertainty, which the posterior's
 law band already carries, so the discrepancy does not count it twice). The errors of one refit
 share its parameters and so, largely, their sign: with the cross-ladder prior the ladder's own
-likelihood is tempered to one effective observation per refit (``temper``). Draws of
+likelihood is tempered to one effective observation per refit (``temper``), or a fraction
+``shared`` of the discrepancy variance is made common to a refit's errors (a systematic term,
+:func:`discrepancy_loglik`); the shipped prior records which. Draws of
 :math:`(\tau_0, \kappa)` are stored in the posterior so every predictive query integrates over
 them.
 """
@@ -168,14 +170,35 @@ def discrepancy_sd(distance: np.ndarray, tau0: np.ndarray, kappa: np.ndarray) ->
     return np.sqrt(tau0**2 * ramp(distance) + (kappa * distance) ** 2)
 
 
-def discrepancy_loglik(bt: InnerBacktest) -> np.ndarray:
-    """Log likelihood of the held-out errors on the ``(TAU0_GRID, KAPPA_GRID)`` grid."""
+def discrepancy_loglik(bt: InnerBacktest, shared: float = 0.0) -> np.ndarray:
+    """Log likelihood of the held-out errors on the ``(TAU0_GRID, KAPPA_GRID)`` grid.
+
+    ``shared`` is the fraction of the discrepancy variance that the errors of one refit share
+    (a systematic term: a refit's law is off in one direction for all its held-out runs). The
+    errors of refit ``j`` are then jointly normal with covariance
+    ``diag(s^2 + v_i + (1 - shared) D_i) + shared * sqrt(D) sqrt(D)^T`` (``D_i`` the discrepancy
+    variance at run ``i``); ``shared = 0`` treats them as independent. A refit whose errors all
+    share a sign is then one observation of the systematic part, not many.
+    """
     out = np.empty((TAU0_GRID.size, KAPPA_GRID.size))
     lv = np.broadcast_to(np.asarray(bt.law_var, dtype=float), bt.residuals.shape)
     base = bt.noise_scale**2 + lv
+    r = bt.residuals
+    if shared > 0:
+        if bt.refit is None:
+            raise BayesScalingError("a shared discrepancy term needs each error's refit index")
+        _, ids = np.unique(bt.refit, return_inverse=True)
+        onehot = np.zeros((r.size, ids.max() + 1))
+        onehot[np.arange(r.size), ids] = 1.0
     for j, k in enumerate(KAPPA_GRID):  # column by column: bounded memory on big ladders
-        var = base[None, :] + discrepancy_sd(bt.distances[None, :], TAU0_GRID[:, None], k) ** 2
-        out[:, j] = -0.5 * np.sum(np.log(var) + bt.residuals[None, :] ** 2 / var, axis=1)
+        dvar = discrepancy_sd(bt.distances[None, :], TAU0_GRID[:, None], k) ** 2
+        var = base[None, :] + (1.0 - shared) * dvar
+        out[:, j] = -0.5 * np.sum(np.log(var) + r[None, :] ** 2 / var, axis=1)
+        if shared > 0:  # rank-one update per refit (matrix determinant lemma, Sherman-Morrison)
+            u2 = shared * dvar / var
+            ua = u2 @ onehot
+            ur = (np.sqrt(shared * dvar) * r[None, :] / var) @ onehot
+            out[:, j] += np.sum(-0.5 * np.log1p(ua) + 0.5 * ur**2 / (1.0 + ua), axis=1)
     return out
 
 
@@ -195,14 +218,15 @@ def discrepancy_posterior(bt: InnerBacktest, prior: DiscrepancyPrior | None = No
         The ladder's own rolling-origin errors.
     prior : DiscrepancyPrior, optional
         The cross-ladder prior; with it the likelihood is tempered to ``bt.n_effective``
-        observations when ``prior.temper``. Without it, half-normal priors and no tempering.
+        observations when ``prior.temper``, and a refit's errors share ``prior.shared`` of the
+        discrepancy variance. Without it, half-normal priors, independent errors, no tempering.
 
     Returns
     -------
     tuple of ndarray
         The two grids and the normalised weights, shape ``(tau0, kappa)``.
     """
-    loglik = discrepancy_loglik(bt)
+    loglik = discrepancy_loglik(bt, prior.shared if prior is not None else 0.0)
     if prior is None:
         logp = loglik + half_normal_logprior()
     else:
@@ -225,7 +249,8 @@ def sample_grid(weights: np.ndarray, shape: tuple[int, int],
 
 def attach_discrepancy(fit: ScalingFit, *, random_seed: int | None = None,
                        prior: DiscrepancyPrior | Literal["shipped", "none"] = "shipped",
-                       on_progress: Callable[[str], None] | None = None) -> ScalingFit:
+                       on_progress: Callable[[str], None] | None = None,
+                       backtest: InnerBacktest | None = None) -> ScalingFit:
     """``fit`` with ``(tau0, kappa)`` draws in its posterior and the inner backtest in meta.
 
     Parameters
@@ -239,6 +264,9 @@ def attach_discrepancy(fit: ScalingFit, *, random_seed: int | None = None,
         ``"none"``: half-normal priors (the ladder's own evidence alone).
     on_progress : callable, optional
         Receives progress messages.
+    backtest : InnerBacktest, optional
+        The rolling-origin errors of ``fit.runs`` if already computed
+        (:func:`inner_backtest`); default: computed here.
 
     Returns
     -------
@@ -246,7 +274,7 @@ def attach_discrepancy(fit: ScalingFit, *, random_seed: int | None = None,
     """
     tell = on_progress or (lambda _m: None)
     tell("calibrating the extrapolation discrepancy (rolling-origin refits inside the ladder)")
-    bt = inner_backtest(fit.runs, fit.spec.law)
+    bt = backtest if backtest is not None else inner_backtest(fit.runs, fit.spec.law)
     prior_ = load_prior() if prior == "shipped" else None if prior == "none" else prior
     _, _, weights = discrepancy_posterior(bt, prior_)
     rng = np.random.default_rng([int(random_seed or 0), 7])

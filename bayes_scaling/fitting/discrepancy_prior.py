@@ -52,6 +52,9 @@ class DiscrepancyPrior:
     temper: bool = True
     distance: str = "hull_compute"
     source: str = "cross-ladder"
+    #: Fraction of the discrepancy variance shared by the errors of one rolling-origin refit
+    #: (:func:`bayes_scaling.fitting.calibrate.discrepancy_loglik`); 0: independent errors.
+    shared: float = 0.0
 
     def log_density(self, tau0_grid: np.ndarray, kappa_grid: np.ndarray) -> np.ndarray:
         """Log prior mass of each grid cell, shape ``(tau0, kappa)``, normalised to sum 1."""
@@ -86,7 +89,7 @@ def fit_population(logliks: Sequence[np.ndarray], tau0_grid: np.ndarray,
                    kappa_grid: np.ndarray, *, weights: Sequence[float] | None = None,
                    temper: bool = True,
                    distance: str = "hull_compute",
-                   source: str = "cross-ladder") -> DiscrepancyPrior:
+                   source: str = "cross-ladder", shared: float = 0.0) -> DiscrepancyPrior:
     """The population prior that maximises the ladders' marginal likelihood.
 
     Parameters
@@ -99,9 +102,9 @@ def fit_population(logliks: Sequence[np.ndarray], tau0_grid: np.ndarray,
     weights : sequence of float, optional
         Weight of each ladder's marginal log likelihood (e.g. 1 / ladders of its source, so a
         paper with ten ladders counts as much as a paper with one). Default 1 each.
-    temper, distance, source : optional
-        Recorded in the prior: how a ladder's own evidence is weighed, which distance the
-        likelihoods used, and a label.
+    temper, distance, source, shared : optional
+        Recorded in the prior: how a ladder's own evidence is weighed, which distance and which
+        shared fraction the likelihoods used, and a label.
 
     Returns
     -------
@@ -127,7 +130,7 @@ def fit_population(logliks: Sequence[np.ndarray], tau0_grid: np.ndarray,
                              options={"xatol": 1e-3, "fatol": 1e-4, "maxiter": 2000})
     mt, lst, mk, lsk = best.x
     return DiscrepancyPrior(float(mt), float(np.exp(lst)), float(mk), float(np.exp(lsk)),
-                            temper=temper, distance=distance, source=source)
+                            temper=temper, distance=distance, source=source, shared=shared)
 
 
 @cache
@@ -155,3 +158,29 @@ def load_prior(path: str | Path | None = None) -> DiscrepancyPrior:
     DiscrepancyPrior
     """
     return _read(str(path or shipped("data") / SHIPPED_PRIOR))
+
+
+def prior_provenance(path: str | Path | None = None) -> dict[str, Any]:
+    """Where the shipped prior came from, for reports: sources, ladders and its validation.
+
+    Parameters
+    ----------
+    path : path, optional
+        A prior file (default: the shipped one).
+
+    Returns
+    -------
+    dict
+        ``source``, ``n_ladders``, ``n_errors`` (rolling-origin errors it was learned from),
+        ``built_by``, ``distance``, ``tau0_median``, ``kappa_median`` and ``validation`` (the
+        leave-one-ladder-out figures the benchmark recorded, or ``None``).
+    """
+    p = Path(path or shipped("data") / SHIPPED_PRIOR)
+    _read(str(p))  # one-line error on a bad file
+    raw = json.loads(p.read_text())
+    ladders = raw.get("ladders") or {}
+    return {"source": raw.get("source", "cross-ladder"), "n_ladders": len(ladders),
+            "n_errors": int(sum(v.get("errors", 0) for v in ladders.values())),
+            "built_by": raw.get("built_by"), "distance": raw.get("distance"),
+            "tau0_median": raw.get("tau0_median"), "kappa_median": raw.get("kappa_median"),
+            "validation": raw.get("validation")}

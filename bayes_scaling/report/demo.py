@@ -143,7 +143,8 @@ def demo_markdown(fit: ScalingFit, nums: dict[str, Any]) -> str:
                 f"{cal.get('tau0_mean', 0):.4f} for any run outside the ladder plus κ ≈ "
                 f"{cal['kappa_mean']:.4f} per decade past it (sd of log loss), learned from "
                 f"{cal['n_heldout']} held-out runs in {cal['n_refits']} rolling-origin refits "
-                "inside the ladder.", ""]
+                f"inside the ladder, starting from the {cal.get('prior', 'half-normal')} prior; "
+                f"distance: {cal.get('distance', 'box')} (decades from the runs' support).", ""]
     out += ["Figures: `loss_vs_n.png`, `loss_vs_c.png`, `compute_optimal.png`, "
             "`posterior_pair.png`.", ""]
     return "\n".join(out)

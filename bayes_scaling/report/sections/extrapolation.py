@@ -1,4 +1,12 @@
-"""Extrapolation: how far the plan lies past the largest run, in decades, per axis."""
+"""Extrapolation: how far the plan lies past the largest run, and from the runs' support.
+
+Per axis, the decades past the largest run; then the one distance the predictive band uses
+(:func:`bayes_scaling.data.support.decades_outside`: outside the runs' convex hull in
+log N x log D, combined with the compute past the largest budget), the discrepancy learned for it
+(the primary fit's ``meta.calibration``), the prior it started from and that prior's
+leave-one-ladder-out validation: how far held-out runs lay when the bands were checked, so a
+reader sees whether the plan lies inside the checked range.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +17,11 @@ import numpy as np
 
 from bayes_scaling.constants import FLOPS_PER_PARAM_TOKEN
 from bayes_scaling.data.runs import RunTable
-from bayes_scaling.report.blocks import Block, Num, h2, para, primary_family, table
+from bayes_scaling.data.support import DISTANCE, decades_outside
+from bayes_scaling.fitting.discrepancy_prior import prior_provenance
+from bayes_scaling.fitting.result import ScalingFit
+from bayes_scaling.query.predict import fit_box
+from bayes_scaling.report.blocks import Block, Num, Parts, h2, para, primary_family, table
 from bayes_scaling.report.context import Context, Section
 
 
@@ -24,9 +36,75 @@ def _extrapolation(runs: RunTable, n: float, d: float) -> dict[str, Any]:
             for k, (v, hi, lo) in axes.items()}
 
 
+def _support(fit: ScalingFit, n: float, d: float) -> dict[str, Any]:
+    """The plan's distance from the fit's support, the discrepancy and its prior's provenance."""
+    far = decades_outside(fit_box(fit), [n], [d])
+    out: dict[str, Any] = {"measure": DISTANCE, "distance": float(far["distance"][0]),
+                           "outside_hull": float(far["hull"][0]),
+                           "compute_past": float(far["compute"][0]),
+                           "calibration": None, "prior": None}
+    if "kappa" not in fit.posterior:
+        return out
+    cal = dict(fit.meta.get("calibration") or {})
+    cal.setdefault("kappa_mean", float(fit.posterior["kappa"].mean()))
+    if "tau0" in fit.posterior:
+        cal.setdefault("tau0_mean", float(fit.posterior["tau0"].mean()))
+    out["calibration"] = {k: cal.get(k) for k in (
+        "tau0_mean", "kappa_mean", "n_heldout", "n_refits", "max_distance", "prior", "distance")}
+    if str(cal.get("prior", "")).startswith("cross-ladder"):
+        out["prior"] = prior_provenance()
+    return out
+
+
 def numbers(ctx: Context) -> dict[str, Any]:
-    """``extrapolation``: the plan and the runs' range in N, D and C."""
-    return {"extrapolation": _extrapolation(ctx.runs, ctx.n, ctx.d)}
+    """``extrapolation``: the plan and the runs' range in N, D and C; the plan's distance from
+    the runs' support with the discrepancy and the prior behind the predictive band."""
+    ex = _extrapolation(ctx.runs, ctx.n, ctx.d)
+    ex["support"] = _support(ctx.fits[ctx.plan.families[0]], ctx.n, ctx.d)
+    return {"extrapolation": ex}
+
+
+def _support_parts(risk: Mapping[str, Any]) -> list[Block]:
+    sup = risk["extrapolation"].get("support")
+    if not sup:
+        return []
+    s = ("extrapolation", "support")
+    out = [para("Distance of the plan from the runs' support: ", Num((*s, "distance"), "decades"),
+                " decades (outside the runs' convex hull in log N × log D: ",
+                Num((*s, "outside_hull"), "decades"), "; compute past the largest run: ",
+                Num((*s, "compute_past"), "decades"), "). This is the distance the predictive "
+                "band's extrapolation discrepancy grows with.")]
+    cal = sup.get("calibration")
+    if not cal:
+        return [*out, para("This fit carries no extrapolation discrepancy (calibrate=False): its "
+                           "predictive band is the law band plus run noise only.", css="bad")]
+    c = (*s, "calibration")
+    parts: Parts = [f"Discrepancy of {primary_family(risk)}: τ0 = ", Num((*c, "tau0_mean"),
+                    "small"), " plus κ = ", Num((*c, "kappa_mean"), "small"),
+                    " per decade (sd of log loss), prior: ",
+                    str(cal.get("prior") or "not recorded"),
+                    "; updated by ", Num((*c, "n_heldout"), "int"), " held-out runs in ",
+                    Num((*c, "n_refits"), "int"), " rolling-origin refits of this ladder, the "
+                    "farthest ", Num((*c, "max_distance"), "decades"), " decades from its support."]
+    out.append(para(*parts))
+    prior = sup.get("prior")
+    val = (prior or {}).get("validation")
+    if val:
+        v = (*s, "prior", "validation")
+        out.append(para(
+            "That prior was learned from ", Num((*s, "prior", "n_errors"), "int"),
+            " rolling-origin errors of ", Num((*s, "prior", "n_ladders"), "int"),
+            " public ladders and checked leave-one-ladder-out (", str(val.get("method", "")),
+            "): the 90% band held ", Num((*v, "cov90"), "pct"), " and the 50% band ",
+            Num((*v, "cov50"), "pct"), " of ", Num((*v, "n_heldout"), "int"),
+            " held-out runs; the lowest ladder held ", Num((*v, "min_ladder_cov90"), "pct"),
+            " at 90%. Those runs lay at most ", Num((*v, "max_distance"), "decades"),
+            " decades from their training support."))
+        if sup["distance"] > float(val.get("max_distance", np.inf)):
+            out.append(para("The plan lies farther from the runs than any checked held-out run: "
+                             "the band's width there is the same form extrapolated, not a "
+                             "measured calibration.", css="bad"))
+    return out
 
 
 def blocks(risk: Mapping[str, Any]) -> list[Block]:
@@ -41,6 +119,7 @@ def blocks(risk: Mapping[str, Any]) -> list[Block]:
             para("How far the plan lies past the largest run, in decades (log10 of the ratio)."),
             table(["", "smallest run", "largest run", "plan", "decades past the largest"],
                    rows),
+            *_support_parts(risk),
             Block("figure", text="extrapolation",
                   caption=f"Left: runs and the bands of {primary_family(risk)} along the "
                           "plan's tokens per parameter, the plan (star, 90% predictive) and "

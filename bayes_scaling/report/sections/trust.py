@@ -100,6 +100,16 @@ def numbers(ctx: Context) -> dict[str, Any]:
     return {"trust": _backtests(ctx.plan, ctx.runs, ctx.group, ctx.seed, ctx.cache, ctx.tell)}
 
 
+def _plan_distance(risk: Mapping[str, Any]) -> Parts:
+    """The plan's distance from the ladder's support, in the same measure (older reports:
+    the decades of compute past the largest run)."""
+    if (risk.get("extrapolation") or {}).get("support"):
+        return [Num(("extrapolation", "support", "distance"), "decades"),
+                " decades from the whole ladder's support"]
+    return [Num(("extrapolation", "flops", "decades_past_largest"), "decades"),
+            " decades of compute past the largest run"]
+
+
 def blocks(risk: Mapping[str, Any]) -> list[Block]:
     """Coverage of both methods, the held-out runs, and their figure."""
     t = risk["trust"]
@@ -111,9 +121,10 @@ def blocks(risk: Mapping[str, Any]) -> list[Block]:
                   f"out, {t['model']} was refitted on the rest and predicted them. A calibrated "
                   "method's 90% band holds about 90% of the held-out runs. The held-out runs "
                   "lie at most ", Num(("trust", "bayes", "max_decades_out"), "decades"),
-                  " decades from the remaining runs; the plan is ",
-                  Num(("extrapolation", "flops", "decades_past_largest"), "decades"),
-                  " decades of compute past the largest run."))
+                  " decades from the remaining runs' support (outside their convex hull in "
+                  "log N × log D, combined with the compute past the largest run: the distance "
+                  "the predictive band grows with); the plan is ",
+                  *_plan_distance(risk), "."))
     rows = []
     for key, label in (("bayes", "Bayesian (this report)"),
                        ("baseline", "Huber + bootstrap (Hoffmann/Epoch)")):

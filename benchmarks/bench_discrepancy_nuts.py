@@ -1,0 +1,386 @@
+"""Leave-one-ladder-out calibration with the product's NUTS fit (stage 3 of the prior benchmark).
+
+``bench_discrepancy_prior.py`` scores its variants on Huber+bootstrap law bands (cheap enough for
+75 outer splits on a shared machine). This script reruns its stage 3 with the law band that
+``bayes-scaling fit`` produces: for every outer split (every public ladder, held out by the top
+1, 2, 3 compute budgets and the top 1, 2 sizes) it fits the training runs with NUTS
+(:func:`bayes_scaling.fitting.fit.fit`, the CLI's path, ``calibrate=False``), then attaches the
+discrepancy with :func:`bayes_scaling.fitting.calibrate.attach_discrepancy` under the cross-ladder
+prior learned **without the held-out ladder's source** (the shipped prior's form: the distance and
+tempering that ``bench_discrepancy_prior.py`` chose), and draws the predictive band with
+:func:`bayes_scaling.query.predict.log_loss_draws` -- exactly what ``predict`` returns.
+
+Scored beside it on the same held-out runs:
+
+- ``huber-bootstrap``: the Huber fit with 50 bootstraps, no discrepancy (stage 2's law band);
+- ``nuts, no discrepancy``: the NUTS law band plus run noise;
+- ``nuts + today's``: NUTS plus the discrepancy as it was before issue 15 (box distance,
+  half-normal priors, the ladder's own rolling-origin evidence only);
+- ``nuts + xl-ladder``: the prior learned without the scored ladder only;
+- ``huber + xl-source`` (stage 3's chosen variant on the Huber law band), for comparison.
+
+Each NUTS fit is cached under ``benchmarks/results/cache/nuts_*.nc`` (+ ``.json``: the gate's
+verdict and the sampling time), so an interrupted run resumes; ``--fits-only`` runs the fits
+alone (it needs no other cache), ``--available`` scores the splits fitted so far. A complete run
+records its pooled figures as ``validation`` in ``data/discrepancy_prior/prior.json`` (the risk
+report quotes them).
+
+Run: ``BAYES_SCALING_DATA=../shared/data nice -n 15 .venv/bin/python
+benchmarks/bench_discrepancy_nuts.py --chains 2 --draws 500 --tune 500`` (after
+``bench_discrepancy_prior.py`` has built its caches).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_discrepancy_prior import (
+    CACHE,
+    HEAD,
+    PRIOR_DIR,
+    RESULTS,
+    SPLITS,
+    _cached,
+    _fmt_row,
+    outer_case,
+    population,
+    predictive,
+    score,
+    summarise,
+    validation,
+)
+from ladders import public_ladders
+
+from bayes_scaling.data.support import levels
+from bayes_scaling.errors import BayesScalingError
+from bayes_scaling.evaluate.backtest import split_top
+from bayes_scaling.files import atomic_path
+from bayes_scaling.fitting.calibrate import (
+    MIN_TRAIN_SIZES,
+    attach_discrepancy,
+    discrepancy_posterior,
+    discrepancy_sd,
+    sample_grid,
+)
+from bayes_scaling.fitting.discrepancy_prior import load_prior
+from bayes_scaling.fitting.fit import fit
+from bayes_scaling.fitting.result import ScalingFit, versions
+from bayes_scaling.query.predict import flat, log_loss_draws
+
+CHOSEN = "nuts + xl-source (product)"
+#: The systematic-term variant scored beside the product (shared fraction per refit).
+SHARED_ALT = 0.25
+#: Ladder names in ``public_ladders`` order (filled in ``main``; seeds index into it).
+LADDER_ORDER: list[str] = []
+
+
+def _source_prior(rolling, ladders, case: dict, shipped):
+    """The cross-ladder prior without any ladder of the case's source, in the shipped form."""
+    exclude = {n for n in rolling if ladders[n][0] == case["source"]}
+    return population(rolling, ladders, shipped.distance, shipped.temper, exclude)
+
+
+def outer(name: str, ladder, by: str, k: int, seed: int) -> dict | None:
+    """Stage 2's case for one split: from its per-ladder cache if built, else per split."""
+    per_ladder = CACHE / f"outer_{name.replace(':', '_')}.pkl"
+    if per_ladder.exists():
+        hit = [c for c in _cached(per_ladder.stem, list) if (c["by"], c["k"]) == (by, k)]
+        return hit[0] if hit else None
+    src, runs = ladder
+    return _cached(f"outer_{name.replace(':', '_')}_{by}_{k}",
+                   lambda: outer_case(name, src, runs, by, k, seed))
+
+
+def fit_key(ladder: str, by: str, k: int, args) -> tuple[str, int]:
+    """Cache name and seed offset of one outer split's NUTS fit (stable across runs)."""
+    names = sorted(LADDER_ORDER)
+    seed = 10 * names.index(ladder) + SPLITS.index((by, k))
+    return f"nuts_{ladder.replace(':', '_')}_{by}_{k}_{args.chains}x{args.draws}", seed
+
+
+def nuts_fit(case: dict, runs, args) -> tuple[ScalingFit, dict]:
+    """One outer split's NUTS fit (``bayes-scaling fit``'s path, no discrepancy), cached."""
+    key, i = fit_key(case["ladder"], case["by"], case["k"], args)
+    path = CACHE / f"{key}.nc"
+    info_path = CACHE / f"{key}.json"
+    if path.exists() and info_path.exists():
+        return ScalingFit.load(path), json.loads(info_path.read_text())
+    train, _ = split_top(runs, holdout_by=case["by"], holdout_top=case["k"])
+    t = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        f = fit("chinchilla", train, chains=args.chains, draws=args.draws, tune=args.tune,
+                random_seed=args.seed + i, on_bad="warn", calibrate=False)
+    diag = f.diagnostics
+    info = {"passed": diag.passed, "problems": list(diag.problems), "rhat": diag.max_rhat,
+            "ess_bulk": diag.min_ess_bulk, "ess_tail": diag.min_ess_tail,
+            "divergences": diag.divergences, "seconds": time.perf_counter() - t,
+            "retried": bool(f.meta.get("retried"))}
+    CACHE.mkdir(parents=True, exist_ok=True)
+    f.save(path)
+    with atomic_path(info_path) as tmp:
+        Path(tmp).write_text(json.dumps(info))
+    return f, info
+
+
+def product_band(f: ScalingFit, case: dict, runs, prior, seed: int, i: int) -> tuple[dict, dict]:
+    """The product's predictive draws (log loss) with the discrepancy under ``prior``."""
+    _, test = split_top(runs, holdout_by=case["by"], holdout_top=case["k"])
+    assert np.allclose(test.loss, case["y"]), "split differs from stage 2"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cal = attach_discrepancy(f, random_seed=seed + i, prior=prior, backtest=case["inner"])
+        rng = np.random.default_rng([seed, i])
+        pred = log_loss_draws(cal, test.n, test.d, group=None, band="predictive", rng=rng)
+        law = log_loss_draws(f, test.n, test.d, group=None, band="law", rng=rng)
+    post = f.posterior
+    return ({"pred": pred, "law": law, "sigma": flat(post["sigma"]),
+             "nu": flat(post["nu"]) if "nu" in post else None},
+            {"tau0_mean": cal.meta["calibration"]["tau0_mean"],
+             "kappa_mean": cal.meta["calibration"]["kappa_mean"]})
+
+
+def nuts_variant(case: dict, nuts: dict, kind: str | None, weights,
+                 rng: np.random.Generator) -> np.ndarray:
+    """Loss samples: NUTS law draw + its run noise (Student-t as a scale mixture) + discrepancy."""
+    law, sigma, nu = nuts["law"], nuts["sigma"][:, None], nuts["nu"]
+    var = sigma**2
+    if nu is not None:
+        var = var * (nu[:, None] / rng.chisquare(nu[:, None]))
+    if kind is not None:
+        tau0, kappa = sample_grid(weights, (law.shape[0], 1), rng)
+        var = var + discrepancy_sd(case["dist"][kind][None, :], tau0, kappa) ** 2
+    return np.exp(law + np.sqrt(var) * rng.standard_normal(law.shape))
+
+
+def fits_only(ladders, args) -> None:
+    """Every outer split's NUTS fit, without stage 1-2 caches (so it can run beside them)."""
+    keep = set(args.only.split(",")) if args.only else set(ladders)
+    # split-major order: an interrupted run has every ladder's first splits
+    order = sorted(SPLITS, key=lambda s: (s[1], s[0]))  # flops 1, n_params 1, flops 2, ...
+    names = list(ladders)[::-1] if args.reverse else list(ladders)
+    for by, k in order:
+        for name in names:
+            src, runs = ladders[name]
+            if name not in keep:
+                continue
+            try:
+                train, _ = split_top(runs, holdout_by=by, holdout_top=k)
+            except BayesScalingError as exc:
+                print(f"  skip {name} {by} top {k}: {exc}", flush=True)
+                continue
+            if levels(train.n).max() + 1 < MIN_TRAIN_SIZES:  # stage 2 skips these
+                print(f"  skip {name} {by} top {k}: too few sizes", flush=True)
+                continue
+            if args.cases_only:  # stage 2's case (Huber band, inner evidence) of the split
+                outer(name, ladders[name], by, k, args.seed)
+                continue
+            _, info = nuts_fit({"ladder": name, "source": src, "by": by, "k": k}, runs, args)
+            print(f"  fit {name} {by} top {k}: {train.n_runs} runs, gate "
+                  f"{'passed' if info['passed'] else 'FAILED ' + '; '.join(info['problems'])}"
+                  f", {info['seconds']:.0f} s", flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--chains", type=int, default=2)
+    ap.add_argument("--draws", type=int, default=500)
+    ap.add_argument("--tune", type=int, default=500)
+    ap.add_argument("--fits-only", action="store_true",
+                    help="Only run (and cache) the NUTS fits; no scoring (needs no other cache).")
+    ap.add_argument("--cases-only", action="store_true",
+                    help="Only build stage 2's per-split cases, in --fits-only's order.")
+    ap.add_argument("--reverse", action="store_true",
+                    help="--fits-only: ladders in reverse order (a second process beside one).")
+    ap.add_argument("--available", action="store_true",
+                    help="Score only the splits whose NUTS fit is cached (a partial run).")
+    ap.add_argument("--only", default="", help="Comma-separated ladder names (default: all).")
+    args = ap.parse_args()
+    t0 = time.perf_counter()
+    ladders = public_ladders()
+    LADDER_ORDER[:] = list(ladders)
+    if args.fits_only or args.cases_only:
+        fits_only(ladders, args)
+        return
+    if not (CACHE / "rolling_errors.pkl").exists():
+        raise SystemExit("run bench_discrepancy_prior.py first (its stage 1 cache is missing)")
+    rolling = _cached("rolling_errors", dict)
+    keep = set(args.only.split(",")) if args.only else set(ladders)
+    cases = []
+    for name in (n for n in ladders if n in keep):
+        for by, k in SPLITS:
+            if args.available and not (CACHE / (fit_key(name, by, k, args)[0]
+                                                 + ".json")).exists():
+                continue
+            case = outer(name, ladders[name], by, k, args.seed)
+            if case is not None:
+                cases.append(case)
+    n_cases = len(SPLITS) * len(ladders)
+    shipped = load_prior()
+    priors: dict = {}
+    frames, fits = [], []
+    for i, case in enumerate(cases):
+        pkey = case["source"]
+        if pkey not in priors:
+            priors[pkey] = _source_prior(rolling, ladders, case, shipped)
+        runs = ladders[case["ladder"]][1]
+        f, info = nuts_fit(case, runs, args)
+        nuts, cal = product_band(f, case, runs, priors[pkey], args.seed,
+                                 fit_key(case["ladder"], case["by"], case["k"], args)[1])
+        nuts.update(info)
+        nuts.update(cal)
+        print(f"  {case['ladder']} {case['by']} top {case['k']}: gate "
+              f"{'passed' if nuts['passed'] else 'FAILED ' + '; '.join(nuts['problems'])}, "
+              f"{nuts['seconds']:.0f} s", flush=True)
+        fits.append({"ladder": case["ladder"], "by": case["by"], "k": case["k"],
+                     **{k: nuts[k] for k in ("passed", "rhat", "ess_bulk", "ess_tail",
+                                             "divergences", "seconds", "retried",
+                                             "tau0_mean", "kappa_mean")}})
+        inner = case["inner"]
+        lad_key = ("ladder", case["ladder"])
+        if lad_key not in priors:
+            priors[lad_key] = population(rolling, ladders, shipped.distance, shipped.temper,
+                                         {case["ladder"]})
+        sh_key = ("shared", case["source"])
+        if sh_key not in priors:  # the systematic-term variant (bench_discrepancy_shared.py)
+            priors[sh_key] = population(
+                rolling, ladders, shipped.distance, shipped.temper,
+                {n for n in rolling if ladders[n][0] == case["source"]}, SHARED_ALT)
+        specs = [(CHOSEN, None),
+                 ("nuts, no discrepancy", (None, None)),
+                 ("nuts + today's (box, own)", ("box", None)),
+                 ("nuts + xl-ladder", (shipped.distance, priors[lad_key])),
+                 (f"nuts + xl-source, shared {SHARED_ALT}", (shipped.distance, priors[sh_key])),
+                 ("huber-bootstrap", "huber"),
+                 ("huber + xl-source", "huber-xl")]
+        for label, how in specs:
+            rng = np.random.default_rng([args.seed, i, 11])
+            if how is None:
+                samples = np.exp(nuts["pred"])
+            elif how == "huber":
+                samples = predictive(case, None, None, rng)
+            elif how == "huber-xl":
+                w = discrepancy_posterior(inner.with_distance(shipped.distance),
+                                          priors[pkey])[2]
+                samples = predictive(case, shipped.distance, w, rng)
+            else:
+                kind, prior = how
+                w = None if kind is None else discrepancy_posterior(
+                    inner.with_distance(kind), prior)[2]
+                samples = nuts_variant(case, nuts, kind, w, rng)
+            f = score(case, samples)
+            f["variant"] = label
+            frames.append(f)
+    table = pd.concat(frames, ignore_index=True)
+    fits_t = pd.DataFrame(fits)
+    text = render(table, fits_t, args, shipped)
+    text += (f"\n{len(cases)} outer splits in {time.perf_counter() - t0:.0f} s "
+             "(NUTS fits cached after the first run).\n\n*Regenerate: "
+             "`BAYES_SCALING_DATA=../shared/data nice -n 15 .venv/bin/python "
+             f"benchmarks/bench_discrepancy_nuts.py --chains {args.chains} --draws {args.draws} "
+             f"--tune {args.tune}` (after `bench_discrepancy_prior.py`)*\n")
+    partial = bool(args.only) or (args.available and len(cases) < n_cases)
+    name = "calibration_lolo_nuts" + ("_partial" if partial else "")
+    if not partial:  # the product's figures, for reports (bench_discrepancy_prior.validation)
+        raw = json.loads((PRIOR_DIR / "prior.json").read_text())
+        raw["validation"] = validation(
+            table, CHOSEN, f"NUTS {args.chains}x{args.draws}, prior learned without the "
+            "ladder's source; bench_discrepancy_nuts.py")
+        with atomic_path(PRIOR_DIR / "prior.json") as tmp:
+            Path(tmp).write_text(json.dumps(raw, indent=1) + "\n")
+    with atomic_path(RESULTS / f"{name}.md") as tmp:
+        Path(tmp).write_text(text)
+    with atomic_path(RESULTS / f"{name}.json") as tmp:
+        Path(tmp).write_text(json.dumps(
+            {"chosen": CHOSEN, "pooled": summarise(table, ["variant"]).to_dict("records"),
+             "per_ladder": summarise(table, ["variant", "ladder"]).to_dict("records"),
+             "fits": fits_t.to_dict("records")}, indent=1, default=float))
+    with atomic_path(CACHE / f"{name}_runs.csv") as tmp:
+        table.to_csv(tmp, index=False)
+    print(text)
+
+
+def render(table: pd.DataFrame, fits: pd.DataFrame, args, shipped) -> str:
+    pooled = summarise(table, ["variant"])
+    per = summarise(table, ["variant", "ladder"])
+    by_split = summarise(table, ["variant", "by"])
+    lines = ["## Leave-one-ladder-out calibration with the product's NUTS fit", "",
+             f"{table['ladder'].nunique()} public ladders, {len(fits)} outer splits ("
+             + ", ".join(f"top {k} {'budgets' if by == 'flops' else 'sizes'} held out: "
+                         f"{n} ladders"
+                         for (by, k), n in fits.groupby(["by", "k"]).size().items())
+             + f"), {int(pooled['n'].iloc[0])} held-out runs. NUTS: {args.chains} chains x "
+             f"({args.tune} tune + {args.draws} draws), "
+             "numpyro, the gate's one retry; discrepancy attached by `attach_discrepancy` under "
+             f"the cross-ladder prior ({shipped.distance} distance, "
+             f"{'tempered' if shipped.temper else 'untempered'}, the shipped prior's form) "
+             "learned without the held-out ladder's source; predictive draws by "
+             "`log_loss_draws(band='predictive')`, i.e. what `bayes-scaling predict` returns.",
+             "", f"Machine: {platform.machine()}, {platform.python_version()}, versions "
+             f"{versions()}; a shared 2-core machine, niced, load average "
+             f"{os.getloadavg()[0]:.0f} at the end.", "",
+             f"Gate: {int(fits['passed'].sum())} of {len(fits)} fits passed "
+             f"(max r-hat {fits['rhat'].max():.3f}, min bulk ESS {fits['ess_bulk'].min():.0f}, "
+             f"min tail ESS {fits['ess_tail'].min():.0f}, divergences "
+             f"{int(fits['divergences'].sum())}; {int(fits['retried'].sum())} retried). "
+             f"Sampling time per fit: median {fits['seconds'].median():.0f} s.", "",
+             "### Pooled", "", HEAD.format(what="variant")]
+    for _, r in pooled.sort_values("is90").iterrows():
+        lines.append(_fmt_row(r["variant"], r))
+    ok = fits[fits["passed"]][["ladder", "by", "k"]]
+    gated = table.merge(ok, on=["ladder", "by", "k"])
+    if len(gated):
+        g = summarise(gated[gated["variant"] == CHOSEN], ["variant"]).iloc[0]
+        lines += ["", f"Product bands on the {len(ok)} splits whose fit passed the gate: "
+                  f"{int(g['n'])} held-out runs, 90% coverage {g['cov90']:.2f}, 50% "
+                  f"{g['cov50']:.2f}, interval score {g['is90']:.4f}, median abs error "
+                  f"{g['mape']:.2f}%."]
+    lines += ["", "### Per ladder", "", HEAD.format(what="ladder / variant")]
+    for ladder in sorted(table["ladder"].unique()):
+        for v in (CHOSEN, "nuts + today's (box, own)", "huber-bootstrap"):
+            r = per[(per["ladder"] == ladder) & (per["variant"] == v)].iloc[0]
+            lines.append(_fmt_row(f"{ladder} / {v}", r))
+    lines += ["", "### By split (product bands)", "", HEAD.format(what="held out by")]
+    for _, r in by_split[by_split["variant"] == CHOSEN].iterrows():
+        lines.append(_fmt_row(r["by"], r))
+    mine = per[per["variant"] == CHOSEN].set_index("ladder")
+    base = per[per["variant"] == "huber-bootstrap"].set_index("ladder")
+    today = per[per["variant"] == "nuts + today's (box, own)"].set_index("ladder")
+    pc = pooled.set_index("variant").loc[CHOSEN]
+    cal_today = today[(today["cov90"] >= 0.85) & (today["cov90"] <= 0.95)].index
+    lines += ["", "### Against the issue's targets (product bands)", "",
+              f"- pooled 90% coverage {pc['cov90']:.2f} (target 0.85-0.95), 50% coverage "
+              f"{pc['cov50']:.2f} (target 0.40-0.60)",
+              "- ladders below 0.70 at 90%: " + (", ".join(
+                  f"{n} {r['cov90']:.2f}" for n, r in mine.iterrows() if r["cov90"] < 0.70)
+                  or "none"),
+              "- ladders where Huber+bootstrap has the better interval score: " + (", ".join(
+                  f"{n} ({mine.loc[n, 'is90']:.3f} vs {base.loc[n, 'is90']:.3f})"
+                  for n in mine.index if mine.loc[n, "is90"] >= base.loc[n, "is90"]) or "none"),
+              "- ladders where today's bands (on NUTS) were calibrated and had the better "
+              "interval score: " + (", ".join(
+                  f"{n} ({mine.loc[n, 'is90']:.3f} vs {today.loc[n, 'is90']:.3f})"
+                  for n in cal_today if mine.loc[n, "is90"] > today.loc[n, "is90"]) or "none"),
+              f"- median abs error of the median: pooled {pc['mape']:.2f}% (target <= 1.5%)"]
+    sel = table[table["variant"] == CHOSEN]
+    hist = np.histogram(sel["pit"], bins=10, range=(0, 1))[0]
+    lines += ["", "PIT histogram of the product bands (10 bins, flat = calibrated): "
+              + " ".join(str(int(c)) for c in hist), ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
