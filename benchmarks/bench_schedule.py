@@ -13,7 +13,8 @@ small, so every NUTS fit here is 2 chains x 500 tune + 500 draws unless said oth
    decay to 0 over the last ~10% of steps, branched from a constant-rate checkpoint); the
    largest sizes held out; constant-rate and cooled-down points scored.
 4. **Synthetic recovery** of the schedule law's constants (3 seeds).
-5. **Speed**: a 20,000-checkpoint table, default thinning.
+5. **Speed**: a 20,000-checkpoint table, no thinning, one batch size: the one-batch-size law
+   ``dynamics_schedule_fixed_b`` (closed form) and ``dynamics_schedule`` (a solve per point).
 
 Run: ``nice -n 10 python benchmarks/bench_schedule.py [--only 1,2]``; results are cached per
 section in ``benchmarks/results/schedule_*.json`` and the markdown rebuilt from all of them.
@@ -319,7 +320,13 @@ def section_recovery() -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------ 5. speed
-def section_speed() -> dict[str, Any]:
+#: Models timed by section 5: the one-batch-size law (closed form) and the law with B_crit(L)
+#: (a solve per checkpoint), on the same unthinned table.
+SPEED_MODELS = ("dynamics_schedule_fixed_b", "dynamics_schedule")
+
+
+def speed_table() -> pd.DataFrame:
+    """20,000 checkpoints: 40 cosine runs (8 sizes x 5 lengths) of 500 checkpoints each."""
     rng = np.random.default_rng(5)
     law = CURVE_LAWS["dynamics_schedule"]
     rows = []
@@ -332,18 +339,32 @@ def section_speed() -> dict[str, Any]:
         mu = mu + 0.01 * rng.standard_normal() + 0.004 * rng.standard_normal(steps.size)
         rows += [{"run_id": f"r{j}", "n_params": n, "steps": s, "batch_size_tokens": 5e5,
                   "loss": y, "total_steps": t} for s, y in zip(steps, np.exp(mu), strict=True)]
-    df = pd.DataFrame(rows)
-    t0, c0 = time.time(), time.process_time()
-    curves = load_curves(df, schedule={"shape": "cosine", "warmup_steps": 50.0,
-                                       "final_fraction": 0.1})
-    t_load = time.time() - t0
-    fit = fit_dynamics("dynamics_schedule", curves, random_seed=SEED, **NUTS)
-    total = time.time() - t0
-    return {"rows_read": len(df), "points_fitted": curves.n_points, "load_s": t_load,
-            "total_s": total, "cpu_s": time.process_time() - c0,
-            "passed": bool(fit.diagnostics.passed),
-            "max_rhat": fit.diagnostics.max_rhat, "divergences": fit.diagnostics.divergences,
-            "settings": NUTS}
+    return pd.DataFrame(rows)
+
+
+def section_speed(models: tuple[str, ...] = SPEED_MODELS) -> dict[str, Any]:
+    """A 20,000-checkpoint table, no thinning (warm-up rule only), one batch size; each model
+    timed end to end (load + fit), wall and CPU seconds, with the load average."""
+    df = speed_table()
+    out = {"rows_read": len(df), "settings": NUTS, "cores": os.cpu_count(), "runs": []}
+    for model in models:
+        load0 = os.getloadavg()[0]
+        t0, c0 = time.time(), time.process_time()
+        curves = load_curves(df, schedule={"shape": "cosine", "warmup_steps": 50.0,
+                                           "final_fraction": 0.1},
+                             max_points_per_curve=None, max_points=None)
+        t_load = time.time() - t0
+        fit = fit_dynamics(model, curves, random_seed=SEED, retries=0, **NUTS)
+        row = {"model": model, "points_fitted": curves.n_points, "load_s": t_load,
+               "total_s": time.time() - t0, "cpu_s": time.process_time() - c0,
+               "sampling_s": float(fit.meta["seconds"]), "loadavg_start": load0,
+               "loadavg_end": os.getloadavg()[0], "passed": bool(fit.diagnostics.passed),
+               "max_rhat": fit.diagnostics.max_rhat,
+               "min_ess_bulk": fit.diagnostics.min_ess_bulk,
+               "divergences": fit.diagnostics.divergences}
+        out["runs"].append(row)
+        print(row, flush=True)
+    return out
 
 
 SECTIONS = {"1": section_form, "2": section_misfitting, "2b": section_rolling,
