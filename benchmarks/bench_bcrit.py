@@ -84,10 +84,11 @@ def log_lik_draws(fit: Any, curves: CurveTable) -> tuple[np.ndarray, np.ndarray]
 
 def loo_of(fit: Any, curves: CurveTable) -> Any:
     import arviz as az  # lazy: only the LOO section needs it
+    import xarray as xr  # lazy: as arviz
 
     ll, _ = log_lik_draws(fit, curves)
     idata = az.InferenceData(posterior=fit.posterior,
-                             log_likelihood={"y": (("chain", "draw", "obs"), ll)})
+                             log_likelihood=xr.Dataset({"y": (("chain", "draw", "obs"), ll)}))
     return az.loo(idata, pointwise=True)
 
 
@@ -205,13 +206,21 @@ def _gate(info: dict[str, Any]) -> str:
 
 def main() -> None:
     pts = steplaw_points()
-    results = [section(pts, "All batch sizes"),
-               section(pts[pts["batch_size_tokens"] >= MONOTONE_MIN_B].reset_index(drop=True),
-                       f"Batch sizes >= {MONOTONE_MIN_B:,} (loss monotone in B at fixed D)")]
+    subsets = [(pts, "All batch sizes"),
+               (pts[pts["batch_size_tokens"] >= MONOTONE_MIN_B].reset_index(drop=True),
+                f"Batch sizes >= {MONOTONE_MIN_B:,} (loss monotone in B at fixed D)")]
+    only = int(sys.argv[1]) if len(sys.argv) > 1 else None
+    for k, (frame, label) in enumerate(subsets):
+        if only is not None and k != only:
+            continue
+        res = section(frame, label)
+        atomic_write_text(OUT / f"bcrit_{k}.json", json.dumps(res, indent=1, default=float))
+    results = [json.loads(p.read_text()) for k in range(len(subsets))
+               if (p := OUT / f"bcrit_{k}.json").exists()]
     text = render(results)
-    text += ("\nRegenerate: `nice -n 15 python benchmarks/bench_bcrit.py` (writes "
-             "`benchmarks/results/bcrit.md` and `.json`).\n")
-    atomic_write_text(OUT / "bcrit.json", json.dumps(results, indent=1, default=float))
+    text += ("\nRegenerate: `nice -n 15 python benchmarks/bench_bcrit.py [0|1]` (0: all batch "
+             "sizes, 1: the monotone subset; writes `benchmarks/results/bcrit_<k>.json` and "
+             "`bcrit.md`).\n")
     atomic_write_text(OUT / "bcrit.md", text)
     print(text)
 

@@ -1,4 +1,4 @@
-"""Critical batch size, two hypotheses (B_crit(L) vs B_crit(D)) and the one-batch-size schedule law."""
+"""Critical batch size, two hypotheses (B_crit(L), B_crit(D)); the one-batch-size schedule law."""
 
 from __future__ import annotations
 
@@ -128,3 +128,15 @@ def test_each_bcrit_law_recovers_its_own_truth(model, truth, names):
                        target_accept=0.95)
     assert fit.diagnostics.divergences <= 2 and fit.diagnostics.max_rhat <= 1.03
     assert_learned(fit, truth, names)
+
+
+def test_a_bcrit_law_on_one_batch_size_is_flagged():
+    from bayes_scaling.fitting.dynamics import one_batch_note
+
+    many = load_curves(grid_frame("dynamics_bcrit_d", TRUTH_D, seed=0), warmup_fraction=0.0,
+                       max_points=None, max_points_per_curve=None)
+    one = many.subset(many.b == many.b[0])
+    assert one_batch_note("dynamics", many) is None
+    assert "not identified" in one_batch_note("dynamics_schedule", one)
+    assert "not identified" in one_batch_note("dynamics", one)
+    assert one_batch_note("dynamics_schedule_fixed_b", one) is None
