@@ -18,7 +18,7 @@ from bayes_scaling.laws.curve import (
 from bayes_scaling.laws.registry import CURVE_LAWS
 from bayes_scaling.laws.schedule import log_loss_schedule, log_loss_schedule_fixed_b
 from bayes_scaling.model.spec import load_spec
-from tests.learning import assert_learned
+from tests.learning import LEARNED_RATIO, learning_report
 
 #: Natural constants of the B_crit(D) law near the Step Law fit (benchmarks/results/bcrit.md).
 TRUTH_D = {"log_n_c": np.log(8.8e13), "alpha_n": 0.076, "log_s_c": np.log(2.1e3),
@@ -118,8 +118,9 @@ def grid_frame(law_name: str, truth: dict, *, seed: int, noise: float = 0.004) -
     ("dynamics", TRUTH_L, ("alpha_s", "alpha_b")),
 ])
 def test_each_bcrit_law_recovers_its_own_truth(model, truth, names):
-    """Final losses drawn from each hypothesis: its constants inside their 90% intervals and
-    those intervals at most a quarter of the prior's (a sampler returning its prior fails)."""
+    """Final losses drawn from each hypothesis: its constants inside their 98% intervals (all
+    inside 90% holds only ~73% of the time for 3 calibrated constants) and their 90% intervals
+    at most a quarter of the prior's (a sampler returning its prior fails)."""
     from bayes_scaling.fitting.dynamics import fit_dynamics
 
     curves = load_curves(grid_frame(model, truth, seed=3), warmup_fraction=0.0,
@@ -127,7 +128,11 @@ def test_each_bcrit_law_recovers_its_own_truth(model, truth, names):
     fit = fit_dynamics(model, curves, chains=2, draws=300, tune=300, random_seed=3,
                        target_accept=0.95)
     assert fit.diagnostics.divergences <= 2 and fit.diagnostics.max_rhat <= 1.03
-    assert_learned(fit, truth, names)
+    for p in names:
+        lo, hi = np.quantile(fit.posterior[p].values, [0.01, 0.99])
+        assert lo <= truth[p] <= hi, (p, lo, truth[p], hi)
+    rows = learning_report(fit, truth, names)
+    assert all(ratio <= LEARNED_RATIO for *_, ratio, _ in rows), rows
 
 
 def test_a_bcrit_law_on_one_batch_size_is_flagged():
