@@ -13,7 +13,8 @@ small, so every NUTS fit here is 2 chains x 500 tune + 500 draws unless said oth
    decay to 0 over the last ~10% of steps, branched from a constant-rate checkpoint); the
    largest sizes held out; constant-rate and cooled-down points scored.
 4. **Synthetic recovery** of the schedule law's constants (3 seeds).
-5. **Speed**: a 20,000-checkpoint table, default thinning.
+5. **Speed**: a 20,000-checkpoint table, no thinning, one batch size: the one-batch-size law
+   ``dynamics_schedule_fixed_b`` (closed form) and ``dynamics_schedule`` (a solve per point).
 
 Run: ``nice -n 10 python benchmarks/bench_schedule.py [--only 1,2]``; results are cached per
 section in ``benchmarks/results/schedule_*.json`` and the markdown rebuilt from all of them.
@@ -54,6 +55,11 @@ NUTS = {"chains": 2, "tune": 500, "draws": 500}
 #: (Mis)Fitting schedule (hadasah/scaling_laws, open_lm/misfitting config: NUM_WARMUP_STEPS 50,
 #: END_LR_RATIO 0.1, cosine decay).
 MISFITTING_SCHEDULE = {"shape": "cosine", "warmup_steps": 50.0, "final_fraction": 0.1}
+#: Model of the NUTS sections 2, 2b and 3 (both sets have one batch size; ``--model``).
+MODEL = "dynamics_schedule_fixed_b"
+#: Warm-up rule of the (Mis)Fitting NUTS sections: also drop checkpoints before this step
+#: (``--min-steps``; 0: the default rule alone, 10% of each run).
+MIN_STEPS = 0.0
 warnings.simplefilter("ignore")
 
 
@@ -105,7 +111,9 @@ def misfitting_tables(top: int, **load: Any):
     cut = sizes[-top]
     common = {"param_count": "nonembedding", "schedule": MISFITTING_SCHEDULE}
     train = load_curves(df[df["n_params_nonembedding"] < cut], **common, **load)
-    test = load_curves(df[df["n_params_nonembedding"] >= cut], **common,
+    # the held-out curves: every checkpoint (no thinning), the same areas and warm-up rule
+    same = {k: v for k, v in load.items() if k not in ("max_points_per_curve", "max_points")}
+    test = load_curves(df[df["n_params_nonembedding"] >= cut], **common, **same,
                        max_points_per_curve=None, max_points=None)
     return train, test
 
@@ -123,7 +131,8 @@ def point_scores(model: str, train, test) -> dict[str, float]:
             "rms_train": theta_c["rms"]}
 
 
-def gemstones_point(decay: float | None, top: int = 3) -> dict[str, float]:
+def gemstones_point(decay: float | None, top: int = 3,
+                    schedule_model: str = "dynamics_schedule") -> dict[str, float]:
     """Point-fit error on the constant-rate and cooled-down losses of the top Gemstones sizes."""
     df = gemstones_wsd()
     cut = np.sort(df["n_params"].unique())[-top] * 0.98
@@ -131,7 +140,7 @@ def gemstones_point(decay: float | None, top: int = 3) -> dict[str, float]:
     train = load_curves(df[df["n_params"] < cut], **load)
     test = load_curves(df[df["n_params"] >= cut], **load, max_points_per_curve=None,
                        max_points=None)
-    model = "dynamics" if decay is None else "dynamics_schedule"
+    model = "dynamics" if decay is None else schedule_model
     if decay is None:  # the law without the term sees steps only: drop the cooled losses
         train = train.subset(train.frame["lr_schedule"].to_numpy() == "constant")
     spec = load_spec(model)
@@ -148,10 +157,12 @@ def gemstones_point(decay: float | None, top: int = 3) -> dict[str, float]:
 def section_form() -> dict[str, Any]:
     rows = []
     forms = (("none (dynamics)", "dynamics", None),
-             *((f"Tissue, lambda {d:g}", "dynamics_schedule", d)
+             *((f"Tissue + B_crit(L), lambda {d:g}", "dynamics_schedule", d)
+               for d in (0.99, 0.998)),
+             *((f"Tissue, one batch size (fixed_b), lambda {d:g}", "dynamics_schedule_fixed_b", d)
                for d in (0.99, 0.995, 0.998, 0.999)))
     for label, model, decay in forms:
-        row = {"form": label, "gemstones": gemstones_point(decay)}
+        row = {"form": label, "gemstones": gemstones_point(decay, schedule_model=model)}
         for top in (1, 2, 3):
             load = {} if decay is None else {"anneal_decay": decay}
             train, test = misfitting_tables(top, **load)
@@ -164,9 +175,10 @@ def section_form() -> dict[str, Any]:
 # ------------------------------------------------------------------------------ 2. misfitting
 def section_misfitting() -> dict[str, Any]:
     df = misfitting_45()
-    full = load_curves(df, param_count="nonembedding", schedule=MISFITTING_SCHEDULE)
+    full = load_curves(df, param_count="nonembedding", schedule=MISFITTING_SCHEDULE,
+                       min_steps=MIN_STEPS)
     t0 = time.time()
-    fit = fit_dynamics("dynamics_schedule", full, random_seed=SEED, **NUTS)
+    fit = fit_dynamics(MODEL, full, random_seed=SEED, **NUTS)
     d = fit.diagnostics
     allfit = {"curves": full.n_curves, "points": full.n_points,
               "lengths": int(df["total_steps"].nunique()), "passed": bool(d.passed),
@@ -180,12 +192,17 @@ def section_misfitting() -> dict[str, Any]:
 ROLLING_POINTS_PER_CURVE = 10
 
 
+#: Sizes held out in turn by section 2b (``--tops``).
+TOPS = (1, 2, 3)
+
+
 def section_rolling() -> dict[str, Any]:
     rolls = []
-    for top in (1, 2, 3):
-        train, test = misfitting_tables(top, max_points_per_curve=ROLLING_POINTS_PER_CURVE)
+    for top in TOPS:
+        train, test = misfitting_tables(top, max_points_per_curve=ROLLING_POINTS_PER_CURVE,
+                                        min_steps=MIN_STEPS)
         # no automatic retry (it doubles the warm-up): the gate's verdict is reported instead
-        fit = fit_dynamics("dynamics_schedule", train, random_seed=SEED + top, retries=0,
+        fit = fit_dynamics(MODEL, train, random_seed=SEED + top, retries=0,
                            **NUTS)
         _, per, pooled = score_curves(fit, test, random_seed=SEED + top)
         rolls.append({"top": top, "train_curves": train.n_curves, "pooled": pooled,
@@ -194,7 +211,8 @@ def section_rolling() -> dict[str, Any]:
                       "max_rhat": fit.diagnostics.max_rhat,
                       "divergences": fit.diagnostics.divergences})
         print(rolls[-1]["pooled"], flush=True)
-    return {"rolling": rolls, "points_per_curve": ROLLING_POINTS_PER_CURVE}
+    return {"rolling": rolls, "points_per_curve": ROLLING_POINTS_PER_CURVE,
+            "min_steps": MIN_STEPS}
 
 
 def _constants(fit) -> dict[str, list[float]]:
@@ -222,7 +240,7 @@ def section_gemstones() -> dict[str, Any]:
     big = df[df["n_params"] >= cut].groupby("model")["n_params"].first().sort_values()
     n_query = float(big.iloc[0])
     commands = [
-        ["fit", str(csv), "--model", "dynamics_schedule", "--query", f"n_params < {cut:.4g}",
+        ["fit", str(csv), "--model", MODEL, "--query", f"n_params < {cut:.4g}",
          "--chains", "2", "--draws", "500", "--tune", "500", "--seed", "1", "--out", str(nc),
          "-q"],
         ["cooldown", str(nc), "--n-params", f"{n_query:.4g}", "--batch-size", "4194000",
@@ -319,7 +337,13 @@ def section_recovery() -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------ 5. speed
-def section_speed() -> dict[str, Any]:
+#: Models timed by section 5: the one-batch-size law (closed form) and the law with B_crit(L)
+#: (a solve per checkpoint), on the same unthinned table.
+SPEED_MODELS = ("dynamics_schedule_fixed_b", "dynamics_schedule")
+
+
+def speed_table() -> pd.DataFrame:
+    """20,000 checkpoints: 40 cosine runs (8 sizes x 5 lengths) of 500 checkpoints each."""
     rng = np.random.default_rng(5)
     law = CURVE_LAWS["dynamics_schedule"]
     rows = []
@@ -332,39 +356,105 @@ def section_speed() -> dict[str, Any]:
         mu = mu + 0.01 * rng.standard_normal() + 0.004 * rng.standard_normal(steps.size)
         rows += [{"run_id": f"r{j}", "n_params": n, "steps": s, "batch_size_tokens": 5e5,
                   "loss": y, "total_steps": t} for s, y in zip(steps, np.exp(mu), strict=True)]
-    df = pd.DataFrame(rows)
-    t0, c0 = time.time(), time.process_time()
+    return pd.DataFrame(rows)
+
+
+def gradient_seconds(model: str, curves, repeats: int = 200) -> dict[str, float]:
+    """Wall and CPU seconds per JAX log-density-and-gradient evaluation of ``model``'s graph on
+    ``curves`` (what NUTS pays per leapfrog step), after compilation."""
+    import jax
+    from pymc.sampling.jax import get_jaxified_logp
+
+    from bayes_scaling.model.build_curves import build_dynamics_model
+
+    pm_model = build_dynamics_model(load_spec(model), curves)
+    logp = get_jaxified_logp(pm_model)
+    point = pm_model.initial_point()
+    x = [np.asarray(point[v.name]) for v in pm_model.value_vars]
+    f = jax.jit(jax.value_and_grad(lambda *a: logp(list(a)), argnums=tuple(range(len(x)))))
+    jax.block_until_ready(f(*x))
+    t0, c0 = time.perf_counter(), time.process_time()
+    for _ in range(repeats):
+        jax.block_until_ready(f(*x))
+    return {"wall_ms": 1e3 * (time.perf_counter() - t0) / repeats,
+            "cpu_ms": 1e3 * (time.process_time() - c0) / repeats}
+
+
+def section_gradient() -> dict[str, Any]:
+    """Per-gradient cost of the two laws on the same unthinned 20,000-checkpoint table,
+    interleaved (A, B, A, B) so that load changes hit both."""
+    df = speed_table()
     curves = load_curves(df, schedule={"shape": "cosine", "warmup_steps": 50.0,
-                                       "final_fraction": 0.1})
-    t_load = time.time() - t0
-    fit = fit_dynamics("dynamics_schedule", curves, random_seed=SEED, **NUTS)
-    total = time.time() - t0
-    return {"rows_read": len(df), "points_fitted": curves.n_points, "load_s": t_load,
-            "total_s": total, "cpu_s": time.process_time() - c0,
-            "passed": bool(fit.diagnostics.passed),
-            "max_rhat": fit.diagnostics.max_rhat, "divergences": fit.diagnostics.divergences,
-            "settings": NUTS}
+                                       "final_fraction": 0.1},
+                         max_points_per_curve=None, max_points=None)
+    rows: dict[str, list[dict[str, float]]] = {m: [] for m in SPEED_MODELS}
+    load0 = os.getloadavg()[0]
+    for _ in range(2):
+        for m in SPEED_MODELS:
+            rows[m].append(gradient_seconds(m, curves))
+            print(m, rows[m][-1], flush=True)
+    return {"points": curves.n_points, "loadavg_start": load0, "loadavg_end": os.getloadavg()[0],
+            "runs": {m: {k: float(np.median([r[k] for r in v])) for k in v[0]}
+                     for m, v in rows.items()}}
+
+
+def section_speed() -> dict[str, Any]:
+    """A 20,000-checkpoint table, no thinning (warm-up rule only), one batch size; each model
+    timed end to end (load + fit), wall and CPU seconds, with the load average."""
+    models = SPEED_MODELS
+    df = speed_table()
+    out = {"rows_read": len(df), "settings": NUTS, "cores": os.cpu_count(), "runs": []}
+    for model in models:
+        load0 = os.getloadavg()[0]
+        t0, c0 = time.time(), time.process_time()
+        curves = load_curves(df, schedule={"shape": "cosine", "warmup_steps": 50.0,
+                                           "final_fraction": 0.1},
+                             max_points_per_curve=None, max_points=None)
+        t_load = time.time() - t0
+        fit = fit_dynamics(model, curves, random_seed=SEED, retries=0, **NUTS)
+        row = {"model": model, "points_fitted": curves.n_points, "load_s": t_load,
+               "total_s": time.time() - t0, "cpu_s": time.process_time() - c0,
+               "sampling_s": float(fit.meta["seconds"]), "loadavg_start": load0,
+               "loadavg_end": os.getloadavg()[0], "passed": bool(fit.diagnostics.passed),
+               "max_rhat": fit.diagnostics.max_rhat,
+               "min_ess_bulk": fit.diagnostics.min_ess_bulk,
+               "divergences": fit.diagnostics.divergences}
+        out["runs"].append(row)
+        print(row, flush=True)
+    return out
 
 
 SECTIONS = {"1": section_form, "2": section_misfitting, "2b": section_rolling,
             "3": section_gemstones,
-            "4": section_recovery, "5": section_speed}
+            "4": section_recovery, "5": section_speed, "5g": section_gradient}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", default=",".join(SECTIONS))
+    ap.add_argument("--model", default=MODEL, help="Model of sections 2, 2b and 3.")
+    ap.add_argument("--min-steps", type=float, default=MIN_STEPS,
+                    help="Warm-up rule of sections 2 and 2b: drop checkpoints before this step.")
+    ap.add_argument("--tag", default="", help="Suffix of the results file of each section.")
+    ap.add_argument("--tops", default="1,2,3", help="Sizes held out in turn by section 2b.")
+    ap.add_argument("--speed-models", default=",".join(SPEED_MODELS),
+                    help="Models timed by section 5.")
     ap.add_argument("--write-gemstones", default=None, metavar="CSV",
                     help="Only write the Gemstones schedule table (README example) and exit.")
     args = ap.parse_args()
     if args.write_gemstones:
         gemstones_wsd().to_csv(args.write_gemstones, index=False)
         return
+    globals()["MODEL"], globals()["MIN_STEPS"] = args.model, args.min_steps
+    globals()["TOPS"] = tuple(int(k) for k in args.tops.split(","))
+    globals()["SPEED_MODELS"] = tuple(args.speed_models.split(","))
     for key in args.only.split(","):
         t0 = time.time()
         res = SECTIONS[key]()
         res["wall_s"] = time.time() - t0
-        (OUT / f"schedule_{key}.json").write_text(json.dumps(res, indent=1, default=float))
+        res["model"], res["min_steps_rule"] = args.model, args.min_steps
+        text = json.dumps(res, indent=1, default=float)
+        (OUT / f"schedule_{key}{args.tag}.json").write_text(text)
     from bench_schedule_report import write_report
     write_report(OUT)
 

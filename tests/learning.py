@@ -15,9 +15,10 @@ import numpy as np
 from scipy import stats
 
 from bayes_scaling.fitting.result import ScalingFit
-from bayes_scaling.laws.curve import DYNAMICS_LAWS, centre_constants
+from bayes_scaling.laws.curve import centre_constants
 from bayes_scaling.laws.curve import uncentre as uncentre_curve
 from bayes_scaling.laws.final_loss import LAWS
+from bayes_scaling.laws.registry import CURVE_LAWS
 from bayes_scaling.model.spec import ModelSpec
 
 #: A constant counts as learned when its posterior 90% interval is at most this share of the
@@ -38,7 +39,7 @@ def _draw(prior, rng: np.random.Generator, size: int) -> np.ndarray:
 def to_sampler_scale(spec: ModelSpec, theta: Mapping[str, np.ndarray],
                      centre: Mapping[str, float]) -> dict[str, np.ndarray]:
     """Natural log constants -> the centred (and scaled) constants the sampler works with."""
-    if spec.law in DYNAMICS_LAWS:
+    if spec.law in CURVE_LAWS:
         return centre_constants(theta, centre)
     law = LAWS[spec.law]
     return law.scale(law.centre(theta, centre))
@@ -49,7 +50,7 @@ def prior_draws(spec: ModelSpec, centre: Mapping[str, float], *, size: int = PRI
     """``(sampler_scale, natural)`` draws of the spec's priors at a ladder's ``centre``."""
     rng = np.random.default_rng(seed)
     sampled = {p: _draw(prior, rng, size) for p, prior in spec.priors.items()}
-    if spec.law in DYNAMICS_LAWS:
+    if spec.law in CURVE_LAWS:
         return sampled, uncentre_curve(sampled, centre)
     law = LAWS[spec.law]
     return sampled, law.uncentre(law.unscale(sampled), centre)

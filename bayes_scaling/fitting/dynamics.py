@@ -8,6 +8,7 @@ graph :mod:`bayes_scaling.model.build_curves`; queries on the fitted law are
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 from typing import Any
 
 import arviz as az
@@ -16,7 +17,7 @@ from scipy.optimize import least_squares
 
 from bayes_scaling.constants import DEFAULT_BACKEND
 from bayes_scaling.data.curves import CurveTable
-from bayes_scaling.errors import SpecError
+from bayes_scaling.errors import DataWarning, SpecError
 from bayes_scaling.fitting.fit import sample_gated, seed_int
 from bayes_scaling.fitting.result import ScalingFit, versions
 from bayes_scaling.laws.curve import uncentre
@@ -126,6 +127,24 @@ def start_points(spec: Any, curves: CurveTable, model: Any, chains: int,
     return out
 
 
+def one_batch_note(law: str, curves: CurveTable) -> str | None:
+    """A warning when a law with a critical batch size is fitted on curves of one batch size.
+
+    There ``B_crit`` identifies no batch effect: ``B_crit(L)`` only slows each curve down as the
+    loss it reaches falls, and the loss falls with N, so it trades off against the size term.
+    Measured (benchmarks/results/schedule.md): on Gemstones (constant rate, long runs) that
+    slowdown is what the curves need (3 sizes held out: 0.6% error with it, 2.6% without); on
+    (Mis)Fitting (short cosine runs, 6 training sizes) it ran to alpha_B ~ 0.04 and put the 3
+    held-out sizes 5% high (1.5% without). Neither is right everywhere: backtest both.
+    """
+    if np.unique(curves.b).size > 1 or "b" not in CURVE_LAWS[law].inputs:
+        return None
+    return (f"{curves.source}: every curve has one batch size, so the critical batch size of "
+            f"law {law!r} is not identified by the data and trades off against the size term "
+            "when extrapolating in N; compare with --model dynamics_schedule_fixed_b (no "
+            "B_crit) by `bayes-scaling backtest CURVES --holdout-top 1,2,3`")
+
+
 def curve_var_names(spec: Any, curves: CurveTable, curve_effects: bool) -> list[str]:
     """Posterior variables a curve fit keeps (natural constants and the noise model)."""
     law = CURVE_LAWS[spec.law]
@@ -205,6 +224,8 @@ def fit_dynamics(
         raise SpecError(f"model {spec.name!r} has law {spec.law!r}, not a curve law "
                         f"({', '.join(CURVE_LAWS)}); fit it with bayes_scaling.fitting.fit.fit")
     tell = on_progress or (lambda _msg: None)
+    if (note := one_batch_note(spec.law, curves)) is not None:
+        warnings.warn(note, DataWarning, stacklevel=2)
     seed, backend = seed_int(random_seed), backend or DEFAULT_BACKEND
     target_accept = default_target_accept(curves) if target_accept is None else target_accept
     if curve_effects is None:

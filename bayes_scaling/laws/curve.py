@@ -230,7 +230,12 @@ def uncentre(theta_c: Mapping[str, Any], centre: Mapping[str, float]) -> dict[st
     out = dict(theta_c)
     out["log_n_c"] = centre["n"] + theta_c["log_n_c"] / theta_c["alpha_n"]
     out["log_s_c"] = centre["s"] + theta_c["log_s_c"] / theta_c["alpha_s"]
-    out["log_b_star"] = theta_c["log_b_star"] + centre["b"] + centre["loss"] / theta_c["alpha_b"]
+    if "log_b_star" in theta_c:
+        out["log_b_star"] = (theta_c["log_b_star"] + centre["b"]
+                             + centre["loss"] / theta_c["alpha_b"])
+    if "log_b_d" in theta_c:  # B_crit(D): log(B_crit/B) at the centre D = e^(m_S + m_B), B
+        out["log_b_d"] = (theta_c["log_b_d"] + centre["b"]
+                          - theta_c["beta_b"] * (centre["s"] + centre["b"] - LOG_D_REF))
     return out
 
 
@@ -239,13 +244,17 @@ def centre_constants(theta: Mapping[str, Any], centre: Mapping[str, float]) -> d
     out = dict(theta)
     out["log_n_c"] = theta["alpha_n"] * (theta["log_n_c"] - centre["n"])
     out["log_s_c"] = theta["alpha_s"] * (theta["log_s_c"] - centre["s"])
-    out["log_b_star"] = theta["log_b_star"] - centre["b"] - centre["loss"] / theta["alpha_b"]
+    if "log_b_star" in theta:
+        out["log_b_star"] = theta["log_b_star"] - centre["b"] - centre["loss"] / theta["alpha_b"]
+    if "log_b_d" in theta:
+        out["log_b_d"] = (theta["log_b_d"] - centre["b"]
+                          + theta["beta_b"] * (centre["s"] + centre["b"] - LOG_D_REF))
     return out
 
 
 #: Natural-scale size of a centred offset: ``d(natural)/d(centred)`` is ``1/exponent`` (or 1).
 OFFSET_SCALE: dict[str, str | None] = {"log_n_c": "alpha_n", "log_s_c": "alpha_s",
-                                       "log_b_star": None}
+                                       "log_b_star": None, "log_b_d": None}
 
 
 def _log_loss_law(log_n, log_s, log_b, *, xp=NUMPY_SOLVER_OPS, **theta):
@@ -262,7 +271,78 @@ DYNAMICS = Law(
     formula="L(N, S_min) = (N_c/N)^alpha_N + (S_c/S_min)^alpha_S, S_min = S/(1 + B_crit(L)/B), "
             "B_crit(L) = B*/L^(1/alpha_B)",
 )
+
+
+# --------------------------------------------------------------------------------------------
+# The rival hypothesis: a critical batch size that grows with the data seen, B_crit(D)
+# --------------------------------------------------------------------------------------------
+#: Reference data size of :func:`b_crit_data` (``log``; 1e9 tokens): ``B_D`` is B_crit there.
+LOG_D_REF = float(np.log(1e9))
+
+
+def b_crit_data(tokens, *, b_d, beta_b):
+    r"""Critical batch size in tokens after ``tokens`` tokens (Zhang et al. 2024, Bergsma et al.).
+
+    .. math:: B_{crit}(D) = B_D\,(D / 10^9)^{\beta_B}
+    """
+    return b_d * (np.asarray(tokens, dtype=float) / 1e9) ** beta_b
+
+
+def log_loss_nsb_data(log_n, log_s, log_b, *, log_n_c, alpha_n, log_s_c, alpha_s, log_b_d,
+                      beta_b, xp=NUMPY_SOLVER_OPS, iterations: int = MAX_ITERATIONS,
+                      log_start=None):
+    r"""``log L(N, S, B)`` with the critical batch size a function of the tokens seen.
+
+    .. math::
+        L = (N_c/N)^{\alpha_N} + (S_c/S_{min})^{\alpha_S}, \qquad
+        S_{min} = S / (1 + B_{crit}(D)/B), \qquad D = S B,
+
+    with :func:`b_crit_data`. Zhang et al. (2024, arXiv:2410.21676) find the critical batch
+    size grows with the data size and barely with the model size at fixed data; Bergsma et al.
+    (2025, arXiv:2505.13738) find the optimal batch size a power of the data size. ``L`` appears
+    on one side only: a closed form, no solve (``iterations`` and ``log_start`` are accepted for
+    the common signature and ignored).
+    """
+    del iterations, log_start
+    log_k = log_b_d + beta_b * (log_s + log_b - LOG_D_REF) - log_b     # log(B_crit/B)
+    log_smin = log_s - _softplus(log_k, xp)
+    log_floor = alpha_n * (log_n_c - log_n) + 0.0 * log_smin
+    return xp.logaddexp(log_floor, alpha_s * (log_s_c - log_smin))
+
+
+def steps_to_loss_data(n, target, batch, *, n_c, alpha_n, s_c, alpha_s, b_d, beta_b):
+    r"""Steps of batch ``batch`` a model of ``n`` parameters needs to reach ``target`` (B_crit(D)).
+
+    :math:`S = S_{min}(1 + B_{crit}(S B)/B)` with :math:`S_{min}` as in :func:`steps_to_loss`;
+    the right side grows as :math:`S^{\beta_B}` (``beta_B < 1``), so Newton in ``log S`` from
+    ``S_min`` converges; ``inf`` where the target is at or below the size's floor.
+    """
+    gap = np.asarray(target - (n_c / n) ** alpha_n, dtype=float)
+    batch = np.asarray(batch, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        smin = np.where(gap > 0, s_c * np.where(gap > 0, gap, 1.0) ** (-1.0 / alpha_s), np.inf)
+        x = np.log(np.where(np.isfinite(smin), smin, 1.0))      # log S
+        log_smin = x.copy()
+        for _ in range(MAX_ITERATIONS):
+            k = b_d * (np.exp(x) * batch / 1e9) ** beta_b / batch   # B_crit(S B)/B
+            h = x - log_smin - np.log1p(k)
+            x = x - h / (1.0 - beta_b * k / (1.0 + k))
+            if np.all(np.abs(h) < 1e-12):
+                break
+        return np.where(np.isfinite(smin), np.exp(x), np.inf)
+
+
+#: The rival curve law: Kaplan/Su's with ``B_crit(D)`` in place of ``B_crit(L)``.
+DYNAMICS_BCRIT_D = Law(
+    "dynamics_bcrit_d", ("n", "s", "b"),
+    ("log_n_c", "alpha_n", "log_s_c", "alpha_s", "log_b_d", "beta_b"),
+    log_mean=log_loss_nsb_data,
+    citation="Kaplan et al. (2020), arXiv:2001.08361, section 5; Zhang et al. (2024), "
+             "arXiv:2410.21676; Bergsma et al. (2025), arXiv:2505.13738",
+    formula="L(N, S_min) = (N_c/N)^alpha_N + (S_c/S_min)^alpha_S, S_min = S/(1 + B_crit(D)/B), "
+            "B_crit(D) = B_D (D/1e9)^beta_B, D = S B",
+)
 #: Registry of curve laws (the name a model spec's ``law`` gives).
-DYNAMICS_LAWS: dict[str, Law] = {"dynamics": DYNAMICS}
+DYNAMICS_LAWS: dict[str, Law] = {"dynamics": DYNAMICS, "dynamics_bcrit_d": DYNAMICS_BCRIT_D}
 
 

@@ -208,9 +208,21 @@ def _budget_table(fit: ScalingFit, draws: np.ndarray, head: pd.DataFrame, probs:
                        tuple(msgs))
 
 
+def _bcrit_l_draws(fit: ScalingFit, group: str, rng: np.random.Generator) -> dict[str, Any]:
+    """:func:`_natural_draws` of a ``dynamics`` fit, else a one-line error.
+
+    The batch-size and step-budget queries here are closed forms of B_crit(L) at a constant rate.
+    """
+    if fit.spec.law != "dynamics":
+        raise QueryError(f"this query needs a fit of the law 'dynamics' (B_crit(L), constant "
+                         f"rate); the fit's law is {fit.spec.law!r} (schedule laws: use "
+                         "schedule-steps or curve)")
+    return _natural_draws(fit, group, rng)
+
+
 def _steps_draws(fit: ScalingFit, n: float, target: float, batch: np.ndarray, group: str,
                  rng: np.random.Generator) -> tuple[np.ndarray, dict[str, Any]]:
-    nat = _natural_draws(fit, group, rng)
+    nat = _bcrit_l_draws(fit, group, rng)
     return steps_to_loss(n, target, batch[None, :], **nat), nat
 
 
@@ -274,7 +286,7 @@ def critical_batch_size(fit: ScalingFit, loss: Any, *, group: str | None = None,
     probs, interval = check_probs(probs, interval)
     lv = positive_values(loss, "loss")
     g = resolve_group(fit, group)
-    nat = _natural_draws(fit, g, np.random.default_rng(random_seed))
+    nat = _bcrit_l_draws(fit, g, np.random.default_rng(random_seed))
     draws = b_crit(lv[None, :], b_star=nat["b_star"], alpha_b=nat["alpha_b"])
     summary = pd.concat([pd.DataFrame({"loss": lv, "group": g, "band": "law"}),
                          interval_table(draws, probs=probs, interval=interval)], axis=1)
@@ -301,7 +313,7 @@ def optimal_batch_size(fit: ScalingFit, n_params: float, target_loss: float, *,
     if not 0.0 < float(tolerance) < 1.0:
         raise QueryError(f"tolerance must be between 0 and 1, got {tolerance}")
     g = resolve_group(fit, group)
-    nat = _natural_draws(fit, g, np.random.default_rng(random_seed))
+    nat = _bcrit_l_draws(fit, g, np.random.default_rng(random_seed))
     bc = b_crit(target, b_star=nat["b_star"], alpha_b=nat["alpha_b"])[:, 0]
     smin = steps_to_loss(n, target, np.inf, **nat)[:, 0]
     with np.errstate(invalid="ignore"):
