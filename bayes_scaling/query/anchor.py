@@ -35,17 +35,23 @@ calibration is first needed, and cached per fit).
 from __future__ import annotations
 
 import itertools
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Literal
 
 import numpy as np
 
 from bayes_scaling.data.support import budget_levels
+from bayes_scaling.errors import QueryError
 from bayes_scaling.fitting.result import ScalingFit
 from bayes_scaling.laws.final_loss import Law
 from bayes_scaling.query.allocate import optimal_split
 from bayes_scaling.query.predict import group_theta
 
+#: Past the longest horizon the rolling-origin refits tested: extrapolate the law's
+#: group-specific change (``"law"``) or hold the gap (``"hold"``). Default chosen by the pooled
+#: held-out Brier score over every real and synthetic set of ``benchmarks/bench_contrast.py``.
+Beyond = Literal["law", "hold"]
+BEYOND: Beyond = "law"
 #: Prior on the weight of the law's group-specific change: mean and sd (trust the law).
 WEIGHT_PRIOR: tuple[float, float] = (1.0, 1.0)
 _LN10 = float(np.log(10.0))
@@ -61,7 +67,8 @@ class ContrastCalibration:
     widens a band in proportion to the law's predicted change): the share of the law's
     group-specific change that held; ``noise_var``
     (``a``) and ``drift_var`` (``s²`` per decade): the variance of the anchored difference;
-    ``n_obs`` (pair, origin, level) comparisons from ``origins`` refits.
+    ``n_obs`` (pair, origin, level) comparisons from ``origins`` refits, ``horizon`` the longest
+    one (decades).
     """
 
     weight: float
@@ -70,6 +77,7 @@ class ContrastCalibration:
     drift_var: float
     n_obs: int
     origins: int
+    horizon: float = np.inf
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (JSON-ready)."""
@@ -173,8 +181,9 @@ def _calibrate(fit: ScalingFit) -> ContrastCalibration | None:
                 cl.append(f"{o}|{a}|{b}")
     if len(xs) < 3:
         return None
-    return fit_calibration(np.array(xs), np.array(ys), np.array(hs), cluster=np.array(cl),
-                           origins=len(refits))
+    cal = fit_calibration(np.array(xs), np.array(ys), np.array(hs), cluster=np.array(cl),
+                          origins=len(refits))
+    return replace(cal, horizon=float(np.max(hs)))
 
 
 def fit_calibration(x: np.ndarray, y: np.ndarray, h: np.ndarray, *,
@@ -237,31 +246,43 @@ def _nonneg_lstsq(design: np.ndarray, target: np.ndarray) -> np.ndarray:
 def anchored_log_losses(fit: ScalingFit, names: tuple[str, ...],
                         theta: dict[str, dict[str, np.ndarray]], log_c: np.ndarray,
                         log_ratio: np.ndarray | None, calib: ContrastCalibration,
-                        rng: np.random.Generator) -> tuple[list[np.ndarray], list[np.ndarray]]:
+                        rng: np.random.Generator, *, beyond: Beyond | None = None,
+                        ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Anchored mean and predictive log losses of ``names`` at targets ``log_c`` (per draw).
 
     ``theta[g]`` holds each group's constants of shape ``(S, 1)``; returns two lists of
     ``(S, points)`` arrays: the anchored laws (``w`` drawn, no noise) and one real run each
     (plus ``N(0, (a + s² h_g) / 2)`` per group, so a difference gets ``a + s² (h_A + h_B)/2``).
+    ``beyond``: past the longest horizon the refits tested, keep extrapolating the law's
+    group-specific change (``"law"``) or hold the gap there (``"hold"``; the common change,
+    the variance's growth with ``h`` and ``w``'s spread still apply).
     """
+    beyond = BEYOND if beyond is None else beyond
+    if beyond not in ("law", "hold"):
+        raise QueryError(f"beyond must be 'law' or 'hold', got {beyond!r}")
     law, lv = fit.law, Levels(fit)
     x_t = np.asarray(log_c, float).reshape(-1) / _LN10
     s = max(np.shape(v)[0] for v in theta[names[0]].values())
     w = calib.weight_draws(rng, s)
-    base, change, horizon = [], [], []
+    base, change, specific, horizon = [], [], [], []
     for g in names:
         near = lv.nearest(g, x_t)
-        x_a = lv.x[near][None, :]
+        x_a = lv.x[near]
         res = {int(k): lv.residuals(law, g, theta[g], int(k)) for k in np.unique(near)}
         r = np.stack([res[int(k)] for k in near], axis=1)
-        at_anchor = _path_log_loss(law, theta[g], x_a * _LN10, log_ratio)
-        at_target = _path_log_loss(law, theta[g], np.asarray(log_c, float).reshape(1, -1),
-                                   log_ratio)
-        base.append(np.broadcast_to(at_anchor + r, (s, x_t.size)))
-        change.append(np.broadcast_to(at_target - at_anchor, (s, x_t.size)))
-        horizon.append(np.abs(x_t - x_a[0]))
+        at = {}
+        for key, x in (("anchor", x_a), ("target", x_t),
+                       ("tested", x_a + np.clip(x_t - x_a, -calib.horizon, calib.horizon))):
+            at[key] = _path_log_loss(law, theta[g], x[None, :] * _LN10, log_ratio)
+        base.append(np.broadcast_to(at["anchor"] + r, (s, x_t.size)))
+        change.append(np.broadcast_to(at["target"] - at["anchor"], (s, x_t.size)))
+        upto = "target" if beyond == "law" else "tested"
+        specific.append(np.broadcast_to(at[upto] - at["anchor"], (s, x_t.size)))
+        horizon.append(np.abs(x_t - x_a))
     common = np.mean(change, axis=0)
-    mean = [b + common + w * (c - common) for b, c in zip(base, change, strict=True)]
+    common_specific = np.mean(specific, axis=0)
+    mean = [b + common + w * (c - common_specific)
+            for b, c in zip(base, specific, strict=True)]
     pred = [m + np.sqrt((calib.noise_var + calib.drift_var * hz[None, :]) / 2.0)
             * rng.standard_normal(m.shape) for m, hz in zip(mean, horizon, strict=True)]
     return mean, pred

@@ -43,7 +43,7 @@ from bayes_scaling.errors import QueryError
 from bayes_scaling.fitting.result import ScalingFit
 from bayes_scaling.laws.final_loss import Law
 from bayes_scaling.query.allocate import optimal_split
-from bayes_scaling.query.anchor import anchored_log_losses, calibrate_contrasts
+from bayes_scaling.query.anchor import Beyond, anchored_log_losses, calibrate_contrasts
 from bayes_scaling.query.predict import (
     _emit,
     _wrap,
@@ -254,6 +254,7 @@ def predictive_draws(fit: ScalingFit, names: tuple[str, ...],
                      theta: dict[str, dict[str, np.ndarray]], law_log: Sequence[np.ndarray],
                      splits: Sequence[tuple[np.ndarray, np.ndarray]], tg: Targets, *,
                      discrepancy: DiscrepancyMode, rng: np.random.Generator,
+                     beyond: Beyond | None = None,
                      ) -> tuple[list[np.ndarray], dict[str, Any], list[str]]:
     """One real run per group, per draw: anchored, or the law plus its discrepancy.
 
@@ -263,7 +264,8 @@ def predictive_draws(fit: ScalingFit, names: tuple[str, ...],
     if discrepancy == "anchored":
         calib = calibrate_contrasts(fit)
         if calib is not None:
-            _, pred = anchored_log_losses(fit, names, theta, tg.log_c, tg.log_ratio, calib, rng)
+            _, pred = anchored_log_losses(fit, names, theta, tg.log_c, tg.log_ratio, calib, rng,
+                                          beyond=beyond)
             return pred, calib.to_dict(), []
         note = ("WARNING: too few compute-budget levels shared by the groups to calibrate an "
                 "anchored contrast; the predictive band uses the law's shared discrepancy")
@@ -319,6 +321,7 @@ def contrast_groups(
     tokens_per_param: float | None = None,
     crossing_range: tuple[float, float] | None = None,
     discrepancy: DiscrepancyMode = "anchored",
+    beyond: Beyond | None = None,
     on_mixed: OnBad = "raise",
     probs: Sequence[float] = DEFAULT_PROBS,
     interval: float = DEFAULT_INTERVAL,
@@ -341,6 +344,10 @@ def contrast_groups(
         How the predictive band treats the extrapolation discrepancy of the two groups (see
         :data:`DiscrepancyMode`); ``"anchored"`` falls back to ``"shared"`` with a warning when
         the ladder has too few budget levels to calibrate it.
+    beyond : {"law", "hold"}, optional
+        Anchored band, past the longest horizon the ladder's refits tested: extrapolate the
+        law's group-specific change, or hold the gap (default
+        :data:`bayes_scaling.query.anchor.BEYOND`).
     on_mixed : {"raise", "warn"}
         Groups evaluated on different evaluation sets: refuse, or warn.
     probs, interval
@@ -367,7 +374,7 @@ def contrast_groups(
                                   (_n_draws(th[a]), tg.flops.size)) for g in (a, b)}
     (pred_a, pred_b), calib, more = predictive_draws(
         fit, (a, b), th, [law_log[a], law_log[b]], [split[a], split[b]], tg,
-        discrepancy=discrepancy, rng=rng)
+        discrepancy=discrepancy, rng=rng, beyond=beyond)
     notes += more
     loss_a, loss_b = np.exp(law_log[a]), np.exp(law_log[b])
     diff_law, diff_pred = loss_b - loss_a, np.exp(pred_b) - np.exp(pred_a)
