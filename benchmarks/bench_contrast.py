@@ -46,6 +46,7 @@ from bayes_scaling.constants import PUBLISHED
 from bayes_scaling.data.runs import load_runs
 from bayes_scaling.files import atomic_savefig, atomic_write_text
 from bayes_scaling.fitting.fit import fit
+from bayes_scaling.fitting.result import ScalingFit
 from bayes_scaling.laws.final_loss import LAWS
 from bayes_scaling.query.contrast import contrast_groups, matching_log_compute, path_log_loss
 from bayes_scaling.query.summarize import jsonable
@@ -57,13 +58,32 @@ DATA = Path(os.environ.get("BAYES_SCALING_DATA", Path(__file__).resolve().parent
                            "shared" / "data"))
 SMALL = {"chains": 2, "draws": 300, "tune": 300}
 BINS = np.linspace(0.0, 1.0, 11)
-MODES = ("shared", "independent")
+TIE_NATS = 0.01  # observed held-out gaps below this count as near-ties in the report
+#: Predictive bands compared: anchored (the default; past the tested horizon the law's
+#: group-specific change extrapolated), anchored holding the gap past it, and the law's own.
+MODES = ("anchored", "hold", "shared")
 
 
-def _fit(runs, seed: int, calibrate: bool, model: str = "chinchilla"):
+def _mode(mode: str) -> dict:
+    if mode == "hold":
+        return {"discrepancy": "anchored", "beyond": "hold"}
+    return {"discrepancy": mode, "beyond": "law" if mode == "anchored" else None}
+
+
+#: Fits are kept here (``--cache``) so the queries can be rerun without refitting.
+CACHE: list[Path] = []
+
+
+def _fit(runs, seed: int, calibrate: bool, model: str = "chinchilla", key: str | None = None):
+    path = CACHE[0] / f"{key}.nc" if (CACHE and key) else None
+    if path is not None and path.exists():
+        return ScalingFit.load(path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return fit(model, runs, random_seed=seed, calibrate=calibrate, **SMALL)
+        f = fit(model, runs, random_seed=seed, calibrate=calibrate, **SMALL)
+    if path is not None:
+        f.save(path)
+    return f
 
 
 # ----------------------------------------------------------------------------- synthetic
@@ -85,7 +105,7 @@ def synthetic(n_ladders: int, seed: int = 0, save=None) -> list[dict]:
                               tokens_per_param=(5, 20, 80), noise=0.01, group_offsets=offs,
                               seed=seed + i)
         t0 = time.perf_counter()
-        f = _fit(runs, seed + i, calibrate=False)
+        f = _fit(runs, seed + i, calibrate=False, key=f"synthetic_{seed + i}")
         secs = time.perf_counter() - t0
         c = 100.0 * runs.flops.max()
         truth = {g: {p: np.array([[v + offs[g].get(p, 0.0)]])
@@ -96,14 +116,21 @@ def synthetic(n_ladders: int, seed: int = 0, save=None) -> list[dict]:
             lb = path_log_loss(law, truth[b], log_c, None)
             true_m = float(np.exp(log_c - matching_log_compute(law, truth[b], la, None,
                                                                log_c))[0, 0])
-            res = contrast_groups(f, a, b, flops=c, random_seed=i)
+            hold = contrast_groups(f, a, b, flops=c, random_seed=i, beyond="hold")
+            res = contrast_groups(f, a, b, flops=c, random_seed=i, beyond="law")
             s = res.summary.set_index(["quantity", "band"])
             m, dl = s.loc[("multiplier", "law")], s.loc[("difference", "law")]
+            mp, dp = s.loc[("multiplier", "predictive")], s.loc[("difference", "predictive")]
             rows.append({"ladder": i, "groups": k, "a": a, "b": b, "flops": c,
                          "true_multiplier": true_m, "true_b_better": bool(lb[0, 0] < la[0, 0]),
                          "m_lower": float(m["lower"]), "m_upper": float(m["upper"]),
                          "m_median": float(m["median"]), "m_lo_50": float(m["lo_50"]),
                          "m_hi_50": float(m["hi_50"]), "p_b_better": float(dl["p_b_better"]),
+                         "mp_lower": float(mp["lower"]), "mp_upper": float(mp["upper"]),
+                         "p_pred_anchored": float(dp["p_b_better"]),
+                         "p_pred_hold": float(hold.summary.set_index(["quantity", "band"]).loc[
+                             ("difference", "predictive"), "p_b_better"]),
+                         "weight": res.calibration.get("weight", float("nan")),
                          "rhat": f.diagnostics.max_rhat, "divergences": f.diagnostics.divergences,
                          "fit_seconds": secs})
         print(f"ladder {i}: {k} groups, {secs:.0f} s, r-hat {f.diagnostics.max_rhat:.3f}",
@@ -115,28 +142,30 @@ def synthetic(n_ladders: int, seed: int = 0, save=None) -> list[dict]:
 
 # ----------------------------------------------------------------------------- real: Porian
 PORIAN_TOP = 2  # held-out budgets
-PORIAN_CUTS = (1, 4)  # training budgets end this many budgets below the held-out ones
+PORIAN_CUTS = (1, 4, 2)  # training budgets end this many budgets below the held-out ones
 
 
 def _best_per_budget(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.groupby(["setting", "flops"])["loss"].min().unstack("setting")
 
 
-def porian(model: str = "chinchilla", save=None) -> list[dict]:
+def porian(model: str = "chinchilla", save=None, corpora=None, cuts=None) -> list[dict]:
     """Held-out decisions between the settings of each corpus; ``save(rows)`` after each fit."""
     raw = pd.read_csv(DATA / "porian2024_isoflop" / "porian2024_isoflop.csv")
     budgets = np.sort(raw["flops"].unique())
     held = budgets[-PORIAN_TOP:]
     rows = []
     for corpus, frame in raw.groupby("group"):
+        if corpora and corpus not in corpora:
+            continue
         best = _best_per_budget(frame)
         settings = sorted(frame["setting"].unique())
-        for cut in PORIAN_CUTS:
+        for cut in cuts or PORIAN_CUTS:
             top_train = budgets[-PORIAN_TOP - cut]
             train = frame[frame["flops"] <= top_train]
             runs = load_runs(train.assign(eval_set=corpus), group_col="setting")
             t0 = time.perf_counter()
-            f = _fit(runs, 7, calibrate=True, model=model)
+            f = _fit(runs, 7, calibrate=True, model=model, key=f"porian_{model}_{corpus}_{cut}")
             secs = time.perf_counter() - t0
             print(f"porian ({model}) {corpus} cut {cut}: {runs.n_runs} runs, {secs:.0f} s, "
                   f"r-hat {f.diagnostics.max_rhat:.3f}", flush=True)
@@ -151,6 +180,7 @@ def porian(model: str = "chinchilla", save=None) -> list[dict]:
                            "flops": float(c), "train_top": float(top_train),
                            "ladder_compute": ladder_c, "baseline_compute": base_c,
                            "observed_b_better": bool(best.loc[c, b] < best.loc[c, a]),
+                           "observed_gap": float(best.loc[c, b] - best.loc[c, a]),
                            "baseline_b_better": bool(best.loc[top_train, b]
                                                      < best.loc[top_train, a]),
                            "observed_multiplier": _observed_multiplier(best, a, b, c),
@@ -174,15 +204,21 @@ def _observed_multiplier(best: pd.DataFrame, a: str, b: str, c: float) -> float:
 
 
 def _predicted(f, a: str, b: str, **target) -> dict:
+    """P(B better) per predictive mode; the multiplier's anchored predictive and law bands."""
     out = {}
     for mode in MODES:
-        res = contrast_groups(f, a, b, discrepancy=mode, random_seed=3, **target)
+        res = contrast_groups(f, a, b, random_seed=3, **_mode(mode), **target)
         s = res.summary.set_index(["quantity", "band"])
         out[f"p_pred_{mode}"] = float(s.loc[("difference", "predictive"), "p_b_better"])
+        if mode == "anchored":
+            m = s.loc[("multiplier", "predictive")]
+            out.update({"m_median": float(m["median"]), "m_lower": float(m["lower"]),
+                        "m_upper": float(m["upper"]), **{f"cal_{k}": v for k, v
+                                                         in res.calibration.items()}})
     m = s.loc[("multiplier", "law")]
     out.update({"p_law": float(s.loc[("difference", "law"), "p_b_better"]),
-                "m_median": float(m["median"]), "m_lower": float(m["lower"]),
-                "m_upper": float(m["upper"])})
+                "m_law_median": float(m["median"]), "m_law_lower": float(m["lower"]),
+                "m_law_upper": float(m["upper"])})
     return out
 
 
@@ -210,7 +246,7 @@ def gemstones() -> list[dict]:
                          .rename(columns={"run_id": "curve"}).assign(eval_set="gemstones"),
                          group_col="lr_variant")
         t0 = time.perf_counter()
-        f = _fit(runs, 5, calibrate=True)
+        f = _fit(runs, 5, calibrate=True, key=f"gemstones_{q}")
         secs = time.perf_counter() - t0
         print(f"gemstones cut {q}: {runs.n_runs} runs, {secs:.0f} s, "
               f"r-hat {f.diagnostics.max_rhat:.3f}", flush=True)
@@ -225,6 +261,7 @@ def gemstones() -> list[dict]:
                          "ladder_compute": float(train["flops"].sum()),
                          "baseline_compute": float(top["c"]) * 2,
                          "observed_b_better": bool(r["half"] < r["base"]),
+                         "observed_gap": float(r["half"] - r["base"]),
                          "baseline_b_better": bool(top["half"] < top["base"]),
                          "observed_multiplier": float("nan"), "fit_seconds": secs,
                          "rhat": f.diagnostics.max_rhat, **{k: v[j] for k, v in pred.items()}})
@@ -234,14 +271,17 @@ def gemstones() -> list[dict]:
 def _predicted_many(f, a, b, n, d) -> dict[str, np.ndarray]:
     out = {}
     for mode in MODES:
-        res = contrast_groups(f, a, b, n_params=n, n_tokens=d, discrepancy=mode, random_seed=3)
+        res = contrast_groups(f, a, b, n_params=n, n_tokens=d, random_seed=3, **_mode(mode))
         s = res.summary
         sel = s[(s["quantity"] == "difference") & (s["band"] == "predictive")]
         out[f"p_pred_{mode}"] = sel["p_b_better"].to_numpy()
+        if mode == "anchored":
+            m = s[(s["quantity"] == "multiplier") & (s["band"] == "predictive")]
+            out.update({"m_median": m["median"].to_numpy(), "m_lower": m["lower"].to_numpy(),
+                        "m_upper": m["upper"].to_numpy(),
+                        **{f"cal_{k}": np.full(len(n), v) for k, v in res.calibration.items()}})
     law = s[(s["quantity"] == "difference") & (s["band"] == "law")]
-    m = s[s["quantity"] == "multiplier"]
-    out.update({"p_law": law["p_b_better"].to_numpy(), "m_median": m["median"].to_numpy(),
-                "m_lower": m["lower"].to_numpy(), "m_upper": m["upper"].to_numpy()})
+    out["p_law"] = law["p_b_better"].to_numpy()
     return out
 
 
@@ -295,14 +335,22 @@ def _real_section(real: pd.DataFrame, title: str, tag: str, figs: dict) -> list[
         row = {"data": name, "cut": cut, "decisions": len(g),
                "ladder_flops": g["ladder_compute"].iloc[0],
                "baseline_flops": g["baseline_compute"].iloc[0],
-               "acc_ours": scores(g["p_pred_shared"].to_numpy(), y)["accuracy"],
+               "acc_ours": scores(g["p_pred_anchored"].to_numpy(), y)["accuracy"],
                "acc_baseline": float((g["baseline_b_better"] == g["observed_b_better"])
                                      .mean())}
         for mode in MODES:
             row[f"brier_{mode}"] = scores(g[f"p_pred_{mode}"].to_numpy(), y)["brier"]
+        if "cal_weight" in g:
+            row["w"] = float(g["cal_weight"].iloc[0])
         rows.append(row)
     table = pd.DataFrame(rows)
-    lines += *_md_table(table), ""
+    lines += ["Per data set and cut (`ladder_flops`: compute of every training run; "
+              "`baseline_flops`: of the runs at the largest training budget only; `w`: the "
+              "calibrated weight of the law's group-specific change, 1 = trust the law, 0 = "
+              "keep the observed gap):", "", *_md_table(table), ""]
+    if "observed_gap" in real:
+        lines += _decidable(real)
+    lines += _per_compute(real)
     pooled = []
     for name, g in [("porian", real[real["set"] == "porian"]),
                     ("gemstones", real[real["set"] == "gemstones"]), ("pooled", real)]:
@@ -329,9 +377,9 @@ def _real_section(real: pd.DataFrame, title: str, tag: str, figs: dict) -> list[
         y = std["observed_b_better"].to_numpy(float)
         lines += [f"Porian without setting 1 (the only one with Kaplan's parameter count and "
                   f"training loss): {len(std)} decisions, accuracy "
-                  f"{scores(std['p_pred_shared'].to_numpy(), y)['accuracy']:.1%} (baseline "
+                  f"{scores(std['p_pred_anchored'].to_numpy(), y)['accuracy']:.1%} (baseline "
                   f"{float((std['baseline_b_better'] == std['observed_b_better']).mean()):.1%})"
-                  f", Brier {scores(std['p_pred_shared'].to_numpy(), y)['brier']:.3f}.", ""]
+                  f", Brier {scores(std['p_pred_anchored'].to_numpy(), y)['brier']:.3f}.", ""]
     obs = real["observed_multiplier"].to_numpy(float)
     ok = np.isfinite(obs)
     if ok.any():
@@ -342,6 +390,73 @@ def _real_section(real: pd.DataFrame, title: str, tag: str, figs: dict) -> list[
                   f"{np.median(np.abs(np.log10(real['m_median'][ok] / obs[ok]))):.2f} "
                   "decades.", ""]
     return lines
+
+
+def _decidable(real: pd.DataFrame) -> list[str]:
+    """Accuracy on near-ties vs clear gaps (observed |gap| vs twice the median run noise)."""
+    gap = real["observed_gap"].abs()
+    tie = float(TIE_NATS)
+    out = []
+    for name, sel in (("near-ties", gap < tie), ("clear gaps", gap >= tie)):
+        g = real[sel]
+        if not len(g):
+            continue
+        y = g["observed_b_better"].to_numpy(float)
+        out.append({"decisions": name, "n": len(g),
+                    "acc_ours": scores(g["p_pred_anchored"].to_numpy(), y)["accuracy"],
+                    "acc_baseline": float((g["baseline_b_better"] == g["observed_b_better"])
+                                          .mean()),
+                    "brier_ours": scores(g["p_pred_anchored"].to_numpy(), y)["brier"],
+                    "mean_confidence": scores(g["p_pred_anchored"].to_numpy(), y)
+                    ["mean_confidence"]})
+    return [f"Near-ties (observed held-out gap under {tie} nats, about twice the run-to-run "
+            "noise of a best-of-slice loss) against clear gaps:", "",
+            *_md_table(pd.DataFrame(out)), ""]
+
+
+def _per_compute(real: pd.DataFrame) -> list[str]:
+    """Accuracy against ladder compute: ours at each cut vs the baseline at equal compute."""
+    out = []
+    for name, g in real.groupby("corpus", sort=False):
+        base = _baseline_curve(name, g)
+        for cut, h in g.groupby("cut", sort=False):
+            y = h["observed_b_better"].to_numpy(float)
+            c_ours = float(h["ladder_compute"].iloc[0])
+            afford = base[base["compute"] <= c_ours]
+            b = afford.iloc[-1] if len(afford) else base.iloc[0]
+            out.append({"data": name, "cut": cut, "ours_flops": c_ours,
+                        "acc_ours": scores(h["p_pred_anchored"].to_numpy(), y)["accuracy"],
+                        "baseline_budget": float(b["budget"]),
+                        "baseline_flops": float(b["compute"]),
+                        "acc_baseline": float(b["accuracy"])})
+    return ["Decision accuracy per unit of ladder compute: ours at each cut (all training "
+            "runs' compute) against the single-scale baseline given at most the same compute "
+            "(the largest budget whose isoFLOP slice costs no more; Porian's baseline is "
+            "evaluated at every budget, Gemstones' at the cuts):", "",
+            *_md_table(pd.DataFrame(out)), ""]
+
+
+def _baseline_curve(name: str, g: pd.DataFrame) -> pd.DataFrame:
+    """Baseline accuracy on ``g``'s decisions when ranking at each affordable budget."""
+    if g["set"].iloc[0] != "porian":
+        rows = [{"budget": float(h["train_top"].iloc[0]) if "train_top" in h else float("nan"),
+                 "compute": float(h["baseline_compute"].iloc[0]),
+                 "accuracy": float((h["baseline_b_better"] == h["observed_b_better"]).mean())}
+                for _, h in g.groupby("cut")]
+        return pd.DataFrame(rows).sort_values("compute").reset_index(drop=True)
+    raw = pd.read_csv(DATA / "porian2024_isoflop" / "porian2024_isoflop.csv")
+    frame = raw[raw["group"] == name]
+    best = _best_per_budget(frame)
+    dec = g.drop_duplicates(["a", "b", "flops"])
+    rows = []
+    for c in np.sort(frame["flops"].unique()):
+        if c >= dec["flops"].min():
+            break
+        pred = best.loc[c, dec["b"]].to_numpy() < best.loc[c, dec["a"]].to_numpy()
+        rows.append({"budget": float(c), "compute": float(frame.loc[frame["flops"] == c,
+                                                                     "flops"].sum()),
+                     "accuracy": float((pred == dec["observed_b_better"].to_numpy()).mean())})
+    return pd.DataFrame(rows)
 
 
 def report(store: dict) -> None:
@@ -378,6 +493,19 @@ def report(store: dict) -> None:
                                          syn['true_b_better'].to_numpy(float))), ""]
         figs["synthetic (law band vs true sign)"] = (syn["p_b_better"].to_numpy(),
                                                      syn["true_b_better"].to_numpy(float))
+        if "p_pred_anchored" in syn:
+            sa = scores(syn["p_pred_anchored"].to_numpy(), syn["true_b_better"].to_numpy(float))
+            w_med = float(syn.groupby("ladder")["weight"].first().median())
+            cov_p = ((syn["mp_lower"] <= syn["true_multiplier"])
+                     & (syn["true_multiplier"] <= syn["mp_upper"])).mean()
+            lines += [f"Anchored predictive band (the default): P(B better) accuracy "
+                      f"{sa['accuracy']:.1%}, Brier {sa['brier']:.3f} against the true sign; "
+                      f"its 90% multiplier interval covers the true (law) multiplier in "
+                      f"{cov_p:.1%} (wider than the law band by design: it is for one real "
+                      f"run of each recipe). Calibrated weight of the law's group-specific "
+                      f"change, median over ladders: {w_med:.2f}.", ""]
+            figs["synthetic (anchored predictive vs true sign)"] = (
+                syn["p_pred_anchored"].to_numpy(), syn["true_b_better"].to_numpy(float))
     real = pd.DataFrame(store.get("porian", []) + store.get("gemstones", []))
     if len(real):
         lines += _real_section(real, "model `chinchilla`: offsets vary by group, exponents "
@@ -416,7 +544,15 @@ def main() -> None:
     ap.add_argument("--part", choices=("all", "synthetic", "porian", "porian_slopes",
                                        "gemstones", "report"), default="all")
     ap.add_argument("--ladders", type=int, default=24)
+    ap.add_argument("--corpora", default=None, help="Porian corpora, comma-separated")
+    ap.add_argument("--cuts", default=None, help="Porian cuts, comma-separated (default "
+                    f"{','.join(map(str, PORIAN_CUTS))})")
+    ap.add_argument("--cache", type=Path, default=None,
+                    help="folder of saved fits: reused when present, written when not")
     args = ap.parse_args()
+    if args.cache is not None:
+        args.cache.mkdir(parents=True, exist_ok=True)
+        CACHE.append(args.cache)
     store = json.loads(JSON.read_text()) if JSON.exists() else {}
     parts = ("synthetic", "porian", "gemstones") if args.part == "all" else (args.part,)
     def save(part: str, rows: list[dict]) -> None:
@@ -429,6 +565,10 @@ def main() -> None:
         elif part == "porian_slopes":  # exponents vary by setting too
             save(part, porian("chinchilla_slopes",
                               save=lambda rows: save("porian_slopes", rows)))
+        elif part == "porian":
+            save(part, porian(corpora=args.corpora and args.corpora.split(","),
+                              cuts=args.cuts and [int(c) for c in args.cuts.split(",")],
+                              save=lambda rows: save("porian", rows)))
         elif part != "report":
             save(part, globals()[part]())
     report(store)

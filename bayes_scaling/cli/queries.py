@@ -217,9 +217,12 @@ def _target_options(command):
         click.option("--tokens-per-param", default=None, type=float,
                      help="With --flops: spend each budget at this D/N (default: each group's "
                           "compute-optimal split)."),
-        click.option("--discrepancy", type=click.Choice(["shared", "independent"]),
-                     default="shared", show_default=True,
-                     help="Extrapolation discrepancy of the groups in the predictive band."),
+        click.option("--discrepancy", type=click.Choice(["anchored", "shared", "independent"]),
+                     default="anchored", show_default=True,
+                     help="Predictive band: anchored on each group's observed loss nearest the "
+                          "target, with the law's change trusted as far as the ladder's "
+                          "rolling-origin refits say; or the law's discrepancy, shared by the "
+                          "groups or independent."),
         click.option("--allow-mixed-eval", is_flag=True,
                      help="Warn instead of refusing when the groups' eval_set differs."),
     ]):
@@ -292,6 +295,12 @@ def contrast_cmd(fit_path, groups, flops, n_params, n_tokens, tokens_per_param, 
         return
     click.echo(f"B = {res.groups[1]} against A = {res.groups[0]} (multiplier = C / C_B: > 1 "
                "means B reaches A's loss with less compute)")
+    if res.calibration:
+        cal = res.calibration
+        click.echo(f"anchored predictive band: weight of the law's group-specific change "
+                   f"{cal['weight']:.2f} +/- {cal['weight_sd']:.2f} (1 = trust the law, 0 = keep "
+                   f"the observed gap), from {cal['n_obs']} held-out gaps of {cal['origins']} "
+                   "rolling-origin refits")
     print_table(res.summary.to_dict(orient="records"),
                 ["flops", "quantity", "band", "median", "lower", "upper", "interval",
                  "p_b_better"])

@@ -35,14 +35,15 @@ def plot_contrast(
     *,
     flops: Sequence[float] | None = None,
     tokens_per_param: float | None = None,
-    discrepancy: DiscrepancyMode = "shared",
+    discrepancy: DiscrepancyMode = "anchored",
     on_mixed: OnBad = "raise",
     ax: Axes | None = None,
     random_seed: int = 0,
 ) -> Axes:
-    """Compute multiplier of B over A (law band, log scale) and P(B better) against compute.
+    """Compute multiplier of B over A (log scale) and P(B better) against compute.
 
-    The multiplier's median and 50%/90% bands go on ``ax`` (left axis); P(B better) under the
+    The multiplier's predictive median and 50%/90% bands (and the law's median) go on ``ax``
+    (left axis); P(B better) under the
     law and predictive bands on a twin axis (right, 0-1). The largest training budget is marked.
 
     Parameters
@@ -69,11 +70,14 @@ def plot_contrast(
                           discrepancy=discrepancy, on_mixed=on_mixed, probs=(0.5, 0.9),
                           random_seed=random_seed)
     s = res.summary
-    m = s[s["quantity"] == "multiplier"]
+    m = s[(s["quantity"] == "multiplier") & (s["band"] == "predictive")]
     for lo, hi, p in band_columns(m):
         ax.fill_between(m["flops"], m[lo], m[hi], color="C0", alpha=0.15 + 0.15 * (p < 0.9),
-                        lw=0, label=f"multiplier, {p:.0%} law band")
-    ax.plot(m["flops"], m["median"], color="C0", lw=1.5, label="multiplier, median")
+                        lw=0, label=f"multiplier, {p:.0%} predictive band")
+    ax.plot(m["flops"], m["median"], color="C0", lw=1.5, label="multiplier, predictive median")
+    m_law = s[(s["quantity"] == "multiplier") & (s["band"] == "law")]
+    ax.plot(m_law["flops"], m_law["median"], color="C0", lw=1.0, ls="--",
+            label="multiplier, law median")
     ax.axhline(1.0, color="0.5", lw=0.8, ls=":")
     ax.axvline(fit.runs.flops.max(), color="0.3", lw=0.8, ls="--", label="largest training run")
     ax.set(xscale="log", yscale="log", xlabel="training compute C (FLOP)",

@@ -43,6 +43,7 @@ from bayes_scaling.errors import QueryError
 from bayes_scaling.fitting.result import ScalingFit
 from bayes_scaling.laws.final_loss import Law
 from bayes_scaling.query.allocate import optimal_split
+from bayes_scaling.query.anchor import Beyond, anchored_log_losses, calibrate_contrasts
 from bayes_scaling.query.predict import (
     _emit,
     _wrap,
@@ -57,9 +58,13 @@ from bayes_scaling.query.predict import (
 from bayes_scaling.query.summarize import check_probs, interval_table, jsonable, positive_values
 from bayes_scaling.types import OnBad, SeedLike
 
-#: How the predictive band treats the extrapolation discrepancy of two groups: one error of the
-#: law's form shared by both (it cancels in their log ratio), or an independent error each.
-DiscrepancyMode = Literal["shared", "independent"]
+#: How the predictive band treats the extrapolation discrepancy of two groups: ``"anchored"``
+#: (the default): each group's observed level nearest the target plus the law's change, its
+#: group-specific part weighted and its error scaled as the ladder's rolling-origin refits say
+#: (:mod:`bayes_scaling.query.anchor`); or the law's own discrepancy, one error of the law's form
+#: shared by both groups (it cancels in their log ratio) or an independent error each.
+DiscrepancyMode = Literal["anchored", "shared", "independent"]
+DISCREPANCY_MODES: tuple[str, ...] = ("anchored", "shared", "independent")
 #: The run-table column naming the evaluation set each run's loss was measured on.
 EVAL_SET = "eval_set"
 #: Decades searched on either side of the target for the matching compute.
@@ -230,7 +235,8 @@ def predictive_log_losses(fit: ScalingFit, law_log: Sequence[np.ndarray],
     normal (the law's form errs alike for both), else each draws its own.
     """
     if discrepancy not in ("shared", "independent"):
-        raise QueryError(f"discrepancy must be 'shared' or 'independent', got {discrepancy!r}")
+        raise QueryError(f"discrepancy must be one of {', '.join(DISCREPANCY_MODES)}, "
+                         f"got {discrepancy!r}")
     shape = law_log[0].shape
     z_shared = rng.standard_normal(shape)
     out = []
@@ -242,6 +248,30 @@ def predictive_log_losses(fit: ScalingFit, law_log: Sequence[np.ndarray],
         z = z_shared if discrepancy == "shared" else rng.standard_normal(shape)
         out.append(log_mu + observation_noise(fit, shape, rng) + sd * z)
     return out
+
+
+def predictive_draws(fit: ScalingFit, names: tuple[str, ...],
+                     theta: dict[str, dict[str, np.ndarray]], law_log: Sequence[np.ndarray],
+                     splits: Sequence[tuple[np.ndarray, np.ndarray]], tg: Targets, *,
+                     discrepancy: DiscrepancyMode, rng: np.random.Generator,
+                     beyond: Beyond | None = None,
+                     ) -> tuple[list[np.ndarray], dict[str, Any], list[str]]:
+    """One real run per group, per draw: anchored, or the law plus its discrepancy.
+
+    Returns the predictive log losses, the anchored calibration used (empty if none) and
+    warning lines.
+    """
+    if discrepancy == "anchored":
+        calib = calibrate_contrasts(fit)
+        if calib is not None:
+            _, pred = anchored_log_losses(fit, names, theta, tg.log_c, tg.log_ratio, calib, rng,
+                                          beyond=beyond)
+            return pred, calib.to_dict(), []
+        note = ("WARNING: too few compute-budget levels shared by the groups to calibrate an "
+                "anchored contrast; the predictive band uses the law's shared discrepancy")
+        return (predictive_log_losses(fit, law_log, splits, discrepancy="shared", rng=rng),
+                {}, [note])
+    return predictive_log_losses(fit, law_log, splits, discrepancy=discrepancy, rng=rng), {}, []
 
 
 # ------------------------------------------------------------------------------ the contrast
@@ -270,13 +300,14 @@ class Contrast:
     summary: pd.DataFrame
     crossing: pd.DataFrame
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    calibration: dict[str, Any] = field(default_factory=dict)
 
     def to_records(self) -> dict[str, Any]:
-        """JSON-ready form: groups, summary and crossing records, warnings."""
+        """JSON-ready form: groups, summary and crossing records, warnings, calibration."""
         return jsonable({"group_a": self.groups[0], "group_b": self.groups[1],
                          "summary": self.summary.to_dict(orient="records"),
                          "crossing": self.crossing.to_dict(orient="records"),
-                         "warnings": list(self.warnings)})
+                         "warnings": list(self.warnings), "calibration": self.calibration})
 
 
 def contrast_groups(
@@ -289,7 +320,8 @@ def contrast_groups(
     n_tokens: Any = None,
     tokens_per_param: float | None = None,
     crossing_range: tuple[float, float] | None = None,
-    discrepancy: DiscrepancyMode = "shared",
+    discrepancy: DiscrepancyMode = "anchored",
+    beyond: Beyond | None = None,
     on_mixed: OnBad = "raise",
     probs: Sequence[float] = DEFAULT_PROBS,
     interval: float = DEFAULT_INTERVAL,
@@ -308,8 +340,14 @@ def contrast_groups(
     crossing_range : (float, float), optional
         Budgets searched for a crossing of the two laws; default from the smallest training
         compute to 100 times the larger of the largest target and the largest training run.
-    discrepancy : {"shared", "independent"}
-        How the predictive band treats the extrapolation discrepancy of the two groups.
+    discrepancy : {"anchored", "shared", "independent"}
+        How the predictive band treats the extrapolation discrepancy of the two groups (see
+        :data:`DiscrepancyMode`); ``"anchored"`` falls back to ``"shared"`` with a warning when
+        the ladder has too few budget levels to calibrate it.
+    beyond : {"law", "hold"}, optional
+        Anchored band, past the longest horizon the ladder's refits tested: extrapolate the
+        law's group-specific change, or hold the gap (default
+        :data:`bayes_scaling.query.anchor.BEYOND`).
     on_mixed : {"raise", "warn"}
         Groups evaluated on different evaluation sets: refuse, or warn.
     probs, interval
@@ -334,19 +372,26 @@ def contrast_groups(
     split = {g: path_split(law, th[g], tg.log_c, tg.log_ratio) for g in (a, b)}
     law_log = {g: np.broadcast_to(law.evaluate_log({"n": split[g][0], "d": split[g][1]}, th[g]),
                                   (_n_draws(th[a]), tg.flops.size)) for g in (a, b)}
-    pred_a, pred_b = predictive_log_losses(fit, [law_log[a], law_log[b]], [split[a], split[b]],
-                                           discrepancy=discrepancy, rng=rng)
+    (pred_a, pred_b), calib, more = predictive_draws(
+        fit, (a, b), th, [law_log[a], law_log[b]], [split[a], split[b]], tg,
+        discrepancy=discrepancy, rng=rng, beyond=beyond)
+    notes += more
     loss_a, loss_b = np.exp(law_log[a]), np.exp(law_log[b])
     diff_law, diff_pred = loss_b - loss_a, np.exp(pred_b) - np.exp(pred_a)
     log_cb = matching_log_compute(law, th[b], law_log[a], tg.log_ratio, tg.log_c)
+    # B's predictive curve is its law shifted by its predictive offset at the target
+    log_cb_pred = matching_log_compute(law, th[b], pred_a - (pred_b - law_log[b]),
+                                       tg.log_ratio, tg.log_c)
     with np.errstate(over="ignore"):
         multiplier = np.exp(tg.log_c - log_cb)
+        multiplier_pred = np.exp(tg.log_c - log_cb_pred)
     p_law, p_pred = (diff_law < 0).mean(axis=0), (diff_pred < 0).mean(axis=0)
     quantities = [("loss_a", "law", loss_a, np.full(tg.flops.size, np.nan)),
                   ("loss_b", "law", loss_b, np.full(tg.flops.size, np.nan)),
                   ("difference", "law", diff_law, p_law),
                   ("difference", "predictive", diff_pred, p_pred),
-                  ("multiplier", "law", multiplier, p_law)]
+                  ("multiplier", "law", multiplier, p_law),
+                  ("multiplier", "predictive", multiplier_pred, p_pred)]
     med_n = np.exp(np.median(np.broadcast_to(split[a][0], diff_law.shape), axis=0))
     med_d = np.exp(np.median(np.broadcast_to(split[a][1], diff_law.shape), axis=0))
     frames = []
@@ -358,8 +403,9 @@ def contrast_groups(
         frames.append(pd.concat([head, t], axis=1))
     summary = pd.concat(frames, ignore_index=True)
     summary["p_out_of_reach"] = np.nan
-    summary.loc[summary["quantity"] == "multiplier", "p_out_of_reach"] = \
-        np.isposinf(log_cb).mean(axis=0)
+    for band, lc in (("law", log_cb), ("predictive", log_cb_pred)):
+        summary.loc[(summary["quantity"] == "multiplier") & (summary["band"] == band),
+                    "p_out_of_reach"] = np.isposinf(lc).mean(axis=0)
     c_range = crossing_range or default_crossing_range(fit, tg.flops)
     crossing = crossing_table(law, th[a], th[b], c_range, tg.log_ratio, probs=probs,
                               interval=interval)
@@ -371,8 +417,10 @@ def contrast_groups(
         "difference_predictive": _wrap(fit, diff_pred, "difference_predictive",
                                        band="predictive", units="nats/token"),
         "multiplier": _wrap(fit, multiplier, "multiplier", band="law", units="ratio"),
+        "multiplier_predictive": _wrap(fit, multiplier_pred, "multiplier_predictive",
+                                       band="predictive", units="ratio"),
     }).assign_coords({POINT: tg.flops}).assign_attrs(group_a=a, group_b=b)
-    return Contrast((a, b), draws, summary, crossing, tuple(notes))
+    return Contrast((a, b), draws, summary, crossing, tuple(notes), calib)
 
 
 def _n_draws(theta: dict[str, np.ndarray]) -> int:

@@ -24,7 +24,7 @@ from bayes_scaling.query.contrast import (
     check_comparable,
     make_targets,
     path_split,
-    predictive_log_losses,
+    predictive_draws,
     seen_groups,
 )
 from bayes_scaling.query.predict import _emit, group_theta, require_nd_law
@@ -80,7 +80,7 @@ def rank_groups(
     tokens_per_param: float | None = None,
     groups: Sequence[str] | None = None,
     band: Band = "law",
-    discrepancy: DiscrepancyMode = "shared",
+    discrepancy: DiscrepancyMode = "anchored",
     on_mixed: OnBad = "raise",
     random_seed: SeedLike = None,
 ) -> Ranking:
@@ -96,8 +96,10 @@ def rank_groups(
         The groups to rank (default: every group of the fit).
     band : {"law", "predictive"}
         Rank the laws' means, or one real run of each group.
-    discrepancy : {"shared", "independent"}
-        With ``band="predictive"``: the extrapolation discrepancy shared by the groups or not.
+    discrepancy : {"anchored", "shared", "independent"}
+        With ``band="predictive"``: anchored on each group's observed level nearest the target
+        (the default), or the law's extrapolation discrepancy shared by the groups or not (see
+        :data:`bayes_scaling.query.contrast.DiscrepancyMode`).
     on_mixed : {"raise", "warn"}
         Groups evaluated on different evaluation sets: refuse, or warn.
     random_seed
@@ -115,16 +117,18 @@ def rank_groups(
     tg = make_targets(flops, n_params, n_tokens, tokens_per_param)
     rng = np.random.default_rng(random_seed)
     law = fit.law
-    logs, splits = [], []
+    logs, splits, thetas = [], [], {}
     for g in names:
-        th = {k: v[:, None] for k, v in group_theta(fit, g).items()}
+        th = thetas[g] = {k: v[:, None] for k, v in group_theta(fit, g).items()}
         sp = path_split(law, th, tg.log_c, tg.log_ratio)
         s = max(np.shape(v)[0] for v in th.values())
         logs.append(np.broadcast_to(law.evaluate_log({"n": sp[0], "d": sp[1]}, th),
                                     (s, tg.flops.size)))
         splits.append(sp)
     if band == "predictive":
-        logs = predictive_log_losses(fit, logs, splits, discrepancy=discrepancy, rng=rng)
+        logs, _, more = predictive_draws(fit, names, thetas, logs, splits, tg,
+                                         discrepancy=discrepancy, rng=rng)
+        notes += more
     loss = np.exp(np.stack(logs, axis=-1))  # (S, points, groups)
     ranks_of, pairwise = rank_tables(loss, names, tg.flops)
     notes += _emit([], fit)

@@ -18,7 +18,7 @@ from bayes_scaling.report.blocks import Block, Num, interval_parts, not_included
 from bayes_scaling.report.context import Context, Section
 from bayes_scaling.types import SeedLike
 
-_ROWS = (("multiplier", "law"), ("difference", "law"), ("difference", "predictive"))
+_ROWS = (("multiplier", "predictive"), ("difference", "law"), ("difference", "predictive"))
 
 
 def recipe_entry(fit: ScalingFit, group: str, alternative: str | None, n_params: float,
@@ -80,7 +80,8 @@ def blocks(risk: Mapping[str, Any]) -> list[Block]:
         return out
     m = ("recipe", "multiplier")
     out.append(para(f"The planned run trained on group {rec['alternative']} instead of "
-                    f"{rec['group']} ({rec['model']} fit, law band). Compute multiplier, the "
+                    f"{rec['group']} ({rec['model']} fit, predictive band: anchored on each "
+                    "group's observed loss nearest the plan). Compute multiplier, the "
                     "plan's compute over the compute with which the alternative reaches the "
                     "plan's loss (above 1: the alternative is worth more compute): ",
                     Num((*m, "median"), "ratio"), " (90%: ", *interval_parts(m, 90, "ratio"),

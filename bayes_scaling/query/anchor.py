@@ -1,0 +1,288 @@
+r"""Anchored contrasts: the observed gap at the top of the ladder, plus the law's change, trusted
+as far as the ladder's own rolling-origin refits say.
+
+Why: a law with group offsets fitted over a whole ladder lets the small budgets (where warmup,
+schedule and learning-rate choices move the loss most) set the groups' offsets, and extrapolates
+their *difference* with the law's shape. On Porian et al.'s five training settings that
+predicted change is mostly wrong (the settings' losses converge faster than offsets on a shared
+law allow), and the ranking by the observed loss at the largest budget beats it
+(``benchmarks/results/contrast.md``). On ladders whose groups do follow the law, the law's
+change is right. Which holds is learned per fit, not assumed:
+
+.. math:: \log L_g(x^*) = \underbrace{\ell_g(x_g)}_{\text{observed level}}
+          + \bar c + w\,(c_g - \bar c) + \varepsilon_g, \qquad
+          \varepsilon_B - \varepsilon_A \sim \mathcal N(0,\ a + s^2 h),
+          \quad w \sim \mathcal N(\hat w,\ \sigma_w^2 + t^2)
+
+- ``x_g``: the group's budget level nearest the target (log10 compute); ``ℓ_g(x_g)`` the law
+  on the target's path at that level plus the median residual of the group's runs there
+  (per posterior draw);
+- ``c_g``: the law's change of log loss from ``x_g`` to the target, ``c̄`` its mean over the
+  groups compared (the common part, which cancels in a difference);
+- ``w``: how much of the law's *group-specific* change is real: 1 trusts the law, 0 keeps the
+  observed gap (the single-scale ranking);
+- ``a + s² h``: the variance of the anchored difference ``h`` decades from the anchor, and
+  ``t``: how much ``w`` varies between pairs (a large predicted change is that much less sure).
+
+``w`` (posterior under a ``N(1, 1)`` prior: trust the law unless the data say otherwise),
+``a`` and ``s²`` come from rolling-origin point refits inside the ladder
+(:func:`bayes_scaling.fitting.contrast_refits.rolling_refits`): drop the top 1-3 budget
+levels, refit, and for every pair of groups and held-out level regress the observed change of
+the gap on the refit's predicted change. Numpy only, except the refits (SciPy, imported when a
+calibration is first needed, and cached per fit).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Literal
+
+import numpy as np
+
+from bayes_scaling.data.support import budget_levels
+from bayes_scaling.errors import QueryError
+from bayes_scaling.fitting.result import ScalingFit
+from bayes_scaling.laws.final_loss import Law
+from bayes_scaling.query.allocate import optimal_split
+from bayes_scaling.query.predict import group_theta
+
+#: Past the longest horizon the rolling-origin refits tested: extrapolate the law's
+#: group-specific change (``"law"``) or hold the gap (``"hold"``). Default chosen by the pooled
+#: held-out Brier score over every real and synthetic set of ``benchmarks/bench_contrast.py``.
+Beyond = Literal["law", "hold"]
+BEYOND: Beyond = "law"
+#: Prior on the weight of the law's group-specific change: mean and sd (trust the law).
+WEIGHT_PRIOR: tuple[float, float] = (1.0, 1.0)
+_LN10 = float(np.log(10.0))
+_LOG6 = float(np.log(6.0))
+_CACHE: dict[tuple[str, str, str], ContrastCalibration | None] = {}
+
+
+@dataclass(frozen=True)
+class ContrastCalibration:
+    """What the ladder's rolling-origin refits say about extrapolating group differences.
+
+    ``weight`` (mean, sd; the sd includes how much the weight varies between pairs, so it
+    widens a band in proportion to the law's predicted change): the share of the law's
+    group-specific change that held; ``noise_var``
+    (``a``) and ``drift_var`` (``s²`` per decade): the variance of the anchored difference;
+    ``n_obs`` (pair, origin, level) comparisons from ``origins`` refits, ``horizon`` the longest
+    one (decades).
+    """
+
+    weight: float
+    weight_sd: float
+    noise_var: float
+    drift_var: float
+    n_obs: int
+    origins: int
+    horizon: float = np.inf
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (JSON-ready)."""
+        return asdict(self)
+
+    def weight_draws(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """``n`` draws of ``w``, shape ``(n, 1)``."""
+        return (self.weight + self.weight_sd * rng.standard_normal(n))[:, None]
+
+
+def _path_log_loss(law: Law, theta: dict[str, np.ndarray], log_c: np.ndarray,
+                   log_ratio: np.ndarray | None) -> np.ndarray:
+    if log_ratio is None:
+        n, d = optimal_split(law, np.exp(log_c), theta)
+        log_n, log_d = np.log(n), np.log(d)
+    else:
+        log_n = 0.5 * (log_c - _LOG6 - log_ratio)
+        log_d = log_n + log_ratio
+    return law.evaluate_log({"n": log_n, "d": log_d}, theta)
+
+
+class Levels:
+    """Budget levels of a fit's runs: each level's log10 compute and the runs of each group."""
+
+    def __init__(self, fit: ScalingFit) -> None:
+        runs = fit.runs
+        self.runs = runs
+        self.level = budget_levels(runs.flops)
+        lc = np.log10(runs.flops)
+        self.x = np.array([np.median(lc[self.level == k]) for k in range(self.level.max() + 1)])
+        gi = runs.group_index
+        self.members = {g: {int(k): np.flatnonzero((gi == i) & (self.level == k))
+                            for k in np.unique(self.level[gi == i])}
+                        for i, g in enumerate(runs.group_names)}
+
+    def residuals(self, law: Law, group: str, theta: dict[str, np.ndarray],
+                  level: int) -> np.ndarray:
+        """Log residual of ``group``'s best run (lowest loss) at ``level``, per draw: ``(S,)``.
+
+        A budget's best run is what "the better recipe at this budget" is judged by (the
+        bottom of an isoFLOP slice); its residual moves the law's path to it.
+        """
+        idx = self.members[group][level]
+        r = self.runs
+        i = idx[np.argmin(r.log_loss[idx])]
+        mu = law.evaluate_log({"n": r.log_n[i:i + 1][None, :], "d": r.log_d[i:i + 1][None, :]},
+                              theta)
+        return (r.log_loss[i] - mu)[:, 0]
+
+    def nearest(self, group: str, x_target: np.ndarray) -> np.ndarray:
+        """Per target, the group's level nearest in log10 compute (the higher on a tie)."""
+        own = np.array(sorted(self.members[group]))
+        dist = np.abs(self.x[own][None, :] - x_target[:, None]) - 1e-9 * own[None, :]
+        return own[np.argmin(dist, axis=1)]
+
+
+# ------------------------------------------------------------------------------ calibration
+def calibrate_contrasts(fit: ScalingFit) -> ContrastCalibration | None:
+    """The fit's contrast calibration (cached per runs and model); ``None`` if it cannot be had.
+
+    Needs at least two groups with runs at the same budget levels and enough levels for one
+    rolling-origin refit (:data:`~bayes_scaling.fitting.contrast_refits.MIN_TRAIN_LEVELS` + 1).
+    """
+    key = (fit.runs.fingerprint(), fit.spec.name, fit.spec.law)
+    if key not in _CACHE:
+        _CACHE[key] = _calibrate(fit)
+    return _CACHE[key]
+
+
+def _calibrate(fit: ScalingFit) -> ContrastCalibration | None:
+    from bayes_scaling.fitting.contrast_refits import (  # lazy: SciPy only when calibrating
+        rolling_refits,
+    )
+
+    law, lv = fit.law, Levels(fit)
+    names = fit.group_names
+    start = {p: np.array([float(np.median(group_theta(fit, g)[p])) for g in names])
+             for p in law.params}
+    xs, ys, hs, cl = [], [], [], []
+    refits = rolling_refits(fit.runs, law, start)
+    for rf in refits:
+        th = {g: {p: np.asarray(rf.theta[p][i], float).reshape(1, 1) for p in law.params}
+              for i, g in enumerate(names)}
+        o = rf.top_level
+        held = range(o + 1, int(lv.level.max()) + 1)
+        for a, b in itertools.combinations(names, 2):
+            if o not in lv.members[a] or o not in lv.members[b]:
+                continue
+            for k in held:
+                if k not in lv.members[a] or k not in lv.members[b]:
+                    continue
+                law_o = {g: _path_log_loss(law, th[g], np.array([[lv.x[o] * _LN10]]), None)
+                         for g in (a, b)}
+                law_k = {g: _path_log_loss(law, th[g], np.array([[lv.x[k] * _LN10]]), None)
+                         for g in (a, b)}
+                x = ((law_k[b] - law_o[b]) - (law_k[a] - law_o[a])).item()
+                res = {(g, lev): float(lv.residuals(law, g, th[g], lev)[0])
+                       for g in (a, b) for lev in (o, k)}
+                y = x + (res[(b, k)] - res[(a, k)]) - (res[(b, o)] - res[(a, o)])
+                xs.append(x), ys.append(y), hs.append(lv.x[k] - lv.x[o])
+                cl.append(f"{o}|{a}|{b}")
+    if len(xs) < 3:
+        return None
+    cal = fit_calibration(np.array(xs), np.array(ys), np.array(hs), cluster=np.array(cl),
+                          origins=len(refits))
+    return replace(cal, horizon=float(np.max(hs)))
+
+
+def fit_calibration(x: np.ndarray, y: np.ndarray, h: np.ndarray, *,
+                    cluster: np.ndarray | None = None, origins: int = 1,
+                    iters: int = 30) -> ContrastCalibration:
+    """Regress observed changes ``y`` of gaps on the law's predicted changes ``x``.
+
+    ``y = w x + e`` with ``w ~ N(1, 1)`` a priori and ``Var e = a + s² h + t² x²`` (``h``
+    decades ahead; ``t``: how much the weight varies from one pair and origin to the next, so
+    a large predicted change carries a proportionally large error). Alternates the weighted
+    posterior of ``w`` and a non-negative least-squares fit of ``(a, s², t²)`` to the squared
+    errors (scaled by ``n / (n - fitted terms)``). Comparisons of one ``cluster`` (a pair within
+    one refit) share their refit and their anchor, so ``w``'s sd is inflated by
+    ``sqrt(n / clusters)``.
+    """
+    m0, sd0 = WEIGHT_PRIOR
+    var = np.full(3, 0.0)
+    var[0] = float(np.var(y - x)) + 1e-12
+    design = np.column_stack([np.ones_like(h), h, x * x])
+    w, w_sd = m0, sd0
+    for _ in range(iters):
+        v = np.maximum(design @ var, 1e-12)
+        prec = float(np.sum(x * x / v)) + 1.0 / sd0**2
+        w = (float(np.sum(x * y / v)) + m0 / sd0**2) / prec
+        w_sd = prec ** -0.5
+        var = _nonneg_lstsq(design, (y - w * x) ** 2)
+        var[0] = max(var[0], 1e-10)
+    n_clusters = x.size if cluster is None else len(np.unique(cluster))
+    w_sd *= float(np.sqrt(x.size / max(n_clusters, 1)))
+    # degrees of freedom: w and every variance term in use were fitted to these errors
+    var = var * x.size / max(x.size - 1 - int(np.count_nonzero(var[1:])) - 1, 1)
+    return ContrastCalibration(float(w), float(np.hypot(w_sd, np.sqrt(var[2]))), float(var[0]),
+                               float(var[1]), int(x.size), origins)
+
+
+def _nonneg_lstsq(design: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Least squares of ``target`` on a few columns with every coefficient kept >= 0.
+
+    Every subset of columns is tried (few columns): the best fit whose coefficients are all
+    non-negative wins.
+    """
+    k = design.shape[1]
+    best, best_sse = np.zeros(k), float(np.sum(target**2))
+    for mask in itertools.product((False, True), repeat=k):
+        cols = np.flatnonzero(mask)
+        if not cols.size:
+            continue
+        coef, *_ = np.linalg.lstsq(design[:, cols], target, rcond=None)
+        if np.any(coef < 0):
+            continue
+        full = np.zeros(k)
+        full[cols] = coef
+        sse = float(np.sum((design @ full - target) ** 2))
+        if sse < best_sse:
+            best, best_sse = full, sse
+    return best
+
+
+# ------------------------------------------------------------------------------ application
+def anchored_log_losses(fit: ScalingFit, names: tuple[str, ...],
+                        theta: dict[str, dict[str, np.ndarray]], log_c: np.ndarray,
+                        log_ratio: np.ndarray | None, calib: ContrastCalibration,
+                        rng: np.random.Generator, *, beyond: Beyond | None = None,
+                        ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Anchored mean and predictive log losses of ``names`` at targets ``log_c`` (per draw).
+
+    ``theta[g]`` holds each group's constants of shape ``(S, 1)``; returns two lists of
+    ``(S, points)`` arrays: the anchored laws (``w`` drawn, no noise) and one real run each
+    (plus ``N(0, (a + s² h_g) / 2)`` per group, so a difference gets ``a + s² (h_A + h_B)/2``).
+    ``beyond``: past the longest horizon the refits tested, keep extrapolating the law's
+    group-specific change (``"law"``) or hold the gap there (``"hold"``; the common change,
+    the variance's growth with ``h`` and ``w``'s spread still apply).
+    """
+    beyond = BEYOND if beyond is None else beyond
+    if beyond not in ("law", "hold"):
+        raise QueryError(f"beyond must be 'law' or 'hold', got {beyond!r}")
+    law, lv = fit.law, Levels(fit)
+    x_t = np.asarray(log_c, float).reshape(-1) / _LN10
+    s = max(np.shape(v)[0] for v in theta[names[0]].values())
+    w = calib.weight_draws(rng, s)
+    base, change, specific, horizon = [], [], [], []
+    for g in names:
+        near = lv.nearest(g, x_t)
+        x_a = lv.x[near]
+        res = {int(k): lv.residuals(law, g, theta[g], int(k)) for k in np.unique(near)}
+        r = np.stack([res[int(k)] for k in near], axis=1)
+        at = {}
+        for key, x in (("anchor", x_a), ("target", x_t),
+                       ("tested", x_a + np.clip(x_t - x_a, -calib.horizon, calib.horizon))):
+            at[key] = _path_log_loss(law, theta[g], x[None, :] * _LN10, log_ratio)
+        base.append(np.broadcast_to(at["anchor"] + r, (s, x_t.size)))
+        change.append(np.broadcast_to(at["target"] - at["anchor"], (s, x_t.size)))
+        upto = "target" if beyond == "law" else "tested"
+        specific.append(np.broadcast_to(at[upto] - at["anchor"], (s, x_t.size)))
+        horizon.append(np.abs(x_t - x_a))
+    common = np.mean(change, axis=0)
+    common_specific = np.mean(specific, axis=0)
+    mean = [b + common + w * (c - common_specific)
+            for b, c in zip(base, specific, strict=True)]
+    pred = [m + np.sqrt((calib.noise_var + calib.drift_var * hz[None, :]) / 2.0)
+            * rng.standard_normal(m.shape) for m, hz in zip(mean, horizon, strict=True)]
+    return mean, pred
