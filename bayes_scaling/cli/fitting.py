@@ -26,7 +26,10 @@ from bayes_scaling.errors import BayesScalingError
 @click.command("fit")
 @click.argument("runs")
 @click.option("--model", "model", default="chinchilla", show_default=True,
-              help="Shipped model name (see models/) or path to a spec TOML.")
+              help="Shipped model name (see models/) or path to a spec TOML; several, "
+                   "comma-separated (e.g. chinchilla,farseer,kaplan_e,broken): fit each and "
+                   "save them with stacking weights in one file, whose weighted average "
+                   "predict, tokens and optimal use.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Fit file (.nc).")
 @click.option("--group-col", default=None, help="Column naming the data distribution.")
 @click.option("--drop-highest-loss", default=0, show_default=True, type=int,
@@ -54,12 +57,21 @@ from bayes_scaling.errors import BayesScalingError
                    "--draws is then the cap). 400 is the gate's floor.")
 @click.option("--no-calibrate", is_flag=True, help="Skip the extrapolation discrepancy.")
 @click.option("--strict", is_flag=True, help="Exit 2 (and write nothing) if the gate fails.")
+@click.option("--stack-tops", default="1,2", show_default=True,
+              help="Several models: stacking weights from refits without the top K compute "
+                   "budgets, for each K listed.")
+@click.option("--stack-refits", type=click.Choice(["huber-bootstrap", "nuts"]),
+              default="huber-bootstrap", show_default=True,
+              help="Several models: how the stacking refits are made.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Several models: fit the families in this many processes.")
 @schedule_options
 @click.option("--quiet", "-q", is_flag=True)
 def fit_cmd(runs, model, out, group_col, drop_highest_loss, param_count, query, best_of_sweep,
             columns, flops_unit, likelihood, seed, chains, draws, tune, backend, target_accept,
-            ess_target, no_calibrate, strict, lr_schedule, total_steps, warmup_steps,
-            final_lr_fraction, cooldown_start, cooldown_steps, quiet):
+            ess_target, no_calibrate, strict, stack_tops, stack_refits, workers, lr_schedule,
+            total_steps, warmup_steps, final_lr_fraction, cooldown_start, cooldown_steps,
+            quiet):
     """Fit MODEL to the RUNS table (CSV, TSV, JSON Lines, Parquet or a registry name) and
     save the posterior."""
     from bayes_scaling.fitting.fit import fit
@@ -68,6 +80,23 @@ def fit_cmd(runs, model, out, group_col, drop_highest_loss, param_count, query, 
 
     tell = progress_printer(quiet)
     check_out_file(out)  # before sampling: a fit must not be lost to an unwritable --out
+    if "," in model:
+        names = [m.strip() for m in model.split(",") if m.strip()]
+        bad = [m for m in names if load_spec(m).law not in LAWS]
+        if bad:
+            raise BayesScalingError(f"--model {model}: several families are L(N, D) laws; "
+                                    f"{', '.join(bad)} is a curve model")
+        return _fit_families(resolve_runs(runs, group_col=group_col,
+                                          drop_highest_loss=drop_highest_loss,
+                                          param_count=param_count, query=query,
+                                          best_of_sweep=best_of_sweep, columns=columns,
+                                          flops_unit=flops_unit),
+                             names, out, stack_tops=stack_tops, refits=stack_refits,
+                             workers=workers, strict=strict, tell=tell, seed=seed,
+                             fit_kwargs={"chains": chains, "draws": draws, "tune": tune,
+                                         "backend": backend, "target_accept": target_accept,
+                                         "ess_target": ess_target,
+                                         "calibrate": not no_calibrate})
     if load_spec(model).law not in LAWS:  # a curve law: RUNS holds loss curves (dynamics)
         if best_of_sweep:
             raise BayesScalingError("--best-of-sweep applies to runs tables (one loss per run), "
@@ -285,6 +314,34 @@ def backtest_cmd(runs, model, holdout_by, holdout_top, test_query, method, group
                    f"CRPS {s['mean_crps']:.4f}")
         click.echo(f"{'':<16} PIT histogram (10 bins, flat = calibrated): "
                    + " ".join(str(c) for c in s["pit_histogram"]))
+
+
+def _fit_families(table, names, out, *, stack_tops, refits, workers, strict, tell, seed,
+                  fit_kwargs) -> int:
+    """``fit --model a,b,...``: every family, stacking weights, one file; gates shown loudly."""
+    from bayes_scaling.errors import ConvergenceError
+    from bayes_scaling.evaluate.stacking import fit_stacked
+    from bayes_scaling.report.demo import fit_summary_text
+
+    tops = [int(v) for v in parse_floats(stack_tops, "--stack-tops")]
+    fam = fit_stacked(table, names, tops=tops, refit_method=refits, fit_kwargs=fit_kwargs,
+                      workers=workers, random_seed=seed,
+                      on_progress=tell)
+    check_interrupt()
+    failed = [k for k, f in fam.fits.items() if not f.diagnostics.passed]
+    if failed and strict:
+        raise ConvergenceError(f"--strict: the convergence gate failed for {', '.join(failed)}; "
+                               "nothing written")
+    fam.save(out)
+    for name, f in fam.fits.items():
+        click.echo(f"[{name}] " + fit_summary_text(f) + "\n")
+    click.echo(fam.describe())
+    for name in failed:
+        click.echo(f"WARNING: {name} failed the convergence gate: its draws (weight "
+                   f"{fam.weights[name]:.3f}) are in the average; see its summary above",
+                   err=True)
+    click.echo(f"saved {out}")
+    return 0
 
 
 # --------------------------------------------------------------------------------- dynamics

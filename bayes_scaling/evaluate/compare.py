@@ -53,15 +53,10 @@ from bayes_scaling.evaluate.stacking import (
     heldout_scores,
     weights_from_heldout,
 )
-from bayes_scaling.fitting.fit import fit
 from bayes_scaling.fitting.result import ScalingFit
-from bayes_scaling.model.spec import load_spec
 from bayes_scaling.query.allocate import optimal_exponents
 from bayes_scaling.query.summarize import jsonable
 from bayes_scaling.types import ProgressFn, SeedLike
-
-#: Families compared by default (shipped specs in ``models/``).
-DEFAULT_MODELS: tuple[str, ...] = ("chinchilla", "kaplan", "kaplan_e")
 
 #: Published compute-optimal exponents ``a`` (N_opt ∝ C^a), ``b = 1 - a``.
 PUBLISHED_EXPONENTS: dict[str, dict[str, Any]] = {
@@ -166,31 +161,6 @@ class CompareResult:
         return jsonable({"table": self.table.to_dict(orient="records"), "stacking": stack,
                           "diverge": self.diverge, "notes": list(self.notes),
                           "published_exponents": PUBLISHED_EXPONENTS, **dict(self.meta)})
-
-
-# ------------------------------------------------------------------------------ fitting
-def fit_families(runs: RunTable, models: Sequence[str] = DEFAULT_MODELS, *,
-                 random_seed: SeedLike = None, fit_kwargs: Mapping[str, Any] | None = None,
-                 on_progress: ProgressFn | None = None) -> dict[str, ScalingFit]:
-    """Fit every model in ``models`` (shipped names or spec paths) to the same ``runs``.
-
-    Each fit gets its own seed drawn from ``random_seed``. Returns ``{spec name: fit}`` in the
-    order given; the first is the reference of :func:`compare`'s divergence scan.
-    """
-    if not models:
-        raise BayesScalingError("no models to compare: give at least one, e.g. chinchilla,kaplan")
-    specs = [load_spec(m) for m in models]
-    names = [s.name for s in specs]
-    if len(set(names)) != len(names):
-        raise BayesScalingError(f"models named twice: {', '.join(names)}")
-    seeds = np.random.default_rng(random_seed).integers(2**31 - 1, size=len(specs))
-    tell = on_progress or (lambda _m: None)
-    out = {}
-    for i, (spec, seed) in enumerate(zip(specs, seeds, strict=True)):
-        tell(f"fit {i + 1}/{len(specs)}: {spec.name} ({spec.law})")
-        out[spec.name] = fit(spec, runs, random_seed=int(seed), on_progress=tell,
-                             **dict(fit_kwargs or {}))
-    return out
 
 
 # ------------------------------------------------------------------------------ exponents
