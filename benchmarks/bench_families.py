@@ -45,11 +45,13 @@ from bayes_scaling.evaluate.stacking import (
     heldout_predictions,
     heldout_scores,
     split_by_budget,
+    stack_weights,
     stacking_weights,
 )
 from bayes_scaling.testing import synthetic_runs
 
 RESULTS = Path(__file__).resolve().parent / "results"
+EXTRA = RESULTS / "families_extra.json"
 FAMILIES = ("chinchilla", "farseer", "broken", "kaplan_e")
 #: Small NUTS settings for the many refits (no gate retry, no discrepancy calibration).
 SMALL_FIT = {"chains": 2, "draws": 250, "tune": 250, "retries": 0, "calibrate": False}
@@ -84,7 +86,7 @@ def best_runs(frame: pd.DataFrame) -> RunTable:
 DATA = Path(os.environ.get("BAYES_SCALING_DATA", "../shared/data"))
 #: Refits of the benchmark: Huber point fit + bootstrap with the learned discrepancy (the
 #: calibrated predictive band of issue 15), one per family, ladder and origin.
-OUTER_FIT = {"n_boot": 100, "calibrate": True}
+OUTER_FIT = {"n_boot": 100, "calibrate": "shared"}
 INNER_FIT = {"n_boot": 60, "calibrate": False}
 #: A ladder is short when its own rolling origin cannot be made or predicts fewer runs than
 #: this; its weights then come from the other ladders (leave-one-ladder-out). Fixed a priori.
@@ -233,8 +235,9 @@ def write(results: dict[str, Any], args: argparse.Namespace,
              f"Families: {', '.join(FAMILIES)}. Leave-one-ladder-out over every public "
              f"final-loss ladder in `{DATA.name}/`: per ladder the top {args.outer} compute "
              "budget(s) (0.25-decade FLOP bins) are held out; each family is fitted on the rest "
-             f"(Huber point fit + {OUTER_FIT['n_boot']}-refit bootstrap with the learned "
-             "extrapolation discrepancy: the calibrated predictive band of issue 15) and "
+             f"(Huber point fit + {OUTER_FIT['n_boot']}-refit bootstrap, plus the ladder's "
+             "extrapolation discrepancy of issue 15, learned from the Chinchilla law's inner "
+             "backtests and shared by every family: the broken law's own costs ~20x more) and "
              "predicts them. Weights (stacking on held-out-by-compute log densities): **own** = "
              f"from refits of the ladder's training part without its own top {list(args.inner)} "
              f"budget(s) (Huber, {INNER_FIT['n_boot']} bootstrap refits); **cross** = the same "
@@ -281,6 +284,7 @@ def write(results: dict[str, Any], args: argparse.Namespace,
         head = lines.index("## " + next(iter(results)))
         lines = [*lines[:head], *summary_lines(t, per), *lines[head:]]
         ship_weights(results)
+    lines += extra_lines()
     lines += synthetic_markdown(synth or {}, args.seed)
     (RESULTS / "families.md").write_text("\n".join(lines))
 
@@ -316,6 +320,43 @@ def ship_weights(results: dict[str, Any]) -> None:
                   f"ladders (Huber refits without each ladder's top budgets)"}, indent=1) + "\n")
 
 
+def extra_lines() -> list[str]:
+    """The speed figure and the Huber-vs-NUTS agreement of the weights, when measured."""
+    extra = json.loads(EXTRA.read_text()) if EXTRA.exists() else {}
+    out = []
+    if "speed" in extra:
+        sp = extra["speed"]
+        out += ["## Speed: four families + stacking on Chinchilla's 240 runs", "",
+                f"`fit_stacked` (the CLI's `fit --model chinchilla,farseer,kaplan_e,broken "
+                f"--workers {sp['workers']}`): four NUTS fits (4 chains x 1000 draws, the "
+                "default, with the gate's retry and the discrepancy calibration) in "
+                f"{sp['workers']} processes, then the stacking refits (Huber + bootstrap, "
+                f"origins {sp['meta'].get('stack_tops')}). **Wall {sp['wall_s']:.0f} s, CPU "
+                f"{sp['cpu_s']:.0f} s** (all processes; target < 120 s wall on 2 cores), load "
+                f"average {sp['load_start']:.1f} at the start and {sp['load_end']:.1f} at the "
+                f"end. Gate: {sp['gate']}. Sampling seconds per family: "
+                + ", ".join(f"{k} {v:.0f}" for k, v in sp["sampling_s"].items())
+                + ". Weights: " + ", ".join(f"{k} {v:.3f}" for k, v in sp["weights"].items())
+                + f" ({sp['meta'].get('weights_method')}).", "",
+                "Regenerate: `... bench_families.py --part speed --workers 2`.", ""]
+    if "agree" in extra:
+        rows = []
+        for name, r in extra["agree"].items():
+            h, n = r["huber-bootstrap"], r["nuts"]
+            rows.append({"ladder": name, **{f"huber {k}": v for k, v in h["weights"].items()},
+                         **{f"nuts {k}": v for k, v in n["weights"].items()},
+                         "max |diff|": max(abs(h["weights"][k] - n["weights"][k])
+                                           for k in h["weights"]),
+                         "huber s": h["seconds"], "nuts s": n["seconds"],
+                         "nuts refits passed gate": all((n["converged"] or {}).values())})
+        out += ["## Do Huber refits give the weights NUTS refits give?", "",
+                "Stacking weights of the whole ladder (origins: top 1 and top 2 budgets held "
+                "out), from Huber + bootstrap refits (the default) and from NUTS refits (2 "
+                "chains x 1000 draws, gate retry, calibrated).", "", md(pd.DataFrame(rows)), "",
+                "Regenerate: `... bench_families.py --part agree --ladders '<name>;...'`.", ""]
+    return out
+
+
 def _why(r: dict[str, Any], sc: dict[str, Any]) -> str:
     if not sc["weights"]["short"]:
         return "own"
@@ -331,6 +372,47 @@ def _ladder_task(name: str, outer: int, inner: tuple[int, ...], seed: int) -> di
     return one_ladder(runs, outer, inner, seed)
 
 
+def speed(seed: int, workers: int) -> dict[str, Any]:
+    """Four families (NUTS, the CLI's default 4 chains x 1000) + stacking on Chinchilla's 240."""
+    import resource
+
+    from bayes_scaling.evaluate.stacking import STACK_MODELS, fit_stacked
+
+    runs = load_dataset("chinchilla")
+    load0 = os.getloadavg()[0]
+    t0, r0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
+    c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    fam = fit_stacked(runs, STACK_MODELS, workers=workers, random_seed=seed, on_progress=print)
+    wall = time.perf_counter() - t0
+    fam.save(Path(os.environ.get("TMPDIR", "/tmp")) / "bench_families_chinchilla.nc")
+    r1, c1 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime
+           + c1.ru_utime + c1.ru_stime - c0.ru_utime - c0.ru_stime)
+    return {"n_runs": runs.n_runs, "wall_s": wall, "cpu_s": cpu, "workers": workers,
+            "load_start": load0, "load_end": os.getloadavg()[0], "weights": fam.weights,
+            "meta": {k: v for k, v in fam.meta.items() if k != "scores"},
+            "gate": {k: f.diagnostics.passed for k, f in fam.fits.items()},
+            "sampling_s": {k: f.diagnostics.sampling_seconds for k, f in fam.fits.items()}}
+
+
+def agree(names: list[str], seed: int) -> dict[str, Any]:
+    """Stacking weights from Huber refits vs NUTS refits (2 chains x 1000, gate retry)."""
+    out = {}
+    for name, runs in ladders(names).items():
+        res = {}
+        for method, kw in (("huber-bootstrap", None),
+                           ("nuts", {"chains": 2, "draws": 1000, "tune": 1000,
+                                     "calibrate": True})):
+            t0 = time.perf_counter()
+            w, meta = stack_weights(runs, FAMILIES, method=method, fit_kwargs=kw,
+                                    random_seed=seed, on_progress=print)
+            res[method] = {"weights": w, "seconds": time.perf_counter() - t0,
+                           "converged": meta.get("refits_converged"),
+                           "weights_method": meta["weights_method"]}
+        out[name] = res
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--ladders", default="", help="';'-separated names (default: every one)")
@@ -339,7 +421,8 @@ def main() -> None:
                     default=(1, 2))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=1)
-    ap.add_argument("--part", choices=["real", "synthetic", "write"], default="real",
+    ap.add_argument("--part", choices=["real", "synthetic", "write", "speed", "agree"],
+                    default="real",
                     help="measure one part (the other is kept from families.json); write: "
                          "only rewrite families.md")
     ap.add_argument("--synthetic", default="farseer,chinchilla,broken,kaplan_e")
@@ -358,6 +441,12 @@ def main() -> None:
                  "seed": args.seed} for i, f in enumerate(args.synthetic.split(","))]
     else:
         todo = []
+    if args.part in ("speed", "agree"):
+        extra = json.loads(EXTRA.read_text()) if EXTRA.exists() else {}
+        extra[args.part] = (speed(args.seed, args.workers) if args.part == "speed" else
+                            agree(args.ladders.split(";") if args.ladders else
+                                  ["misfitting_openlm (best lr)"], args.seed))
+        EXTRA.write_text(json.dumps(extra, indent=1, default=float))
     with ProcessPoolExecutor(max_workers=max(1, args.workers),
                              mp_context=get_context("spawn")) as pool:
         futs = {pool.submit(_ladder_task, **t): t["name"] for t in todo}

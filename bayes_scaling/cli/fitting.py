@@ -157,6 +157,14 @@ def fit_cmd(runs, model, out, group_col, drop_highest_loss, param_count, query, 
 @click.option("--stack-tops", default="1,2", show_default=True,
               help="Stacking weights from refits without the top K compute budgets, for each K "
                    "listed (held out by compute); 'loo' or '0': PSIS-LOO stacking weights.")
+@click.option("--stack-refits", type=click.Choice(["huber-bootstrap", "nuts"]),
+              default="huber-bootstrap", show_default=True,
+              help="How the stacking refits are made (NUTS: the fits' own settings).")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Stacking refits in this many processes.")
+@click.option("--out", default=None, type=click.Path(dir_okay=False),
+              help="Save the families and their weights as one fit file (predict, tokens and "
+                   "optimal then use the weighted average).")
 @click.option("--n-params", default=None, help="Size for --average (default 10x the largest).")
 @click.option("--n-tokens", default=None, help="Tokens for --average (default 20 per param).")
 @click.option("--plots", "plots_dir", default=None, type=click.Path(file_okay=False),
@@ -171,7 +179,8 @@ def fit_cmd(runs, model, out, group_col, drop_highest_loss, param_count, query, 
 @click.option("--quiet", "-q", is_flag=True)
 def compare_cmd(runs, models, group_col, drop_highest_loss, param_count, query, best_of_sweep,
                 columns, flops_unit, holdout_top,
-                tokens_per_param, average, stack_tops, n_params, n_tokens, plots_dir, chains,
+                tokens_per_param, average, stack_tops, stack_refits, workers, out, n_params,
+                n_tokens, plots_dir, chains,
                 draws, tune,
                 backend, as_json, seed, quiet):
     """Fit several law families to RUNS and compare them (PSIS-LOO, held-out runs, exponents)."""
@@ -182,15 +191,21 @@ def compare_cmd(runs, models, group_col, drop_highest_loss, param_count, query, 
     if plots_dir and Path(plots_dir).exists() and not Path(plots_dir).is_dir():
         raise BayesScalingError(f"--plots {plots_dir}: exists and is not a folder")
     tell = progress_printer(quiet)
+    if out:
+        check_out_file(out)  # before sampling
     table = resolve_runs(runs, group_col=group_col, drop_highest_loss=drop_highest_loss,
                          param_count=param_count, query=query, best_of_sweep=best_of_sweep,
                          columns=columns, flops_unit=flops_unit)
     kw = {"chains": chains, "draws": draws, "tune": tune, "backend": backend}
-    fits = fit_families(table, names, random_seed=seed, fit_kwargs=kw, on_progress=tell)
+    fits = fit_families(table, names, random_seed=seed, fit_kwargs=kw, workers=workers,
+                        on_progress=tell)
     tops = (None if stack_tops.strip().lower() in ("loo", "0", "") or len(fits) < 2 else
             tuple(int(v) for v in parse_floats(stack_tops, "--stack-tops")))
     result = compare(fits, holdout_top=holdout_top or None, random_seed=seed, on_progress=tell,
-                     tokens_per_param=tokens_per_param, fit_kwargs=kw, stack_tops=tops)
+                     tokens_per_param=tokens_per_param, fit_kwargs=kw, stack_tops=tops,
+                     stack_refits=stack_refits, workers=workers)
+    if out:
+        result.family_fit().save(out)
     payload = result.to_json()
     avg = None
     if average:
@@ -217,6 +232,9 @@ def compare_cmd(runs, models, group_col, drop_highest_loss, param_count, query, 
                                         "interval", "models"])
     for p in payload.get("plots", []):
         click.echo(f"wrote {p}")
+    if out:
+        click.echo(f"saved {out} (the families and their weights; predict, tokens and optimal "
+                   "use the weighted average)")
 
 
 # --------------------------------------------------------------------------------- report

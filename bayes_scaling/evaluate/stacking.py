@@ -34,9 +34,10 @@ from bayes_scaling.data.runs import RunTable
 from bayes_scaling.errors import BayesScalingError
 from bayes_scaling.evaluate.backtest import score
 from bayes_scaling.evaluate.parallel import run_many
+from bayes_scaling.fitting.calibrate import attach_discrepancy
 from bayes_scaling.fitting.families import FamilyFit, family_meta
 from bayes_scaling.fitting.fit import fit, fit_baseline
-from bayes_scaling.fitting.result import ScalingFit
+from bayes_scaling.fitting.result import ScalingFit, with_posterior
 from bayes_scaling.model.spec import load_spec
 from bayes_scaling.query.predict import log_loss_draws
 from bayes_scaling.types import ProgressFn, SeedLike
@@ -145,15 +146,33 @@ def refit(model: Any, train: RunTable, *, method: str, seed: int,
         if method == "nuts":
             return [(fit(model, train, random_seed=seed, **kw), np.arange(train.n_groups))]
         out = []
+        boot, cal = int(kw.get("n_boot", REFIT_BOOT)), kw.get("calibrate", "shared")
         for g in range(train.n_groups):
             part = train.subset(train.group_index == g) if train.n_groups > 1 else train
-            boot, cal = int(kw.get("n_boot", REFIT_BOOT)), bool(kw.get("calibrate", True))
-            try:
-                f = fit_baseline(model, part, n_boot=boot, random_seed=seed + g, calibrate=cal)
-            except BayesScalingError:  # too few sizes to calibrate: law + noise band
-                f = fit_baseline(model, part, n_boot=boot, random_seed=seed + g)
+            f = fit_baseline(model, part, n_boot=boot, random_seed=seed + g)
+            if cal:
+                f = _calibrated(f, shared=cal == "shared", seed=seed + g)
             out.append((f, np.array([g])))
         return out
+
+
+def _calibrated(f: ScalingFit, *, shared: bool, seed: int) -> ScalingFit:
+    """``f`` with the extrapolation discrepancy of its ladder (unchanged if it can't be learned).
+
+    ``shared``: learned with the Chinchilla law's inner backtests (a property of the ladder,
+    shared by every family; the broken law's own inner backtest costs ~20x more). Too few
+    sizes to learn it: ``f`` unchanged (law + noise band).
+    """
+    try:
+        if not shared or f.spec.law == "chinchilla":
+            return attach_discrepancy(f, random_seed=seed)
+        # the ladder's inner backtest under the Chinchilla law, draws shaped as f's
+        ref = attach_discrepancy(ScalingFit(f.idata, load_spec("chinchilla"), f.runs,
+                                            f.diagnostics, f.meta), random_seed=seed)
+    except BayesScalingError:
+        return f
+    return with_posterior(f, {k: ref.posterior[k] for k in ("kappa", "tau0")},
+                          {k: ref.meta[k] for k in ("calibration", "box")})
 
 
 def _one_refit(model: Any, k: int, train: RunTable, test: RunTable, method: str, seed: int,
@@ -437,6 +456,28 @@ def fit_stacked(runs: RunTable, models: Sequence[Any] = STACK_MODELS, *,
     weights come from :func:`stack_weights` (refits without the top ``tops`` compute budgets,
     by ``refit_method``: Huber + bootstrap by default, seconds per refit). Queries on the
     result use the weighted average; :meth:`FamilyFit.family` gives one family's fit.
+
+    Parameters
+    ----------
+    runs : RunTable
+        The ladder.
+    models : sequence of str, path or ModelSpec, default :data:`STACK_MODELS`
+        The families.
+    tops : sequence of int, default :data:`DEFAULT_STACK_TOPS`
+        Rolling origins of the stacking refits: numbers of top compute budgets held out.
+    refit_method : {"huber-bootstrap", "nuts"}, default "huber-bootstrap"
+        How the stacking refits are made.
+    fit_kwargs : mapping, optional
+        Settings of the families' NUTS fits (``chains``, ``draws``, ``tune``, ...).
+    refit_kwargs : mapping, optional
+        Settings of the stacking refits (Huber: ``n_boot``, ``calibrate``; NUTS: as
+        ``fit_kwargs``).
+    workers : int, default 1
+        Local processes for the fits and the refits.
+    random_seed : int, numpy.random.Generator or None
+        Seed of every fit and refit.
+    on_progress : callable, optional
+        Called with one short line per step.
 
     Returns
     -------

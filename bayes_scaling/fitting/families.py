@@ -226,7 +226,18 @@ def _read(path: Path) -> dict[str, xr.Dataset]:
 
 
 def load_fit(path: str | os.PathLike[str]) -> ScalingFit | FamilyFit:
-    """A saved fit: one family (:class:`ScalingFit`) or several (:class:`FamilyFit`)."""
+    """A saved fit: one family (:class:`ScalingFit`) or several (:class:`FamilyFit`).
+
+    Parameters
+    ----------
+    path : str or path
+        A file written by ``ScalingFit.save`` or ``FamilyFit.save`` (``bayes-scaling fit``).
+
+    Returns
+    -------
+    ScalingFit or FamilyFit
+        Checked as :meth:`ScalingFit.load` checks a fit (checksum, format, hashes), per family.
+    """
     path = Path(path)
     stored = _read(path)
     if FAMILIES_GROUP in stored:
