@@ -86,8 +86,8 @@ def best_runs(frame: pd.DataFrame) -> RunTable:
 DATA = Path(os.environ.get("BAYES_SCALING_DATA", "../shared/data"))
 #: Refits of the benchmark: Huber point fit + bootstrap with the learned discrepancy (the
 #: calibrated predictive band of issue 15), one per family, ladder and origin.
-OUTER_FIT = {"n_boot": 100, "calibrate": "shared"}
-INNER_FIT = {"n_boot": 60, "calibrate": False}
+OUTER_FIT = {"n_boot": 50, "calibrate": "shared"}
+INNER_FIT = {"n_boot": 30, "calibrate": False}
 #: A ladder is short when its own rolling origin cannot be made or predicts fewer runs than
 #: this; its weights then come from the other ladders (leave-one-ladder-out). Fixed a priori.
 MIN_OWN_ROWS = 10

@@ -275,6 +275,9 @@ def test_cli_compare_text_average_and_plots_without_sampling(monkeypatch, capsys
     assert "elpd_loo" in out and "best by PSIS-LOO: chinchilla" in out
     assert "stacking-averaged prediction" in out and "chinchilla:" in out
     assert (tmp_path / "figs" / "compare_loss.png").exists()
+    # where the families part: printed for the pair, from the reference's optimum
+    assert "chinchilla vs kaplan (predictive 90% bands" in out
+    assert "part at C =" in out or "overlap at every budget" in out
 
 
 def test_cli_compare_averages_with_held_out_by_compute_weights(monkeypatch, capsys, fits,

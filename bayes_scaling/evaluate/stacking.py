@@ -156,6 +156,9 @@ def refit(model: Any, train: RunTable, *, method: str, seed: int,
         return out
 
 
+_SHARED: dict[tuple, ScalingFit] = {}
+
+
 def _calibrated(f: ScalingFit, *, shared: bool, seed: int) -> ScalingFit:
     """``f`` with the extrapolation discrepancy of its ladder (unchanged if it can't be learned).
 
@@ -166,9 +169,15 @@ def _calibrated(f: ScalingFit, *, shared: bool, seed: int) -> ScalingFit:
     try:
         if not shared or f.spec.law == "chinchilla":
             return attach_discrepancy(f, random_seed=seed)
-        # the ladder's inner backtest under the Chinchilla law, draws shaped as f's
-        ref = attach_discrepancy(ScalingFit(f.idata, load_spec("chinchilla"), f.runs,
-                                            f.diagnostics, f.meta), random_seed=seed)
+        # the ladder's inner backtest under the Chinchilla law, draws shaped as f's (learned
+        # once per table and shape in this process: every family of a ladder shares it)
+        key = (f.runs.fingerprint(), tuple(f.posterior.sizes.values()))
+        if key not in _SHARED:
+            _SHARED.clear()
+            _SHARED[key] = attach_discrepancy(ScalingFit(f.idata, load_spec("chinchilla"),
+                                                         f.runs, f.diagnostics, f.meta),
+                                              random_seed=seed)
+        ref = _SHARED[key]
     except BayesScalingError:
         return f
     return with_posterior(f, {k: ref.posterior[k] for k in ("kappa", "tau0")},
