@@ -174,3 +174,28 @@ def test_huber_refits_predict_every_group_of_a_multi_group_ladder():
     med = np.median(pred.samples, axis=0)
     err = np.abs(med - pred.table["observed"]) / pred.table["observed"]
     assert err.max() < 0.06  # each group's runs predicted by that group's own fit
+
+
+def test_cli_fit_of_several_models_saves_one_file_and_names_a_failed_gate(tmp_path, capsys,
+                                                                          monkeypatch):
+    """``fit --model a,b``: the fitting step replaced by two fake families, one failing."""
+    fam = _pair(0.6, failed=True)
+    seen = {}
+
+    def planted(runs, models, **kw):
+        seen.update(models=list(models), tops=list(kw["tops"]), method=kw["refit_method"])
+        return fam
+
+    monkeypatch.setattr(stk, "fit_stacked", planted)
+    csv = tmp_path / "runs.csv"
+    RUNS.frame.to_csv(csv, index=False)
+    out = tmp_path / "fam.nc"
+    rc = main(["fit", str(csv), "--model", "chinchilla,farseer", "--out", str(out), "--quiet"])
+    cap = capsys.readouterr()
+    assert rc == 0 and seen == {"models": ["chinchilla", "farseer"], "tops": [1, 2],
+                                "method": "huber-bootstrap"}
+    assert isinstance(load_fit(out), FamilyFit)
+    assert "GATE FAILED" in cap.out and "WARNING: farseer failed the convergence gate" in cap.err
+    rc = main(["fit", str(csv), "--model", "chinchilla,farseer", "--out",
+               str(tmp_path / "strict.nc"), "--strict", "--quiet"])
+    assert rc == 2 and not (tmp_path / "strict.nc").exists()
