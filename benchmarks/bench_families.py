@@ -24,8 +24,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 import warnings
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -35,15 +38,20 @@ import pandas as pd
 from bayes_scaling.constants import PUBLISHED
 from bayes_scaling.data.registry import load_dataset
 from bayes_scaling.data.runs import RunTable, load_runs
+from bayes_scaling.errors import BayesScalingError
 from bayes_scaling.evaluate.stacking import (
+    HeldOut,
+    budget_index,
     heldout_predictions,
     heldout_scores,
     split_by_budget,
-    weights_from_heldout,
+    stack_weights,
+    stacking_weights,
 )
 from bayes_scaling.testing import synthetic_runs
 
 RESULTS = Path(__file__).resolve().parent / "results"
+EXTRA = RESULTS / "families_extra.json"
 FAMILIES = ("chinchilla", "farseer", "broken", "kaplan_e")
 #: Small NUTS settings for the many refits (no gate retry, no discrepancy calibration).
 SMALL_FIT = {"chains": 2, "draws": 250, "tune": 250, "retries": 0, "calibrate": False}
@@ -75,37 +83,111 @@ def best_runs(frame: pd.DataFrame) -> RunTable:
                      ).best_of_sweeps()
 
 
-def ladders(names: list[str]) -> dict[str, RunTable]:
-    """The public ladders, prepared for an L(N, D) fit."""
-    make = {"chinchilla": lambda: load_dataset("chinchilla"),
-            "porian2024_isoflop": lambda: load_dataset("porian2024_isoflop"),
-            "misfitting_openlm (best lr)": lambda: best_runs(
-                load_dataset("misfitting_openlm").frame),
-            "steplaw_dense (best lr, bs)": lambda: best_runs(
-                load_dataset("steplaw_dense").frame)}
-    return {k: make[k]() for k in names}
+DATA = Path(os.environ.get("BAYES_SCALING_DATA", "../shared/data"))
+#: Refits of the benchmark: Huber point fit + bootstrap with the learned discrepancy (the
+#: calibrated predictive band of issue 15), one per family, ladder and origin.
+OUTER_FIT = {"n_boot": 50, "calibrate": "shared"}
+INNER_FIT = {"n_boot": 30, "calibrate": False}
+#: A ladder is short when its own rolling origin cannot be made or predicts fewer runs than
+#: this; its weights then come from the other ladders (leave-one-ladder-out). Fixed a priori.
+MIN_OWN_ROWS = 10
 
 
-def one_ladder(runs: RunTable, outer: int, inner: tuple[int, ...], seed: int) -> dict[str, Any]:
-    """Weights from the training part, scores on the top ``outer`` budgets."""
+def porian_ladders() -> dict[str, RunTable]:
+    """Porian et al.'s isoFLOP ladders: one per corpus x setting (10)."""
+    raw = pd.read_csv(DATA / "porian2024_isoflop" / "porian2024_isoflop.csv")
+    out = {}
+    for (corpus, setting), f in raw.groupby(["group", "setting"], sort=True):
+        short = setting.replace("_hparams", "").replace("_warmup", "").replace("_decay", "") \
+            .replace("_count", "").replace("_loss", "")
+        out[f"porian {corpus} {short}"] = load_runs(
+            f[["n_params", "n_tokens", "loss"]].reset_index(drop=True)).best_of_sweeps()
+    return out
+
+
+def gemstones_finals() -> RunTable:
+    """Gemstones: the loss at the end of each cooldown branch (base learning rate)."""
+    raw = pd.read_csv(DATA / "gemstones" / "gemstones_curves.csv")
+    f = raw[(raw["schedule"] == "cooldown_end") & (raw["lr_variant"] == "base")]
+    return load_runs(f[["n_params", "n_tokens", "loss"]].reset_index(drop=True)).best_of_sweeps()
+
+
+def ladders(names: list[str] | None = None) -> dict[str, RunTable]:
+    """Every public final-loss ladder in ``BAYES_SCALING_DATA``, prepared for an L(N, D) fit."""
+    out = {"chinchilla": load_dataset("chinchilla"), **porian_ladders(),
+           "misfitting_openlm (best lr)": best_runs(load_dataset("misfitting_openlm").frame),
+           "steplaw_dense (best lr, bs)": best_runs(load_dataset("steplaw_dense").frame),
+           "gemstones (cooldown ends)": gemstones_finals()}
+    return out if not names else {k: out[k] for k in names}
+
+
+def one_ladder(runs: RunTable, outer: int, inner: tuple[int, ...], seed: int,
+               method: str = "huber-bootstrap") -> dict[str, Any]:
+    """Inner held-out densities of the training part, and the families' outer predictions."""
     train, test = split_by_budget(runs, outer)
+    inner_fit = INNER_FIT if method != "nuts" else SMALL_FIT
+    outer_fit = OUTER_FIT if method != "nuts" else SMALL_FIT
     t0 = time.perf_counter()
-    inner_pred = heldout_predictions(train, FAMILIES, tops=inner, fit_kwargs=SMALL_FIT,
-                                     random_seed=seed, on_progress=print)
-    weights = weights_from_heldout(inner_pred)
+    inner_lpd, why_short = None, ""
+    try:
+        tops = [k for k in inner if budget_index(train.flops).max() + 1 - k >= 3]
+        if not tops:
+            raise BayesScalingError("too few budgets for an inner origin")
+        inner_pred = heldout_predictions(train, FAMILIES, tops=tuple(tops), fit_kwargs=inner_fit,
+                                         random_seed=seed, method=method, on_progress=print)
+        inner_lpd = {m: h.table["log_pred_density"].tolist() for m, h in inner_pred.items()}
+    except BayesScalingError as exc:
+        why_short = str(exc)
     t_stack = time.perf_counter() - t0
-    outer_pred = heldout_predictions(runs, FAMILIES, tops=(outer,), fit_kwargs=SMALL_FIT,
-                                     random_seed=seed + 1, on_progress=print)
-    t_all = time.perf_counter() - t0
-    scores = heldout_scores(outer_pred, weights, random_seed=seed)
-    equal = heldout_scores(outer_pred, dict.fromkeys(FAMILIES, 1.0), random_seed=seed)
+    outer_pred = heldout_predictions(runs, FAMILIES, tops=(outer,), fit_kwargs=outer_fit,
+                                     random_seed=seed + 1, method=method, on_progress=print)
     return {"n_runs": runs.n_runs, "n_train": train.n_runs, "n_test": test.n_runs,
             "train_max_flops": float(train.flops.max()), "test_flops": [
                 float(test.flops.min()), float(test.flops.max())],
-            "weights": weights, "scores": scores.to_dict(orient="records"),
-            "equal_weights_average": equal.iloc[-1].to_dict(),
-            "converged": {m: h.converged for m, h in {**inner_pred, **outer_pred}.items()},
-            "seconds_stacking": t_stack, "seconds_total": t_all}
+            "inner_lpd": inner_lpd, "why_short": why_short,
+            "outer": {m: {"lpd": h.table["log_pred_density"].tolist(),
+                          "samples": h.samples[::5].tolist(), "converged": h.converged}
+                      for m, h in outer_pred.items()},
+            "observed": test.loss.tolist(),
+            "seconds_stacking": t_stack, "seconds_total": time.perf_counter() - t0}
+
+
+def _heldout_from(r: dict[str, Any]) -> dict[str, HeldOut]:
+    tab = pd.DataFrame({"observed": r["observed"]})
+    return {m: HeldOut(m, tab.assign(log_pred_density=o["lpd"]), np.asarray(o["samples"]),
+                       o["converged"]) for m, o in r["outer"].items()}
+
+
+def weights_for(name: str, results: dict[str, Any]) -> dict[str, Any]:
+    """Own, cross-ladder (leave-one-ladder-out) and chosen weights of one ladder."""
+    def stack(rows: list[np.ndarray]) -> dict[str, float]:
+        lpd = np.concatenate(rows)
+        return dict(zip(FAMILIES, map(float, stacking_weights(lpd)), strict=True))
+
+    def rows(r):
+        return np.column_stack([r["inner_lpd"][m] for m in FAMILIES])
+
+    r = results[name]
+    others = [rows(o) for k, o in results.items() if k != name and o["inner_lpd"]]
+    own = stack([rows(r)]) if r["inner_lpd"] else None
+    n_own = len(next(iter(r["inner_lpd"].values()))) if r["inner_lpd"] else 0
+    cross = stack(others) if others else None
+    short = own is None or n_own < MIN_OWN_ROWS
+    return {"own": own, "cross": cross, "n_own_rows": n_own, "short": short,
+            "chosen": (cross if short else own) or own or dict.fromkeys(FAMILIES, 1.0)}
+
+
+def ladder_scores(name: str, results: dict[str, Any], seed: int) -> dict[str, Any]:
+    """Scores of each family and of the own / cross / chosen / equal-weight averages."""
+    w = weights_for(name, results)
+    held = _heldout_from(results[name])
+    scores = heldout_scores(held, w["chosen"], random_seed=seed)
+    extra = {}
+    for label, ww in (("own", w["own"]), ("cross", w["cross"]),
+                      ("equal", dict.fromkeys(FAMILIES, 1.0))):
+        if ww:
+            extra[label] = heldout_scores(held, ww, random_seed=seed).iloc[-1].to_dict()
+    return {"weights": w, "scores": scores.to_dict(orient="records"), "variants": extra}
 
 
 def synthetic_ladder(family: str, seed: int) -> RunTable:
@@ -114,107 +196,268 @@ def synthetic_ladder(family: str, seed: int) -> RunTable:
                           tokens_per_param=(5, 10, 20, 40, 80), noise=0.01, seed=seed)
 
 
-def synthetic_markdown(synth: dict[str, Any]) -> list[str]:
+def synthetic_markdown(synth: dict[str, Any], seed: int) -> list[str]:
     """The synthetic part: the average's held-out error vs the true family's own."""
     rows = []
     for fam, r in synth.items():
-        s = pd.DataFrame(r["scores"]).set_index("model")
+        w = (dict(zip(FAMILIES, map(float, stacking_weights(np.column_stack(
+            [r["inner_lpd"][m] for m in FAMILIES]))), strict=True))
+            if r["inner_lpd"] else dict.fromkeys(FAMILIES, 1.0))
+        s = heldout_scores(_heldout_from(r), w, random_seed=seed).set_index("model")
         own, av = s.loc[fam, "median_abs_pct_error"], s.loc["average", "median_abs_pct_error"]
         rows.append({"true family": fam, "n_test": r["n_test"], "own error %": own,
                      "average error %": av, "ratio": av / own, "within 10%": av <= 1.1 * own,
-                     "weight on truth": r["weights"][fam],
+                     "weight on truth": w[fam],
                      "own is90": s.loc[fam, "interval_score_90"],
                      "average is90": s.loc["average", "interval_score_90"]})
     if not rows:
         return []
     return ["## Synthetic ladders drawn from each family", "",
             "40 runs each (8 sizes 1e7-3e9 x 5 tokens-per-parameter ratios, 1% noise on log "
-            "loss), same protocol as above; `ratio` = the average's median abs error over the "
-            "true family's own (target <= 1.1).", "", md(pd.DataFrame(rows)), ""]
+            "loss), same protocol as above (the ladder's own weights); `ratio` = the average's "
+            "median abs error over the true family's own (target <= 1.1).", "",
+            md(pd.DataFrame(rows)), ""]
+
+
+def _pooled_row(label: str, per: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    ch = np.concatenate([p["chinchilla_err"] for p in per])
+    av = np.concatenate([p[key] for p in per])
+    return {"set": label, "n_test": ch.size, "chinchilla_median_err_%": float(np.median(ch)),
+            "average_median_err_%": float(np.median(av)),
+            "reduction_%": 100 * (1 - np.median(av) / np.median(ch))}
 
 
 def write(results: dict[str, Any], args: argparse.Namespace,
           synth: dict[str, Any] | None = None) -> None:
     """families.md and families.json from the ladders measured so far."""
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "families.json").write_text(json.dumps({"real": results, "synthetic": synth or {}},
-                                                      indent=1, default=float))
     lines = ["# Law families stacked by held-out-by-compute predictions", "",
-             f"Families: {', '.join(FAMILIES)}. Per ladder: the top {args.outer} compute "
-             "budget(s) (0.25-decade FLOP bins) held out; stacking weights from refits of the "
-             f"rest without its own top {list(args.inner)} budget(s); NUTS {SMALL_FIT} for every "
-             "fit (small, no gate retry, no discrepancy calibration: bands are law + noise). "
-             "Machine: 2 cores shared by ~8 engineers (heavily loaded), `nice -n 10`.", ""]
-    pooled = []
-    for name, r in results.items():
-        s = pd.DataFrame(r["scores"])
-        ch = s.set_index("model").loc["chinchilla"]
-        av = s.set_index("model").loc["average"]
-        gain = 100 * (1 - av["median_abs_pct_error"] / ch["median_abs_pct_error"])
-        pooled.append({"ladder": name, "n_test": r["n_test"],
-                       "chinchilla_mape": ch["median_abs_pct_error"],
-                       "average_mape": av["median_abs_pct_error"], "mape_reduction_%": gain,
-                       "chinchilla_is90": ch["interval_score_90"],
-                       "average_is90": av["interval_score_90"],
-                       "chinchilla_cov90": ch["coverage_90"], "average_cov90": av["coverage_90"]})
+             f"Families: {', '.join(FAMILIES)}. Leave-one-ladder-out over every public "
+             f"final-loss ladder in `{DATA.name}/`: per ladder the top {args.outer} compute "
+             "budget(s) (0.25-decade FLOP bins) are held out; each family is fitted on the rest "
+             f"(Huber point fit + {OUTER_FIT['n_boot']}-refit bootstrap, plus the ladder's "
+             "extrapolation discrepancy of issue 15, learned from the Chinchilla law's inner "
+             "backtests and shared by every family: the broken law's own costs ~20x more) and "
+             "predicts them. Weights (stacking on held-out-by-compute log densities): **own** = "
+             f"from refits of the ladder's training part without its own top {list(args.inner)} "
+             f"budget(s) (Huber, {INNER_FIT['n_boot']} bootstrap refits); **cross** = the same "
+             "rows of every *other* ladder stacked together (leave-one-ladder-out); **chosen** "
+             f"= own, or cross where the ladder is short (no inner origin or < {MIN_OWN_ROWS} "
+             "inner held-out runs). Nothing is tuned per ladder.", "",
+             f"Machine: 2 cores shared with 5 other jobs; load {os.getloadavg()[0]:.1f} when "
+             "written; `nice -n 15`. Regenerate: `BAYES_SCALING_DATA=../shared/data nice -n 15 "
+             ".venv/bin/python benchmarks/bench_families.py --part real --workers 2`.", ""]
+    per, table = [], []
+    for name in results:
+        sc = ladder_scores(name, results, args.seed)
+        s = pd.DataFrame(sc["scores"]).set_index("model")
+        held = _heldout_from(results[name])
+        y = np.asarray(results[name]["observed"])
+        err = {m: 100 * np.abs(np.median(h.samples, axis=0) - y) / y for m, h in held.items()}
+        from bayes_scaling.evaluate.stacking import mixture_samples
+        mix = mixture_samples(held, sc["weights"]["chosen"], np.random.default_rng(args.seed))
+        per.append({"chinchilla_err": err["chinchilla"],
+                    "avg_err": 100 * np.abs(np.median(mix, axis=0) - y) / y})
+        ch, av = s.loc["chinchilla"], s.loc["average"]
+        v = sc["variants"]
+        table.append({
+            "ladder": name, "n_test": results[name]["n_test"],
+            "weights": "own" if not sc["weights"]["short"] else "cross",
+            "chinchilla_err": ch["median_abs_pct_error"], "avg_err": av["median_abs_pct_error"],
+            "reduction_%": 100 * (1 - av["median_abs_pct_error"] / ch["median_abs_pct_error"]),
+            "own_err": v.get("own", {}).get("median_abs_pct_error", float("nan")),
+            "cross_err": v.get("cross", {}).get("median_abs_pct_error", float("nan")),
+            "equal_err": v["equal"]["median_abs_pct_error"],
+            "chinchilla_is90": ch["interval_score_90"], "avg_is90": av["interval_score_90"],
+            "chinchilla_cov90": ch["coverage_90"], "avg_cov90": av["coverage_90"]})
+        wtxt = ", ".join(f"{k} {x:.2f}" for k, x in sc["weights"]["chosen"].items())
         lines += [f"## {name}", "",
-                  f"{r['n_runs']} runs; fitted on {r['n_train']} (C <= "
-                  f"{r['train_max_flops']:.3g} FLOP), {r['n_test']} held out (C "
-                  f"{r['test_flops'][0]:.3g}-{r['test_flops'][1]:.3g}). Weights: "
-                  + ", ".join(f"{k} {v:.3f}" for k, v in r["weights"].items())
-                  + f". Stacking refits {r['seconds_stacking']:.0f} s, all fits "
-                  f"{r['seconds_total']:.0f} s. Converged: {r['converged']}.", "",
-                  md(s), "",
-                  "Equal-weight average: median abs error "
-                  f"{r['equal_weights_average']['median_abs_pct_error']:.3g}%, interval score "
-                  f"{r['equal_weights_average']['interval_score_90']:.3g}.", ""]
-    if pooled:
-        p = pd.DataFrame(pooled)
-        lines += ["## Per ladder: the stacked average vs Chinchilla alone", "",
-                  md(p), "",
-                  f"Mean reduction of the median abs error over ladders: "
-                  f"{p['mape_reduction_%'].mean():.1f}% (target: 25%); ladders where the "
-                  f"average's interval score is lower: "
-                  f"{int((p['average_is90'] < p['chinchilla_is90']).sum())} of {len(p)}.", ""]
-    if "chinchilla" in results:
-        r = results["chinchilla"]
-        lines += [f"Speed: four families fitted and stacked on Chinchilla's ladder "
-                  f"({r['n_train']} training runs; {len(args.inner)} stacking origin(s), "
-                  f"{len(FAMILIES) * (len(args.inner) + 1)} NUTS fits at the small settings): "
-                  f"{r['seconds_total']:.0f} s wall on the loaded machine (target < 120 s).", ""]
-    lines += synthetic_markdown(synth or {})
+                  f"{results[name]['n_runs']} runs; fitted on {results[name]['n_train']} "
+                  f"(C <= {results[name]['train_max_flops']:.3g} FLOP), "
+                  f"{results[name]['n_test']} held out (C {results[name]['test_flops'][0]:.3g}"
+                  f"-{results[name]['test_flops'][1]:.3g}). Chosen weights "
+                  f"({_why(results[name], sc)}): "
+                  f"{wtxt}. {sc['weights']['n_own_rows']} inner held-out runs. Fits "
+                  f"{results[name]['seconds_total']:.0f} s.", "", md(s.reset_index()), ""]
+    if table:
+        t = pd.DataFrame(table)
+        head = lines.index("## " + next(iter(results)))
+        lines = [*lines[:head], *summary_lines(t, per), *lines[head:]]
+        ship_weights(results)
+    lines += extra_lines()
+    lines += synthetic_markdown(synth or {}, args.seed)
     (RESULTS / "families.md").write_text("\n".join(lines))
+
+
+def summary_lines(t: pd.DataFrame, per: list[dict[str, Any]]) -> list[str]:
+    """The per-ladder table, the pooled row and the verdicts against the issue's targets."""
+    pooled = pd.DataFrame([_pooled_row("pooled (all held-out runs)", per, "avg_err")])
+    n = t["n_test"]
+    won = int((t["avg_is90"] < t["chinchilla_is90"]).sum())
+    return ["## Summary: the stacked average vs Chinchilla alone", "", md(t), "", md(pooled), "",
+            f"Mean per-ladder reduction of the median abs error: {t['reduction_%'].mean():.1f}%;"
+            f" median {t['reduction_%'].median():.1f}% (target: >= 25%). Interval score lower "
+            f"on {won} of {len(t)} ladders; runs-weighted mean interval score "
+            f"{np.average(t['avg_is90'], weights=n):.4g} (average) vs "
+            f"{np.average(t['chinchilla_is90'], weights=n):.4g} (Chinchilla). Runs-weighted 90% "
+            f"coverage: average {np.average(t['avg_cov90'], weights=n):.3f}, Chinchilla "
+            f"{np.average(t['chinchilla_cov90'], weights=n):.3f} (target 0.85-0.95). "
+            f"{int(n.sum())} held-out runs in all.", ""]
+
+
+def ship_weights(results: dict[str, Any]) -> None:
+    """Write the cross-ladder weights (every ladder's inner rows stacked) for short ladders."""
+    rows = [np.column_stack([r["inner_lpd"][m] for m in FAMILIES])
+            for r in results.values() if r["inner_lpd"]]
+    if not rows:
+        return
+    w = stacking_weights(np.concatenate(rows))
+    path = Path(__file__).resolve().parents[1] / "data" / "family_weights.json"
+    path.write_text(json.dumps({
+        "weights": dict(zip(FAMILIES, map(float, w), strict=True)),
+        "source": f"benchmarks/bench_families.py: stacking of the held-out-by-compute log "
+                  f"densities of {sum(len(x) for x in rows)} runs over {len(rows)} public "
+                  f"ladders (Huber refits without each ladder's top budgets)"}, indent=1) + "\n")
+
+
+def extra_lines() -> list[str]:
+    """The speed figure and the Huber-vs-NUTS agreement of the weights, when measured."""
+    extra = json.loads(EXTRA.read_text()) if EXTRA.exists() else {}
+    out = []
+    if "speed" in extra:
+        sp = extra["speed"]
+        out += ["## Speed: four families + stacking on Chinchilla's 240 runs", "",
+                f"`fit_stacked` (the CLI's `fit --model chinchilla,farseer,kaplan_e,broken "
+                f"--workers {sp['workers']}`): four NUTS fits (4 chains x 1000 draws, the "
+                "default, with the gate's retry and the discrepancy calibration) in "
+                f"{sp['workers']} processes, then the stacking refits (Huber + bootstrap, "
+                f"origins {sp['meta'].get('stack_tops')}). **Wall {sp['wall_s']:.0f} s, CPU "
+                f"{sp['cpu_s']:.0f} s** (all processes; target < 120 s wall on 2 cores), load "
+                f"average {sp['load_start']:.1f} at the start and {sp['load_end']:.1f} at the "
+                f"end. Gate: {sp['gate']}. Sampling seconds per family: "
+                + ", ".join(f"{k} {v:.0f}" for k, v in sp["sampling_s"].items())
+                + ". Weights: " + ", ".join(f"{k} {v:.3f}" for k, v in sp["weights"].items())
+                + f" ({sp['meta'].get('weights_method')}).", "",
+                "Regenerate: `... bench_families.py --part speed --workers 2`.", ""]
+    if "agree" in extra:
+        rows = []
+        for name, r in extra["agree"].items():
+            h, n = r["huber-bootstrap"], r["nuts"]
+            rows.append({"ladder": name, **{f"huber {k}": v for k, v in h["weights"].items()},
+                         **{f"nuts {k}": v for k, v in n["weights"].items()},
+                         "max |diff|": max(abs(h["weights"][k] - n["weights"][k])
+                                           for k in h["weights"]),
+                         "huber s": h["seconds"], "nuts s": n["seconds"],
+                         "nuts refits passed gate": all((n["converged"] or {}).values())})
+        out += ["## Do Huber refits give the weights NUTS refits give?", "",
+                "Stacking weights of the whole ladder (origins: top 1 and top 2 budgets held "
+                "out), from Huber + bootstrap refits (the default) and from NUTS refits (2 "
+                "chains x 1000 draws, gate retry, calibrated).", "", md(pd.DataFrame(rows)), "",
+                "Regenerate: `... bench_families.py --part agree --ladders '<name>;...'`.", ""]
+    return out
+
+
+def _why(r: dict[str, Any], sc: dict[str, Any]) -> str:
+    if not sc["weights"]["short"]:
+        return "own"
+    return "cross-ladder: " + (r["why_short"] or "few inner held-out runs")
+
+
+def _ladder_task(name: str, outer: int, inner: tuple[int, ...], seed: int) -> dict[str, Any]:
+    warnings.simplefilter("ignore")
+    np.seterr(all="ignore")
+    runs = ladders([name])[name] if not name.startswith("synthetic ") else \
+        synthetic_ladder(name.split()[1], int(name.split()[2]))
+    print(f"== {name}: {runs.n_runs} runs", flush=True)
+    return one_ladder(runs, outer, inner, seed)
+
+
+def speed(seed: int, workers: int) -> dict[str, Any]:
+    """Four families (NUTS, the CLI's default 4 chains x 1000) + stacking on Chinchilla's 240."""
+    import resource
+
+    from bayes_scaling.evaluate.stacking import STACK_MODELS, fit_stacked
+
+    runs = load_dataset("chinchilla")
+    load0 = os.getloadavg()[0]
+    t0, r0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
+    c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    fam = fit_stacked(runs, STACK_MODELS, workers=workers, random_seed=seed, on_progress=print)
+    wall = time.perf_counter() - t0
+    fam.save(Path(os.environ.get("TMPDIR", "/tmp")) / "bench_families_chinchilla.nc")
+    r1, c1 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime
+           + c1.ru_utime + c1.ru_stime - c0.ru_utime - c0.ru_stime)
+    return {"n_runs": runs.n_runs, "wall_s": wall, "cpu_s": cpu, "workers": workers,
+            "load_start": load0, "load_end": os.getloadavg()[0], "weights": fam.weights,
+            "meta": {k: v for k, v in fam.meta.items() if k != "scores"},
+            "gate": {k: f.diagnostics.passed for k, f in fam.fits.items()},
+            "sampling_s": {k: f.diagnostics.sampling_seconds for k, f in fam.fits.items()}}
+
+
+def agree(names: list[str], seed: int) -> dict[str, Any]:
+    """Stacking weights from Huber refits vs NUTS refits (2 chains x 1000, gate retry)."""
+    out = {}
+    for name, runs in ladders(names).items():
+        res = {}
+        for method, kw in (("huber-bootstrap", None),
+                           ("nuts", {"chains": 2, "draws": 1000, "tune": 1000,
+                                     "calibrate": True})):
+            t0 = time.perf_counter()
+            w, meta = stack_weights(runs, FAMILIES, method=method, fit_kwargs=kw,
+                                    random_seed=seed, on_progress=print)
+            res[method] = {"weights": w, "seconds": time.perf_counter() - t0,
+                           "converged": meta.get("refits_converged"),
+                           "weights_method": meta["weights_method"]}
+        out[name] = res
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--ladders", default="chinchilla;porian2024_isoflop;"
-                    "misfitting_openlm (best lr);steplaw_dense (best lr, bs)")
+    ap.add_argument("--ladders", default="", help="';'-separated names (default: every one)")
     ap.add_argument("--outer", type=int, default=3)
-    ap.add_argument("--inner", type=lambda s: tuple(int(v) for v in s.split(",")), default=(1,))
+    ap.add_argument("--inner", type=lambda s: tuple(int(v) for v in s.split(",")),
+                    default=(1, 2))
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--part", choices=["real", "synthetic", "all"], default="all",
-                    help="run one part; the other is kept from families.json")
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--part", choices=["real", "synthetic", "write", "speed", "agree"],
+                    default="real",
+                    help="measure one part (the other is kept from families.json); write: "
+                         "only rewrite families.md")
     ap.add_argument("--synthetic", default="farseer,chinchilla,broken,kaplan_e")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
-    old = (json.loads((RESULTS / "families.json").read_text())
-           if (RESULTS / "families.json").exists() else {})
-    if old and "real" not in old:  # the first format: ladders at the top level
-        old = {"real": old}
-    results: dict[str, Any] = {} if args.part != "synthetic" else old.get("real", {})
-    synth: dict[str, Any] = {} if args.part != "real" else old.get("synthetic", {})
-    if args.part != "synthetic":
-        for name, runs in ladders(args.ladders.split(";")).items():
-            print(f"== {name}: {runs.n_runs} runs", flush=True)
-            results[name] = one_ladder(runs, args.outer, args.inner, args.seed)
+    raw_path = RESULTS / "families.json"
+    old = json.loads(raw_path.read_text()) if raw_path.exists() else {}
+    results: dict[str, Any] = old.get("real", {}) if "inner_lpd" in str(old)[:100000] else {}
+    synth: dict[str, Any] = old.get("synthetic", {}) if results else {}
+    if args.part == "real":
+        names = list(args.ladders.split(";") if args.ladders else ladders())
+        todo = [{"name": n, "outer": args.outer, "inner": args.inner, "seed": args.seed}
+                for n in names]
+    elif args.part == "synthetic":
+        todo = [{"name": f"synthetic {f} {100 + i}", "outer": args.outer, "inner": args.inner,
+                 "seed": args.seed} for i, f in enumerate(args.synthetic.split(","))]
+    else:
+        todo = []
+    if args.part in ("speed", "agree"):
+        extra = json.loads(EXTRA.read_text()) if EXTRA.exists() else {}
+        extra[args.part] = (speed(args.seed, args.workers) if args.part == "speed" else
+                            agree(args.ladders.split(";") if args.ladders else
+                                  ["misfitting_openlm (best lr)"], args.seed))
+        EXTRA.write_text(json.dumps(extra, indent=1, default=float))
+    with ProcessPoolExecutor(max_workers=max(1, args.workers),
+                             mp_context=get_context("spawn")) as pool:
+        futs = {pool.submit(_ladder_task, **t): t["name"] for t in todo}
+        for fut in as_completed(futs):  # written after each ladder: a cut-short run reports
+            name = futs[fut]
+            (results if args.part == "real" else synth)[
+                name if args.part == "real" else name.split()[1]] = fut.result()
+            raw_path.write_text(json.dumps({"real": results, "synthetic": synth},
+                                           default=float))
             write(results, args, synth)
-    if args.part != "real":
-        for i, fam in enumerate(args.synthetic.split(",")):
-            print(f"== synthetic {fam}", flush=True)
-            synth[fam] = one_ladder(synthetic_ladder(fam, 100 + i), args.outer, args.inner,
-                                    args.seed)
-            write(results, args, synth)
+    write(results, args, synth)
     print((RESULTS / "families.md").read_text())
 
 

@@ -17,6 +17,7 @@ from bayes_scaling.cli.app import main
 from bayes_scaling.constants import PUBLISHED
 from bayes_scaling.errors import BayesScalingError, QueryError
 from bayes_scaling.evaluate import compare as cmp
+from bayes_scaling.evaluate import stacking as stk
 from bayes_scaling.evaluate.families import (
     _stratified_counts,
     allocation,
@@ -73,7 +74,7 @@ def test_pointwise_log_likelihood_matches_scipy(runs, likelihood):
 # ------------------------------------------------------------------------------ the table
 @pytest.fixture(scope="module")
 def result(fits):
-    return cmp.compare(fits, holdout_top=None, random_seed=0)
+    return cmp.compare(fits, holdout_top=None, random_seed=0, stack_tops=None)
 
 
 def test_table_has_the_promised_columns_and_prefers_the_true_family(result):
@@ -112,7 +113,8 @@ def test_to_json_is_strict_json(result):
 def test_fits_on_different_runs_are_refused(fits):
     other = fake_fit("kaplan", K, seed=5)
     with pytest.raises(BayesScalingError, match="different run tables"):
-        cmp.compare({"chinchilla": fits["chinchilla"], "kaplan": other}, holdout_top=None)
+        cmp.compare({"chinchilla": fits["chinchilla"], "kaplan": other}, holdout_top=None,
+                    stack_tops=None)
 
 
 def test_n_bad_pareto_k_counts_above_threshold():
@@ -241,7 +243,7 @@ def test_compare_real_fits_with_held_out_refits():
                             tokens_per_param=(5, 20, 80))
     kw = {**SMALL, "retries": 0}
     fits = cmp.fit_families(ladder, ["chinchilla", "kaplan"], random_seed=3, fit_kwargs=kw)
-    res = cmp.compare(fits, holdout_top=1, random_seed=4, fit_kwargs=kw)
+    res = cmp.compare(fits, holdout_top=1, random_seed=4, fit_kwargs=kw, stack_tops=None)
     t = res.table.set_index("model")
     assert list(res.table["model"]) == ["chinchilla", "kaplan"]
     assert t.loc["kaplan", "elpd_diff"] > 2 * t.loc["kaplan", "dse"]
@@ -273,6 +275,9 @@ def test_cli_compare_text_average_and_plots_without_sampling(monkeypatch, capsys
     assert "elpd_loo" in out and "best by PSIS-LOO: chinchilla" in out
     assert "stacking-averaged prediction" in out and "chinchilla:" in out
     assert (tmp_path / "figs" / "compare_loss.png").exists()
+    # where the families part: printed for the pair, from the reference's optimum
+    assert "chinchilla vs kaplan (predictive 90% bands" in out
+    assert "part at C =" in out or "overlap at every budget" in out
 
 
 def test_cli_compare_averages_with_held_out_by_compute_weights(monkeypatch, capsys, fits,
@@ -285,20 +290,20 @@ def test_cli_compare_averages_with_held_out_by_compute_weights(monkeypatch, caps
     ladder.frame.to_csv(path, index=False)
     monkeypatch.setattr(cmp, "fit_families", lambda runs, names, **kw: {
         n: fits[n] for n in names})
-    y = np.linspace(2.0, 2.2, 8)
+    y = np.linspace(2.0, 2.2, 12)
     rng = np.random.default_rng(0)
 
     def planted(runs, models, *, tops, **kw):
         assert tuple(tops) == (1, 2)
         out = {}
         for spec, shift, lpd in zip(models, (0.05, 0.0), (-30.0, 3.0), strict=True):
-            t = pd.DataFrame({"top": 1, "run_id": np.arange(8), "observed": y,
+            t = pd.DataFrame({"top": 1, "run_id": np.arange(12), "observed": y,
                               "log_pred_density": lpd})
             out[spec.name] = HeldOut(spec.name, t, y * np.exp(
-                shift + 0.01 * rng.standard_normal((300, 8))), True)
+                shift + 0.01 * rng.standard_normal((300, 12))), True)
         return out
 
-    monkeypatch.setattr(cmp, "heldout_predictions", planted)
+    monkeypatch.setattr(stk, "heldout_predictions", planted)
     argv = ["compare", str(path), "--models", "chinchilla,kaplan", "--holdout-top", "0",
             "--average", "--n-params", "3e9", "--n-tokens", "6e10", "--quiet"]
     assert main(argv) == 0
@@ -312,7 +317,7 @@ def test_single_variable_family_is_compared_without_an_optimum():
     fits = {"kaplan_n": fake_fit("kaplan_n", {"n_c": 8.8e13, "alpha_n": 0.076}, runs=ladder,
                                  seed=1),
             "kaplan": fake_fit("kaplan", K, runs=ladder, seed=2)}
-    res = cmp.compare(fits, holdout_top=None, random_seed=0)
+    res = cmp.compare(fits, holdout_top=None, random_seed=0, stack_tops=None)
     row = res.table.set_index("model")
     assert np.isnan(row.loc["kaplan_n", "a_median"]) and np.isfinite(row.loc["kaplan", "a_median"])
     assert res.diverge["allocation"] == "D = 20 N"

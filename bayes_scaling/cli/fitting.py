@@ -26,7 +26,10 @@ from bayes_scaling.errors import BayesScalingError
 @click.command("fit")
 @click.argument("runs")
 @click.option("--model", "model", default="chinchilla", show_default=True,
-              help="Shipped model name (see models/) or path to a spec TOML.")
+              help="Shipped model name (see models/) or path to a spec TOML; several, "
+                   "comma-separated (e.g. chinchilla,farseer,kaplan_e,broken): fit each and "
+                   "save them with stacking weights in one file, whose weighted average "
+                   "predict, tokens and optimal use.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Fit file (.nc).")
 @click.option("--group-col", default=None, help="Column naming the data distribution.")
 @click.option("--drop-highest-loss", default=0, show_default=True, type=int,
@@ -54,12 +57,21 @@ from bayes_scaling.errors import BayesScalingError
                    "--draws is then the cap). 400 is the gate's floor.")
 @click.option("--no-calibrate", is_flag=True, help="Skip the extrapolation discrepancy.")
 @click.option("--strict", is_flag=True, help="Exit 2 (and write nothing) if the gate fails.")
+@click.option("--stack-tops", default="1,2", show_default=True,
+              help="Several models: stacking weights from refits without the top K compute "
+                   "budgets, for each K listed.")
+@click.option("--stack-refits", type=click.Choice(["huber-bootstrap", "nuts"]),
+              default="huber-bootstrap", show_default=True,
+              help="Several models: how the stacking refits are made.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Several models: fit the families in this many processes.")
 @schedule_options
 @click.option("--quiet", "-q", is_flag=True)
 def fit_cmd(runs, model, out, group_col, drop_highest_loss, param_count, query, best_of_sweep,
             columns, flops_unit, likelihood, seed, chains, draws, tune, backend, target_accept,
-            ess_target, no_calibrate, strict, lr_schedule, total_steps, warmup_steps,
-            final_lr_fraction, cooldown_start, cooldown_steps, quiet):
+            ess_target, no_calibrate, strict, stack_tops, stack_refits, workers, lr_schedule,
+            total_steps, warmup_steps, final_lr_fraction, cooldown_start, cooldown_steps,
+            quiet):
     """Fit MODEL to the RUNS table (CSV, TSV, JSON Lines, Parquet or a registry name) and
     save the posterior."""
     from bayes_scaling.fitting.fit import fit
@@ -68,6 +80,23 @@ def fit_cmd(runs, model, out, group_col, drop_highest_loss, param_count, query, 
 
     tell = progress_printer(quiet)
     check_out_file(out)  # before sampling: a fit must not be lost to an unwritable --out
+    if "," in model:
+        names = [m.strip() for m in model.split(",") if m.strip()]
+        bad = [m for m in names if load_spec(m).law not in LAWS]
+        if bad:
+            raise BayesScalingError(f"--model {model}: several families are L(N, D) laws; "
+                                    f"{', '.join(bad)} is a curve model")
+        return _fit_families(resolve_runs(runs, group_col=group_col,
+                                          drop_highest_loss=drop_highest_loss,
+                                          param_count=param_count, query=query,
+                                          best_of_sweep=best_of_sweep, columns=columns,
+                                          flops_unit=flops_unit),
+                             names, out, stack_tops=stack_tops, refits=stack_refits,
+                             workers=workers, strict=strict, tell=tell, seed=seed,
+                             fit_kwargs={"chains": chains, "draws": draws, "tune": tune,
+                                         "backend": backend, "target_accept": target_accept,
+                                         "ess_target": ess_target,
+                                         "calibrate": not no_calibrate})
     if load_spec(model).law not in LAWS:  # a curve law: RUNS holds loss curves (dynamics)
         if best_of_sweep:
             raise BayesScalingError("--best-of-sweep applies to runs tables (one loss per run), "
@@ -128,6 +157,14 @@ def fit_cmd(runs, model, out, group_col, drop_highest_loss, param_count, query, 
 @click.option("--stack-tops", default="1,2", show_default=True,
               help="Stacking weights from refits without the top K compute budgets, for each K "
                    "listed (held out by compute); 'loo' or '0': PSIS-LOO stacking weights.")
+@click.option("--stack-refits", type=click.Choice(["huber-bootstrap", "nuts"]),
+              default="huber-bootstrap", show_default=True,
+              help="How the stacking refits are made (NUTS: the fits' own settings).")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Stacking refits in this many processes.")
+@click.option("--out", default=None, type=click.Path(dir_okay=False),
+              help="Save the families and their weights as one fit file (predict, tokens and "
+                   "optimal then use the weighted average).")
 @click.option("--n-params", default=None, help="Size for --average (default 10x the largest).")
 @click.option("--n-tokens", default=None, help="Tokens for --average (default 20 per param).")
 @click.option("--plots", "plots_dir", default=None, type=click.Path(file_okay=False),
@@ -142,7 +179,8 @@ def fit_cmd(runs, model, out, group_col, drop_highest_loss, param_count, query, 
 @click.option("--quiet", "-q", is_flag=True)
 def compare_cmd(runs, models, group_col, drop_highest_loss, param_count, query, best_of_sweep,
                 columns, flops_unit, holdout_top,
-                tokens_per_param, average, stack_tops, n_params, n_tokens, plots_dir, chains,
+                tokens_per_param, average, stack_tops, stack_refits, workers, out, n_params,
+                n_tokens, plots_dir, chains,
                 draws, tune,
                 backend, as_json, seed, quiet):
     """Fit several law families to RUNS and compare them (PSIS-LOO, held-out runs, exponents)."""
@@ -153,15 +191,21 @@ def compare_cmd(runs, models, group_col, drop_highest_loss, param_count, query, 
     if plots_dir and Path(plots_dir).exists() and not Path(plots_dir).is_dir():
         raise BayesScalingError(f"--plots {plots_dir}: exists and is not a folder")
     tell = progress_printer(quiet)
+    if out:
+        check_out_file(out)  # before sampling
     table = resolve_runs(runs, group_col=group_col, drop_highest_loss=drop_highest_loss,
                          param_count=param_count, query=query, best_of_sweep=best_of_sweep,
                          columns=columns, flops_unit=flops_unit)
     kw = {"chains": chains, "draws": draws, "tune": tune, "backend": backend}
-    fits = fit_families(table, names, random_seed=seed, fit_kwargs=kw, on_progress=tell)
+    fits = fit_families(table, names, random_seed=seed, fit_kwargs=kw, workers=workers,
+                        on_progress=tell)
     tops = (None if stack_tops.strip().lower() in ("loo", "0", "") or len(fits) < 2 else
             tuple(int(v) for v in parse_floats(stack_tops, "--stack-tops")))
     result = compare(fits, holdout_top=holdout_top or None, random_seed=seed, on_progress=tell,
-                     tokens_per_param=tokens_per_param, fit_kwargs=kw, stack_tops=tops)
+                     tokens_per_param=tokens_per_param, fit_kwargs=kw, stack_tops=tops,
+                     stack_refits=stack_refits, workers=workers)
+    if out:
+        result.family_fit().save(out)
     payload = result.to_json()
     avg = None
     if average:
@@ -188,6 +232,9 @@ def compare_cmd(runs, models, group_col, drop_highest_loss, param_count, query, 
                                         "interval", "models"])
     for p in payload.get("plots", []):
         click.echo(f"wrote {p}")
+    if out:
+        click.echo(f"saved {out} (the families and their weights; predict, tokens and optimal "
+                   "use the weighted average)")
 
 
 # --------------------------------------------------------------------------------- report
@@ -285,6 +332,34 @@ def backtest_cmd(runs, model, holdout_by, holdout_top, test_query, method, group
                    f"CRPS {s['mean_crps']:.4f}")
         click.echo(f"{'':<16} PIT histogram (10 bins, flat = calibrated): "
                    + " ".join(str(c) for c in s["pit_histogram"]))
+
+
+def _fit_families(table, names, out, *, stack_tops, refits, workers, strict, tell, seed,
+                  fit_kwargs) -> int:
+    """``fit --model a,b,...``: every family, stacking weights, one file; gates shown loudly."""
+    from bayes_scaling.errors import ConvergenceError
+    from bayes_scaling.evaluate.stacking import fit_stacked
+    from bayes_scaling.report.demo import fit_summary_text
+
+    tops = [int(v) for v in parse_floats(stack_tops, "--stack-tops")]
+    fam = fit_stacked(table, names, tops=tops, refit_method=refits, fit_kwargs=fit_kwargs,
+                      workers=workers, random_seed=seed,
+                      on_progress=tell)
+    check_interrupt()
+    failed = [k for k, f in fam.fits.items() if not f.diagnostics.passed]
+    if failed and strict:
+        raise ConvergenceError(f"--strict: the convergence gate failed for {', '.join(failed)}; "
+                               "nothing written")
+    fam.save(out)
+    for name, f in fam.fits.items():
+        click.echo(f"[{name}] " + fit_summary_text(f) + "\n")
+    click.echo(fam.describe())
+    for name in failed:
+        click.echo(f"WARNING: {name} failed the convergence gate: its draws (weight "
+                   f"{fam.weights[name]:.3f}) are in the average; see its summary above",
+                   err=True)
+    click.echo(f"saved {out}")
+    return 0
 
 
 # --------------------------------------------------------------------------------- dynamics

@@ -49,10 +49,29 @@ def _emit(result, as_json: bool, columns: Sequence[str], extra: dict | None = No
         print_table(result.to_records(), columns)
 
 
-def load_fit(path: str):
-    from bayes_scaling.fitting.result import ScalingFit
+def load_fit(path: str, *, family: str | None = None, average: bool = False):
+    """The fit in ``path``; for a multi-family file: the average (when the command takes it),
+    the ``family`` asked for, or else the highest-weight family (said on stderr)."""
+    from bayes_scaling.fitting.families import FamilyFit
+    from bayes_scaling.fitting.families import load_fit as load_any
 
-    return ScalingFit.load(path)
+    fitted = load_any(path)
+    if not isinstance(fitted, FamilyFit):
+        if family is not None:
+            raise BayesScalingError(f"--family {family}: {path} holds one fit "
+                                    f"({fitted.spec.name}), not several families")
+        return fitted
+    if family is not None:
+        return fitted.family(family)
+    if average:
+        click.echo(f"bayes-scaling: {path}: the weighted average of "
+                   f"{len(fitted.fits)} law families ({fitted.weights_label()}); "
+                   "--family NAME for one", err=True)
+        return fitted
+    click.echo(f"bayes-scaling: {path} holds {len(fitted.fits)} law families; this command "
+               f"reads one: the highest-weight family, {fitted.best} "
+               f"(weight {fitted.weights[fitted.best]:.3f})", err=True)
+    return fitted.first
 
 
 def parse_floats(text: str, what: str) -> list[float]:
@@ -73,6 +92,9 @@ def parse_floats(text: str, what: str) -> list[float]:
 INTERVAL_OPTION = click.option("--interval", default=DEFAULT_INTERVAL, show_default=True,
                                type=float,
                          help="Probability of the reported interval (lower, upper).")
+FAMILY_OPTION = click.option("--family", default=None,
+                              help="A fit of several law families: use this family's own band "
+                                   "(default: their weighted average).")
 GROUP_OPTION = click.option("--group", default=None, help="Data distribution, or 'new' for unseen.")
 JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 SEED_OPTION = click.option("--seed", default=0, show_default=True, type=int)
@@ -89,30 +111,32 @@ def _query_options(command):
 @click.option("--n-tokens", required=True, help="Training tokens, e.g. 1.4e12.")
 @click.option("--band", type=click.Choice(["predictive", "law"]), default="predictive",
               show_default=True)
+@FAMILY_OPTION
 @_query_options
-def predict_cmd(fit_path, n_params, n_tokens, band, group, interval, as_json, seed):
+def predict_cmd(fit_path, n_params, n_tokens, band, family, group, interval, as_json, seed):
     """Predicted loss at (N, D) with a credible band."""
     from bayes_scaling.query.predict import predict_loss
 
-    fitted = load_fit(fit_path)
+    fitted = load_fit(fit_path, family=family, average=True)
     res = predict_loss(fitted, parse_floats(n_params, "--n-params"),
                        parse_floats(n_tokens, "--n-tokens"),
                        group=group, band=band, interval=interval, random_seed=seed)
     _emit(res, as_json, ["n_params", "n_tokens", "flops", "group", "band", "median", "mean",
                          "lower", "upper", "interval", "decades_past_c",
-                         "extrapolation_distance"])
+                         "extrapolation_distance", "models"])
 
 
 @click.command("tokens")
 @click.argument("fit_path", metavar="FIT")
 @click.option("--n-params", required=True, help="Model size(s).")
 @click.option("--target-loss", required=True, type=float, help="Target loss (nats/token).")
+@FAMILY_OPTION
 @_query_options
-def tokens_cmd(fit_path, n_params, target_loss, group, interval, as_json, seed):
+def tokens_cmd(fit_path, n_params, target_loss, family, group, interval, as_json, seed):
     """Tokens needed to reach a target loss at a model size, and P(unreachable)."""
     from bayes_scaling.query.predict import tokens_needed
 
-    fitted = load_fit(fit_path)
+    fitted = load_fit(fit_path, family=family, average=True)
     res = tokens_needed(fitted, parse_floats(n_params, "--n-params"), target_loss, group=group,
                         interval=interval, random_seed=seed)
     _emit(res, as_json, ["n_params", "target_loss", "group", "p_unreachable", "median",
@@ -122,12 +146,13 @@ def tokens_cmd(fit_path, n_params, target_loss, group, interval, as_json, seed):
 @click.command("optimal")
 @click.argument("fit_path", metavar="FIT")
 @click.option("--flops", required=True, help="FLOP budget(s), e.g. 5.88e23.")
+@FAMILY_OPTION
 @_query_options
-def optimal_cmd(fit_path, flops, group, interval, as_json, seed):
+def optimal_cmd(fit_path, flops, family, group, interval, as_json, seed):
     """Compute-optimal N, D, tokens per parameter and loss for a FLOP budget."""
     from bayes_scaling.query.allocate import compute_optimal
 
-    fitted = load_fit(fit_path)
+    fitted = load_fit(fit_path, family=family, average=True)
     res = compute_optimal(fitted, parse_floats(flops, "--flops"), group=group, interval=interval,
                           random_seed=seed)
     _emit(res, as_json, ["flops", "quantity", "group", "median", "mean", "lower", "upper",
@@ -138,9 +163,17 @@ def optimal_cmd(fit_path, flops, group, interval, as_json, seed):
 @click.argument("fit_path", metavar="FIT")
 def summary_cmd(fit_path):
     """Constants with intervals, convergence and provenance of a saved fit."""
+    from bayes_scaling.fitting.families import FamilyFit
+    from bayes_scaling.fitting.families import load_fit as load_any
     from bayes_scaling.report.demo import fit_summary_text
 
-    click.echo(fit_summary_text(load_fit(fit_path)))
+    fitted = load_any(fit_path)
+    if isinstance(fitted, FamilyFit):  # every family, and how the weights were made
+        click.echo(fitted.describe())
+        for name, f in fitted.fits.items():
+            click.echo(f"\n[{name}] " + fit_summary_text(f))
+        return
+    click.echo(fit_summary_text(fitted))
 
 
 # --------------------------------------------------------------------------------- dynamics

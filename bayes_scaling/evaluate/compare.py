@@ -48,20 +48,16 @@ from bayes_scaling.errors import BayesScalingError
 from bayes_scaling.evaluate.backtest import backtest
 from bayes_scaling.evaluate.families import where_they_part
 from bayes_scaling.evaluate.loo import loo, loo_table, n_bad_pareto_k
-from bayes_scaling.evaluate.stacking import (
-    heldout_predictions,
-    heldout_scores,
-    weights_from_heldout,
+from bayes_scaling.evaluate.stacking import (  # DEFAULT_MODELS, fit_families: re-exported
+    DEFAULT_MODELS as DEFAULT_MODELS,
 )
-from bayes_scaling.fitting.fit import fit
+from bayes_scaling.evaluate.stacking import DEFAULT_STACK_TOPS, stack_weights
+from bayes_scaling.evaluate.stacking import fit_families as fit_families
+from bayes_scaling.fitting.families import FamilyFit, family_meta
 from bayes_scaling.fitting.result import ScalingFit
-from bayes_scaling.model.spec import load_spec
 from bayes_scaling.query.allocate import optimal_exponents
 from bayes_scaling.query.summarize import jsonable
 from bayes_scaling.types import ProgressFn, SeedLike
-
-#: Families compared by default (shipped specs in ``models/``).
-DEFAULT_MODELS: tuple[str, ...] = ("chinchilla", "kaplan", "kaplan_e")
 
 #: Published compute-optimal exponents ``a`` (N_opt ∝ C^a), ``b = 1 - a``.
 PUBLISHED_EXPONENTS: dict[str, dict[str, Any]] = {
@@ -127,7 +123,9 @@ class CompareResult:
 
     @property
     def weights(self) -> dict[str, float]:
-        """Stacking weights from held-out-by-compute predictions when computed, else LOO's."""
+        """Stacking weights: held-out-by-compute (cross-ladder for a short ladder), else LOO's."""
+        if (self.meta.get("stack") or {}).get("weights"):
+            return dict(self.meta["stack"]["weights"])
         if self.stacking is not None:
             return {str(r["model"]): float(r["weight"]) for r in self.stacking.to_dict("records")
                     if r["model"] != "average"}
@@ -137,6 +135,16 @@ class CompareResult:
     def loo_weights(self) -> dict[str, float]:
         """Stacking weights from PSIS-LOO (a diagnostic of interpolation), by model."""
         return {str(r["model"]): float(r["weight"]) for r in self.table.to_dict("records")}
+
+    def family_fit(self) -> FamilyFit:
+        """The compared fits with these weights, as one multi-family fit.
+
+        ``save`` writes it; the queries use the weighted average.
+        """
+        stack = {k: v for k, v in (self.meta.get("stack") or {}).items() if k != "weights"}
+        if not stack:
+            stack = {"weights_method": "psis-loo stacking"}
+        return FamilyFit(dict(self.fits), self.weights, family_meta(**stack))
 
     def to_text(self) -> str:
         """The table, the published exponents and the notes as plain text (the CLI's output)."""
@@ -153,6 +161,10 @@ class CompareResult:
         lines = [f"{self.meta.get('n_runs', '?')} runs ({self.meta.get('source', '')}); "
                  "a, b: compute-optimal exponents N_opt ∝ C^a, D_opt ∝ C^b, median [90%]",
                  body, f"published: {pub}", *(f"- {n}" for n in self.notes)]
+        stack = self.meta.get("stack") or {}
+        if stack.get("weights_method") == "cross-ladder":
+            lines.append("stacking weights: cross-ladder (" + stack.get("why", "short ladder")
+                         + "): " + ", ".join(f"{k} {v:.3f}" for k, v in self.weights.items()))
         if self.stacking is not None:
             tops = self.meta.get("stack_tops")
             lines += [f"held out by compute (refits without the top {tops} compute budget(s); "
@@ -166,31 +178,6 @@ class CompareResult:
         return jsonable({"table": self.table.to_dict(orient="records"), "stacking": stack,
                           "diverge": self.diverge, "notes": list(self.notes),
                           "published_exponents": PUBLISHED_EXPONENTS, **dict(self.meta)})
-
-
-# ------------------------------------------------------------------------------ fitting
-def fit_families(runs: RunTable, models: Sequence[str] = DEFAULT_MODELS, *,
-                 random_seed: SeedLike = None, fit_kwargs: Mapping[str, Any] | None = None,
-                 on_progress: ProgressFn | None = None) -> dict[str, ScalingFit]:
-    """Fit every model in ``models`` (shipped names or spec paths) to the same ``runs``.
-
-    Each fit gets its own seed drawn from ``random_seed``. Returns ``{spec name: fit}`` in the
-    order given; the first is the reference of :func:`compare`'s divergence scan.
-    """
-    if not models:
-        raise BayesScalingError("no models to compare: give at least one, e.g. chinchilla,kaplan")
-    specs = [load_spec(m) for m in models]
-    names = [s.name for s in specs]
-    if len(set(names)) != len(names):
-        raise BayesScalingError(f"models named twice: {', '.join(names)}")
-    seeds = np.random.default_rng(random_seed).integers(2**31 - 1, size=len(specs))
-    tell = on_progress or (lambda _m: None)
-    out = {}
-    for i, (spec, seed) in enumerate(zip(specs, seeds, strict=True)):
-        tell(f"fit {i + 1}/{len(specs)}: {spec.name} ({spec.law})")
-        out[spec.name] = fit(spec, runs, random_seed=int(seed), on_progress=tell,
-                             **dict(fit_kwargs or {}))
-    return out
 
 
 # ------------------------------------------------------------------------------ exponents
@@ -274,7 +261,8 @@ def compare(fits: Mapping[str, ScalingFit], *, runs: RunTable | None = None,
             on_progress: ProgressFn | None = None, group: str | None = None,
             tokens_per_param: float | None = None,
             fit_kwargs: Mapping[str, Any] | None = None,
-            stack_tops: Sequence[int] | None = None) -> CompareResult:
+            stack_tops: Sequence[int] | None = DEFAULT_STACK_TOPS,
+            stack_refits: str = "huber-bootstrap", workers: int = 1) -> CompareResult:
     """Compare law families fitted to the same runs: LOO, held-out runs, exponents, divergence.
 
     Parameters
@@ -302,7 +290,14 @@ def compare(fits: Mapping[str, ScalingFit], *, runs: RunTable | None = None,
     stack_tops
         Rolling origins of the held-out-by-compute stacking (e.g. ``(1, 2)``: refit each
         family without the top 1, then the top 2 compute budgets); the stacking weights it
-        gives become :attr:`CompareResult.weights`. ``None``: skip (LOO weights).
+        gives become :attr:`CompareResult.weights` (a ladder too short for them gets the
+        cross-ladder weights, :func:`~bayes_scaling.evaluate.stacking.stack_weights`).
+        ``None``: skip (LOO weights).
+    stack_refits
+        How the stacking refits are made: ``"huber-bootstrap"`` (seconds) or ``"nuts"`` (the
+        fits' own sampler settings, overridden by ``fit_kwargs``).
+    workers
+        Stacking refits in this many local processes.
 
     Returns
     -------
@@ -339,20 +334,26 @@ def compare(fits: Mapping[str, ScalingFit], *, runs: RunTable | None = None,
     tell("scanning FLOP budgets for where the families part")
     diverge = (where_they_part(fits, group=g, tokens_per_param=tokens_per_param,
                                random_seed=rng) if len(fits) > 1 else {})
-    stacking = None
+    stacking, stack_meta = None, None
     if stack_tops and len(fits) > 1:
         first = next(iter(fits.values()))
-        kw = {**_refit_kwargs(first), **dict(fit_kwargs or {})}
-        preds = heldout_predictions(table_runs, [f.spec for f in fits.values()],
-                                    tops=tuple(stack_tops), fit_kwargs=kw, random_seed=rng,
-                                    on_progress=tell)
-        stacking = heldout_scores(preds, weights_from_heldout(preds), random_seed=rng)
+        kw = ({**_refit_kwargs(first), **dict(fit_kwargs or {})} if stack_refits == "nuts"
+              else None)
+        w, stack_meta = stack_weights(table_runs, [f.spec for f in fits.values()],
+                                      tops=tuple(stack_tops), method=stack_refits,
+                                      fit_kwargs=kw, workers=workers,
+                                      random_seed=int(rng.integers(2**31 - 1)),
+                                      on_progress=tell)
+        stack_meta = {**stack_meta, "weights": w}
+        if "scores" in stack_meta:
+            stacking = pd.DataFrame(stack_meta["scores"])
     notes = make_notes(out, fits, loos, diverge, table_runs, heldout, holdout_top)
     meta = {"n_runs": table_runs.n_runs, "param_count": table_runs.param_count,
             "source": table_runs.source, "data_sha256": table_runs.fingerprint(),
             "group": g, "holdout_top": holdout_top,
             "n_heldout": next((h["n_heldout"] for h in heldout.values()), 0),
-            "stack_tops": list(stack_tops) if stacking is not None else None}
+            "stack_tops": list(stack_tops) if stacking is not None else None,
+            "stack": stack_meta}
     return CompareResult(table=out, diverge=diverge, notes=notes, loo=loos, fits=dict(fits),
                          meta=meta, stacking=stacking)
 

@@ -176,6 +176,18 @@ class ScalingFit:
         path = Path(path)
         if path.parent and not path.parent.exists():
             raise BayesScalingError(f"{path}: folder {path.parent} does not exist")
+        groups = {**self.to_groups(), "fit_data": self.runs.to_xarray()}
+        with atomic_path(path) as tmp:
+            write_groups(tmp, groups)
+            append_checksum(tmp)
+        return path
+
+    def to_groups(self) -> dict[str, xr.Dataset]:
+        """The ``posterior`` and ``sample_stats`` groups of the saved file.
+
+        The posterior's attributes hold the spec, hashes, meta and diagnostics; the run table
+        is written as ``fit_data`` by the caller.
+        """
         attrs = {
             "bayes_scaling_format": FORMAT_VERSION,
             "bayes_scaling_version": package_version(),
@@ -193,11 +205,7 @@ class ScalingFit:
             ds.attrs = {k: v for k, v in ds.attrs.items()
                         if isinstance(v, str | int | float | np.number)}
             groups[name] = ds
-        groups["fit_data"] = self.runs.to_xarray()
-        with atomic_path(path) as tmp:
-            write_groups(tmp, groups)
-            _append_checksum(tmp)
-        return path
+        return groups
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> ScalingFit:
@@ -205,16 +213,25 @@ class ScalingFit:
         path = Path(path)
         if not path.is_file():
             raise FitFileError(f"{path}: no such fit file")
-        _verify_file(path)
+        verify_file(path)
         try:  # read everything now and close the file, so it can be replaced while in use
             stored = read_groups(path)
         except Exception as exc:  # any reader failure means "not a fit file"
             raise FitFileError(f"{path}: not a readable fit file ({type(exc).__name__})") from None
+        if "families" in stored:
+            raise FitFileError(f"{path}: holds several law families (saved by `fit --model "
+                               "a,b,...`); load it with bayes_scaling.load_fit")
+        return cls.from_groups(path, stored)
+
+    @classmethod
+    def from_groups(cls, path: str | os.PathLike[str],
+                    stored: Mapping[str, xr.Dataset]) -> ScalingFit:
+        """A fit from the groups of a saved file (``path`` names it in errors), all checked."""
         if "posterior" not in stored or "fit_data" not in stored:
             raise FitFileError(f"{path}: not a bayes_scaling fit (no posterior/fit_data group)")
         posterior, table = stored["posterior"], stored["fit_data"]
         attrs = posterior.attrs
-        note = _check_format(path, attrs)
+        note = _check_format(Path(path), attrs)
         try:
             spec = ModelSpec.from_json(str(attrs["spec_json"]))
             runs = _table_class(table).from_xarray(table)
@@ -257,7 +274,7 @@ def _sha256_prefix(path: Path, n_bytes: int) -> str:
     return digest.hexdigest()
 
 
-def _append_checksum(path: Path) -> None:
+def append_checksum(path: Path) -> None:
     """Append the checksum trailer (sha256 of the file so far) to a freshly written fit."""
     size = path.stat().st_size
     digest = _sha256_prefix(path, size)
@@ -265,7 +282,7 @@ def _append_checksum(path: Path) -> None:
         fh.write(CHECKSUM_TAG + digest.encode("ascii") + b"\n")
 
 
-def _verify_file(path: Path) -> None:
+def verify_file(path: Path) -> None:
     """Refuse a file that is not HDF5, or whose checksum trailer does not match its bytes.
 
     A file without a trailer (written before trailers existed, or by another tool) is passed

@@ -15,6 +15,7 @@ import xarray as xr
 
 from bayes_scaling.constants import DEFAULT_INTERVAL, DEFAULT_PROBS, POINT
 from bayes_scaling.errors import QueryError
+from bayes_scaling.fitting.families import FamilyFit, mix
 from bayes_scaling.fitting.result import ScalingFit
 from bayes_scaling.laws.final_loss import Law, natural
 from bayes_scaling.query.predict import (
@@ -73,8 +74,17 @@ def optimal_split(law: Law, c: np.ndarray, theta: dict[str, np.ndarray],
     return law.optimal(c, **natural(theta))
 
 
+def _optimal_draws(fit: ScalingFit, c: np.ndarray, group: str, method: str,
+                   rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Per draw and budget: ``n_opt``, ``d_opt``, ``tokens_per_param`` and the law's loss."""
+    theta = {k: v[:, None] for k, v in group_theta(fit, group, rng=rng).items()}
+    n_opt, d_opt = optimal_split(fit.law, c[None, :], theta, method=method)
+    loss = np.exp(fit.law.evaluate_log({"n": np.log(n_opt), "d": np.log(d_opt)}, theta))
+    return {"n_opt": n_opt, "d_opt": d_opt, "tokens_per_param": d_opt / n_opt, "loss": loss}
+
+
 def compute_optimal(
-    fit: ScalingFit,
+    fit: ScalingFit | FamilyFit,
     flops: Any,
     *,
     group: str | None = None,
@@ -90,8 +100,8 @@ def compute_optimal(
 
     Parameters
     ----------
-    fit : ScalingFit
-        A fit of an L(N, D) law.
+    fit : ScalingFit or FamilyFit
+        A fit of an L(N, D) law, or several families (their weighted mixture, one chain).
     flops : float or array_like
         Training budgets in FLOPs (``C = 6 N D``).
     group : str, optional
@@ -123,10 +133,12 @@ def compute_optimal(
         raise QueryError(f"flops must be positive and finite, got {flops}")
     rng = np.random.default_rng(random_seed)
     g = resolve_group(fit, group)
-    theta = {k: v[:, None] for k, v in group_theta(fit, g, rng=rng).items()}
-    n_opt, d_opt = optimal_split(fit.law, c[None, :], theta, method=method)
-    loss = np.exp(fit.law.evaluate_log({"n": np.log(n_opt), "d": np.log(d_opt)}, theta))
-    values = {"n_opt": n_opt, "d_opt": d_opt, "tokens_per_param": d_opt / n_opt, "loss": loss}
+    if isinstance(fit, FamilyFit):
+        values = mix(fit, {k: _optimal_draws(f, c, g, method, rng) for k, f in fit.fits.items()
+                           if fit.weights[k] > 0}, rng)
+    else:
+        values = _optimal_draws(fit, c, g, method, rng)
+    n_opt, d_opt = values["n_opt"], values["d_opt"]
     frames = []
     for q, v in values.items():
         t = interval_table(v, probs=probs, interval=interval)

@@ -36,6 +36,7 @@ from bayes_scaling.data.support import (
     decades_outside,
 )
 from bayes_scaling.errors import ExtrapolationWarning, QueryError
+from bayes_scaling.fitting.families import FamilyFit, draw_shape, mix
 from bayes_scaling.fitting.result import ScalingFit
 from bayes_scaling.laws.final_loss import LAWS, natural
 from bayes_scaling.query.summarize import BANDS, QueryResult, check_probs, interval_table
@@ -57,8 +58,12 @@ def resolve_group(fit: ScalingFit, group: str | None) -> str:
                      f"(or '{NEW_GROUP}' for an unseen group)")
 
 
-def require_nd_law(fit: ScalingFit) -> None:
+def require_nd_law(fit: ScalingFit | FamilyFit) -> None:
     """Refuse L(N, D) queries on a training-dynamics fit, with a pointer to the right ones."""
+    if isinstance(fit, FamilyFit):
+        for f in fit.fits.values():
+            require_nd_law(f)
+        return
     if fit.spec.law not in LAWS:
         raise QueryError(f"this is a {fit.spec.law!r} (training-dynamics) fit: query it with "
                          "`bayes-scaling curve` or `bayes-scaling batch`")
@@ -118,8 +123,10 @@ def _new_group_theta(fit: ScalingFit, rng: np.random.Generator) -> dict[str, np.
     return law.uncentre(new_c, centre)
 
 
-def fit_box(fit: ScalingFit) -> Box:
+def fit_box(fit: ScalingFit | FamilyFit) -> Box:
     """The training range of the fit."""
+    if isinstance(fit, FamilyFit):
+        fit = fit.first
     if "box" in fit.meta:
         return Box.from_dict(fit.meta["box"])
     return Box.of(fit.runs.n, fit.runs.d)
@@ -143,8 +150,11 @@ def _points(n: Any, d: Any = None) -> tuple[np.ndarray, np.ndarray]:
     return n_arr.ravel().copy(), d_arr.ravel().copy()
 
 
-def _wrap(fit: ScalingFit, samples: np.ndarray, name: str, **attrs: Any) -> xr.DataArray:
-    c, d = fit.posterior.sizes[CHAIN], fit.posterior.sizes[DRAW]
+def _wrap(fit: ScalingFit | FamilyFit, samples: np.ndarray, name: str,
+          **attrs: Any) -> xr.DataArray:
+    c, d = draw_shape(fit, samples.shape[0])
+    if isinstance(fit, FamilyFit):
+        attrs = {**attrs, "weights": fit.weights_label()}
     arr = samples.reshape(c, d, *samples.shape[1:])
     dims = (CHAIN, DRAW, POINT)[: arr.ndim]
     return xr.DataArray(arr, dims=dims, name=name, attrs=attrs)
@@ -239,7 +249,7 @@ def log_loss_draws(fit: ScalingFit, n: np.ndarray, d: np.ndarray, *, group: str 
 
 
 def predict_loss(
-    fit: ScalingFit,
+    fit: ScalingFit | FamilyFit,
     n_params: Any,
     n_tokens: Any,
     *,
@@ -253,8 +263,10 @@ def predict_loss(
 
     Parameters
     ----------
-    fit : ScalingFit
-        A fit of an L(N, D) law (:func:`bayes_scaling.fit` or ``ScalingFit.load``).
+    fit : ScalingFit or FamilyFit
+        A fit of an L(N, D) law (:func:`bayes_scaling.fit` or ``ScalingFit.load``), or several
+        law families (:func:`bayes_scaling.load_fit`): then the draws are their weighted
+        mixture (one chain) and the summary names the weights (``models``).
     n_params, n_tokens : float or array_like
         Model sizes (parameters) and training tokens; broadcast against each other.
     group : str, optional
@@ -283,7 +295,11 @@ def predict_loss(
     rng = np.random.default_rng(random_seed)
     n, d = _points(n_params, n_tokens)
     g = resolve_group(fit, group)
-    loss = np.exp(log_loss_draws(fit, n, d, group=g, band=band, rng=rng))
+    if isinstance(fit, FamilyFit):
+        loss = mix(fit, {k: np.exp(log_loss_draws(f, n, d, group=g, band=band, rng=rng))
+                         for k, f in fit.fits.items() if fit.weights[k] > 0}, rng)
+    else:
+        loss = np.exp(log_loss_draws(fit, n, d, group=g, band=band, rng=rng))
     far = decades_outside(fit_box(fit), n, d)
     summary = pd.concat([
         pd.DataFrame({"n_params": n, "n_tokens": d, "flops": 6.0 * n * d, "group": g,
@@ -293,6 +309,8 @@ def predict_loss(
                       "decades_past_c": far["c_past_max"],
                       "decades_outside_hull": far["hull"],
                       "extrapolation_distance": far["distance"]}),
+        *([pd.DataFrame({"models": [fit.weights_label()] * n.size})]
+          if isinstance(fit, FamilyFit) else []),
     ], axis=1)
     msgs = _emit(extrapolation_warnings(fit, n, d), fit)
     draws = _wrap(fit, loss, "loss", band=band, units="nats/token", group=g)
@@ -300,7 +318,7 @@ def predict_loss(
 
 
 def tokens_needed(
-    fit: ScalingFit,
+    fit: ScalingFit | FamilyFit,
     n_params: Any,
     target_loss: float,
     *,
@@ -318,8 +336,9 @@ def tokens_needed(
 
     Parameters
     ----------
-    fit : ScalingFit
-        A fit of an L(N, D) law with a token axis.
+    fit : ScalingFit or FamilyFit
+        A fit of an L(N, D) law with a token axis, or several families (their weighted
+        mixture).
     n_params : float or array_like
         Model sizes (parameters).
     target_loss : float
@@ -342,9 +361,10 @@ def tokens_needed(
     """
     require_nd_law(fit)
     probs, interval = check_probs(probs, interval)
-    law = fit.law
-    if law.tokens_needed is None:
-        raise QueryError(f"law {law.name!r} has no token axis: tokens needed is undefined")
+    for f in fit.fits.values() if isinstance(fit, FamilyFit) else (fit,):
+        if f.law.tokens_needed is None:
+            raise QueryError(f"law {f.law.name!r} has no token axis: tokens needed is "
+                             "undefined")
     try:
         target = float(target_loss)
     except (TypeError, ValueError):
@@ -354,8 +374,11 @@ def tokens_needed(
     rng = np.random.default_rng(random_seed)
     n, _ = _points(n_params)
     g = resolve_group(fit, group)
-    theta = natural({k: v[:, None] for k, v in group_theta(fit, g, rng=rng).items()})
-    d_star = law.tokens_needed(n[None, :], target, **theta)
+    if isinstance(fit, FamilyFit):
+        d_star = mix(fit, {k: _tokens_draws(f, n, target, g, rng) for k, f in fit.fits.items()
+                           if fit.weights[k] > 0}, rng)
+    else:
+        d_star = _tokens_draws(fit, n, target, g, rng)
     reachable = np.isfinite(d_star)
     p_unreach = 1.0 - reachable.mean(axis=0)
     table = interval_table(d_star, probs=probs, interval=interval)
@@ -377,3 +400,10 @@ def tokens_needed(
                     f"{p_unreach[j]:.0%} of draws: most likely unreachable at this size")
     draws = _wrap(fit, d_star, "n_tokens", band="law", units="tokens", group=g)
     return QueryResult(draws=draws, summary=summary, band="law", warnings=tuple(msgs))
+
+
+def _tokens_draws(fit: ScalingFit, n: np.ndarray, target: float, group: str,
+                  rng: np.random.Generator) -> np.ndarray:
+    """Tokens needed per draw and size, shape ``(S, sizes)`` (``inf``: unreachable)."""
+    theta = natural({k: v[:, None] for k, v in group_theta(fit, group, rng=rng).items()})
+    return fit.law.tokens_needed(n[None, :], target, **theta)

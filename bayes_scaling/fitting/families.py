@@ -1,0 +1,276 @@
+"""Several law families fitted to one ladder, with their stacking weights: :class:`FamilyFit`.
+
+``bayes-scaling fit --model chinchilla,farseer,kaplan_e,broken`` (or
+:func:`bayes_scaling.evaluate.stacking.fit_stacked`) fits each family to the same runs and
+weighs them by how they extrapolate (held-out-by-compute stacking). The queries
+(``predict_loss``, ``tokens_needed``, ``compute_optimal``) given a :class:`FamilyFit` answer
+from the **weighted mixture** of the families' draws; :meth:`FamilyFit.family` gives one
+family's own fit (its band stays available). Every family keeps its own convergence gate:
+:attr:`FamilyFit.warning_banner` names each family that failed it, and every query shows it.
+
+File layout (one netCDF/HDF5 file, the same checksum trailer as a single fit): a ``families``
+group whose attributes hold the format version, the family names, the weights and how they were
+made (JSON); ``fit_data`` (the run table, shared); and per family ``posterior.<name>`` and
+``sample_stats.<name>`` written and checked exactly as a single fit's groups.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from bayes_scaling.constants import CHAIN, DRAW
+from bayes_scaling.data.runs import RunTable
+from bayes_scaling.errors import BayesScalingError, FitFileError, QueryError
+from bayes_scaling.files import atomic_path
+from bayes_scaling.fitting.draws import read_groups, write_groups
+from bayes_scaling.fitting.result import (
+    FORMAT_VERSION,
+    ScalingFit,
+    append_checksum,
+    package_version,
+    verify_file,
+    versions,
+)
+
+#: Name of the group that marks a multi-family file.
+FAMILIES_GROUP = "families"
+
+
+@dataclass(frozen=True)
+class FamilyFit:
+    """Law families fitted to the same runs, and the weights of their average.
+
+    Attributes
+    ----------
+    fits
+        ``{family name: ScalingFit}``, all on one run table.
+    weights
+        ``{family name: weight}``, non-negative, summing to 1.
+    meta
+        How the weights were made: ``weights_method`` (``"heldout-by-compute"``,
+        ``"cross-ladder"``, ``"equal"`` or ``"given"``), ``stack_tops``, ``refit_method``,
+        ``n_heldout``, ``scores`` (the held-out table as records), ``created``, ``versions``.
+    """
+
+    fits: Mapping[str, ScalingFit]
+    weights: Mapping[str, float]
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.fits:
+            raise BayesScalingError("a family fit needs at least one fit")
+        if set(self.weights) != set(self.fits):
+            raise BayesScalingError(f"weights name {sorted(self.weights)}, fits are "
+                                    f"{sorted(self.fits)}")
+        w = np.array([float(self.weights[k]) for k in self.fits])
+        if not (np.isfinite(w).all() and (w >= 0).all() and w.sum() > 0):
+            raise BayesScalingError(f"weights must be non-negative with a positive sum, got "
+                                    f"{dict(self.weights)}")
+        prints = {f.runs.fingerprint() for f in self.fits.values()}
+        if len(prints) > 1:
+            raise BayesScalingError("the families were fitted to different run tables")
+        object.__setattr__(self, "weights",
+                           {k: float(v) for k, v in zip(self.fits, w / w.sum(), strict=True)})
+
+    # ------------------------------------------------------------------ views
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The family names, in the order given."""
+        return tuple(self.fits)
+
+    @property
+    def runs(self) -> RunTable:
+        """The run table every family was fitted to."""
+        return self.first.runs
+
+    @property
+    def first(self) -> ScalingFit:
+        """The highest-weight family's fit (ties: the first)."""
+        return self.fits[self.best]
+
+    @property
+    def best(self) -> str:
+        """The name of the highest-weight family."""
+        return max(self.fits, key=lambda k: self.weights[k])
+
+    @property
+    def group_names(self) -> tuple[str, ...]:
+        """Groups (data distributions) seen in the fits."""
+        return self.runs.group_names
+
+    @property
+    def method(self) -> str:
+        """``"families"``."""
+        return "families"
+
+    def family(self, name: str) -> ScalingFit:
+        """One family's own fit (its own band)."""
+        if name not in self.fits:
+            raise QueryError(f"no family {name!r} in this fit; it holds {', '.join(self.fits)}")
+        return self.fits[name]
+
+    @property
+    def warning_banner(self) -> str:
+        """Every family's failed gate (or weak identification), named; "" when all pass."""
+        return " ".join(f"[{k}] {f.warning_banner}" for k, f in self.fits.items()
+                        if f.warning_banner)
+
+    def weights_label(self) -> str:
+        """``name:weight, ...`` of the families with a positive weight."""
+        return ", ".join(f"{k}:{w:.3f}" for k, w in self.weights.items() if w > 0)
+
+    def describe(self) -> str:
+        """One line per family: weight and gate, then how the weights were made."""
+        how = str(self.meta.get("weights_method", "given"))
+        if how == "heldout-by-compute":
+            how += (f": refits without the top {self.meta.get('stack_tops')} compute budget(s), "
+                    f"{self.meta.get('refit_method')}, {self.meta.get('n_heldout')} runs "
+                    "predicted")
+        elif how == "cross-ladder":
+            how += f": learned on the public ladders ({self.meta.get('why', 'short ladder')})"
+        lines = [f"{len(self.fits)} law families on {self.runs.n_runs} runs; predict, tokens "
+                 f"and optimal use their weighted average (weights {how})"]
+        for k, f in self.fits.items():
+            d = f.diagnostics
+            gate = "gate passed" if d.passed else "GATE FAILED: " + "; ".join(d.problems)
+            lines.append(f"  {k:<12} weight {self.weights[k]:.3f}  {f.method}, {d.chains} "
+                         f"chains x {d.draws} draws, {gate}")
+        return "\n".join(lines)
+
+    # ------------------------------------------------------------------ mixing draws
+    def mixture_rows(self, sizes: Mapping[str, int],
+                     rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """Rows each family contributes to a mixture of ``max(sizes)`` draws.
+
+        Largest-remainder shares of the weights (stratified: each family contributes its
+        weight's share exactly), drawn without replacement while a family has enough draws.
+        """
+        total = max(int(v) for v in sizes.values())
+        names = [k for k in self.fits if self.weights[k] > 0]
+        w = np.array([self.weights[k] for k in names])
+        raw = w / w.sum() * total
+        counts = np.floor(raw).astype(int)
+        counts[np.argsort(-(raw - counts))[:total - counts.sum()]] += 1
+        return {k: rng.choice(sizes[k], size=c, replace=c > sizes[k])
+                for k, c in zip(names, counts, strict=True) if c > 0}
+
+    # ------------------------------------------------------------------ saving and loading
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write every family, the weights and their provenance to one file, atomically."""
+        path = Path(path)
+        if path.parent and not path.parent.exists():
+            raise BayesScalingError(f"{path}: folder {path.parent} does not exist")
+        head = xr.Dataset(attrs={
+            "bayes_scaling_format": FORMAT_VERSION, "bayes_scaling_version": package_version(),
+            "names_json": json.dumps(list(self.fits)),
+            "weights_json": json.dumps(self.weights),
+            "meta_json": json.dumps(dict(self.meta), sort_keys=True, default=str)})
+        groups: dict[str, xr.Dataset] = {FAMILIES_GROUP: head, "fit_data": self.runs.to_xarray()}
+        for k, f in self.fits.items():
+            groups.update({f"{g}.{k}": ds for g, ds in f.to_groups().items()})
+        with atomic_path(path) as tmp:
+            write_groups(tmp, groups)
+            append_checksum(tmp)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> FamilyFit:
+        """Read a multi-family file; every family is checked as :meth:`ScalingFit.load` does."""
+        return cls.from_stored(Path(path), _read(Path(path)))
+
+    @classmethod
+    def from_stored(cls, path: Path, stored: Mapping[str, xr.Dataset]) -> FamilyFit:
+        """A family fit from the groups of a saved file (``path`` names it in errors)."""
+        if FAMILIES_GROUP not in stored:
+            raise FitFileError(f"{path}: holds one fit, not several families (ScalingFit.load)")
+        attrs = stored[FAMILIES_GROUP].attrs
+        try:
+            names = json.loads(str(attrs["names_json"]))
+            weights = json.loads(str(attrs["weights_json"]))
+            meta = json.loads(str(attrs.get("meta_json", "{}")))
+            if not (isinstance(names, list) and isinstance(weights, dict)
+                    and isinstance(meta, dict)):
+                raise TypeError("names, weights or meta have the wrong type")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise FitFileError(f"{path}: damaged family file ({type(exc).__name__}: {exc})") \
+                from None
+        fits = {}
+        for k in names:
+            groups = {g: stored[f"{g}.{k}"] for g in ("posterior", "sample_stats")
+                      if f"{g}.{k}" in stored}
+            fits[str(k)] = ScalingFit.from_groups(f"{path} [{k}]",
+                                                  {**groups, "fit_data": stored["fit_data"]})
+        try:
+            return cls(fits, {str(k): float(v) for k, v in weights.items()}, meta)
+        except (BayesScalingError, TypeError, ValueError) as exc:
+            raise FitFileError(f"{path}: {exc}") from None
+
+
+def _read(path: Path) -> dict[str, xr.Dataset]:
+    if not path.is_file():
+        raise FitFileError(f"{path}: no such fit file")
+    verify_file(path)
+    try:
+        return read_groups(path)
+    except Exception as exc:  # any reader failure means "not a fit file"
+        raise FitFileError(f"{path}: not a readable fit file ({type(exc).__name__})") from None
+
+
+def load_fit(path: str | os.PathLike[str]) -> ScalingFit | FamilyFit:
+    """A saved fit: one family (:class:`ScalingFit`) or several (:class:`FamilyFit`).
+
+    Parameters
+    ----------
+    path : str or path
+        A file written by ``ScalingFit.save`` or ``FamilyFit.save`` (``bayes-scaling fit``).
+
+    Returns
+    -------
+    ScalingFit or FamilyFit
+        Checked as :meth:`ScalingFit.load` checks a fit (checksum, format, hashes), per family.
+    """
+    path = Path(path)
+    stored = _read(path)
+    if FAMILIES_GROUP in stored:
+        return FamilyFit.from_stored(path, stored)
+    return ScalingFit.from_groups(path, stored)
+
+
+def family_meta(**extra: Any) -> dict[str, Any]:
+    """Provenance of a family fit's weights (``weights_method``, ...), with time and versions."""
+    return {"weights_method": "given", **extra,
+            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            "versions": versions()}
+
+
+def mix(fit: FamilyFit, parts: Mapping[str, Any], rng: np.random.Generator) -> Any:
+    """The weighted mixture of per-family draws (arrays ``(S_k, ...)``, or dicts of them).
+
+    Dicts are mixed with the same rows for every key, so quantities of one draw stay paired
+    (e.g. ``N_opt`` and the loss there). The mixed draws are shuffled.
+    """
+    sizes = {k: len(next(iter(v.values())) if isinstance(v, Mapping) else v)
+             for k, v in parts.items()}
+    rows = fit.mixture_rows(sizes, rng)
+    order = rng.permutation(sum(r.size for r in rows.values()))
+    first = next(iter(parts.values()))
+    if isinstance(first, Mapping):
+        return {q: np.concatenate([np.asarray(parts[k][q])[r] for k, r in rows.items()])[order]
+                for q in first}
+    return np.concatenate([np.asarray(parts[k])[r] for k, r in rows.items()])[order]
+
+
+def draw_shape(fit: ScalingFit | FamilyFit, n_draws: int) -> tuple[int, int]:
+    """``(chains, draws)`` of query draws: the fit's own, or one chain for a mixture."""
+    if isinstance(fit, FamilyFit):
+        return 1, int(n_draws)
+    return fit.posterior.sizes[CHAIN], fit.posterior.sizes[DRAW]
