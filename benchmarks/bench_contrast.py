@@ -32,6 +32,7 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse
+import platform
 import itertools
 import json
 import tempfile
@@ -361,8 +362,11 @@ def _real_section(real: pd.DataFrame, title: str, tag: str, figs: dict) -> list[
             pooled.append({"data": name, "discrepancy": mode,
                            **scores(g[f"p_pred_{mode}"].to_numpy(), y),
                            "acc_baseline": float((g["baseline_b_better"]
-                                                  == g["observed_b_better"]).mean())})
-    lines += ["Per data set and pooled (all cuts), predictive P(B better):", "",
+                                                  == g["observed_b_better"]).mean()),
+                           "brier_baseline": float((g["baseline_b_better"]
+                                                    != g["observed_b_better"]).mean())})
+    lines += ["Per data set and pooled (all cuts), predictive P(B better) (`brier_baseline`: "
+              "the baseline's hard 0/1 call scored the same way, i.e. its error rate):", "",
               *_md_table(pd.DataFrame(pooled)), ""]
     y = real["observed_b_better"].to_numpy(float)
     for mode in MODES:
@@ -464,7 +468,20 @@ def report(store: dict) -> None:
              "`benchmarks/bench_contrast.py`: compute multiplier of group B over A (`C / C_B`, "
              "the compute with which B matches A's loss at budget C), P(B better) and the "
              "pairwise decision, from one hierarchical fit (`chinchilla` model, 2 chains x "
-             f"({SMALL['tune']} + {SMALL['draws']}) NUTS steps per fit).", ""]
+             f"({SMALL['tune']} + {SMALL['draws']}) NUTS steps per fit). Predictive bands "
+             "compared: `anchored` (the default: each group's observed best run at the budget "
+             "level nearest the target, plus the law's change with its group-specific part "
+             "weighted by `w` from rolling-origin point refits inside the ladder; "
+             "`bayes_scaling.query.anchor`), `hold` (the same, holding the gap past the "
+             "longest horizon the refits tested) and `shared` (the law plus its own "
+             "extrapolation discrepancy, the band before this change). Decisions and "
+             "multiplier intervals below use the anchored band unless named.", "",
+             f"Machine: {platform.node()} ({os.cpu_count()} cores, shared), load "
+             f"{os.getloadavg()[0]:.1f} at writing; numpy {np.__version__}, pandas "
+             f"{pd.__version__}. Regenerate: `BAYES_SCALING_DATA=../shared/data nice -n 15 "
+             "python benchmarks/bench_contrast.py --part porian --cuts 1,4 --cache FITS && "
+             "... --part gemstones --cache FITS && ... --part synthetic --ladders 6 --cache "
+             "FITS` (fits are written to FITS once, queries rerun from them).", ""]
     figs = {}
     syn = pd.DataFrame(store.get("synthetic", []))
     if len(syn):
@@ -515,10 +532,35 @@ def report(store: dict) -> None:
         corpora = ", ".join(sorted(slopes["corpus"].unique()))
         lines += _real_section(slopes, f"Porian ({corpora}), model `chinchilla_slopes`: "
                                "exponents vary by group too", "slopes", figs)
+    lines += _beyond_choice(syn, real)
     if figs:
         _plot(figs)
         lines += ["Reliability diagram: `benchmarks/results/contrast_reliability.png`.", ""]
     atomic_write_text(RESULTS / "contrast.md", "\n".join(lines))
+
+
+def _beyond_choice(syn: pd.DataFrame, real: pd.DataFrame) -> list[str]:
+    """Brier score of the anchored band's two ``beyond`` options on every set (the default)."""
+    sets = []
+    if len(syn) and "p_pred_hold" in syn:
+        sets.append(("synthetic", syn, "true_b_better"))
+    for name in ("porian", "gemstones"):
+        if len(real) and "p_pred_hold" in real and (real["set"] == name).any():
+            sets.append((name, real[real["set"] == name], "observed_b_better"))
+    if not sets:
+        return []
+    rows = [{"data": name, "n": len(g),
+             **{f"brier_{m}": scores(g[f"p_pred_{m}"].to_numpy(), g[y].to_numpy(float))["brier"]
+                for m in ("anchored", "hold")}} for name, g, y in sets]
+    table = pd.DataFrame(rows)
+    mean = {m: float(table[f"brier_{m}"].mean()) for m in ("anchored", "hold")}
+    best = min(mean, key=mean.get)
+    return ["Past the longest horizon the rolling-origin refits tested, extrapolate the law's "
+            "group-specific change (`anchored`, `beyond=\"law\"`) or hold the gap (`hold`)? "
+            "Brier score per set and their mean (each set weighs the same):", "",
+            *_md_table(table), "",
+            f"Mean Brier: law {mean['anchored']:.4f}, hold {mean['hold']:.4f}: `{best}` is "
+            "better on these sets.", ""]
 
 
 def _plot(figs: dict) -> None:
