@@ -32,9 +32,9 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse
-import platform
 import itertools
 import json
+import platform
 import tempfile
 import time
 import warnings
