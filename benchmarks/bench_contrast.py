@@ -34,6 +34,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import argparse
 import itertools
 import json
+import platform
 import tempfile
 import time
 import warnings
@@ -59,15 +60,16 @@ DATA = Path(os.environ.get("BAYES_SCALING_DATA", Path(__file__).resolve().parent
 SMALL = {"chains": 2, "draws": 300, "tune": 300}
 BINS = np.linspace(0.0, 1.0, 11)
 TIE_NATS = 0.01  # observed held-out gaps below this count as near-ties in the report
-#: Predictive bands compared: anchored (the default; past the tested horizon the law's
-#: group-specific change extrapolated), anchored holding the gap past it, and the law's own.
-MODES = ("anchored", "hold", "shared")
+#: Predictive bands compared: anchored (the default: past the longest horizon the refits tested
+#: the gap is held), anchored extrapolating the law's group-specific change past it
+#: (``beyond_law``), and the law's own band (``shared``).
+MODES = ("anchored", "beyond_law", "shared")
 
 
 def _mode(mode: str) -> dict:
-    if mode == "hold":
-        return {"discrepancy": "anchored", "beyond": "hold"}
-    return {"discrepancy": mode, "beyond": "law" if mode == "anchored" else None}
+    if mode == "beyond_law":
+        return {"discrepancy": "anchored", "beyond": "law"}
+    return {"discrepancy": mode, "beyond": "hold" if mode == "anchored" else None}
 
 
 #: Fits are kept here (``--cache``) so the queries can be rerun without refitting.
@@ -116,8 +118,8 @@ def synthetic(n_ladders: int, seed: int = 0, save=None) -> list[dict]:
             lb = path_log_loss(law, truth[b], log_c, None)
             true_m = float(np.exp(log_c - matching_log_compute(law, truth[b], la, None,
                                                                log_c))[0, 0])
-            hold = contrast_groups(f, a, b, flops=c, random_seed=i, beyond="hold")
-            res = contrast_groups(f, a, b, flops=c, random_seed=i, beyond="law")
+            alt = contrast_groups(f, a, b, flops=c, random_seed=i, beyond="law")
+            res = contrast_groups(f, a, b, flops=c, random_seed=i, beyond="hold")
             s = res.summary.set_index(["quantity", "band"])
             m, dl = s.loc[("multiplier", "law")], s.loc[("difference", "law")]
             mp, dp = s.loc[("multiplier", "predictive")], s.loc[("difference", "predictive")]
@@ -128,7 +130,7 @@ def synthetic(n_ladders: int, seed: int = 0, save=None) -> list[dict]:
                          "m_hi_50": float(m["hi_50"]), "p_b_better": float(dl["p_b_better"]),
                          "mp_lower": float(mp["lower"]), "mp_upper": float(mp["upper"]),
                          "p_pred_anchored": float(dp["p_b_better"]),
-                         "p_pred_hold": float(hold.summary.set_index(["quantity", "band"]).loc[
+                         "p_pred_beyond_law": float(alt.summary.set_index(["quantity", "band"]).loc[
                              ("difference", "predictive"), "p_b_better"]),
                          "weight": res.calibration.get("weight", float("nan")),
                          "rhat": f.diagnostics.max_rhat, "divergences": f.diagnostics.divergences,
@@ -361,8 +363,11 @@ def _real_section(real: pd.DataFrame, title: str, tag: str, figs: dict) -> list[
             pooled.append({"data": name, "discrepancy": mode,
                            **scores(g[f"p_pred_{mode}"].to_numpy(), y),
                            "acc_baseline": float((g["baseline_b_better"]
-                                                  == g["observed_b_better"]).mean())})
-    lines += ["Per data set and pooled (all cuts), predictive P(B better):", "",
+                                                  == g["observed_b_better"]).mean()),
+                           "brier_baseline": float((g["baseline_b_better"]
+                                                    != g["observed_b_better"]).mean())})
+    lines += ["Per data set and pooled (all cuts), predictive P(B better) (`brier_baseline`: "
+              "the baseline's hard 0/1 call scored the same way, i.e. its error rate):", "",
               *_md_table(pd.DataFrame(pooled)), ""]
     y = real["observed_b_better"].to_numpy(float)
     for mode in MODES:
@@ -389,6 +394,16 @@ def _real_section(real: pd.DataFrame, title: str, tag: str, figs: dict) -> list[
                   f"covers {cov.mean():.1%}; median |log10 error| of the median "
                   f"{np.median(np.abs(np.log10(real['m_median'][ok] / obs[ok]))):.2f} "
                   "decades.", ""]
+        per = real[ok].assign(cover=cov, width=real["m_upper"][ok] / real["m_lower"][ok])
+        tab = per.groupby(["corpus", "cut"], sort=False).agg(
+            n=("cover", "size"), cover_90=("cover", "mean"), median_width=("width", "median"))
+        lines += ["Per corpus and cut (`median_width`: upper / lower of the 90% interval):", "",
+                  *_md_table(tab.reset_index()), ""]
+        if "m_law_lower" in real:
+            law_cov = ((real["m_law_lower"][ok] <= obs[ok])
+                       & (obs[ok] <= real["m_law_upper"][ok])).mean()
+            lines += [f"The law band's multiplier interval (before this change) covers "
+                      f"{law_cov:.1%} of the same.", ""]
     return lines
 
 
@@ -464,7 +479,21 @@ def report(store: dict) -> None:
              "`benchmarks/bench_contrast.py`: compute multiplier of group B over A (`C / C_B`, "
              "the compute with which B matches A's loss at budget C), P(B better) and the "
              "pairwise decision, from one hierarchical fit (`chinchilla` model, 2 chains x "
-             f"({SMALL['tune']} + {SMALL['draws']}) NUTS steps per fit).", ""]
+             f"({SMALL['tune']} + {SMALL['draws']}) NUTS steps per fit). Predictive bands "
+             "compared: `anchored` (the default: each group's observed best run at the budget "
+             "level nearest the target, plus the law's change with its group-specific part "
+             "weighted by `w` from rolling-origin point refits inside the ladder, the gap held "
+             "past the longest horizon the refits tested; `bayes_scaling.query.anchor`), "
+             "`beyond_law` (the same, extrapolating the law's group-specific change past that "
+             "horizon) and `shared` (the law plus its own "
+             "extrapolation discrepancy, the band before this change). Decisions and "
+             "multiplier intervals below use the anchored band unless named.", "",
+             f"Machine: {platform.node()} ({os.cpu_count()} cores, shared), load "
+             f"{os.getloadavg()[0]:.1f} at writing; numpy {np.__version__}, pandas "
+             f"{pd.__version__}. Regenerate: `BAYES_SCALING_DATA=../shared/data nice -n 15 "
+             "python benchmarks/bench_contrast.py --part porian --cuts 1,4 --cache FITS && "
+             "... --part gemstones --cache FITS && ... --part synthetic --ladders 6 --cache "
+             "FITS` (fits are written to FITS once, queries rerun from them).", ""]
     figs = {}
     syn = pd.DataFrame(store.get("synthetic", []))
     if len(syn):
@@ -515,10 +544,35 @@ def report(store: dict) -> None:
         corpora = ", ".join(sorted(slopes["corpus"].unique()))
         lines += _real_section(slopes, f"Porian ({corpora}), model `chinchilla_slopes`: "
                                "exponents vary by group too", "slopes", figs)
+    lines += _beyond_choice(syn, real)
     if figs:
         _plot(figs)
         lines += ["Reliability diagram: `benchmarks/results/contrast_reliability.png`.", ""]
     atomic_write_text(RESULTS / "contrast.md", "\n".join(lines))
+
+
+def _beyond_choice(syn: pd.DataFrame, real: pd.DataFrame) -> list[str]:
+    """Brier score of the anchored band's two ``beyond`` options on every set (the default)."""
+    sets = []
+    if len(syn) and "p_pred_beyond_law" in syn:
+        sets.append(("synthetic", syn, "true_b_better"))
+    for name in ("porian", "gemstones"):
+        if len(real) and "p_pred_beyond_law" in real and (real["set"] == name).any():
+            sets.append((name, real[real["set"] == name], "observed_b_better"))
+    if not sets:
+        return []
+    rows = [{"data": name, "n": len(g),
+             **{f"brier_{m}": scores(g[f"p_pred_{m}"].to_numpy(), g[y].to_numpy(float))["brier"]
+                for m in ("anchored", "beyond_law")}} for name, g, y in sets]
+    table = pd.DataFrame(rows)
+    mean = {m: float(table[f"brier_{m}"].mean()) for m in ("anchored", "beyond_law")}
+    best = "hold" if mean["anchored"] <= mean["beyond_law"] else "law"
+    return ["Past the longest horizon the rolling-origin refits tested, hold the gap "
+            "(`anchored`, the default `beyond=\"hold\"`) or extrapolate the law's "
+            "group-specific change (`beyond_law`)? Brier score per set and their mean (each "
+            "set weighs the same):", "", *_md_table(table), "",
+            f"Mean Brier: hold {mean['anchored']:.4f}, law {mean['beyond_law']:.4f}: "
+            f"`beyond=\"{best}\"` is better on these sets.", ""]
 
 
 def _plot(figs: dict) -> None:
