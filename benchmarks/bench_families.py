@@ -246,7 +246,8 @@ def write(results: dict[str, Any], args: argparse.Namespace,
              "inner held-out runs). Nothing is tuned per ladder.", "",
              f"Machine: 2 cores shared with 5 other jobs; load {os.getloadavg()[0]:.1f} when "
              "written; `nice -n 15`. Regenerate: `BAYES_SCALING_DATA=../shared/data nice -n 15 "
-             ".venv/bin/python benchmarks/bench_families.py --part real --workers 2`.", ""]
+             ".venv/bin/python benchmarks/bench_families.py --part real "
+             "--workers 6` (about 60 min at load 17-41; the measured run).", ""]
     per, table = [], []
     for name in results:
         sc = ladder_scores(name, results, args.seed)
@@ -282,7 +283,8 @@ def write(results: dict[str, Any], args: argparse.Namespace,
     if table:
         t = pd.DataFrame(table)
         head = lines.index("## " + next(iter(results)))
-        lines = [*lines[:head], *summary_lines(t, per), *lines[head:]]
+        lines = [*lines[:head], *summary_lines(t, per), *variant_lines(results, args.seed),
+                 *lines[head:]]
         ship_weights(results)
     lines += extra_lines()
     lines += synthetic_markdown(synth or {}, args.seed)
@@ -318,6 +320,44 @@ def ship_weights(results: dict[str, Any]) -> None:
         "source": f"benchmarks/bench_families.py: stacking of the held-out-by-compute log "
                   f"densities of {sum(len(x) for x in rows)} runs over {len(rows)} public "
                   f"ladders (Huber refits without each ladder's top budgets)"}, indent=1) + "\n")
+
+
+def variant_lines(results: dict[str, Any], seed: int) -> list[str]:
+    """Pooled scores of the average under each weighting: chosen, cross-ladder only, equal."""
+    from bayes_scaling.evaluate.stacking import mixture_samples
+
+    chin = {"chinchilla": 1.0, **{k: 0.0 for k in FAMILIES if k != "chinchilla"}}
+    rows = []
+    for variant in ("chosen", "cross", "equal", "chinchilla alone"):
+        errs, reds, isc, cov, ch_all = [], [], 0.0, 0.0, []
+        for name, r in results.items():
+            w = weights_for(name, results)
+            ww = {"equal": dict.fromkeys(FAMILIES, 1.0), "chinchilla alone": chin}.get(
+                variant) or w[variant] or w["chosen"]
+            held, y = _heldout_from(r), np.asarray(r["observed"])
+            mix = mixture_samples(held, ww, np.random.default_rng(seed))
+            e = 100 * np.abs(np.median(mix, axis=0) - y) / y
+            ch = 100 * np.abs(np.median(held["chinchilla"].samples, axis=0) - y) / y
+            lo, hi = np.quantile(mix, [0.05, 0.95], axis=0)
+            isc += float(np.sum(hi - lo + 20 * ((lo - y) * (y < lo) + (y - hi) * (y > hi))))
+            cov += float(np.sum((y >= lo) & (y <= hi)))
+            errs.append(e)
+            ch_all.append(ch)
+            reds.append(100 * (1 - np.median(e) / np.median(ch)))
+        n = sum(len(e) for e in errs)
+        pooled, pooled_ch = np.median(np.concatenate(errs)), np.median(np.concatenate(ch_all))
+        rows.append({"weights": variant, "pooled median abs err %": pooled,
+                     "pooled reduction %": 100 * (1 - pooled / pooled_ch),
+                     "mean per-ladder reduction %": float(np.mean(reds)),
+                     "median per-ladder reduction %": float(np.median(reds)),
+                     "ladders improved": int(np.sum(np.asarray(reds) > 0)),
+                     "interval score 90": isc / n, "coverage 90": cov / n})
+    return ["## Pooled over every ladder, by weighting", "",
+            "chosen = own weights (cross where short; the rule fixed before the run); cross = "
+            "every ladder on the weights learned on the *other* ladders only (leave-one-ladder-"
+            "out); equal = 1/4 each. Reductions are of the median abs % error against "
+            "Chinchilla's law alone, on the same held-out runs.", "",
+            md(pd.DataFrame(rows)), ""]
 
 
 def extra_lines() -> list[str]:

@@ -1,4 +1,9 @@
-"""Kaplan vs Chinchilla: the law families compared by PSIS-LOO, and their stacking weights."""
+"""The law families compared (PSIS-LOO as a diagnostic), and the weights of their average.
+
+The weights the report's model average uses (verdict, bands) come from held-out-by-compute
+stacking (:func:`~bayes_scaling.evaluate.stacking.stack_weights`: Huber refits without the top
+1 and 2 compute budgets; cross-ladder weights for a short ladder), not from PSIS-LOO.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from typing import Any
 from bayes_scaling.data.runs import RunTable
 from bayes_scaling.errors import BayesScalingError
 from bayes_scaling.evaluate.compare import compare
+from bayes_scaling.evaluate.stacking import DEFAULT_STACK_TOPS
 from bayes_scaling.fitting.result import ScalingFit
 from bayes_scaling.report.blocks import Block, Num, h2, interval_parts, para, table
 from bayes_scaling.report.common import quiet
@@ -17,26 +23,24 @@ from bayes_scaling.types import ProgressFn
 
 def _comparison(fits: Mapping[str, ScalingFit], runs: RunTable, group: str, ratio: float,
                 seed: int, tell: ProgressFn) -> tuple[dict[str, Any], dict[str, float] | None]:
-    """Kaplan vs Chinchilla by PSIS-LOO (:func:`~bayes_scaling.evaluate.compare.compare`) and
-    the stacking weights."""
+    """The comparison (:func:`~bayes_scaling.evaluate.compare.compare`) and the weights of the
+    average (held-out-by-compute stacking)."""
     if len(fits) < 2:
         only = next(iter(fits))
         return ({"available": False, "reason": f"the proposal names one law family ({only}); "
                  "name two or more in models.families to compare them"}, {only: 1.0})
-    tell("comparing the law families by PSIS-LOO")
+    tell("comparing the law families: PSIS-LOO, and stacking by held-out compute")
     try:
-        # LOO only: held-out refits of every family would double the report's fitting time;
-        # the trust section backtests the first family instead
+        # no NUTS refits (they would double the report's fitting time): the stacking refits
+        # are Huber point fits with a bootstrap (seconds); the trust section backtests the
+        # first family
         res = quiet(compare, fits, runs=runs, holdout_top=None, random_seed=seed,
-                     on_progress=tell, group=group, tokens_per_param=ratio)
+                     on_progress=tell, group=group, tokens_per_param=ratio,
+                     stack_tops=DEFAULT_STACK_TOPS, stack_refits="huber-bootstrap")
     except BayesScalingError as exc:
         return {"available": False, "reason": f"not available: {exc}"}, None
-    table = res.table
-    by_model = {str(r["model"]): r for r in table.to_dict(orient="records")}
-    weights = {}
-    for fam, f in fits.items():
-        rec = by_model.get(fam) or by_model.get(f.spec.name)
-        weights[fam] = float(rec["weight"]) if rec is not None else 0.0
+    used = res.weights
+    weights = {fam: float(used.get(fam, used.get(f.spec.name, 0.0))) for fam, f in fits.items()}
     total = sum(weights.values())
     weights = {k: v / total for k, v in weights.items()} if total > 0 else None
     return {"available": True, **res.to_json()}, weights
@@ -55,9 +59,19 @@ def blocks(risk: Mapping[str, Any]) -> list[Block]:
     out = [h2("Kaplan vs Chinchilla")]
     if not cmp_.get("available"):
         return [*out, para(cmp_["reason"], css="bad")]
+    stack = cmp_.get("stack") or {}
+    how = {"heldout-by-compute": "stacking on held-out-by-compute predictions (each family "
+                                 "refitted without the top 1 and 2 compute budgets)",
+           "cross-ladder": "the cross-ladder weights learned on the public ladders (this "
+                           "ladder is too short for its own: " + str(stack.get("why", "")) + ")"}
     out.append(para("Each family fitted to the same runs, compared by PSIS-LOO (expected log "
-                  "predictive density of a left-out run; higher is better), with stacking "
-                  "weights, and by the compute-optimal exponent a (N_opt ∝ C^a)."))
+                  "predictive density of a left-out run, a diagnostic of interpolation; "
+                  "higher is better) and by the compute-optimal exponent a (N_opt ∝ C^a). "
+                  "The model average uses the weights of "
+                  + how.get(str(stack.get("weights_method")), "PSIS-LOO stacking") + ": ",
+                  *[part for i, k in enumerate(risk.get("weights") or {})
+                    for part in ((", " if i else "") + f"{k} ", Num(("weights", k), "weight"))],
+                  "."))
     rows = []
     for i, r in enumerate(cmp_["table"]):
         b = ("comparison", "table", i)
@@ -68,7 +82,7 @@ def blocks(risk: Mapping[str, Any]) -> list[Block]:
                      [Num((*b, "n_bad_pareto_k"), "int")],
                      [Num((*b, "a_median"), "small"), " (", Num((*b, "a_lower"), "small"), " – ",
                       Num((*b, "a_upper"), "small"), ")"]])
-    out.append(table(["model", "ELPD-LOO ± SE", "difference ± SE", "weight", "p_loo",
+    out.append(table(["model", "ELPD-LOO ± SE", "difference ± SE", "LOO weight", "p_loo",
                        "Pareto k > 0.7", "a (90%)"], rows))
     out.append(Block("h3", text="Side by side at the plan"))
     side = []
