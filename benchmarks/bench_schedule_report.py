@@ -161,7 +161,9 @@ def write_report(out: Path) -> None:
                   "from `dynamics_schedule` (with B_crit(L)).", "",
                   "| model | points fitted | wall s (end to end) | CPU s | sampling s | "
                   "load avg | gate |", "|---|---|---|---|---|---|---|"]
-        for x in r["runs"]:
+        later = _load(out, "5_startfix") or {"runs": []}
+        for x in [*r["runs"], *({**y, "model": f"{y['model']} (start fit on <= 3,000 points)"}
+                               for y in later["runs"])]:
             lines.append(f"| `{x['model']}` | {x['points_fitted']:,} | **{x['total_s']:.0f}** | "
                          f"{x['cpu_s']:.0f} | {x['sampling_s']:.0f} | "
                          f"{x['loadavg_start']:.1f} -> {x['loadavg_end']:.1f} | "
