@@ -437,6 +437,8 @@ def main() -> None:
                     help="Warm-up rule of sections 2 and 2b: drop checkpoints before this step.")
     ap.add_argument("--tag", default="", help="Suffix of the results file of each section.")
     ap.add_argument("--tops", default="1,2,3", help="Sizes held out in turn by section 2b.")
+    ap.add_argument("--points-per-curve", type=int, default=ROLLING_POINTS_PER_CURVE,
+                    help="Thinning of section 2b's training curves (the library default is 30).")
     ap.add_argument("--speed-models", default=",".join(SPEED_MODELS),
                     help="Models timed by section 5.")
     ap.add_argument("--write-gemstones", default=None, metavar="CSV",
@@ -447,6 +449,7 @@ def main() -> None:
         return
     globals()["MODEL"], globals()["MIN_STEPS"] = args.model, args.min_steps
     globals()["TOPS"] = tuple(int(k) for k in args.tops.split(","))
+    globals()["ROLLING_POINTS_PER_CURVE"] = args.points_per_curve
     globals()["SPEED_MODELS"] = tuple(args.speed_models.split(","))
     for key in args.only.split(","):
         t0 = time.time()

@@ -20,7 +20,7 @@ from bayes_scaling.data.curves import CurveTable
 from bayes_scaling.errors import DataWarning, SpecError
 from bayes_scaling.fitting.fit import sample_gated, seed_int
 from bayes_scaling.fitting.result import ScalingFit, versions
-from bayes_scaling.laws.curve import uncentre
+from bayes_scaling.laws.curve import centre_constants, uncentre
 from bayes_scaling.laws.registry import CURVE_LAWS
 from bayes_scaling.model.centre import curve_centre
 from bayes_scaling.model.gate import check_convergence
@@ -108,10 +108,23 @@ def curve_point_fit(spec: Any, curves: CurveTable, *, starts: int = POINT_FIT_ST
     return out
 
 
+#: Most checkpoints the start-point fit reads (an unthinned table is thinned for it only: a
+#: start point needs to be near the mode, not at it).
+START_FIT_MAX_POINTS = 3000
+
+
 def start_points(spec: Any, curves: CurveTable, model: Any, chains: int,
                  rng: np.random.Generator) -> list[dict[str, float]]:
     """One start per chain near the multi-start :func:`curve_point_fit`, for the sampler."""
-    fit0 = curve_point_fit(spec, curves, random_seed=rng)
+    part = curves
+    if curves.n_points > START_FIT_MAX_POINTS:
+        idx = np.unique(np.linspace(0, curves.n_points - 1, START_FIT_MAX_POINTS).astype(int))
+        part = curves.subset(idx)
+    fit0 = curve_point_fit(spec, part, random_seed=rng)
+    if part is not curves:  # the constants on the full table's centring
+        params = CURVE_LAWS[spec.law].params
+        nat = uncentre({p: fit0[p] for p in params}, curve_centre(part))
+        fit0.update(centre_constants(nat, curve_centre(curves)))
     out = []
     for _ in range(chains):
         point: dict[str, float] = {}
