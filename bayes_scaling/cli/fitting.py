@@ -370,7 +370,7 @@ def _fit_curves(source: str, spec, out: str, *, group_col, param_count, query, c
 
     from bayes_scaling.data.curves import load_curves, schedule_note
     from bayes_scaling.data.registry import fetch, load_registry
-    from bayes_scaling.fitting.dynamics import fit_dynamics
+    from bayes_scaling.fitting.dynamics import fit_dynamics, one_batch_note
     from bayes_scaling.report.demo import fit_summary_text
 
     source_of = click.get_current_context().get_parameter_source("target_accept")
@@ -383,8 +383,9 @@ def _fit_curves(source: str, spec, out: str, *, group_col, param_count, query, c
     tell = progress_printer(quiet)
     tell(f"{curves.n_points} checkpoints of {curves.n_curves} curves after the warm-up rule and "
          f"thinning ({curves.rule})")
-    if note := schedule_note(curves):
-        click.echo(f"warning: {note}", err=True)
+    for note in (schedule_note(curves), one_batch_note(spec.law, curves)):
+        if note:  # the library's DataWarnings are silenced in the CLI: say them here, once
+            click.echo(f"warning: {note}", err=True)
     result = fit_dynamics(spec, curves, chains=chains, draws=draws, tune=tune, backend=backend,
                           target_accept=target_accept, random_seed=seed,
                           on_bad="raise" if strict else "warn",
