@@ -220,3 +220,31 @@ def test_a_retry_after_poor_mixing_also_doubles_the_draws(monkeypatch):
     run = sample_gated(None, ["x"], backend="numpyro", chains=2, draws=1000, tune=300,
                        target_accept=0.9, random_seed=1, retries=1)
     assert calls == [1000, 2000] and run.diagnostics.passed
+
+
+def test_allocator_tuning_is_opt_in_and_passes_the_settings_to_mallopt(monkeypatch):
+    """``_tune_malloc`` (the workaround for parallel chains' memory growth) does nothing unless
+    ``BAYES_SCALING_MALLOC_TUNE=1``, then hands glibc each setting (a fake libc records them)."""
+    import ctypes
+    import platform
+
+    from bayes_scaling.model import sampling as inference
+
+    calls = []
+
+    class FakeLibc:
+        def mallopt(self, param, value):
+            calls.append((param, value))
+            return 1
+
+    monkeypatch.setattr(ctypes, "CDLL", lambda _name: FakeLibc())
+    monkeypatch.setattr(platform, "system", lambda: "Linux")
+    monkeypatch.setattr(platform, "libc_ver", lambda: ("glibc", "2.36"))
+    monkeypatch.delenv("BAYES_SCALING_MALLOC_TUNE", raising=False)
+    assert inference._tune_malloc() is False and calls == []
+    monkeypatch.setenv("BAYES_SCALING_MALLOC_TUNE", "1")
+    assert inference._tune_malloc() is True
+    assert calls == list(inference.MALLOC_SETTINGS)
+    monkeypatch.setattr(platform, "libc_ver", lambda: ("musl", "1.2"))
+    calls.clear()
+    assert inference._tune_malloc() is False and calls == []

@@ -32,6 +32,7 @@ def _jax_setup(chains: int) -> None:
         if "xla_force_host_platform_device_count" not in flags:
             os.environ["XLA_FLAGS"] = (
                 f"{flags} --xla_force_host_platform_device_count={max(chains, 4)}".strip())
+        _tune_malloc()
     import jax  # lazy: JAX starts XLA (seconds); only the numpyro backend needs it
 
     cache = Path(os.environ.get("BAYES_SCALING_JAX_CACHE",
@@ -44,10 +45,40 @@ def _jax_setup(chains: int) -> None:
         pass
 
 
+#: glibc ``mallopt`` settings applied before XLA starts its threads (``_tune_malloc``):
+#: M_MMAP_THRESHOLD = 16 KiB, M_TRIM_THRESHOLD = 0, M_ARENA_MAX = 1.
+MALLOC_SETTINGS = ((-3, 16 * 1024), (-1, 0), (-8, 1))
+
+
+def _tune_malloc() -> bool:
+    """Opt-in (``BAYES_SCALING_MALLOC_TUNE=1``): keep glibc from hoarding what XLA frees.
+
+    With one XLA host device per chain, buffers of >= ~128 kB that the device threads free
+    stay in glibc's arenas and resident memory grows with every NUTS step. In a numpyro-only
+    reproduction (``benchmarks/repro_parallel_memory.py``) these settings, applied before JAX
+    starts, keep memory flat; in a full PyMC fit they only slow the growth (see
+    ``benchmarks/results/parallel_memory.md``), so they are off by default and large data
+    still runs its chains one after another (``PARALLEL_MAX_OBS``). Returns whether applied.
+    """
+    if os.environ.get("BAYES_SCALING_MALLOC_TUNE", "0") != "1":
+        return False
+    import ctypes  # lazy: only this opt-in workaround needs it
+    import platform  # lazy: only this opt-in workaround needs it
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return all(libc.mallopt(param, value) == 1 for param, value in MALLOC_SETTINGS)
+    except (OSError, AttributeError):
+        return False
+
+
 #: Above this many observations numpyro runs the chains one after another on the CPU: with
 #: one XLA host device per chain ("parallel") resident memory grows with every NUTS step in
 #: proportion to the data (measured: 24,500 runs, 4 chains x 2000 steps -> 20 GB peak; one
-#: after another: 1.1 GB, about 1.5x the time). See benchmarks/results/scale.md.
+#: after another: 1.1 GB, about 1.5x the time). The growth is glibc's allocator keeping the
+#: data-sized buffers that XLA's device threads free (benchmarks/results/parallel_memory.md).
 PARALLEL_MAX_OBS = 10_000
 
 
