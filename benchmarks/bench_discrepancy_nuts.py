@@ -69,6 +69,7 @@ from bayes_scaling.evaluate.backtest import split_top
 from bayes_scaling.files import atomic_path
 from bayes_scaling.fitting.calibrate import (
     MIN_TRAIN_SIZES,
+    InnerBacktest,
     attach_discrepancy,
     discrepancy_posterior,
     discrepancy_sd,
@@ -150,6 +151,17 @@ def product_band(f: ScalingFit, case: dict, runs, prior, seed: int, i: int) -> t
              "nu": flat(post["nu"]) if "nu" in post else None},
             {"tau0_mean": cal.meta["calibration"]["tau0_mean"],
              "kappa_mean": cal.meta["calibration"]["kappa_mean"]})
+
+
+def _only(bt: InnerBacktest, split: str) -> InnerBacktest:
+    """The inner errors of one kind of hold-out (``"c"``: top budgets, ``"n"``: top sizes)."""
+    m = bt.split == split
+    if not m.any():
+        return bt
+    lv = np.broadcast_to(np.asarray(bt.law_var, dtype=float), bt.residuals.shape)[m]
+    return InnerBacktest(bt.residuals[m], bt.distances[m], bt.noise_scale,
+                         len(np.unique(bt.refit[m])), lv, bt.refit[m],
+                         {k: v[m] for k, v in bt.by_kind.items()}, bt.split[m])
 
 
 def nuts_variant(case: dict, nuts: dict, kind: str | None, weights,
@@ -264,6 +276,7 @@ def main() -> None:
                  ("nuts + today's (box, own)", ("box", None)),
                  ("nuts + xl-ladder", (shipped.distance, priors[lad_key])),
                  (f"nuts + xl-source, shared {SHARED_ALT}", (shipped.distance, priors[sh_key])),
+                 ("nuts + xl-source, own budget hold-outs only", "budget-only"),
                  ("huber-bootstrap", "huber"),
                  ("huber + xl-source", "huber-xl")]
         for label, how in specs:
@@ -272,6 +285,10 @@ def main() -> None:
                 samples = np.exp(nuts["pred"])
             elif how == "huber":
                 samples = predictive(case, None, None, rng)
+            elif how == "budget-only":  # diagnostic: the evidence of the query's kind
+                w = discrepancy_posterior(_only(inner.with_distance(shipped.distance), "c"),
+                                          priors[pkey])[2]
+                samples = nuts_variant(case, nuts, shipped.distance, w, rng)
             elif how == "huber-xl":
                 w = discrepancy_posterior(inner.with_distance(shipped.distance),
                                           priors[pkey])[2]
