@@ -154,26 +154,33 @@ def test_compare_weights_follow_held_out_stacking_when_present():
 # ------------------------------------------------------------------------------ recovery
 @pytest.mark.slow
 def test_farseer_recovers_its_constants_from_a_ladder_drawn_from_it():
-    """Each constant inside its 90% interval, and the interval much narrower than the prior's."""
+    """Each constant inside its 98% interval, and the 90% interval much narrower than the prior's.
+
+    Six constants each inside a calibrated 90% interval would all hold on only ~half of seeds
+    (0.9^6), so the truth is checked against the 98% interval (all six: ~0.89); a model that
+    returns its prior still fails the width check. The fit must pass the gate first.
+    """
     from bayes_scaling.fitting.fit import fit
 
     truth = to_sampling("farseer", F)
     runs = synthetic_runs("farseer", F, n_sizes=tuple(np.geomspace(1e7, 3e9, 8)),
                           tokens_per_param=(2, 5, 10, 20, 50, 100, 200), noise=0.008, seed=3)
-    f = fit("farseer", runs, chains=2, draws=400, tune=400, random_seed=3, retries=0,
+    f = fit("farseer", runs, chains=2, draws=600, tune=600, random_seed=3, retries=1,
             calibrate=False)
+    assert f.diagnostics.passed, f.diagnostics.problems
     post = f.posterior
     spec = load_spec("farseer")
     rng = np.random.default_rng(0)
     for k in ("log_e", "alpha", "beta", "gamma"):  # prior widths are stated on these scales
         v = post[k].values.ravel()
+        lo98, hi98 = np.quantile(v, [0.01, 0.99])
+        assert lo98 <= truth[k] <= hi98, (k, lo98, hi98, truth[k])
         lo, hi = np.quantile(v, [0.05, 0.95])
-        assert lo <= truth[k] <= hi, (k, lo, hi, truth[k])
         pr = spec.priors[k]
         draws = (rng.normal(pr.kwargs["mu"], pr.kwargs["sigma"], 20000) if pr.dist == "Normal"
                  else rng.lognormal(pr.kwargs["mu"], pr.kwargs["sigma"], 20000))
         p_lo, p_hi = np.quantile(draws, [0.05, 0.95])
         assert hi - lo < 0.5 * (p_hi - p_lo), (k, hi - lo, p_hi - p_lo)
     for k in ("log_a", "log_b"):  # natural constants: the prior is on the centred scale
-        lo, hi = np.quantile(post[k].values.ravel(), [0.05, 0.95])
-        assert lo <= truth[k] <= hi, (k, lo, hi, truth[k])
+        lo98, hi98 = np.quantile(post[k].values.ravel(), [0.01, 0.99])
+        assert lo98 <= truth[k] <= hi98, (k, lo98, hi98, truth[k])
