@@ -40,11 +40,19 @@ if backend == "huber-bootstrap":
 else:
     from bayes_scaling.fitting.fit import fit
     ess = 400 if backend.endswith("-ess400") else None
-    f = fit("chinchilla", runs, backend=backend.removesuffix("-ess400"), random_seed=1,
-            calibrate=False, ess_target=ess, draws=1000)
+    dense = False if backend.endswith("-diag") else None
+    f = fit("chinchilla", runs, backend=backend.removesuffix("-ess400").removesuffix("-diag"),
+            random_seed=1, calibrate=False, ess_target=ess, draws=1000, dense_mass=dense)
     d = f.diagnostics
     out = {"min_ess_bulk": d.min_ess_bulk, "max_rhat": d.max_rhat, "divergences": d.divergences,
-           "sampling_s": d.sampling_seconds, "draws": d.draws, "passed": d.passed}
+           "sampling_s": d.sampling_seconds, "draws": d.draws, "passed": d.passed,
+           "dense_mass": f.meta.get("dense_mass")}
+    stats = f.idata["sample_stats"]
+    for name in ("n_steps", "tree_depth"):
+        if name in stats:
+            out["steps_per_draw"] = float(stats[name].mean()) if name == "n_steps" else float(
+                (2.0 ** stats[name]).mean())
+            break
 out["wall_s"] = time.perf_counter() - t0
 out["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print("RESULT " + json.dumps(out))
@@ -105,6 +113,12 @@ def bench_queries() -> dict[str, float]:
             "cli_predict_cold_s": statistics.median(cold)}
 
 
+def _steps(rs: list[dict]) -> str:
+    """Median leapfrog steps per draw (numpyro's ``n_steps``; 2^depth otherwise), or "-"."""
+    got = [r["steps_per_draw"] for r in rs if r.get("steps_per_draw") is not None]
+    return f"{statistics.median(got):.0f}" if got else "-"
+
+
 def versions() -> str:
     import importlib.metadata as md
 
@@ -128,11 +142,14 @@ def render(fits: dict[str, list[dict]], queries: dict[str, float], repeats: int)
         "Configurations: `numpyro` is the default fit (4 chains x 1000 tune + 1000 draws); "
         "`numpyro-ess400` samples in blocks of 200 draws and stops once every constant has bulk "
         "and tail ESS >= 400 and r-hat <= 1.01 (`fit(..., ess_target=400)`, "
-        "`bayes-scaling fit --ess-target 400`); \"empty compile cache\" is the first fit on "
-        "a fresh machine (JAX's persistent cache empty), the others reuse the cache.", "",
+        "`bayes-scaling fit --ess-target 400`); `-diag` forces a diagonal mass matrix (the "
+        "default is dense for models of up to 40 free dimensions, diagonal above); "
+        "\"empty compile cache\" is the first fit on a fresh machine (JAX's persistent cache "
+        "empty), the others reuse the cache.", "",
         "| configuration | wall s (median) | x slower than default | draws per chain | "
-        "min bulk ESS | bulk ESS / s | max r-hat | divergences | peak MB |",
-        "|---|---|---|---|---|---|---|---|---|"]
+        "min bulk ESS | bulk ESS / s | max r-hat | divergences | leapfrog steps per draw | "
+        "peak MB |",
+        "|---|---|---|---|---|---|---|---|---|---|"]
     for b, rs in fits.items():
         if not rs:
             continue
@@ -145,8 +162,8 @@ def render(fits: dict[str, list[dict]], queries: dict[str, float], repeats: int)
         lines.append(
             f"| {b} | {w:.1f} ({walls}) | {w / base:.2f} | {statistics.median(nd):.0f} | "
             f"{statistics.median(ess):.0f} | {statistics.median(ess) / w:.0f} | "
-            f"{max(rh):.3f} | {max(dv)} | {med[b]['peak_mb']:.0f} |" if ess else
-            f"| {b} | {w:.1f} ({walls}) | {w / base:.2f} | - | - | - | - | - | "
+            f"{max(rh):.3f} | {max(dv)} | {_steps(rs)} | {med[b]['peak_mb']:.0f} |" if ess else
+            f"| {b} | {w:.1f} ({walls}) | {w / base:.2f} | - | - | - | - | - | - | "
             f"{med[b]['peak_mb']:.0f} |")
     if "pymc" in med:
         lines += ["", f"**Default (numpyro) vs PyMC's own NUTS, end to end: "
@@ -162,7 +179,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--backends",
-                    default="numpyro,numpyro-ess400,nutpie,pymc,huber-bootstrap")
+                    default="numpyro,numpyro-diag,numpyro-ess400,nutpie,pymc,huber-bootstrap")
     args = ap.parse_args()
     fits = bench_fits(args.repeats, args.backends.split(","))
     queries = bench_queries()

@@ -6,7 +6,8 @@ the ten slowest imports (``python -X importtime``). The fit is a saved default-s
 (4 chains x 1000 draws) of the shipped Chinchilla law built without NUTS (``testing.fake_fit``):
 a query's cost does not depend on how the draws were made.
 
-Usage: ``.venv/bin/python benchmarks/bench_query.py [--repeats 7]``
+Usage: ``.venv/bin/python benchmarks/bench_query.py [--repeats 7]``; run it with the Python of
+a plain ``pip install`` (no extras) to time what a user's install does.
 """
 
 from __future__ import annotations
@@ -57,6 +58,17 @@ def slowest_imports(n: int = 10) -> list[tuple[str, float]]:
     return sorted(rows, key=lambda r: -r[1])[:n]
 
 
+def _install_kind() -> str:
+    """How bayes_scaling is installed here, and whether the optional Dask extra is present."""
+    import importlib.metadata as md
+    import importlib.util
+
+    direct = md.distribution("bayes_scaling").read_text("direct_url.json") or ""
+    kind = "editable checkout" if '"editable": true' in direct else "a plain pip install"
+    dask = "with" if importlib.util.find_spec("dask") else "without"
+    return f"{kind}, {dask} the optional Dask extra: xarray imports Dask and SciPy when present"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
@@ -72,6 +84,7 @@ def main() -> None:
              f"Median of {args.repeats} fresh processes: **{statistics.median(times):.2f} s** "
              f"(min {min(times):.2f} s, max {max(times):.2f} s; load average {load} at the end). "
              "Target (issue 18): at most 1.0 s.", "",
+             f"Interpreter: `{sys.executable}` ({_install_kind()}).", "",
              "Heavy libraries loaded by the query: "
              + (", ".join(heavy) if heavy else "none") + " (of " + ", ".join(HEAVY) + ").", "",
              "Slowest imports (cumulative seconds, `python -X importtime`):", "",

@@ -530,6 +530,26 @@ def test_example_rebuilds_from_saved_fits_with_the_same_numbers(tmp_path_factory
     assert all(m["reused"] for m in after["provenance"]["models"])
     assert after["verdict"] == before["verdict"]
     assert after["trust"]["bayes"]["coverage"] == before["trust"]["bayes"]["coverage"]
+    # the slow entries (stacking refits, pattern checks, next-run simulation) and the figures
+    # are kept beside the fits and reused: every entry is the same but for where the fits came
+    # from (provenance; the trust section's backtest refits, checked above)
+    for name in ("comparison", "patterns", "next_run"):
+        assert sum(m.startswith(f"reusing {name}-") for m in messages) == 1, (name, messages)
+    assert _undated(after) == _undated(before)
+    # a damaged kept entry is computed again, to the same numbers, and replaced
+    (kept,) = (out / "fits").glob("comparison-*.json")
+    kept.write_text('{"comparison": ')
+    messages.clear()
+    make_report(out.parent / "chinchilla70b.toml", out, on_progress=messages.append)
+    assert not any(m.startswith("reusing comparison-") for m in messages)
+    assert _undated(_risk(out)) == _undated(before)
+    assert json.loads(kept.read_text())["weights"] == before["weights"]
+
+
+def _undated(risk: dict[str, Any]) -> dict[str, Any]:
+    """A report dict without the entries that say when it was built and whether its fits were
+    fitted or read from the fit folder."""
+    return {k: v for k, v in risk.items() if k not in ("provenance", "trust")}
 
 
 @pytest.mark.slow

@@ -11,13 +11,13 @@ import datetime as dt
 import warnings
 from typing import Any
 
-import arviz as az
 import numpy as np
 from scipy.optimize import least_squares
 
 from bayes_scaling.constants import DEFAULT_BACKEND
 from bayes_scaling.data.curves import CurveTable
 from bayes_scaling.errors import DataWarning, SpecError
+from bayes_scaling.fitting.draws import Draws
 from bayes_scaling.fitting.fit import sample_gated, seed_int
 from bayes_scaling.fitting.result import ScalingFit, versions
 from bayes_scaling.laws.curve import centre_constants, uncentre
@@ -267,6 +267,6 @@ def fit_dynamics(
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "versions": versions()}
     keep = {g: idata[g] for g in ("posterior", "sample_stats") if g in idata.groups()}
-    result = ScalingFit(az.InferenceData(**keep), spec, curves, diag, meta)
+    result = ScalingFit(Draws(**keep), spec, curves, diag, meta)
     check_convergence(diag, on_bad=on_bad)
     return result

@@ -15,7 +15,6 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-import arviz as az
 import numpy as np
 import xarray as xr
 
@@ -24,6 +23,7 @@ from bayes_scaling.data.runs import RunTable
 from bayes_scaling.errors import BayesScalingError
 from bayes_scaling.fitting.baseline import huber_bootstrap
 from bayes_scaling.fitting.calibrate import attach_discrepancy
+from bayes_scaling.fitting.draws import Draws
 from bayes_scaling.fitting.result import ScalingFit, versions
 from bayes_scaling.laws.final_loss import LAWS
 from bayes_scaling.model.centre import input_centre, use_centred
@@ -52,7 +52,7 @@ def posterior_var_names(spec: ModelSpec, n_groups: int) -> list[str]:
 class GatedSample:
     """What :func:`sample_gated` returns: the draws, their gate verdict and the settings used."""
 
-    idata: az.InferenceData
+    idata: Any  # the sampler's ArviZ InferenceData
     diagnostics: Diagnostics
     seconds: float
     target_accept: float
@@ -109,6 +109,7 @@ def fit(
     progress: bool = False,
     on_progress: ProgressFn | None = None,
     ess_target: float | None = None,
+    dense_mass: bool | None = None,
 ) -> ScalingFit:
     """Fit ``model`` (a shipped name, a spec path or a spec) to ``runs`` with NUTS.
 
@@ -150,6 +151,9 @@ def fit(
         Called with one short line per step ("sampling: 4 chains ...").
     ess_target : float, optional
         Stop sampling once every constant has this bulk and tail ESS (numpyro).
+    dense_mass : bool, optional
+        A dense (True) or diagonal (False) mass matrix for numpyro's NUTS; by default dense
+        for models of up to :data:`~bayes_scaling.model.build.DENSE_MAX_DIM` free dimensions.
 
     Returns
     -------
@@ -164,6 +168,8 @@ def fit(
     from bayes_scaling.model.build import build_model  # lazy: PyMC costs seconds to import
 
     pm_model = build_model(spec, runs)
+    if dense_mass is not None:
+        pm_model.bayes_scaling_dense_mass = bool(dense_mass)
     var_names = posterior_var_names(spec, runs.n_groups)
     tell(f"sampling: {chains} chains x ({tune} tune + {draws} draws), backend {backend}"
          + (f", stopping at ESS {ess_target:g}" if ess_target else ""))
@@ -178,12 +184,13 @@ def fit(
         "tune": tune, "draws": diag.draws, "draws_requested": draws, "chains": chains,
         "retried": attempt > 0,
         "ess_target": ess_target,
+        "dense_mass": bool(getattr(pm_model, "bayes_scaling_dense_mass", False)),
         "centre": input_centre(spec, runs), "centred_offsets": use_centred(spec, runs),
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "versions": versions(),
     }
     keep = {g: idata[g] for g in ("posterior", "sample_stats") if g in idata.groups()}
-    result = ScalingFit(az.InferenceData(**keep), spec, runs, diag, meta)
+    result = ScalingFit(Draws(**keep), spec, runs, diag, meta)
     if calibrate:
         result = attach_discrepancy(result, random_seed=seed, on_progress=tell)
     check_convergence(diag, on_bad=on_bad)
@@ -235,7 +242,7 @@ def fit_baseline(model: str | os.PathLike[str] | ModelSpec, runs: RunTable, *,
     meta = {"method": "huber-bootstrap", "seed": seed, "estimate": boot.estimate,
             "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             "versions": versions()}
-    result = ScalingFit(az.InferenceData(posterior=post), spec, runs, diag, meta)
+    result = ScalingFit(Draws(posterior=post), spec, runs, diag, meta)
     if calibrate:
         result = attach_discrepancy(result, random_seed=seed)
     return result

@@ -2,11 +2,14 @@
 
 :func:`band_entry` turns a summary row into the report's band entry, :func:`quiet` calls a
 query with its extrapolation and convergence warnings silenced (the report states both itself),
-:func:`diag` is a fit's convergence entry and :func:`constants_table` its posterior constants.
+:func:`diag` is a fit's convergence entry and :func:`constants_table` its posterior constants;
+:func:`source_digest` names the package's code, for what a rebuild may reuse.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 import warnings
 from collections.abc import Callable, Mapping
@@ -23,6 +26,17 @@ from bayes_scaling.fitting.result import ScalingFit
 BAND_PROBS: tuple[float, ...] = (0.5, 0.9)
 #: Points of the model-size and step grids of the report's curves.
 CURVE_POINTS = 60
+
+
+@functools.cache
+def source_digest() -> str:
+    """Sha256 of the package's Python sources: what a report rebuild reuses (kept entries,
+    figures) must have been made by the same code, not only the same version number."""
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
 
 
 def band_entry(row: Mapping[str, Any]) -> dict[str, Any]:

@@ -13,14 +13,18 @@ section's entry asks ``ctx.entry(key)``, which runs that section's numbers once.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bayes_scaling.data.runs import RunTable
-from bayes_scaling.fitting.result import ScalingFit
+from bayes_scaling.files import atomic_write_text
+from bayes_scaling.fitting.result import PACKAGE, ScalingFit, versions
 from bayes_scaling.report.blocks import Block
+from bayes_scaling.report.common import source_digest
 from bayes_scaling.report.proposal import Proposal
 from bayes_scaling.types import ProgressFn
 
@@ -104,6 +108,44 @@ class Context:
                                f"{sorted(owners[0].keys)}")
             self._entries.update(got)
         return self._entries[key]
+
+    def kept(self, name: str, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """A JSON-ready entry that takes seconds to compute, kept between builds.
+
+        Saved in the fit folder as ``<name>-<digest>.json``, where the digest covers everything
+        a section's numbers can depend on: the proposal, the runs, each fit (spec, data, method,
+        seed, creation time), the seed, the package version and its code
+        (:func:`~bayes_scaling.report.common.source_digest`). Any change computes it again;
+        an unreadable file is recomputed and replaced. Without a fit folder it is computed.
+
+        Parameters
+        ----------
+        name : str
+            The entry's file name stem (e.g. ``"comparison"``).
+        compute : callable
+            ``compute() -> dict``, JSON-ready.
+        """
+        if self.cache is None:
+            return compute()
+        key = {"plan": self.plan.to_dict(), "runs": self.runs.fingerprint(),
+               "fits": {fam: [f.spec.sha256(), f.runs.fingerprint(), f.method,
+                              f.meta.get("seed"), f.meta.get("created")]
+                        for fam, f in sorted(self.fits.items())},
+               "seed": self.seed, "version": versions().get(PACKAGE), "code": source_digest()}
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode())
+        path = self.cache / f"{name}-{digest.hexdigest()[:16]}.json"
+        if path.is_file():
+            try:
+                got = json.loads(path.read_text())
+            except (OSError, ValueError):
+                got = None
+            if isinstance(got, dict):
+                self.tell(f"reusing {path.name}")
+                return got
+        got = compute()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(got))
+        return got
 
     @property
     def n(self) -> float:

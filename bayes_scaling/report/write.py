@@ -9,6 +9,9 @@ beside it in ``figures/``) and the dict itself, each atomically
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import json
 import os
 from collections.abc import Mapping
@@ -17,8 +20,8 @@ from typing import Any
 
 from bayes_scaling.files import atomic_write_bytes, atomic_write_text
 from bayes_scaling.report.assemble import build_risk
+from bayes_scaling.report.common import source_digest
 from bayes_scaling.report.document import document
-from bayes_scaling.report.figures import figure_pngs
 from bayes_scaling.report.proposal import load_proposal
 from bayes_scaling.report.render import render_html, render_markdown
 from bayes_scaling.types import ProgressFn
@@ -27,7 +30,8 @@ from bayes_scaling.types import ProgressFn
 REPORT_FILES = ("report.html", "report.md", "report.json")
 
 
-def write_report(risk: Mapping[str, Any], out_dir: str | os.PathLike[str]) -> list[Path]:
+def write_report(risk: Mapping[str, Any], out_dir: str | os.PathLike[str], *,
+                 kept: str | os.PathLike[str] | None = None) -> list[Path]:
     """Write ``report.html``, ``report.md``, ``report.json`` and ``figures/*.png`` atomically.
 
     Parameters
@@ -36,6 +40,8 @@ def write_report(risk: Mapping[str, Any], out_dir: str | os.PathLike[str]) -> li
         The report dict of :func:`~bayes_scaling.report.assemble.build_risk`.
     out_dir : path
         Folder to write into (created if missing).
+    kept : path, optional
+        Folder where the figures' PNGs are kept between builds (:func:`figures_of`).
 
     Returns
     -------
@@ -45,7 +51,7 @@ def write_report(risk: Mapping[str, Any], out_dir: str | os.PathLike[str]) -> li
     out = Path(out_dir)
     (out / "figures").mkdir(parents=True, exist_ok=True)
     blocks = document(risk)
-    pngs, files, written = figure_pngs(risk), {}, []
+    pngs, files, written = figures_of(risk, None if kept is None else Path(kept)), {}, []
     for key, png in pngs.items():
         written.append(atomic_write_bytes(out / "figures" / f"{key}.png", png))
         files[key] = f"figures/{key}.png"
@@ -56,6 +62,36 @@ def write_report(risk: Mapping[str, Any], out_dir: str | os.PathLike[str]) -> li
                                                            allow_nan=False) + "\n"),
     ]
     return reports + written
+
+
+def figures_of(risk: Mapping[str, Any], kept: Path | None = None) -> dict[str, bytes]:
+    """The report's figures as PNG bytes, reused from ``kept`` when drawn from the same numbers.
+
+    The figures are drawn from the report dict alone
+    (:func:`~bayes_scaling.report.figures.figure_pngs`), so the PNGs of an earlier build are
+    reused when every entry but the build date is the same and the code is too; drawing them
+    takes a second or two of a rebuild's few seconds.
+    """
+    if kept is None:
+        from bayes_scaling.report.figures import figure_pngs  # lazy: loads matplotlib
+
+        return figure_pngs(risk)
+    same = {k: v for k, v in risk.items() if k != "provenance"}
+    same["provenance"] = {k: v for k, v in risk.get("provenance", {}).items() if k != "date"}
+    key = json.dumps({"risk": same, "code": source_digest()}, sort_keys=True)
+    path = kept / f"figures-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+    try:
+        saved = json.loads(path.read_text())
+        return {k: base64.b64decode(v, validate=True) for k, v in saved.items()}
+    except (OSError, ValueError, AttributeError, binascii.Error):
+        pass  # none yet, or unreadable: draw them and keep them
+    from bayes_scaling.report.figures import figure_pngs  # lazy: loads matplotlib
+
+    pngs = figure_pngs(risk)
+    kept.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps({k: base64.b64encode(v).decode() for k, v in
+                                        pngs.items()}))
+    return pngs
 
 
 def make_report(proposal_path: str | os.PathLike[str], out_dir: str | os.PathLike[str], *,
@@ -85,7 +121,7 @@ def make_report(proposal_path: str | os.PathLike[str], out_dir: str | os.PathLik
     out.mkdir(parents=True, exist_ok=True)
     risk = build_risk(proposal, random_seed=random_seed, on_progress=on_progress,
                       cache_dir=out / "fits")
-    written = write_report(risk, out)
+    written = write_report(risk, out, kept=out / "fits")
     if on_progress:
         on_progress(f"report written to {out / 'report.html'}")
     return written

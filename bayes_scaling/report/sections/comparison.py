@@ -12,7 +12,6 @@ from typing import Any
 
 from bayes_scaling.data.runs import RunTable
 from bayes_scaling.errors import BayesScalingError
-from bayes_scaling.evaluate.compare import compare
 from bayes_scaling.evaluate.stacking import DEFAULT_STACK_TOPS
 from bayes_scaling.fitting.result import ScalingFit
 from bayes_scaling.report.blocks import Block, Num, h2, interval_parts, para, table
@@ -30,6 +29,8 @@ def _comparison(fits: Mapping[str, ScalingFit], runs: RunTable, group: str, rati
         return ({"available": False, "reason": f"the proposal names one law family ({only}); "
                  "name two or more in models.families to compare them"}, {only: 1.0})
     tell("comparing the law families: PSIS-LOO, and stacking by held-out compute")
+    from bayes_scaling.evaluate.compare import compare  # lazy: loads ArviZ; rebuilds reuse it
+
     try:
         # no NUTS refits (they would double the report's fitting time): the stacking refits
         # are Huber point fits with a bootstrap (seconds); the trust section backtests the
@@ -47,10 +48,17 @@ def _comparison(fits: Mapping[str, ScalingFit], runs: RunTable, group: str, rati
 
 
 def numbers(ctx: Context) -> dict[str, Any]:
-    """``comparison`` (LOO table, where the families part) and the stacking ``weights``."""
-    comparison, weights = _comparison(ctx.fits, ctx.runs, ctx.group, ctx.d / ctx.n, ctx.seed,
-                                      ctx.tell)
-    return {"comparison": comparison, "weights": weights}
+    """``comparison`` (LOO table, where the families part) and the stacking ``weights``.
+
+    The stacking refits take most of a rebuild's time: the result is kept beside the fits
+    (:meth:`~bayes_scaling.report.context.Context.kept`).
+    """
+    def compute() -> dict[str, Any]:
+        comparison, weights = _comparison(ctx.fits, ctx.runs, ctx.group, ctx.d / ctx.n,
+                                          ctx.seed, ctx.tell)
+        return {"comparison": comparison, "weights": weights}
+
+    return ctx.kept("comparison", compute)
 
 
 def blocks(risk: Mapping[str, Any]) -> list[Block]:

@@ -57,10 +57,13 @@ def next_run_entry(fit: ScalingFit, target: Any, *, group: str | None = None,
 
 def numbers(ctx: Context) -> dict[str, Any]:
     """``next_run``: candidate small runs ranked for the first family's fit."""
-    ctx.tell("the next-run ranking")
-    return {"next_run": next_run_entry(ctx.fits[ctx.plan.families[0]],
-                                       (ctx.n, ctx.d, ctx.target), group=ctx.group,
-                                       random_seed=ctx.seed)}
+    def compute() -> dict[str, Any]:
+        ctx.tell("the next-run ranking")
+        return {"next_run": next_run_entry(ctx.fits[ctx.plan.families[0]],
+                                           (ctx.n, ctx.d, ctx.target), group=ctx.group,
+                                           random_seed=ctx.seed)}
+
+    return ctx.kept("next_run", compute)
 
 
 def blocks(risk: Mapping[str, Any]) -> list[Block]:

@@ -6,7 +6,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from bayes_scaling.errors import QueryError
-from bayes_scaling.evaluate.checks import diagnose
 from bayes_scaling.fitting.result import ScalingFit
 from bayes_scaling.report.blocks import Block, not_included, para, table
 from bayes_scaling.report.context import Context, Section
@@ -29,6 +28,8 @@ def patterns_entry(fit: ScalingFit, target: tuple[float, float] | None = None) -
         "reason": ...}`` for fits the checks do not apply to (curve laws, or too few runs per
         group to fit the law).
     """
+    from bayes_scaling.evaluate.checks import diagnose  # lazy: loads ArviZ; rebuilds reuse it
+
     try:
         res = diagnose(fit, target=target)
     except QueryError as exc:
@@ -38,8 +39,11 @@ def patterns_entry(fit: ScalingFit, target: tuple[float, float] | None = None) -
 
 def numbers(ctx: Context) -> dict[str, Any]:
     """``patterns``: the checks of the first family's fit at the plan."""
-    ctx.tell("scaling-pattern checks")
-    return {"patterns": patterns_entry(ctx.fits[ctx.plan.families[0]], (ctx.n, ctx.d))}
+    def compute() -> dict[str, Any]:
+        ctx.tell("scaling-pattern checks")
+        return {"patterns": patterns_entry(ctx.fits[ctx.plan.families[0]], (ctx.n, ctx.d))}
+
+    return ctx.kept("patterns", compute)
 
 
 def blocks(risk: Mapping[str, Any]) -> list[Block]:
