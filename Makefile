@@ -19,9 +19,11 @@ demo: $(BIN)/.installed
 	$(BIN)/bayes-scaling demo --out reports/demo
 	$(BIN)/bayes-scaling report reports/examples/chinchilla70b.toml --out reports/chinchilla70b
 
+# Two pytest workers (pytest-xdist), one per core, each test file on one worker (its
+# module-level fixtures, e.g. the example report's fits, are built once).
 test: $(BIN)/.installed
 	./scripts/ensure-chromium
-	BAYES_SCALING_DATA=$(SHARED_DATA) $(BIN)/python -m pytest -q -p no:cacheprovider
+	BAYES_SCALING_DATA=$(SHARED_DATA) $(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile
 
 test-quick: $(BIN)/.installed
 	BAYES_SCALING_DATA=$(SHARED_DATA) $(BIN)/python -m pytest -q -m "not slow"
