@@ -14,13 +14,14 @@ change is right. Which holds is learned per fit, not assumed:
           \varepsilon_B - \varepsilon_A \sim \mathcal N(0,\ a + s^2 h),
           \quad w \sim \mathcal N(\hat w,\ \sigma_w^2 + t^2)
 
-- ``x_g``: the group's budget level nearest the target (log10 compute); ``ℓ_g(x_g)`` the law
-  on the target's path at that level plus the median residual of the group's runs there
-  (per posterior draw);
-- ``c_g``: the law's change of log loss from ``x_g`` to the target, ``c̄`` its mean over the
-  groups compared (the common part, which cancels in a difference);
+- ``x_g``: the group's budget level nearest the target (log10 compute); ``ℓ_g(x_g)`` the
+  observed log loss of the group's best run there (the bottom of its isoFLOP slice: what the
+  single-scale ranking compares);
+- ``c_g``: the law's change of log loss from that run to the target (per posterior draw: it
+  includes the law's view of how far the best run is from the compute-optimal split), ``c̄``
+  its mean over the groups compared (the common part, which cancels in a difference);
 - ``w``: how much of the law's *group-specific* change is real: 1 trusts the law, 0 keeps the
-  observed gap (the single-scale ranking);
+  observed gap (then the call is exactly the single-scale ranking's);
 - ``a + s² h``: the variance of the anchored difference ``h`` decades from the anchor, and
   ``t``: how much ``w`` varies between pairs (a large predicted change is that much less sure).
 
@@ -28,8 +29,11 @@ change is right. Which holds is learned per fit, not assumed:
 ``a`` and ``s²`` come from rolling-origin point refits inside the ladder
 (:func:`bayes_scaling.fitting.contrast_refits.rolling_refits`): drop the top 1-3 budget
 levels, refit, and for every pair of groups and held-out level regress the observed change of
-the gap on the refit's predicted change. Numpy only, except the refits (SciPy, imported when a
-calibration is first needed, and cached per fit).
+the gap between their best runs on the refit's predicted change. The weight used is the
+latest origin's, shrunk to the mean over origins as much as the origins agree (the law's
+group-specific change may hold lower on a ladder and not near its top: on Porian it does;
+``benchmarks/results/contrast_weights.md``). Numpy only, except the refits (SciPy, imported
+when a calibration is first needed, and cached per fit).
 """
 
 from __future__ import annotations
@@ -53,7 +57,11 @@ from bayes_scaling.query.predict import group_theta
 #: ``benchmarks/bench_contrast.py`` (hold: 0.099, 0.164, 0.00007; law: 0.106, 0.181, 0.0002).
 Beyond = Literal["law", "hold"]
 BEYOND: Beyond = "hold"
+#: Undo the attenuation of ``w`` by the refits' own error (errors-in-variables)? Off: on the
+#: Porian fits the corrected information is near zero on two of six and ``w`` runs off to ~20
+#: (``benchmarks/results/contrast_weights.md``); ``fit_calibration(x_var=...)`` offers it.
 MEASUREMENT_ERROR = False
+#: Use the latest origin's weight, shrunk to the origins' mean (else one pooled weight).
 LATEST_ORIGIN = True
 #: Prior on the weight of the law's group-specific change: mean and sd (trust the law).
 WEIGHT_PRIOR: tuple[float, float] = (1.0, 1.0)
