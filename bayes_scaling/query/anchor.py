@@ -178,7 +178,8 @@ def calibration_data(fit: ScalingFit) -> dict[str, np.ndarray]:
     to its compute-optimal path at a held-out level, B's minus A's; ``x_var``: its variance
     under the refit's own uncertainty (its Gauss-Newton covariance); ``y``: the observed change
     of the gap between the two groups' best runs from the origin to that level; ``h``: decades
-    ahead; ``cluster``: ``"origin|A|B"``; ``pair``: ``"A|B"``; ``origins``: refits made.
+    ahead; ``cluster``: ``"origin|A|B"``; ``pair``: ``"A|B"``; ``origin``: the origin level;
+    ``origins``: refits made.
     """
     from bayes_scaling.fitting.contrast_refits import (  # lazy: SciPy only when calibrating
         rolling_refits,
