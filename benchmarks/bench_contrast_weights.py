@@ -236,8 +236,11 @@ def main() -> None:
              "for the attenuation by the refits' own error), `latest` (the latest origin's "
              "weight, shrunk to the origins' mean as much as they agree). Synthetic: against "
              "the sign of the true difference at 100x the largest training compute; Porian "
-             "(cuts 1, 2, 4) and Gemstones (cuts 0.85, 0.5): against the held-out runs.", "",
-             *report(rows)]
+             "(cuts 1, 2, 4) and Gemstones (cuts 0.85, 0.5): against the held-out runs. A fit "
+             "named `*_point` is a stand-in (`--point`: a Normal(0.002) posterior around the "
+             "grouped point fit, for a synthetic ladder without a saved NUTS fit): its accuracy "
+             "is meaningful, its Brier score only roughly. A cut without a saved fit is left "
+             "out.", "", *report(rows)]
     atomic_write_text(bc.RESULTS / "contrast_weights.md", "\n".join(lines))
     print("\n".join(lines))
 
