@@ -480,10 +480,12 @@ def report(store: dict) -> None:
              "the compute with which B matches A's loss at budget C), P(B better) and the "
              "pairwise decision, from one hierarchical fit (`chinchilla` model, 2 chains x "
              f"({SMALL['tune']} + {SMALL['draws']}) NUTS steps per fit). Predictive bands "
-             "compared: `anchored` (the default: each group's observed best run at the budget "
-             "level nearest the target, plus the law's change with its group-specific part "
-             "weighted by `w` from rolling-origin point refits inside the ladder, the gap held "
-             "past the longest horizon the refits tested; `bayes_scaling.query.anchor`), "
+             "compared: `anchored` (the default: each group's observed best loss at the budget "
+             "level nearest the target, plus the law's change from that run, its group-"
+             "specific part weighted by `w` from rolling-origin point refits inside the ladder "
+             "(the latest origin's weight, shrunk to the origins' mean as much as they agree), "
+             "the gap held past the longest horizon the refits tested; "
+             "`bayes_scaling.query.anchor`; `w = 0` is the single-scale ranking), "
              "`beyond_law` (the same, extrapolating the law's group-specific change past that "
              "horizon) and `shared` (the law plus its own "
              "extrapolation discrepancy, the band before this change). Decisions and "
@@ -491,7 +493,7 @@ def report(store: dict) -> None:
              f"Machine: {platform.node()} ({os.cpu_count()} cores, shared), load "
              f"{os.getloadavg()[0]:.1f} at writing; numpy {np.__version__}, pandas "
              f"{pd.__version__}. Regenerate: `BAYES_SCALING_DATA=../shared/data nice -n 15 "
-             "python benchmarks/bench_contrast.py --part porian --cuts 1,4 --cache FITS && "
+             "python benchmarks/bench_contrast.py --part porian --cuts 1,4,2 --cache FITS && "
              "... --part gemstones --cache FITS && ... --part synthetic --ladders 6 --cache "
              "FITS` (fits are written to FITS once, queries rerun from them).", ""]
     figs = {}
@@ -603,15 +605,21 @@ def main() -> None:
                     f"{','.join(map(str, PORIAN_CUTS))})")
     ap.add_argument("--cache", type=Path, default=None,
                     help="folder of saved fits: reused when present, written when not")
+    ap.add_argument("--json", type=Path, default=JSON,
+                    help=f"the records' file (default {JSON.relative_to(JSON.parents[2])})")
     args = ap.parse_args()
     if args.cache is not None:
         args.cache.mkdir(parents=True, exist_ok=True)
         CACHE.append(args.cache)
-    store = json.loads(JSON.read_text()) if JSON.exists() else {}
+    path = args.json
+    store = json.loads(path.read_text()) if path.exists() else {}
     parts = ("synthetic", "porian", "gemstones") if args.part == "all" else (args.part,)
+
     def save(part: str, rows: list[dict]) -> None:
+        # re-read first: parts run in parallel keep each other's records
+        store.update(json.loads(path.read_text()) if path.exists() else {})
         store[part] = rows
-        atomic_write_text(JSON, json.dumps(jsonable(store), indent=1))
+        atomic_write_text(path, json.dumps(jsonable(store), indent=1))
 
     for part in parts:
         if part == "synthetic":

@@ -13,6 +13,7 @@ from bayes_scaling.constants import PUBLISHED
 from bayes_scaling.data.runs import load_runs
 from bayes_scaling.fitting.contrast_refits import grouped_point_fit
 from bayes_scaling.laws import final_loss as laws
+from bayes_scaling.query import anchor
 from bayes_scaling.query.anchor import calibrate_contrasts, fit_calibration
 from bayes_scaling.query.contrast import contrast_groups
 from bayes_scaling.testing import fake_fit, to_sampling
@@ -103,3 +104,67 @@ def test_anchored_p_b_better_is_calibrated_when_the_groups_converge():
     assert 0.3 < np.median(z_anch) < 2.0, z_anch
     assert np.median(z_law) > 1.5 * np.median(z_anch), (z_law, z_anch)
     assert np.mean(right_anch) < np.mean(right_law), (right_anch, right_law)  # Brier
+
+
+@pytest.mark.parametrize("w_true", [0.3, 1.0])
+def test_fit_calibration_undoes_the_attenuation_of_noisy_refit_predictions(w_true):
+    """The refits' predicted changes ``x`` carry their own error (variance ``x_var``): regressing
+    on them shrinks ``w`` towards 0 by the reliability ``var(x_true) / var(x)`` (here ~0.5).
+    Given ``x_var``, the corrected fit recovers ``w``; without it the same data give the
+    attenuated weight (so the check can fail). Faults caught: ``x_var`` ignored in the
+    precision (attenuated: w 0.15 and 0.47 for 0.3 and 1.0)."""
+    rng = np.random.default_rng(7 + int(10 * w_true))
+    n = 400
+    h = rng.choice([0.3, 0.6, 0.9], n)
+    x_true = rng.normal(0.0, 0.02, n)
+    x_var = np.full(n, 0.02**2)
+    x = x_true + rng.normal(0.0, np.sqrt(x_var))
+    y = w_true * x_true + rng.normal(0.0, 0.003, n)
+    cal = fit_calibration(x, y, h, x_var=x_var)
+    assert abs(cal.weight - w_true) < 3 * cal.weight_sd + 0.02, cal
+    naive = fit_calibration(x, y, h)
+    assert naive.weight < 0.75 * w_true, naive  # the bias being corrected is really there
+
+
+def test_with_zero_weight_the_anchored_call_is_the_single_scale_ranking():
+    """``w = 0`` keeps the observed gap: the anchored mean difference at any target is the gap
+    between the two groups' best runs at the anchor level, draw by draw (what ranking by the
+    best loss at the largest common budget compares), while ``w = 1`` moves it by the law.
+    Fault caught: anchoring on the law's compute-optimal path through the level plus the
+    best run's residual (the law's correction of how far each best run is from the optimum
+    then stays in the gap at ``w = 0``: off by 6e-4 here)."""
+    runs, _, budgets = isoflop_ladder(0.15, 0.0, seed=3)
+    fit = point_fake_fit(runs, 3)
+    frame = runs.frame.assign(log_loss=runs.log_loss, flops=runs.flops)
+    top = frame[np.isclose(frame["flops"], frame["flops"].max(), rtol=1e-6)]
+    best = top.groupby("group")["log_loss"].min()
+    theta = {g: {k: v[:, None] for k, v in anchor.group_theta(fit, g).items()} for g in "AB"}
+    log_c = np.log(np.array([[2.0, 8.0]]) * budgets[-1])
+    moved = []
+    for w in (0.0, 1.0):
+        cal = anchor.ContrastCalibration(w, 0.0, 1e-4, 1e-4, 10, 1, horizon=np.inf)
+        mean, _ = anchor.anchored_log_losses(fit, ("A", "B"), theta, log_c, None, cal,
+                                             np.random.default_rng(0), beyond="law")
+        moved.append(mean[1] - mean[0] - (best["B"] - best["A"]))
+    assert np.max(np.abs(moved[0])) < 1e-12, np.max(np.abs(moved[0]))
+    assert np.min(np.abs(moved[1])) > 1e-3, np.min(np.abs(moved[1]))
+
+
+@pytest.mark.parametrize("drift", [False, True])
+def test_fit_calibration_follows_the_latest_origin_when_the_origins_disagree(drift):
+    """Three origins. With one weight for all (0.5), the latest-origin weight is that weight
+    (the origins agree, so it stays pooled); when the law's share fades up the ladder (1.0,
+    0.6, 0.1), it is the latest origin's 0.1, not the pooled ~0.6. Faults caught: ``origin``
+    ignored (0.58 with the drift) and the first origin taken for the latest (1.00)."""
+    rng = np.random.default_rng(11 + drift)
+    per = 120
+    origin = np.repeat([4, 5, 6], per)
+    w_o = np.where(origin == 4, 1.0, np.where(origin == 5, 0.6, 0.1)) if drift else 0.5
+    h = rng.choice([0.3, 0.6], origin.size)
+    x = rng.normal(0.0, 0.03, origin.size)
+    y = w_o * x + rng.normal(0.0, 0.003, origin.size)
+    cal = fit_calibration(x, y, h, origin=origin)
+    # each origin's own estimate is within ~0.01 here; the sd also carries how much the
+    # weight varies between origins (t), so it is wide with the drift
+    assert abs(cal.weight - (0.1 if drift else 0.5)) < 0.1, cal
+    assert cal.weight_sd < (0.5 if drift else 0.1), cal

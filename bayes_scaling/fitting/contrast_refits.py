@@ -26,6 +26,10 @@ from bayes_scaling.laws.final_loss import Law
 MAX_ORIGINS: int = 3
 #: A refit needs at least this many budget levels left to fit on.
 MIN_TRAIN_LEVELS: int = 4
+#: Draws of each refit's constants from its Gauss-Newton covariance (for the measurement
+#: error of the refit's predictions), and their seed.
+REFIT_DRAWS: int = 200
+REFIT_SEED: int = 20261207
 _MAD_TO_SIGMA = 1.4826
 
 
@@ -33,11 +37,14 @@ _MAD_TO_SIGMA = 1.4826
 class Refit:
     """One rolling-origin refit: the top level it was fitted up to, and its constants.
 
-    ``theta[p]`` has one value per group (sampling scale: ``log_*`` and exponents).
+    ``theta[p]`` has one value per group (sampling scale: ``log_*`` and exponents);
+    ``draws[p]`` has shape ``(REFIT_DRAWS, groups)``: the constants drawn from the refit's
+    Gauss-Newton covariance (how much the refit itself is uncertain).
     """
 
     top_level: int
     theta: dict[str, np.ndarray]
+    draws: dict[str, np.ndarray]
 
 
 def rolling_refits(runs: RunTable, law: Law, start: Mapping[str, np.ndarray], *,
@@ -69,10 +76,10 @@ def rolling_refits(runs: RunTable, law: Law, start: Mapping[str, np.ndarray], *,
         if origin + 1 < min_levels:
             break
         keep = lv <= origin
-        theta = grouped_point_fit(law, runs.group_index[keep], runs.log_n[keep], runs.log_d[keep],
-                             runs.log_loss[keep], start, runs.n_groups)
-        if theta is not None:
-            out.append(Refit(origin, theta))
+        got = _solve(law, runs.group_index[keep], runs.log_n[keep], runs.log_d[keep],
+                     runs.log_loss[keep], start, runs.n_groups, draws=REFIT_DRAWS)
+        if got is not None:
+            out.append(Refit(origin, *got))
     return out
 
 
@@ -82,6 +89,18 @@ def grouped_point_fit(law: Law, gi: np.ndarray, log_n: np.ndarray, log_d: np.nda
     """Robust (soft-L1) least squares of a grouped law on log loss; ``None`` if it fails.
 
     ``gi`` is each run's group index; returns natural-scale constants, one per group.
+    """
+    got = _solve(law, gi, log_n, log_d, log_y, start, n_groups, draws=0)
+    return None if got is None else got[0]
+
+
+def _solve(law: Law, gi: np.ndarray, log_n: np.ndarray, log_d: np.ndarray, log_y: np.ndarray,
+           start: Mapping[str, np.ndarray], n_groups: int, *, draws: int,
+           ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]] | None:
+    """The fit of :func:`grouped_point_fit` and ``draws`` draws from its covariance.
+
+    The covariance is Gauss-Newton, ``sigma^2 (J^T J)^+`` at the solution, with ``sigma``
+    the residuals' robust scale; draws are taken on the centred scale the fit used.
     """
     centre = {"n": float(np.mean(log_n)), "d": float(np.mean(log_d))}
     varying = law.group_params
@@ -115,7 +134,25 @@ def grouped_point_fit(law: Law, gi: np.ndarray, log_n: np.ndarray, log_d: np.nda
     if not np.all(np.isfinite(res.x)):
         return None
     x = res.x
-    th_c = {p: x[i * n_groups:(i + 1) * n_groups] for i, p in enumerate(varying)}
+    out = law.uncentre(_per_group(x, varying, shared, n_groups), centre)
+    if draws <= 0:
+        return out, {}
+    r = res.fun
+    sigma = max(_MAD_TO_SIGMA * float(np.median(np.abs(r - np.median(r)))), 1e-6)
+    cov = sigma**2 * np.linalg.pinv(res.jac.T @ res.jac)
+    rng = np.random.default_rng(REFIT_SEED)
+    z = rng.multivariate_normal(np.zeros(x.size), cov, size=draws, method="eigh")
+    xs = x[None, :] + z
+    xs[:, len(varying) * n_groups:] = np.maximum(xs[:, len(varying) * n_groups:], 1e-3)
+    return out, law.uncentre(_per_group(xs, varying, shared, n_groups), centre)
+
+
+def _per_group(x: np.ndarray, varying: tuple[str, ...], shared: tuple[str, ...],
+               n_groups: int) -> dict[str, np.ndarray]:
+    """Unpack a parameter vector (or rows of vectors) into one value per group and constant."""
+    x = np.asarray(x, float)
+    th = {p: x[..., i * n_groups:(i + 1) * n_groups] for i, p in enumerate(varying)}
     base = len(varying) * n_groups
-    th_c.update({p: np.full(n_groups, x[base + i]) for i, p in enumerate(shared)})
-    return law.uncentre(th_c, centre)
+    th.update({p: np.repeat(x[..., base + i:base + i + 1], n_groups, axis=-1)
+               for i, p in enumerate(shared)})
+    return th

@@ -14,13 +14,14 @@ change is right. Which holds is learned per fit, not assumed:
           \varepsilon_B - \varepsilon_A \sim \mathcal N(0,\ a + s^2 h),
           \quad w \sim \mathcal N(\hat w,\ \sigma_w^2 + t^2)
 
-- ``x_g``: the group's budget level nearest the target (log10 compute); ``ℓ_g(x_g)`` the law
-  on the target's path at that level plus the median residual of the group's runs there
-  (per posterior draw);
-- ``c_g``: the law's change of log loss from ``x_g`` to the target, ``c̄`` its mean over the
-  groups compared (the common part, which cancels in a difference);
+- ``x_g``: the group's budget level nearest the target (log10 compute); ``ℓ_g(x_g)`` the
+  observed log loss of the group's best run there (the bottom of its isoFLOP slice: what the
+  single-scale ranking compares);
+- ``c_g``: the law's change of log loss from that run to the target (per posterior draw: it
+  includes the law's view of how far the best run is from the compute-optimal split), ``c̄``
+  its mean over the groups compared (the common part, which cancels in a difference);
 - ``w``: how much of the law's *group-specific* change is real: 1 trusts the law, 0 keeps the
-  observed gap (the single-scale ranking);
+  observed gap (then the call is exactly the single-scale ranking's);
 - ``a + s² h``: the variance of the anchored difference ``h`` decades from the anchor, and
   ``t``: how much ``w`` varies between pairs (a large predicted change is that much less sure).
 
@@ -28,8 +29,11 @@ change is right. Which holds is learned per fit, not assumed:
 ``a`` and ``s²`` come from rolling-origin point refits inside the ladder
 (:func:`bayes_scaling.fitting.contrast_refits.rolling_refits`): drop the top 1-3 budget
 levels, refit, and for every pair of groups and held-out level regress the observed change of
-the gap on the refit's predicted change. Numpy only, except the refits (SciPy, imported when a
-calibration is first needed, and cached per fit).
+the gap between their best runs on the refit's predicted change. The weight used is the
+latest origin's, shrunk to the mean over origins as much as the origins agree (the law's
+group-specific change may hold lower on a ladder and not near its top: on Porian it does;
+``benchmarks/results/contrast_weights.md``). Numpy only, except the refits (SciPy, imported
+when a calibration is first needed, and cached per fit).
 """
 
 from __future__ import annotations
@@ -53,6 +57,12 @@ from bayes_scaling.query.predict import group_theta
 #: ``benchmarks/bench_contrast.py`` (hold: 0.099, 0.164, 0.00007; law: 0.106, 0.181, 0.0002).
 Beyond = Literal["law", "hold"]
 BEYOND: Beyond = "hold"
+#: Undo the attenuation of ``w`` by the refits' own error (errors-in-variables)? Off: on the
+#: Porian fits the corrected information is near zero on two of six and ``w`` runs off to ~20
+#: (``benchmarks/results/contrast_weights.md``); ``fit_calibration(x_var=...)`` offers it.
+MEASUREMENT_ERROR = False
+#: Use the latest origin's weight, shrunk to the origins' mean (else one pooled weight).
+LATEST_ORIGIN = True
 #: Prior on the weight of the law's group-specific change: mean and sd (trust the law).
 WEIGHT_PRIOR: tuple[float, float] = (1.0, 1.0)
 _LN10 = float(np.log(10.0))
@@ -114,19 +124,21 @@ class Levels:
                             for k in np.unique(self.level[gi == i])}
                         for i, g in enumerate(runs.group_names)}
 
-    def residuals(self, law: Law, group: str, theta: dict[str, np.ndarray],
-                  level: int) -> np.ndarray:
-        """Log residual of ``group``'s best run (lowest loss) at ``level``, per draw: ``(S,)``.
+    def best(self, group: str, level: int) -> int:
+        """Row of ``group``'s best run (lowest loss) at ``level``.
 
         A budget's best run is what "the better recipe at this budget" is judged by (the
-        bottom of an isoFLOP slice); its residual moves the law's path to it.
+        bottom of an isoFLOP slice), and what the single-scale ranking compares.
         """
         idx = self.members[group][level]
-        r = self.runs
-        i = idx[np.argmin(r.log_loss[idx])]
-        mu = law.evaluate_log({"n": r.log_n[i:i + 1][None, :], "d": r.log_d[i:i + 1][None, :]},
-                              theta)
-        return (r.log_loss[i] - mu)[:, 0]
+        return int(idx[np.argmin(self.runs.log_loss[idx])])
+
+    def law_at_best(self, law: Law, group: str, theta: dict[str, np.ndarray],
+                    level: int) -> np.ndarray:
+        """The law's log loss at ``group``'s best run of ``level``, per draw: ``(S,)``."""
+        i, r = self.best(group, level), self.runs
+        return law.evaluate_log({"n": r.log_n[i:i + 1][None, :],
+                                 "d": r.log_d[i:i + 1][None, :]}, theta)[:, 0]
 
     def nearest(self, group: str, x_target: np.ndarray) -> np.ndarray:
         """Per target, the group's level nearest in log10 compute (the higher on a tie)."""
@@ -149,6 +161,26 @@ def calibrate_contrasts(fit: ScalingFit) -> ContrastCalibration | None:
 
 
 def _calibrate(fit: ScalingFit) -> ContrastCalibration | None:
+    data = calibration_data(fit)
+    if data["x"].size < 3:
+        return None
+    cal = fit_calibration(data["x"], data["y"], data["h"], cluster=data["cluster"],
+                          origins=int(data["origins"]),
+                          x_var=data["x_var"] if MEASUREMENT_ERROR else None,
+                          origin=data["origin"] if LATEST_ORIGIN else None)
+    return replace(cal, horizon=float(np.max(data["h"])))
+
+
+def calibration_data(fit: ScalingFit) -> dict[str, np.ndarray]:
+    """The rolling-origin comparisons a calibration is fitted to, one per (origin, pair, level).
+
+    ``x``: the refit law's change of log loss from each group's best run at the origin level
+    to its compute-optimal path at a held-out level, B's minus A's; ``x_var``: its variance
+    under the refit's own uncertainty (its Gauss-Newton covariance); ``y``: the observed change
+    of the gap between the two groups' best runs from the origin to that level; ``h``: decades
+    ahead; ``cluster``: ``"origin|A|B"``; ``pair``: ``"A|B"``; ``origin``: the origin level;
+    ``origins``: refits made.
+    """
     from bayes_scaling.fitting.contrast_refits import (  # lazy: SciPy only when calibrating
         rolling_refits,
     )
@@ -157,38 +189,38 @@ def _calibrate(fit: ScalingFit) -> ContrastCalibration | None:
     names = fit.group_names
     start = {p: np.array([float(np.median(group_theta(fit, g)[p])) for g in names])
              for p in law.params}
-    xs, ys, hs, cl = [], [], [], []
+    rows: list[tuple[float, float, float, float, str, str]] = []
     refits = rolling_refits(fit.runs, law, start)
     for rf in refits:
         th = {g: {p: np.asarray(rf.theta[p][i], float).reshape(1, 1) for p in law.params}
               for i, g in enumerate(names)}
+        td = {g: {p: rf.draws[p][:, i:i + 1] for p in law.params} for i, g in enumerate(names)}
         o = rf.top_level
-        held = range(o + 1, int(lv.level.max()) + 1)
         for a, b in itertools.combinations(names, 2):
-            if o not in lv.members[a] or o not in lv.members[b]:
-                continue
-            for k in held:
-                if k not in lv.members[a] or k not in lv.members[b]:
+            for k in range(o + 1, int(lv.level.max()) + 1):
+                if not all(lev in lv.members[g] for g in (a, b) for lev in (o, k)):
                     continue
-                law_o = {g: _path_log_loss(law, th[g], np.array([[lv.x[o] * _LN10]]), None)
-                         for g in (a, b)}
-                law_k = {g: _path_log_loss(law, th[g], np.array([[lv.x[k] * _LN10]]), None)
-                         for g in (a, b)}
-                x = ((law_k[b] - law_o[b]) - (law_k[a] - law_o[a])).item()
-                res = {(g, lev): float(lv.residuals(law, g, th[g], lev)[0])
+                # the law's change from each group's best run at o to its path at level k
+                x, x_d = (sum(sign * (_path_log_loss(law, t[g], np.array([[lv.x[k] * _LN10]]),
+                                                     None)[:, 0]
+                                      - lv.law_at_best(law, g, t[g], o))
+                              for sign, g in ((1.0, b), (-1.0, a))) for t in (th, td))
+                obs = {(g, lev): float(lv.runs.log_loss[lv.best(g, lev)])
                        for g in (a, b) for lev in (o, k)}
-                y = x + (res[(b, k)] - res[(a, k)]) - (res[(b, o)] - res[(a, o)])
-                xs.append(x), ys.append(y), hs.append(lv.x[k] - lv.x[o])
-                cl.append(f"{o}|{a}|{b}")
-    if len(xs) < 3:
-        return None
-    cal = fit_calibration(np.array(xs), np.array(ys), np.array(hs), cluster=np.array(cl),
-                          origins=len(refits))
-    return replace(cal, horizon=float(np.max(hs)))
+                y = (obs[(b, k)] - obs[(a, k)]) - (obs[(b, o)] - obs[(a, o)])
+                rows.append((float(x[0]), y, float(lv.x[k] - lv.x[o]), float(np.var(x_d)),
+                             f"{o}|{a}|{b}", f"{a}|{b}"))
+    cols = list(zip(*rows, strict=True)) if rows else [()] * 6
+    return {"x": np.array(cols[0], float), "y": np.array(cols[1], float),
+            "h": np.array(cols[2], float), "x_var": np.array(cols[3], float),
+            "cluster": np.array(cols[4], str), "pair": np.array(cols[5], str),
+            "origin": np.array([int(c.split("|")[0]) for c in cols[4]], int),
+            "origins": np.array(len(refits))}
 
 
 def fit_calibration(x: np.ndarray, y: np.ndarray, h: np.ndarray, *,
                     cluster: np.ndarray | None = None, origins: int = 1,
+                    x_var: np.ndarray | None = None, origin: np.ndarray | None = None,
                     iters: int = 30) -> ContrastCalibration:
     """Regress observed changes ``y`` of gaps on the law's predicted changes ``x``.
 
@@ -199,25 +231,68 @@ def fit_calibration(x: np.ndarray, y: np.ndarray, h: np.ndarray, *,
     errors (scaled by ``n / (n - fitted terms)``). Comparisons of one ``cluster`` (a pair within
     one refit) share their refit and their anchor, so ``w``'s sd is inflated by
     ``sqrt(n / clusters)``.
+
+    ``x_var``: the variance of each ``x`` under its refit's own uncertainty; given, the
+    attenuation it causes is undone (the corrected score of errors-in-variables regression,
+    Fuller 1987, *Measurement Error Models*, ch. 1: ``sum (x² - x_var) / v`` replaces
+    ``sum x² / v``). ``origin``: each comparison's origin level; given, ``w`` is the one the
+    latest origin says, shrunk towards the mean over origins as much as the origins agree
+    (random-effects empirical Bayes, DerSimonian & Laird 1986, Controlled Clinical Trials 7:177):
+    the law may be trusted less near the top of a ladder than further down.
     """
     m0, sd0 = WEIGHT_PRIOR
     var = np.full(3, 0.0)
     var[0] = float(np.var(y - x)) + 1e-12
     design = np.column_stack([np.ones_like(h), h, x * x])
+    u = np.zeros_like(x) if x_var is None else np.asarray(x_var, float)
     w, w_sd = m0, sd0
     for _ in range(iters):
         v = np.maximum(design @ var, 1e-12)
-        prec = float(np.sum(x * x / v)) + 1.0 / sd0**2
+        prec = max(float(np.sum((x * x - u) / v)), 0.0) + 1.0 / sd0**2
         w = (float(np.sum(x * y / v)) + m0 / sd0**2) / prec
         w_sd = prec ** -0.5
         var = _nonneg_lstsq(design, (y - w * x) ** 2)
         var[0] = max(var[0], 1e-10)
     n_clusters = x.size if cluster is None else len(np.unique(cluster))
     w_sd *= float(np.sqrt(x.size / max(n_clusters, 1)))
+    if origin is not None:
+        v = np.maximum(design @ var, 1e-12)
+        w, w_sd = _latest_origin(x * x - u, x * y, v, np.asarray(origin),
+                                 np.arange(x.size) if cluster is None else cluster, w, w_sd)
     # degrees of freedom: w and every variance term in use were fitted to these errors
     var = var * x.size / max(x.size - 1 - int(np.count_nonzero(var[1:])) - 1, 1)
     return ContrastCalibration(float(w), float(np.hypot(w_sd, np.sqrt(var[2]))), float(var[0]),
                                float(var[1]), int(x.size), origins)
+
+
+def _latest_origin(xx: np.ndarray, xy: np.ndarray, v: np.ndarray, origin: np.ndarray,
+                   cluster: np.ndarray, w: float, w_sd: float) -> tuple[float, float]:
+    """Weight and sd at the latest origin: its own estimate shrunk to the origins' mean.
+
+    Per origin ``o``: ``w_o = sum(xy / v) / sum(xx / v)`` with its clustered standard error;
+    ``tau²`` (how much the weight varies between origins) by DerSimonian-Laird; the latest
+    origin's estimate shrunk towards the random-effects mean by ``tau² / (tau² + se²)``.
+    Fewer than two usable origins: ``(w, w_sd)`` unchanged.
+    """
+    est, se2 = [], []
+    for o in np.unique(origin):  # ascending: the latest origin last
+        m = origin == o
+        info = float(np.sum(xx[m] / v[m]))
+        if info <= 0:
+            return w, w_sd  # an origin that says nothing: keep the pooled weight
+        est.append(float(np.sum(xy[m] / v[m])) / info)
+        se2.append(float(m.sum()) / len(np.unique(cluster[m])) / info)
+    if len(est) < 2:
+        return w, w_sd
+    e, s2 = np.array(est), np.array(se2)
+    fe = 1.0 / s2
+    q = float(np.sum(fe * (e - np.sum(fe * e) / np.sum(fe)) ** 2))
+    tau2 = max(0.0, (q - (e.size - 1)) / (np.sum(fe) - np.sum(fe**2) / np.sum(fe)))
+    re = 1.0 / (s2 + tau2)
+    mean, mean_var = float(np.sum(re * e) / np.sum(re)), float(1.0 / np.sum(re))
+    k = tau2 / (tau2 + s2[-1])
+    var = k * s2[-1] + (1.0 - k) ** 2 * mean_var
+    return mean + k * (e[-1] - mean), float(np.sqrt(var))
 
 
 def _nonneg_lstsq(design: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -269,16 +344,17 @@ def anchored_log_losses(fit: ScalingFit, names: tuple[str, ...],
     for g in names:
         near = lv.nearest(g, x_t)
         x_a = lv.x[near]
-        res = {int(k): lv.residuals(law, g, theta[g], int(k)) for k in np.unique(near)}
-        r = np.stack([res[int(k)] for k in near], axis=1)
+        own = {int(k): lv.law_at_best(law, g, theta[g], int(k)) for k in np.unique(near)}
+        ref = np.stack([own[int(k)] for k in near], axis=1)  # the law at the anchor runs
+        obs = np.array([lv.runs.log_loss[lv.best(g, int(k))] for k in near])
         at = {}
-        for key, x in (("anchor", x_a), ("target", x_t),
+        for key, x in (("target", x_t),
                        ("tested", x_a + np.clip(x_t - x_a, -calib.horizon, calib.horizon))):
             at[key] = _path_log_loss(law, theta[g], x[None, :] * _LN10, log_ratio)
-        base.append(np.broadcast_to(at["anchor"] + r, (s, x_t.size)))
-        change.append(np.broadcast_to(at["target"] - at["anchor"], (s, x_t.size)))
+        base.append(np.broadcast_to(obs[None, :], (s, x_t.size)))
+        change.append(np.broadcast_to(at["target"] - ref, (s, x_t.size)))
         upto = "target" if beyond == "law" else "tested"
-        specific.append(np.broadcast_to(at[upto] - at["anchor"], (s, x_t.size)))
+        specific.append(np.broadcast_to(at[upto] - ref, (s, x_t.size)))
         horizon.append(np.abs(x_t - x_a))
     common = np.mean(change, axis=0)
     common_specific = np.mean(specific, axis=0)
