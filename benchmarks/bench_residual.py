@@ -16,6 +16,7 @@ Sets (one batch size each, so the one-batch law where it wins, as measured in
   curve (``bench_schedule.gemstones_wsd``), ``dynamics_schedule`` (B_crit(L)); the 3 largest
   models (1.9-2.0B, ``--holdout-top 2``: sizes within 2% are one level) held out; every
   checkpoint kept (``--warmup-fraction 0``: the first is at 10% of the run).
+- **MAP** (``--only map``): the residual model alone, at its maximum a posteriori point.
 - **Speed** (``--only speed``): the chosen model on the 20,000-checkpoint synthetic table of
   ``bench_schedule.speed_table`` at the chosen thinning, CPU and wall seconds with the load.
 
@@ -99,16 +100,27 @@ def _row(rec: dict[str, Any]) -> str:
             f"{r['coverage_50']:.0%}")
 
 
+SETS = {"mis": (MIS, lambda: _csv("misfitting45", misfitting_45())),
+        "gem": (GEM, lambda: _csv("gemstones_wsd", gemstones_wsd()))}
+
+
 def run_sets(which: list[str]) -> None:
-    sets = {"mis": (MIS, lambda: _csv("misfitting45", misfitting_45())),
-            "gem": (GEM, lambda: _csv("gemstones_wsd", gemstones_wsd()))}
     for name in which:
-        cfg, make = sets[name]
+        cfg, make = SETS[name]
         csv = make()
         for thin in cfg["thinning"]:
             for top in cfg["tops"]:
                 for residual in RESIDUALS:
                     backtest(name, cfg, csv, residual, thin, top)
+
+
+def run_jobs(jobs: str) -> None:
+    """Backtests in a given order, ``set:residual:thinning:top`` comma-separated (the machine
+    is shared: the most telling rows first)."""
+    for job in jobs.split(","):
+        name, residual, thin, top = job.split(":")
+        cfg, make = SETS[name]
+        backtest(name, cfg, make(), residual, int(thin), int(top))
 
 
 def run_speed(residual: str, thin: int) -> None:
@@ -135,6 +147,72 @@ def run_speed(residual: str, thin: int) -> None:
     CACHE.mkdir(parents=True, exist_ok=True)
     key.write_text(json.dumps(out, indent=1, default=float))
     print("speed", residual, thin, out["wall_s"], out["cpu_s"], flush=True)
+
+
+# ------------------------------------------------------------------------------ MAP fits
+def map_scores(thin: int, top: int) -> dict[str, Any]:
+    """(Mis)Fitting, top ``top`` sizes held out, training curves thinned to ``thin`` (0: all):
+    held-out median abs % error of the law at the maximum a posteriori point (Nelder-Mead, no
+    priors but a N(0, 1) on log length) of: least squares without offsets (the start fit),
+    iid + offsets, OU + offsets (length free), and OU at fixed lengths 0.5 and 2. Cheap (no
+    NUTS): how the residual model alone moves the law."""
+    import numpy as np
+    from bench_schedule import misfitting_tables
+    from scipy.optimize import minimize
+
+    from bayes_scaling.fitting.dynamics import curve_point_fit
+    from bayes_scaling.laws.curve import uncentre
+    from bayes_scaling.laws.registry import CURVE_LAWS
+    from bayes_scaling.model.build_curves import ou_layout, ou_marginal_logp
+    from bayes_scaling.model.centre import curve_centre
+    from bayes_scaling.model.spec import load_spec
+
+    spec = load_spec(MIS["model"])
+    law = CURVE_LAWS[spec.law]
+    pos = [not p.startswith("log_") for p in law.params]
+    kw = {} if thin == 30 else {"max_points_per_curve": None if thin == 0 else thin}
+    train, test = misfitting_tables(top, **kw)
+    centre, lay = curve_centre(train), ou_layout(train)
+    inputs, test_inputs = train.law_inputs(law.inputs), test.law_inputs(law.inputs)
+    th0 = curve_point_fit(spec, train, random_seed=1, starts=4)
+    x0 = np.array([np.log(th0[p]) if q else th0[p] for p, q in zip(law.params, pos, strict=True)])
+
+    def theta(x):
+        return uncentre({p: float(np.exp(v) if q else v)
+                         for p, v, q in zip(law.params, x, pos, strict=True)}, centre)
+
+    def nll(z, length):
+        r = train.log_loss - law.log_mean(*inputs, **theta(z[:5]))
+        if not np.all(np.isfinite(r)):
+            return 1e10
+        ell = np.exp(z[7]) if length is None else length
+        return (-ou_marginal_logp(r, lay, np.exp(z[5]), ell, np.exp(z[6]))
+                + (0.5 * z[7] ** 2 if length is None else 0.0))
+
+    def err(x):
+        return float(np.median(100 * np.abs(np.exp(law.log_mean(*test_inputs, **theta(x)))
+                                            / test.loss - 1)))
+
+    out = {"points": train.n_points, "least squares": err(x0)}
+    opts = {"maxiter": 20000, "maxfev": 20000, "xatol": 1e-7, "fatol": 1e-7}
+    for label, length in (("iid", 1e-6), ("ou", None), ("ou, length 0.5", 0.5),
+                          ("ou, length 2", 2.0)):
+        z = np.r_[x0, np.log(0.01), np.log(0.02), *([0.0] if length is None else [])]
+        for _ in range(2):
+            z = minimize(nll, z, args=(length,), method="Nelder-Mead", options=opts).x
+        out[label] = err(z[:5])
+        if length is None:
+            out["ou length"] = float(np.exp(z[7]))
+    return out
+
+
+def run_map() -> None:
+    for thin, top in ((10, 1), (30, 1), (0, 1), (0, 3)):
+        key = CACHE / f"map_t{thin}_top{top}.json"
+        if not key.exists():
+            CACHE.mkdir(parents=True, exist_ok=True)
+            key.write_text(json.dumps(map_scores(thin, top), indent=1))
+            print("map", thin, top, key.read_text(), flush=True)
 
 
 # ------------------------------------------------------------------------------ report
@@ -187,6 +265,21 @@ def write_report() -> None:
                         f"{'' if length is None else f'{length:.2f}'} | {_gate(r)} | "
                         f"{rec['cpu_s']:.0f} ({rec['load_start']:.0f}) |")
         lines.append("")
+    maps = {p.stem: json.loads(p.read_text()) for p in sorted(CACHE.glob("map_*.json"))}
+    if maps:
+        cols = ["least squares", "iid", "ou", "ou, length 0.5", "ou, length 2"]
+        lines += ["## (Mis)Fitting, MAP fits: the residual model alone", "",
+                  "`map_scores`: held-out median abs % error of the law at each noise model's "
+                  "maximum a posteriori point (no NUTS). Offsets integrated out in all but "
+                  "least squares.", "",
+                  "| thinning, held out | train points | " + " | ".join(cols)
+                  + " | OU length (MAP) |", "|---|---|" + "---|" * (len(cols) + 1)]
+        for stem, m in maps.items():
+            thin, top = stem.removeprefix("map_t").split("_top")
+            lines.append(f"| {'all' if thin == '0' else thin} per curve, top {top} | "
+                         f"{m['points']} | " + " | ".join(f"{m[c]:.2f}" for c in cols)
+                         + f" | {m['ou length']:.1f} |")
+        lines.append("")
     speed = [json.loads(p.read_text()) for p in sorted(CACHE.glob("speed_*.json"))]
     if speed:
         lines += ["## Speed: 20,000 checkpoints", "",
@@ -206,9 +299,17 @@ def main() -> None:
     ap.add_argument("--only", default="mis,gem")
     ap.add_argument("--speed-residual", default="ou")
     ap.add_argument("--speed-thinning", type=int, default=30)
+    ap.add_argument("--jobs", default=None,
+                    help="Instead of --only's sets: set:residual:thinning:top,... in order.")
     args = ap.parse_args()
+    if args.jobs:
+        run_jobs(args.jobs)
+        write_report()
+        return
     which = args.only.split(",")
     run_sets([w for w in which if w in ("mis", "gem")])
+    if "map" in which:
+        run_map()
     if "speed" in which:
         run_speed(args.speed_residual, args.speed_thinning)
     write_report()
