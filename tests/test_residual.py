@@ -136,7 +136,7 @@ def test_spec_residual_round_trips_and_refuses_what_it_cannot_fit():
         with pytest.raises(SpecError, match=msg):
             ModelSpec.from_dict({**raw, "likelihood": {**raw["likelihood"], **bad}})
     chin = load_spec("chinchilla").to_dict()
-    chin["likelihood"]["residual"] = "ou"
+    chin["likelihood"].update(residual="ou", family="normal")
     with pytest.raises(SpecError, match="needs a curve law"):
         ModelSpec.from_dict(chin)
     with pytest.raises(SpecError, match="normal likelihood"):
