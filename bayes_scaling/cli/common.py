@@ -191,6 +191,43 @@ def schedule_options(command):
     return command
 
 
+def curve_fit_options(command):
+    """``--residual`` and ``--max-points-per-curve``: options of curve-model fits."""
+    opts = [
+        click.option("--residual", type=click.Choice(["iid", "ou"]), default=None,
+                     help="Curve models: residuals along each curve, independent (iid) or an "
+                          "OU process in log steps (ou: AR(1) at uneven spacing); default: "
+                          "the spec's."),
+        click.option("--max-points-per-curve", "max_points_per_curve", default=None,
+                     type=click.IntRange(min=0),
+                     help="Curve models: thin each training curve to at most this many "
+                          "checkpoints, log-spaced in steps (default 30; 0 keeps all, up to "
+                          "the table's cap of 3,000)."),
+        click.option("--warmup-fraction", "warmup_fraction", default=None,
+                     type=click.FloatRange(0, 1),
+                     help="Curve models: drop each curve's checkpoints before this fraction "
+                          "of its last step (default 0.1; 0 keeps them all)."),
+    ]
+    for opt in reversed(opts):
+        command = opt(command)
+    return command
+
+
+def curve_thinning(max_points_per_curve: int | None,
+                   warmup_fraction: float | None = None) -> dict[str, Any]:
+    """``load_curves`` arguments for ``--max-points-per-curve`` and ``--warmup-fraction``
+    (``None``: the library's defaults)."""
+    out: dict[str, Any] = {} if warmup_fraction is None else {"warmup_fraction": warmup_fraction}
+    if max_points_per_curve is None:
+        return out
+    if max_points_per_curve == 0:
+        return {**out, "max_points_per_curve": None}
+    if max_points_per_curve < 3:
+        raise BayesScalingError(f"--max-points-per-curve {max_points_per_curve}: need at "
+                                "least 3 checkpoints per curve (or 0 for all)")
+    return {**out, "max_points_per_curve": max_points_per_curve}
+
+
 def schedule_fields(lr_schedule, total_steps, warmup_steps, final_lr_fraction, cooldown_start,
                     cooldown_steps) -> dict[str, Any]:
     """The :class:`~bayes_scaling.data.schedules.Schedule` fields the options gave."""

@@ -74,7 +74,8 @@ def schedule_steps_cmd(fit_path, n_params, batch_size, target_loss, lr_schedule,
 # --------------------------------------------------------------------------------- backtest
 def backtest_curves(source: str, model: str, tops: list[int], *, group_col, param_count,
                     schedule: dict[str, Any], seed: int, chains: int, draws: int, tune: int,
-                    as_json: bool, quiet: bool) -> None:
+                    as_json: bool, quiet: bool, residual: str | None = None,
+                    thinning: dict[str, Any] | None = None) -> None:
     """``backtest CURVES --model dynamics[_schedule]``: per held-out curve and pooled scores."""
     from bayes_scaling.data.curves import load_curves
     from bayes_scaling.data.registry import fetch, load_registry
@@ -83,15 +84,16 @@ def backtest_curves(source: str, model: str, tops: list[int], *, group_col, para
     path = source if Path(source).exists() or source not in load_registry() else fetch(source)
     load = {"group_col": group_col, "param_count": param_count or "total",
             "schedule": schedule or None}
-    train = load_curves(path, **load)
-    test = load_curves(path, **load, max_points_per_curve=None, max_points=None)
+    train = load_curves(path, **load, **(thinning or {}))
+    warmup = {k: v for k, v in (thinning or {}).items() if k == "warmup_fraction"}
+    test = load_curves(path, **load, **warmup, max_points_per_curve=None, max_points=None)
     tell = progress_printer(quiet)
     results = []
     for k in tops:
         tell(f"backtest: top {k} size(s) held out")
         results.append(curve_backtest(model, train, test, holdout_top=k, chains=chains,
                                       draws=draws, tune=tune, random_seed=seed + k,
-                                      on_progress=tell))
+                                      residual=residual, on_progress=tell))
     if as_json:
         click.echo(json.dumps({"curve_backtests": [r.to_json() for r in results]}, indent=2,
                               default=str))

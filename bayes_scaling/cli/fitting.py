@@ -13,6 +13,8 @@ from bayes_scaling.cli.common import (
     check_interrupt,
     check_out_file,
     columns_options,
+    curve_fit_options,
+    curve_thinning,
     progress_printer,
     resolve_runs,
     schedule_fields,
@@ -66,12 +68,13 @@ from bayes_scaling.errors import BayesScalingError
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
               help="Several models: fit the families in this many processes.")
 @schedule_options
+@curve_fit_options
 @click.option("--quiet", "-q", is_flag=True)
 def fit_cmd(runs, model, out, group_col, drop_highest_loss, param_count, query, best_of_sweep,
             columns, flops_unit, likelihood, seed, chains, draws, tune, backend, target_accept,
             ess_target, no_calibrate, strict, stack_tops, stack_refits, workers, lr_schedule,
             total_steps, warmup_steps, final_lr_fraction, cooldown_start, cooldown_steps,
-            quiet):
+            residual, max_points_per_curve, warmup_fraction, quiet):
     """Fit MODEL to the RUNS table (CSV, TSV, JSON Lines, Parquet or a registry name) and
     save the posterior."""
     from bayes_scaling.fitting.fit import fit
@@ -80,6 +83,11 @@ def fit_cmd(runs, model, out, group_col, drop_highest_loss, param_count, query, 
 
     tell = progress_printer(quiet)
     check_out_file(out)  # before sampling: a fit must not be lost to an unwritable --out
+    final_loss = "," in model or load_spec(model).law in LAWS
+    if final_loss and (residual, max_points_per_curve, warmup_fraction) != (None,) * 3:
+        raise BayesScalingError("--residual, --max-points-per-curve and --warmup-fraction "
+                                "apply to curve models "
+                                f"(--model dynamics...), not to {model!r}")
     if "," in model:
         names = [m.strip() for m in model.split(",") if m.strip()]
         bad = [m for m in names if load_spec(m).law not in LAWS]
@@ -106,8 +114,10 @@ def fit_cmd(runs, model, out, group_col, drop_highest_loss, param_count, query, 
                                     f"curves of model {model!r} (they have no FLOP column)")
         spec = load_spec(model)  # "auto" keeps the spec's own likelihood for curves
         spec = spec.with_likelihood(likelihood) if likelihood not in (None, "auto") else spec
+        spec = spec.with_residual(residual) if residual is not None else spec
         return _fit_curves(runs, spec, out, group_col=group_col, param_count=param_count,
                            query=query, columns=columns, seed=seed, chains=chains,
+                           thinning=curve_thinning(max_points_per_curve, warmup_fraction),
                            draws=draws, tune=tune, backend=backend,
                            target_accept=target_accept, strict=strict, quiet=quiet,
                            schedule=schedule_fields(lr_schedule, total_steps, warmup_steps,
@@ -265,12 +275,14 @@ def compare_cmd(runs, models, group_col, drop_highest_loss, param_count, query, 
 @click.option("--chains", default=4, show_default=True, type=click.IntRange(min=2),
               help="Chains of each refit of a curve model (--model dynamics...).")
 @schedule_options
+@curve_fit_options
 @JSON_OPTION
 @click.option("--quiet", "-q", is_flag=True)
 def backtest_cmd(runs, model, holdout_by, holdout_top, test_query, method, group_col,
                  drop_highest_loss, param_count, best_of_sweep, columns, flops_unit, seed, draws,
                  tune, workers, address, chains, lr_schedule, total_steps, warmup_steps,
-                 final_lr_fraction, cooldown_start, cooldown_steps, as_json, quiet):
+                 final_lr_fraction, cooldown_start, cooldown_steps, residual,
+                 max_points_per_curve, warmup_fraction, as_json, quiet):
     """Refit without the largest runs, predict them, and score the predictive bands.
 
     With a curve model (``--model dynamics`` or ``dynamics_schedule``) RUNS holds loss curves:
@@ -292,10 +304,15 @@ def backtest_cmd(runs, model, holdout_by, holdout_top, test_query, method, group
         return backtest_curves(
             runs, model, [int(v) for v in parse_floats(holdout_top, "--holdout-top")],
             group_col=group_col, param_count=param_count, seed=seed, chains=chains,
-            draws=draws, tune=tune, as_json=as_json, quiet=quiet,
+            draws=draws, tune=tune, as_json=as_json, quiet=quiet, residual=residual,
+            thinning=curve_thinning(max_points_per_curve, warmup_fraction),
             schedule=schedule_fields(lr_schedule, total_steps, warmup_steps, final_lr_fraction,
                                      cooldown_start, cooldown_steps))
 
+    if (residual, max_points_per_curve, warmup_fraction) != (None,) * 3:
+        raise BayesScalingError("--residual, --max-points-per-curve and --warmup-fraction "
+                                "apply to curve models "
+                                f"(--model dynamics...), not to {model!r}")
     table = resolve_runs(runs, group_col=group_col, drop_highest_loss=drop_highest_loss,
                          param_count=param_count, best_of_sweep=best_of_sweep, columns=columns,
                          flops_unit=flops_unit)
@@ -364,7 +381,8 @@ def _fit_families(table, names, out, *, stack_tops, refits, workers, strict, tel
 
 # --------------------------------------------------------------------------------- dynamics
 def _fit_curves(source: str, spec, out: str, *, group_col, param_count, query, columns, seed,
-                chains, draws, tune, backend, target_accept, strict, quiet, schedule) -> int:
+                chains, draws, tune, backend, target_accept, strict, quiet, schedule,
+                thinning) -> int:
     """``fit CURVES --model dynamics``: load loss curves (a file or a registry name), fit, save."""
     from click.core import ParameterSource
 
@@ -379,7 +397,7 @@ def _fit_curves(source: str, spec, out: str, *, group_col, param_count, query, c
 
     path = source if Path(source).exists() or source not in load_registry() else fetch(source)
     curves = load_curves(path, group_col=group_col, param_count=param_count or "total",
-                         query=query, columns=columns, schedule=schedule or None)
+                         query=query, columns=columns, schedule=schedule or None, **thinning)
     tell = progress_printer(quiet)
     tell(f"{curves.n_points} checkpoints of {curves.n_curves} curves after the warm-up rule and "
          f"thinning ({curves.rule})")

@@ -3,7 +3,8 @@
 ``curve_backtest`` holds out the curves of the top K model sizes (per group), fits a curve law
 (``dynamics`` or ``dynamics_schedule``) on the rest, predicts every checkpoint of the held-out
 curves with its predictive band (one whole-curve offset per draw shared by a curve's
-checkpoints, plus checkpoint noise) and reports, per held-out curve and pooled: the median
+checkpoints, plus checkpoint residuals: independent, or the OU path of a ``residual = "ou"``
+fit) and reports, per held-out curve and pooled: the median
 absolute % error of the median and the coverage of the 50/80/90/95% bands. The training curves
 may be thinned (``train`` from :func:`~bayes_scaling.data.curves.load_curves`); the held-out
 ones are scored on every checkpoint the ``test`` table holds.
@@ -46,7 +47,8 @@ class CurveBacktest:
         """Per-curve rows and the pooled row, as a plain table."""
         cols = ["run_id", "n_params", "points", "median_abs_pct_error",
                 *[c for c in self.curves.columns if c.startswith("coverage_")]]
-        head = (f"curve backtest: model {self.summary['model']}, top {self.summary['holdout_top']}"
+        head = (f"curve backtest: model {self.summary['model']} (residual "
+                f"{self.summary.get('residual', 'iid')}), top {self.summary['holdout_top']}"
                 f" size(s) held out; {self.summary['train_curves']} training curves "
                 f"({self.summary['train_points']} points); gate "
                 f"{'passed' if self.summary['gate_passed'] else 'FAILED'}")
@@ -142,10 +144,13 @@ def curve_backtest(model: Any, train: CurveTable, test: CurveTable, *, holdout_t
     points, per, pooled = score_curves(fit, test.subset(held), probs=probs,
                                        random_seed=np.random.default_rng([fit.meta["seed"], 7]))
     diag = fit.diagnostics
-    summary = {"model": fit.spec.name, "holdout_top": int(holdout_top),
+    summary = {"model": fit.spec.name, "residual": fit.spec.likelihood.residual,
+               "holdout_top": int(holdout_top),
                "train_curves": int(train.subset(keep).n_curves),
                "train_points": int(keep.sum()), **pooled,
                "gate_passed": bool(diag.passed), "max_rhat": float(diag.max_rhat),
                "divergences": int(diag.divergences), "seconds": float(fit.meta.get(
-                   "seconds", np.nan))}
+                   "seconds", np.nan)),
+               **{f"{v}_median": float(np.median(fit.posterior[v].values))
+                  for v in ("sigma", "sigma_curve", "residual_length") if v in fit.posterior}}
     return CurveBacktest(points, per, summary, fit)

@@ -170,6 +170,8 @@ def curve_var_names(spec: Any, curves: CurveTable, curve_effects: bool) -> list[
         names.append("nu")
     if curve_effects:
         names.append("sigma_curve")
+    if spec.likelihood.residual == "ou":
+        names.append("residual_length")
     return names
 
 
@@ -186,6 +188,7 @@ def fit_dynamics(
     on_bad: OnBad = "warn",
     retries: int = 1,
     curve_effects: bool | None = None,
+    residual: str | None = None,
     progress: bool = False,
     on_progress: ProgressFn | None = None,
 ) -> ScalingFit:
@@ -222,6 +225,12 @@ def fit_dynamics(
         Resamples after a failed gate.
     curve_effects : bool, optional
         Whole-curve offsets (default: when some curve has at least 3 checkpoints).
+    residual : {"iid", "ou"}, optional
+        Override the spec's residual structure along each curve
+        (:meth:`~bayes_scaling.model.spec.ModelSpec.with_residual`): ``"ou"`` makes the
+        residuals an Ornstein-Uhlenbeck process in log steps (AR(1) at uneven spacing) of
+        stationary sd ``sigma`` and correlation length ``residual_length``, so that many
+        checkpoints of one curve count as less than as many independent ones.
     progress : bool, default False
         Show the sampler's progress bar.
     on_progress : callable, optional
@@ -236,6 +245,8 @@ def fit_dynamics(
     if spec.law not in CURVE_LAWS:
         raise SpecError(f"model {spec.name!r} has law {spec.law!r}, not a curve law "
                         f"({', '.join(CURVE_LAWS)}); fit it with bayes_scaling.fitting.fit.fit")
+    if residual is not None and residual != spec.likelihood.residual:
+        spec = spec.with_residual(residual)
     tell = on_progress or (lambda _msg: None)
     if (note := one_batch_note(spec.law, curves)) is not None:
         warnings.warn(note, DataWarning, stacklevel=2)
@@ -264,6 +275,7 @@ def fit_dynamics(
             "draws_requested": draws,
             "chains": chains, "retried": run.attempt > 0, "seconds": float(seconds),
             "centre": curve_centre(curves), "curve_effects": curve_effects,
+            "residual": spec.likelihood.residual,
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "versions": versions()}
     keep = {g: idata[g] for g in ("posterior", "sample_stats") if g in idata.groups()}

@@ -76,6 +76,11 @@ def _dynamics_likelihood(spec: ModelSpec, curves: Any, mu: Any, curve_effects: b
     """
     sigma = prior_variable("sigma", spec.likelihood.sigma)
     sd = prior_variable("sigma_curve", CURVE_SD_PRIOR) if curve_effects else None
+    if spec.likelihood.residual == "ou":
+        length = prior_variable("residual_length", spec.likelihood.residual_length)
+        pm.Potential("log_loss", ou_marginal_logp(curves.log_loss - mu, ou_layout(curves),
+                                                  sigma, length, sd, xp=pt))
+        return False
     if sd is not None and spec.likelihood.family == "normal":
         pm.Potential("log_loss", _curve_marginal_logp(curves.log_loss - mu, curves, sigma, sd))
         return False
@@ -106,6 +111,75 @@ def _curve_marginal_logp(resid: Any, curves: Any, sigma: Any, sd: Any) -> Any:
     per_curve = -0.5 * (n * np.log(2 * np.pi) + (n - 1) * pt.log(var) + pt.log(v)
                         + (s2 - sd**2 * s1**2 / v) / var)
     return per_curve.sum()
+
+
+#: Smallest gap in log steps between two checkpoints of a curve in the OU likelihood (two rows
+#: at one step would make the correlation 1 and the density singular).
+MIN_LOG_GAP = 1e-3
+
+
+#: The "gap" before a curve's first checkpoint: finite (an inf would make the gradient NaN) and
+#: so large that its correlation ``exp(-gap/length)`` is exactly 0 for any sane length.
+FIRST_GAP = 1e6
+
+
+def ou_layout(curves: Any) -> SimpleNamespace:
+    """The data side of :func:`ou_marginal_logp`: checkpoints ordered by (curve, step).
+
+    ``order`` sorts the table's points by curve then step; ``curve`` is each sorted point's
+    curve, ``gap`` its distance in log steps from the previous checkpoint of its curve
+    (:data:`FIRST_GAP` at a curve's first checkpoint: no correlation), ``n_curves`` the number
+    of curves.
+    """
+    idx, log_s = np.asarray(curves.curve_index), np.log(np.asarray(curves.s, dtype=float))
+    order = np.lexsort((log_s, idx))
+    ci, ls = idx[order], log_s[order]
+    first = np.r_[True, ci[1:] != ci[:-1]]
+    gap = np.where(first, FIRST_GAP, np.maximum(np.r_[FIRST_GAP, np.diff(ls)], MIN_LOG_GAP))
+    return SimpleNamespace(order=order, curve=ci, gap=gap, n_curves=int(curves.n_curves))
+
+
+def ou_marginal_logp(resid: Any, layout: SimpleNamespace, sigma: Any, length: Any, sd: Any,
+                     *, xp: Any = np) -> Any:
+    r"""Exact Normal log density of residuals that follow an OU process along each curve, with
+    each curve's offset (sd ``sd``; ``None``: no offsets) integrated out.
+
+    Along a curve ordered by step, ``e_i = phi_i e_{i-1} + sigma sqrt(1 - phi_i^2) z_i`` with
+    :math:`\phi_i = \exp(-\Delta_i/\ell)`, :math:`\Delta_i` the gap in log steps: an
+    Ornstein-Uhlenbeck process in log steps of stationary sd ``sigma`` (AR(1) for unevenly
+    spaced checkpoints; ``phi = 0`` is iid noise). Its precision is tridiagonal, so the
+    whitened residuals :math:`u_i = (r_i - \phi_i r_{i-1})/(\sigma\sqrt{1-\phi_i^2})` and
+    whitened ones :math:`w_i = \sqrt{(1-\phi_i)/(1+\phi_i)}/\sigma` give, per curve, with
+    :math:`a = \sum w^2`, :math:`b = \sum w u` and :math:`\Sigma = K + \sigma_c^2 11^T`
+    (matrix determinant lemma and Sherman-Morrison):
+    :math:`\log|\Sigma| = 2n\log\sigma + \sum\log(1-\phi_i^2) + \log(1 + \sigma_c^2 a)`,
+    :math:`r^T\Sigma^{-1}r = \sum u^2 - \sigma_c^2 b^2/(1 + \sigma_c^2 a)`. With
+    ``phi = 0`` it is :func:`_curve_marginal_logp`. Vectorised over points (segment sums by
+    curve); ``xp`` is numpy or ``pytensor.tensor``.
+    """
+    r = resid[layout.order]
+    prev = xp.concatenate([r[:1] * 0.0, r[:-1]])
+    x = layout.gap / length                      # huge at a curve's first point: phi = 0
+    phi = xp.exp(-x)
+    one_m_phi2 = -xp.expm1(-2.0 * x)             # 1 - phi^2, accurate for small gaps
+    u = (r - phi * prev) / (sigma * xp.sqrt(one_m_phi2))
+    w = xp.sqrt(-xp.expm1(-x) / (1.0 + phi)) / sigma
+    n = np.bincount(layout.curve, minlength=layout.n_curves).astype(float)
+    logdet = 2.0 * n.sum() * xp.log(sigma) + xp.log(one_m_phi2).sum()
+    quad = (u**2).sum()
+    if sd is not None:
+        a, b = _segment_sum(w**2, layout, xp), _segment_sum(w * u, layout, xp)
+        q = 1.0 + sd**2 * a
+        logdet = logdet + xp.log(q).sum()
+        quad = quad - (sd**2 * b**2 / q).sum()
+    return -0.5 * (n.sum() * np.log(2 * np.pi) + logdet + quad)
+
+
+def _segment_sum(values: Any, layout: SimpleNamespace, xp: Any) -> Any:
+    """Per-curve sums of per-point values (points in ``layout`` order)."""
+    if xp is np:
+        return np.bincount(layout.curve, weights=values, minlength=layout.n_curves)
+    return pt.inc_subtensor(pt.zeros(layout.n_curves)[layout.curve], values)
 
 
 def _dynamics_offsets(p: str, spec: ModelSpec, curves: Any) -> tuple[Any, Any, Any]:

@@ -20,7 +20,7 @@ from typing import Any
 
 from bayes_scaling.errors import SpecError
 from bayes_scaling.files import shipped
-from bayes_scaling.laws.registry import ALL_LAWS
+from bayes_scaling.laws.registry import ALL_LAWS, CURVE_LAWS
 
 MODELS_DIR = shipped("models")
 
@@ -34,6 +34,11 @@ DISTRIBUTIONS: dict[str, tuple[str, ...]] = {
     "TruncatedNormal": ("mu", "sigma", "lower", "upper"),
 }
 LIKELIHOODS = ("normal", "studentt")
+#: Residual structure along a curve: ``iid`` checkpoint noise, or ``ou`` (an Ornstein-Uhlenbeck
+#: process in log steps: AR(1) for unevenly spaced checkpoints; curve laws, Normal likelihood).
+RESIDUALS = ("iid", "ou")
+#: Default prior of the OU correlation length (natural-log steps) of a ``residual = "ou"`` spec.
+DEFAULT_RESIDUAL_LENGTH = {"dist": "LogNormal", "mu": 0.0, "sigma": 1.0}
 PARAMETERIZATIONS = ("auto", "centred", "noncentred")
 #: Under ``parameterization = "auto"`` a hierarchy is centred when every group has this many runs.
 CENTRED_MIN_RUNS = 20
@@ -84,6 +89,10 @@ class Likelihood:
     family: str = "studentt"
     sigma: Prior = field(default_factory=lambda: Prior("HalfNormal", {"sigma": 0.05}))
     nu: Prior | None = field(default_factory=lambda: Prior("Gamma", {"alpha": 2.0, "beta": 0.1}))
+    #: ``"iid"``, or ``"ou"``: residuals along each curve follow an OU process in log steps of
+    #: stationary sd ``sigma`` and correlation length ``residual_length`` (curve laws only).
+    residual: str = "iid"
+    residual_length: Prior | None = None
 
 
 @dataclass(frozen=True)
@@ -130,6 +139,9 @@ class ModelSpec:
                             f"missing priors: {missing or 'none'}, unknown: {extra or 'none'}")
         priors = {p: Prior.parse(raw_priors[p], f"{where}: priors.{p}") for p in law.params}
         lik = _parse_likelihood(raw.get("likelihood", {}), where)
+        if lik.residual != "iid" and law_name not in CURVE_LAWS:
+            raise SpecError(f"{where}: likelihood.residual = {lik.residual!r} needs a curve law "
+                            f"({', '.join(CURVE_LAWS)}); law {law_name!r} fits one loss per run")
         hier = _parse_hierarchy(raw.get("hierarchy", {}), law.params, where)
         return cls(name=str(raw.get("name", law_name)), law=law_name, priors=priors,
                    likelihood=lik, hierarchy=hier, description=str(raw.get("description", "")))
@@ -162,6 +174,9 @@ class ModelSpec:
                                "sigma": self.likelihood.sigma.to_dict()}
         if self.likelihood.nu is not None:
             lik["nu"] = self.likelihood.nu.to_dict()
+        if self.likelihood.residual != "iid":  # iid specs keep their hash (saved fits check it)
+            lik["residual"] = self.likelihood.residual
+            lik["residual_length"] = self.likelihood.residual_length.to_dict()
         return {
             "name": self.name, "law": self.law, "description": self.description,
             "priors": {p: pr.to_dict() for p, pr in self.priors.items()},
@@ -184,8 +199,25 @@ class ModelSpec:
         if family not in LIKELIHOODS:
             raise SpecError(f"unknown likelihood {family!r}; choose from {', '.join(LIKELIHOODS)}")
         nu = self.likelihood.nu or Prior("Gamma", {"alpha": 2.0, "beta": 0.1})
+        if family == "studentt" and self.likelihood.residual != "iid":
+            raise SpecError(f"residual {self.likelihood.residual!r} needs the normal likelihood")
         lik = replace(self.likelihood, family=family, nu=nu if family == "studentt" else None)
         return replace(self, likelihood=lik)
+
+    def with_residual(self, residual: str) -> ModelSpec:
+        """The same model with another residual structure along curves (``iid`` or ``ou``).
+
+        ``ou`` keeps the spec's own ``residual_length`` prior, else
+        :data:`DEFAULT_RESIDUAL_LENGTH`; it needs a curve law and the normal likelihood.
+        """
+        raw = self.to_dict()
+        raw["likelihood"].pop("residual_length", None)
+        raw["likelihood"]["residual"] = residual
+        if residual != "iid":
+            own = self.likelihood.residual_length
+            raw["likelihood"]["residual_length"] = (own.to_dict() if own is not None
+                                                    else dict(DEFAULT_RESIDUAL_LENGTH))
+        return ModelSpec.from_dict(raw, where=f"model {self.name!r} with residual {residual!r}")
 
 
 def _parse_likelihood(raw: Any, where: str) -> Likelihood:
@@ -201,7 +233,22 @@ def _parse_likelihood(raw: Any, where: str) -> Likelihood:
     if family == "studentt":
         nu = Prior.parse(raw.get("nu", {"dist": "Gamma", "alpha": 2.0, "beta": 0.1}),
                          f"{where}: likelihood.nu")
-    return Likelihood(family=family, sigma=sigma, nu=nu)
+    residual = raw.get("residual", "iid")
+    if residual not in RESIDUALS:
+        raise SpecError(f"{where}: likelihood.residual must be one of {', '.join(RESIDUALS)}; "
+                        f"got {residual!r}")
+    length = None
+    if residual != "iid":
+        if family != "normal":
+            raise SpecError(f"{where}: likelihood.residual = {residual!r} needs "
+                            f"family = \"normal\", got {family!r}")
+        length = Prior.parse(raw.get("residual_length", DEFAULT_RESIDUAL_LENGTH),
+                             f"{where}: likelihood.residual_length")
+    elif "residual_length" in raw:
+        raise SpecError(f"{where}: likelihood.residual_length is only read with "
+                        "residual = \"ou\"")
+    return Likelihood(family=family, sigma=sigma, nu=nu, residual=residual,
+                      residual_length=length)
 
 
 def _parse_hierarchy(raw: Any, params: tuple[str, ...], where: str) -> Hierarchy:

@@ -76,13 +76,58 @@ def _messages(fit: ScalingFit, extra: Sequence[str] = ()) -> tuple[str, ...]:
     return (*([fit.warning_banner] if fit.warning_banner else []), *extra)
 
 
-def curve_noise(fit: ScalingFit, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+def residual_noise(fit: ScalingFit, steps: np.ndarray, curve_index: np.ndarray,
+                   rng: np.random.Generator) -> np.ndarray:
+    r"""Checkpoint residuals on log loss, shape ``(draws, points)``, for points of new curves.
+
+    A fit with ``residual = "ou"`` (posterior ``residual_length``) draws, per posterior draw and
+    curve, the OU path its likelihood assumes (:func:`bayes_scaling.model.build_curves.
+    ou_marginal_logp`): in step order, ``e_1 = sigma z_1`` and
+    ``e_i = phi_i e_{i-1} + sigma sqrt(1 - phi_i^2) z_i``, ``phi_i = exp(-Delta log step /
+    length)``: each point's marginal is ``Normal(0, sigma)``, neighbours move together. Other
+    fits: independent checkpoint noise (:func:`observation_noise`).
+    """
+    steps, curve_index = np.asarray(steps, dtype=float), np.asarray(curve_index)
+    n_draws = flat(fit.posterior["sigma"]).size
+    if "residual_length" not in fit.posterior:
+        return observation_noise(fit, (n_draws, steps.size), rng)
+    sigma = flat(fit.posterior["sigma"])[:, None]
+    length = flat(fit.posterior["residual_length"])[:, None]
+    log_s = np.log(steps)
+    order = np.lexsort((log_s, curve_index))
+    ci, ls = curve_index[order], log_s[order]
+    first = np.r_[True, ci[1:] != ci[:-1]]
+    start = np.maximum.accumulate(np.where(first, np.arange(ci.size), 0))
+    rank = np.arange(ci.size) - start
+    z = rng.standard_normal((n_draws, ci.size))
+    e = np.empty_like(z)
+    for k in range(int(rank.max()) + 1 if ci.size else 0):  # along curves, all curves at once
+        at = np.flatnonzero(rank == k)
+        if k == 0:
+            e[:, at] = sigma * z[:, at]
+            continue
+        phi = np.exp(-np.maximum(ls[at] - ls[at - 1], MIN_LOG_GAP) / length)
+        e[:, at] = phi * e[:, at - 1] + sigma * np.sqrt(1.0 - phi**2) * z[:, at]
+    out = np.empty_like(e)
+    out[:, order] = e
+    return out
+
+
+#: Smallest gap in log steps between two checkpoints of one curve in :func:`residual_noise`
+#: (as in the OU likelihood of :mod:`bayes_scaling.model.build_curves`).
+MIN_LOG_GAP = 1e-3
+
+
+def curve_noise(fit: ScalingFit, shape: tuple[int, int], rng: np.random.Generator,
+                steps: np.ndarray | None = None) -> np.ndarray:
     """Where one new run lands around the law, on log loss.
 
     A whole-curve offset of sd ``sigma_curve`` (one per draw, shared by its checkpoints) plus
-    checkpoint noise.
+    checkpoint residuals: with ``steps`` (the columns' steps, one curve), along the curve as
+    the fit's residual model says (:func:`residual_noise`); without, independent per column.
     """
-    out = observation_noise(fit, shape, rng)
+    out = (observation_noise(fit, shape, rng) if steps is None
+           else residual_noise(fit, steps, np.zeros(shape[1], dtype=int), rng))
     if "sigma_curve" in fit.posterior:
         out = out + flat(fit.posterior["sigma_curve"])[:, None] * rng.standard_normal(
             (shape[0], 1))
@@ -147,7 +192,7 @@ def predict_curve(
         curve_law_log_mean(fit, np.full(s.size, n), s, np.full(s.size, b), schedule, theta),
         (next(iter(theta.values())).shape[0], s.size))
     if band == "predictive":
-        log_l = log_l + curve_noise(fit, log_l.shape, rng)
+        log_l = log_l + curve_noise(fit, log_l.shape, rng, steps=s)
     loss = np.exp(log_l)
     past = max(0.0, float(np.log10(n / fit.runs.n.max())))
     summary = pd.concat([

@@ -27,8 +27,9 @@ from bayes_scaling.query.curves import (
     _wrap_draws,
     curve_law_log_mean,
     curve_noise,
+    residual_noise,
 )
-from bayes_scaling.query.predict import flat, group_theta, observation_noise, resolve_group
+from bayes_scaling.query.predict import flat, group_theta, resolve_group
 from bayes_scaling.query.summarize import (
     BANDS,
     QueryResult,
@@ -49,7 +50,8 @@ def checkpoint_draws(fit: ScalingFit, curves: CurveTable, *, band: str = "predic
     Each point uses its own schedule inputs (forward area, annealing fraction). Groups the fit
     has not seen get fresh offsets (``"new"``). ``"predictive"``: each curve gets one
     whole-curve offset of sd ``sigma_curve`` per draw, shared by its checkpoints, plus
-    checkpoint noise; ``"law"``: the law's mean.
+    checkpoint residuals (independent, or the OU path of a ``residual = "ou"`` fit:
+    :func:`~bayes_scaling.query.curves.residual_noise`); ``"law"``: the law's mean.
     """
     if band not in BANDS:
         raise QueryError(f"band must be one of {', '.join(BANDS)}, got {band!r}")
@@ -68,7 +70,7 @@ def checkpoint_draws(fit: ScalingFit, curves: CurveTable, *, band: str = "predic
             out = np.empty((mu.shape[0], curves.n_points))
         out[:, sel] = mu
     if band == "predictive":
-        out = out + observation_noise(fit, out.shape, rng)
+        out = out + residual_noise(fit, curves.s, curves.curve_index, rng)
         if "sigma_curve" in fit.posterior:
             z = rng.standard_normal((out.shape[0], curves.n_curves))
             out = out + flat(fit.posterior["sigma_curve"])[:, None] * z[:, curves.curve_index]

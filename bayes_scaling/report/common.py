@@ -94,8 +94,8 @@ def constants_table(fit: ScalingFit, interval: float = 0.9) -> list[dict[str, An
     -------
     list of dict
         One row per constant and group (``constant``, ``group``, ``median``, ``lower``,
-        ``upper``, ``interval``), then ``sigma``, ``sigma_curve``, ``nu``, ``tau0``, ``kappa``
-        where the fit has them.
+        ``upper``, ``interval``), then ``sigma``, ``sigma_curve``, ``residual_length``, ``nu``,
+        ``tau0``, ``kappa`` where the fit has them.
     """
     consts = fit.constants()
     lo_q, hi_q = (1 - interval) / 2, (1 + interval) / 2
@@ -107,7 +107,7 @@ def constants_table(fit: ScalingFit, interval: float = 0.9) -> list[dict[str, An
             rows.append({"constant": name, "group": g if g is not None else "(shared)",
                          "median": float(np.median(v)), "lower": float(np.quantile(v, lo_q)),
                          "upper": float(np.quantile(v, hi_q)), "interval": interval})
-    for extra in ("sigma", "sigma_curve", "nu", "tau0", "kappa"):
+    for extra in ("sigma", "sigma_curve", "residual_length", "nu", "tau0", "kappa"):
         if extra in fit.posterior:
             v = np.asarray(fit.posterior[extra]).ravel()
             rows.append({"constant": extra, "group": "(shared)", "median": float(np.median(v)),

@@ -46,7 +46,9 @@ def fit_summary_text(fit: ScalingFit) -> str:
     data = (f"{fit.runs.n_curves} curves ({fit.runs.n_points} checkpoints)"
             if hasattr(fit.runs, "n_curves") else f"{fit.runs.n_runs} runs")
     lines.append(f"model {fit.spec.name} ({fit.law.formula}); {data}, "
-                 f"{fit.runs.n_groups} group(s); likelihood {fit.spec.likelihood.family}")
+                 f"{fit.runs.n_groups} group(s); likelihood {fit.spec.likelihood.family}"
+                 + (f", residual {fit.spec.likelihood.residual} (along each curve)"
+                    if fit.spec.likelihood.residual != "iid" else ""))
     lines.append("constant   group        median     90% interval")
     for r in constants_table(fit):
         lines.append(f"{r['constant']:<10} {r['group']:<12} {r['median']:<10.4g} "
