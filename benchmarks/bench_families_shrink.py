@@ -40,7 +40,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bayes_scaling.evaluate.stacking import HeldOut, mixture_samples, stacking_weights
+from bayes_scaling.evaluate.heldout import HeldOut
+from bayes_scaling.evaluate.stacking import mixture_samples, stacking_weights
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
