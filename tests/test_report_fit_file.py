@@ -77,7 +77,7 @@ def test_a_family_file_gives_the_report_its_fits_and_weights(tmp_path, monkeypat
     assert risk["weights"] == pytest.approx(WEIGHTS)
     assert risk["verdict"]["average"]["weights"] == pytest.approx(WEIGHTS)
     assert risk["comparison"]["stack"]["weights_method"] == "heldout-by-compute"
-    prov = risk["provenance"]["fits"]["kaplan"]
+    prov = {m["family"]: m for m in risk["provenance"]["models"]}["kaplan"]
     assert prov["given"] == "models.fit" and prov["file"].endswith("fam.nc")
 
 
@@ -90,7 +90,7 @@ def test_a_file_of_one_family_is_used_alone(tmp_path, monkeypatch):
     _no_fitting(monkeypatch)
     risk = build_risk(proposal)
     assert risk["families"] == ["chinchilla"] and risk["headline"] == "chinchilla"
-    assert risk["provenance"]["fits"]["chinchilla"]["file"].endswith("one.nc")
+    assert risk["provenance"]["models"][0]["file"].endswith("one.nc")
 
 
 def _corrupt(path: Path) -> None:
@@ -114,7 +114,7 @@ def test_a_missing_or_mismatched_fit_file_is_one_line_and_exit_2(tmp_path, capsy
     plan = _files(tmp_path, other_runs=case == "other runs", text=text)
     if case == "checksum":
         _corrupt(tmp_path / "fam.nc")
-    assert main(["report", str(plan), "--out", str(tmp_path / "out")]) == 2
+    assert main(["report", str(plan), "--out", str(tmp_path / "out"), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "Traceback" not in err
     assert all(w in err for w in words), err
