@@ -4,7 +4,7 @@ For each public ladder (leave-one-ladder-out: nothing here is tuned, the stackin
 ladder come from that ladder's own training runs only):
 
 1. hold out the ladder's top ``--outer`` compute budgets (0.25-decade FLOP bins,
-   :func:`bayes_scaling.evaluate.stacking.split_by_budget`);
+   :func:`bayes_scaling.evaluate.heldout.split_by_budget`);
 2. on the rest, refit each family without its own top budget(s) (``--inner``) and stack them
    on those held-out-by-compute predictions
    (:func:`~bayes_scaling.evaluate.stacking.stacking_weights`);
@@ -12,12 +12,10 @@ ladder come from that ladder's own training runs only):
    weighted mixture (median abs % error of the median, 50/90% coverage, 90% interval score,
    mean log predictive density).
 
-The time of steps 2-3 on Chinchilla's 240-run ladder (four families fitted, plus the stacking
-refits) is the speed figure. Writes ``benchmarks/results/families.md`` (and ``families.json``),
-rewritten after each ladder so a cut-short run still reports what it measured.
-
-Run: ``BAYES_SCALING_DATA=../shared/data nice -n 10 .venv/bin/python
-benchmarks/bench_families.py`` (small NUTS settings: ``SMALL_FIT``).
+``--part speed``: ``fit_stacked`` on Chinchilla's 240 runs, timed; ``--part agree``: Huber vs
+NUTS stacking weights; ``--part synthetic``: ladders drawn from each family. Writes
+``benchmarks/results/families.md`` (and ``families.json``, ``families_extra.json``), rewritten
+after each ladder so a cut-short run still reports what it measured.
 """
 
 from __future__ import annotations
@@ -25,6 +23,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
+import threading
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -39,12 +39,18 @@ from bayes_scaling.constants import PUBLISHED
 from bayes_scaling.data.registry import load_dataset
 from bayes_scaling.data.runs import RunTable, load_runs
 from bayes_scaling.errors import BayesScalingError
-from bayes_scaling.evaluate.stacking import (
+from bayes_scaling.evaluate.heldout import (
     HeldOut,
     budget_index,
     heldout_predictions,
-    heldout_scores,
     split_by_budget,
+)
+from bayes_scaling.evaluate.stacking import (  # MIN_OWN_ROWS: a short ladder, fixed a priori
+    MIN_OWN_ROWS,
+    STACK_MODELS,
+    fit_stacked,
+    heldout_scores,
+    mixture_samples,
     stack_weights,
     stacking_weights,
 )
@@ -88,9 +94,6 @@ DATA = Path(os.environ.get("BAYES_SCALING_DATA", "../shared/data"))
 #: calibrated predictive band of issue 15), one per family, ladder and origin.
 OUTER_FIT = {"n_boot": 50, "calibrate": "shared"}
 INNER_FIT = {"n_boot": 30, "calibrate": False}
-#: A ladder is short when its own rolling origin cannot be made or predicts fewer runs than
-#: this; its weights then come from the other ladders (leave-one-ladder-out). Fixed a priori.
-MIN_OWN_ROWS = 10
 
 
 def porian_ladders() -> dict[str, RunTable]:
@@ -255,7 +258,6 @@ def write(results: dict[str, Any], args: argparse.Namespace,
         held = _heldout_from(results[name])
         y = np.asarray(results[name]["observed"])
         err = {m: 100 * np.abs(np.median(h.samples, axis=0) - y) / y for m, h in held.items()}
-        from bayes_scaling.evaluate.stacking import mixture_samples
         mix = mixture_samples(held, sc["weights"]["chosen"], np.random.default_rng(args.seed))
         per.append({"chinchilla_err": err["chinchilla"],
                     "avg_err": 100 * np.abs(np.median(mix, axis=0) - y) / y})
@@ -277,7 +279,7 @@ def write(results: dict[str, Any], args: argparse.Namespace,
                   f"(C <= {results[name]['train_max_flops']:.3g} FLOP), "
                   f"{results[name]['n_test']} held out (C {results[name]['test_flops'][0]:.3g}"
                   f"-{results[name]['test_flops'][1]:.3g}). Chosen weights "
-                  f"({_why(results[name], sc)}): "
+                  f"({_why(results[name], sc['weights']['short'])}): "
                   f"{wtxt}. {sc['weights']['n_own_rows']} inner held-out runs. Fits "
                   f"{results[name]['seconds_total']:.0f} s.", "", md(s.reset_index()), ""]
     if table:
@@ -324,8 +326,6 @@ def ship_weights(results: dict[str, Any]) -> None:
 
 def variant_lines(results: dict[str, Any], seed: int) -> list[str]:
     """Pooled scores of the average under each weighting: chosen, cross-ladder only, equal."""
-    from bayes_scaling.evaluate.stacking import mixture_samples
-
     chin = {"chinchilla": 1.0, **{k: 0.0 for k in FAMILIES if k != "chinchilla"}}
     rows = []
     for variant in ("chosen", "cross", "equal", "chinchilla alone"):
@@ -366,17 +366,28 @@ def extra_lines() -> list[str]:
     out = []
     if "speed" in extra:
         sp = extra["speed"]
+        tm = sp.get("timings") or {}
+        per = "; ".join(f"{k}: {v['wall_s']:.0f} s wall, {v['cpu_s']:.0f} s CPU (sampler "
+                        f"{v['sampling_s']:.0f} s)" for k, v in (tm.get("fits") or {}).items())
+        ref = tm.get("refits") or {}
         out += ["## Speed: four families + stacking on Chinchilla's 240 runs", "",
                 f"`fit_stacked` (the CLI's `fit --model chinchilla,farseer,kaplan_e,broken "
                 f"--workers {sp['workers']}`): four NUTS fits (4 chains x 1000 draws, the "
-                "default, with the gate's retry and the discrepancy calibration) in "
-                f"{sp['workers']} processes, then the stacking refits (Huber + bootstrap, "
-                f"origins {sp['meta'].get('stack_tops')}). **Wall {sp['wall_s']:.0f} s, CPU "
-                f"{sp['cpu_s']:.0f} s** (all processes; target < 120 s wall on 2 cores), load "
-                f"average {sp['load_start']:.1f} at the start and {sp['load_end']:.1f} at the "
-                f"end. Gate: {sp['gate']}. Sampling seconds per family: "
-                + ", ".join(f"{k} {v:.0f}" for k, v in sp["sampling_s"].items())
-                + ". Weights: " + ", ".join(f"{k} {v:.3f}" for k, v in sp["weights"].items())
+                "default, with the gate and its retry, and each family's discrepancy "
+                f"calibration) and the stacking refits in one pool of {sp['workers']} "
+                f"processes. **Wall {sp['wall_s']:.0f} s, CPU {sp['cpu_s']:.0f} s** (all "
+                "processes; target < 120 s wall on 2 cores) at nice "
+                f"{sp.get('nice', '?')}; load average {sp['load_start']:.1f} at the start, "
+                f"{sp.get('load_mean', float('nan')):.1f} on average (every 5 s), "
+                f"{sp.get('load_max', float('nan')):.1f} at most; JAX compile cache: "
+                f"{sp.get('jax_cache_entries_at_start', '?')} entries at the start. Gate: "
+                f"{sp['gate']}. Per family (its worker's wall and CPU seconds): {per}. "
+                f"Stacking refits: {ref.get('n', 0)} ({ref.get('cpu_s', 0):.0f} s CPU"
+                f"{'; none: ' + sp['meta'].get('why', '') if not ref.get('n') else ''}). "
+                "Not retried: " + (", ".join(f"{k} ({v})" for k, v in
+                                             (sp.get("not_retried") or {}).items() if v)
+                                   or "none") + ". Weights: "
+                + ", ".join(f"{k} {v:.3f}" for k, v in sp["weights"].items())
                 + f" ({sp['meta'].get('weights_method')}).", "",
                 "Regenerate: `... bench_families.py --part speed --workers 2`.", ""]
     if "agree" in extra:
@@ -397,10 +408,8 @@ def extra_lines() -> list[str]:
     return out
 
 
-def _why(r: dict[str, Any], sc: dict[str, Any]) -> str:
-    if not sc["weights"]["short"]:
-        return "own"
-    return "cross-ladder: " + (r["why_short"] or "few inner held-out runs")
+def _why(r: dict[str, Any], short: bool) -> str:
+    return "cross-ladder: " + (r["why_short"] or "few inner held-out runs") if short else "own"
 
 
 def _ladder_task(name: str, outer: int, inner: tuple[int, ...], seed: int) -> dict[str, Any]:
@@ -413,25 +422,33 @@ def _ladder_task(name: str, outer: int, inner: tuple[int, ...], seed: int) -> di
 
 
 def speed(seed: int, workers: int) -> dict[str, Any]:
-    """Four families (NUTS, the CLI's default 4 chains x 1000) + stacking on Chinchilla's 240."""
-    import resource
-
-    from bayes_scaling.evaluate.stacking import STACK_MODELS, fit_stacked
-
+    """Four families (NUTS, the CLI's default 4 chains x 1000) + stacking on Chinchilla's 240:
+    wall and CPU s, load every 5 s, the JAX cache at the start, where the time went."""
     runs = load_dataset("chinchilla")
-    load0 = os.getloadavg()[0]
+    cache = Path(os.environ.get("BAYES_SCALING_JAX_CACHE",
+                                Path.home() / ".cache" / "bayes_scaling" / "jax"))
+    n_cached = len(list(cache.glob("*"))) if cache.is_dir() else 0
+    loads, stop = [os.getloadavg()[0]], threading.Event()
+    sampler = threading.Thread(target=lambda: [loads.append(os.getloadavg()[0]) for _ in
+                                               iter(lambda: stop.wait(5.0), True)], daemon=True)
     t0, r0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
     c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    sampler.start()
     fam = fit_stacked(runs, STACK_MODELS, workers=workers, random_seed=seed, on_progress=print)
     wall = time.perf_counter() - t0
-    fam.save(Path(os.environ.get("TMPDIR", "/tmp")) / "bench_families_chinchilla.nc")
+    stop.set()
     r1, c1 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime
            + c1.ru_utime + c1.ru_stime - c0.ru_utime - c0.ru_stime)
+    fam.save(Path(os.environ.get("TMPDIR", "/tmp")) / "bench_families_chinchilla.nc")
     return {"n_runs": runs.n_runs, "wall_s": wall, "cpu_s": cpu, "workers": workers,
-            "load_start": load0, "load_end": os.getloadavg()[0], "weights": fam.weights,
-            "meta": {k: v for k, v in fam.meta.items() if k != "scores"},
+            "nice": os.nice(0), "jax_cache_entries_at_start": n_cached,
+            "load_start": loads[0], "load_mean": float(np.mean(loads)),
+            "load_max": float(np.max(loads)), "load_end": os.getloadavg()[0],
+            "weights": fam.weights, "timings": fam.meta.get("timings"),
+            "meta": {k: v for k, v in fam.meta.items() if k not in ("scores", "timings")},
             "gate": {k: f.diagnostics.passed for k, f in fam.fits.items()},
+            "not_retried": {k: f.meta.get("not_retried", "") for k, f in fam.fits.items()},
             "sampling_s": {k: f.diagnostics.sampling_seconds for k, f in fam.fits.items()}}
 
 
@@ -462,9 +479,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--part", choices=["real", "synthetic", "write", "speed", "agree"],
-                    default="real",
-                    help="measure one part (the other is kept from families.json); write: "
-                         "only rewrite families.md")
+                    default="real", help="measure one part (the others are kept); write: "
+                    "only rewrite families.md")
     ap.add_argument("--synthetic", default="farseer,chinchilla,broken,kaplan_e")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
@@ -472,21 +488,19 @@ def main() -> None:
     old = json.loads(raw_path.read_text()) if raw_path.exists() else {}
     results: dict[str, Any] = old.get("real", {}) if "inner_lpd" in str(old)[:100000] else {}
     synth: dict[str, Any] = old.get("synthetic", {}) if results else {}
+    todo: list[dict[str, Any]] = []
     if args.part == "real":
-        names = list(args.ladders.split(";") if args.ladders else ladders())
         todo = [{"name": n, "outer": args.outer, "inner": args.inner, "seed": args.seed}
-                for n in names]
+                for n in (args.ladders.split(";") if args.ladders else ladders())]
     elif args.part == "synthetic":
         todo = [{"name": f"synthetic {f} {100 + i}", "outer": args.outer, "inner": args.inner,
                  "seed": args.seed} for i, f in enumerate(args.synthetic.split(","))]
-    else:
-        todo = []
     if args.part in ("speed", "agree"):
-        extra = json.loads(EXTRA.read_text()) if EXTRA.exists() else {}
-        extra[args.part] = (speed(args.seed, args.workers) if args.part == "speed" else
-                            agree(args.ladders.split(";") if args.ladders else
-                                  ["misfitting_openlm (best lr)"], args.seed))
-        EXTRA.write_text(json.dumps(extra, indent=1, default=float))
+        got = (speed(args.seed, args.workers) if args.part == "speed" else
+               agree(args.ladders.split(";") if args.ladders else
+                     ["misfitting_openlm (best lr)"], args.seed))
+        extra = json.loads(EXTRA.read_text()) if EXTRA.exists() else {}  # parts run at once
+        EXTRA.write_text(json.dumps({**extra, args.part: got}, indent=1, default=float))
     with ProcessPoolExecutor(max_workers=max(1, args.workers),
                              mp_context=get_context("spawn")) as pool:
         futs = {pool.submit(_ladder_task, **t): t["name"] for t in todo}

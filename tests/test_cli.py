@@ -122,3 +122,15 @@ def test_best_of_sweep_reduces_a_learning_rate_sweep_before_the_backtest(capsys)
     assert main(["fit", "misfitting_openlm", "--model", "dynamics", "--out", "x.nc",
                  "--best-of-sweep"]) == 2
     assert "--best-of-sweep applies to runs tables" in capsys.readouterr().err
+
+
+def test_fit_and_compare_share_one_definition_of_the_stacking_options():
+    """--stack-tops, --stack-refits and --workers: same default, type and help on both."""
+    from bayes_scaling.cli.fitting import compare_cmd, fit_cmd
+
+    def options(cmd):
+        return {p.name: (tuple(p.opts), p.default, repr(p.type), p.help) for p in cmd.params
+                if p.name in ("stack_tops", "stack_refits", "workers")}
+
+    assert len(options(fit_cmd)) == 3
+    assert options(fit_cmd) == options(compare_cmd)

@@ -283,7 +283,7 @@ def test_cli_compare_text_average_and_plots_without_sampling(monkeypatch, capsys
 def test_cli_compare_averages_with_held_out_by_compute_weights(monkeypatch, capsys, fits,
                                                               tmp_path):
     """--stack-tops: the refits are replaced by planted predictions where kaplan is right."""
-    from bayes_scaling.evaluate.stacking import HeldOut
+    from bayes_scaling.evaluate.heldout import HeldOut
 
     ladder = next(iter(fits.values())).runs
     path = tmp_path / "runs.csv"

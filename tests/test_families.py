@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from bayes_scaling.constants import PUBLISHED
 from bayes_scaling.errors import BayesScalingError
+from bayes_scaling.evaluate import heldout as hld
 from bayes_scaling.evaluate import stacking as stk
 from bayes_scaling.laws import final_loss as laws
 from bayes_scaling.model.spec import load_spec
@@ -84,16 +85,16 @@ def test_farseer_spec_loads_with_a_sign_free_cross_exponent():
 # ------------------------------------------------------------------------------ budgets
 def test_budgets_count_down_from_the_largest_and_skip_empty_bins():
     c = np.array([1e20, 1e20 * 0.9, 1e20 / 2, 1e20 / 100, 1e20 / 110])
-    assert list(stk.budget_index(c, width_dex=0.25)) == [0, 0, 1, 2, 2]
+    assert list(hld.budget_index(c, width_dex=0.25)) == [0, 0, 1, 2, 2]
 
 
 def test_split_by_budget_holds_out_the_largest_compute():
     runs = synthetic_runs("chinchilla", P, seed=0)
-    train, test = stk.split_by_budget(runs, 2)
+    train, test = hld.split_by_budget(runs, 2)
     assert test.flops.min() > train.flops.max()
     assert train.n_runs + test.n_runs == runs.n_runs
     with pytest.raises(BayesScalingError, match="fewer than"):
-        stk.split_by_budget(runs, int(stk.budget_index(runs.flops).max()))
+        hld.split_by_budget(runs, int(hld.budget_index(runs.flops).max()))
 
 
 # ------------------------------------------------------------------------------ stacking
@@ -120,7 +121,7 @@ def _heldout(name, shift, y, rng, lpd):
     samples = y[None, :] * np.exp(shift + 0.01 * rng.standard_normal((400, y.size)))
     table = pd.DataFrame({"top": 1, "run_id": np.arange(y.size), "observed": y,
                           "log_pred_density": lpd})
-    return stk.HeldOut(name, table, samples, True)
+    return hld.HeldOut(name, table, samples, True)
 
 
 def test_scores_of_the_average_sit_with_the_family_it_weights():

@@ -12,6 +12,7 @@ import bayes_scaling as bs
 from bayes_scaling.cli.app import main
 from bayes_scaling.constants import PUBLISHED
 from bayes_scaling.errors import BayesScalingError, FitFileError
+from bayes_scaling.evaluate import heldout as hld
 from bayes_scaling.evaluate import stacking as stk
 from bayes_scaling.fitting.families import FamilyFit, load_fit
 from bayes_scaling.fitting.result import ScalingFit
@@ -167,13 +168,71 @@ def test_huber_refits_predict_every_group_of_a_multi_group_ladder():
     runs = synthetic_runs("chinchilla", P, n_sizes=tuple(np.geomspace(1e7, 1e9, 6)),
                           tokens_per_param=(10, 20, 40), noise=0.01, seed=4,
                           group_offsets={"a": {}, "b": {"log_e": 0.3}})
-    pred = stk.heldout_predictions(runs, ["chinchilla"], tops=(1,), method="huber-bootstrap",
+    pred = hld.heldout_predictions(runs, ["chinchilla"], tops=(1,), method="huber-bootstrap",
                                    fit_kwargs={"n_boot": 20, "calibrate": False}, draws=200,
                                    random_seed=0)["chinchilla"]
     assert np.isfinite(pred.table["log_pred_density"]).all()
     med = np.median(pred.samples, axis=0)
     err = np.abs(med - pred.table["observed"]) / pred.table["observed"]
     assert err.max() < 0.06  # each group's runs predicted by that group's own fit
+
+
+def test_the_shared_discrepancy_is_learned_once_per_origin_for_every_family(monkeypatch):
+    """Huber refits: the Chinchilla law's inner backtest of each origin serves every family
+    (it was learned once per family and origin), and each refit's band carries it."""
+    from bayes_scaling.fitting import calibrate
+
+    runs = synthetic_runs("chinchilla", P, n_sizes=tuple(np.geomspace(1e7, 1e9, 7)),
+                          tokens_per_param=(10, 20, 40), noise=0.01, seed=4)
+    calls = []
+
+    def counted(table, law, *a, **k):
+        calls.append((table.fingerprint(), law))
+        return calibrate.inner_backtest(table, law, *a, **k)
+
+    monkeypatch.setattr(hld, "inner_backtest", counted)
+    seen = []
+    real_attach = hld.attach_discrepancy
+
+    def attach(f, **k):
+        seen.append((f.spec.name, k["backtest"].n_refits))
+        return real_attach(f, **k)
+
+    monkeypatch.setattr(hld, "attach_discrepancy", attach)
+    hld.heldout_predictions(runs, ["chinchilla", "kaplan_e"], tops=(1, 2),
+                            method="huber-bootstrap", fit_kwargs={"n_boot": 5}, draws=50,
+                            random_seed=0)
+    assert len(calls) == 2 and len(set(calls)) == 2 and {c[1] for c in calls} == {"chinchilla"}
+    assert sorted(name for name, _ in seen) == ["chinchilla"] * 2 + ["kaplan_e"] * 2
+    assert all(n > 0 for _, n in seen)
+
+
+@pytest.mark.parametrize("short", [True, False])
+def test_fit_stacked_refits_only_when_the_ladder_gets_its_own_weights(monkeypatch, short):
+    """The fits (faked here) and the stacking refits share one pool; a ladder whose origins
+    predict too few runs takes the cross-ladder weights without making any refit."""
+    # 12 token ratios a factor 1.13 apart: the top 1 and 2 budgets hold 10+ runs; 3 ratios: 3
+    runs = synthetic_runs("chinchilla", P, n_sizes=tuple(np.geomspace(1e7, 1e9, 7)),
+                          tokens_per_param=(10, 20, 40) if short else tuple(
+                              np.geomspace(10, 40, 12)), noise=0.01, seed=4)
+    fitted, refits = [], []
+    monkeypatch.setattr(stk, "_fit_one", lambda model, runs, seed, kwargs: fitted.append(
+        model.name) or fake_fit(model.name, {**P, "gamma": 0.0}, runs=runs, seed=seed,
+                                extra={"kappa": 0.02, "tau0": 0.01}))
+    real = stk.refit_task
+    monkeypatch.setattr(stk, "refit_task", lambda **k: refits.append(k["k"]) or real(**k))
+    plan = stk.stack_plan(runs, (1, 2))
+    fam = stk.fit_stacked(runs, ["chinchilla", "farseer"], refit_kwargs={"n_boot": 5},
+                          random_seed=0)
+    assert fitted == ["farseer", "chinchilla"]  # the family with more constants first
+    assert (plan["n_heldout"] < stk.MIN_OWN_ROWS) is short
+    if short:
+        assert refits == [] and fam.meta["weights_method"] == "cross-ladder"
+    else:
+        assert sorted(refits) == [1, 1, 2, 2]
+        assert fam.meta["weights_method"] == "heldout-by-compute"
+        assert fam.meta["n_heldout"] == plan["n_heldout"]
+    assert set(fam.meta["timings"]["fits"]) == {"chinchilla", "farseer"}
 
 
 def test_cli_fit_of_several_models_saves_one_file_and_names_a_failed_gate(tmp_path, capsys,

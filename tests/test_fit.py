@@ -222,6 +222,30 @@ def test_a_retry_after_poor_mixing_also_doubles_the_draws(monkeypatch):
     assert calls == [1000, 2000] and run.diagnostics.passed
 
 
+def test_chains_in_separate_modes_are_not_resampled(monkeypatch):
+    """One chain settled 3 sd away from the others, each chain stationary: a retry (4x the
+    cost) would not join them, so there is none, and the reason is kept; the failed verdict
+    stays."""
+    from bayes_scaling.fitting.fit import sample_gated
+    from bayes_scaling.model import sampling as inference
+
+    calls = []
+
+    def fake_sample(model, *, var_names, backend, chains, draws, tune, target_accept,
+                    random_seed, progress, ess_target):
+        calls.append(draws)
+        x = np.random.default_rng(len(calls)).standard_normal((chains, draws))
+        x[0] += 3.0  # every attempt: the same two modes
+        return az.from_dict(posterior={"x": x}), 0.1
+
+    monkeypatch.setattr(inference, "sample", fake_sample)
+    messages = []
+    run = sample_gated(None, ["x"], backend="numpyro", chains=4, draws=1000, tune=300,
+                       target_accept=0.9, random_seed=1, retries=1, tell=messages.append)
+    assert calls == [1000] and run.attempt == 0 and not run.diagnostics.passed
+    assert "separate modes" in run.no_retry and "not retried" in messages[0]
+
+
 def test_allocator_tuning_is_opt_in_and_passes_the_settings_to_mallopt(monkeypatch):
     """``_tune_malloc`` (the workaround for parallel chains' memory growth) does nothing unless
     ``BAYES_SCALING_MALLOC_TUNE=1``, then hands glibc each setting (a fake libc records them)."""

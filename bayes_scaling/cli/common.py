@@ -103,6 +103,29 @@ def columns_options(command: Any) -> Any:
              "group, run_id, steps, batch_size_tokens, learning_rate, ...")(command)
 
 
+def stacking_options(command: Any) -> Any:
+    """``--stack-tops``, ``--stack-refits``, ``--workers``: how several families are weighed.
+
+    Shared by ``fit --model a,b,...`` and ``compare`` (one definition, one help text).
+    """
+    opts = [
+        click.option("--stack-tops", default="1,2", show_default=True,
+                     help="Several models: stacking weights from refits without the top K "
+                          "compute budgets, for each K listed (held out by compute); compare "
+                          "also takes 'loo' or '0': PSIS-LOO stacking weights."),
+        click.option("--stack-refits", type=click.Choice(["huber-bootstrap", "nuts"]),
+                     default="huber-bootstrap", show_default=True,
+                     help="Several models: how the stacking refits are made (Huber point fit "
+                          "+ bootstrap, seconds; or NUTS with the fits' own settings)."),
+        click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
+                     help="Several models: fit the families, and make the stacking refits, "
+                          "in this many processes."),
+    ]
+    for opt in reversed(opts):
+        command = opt(command)
+    return command
+
+
 def resolve_runs(source: str, *, group_col: str | None = None, drop_highest_loss: int = 0,
                  param_count: str | None = None, query: str | None = None,
                  best_of_sweep: bool = False, columns: dict[str, str] | None = None,

@@ -19,6 +19,7 @@ from bayes_scaling.cli.common import (
     resolve_runs,
     schedule_fields,
     schedule_options,
+    stacking_options,
 )
 from bayes_scaling.cli.queries import JSON_OPTION, SEED_OPTION, parse_floats, print_table
 from bayes_scaling.errors import BayesScalingError
@@ -59,14 +60,7 @@ from bayes_scaling.errors import BayesScalingError
                    "--draws is then the cap). 400 is the gate's floor.")
 @click.option("--no-calibrate", is_flag=True, help="Skip the extrapolation discrepancy.")
 @click.option("--strict", is_flag=True, help="Exit 2 (and write nothing) if the gate fails.")
-@click.option("--stack-tops", default="1,2", show_default=True,
-              help="Several models: stacking weights from refits without the top K compute "
-                   "budgets, for each K listed.")
-@click.option("--stack-refits", type=click.Choice(["huber-bootstrap", "nuts"]),
-              default="huber-bootstrap", show_default=True,
-              help="Several models: how the stacking refits are made.")
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
-              help="Several models: fit the families in this many processes.")
+@stacking_options
 @schedule_options
 @curve_fit_options
 @click.option("--quiet", "-q", is_flag=True)
@@ -164,14 +158,7 @@ def fit_cmd(runs, model, out, group_col, drop_highest_loss, param_count, query, 
 @click.option("--tokens-per-param", default=None, type=float,
               help="Scan budgets at D = r N instead of the first model's optimum.")
 @click.option("--average", is_flag=True, help="Also print the stacking-averaged prediction.")
-@click.option("--stack-tops", default="1,2", show_default=True,
-              help="Stacking weights from refits without the top K compute budgets, for each K "
-                   "listed (held out by compute); 'loo' or '0': PSIS-LOO stacking weights.")
-@click.option("--stack-refits", type=click.Choice(["huber-bootstrap", "nuts"]),
-              default="huber-bootstrap", show_default=True,
-              help="How the stacking refits are made (NUTS: the fits' own settings).")
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
-              help="Stacking refits in this many processes.")
+@stacking_options
 @click.option("--out", default=None, type=click.Path(dir_okay=False),
               help="Save the families and their weights as one fit file (predict, tokens and "
                    "optimal then use the weighted average).")

@@ -47,12 +47,13 @@ from bayes_scaling.data.runs import RunTable
 from bayes_scaling.errors import BayesScalingError
 from bayes_scaling.evaluate.backtest import backtest
 from bayes_scaling.evaluate.families import where_they_part
+from bayes_scaling.evaluate.heldout import DEFAULT_STACK_TOPS
 from bayes_scaling.evaluate.loo import loo, loo_table, n_bad_pareto_k
 from bayes_scaling.evaluate.stacking import (  # DEFAULT_MODELS, fit_families: re-exported
     DEFAULT_MODELS as DEFAULT_MODELS,
 )
-from bayes_scaling.evaluate.stacking import DEFAULT_STACK_TOPS, stack_weights
 from bayes_scaling.evaluate.stacking import fit_families as fit_families
+from bayes_scaling.evaluate.stacking import stack_weights
 from bayes_scaling.fitting.families import FamilyFit, family_meta
 from bayes_scaling.fitting.result import ScalingFit
 from bayes_scaling.query.allocate import optimal_exponents

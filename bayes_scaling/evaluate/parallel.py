@@ -15,8 +15,10 @@ Results come back in task order; each task gets its own explicit seed from the c
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from multiprocessing import get_context
 from typing import Any
 
@@ -61,6 +63,40 @@ def run_many(
             results[futures[fut]] = fut.result()
             tell(f"task {done}/{len(tasks)} done")
     return results
+
+
+class _InProcess:
+    """``submit`` runs the call at once, in this process (``local_pool(1)``)."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
+        fut: Future = Future()
+        fut.set_result(fn(*args, **kwargs))
+        return fut
+
+
+@contextmanager
+def local_pool(workers: int) -> Iterator[Any]:
+    """A pool of ``workers`` local processes (``spawn``) for calls of different functions.
+
+    ``pool.submit(fn, **kwargs)`` returns a future; calls start in the order submitted, so a
+    caller can queue its longest calls first and let the workers fill up with the rest (one
+    pool, each worker's imports paid once). ``workers == 1``: each call runs at ``submit``, in
+    this process.
+    """
+    if workers < 1:
+        raise BayesScalingError(f"workers must be >= 1, got {workers}")
+    if workers == 1:
+        yield _InProcess()
+        return
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        yield pool
+
+
+def timed(fn: Callable[..., Any], kwargs: dict[str, Any]) -> tuple[Any, float, float]:
+    """``(fn(**kwargs), wall seconds, CPU seconds of this process)`` (for where time goes)."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    out = fn(**kwargs)
+    return out, time.perf_counter() - t0, time.process_time() - c0
 
 
 def _run_dask(fn: Callable[..., Any], tasks: list[dict[str, Any]], address: Any,

@@ -33,6 +33,11 @@ from bayes_scaling.types import OnBad, ProgressFn, SeedLike
 
 #: target_accept of the automatic retry after a failed convergence gate.
 RETRY_TARGET_ACCEPT = 0.98
+#: Chains whose r-hat exceeds this while each chain is stationary on its own sit in separate
+#: modes: no retry (Gelman & Rubin 1992's threshold of clear non-convergence).
+MODES_RHAT = 1.2
+#: A chain is stationary on its own when the split r-hat of its two halves is at most this.
+CHAIN_RHAT = 1.05
 
 
 def posterior_var_names(spec: ModelSpec, n_groups: int) -> list[str]:
@@ -58,6 +63,7 @@ class GatedSample:
     target_accept: float
     tune: int
     attempt: int
+    no_retry: str = ""
 
 
 def sample_gated(pm_model: Any, var_names: list[str], *, backend: str, chains: int, draws: int,
@@ -69,6 +75,11 @@ def sample_gated(pm_model: Any, var_names: list[str], *, backend: str, chains: i
 
     Up to ``retries`` resamples, with ``target_accept`` raised to ``retry_target_accept``, twice
     the warm-up and, when r-hat or an ESS failed (not only divergences), twice the draws.
+
+    No retry when the chains sit in separate modes (:func:`separate_modes`): more warm-up and
+    smaller steps do not move a chain across to another mode (the broken law on Chinchilla's
+    runs: the same r-hat after a retry that cost four times the first attempt), so the retry
+    would only cost time; ``no_retry`` then says why.
 
     A failed gate is never hidden: the verdict of the last attempt is returned (the caller
     records ``attempt > 0`` as ``meta["retried"]`` and warns or raises on a failure).
@@ -86,11 +97,43 @@ def sample_gated(pm_model: Any, var_names: list[str], *, backend: str, chains: i
                                                 sampling_seconds=seconds)
         if diag.passed or attempt == retries:
             break
+        modes = separate_modes(idata.posterior, kept)
+        if modes:
+            tell(f"gate failed ({'; '.join(diag.problems)}); not retried: {modes}")
+            return GatedSample(idata, diag, seconds, target_accept, tune, attempt, modes)
         target_accept, tune = max(target_accept, retry_target_accept), 2 * tune
         draws = 2 * draws if diag.mixing_failed else draws
         tell(f"gate failed ({'; '.join(diag.problems)}); retrying with target_accept "
              f"{target_accept}, {tune} tuning steps and {draws} draws")
     return GatedSample(idata, diag, seconds, target_accept, tune, attempt)
+
+
+def separate_modes(posterior: xr.Dataset, var_names: list[str]) -> str:
+    """Why the chains sit in separate modes ("" when they do not).
+
+    They do when some variable's r-hat across chains exceeds :data:`MODES_RHAT` while every
+    chain, alone, is stationary (the r-hat of its own two halves at most :data:`CHAIN_RHAT`):
+    each chain has settled, in a different place.
+    """
+    worst, name = 0.0, ""
+    for v in var_names:
+        x = np.asarray(posterior[v]).reshape(posterior.sizes["chain"], posterior.sizes["draw"],
+                                             -1)
+        for j in range(x.shape[2]):
+            r = float(az.rhat(x[:, :, j]))
+            if r > worst:
+                worst, name = r, v
+    if not worst > MODES_RHAT:
+        return ""
+    half = posterior.sizes["draw"] // 2
+    within = max(float(az.rhat(np.asarray(posterior[v])[c, :2 * half].reshape(
+        2, half, -1)[:, :, j])) for v in var_names for c in range(posterior.sizes["chain"])
+                 for j in range(int(np.prod(posterior[v].shape[2:], dtype=int))))
+    if within > CHAIN_RHAT:
+        return ""
+    return (f"the chains sit in separate modes (r-hat {worst:.2f} on {name} across chains, "
+            f"at most {within:.3f} within each): more warm-up and smaller steps do not join "
+            "them")
 
 
 def fit(
@@ -178,11 +221,12 @@ def fit(
                        retries=retries, progress=progress, ess_target=ess_target, tell=tell)
     idata, diag, seconds = run.idata, run.diagnostics, run.seconds
     target_accept, tune, attempt = run.target_accept, run.tune, run.attempt
+    no_retry = run.no_retry
     tell(f"sampled in {seconds:.1f} s; " + ("gate passed" if diag.passed else diag.banner()))
     meta = {
         "method": "nuts", "seed": seed, "backend": backend, "target_accept": target_accept,
         "tune": tune, "draws": diag.draws, "draws_requested": draws, "chains": chains,
-        "retried": attempt > 0,
+        "retried": attempt > 0, **({"not_retried": no_retry} if no_retry else {}),
         "ess_target": ess_target,
         "dense_mass": bool(getattr(pm_model, "bayes_scaling_dense_mass", False)),
         "centre": input_centre(spec, runs), "centred_offsets": use_centred(spec, runs),

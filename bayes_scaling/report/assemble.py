@@ -1,7 +1,8 @@
 r"""Every number of a compute proposal's risk report, gathered into one JSON-ready dict.
 
 :func:`build_risk` loads the proposal's runs, fits each law family (or reuses saved fits whose
-spec and data hashes match), resolves the plan (a FLOP budget alone is split compute-optimally
+spec and data hashes match; or takes the fit file the proposal names, ``models.fit``, with its
+stacking weights), resolves the plan (a FLOP budget alone is split compute-optimally
 by the first family) and asks every section of
 :data:`~bayes_scaling.report.registry.SECTIONS` for its entries: the verdict
 (:math:`P(L \le L^*)` per family and model-averaged), tokens needed, the compute-optimal
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,12 @@ from bayes_scaling.query.allocate import compute_optimal
 from bayes_scaling.query.summarize import jsonable
 from bayes_scaling.report.common import quiet
 from bayes_scaling.report.context import Context, Section
-from bayes_scaling.report.fits import fit_settings, load_proposal_runs, obtain_fit
+from bayes_scaling.report.fits import (
+    fit_settings,
+    load_proposal_runs,
+    obtain_fit,
+    proposal_fits,
+)
 from bayes_scaling.report.proposal import Proposal
 from bayes_scaling.report.registry import SECTIONS
 from bayes_scaling.types import ProgressFn, SeedLike
@@ -96,7 +103,9 @@ def build_risk(
         A validated :class:`~bayes_scaling.report.proposal.Proposal`.
     fits : Mapping of str to ScalingFit, optional
         Fits to use per family (keys as in ``proposal.families``); must be fitted on the
-        proposal's runs. Families not given are fitted (or read from ``cache_dir``).
+        proposal's runs. Families not given are fitted (or read from ``cache_dir``). Without
+        ``fits``, a proposal naming a fit file (``models.fit``) uses that file's families and
+        weights and fits nothing (:func:`~bayes_scaling.report.fits.proposal_fits`).
     random_seed : SeedLike, optional
         Seed of every random step (default: the proposal's ``seed``). The verdict's P(target)
         is ``mean(predict_loss(fit, N, D, band=..., random_seed=seed).draws <= target)``.
@@ -122,10 +131,16 @@ def build_risk(
     cache = Path(cache_dir) if cache_dir is not None else None
     runs, files = load_proposal_runs(proposal)
     group = _group(proposal, runs)
-    fits_used, fit_prov = _all_fits(proposal, runs, fits, seed, cache, tell)
+    stacked = None
+    if proposal.fit_file is not None and fits is None:
+        tell(f"using the saved fit {proposal.fit_file} (models.fit)")
+        fits_used, fit_prov, stacked = proposal_fits(proposal, runs)
+        proposal = replace(proposal, families=tuple(fits_used))
+    else:
+        fits_used, fit_prov = _all_fits(proposal, runs, fits, seed, cache, tell)
     ctx = Context(plan=_plan(proposal, fits_used, group, seed), runs=runs, files=files,
                   group=group, fits=fits_used, fit_prov=fit_prov, seed=seed, cache=cache,
-                  tell=tell, sections=sections)
+                  tell=tell, sections=sections, saved_weights=stacked)
     risk = {key: ctx.entry(key) for section in sections for key in section.keys}
     tell("risk numbers ready")
     return jsonable(risk)

@@ -71,6 +71,9 @@ class Context:
         Progress callback.
     sections
         The sections, to find the one that owns a key.
+    saved_weights
+        The weights of the fit file the proposal names (``{"weights": ..., "meta": ...}``):
+        the model average uses them instead of stacking anew; ``None``: stack.
     """
 
     plan: Proposal
@@ -83,6 +86,7 @@ class Context:
     cache: Path | None
     tell: ProgressFn
     sections: Sequence[Section]
+    saved_weights: Mapping[str, Any] | None = None
     _entries: dict[str, Any] = field(default_factory=dict)
 
     def entry(self, key: str) -> Any:

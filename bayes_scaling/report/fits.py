@@ -18,10 +18,11 @@ from bayes_scaling.data.registry import fetch, load_dataset, load_registry
 from bayes_scaling.data.runs import RunTable, load_runs
 from bayes_scaling.errors import FitFileError
 from bayes_scaling.fitting.dynamics import fit_dynamics
+from bayes_scaling.fitting.families import FamilyFit, load_fit
 from bayes_scaling.fitting.fit import fit, fit_baseline
 from bayes_scaling.fitting.result import PACKAGE, ScalingFit, versions
 from bayes_scaling.model.gate import check_convergence
-from bayes_scaling.model.spec import ModelSpec
+from bayes_scaling.model.spec import ModelSpec, load_spec
 from bayes_scaling.report.common import sha256_of, shown_path
 from bayes_scaling.report.proposal import Proposal
 from bayes_scaling.types import ProgressFn
@@ -190,3 +191,80 @@ def fit_settings(proposal: Proposal) -> dict[str, Any]:
     if f.backend:
         out["backend"] = f.backend
     return out
+
+
+def proposal_fits(proposal: Proposal, runs: RunTable,
+                  ) -> tuple[dict[str, ScalingFit], dict[str, dict[str, Any]],
+                             dict[str, Any] | None]:
+    """The fits of the file a proposal names (``models.fit``), checked against the proposal.
+
+    Parameters
+    ----------
+    proposal : Proposal
+        A proposal with ``fit_file`` set.
+    runs : RunTable
+        The proposal's runs: every family in the file must have been fitted on exactly these
+        (same data hash).
+
+    Returns
+    -------
+    tuple of (dict, dict, dict or None)
+        ``{family: fit}`` (keyed and ordered as ``models.families`` names them, else as the
+        file does), a provenance record per family, and for a family file its
+        weights and how they were made (``{"weights": ..., "meta": ...}``; ``None`` for a file
+        of one family).
+
+    Raises
+    ------
+    ProposalError
+        One line naming the proposal, ``models.fit`` and the file: unreadable or damaged
+        (checksum), fitted on other runs (data hash), other families or specs than
+        ``models.families``; :class:`~bayes_scaling.errors.ConvergenceError` with
+        ``fit.strict`` when a family failed the convergence gate.
+    """
+    path = str(proposal.fit_file)
+    try:
+        saved = load_fit(path)
+    except FitFileError as exc:
+        raise proposal.error("models.fit", f"cannot be used: {exc}") from None
+    fam = saved if isinstance(saved, FamilyFit) else None
+    held = dict(saved.fits) if fam is not None else {saved.spec.name: saved}
+    first = next(iter(held.values()))
+    if first.runs.fingerprint() != runs.fingerprint():
+        raise proposal.error("models.fit", f"{path} was fitted on other runs than the "
+                             f"proposal's (data hash {first.runs.fingerprint()[:12]}, runs.files "
+                             f"give {runs.fingerprint()[:12]}): refit it on these runs or drop "
+                             "models.fit")
+    keys = {name: name for name in held}
+    if proposal.families:
+        keys = _match_families(proposal, held, path)
+    if proposal.fit.strict:
+        for f in held.values():
+            check_convergence(f.diagnostics, on_bad="raise")
+    file_rec = {"file": shown_path(path), "reused": True, "given": "models.fit",
+                "sha256": sha256_of(path)}
+    fits = {entry: held[name] for name, entry in keys.items()}  # the proposal's order
+    prov = {k: dict(file_rec) for k in fits}
+    stacked = None
+    if fam is not None:
+        stacked = {"weights": {keys[k]: float(w) for k, w in fam.weights.items()},
+                   "meta": {**dict(fam.meta), "file": shown_path(path)}}
+    return fits, prov, stacked
+
+
+def _match_families(proposal: Proposal, held: Mapping[str, ScalingFit],
+                    path: str) -> dict[str, str]:
+    """``{name in the file: entry of models.families}``; one line if they differ."""
+    specs = {entry: load_spec(entry) for entry in proposal.families}
+    wanted = {s.name: entry for entry, s in specs.items()}
+    if set(wanted) != set(held):
+        raise proposal.error("models.families", f"lists {', '.join(sorted(wanted))}; models.fit "
+                             f"{path} holds {', '.join(held)} (list the file's families, or "
+                             "drop models.families to use them all)")
+    for name, entry in wanted.items():
+        if held[name].spec.sha256() != specs[entry].sha256():
+            raise proposal.error("models.fit", f"{path}: its {name} was fitted with another "
+                                 f"spec than {entry!r} gives now (spec hash "
+                                 f"{held[name].spec.sha256()[:12]} vs "
+                                 f"{specs[entry].sha256()[:12]})")
+    return wanted

@@ -33,7 +33,7 @@ SCHEMA: dict[str, tuple[str, ...]] = {
     "runs": ("files", "group", "group_col", "drop_highest_loss", "param_count", "query",
              "columns", "flops_unit", "alternative_group"),
     "plan": ("n_params", "n_tokens", "flops", "batch_size", "target_loss"),
-    "models": ("families",),
+    "models": ("families", "fit"),
     "fit": ("chains", "draws", "tune", "backend", "target_accept", "strict"),
     "backtest": ("enabled", "holdout_by", "holdout_top", "baseline", "chains", "draws", "tune"),
     "dynamics": ("enabled", "fit", "curves", "group_col", "model"),
@@ -123,7 +123,12 @@ class Proposal:
     target_loss
         The loss the run must reach, nats/token, on the ladder's evaluation set.
     families
-        Model specs to fit (shipped names such as ``"chinchilla"`` or spec paths).
+        Model specs to fit (shipped names such as ``"chinchilla"`` or spec paths). Empty when
+        ``fit_file`` is given without them: the report takes the file's families.
+    fit_file
+        A saved fit (``bayes-scaling fit --out``: one family or several with their stacking
+        weights) the report uses instead of fitting; ``None``: fit (or reuse the report's
+        saved fits).
     seed
         Seed of every random step of the report.
     path
@@ -145,6 +150,7 @@ class Proposal:
     fit: FitSettings = field(default_factory=FitSettings)
     backtest: BacktestSettings = field(default_factory=BacktestSettings)
     dynamics: Mapping[str, Any] | None = None
+    fit_file: str | None = None
     path: Path | None = None
 
     @property
@@ -200,6 +206,7 @@ class Proposal:
                         if "batch_size" in plan else None),
             target_loss=check.positive(plan.get("target_loss"), "plan.target_loss"),
             families=_families(check, raw["models"], base_dir),
+            fit_file=_fit_file(check, raw["models"], base_dir),
             fit=_fit_settings(check, raw.get("fit", {})),
             backtest=_backtest_settings(check, raw.get("backtest", {})),
             dynamics=_dynamics(check, raw.get("dynamics"), base_dir),
@@ -390,7 +397,10 @@ def _columns(check: _Checker, raw: Any) -> dict[str, str]:
 
 def _families(check: _Checker, raw: Mapping[str, Any], base_dir: Path | None) -> tuple[str, ...]:
     if "families" not in raw:
-        raise check.fail("models.families", "is required, e.g. [\"chinchilla\", \"kaplan\"]")
+        if "fit" in raw:  # the saved fit's own families
+            return ()
+        raise check.fail("models.families", "is required, e.g. [\"chinchilla\", \"kaplan\"] "
+                         "(or models.fit: a saved fit file)")
     fams = check.strings(raw["families"], "models.families")
     shipped = available_models()
     out = []
@@ -404,6 +414,18 @@ def _families(check: _Checker, raw: Mapping[str, Any], base_dir: Path | None) ->
         raise check.fail("models.families", f"names unknown model {fam!r}{hint} "
                          f"(shipped: {', '.join(shipped)}; or a path to a spec .toml)")
     return tuple(out)
+
+
+def _fit_file(check: _Checker, raw: Mapping[str, Any], base_dir: Path | None) -> str | None:
+    """``models.fit``: a saved fit file (relative to the proposal's folder), which must exist."""
+    if "fit" not in raw:
+        return None
+    entry = check.text(raw["fit"], "models.fit")
+    resolved = _resolve(entry, base_dir)
+    if not Path(resolved).is_file():
+        raise check.fail("models.fit", f"names {entry!r}: no such fit file (write one with "
+                         "bayes-scaling fit RUNS --model a,b,... --out FILE)")
+    return resolved
 
 
 def _fit_settings(check: _Checker, raw: Mapping[str, Any]) -> FitSettings:

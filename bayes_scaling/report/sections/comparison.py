@@ -2,7 +2,8 @@
 
 The weights the report's model average uses (verdict, bands) come from held-out-by-compute
 stacking (:func:`~bayes_scaling.evaluate.stacking.stack_weights`: Huber refits without the top
-1 and 2 compute budgets; cross-ladder weights for a short ladder), not from PSIS-LOO.
+1 and 2 compute budgets; cross-ladder weights for a short ladder), not from PSIS-LOO; when the
+proposal names a family fit file (``models.fit``), from the weights saved in it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 
 from bayes_scaling.data.runs import RunTable
 from bayes_scaling.errors import BayesScalingError
-from bayes_scaling.evaluate.stacking import DEFAULT_STACK_TOPS
+from bayes_scaling.evaluate.heldout import DEFAULT_STACK_TOPS
 from bayes_scaling.fitting.result import ScalingFit
 from bayes_scaling.report.blocks import Block, Num, h2, interval_parts, para, table
 from bayes_scaling.report.common import quiet
@@ -21,9 +22,11 @@ from bayes_scaling.types import ProgressFn
 
 
 def _comparison(fits: Mapping[str, ScalingFit], runs: RunTable, group: str, ratio: float,
-                seed: int, tell: ProgressFn) -> tuple[dict[str, Any], dict[str, float] | None]:
+                seed: int, tell: ProgressFn, saved: Mapping[str, Any] | None = None,
+                ) -> tuple[dict[str, Any], dict[str, float] | None]:
     """The comparison (:func:`~bayes_scaling.evaluate.compare.compare`) and the weights of the
-    average (held-out-by-compute stacking)."""
+    average (held-out-by-compute stacking; ``saved``: the weights of the proposal's fit file,
+    no refits)."""
     if len(fits) < 2:
         only = next(iter(fits))
         return ({"available": False, "reason": f"the proposal names one law family ({only}); "
@@ -37,14 +40,24 @@ def _comparison(fits: Mapping[str, ScalingFit], runs: RunTable, group: str, rati
         # first family
         res = quiet(compare, fits, runs=runs, holdout_top=None, random_seed=seed,
                      on_progress=tell, group=group, tokens_per_param=ratio,
-                     stack_tops=DEFAULT_STACK_TOPS, stack_refits="huber-bootstrap")
+                     stack_tops=None if saved else DEFAULT_STACK_TOPS,
+                     stack_refits="huber-bootstrap")
     except BayesScalingError as exc:
         return {"available": False, "reason": f"not available: {exc}"}, None
-    used = res.weights
+    if saved:  # the fit file's weights, made when it was fitted
+        out = {"available": True, **res.to_json(),
+               "stack": {**dict(saved["meta"]), "weights": dict(saved["weights"])},
+               "stacking": (saved["meta"] or {}).get("scores")}
+        return out, _normalised(fits, saved["weights"])
+    return {"available": True, **res.to_json()}, _normalised(fits, res.weights)
+
+
+def _normalised(fits: Mapping[str, ScalingFit], used: Mapping[str, float],
+                ) -> dict[str, float] | None:
+    """The weights keyed as the proposal names the families, summing to 1."""
     weights = {fam: float(used.get(fam, used.get(f.spec.name, 0.0))) for fam, f in fits.items()}
     total = sum(weights.values())
-    weights = {k: v / total for k, v in weights.items()} if total > 0 else None
-    return {"available": True, **res.to_json()}, weights
+    return {k: v / total for k, v in weights.items()} if total > 0 else None
 
 
 def numbers(ctx: Context) -> dict[str, Any]:
@@ -55,7 +68,7 @@ def numbers(ctx: Context) -> dict[str, Any]:
     """
     def compute() -> dict[str, Any]:
         comparison, weights = _comparison(ctx.fits, ctx.runs, ctx.group, ctx.d / ctx.n,
-                                          ctx.seed, ctx.tell)
+                                          ctx.seed, ctx.tell, ctx.saved_weights)
         return {"comparison": comparison, "weights": weights}
 
     return ctx.kept("comparison", compute)
@@ -76,7 +89,9 @@ def blocks(risk: Mapping[str, Any]) -> list[Block]:
                   "predictive density of a left-out run, a diagnostic of interpolation; "
                   "higher is better) and by the compute-optimal exponent a (N_opt ∝ C^a). "
                   "The model average uses the weights of "
-                  + how.get(str(stack.get("weights_method")), "PSIS-LOO stacking") + ": ",
+                  + how.get(str(stack.get("weights_method")), "PSIS-LOO stacking")
+                  + (f", saved with the fit file {stack['file']}" if stack.get("file") else "")
+                  + ": ",
                   *[part for i, k in enumerate(risk.get("weights") or {})
                     for part in ((", " if i else "") + f"{k} ", Num(("weights", k), "weight"))],
                   "."))

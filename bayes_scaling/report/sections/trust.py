@@ -59,12 +59,16 @@ def _cached_backtest(runs: RunTable, spec: ModelSpec, *, method: FitMethod, hold
 
 
 def _backtests(proposal: Proposal, runs: RunTable, group: str, seed: int,
-               cache_dir: Path | None, tell: ProgressFn) -> dict[str, Any]:
-    """The trust section: backtests of the Bayesian fit and of the Huber+bootstrap baseline."""
+               cache_dir: Path | None, tell: ProgressFn,
+               spec: ModelSpec | None = None) -> dict[str, Any]:
+    """The trust section: backtests of the Bayesian fit and of the Huber+bootstrap baseline.
+
+    ``spec``: the first family's (default: ``proposal.families[0]`` loaded).
+    """
     bt = proposal.backtest
     if not bt.enabled:
         return {"status": "disabled in the proposal ([backtest] enabled = false)"}
-    spec = load_spec(proposal.families[0])
+    spec = spec or load_spec(proposal.families[0])
     out: dict[str, Any] = {"status": "ok", "holdout_by": bt.holdout_by,
                            "holdout_top": bt.holdout_top, "model": spec.name}
     kw = {"holdout_by": bt.holdout_by, "holdout_top": bt.holdout_top, "seed": seed,
@@ -97,7 +101,9 @@ def _backtests(proposal: Proposal, runs: RunTable, group: str, seed: int,
 
 def numbers(ctx: Context) -> dict[str, Any]:
     """``trust``: the two backtests (or why they were not run)."""
-    return {"trust": _backtests(ctx.plan, ctx.runs, ctx.group, ctx.seed, ctx.cache, ctx.tell)}
+    first = ctx.fits[ctx.plan.families[0]]  # its spec: the one fitted (models.fit too)
+    return {"trust": _backtests(ctx.plan, ctx.runs, ctx.group, ctx.seed, ctx.cache, ctx.tell,
+                                first.spec)}
 
 
 def _plan_distance(risk: Mapping[str, Any]) -> Parts:
