@@ -115,6 +115,8 @@ def separate_modes(posterior: xr.Dataset, var_names: list[str]) -> str:
     chain, alone, is stationary (the r-hat of its own two halves at most :data:`CHAIN_RHAT`):
     each chain has settled, in a different place.
     """
+    import arviz as az  # lazy: only after a failed gate; importing fit must not load ArviZ
+
     worst, name = 0.0, ""
     for v in var_names:
         x = np.asarray(posterior[v]).reshape(posterior.sizes["chain"], posterior.sizes["draw"],
