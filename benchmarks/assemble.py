@@ -17,7 +17,7 @@ HERE = Path(__file__).resolve().parent
 #: Sections first in this order; any other ``results/<name>.md`` follows, alphabetically. Each
 #: section comes from ``bench_<name>.py`` unless its first line names another script.
 ORDER = ["fit", "query", "recovery", "calibration", "calibration_nuts", "scale", "compare",
-         "dynamics", "schedule", "report", "reliability", "diagnose", "nextrun"]
+         "dynamics", "schedule", "residual", "report", "reliability", "diagnose", "nextrun"]
 #: Sections written by a script not named after them.
 SCRIPTS = {"calibration": "bench_discrepancy_prior.py", "calibration_nuts": "bench_calibration.py",
            "calibration_lolo_nuts": "bench_discrepancy_nuts.py",
