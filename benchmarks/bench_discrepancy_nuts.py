@@ -182,27 +182,31 @@ def fits_only(ladders, args) -> None:
     keep = set(args.only.split(",")) if args.only else set(ladders)
     # split-major order: an interrupted run has every ladder's first splits
     order = sorted(SPLITS, key=lambda s: (s[1], s[0]))  # flops 1, n_params 1, flops 2, ...
+    if args.splits:
+        order = [(b, int(k)) for b, k in (s.split(":") for s in args.splits.split(","))]
     names = list(ladders)[::-1] if args.reverse else list(ladders)
-    for by, k in order:
-        for name in names:
-            src, runs = ladders[name]
-            if name not in keep:
-                continue
-            try:
-                train, _ = split_top(runs, holdout_by=by, holdout_top=k)
-            except BayesScalingError as exc:
-                print(f"  skip {name} {by} top {k}: {exc}", flush=True)
-                continue
-            if levels(train.n).max() + 1 < MIN_TRAIN_SIZES:  # stage 2 skips these
-                print(f"  skip {name} {by} top {k}: too few sizes", flush=True)
-                continue
-            if args.cases_only:  # stage 2's case (Huber band, inner evidence) of the split
-                outer(name, ladders[name], by, k, args.seed)
-                continue
-            _, info = nuts_fit({"ladder": name, "source": src, "by": by, "k": k}, runs, args)
-            print(f"  fit {name} {by} top {k}: {train.n_runs} runs, gate "
-                  f"{'passed' if info['passed'] else 'FAILED ' + '; '.join(info['problems'])}"
-                  f", {info['seconds']:.0f} s", flush=True)
+    pairs = [(by, k, name) for by, k in order for name in names]
+    if args.ladder_major:  # each ladder's splits together: both kinds of hold-out per ladder
+        pairs = [(by, k, name) for name in names for by, k in order]
+    for by, k, name in pairs:
+        src, runs = ladders[name]
+        if name not in keep:
+            continue
+        try:
+            train, _ = split_top(runs, holdout_by=by, holdout_top=k)
+        except BayesScalingError as exc:
+            print(f"  skip {name} {by} top {k}: {exc}", flush=True)
+            continue
+        if levels(train.n).max() + 1 < MIN_TRAIN_SIZES:  # stage 2 skips these
+            print(f"  skip {name} {by} top {k}: too few sizes", flush=True)
+            continue
+        if args.cases_only:  # stage 2's case (Huber band, inner evidence) of the split
+            outer(name, ladders[name], by, k, args.seed)
+            continue
+        _, info = nuts_fit({"ladder": name, "source": src, "by": by, "k": k}, runs, args)
+        print(f"  fit {name} {by} top {k}: {train.n_runs} runs, gate "
+              f"{'passed' if info['passed'] else 'FAILED ' + '; '.join(info['problems'])}"
+              f", {info['seconds']:.0f} s", flush=True)
 
 
 def main() -> None:
@@ -220,6 +224,10 @@ def main() -> None:
     ap.add_argument("--available", action="store_true",
                     help="Score only the splits whose NUTS fit is cached (a partial run).")
     ap.add_argument("--only", default="", help="Comma-separated ladder names (default: all).")
+    ap.add_argument("--splits", default="",
+                    help="--fits-only: comma-separated by:k splits, e.g. flops:1,n_params:1.")
+    ap.add_argument("--ladder-major", action="store_true",
+                    help="--fits-only: every split of a ladder before the next ladder.")
     args = ap.parse_args()
     t0 = time.perf_counter()
     ladders = public_ladders()

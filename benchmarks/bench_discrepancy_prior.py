@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ladders import public_ladders
 
-from bayes_scaling.data.support import DISTANCE_KINDS, Box, decades_outside
+from bayes_scaling.data.support import DISTANCE_KINDS, Box, decades_outside, discrepancy_var
 from bayes_scaling.errors import BayesScalingError
 from bayes_scaling.evaluate.backtest import split_top
 from bayes_scaling.files import atomic_path
@@ -48,7 +48,9 @@ from bayes_scaling.fitting.calibrate import (
     TAU0_GRID,
     discrepancy_loglik,
     discrepancy_posterior,
+    discrepancy_posterior_parts,
     discrepancy_sd,
+    fit_population_parts,
     inner_backtest,
     sample_grid,
 )
@@ -152,6 +154,28 @@ def population(rolling: dict, ladders, kind: str, temper: bool, exclude: set[str
                           temper=temper, distance=kind, shared=shared)
 
 
+def population_parts(rolling: dict, ladders, temper: bool, exclude: set[str],
+                     shared: float = 0.0):
+    """The per-kind cross-ladder prior (compute and hull parts) without ``exclude``."""
+    names = [n for n in rolling if n not in exclude]
+    srcs = [ladders[n][0] for n in names]
+    count = {s: srcs.count(s) for s in srcs}
+    return fit_population_parts([rolling[n].with_distance("hull_compute") for n in names],
+                                weights=[1 / count[s] for s in srcs], temper=temper,
+                                shared=shared)
+
+
+def disc_var(dist: dict, kind: str, weights, shape: tuple[int, int], rng) -> np.ndarray:
+    """Discrepancy variance draws at the held-out runs; ``weights`` a dict: per kind."""
+    if isinstance(weights, dict):  # per kind: the compute part's and the hull part's grids
+        tau0, kappa = sample_grid(weights["compute"], shape, rng)
+        t_h, k_h = sample_grid(weights["hull"], shape, rng)
+        far = {k: dist[k][None, :] for k in ("hull", "compute")}
+        return discrepancy_var(far, tau0, kappa, t_h, k_h)
+    tau0, kappa = sample_grid(weights, shape, rng)
+    return discrepancy_sd(dist[kind][None, :], tau0, kappa) ** 2
+
+
 def predictive(case: dict, kind: str | None, weights, rng) -> np.ndarray:
     """Samples of loss at the held-out runs: law draw + noise + discrepancy."""
     law = case["law"]
@@ -159,8 +183,7 @@ def predictive(case: dict, kind: str | None, weights, rng) -> np.ndarray:
     z = rng.standard_normal((N_SAMPLES, law.shape[1]))
     var = np.full((N_SAMPLES, 1), case["sigma"] ** 2)
     if kind is not None:
-        tau0, kappa = sample_grid(weights, (N_SAMPLES, 1), rng)
-        var = var + discrepancy_sd(case["dist"][kind][None, :], tau0, kappa) ** 2
+        var = var + disc_var(case["dist"], kind, weights, (N_SAMPLES, 1), rng)
     return np.exp(law[idx] + np.sqrt(var) * z)
 
 
@@ -195,6 +218,13 @@ def variants(cases, rolling, ladders, seed: int) -> pd.DataFrame:
                       (f"xl-ladder:{kind}", kind, "ladder")]
         specs += [(f"xl-source-untempered-shared{sh}:hull_compute", "hull_compute",
                    f"source-untempered-shared{sh}") for sh in SHARED_VARIANTS]
+        # per kind of extrapolation: compute and hull parts, each from its matching refits
+        specs += [("own-perkind:hull_compute", "hull_compute", "own-perkind"),
+                  ("xl-source-perkind:hull_compute", "hull_compute", "source-perkind"),
+                  ("xl-source-untempered-perkind:hull_compute", "hull_compute",
+                   "source-untempered-perkind"),
+                  ("xl-ladder-untempered-perkind:hull_compute", "hull_compute",
+                   "ladder-untempered-perkind")]
         for label, kind, how in specs:
             rng = np.random.default_rng([seed, i])
             weights = None
@@ -202,6 +232,16 @@ def variants(cases, rolling, ladders, seed: int) -> pd.DataFrame:
                 bt = inner.with_distance(kind)
                 if how == "own":
                     weights = discrepancy_posterior(bt)[2]
+                elif how == "own-perkind":
+                    weights = discrepancy_posterior_parts(bt)
+                elif how.endswith("perkind"):
+                    temper = "untempered" not in how
+                    exclude = ({n for n in rolling if ladders[n][0] == case["source"]}
+                               if how.startswith("source") else {case["ladder"]})
+                    key = ("perkind", temper, frozenset(exclude))
+                    if key not in priors:
+                        priors[key] = population_parts(rolling, ladders, temper, exclude)
+                    weights = discrepancy_posterior_parts(bt, priors[key])
                 else:
                     temper = "untempered" not in how
                     shared = float(how.split("shared")[1]) if "shared" in how else 0.0
@@ -238,16 +278,16 @@ HEAD = ("| {what} | held-out runs | cov 50 | cov 80 | cov 90 | cov 95 | interval
         "median abs % err | mean rel. width 90 |\n|---|---|---|---|---|---|---|---|---|")
 
 
-def choose(pooled: pd.DataFrame) -> tuple[str, str, bool, float]:
+def choose(pooled: pd.DataFrame) -> tuple[str, str, bool, float, bool]:
     """The source-out cross-ladder variant with the best mean interval score (90%).
 
-    Returns ``(label, distance kind, temper, shared)``.
+    Returns ``(label, distance kind, temper, shared, per kind)``.
     """
     cand = pooled[pooled["variant"].str.startswith("xl-source")]
     label = str(cand.sort_values("is90").iloc[0]["variant"])
     how, kind = label.split(":", 1)
     shared = float(how.split("shared")[1]) if "shared" in how else 0.0
-    return label, kind, "untempered" not in how, shared
+    return label, kind, "untempered" not in how, shared, "perkind" in how
 
 
 def validation(table: pd.DataFrame, variant: str, method: str) -> dict:
@@ -263,9 +303,10 @@ def validation(table: pd.DataFrame, variant: str, method: str) -> dict:
 
 
 def write_prior(rolling, ladders, kind: str, temper: bool, seconds: float,
-                valid: dict | None = None, shared: float = 0.0) -> dict:
+                valid: dict | None = None, shared: float = 0.0, per_kind: bool = False) -> dict:
     """Fit the shipped prior on every ladder and write it with its provenance."""
-    prior = population(rolling, ladders, kind, temper, set(), shared)
+    prior = (population_parts(rolling, ladders, temper, set(), shared) if per_kind
+             else population(rolling, ladders, kind, temper, set(), shared))
     sources = sorted({s for s, _ in ladders.values()})
     raw = {**prior.to_dict(), "source": "cross-ladder: " + ", ".join(sources),
            "ladders": {n: {"source": ladders[n][0], "errors": int(rolling[n].residuals.size),
@@ -273,6 +314,8 @@ def write_prior(rolling, ladders, kind: str, temper: bool, seconds: float,
            "built_by": "benchmarks/bench_discrepancy_prior.py",
            "tau0_median": float(np.exp(prior.log_tau0_mu)),
            "kappa_median": float(np.exp(prior.log_kappa_mu)),
+           **({"tau0_hull_median": float(np.exp(prior.log_tau0_hull_mu)),
+               "kappa_hull_median": float(np.exp(prior.log_kappa_hull_mu))} if per_kind else {}),
            "seconds": round(seconds), "validation": valid}
     PRIOR_DIR.mkdir(parents=True, exist_ok=True)
     with atomic_path(PRIOR_DIR / "prior.json") as tmp:
@@ -349,7 +392,11 @@ def render(table: pd.DataFrame, rolling, chosen: str, prior: dict) -> str:
               f"Shipped prior (`data/discrepancy_prior/prior.json`, all {len(rolling)} ladders): "
               f"tau0 median {prior['tau0_median']:.4f} (log sd {prior['log_tau0_sd']:.2f}), "
               f"kappa median {prior['kappa_median']:.4f} per decade "
-              f"(log sd {prior['log_kappa_sd']:.2f}).", ""]
+              f"(log sd {prior['log_kappa_sd']:.2f})"
+              + (f"; per kind of extrapolation, these are the compute part's, and the hull "
+                 f"part's are tau0 median {prior['tau0_hull_median']:.4f}, kappa median "
+                 f"{prior['kappa_hull_median']:.4f} per decade outside the hull"
+                 if "tau0_hull_median" in prior else "") + ".", ""]
     return "\n".join(lines)
 
 
@@ -368,10 +415,11 @@ def main() -> None:
     table = variants(cases, rolling, ladders, args.seed)
     with atomic_path(CACHE / "variant_runs.csv") as tmp:
         table.to_csv(tmp, index=False)
-    chosen, kind, temper, shared = choose(summarise(table, ["variant"]))
+    chosen, kind, temper, shared, per_kind = choose(summarise(table, ["variant"]))
     valid = validation(table, chosen, "Huber+bootstrap law band, prior learned without the "
                        "ladder's source; bench_discrepancy_prior.py")
-    prior = write_prior(rolling, ladders, kind, temper, time.perf_counter() - t0, valid, shared)
+    prior = write_prior(rolling, ladders, kind, temper, time.perf_counter() - t0, valid, shared,
+                        per_kind)
     text = render(table, rolling, chosen, prior)
     text += (f"\n{len(cases)} outer splits in {time.perf_counter() - t0:.0f} s (stages 1-2 cached "
              "after the first run).\n\n*Regenerate: `BAYES_SCALING_DATA=../shared/data nice -n 10 "

@@ -11,7 +11,10 @@ the ladder's largest, and such a point can lie inside the bounding box of the ru
 
 ``distance``, the one used everywhere (the calibration discrepancy, warnings, ``predict`` JSON,
 reports, backtest tables), is :data:`DISTANCE`; it was chosen by leave-one-ladder-out held-out
-scores over every public ladder (``benchmarks/bench_discrepancy_prior.py``).
+scores over every public ladder (``benchmarks/bench_discrepancy_prior.py``). Its two parts,
+``hull`` and ``compute``, are the two *kinds* of extrapolation: a model size or token count no
+run had (outside the hull) and a budget past every run's (compute). The discrepancy may grow
+differently along each (:func:`discrepancy_var`); the distance stays one number.
 """
 
 from __future__ import annotations
@@ -183,6 +186,60 @@ def decades_outside(box: Box, n, d, kind: DistanceKind | None = None) -> dict[st
            "hull_compute": np.hypot(hull, compute)}
     out["distance"] = out[kind]
     return out
+
+
+#: Posterior variables of the extrapolation discrepancy: ``tau0``, ``kappa`` (the compute part,
+#: or both parts when the fit has no hull ones) and ``tau0_hull``, ``kappa_hull`` (the hull part).
+DISCREPANCY_VARS: tuple[str, ...] = ("kappa", "tau0", "kappa_hull", "tau0_hull")
+
+
+def discrepancy_var(far: Mapping[str, np.ndarray] | np.ndarray, tau0, kappa,
+                    tau0_hull=None, kappa_hull=None) -> np.ndarray:
+    r"""Variance of the extrapolation discrepancy (log loss) at points ``far`` from the support.
+
+    With one ``(tau0, kappa)`` for both kinds of extrapolation, at distance
+    :math:`\Delta = \sqrt{h^2 + c^2}` (``h`` outside the hull, ``c`` decades of compute past
+    the largest budget):
+
+    .. math:: \tau_0^2\,\mathrm{ramp}(\Delta) + \kappa^2 \Delta^2.
+
+    Per kind, each part grows at its own rate and the out-of-ladder jump is the parts' jumps
+    weighted by their shares of :math:`\Delta^2`:
+
+    .. math:: \mathrm{ramp}(\Delta)\,\frac{h^2 \tau_{0,h}^2 + c^2 \tau_{0,c}^2}{\Delta^2}
+              + \kappa_h^2 h^2 + \kappa_c^2 c^2,
+
+    which is the first form when the parts share their parameters.
+
+    Parameters
+    ----------
+    far : dict or ndarray
+        :func:`decades_outside`'s output (``hull``, ``compute``, ``distance``), or the distance
+        alone (then the parts cannot differ: the hull parameters must be ``None``).
+    tau0, kappa : array_like
+        The compute part's parameters (both parts' when the hull ones are ``None``).
+    tau0_hull, kappa_hull : array_like, optional
+        The hull part's parameters.
+
+    Returns
+    -------
+    ndarray
+        Broadcast over the points and the parameters.
+    """
+    if tau0_hull is None and kappa_hull is None:
+        dist = np.asarray(far["distance"] if isinstance(far, Mapping) else far, dtype=float)
+        ramp = np.minimum(dist / DISCREPANCY_RAMP_DECADES, 1.0)
+        return tau0**2 * ramp + (kappa * dist) ** 2
+    if not isinstance(far, Mapping):
+        raise ValueError("a discrepancy per kind of extrapolation needs the hull and compute parts")
+    h = np.asarray(far["hull"], dtype=float)
+    c = np.asarray(far["compute"], dtype=float)
+    t_h = tau0 if tau0_hull is None else tau0_hull
+    k_h = kappa if kappa_hull is None else kappa_hull
+    d2 = h**2 + c**2
+    ramp = np.minimum(np.sqrt(d2) / DISCREPANCY_RAMP_DECADES, 1.0)
+    w_h = np.where(d2 > 0, h**2 / np.where(d2 > 0, d2, 1.0), 0.5)
+    return ramp * (w_h * t_h**2 + (1.0 - w_h) * tau0**2) + (k_h * h) ** 2 + (kappa * c) ** 2
 
 
 def levels(values: np.ndarray, rel_tol: float = 0.02) -> np.ndarray:

@@ -31,6 +31,7 @@ import pandas as pd
 from scipy import optimize, special
 
 from bayes_scaling.data.runs import RunTable
+from bayes_scaling.data.support import DISCREPANCY_VARS
 from bayes_scaling.errors import BayesScalingError
 from bayes_scaling.evaluate.backtest import score
 from bayes_scaling.evaluate.parallel import run_many
@@ -180,7 +181,8 @@ def _calibrated(f: ScalingFit, *, shared: bool, seed: int) -> ScalingFit:
         ref = _SHARED[key]
     except BayesScalingError:
         return f
-    return with_posterior(f, {k: ref.posterior[k] for k in ("kappa", "tau0")},
+    return with_posterior(f, {k: ref.posterior[k] for k in DISCREPANCY_VARS
+                              if k in ref.posterior},
                           {k: ref.meta[k] for k in ("calibration", "box")})
 
 

@@ -16,6 +16,12 @@ distribution; the ladder's own rolling-origin evidence then updates it
 sign (a *systematic* per-refit term), so a ladder's evidence counts as one observation per refit
 (``temper``): its many held-out runs do not swamp the prior.
 
+Per kind of extrapolation (:func:`bayes_scaling.data.support.discrepancy_var`), the compute part
+and the hull part each get such a population prior (``log_tau0_hull_mu`` ... for the hull part;
+the plain fields are the compute part's), learned from the matching rolling-origin refits: top
+budgets held out for the compute part, top sizes for the hull part
+(:func:`bayes_scaling.fitting.calibrate.fit_population_parts`).
+
 The learned prior is shipped as ``data/discrepancy_prior/prior.json`` with its provenance;
 ``benchmarks/bench_discrepancy_prior.py`` rebuilds it and validates it leave-one-ladder-out.
 """
@@ -24,7 +30,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -55,6 +61,30 @@ class DiscrepancyPrior:
     #: Fraction of the discrepancy variance shared by the errors of one rolling-origin refit
     #: (:func:`bayes_scaling.fitting.calibrate.discrepancy_loglik`); 0: independent errors.
     shared: float = 0.0
+    #: The hull part's population (per-kind discrepancy); ``None``: one ``(tau0, kappa)``.
+    log_tau0_hull_mu: float | None = None
+    log_tau0_hull_sd: float | None = None
+    log_kappa_hull_mu: float | None = None
+    log_kappa_hull_sd: float | None = None
+
+    @property
+    def per_kind(self) -> bool:
+        """Whether the compute and hull parts of the distance have priors of their own."""
+        return self.log_tau0_hull_mu is not None
+
+    def part(self, name: str) -> DiscrepancyPrior:
+        """The prior of one part, ``"compute"`` (the plain fields) or ``"hull"``."""
+        if name == "compute" or not self.per_kind:
+            return self
+        if name != "hull":
+            raise BayesScalingError(f"no discrepancy part {name!r} (compute or hull)")
+        return replace(self, log_tau0_mu=self.log_tau0_hull_mu, log_tau0_sd=self.log_tau0_hull_sd,
+                       log_kappa_mu=self.log_kappa_hull_mu, log_kappa_sd=self.log_kappa_hull_sd)
+
+    def with_hull(self, hull: DiscrepancyPrior) -> DiscrepancyPrior:
+        """This prior (the compute part's) with ``hull``'s population as the hull part's."""
+        return replace(self, log_tau0_hull_mu=hull.log_tau0_mu, log_tau0_hull_sd=hull.log_tau0_sd,
+                       log_kappa_hull_mu=hull.log_kappa_mu, log_kappa_hull_sd=hull.log_kappa_sd)
 
     def log_density(self, tau0_grid: np.ndarray, kappa_grid: np.ndarray) -> np.ndarray:
         """Log prior mass of each grid cell, shape ``(tau0, kappa)``, normalised to sum 1."""
