@@ -54,8 +54,10 @@ from bench_discrepancy_prior import (
     SPLITS,
     _cached,
     _fmt_row,
+    disc_var,
     outer_case,
     population,
+    population_parts,
     predictive,
     score,
     summarise,
@@ -72,8 +74,7 @@ from bayes_scaling.fitting.calibrate import (
     InnerBacktest,
     attach_discrepancy,
     discrepancy_posterior,
-    discrepancy_sd,
-    sample_grid,
+    discrepancy_posterior_parts,
 )
 from bayes_scaling.fitting.discrepancy_prior import load_prior
 from bayes_scaling.fitting.fit import fit
@@ -87,9 +88,12 @@ SHARED_ALT = 0.25
 LADDER_ORDER: list[str] = []
 
 
-def _source_prior(rolling, ladders, case: dict, shipped):
-    """The cross-ladder prior without any ladder of the case's source, in the shipped form."""
+def _source_prior(rolling, ladders, case: dict, shipped, per_kind: bool | None = None):
+    """The cross-ladder prior without any ladder of the case's source, in the shipped form
+    (``per_kind``: per kind of extrapolation or one pair; default: as shipped)."""
     exclude = {n for n in rolling if ladders[n][0] == case["source"]}
+    if shipped.per_kind if per_kind is None else per_kind:
+        return population_parts(rolling, ladders, shipped.temper, exclude)
     return population(rolling, ladders, shipped.distance, shipped.temper, exclude)
 
 
@@ -155,13 +159,7 @@ def product_band(f: ScalingFit, case: dict, runs, prior, seed: int, i: int) -> t
 
 def _only(bt: InnerBacktest, split: str) -> InnerBacktest:
     """The inner errors of one kind of hold-out (``"c"``: top budgets, ``"n"``: top sizes)."""
-    m = bt.split == split
-    if not m.any():
-        return bt
-    lv = np.broadcast_to(np.asarray(bt.law_var, dtype=float), bt.residuals.shape)[m]
-    return InnerBacktest(bt.residuals[m], bt.distances[m], bt.noise_scale,
-                         len(np.unique(bt.refit[m])), lv, bt.refit[m],
-                         {k: v[m] for k, v in bt.by_kind.items()}, bt.split[m])
+    return bt.only(split) or bt
 
 
 def nuts_variant(case: dict, nuts: dict, kind: str | None, weights,
@@ -172,8 +170,7 @@ def nuts_variant(case: dict, nuts: dict, kind: str | None, weights,
     if nu is not None:
         var = var * (nu[:, None] / rng.chisquare(nu[:, None]))
     if kind is not None:
-        tau0, kappa = sample_grid(weights, (law.shape[0], 1), rng)
-        var = var + discrepancy_sd(case["dist"][kind][None, :], tau0, kappa) ** 2
+        var = var + disc_var(case["dist"], kind, weights, (law.shape[0], 1), rng)
     return np.exp(law + np.sqrt(var) * rng.standard_normal(law.shape))
 
 
@@ -274,6 +271,9 @@ def main() -> None:
         if lad_key not in priors:
             priors[lad_key] = population(rolling, ladders, shipped.distance, shipped.temper,
                                          {case["ladder"]})
+        for pk in (False, True):  # both forms, whichever is shipped
+            if (pk, case["source"]) not in priors:
+                priors[(pk, case["source"])] = _source_prior(rolling, ladders, case, shipped, pk)
         sh_key = ("shared", case["source"])
         if sh_key not in priors:  # the systematic-term variant (bench_discrepancy_shared.py)
             priors[sh_key] = population(
@@ -283,6 +283,8 @@ def main() -> None:
                  ("nuts, no discrepancy", (None, None)),
                  ("nuts + today's (box, own)", ("box", None)),
                  ("nuts + xl-ladder", (shipped.distance, priors[lad_key])),
+                 ("nuts + xl-source, one (tau0, kappa)", "one"),
+                 ("nuts + xl-source, per kind", "per-kind"),
                  (f"nuts + xl-source, shared {SHARED_ALT}", (shipped.distance, priors[sh_key])),
                  ("nuts + xl-source, own budget hold-outs only", "budget-only"),
                  ("huber-bootstrap", "huber"),
@@ -295,11 +297,20 @@ def main() -> None:
                 samples = predictive(case, None, None, rng)
             elif how == "budget-only":  # diagnostic: the evidence of the query's kind
                 w = discrepancy_posterior(_only(inner.with_distance(shipped.distance), "c"),
-                                          priors[pkey])[2]
+                                          priors[(False, case["source"])])[2]
                 samples = nuts_variant(case, nuts, shipped.distance, w, rng)
-            elif how == "huber-xl":
+            elif how == "one":
                 w = discrepancy_posterior(inner.with_distance(shipped.distance),
-                                          priors[pkey])[2]
+                                          priors[(False, case["source"])])[2]
+                samples = nuts_variant(case, nuts, shipped.distance, w, rng)
+            elif how == "per-kind":
+                w = discrepancy_posterior_parts(inner.with_distance("hull_compute"),
+                                                priors[(True, case["source"])])
+                samples = nuts_variant(case, nuts, "hull_compute", w, rng)
+            elif how == "huber-xl":
+                bt = inner.with_distance(shipped.distance)
+                w = (discrepancy_posterior_parts(bt, priors[pkey]) if shipped.per_kind
+                     else discrepancy_posterior(bt, priors[pkey])[2])
                 samples = predictive(case, shipped.distance, w, rng)
             else:
                 kind, prior = how

@@ -101,6 +101,22 @@ def stage_outer(ladders, seed: int) -> list[dict]:
     return cases
 
 
+def available_cases(ladders) -> list[dict]:
+    """The stage-2 cases cached so far, per ladder or per split (``bench_discrepancy_nuts.py
+    --cases-only`` builds them split by split); builds none."""
+    cases = []
+    for name in ladders:
+        safe = name.replace(":", "_")
+        if (CACHE / f"outer_{safe}.pkl").exists():
+            cases += _cached(f"outer_{safe}", list)
+            continue
+        for by, k in SPLITS:
+            if (CACHE / f"outer_{safe}_{by}_{k}.pkl").exists():
+                case = _cached(f"outer_{safe}_{by}_{k}", dict)
+                cases += [case] if case is not None else []
+    return cases
+
+
 def _outer_ladder(name: str, src: str, runs, seed: int) -> list[dict]:
     cases = []
     for by, k in SPLITS:
@@ -331,8 +347,11 @@ def render(table: pd.DataFrame, rolling, chosen: str, prior: dict) -> str:
              "and by size", "",
              f"{table['ladder'].nunique()} public ladders "
              f"({', '.join(sorted(table['source'].unique()))}), "
-             f"each held out by compute budget (top 1, 2, 3 quarter-decade bins) and by size "
-             f"(top 1, 2): {int(pooled['n'].iloc[0])} held-out runs. Law band: Huber fit with 50 "
+             "outer splits scored: " + ", ".join(
+                 f"top {k} {'budgets (quarter-decade bins)' if by == 'flops' else 'sizes'} "
+                 f"held out: {n} ladders" for (by, k), n in
+                 table.drop_duplicates(["ladder", "by", "k"]).groupby(["by", "k"]).size().items())
+             + f" ({int(pooled['n'].iloc[0])} held-out runs). Law band: Huber fit with 50 "
              "bootstraps on the training runs; predictive = law + run noise + discrepancy "
              "(its own rolling origin on the training runs, and the prior named). "
              "`xl-source`: cross-ladder prior learned without any ladder of the scored ladder's "
@@ -404,6 +423,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--refresh", action="store_true", help="Ignore the caches.")
+    ap.add_argument("--available", action="store_true",
+                    help="Score only the outer splits cached so far (a partial run).")
     args = ap.parse_args()
     if args.refresh:
         for p in CACHE.glob("*.pkl"):
@@ -411,7 +432,7 @@ def main() -> None:
     t0 = time.perf_counter()
     ladders = public_ladders()
     rolling = _cached("rolling_errors", lambda: stage_rolling(ladders))
-    cases = stage_outer(ladders, args.seed)
+    cases = available_cases(ladders) if args.available else stage_outer(ladders, args.seed)
     table = variants(cases, rolling, ladders, args.seed)
     with atomic_path(CACHE / "variant_runs.csv") as tmp:
         table.to_csv(tmp, index=False)

@@ -15,6 +15,16 @@ run-to-run noise, and ``ramp`` rises from 0 on the support to 1 at 0.05 decades 
 size or budget the ladder has not seen carries an error of its own (:math:`\tau_0`) on top of
 the growth with distance (:math:`\kappa` per decade).
 
+The distance has two parts, two *kinds* of extrapolation: ``compute``, decades past the largest
+budget (what a user plans), and ``hull``, decades outside the runs' hull at a size or token count
+no run had (what a size hold-out tests: on isoFLOP ladders the top sizes are under-trained). One
+pair :math:`(\tau_0, \kappa)` learned from both kinds of hold-out takes the larger errors of the
+size hold-outs into every band; per kind (:func:`bayes_scaling.data.support.discrepancy_var`),
+each part has its own pair, learned from the matching refits (top budgets held out for the
+compute part, top sizes for the hull part; :func:`discrepancy_posterior_parts`), under the
+per-kind cross-ladder prior. A per-kind fit stores ``tau0``/``kappa`` (the compute part) and
+``tau0_hull``/``kappa_hull``; with equal parts it is the one-pair model exactly.
+
 :math:`(\tau_0, \kappa)` are learned by rolling-origin backtests *inside* the training runs:
 hold out the largest 1, 2, 3 model sizes (and, separately, the largest compute budgets), refit
 the law by the fast Huber point fit (with a small bootstrap) on the rest, and record each

@@ -202,7 +202,9 @@ def prior_provenance(path: str | Path | None = None) -> dict[str, Any]:
     -------
     dict
         ``source``, ``n_ladders``, ``n_errors`` (rolling-origin errors it was learned from),
-        ``built_by``, ``distance``, ``tau0_median``, ``kappa_median`` and ``validation`` (the
+        ``built_by``, ``distance``, ``tau0_median``, ``kappa_median`` (the compute part's, for a
+        per-kind prior, whose ``tau0_hull_median`` and ``kappa_hull_median`` are the hull
+        part's; ``None`` otherwise) and ``validation`` (the
         leave-one-ladder-out figures the benchmark recorded, or ``None``).
     """
     p = Path(path or shipped("data") / SHIPPED_PRIOR)
@@ -213,4 +215,6 @@ def prior_provenance(path: str | Path | None = None) -> dict[str, Any]:
             "n_errors": int(sum(v.get("errors", 0) for v in ladders.values())),
             "built_by": raw.get("built_by"), "distance": raw.get("distance"),
             "tau0_median": raw.get("tau0_median"), "kappa_median": raw.get("kappa_median"),
+            "tau0_hull_median": raw.get("tau0_hull_median"),
+            "kappa_hull_median": raw.get("kappa_hull_median"),
             "validation": raw.get("validation")}

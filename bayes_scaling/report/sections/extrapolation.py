@@ -49,8 +49,13 @@ def _support(fit: ScalingFit, n: float, d: float) -> dict[str, Any]:
     cal.setdefault("kappa_mean", float(fit.posterior["kappa"].mean()))
     if "tau0" in fit.posterior:
         cal.setdefault("tau0_mean", float(fit.posterior["tau0"].mean()))
+    for k in ("tau0_hull", "kappa_hull"):
+        if k in fit.posterior:
+            cal.setdefault(f"{k}_mean", float(fit.posterior[k].mean()))
     out["calibration"] = {k: cal.get(k) for k in (
         "tau0_mean", "kappa_mean", "n_heldout", "n_refits", "max_distance", "prior", "distance")}
+    if cal.get("kappa_hull_mean") is not None:  # per kind of extrapolation
+        out["calibration"].update({k: cal[k] for k in ("tau0_hull_mean", "kappa_hull_mean")})
     if str(cal.get("prior", "")).startswith("cross-ladder"):
         out["prior"] = prior_provenance()
     return out
@@ -79,9 +84,17 @@ def _support_parts(risk: Mapping[str, Any]) -> list[Block]:
         return [*out, para("This fit carries no extrapolation discrepancy (calibrate=False): its "
                            "predictive band is the law band plus run noise only.", css="bad")]
     c = (*s, "calibration")
-    parts: Parts = [f"Discrepancy of {primary_family(risk)}: τ0 = ", Num((*c, "tau0_mean"),
-                    "small"), " plus κ = ", Num((*c, "kappa_mean"), "small"),
-                    " per decade (sd of log loss), prior: ",
+    if "kappa_hull_mean" in cal:
+        kinds: Parts = [f"Discrepancy of {primary_family(risk)}, per kind of extrapolation: "
+                        "compute past the largest budget τ0 = ", Num((*c, "tau0_mean"), "small"),
+                        " plus κ = ", Num((*c, "kappa_mean"), "small"), " per decade; outside "
+                        "the runs' hull τ0 = ", Num((*c, "tau0_hull_mean"), "small"), " plus κ = ",
+                        Num((*c, "kappa_hull_mean"), "small"), " per decade (sd of log loss)"]
+    else:
+        kinds = [f"Discrepancy of {primary_family(risk)}: τ0 = ", Num((*c, "tau0_mean"),
+                 "small"), " plus κ = ", Num((*c, "kappa_mean"), "small"),
+                 " per decade (sd of log loss)"]
+    parts: Parts = [*kinds, ", prior: ",
                     str(cal.get("prior") or "not recorded"),
                     "; updated by ", Num((*c, "n_heldout"), "int"), " held-out runs in ",
                     Num((*c, "n_refits"), "int"), " rolling-origin refits of this ladder, the "
