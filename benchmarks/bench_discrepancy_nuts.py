@@ -59,6 +59,8 @@ from bench_discrepancy_prior import (
     population,
     population_parts,
     predictive,
+    remeasure,
+    remeasure_case,
     score,
     summarise,
     validation,
@@ -234,7 +236,8 @@ def main() -> None:
         return
     if not (CACHE / "rolling_errors.pkl").exists():
         raise SystemExit("run bench_discrepancy_prior.py first (its stage 1 cache is missing)")
-    rolling = _cached("rolling_errors", dict)
+    rolling = {n: remeasure(bt, ladders[n][1])
+               for n, bt in _cached("rolling_errors", dict).items()}
     keep = set(args.only.split(",")) if args.only else set(ladders)
     cases = []
     for name in (n for n in ladders if n in keep):
@@ -244,7 +247,7 @@ def main() -> None:
                 continue
             case = outer(name, ladders[name], by, k, args.seed)
             if case is not None:
-                cases.append(case)
+                cases.append(remeasure_case(case, ladders[name][1]))
     n_cases = len(SPLITS) * len(ladders)
     shipped = load_prior()
     priors: dict = {}

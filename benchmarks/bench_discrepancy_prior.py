@@ -45,13 +45,16 @@ from bayes_scaling.evaluate.backtest import split_top
 from bayes_scaling.files import atomic_path
 from bayes_scaling.fitting.calibrate import (
     KAPPA_GRID,
+    RECORDED,
     TAU0_GRID,
+    InnerBacktest,
     discrepancy_loglik,
     discrepancy_posterior,
     discrepancy_posterior_parts,
     discrepancy_sd,
     fit_population_parts,
     inner_backtest,
+    inner_distances,
     sample_grid,
 )
 from bayes_scaling.fitting.discrepancy_prior import fit_population
@@ -101,6 +104,26 @@ def stage_outer(ladders, seed: int) -> list[dict]:
     return cases
 
 
+def remeasure(bt, runs):
+    """``bt`` (a cached inner backtest of ``runs``) with every distance measured anew (no fits:
+    a measure added since the cache was built, e.g. the scale and shape parts)."""
+    if "shape" in (bt.by_kind or {}):
+        return bt
+    by_kind = inner_distances(runs)
+    assert by_kind["hull_compute"].size == bt.residuals.size, "backtest order changed"
+    return InnerBacktest(bt.residuals, bt.distances, bt.noise_scale, bt.n_refits, bt.law_var,
+                         bt.refit, by_kind, bt.split)
+
+
+def remeasure_case(case: dict, runs) -> dict:
+    """A cached stage-2 case with its held-out runs' and inner errors' distances re-measured."""
+    if "shape" in case["dist"]:
+        return case
+    train, test = split_top(runs, holdout_by=case["by"], holdout_top=case["k"])
+    far = decades_outside(Box.of(train.n, train.d), test.n, test.d)
+    return {**case, "dist": {k: far[k] for k in RECORDED}, "inner": remeasure(case["inner"], train)}
+
+
 def available_cases(ladders) -> list[dict]:
     """The stage-2 cases cached so far, per ladder or per split (``bench_discrepancy_nuts.py
     --cases-only`` builds them split by split); builds none."""
@@ -143,7 +166,7 @@ def outer_case(name: str, src: str, runs, by: str, k: int, seed: int) -> dict | 
     return {"ladder": name, "source": src, "by": by, "k": k,
             "n_train": train.n_runs, "y": test.loss, "n": test.n, "d": test.d,
             "law": law, "sigma": float(flat(base.posterior["sigma"])[0]),
-            "dist": {kd: far[kd] for kd in DISTANCE_KINDS},
+            "dist": {kd: far[kd] for kd in RECORDED},
             "c_past": far["c_past_max"], "inner": inner}
 
 
@@ -172,7 +195,7 @@ def population(rolling: dict, ladders, kind: str, temper: bool, exclude: set[str
 
 def population_parts(rolling: dict, ladders, temper: bool, exclude: set[str],
                      shared: float = 0.0):
-    """The per-kind cross-ladder prior (compute and hull parts) without ``exclude``."""
+    """The per-kind cross-ladder prior (scale and shape parts) without ``exclude``."""
     names = [n for n in rolling if n not in exclude]
     srcs = [ladders[n][0] for n in names]
     count = {s: srcs.count(s) for s in srcs}
@@ -183,10 +206,10 @@ def population_parts(rolling: dict, ladders, temper: bool, exclude: set[str],
 
 def disc_var(dist: dict, kind: str, weights, shape: tuple[int, int], rng) -> np.ndarray:
     """Discrepancy variance draws at the held-out runs; ``weights`` a dict: per kind."""
-    if isinstance(weights, dict):  # per kind: the compute part's and the hull part's grids
-        tau0, kappa = sample_grid(weights["compute"], shape, rng)
-        t_h, k_h = sample_grid(weights["hull"], shape, rng)
-        far = {k: dist[k][None, :] for k in ("hull", "compute")}
+    if isinstance(weights, dict):  # per kind: the scale part's and the shape part's grids
+        tau0, kappa = sample_grid(weights["scale"], shape, rng)
+        t_h, k_h = sample_grid(weights["shape"], shape, rng)
+        far = {k: dist[k][None, :] for k in ("scale", "shape")}
         return discrepancy_var(far, tau0, kappa, t_h, k_h)
     tau0, kappa = sample_grid(weights, shape, rng)
     return discrepancy_sd(dist[kind][None, :], tau0, kappa) ** 2
@@ -234,7 +257,7 @@ def variants(cases, rolling, ladders, seed: int) -> pd.DataFrame:
                       (f"xl-ladder:{kind}", kind, "ladder")]
         specs += [(f"xl-source-untempered-shared{sh}:hull_compute", "hull_compute",
                    f"source-untempered-shared{sh}") for sh in SHARED_VARIANTS]
-        # per kind of extrapolation: compute and hull parts, each from its matching refits
+        # per kind of extrapolation: scale and shape parts, each from its matching refits
         specs += [("own-perkind:hull_compute", "hull_compute", "own-perkind"),
                   ("xl-source-perkind:hull_compute", "hull_compute", "source-perkind"),
                   ("xl-source-untempered-perkind:hull_compute", "hull_compute",
@@ -330,8 +353,8 @@ def write_prior(rolling, ladders, kind: str, temper: bool, seconds: float,
            "built_by": "benchmarks/bench_discrepancy_prior.py",
            "tau0_median": float(np.exp(prior.log_tau0_mu)),
            "kappa_median": float(np.exp(prior.log_kappa_mu)),
-           **({"tau0_hull_median": float(np.exp(prior.log_tau0_hull_mu)),
-               "kappa_hull_median": float(np.exp(prior.log_kappa_hull_mu))} if per_kind else {}),
+           **({"tau0_shape_median": float(np.exp(prior.log_tau0_shape_mu)),
+               "kappa_shape_median": float(np.exp(prior.log_kappa_shape_mu))} if per_kind else {}),
            "seconds": round(seconds), "validation": valid}
     PRIOR_DIR.mkdir(parents=True, exist_ok=True)
     with atomic_path(PRIOR_DIR / "prior.json") as tmp:
@@ -412,10 +435,10 @@ def render(table: pd.DataFrame, rolling, chosen: str, prior: dict) -> str:
               f"tau0 median {prior['tau0_median']:.4f} (log sd {prior['log_tau0_sd']:.2f}), "
               f"kappa median {prior['kappa_median']:.4f} per decade "
               f"(log sd {prior['log_kappa_sd']:.2f})"
-              + (f"; per kind of extrapolation, these are the compute part's, and the hull "
-                 f"part's are tau0 median {prior['tau0_hull_median']:.4f}, kappa median "
-                 f"{prior['kappa_hull_median']:.4f} per decade outside the hull"
-                 if "tau0_hull_median" in prior else "") + ".", ""]
+              + (f"; per kind of extrapolation, these are the scale part's, and the shape "
+                 f"part's are tau0 median {prior['tau0_shape_median']:.4f}, kappa median "
+                 f"{prior['kappa_shape_median']:.4f} per decade off the runs' tokens per parameter"
+                 if "tau0_shape_median" in prior else "") + ".", ""]
     return "\n".join(lines)
 
 
@@ -432,7 +455,9 @@ def main() -> None:
     t0 = time.perf_counter()
     ladders = public_ladders()
     rolling = _cached("rolling_errors", lambda: stage_rolling(ladders))
+    rolling = {n: remeasure(bt, ladders[n][1]) for n, bt in rolling.items()}
     cases = available_cases(ladders) if args.available else stage_outer(ladders, args.seed)
+    cases = [remeasure_case(c, ladders[c["ladder"]][1]) for c in cases]
     table = variants(cases, rolling, ladders, args.seed)
     with atomic_path(CACHE / "variant_runs.csv") as tmp:
         table.to_csv(tmp, index=False)

@@ -1,4 +1,5 @@
-"""The discrepancy per kind of extrapolation: compute past the largest budget, outside the hull."""
+"""The discrepancy per kind of extrapolation: N and D scaled up past the runs (scale) or a size
+and token count no run had at the budgets covered (shape)."""
 
 from __future__ import annotations
 
@@ -26,18 +27,18 @@ P = PUBLISHED["hoffmann2022"]
 
 
 def _points(rng, size: int, split: str, far: float = 1.0) -> dict[str, np.ndarray]:
-    """Held-out points as rolling origins make them: top budgets mostly past the compute
-    frontier (and a little outside the hull), top sizes outside the hull at the same budgets."""
+    """Held-out points as rolling origins make them: top budgets mostly scaled up past the runs
+    (a little shape), top sizes all shape (at the budgets the ladder covers)."""
     if split == "c":
-        compute, hull = rng.uniform(0.05, 0.7 * far, size), rng.uniform(0.0, 0.25, size)
+        scale, shape = rng.uniform(0.05, 0.7 * far, size), rng.uniform(0.0, 0.1, size)
     else:
-        compute, hull = np.zeros(size), rng.uniform(0.05, 0.5 * far, size)
-    return {"hull": hull, "compute": compute, "hull_compute": np.hypot(hull, compute)}
+        scale, shape = np.zeros(size), rng.uniform(0.05, 0.5 * far, size)
+    return {"shape": shape, "scale": scale, "hull_compute": np.hypot(shape, scale)}
 
 
 def _truth_var(far: dict[str, np.ndarray], tau0_c, kappa_c, tau0_h, kappa_h) -> np.ndarray:
     """The planted discrepancy variance, written out here (not the package's formula)."""
-    h, c = far["hull"], far["compute"]
+    h, c = far["shape"], far["scale"]
     d = np.hypot(h, c)
     share = np.where(d > 0, h**2 / np.maximum(d, 1e-300) ** 2, 0.0)
     jump = share * tau0_h**2 + (1 - share) * tau0_c**2
@@ -47,7 +48,7 @@ def _truth_var(far: dict[str, np.ndarray], tau0_c, kappa_c, tau0_h, kappa_h) -> 
 def _bt(rng, truth: tuple[float, float, float, float], n_refits: int = 6, per: int = 6,
         noise: float = 0.003) -> InnerBacktest:
     """Rolling-origin errors of a synthetic ladder whose discrepancy is known (``truth`` =
-    compute part's tau0, kappa; hull part's tau0, kappa); half the refits by budget."""
+    scale part's tau0, kappa; shape part's tau0, kappa); half the refits by budget."""
     parts, split, ids = [], [], []
     for r in range(n_refits):
         s = "c" if r % 2 == 0 else "n"
@@ -73,12 +74,12 @@ def test_shared_parameters_give_todays_likelihood():
     today = discrepancy_loglik(bt)
     for shared in (0.0, 0.4):
         today = discrepancy_loglik(bt, shared)
-        for part in ("compute", "hull"):
+        for part in ("scale", "shape"):
             for i, j in [(0, 0), (3, 250), (40, 10), (120, 57), (200, 300)]:
                 ll = discrepancy_loglik(bt, shared, part, (TAU0_GRID[i], KAPPA_GRID[j]))
                 np.testing.assert_allclose(ll[i, j], today[i, j], rtol=1e-12, atol=1e-9)
                 assert not np.allclose(ll, today)  # the other cells: the parts differ
-    far = {"hull": np.array([0.0, 0.3, 0.02]), "compute": np.array([0.4, 0.0, 0.0])}
+    far = {"shape": np.array([0.0, 0.3, 0.02]), "scale": np.array([0.4, 0.0, 0.0])}
     only_c = discrepancy_var(far, 0.02, 0.05, 0.0, 0.0)
     only_h = discrepancy_var(far, 0.0, 0.0, 0.02, 0.05)
     np.testing.assert_allclose(only_c, [0.02**2 + (0.05 * 0.4) ** 2, 0.0, 0.0])
@@ -87,13 +88,13 @@ def test_shared_parameters_give_todays_likelihood():
 
 
 def test_predict_uses_both_parts():
-    """A fit with hull-part draws equal to its compute part's predicts today's scale; with a
-    hull part of its own, only queries outside the hull change."""
+    """A fit with shape-part draws equal to its scale part's predicts today's band; with a
+    shape part of its own, only queries with a shape part change."""
     base = fake_fit("chinchilla", P, extra={"kappa": 0.03, "tau0": 0.01})
-    same = fake_fit("chinchilla", P, extra={"kappa": 0.03, "tau0": 0.01, "kappa_hull": 0.03,
-                                            "tau0_hull": 0.01})
-    other = fake_fit("chinchilla", P, extra={"kappa": 0.03, "tau0": 0.01, "kappa_hull": 0.2,
-                                             "tau0_hull": 0.05})
+    same = fake_fit("chinchilla", P, extra={"kappa": 0.03, "tau0": 0.01, "kappa_shape": 0.03,
+                                            "tau0_shape": 0.01})
+    other = fake_fit("chinchilla", P, extra={"kappa": 0.03, "tau0": 0.01, "kappa_shape": 0.2,
+                                             "tau0_shape": 0.05})
     box = fit_box(base)
     n = 10 ** np.array([box.n[1] + 0.5, box.n[1] - 0.3, box.n[1]])
     d = 10 ** np.array([box.d[1] + 0.5, box.d[1] + 0.9, box.d[1] + 0.1])
@@ -103,7 +104,7 @@ def test_predict_uses_both_parts():
     expect = np.sqrt(discrepancy_var(far, 0.01, 0.03, 0.05, 0.2))
     np.testing.assert_allclose(discrepancy_scale(other, far)[0], expect, rtol=1e-12)
     wider = discrepancy_scale(other, far) > discrepancy_scale(base, far)
-    assert np.all(wider[:, far["hull"] > 0])
+    assert np.all(wider[:, far["shape"] > 0]) and not np.any(wider[:, far["shape"] == 0])
 
 
 def _coverage(truth, prior, seed: int) -> dict[float, float]:
@@ -118,7 +119,7 @@ def _coverage(truth, prior, seed: int) -> dict[float, float]:
         new_c, new_n = _points(rng, 20, "c", far=2.0), _points(rng, 20, "n", far=2.0)
         far = {k: np.concatenate([new_c[k], new_n[k]]) for k in new_c}
         far["distance"] = far["hull_compute"]
-        y = np.sqrt(_truth_var(far, *truth)) * rng.standard_normal(far["hull"].size)
+        y = np.sqrt(_truth_var(far, *truth)) * rng.standard_normal(far["shape"].size)
         sd = discrepancy_scale(cal, far)
         draws = sd * rng.standard_normal(sd.shape)
         for p in hits:
@@ -136,23 +137,23 @@ def test_per_kind_bands_are_calibrated_on_synthetic_ladders(truth):
     and 10x too wide.
     """
     weak = DiscrepancyPrior(np.log(0.02), 1.5, np.log(0.04), 1.5, temper=False)
-    weak = weak.with_hull(weak)
+    weak = weak.with_shape(weak)
     cov = _coverage(truth, weak, seed=11)
     assert 0.82 <= cov[0.9] <= 0.97, cov
     assert 0.38 <= cov[0.5] <= 0.64, cov
 
 
 def test_one_pair_cannot_fit_both_kinds():
-    """The motivation, measured: when the hull part's discrepancy is 5x the compute part's,
-    the one-pair posterior's bands past the compute frontier are too wide, the per-kind ones
-    are not (their 90% widths at compute-only points differ by more than 1.5x)."""
+    """The motivation, measured: when the shape part's discrepancy is 5x the scale part's,
+    the one-pair posterior's bands for scaled-up runs are too wide, the per-kind ones are not
+    (their median sds at a scale-only point differ by more than 1.5x)."""
     truth = (0.005, 0.01, 0.05, 0.15)
     rng = np.random.default_rng(5)
     bt = _bt(rng, truth, n_refits=8)
     one = discrepancy_posterior(bt)[2]
     parts = discrepancy_posterior_parts(bt)
     t1, k1 = sample_grid(one, (4000, 1), rng)
-    tc, kc = sample_grid(parts["compute"], (4000, 1), rng)
+    tc, kc = sample_grid(parts["scale"], (4000, 1), rng)
     d = np.array([[1.0]])
     w_one = np.quantile(discrepancy_sd(d, t1, k1), 0.5)
     w_c = np.quantile(discrepancy_sd(d, tc, kc), 0.5)

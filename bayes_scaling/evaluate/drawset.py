@@ -37,8 +37,8 @@ class DrawSet:
     box: Box
     eps: np.ndarray
     xi: np.ndarray
-    #: The hull part's ``(tau0, kappa)`` of a per-kind discrepancy (``None``: one pair).
-    hull: tuple[np.ndarray, np.ndarray] | None = None
+    #: The shape part's ``(tau0, kappa)`` of a per-kind discrepancy (``None``: one pair).
+    shape: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def size(self) -> int:
@@ -75,9 +75,9 @@ class DrawSet:
             return np.zeros(self.size)
         box = box or self.box
         far = decades_outside(box, n, d)
-        if self.hull is None or box.distance != "hull_compute":
+        if self.shape is None or box.distance != "hull_compute":
             return np.sqrt(discrepancy_var(far["distance"], self.tau0, self.kappa))
-        return np.sqrt(discrepancy_var(far, self.tau0, self.kappa, *self.hull))
+        return np.sqrt(discrepancy_var(far, self.tau0, self.kappa, *self.shape))
 
     def simulate(self, n: float, d: float, size: int, rng: np.random.Generator) -> np.ndarray:
         """Log losses of ``size`` new runs at ``(n, d)`` from the (weighted) predictive.
@@ -138,10 +138,10 @@ def draw_set(fit: ScalingFit, *, group: str | None = None, n_draws: int | None =
     tau0 = take("tau0")
     if kappa is not None and tau0 is None:
         tau0 = np.zeros_like(kappa)
-    hull = (take("tau0_hull"), take("kappa_hull"))
+    shape_part = (take("tau0_shape"), take("kappa_shape"))
     return DrawSet(fit.law, {k: v[keep] for k, v in theta.items()}, take("sigma"), nu, kappa,
                    tau0, np.zeros(keep.size), fit_box(fit), eps, rng.standard_normal(shape),
-                   hull if kappa is not None and None not in hull else None)
+                   shape_part if kappa is not None and None not in shape_part else None)
 
 
 #: Noise replicates per posterior draw in the band at the target (smooths its quantiles).

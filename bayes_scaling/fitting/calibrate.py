@@ -15,15 +15,17 @@ run-to-run noise, and ``ramp`` rises from 0 on the support to 1 at 0.05 decades 
 size or budget the ladder has not seen carries an error of its own (:math:`\tau_0`) on top of
 the growth with distance (:math:`\kappa` per decade).
 
-The distance has two parts, two *kinds* of extrapolation: ``compute``, decades past the largest
-budget (what a user plans), and ``hull``, decades outside the runs' hull at a size or token count
-no run had (what a size hold-out tests: on isoFLOP ladders the top sizes are under-trained). One
+The distance splits into two *kinds* of extrapolation
+(:func:`bayes_scaling.data.support.decades_outside`): ``scale``, N and D scaled up together past
+the support (what a user planning a larger budget does), and ``shape``, a tokens-per-parameter
+ratio no run had (what a size hold-out tests: on isoFLOP ladders the top sizes are
+under-trained). One
 pair :math:`(\tau_0, \kappa)` learned from both kinds of hold-out takes the larger errors of the
 size hold-outs into every band; per kind (:func:`bayes_scaling.data.support.discrepancy_var`),
 each part has its own pair, learned from the matching refits (top budgets held out for the
-compute part, top sizes for the hull part; :func:`discrepancy_posterior_parts`), under the
-per-kind cross-ladder prior. A per-kind fit stores ``tau0``/``kappa`` (the compute part) and
-``tau0_hull``/``kappa_hull``; with equal parts it is the one-pair model exactly.
+scale part, top sizes for the shape part; :func:`discrepancy_posterior_parts`), under the
+per-kind cross-ladder prior. A per-kind fit stores ``tau0``/``kappa`` (the scale part) and
+``tau0_shape``/``kappa_shape``; with equal parts it is the one-pair model exactly.
 
 :math:`(\tau_0, \kappa)` are learned by rolling-origin backtests *inside* the training runs:
 hold out the largest 1, 2, 3 model sizes (and, separately, the largest compute budgets), refit
@@ -94,8 +96,8 @@ MIN_TRAIN_SIZES = 4
 #: The parts of the distance that a per-kind discrepancy treats apart, and the rolling-origin
 #: refits that inform each: top budgets held out (``"c"``) for the compute part, top sizes
 #: (``"n"``) for the hull part.
-PARTS = ("compute", "hull")
-MATCHING = {"compute": "c", "hull": "n"}
+PARTS = ("scale", "shape")
+MATCHING = {"scale": "c", "shape": "n"}
 #: Rounds of the per-part grid updates (each part's grid given the other part's mean).
 PART_ROUNDS = 2
 
@@ -151,16 +153,10 @@ def _robust_scale(r: np.ndarray) -> float:
     return float(1.4826 * np.median(np.abs(r - np.median(r))))
 
 
-def inner_backtest(runs: RunTable, law_name: str,
-                   steps: tuple[int, ...] = HOLDOUT_STEPS) -> InnerBacktest:
-    """Rolling-origin backtests inside ``runs`` (per group), by model size and by compute."""
-    law = LAWS[law_name]
-    res, dist, law_var, scales, refits, ids, kinds, split = [], [], [], [], 0, [], [], []
+def _inner_splits(runs: RunTable, steps: tuple[int, ...]):
+    """Every rolling origin inside ``runs``: ``(group, "n" or "c", train, test)``."""
     for g in range(runs.n_groups):
         grp = runs.subset(runs.group_index == g)
-        full = huber_fit(_log_inputs(grp, law.inputs), grp.log_loss, law=law_name)
-        r_in = grp.log_loss - law.evaluate_log(_log_inputs(grp, law.inputs), full)
-        scales.append(_robust_scale(r_in))
         for key in ("n", "c"):
             lv = levels(grp.n) if key == "n" else budget_levels(grp.flops)
             top = lv.max()
@@ -172,24 +168,52 @@ def inner_backtest(runs: RunTable, law_name: str,
                 if sizes_left < (MIN_TRAIN_SIZES if key == "n" else 3) or \
                         len(np.unique(train.d)) < 3:
                     continue
-                boot = huber_bootstrap(_log_inputs(train, law.inputs), train.log_loss,
-                                       law=law_name, n_boot=INNER_BOOT, random_seed=refits)
-                theta = {p: np.asarray(v)[:, None] for p, v in boot.draws.items()}
-                pred = law.evaluate_log({i: v[None, :] for i, v in
-                                         _log_inputs(test, law.inputs).items()}, theta)
-                point = law.evaluate_log(_log_inputs(test, law.inputs), boot.estimate)
-                res.append(test.log_loss - point)
-                law_var.append(np.var(pred, axis=0))
-                far = decades_outside(Box.of(train.n, train.d), test.n, test.d)
-                dist.append(far["distance"])
-                kinds.append({k: far[k] for k in DISTANCE_KINDS})
-                ids.append(np.full(test.n_runs, refits))
-                split.append(np.full(test.n_runs, key))
-                refits += 1
+                yield g, key, train, test
+
+
+#: What a backtest records per held-out run: every candidate distance and both decompositions.
+RECORDED = (*DISTANCE_KINDS, *PARTS)
+
+
+def inner_distances(runs: RunTable, steps: tuple[int, ...] = HOLDOUT_STEPS
+                    ) -> dict[str, np.ndarray]:
+    """The distances :func:`inner_backtest` records, per held-out run, in its order (no fits:
+    re-measures a backtest saved before a measure existed)."""
+    far = [decades_outside(Box.of(tr.n, tr.d), te.n, te.d)
+           for _, _, tr, te in _inner_splits(runs, steps)]
+    return {k: np.concatenate([f[k] for f in far]) for k in RECORDED}
+
+
+def inner_backtest(runs: RunTable, law_name: str,
+                   steps: tuple[int, ...] = HOLDOUT_STEPS) -> InnerBacktest:
+    """Rolling-origin backtests inside ``runs`` (per group), by model size and by compute."""
+    law = LAWS[law_name]
+    res, dist, law_var, refits, ids, kinds, split = [], [], [], 0, [], [], []
+    scales = []
+    for g in range(runs.n_groups):
+        grp = runs.subset(runs.group_index == g)
+        full = huber_fit(_log_inputs(grp, law.inputs), grp.log_loss, law=law_name)
+        r_in = grp.log_loss - law.evaluate_log(_log_inputs(grp, law.inputs), full)
+        scales.append(_robust_scale(r_in))
+    for _g, key, train, test in _inner_splits(runs, steps):
+        boot = huber_bootstrap(_log_inputs(train, law.inputs), train.log_loss,
+                               law=law_name, n_boot=INNER_BOOT, random_seed=refits)
+        theta = {p: np.asarray(v)[:, None] for p, v in boot.draws.items()}
+        pred = law.evaluate_log({i: v[None, :] for i, v in
+                                 _log_inputs(test, law.inputs).items()}, theta)
+        point = law.evaluate_log(_log_inputs(test, law.inputs), boot.estimate)
+        res.append(test.log_loss - point)
+        law_var.append(np.var(pred, axis=0))
+        far = decades_outside(Box.of(train.n, train.d), test.n, test.d)
+        dist.append(far["distance"])
+        kinds.append({k: far[k] for k in RECORDED})
+        ids.append(np.full(test.n_runs, refits))
+        split.append(np.full(test.n_runs, key))
+        refits += 1
     if not res:
         raise BayesScalingError("too few distinct sizes for rolling-origin calibration "
                                 f"(need > {MIN_TRAIN_SIZES} per group); fit with calibrate=False")
-    by_kind = {k: np.concatenate([x[k] for x in kinds]) for k in DISTANCE_KINDS}
+    by_kind = {k: np.concatenate([x[k] for x in kinds]) for k in RECORDED}
     return InnerBacktest(np.concatenate(res), np.concatenate(dist),
                          float(np.median(scales)), refits, np.concatenate(law_var),
                          np.concatenate(ids), by_kind, np.concatenate(split))
@@ -209,7 +233,7 @@ def discrepancy_loglik(bt: InnerBacktest, shared: float = 0.0, part: str | None 
                        other: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
     """Log likelihood of the held-out errors on the ``(TAU0_GRID, KAPPA_GRID)`` grid.
 
-    ``part`` (``"compute"`` or ``"hull"``): the grid is that part's ``(tau0, kappa)`` of a
+    ``part`` (``"scale"`` or ``"shape"``): the grid is that part's ``(tau0, kappa)`` of a
     per-kind discrepancy (:func:`~bayes_scaling.data.support.discrepancy_var`), the other part's
     fixed at ``other``; default: one ``(tau0, kappa)`` at ``bt.distances``.
 
@@ -237,7 +261,7 @@ def discrepancy_loglik(bt: InnerBacktest, shared: float = 0.0, part: str | None 
     for j, k in enumerate(KAPPA_GRID):  # column by column: bounded memory on big ladders
         if part is None:
             dvar = discrepancy_sd(bt.distances[None, :], TAU0_GRID[:, None], k) ** 2
-        elif part == "compute":
+        elif part == "scale":
             dvar = discrepancy_var(far, TAU0_GRID[:, None], k, *other)
         else:
             dvar = discrepancy_var(far, *other, TAU0_GRID[:, None], k)
@@ -308,21 +332,21 @@ def discrepancy_posterior_parts(bt: InnerBacktest, prior: DiscrepancyPrior | Non
                                 rounds: int = PART_ROUNDS) -> dict[str, np.ndarray]:
     """Grid posteriors of each part's ``(tau0, kappa)`` of a per-kind discrepancy.
 
-    The compute part's grid is updated by the errors of the refits that held out top budgets,
-    the hull part's by those that held out top sizes, each given the other part at its
+    The scale part's grid is updated by the errors of the refits that held out top budgets,
+    the shape part's by those that held out top sizes, each given the other part at its
     posterior mean (``rounds`` alternations, starting from the other part off). ``prior``: a
     per-kind cross-ladder prior (:attr:`DiscrepancyPrior.per_kind`); ``None``: half-normals.
 
     Returns
     -------
     dict
-        ``{"compute": weights, "hull": weights}``, each of shape ``(tau0, kappa)``.
+        ``{"scale": weights, "shape": weights}``, each of shape ``(tau0, kappa)``.
     """
     est = dict.fromkeys(PARTS, (0.0, 0.0))
     out: dict[str, np.ndarray] = {}
     for _ in range(rounds):
         for part in PARTS:
-            other = est["hull" if part == "compute" else "compute"]
+            other = est["shape" if part == "scale" else "scale"]
             if prior is None:
                 logp = _part_loglik(bt, part, other, 0.0, False) + half_normal_logprior()
             else:
@@ -346,7 +370,7 @@ def fit_population_parts(bts: Sequence[InnerBacktest], *, weights: Sequence[floa
     pops: dict[str, DiscrepancyPrior] = {}
     for _ in range(rounds):
         for part in PARTS:
-            oth = "hull" if part == "compute" else "compute"
+            oth = "shape" if part == "scale" else "scale"
             lls = [_part_loglik(bt, part, e[oth], shared, temper)
                    for bt, e in zip(bts, est, strict=True)]
             pops[part] = fit_population(lls, TAU0_GRID, KAPPA_GRID, weights=weights,
@@ -354,7 +378,7 @@ def fit_population_parts(bts: Sequence[InnerBacktest], *, weights: Sequence[floa
             lp = pops[part].log_density(TAU0_GRID, KAPPA_GRID)
             for e, ll in zip(est, lls, strict=True):
                 e[part] = _grid_mean(_normalise(ll + lp))
-    return pops["compute"].with_hull(pops["hull"])
+    return pops["scale"].with_shape(pops["shape"])
 
 
 def sample_grid(weights: np.ndarray, shape: tuple[int, int],
@@ -404,24 +428,24 @@ def attach_discrepancy(fit: ScalingFit, *, random_seed: int | None = None,
     draws: dict[str, np.ndarray] = {}
     if per_kind:
         parts = discrepancy_posterior_parts(bt, prior_)
-        draws["tau0"], draws["kappa"] = sample_grid(parts["compute"], shape, rng)
-        draws["tau0_hull"], draws["kappa_hull"] = sample_grid(parts["hull"], shape, rng)
+        draws["tau0"], draws["kappa"] = sample_grid(parts["scale"], shape, rng)
+        draws["tau0_shape"], draws["kappa_shape"] = sample_grid(parts["shape"], shape, rng)
     else:
         _, _, weights = discrepancy_posterior(bt, prior_)
         draws["tau0"], draws["kappa"] = sample_grid(weights, shape, rng)
     units = {"kappa": "sd of log loss per decade of extrapolation",
              "tau0": "sd of log loss, any run outside the ladder"}
     if per_kind:
-        units = {"kappa": "sd of log loss per decade of compute past the largest budget",
-                 "tau0": "sd of log loss, a budget past the ladder's",
-                 "kappa_hull": "sd of log loss per decade outside the runs' hull in log N x log D",
-                 "tau0_hull": "sd of log loss, a size or token count outside the runs' hull"}
+        units = {"kappa": "sd of log loss per decade of N and D scaled up past the runs",
+                 "tau0": "sd of log loss, a run scaled up past the ladder",
+                 "kappa_shape": "sd of log loss per decade off the runs' tokens per parameter",
+                 "tau0_shape": "sd of log loss, a tokens-per-parameter ratio no run had"}
     post = {k: xr.DataArray(v, dims=(CHAIN, DRAW), attrs={"units": units[k]})
             for k, v in draws.items()}
     means = {f"{k}_mean": float(v.mean()) for k, v in draws.items()}
     tell(f"discrepancy: tau0 = {means['tau0_mean']:.4f}, kappa = {means['kappa_mean']:.4f} per "
-         "decade" + (f" (compute part; hull part tau0 = {means['tau0_hull_mean']:.4f}, kappa = "
-                     f"{means['kappa_hull_mean']:.4f})" if per_kind else "")
+         "decade" + (f" (scale part; shape part tau0 = {means['tau0_shape_mean']:.4f}, kappa = "
+                     f"{means['kappa_shape_mean']:.4f})" if per_kind else "")
          + f", from {bt.residuals.size} held-out runs in {bt.n_refits} refits")
     meta = {"calibration": {**means, "n_heldout": int(bt.residuals.size),
                             "n_refits": bt.n_refits, "noise_scale": bt.noise_scale,

@@ -422,5 +422,5 @@ _META_TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
-_CALIBRATION_NUMBERS = ("kappa_mean", "tau0_mean", "kappa_hull_mean", "tau0_hull_mean",
+_CALIBRATION_NUMBERS = ("kappa_mean", "tau0_mean", "kappa_shape_mean", "tau0_shape_mean",
                         "n_heldout", "n_refits", "noise_scale", "max_distance")

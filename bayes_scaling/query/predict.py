@@ -197,19 +197,19 @@ def discrepancy_scale(fit: ScalingFit, far: Mapping[str, np.ndarray] | np.ndarra
     ``far``: :func:`~bayes_scaling.data.support.decades_outside`'s output (or the distance
     alone, for a fit whose discrepancy has one ``(tau0, kappa)``); the variance is
     :func:`~bayes_scaling.data.support.discrepancy_var`: ``tau0^2 ramp(distance) +
-    (kappa distance)^2``, or per kind of extrapolation when the fit has ``tau0_hull`` and
-    ``kappa_hull`` draws. 0 if the fit is uncalibrated.
+    (kappa distance)^2``, or per kind of extrapolation when the fit has ``tau0_shape`` and
+    ``kappa_shape`` draws. 0 if the fit is uncalibrated.
     """
     post = fit.posterior
     if "kappa" not in post:
         return 0.0
     kappa = flat(post["kappa"])[:, None]
     tau0 = flat(post["tau0"])[:, None] if "tau0" in post else np.zeros_like(kappa)
-    hull = {k: flat(post[k])[:, None] for k in ("tau0_hull", "kappa_hull") if k in post}
-    if hull and isinstance(far, Mapping) and fit_box(fit).distance == "hull_compute":
-        pts = {k: np.asarray(far[k], dtype=float)[None, :] for k in ("hull", "compute")}
-        return np.sqrt(discrepancy_var(pts, tau0, kappa, hull.get("tau0_hull", tau0),
-                                       hull.get("kappa_hull", kappa)))
+    shape = {k: flat(post[k])[:, None] for k in ("tau0_shape", "kappa_shape") if k in post}
+    if shape and isinstance(far, Mapping) and fit_box(fit).distance == "hull_compute":
+        pts = {k: np.asarray(far[k], dtype=float)[None, :] for k in ("scale", "shape")}
+        return np.sqrt(discrepancy_var(pts, tau0, kappa, shape.get("tau0_shape", tau0),
+                                       shape.get("kappa_shape", kappa)))
     d = np.asarray(far["distance"] if isinstance(far, Mapping) else far, dtype=float)[None, :]
     return np.sqrt(discrepancy_var(d, tau0, kappa))
 
