@@ -204,6 +204,14 @@ def population_parts(rolling: dict, ladders, temper: bool, exclude: set[str],
                                 shared=shared)
 
 
+def cached_parts(rolling: dict, ladders, temper: bool, exclude: set[str]):
+    """:func:`population_parts`, cached on disk by its ladders left out (re-measured rolling
+    errors; delete ``cache/prior_perkind_*`` after changing the parts' definition)."""
+    name = (f"prior_perkind_{'t' if temper else 'u'}_"
+            + "_".join(sorted(n.replace(":", "-") for n in exclude)))
+    return _cached(name, lambda: population_parts(rolling, ladders, temper, exclude))
+
+
 def disc_var(dist: dict, kind: str, weights, shape: tuple[int, int], rng) -> np.ndarray:
     """Discrepancy variance draws at the held-out runs; ``weights`` a dict: per kind."""
     if isinstance(weights, dict):  # per kind: the scale part's and the shape part's grids
@@ -242,8 +250,15 @@ def score(case: dict, samples: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame(row)
 
 
-def variants(cases, rolling, ladders, seed: int) -> pd.DataFrame:
-    """Stage 3: every variant on every case."""
+#: ``--lean``: the variants that decide the shipped form (today's, the one-pair and per-kind
+#: source-out priors, the per-kind own evidence), for a machine without time for all of them.
+LEAN = ("huber-bootstrap", "today (box, own)", "xl-source-untempered:hull_compute",
+        "xl-source-untempered-perkind:hull_compute", "xl-source-perkind:hull_compute",
+        "own-perkind:hull_compute", "own:hull_compute")
+
+
+def variants(cases, rolling, ladders, seed: int, lean: bool = False) -> pd.DataFrame:
+    """Stage 3: every variant (``lean``: those of :data:`LEAN`) on every case."""
     priors: dict[tuple, object] = {}
     frames = []
     for i, case in enumerate(cases):
@@ -264,6 +279,8 @@ def variants(cases, rolling, ladders, seed: int) -> pd.DataFrame:
                    "source-untempered-perkind"),
                   ("xl-ladder-untempered-perkind:hull_compute", "hull_compute",
                    "ladder-untempered-perkind")]
+        if lean:
+            specs = [sp for sp in specs if sp[0] in LEAN]
         for label, kind, how in specs:
             rng = np.random.default_rng([seed, i])
             weights = None
@@ -279,7 +296,7 @@ def variants(cases, rolling, ladders, seed: int) -> pd.DataFrame:
                                if how.startswith("source") else {case["ladder"]})
                     key = ("perkind", temper, frozenset(exclude))
                     if key not in priors:
-                        priors[key] = population_parts(rolling, ladders, temper, exclude)
+                        priors[key] = cached_parts(rolling, ladders, temper, exclude)
                     weights = discrepancy_posterior_parts(bt, priors[key])
                 else:
                     temper = "untempered" not in how
@@ -446,8 +463,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--refresh", action="store_true", help="Ignore the caches.")
+    ap.add_argument("--lean", action="store_true",
+                    help="Score only the variants that decide the shipped form (LEAN).")
     ap.add_argument("--available", action="store_true",
-                    help="Score only the outer splits cached so far (a partial run).")
+                    help="Score only the outer splits cached so far (a partial run: writes "
+                         "calibration_partial.md, and the shipped prior only with --write-prior).")
+    ap.add_argument("--write-prior", action="store_true",
+                    help="With --available: write the shipped prior all the same (its "
+                         "validation then covers the splits scored).")
     args = ap.parse_args()
     if args.refresh:
         for p in CACHE.glob("*.pkl"):
@@ -458,21 +481,35 @@ def main() -> None:
     rolling = {n: remeasure(bt, ladders[n][1]) for n, bt in rolling.items()}
     cases = available_cases(ladders) if args.available else stage_outer(ladders, args.seed)
     cases = [remeasure_case(c, ladders[c["ladder"]][1]) for c in cases]
-    table = variants(cases, rolling, ladders, args.seed)
+    table = variants(cases, rolling, ladders, args.seed, args.lean)
     with atomic_path(CACHE / "variant_runs.csv") as tmp:
         table.to_csv(tmp, index=False)
     chosen, kind, temper, shared, per_kind = choose(summarise(table, ["variant"]))
+    splits = table.drop_duplicates(["ladder", "by", "k"])
     valid = validation(table, chosen, "Huber+bootstrap law band, prior learned without the "
-                       "ladder's source; bench_discrepancy_prior.py")
-    prior = write_prior(rolling, ladders, kind, temper, time.perf_counter() - t0, valid, shared,
-                        per_kind)
+                       f"ladder's source, {len(splits)} outer splits; "
+                       "bench_discrepancy_prior.py")
+    name = "calibration_partial" if args.available else "calibration"
+    if args.available and not args.write_prior:
+        prior = {**population_parts(rolling, ladders, temper, set(), shared).to_dict(),
+                 "per_kind": per_kind} if per_kind else \
+            population(rolling, ladders, kind, temper, set(), shared).to_dict()
+        prior.update(tau0_median=float(np.exp(prior["log_tau0_mu"])),
+                     kappa_median=float(np.exp(prior["log_kappa_mu"])))
+        if per_kind:
+            prior.update(tau0_shape_median=float(np.exp(prior["log_tau0_shape_mu"])),
+                         kappa_shape_median=float(np.exp(prior["log_kappa_shape_mu"])))
+    else:
+        prior = write_prior(rolling, ladders, kind, temper, time.perf_counter() - t0, valid,
+                            shared, per_kind)
     text = render(table, rolling, chosen, prior)
     text += (f"\n{len(cases)} outer splits in {time.perf_counter() - t0:.0f} s (stages 1-2 cached "
              "after the first run).\n\n*Regenerate: `BAYES_SCALING_DATA=../shared/data nice -n 10 "
-             ".venv/bin/python benchmarks/bench_discrepancy_prior.py`*\n")
-    with atomic_path(RESULTS / "calibration.md") as tmp:
+             ".venv/bin/python benchmarks/bench_discrepancy_prior.py"
+             + (" --available --lean" if args.available else "") + "`*\n")
+    with atomic_path(RESULTS / f"{name}.md") as tmp:
         Path(tmp).write_text(text)
-    with atomic_path(RESULTS / "calibration.json") as tmp:
+    with atomic_path(RESULTS / f"{name}.json") as tmp:
         Path(tmp).write_text(json.dumps({"chosen": chosen, "prior": prior,
                                          "pooled": summarise(table, ["variant"]).to_dict("records"),
                                          "per_ladder": summarise(table, ["variant", "ladder"])

@@ -99,6 +99,7 @@ def test_predict_uses_both_parts():
     n = 10 ** np.array([box.n[1] + 0.5, box.n[1] - 0.3, box.n[1]])
     d = 10 ** np.array([box.d[1] + 0.5, box.d[1] + 0.9, box.d[1] + 0.1])
     far = decades_outside(box, n, d)
+    assert (far["shape"] > 0).any() and (far["scale"] > 0).any()
     np.testing.assert_allclose(discrepancy_scale(same, far), discrepancy_scale(base, far),
                                rtol=1e-12)
     expect = np.sqrt(discrepancy_var(far, 0.01, 0.03, 0.05, 0.2))
