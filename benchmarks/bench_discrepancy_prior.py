@@ -253,8 +253,8 @@ def score(case: dict, samples: np.ndarray) -> pd.DataFrame:
 #: ``--lean``: the variants that decide the shipped form (today's, the one-pair and per-kind
 #: source-out priors, the per-kind own evidence), for a machine without time for all of them.
 LEAN = ("huber-bootstrap", "today (box, own)", "xl-source-untempered:hull_compute",
-        "xl-source-untempered-perkind:hull_compute", "xl-source-perkind:hull_compute",
-        "own-perkind:hull_compute", "own:hull_compute")
+        "xl-source-untempered-perkind:hull_compute", "own-perkind:hull_compute",
+        "own:hull_compute")
 
 
 def variants(cases, rolling, ladders, seed: int, lean: bool = False) -> pd.DataFrame:
