@@ -23,6 +23,7 @@ SCRIPTS = {"calibration": "bench_discrepancy_prior.py", "calibration_nuts": "ben
            "calibration_lolo_nuts": "bench_discrepancy_nuts.py",
            "calibration_lolo_nuts_partial": "bench_discrepancy_nuts.py",
            "calibration_partial": "bench_discrepancy_prior.py",
+           "calibration_parts": "bench_discrepancy_prior.py",
            "calibration_shared": "bench_discrepancy_shared.py"}
 
 

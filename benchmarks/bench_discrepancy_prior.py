@@ -124,6 +124,32 @@ def remeasure_case(case: dict, runs) -> dict:
     return {**case, "dist": {k: far[k] for k in RECORDED}, "inner": remeasure(case["inner"], train)}
 
 
+def parts_table(rolling: dict) -> str:
+    """How each kind of hold-out splits into the distance's parts, and its errors, per ladder."""
+    lines = ["## The two kinds of extrapolation in every ladder's rolling-origin errors", "",
+             "Per ladder (stage 1: the whole ladder's rolling origin, Huber refits), the errors "
+             "of the refits that held out top budgets and of those that held out top sizes: rms "
+             "log error and the median of each part of the distance "
+             "(`data/support.py::decades_outside`: `scale`, N and D scaled up past the runs; "
+             "`shape`, outside the hull once scaled back to the largest budget; `hull` and "
+             "`compute` for comparison). A per-kind discrepancy learns the scale part from the "
+             "budget hold-outs and the shape part from the size hold-outs.", "",
+             "| ladder | budget hold-outs: errors | rms | scale | shape | hull | compute | "
+             "size hold-outs: errors | rms | scale | shape | hull | compute |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, bt in rolling.items():
+        row = [name]
+        for sp in ("c", "n"):
+            m = bt.split == sp
+            k = bt.by_kind
+            row += [str(int(m.sum())), f"{np.sqrt(np.mean(bt.residuals[m] ** 2)):.3f}",
+                    *(f"{np.median(k[p][m]):.2f}" for p in ("scale", "shape", "hull", "compute"))]
+        lines.append("| " + " | ".join(row) + " |")
+    lines += ["", "*Regenerate: `BAYES_SCALING_DATA=../shared/data nice -n 10 .venv/bin/python "
+              "benchmarks/bench_discrepancy_prior.py --parts` (after stage 1 is cached)*", ""]
+    return "\n".join(lines)
+
+
 def available_cases(ladders) -> list[dict]:
     """The stage-2 cases cached so far, per ladder or per split (``bench_discrepancy_nuts.py
     --cases-only`` builds them split by split); builds none."""
@@ -465,6 +491,8 @@ def main() -> None:
     ap.add_argument("--refresh", action="store_true", help="Ignore the caches.")
     ap.add_argument("--lean", action="store_true",
                     help="Score only the variants that decide the shipped form (LEAN).")
+    ap.add_argument("--parts", action="store_true",
+                    help="Only write calibration_parts.md: the kinds of hold-out, per ladder.")
     ap.add_argument("--available", action="store_true",
                     help="Score only the outer splits cached so far (a partial run: writes "
                          "calibration_partial.md, and the shipped prior only with --write-prior).")
@@ -479,6 +507,10 @@ def main() -> None:
     ladders = public_ladders()
     rolling = _cached("rolling_errors", lambda: stage_rolling(ladders))
     rolling = {n: remeasure(bt, ladders[n][1]) for n, bt in rolling.items()}
+    if args.parts:
+        with atomic_path(RESULTS / "calibration_parts.md") as tmp:
+            Path(tmp).write_text(parts_table(rolling))
+        return
     cases = available_cases(ladders) if args.available else stage_outer(ladders, args.seed)
     cases = [remeasure_case(c, ladders[c["ladder"]][1]) for c in cases]
     table = variants(cases, rolling, ladders, args.seed, args.lean)
