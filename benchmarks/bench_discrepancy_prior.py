@@ -477,7 +477,8 @@ def render(table: pd.DataFrame, rolling, chosen: str, prior: dict) -> str:
               "own evidence once per refit (tempering, a systematic per-refit term) was tried: "
               "`xl-source` is tempered, `xl-source-untempered` is not; the held-out scores "
               f"chose {'tempered' if prior['temper'] else 'untempered'}.", "",
-              f"Shipped prior (`data/discrepancy_prior/prior.json`, all {len(rolling)} ladders): "
+              f"Prior of the chosen form on all {len(rolling)} ladders (shipped as "
+              "`data/discrepancy_prior/prior.json` unless a partial run): "
               f"tau0 median {prior['tau0_median']:.4f} (log sd {prior['log_tau0_sd']:.2f}), "
               f"kappa median {prior['kappa_median']:.4f} per decade "
               f"(log sd {prior['log_kappa_sd']:.2f})"
