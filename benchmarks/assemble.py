@@ -22,6 +22,8 @@ ORDER = ["fit", "query", "recovery", "calibration", "calibration_nuts", "scale",
 SCRIPTS = {"calibration": "bench_discrepancy_prior.py", "calibration_nuts": "bench_calibration.py",
            "calibration_lolo_nuts": "bench_discrepancy_nuts.py",
            "calibration_lolo_nuts_partial": "bench_discrepancy_nuts.py",
+           "calibration_partial": "bench_discrepancy_prior.py",
+           "calibration_parts": "bench_discrepancy_prior.py",
            "calibration_shared": "bench_discrepancy_shared.py"}
 
 

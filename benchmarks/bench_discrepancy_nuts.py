@@ -54,9 +54,13 @@ from bench_discrepancy_prior import (
     SPLITS,
     _cached,
     _fmt_row,
+    cached_parts,
+    disc_var,
     outer_case,
     population,
     predictive,
+    remeasure,
+    remeasure_case,
     score,
     summarise,
     validation,
@@ -72,8 +76,7 @@ from bayes_scaling.fitting.calibrate import (
     InnerBacktest,
     attach_discrepancy,
     discrepancy_posterior,
-    discrepancy_sd,
-    sample_grid,
+    discrepancy_posterior_parts,
 )
 from bayes_scaling.fitting.discrepancy_prior import load_prior
 from bayes_scaling.fitting.fit import fit
@@ -81,15 +84,22 @@ from bayes_scaling.fitting.result import ScalingFit, versions
 from bayes_scaling.query.predict import flat, log_loss_draws
 
 CHOSEN = "nuts + xl-source (product)"
+#: ``--lean``: the product, its two forms, today's bands and the baselines.
+LEAN = (CHOSEN, "nuts, no discrepancy", "nuts + today's (box, own)",
+        "nuts + xl-source, one (tau0, kappa)", "nuts + xl-source, per kind", "huber-bootstrap",
+        "huber + xl-source")
 #: The systematic-term variant scored beside the product (shared fraction per refit).
 SHARED_ALT = 0.25
 #: Ladder names in ``public_ladders`` order (filled in ``main``; seeds index into it).
 LADDER_ORDER: list[str] = []
 
 
-def _source_prior(rolling, ladders, case: dict, shipped):
-    """The cross-ladder prior without any ladder of the case's source, in the shipped form."""
+def _source_prior(rolling, ladders, case: dict, shipped, per_kind: bool | None = None):
+    """The cross-ladder prior without any ladder of the case's source, in the shipped form
+    (``per_kind``: per kind of extrapolation or one pair; default: as shipped)."""
     exclude = {n for n in rolling if ladders[n][0] == case["source"]}
+    if shipped.per_kind if per_kind is None else per_kind:
+        return cached_parts(rolling, ladders, shipped.temper, exclude)
     return population(rolling, ladders, shipped.distance, shipped.temper, exclude)
 
 
@@ -155,13 +165,7 @@ def product_band(f: ScalingFit, case: dict, runs, prior, seed: int, i: int) -> t
 
 def _only(bt: InnerBacktest, split: str) -> InnerBacktest:
     """The inner errors of one kind of hold-out (``"c"``: top budgets, ``"n"``: top sizes)."""
-    m = bt.split == split
-    if not m.any():
-        return bt
-    lv = np.broadcast_to(np.asarray(bt.law_var, dtype=float), bt.residuals.shape)[m]
-    return InnerBacktest(bt.residuals[m], bt.distances[m], bt.noise_scale,
-                         len(np.unique(bt.refit[m])), lv, bt.refit[m],
-                         {k: v[m] for k, v in bt.by_kind.items()}, bt.split[m])
+    return bt.only(split) or bt
 
 
 def nuts_variant(case: dict, nuts: dict, kind: str | None, weights,
@@ -172,8 +176,7 @@ def nuts_variant(case: dict, nuts: dict, kind: str | None, weights,
     if nu is not None:
         var = var * (nu[:, None] / rng.chisquare(nu[:, None]))
     if kind is not None:
-        tau0, kappa = sample_grid(weights, (law.shape[0], 1), rng)
-        var = var + discrepancy_sd(case["dist"][kind][None, :], tau0, kappa) ** 2
+        var = var + disc_var(case["dist"], kind, weights, (law.shape[0], 1), rng)
     return np.exp(law + np.sqrt(var) * rng.standard_normal(law.shape))
 
 
@@ -182,27 +185,31 @@ def fits_only(ladders, args) -> None:
     keep = set(args.only.split(",")) if args.only else set(ladders)
     # split-major order: an interrupted run has every ladder's first splits
     order = sorted(SPLITS, key=lambda s: (s[1], s[0]))  # flops 1, n_params 1, flops 2, ...
+    if args.splits:
+        order = [(b, int(k)) for b, k in (s.split(":") for s in args.splits.split(","))]
     names = list(ladders)[::-1] if args.reverse else list(ladders)
-    for by, k in order:
-        for name in names:
-            src, runs = ladders[name]
-            if name not in keep:
-                continue
-            try:
-                train, _ = split_top(runs, holdout_by=by, holdout_top=k)
-            except BayesScalingError as exc:
-                print(f"  skip {name} {by} top {k}: {exc}", flush=True)
-                continue
-            if levels(train.n).max() + 1 < MIN_TRAIN_SIZES:  # stage 2 skips these
-                print(f"  skip {name} {by} top {k}: too few sizes", flush=True)
-                continue
-            if args.cases_only:  # stage 2's case (Huber band, inner evidence) of the split
-                outer(name, ladders[name], by, k, args.seed)
-                continue
-            _, info = nuts_fit({"ladder": name, "source": src, "by": by, "k": k}, runs, args)
-            print(f"  fit {name} {by} top {k}: {train.n_runs} runs, gate "
-                  f"{'passed' if info['passed'] else 'FAILED ' + '; '.join(info['problems'])}"
-                  f", {info['seconds']:.0f} s", flush=True)
+    pairs = [(by, k, name) for by, k in order for name in names]
+    if args.ladder_major:  # each ladder's splits together: both kinds of hold-out per ladder
+        pairs = [(by, k, name) for name in names for by, k in order]
+    for by, k, name in pairs:
+        src, runs = ladders[name]
+        if name not in keep:
+            continue
+        try:
+            train, _ = split_top(runs, holdout_by=by, holdout_top=k)
+        except BayesScalingError as exc:
+            print(f"  skip {name} {by} top {k}: {exc}", flush=True)
+            continue
+        if levels(train.n).max() + 1 < MIN_TRAIN_SIZES:  # stage 2 skips these
+            print(f"  skip {name} {by} top {k}: too few sizes", flush=True)
+            continue
+        if args.cases_only:  # stage 2's case (Huber band, inner evidence) of the split
+            outer(name, ladders[name], by, k, args.seed)
+            continue
+        _, info = nuts_fit({"ladder": name, "source": src, "by": by, "k": k}, runs, args)
+        print(f"  fit {name} {by} top {k}: {train.n_runs} runs, gate "
+              f"{'passed' if info['passed'] else 'FAILED ' + '; '.join(info['problems'])}"
+              f", {info['seconds']:.0f} s", flush=True)
 
 
 def main() -> None:
@@ -220,6 +227,12 @@ def main() -> None:
     ap.add_argument("--available", action="store_true",
                     help="Score only the splits whose NUTS fit is cached (a partial run).")
     ap.add_argument("--only", default="", help="Comma-separated ladder names (default: all).")
+    ap.add_argument("--lean", action="store_true",
+                    help="Score only the variants of LEAN (a machine without time for all).")
+    ap.add_argument("--splits", default="",
+                    help="--fits-only: comma-separated by:k splits, e.g. flops:1,n_params:1.")
+    ap.add_argument("--ladder-major", action="store_true",
+                    help="--fits-only: every split of a ladder before the next ladder.")
     args = ap.parse_args()
     t0 = time.perf_counter()
     ladders = public_ladders()
@@ -229,7 +242,8 @@ def main() -> None:
         return
     if not (CACHE / "rolling_errors.pkl").exists():
         raise SystemExit("run bench_discrepancy_prior.py first (its stage 1 cache is missing)")
-    rolling = _cached("rolling_errors", dict)
+    rolling = {n: remeasure(bt, ladders[n][1])
+               for n, bt in _cached("rolling_errors", dict).items()}
     keep = set(args.only.split(",")) if args.only else set(ladders)
     cases = []
     for name in (n for n in ladders if n in keep):
@@ -239,7 +253,7 @@ def main() -> None:
                 continue
             case = outer(name, ladders[name], by, k, args.seed)
             if case is not None:
-                cases.append(case)
+                cases.append(remeasure_case(case, ladders[name][1]))
     n_cases = len(SPLITS) * len(ladders)
     shipped = load_prior()
     priors: dict = {}
@@ -263,22 +277,29 @@ def main() -> None:
                                              "tau0_mean", "kappa_mean")}})
         inner = case["inner"]
         lad_key = ("ladder", case["ladder"])
-        if lad_key not in priors:
+        if lad_key not in priors and not args.lean:
             priors[lad_key] = population(rolling, ladders, shipped.distance, shipped.temper,
                                          {case["ladder"]})
+        for pk in (False, True):  # both forms, whichever is shipped
+            if (pk, case["source"]) not in priors:
+                priors[(pk, case["source"])] = _source_prior(rolling, ladders, case, shipped, pk)
         sh_key = ("shared", case["source"])
-        if sh_key not in priors:  # the systematic-term variant (bench_discrepancy_shared.py)
+        if sh_key not in priors and not args.lean:  # the systematic-term variant
             priors[sh_key] = population(
                 rolling, ladders, shipped.distance, shipped.temper,
                 {n for n in rolling if ladders[n][0] == case["source"]}, SHARED_ALT)
         specs = [(CHOSEN, None),
                  ("nuts, no discrepancy", (None, None)),
                  ("nuts + today's (box, own)", ("box", None)),
-                 ("nuts + xl-ladder", (shipped.distance, priors[lad_key])),
-                 (f"nuts + xl-source, shared {SHARED_ALT}", (shipped.distance, priors[sh_key])),
+                 ("nuts + xl-ladder", (shipped.distance, priors.get(lad_key))),
+                 ("nuts + xl-source, one (tau0, kappa)", "one"),
+                 ("nuts + xl-source, per kind", "per-kind"),
+                 (f"nuts + xl-source, shared {SHARED_ALT}", (shipped.distance, priors.get(sh_key))),
                  ("nuts + xl-source, own budget hold-outs only", "budget-only"),
                  ("huber-bootstrap", "huber"),
                  ("huber + xl-source", "huber-xl")]
+        if args.lean:  # the comparisons the issue asks for, not last session's diagnostics
+            specs = [sp for sp in specs if sp[0] in LEAN]
         for label, how in specs:
             rng = np.random.default_rng([args.seed, i, 11])
             if how is None:
@@ -287,11 +308,20 @@ def main() -> None:
                 samples = predictive(case, None, None, rng)
             elif how == "budget-only":  # diagnostic: the evidence of the query's kind
                 w = discrepancy_posterior(_only(inner.with_distance(shipped.distance), "c"),
-                                          priors[pkey])[2]
+                                          priors[(False, case["source"])])[2]
                 samples = nuts_variant(case, nuts, shipped.distance, w, rng)
-            elif how == "huber-xl":
+            elif how == "one":
                 w = discrepancy_posterior(inner.with_distance(shipped.distance),
-                                          priors[pkey])[2]
+                                          priors[(False, case["source"])])[2]
+                samples = nuts_variant(case, nuts, shipped.distance, w, rng)
+            elif how == "per-kind":
+                w = discrepancy_posterior_parts(inner.with_distance("hull_compute"),
+                                                priors[(True, case["source"])])
+                samples = nuts_variant(case, nuts, "hull_compute", w, rng)
+            elif how == "huber-xl":
+                bt = inner.with_distance(shipped.distance)
+                w = (discrepancy_posterior_parts(bt, priors[pkey]) if shipped.per_kind
+                     else discrepancy_posterior(bt, priors[pkey])[2])
                 samples = predictive(case, shipped.distance, w, rng)
             else:
                 kind, prior = how

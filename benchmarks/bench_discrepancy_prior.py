@@ -26,6 +26,7 @@ benchmarks/bench_discrepancy_prior.py``
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import pickle
 import sys
@@ -39,17 +40,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ladders import public_ladders
 
-from bayes_scaling.data.support import DISTANCE_KINDS, Box, decades_outside
+from bayes_scaling.data.support import DISTANCE_KINDS, Box, decades_outside, discrepancy_var
 from bayes_scaling.errors import BayesScalingError
 from bayes_scaling.evaluate.backtest import split_top
 from bayes_scaling.files import atomic_path
 from bayes_scaling.fitting.calibrate import (
     KAPPA_GRID,
+    RECORDED,
     TAU0_GRID,
+    InnerBacktest,
     discrepancy_loglik,
     discrepancy_posterior,
+    discrepancy_posterior_parts,
     discrepancy_sd,
+    fit_population_parts,
     inner_backtest,
+    inner_distances,
     sample_grid,
 )
 from bayes_scaling.fitting.discrepancy_prior import fit_population
@@ -99,6 +105,68 @@ def stage_outer(ladders, seed: int) -> list[dict]:
     return cases
 
 
+def remeasure(bt, runs):
+    """``bt`` (a cached inner backtest of ``runs``) with every distance measured anew (no fits:
+    a measure added since the cache was built, e.g. the scale and shape parts)."""
+    if "shape" in (bt.by_kind or {}):
+        return bt
+    by_kind = inner_distances(runs)
+    assert by_kind["hull_compute"].size == bt.residuals.size, "backtest order changed"
+    return InnerBacktest(bt.residuals, bt.distances, bt.noise_scale, bt.n_refits, bt.law_var,
+                         bt.refit, by_kind, bt.split)
+
+
+def remeasure_case(case: dict, runs) -> dict:
+    """A cached stage-2 case with its held-out runs' and inner errors' distances re-measured."""
+    if "shape" in case["dist"]:
+        return case
+    train, test = split_top(runs, holdout_by=case["by"], holdout_top=case["k"])
+    far = decades_outside(Box.of(train.n, train.d), test.n, test.d)
+    return {**case, "dist": {k: far[k] for k in RECORDED}, "inner": remeasure(case["inner"], train)}
+
+
+def parts_table(rolling: dict) -> str:
+    """How each kind of hold-out splits into the distance's parts, and its errors, per ladder."""
+    lines = ["## The two kinds of extrapolation in every ladder's rolling-origin errors", "",
+             "Per ladder (stage 1: the whole ladder's rolling origin, Huber refits), the errors "
+             "of the refits that held out top budgets and of those that held out top sizes: rms "
+             "log error and the median of each part of the distance "
+             "(`data/support.py::decades_outside`: `scale`, N and D scaled up past the runs; "
+             "`shape`, outside the hull once scaled back to the largest budget; `hull` and "
+             "`compute` for comparison). A per-kind discrepancy learns the scale part from the "
+             "budget hold-outs and the shape part from the size hold-outs.", "",
+             "| ladder | budget hold-outs: errors | rms | scale | shape | hull | compute | "
+             "size hold-outs: errors | rms | scale | shape | hull | compute |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, bt in rolling.items():
+        row = [name]
+        for sp in ("c", "n"):
+            m = bt.split == sp
+            k = bt.by_kind
+            row += [str(int(m.sum())), f"{np.sqrt(np.mean(bt.residuals[m] ** 2)):.3f}",
+                    *(f"{np.median(k[p][m]):.2f}" for p in ("scale", "shape", "hull", "compute"))]
+        lines.append("| " + " | ".join(row) + " |")
+    lines += ["", "*Regenerate: `BAYES_SCALING_DATA=../shared/data nice -n 10 .venv/bin/python "
+              "benchmarks/bench_discrepancy_prior.py --parts` (after stage 1 is cached)*", ""]
+    return "\n".join(lines)
+
+
+def available_cases(ladders) -> list[dict]:
+    """The stage-2 cases cached so far, per ladder or per split (``bench_discrepancy_nuts.py
+    --cases-only`` builds them split by split); builds none."""
+    cases = []
+    for name in ladders:
+        safe = name.replace(":", "_")
+        if (CACHE / f"outer_{safe}.pkl").exists():
+            cases += _cached(f"outer_{safe}", list)
+            continue
+        for by, k in SPLITS:
+            if (CACHE / f"outer_{safe}_{by}_{k}.pkl").exists():
+                case = _cached(f"outer_{safe}_{by}_{k}", dict)
+                cases += [case] if case is not None else []
+    return cases
+
+
 def _outer_ladder(name: str, src: str, runs, seed: int) -> list[dict]:
     cases = []
     for by, k in SPLITS:
@@ -125,7 +193,7 @@ def outer_case(name: str, src: str, runs, by: str, k: int, seed: int) -> dict | 
     return {"ladder": name, "source": src, "by": by, "k": k,
             "n_train": train.n_runs, "y": test.loss, "n": test.n, "d": test.d,
             "law": law, "sigma": float(flat(base.posterior["sigma"])[0]),
-            "dist": {kd: far[kd] for kd in DISTANCE_KINDS},
+            "dist": {kd: far[kd] for kd in RECORDED},
             "c_past": far["c_past_max"], "inner": inner}
 
 
@@ -152,6 +220,38 @@ def population(rolling: dict, ladders, kind: str, temper: bool, exclude: set[str
                           temper=temper, distance=kind, shared=shared)
 
 
+def population_parts(rolling: dict, ladders, temper: bool, exclude: set[str],
+                     shared: float = 0.0):
+    """The per-kind cross-ladder prior (scale and shape parts) without ``exclude``."""
+    names = [n for n in rolling if n not in exclude]
+    srcs = [ladders[n][0] for n in names]
+    count = {s: srcs.count(s) for s in srcs}
+    return fit_population_parts([rolling[n].with_distance("hull_compute") for n in names],
+                                weights=[1 / count[s] for s in srcs], temper=temper,
+                                shared=shared)
+
+
+def cached_parts(rolling: dict, ladders, temper: bool, exclude: set[str]):
+    """:func:`population_parts`, cached on disk by its ladders left out (re-measured rolling
+    errors; delete ``cache/prior_perkind_*`` after changing the parts' definition)."""
+    left_out = "_".join(sorted(n.replace(":", "-") for n in exclude))
+    if len(left_out) > 80:  # a file name's limit: Porian's ten ladders by a digest
+        left_out = hashlib.sha1(left_out.encode()).hexdigest()[:16]
+    name = f"prior_perkind_{'t' if temper else 'u'}_{left_out}"
+    return _cached(name, lambda: population_parts(rolling, ladders, temper, exclude))
+
+
+def disc_var(dist: dict, kind: str, weights, shape: tuple[int, int], rng) -> np.ndarray:
+    """Discrepancy variance draws at the held-out runs; ``weights`` a dict: per kind."""
+    if isinstance(weights, dict):  # per kind: the scale part's and the shape part's grids
+        tau0, kappa = sample_grid(weights["scale"], shape, rng)
+        t_h, k_h = sample_grid(weights["shape"], shape, rng)
+        far = {k: dist[k][None, :] for k in ("scale", "shape")}
+        return discrepancy_var(far, tau0, kappa, t_h, k_h)
+    tau0, kappa = sample_grid(weights, shape, rng)
+    return discrepancy_sd(dist[kind][None, :], tau0, kappa) ** 2
+
+
 def predictive(case: dict, kind: str | None, weights, rng) -> np.ndarray:
     """Samples of loss at the held-out runs: law draw + noise + discrepancy."""
     law = case["law"]
@@ -159,8 +259,7 @@ def predictive(case: dict, kind: str | None, weights, rng) -> np.ndarray:
     z = rng.standard_normal((N_SAMPLES, law.shape[1]))
     var = np.full((N_SAMPLES, 1), case["sigma"] ** 2)
     if kind is not None:
-        tau0, kappa = sample_grid(weights, (N_SAMPLES, 1), rng)
-        var = var + discrepancy_sd(case["dist"][kind][None, :], tau0, kappa) ** 2
+        var = var + disc_var(case["dist"], kind, weights, (N_SAMPLES, 1), rng)
     return np.exp(law[idx] + np.sqrt(var) * z)
 
 
@@ -180,8 +279,15 @@ def score(case: dict, samples: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame(row)
 
 
-def variants(cases, rolling, ladders, seed: int) -> pd.DataFrame:
-    """Stage 3: every variant on every case."""
+#: ``--lean``: the variants that decide the shipped form (today's, the one-pair and per-kind
+#: source-out priors, the per-kind own evidence), for a machine without time for all of them.
+LEAN = ("huber-bootstrap", "today (box, own)", "xl-source-untempered:hull_compute",
+        "xl-source-untempered-perkind:hull_compute", "own-perkind:hull_compute",
+        "own:hull_compute")
+
+
+def variants(cases, rolling, ladders, seed: int, lean: bool = False) -> pd.DataFrame:
+    """Stage 3: every variant (``lean``: those of :data:`LEAN`) on every case."""
     priors: dict[tuple, object] = {}
     frames = []
     for i, case in enumerate(cases):
@@ -195,6 +301,15 @@ def variants(cases, rolling, ladders, seed: int) -> pd.DataFrame:
                       (f"xl-ladder:{kind}", kind, "ladder")]
         specs += [(f"xl-source-untempered-shared{sh}:hull_compute", "hull_compute",
                    f"source-untempered-shared{sh}") for sh in SHARED_VARIANTS]
+        # per kind of extrapolation: scale and shape parts, each from its matching refits
+        specs += [("own-perkind:hull_compute", "hull_compute", "own-perkind"),
+                  ("xl-source-perkind:hull_compute", "hull_compute", "source-perkind"),
+                  ("xl-source-untempered-perkind:hull_compute", "hull_compute",
+                   "source-untempered-perkind"),
+                  ("xl-ladder-untempered-perkind:hull_compute", "hull_compute",
+                   "ladder-untempered-perkind")]
+        if lean:
+            specs = [sp for sp in specs if sp[0] in LEAN]
         for label, kind, how in specs:
             rng = np.random.default_rng([seed, i])
             weights = None
@@ -202,6 +317,16 @@ def variants(cases, rolling, ladders, seed: int) -> pd.DataFrame:
                 bt = inner.with_distance(kind)
                 if how == "own":
                     weights = discrepancy_posterior(bt)[2]
+                elif how == "own-perkind":
+                    weights = discrepancy_posterior_parts(bt)
+                elif how.endswith("perkind"):
+                    temper = "untempered" not in how
+                    exclude = ({n for n in rolling if ladders[n][0] == case["source"]}
+                               if how.startswith("source") else {case["ladder"]})
+                    key = ("perkind", temper, frozenset(exclude))
+                    if key not in priors:
+                        priors[key] = cached_parts(rolling, ladders, temper, exclude)
+                    weights = discrepancy_posterior_parts(bt, priors[key])
                 else:
                     temper = "untempered" not in how
                     shared = float(how.split("shared")[1]) if "shared" in how else 0.0
@@ -238,16 +363,16 @@ HEAD = ("| {what} | held-out runs | cov 50 | cov 80 | cov 90 | cov 95 | interval
         "median abs % err | mean rel. width 90 |\n|---|---|---|---|---|---|---|---|---|")
 
 
-def choose(pooled: pd.DataFrame) -> tuple[str, str, bool, float]:
+def choose(pooled: pd.DataFrame) -> tuple[str, str, bool, float, bool]:
     """The source-out cross-ladder variant with the best mean interval score (90%).
 
-    Returns ``(label, distance kind, temper, shared)``.
+    Returns ``(label, distance kind, temper, shared, per kind)``.
     """
     cand = pooled[pooled["variant"].str.startswith("xl-source")]
     label = str(cand.sort_values("is90").iloc[0]["variant"])
     how, kind = label.split(":", 1)
     shared = float(how.split("shared")[1]) if "shared" in how else 0.0
-    return label, kind, "untempered" not in how, shared
+    return label, kind, "untempered" not in how, shared, "perkind" in how
 
 
 def validation(table: pd.DataFrame, variant: str, method: str) -> dict:
@@ -263,9 +388,10 @@ def validation(table: pd.DataFrame, variant: str, method: str) -> dict:
 
 
 def write_prior(rolling, ladders, kind: str, temper: bool, seconds: float,
-                valid: dict | None = None, shared: float = 0.0) -> dict:
+                valid: dict | None = None, shared: float = 0.0, per_kind: bool = False) -> dict:
     """Fit the shipped prior on every ladder and write it with its provenance."""
-    prior = population(rolling, ladders, kind, temper, set(), shared)
+    prior = (population_parts(rolling, ladders, temper, set(), shared) if per_kind
+             else population(rolling, ladders, kind, temper, set(), shared))
     sources = sorted({s for s, _ in ladders.values()})
     raw = {**prior.to_dict(), "source": "cross-ladder: " + ", ".join(sources),
            "ladders": {n: {"source": ladders[n][0], "errors": int(rolling[n].residuals.size),
@@ -273,6 +399,8 @@ def write_prior(rolling, ladders, kind: str, temper: bool, seconds: float,
            "built_by": "benchmarks/bench_discrepancy_prior.py",
            "tau0_median": float(np.exp(prior.log_tau0_mu)),
            "kappa_median": float(np.exp(prior.log_kappa_mu)),
+           **({"tau0_shape_median": float(np.exp(prior.log_tau0_shape_mu)),
+               "kappa_shape_median": float(np.exp(prior.log_kappa_shape_mu))} if per_kind else {}),
            "seconds": round(seconds), "validation": valid}
     PRIOR_DIR.mkdir(parents=True, exist_ok=True)
     with atomic_path(PRIOR_DIR / "prior.json") as tmp:
@@ -288,8 +416,11 @@ def render(table: pd.DataFrame, rolling, chosen: str, prior: dict) -> str:
              "and by size", "",
              f"{table['ladder'].nunique()} public ladders "
              f"({', '.join(sorted(table['source'].unique()))}), "
-             f"each held out by compute budget (top 1, 2, 3 quarter-decade bins) and by size "
-             f"(top 1, 2): {int(pooled['n'].iloc[0])} held-out runs. Law band: Huber fit with 50 "
+             "outer splits scored: " + ", ".join(
+                 f"top {k} {'budgets (quarter-decade bins)' if by == 'flops' else 'sizes'} "
+                 f"held out: {n} ladders" for (by, k), n in
+                 table.drop_duplicates(["ladder", "by", "k"]).groupby(["by", "k"]).size().items())
+             + f" ({int(pooled['n'].iloc[0])} held-out runs). Law band: Huber fit with 50 "
              "bootstraps on the training runs; predictive = law + run noise + discrepancy "
              "(its own rolling origin on the training runs, and the prior named). "
              "`xl-source`: cross-ladder prior learned without any ladder of the scored ladder's "
@@ -346,10 +477,15 @@ def render(table: pd.DataFrame, rolling, chosen: str, prior: dict) -> str:
               "own evidence once per refit (tempering, a systematic per-refit term) was tried: "
               "`xl-source` is tempered, `xl-source-untempered` is not; the held-out scores "
               f"chose {'tempered' if prior['temper'] else 'untempered'}.", "",
-              f"Shipped prior (`data/discrepancy_prior/prior.json`, all {len(rolling)} ladders): "
+              f"Prior of the chosen form on all {len(rolling)} ladders (shipped as "
+              "`data/discrepancy_prior/prior.json` unless a partial run): "
               f"tau0 median {prior['tau0_median']:.4f} (log sd {prior['log_tau0_sd']:.2f}), "
               f"kappa median {prior['kappa_median']:.4f} per decade "
-              f"(log sd {prior['log_kappa_sd']:.2f}).", ""]
+              f"(log sd {prior['log_kappa_sd']:.2f})"
+              + (f"; per kind of extrapolation, these are the scale part's, and the shape "
+                 f"part's are tau0 median {prior['tau0_shape_median']:.4f}, kappa median "
+                 f"{prior['kappa_shape_median']:.4f} per decade off the runs' tokens per parameter"
+                 if "tau0_shape_median" in prior else "") + ".", ""]
     return "\n".join(lines)
 
 
@@ -357,6 +493,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--refresh", action="store_true", help="Ignore the caches.")
+    ap.add_argument("--lean", action="store_true",
+                    help="Score only the variants that decide the shipped form (LEAN).")
+    ap.add_argument("--parts", action="store_true",
+                    help="Only write calibration_parts.md: the kinds of hold-out, per ladder.")
+    ap.add_argument("--available", action="store_true",
+                    help="Score only the outer splits cached so far (a partial run: writes "
+                         "calibration_partial.md, and the shipped prior only with --write-prior).")
+    ap.add_argument("--write-prior", action="store_true",
+                    help="With --available: write the shipped prior all the same (its "
+                         "validation then covers the splits scored).")
     args = ap.parse_args()
     if args.refresh:
         for p in CACHE.glob("*.pkl"):
@@ -364,21 +510,42 @@ def main() -> None:
     t0 = time.perf_counter()
     ladders = public_ladders()
     rolling = _cached("rolling_errors", lambda: stage_rolling(ladders))
-    cases = stage_outer(ladders, args.seed)
-    table = variants(cases, rolling, ladders, args.seed)
+    rolling = {n: remeasure(bt, ladders[n][1]) for n, bt in rolling.items()}
+    if args.parts:
+        with atomic_path(RESULTS / "calibration_parts.md") as tmp:
+            Path(tmp).write_text(parts_table(rolling))
+        return
+    cases = available_cases(ladders) if args.available else stage_outer(ladders, args.seed)
+    cases = [remeasure_case(c, ladders[c["ladder"]][1]) for c in cases]
+    table = variants(cases, rolling, ladders, args.seed, args.lean)
     with atomic_path(CACHE / "variant_runs.csv") as tmp:
         table.to_csv(tmp, index=False)
-    chosen, kind, temper, shared = choose(summarise(table, ["variant"]))
+    chosen, kind, temper, shared, per_kind = choose(summarise(table, ["variant"]))
+    splits = table.drop_duplicates(["ladder", "by", "k"])
     valid = validation(table, chosen, "Huber+bootstrap law band, prior learned without the "
-                       "ladder's source; bench_discrepancy_prior.py")
-    prior = write_prior(rolling, ladders, kind, temper, time.perf_counter() - t0, valid, shared)
+                       f"ladder's source, {len(splits)} outer splits; "
+                       "bench_discrepancy_prior.py")
+    name = "calibration_partial" if args.available else "calibration"
+    if args.available and not args.write_prior:
+        prior = {**population_parts(rolling, ladders, temper, set(), shared).to_dict(),
+                 "per_kind": per_kind} if per_kind else \
+            population(rolling, ladders, kind, temper, set(), shared).to_dict()
+        prior.update(tau0_median=float(np.exp(prior["log_tau0_mu"])),
+                     kappa_median=float(np.exp(prior["log_kappa_mu"])))
+        if per_kind:
+            prior.update(tau0_shape_median=float(np.exp(prior["log_tau0_shape_mu"])),
+                         kappa_shape_median=float(np.exp(prior["log_kappa_shape_mu"])))
+    else:
+        prior = write_prior(rolling, ladders, kind, temper, time.perf_counter() - t0, valid,
+                            shared, per_kind)
     text = render(table, rolling, chosen, prior)
     text += (f"\n{len(cases)} outer splits in {time.perf_counter() - t0:.0f} s (stages 1-2 cached "
              "after the first run).\n\n*Regenerate: `BAYES_SCALING_DATA=../shared/data nice -n 10 "
-             ".venv/bin/python benchmarks/bench_discrepancy_prior.py`*\n")
-    with atomic_path(RESULTS / "calibration.md") as tmp:
+             ".venv/bin/python benchmarks/bench_discrepancy_prior.py"
+             + (" --available --lean" if args.available else "") + "`*\n")
+    with atomic_path(RESULTS / f"{name}.md") as tmp:
         Path(tmp).write_text(text)
-    with atomic_path(RESULTS / "calibration.json") as tmp:
+    with atomic_path(RESULTS / f"{name}.json") as tmp:
         Path(tmp).write_text(json.dumps({"chosen": chosen, "prior": prior,
                                          "pooled": summarise(table, ["variant"]).to_dict("records"),
                                          "per_ladder": summarise(table, ["variant", "ladder"])

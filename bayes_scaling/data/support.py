@@ -11,7 +11,12 @@ the ladder's largest, and such a point can lie inside the bounding box of the ru
 
 ``distance``, the one used everywhere (the calibration discrepancy, warnings, ``predict`` JSON,
 reports, backtest tables), is :data:`DISTANCE`; it was chosen by leave-one-ladder-out held-out
-scores over every public ladder (``benchmarks/bench_discrepancy_prior.py``).
+scores over every public ladder (``benchmarks/bench_discrepancy_prior.py``). Two parts
+split the same distance into two *kinds* of extrapolation: ``scale`` (N and D scaled up together
+past the runs, what a user planning a larger budget does) and ``shape`` (a size and token count
+no run had within the budgets the ladder covers: the top sizes of an isoFLOP ladder, held out,
+are under-trained). The discrepancy may grow differently along each (:func:`discrepancy_var`);
+the distance stays one number.
 """
 
 from __future__ import annotations
@@ -166,7 +171,13 @@ def decades_outside(box: Box, n, d, kind: DistanceKind | None = None) -> dict[st
     dict
         ``n``, ``d`` (decades outside the range of each), ``c`` (outside the compute range),
         ``c_past_max`` (signed decades above the largest training compute), every measure of
-        :data:`DISTANCE_KINDS`, and ``distance`` (the chosen one).
+        :data:`DISTANCE_KINDS`, ``distance`` (the chosen one), and the two kinds of
+        extrapolation ``hull_compute`` splits into: ``shape`` (decades outside the runs' hull
+        of the point scaled back, at its tokens per parameter, to the largest training budget:
+        a size and token count no run had at any budget it covers) and ``scale``
+        (``sqrt(hull_compute**2 - shape**2)``: the point's N and D scaled up together past the
+        runs). A compute-optimal plan at 20x the largest budget is nearly all scale; the top
+        sizes of an isoFLOP ladder, under-trained at the budgets it has, are all shape.
     """
     kind = kind or box.distance
     if kind not in DISTANCE_KINDS:
@@ -178,11 +189,72 @@ def decades_outside(box: Box, n, d, kind: DistanceKind | None = None) -> dict[st
     lc = _LOG10_6 + ln + ld
     compute = np.maximum(lc - box.c[1], 0.0)
     hull = hull_distance(box.vertices(), ln, ld).reshape(ln.shape)
+    # the point scaled back along its tokens per parameter to the largest budget: how far
+    # outside the runs it still lies is its shape; the rest of the distance is scale
+    back = hull_distance(box.vertices(), ln - compute / 2, ld - compute / 2).reshape(ln.shape)
+    hc = np.hypot(hull, compute)
+    shape = np.minimum(back, hc)
     out = {"n": dn, "d": dd, "c": _outside(lc, box.c), "c_past_max": lc - box.c[1],
-           "box": np.hypot(dn, dd), "hull": hull, "compute": compute,
-           "hull_compute": np.hypot(hull, compute)}
+           "box": np.hypot(dn, dd), "hull": hull, "compute": compute, "hull_compute": hc,
+           "shape": shape, "scale": np.sqrt(np.maximum(hc**2 - shape**2, 0.0))}
     out["distance"] = out[kind]
     return out
+
+
+#: Posterior variables of the extrapolation discrepancy: ``tau0``, ``kappa`` (the scale part, or
+#: both parts when the fit has no shape ones) and ``tau0_shape``, ``kappa_shape`` (the shape part).
+DISCREPANCY_VARS: tuple[str, ...] = ("kappa", "tau0", "kappa_shape", "tau0_shape")
+
+
+def discrepancy_var(far: Mapping[str, np.ndarray] | np.ndarray, tau0, kappa,
+                    tau0_shape=None, kappa_shape=None) -> np.ndarray:
+    r"""Variance of the extrapolation discrepancy (log loss) at points ``far`` from the support.
+
+    With one ``(tau0, kappa)`` for every kind of extrapolation, at distance :math:`\Delta`
+    (``distance``):
+
+    .. math:: \tau_0^2\,\mathrm{ramp}(\Delta) + \kappa^2 \Delta^2.
+
+    Per kind, :math:`\Delta^2 = a^2 + r^2` is split into its ``shape`` part :math:`r` (outside
+    the runs' hull once scaled back to the largest budget, :func:`decades_outside`) and its
+    ``scale`` part :math:`a` (the rest: N and D scaled up together past the runs);
+    each part grows at its own rate and the out-of-ladder jump is the parts' jumps weighted by
+    their shares of :math:`\Delta^2`:
+
+    .. math:: \mathrm{ramp}(\Delta)\,\frac{a^2 \tau_{0}^2 + r^2 \tau_{0,r}^2}{\Delta^2}
+              + \kappa^2 a^2 + \kappa_r^2 r^2,
+
+    which is the first form when the parts share their parameters.
+
+    Parameters
+    ----------
+    far : dict or ndarray
+        :func:`decades_outside`'s output (``scale``, ``shape``, ``distance``), or the distance
+        alone (then the parts cannot differ: the shape parameters must be ``None``).
+    tau0, kappa : array_like
+        The scale part's parameters (both parts' when the shape ones are ``None``).
+    tau0_shape, kappa_shape : array_like, optional
+        The shape part's parameters.
+
+    Returns
+    -------
+    ndarray
+        Broadcast over the points and the parameters.
+    """
+    if tau0_shape is None and kappa_shape is None:
+        dist = np.asarray(far["distance"] if isinstance(far, Mapping) else far, dtype=float)
+        ramp = np.minimum(dist / DISCREPANCY_RAMP_DECADES, 1.0)
+        return tau0**2 * ramp + (kappa * dist) ** 2
+    if not isinstance(far, Mapping):
+        raise ValueError("a discrepancy per kind of extrapolation needs the scale and shape parts")
+    a = np.asarray(far["scale"], dtype=float)
+    r = np.asarray(far["shape"], dtype=float)
+    t_r = tau0 if tau0_shape is None else tau0_shape
+    k_r = kappa if kappa_shape is None else kappa_shape
+    d2 = a**2 + r**2
+    ramp = np.minimum(np.sqrt(d2) / DISCREPANCY_RAMP_DECADES, 1.0)
+    w_r = np.where(d2 > 0, r**2 / np.where(d2 > 0, d2, 1.0), 0.5)
+    return ramp * (w_r * t_r**2 + (1.0 - w_r) * tau0**2) + (k_r * r) ** 2 + (kappa * a) ** 2
 
 
 def levels(values: np.ndarray, rel_tol: float = 0.02) -> np.ndarray:

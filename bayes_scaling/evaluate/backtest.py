@@ -98,12 +98,12 @@ def _log_density(fit_: ScalingFit, test: RunTable, rng: np.random.Generator) -> 
     """Log p(observed log loss) per held-out run, averaged over draws.
 
     Per draw the predictive is a Student-t (or Normal) at the law's mean with scale
-    ``sqrt(sigma^2 + (kappa*distance)^2)``: exact without discrepancy, a moment-matched
+    ``sqrt(sigma^2 + discrepancy sd^2)``: exact without discrepancy, a moment-matched
     approximation of the noise-plus-discrepancy convolution otherwise.
     """
     law = fit_.law
     dens = np.zeros(test.n_runs)
-    dist = decades_outside(fit_box(fit_), test.n, test.d)["distance"]
+    far = decades_outside(fit_box(fit_), test.n, test.d)
     post = fit_.posterior
     for g in np.unique(test.group_index):
         sel = test.group_index == g
@@ -112,7 +112,8 @@ def _log_density(fit_: ScalingFit, test: RunTable, rng: np.random.Generator) -> 
         mu = law.evaluate_log({"n": test.log_n[sel][None, :], "d": test.log_d[sel][None, :]},
                               theta)
         sigma = flat(post["sigma"])[:, None]
-        scale = np.sqrt(sigma**2 + discrepancy_scale(fit_, dist[sel]) ** 2)
+        far_g = {k: v[sel] for k, v in far.items()}
+        scale = np.sqrt(sigma**2 + discrepancy_scale(fit_, far_g) ** 2)
         y = test.log_loss[sel][None, :]
         if "nu" in post:
             lp = stats.t.logpdf(y, df=flat(post["nu"])[:, None], loc=mu, scale=scale)

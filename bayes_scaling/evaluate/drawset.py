@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from bayes_scaling.data.support import DISCREPANCY_RAMP_DECADES, Box, decades_outside
+from bayes_scaling.data.support import Box, decades_outside, discrepancy_var
 from bayes_scaling.errors import QueryError
 from bayes_scaling.fitting.result import ScalingFit
 from bayes_scaling.laws.final_loss import Law
@@ -37,6 +37,8 @@ class DrawSet:
     box: Box
     eps: np.ndarray
     xi: np.ndarray
+    #: The shape part's ``(tau0, kappa)`` of a per-kind discrepancy (``None``: one pair).
+    shape: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def size(self) -> int:
@@ -71,9 +73,11 @@ class DrawSet:
         """Per-draw sd of the extrapolation discrepancy at ``(n, d)`` (zeros if uncalibrated)."""
         if self.kappa is None:
             return np.zeros(self.size)
-        dist = float(decades_outside(box or self.box, n, d)["distance"])
-        ramp = min(dist / DISCREPANCY_RAMP_DECADES, 1.0)
-        return np.sqrt(self.tau0**2 * ramp + (self.kappa * dist) ** 2)
+        box = box or self.box
+        far = decades_outside(box, n, d)
+        if self.shape is None or box.distance != "hull_compute":
+            return np.sqrt(discrepancy_var(far["distance"], self.tau0, self.kappa))
+        return np.sqrt(discrepancy_var(far, self.tau0, self.kappa, *self.shape))
 
     def simulate(self, n: float, d: float, size: int, rng: np.random.Generator) -> np.ndarray:
         """Log losses of ``size`` new runs at ``(n, d)`` from the (weighted) predictive.
@@ -134,8 +138,10 @@ def draw_set(fit: ScalingFit, *, group: str | None = None, n_draws: int | None =
     tau0 = take("tau0")
     if kappa is not None and tau0 is None:
         tau0 = np.zeros_like(kappa)
+    shape_part = (take("tau0_shape"), take("kappa_shape"))
     return DrawSet(fit.law, {k: v[keep] for k, v in theta.items()}, take("sigma"), nu, kappa,
-                   tau0, np.zeros(keep.size), fit_box(fit), eps, rng.standard_normal(shape))
+                   tau0, np.zeros(keep.size), fit_box(fit), eps, rng.standard_normal(shape),
+                   shape_part if kappa is not None and None not in shape_part else None)
 
 
 #: Noise replicates per posterior draw in the band at the target (smooths its quantiles).

@@ -37,7 +37,7 @@ import xarray as xr
 
 from bayes_scaling.constants import DEFAULT_INTERVAL, FLOPS_PER_PARAM_TOKEN
 from bayes_scaling.data.runs import load_runs
-from bayes_scaling.data.support import decades_outside
+from bayes_scaling.data.support import DISCREPANCY_VARS, decades_outside
 from bayes_scaling.errors import QueryError
 from bayes_scaling.evaluate.drawset import DrawSet, Target, draw_set, extend_box
 from bayes_scaling.fitting.fit import fit as run_fit
@@ -311,7 +311,7 @@ def refit_check(fit: ScalingFit, candidate: tuple[float, float], target: Any, *,
                         random_seed=int(rng.integers(2**31 - 1)), **kw)
         shape = (refit.posterior.sizes["chain"], refit.posterior.sizes["draw"])
         carry = {k: flat(fit.posterior[k])[rng.integers(0, ds.size, shape)]
-                 for k in ("kappa", "tau0") if k in fit.posterior}
+                 for k in DISCREPANCY_VARS if k in fit.posterior}
         if carry:
             refit = with_posterior(refit, {k: xr.DataArray(v, dims=("chain", "draw"))
                                            for k, v in carry.items()})

@@ -15,6 +15,18 @@ run-to-run noise, and ``ramp`` rises from 0 on the support to 1 at 0.05 decades 
 size or budget the ladder has not seen carries an error of its own (:math:`\tau_0`) on top of
 the growth with distance (:math:`\kappa` per decade).
 
+The distance splits into two *kinds* of extrapolation
+(:func:`bayes_scaling.data.support.decades_outside`): ``scale``, N and D scaled up together past
+the support (what a user planning a larger budget does), and ``shape``, a tokens-per-parameter
+ratio no run had (what a size hold-out tests: on isoFLOP ladders the top sizes are
+under-trained). One
+pair :math:`(\tau_0, \kappa)` learned from both kinds of hold-out takes the larger errors of the
+size hold-outs into every band; per kind (:func:`bayes_scaling.data.support.discrepancy_var`),
+each part has its own pair, learned from the matching refits (top budgets held out for the
+scale part, top sizes for the shape part; :func:`discrepancy_posterior_parts`), under the
+per-kind cross-ladder prior. A per-kind fit stores ``tau0``/``kappa`` (the scale part) and
+``tau0_shape``/``kappa_shape``; with equal parts it is the one-pair model exactly.
+
 :math:`(\tau_0, \kappa)` are learned by rolling-origin backtests *inside* the training runs:
 hold out the largest 1, 2, 3 model sizes (and, separately, the largest compute budgets), refit
 the law by the fast Huber point fit (with a small bootstrap) on the rest, and record each
@@ -38,7 +50,7 @@ them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -54,11 +66,16 @@ from bayes_scaling.data.support import (
     Box,
     budget_levels,
     decades_outside,
+    discrepancy_var,
     levels,
 )
 from bayes_scaling.errors import BayesScalingError
 from bayes_scaling.fitting.baseline import huber_bootstrap, huber_fit
-from bayes_scaling.fitting.discrepancy_prior import DiscrepancyPrior, load_prior
+from bayes_scaling.fitting.discrepancy_prior import (
+    DiscrepancyPrior,
+    fit_population,
+    load_prior,
+)
 from bayes_scaling.fitting.result import ScalingFit, with_posterior
 from bayes_scaling.laws.final_loss import LAWS
 
@@ -76,6 +93,13 @@ HOLDOUT_STEPS = (1, 2, 3)
 INNER_BOOT = 30
 #: A rolling-origin refit needs at least this many distinct sizes left to train on.
 MIN_TRAIN_SIZES = 4
+#: The parts of the distance that a per-kind discrepancy treats apart, and the rolling-origin
+#: refits that inform each: top budgets held out (``"c"``) for the compute part, top sizes
+#: (``"n"``) for the hull part.
+PARTS = ("scale", "shape")
+MATCHING = {"scale": "c", "shape": "n"}
+#: Rounds of the per-part grid updates (each part's grid given the other part's mean).
+PART_ROUNDS = 2
 
 
 @dataclass(frozen=True)
@@ -101,6 +125,19 @@ class InnerBacktest:
         return InnerBacktest(self.residuals, self.by_kind[kind], self.noise_scale,
                              self.n_refits, self.law_var, self.refit, self.by_kind, self.split)
 
+    def only(self, split: str) -> InnerBacktest | None:
+        """The errors of one kind of hold-out (``"c"``: top budgets, ``"n"``: top sizes)."""
+        if self.split is None or self.refit is None:
+            raise BayesScalingError("this backtest did not record how each refit held runs out")
+        m = self.split == split
+        if not m.any():
+            return None
+        lv = np.broadcast_to(np.asarray(self.law_var, dtype=float), self.residuals.shape)[m]
+        by_kind = {k: v[m] for k, v in self.by_kind.items()} if self.by_kind else None
+        return InnerBacktest(self.residuals[m], self.distances[m], self.noise_scale,
+                             len(np.unique(self.refit[m])), lv, self.refit[m], by_kind,
+                             self.split[m])
+
     @property
     def n_effective(self) -> float:
         """Effective number of independent errors: one per refit (errors of a refit co-vary)."""
@@ -116,16 +153,10 @@ def _robust_scale(r: np.ndarray) -> float:
     return float(1.4826 * np.median(np.abs(r - np.median(r))))
 
 
-def inner_backtest(runs: RunTable, law_name: str,
-                   steps: tuple[int, ...] = HOLDOUT_STEPS) -> InnerBacktest:
-    """Rolling-origin backtests inside ``runs`` (per group), by model size and by compute."""
-    law = LAWS[law_name]
-    res, dist, law_var, scales, refits, ids, kinds, split = [], [], [], [], 0, [], [], []
+def _inner_splits(runs: RunTable, steps: tuple[int, ...]):
+    """Every rolling origin inside ``runs``: ``(group, "n" or "c", train, test)``."""
     for g in range(runs.n_groups):
         grp = runs.subset(runs.group_index == g)
-        full = huber_fit(_log_inputs(grp, law.inputs), grp.log_loss, law=law_name)
-        r_in = grp.log_loss - law.evaluate_log(_log_inputs(grp, law.inputs), full)
-        scales.append(_robust_scale(r_in))
         for key in ("n", "c"):
             lv = levels(grp.n) if key == "n" else budget_levels(grp.flops)
             top = lv.max()
@@ -137,24 +168,52 @@ def inner_backtest(runs: RunTable, law_name: str,
                 if sizes_left < (MIN_TRAIN_SIZES if key == "n" else 3) or \
                         len(np.unique(train.d)) < 3:
                     continue
-                boot = huber_bootstrap(_log_inputs(train, law.inputs), train.log_loss,
-                                       law=law_name, n_boot=INNER_BOOT, random_seed=refits)
-                theta = {p: np.asarray(v)[:, None] for p, v in boot.draws.items()}
-                pred = law.evaluate_log({i: v[None, :] for i, v in
-                                         _log_inputs(test, law.inputs).items()}, theta)
-                point = law.evaluate_log(_log_inputs(test, law.inputs), boot.estimate)
-                res.append(test.log_loss - point)
-                law_var.append(np.var(pred, axis=0))
-                far = decades_outside(Box.of(train.n, train.d), test.n, test.d)
-                dist.append(far["distance"])
-                kinds.append({k: far[k] for k in DISTANCE_KINDS})
-                ids.append(np.full(test.n_runs, refits))
-                split.append(np.full(test.n_runs, key))
-                refits += 1
+                yield g, key, train, test
+
+
+#: What a backtest records per held-out run: every candidate distance and both decompositions.
+RECORDED = (*DISTANCE_KINDS, *PARTS)
+
+
+def inner_distances(runs: RunTable, steps: tuple[int, ...] = HOLDOUT_STEPS
+                    ) -> dict[str, np.ndarray]:
+    """The distances :func:`inner_backtest` records, per held-out run, in its order (no fits:
+    re-measures a backtest saved before a measure existed)."""
+    far = [decades_outside(Box.of(tr.n, tr.d), te.n, te.d)
+           for _, _, tr, te in _inner_splits(runs, steps)]
+    return {k: np.concatenate([f[k] for f in far]) for k in RECORDED}
+
+
+def inner_backtest(runs: RunTable, law_name: str,
+                   steps: tuple[int, ...] = HOLDOUT_STEPS) -> InnerBacktest:
+    """Rolling-origin backtests inside ``runs`` (per group), by model size and by compute."""
+    law = LAWS[law_name]
+    res, dist, law_var, refits, ids, kinds, split = [], [], [], 0, [], [], []
+    scales = []
+    for g in range(runs.n_groups):
+        grp = runs.subset(runs.group_index == g)
+        full = huber_fit(_log_inputs(grp, law.inputs), grp.log_loss, law=law_name)
+        r_in = grp.log_loss - law.evaluate_log(_log_inputs(grp, law.inputs), full)
+        scales.append(_robust_scale(r_in))
+    for _g, key, train, test in _inner_splits(runs, steps):
+        boot = huber_bootstrap(_log_inputs(train, law.inputs), train.log_loss,
+                               law=law_name, n_boot=INNER_BOOT, random_seed=refits)
+        theta = {p: np.asarray(v)[:, None] for p, v in boot.draws.items()}
+        pred = law.evaluate_log({i: v[None, :] for i, v in
+                                 _log_inputs(test, law.inputs).items()}, theta)
+        point = law.evaluate_log(_log_inputs(test, law.inputs), boot.estimate)
+        res.append(test.log_loss - point)
+        law_var.append(np.var(pred, axis=0))
+        far = decades_outside(Box.of(train.n, train.d), test.n, test.d)
+        dist.append(far["distance"])
+        kinds.append({k: far[k] for k in RECORDED})
+        ids.append(np.full(test.n_runs, refits))
+        split.append(np.full(test.n_runs, key))
+        refits += 1
     if not res:
         raise BayesScalingError("too few distinct sizes for rolling-origin calibration "
                                 f"(need > {MIN_TRAIN_SIZES} per group); fit with calibrate=False")
-    by_kind = {k: np.concatenate([x[k] for x in kinds]) for k in DISTANCE_KINDS}
+    by_kind = {k: np.concatenate([x[k] for x in kinds]) for k in RECORDED}
     return InnerBacktest(np.concatenate(res), np.concatenate(dist),
                          float(np.median(scales)), refits, np.concatenate(law_var),
                          np.concatenate(ids), by_kind, np.concatenate(split))
@@ -170,8 +229,13 @@ def discrepancy_sd(distance: np.ndarray, tau0: np.ndarray, kappa: np.ndarray) ->
     return np.sqrt(tau0**2 * ramp(distance) + (kappa * distance) ** 2)
 
 
-def discrepancy_loglik(bt: InnerBacktest, shared: float = 0.0) -> np.ndarray:
+def discrepancy_loglik(bt: InnerBacktest, shared: float = 0.0, part: str | None = None,
+                       other: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
     """Log likelihood of the held-out errors on the ``(TAU0_GRID, KAPPA_GRID)`` grid.
+
+    ``part`` (``"scale"`` or ``"shape"``): the grid is that part's ``(tau0, kappa)`` of a
+    per-kind discrepancy (:func:`~bayes_scaling.data.support.discrepancy_var`), the other part's
+    fixed at ``other``; default: one ``(tau0, kappa)`` at ``bt.distances``.
 
     ``shared`` is the fraction of the discrepancy variance that the errors of one refit share
     (a systematic term: a refit's law is off in one direction for all its held-out runs). The
@@ -190,8 +254,17 @@ def discrepancy_loglik(bt: InnerBacktest, shared: float = 0.0) -> np.ndarray:
         _, ids = np.unique(bt.refit, return_inverse=True)
         onehot = np.zeros((r.size, ids.max() + 1))
         onehot[np.arange(r.size), ids] = 1.0
+    if part is not None:
+        if part not in PARTS or bt.by_kind is None:
+            raise BayesScalingError(f"no discrepancy part {part!r} in this backtest")
+        far = {p: bt.by_kind[p][None, :] for p in PARTS}
     for j, k in enumerate(KAPPA_GRID):  # column by column: bounded memory on big ladders
-        dvar = discrepancy_sd(bt.distances[None, :], TAU0_GRID[:, None], k) ** 2
+        if part is None:
+            dvar = discrepancy_sd(bt.distances[None, :], TAU0_GRID[:, None], k) ** 2
+        elif part == "scale":
+            dvar = discrepancy_var(far, TAU0_GRID[:, None], k, *other)
+        else:
+            dvar = discrepancy_var(far, *other, TAU0_GRID[:, None], k)
         var = base[None, :] + (1.0 - shared) * dvar
         out[:, j] = -0.5 * np.sum(np.log(var) + r[None, :] ** 2 / var, axis=1)
         if shared > 0:  # rank-one update per refit (matrix determinant lemma, Sherman-Morrison)
@@ -236,6 +309,78 @@ def discrepancy_posterior(bt: InnerBacktest, prior: DiscrepancyPrior | None = No
     return TAU0_GRID, KAPPA_GRID, w / w.sum()
 
 
+def _grid_mean(w: np.ndarray) -> tuple[float, float]:
+    return float(TAU0_GRID @ w.sum(axis=1)), float(KAPPA_GRID @ w.sum(axis=0))
+
+
+def _normalise(logp: np.ndarray) -> np.ndarray:
+    w = np.exp(logp - logp.max())
+    return w / w.sum()
+
+
+def _part_loglik(bt: InnerBacktest, part: str, other: tuple[float, float], shared: float,
+                 temper: bool) -> np.ndarray:
+    """One part's grid log likelihood from the matching refits (zeros if there are none)."""
+    sub = bt.only(MATCHING[part])
+    if sub is None:
+        return np.zeros((TAU0_GRID.size, KAPPA_GRID.size))
+    weight = sub.n_effective / sub.residuals.size if temper else 1.0
+    return weight * discrepancy_loglik(sub, shared, part, other)
+
+
+def discrepancy_posterior_parts(bt: InnerBacktest, prior: DiscrepancyPrior | None = None,
+                                rounds: int = PART_ROUNDS) -> dict[str, np.ndarray]:
+    """Grid posteriors of each part's ``(tau0, kappa)`` of a per-kind discrepancy.
+
+    The scale part's grid is updated by the errors of the refits that held out top budgets,
+    the shape part's by those that held out top sizes, each given the other part at its
+    posterior mean (``rounds`` alternations, starting from the other part off). ``prior``: a
+    per-kind cross-ladder prior (:attr:`DiscrepancyPrior.per_kind`); ``None``: half-normals.
+
+    Returns
+    -------
+    dict
+        ``{"scale": weights, "shape": weights}``, each of shape ``(tau0, kappa)``.
+    """
+    est = dict.fromkeys(PARTS, (0.0, 0.0))
+    out: dict[str, np.ndarray] = {}
+    for _ in range(rounds):
+        for part in PARTS:
+            other = est["shape" if part == "scale" else "scale"]
+            if prior is None:
+                logp = _part_loglik(bt, part, other, 0.0, False) + half_normal_logprior()
+            else:
+                pp = prior.part(part)
+                logp = (_part_loglik(bt, part, other, pp.shared, pp.temper)
+                        + pp.log_density(TAU0_GRID, KAPPA_GRID))
+            out[part] = _normalise(logp)
+            est[part] = _grid_mean(out[part])
+    return out
+
+
+def fit_population_parts(bts: Sequence[InnerBacktest], *, weights: Sequence[float] | None = None,
+                         temper: bool = False, shared: float = 0.0, source: str = "cross-ladder",
+                         rounds: int = PART_ROUNDS) -> DiscrepancyPrior:
+    """The per-kind cross-ladder prior: one population per part, from the matching refits.
+
+    Each ladder's part likelihood is taken given its other part at that ladder's posterior mean
+    under the other part's current population (``rounds`` alternations, starting from off).
+    """
+    est = [dict.fromkeys(PARTS, (0.0, 0.0)) for _ in bts]
+    pops: dict[str, DiscrepancyPrior] = {}
+    for _ in range(rounds):
+        for part in PARTS:
+            oth = "shape" if part == "scale" else "scale"
+            lls = [_part_loglik(bt, part, e[oth], shared, temper)
+                   for bt, e in zip(bts, est, strict=True)]
+            pops[part] = fit_population(lls, TAU0_GRID, KAPPA_GRID, weights=weights,
+                                        temper=temper, source=source, shared=shared)
+            lp = pops[part].log_density(TAU0_GRID, KAPPA_GRID)
+            for e, ll in zip(est, lls, strict=True):
+                e[part] = _grid_mean(_normalise(ll + lp))
+    return pops["scale"].with_shape(pops["shape"])
+
+
 def sample_grid(weights: np.ndarray, shape: tuple[int, int],
                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Draws of ``(tau0, kappa)`` from the grid posterior, jittered inside each cell."""
@@ -276,22 +421,36 @@ def attach_discrepancy(fit: ScalingFit, *, random_seed: int | None = None,
     tell("calibrating the extrapolation discrepancy (rolling-origin refits inside the ladder)")
     bt = backtest if backtest is not None else inner_backtest(fit.runs, fit.spec.law)
     prior_ = load_prior() if prior == "shipped" else None if prior == "none" else prior
-    _, _, weights = discrepancy_posterior(bt, prior_)
     rng = np.random.default_rng([int(random_seed or 0), 7])
     shape = (fit.posterior.sizes[CHAIN], fit.posterior.sizes[DRAW])
-    tau0, kappa = sample_grid(weights, shape, rng)
-    kappa_da = xr.DataArray(kappa, dims=(CHAIN, DRAW),
-                            attrs={"units": "sd of log loss per decade of extrapolation"})
-    tau0_da = xr.DataArray(tau0, dims=(CHAIN, DRAW),
-                           attrs={"units": "sd of log loss, any run outside the ladder"})
-    mean = float(kappa.mean())
-    tell(f"discrepancy: tau0 = {tau0.mean():.4f}, kappa = {mean:.4f} per decade, from "
-         f"{bt.residuals.size} held-out runs in {bt.n_refits} refits")
-    meta = {"calibration": {"kappa_mean": mean, "tau0_mean": float(tau0.mean()),
-                            "n_heldout": int(bt.residuals.size),
+    per_kind = (prior_ is not None and prior_.per_kind and bt.split is not None
+                and bt.by_kind is not None and prior_.distance == DISTANCE)
+    draws: dict[str, np.ndarray] = {}
+    if per_kind:
+        parts = discrepancy_posterior_parts(bt, prior_)
+        draws["tau0"], draws["kappa"] = sample_grid(parts["scale"], shape, rng)
+        draws["tau0_shape"], draws["kappa_shape"] = sample_grid(parts["shape"], shape, rng)
+    else:
+        _, _, weights = discrepancy_posterior(bt, prior_)
+        draws["tau0"], draws["kappa"] = sample_grid(weights, shape, rng)
+    units = {"kappa": "sd of log loss per decade of extrapolation",
+             "tau0": "sd of log loss, any run outside the ladder"}
+    if per_kind:
+        units = {"kappa": "sd of log loss per decade of N and D scaled up past the runs",
+                 "tau0": "sd of log loss, a run scaled up past the ladder",
+                 "kappa_shape": "sd of log loss per decade off the runs' tokens per parameter",
+                 "tau0_shape": "sd of log loss, a tokens-per-parameter ratio no run had"}
+    post = {k: xr.DataArray(v, dims=(CHAIN, DRAW), attrs={"units": units[k]})
+            for k, v in draws.items()}
+    means = {f"{k}_mean": float(v.mean()) for k, v in draws.items()}
+    tell(f"discrepancy: tau0 = {means['tau0_mean']:.4f}, kappa = {means['kappa_mean']:.4f} per "
+         "decade" + (f" (scale part; shape part tau0 = {means['tau0_shape_mean']:.4f}, kappa = "
+                     f"{means['kappa_shape_mean']:.4f})" if per_kind else "")
+         + f", from {bt.residuals.size} held-out runs in {bt.n_refits} refits")
+    meta = {"calibration": {**means, "n_heldout": int(bt.residuals.size),
                             "n_refits": bt.n_refits, "noise_scale": bt.noise_scale,
                             "max_distance": float(bt.distances.max()),
-                            "distance": DISTANCE,
+                            "distance": DISTANCE, "per_kind": bool(per_kind),
                             "prior": prior_.source if prior_ is not None else "half-normal"},
             "box": Box.of(fit.runs.n, fit.runs.d).to_dict()}
-    return with_posterior(fit, {"kappa": kappa_da, "tau0": tau0_da}, meta)
+    return with_posterior(fit, post, meta)

@@ -16,6 +16,12 @@ distribution; the ladder's own rolling-origin evidence then updates it
 sign (a *systematic* per-refit term), so a ladder's evidence counts as one observation per refit
 (``temper``): its many held-out runs do not swamp the prior.
 
+Per kind of extrapolation (:func:`bayes_scaling.data.support.discrepancy_var`), the scale part
+and the shape part each get such a population prior (``log_tau0_shape_mu`` ... for the shape
+part; the plain fields are the scale part's), learned from the matching rolling-origin refits:
+top budgets held out for the scale part, top sizes for the shape part
+(:func:`bayes_scaling.fitting.calibrate.fit_population_parts`).
+
 The learned prior is shipped as ``data/discrepancy_prior/prior.json`` with its provenance;
 ``benchmarks/bench_discrepancy_prior.py`` rebuilds it and validates it leave-one-ladder-out.
 """
@@ -24,7 +30,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -55,6 +61,31 @@ class DiscrepancyPrior:
     #: Fraction of the discrepancy variance shared by the errors of one rolling-origin refit
     #: (:func:`bayes_scaling.fitting.calibrate.discrepancy_loglik`); 0: independent errors.
     shared: float = 0.0
+    #: The shape part's population (per-kind discrepancy); ``None``: one ``(tau0, kappa)``.
+    log_tau0_shape_mu: float | None = None
+    log_tau0_shape_sd: float | None = None
+    log_kappa_shape_mu: float | None = None
+    log_kappa_shape_sd: float | None = None
+
+    @property
+    def per_kind(self) -> bool:
+        """Whether the scale and shape parts of the distance have priors of their own."""
+        return self.log_tau0_shape_mu is not None
+
+    def part(self, name: str) -> DiscrepancyPrior:
+        """The prior of one part, ``"scale"`` (the plain fields) or ``"shape"``."""
+        if name == "scale" or not self.per_kind:
+            return self
+        if name != "shape":
+            raise BayesScalingError(f"no discrepancy part {name!r} (scale or shape)")
+        return replace(self, log_tau0_mu=self.log_tau0_shape_mu, log_tau0_sd=self.log_tau0_shape_sd,
+                       log_kappa_mu=self.log_kappa_shape_mu, log_kappa_sd=self.log_kappa_shape_sd)
+
+    def with_shape(self, shape: DiscrepancyPrior) -> DiscrepancyPrior:
+        """This prior (the scale part's) with ``shape``'s population as the shape part's."""
+        return replace(self, log_tau0_shape_mu=shape.log_tau0_mu,
+                       log_tau0_shape_sd=shape.log_tau0_sd, log_kappa_shape_mu=shape.log_kappa_mu,
+                       log_kappa_shape_sd=shape.log_kappa_sd)
 
     def log_density(self, tau0_grid: np.ndarray, kappa_grid: np.ndarray) -> np.ndarray:
         """Log prior mass of each grid cell, shape ``(tau0, kappa)``, normalised to sum 1."""
@@ -172,7 +203,9 @@ def prior_provenance(path: str | Path | None = None) -> dict[str, Any]:
     -------
     dict
         ``source``, ``n_ladders``, ``n_errors`` (rolling-origin errors it was learned from),
-        ``built_by``, ``distance``, ``tau0_median``, ``kappa_median`` and ``validation`` (the
+        ``built_by``, ``distance``, ``tau0_median``, ``kappa_median`` (the scale part's, for a
+        per-kind prior, whose ``tau0_shape_median`` and ``kappa_shape_median`` are the shape
+        part's; ``None`` otherwise) and ``validation`` (the
         leave-one-ladder-out figures the benchmark recorded, or ``None``).
     """
     p = Path(path or shipped("data") / SHIPPED_PRIOR)
@@ -183,4 +216,6 @@ def prior_provenance(path: str | Path | None = None) -> dict[str, Any]:
             "n_errors": int(sum(v.get("errors", 0) for v in ladders.values())),
             "built_by": raw.get("built_by"), "distance": raw.get("distance"),
             "tau0_median": raw.get("tau0_median"), "kappa_median": raw.get("kappa_median"),
+            "tau0_shape_median": raw.get("tau0_shape_median"),
+            "kappa_shape_median": raw.get("kappa_shape_median"),
             "validation": raw.get("validation")}

@@ -27,7 +27,7 @@ import xarray as xr
 
 from bayes_scaling.data.curves import CurveTable
 from bayes_scaling.data.runs import RunTable
-from bayes_scaling.data.support import levels
+from bayes_scaling.data.support import DISCREPANCY_VARS, levels
 from bayes_scaling.errors import BayesScalingError, FitFileError
 from bayes_scaling.files import atomic_path
 from bayes_scaling.fitting.draws import KEPT_GROUPS, Draws, read_groups, write_groups
@@ -388,7 +388,7 @@ def _check_posterior(post: xr.Dataset, params: tuple[str, ...],
     if missing:
         raise FitFileError(f"posterior lacks {', '.join(missing)}")
     read = (*params, *(f"{p}{s}" for p in params for s in ("_pop", "_tau")),
-            "sigma", "nu", "kappa", "tau0", "sigma_curve")
+            "sigma", "nu", *DISCREPANCY_VARS, "sigma_curve")
     for name in read:
         if name not in post:
             continue
@@ -422,5 +422,5 @@ _META_TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
-_CALIBRATION_NUMBERS = ("kappa_mean", "tau0_mean", "n_heldout", "n_refits", "noise_scale",
-                        "max_distance")
+_CALIBRATION_NUMBERS = ("kappa_mean", "tau0_mean", "kappa_shape_mean", "tau0_shape_mean",
+                        "n_heldout", "n_refits", "noise_scale", "max_distance")

@@ -244,7 +244,7 @@ def predictive_log_losses(fit: ScalingFit, law_log: Sequence[np.ndarray],
     for log_mu, (log_n, log_d) in zip(law_log, splits, strict=True):
         n = np.exp(np.median(np.broadcast_to(log_n, shape), axis=0))
         d = np.exp(np.median(np.broadcast_to(log_d, shape), axis=0))
-        sd = np.asarray(discrepancy_scale(fit, decades_outside(box, n, d)["distance"]))
+        sd = np.asarray(discrepancy_scale(fit, decades_outside(box, n, d)))
         z = z_shared if discrepancy == "shared" else rng.standard_normal(shape)
         out.append(log_mu + observation_noise(fit, shape, rng) + sd * z)
     return out

@@ -13,7 +13,7 @@ returns a :class:`~bayes_scaling.query.summarize.QueryResult` whose ``band`` say
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -30,10 +30,10 @@ from bayes_scaling.constants import (
     POINT,
 )
 from bayes_scaling.data.support import (
-    DISCREPANCY_RAMP_DECADES,
     FAR_DECADES_C,
     Box,
     decades_outside,
+    discrepancy_var,
 )
 from bayes_scaling.errors import ExtrapolationWarning, QueryError
 from bayes_scaling.fitting.families import FamilyFit, draw_shape, mix
@@ -177,28 +177,41 @@ def observation_noise(fit: ScalingFit, shape: tuple[int, ...],
     return sigma * eps
 
 
-def discrepancy(fit: ScalingFit, distance: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def discrepancy(fit: ScalingFit, far: Mapping[str, np.ndarray] | np.ndarray,
+                rng: np.random.Generator) -> np.ndarray:
     """Extrapolation discrepancy on log loss, per draw and point (zero if uncalibrated).
 
-    ``sd = sqrt(tau0^2 * ramp(distance) + (kappa * distance)^2)`` (see
-    :mod:`bayes_scaling.fitting.calibrate`), times a standard normal.
+    Its sd is :func:`discrepancy_scale`'s, times a standard normal.
     """
     if "kappa" not in fit.posterior:
-        return np.zeros((fit.posterior.sizes[CHAIN] * fit.posterior.sizes[DRAW], distance.size))
-    sd = discrepancy_scale(fit, distance)
+        size = far["distance"].size if isinstance(far, Mapping) else np.size(far)
+        return np.zeros((fit.posterior.sizes[CHAIN] * fit.posterior.sizes[DRAW], size))
+    sd = discrepancy_scale(fit, far)
     return sd * rng.standard_normal(sd.shape)
 
 
-def discrepancy_scale(fit: ScalingFit, distance: np.ndarray) -> np.ndarray | float:
-    """Per-draw discrepancy sd at ``distance`` decades, shape ``(S, points)`` (0 if none)."""
+def discrepancy_scale(fit: ScalingFit, far: Mapping[str, np.ndarray] | np.ndarray,
+                      ) -> np.ndarray | float:
+    """Per-draw discrepancy sd at points ``far`` from the support, shape ``(S, points)``.
+
+    ``far``: :func:`~bayes_scaling.data.support.decades_outside`'s output (or the distance
+    alone, for a fit whose discrepancy has one ``(tau0, kappa)``); the variance is
+    :func:`~bayes_scaling.data.support.discrepancy_var`: ``tau0^2 ramp(distance) +
+    (kappa distance)^2``, or per kind of extrapolation when the fit has ``tau0_shape`` and
+    ``kappa_shape`` draws. 0 if the fit is uncalibrated.
+    """
     post = fit.posterior
     if "kappa" not in post:
         return 0.0
     kappa = flat(post["kappa"])[:, None]
     tau0 = flat(post["tau0"])[:, None] if "tau0" in post else np.zeros_like(kappa)
-    d = np.asarray(distance, dtype=float)[None, :]
-    ramp = np.minimum(d / DISCREPANCY_RAMP_DECADES, 1.0)
-    return np.sqrt(tau0**2 * ramp + (kappa * d) ** 2)
+    shape = {k: flat(post[k])[:, None] for k in ("tau0_shape", "kappa_shape") if k in post}
+    if shape and isinstance(far, Mapping) and fit_box(fit).distance == "hull_compute":
+        pts = {k: np.asarray(far[k], dtype=float)[None, :] for k in ("scale", "shape")}
+        return np.sqrt(discrepancy_var(pts, tau0, kappa, shape.get("tau0_shape", tau0),
+                                       shape.get("kappa_shape", kappa)))
+    d = np.asarray(far["distance"] if isinstance(far, Mapping) else far, dtype=float)[None, :]
+    return np.sqrt(discrepancy_var(d, tau0, kappa))
 
 
 def extrapolation_warnings(fit: ScalingFit, n: np.ndarray, d: np.ndarray) -> list[str]:
@@ -236,7 +249,7 @@ def log_loss_draws(fit: ScalingFit, n: np.ndarray, d: np.ndarray, *, group: str 
     log_mu = np.broadcast_to(log_mu, (log_mu.shape[0], n.size))
     if band == "law":
         return np.array(log_mu)
-    dist = decades_outside(fit_box(fit), n, d)["distance"]
+    far = decades_outside(fit_box(fit), n, d)
     # noise and discrepancy are both normal given a draw's scales (Student-t noise as a scale
     # mixture, see observation_noise), so one normal draw with the summed variance is exact
     post = fit.posterior
@@ -244,7 +257,7 @@ def log_loss_draws(fit: ScalingFit, n: np.ndarray, d: np.ndarray, *, group: str 
     if "nu" in post:
         nu = flat(post["nu"])[:, None]
         var = var * (nu / rng.chisquare(nu))
-    var = var + np.asarray(discrepancy_scale(fit, dist)) ** 2
+    var = var + np.asarray(discrepancy_scale(fit, far)) ** 2
     return log_mu + np.sqrt(var) * rng.standard_normal(log_mu.shape)
 
 

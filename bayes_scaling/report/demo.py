@@ -143,7 +143,11 @@ def demo_markdown(fit: ScalingFit, nums: dict[str, Any]) -> str:
     if cal:
         out += [f"Extrapolation discrepancy (part of the predictive band): a jump τ0 ≈ "
                 f"{cal.get('tau0_mean', 0):.4f} for any run outside the ladder plus κ ≈ "
-                f"{cal['kappa_mean']:.4f} per decade past it (sd of log loss), learned from "
+                f"{cal['kappa_mean']:.4f} per decade past it (sd of log loss"
+                + (f"; these are for N and D scaled up together, and for a tokens-per-parameter "
+                   f"ratio no run had "
+                   f"τ0 ≈ {cal['tau0_shape_mean']:.4f}, κ ≈ {cal['kappa_shape_mean']:.4f}"
+                   if cal.get("kappa_shape_mean") is not None else "") + "), learned from "
                 f"{cal['n_heldout']} held-out runs in {cal['n_refits']} rolling-origin refits "
                 f"inside the ladder, starting from the {cal.get('prior', 'half-normal')} prior; "
                 f"distance: {cal.get('distance', 'box')} (decades from the runs' support).", ""]

@@ -49,8 +49,13 @@ def _support(fit: ScalingFit, n: float, d: float) -> dict[str, Any]:
     cal.setdefault("kappa_mean", float(fit.posterior["kappa"].mean()))
     if "tau0" in fit.posterior:
         cal.setdefault("tau0_mean", float(fit.posterior["tau0"].mean()))
+    for k in ("tau0_shape", "kappa_shape"):
+        if k in fit.posterior:
+            cal.setdefault(f"{k}_mean", float(fit.posterior[k].mean()))
     out["calibration"] = {k: cal.get(k) for k in (
         "tau0_mean", "kappa_mean", "n_heldout", "n_refits", "max_distance", "prior", "distance")}
+    if cal.get("kappa_shape_mean") is not None:  # per kind of extrapolation
+        out["calibration"].update({k: cal[k] for k in ("tau0_shape_mean", "kappa_shape_mean")})
     if str(cal.get("prior", "")).startswith("cross-ladder"):
         out["prior"] = prior_provenance()
     return out
@@ -79,9 +84,19 @@ def _support_parts(risk: Mapping[str, Any]) -> list[Block]:
         return [*out, para("This fit carries no extrapolation discrepancy (calibrate=False): its "
                            "predictive band is the law band plus run noise only.", css="bad")]
     c = (*s, "calibration")
-    parts: Parts = [f"Discrepancy of {primary_family(risk)}: τ0 = ", Num((*c, "tau0_mean"),
-                    "small"), " plus κ = ", Num((*c, "kappa_mean"), "small"),
-                    " per decade (sd of log loss), prior: ",
+    if "kappa_shape_mean" in cal:
+        kinds: Parts = [f"Discrepancy of {primary_family(risk)}, per kind of extrapolation: "
+                        "N and D scaled up past the runs τ0 = ", Num((*c, "tau0_mean"), "small"),
+                        " plus κ = ", Num((*c, "kappa_mean"), "small"), " per decade; a tokens-"
+                        "per-parameter ratio no run had τ0 = ", Num((*c, "tau0_shape_mean"),
+                                                                    "small"),
+                        " plus κ = ", Num((*c, "kappa_shape_mean"), "small"),
+                        " per decade (sd of log loss)"]
+    else:
+        kinds = [f"Discrepancy of {primary_family(risk)}: τ0 = ", Num((*c, "tau0_mean"),
+                 "small"), " plus κ = ", Num((*c, "kappa_mean"), "small"),
+                 " per decade (sd of log loss)"]
+    parts: Parts = [*kinds, ", prior: ",
                     str(cal.get("prior") or "not recorded"),
                     "; updated by ", Num((*c, "n_heldout"), "int"), " held-out runs in ",
                     Num((*c, "n_refits"), "int"), " rolling-origin refits of this ladder, the "
