@@ -304,6 +304,9 @@ def test_cli_compare_averages_with_held_out_by_compute_weights(monkeypatch, caps
         return out
 
     monkeypatch.setattr(stk, "heldout_predictions", planted)
+    # this 40-run ladder's top budgets hold fewer than MIN_OWN_ROWS runs, which now sends it to
+    # the cross-ladder weights before any refit; the test is of the held-out path
+    monkeypatch.setattr(stk, "MIN_OWN_ROWS", 1)
     argv = ["compare", str(path), "--models", "chinchilla,kaplan", "--holdout-top", "0",
             "--average", "--n-params", "3e9", "--n-tokens", "6e10", "--quiet"]
     assert main(argv) == 0
