@@ -109,7 +109,8 @@ def render(rows: list[dict]) -> str:
              " memory grows with every NUTS step in proportion to the data. "
              + _parallel_note(rows), "",
              "Mass matrix: dense for models of up to 40 free dimensions (4 groups), diagonal"
-             " above (since 2026-12-07; rows measured before say \"diagonal\"). CPU s is the"
+             " above (since 2026-12-07; rows measured before say \"diagonal\" and, with no"
+             " date, come from an earlier machine about 2.5x faster per core). CPU s is the"
              " process's user + system time (imports included), which a loaded machine"
              " inflates less than wall time.", "",
              "| runs | groups | offsets | mass matrix | chains | wall s | CPU s | min bulk ESS"
