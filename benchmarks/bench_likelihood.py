@@ -3,7 +3,10 @@
 The synthetic 24,500-run Chinchilla ladder of ``bench_scale.py`` (4 or 64 groups); PyMC's
 jaxified log density of the shipped ``chinchilla`` model (what numpyro's NUTS calls at every
 leapfrog step) against the same Student-t likelihood written directly in JAX, with the group
-constants taken by gather (the gradient is a scatter-add) or by a one-hot matrix product.
+constants taken by gather (the gradient is a scatter-add) or by a one-hot matrix product, and the
+gather form again in float32 (PyMC samples in float64). The last column turns the cost into a
+floor: the CPU seconds that 4 chains x 2000 iterations x ``STEPS`` leapfrog steps need for the
+gradients alone, against the 240 CPU-s that issue 18's 120 s on 2 cores allow.
 CPU seconds per call (``time.process_time``, best of 5 x 100 calls), all in one process so the
 ratios share the machine's load. Writes ``benchmarks/results/likelihood.md``.
 
@@ -25,6 +28,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
+#: Leapfrog steps per draw of the default (dense) Chinchilla fit (benchmarks/results/fit.md).
+STEPS = 27
 
 
 def synthetic(n_runs: int, n_groups: int):
@@ -113,7 +118,11 @@ def main() -> None:
              0.3, 0.3, 0.01, 5.0]
         gather_ms = cpu_ms(jax.jit(jax.value_and_grad(by_gather)), p)
         onehot_ms = cpu_ms(jax.jit(jax.value_and_grad(by_onehot)), p)
-        rows.append((n_runs, n_groups, pymc_ms, gather_ms, onehot_ms))
+        f32 = [jnp.asarray(a, jnp.float32) for a in (xn, xd, y, onehot)]
+        by_gather32, _ = hand_written(gi, *f32)
+        p32 = [jnp.asarray(a, jnp.float32) for a in p]
+        gather32_ms = cpu_ms(jax.jit(jax.value_and_grad(by_gather32)), p32)
+        rows.append((n_runs, n_groups, pymc_ms, gather_ms, onehot_ms, gather32_ms))
         print(rows[-1], flush=True)
     load = os.getloadavg()
     lines = ["## Log density + gradient at scale (one NUTS leapfrog step's work)", "",
@@ -122,9 +131,12 @@ def main() -> None:
              "time per call, best of 5 x 100, one process: read the ratios). Regenerate: "
              "`python benchmarks/bench_likelihood.py`.", "",
              "| runs | groups | PyMC graph (ms CPU) | hand JAX, gather (ms) | hand JAX, one-hot "
-             "(ms) | PyMC / hand gather |", "|---|---|---|---|---|---|"]
-    for r, g, pm_ms, ga, oh in rows:
-        lines.append(f"| {r} | {g} | {pm_ms:.2f} | {ga:.2f} | {oh:.2f} | {pm_ms / ga:.1f}x |")
+             "(ms) | hand JAX, gather, float32 (ms) | PyMC / hand gather | gradient CPU-s for "
+             f"4 x 2000 x {STEPS} steps (PyMC graph) |", "|---|---|---|---|---|---|---|---|"]
+    for r, g, pm_ms, ga, oh, ga32 in rows:
+        floor = 4 * 2000 * STEPS * pm_ms / 1e3
+        lines.append(f"| {r} | {g} | {pm_ms:.2f} | {ga:.2f} | {oh:.2f} | {ga32:.2f} | "
+                     f"{pm_ms / ga:.1f}x | {floor:.0f} |")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "likelihood.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
