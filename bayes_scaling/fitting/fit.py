@@ -138,6 +138,13 @@ def separate_modes(posterior: xr.Dataset, var_names: list[str]) -> str:
             "them")
 
 
+def _init_mass(pm_model: Any) -> str:
+    """The starting inverse mass matrix numpyro used (``model.sampling.init_mass``)."""
+    from bayes_scaling.model import sampling  # lazy: PyMC/JAX cost seconds; only sampling pays
+
+    return sampling.init_mass(pm_model)
+
+
 def fit(
     model: str | os.PathLike[str] | ModelSpec,
     runs: RunTable,
@@ -231,6 +238,7 @@ def fit(
         "retried": attempt > 0, **({"not_retried": no_retry} if no_retry else {}),
         "ess_target": ess_target,
         "dense_mass": bool(getattr(pm_model, "bayes_scaling_dense_mass", False)),
+        **({"init_mass": _init_mass(pm_model)} if backend == "numpyro" else {}),
         "centre": input_centre(spec, runs), "centred_offsets": use_centred(spec, runs),
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "versions": versions(),

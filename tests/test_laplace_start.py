@@ -1,0 +1,81 @@
+"""The Laplace start of NUTS's mass matrix (``model.sampling.laplace_inverse_mass``).
+
+At large data the default fit starts numpyro's warm-up from the inverse Hessian at the mode
+instead of the identity (``benchmarks/results/warmup.md``). On a Gaussian posterior the Laplace
+approximation is exact, so the matrix must equal the known covariance; a flat direction must be
+clipped, not inverted to infinity; and the size rule, its override and the fit's record must say
+which start was used.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pymc as pm
+import pytest
+
+from bayes_scaling.constants import PUBLISHED
+from bayes_scaling.model import sampling
+from bayes_scaling.testing import synthetic_runs
+
+COV = np.array([[1.0, 0.8, 0.0], [0.8, 2.0, -0.3], [0.0, -0.3, 0.5]])
+
+
+def _gaussian_model() -> pm.Model:
+    with pm.Model() as model:
+        pm.MvNormal("z", mu=np.array([1.0, -2.0, 0.5]), cov=COV)
+    return model
+
+
+def test_laplace_matrix_is_the_covariance_of_a_gaussian_posterior():
+    model = _gaussian_model()
+    dense = sampling.laplace_inverse_mass(model, dense=True)
+    diag = sampling.laplace_inverse_mass(model, dense=False)
+    np.testing.assert_allclose(dense, COV, atol=1e-6)
+    np.testing.assert_allclose(diag, np.diag(COV), atol=1e-6)
+    assert diag.shape == (3,)
+
+
+def test_a_flat_direction_is_clipped_not_inverted_to_infinity():
+    with pm.Model() as model:
+        pm.Normal("sharp", 0.0, 0.1)
+        pm.Normal("flat", 0.0, 1e4)  # curvature 1e-8: clipped at 1e-3
+    inv = sampling.laplace_inverse_mass(model, dense=False)
+    np.testing.assert_allclose(inv, [0.01, 1e3], rtol=1e-6)
+    assert np.all(np.linalg.eigvalsh(sampling.laplace_inverse_mass(model, dense=True)) > 0)
+
+
+def test_the_size_rule_and_its_override(monkeypatch):
+    from bayes_scaling.model.build import build_model
+    from bayes_scaling.model.spec import load_spec
+
+    monkeypatch.delenv("BAYES_SCALING_INIT_MASS", raising=False)
+    runs = synthetic_runs("chinchilla", PUBLISHED["epoch2024"], seed=1)
+    model = build_model(load_spec("chinchilla"), runs)
+    assert sampling.init_mass(model) == "identity"
+    monkeypatch.setattr(sampling, "LAPLACE_MIN_OBS", runs.n_runs - 1)
+    assert sampling.init_mass(model) == "laplace"
+    assert "inverse_mass_matrix" in sampling._nuts_kwargs(model)
+    model.bayes_scaling_initvals = [{}]  # a model with its own start (the curve laws)
+    assert sampling.init_mass(model) == "identity"
+    monkeypatch.setenv("BAYES_SCALING_INIT_MASS", "laplace")
+    assert sampling.init_mass(model) == "laplace"
+
+
+@pytest.mark.slow
+def test_a_fit_started_from_laplace_recovers_the_truth(monkeypatch):
+    """Through ``fit`` (PyMC's numpyro wrapper takes the matrix): seeded synthetic ladder, the
+    true exponents inside the 90% intervals, and intervals far narrower than the prior's."""
+    from bayes_scaling.fitting.fit import fit
+
+    monkeypatch.setenv("BAYES_SCALING_INIT_MASS", "laplace")
+    truth = PUBLISHED["epoch2024"]
+    runs = synthetic_runs("chinchilla", truth, noise=0.01, seed=3)
+    f = fit("chinchilla", runs, chains=2, draws=400, tune=400, random_seed=5,
+            calibrate=False, on_bad="warn")
+    assert f.meta["init_mass"] == "laplace"
+    assert f.diagnostics.passed, f.diagnostics.banner()
+    post = f.idata["posterior"]
+    for name in ("alpha", "beta"):
+        lo, hi = np.quantile(np.asarray(post[name]).ravel(), [0.05, 0.95])
+        assert lo <= truth[name] <= hi, (name, lo, hi, truth[name])
+        assert hi - lo < 0.1, (name, lo, hi)
