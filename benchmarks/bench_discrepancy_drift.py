@@ -131,7 +131,7 @@ def main() -> None:
             pops[src] = {p: population_drift(rolling, ladders, exclude, p) for p in PARTS}
         bt = case["inner"].with_distance("hull_compute")
         beta = {p: shrunk(slope(bt, p), pops[src][p]) for p in PARTS}
-        shift = sum(beta[p] * case["dist"][p] for p in PARTS)
+        shift = drift_shift(case, pops[src])
         drifts.append({"ladder": case["ladder"], "by": case["by"], "k": case["k"],
                        **{f"drift_{p}": beta[p] for p in PARTS}})
         one = discrepancy_posterior(bt, priors[src][0])[2]
