@@ -24,7 +24,8 @@ SCRIPTS = {"calibration": "bench_discrepancy_prior.py", "calibration_nuts": "ben
            "calibration_lolo_nuts_partial": "bench_discrepancy_nuts.py",
            "calibration_partial": "bench_discrepancy_prior.py",
            "calibration_parts": "bench_discrepancy_prior.py",
-           "calibration_shared": "bench_discrepancy_shared.py"}
+           "calibration_shared": "bench_discrepancy_shared.py",
+           "calibration_drift": "bench_discrepancy_drift.py"}
 
 
 def main() -> None:
