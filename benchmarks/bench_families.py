@@ -317,7 +317,9 @@ def ship_weights(results: dict[str, Any]) -> None:
         return
     w = stacking_weights(np.concatenate(rows))
     path = Path(__file__).resolve().parents[1] / "data" / "family_weights.json"
-    path.write_text(json.dumps({
+    # shrink_k (bench_families_shrink.py, which reruns from families.json) is kept
+    keep = json.loads(path.read_text()) if path.exists() else {}
+    path.write_text(json.dumps({**keep,
         "weights": dict(zip(FAMILIES, map(float, w), strict=True)),
         "source": f"benchmarks/bench_families.py: stacking of the held-out-by-compute log "
                   f"densities of {sum(len(x) for x in rows)} runs over {len(rows)} public "

@@ -307,11 +307,14 @@ def test_cli_compare_averages_with_held_out_by_compute_weights(monkeypatch, caps
     # this 40-run ladder's top budgets hold fewer than MIN_OWN_ROWS runs, which now sends it to
     # the cross-ladder weights before any refit; the test is of the held-out path
     monkeypatch.setattr(stk, "MIN_OWN_ROWS", 1)
+    # k = 0: the own stacking weights unshrunk (kaplan has no cross-ladder weight to shrink to)
+    monkeypatch.setattr(stk, "shrink_k", lambda: 0.0)
     argv = ["compare", str(path), "--models", "chinchilla,kaplan", "--holdout-top", "0",
             "--average", "--n-params", "3e9", "--n-tokens", "6e10", "--quiet"]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "held out by compute" in out and "held-out-by-compute weights" in out
+    assert "shrunk toward the cross-ladder weights by k = 0.0" in out
     assert "kaplan:1.000" in out and "chinchilla:" not in out.split("weights):")[1]
 
 

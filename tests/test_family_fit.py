@@ -207,10 +207,12 @@ def test_the_shared_discrepancy_is_learned_once_per_origin_for_every_family(monk
     assert all(n > 0 for _, n in seen)
 
 
-@pytest.mark.parametrize("short", [True, False])
-def test_fit_stacked_refits_only_when_the_ladder_gets_its_own_weights(monkeypatch, short):
+@pytest.mark.parametrize(("short", "k"), [(True, 10.0), (False, 10.0), (False, float("inf"))])
+def test_fit_stacked_refits_only_when_the_ladder_gets_its_own_weights(monkeypatch, short, k):
     """The fits (faked here) and the stacking refits share one pool; a ladder whose origins
-    predict too few runs takes the cross-ladder weights without making any refit."""
+    predict too few runs, or any ladder when the shrinkage constant k is infinite, takes the
+    cross-ladder weights without making any refit."""
+    monkeypatch.setattr(stk, "shrink_k", lambda: k)
     # 12 token ratios a factor 1.13 apart: the top 1 and 2 budgets hold 10+ runs; 3 ratios: 3
     runs = synthetic_runs("chinchilla", P, n_sizes=tuple(np.geomspace(1e7, 1e9, 7)),
                           tokens_per_param=(10, 20, 40) if short else tuple(
@@ -226,12 +228,14 @@ def test_fit_stacked_refits_only_when_the_ladder_gets_its_own_weights(monkeypatc
                           random_seed=0)
     assert fitted == ["farseer", "chinchilla"]  # the family with more constants first
     assert (plan["n_heldout"] < stk.MIN_OWN_ROWS) is short
-    if short:
+    if short or np.isinf(k):
         assert refits == [] and fam.meta["weights_method"] == "cross-ladder"
+        assert fam.meta["own"] is None and fam.meta["k"] == (10.0 if short else "inf")
     else:
         assert sorted(refits) == [1, 1, 2, 2]
-        assert fam.meta["weights_method"] == "heldout-by-compute"
-        assert fam.meta["n_heldout"] == plan["n_heldout"]
+        assert fam.meta["weights_method"] == "shrunk"
+        assert fam.meta["n_heldout"] == fam.meta["n"] == plan["n_heldout"]
+        assert fam.meta["k"] == 10.0 and set(fam.meta["own"]) == {"chinchilla", "farseer"}
     assert set(fam.meta["timings"]["fits"]) == {"chinchilla", "farseer"}
 
 

@@ -223,7 +223,9 @@ def compare_cmd(runs, models, group_col, drop_highest_loss, param_count, query, 
         return
     click.echo(result.to_text())
     if avg is not None:
-        how = "held-out-by-compute" if result.stacking is not None else "PSIS-LOO"
+        how = {"shrunk": "shrunk held-out-by-compute", "cross-ladder": "cross-ladder",
+               "heldout-by-compute": "held-out-by-compute"}.get(
+            str((result.meta.get("stack") or {}).get("weights_method")), "PSIS-LOO")
         click.echo(f"stacking-averaged prediction (predictive band; {how} weights):")
         print_table(avg.to_records(), ["n_params", "n_tokens", "median", "lower", "upper",
                                         "interval", "models"])

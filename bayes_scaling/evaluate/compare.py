@@ -124,7 +124,7 @@ class CompareResult:
 
     @property
     def weights(self) -> dict[str, float]:
-        """Stacking weights: held-out-by-compute (cross-ladder for a short ladder), else LOO's."""
+        """Stacking weights: held-out-by-compute, shrunk to cross-ladder ones; else LOO's."""
         if (self.meta.get("stack") or {}).get("weights"):
             return dict(self.meta["stack"]["weights"])
         if self.stacking is not None:
@@ -166,10 +166,12 @@ class CompareResult:
         if stack.get("weights_method") == "cross-ladder":
             lines.append("stacking weights: cross-ladder (" + stack.get("why", "short ladder")
                          + "): " + ", ".join(f"{k} {v:.3f}" for k, v in self.weights.items()))
+        elif stack.get("weights_method") == "shrunk":
+            lines.append(shrunk_line(stack))
         if self.stacking is not None:
             tops = self.meta.get("stack_tops")
             lines += [f"held out by compute (refits without the top {tops} compute budget(s); "
-                      "weight: stacking on these runs, the weights --average uses):",
+                      "weight: the shrunk weights --average uses):",
                       self.stacking.to_string(index=False, float_format=lambda v: f"{v:.3g}")]
         return "\n".join(lines)
 
@@ -291,8 +293,9 @@ def compare(fits: Mapping[str, ScalingFit], *, runs: RunTable | None = None,
     stack_tops
         Rolling origins of the held-out-by-compute stacking (e.g. ``(1, 2)``: refit each
         family without the top 1, then the top 2 compute budgets); the stacking weights it
-        gives become :attr:`CompareResult.weights` (a ladder too short for them gets the
-        cross-ladder weights, :func:`~bayes_scaling.evaluate.stacking.stack_weights`).
+        gives, shrunk toward the cross-ladder weights, become :attr:`CompareResult.weights` (a
+        ladder too short for them gets the cross-ladder weights,
+        :func:`~bayes_scaling.evaluate.stacking.stack_weights`).
         ``None``: skip (LOO weights).
     stack_refits
         How the stacking refits are made: ``"huber-bootstrap"`` (seconds) or ``"nuts"`` (the
@@ -357,6 +360,17 @@ def compare(fits: Mapping[str, ScalingFit], *, runs: RunTable | None = None,
             "stack": stack_meta}
     return CompareResult(table=out, diverge=diverge, notes=notes, loo=loos, fits=dict(fits),
                          meta=meta, stacking=stacking)
+
+
+def shrunk_line(stack: Mapping[str, Any]) -> str:
+    """How shrunk stacking weights were made, in one line."""
+    def fmt(w: Mapping[str, float]) -> str:
+        return ", ".join(f"{k} {v:.3f}" for k, v in w.items())
+
+    return (f"stacking weights: own (stacking on the {stack.get('n')} held-out runs) shrunk "
+            f"toward the cross-ladder weights by k = {stack.get('k')} (w = (n own + k cross) / "
+            f"(n + k)): {fmt(stack.get('weights') or {})}; own: {fmt(stack.get('own') or {})}; "
+            f"cross-ladder: {fmt(stack.get('cross') or {})}")
 
 
 # ------------------------------------------------------------------------------ notes

@@ -6,7 +6,10 @@ without the top 1, then the top 2, ... budgets; :mod:`bayes_scaling.evaluate.hel
 predicts the held-out runs, and the families are stacked on those predictions: the weights
 ``w`` maximise the summed log score of the mixture, :math:`\sum_i \log \sum_k w_k p_k(y_i)`
 over the held-out runs ``i`` (Yao, Vehtari, Simpson & Gelman 2018, doi:10.1214/17-BA1091,
-eq. 4, with held-out-by-compute predictive densities in place of LOO ones).
+eq. 4, with held-out-by-compute predictive densities in place of LOO ones). A ladder's own
+weights on its ``n`` held-out runs are shrunk toward the cross-ladder weights learned on every
+public ladder, :math:`w = (n w_\mathrm{own} + k w_\mathrm{cross}) / (n + k)`, with the
+shipped ``k`` chosen leave-one-ladder-out (:func:`shrink_weights`, :func:`shrink_k`).
 :func:`heldout_scores` scores each family and the weighted mixture on the same runs: median
 absolute % error of the median, coverage of the 50% / 90% bands, 90% interval score (Gneiting
 & Raftery 2007) and mean log predictive density. :func:`fit_stacked` fits the families and
@@ -152,8 +155,8 @@ def heldout_scores(heldout: Mapping[str, HeldOut], weights: Mapping[str, float],
 DEFAULT_MODELS: tuple[str, ...] = ("chinchilla", "kaplan", "kaplan_e")
 #: Families a stacked fit uses by default: the rivals of issue 19.
 STACK_MODELS: tuple[str, ...] = ("chinchilla", "farseer", "kaplan_e", "broken")
-#: A ladder whose own rolling origin predicts fewer runs than this is short: its weights come
-#: from the cross-ladder weights (:func:`cross_ladder_weights`).
+#: A ladder whose own rolling origin predicts fewer runs than this is short: its weights are
+#: the cross-ladder weights (:func:`cross_ladder_weights`), and no refit is made.
 MIN_OWN_ROWS = 10
 
 
@@ -199,17 +202,53 @@ def fit_families(runs: RunTable, models: Sequence[Any] = DEFAULT_MODELS, *,
     return out
 
 
+def _shipped() -> dict[str, Any]:
+    text = resources.files("bayes_scaling").joinpath("_data/family_weights.json").read_text()
+    return json.loads(text)
+
+
 def cross_ladder_weights(names: Sequence[str]) -> dict[str, float]:
     """Weights learned on every public ladder (shipped; ``benchmarks/bench_families.py``).
 
     Restricted to ``names`` and renormalised; equal weights when none of them is shipped.
     """
-    text = resources.files("bayes_scaling").joinpath("_data/family_weights.json").read_text()
-    shipped = json.loads(text)["weights"]
+    shipped = _shipped()["weights"]
     w = {k: float(shipped.get(k, 0.0)) for k in names}
     total = sum(w.values())
     return {k: v / total for k, v in w.items()} if total > 0 else dict.fromkeys(names,
                                                                                 1 / len(names))
+
+
+def shrink_k() -> float:
+    """The shipped shrinkage constant ``k``: how many held-out runs the cross-ladder weights
+    are worth (``inf``: only they count). Chosen over every public ladder, leave-one-ladder-out
+    (``shrink_k_source`` in ``data/family_weights.json``, written by
+    ``benchmarks/bench_families_shrink.py``).
+    """
+    raw = _shipped()
+    if "shrink_k" not in raw:
+        raise BayesScalingError("data/family_weights.json has no shrink_k: rerun "
+                                "benchmarks/bench_families_shrink.py")
+    return float(raw["shrink_k"])  # "inf" reads as infinity
+
+
+def shrink_weights(own: Mapping[str, float], cross: Mapping[str, float], n: int,
+                   k: float) -> dict[str, float]:
+    r"""Own stacking weights shrunk toward the cross-ladder ones:
+    :math:`w = (n\,w_\mathrm{own} + k\,w_\mathrm{cross}) / (n + k)`.
+
+    ``n``: the ladder's held-out runs; ``k``: the runs the cross-ladder evidence is worth.
+    ``n = 0`` or ``k = inf``: the cross-ladder weights; ``k = 0``: the own ones.
+    """
+    if n <= 0 or np.isinf(k):
+        return {m: float(cross[m]) for m in cross}
+    w = {m: (n * float(own[m]) + k * float(cross[m])) / (n + k) for m in own}
+    total = sum(w.values())
+    return {m: v / total for m, v in w.items()}
+
+
+def _k_json(k: float) -> float | str:
+    return "inf" if np.isinf(k) else float(k)
 
 
 def stack_weights(runs: RunTable, models: Sequence[Any], *,
@@ -217,11 +256,13 @@ def stack_weights(runs: RunTable, models: Sequence[Any], *,
                   fit_kwargs: Mapping[str, Any] | None = None, workers: int = 1,
                   random_seed: SeedLike = None,
                   on_progress: ProgressFn | None = None) -> tuple[dict[str, float], dict]:
-    """``(weights, provenance)``: held-out-by-compute stacking, or cross-ladder when short.
+    """``(weights, provenance)``: held-out-by-compute stacking shrunk toward the cross-ladder
+    weights (:func:`stacked`), or the cross-ladder weights alone when short.
 
     The ladder is short when none of ``tops`` leaves :data:`MIN_TRAIN_BUDGETS` budgets to fit
     on, or the origins predict fewer than :data:`MIN_OWN_ROWS` runs; its weights are then the
-    shipped cross-ladder ones (:func:`cross_ladder_weights`), and no refit is made.
+    shipped cross-ladder ones (:func:`cross_ladder_weights`), and no refit is made (nor for
+    any ladder when the shipped :func:`shrink_k` is infinite).
     """
     plan = stack_plan(runs, tops)
     preds = ({} if plan["why"] else
@@ -231,28 +272,44 @@ def stack_weights(runs: RunTable, models: Sequence[Any], *,
     return stacked([load_spec(m).name for m in models], plan, preds, method, random_seed)
 
 
-def stack_plan(runs: RunTable, tops: Sequence[int]) -> dict[str, Any]:
-    """The origins that leave enough budgets, the runs they predict, and why the ladder is
-    short (``""``: not short), known before any refit."""
+def stack_plan(runs: RunTable, tops: Sequence[int], k: float | None = None) -> dict[str, Any]:
+    """The origins that leave enough budgets, the runs they predict, and why the ladder takes
+    the cross-ladder weights without refits (``""``: it does not), known before any refit.
+
+    ``k``: the shrinkage constant (default :func:`shrink_k`); infinite, no ladder needs refits.
+    """
+    k = shrink_k() if k is None else float(k)
     nb = int(budget_index(runs.flops).max()) + 1
-    ok = [int(k) for k in tops if nb - int(k) >= MIN_TRAIN_BUDGETS]
-    n_rows = sum(split_by_budget(runs, k)[1].n_runs for k in ok)
-    why = ("" if n_rows >= MIN_OWN_ROWS else f"{nb} compute budgets: too few for an origin"
-           if not ok else f"the origins predict {n_rows} runs (< {MIN_OWN_ROWS})")
-    return {"stack_tops": ok, "n_heldout": n_rows, "why": why}
+    ok = [int(t) for t in tops if nb - int(t) >= MIN_TRAIN_BUDGETS]
+    n_rows = sum(split_by_budget(runs, t)[1].n_runs for t in ok)
+    why = (f"{nb} compute budgets: too few for an origin" if not ok else
+           f"the origins predict {n_rows} runs (< {MIN_OWN_ROWS})" if n_rows < MIN_OWN_ROWS
+           else "the shrinkage constant k is infinite: the ladder's own held-out runs would "
+                "get no weight" if np.isinf(k) else "")
+    return {"stack_tops": ok, "n_heldout": n_rows, "why": why, "k": k}
 
 
 def stacked(names: Sequence[str], plan: Mapping[str, Any], preds: Mapping[str, HeldOut],
             method: str, random_seed: SeedLike) -> tuple[dict[str, float], dict]:
-    """``(weights, provenance)`` of :func:`stack_weights` from its plan and refits."""
+    """``(weights, provenance)`` of :func:`stack_weights` from its plan and refits.
+
+    The ladder's own stacking weights on its ``n`` held-out runs shrunk toward the cross-ladder
+    ones by ``k`` (:func:`shrink_weights`, ``weights_method`` ``"shrunk"``); a ladder the plan
+    sends to the cross-ladder weights gets them unchanged (``"cross-ladder"``). Both record
+    ``n``, ``k``, ``own`` (``None`` without refits) and ``cross``.
+    """
+    k = float(plan["k"]) if "k" in plan else shrink_k()
+    cross = cross_ladder_weights(names)
+    base = {**{q: v for q, v in plan.items() if q != "k"}, "k": _k_json(k), "cross": cross}
     if plan["why"]:
-        return cross_ladder_weights(names), {"weights_method": "cross-ladder", **plan}
-    w = weights_from_heldout(preds)
+        return cross, {"weights_method": "cross-ladder", **base, "n": 0, "own": None}
+    n = int(plan["n_heldout"])
+    own = weights_from_heldout(preds)
+    w = shrink_weights(own, cross, n, k)
     scores = heldout_scores(preds, w, random_seed=random_seed)
-    return w, {"weights_method": "heldout-by-compute", "stack_tops": plan["stack_tops"],
-               "refit_method": method, "n_heldout": plan["n_heldout"],
-               "scores": scores.to_dict(orient="records"),
-               "refits_converged": {k: h.converged for k, h in preds.items()}}
+    return w, {"weights_method": "shrunk", **base, "n": n, "own": own,
+               "refit_method": method, "scores": scores.to_dict(orient="records"),
+               "refits_converged": {q: h.converged for q, h in preds.items()}}
 
 
 def fit_stacked(runs: RunTable, models: Sequence[Any] = STACK_MODELS, *,

@@ -56,9 +56,11 @@ class FamilyFit:
     weights
         ``{family name: weight}``, non-negative, summing to 1.
     meta
-        How the weights were made: ``weights_method`` (``"heldout-by-compute"``,
-        ``"cross-ladder"``, ``"equal"`` or ``"given"``), ``stack_tops``, ``refit_method``,
-        ``n_heldout``, ``scores`` (the held-out table as records), ``created``, ``versions``.
+        How the weights were made: ``weights_method`` (``"shrunk"``: own held-out-by-compute
+        stacking shrunk toward the cross-ladder weights; ``"cross-ladder"``;
+        ``"heldout-by-compute"`` in older files; ``"equal"`` or ``"given"``), ``stack_tops``,
+        ``refit_method``, ``n_heldout``, ``n``, ``k``, ``own``, ``cross``, ``scores`` (the
+        held-out table as records), ``created``, ``versions``.
     """
 
     fits: Mapping[str, ScalingFit]
@@ -131,10 +133,11 @@ class FamilyFit:
     def describe(self) -> str:
         """One line per family: weight and gate, then how the weights were made."""
         how = str(self.meta.get("weights_method", "given"))
-        if how == "heldout-by-compute":
+        if how in ("heldout-by-compute", "shrunk"):
             how += (f": refits without the top {self.meta.get('stack_tops')} compute budget(s), "
                     f"{self.meta.get('refit_method')}, {self.meta.get('n_heldout')} runs "
-                    "predicted")
+                    "predicted" + (f"; own weights shrunk toward the cross-ladder ones by k = "
+                                   f"{self.meta.get('k')}" if how == "shrunk" else ""))
         elif how == "cross-ladder":
             how += f": learned on the public ladders ({self.meta.get('why', 'short ladder')})"
         lines = [f"{len(self.fits)} law families on {self.runs.n_runs} runs; predict, tokens "

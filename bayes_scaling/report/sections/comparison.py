@@ -2,7 +2,8 @@
 
 The weights the report's model average uses (verdict, bands) come from held-out-by-compute
 stacking (:func:`~bayes_scaling.evaluate.stacking.stack_weights`: Huber refits without the top
-1 and 2 compute budgets; cross-ladder weights for a short ladder), not from PSIS-LOO; when the
+1 and 2 compute budgets, shrunk toward the cross-ladder weights; the cross-ladder weights alone
+for a short ladder), not from PSIS-LOO; when the
 proposal names a family fit file (``models.fit``), from the weights saved in it.
 """
 
@@ -83,6 +84,10 @@ def blocks(risk: Mapping[str, Any]) -> list[Block]:
     stack = cmp_.get("stack") or {}
     how = {"heldout-by-compute": "stacking on held-out-by-compute predictions (each family "
                                  "refitted without the top 1 and 2 compute budgets)",
+           "shrunk": "stacking on held-out-by-compute predictions (each family refitted "
+                     f"without the top 1 and 2 compute budgets; {stack.get('n')} runs) shrunk "
+                     f"toward the cross-ladder weights by k = {stack.get('k')} pseudo-runs, "
+                     "w = (n own + k cross) / (n + k)",
            "cross-ladder": "the cross-ladder weights learned on the public ladders (this "
                            "ladder is too short for its own: " + str(stack.get("why", "")) + ")"}
     out.append(para("Each family fitted to the same runs, compared by PSIS-LOO (expected log "
