@@ -5,7 +5,11 @@ the rolling-origin comparisons once (:func:`bayes_scaling.query.anchor.calibrati
 scores the anchored P(B better) (:func:`~bayes_scaling.query.anchor.anchored_log_losses`,
 ``beyond="hold"``) under each estimator of the weight ``w``:
 
-- ``w0``: ``w = 0`` (keep the observed gap: the single-scale ranking with a band);
+- ``zero`` (the default, :data:`bayes_scaling.query.anchor.WEIGHTING`): ``w = 0`` (keep the
+  observed gap: the single-scale ranking with a band), the band's variance terms fitted to the
+  observed changes of gaps with ``w`` held at 0;
+- ``w0``: ``w = 0`` with the pooled regression's variance terms (how the choice of the default
+  was first measured, session 6);
 - ``pooled``: one weight over every origin (the regression of ``fit_calibration``);
 - ``eiv``: the same, corrected for the attenuation by the refits' own error (``x_var``);
 - ``latest``: the latest origin's weight, shrunk to the origins' mean as much as they agree.
@@ -48,7 +52,7 @@ from bayes_scaling.query.contrast import path_log_loss
 from bayes_scaling.query.predict import group_theta
 from bayes_scaling.testing import fake_fit, synthetic_runs, to_sampling
 
-ESTIMATORS = ("w0", "pooled", "eiv", "latest")
+ESTIMATORS = ("zero", "w0", "pooled", "eiv", "latest")
 SEED = 3
 
 
@@ -60,15 +64,9 @@ def calibrations(fit: ScalingFit, cache: Path, key: str) -> dict[str, anchor.Con
     else:
         d = anchor.calibration_data(fit)
         path.write_bytes(pickle.dumps(d))
-    common = {"cluster": d["cluster"], "origins": int(d["origins"])}
-    hz = float(np.max(d["h"]))
-    pooled = replace(anchor.fit_calibration(d["x"], d["y"], d["h"], **common), horizon=hz)
-    return {"w0": replace(pooled, weight=0.0, weight_sd=0.0), "pooled": pooled,
-            "eiv": replace(anchor.fit_calibration(d["x"], d["y"], d["h"], x_var=d["x_var"],
-                                                  **common), horizon=hz),
-            "latest": replace(anchor.fit_calibration(d["x"], d["y"], d["h"],
-                                                     origin=d["origin"], **common),
-                              horizon=hz)}
+    cals = {e: anchor.calibration_from(d, e) for e in anchor.WEIGHTINGS}
+    cals["w0"] = replace(cals["pooled"], weight=0.0, weight_sd=0.0)
+    return {e: cals[e] for e in ESTIMATORS}
 
 
 def p_better(fit, a, b, cal, log_c, log_ratio=None) -> np.ndarray:
@@ -102,6 +100,7 @@ def porian(cache: Path) -> list[dict]:
                     rows.append({"set": "porian", "fit": f"{corpus} {cut}",
                                  "y": bool(best.loc[c, b] < best.loc[c, a]),
                                  "baseline": bool(best.loc[top, b] < best.loc[top, a]),
+                                 "anchor_gap": float(best.loc[top, b] - best.loc[top, a]),
                                  "gap": float(best.loc[c, b] - best.loc[c, a]),
                                  **{f"p_{e}": float(p[j]) for e, p in ps.items()},
                                  **{f"w_{e}": cals[e].weight for e in cals}})
@@ -134,6 +133,7 @@ def gemstones(cache: Path) -> list[dict]:
             rows.append({"set": "gemstones", "fit": f"gemstones {q}",
                          "y": bool(r["half"] < r["base"]),
                          "baseline": bool(top["half"] < top["base"]),
+                         "anchor_gap": float(top["half"] - top["base"]),
                          "gap": float(r["half"] - r["base"]),
                          **{f"p_{e}": float(p[j]) for e, p in ps.items()},
                          **{f"w_{e}": cals[e].weight for e in cals}})
@@ -185,7 +185,8 @@ def synthetic(cache: Path, n_ladders: int, seed: int = 0, point: bool = False) -
             la = path_log_loss(law, truth[a], log_c, None)[0, 0]
             lb = path_log_loss(law, truth[b], log_c, None)[0, 0]
             rows.append({"set": "synthetic", "fit": key, "y": bool(lb < la),
-                         "baseline": np.nan, "gap": float(np.exp(lb) - np.exp(la)),
+                         "baseline": np.nan, "anchor_gap": np.nan,
+                         "gap": float(np.exp(lb) - np.exp(la)),
                          **{f"p_{e}": float(p_better(fit, a, b, cals[e], log_c)[0])
                             for e in cals},
                          **{f"w_{e}": cals[e].weight for e in cals}})
@@ -202,17 +203,27 @@ def report(rows: pd.DataFrame) -> list[str]:
         for e in ESTIMATORS:
             s = bc.scores(g[f"p_{e}"].to_numpy(), y)
             r[f"acc_{e}"], r[f"brier_{e}"] = s["accuracy"], s["brier"]
-        r["acc_baseline"] = float((g["baseline"] == g["y"]).mean()) if g["baseline"].notna(
-        ).all() else float("nan")
+        real = bool(g["baseline"].notna().all())
+        r["acc_baseline"] = float((g["baseline"] == g["y"]).mean()) if real else float("nan")
+        # ties (bc.TIE_ANCHOR_NATS, a rule stated before it was applied): 0.5 for every method
+        r["ties"] = int((g["anchor_gap"].abs() < bc.TIE_ANCHOR_NATS).sum())
+        for e in ("zero", "baseline"):
+            call = g["baseline"] if e == "baseline" else g[f"p_{e}"] > 0.5
+            r[f"acc_{e}_ties"] = (bc.tie_scored(call == g["y"], g["anchor_gap"]) if real
+                                  else float("nan"))
         out.append(r)
     table = pd.DataFrame(out)
     sets = table[~table["data"].str.startswith("near")]
     mean = {"data": "mean over sets", "n": int(sets["n"].sum()),
             **{c: float(sets[c].mean()) for c in table.columns if c not in ("data", "n")}}
     table = pd.concat([table, pd.DataFrame([mean])], ignore_index=True)
-    weights = rows.groupby(["set", "fit"], sort=False)[[f"w_{e}" for e in ESTIMATORS[1:]]].first()
+    weights = rows.groupby(["set", "fit"], sort=False)[[f"w_{e}" for e in ESTIMATORS[2:]]].first()
     return ["Accuracy of `P > 0.5` and Brier score per set, and their mean over the three sets "
-            "(each weighing the same); `acc_baseline`: the single-scale ranking:", "",
+            "(each weighing the same); `acc_baseline`: the single-scale ranking; `ties`: real "
+            f"decisions whose gap at the largest training budget is under "
+            f"{bc.TIE_ANCHOR_NATS} nats, and `acc_*_ties` the accuracy with every method "
+            "scoring 0.5 on them (`bench_contrast.TIE_ANCHOR_NATS`, a rule stated before it "
+            "was first applied):", "",
             *bc._md_table(table), "", "Weight per fit:", "",
             *bc._md_table(weights.reset_index()), ""]
 
@@ -230,8 +241,10 @@ def main() -> None:
     rows.to_csv(bc.RESULTS / "contrast_weights.csv", index=False)
     lines = ["## Contrasts: how much of the law's group-specific change to trust", "",
              "`benchmarks/bench_contrast_weights.py`: the anchored P(B better) (`beyond=hold`) "
-             "under four estimators of the weight `w` of the law's group-specific change, from "
-             "the fits `bench_contrast.py --cache` saved: `w0` (keep the observed gap), "
+             "under five estimators of the weight `w` of the law's group-specific change, from "
+             "the fits `bench_contrast.py --cache` saved: `zero` (the default: keep the "
+             "observed gap, the band's variance fitted with `w` held at 0), `w0` (the same "
+             "gap with the pooled regression's variance terms, as first measured), "
              "`pooled` (one regression over all rolling origins), `eiv` (the same, corrected "
              "for the attenuation by the refits' own error), `latest` (the latest origin's "
              "weight, shrunk to the origins' mean as much as they agree). Synthetic: against "

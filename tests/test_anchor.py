@@ -5,10 +5,13 @@ Planted faults each test was seen to catch are named in its docstring.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 
+from bayes_scaling.cli.app import main
 from bayes_scaling.constants import PUBLISHED
 from bayes_scaling.data.runs import load_runs
 from bayes_scaling.fitting.contrast_refits import grouped_point_fit
@@ -16,6 +19,7 @@ from bayes_scaling.laws import final_loss as laws
 from bayes_scaling.query import anchor
 from bayes_scaling.query.anchor import calibrate_contrasts, fit_calibration
 from bayes_scaling.query.contrast import contrast_groups
+from bayes_scaling.report.sections.recipe import recipe_entry
 from bayes_scaling.testing import fake_fit, to_sampling
 
 P = PUBLISHED["hoffmann2022"]
@@ -71,15 +75,13 @@ def point_fake_fit(runs, seed):
     return fake_fit("chinchilla", base, runs=runs, group_offsets=offs, spread=2e-3, seed=seed)
 
 
-@pytest.mark.slow
-def test_anchored_p_b_better_is_calibrated_when_the_groups_converge():
-    """Recipes whose gap fades faster than group offsets on one law allow: the law's band calls
-    the sign wrongly and over-confidently; the anchored band's z-scores of the true gap have
-    a median |z| near the calibrated 0.67 (an outlier or two where the law's change at the
-    target is far larger than any the refits saw). Faults caught: the anchored band 10x too
-    narrow (median |z| ~ 10) or too wide (~0.1); the anchor left out (the law's band) has the
-    worse Brier score of P(B better)."""
-    z_anch, z_law, right_anch, right_law = [], [], [], []  # z-scores, Brier terms
+@pytest.fixture(scope="module")
+def converging_z():
+    """z-scores of the true gap and Brier terms on 12 ladders whose gap fades, per band."""
+    bands = {"zero": {"weighting": "zero"}, "latest": {"weighting": "latest"},
+             "shared": {"discrepancy": "shared"}}
+    z = {b: [] for b in bands}
+    right = {b: [] for b in bands}
     for rep in range(12):
         rng = np.random.default_rng(100 + rep)
         gap0 = rng.choice([-1.0, 1.0]) * rng.uniform(0.08, 0.2)
@@ -91,19 +93,35 @@ def test_anchored_p_b_better_is_calibrated_when_the_groups_converge():
         n_opt, d_opt = laws.chinchilla_optimal(c_star, **P)
         la = np.exp(float(laws.log_chinchilla(np.log(n_opt), np.log(d_opt), **theta)))
         truth = la * (np.exp(gap(c_star)) - 1.0)  # L_B - L_A at A's optimum
-        for mode, zs, right in (("anchored", z_anch, right_anch),
-                                ("shared", z_law, right_law)):
-            res = contrast_groups(fit, "A", "B", flops=c_star, discrepancy=mode,
-                                  random_seed=rep)
+        for band, kw in bands.items():
+            res = contrast_groups(fit, "A", "B", flops=c_star, random_seed=rep, **kw)
             draws = np.asarray(res.draws["difference_predictive"]).ravel()
-            zs.append((truth - draws.mean()) / draws.std())
-            right.append((np.mean(draws < 0) - float(truth < 0)) ** 2)  # Brier term
+            z[band].append((truth - draws.mean()) / draws.std())
+            right[band].append((np.mean(draws < 0) - float(truth < 0)) ** 2)  # Brier term
         assert calibrate_contrasts(fit) is not None
-    z_anch, z_law = np.abs(z_anch), np.abs(z_law)
+    return {b: np.abs(v) for b, v in z.items()}, {b: np.mean(v) for b, v in right.items()}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("weighting", [
+    pytest.param("zero", marks=pytest.mark.xfail(
+        strict=True, reason="known short (issue 17, session 7): with w = 0 the band's spread "
+        "comes from the gap changes over every rolling origin, large low on a ladder whose gap "
+        "converges; near the top it is ~6x too wide (median |z| 0.11)")),
+    "latest"])
+def test_anchored_p_b_better_is_calibrated_when_the_groups_converge(converging_z, weighting):
+    """Recipes whose gap fades faster than group offsets on one law allow: the law's band calls
+    the sign wrongly and over-confidently; the anchored band's z-scores of the true gap have
+    a median |z| near the calibrated 0.67 (an outlier or two where the law's change at the
+    target is far larger than any the refits saw). Faults caught: the anchored band 10x too
+    narrow (median |z| ~ 10) or too wide (~0.1); the anchor left out (the law's band) has the
+    worse Brier score of P(B better). The default ``weighting="zero"`` fails the too-wide
+    side (strict xfail: it is reported the day it passes)."""
+    z, brier = converging_z
     # robust calibration of the anchored band: median |z| is 0.67 when calibrated
-    assert 0.3 < np.median(z_anch) < 2.0, z_anch
-    assert np.median(z_law) > 1.5 * np.median(z_anch), (z_law, z_anch)
-    assert np.mean(right_anch) < np.mean(right_law), (right_anch, right_law)  # Brier
+    assert 0.3 < np.median(z[weighting]) < 2.0, z[weighting]
+    assert np.median(z["shared"]) > 1.5 * np.median(z[weighting]), (z["shared"], z[weighting])
+    assert brier[weighting] < brier["shared"], brier  # Brier
 
 
 @pytest.mark.parametrize("w_true", [0.3, 1.0])
@@ -168,3 +186,80 @@ def test_fit_calibration_follows_the_latest_origin_when_the_origins_disagree(dri
     # weight varies between origins (t), so it is wide with the drift
     assert abs(cal.weight - (0.1 if drift else 0.5)) < 0.1, cal
     assert cal.weight_sd < (0.5 if drift else 0.1), cal
+
+
+def test_zero_weight_fits_the_band_to_the_observed_changes_themselves():
+    """With ``w`` held at 0 the band's variance terms are fitted to the observed changes ``y``
+    (the law's part of them is error then), not to the residuals of a learned ``w``. Here the
+    law's change is all real (``w = 1``): the zero-weight band must be as wide as ``y`` itself
+    and several times wider than the learned one's. Fault caught: the variance terms fitted
+    with the learned ``w`` and only the reported weight set to 0 (v0 / mean y^2 = 0.2)."""
+    rng = np.random.default_rng(5)
+    n, a, s2 = 240, 1e-4, 2e-4
+    h = rng.choice([0.3, 0.6, 0.9], n)
+    x = rng.normal(0.0, 0.03, n)
+    y = x + rng.normal(0.0, np.sqrt(a + s2 * h))
+
+    def total_var(cal):  # the band's variance of a difference, averaged over these comparisons
+        return cal.noise_var + cal.drift_var * h.mean() + cal.weight_sd**2 * np.mean(x * x)
+
+    zero, learned = fit_calibration(x, y, h, weight=0.0), fit_calibration(x, y, h)
+    assert zero.weight == 0.0 and abs(learned.weight - 1.0) < 0.1, (zero, learned)
+    assert 0.7 < total_var(zero) / np.mean(y * y) < 1.4, (total_var(zero), np.mean(y * y))
+    assert total_var(zero) > 3 * total_var(learned), (zero, learned)
+
+
+@pytest.fixture(scope="module")
+def ladder_fit():
+    runs, _, budgets = isoflop_ladder(0.15, 0.0, seed=3)
+    return point_fake_fit(runs, 3), budgets
+
+
+def _pred_rows(res):
+    s = res.summary
+    return s[s["band"] == "predictive"][["median", "lower", "upper", "p_b_better"]].to_numpy()
+
+
+def test_the_api_and_the_report_default_to_keeping_the_observed_gap(ladder_fit):
+    """``contrast_groups`` and the risk report's alternative-recipe section use ``w = 0`` unless
+    told otherwise: the same draws as ``weighting="zero"``, not those of a learned weight (which
+    differ here, so the check can fail). Faults caught: ``anchor.WEIGHTING = "latest"`` (API
+    and report) and the report section passing ``weighting="pooled"`` (report)."""
+    fit, budgets = ladder_fit
+    c = 4.0 * budgets[-1]
+    default = contrast_groups(fit, "A", "B", flops=c, random_seed=0)
+    zero = contrast_groups(fit, "A", "B", flops=c, random_seed=0, weighting="zero")
+    pooled = contrast_groups(fit, "A", "B", flops=c, random_seed=0, weighting="pooled")
+    assert default.calibration["weighting"] == "zero" and default.calibration["weight"] == 0.0
+    np.testing.assert_array_equal(_pred_rows(default), _pred_rows(zero))
+    assert pooled.calibration["weight"] != 0.0
+    assert not np.allclose(_pred_rows(pooled), _pred_rows(zero))
+    n, d = 3e9, 6e10
+    rec = recipe_entry(fit, "A", "B", n, d, random_seed=1)
+    for w, same in (("zero", True), ("pooled", False)):
+        ref = contrast_groups(fit, "A", "B", n_params=n, n_tokens=d, probs=(0.9,),
+                              random_seed=1, weighting=w).summary.set_index(["quantity", "band"])
+        got = [rec["difference_predictive"]["median"], rec["multiplier"]["median"]]
+        want = [ref.loc[("difference", "predictive"), "median"],
+                ref.loc[("multiplier", "predictive"), "median"]]
+        assert np.allclose(got, want, rtol=1e-12, atol=0) == same, (w, got, want)
+
+
+def test_the_cli_contrast_defaults_to_keeping_the_observed_gap(ladder_fit, tmp_path, capsys):
+    """``bayes-scaling contrast`` says and uses ``weighting zero`` by default, and
+    ``--weighting pooled`` gives the learned weight. Faults caught: the option's default set to
+    ``latest``; the option not passed on to ``contrast_groups``."""
+    fit, budgets = ladder_fit
+    path = tmp_path / "ladder.nc"
+    fit.save(path)
+    args = ["contrast", str(path), "--groups", "A,B", "--flops", f"{4.0 * budgets[-1]:.6g}"]
+    assert main(args) == 0
+    assert "weighting zero" in capsys.readouterr().out
+    payload = {}
+    for w in ("default", "zero", "pooled"):
+        assert main([*args, "--json", *(["--weighting", w] if w != "default" else [])]) == 0
+        payload[w] = json.loads(capsys.readouterr().out)
+    assert payload["default"]["calibration"]["weighting"] == "zero"
+    assert payload["default"]["summary"] == payload["zero"]["summary"]
+    assert payload["pooled"]["calibration"]["weighting"] == "pooled"
+    assert payload["pooled"]["summary"] != payload["zero"]["summary"]

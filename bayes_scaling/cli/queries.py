@@ -292,10 +292,15 @@ def _warn_lines(warnings_: Sequence[str], as_json: bool) -> None:
               "and P(B better) against compute.")
 @click.option("--interval", default=DEFAULT_INTERVAL, show_default=True, type=float,
               help="Probability of the reported interval (lower, upper).")
+@click.option("--weighting", type=click.Choice(["zero", "pooled", "latest", "eiv"]),
+              default="zero", show_default=True,
+              help="Anchored band: weight of the law's group-specific change; zero keeps the "
+                   "observed gap at the top of the ladder, the others learn it from the "
+                   "ladder's rolling-origin refits.")
 @JSON_OPTION
 @SEED_OPTION
 def contrast_cmd(fit_path, groups, flops, n_params, n_tokens, tokens_per_param, discrepancy,
-                 allow_mixed_eval, crossing_range, plot_path, interval, as_json, seed):
+                 allow_mixed_eval, crossing_range, plot_path, interval, weighting, as_json, seed):
     """Group B against group A: loss difference, compute multiplier, P(B better), crossing."""
     from bayes_scaling.query.contrast import contrast_groups
 
@@ -314,13 +319,14 @@ def contrast_cmd(fit_path, groups, flops, n_params, n_tokens, tokens_per_param, 
     res = contrast_groups(fitted, names[0], names[1],
                           **_targets(flops, n_params, n_tokens),
                           tokens_per_param=tokens_per_param, crossing_range=rng,
-                          discrepancy=discrepancy,
+                          discrepancy=discrepancy, weighting=weighting,
                           on_mixed="warn" if allow_mixed_eval else "raise",
                           interval=interval, random_seed=seed)
     if plot_path is not None:
         from bayes_scaling.plots.contrast import save_contrast_plot
 
         save_contrast_plot(fitted, names[0], names[1], plot_path, discrepancy=discrepancy,
+                           weighting=weighting,
                            on_mixed="warn" if allow_mixed_eval else "raise", random_seed=seed)
     _warn_lines(res.warnings, as_json)
     if as_json:
@@ -330,10 +336,13 @@ def contrast_cmd(fit_path, groups, flops, n_params, n_tokens, tokens_per_param, 
                "means B reaches A's loss with less compute)")
     if res.calibration:
         cal = res.calibration
-        click.echo(f"anchored predictive band: weight of the law's group-specific change "
-                   f"{cal['weight']:.2f} +/- {cal['weight_sd']:.2f} (1 = trust the law, 0 = keep "
-                   f"the observed gap), from {cal['n_obs']} held-out gaps of {cal['origins']} "
-                   "rolling-origin refits")
+        what = ("the observed gap at the top of the ladder kept (weighting zero), spread "
+                if cal.get("weighting") == "zero" else
+                f"weight of the law's group-specific change {cal['weight']:.2f} +/- "
+                f"{cal['weight_sd']:.2f} (weighting {cal.get('weighting')}; 1 = trust the law, "
+                "0 = keep the observed gap), ")
+        click.echo(f"anchored predictive band: {what}from {cal['n_obs']} held-out gaps of "
+                   f"{cal['origins']} rolling-origin refits")
     print_table(res.summary.to_dict(orient="records"),
                 ["flops", "quantity", "band", "median", "lower", "upper", "interval",
                  "p_b_better"])

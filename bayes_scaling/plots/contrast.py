@@ -17,6 +17,7 @@ from matplotlib.axes import Axes
 
 from bayes_scaling.files import atomic_path
 from bayes_scaling.fitting.result import ScalingFit
+from bayes_scaling.query.anchor import Weighting
 from bayes_scaling.query.contrast import DiscrepancyMode, contrast_groups
 from bayes_scaling.query.summarize import band_columns
 from bayes_scaling.types import OnBad
@@ -36,6 +37,7 @@ def plot_contrast(
     flops: Sequence[float] | None = None,
     tokens_per_param: float | None = None,
     discrepancy: DiscrepancyMode = "anchored",
+    weighting: Weighting | None = None,
     on_mixed: OnBad = "raise",
     ax: Axes | None = None,
     random_seed: int = 0,
@@ -53,7 +55,7 @@ def plot_contrast(
         Reference and alternative group.
     flops : sequence of float, optional
         Budgets (default :func:`default_flops`).
-    tokens_per_param, discrepancy, on_mixed
+    tokens_per_param, discrepancy, weighting, on_mixed
         As :func:`bayes_scaling.query.contrast.contrast_groups`.
     ax : matplotlib Axes, optional
     random_seed : int
@@ -67,7 +69,8 @@ def plot_contrast(
         _, ax = plt.subplots(figsize=(6.6, 4.4))
     c = default_flops(fit) if flops is None else np.asarray(flops, dtype=float)
     res = contrast_groups(fit, group_a, group_b, flops=c, tokens_per_param=tokens_per_param,
-                          discrepancy=discrepancy, on_mixed=on_mixed, probs=(0.5, 0.9),
+                          discrepancy=discrepancy, weighting=weighting, on_mixed=on_mixed,
+                          probs=(0.5, 0.9),
                           random_seed=random_seed)
     s = res.summary
     m = s[(s["quantity"] == "multiplier") & (s["band"] == "predictive")]

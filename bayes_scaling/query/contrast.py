@@ -43,7 +43,12 @@ from bayes_scaling.errors import QueryError
 from bayes_scaling.fitting.result import ScalingFit
 from bayes_scaling.laws.final_loss import Law
 from bayes_scaling.query.allocate import optimal_split
-from bayes_scaling.query.anchor import Beyond, anchored_log_losses, calibrate_contrasts
+from bayes_scaling.query.anchor import (
+    Beyond,
+    Weighting,
+    anchored_log_losses,
+    calibrate_contrasts,
+)
 from bayes_scaling.query.predict import (
     _emit,
     _wrap,
@@ -254,7 +259,7 @@ def predictive_draws(fit: ScalingFit, names: tuple[str, ...],
                      theta: dict[str, dict[str, np.ndarray]], law_log: Sequence[np.ndarray],
                      splits: Sequence[tuple[np.ndarray, np.ndarray]], tg: Targets, *,
                      discrepancy: DiscrepancyMode, rng: np.random.Generator,
-                     beyond: Beyond | None = None,
+                     beyond: Beyond | None = None, weighting: Weighting | None = None,
                      ) -> tuple[list[np.ndarray], dict[str, Any], list[str]]:
     """One real run per group, per draw: anchored, or the law plus its discrepancy.
 
@@ -262,7 +267,7 @@ def predictive_draws(fit: ScalingFit, names: tuple[str, ...],
     warning lines.
     """
     if discrepancy == "anchored":
-        calib = calibrate_contrasts(fit)
+        calib = calibrate_contrasts(fit, weighting)
         if calib is not None:
             _, pred = anchored_log_losses(fit, names, theta, tg.log_c, tg.log_ratio, calib, rng,
                                           beyond=beyond)
@@ -322,6 +327,7 @@ def contrast_groups(
     crossing_range: tuple[float, float] | None = None,
     discrepancy: DiscrepancyMode = "anchored",
     beyond: Beyond | None = None,
+    weighting: Weighting | None = None,
     on_mixed: OnBad = "raise",
     probs: Sequence[float] = DEFAULT_PROBS,
     interval: float = DEFAULT_INTERVAL,
@@ -348,6 +354,10 @@ def contrast_groups(
         Anchored band, past the longest horizon the ladder's refits tested: extrapolate the
         law's group-specific change, or hold the gap (default
         :data:`bayes_scaling.query.anchor.BEYOND`).
+    weighting : {"zero", "pooled", "latest", "eiv"}, optional
+        Anchored band: the weight of the law's group-specific change, 0 (keep the observed gap)
+        or learned from the ladder's rolling-origin refits (default
+        :data:`bayes_scaling.query.anchor.WEIGHTING`, ``"zero"``).
     on_mixed : {"raise", "warn"}
         Groups evaluated on different evaluation sets: refuse, or warn.
     probs, interval
@@ -374,7 +384,7 @@ def contrast_groups(
                                   (_n_draws(th[a]), tg.flops.size)) for g in (a, b)}
     (pred_a, pred_b), calib, more = predictive_draws(
         fit, (a, b), th, [law_log[a], law_log[b]], [split[a], split[b]], tg,
-        discrepancy=discrepancy, rng=rng, beyond=beyond)
+        discrepancy=discrepancy, rng=rng, beyond=beyond, weighting=weighting)
     notes += more
     loss_a, loss_b = np.exp(law_log[a]), np.exp(law_log[b])
     diff_law, diff_pred = loss_b - loss_a, np.exp(pred_b) - np.exp(pred_a)
