@@ -68,7 +68,7 @@ def fit_cmd(runs, model, out, group_col, drop_highest_loss, param_count, query, 
             columns, flops_unit, likelihood, seed, chains, draws, tune, backend, target_accept,
             ess_target, no_calibrate, strict, stack_tops, stack_refits, workers, lr_schedule,
             total_steps, warmup_steps, final_lr_fraction, cooldown_start, cooldown_steps,
-            residual, max_points_per_curve, warmup_fraction, quiet):
+            residual, curve_offsets, max_points_per_curve, warmup_fraction, quiet):
     """Fit MODEL to the RUNS table (CSV, TSV, JSON Lines, Parquet or a registry name) and
     save the posterior."""
     from bayes_scaling.fitting.fit import fit
@@ -78,8 +78,10 @@ def fit_cmd(runs, model, out, group_col, drop_highest_loss, param_count, query, 
     tell = progress_printer(quiet)
     check_out_file(out)  # before sampling: a fit must not be lost to an unwritable --out
     final_loss = "," in model or load_spec(model).law in LAWS
-    if final_loss and (residual, max_points_per_curve, warmup_fraction) != (None,) * 3:
-        raise BayesScalingError("--residual, --max-points-per-curve and --warmup-fraction "
+    if final_loss and (residual, curve_offsets, max_points_per_curve,
+                       warmup_fraction) != (None,) * 4:
+        raise BayesScalingError("--residual, --curve-offsets, --max-points-per-curve and "
+                                "--warmup-fraction "
                                 "apply to curve models "
                                 f"(--model dynamics...), not to {model!r}")
     if "," in model:
@@ -109,6 +111,7 @@ def fit_cmd(runs, model, out, group_col, drop_highest_loss, param_count, query, 
         spec = load_spec(model)  # "auto" keeps the spec's own likelihood for curves
         spec = spec.with_likelihood(likelihood) if likelihood not in (None, "auto") else spec
         spec = spec.with_residual(residual) if residual is not None else spec
+        spec = spec.with_curve_offsets(curve_offsets) if curve_offsets is not None else spec
         return _fit_curves(runs, spec, out, group_col=group_col, param_count=param_count,
                            query=query, columns=columns, seed=seed, chains=chains,
                            thinning=curve_thinning(max_points_per_curve, warmup_fraction),
@@ -270,7 +273,7 @@ def compare_cmd(runs, models, group_col, drop_highest_loss, param_count, query, 
 def backtest_cmd(runs, model, holdout_by, holdout_top, test_query, method, group_col,
                  drop_highest_loss, param_count, best_of_sweep, columns, flops_unit, seed, draws,
                  tune, workers, address, chains, lr_schedule, total_steps, warmup_steps,
-                 final_lr_fraction, cooldown_start, cooldown_steps, residual,
+                 final_lr_fraction, cooldown_start, cooldown_steps, residual, curve_offsets,
                  max_points_per_curve, warmup_fraction, as_json, quiet):
     """Refit without the largest runs, predict them, and score the predictive bands.
 
@@ -294,12 +297,14 @@ def backtest_cmd(runs, model, holdout_by, holdout_top, test_query, method, group
             runs, model, [int(v) for v in parse_floats(holdout_top, "--holdout-top")],
             group_col=group_col, param_count=param_count, seed=seed, chains=chains,
             draws=draws, tune=tune, as_json=as_json, quiet=quiet, residual=residual,
+            curve_offsets=curve_offsets,
             thinning=curve_thinning(max_points_per_curve, warmup_fraction),
             schedule=schedule_fields(lr_schedule, total_steps, warmup_steps, final_lr_fraction,
                                      cooldown_start, cooldown_steps))
 
-    if (residual, max_points_per_curve, warmup_fraction) != (None,) * 3:
-        raise BayesScalingError("--residual, --max-points-per-curve and --warmup-fraction "
+    if (residual, curve_offsets, max_points_per_curve, warmup_fraction) != (None,) * 4:
+        raise BayesScalingError("--residual, --curve-offsets, --max-points-per-curve and "
+                                "--warmup-fraction "
                                 "apply to curve models "
                                 f"(--model dynamics...), not to {model!r}")
     table = resolve_runs(runs, group_col=group_col, drop_highest_loss=drop_highest_loss,

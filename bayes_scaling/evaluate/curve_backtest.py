@@ -145,6 +145,7 @@ def curve_backtest(model: Any, train: CurveTable, test: CurveTable, *, holdout_t
                                        random_seed=np.random.default_rng([fit.meta["seed"], 7]))
     diag = fit.diagnostics
     summary = {"model": fit.spec.name, "residual": fit.spec.likelihood.residual,
+               "curve_offsets": "curve" if fit.meta.get("curve_effects") else "none",
                "holdout_top": int(holdout_top),
                "train_curves": int(train.subset(keep).n_curves),
                "train_points": int(keep.sum()), **pooled,

@@ -175,6 +175,18 @@ def curve_var_names(spec: Any, curves: CurveTable, curve_effects: bool) -> list[
     return names
 
 
+def use_curve_effects(spec: Any, curves: CurveTable, curve_effects: bool | None) -> bool:
+    """Whether a curve fit has whole-curve offsets.
+
+    ``curve_effects`` when given; else the spec's ``curve_offsets`` is ``"curve"`` and some
+    curve has at least 3 checkpoints.
+    """
+    if curve_effects is not None:
+        return bool(curve_effects)
+    return (spec.likelihood.curve_offsets == "curve"
+            and bool(curves.curves()["n_points"].max() >= 3))
+
+
 def fit_dynamics(
     model: Any,
     curves: CurveTable,
@@ -189,6 +201,7 @@ def fit_dynamics(
     retries: int = 1,
     curve_effects: bool | None = None,
     residual: str | None = None,
+    curve_offsets: str | None = None,
     progress: bool = False,
     on_progress: ProgressFn | None = None,
 ) -> ScalingFit:
@@ -224,13 +237,21 @@ def fit_dynamics(
     retries : int, default 1
         Resamples after a failed gate.
     curve_effects : bool, optional
-        Whole-curve offsets (default: when some curve has at least 3 checkpoints).
+        Whole-curve offsets (default: when the spec's ``curve_offsets`` is ``"curve"`` and
+        some curve has at least 3 checkpoints).
     residual : {"iid", "ou"}, optional
         Override the spec's residual structure along each curve
         (:meth:`~bayes_scaling.model.spec.ModelSpec.with_residual`): ``"ou"`` makes the
         residuals an Ornstein-Uhlenbeck process in log steps (AR(1) at uneven spacing) of
         stationary sd ``sigma`` and correlation length ``residual_length``, so that many
         checkpoints of one curve count as less than as many independent ones.
+    curve_offsets : {"curve", "none"}, optional
+        Override the spec's whole-curve offsets
+        (:meth:`~bayes_scaling.model.spec.ModelSpec.with_curve_offsets`): ``"none"`` fits the
+        law without them, so a misfit shared by every curve (the early-step excess of short
+        cosine runs) cannot pull the shared size exponent through them
+        (``benchmarks/results/residual.md``); the curve-to-curve spread then goes into
+        ``sigma``.
     progress : bool, default False
         Show the sampler's progress bar.
     on_progress : callable, optional
@@ -247,13 +268,14 @@ def fit_dynamics(
                         f"({', '.join(CURVE_LAWS)}); fit it with bayes_scaling.fitting.fit.fit")
     if residual is not None and residual != spec.likelihood.residual:
         spec = spec.with_residual(residual)
+    if curve_offsets is not None and curve_offsets != spec.likelihood.curve_offsets:
+        spec = spec.with_curve_offsets(curve_offsets)
     tell = on_progress or (lambda _msg: None)
     if (note := one_batch_note(spec.law, curves)) is not None:
         warnings.warn(note, DataWarning, stacklevel=2)
     seed, backend = seed_int(random_seed), backend or DEFAULT_BACKEND
     target_accept = default_target_accept(curves) if target_accept is None else target_accept
-    if curve_effects is None:
-        curve_effects = bool(curves.curves()["n_points"].max() >= 3)
+    curve_effects = use_curve_effects(spec, curves, curve_effects)
     tell(f"building {spec.name} on {curves.n_points} points of {curves.n_curves} curves, "
          f"{curves.n_groups} group(s)")
 
@@ -276,6 +298,7 @@ def fit_dynamics(
             "chains": chains, "retried": run.attempt > 0, "seconds": float(seconds),
             "centre": curve_centre(curves), "curve_effects": curve_effects,
             "residual": spec.likelihood.residual,
+            "curve_offsets": spec.likelihood.curve_offsets,
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "versions": versions()}
     keep = {g: idata[g] for g in ("posterior", "sample_stats") if g in idata.groups()}

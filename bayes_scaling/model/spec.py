@@ -37,6 +37,10 @@ LIKELIHOODS = ("normal", "studentt")
 #: Residual structure along a curve: ``iid`` checkpoint noise, or ``ou`` (an Ornstein-Uhlenbeck
 #: process in log steps: AR(1) for unevenly spaced checkpoints; curve laws, Normal likelihood).
 RESIDUALS = ("iid", "ou")
+#: Whole-curve offsets of a curve law: ``curve`` (one per curve, sd ``sigma_curve``, integrated
+#: out) or ``none`` (the curve-to-curve spread goes into ``sigma``; see ``benchmarks/results/
+#: residual.md``: per-curve offsets let a misfit shared by every curve pull the size exponent).
+CURVE_OFFSETS = ("curve", "none")
 #: Default prior of the OU correlation length (natural-log steps) of a ``residual = "ou"`` spec.
 DEFAULT_RESIDUAL_LENGTH = {"dist": "LogNormal", "mu": 0.0, "sigma": 1.0}
 PARAMETERIZATIONS = ("auto", "centred", "noncentred")
@@ -93,6 +97,8 @@ class Likelihood:
     #: stationary sd ``sigma`` and correlation length ``residual_length`` (curve laws only).
     residual: str = "iid"
     residual_length: Prior | None = None
+    #: Curve laws: ``"curve"`` (whole-curve offsets) or ``"none"`` (:data:`CURVE_OFFSETS`).
+    curve_offsets: str = "curve"
 
 
 @dataclass(frozen=True)
@@ -139,6 +145,10 @@ class ModelSpec:
                             f"missing priors: {missing or 'none'}, unknown: {extra or 'none'}")
         priors = {p: Prior.parse(raw_priors[p], f"{where}: priors.{p}") for p in law.params}
         lik = _parse_likelihood(raw.get("likelihood", {}), where)
+        if lik.curve_offsets != "curve" and law_name not in CURVE_LAWS:
+            raise SpecError(f"{where}: likelihood.curve_offsets = {lik.curve_offsets!r} needs a "
+                            f"curve law ({', '.join(CURVE_LAWS)}); law {law_name!r} fits one "
+                            "loss per run")
         if lik.residual != "iid" and law_name not in CURVE_LAWS:
             raise SpecError(f"{where}: likelihood.residual = {lik.residual!r} needs a curve law "
                             f"({', '.join(CURVE_LAWS)}); law {law_name!r} fits one loss per run")
@@ -177,6 +187,8 @@ class ModelSpec:
         if self.likelihood.residual != "iid":  # iid specs keep their hash (saved fits check it)
             lik["residual"] = self.likelihood.residual
             lik["residual_length"] = self.likelihood.residual_length.to_dict()
+        if self.likelihood.curve_offsets != "curve":  # the default keeps old hashes too
+            lik["curve_offsets"] = self.likelihood.curve_offsets
         return {
             "name": self.name, "law": self.law, "description": self.description,
             "priors": {p: pr.to_dict() for p, pr in self.priors.items()},
@@ -219,6 +231,13 @@ class ModelSpec:
                                                     else dict(DEFAULT_RESIDUAL_LENGTH))
         return ModelSpec.from_dict(raw, where=f"model {self.name!r} with residual {residual!r}")
 
+    def with_curve_offsets(self, offsets: str) -> ModelSpec:
+        """The same curve model with whole-curve offsets (``curve``) or without (``none``)."""
+        raw = self.to_dict()
+        raw["likelihood"]["curve_offsets"] = offsets
+        return ModelSpec.from_dict(raw, where=f"model {self.name!r} with curve offsets "
+                                              f"{offsets!r}")
+
 
 def _parse_likelihood(raw: Any, where: str) -> Likelihood:
     if not isinstance(raw, Mapping):
@@ -247,8 +266,12 @@ def _parse_likelihood(raw: Any, where: str) -> Likelihood:
     elif "residual_length" in raw:
         raise SpecError(f"{where}: likelihood.residual_length is only read with "
                         "residual = \"ou\"")
+    offsets = raw.get("curve_offsets", "curve")
+    if offsets not in CURVE_OFFSETS:
+        raise SpecError(f"{where}: likelihood.curve_offsets must be one of "
+                        f"{', '.join(CURVE_OFFSETS)}; got {offsets!r}")
     return Likelihood(family=family, sigma=sigma, nu=nu, residual=residual,
-                      residual_length=length)
+                      residual_length=length, curve_offsets=offsets)
 
 
 def _parse_hierarchy(raw: Any, params: tuple[str, ...], where: str) -> Hierarchy:
