@@ -79,3 +79,18 @@ def test_a_fit_started_from_laplace_recovers_the_truth(monkeypatch):
         lo, hi = np.quantile(np.asarray(post[name]).ravel(), [0.05, 0.95])
         assert lo <= truth[name] <= hi, (name, lo, hi, truth[name])
         assert hi - lo < 0.1, (name, lo, hi)
+
+
+def test_a_failed_laplace_start_is_recorded_not_hidden(monkeypatch):
+    """When the mode or Hessian is not finite the sampler starts from the identity, and says so
+    (the fit's ``meta["init_mass"]`` reads what ``_nuts_kwargs`` used)."""
+    monkeypatch.setenv("BAYES_SCALING_INIT_MASS", "laplace")
+    model = _gaussian_model()
+    monkeypatch.setattr(sampling, "laplace_inverse_mass", lambda m, dense: None)
+    kwargs = sampling._nuts_kwargs(model)
+    assert "inverse_mass_matrix" not in kwargs
+    assert model.bayes_scaling_init_mass_used.startswith("identity")
+    monkeypatch.undo()
+    monkeypatch.setenv("BAYES_SCALING_INIT_MASS", "laplace")
+    assert "inverse_mass_matrix" in sampling._nuts_kwargs(model)
+    assert model.bayes_scaling_init_mass_used == "laplace"

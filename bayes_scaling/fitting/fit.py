@@ -139,10 +139,10 @@ def separate_modes(posterior: xr.Dataset, var_names: list[str]) -> str:
 
 
 def _init_mass(pm_model: Any) -> str:
-    """The starting inverse mass matrix numpyro used (``model.sampling.init_mass``)."""
+    """The starting inverse mass matrix numpyro used (or fell back to: ``_nuts_kwargs``)."""
     from bayes_scaling.model import sampling  # lazy: PyMC/JAX cost seconds; only sampling pays
 
-    return sampling.init_mass(pm_model)
+    return getattr(pm_model, "bayes_scaling_init_mass_used", None) or sampling.init_mass(pm_model)
 
 
 def fit(

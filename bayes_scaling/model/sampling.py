@@ -163,8 +163,14 @@ def _nuts_kwargs(model: pm.Model) -> dict:
     """numpyro NUTS settings a model asks for: dense or diagonal mass, and its start."""
     dense = bool(getattr(model, "bayes_scaling_dense_mass", False))
     out: dict = {"dense_mass": dense}
-    if init_mass(model) == "laplace" and (inv := laplace_inverse_mass(model, dense)) is not None:
-        out["inverse_mass_matrix"] = inv
+    used = init_mass(model)
+    if used == "laplace":
+        inv = laplace_inverse_mass(model, dense)
+        if inv is None:
+            used = "identity (the Laplace start was not finite)"
+        else:
+            out["inverse_mass_matrix"] = inv
+    model.bayes_scaling_init_mass_used = used  # what the fit's meta records
     return out
 
 
