@@ -244,7 +244,8 @@ GEM_HELD = 0.85
 GEM_CUTS = (0.85, 0.5)
 
 
-def gemstones() -> list[dict]:
+def gemstone_pairs() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Gemstones' constant-rate checkpoints, and base vs half learning rate side by side."""
     raw = pd.read_csv(DATA / "gemstones" / "gemstones_curves.csv")
     raw = raw[raw["schedule"] == "constant"].copy()
     raw["flops"] = 6.0 * raw["n_params"] * raw["n_tokens"]
@@ -253,6 +254,11 @@ def gemstones() -> list[dict]:
     pairs = pd.DataFrame({"n": wide[("n_params", "base")], "d": wide[("n_tokens", "base")],
                           "c": wide[("flops", "base")], "base": wide[("loss", "base")],
                           "half": wide[("loss", "half")]}).reset_index()
+    return raw, pairs
+
+
+def gemstones() -> list[dict]:
+    raw, pairs = gemstone_pairs()
     held_c = np.quantile(raw["flops"], GEM_HELD)
     test = pairs[pairs["c"] > held_c]
     rows = []

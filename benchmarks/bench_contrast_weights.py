@@ -108,14 +108,7 @@ def porian(cache: Path) -> list[dict]:
 
 
 def gemstones(cache: Path) -> list[dict]:
-    raw = pd.read_csv(bc.DATA / "gemstones" / "gemstones_curves.csv")
-    raw = raw[raw["schedule"] == "constant"].copy()
-    raw["flops"] = 6.0 * raw["n_params"] * raw["n_tokens"]
-    wide = raw.pivot_table(index=["model", "steps"], columns="lr_variant",
-                           values=["loss", "flops", "n_params", "n_tokens"]).dropna()
-    pairs = pd.DataFrame({"n": wide[("n_params", "base")], "d": wide[("n_tokens", "base")],
-                          "c": wide[("flops", "base")], "base": wide[("loss", "base")],
-                          "half": wide[("loss", "half")]}).reset_index()
+    raw, pairs = bc.gemstone_pairs()
     test = pairs[pairs["c"] > np.quantile(raw["flops"], bc.GEM_HELD)]
     rows = []
     for q in bc.GEM_CUTS:
