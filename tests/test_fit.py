@@ -180,8 +180,8 @@ def test_a_failed_gate_is_resampled_with_smaller_steps_and_longer_warmup(monkeyp
     calls = []
 
     def fake_sample(model, *, var_names, backend, chains, draws, tune, target_accept,
-                    random_seed, progress, ess_target):
-        calls.append((target_accept, tune))
+                    random_seed, progress, ess_target, capped_warmup=True):
+        calls.append((target_accept, tune, capped_warmup))
         diverging = np.zeros((chains, draws), dtype=bool)
         diverging[0, :3] = len(calls) == 1  # the first attempt diverges, the second does not
         x = np.random.default_rng(len(calls)).standard_normal((chains, draws))
@@ -193,12 +193,13 @@ def test_a_failed_gate_is_resampled_with_smaller_steps_and_longer_warmup(monkeyp
                        target_accept=0.95, random_seed=1, retries=retries,
                        retry_target_accept=0.99, tell=messages.append)
     if retries:
-        assert calls == [(0.95, 300), (0.99, 600)]  # divergences only: the draws stay
+        # divergences only: the draws stay; the retry warms up at NUTS's full tree depth
+        assert calls == [(0.95, 300, True), (0.99, 600, False)]
         assert run.diagnostics.passed and run.attempt == 1
         assert (run.target_accept, run.tune) == (0.99, 600)
         assert "3 divergent transitions" in messages[0]
     else:
-        assert calls == [(0.95, 300)]
+        assert calls == [(0.95, 300, True)]
         assert not run.diagnostics.passed and run.attempt == 0 and messages == []
 
 
@@ -209,7 +210,7 @@ def test_a_retry_after_poor_mixing_also_doubles_the_draws(monkeypatch):
     calls = []
 
     def fake_sample(model, *, var_names, backend, chains, draws, tune, target_accept,
-                    random_seed, progress, ess_target):
+                    random_seed, progress, ess_target, capped_warmup=True):
         calls.append(draws)
         x = np.random.default_rng(len(calls)).standard_normal((chains, draws))
         if len(calls) == 1:
@@ -232,7 +233,7 @@ def test_chains_in_separate_modes_are_not_resampled(monkeypatch):
     calls = []
 
     def fake_sample(model, *, var_names, backend, chains, draws, tune, target_accept,
-                    random_seed, progress, ess_target):
+                    random_seed, progress, ess_target, capped_warmup=True):
         calls.append(draws)
         x = np.random.default_rng(len(calls)).standard_normal((chains, draws))
         x[0] += 3.0  # every attempt: the same two modes

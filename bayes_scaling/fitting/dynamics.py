@@ -296,6 +296,8 @@ def fit_dynamics(
             "target_accept": run.target_accept, "tune": run.tune, "draws": diag.draws,
             "draws_requested": draws,
             "chains": chains, "retried": run.attempt > 0, "seconds": float(seconds),
+            **({"warmup_max_tree_depth": getattr(pm_model, "bayes_scaling_warmup_depth_used",
+                                                 None)} if backend == "numpyro" else {}),
             "centre": curve_centre(curves), "curve_effects": curve_effects,
             "residual": spec.likelihood.residual,
             "curve_offsets": spec.likelihood.curve_offsets,

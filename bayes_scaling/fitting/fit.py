@@ -74,7 +74,9 @@ def sample_gated(pm_model: Any, var_names: list[str], *, backend: str, chains: i
     """Sample with NUTS, run the convergence gate and, on failure, resample.
 
     Up to ``retries`` resamples, with ``target_accept`` raised to ``retry_target_accept``, twice
-    the warm-up and, when r-hat or an ESS failed (not only divergences), twice the draws.
+    the warm-up at NUTS's full tree depth (the first attempt caps the warm-up's trees:
+    :data:`~bayes_scaling.model.sampling.WARMUP_MAX_TREE_DEPTH`) and, when r-hat or an ESS
+    failed (not only divergences), twice the draws.
 
     No retry when the chains sit in separate modes (:func:`separate_modes`): more warm-up and
     smaller steps do not move a chain across to another mode (the broken law on Chinchilla's
@@ -91,7 +93,8 @@ def sample_gated(pm_model: Any, var_names: list[str], *, backend: str, chains: i
         idata, seconds = sampling.sample(pm_model, var_names=var_names, backend=backend,
                                           chains=chains, draws=draws, tune=tune,
                                           target_accept=target_accept, random_seed=random_seed,
-                                          progress=progress, ess_target=ess_target)
+                                          progress=progress, ess_target=ess_target,
+                                          capped_warmup=attempt == 0)
         kept = [v for v in var_names if v in idata.posterior]
         diag = sampling.convergence_diagnostics(idata, kept, backend=backend, seed=random_seed,
                                                 sampling_seconds=seconds)
@@ -238,7 +241,9 @@ def fit(
         "retried": attempt > 0, **({"not_retried": no_retry} if no_retry else {}),
         "ess_target": ess_target,
         "dense_mass": bool(getattr(pm_model, "bayes_scaling_dense_mass", False)),
-        **({"init_mass": _init_mass(pm_model)} if backend == "numpyro" else {}),
+        **({"init_mass": _init_mass(pm_model),
+            "warmup_max_tree_depth": getattr(pm_model, "bayes_scaling_warmup_depth_used", None)}
+           if backend == "numpyro" else {}),
         "centre": input_centre(spec, runs), "centred_offsets": use_centred(spec, runs),
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "versions": versions(),

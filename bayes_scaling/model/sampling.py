@@ -159,10 +159,42 @@ def laplace_inverse_mass(model: pm.Model, dense: bool) -> np.ndarray | None:
     return inverse if dense else np.diag(inverse).copy()
 
 
-def _nuts_kwargs(model: pm.Model) -> dict:
-    """numpyro NUTS settings a model asks for: dense or diagonal mass, and its start."""
+#: Deepest NUTS tree during warm-up: at most ``2**WARMUP_MAX_TREE_DEPTH`` leapfrog steps per
+#: warm-up iteration (numpyro's ``max_tree_depth=(warm-up, sampling)``); sampling keeps NUTS's
+#: usual depth of 10. In the first adaptation windows the step size and mass matrix are still
+#: poor and trajectories run to hundreds of steps (``benchmarks/results/warmup.md``), yet those
+#: draws only feed the adaptation; the cap halves a default fit's wall time with the same ESS
+#: and r-hat (chosen by measurement over several laws and ladders:
+#: ``benchmarks/results/warmup_depth.md``). A retry after a failed gate lifts the cap.
+WARMUP_MAX_TREE_DEPTH = 5
+MAX_TREE_DEPTH = 10
+
+
+def warmup_depth(capped: bool = True) -> int:
+    """The warm-up's maximum tree depth: :data:`WARMUP_MAX_TREE_DEPTH` when ``capped``, else
+    :data:`MAX_TREE_DEPTH`; ``BAYES_SCALING_WARMUP_DEPTH`` (1-10) overrides the default."""
+    if not capped:
+        return MAX_TREE_DEPTH
+    forced = os.environ.get("BAYES_SCALING_WARMUP_DEPTH")
+    if forced is None or forced == "":
+        return WARMUP_MAX_TREE_DEPTH
+    try:
+        depth = int(forced)
+    except ValueError:
+        depth = 0
+    if not 1 <= depth <= MAX_TREE_DEPTH:
+        raise BayesScalingError(f"BAYES_SCALING_WARMUP_DEPTH must be an integer from 1 to "
+                                f"{MAX_TREE_DEPTH}, got {forced!r}")
+    return depth
+
+
+def _nuts_kwargs(model: pm.Model, capped: bool = True) -> dict:
+    """numpyro NUTS settings a model asks for: dense or diagonal mass, its start, and the
+    warm-up's tree depth (:func:`warmup_depth`)."""
     dense = bool(getattr(model, "bayes_scaling_dense_mass", False))
-    out: dict = {"dense_mass": dense}
+    depth = warmup_depth(capped)
+    out: dict = {"dense_mass": dense, "max_tree_depth": (depth, MAX_TREE_DEPTH)}
+    model.bayes_scaling_warmup_depth_used = depth  # what the fit's meta records
     used = init_mass(model)
     if used == "laplace":
         inv = laplace_inverse_mass(model, dense)
@@ -195,14 +227,16 @@ def sample(
     random_seed: int = 0,
     progress: bool = False,
     ess_target: float | None = None,
+    capped_warmup: bool = True,
 ) -> tuple[az.InferenceData, float]:
     """Draw ``chains x draws`` posterior samples after ``tune`` warm-up steps.
 
     With ``ess_target`` (numpyro only) ``draws`` is a cap: draws come in blocks of
     ``ESS_BLOCK`` per chain and sampling stops as soon as every variable in ``var_names`` has
     bulk and tail ESS of at least ``ess_target`` (and r-hat <= 1.01), so no time is spent on
-    draws the answer does not need. Returns the ``InferenceData`` (posterior + sample_stats)
-    and the wall time in seconds, compilation included.
+    draws the answer does not need. ``capped_warmup`` (numpyro) limits the warm-up's trees to
+    :func:`warmup_depth`; False gives it NUTS's full depth. Returns the ``InferenceData``
+    (posterior + sample_stats) and the wall time in seconds, compilation included.
     """
     if backend not in BACKENDS:
         raise BayesScalingError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
@@ -223,16 +257,18 @@ def sample(
             idata = _sample_numpyro_until(
                 model, var_names=list(var_names) if var_names else None, chains=chains,
                 max_draws=draws, tune=tune, target_accept=target_accept, seed=int(random_seed),
-                progress=progress, ess_target=float(ess_target))
+                progress=progress, ess_target=float(ess_target), capped=capped_warmup)
             return idata, time.perf_counter() - start
+        extra = {"capped": capped_warmup} if backend == "numpyro" else {}
         idata = _SAMPLERS[backend](model, var_names=list(var_names) if var_names else None,
                                    chains=chains, draws=draws, tune=tune,
                                    target_accept=target_accept, seed=int(random_seed),
-                                   progress=progress)
+                                   progress=progress, **extra)
     return idata, time.perf_counter() - start
 
 
-def _sample_numpyro(model, *, var_names, chains, draws, tune, target_accept, seed, progress):
+def _sample_numpyro(model, *, var_names, chains, draws, tune, target_accept, seed, progress,
+                    capped=True):
     _jax_setup(chains)
     from pymc.sampling.jax import sample_numpyro_nuts  # lazy: loads JAX (seconds)
 
@@ -243,7 +279,7 @@ def _sample_numpyro(model, *, var_names, chains, draws, tune, target_accept, see
         compute_convergence_checks=False, idata_kwargs={"log_likelihood": False},
         # a model may ask for a dense mass matrix (model.py sets it for strongly correlated
         # posteriors, e.g. the curve law's (S_c, alpha_S) pair)
-        nuts_kwargs=_nuts_kwargs(model),
+        nuts_kwargs=_nuts_kwargs(model, capped),
         # ... and its own start points, one per chain (dynamics.fit_dynamics: near a multi-start
         # point fit, so no chain settles in a far local mode); then PyMC's +-1 jitter is off
         initvals=getattr(model, "bayes_scaling_initvals", None),
@@ -258,7 +294,7 @@ _NUMPYRO_STATS = ("num_steps", "potential_energy", "energy", "adapt_state.step_s
 
 
 def _sample_numpyro_until(model, *, var_names, chains, max_draws, tune, target_accept, seed,
-                          progress, ess_target):
+                          progress, ess_target, capped=True):
     """numpyro NUTS on PyMC's log density, in blocks of draws until the ESS target is met.
 
     The same kernel, start points and sample statistics as ``_sample_numpyro`` (PyMC's
@@ -281,7 +317,8 @@ def _sample_numpyro_until(model, *, var_names, chains, max_draws, tune, target_a
     init = _get_batched_jittered_initial_points(
         model=model, chains=chains, initvals=initvals, random_seed=seed,
         jitter=initvals is None, logp_fn=logp_fn)
-    kernel = NUTS(potential_fn=logp_fn, target_accept_prob=target_accept, **_nuts_kwargs(model))
+    kernel = NUTS(potential_fn=logp_fn, target_accept_prob=target_accept,
+                  **_nuts_kwargs(model, capped))
     block = min(ESS_BLOCK, max_draws)
     method = _chain_method(chains, model)
     mcmc = MCMC(kernel, num_warmup=tune, num_samples=block, num_chains=chains,
