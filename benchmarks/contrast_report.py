@@ -93,6 +93,17 @@ def _real_section(real: pd.DataFrame, title: str, tag: str, figs: dict) -> list[
         lines += [f"Reliability of the predictive P(B better), discrepancy `{mode}`, "
                   "pooled:", "", *_md_table(reliability(real[f"p_pred_{mode}"].to_numpy(),
                                                         y)), ""]
+        sets = list(real["set"].unique())
+        if mode == "anchored" and len(sets) > 1:  # per set next to the pooled one
+            for name in sets:
+                g = real[real["set"] == name]
+                sc = scores(g["p_pred_anchored"].to_numpy(), g["observed_b_better"]
+                            .to_numpy(float))
+                lines += [f"The same, {name} only ({len(g)} decisions; mean confidence "
+                          f"{sc['mean_confidence']:.3f} for accuracy {sc['accuracy']:.1%}):",
+                          "", *_md_table(reliability(g["p_pred_anchored"].to_numpy(),
+                                                     g["observed_b_better"].to_numpy(float))),
+                          ""]
         label = f"real{' ' + tag if tag else ''}, predictive ({mode})"
         figs[label] = (real[f"p_pred_{mode}"].to_numpy(), y)
     por = real[real["set"] == "porian"]

@@ -105,9 +105,13 @@ def converging_z():
 @pytest.mark.slow
 @pytest.mark.parametrize("weighting", [
     pytest.param("zero", marks=pytest.mark.xfail(
-        strict=True, reason="known short (issue 17, session 7): with w = 0 the band's spread "
+        strict=True, reason="known short (issue 17, sessions 7-8): with w = 0 the band's spread "
         "comes from the gap changes over every rolling origin, large low on a ladder whose gap "
-        "converges; near the top it is ~6x too wide (median |z| 0.11)")),
+        "converges; near the top it is ~6x too wide (median |z| 0.11). Session 8: a drift that "
+        "settles as a power of compute (anchor.DRIFT_DECAY) gives 0.093 (six comparisons per "
+        "two-group ladder cannot tell how fast it settles); against held-out observed best-run "
+        "gaps, which the predictive band is for, instead of the noise-free truth, the default "
+        "gives median |z| 0.31 and 90% coverage 0.90")),
     "latest"])
 def test_anchored_p_b_better_is_calibrated_when_the_groups_converge(converging_z, weighting):
     """Recipes whose gap fades faster than group offsets on one law allow: the law's band calls
