@@ -70,6 +70,7 @@ from contrast_sets import (  # noqa: F401
 )
 
 from bayes_scaling.files import atomic_write_text
+from bayes_scaling.query import anchor
 from bayes_scaling.query.summarize import jsonable
 
 
@@ -83,9 +84,14 @@ def main() -> None:
                     f"{','.join(map(str, PORIAN_CUTS))})")
     ap.add_argument("--cache", type=Path, default=None,
                     help="folder of saved fits: reused when present, written when not")
+    ap.add_argument("--drift-decay", action="store_true",
+                    help="the band's drift settling as a power of compute (anchor.DRIFT_DECAY, "
+                    "off by default); the report goes to contrast_decay.md")
     ap.add_argument("--json", type=Path, default=JSON,
                     help=f"the records' file (default {JSON.relative_to(JSON.parents[2])})")
     args = ap.parse_args()
+    if args.drift_decay:
+        anchor.DRIFT_DECAY = True
     if args.cache is not None:
         args.cache.mkdir(parents=True, exist_ok=True)
         CACHE.append(args.cache)
@@ -111,7 +117,11 @@ def main() -> None:
                               save=lambda rows: save("porian", rows)))
         elif part != "report":
             save(part, globals()[part]())
-    report(store)
+    if args.drift_decay:
+        report(store, "contrast_decay", " - drift settling as a power of compute "
+               "(`--drift-decay`, `anchor.DRIFT_DECAY`; not the default)")
+    else:
+        report(store)
 
 
 if __name__ == "__main__":

@@ -222,8 +222,9 @@ def _baseline_curve(name: str, g: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def report(store: dict) -> None:
-    lines = ["## Contrasts between groups (which recipe wins at scale)", "",
+def report(store: dict, name: str = "contrast", title: str = "") -> None:
+    """Write ``RESULTS/<name>.md`` and ``<name>_reliability.png`` from the records ``store``."""
+    lines = [f"## Contrasts between groups (which recipe wins at scale){title}", "",
              "`benchmarks/bench_contrast.py`: compute multiplier of group B over A (`C / C_B`, "
              "the compute with which B matches A's loss at budget C), P(B better) and the "
              "pairwise decision, from one hierarchical fit (`chinchilla` model, 2 chains x "
@@ -301,9 +302,9 @@ def report(store: dict) -> None:
                                "exponents vary by group too", "slopes", figs)
     lines += _beyond_choice(syn, real)
     if figs:
-        _plot(figs)
-        lines += ["Reliability diagram: `benchmarks/results/contrast_reliability.png`.", ""]
-    atomic_write_text(RESULTS / "contrast.md", "\n".join(lines))
+        _plot(figs, RESULTS / f"{name}_reliability.png")
+        lines += [f"Reliability diagram: `benchmarks/results/{name}_reliability.png`.", ""]
+    atomic_write_text(RESULTS / f"{name}.md", "\n".join(lines))
 
 
 def _beyond_choice(syn: pd.DataFrame, real: pd.DataFrame) -> list[str]:
@@ -330,7 +331,7 @@ def _beyond_choice(syn: pd.DataFrame, real: pd.DataFrame) -> list[str]:
             f"`beyond=\"{best}\"` is better on these sets.", ""]
 
 
-def _plot(figs: dict) -> None:
+def _plot(figs: dict, path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -344,5 +345,5 @@ def _plot(figs: dict) -> None:
     ax.set(xlabel="predicted P(B better)", ylabel="observed frequency of B better",
            xlim=(0, 1), ylim=(0, 1), title="Reliability of P(B better)")
     ax.legend(fontsize=7, loc="upper left")
-    atomic_savefig(fig, RESULTS / "contrast_reliability.png")
+    atomic_savefig(fig, path)
     plt.close(fig)
