@@ -8,6 +8,8 @@ scores the anchored P(B better) (:func:`~bayes_scaling.query.anchor.anchored_log
 - ``zero`` (the default, :data:`bayes_scaling.query.anchor.WEIGHTING`): ``w = 0`` (keep the
   observed gap: the single-scale ranking with a band), the band's variance terms fitted to the
   observed changes of gaps with ``w`` held at 0;
+- ``zero_decay``: the same with the drift variance a power of compute, fitted with each
+  rolling origin's place on the ladder (``anchor.DRIFT_DECAY``; session 8, off by default);
 - ``w0``: ``w = 0`` with the pooled regression's variance terms (how the choice of the default
   was first measured, session 6);
 - ``pooled``: one weight over every origin (the regression of ``fit_calibration``);
@@ -52,7 +54,8 @@ from bayes_scaling.query.contrast import path_log_loss
 from bayes_scaling.query.predict import group_theta
 from bayes_scaling.testing import fake_fit, synthetic_runs, to_sampling
 
-ESTIMATORS = ("zero", "w0", "pooled", "eiv", "latest")
+ESTIMATORS = ("zero", "zero_decay", "w0", "pooled", "eiv", "latest")
+LEARNED = ("pooled", "eiv", "latest")
 SEED = 3
 
 
@@ -64,7 +67,11 @@ def calibrations(fit: ScalingFit, cache: Path, key: str) -> dict[str, anchor.Con
     else:
         d = anchor.calibration_data(fit)
         path.write_bytes(pickle.dumps(d))
+    if "origin_x" not in d:  # comparisons cached before session 8: the origins' compute
+        lv = anchor.Levels(fit)
+        d = {**d, "origin_x": lv.x[d["origin"]], "top_x": np.array(float(lv.x[-1]))}
     cals = {e: anchor.calibration_from(d, e) for e in anchor.WEIGHTINGS}
+    cals["zero_decay"] = anchor.calibration_from(d, "zero", decay=True)
     cals["w0"] = replace(cals["pooled"], weight=0.0, weight_sd=0.0)
     return {e: cals[e] for e in ESTIMATORS}
 
@@ -103,8 +110,16 @@ def porian(cache: Path) -> list[dict]:
                                  "anchor_gap": float(best.loc[top, b] - best.loc[top, a]),
                                  "gap": float(best.loc[c, b] - best.loc[c, a]),
                                  **{f"p_{e}": float(p[j]) for e, p in ps.items()},
-                                 **{f"w_{e}": cals[e].weight for e in cals}})
+                                 **_fit_columns(cals)})
     return rows
+
+
+def _fit_columns(cals: dict[str, anchor.ContrastCalibration]) -> dict[str, float]:
+    """Per fit: each learned weight; ``zero_decay``'s drift decay and rate at the top of the
+    ladder next to the default's pooled drift rate."""
+    return {**{f"w_{e}": cals[e].weight for e in LEARNED},
+            "kappa_zero_decay": cals["zero_decay"].drift_decay,
+            "drift_zero_decay": cals["zero_decay"].drift_var, "drift_zero": cals["zero"].drift_var}
 
 
 def gemstones(cache: Path) -> list[dict]:
@@ -129,7 +144,7 @@ def gemstones(cache: Path) -> list[dict]:
                          "anchor_gap": float(top["half"] - top["base"]),
                          "gap": float(r["half"] - r["base"]),
                          **{f"p_{e}": float(p[j]) for e, p in ps.items()},
-                         **{f"w_{e}": cals[e].weight for e in cals}})
+                         **_fit_columns(cals)})
     return rows
 
 
@@ -182,7 +197,7 @@ def synthetic(cache: Path, n_ladders: int, seed: int = 0, point: bool = False) -
                          "gap": float(np.exp(lb) - np.exp(la)),
                          **{f"p_{e}": float(p_better(fit, a, b, cals[e], log_c)[0])
                             for e in cals},
-                         **{f"w_{e}": cals[e].weight for e in cals}})
+                         **_fit_columns(cals)})
     return rows
 
 
@@ -210,14 +225,19 @@ def report(rows: pd.DataFrame) -> list[str]:
     mean = {"data": "mean over sets", "n": int(sets["n"].sum()),
             **{c: float(sets[c].mean()) for c in table.columns if c not in ("data", "n")}}
     table = pd.concat([table, pd.DataFrame([mean])], ignore_index=True)
-    weights = rows.groupby(["set", "fit"], sort=False)[[f"w_{e}" for e in ESTIMATORS[2:]]].first()
+    weights = rows.groupby(["set", "fit"], sort=False)[
+        [*(f"w_{e}" for e in LEARNED), "kappa_zero_decay", "drift_zero_decay",
+         "drift_zero"]].first()
     return ["Accuracy of `P > 0.5` and Brier score per set, and their mean over the three sets "
             "(each weighing the same); `acc_baseline`: the single-scale ranking; `ties`: real "
             f"decisions whose gap at the largest training budget is under "
             f"{bc.TIE_ANCHOR_NATS} nats, and `acc_*_ties` the accuracy with every method "
             "scoring 0.5 on them (`bench_contrast.TIE_ANCHOR_NATS`, a rule stated before it "
             "was first applied):", "",
-            *bc._md_table(table), "", "Weight per fit:", "",
+            *bc._md_table(table), "", "Per fit: the learned weights; for `zero_decay`, the "
+            "fitted drift decay `kappa` (log10 of the drift variance per decade down the ladder) "
+            "and the drift rate at the top of the ladder, next to the default's pooled one "
+            "(`drift_zero`):", "",
             *bc._md_table(weights.reset_index()), ""]
 
 
@@ -234,9 +254,13 @@ def main() -> None:
     rows.to_csv(bc.RESULTS / "contrast_weights.csv", index=False)
     lines = ["## Contrasts: how much of the law's group-specific change to trust", "",
              "`benchmarks/bench_contrast_weights.py`: the anchored P(B better) (`beyond=hold`) "
-             "under five estimators of the weight `w` of the law's group-specific change, from "
+             "under six estimators of the weight `w` of the law's group-specific change, from "
              "the fits `bench_contrast.py --cache` saved: `zero` (the default: keep the "
-             "observed gap, the band's variance fitted with `w` held at 0), `w0` (the same "
+             "observed gap, the band's variance fitted with `w` held at 0), `zero_decay` (the "
+             "same, the drift variance a power of compute fitted with each rolling origin's "
+             "place on the ladder, `anchor.DRIFT_DECAY`; session 8, off by default: it failed "
+             "the converging-ladder part of the criterion stated before it was scored, "
+             "commit bfe2d8e), `w0` (the same "
              "gap with the pooled regression's variance terms, as first measured), "
              "`pooled` (one regression over all rolling origins), `eiv` (the same, corrected "
              "for the attenuation by the refits' own error), `latest` (the latest origin's "
