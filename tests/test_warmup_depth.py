@@ -44,3 +44,21 @@ def test_the_override_and_a_bad_override(monkeypatch):
         monkeypatch.setenv("BAYES_SCALING_WARMUP_DEPTH", bad)
         with pytest.raises(BayesScalingError, match=r"BAYES_SCALING_WARMUP_DEPTH.*1 to 10"):
             sampling.warmup_depth()
+
+
+def test_short_warmups_are_not_capped(monkeypatch):
+    """``sample`` caps only warm-ups of at least ``WARMUP_CAP_MIN_TUNE`` iterations (where the
+    cap was measured); the numpyro sampler receives the decision."""
+    monkeypatch.delenv("BAYES_SCALING_WARMUP_DEPTH", raising=False)
+    seen = []
+
+    def fake(model, *, var_names, chains, draws, tune, target_accept, seed, progress, capped):
+        seen.append((tune, capped))
+        return None
+
+    monkeypatch.setitem(sampling._SAMPLERS, "numpyro", fake)
+    for tune in (sampling.WARMUP_CAP_MIN_TUNE - 1, sampling.WARMUP_CAP_MIN_TUNE):
+        sampling.sample(None, chains=2, draws=10, tune=tune)
+    sampling.sample(None, chains=2, draws=10, tune=2000, capped_warmup=False)
+    assert seen == [(sampling.WARMUP_CAP_MIN_TUNE - 1, False),
+                    (sampling.WARMUP_CAP_MIN_TUNE, True), (2000, False)]
