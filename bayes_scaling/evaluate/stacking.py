@@ -42,7 +42,7 @@ from bayes_scaling.evaluate.heldout import (
     split_by_budget,
 )
 from bayes_scaling.evaluate.parallel import local_pool, run_many, timed
-from bayes_scaling.fitting.families import FamilyFit, family_meta
+from bayes_scaling.fitting.families import FamilyFit, family_meta, quantile_average
 from bayes_scaling.fitting.fit import fit
 from bayes_scaling.fitting.result import ScalingFit
 from bayes_scaling.laws.final_loss import LAWS
@@ -109,6 +109,23 @@ def mixture_samples(heldout: Mapping[str, HeldOut], weights: Mapping[str, float]
     parts = [heldout[m].samples[rng.choice(heldout[m].samples.shape[0], size=c, replace=False)]
              for m, c in zip(names, counts, strict=True) if c > 0]
     return np.concatenate(parts)
+
+
+#: How the average's draws are built from the families': ``"quantile"`` (the product's
+#: :func:`~bayes_scaling.fitting.families.quantile_average`) or ``"pool"`` (the linear pool,
+#: :func:`mixture_samples`; the product's rule before session 8).
+COMBINE_METHODS: tuple[str, ...] = ("quantile", "pool")
+
+
+def combine(heldout: Mapping[str, HeldOut], weights: Mapping[str, float],
+            rng: np.random.Generator, how: str = "quantile") -> np.ndarray:
+    """Draws of the families' weighted average on the held-out runs, built as ``how`` says."""
+    if how not in COMBINE_METHODS:
+        raise BayesScalingError(f"combine: how must be one of {', '.join(COMBINE_METHODS)}, "
+                                f"got {how!r}")
+    if how == "pool":
+        return mixture_samples(heldout, weights, rng)
+    return quantile_average({m: h.samples for m, h in heldout.items()}, weights, rng)
 
 
 def score_samples(samples: np.ndarray, observed: np.ndarray,
