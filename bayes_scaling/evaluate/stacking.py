@@ -10,7 +10,8 @@ eq. 4, with held-out-by-compute predictive densities in place of LOO ones). A la
 weights on its ``n`` held-out runs are shrunk toward the cross-ladder weights learned on every
 public ladder, :math:`w = (n w_\mathrm{own} + k w_\mathrm{cross}) / (n + k)`, with the
 shipped ``k`` chosen leave-one-ladder-out (:func:`shrink_weights`, :func:`shrink_k`).
-:func:`heldout_scores` scores each family and the weighted mixture on the same runs: median
+:func:`heldout_scores` scores each family and their average (:func:`combine`: the product's
+weighted quantile average of their draws) on the same runs: median
 absolute % error of the median, coverage of the 50% / 90% bands, 90% interval score (Gneiting
 & Raftery 2007) and mean log predictive density. :func:`fit_stacked` fits the families and
 makes the refits in one pool of processes.
@@ -144,7 +145,11 @@ def score_samples(samples: np.ndarray, observed: np.ndarray,
 
 def heldout_scores(heldout: Mapping[str, HeldOut], weights: Mapping[str, float], *,
                    random_seed: SeedLike = None) -> pd.DataFrame:
-    """Scores of each family and of the ``weights`` mixture on the held-out runs.
+    r"""Scores of each family and of their ``weights`` average on the held-out runs.
+
+    The average's draws are the product's (:func:`combine`: the quantile average); its
+    ``mean_lpd`` is the linear pool's, :math:`\log \sum_k w_k p_k`, the score the stacking
+    weights maximise (the quantile average has no closed-form density).
 
     Returns
     -------
@@ -163,7 +168,7 @@ def heldout_scores(heldout: Mapping[str, HeldOut], weights: Mapping[str, float],
     with np.errstate(divide="ignore"):
         mix_lpd = special.logsumexp(lpd + np.log(w / w.sum())[None, :], axis=1)
     rows.append({"model": "average", "weight": 1.0,
-                 **score_samples(mixture_samples(heldout, weights, rng), y, mix_lpd)})
+                 **score_samples(combine(heldout, weights, rng), y, mix_lpd)})
     return pd.DataFrame(rows)[list(SCORE_COLUMNS)]
 
 
