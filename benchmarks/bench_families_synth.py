@@ -130,7 +130,8 @@ def report(res: dict[str, Any]) -> list[str]:
     rows, per = [], []
     for label, kk, how in (("product (k shipped, quantile average)", k, "quantile"),
                            ("k shipped, linear pool (before)", k, "pool"),
-                           ("own weights only (k = 0), quantile average", 0.0, "quantile")):
+                           ("own weights only (k = 0), quantile average", 0.0, "quantile"),
+                           ("own weights only (k = 0), linear pool", 0.0, "pool")):
         for fam in FAMILIES:
             rs = [r for r in res.values() if r["family"] == fam]
             if not rs:
