@@ -261,6 +261,25 @@ def test_p_target_is_the_fraction_of_draws_below_the_target(tmp_path_factory):
         assert min(ps) - 5e-4 <= shown <= max(ps) + 5e-4
 
 
+def test_the_averaged_p_target_is_read_from_the_families_average_draws(tmp_path):
+    """Not sum_k w_k P_k (the linear pool's): the fraction of the quantile average's draws."""
+    from types import SimpleNamespace
+
+    from bayes_scaling.evaluate.families import averaged_predict_loss
+    from bayes_scaling.report.common import BAND_PROBS
+    from bayes_scaling.report.sections import verdict
+
+    _, fits = _fake_inputs(tmp_path)
+    w = {"chinchilla": 0.3, "kaplan": 0.7}
+    ctx = SimpleNamespace(fits=fits, n=7e10, d=1.4e12, target=1.95, seed=4, group=EVIL)
+    got = verdict._average(ctx, w)
+    for band in ("predictive", "law"):
+        avg = averaged_predict_loss(fits, w, [ctx.n], [ctx.d], band=band, probs=BAND_PROBS,
+                                    random_seed=ctx.seed, group=EVIL)
+        direct = float(np.mean(np.asarray(avg.draws) <= ctx.target))
+        assert got[band]["p_target"] == pytest.approx(direct, abs=1e-12), band
+
+
 def test_bands_and_tokens_are_ordered(tmp_path_factory):
     from bayes_scaling.query.predict import tokens_needed
 
