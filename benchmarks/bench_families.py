@@ -48,9 +48,11 @@ from bayes_scaling.evaluate.heldout import (
 from bayes_scaling.evaluate.stacking import (  # MIN_OWN_ROWS: a short ladder, fixed a priori
     MIN_OWN_ROWS,
     STACK_MODELS,
+    combine,
     fit_stacked,
     heldout_scores,
-    mixture_samples,
+    shrink_k,
+    shrink_weights,
     stack_weights,
     stacking_weights,
 )
@@ -162,7 +164,8 @@ def _heldout_from(r: dict[str, Any]) -> dict[str, HeldOut]:
 
 
 def weights_for(name: str, results: dict[str, Any]) -> dict[str, Any]:
-    """Own, cross-ladder (leave-one-ladder-out) and chosen weights of one ladder."""
+    """Own, cross-ladder (leave-one-ladder-out) and chosen weights of one ladder: chosen =
+    the product's rule (own shrunk toward cross by the shipped ``k``; cross when short)."""
     def stack(rows: list[np.ndarray]) -> dict[str, float]:
         lpd = np.concatenate(rows)
         return dict(zip(FAMILIES, map(float, stacking_weights(lpd)), strict=True))
@@ -177,7 +180,8 @@ def weights_for(name: str, results: dict[str, Any]) -> dict[str, Any]:
     cross = stack(others) if others else None
     short = own is None or n_own < MIN_OWN_ROWS
     return {"own": own, "cross": cross, "n_own_rows": n_own, "short": short,
-            "chosen": (cross if short else own) or own or dict.fromkeys(FAMILIES, 1.0)}
+            "chosen": (cross if short else shrink_weights(own, cross, n_own, shrink_k()))
+            or own or dict.fromkeys(FAMILIES, 1.0)}
 
 
 def ladder_scores(name: str, results: dict[str, Any], seed: int) -> dict[str, Any]:
@@ -197,29 +201,6 @@ def synthetic_ladder(family: str, seed: int) -> RunTable:
     """40 runs drawn from ``family``: 8 sizes 1e7-3e9 x 5 tokens-per-parameter, 1% noise."""
     return synthetic_runs(LAW_OF[family], TRUTH[family], n_sizes=tuple(np.geomspace(1e7, 3e9, 8)),
                           tokens_per_param=(5, 10, 20, 40, 80), noise=0.01, seed=seed)
-
-
-def synthetic_markdown(synth: dict[str, Any], seed: int) -> list[str]:
-    """The synthetic part: the average's held-out error vs the true family's own."""
-    rows = []
-    for fam, r in synth.items():
-        w = (dict(zip(FAMILIES, map(float, stacking_weights(np.column_stack(
-            [r["inner_lpd"][m] for m in FAMILIES]))), strict=True))
-            if r["inner_lpd"] else dict.fromkeys(FAMILIES, 1.0))
-        s = heldout_scores(_heldout_from(r), w, random_seed=seed).set_index("model")
-        own, av = s.loc[fam, "median_abs_pct_error"], s.loc["average", "median_abs_pct_error"]
-        rows.append({"true family": fam, "n_test": r["n_test"], "own error %": own,
-                     "average error %": av, "ratio": av / own, "within 10%": av <= 1.1 * own,
-                     "weight on truth": w[fam],
-                     "own is90": s.loc[fam, "interval_score_90"],
-                     "average is90": s.loc["average", "interval_score_90"]})
-    if not rows:
-        return []
-    return ["## Synthetic ladders drawn from each family", "",
-            "40 runs each (8 sizes 1e7-3e9 x 5 tokens-per-parameter ratios, 1% noise on log "
-            "loss), same protocol as above (the ladder's own weights); `ratio` = the average's "
-            "median abs error over the true family's own (target <= 1.1).", "",
-            md(pd.DataFrame(rows)), ""]
 
 
 def _pooled_row(label: str, per: list[dict[str, Any]], key: str) -> dict[str, Any]:
@@ -245,12 +226,19 @@ def write(results: dict[str, Any], args: argparse.Namespace,
              f"from refits of the ladder's training part without its own top {list(args.inner)} "
              f"budget(s) (Huber, {INNER_FIT['n_boot']} bootstrap refits); **cross** = the same "
              "rows of every *other* ladder stacked together (leave-one-ladder-out); **chosen** "
-             f"= own, or cross where the ladder is short (no inner origin or < {MIN_OWN_ROWS} "
-             "inner held-out runs). Nothing is tuned per ladder.", "",
+             "= the product's rule (`stacking.shrink_weights`): own shrunk toward cross by the "
+             f"n inner held-out runs, (n own + k cross)/(n + k), with the shipped k = "
+             f"{shrink_k():g} (chosen on these same 14 ladders: in-sample here; the "
+             "out-of-sample figures of choosing k are in `families_shrink.md`), or cross where "
+             f"the ladder is short (no inner origin or < {MIN_OWN_ROWS} inner held-out runs). "
+             "The **average** is the product's: the weighted quantile average of the families' "
+             "draws (`stacking.combine`; the linear pool before session 8, see "
+             "`families_combine.md`). Nothing is tuned per ladder.", "",
              f"Machine: 2 cores shared with 5 other jobs; load {os.getloadavg()[0]:.1f} when "
              "written; `nice -n 15`. Regenerate: `BAYES_SCALING_DATA=../shared/data nice -n 15 "
              ".venv/bin/python benchmarks/bench_families.py --part real "
-             "--workers 6` (about 60 min at load 17-41; the measured run).", ""]
+             "--workers 6` (about 60 min at load 17-41; the measured run); from the saved "
+             "`families.json` without fitting: `... bench_families.py --part write`.", ""]
     per, table = [], []
     for name in results:
         sc = ladder_scores(name, results, args.seed)
@@ -258,21 +246,22 @@ def write(results: dict[str, Any], args: argparse.Namespace,
         held = _heldout_from(results[name])
         y = np.asarray(results[name]["observed"])
         err = {m: 100 * np.abs(np.median(h.samples, axis=0) - y) / y for m, h in held.items()}
-        mix = mixture_samples(held, sc["weights"]["chosen"], np.random.default_rng(args.seed))
+        mix = combine(held, sc["weights"]["chosen"], np.random.default_rng(args.seed))
         per.append({"chinchilla_err": err["chinchilla"],
                     "avg_err": 100 * np.abs(np.median(mix, axis=0) - y) / y})
         ch, av = s.loc["chinchilla"], s.loc["average"]
         v = sc["variants"]
         table.append({
             "ladder": name, "n_test": results[name]["n_test"],
-            "weights": "own" if not sc["weights"]["short"] else "cross",
+            "weights": "shrunk" if not sc["weights"]["short"] else "cross",
             "chinchilla_err": ch["median_abs_pct_error"], "avg_err": av["median_abs_pct_error"],
             "reduction_%": 100 * (1 - av["median_abs_pct_error"] / ch["median_abs_pct_error"]),
             "own_err": v.get("own", {}).get("median_abs_pct_error", float("nan")),
             "cross_err": v.get("cross", {}).get("median_abs_pct_error", float("nan")),
             "equal_err": v["equal"]["median_abs_pct_error"],
             "chinchilla_is90": ch["interval_score_90"], "avg_is90": av["interval_score_90"],
-            "chinchilla_cov90": ch["coverage_90"], "avg_cov90": av["coverage_90"]})
+            "chinchilla_cov90": ch["coverage_90"], "avg_cov90": av["coverage_90"],
+            "chinchilla_cov50": ch["coverage_50"], "avg_cov50": av["coverage_50"]})
         wtxt = ", ".join(f"{k} {x:.2f}" for k, x in sc["weights"]["chosen"].items())
         lines += [f"## {name}", "",
                   f"{results[name]['n_runs']} runs; fitted on {results[name]['n_train']} "
@@ -289,7 +278,8 @@ def write(results: dict[str, Any], args: argparse.Namespace,
                  *lines[head:]]
         ship_weights(results)
     lines += extra_lines()
-    lines += synthetic_markdown(synth or {}, args.seed)
+    lines += ["## Synthetic ladders", "", "See `families_synth.md` (`bench_families_synth.py`:"
+              " seeded isoFLOP ladders per family, weighted by the product's rule).", ""]
     (RESULTS / "families.md").write_text("\n".join(lines))
 
 
@@ -305,7 +295,11 @@ def summary_lines(t: pd.DataFrame, per: list[dict[str, Any]]) -> list[str]:
             f"{np.average(t['avg_is90'], weights=n):.4g} (average) vs "
             f"{np.average(t['chinchilla_is90'], weights=n):.4g} (Chinchilla). Runs-weighted 90% "
             f"coverage: average {np.average(t['avg_cov90'], weights=n):.3f}, Chinchilla "
-            f"{np.average(t['chinchilla_cov90'], weights=n):.3f} (target 0.85-0.95). "
+            f"{np.average(t['chinchilla_cov90'], weights=n):.3f} (target 0.85-0.95; lowest "
+            f"ladder: average {t['avg_cov90'].min():.3f}, Chinchilla "
+            f"{t['chinchilla_cov90'].min():.3f}; target >= 0.70); 50%: average "
+            f"{np.average(t['avg_cov50'], weights=n):.3f}, Chinchilla "
+            f"{np.average(t['chinchilla_cov50'], weights=n):.3f} (target 0.40-0.60). "
             f"{int(n.sum())} held-out runs in all.", ""]
 
 
@@ -337,7 +331,7 @@ def variant_lines(results: dict[str, Any], seed: int) -> list[str]:
             ww = {"equal": dict.fromkeys(FAMILIES, 1.0), "chinchilla alone": chin}.get(
                 variant) or w[variant] or w["chosen"]
             held, y = _heldout_from(r), np.asarray(r["observed"])
-            mix = mixture_samples(held, ww, np.random.default_rng(seed))
+            mix = combine(held, ww, np.random.default_rng(seed))
             e = 100 * np.abs(np.median(mix, axis=0) - y) / y
             ch = 100 * np.abs(np.median(held["chinchilla"].samples, axis=0) - y) / y
             lo, hi = np.quantile(mix, [0.05, 0.95], axis=0)
@@ -355,7 +349,8 @@ def variant_lines(results: dict[str, Any], seed: int) -> list[str]:
                      "ladders improved": int(np.sum(np.asarray(reds) > 0)),
                      "interval score 90": isc / n, "coverage 90": cov / n})
     return ["## Pooled over every ladder, by weighting", "",
-            "chosen = own weights (cross where short; the rule fixed before the run); cross = "
+            "chosen = the product's rule (own shrunk toward cross by the shipped k; cross where "
+            "short); cross = "
             "every ladder on the weights learned on the *other* ladders only (leave-one-ladder-"
             "out); equal = 1/4 each. Reductions are of the median abs % error against "
             "Chinchilla's law alone, on the same held-out runs.", "",
@@ -411,7 +406,8 @@ def extra_lines() -> list[str]:
 
 
 def _why(r: dict[str, Any], short: bool) -> str:
-    return "cross-ladder: " + (r["why_short"] or "few inner held-out runs") if short else "own"
+    return ("cross-ladder: " + (r["why_short"] or "few inner held-out runs") if short else
+            f"own shrunk toward cross, k = {shrink_k():g}")
 
 
 def _ladder_task(name: str, outer: int, inner: tuple[int, ...], seed: int) -> dict[str, Any]:

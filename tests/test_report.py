@@ -234,7 +234,9 @@ def test_a_flop_budget_alone_is_split_compute_optimally(tmp_path):
 
 # ------------------------------------------------------------------------------ numbers
 def test_p_target_is_the_fraction_of_draws_below_the_target(tmp_path_factory):
+    from bayes_scaling.evaluate.families import averaged_predict_loss
     from bayes_scaling.query.predict import predict_loss
+    from bayes_scaling.report.common import BAND_PROBS
 
     risk = _risk(fake_report(tmp_path_factory))
     _, fits = _fake_inputs(tmp_path_factory.mktemp("again"))
@@ -249,8 +251,33 @@ def test_p_target_is_the_fraction_of_draws_below_the_target(tmp_path_factory):
     w = risk["weights"]
     assert sum(w.values()) == pytest.approx(1.0)
     for band in ("predictive", "law"):
-        mix = sum(w[f] * risk["verdict"]["families"][f][band]["p_target"] for f in w)
-        assert risk["verdict"]["average"][band]["p_target"] == pytest.approx(mix, abs=1e-12)
+        avg = averaged_predict_loss(fits, w, [plan["n_params"]], [plan["n_tokens"]], band=band,
+                                    probs=BAND_PROBS, random_seed=seed, group=EVIL)
+        direct = float(np.mean(np.asarray(avg.draws) <= plan["target_loss"]))
+        shown = risk["verdict"]["average"][band]["p_target"]
+        assert abs(shown - direct) < 5e-4, band
+        # the quantile average's P lies between the families'
+        ps = [risk["verdict"]["families"][f][band]["p_target"] for f in w if w[f] > 0]
+        assert min(ps) - 5e-4 <= shown <= max(ps) + 5e-4
+
+
+def test_the_averaged_p_target_is_read_from_the_families_average_draws(tmp_path):
+    """Not sum_k w_k P_k (the linear pool's): the fraction of the quantile average's draws."""
+    from types import SimpleNamespace
+
+    from bayes_scaling.evaluate.families import averaged_predict_loss
+    from bayes_scaling.report.common import BAND_PROBS
+    from bayes_scaling.report.sections import verdict
+
+    _, fits = _fake_inputs(tmp_path)
+    w = {"chinchilla": 0.3, "kaplan": 0.7}
+    ctx = SimpleNamespace(fits=fits, n=7e10, d=1.4e12, target=1.95, seed=4, group=EVIL)
+    got = verdict._average(ctx, w)
+    for band in ("predictive", "law"):
+        avg = averaged_predict_loss(fits, w, [ctx.n], [ctx.d], band=band, probs=BAND_PROBS,
+                                    random_seed=ctx.seed, group=EVIL)
+        direct = float(np.mean(np.asarray(avg.draws) <= ctx.target))
+        assert got[band]["p_target"] == pytest.approx(direct, abs=1e-12), band
 
 
 def test_bands_and_tokens_are_ordered(tmp_path_factory):

@@ -1,8 +1,8 @@
 """Where law families part, and their weighted average.
 
 :func:`where_they_part` finds the compute at which two families' 90% bands stop overlapping along
-the compute-optimal frontier; :func:`averaged_predict_loss` mixes the families' predictive draws
-by stacking weights (stratified, so each family contributes its share exactly).
+the compute-optimal frontier; :func:`averaged_predict_loss` averages the families' predictive draws
+by stacking weights (their weighted quantile average, as the queries on a ``FamilyFit``).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import xarray as xr
 
 from bayes_scaling.constants import CHAIN, DEFAULT_INTERVAL, DEFAULT_PROBS, DRAW, POINT
 from bayes_scaling.errors import QueryError
+from bayes_scaling.fitting.families import quantile_average
 from bayes_scaling.fitting.result import ScalingFit
 from bayes_scaling.query.allocate import optimal_split
 from bayes_scaling.query.predict import group_theta, predict_loss, resolve_group
@@ -135,24 +136,14 @@ def where_they_part(fits: Mapping[str, ScalingFit], *, reference: str | None = N
 
 
 # ------------------------------------------------------------------------------ averaging
-def _stratified_counts(weights: np.ndarray, total: int) -> np.ndarray:
-    """Largest-remainder split of ``total`` draws in proportion to ``weights``."""
-    raw = weights * total
-    counts = np.floor(raw).astype(int)
-    short = total - counts.sum()
-    counts[np.argsort(-(raw - counts))[:short]] += 1
-    return counts
-
-
 def averaged_predict_loss(fits: Mapping[str, ScalingFit], weights: Mapping[str, float],
                           n_params: Any, n_tokens: Any, *, band: str = "predictive",
                           probs: Sequence[float] = DEFAULT_PROBS,
                           interval: float = DEFAULT_INTERVAL, random_seed: SeedLike = None,
                           group: str | None = None) -> QueryResult:
-    """Loss at ``(N, D)`` from the mixture of families with ``weights`` (e.g. LOO stacking).
-
-    Each family contributes a share of the draws equal to its weight (stratified, without
-    replacement while a family has enough draws); the result has one chain. Weights are
+    """Loss at ``(N, D)`` from the families' average with ``weights`` (e.g. stacking): their
+    weighted quantile average (:func:`~bayes_scaling.fitting.families.quantile_average`, as the
+    queries on a ``FamilyFit``); the result has one chain. Weights are
     normalised; families with zero weight are skipped. The summary has the columns of
     :func:`~bayes_scaling.query.predict.predict_loss` plus ``models`` (``name:weight, ...``).
     """
@@ -165,19 +156,16 @@ def averaged_predict_loss(fits: Mapping[str, ScalingFit], weights: Mapping[str, 
         raise QueryError(f"weights must be non-negative with a positive sum, got {dict(weights)}")
     w = w / w.sum()
     rng = np.random.default_rng(random_seed)
-    parts, msgs, summaries = [], [], []
-    sizes = [f.posterior.sizes[CHAIN] * f.posterior.sizes[DRAW] for f in fits.values()]
-    counts = _stratified_counts(w, max(sizes))
-    for f, k, size in zip(fits.values(), counts, sizes, strict=True):
-        if k == 0:
+    parts, msgs, summaries = {}, [], []
+    for (k, f), wk in zip(fits.items(), w, strict=True):
+        if wk <= 0:
             continue
         res = predict_loss(f, n_params, n_tokens, group=group, band=band, probs=probs,
                            interval=interval, random_seed=rng)
-        draws = np.asarray(res.draws).reshape(size, -1)
-        parts.append(draws[rng.choice(size, size=k, replace=k > size)])
+        parts[k] = np.asarray(res.draws).reshape(-1, res.summary.shape[0])
         msgs += [m for m in res.warnings if m not in msgs]
         summaries.append(res.summary)
-    mix = np.concatenate(parts)[rng.permutation(int(counts.sum()))]
+    mix = quantile_average(parts, dict(zip(fits, w, strict=True)), rng)
     head = summaries[0][["n_params", "n_tokens", "flops", "group", "band"]]
     label = ", ".join(f"{k}:{v:.3f}" for k, v in zip(fits, w, strict=True) if v > 0)
     summary = pd.concat([head.reset_index(drop=True),

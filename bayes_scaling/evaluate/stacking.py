@@ -10,7 +10,8 @@ eq. 4, with held-out-by-compute predictive densities in place of LOO ones). A la
 weights on its ``n`` held-out runs are shrunk toward the cross-ladder weights learned on every
 public ladder, :math:`w = (n w_\mathrm{own} + k w_\mathrm{cross}) / (n + k)`, with the
 shipped ``k`` chosen leave-one-ladder-out (:func:`shrink_weights`, :func:`shrink_k`).
-:func:`heldout_scores` scores each family and the weighted mixture on the same runs: median
+:func:`heldout_scores` scores each family and their average (:func:`combine`: the product's
+weighted quantile average of their draws) on the same runs: median
 absolute % error of the median, coverage of the 50% / 90% bands, 90% interval score (Gneiting
 & Raftery 2007) and mean log predictive density. :func:`fit_stacked` fits the families and
 makes the refits in one pool of processes.
@@ -42,7 +43,7 @@ from bayes_scaling.evaluate.heldout import (
     split_by_budget,
 )
 from bayes_scaling.evaluate.parallel import local_pool, run_many, timed
-from bayes_scaling.fitting.families import FamilyFit, family_meta
+from bayes_scaling.fitting.families import FamilyFit, family_meta, quantile_average
 from bayes_scaling.fitting.fit import fit
 from bayes_scaling.fitting.result import ScalingFit
 from bayes_scaling.laws.final_loss import LAWS
@@ -111,6 +112,23 @@ def mixture_samples(heldout: Mapping[str, HeldOut], weights: Mapping[str, float]
     return np.concatenate(parts)
 
 
+#: How the average's draws are built from the families': ``"quantile"`` (the product's
+#: :func:`~bayes_scaling.fitting.families.quantile_average`) or ``"pool"`` (the linear pool,
+#: :func:`mixture_samples`; the product's rule before session 8).
+COMBINE_METHODS: tuple[str, ...] = ("quantile", "pool")
+
+
+def combine(heldout: Mapping[str, HeldOut], weights: Mapping[str, float],
+            rng: np.random.Generator, how: str = "quantile") -> np.ndarray:
+    """Draws of the families' weighted average on the held-out runs, built as ``how`` says."""
+    if how not in COMBINE_METHODS:
+        raise BayesScalingError(f"combine: how must be one of {', '.join(COMBINE_METHODS)}, "
+                                f"got {how!r}")
+    if how == "pool":
+        return mixture_samples(heldout, weights, rng)
+    return quantile_average({m: h.samples for m, h in heldout.items()}, weights, rng)
+
+
 def score_samples(samples: np.ndarray, observed: np.ndarray,
                   lpd: np.ndarray) -> dict[str, float]:
     """Median abs % error, 50/90% coverage, 90% interval score and mean lpd of predictions."""
@@ -127,7 +145,11 @@ def score_samples(samples: np.ndarray, observed: np.ndarray,
 
 def heldout_scores(heldout: Mapping[str, HeldOut], weights: Mapping[str, float], *,
                    random_seed: SeedLike = None) -> pd.DataFrame:
-    """Scores of each family and of the ``weights`` mixture on the held-out runs.
+    r"""Scores of each family and of their ``weights`` average on the held-out runs.
+
+    The average's draws are the product's (:func:`combine`: the quantile average); its
+    ``mean_lpd`` is the linear pool's, :math:`\log \sum_k w_k p_k`, the score the stacking
+    weights maximise (the quantile average has no closed-form density).
 
     Returns
     -------
@@ -146,7 +168,7 @@ def heldout_scores(heldout: Mapping[str, HeldOut], weights: Mapping[str, float],
     with np.errstate(divide="ignore"):
         mix_lpd = special.logsumexp(lpd + np.log(w / w.sum())[None, :], axis=1)
     rows.append({"model": "average", "weight": 1.0,
-                 **score_samples(mixture_samples(heldout, weights, rng), y, mix_lpd)})
+                 **score_samples(combine(heldout, weights, rng), y, mix_lpd)})
     return pd.DataFrame(rows)[list(SCORE_COLUMNS)]
 
 

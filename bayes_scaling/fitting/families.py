@@ -4,7 +4,10 @@
 :func:`bayes_scaling.evaluate.stacking.fit_stacked`) fits each family to the same runs and
 weighs them by how they extrapolate (held-out-by-compute stacking). The queries
 (``predict_loss``, ``tokens_needed``, ``compute_optimal``) given a :class:`FamilyFit` answer
-from the **weighted mixture** of the families' draws; :meth:`FamilyFit.family` gives one
+from the families' **weighted quantile average** (:func:`quantile_average`: at each point the
+weighted mean of their quantiles on the log scale; not the linear pool of their draws, whose
+band widens by their disagreement on top of each family's own band, measured too wide in
+``benchmarks/results/families_combine.md``); :meth:`FamilyFit.family` gives one
 family's own fit (its band stays available). Every family keeps its own convergence gate:
 :attr:`FamilyFit.warning_banner` names each family that failed it, and every query shows it.
 
@@ -149,23 +152,6 @@ class FamilyFit:
                          f"chains x {d.draws} draws, {gate}")
         return "\n".join(lines)
 
-    # ------------------------------------------------------------------ mixing draws
-    def mixture_rows(self, sizes: Mapping[str, int],
-                     rng: np.random.Generator) -> dict[str, np.ndarray]:
-        """Rows each family contributes to a mixture of ``max(sizes)`` draws.
-
-        Largest-remainder shares of the weights (stratified: each family contributes its
-        weight's share exactly), drawn without replacement while a family has enough draws.
-        """
-        total = max(int(v) for v in sizes.values())
-        names = [k for k in self.fits if self.weights[k] > 0]
-        w = np.array([self.weights[k] for k in names])
-        raw = w / w.sum() * total
-        counts = np.floor(raw).astype(int)
-        counts[np.argsort(-(raw - counts))[:total - counts.sum()]] += 1
-        return {k: rng.choice(sizes[k], size=c, replace=c > sizes[k])
-                for k, c in zip(names, counts, strict=True) if c > 0}
-
     # ------------------------------------------------------------------ saving and loading
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write every family, the weights and their provenance to one file, atomically."""
@@ -255,21 +241,75 @@ def family_meta(**extra: Any) -> dict[str, Any]:
             "versions": versions()}
 
 
-def mix(fit: FamilyFit, parts: Mapping[str, Any], rng: np.random.Generator) -> Any:
-    """The weighted mixture of per-family draws (arrays ``(S_k, ...)``, or dicts of them).
+def quantile_average(parts: Mapping[str, Any], weights: Mapping[str, float],
+                     rng: np.random.Generator) -> Any:
+    r"""The weighted **quantile average** of per-family draws (arrays ``(S_k, ...)``, or dicts).
 
-    Dicts are mixed with the same rows for every key, so quantities of one draw stay paired
-    (e.g. ``N_opt`` and the loss there). The mixed draws are shuffled.
+    At each point (element after the draw axis) the average's quantile function is the
+    weighted mean of the families' quantile functions on the log scale,
+    :math:`\log Q(p) = \sum_k w_k \log Q_k(p)` (Vincentization; on the natural scale when a
+    value is not positive). Unlike the linear pool, whose band widens by the families'
+    disagreement on top of each family's own band, its band is as wide as the families'
+    weighted mean band: the linear pool of calibrated forecasts is overdispersed (Gneiting &
+    Ranjan 2013, Electron. J. Statist. 7:1747, doi:10.1214/13-EJS823), while the quantile
+    average is sharper (Lichtendahl, Grushka-Cockayne & Winkler 2013, Manage. Sci. 59:1594,
+    doi:10.1287/mnsc.1120.1667) and, the interval score being convex in the quantiles, the
+    interval score of its log at every point is at most the weighted mean of the families'.
+
+    ``max(S_k)`` draws at levels ``(i + 1/2) / S``, each family's order statistic there; rows
+    are shuffled (the same order at every point: draws stay rank-coupled across points). Dicts
+    are ranked by their first quantity at each point, the others following their draw
+    (``N_opt``, ``D_opt = C / 6 N_opt`` and their ratio stay consistent on the log scale).
+    Infinite values (an unreachable target) are an atom pooled linearly: the average is
+    infinite with probability :math:`\sum_k w_k u_k` (``u_k``: family k's infinite share), and
+    its finite part is the quantile average of the families' finite parts, weighted by
+    :math:`w_k (1 - u_k)`.
     """
-    sizes = {k: len(next(iter(v.values())) if isinstance(v, Mapping) else v)
-             for k, v in parts.items()}
-    rows = fit.mixture_rows(sizes, rng)
-    order = rng.permutation(sum(r.size for r in rows.values()))
-    first = next(iter(parts.values()))
-    if isinstance(first, Mapping):
-        return {q: np.concatenate([np.asarray(parts[k][q])[r] for k, r in rows.items()])[order]
-                for q in first}
-    return np.concatenate([np.asarray(parts[k])[r] for k, r in rows.items()])[order]
+    names = [k for k in parts if float(weights.get(k, 0.0)) > 0]
+    if not names:
+        raise BayesScalingError("no family has a positive weight")
+    w = np.array([float(weights[k]) for k in names])
+    w = w / w.sum()
+    keyed = isinstance(parts[names[0]], Mapping)
+    keys = list(parts[names[0]]) if keyed else [None]
+
+    def get(k: str, q: Any) -> np.ndarray:
+        return np.asarray(parts[k][q] if keyed else parts[k], dtype=float)
+
+    lead = {k: get(k, keys[0]) for k in names}
+    arrays = {q: [np.broadcast_to(get(k, q), lead[k].shape) for k in names] for q in keys}
+    log = {q: all(bool(np.all((a > 0) | np.isnan(a))) for a in arrays[q]) for q in keys}
+    total = max(a.shape[0] for a in lead.values())
+    levels = ((np.arange(total) + 0.5) / total).reshape((-1,) + (1,) * (lead[names[0]].ndim - 1))
+    fin = [np.sum(np.isfinite(lead[k]), axis=0, keepdims=True) for k in names]
+    inf_share = [1.0 - f / lead[k].shape[0] for f, k in zip(fin, names, strict=True)]
+    p_inf = sum(wk * u for wk, u in zip(w, inf_share, strict=True))
+    v = [wk * (1.0 - u) for wk, u in zip(w, inf_share, strict=True)]
+    v_sum = sum(v)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cond = levels / (1.0 - p_inf)
+    finite = cond < 1.0
+    acc: dict[Any, Any] = dict.fromkeys(keys, 0.0)
+    for i, k in enumerate(names):
+        order = np.argsort(lead[k], axis=0, kind="stable")  # finite first, then inf
+        idx = np.clip(np.floor(np.where(finite, cond, 0.0) * fin[i]).astype(int), 0,
+                      np.maximum(fin[i] - 1, 0))
+        share = np.where(v_sum > 0, v[i] / np.where(v_sum > 0, v_sum, 1.0), 0.0)
+        for q in keys:
+            a = np.take_along_axis(np.take_along_axis(arrays[q][i], order, axis=0), idx, axis=0)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                term = np.where(share > 0, share * (np.log(a) if log[q] else a), 0.0)
+            acc[q] = acc[q] + term
+    perm = rng.permutation(total)
+    out = {q: np.where(finite, np.exp(acc[q]) if log[q] else acc[q], np.inf)[perm]
+           for q in keys}
+    return out if keyed else out[None]
+
+
+def mix(fit: FamilyFit, parts: Mapping[str, Any], rng: np.random.Generator) -> Any:
+    """The families' weighted average of per-family draws (arrays ``(S_k, ...)``, or dicts of
+    them): their quantile average by ``fit.weights`` (:func:`quantile_average`)."""
+    return quantile_average(parts, fit.weights, rng)
 
 
 def draw_shape(fit: ScalingFit | FamilyFit, n_draws: int) -> tuple[int, int]:

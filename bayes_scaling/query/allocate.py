@@ -101,7 +101,8 @@ def compute_optimal(
     Parameters
     ----------
     fit : ScalingFit or FamilyFit
-        A fit of an L(N, D) law, or several families (their weighted mixture, one chain).
+        A fit of an L(N, D) law, or several families (their weighted quantile average, one
+        chain).
     flops : float or array_like
         Training budgets in FLOPs (``C = 6 N D``).
     group : str, optional

@@ -279,7 +279,8 @@ def predict_loss(
     fit : ScalingFit or FamilyFit
         A fit of an L(N, D) law (:func:`bayes_scaling.fit` or ``ScalingFit.load``), or several
         law families (:func:`bayes_scaling.load_fit`): then the draws are their weighted
-        mixture (one chain) and the summary names the weights (``models``).
+        quantile average (one chain; ``fitting.families.quantile_average``) and the summary
+        names the weights (``models``).
     n_params, n_tokens : float or array_like
         Model sizes (parameters) and training tokens; broadcast against each other.
     group : str, optional
@@ -351,7 +352,7 @@ def tokens_needed(
     ----------
     fit : ScalingFit or FamilyFit
         A fit of an L(N, D) law with a token axis, or several families (their weighted
-        mixture).
+        quantile average).
     n_params : float or array_like
         Model sizes (parameters).
     target_loss : float

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from bayes_scaling.fitting.families import quantile_average
 from bayes_scaling.fitting.result import ScalingFit
 from bayes_scaling.query.predict import tokens_needed
 from bayes_scaling.report.blocks import Block, Num, h2, interval_parts, para, table
@@ -29,12 +30,9 @@ def _tokens(fit_: ScalingFit, n: float, target: float, group: str, seed: int,
 
 def _mixture(samples: Mapping[str, np.ndarray], weights: Mapping[str, float],
              seed: int) -> np.ndarray:
-    """Draws from the weighted mixture: each family contributes ``round(w_k * S)`` draws."""
-    rng = np.random.default_rng([seed, 17])
-    size = min(s.size for s in samples.values())
-    parts = [rng.choice(s, size=round(weights[k] * size), replace=False)
-             for k, s in samples.items() if round(weights[k] * size) > 0]
-    return np.concatenate(parts)
+    """The families' average draws: their weighted quantile average (as the queries'), with
+    an unreachable target (infinite draws) pooled linearly."""
+    return quantile_average(samples, weights, np.random.default_rng([seed, 17]))
 
 
 def _quantiles(x: np.ndarray) -> dict[str, float]:

@@ -2,8 +2,9 @@ r"""The verdict and the predicted loss of the planned run.
 
 :math:`P(L \le L^*)` is the fraction of posterior *predictive* draws of the planned run's loss
 at or below the target (where one real run would land), and the same fraction of *law* draws
-(the law's mean only), per family and model-averaged with the stacking weights:
-:math:`P_{avg} = \sum_k w_k P_k`, bands from the mixture.
+(the law's mean only), per family and model-averaged with the stacking weights: the same
+fraction of the families' average draws (their weighted quantile average,
+:func:`~bayes_scaling.evaluate.families.averaged_predict_loss`), bands from them too.
 """
 
 from __future__ import annotations
@@ -45,17 +46,16 @@ def _p_target(fit_: ScalingFit, n: float, d: float, target: float, group: str,
     return out
 
 
-def _average(ctx: Context, verdict: Mapping[str, Any],
-             weights: Mapping[str, float] | None) -> dict[str, Any] | None:
-    """Model-averaged P(target) (``sum_k w_k P_k``) and bands from the mixture."""
+def _average(ctx: Context, weights: Mapping[str, float] | None) -> dict[str, Any] | None:
+    """Model-averaged P(target) and bands, from the families' average draws."""
     if not weights or len(ctx.fits) < 2:
         return None
     out: dict[str, Any] = {"weights": dict(weights)}
     for kind in ("predictive", "law"):
-        p = sum(weights[k] * verdict[k][kind]["p_target"] for k in weights)
         res = quiet(averaged_predict_loss, ctx.fits, weights, [ctx.n], [ctx.d],
                     band=kind, probs=BAND_PROBS, random_seed=ctx.seed, group=ctx.group)
-        out[kind] = {"p_target": float(p), **band_entry(res.summary.iloc[0])}
+        p = float(np.mean(np.asarray(res.draws).ravel() <= ctx.target))
+        out[kind] = {"p_target": p, **band_entry(res.summary.iloc[0])}
     return out
 
 
@@ -65,7 +65,7 @@ def numbers(ctx: Context) -> dict[str, Any]:
     ctx.tell("querying the posterior at the plan")
     verdict = {fam: _p_target(f, ctx.n, ctx.d, ctx.target, ctx.group, ctx.seed)
                for fam, f in ctx.fits.items()}
-    return {"verdict": {"families": verdict, "average": _average(ctx, verdict, weights)}}
+    return {"verdict": {"families": verdict, "average": _average(ctx, weights)}}
 
 
 def _verdict_word(p: float) -> tuple[str, str]:
