@@ -1,4 +1,4 @@
-"""Does a signed drift per kind of extrapolation lift the calibration floor? (diagnostic)
+"""Does a signed drift per kind of extrapolation lift the calibration floor? (Huber law band)
 
 The discrepancy is zero-mean: the bands widen with the distance but stay centred on the law. On
 the ladders with the lowest leave-one-ladder-out coverage (Porian's ``warmup`` and ``tuned``
@@ -17,7 +17,9 @@ the discrepancy's spread -- helps, leave one ladder out:
   shifts the predictive draws by ``drift_scale * scale + drift_shape * shape``; the spread is
   unchanged.
 
-No constant is set here: the shrinkage comes from the ladders' own spread. Scored on the
+No constant is set here: the shrinkage comes from the ladders' own spread. The functions are the
+package's (:mod:`bayes_scaling.fitting.drift`, shipped since the NUTS check accepted it:
+``bench_discrepancy_nuts.py``); this script scores them on the cheaper Huber law band. Scored on the
 Huber+bootstrap law band of the cached outer splits (``bench_discrepancy_prior.py --available``'s
 cases), beside the same bands without the drift. Writes ``results/calibration_drift.md``.
 
@@ -139,7 +141,7 @@ def main() -> None:
 def render(table: pd.DataFrame, drifts: pd.DataFrame, pops: dict, seconds: float) -> str:
     from bench_discrepancy_nuts import criteria  # lazy: that module imports this one
     pooled = summarise(table, ["variant"])
-    lines = ["## A signed drift per kind of extrapolation (diagnostic, not shipped)", "",
+    lines = ["## A signed drift per kind of extrapolation, on the Huber+bootstrap law band", "",
              f"Huber+bootstrap law band, {table['ladder'].nunique()} ladders, "
              f"{len(drifts)} outer splits, {int(pooled['n'].iloc[0])} held-out runs; each "
              "ladder scored with priors and a drift population learned without its source "
