@@ -239,8 +239,9 @@ def predictive_log_losses(fit: ScalingFit, law_log: Sequence[np.ndarray],
     ``splits`` holds each group's ``(log N, log D)`` per draw; the discrepancy scale is taken at
     the median split of each point. With ``discrepancy="shared"`` the groups share one standard
     normal (the law's form errs alike for both), else each draws its own. The fit's signed drift
-    (if any) moves each group's run by its mean at that group's point: the same shift for both
-    groups at the same ``(N, D)``, so it cancels from their loss difference there.
+    (if any) moves each group's run by its mean at that group's point: the same log shift for
+    both groups at the same ``(N, D)``, so it cancels from their log-loss ratio there (their loss
+    difference scales by its ``exp``).
     """
     if discrepancy not in ("shared", "independent"):
         raise QueryError(f"discrepancy must be one of {', '.join(DISCREPANCY_MODES)}, "
