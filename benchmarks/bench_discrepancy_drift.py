@@ -1,4 +1,4 @@
-"""Does a signed drift per kind of extrapolation lift the calibration floor? (diagnostic)
+"""Does a signed drift per kind of extrapolation lift the calibration floor? (Huber law band)
 
 The discrepancy is zero-mean: the bands widen with the distance but stay centred on the law. On
 the ladders with the lowest leave-one-ladder-out coverage (Porian's ``warmup`` and ``tuned``
@@ -17,7 +17,9 @@ the discrepancy's spread -- helps, leave one ladder out:
   shifts the predictive draws by ``drift_scale * scale + drift_shape * shape``; the spread is
   unchanged.
 
-No constant is set here: the shrinkage comes from the ladders' own spread. Scored on the
+No constant is set here: the shrinkage comes from the ladders' own spread. The functions are the
+package's (:mod:`bayes_scaling.fitting.drift`, shipped since the NUTS check accepted it:
+``bench_discrepancy_nuts.py``); this script scores them on the cheaper Huber law band. Scored on the
 Huber+bootstrap law band of the cached outer splits (``bench_discrepancy_prior.py --available``'s
 cases), beside the same bands without the drift. Writes ``results/calibration_drift.md``.
 
@@ -53,66 +55,46 @@ from bench_discrepancy_prior import (
 )
 from ladders import public_ladders
 
+from bayes_scaling.data.support import discrepancy_mean
 from bayes_scaling.files import atomic_path
 from bayes_scaling.fitting.calibrate import (
-    MATCHING,
     PARTS,
     discrepancy_posterior,
     discrepancy_posterior_parts,
 )
+from bayes_scaling.fitting.drift import ladder_slope, shrink
+from bayes_scaling.fitting.drift import population_drift as drift_population
 
 BASE = "huber-bootstrap"
 LABELS = {"one": "one pair", "one+drift": "one pair + drift", "per-kind": "per kind",
           "per-kind+drift": "per kind + drift", BASE: BASE}
 
 
-def slope(bt, part: str) -> tuple[float, float] | None:
-    """A ladder's drift on ``part``: LS slope of its matching errors, and its standard error
-    from the refits' own slopes (one observation per refit); None without two refits."""
-    m = bt.split == MATCHING[part]
-    a, r, ref = bt.by_kind[part][m], bt.residuals[m], bt.refit[m]
-    if (a**2).sum() == 0:
-        return None
-    beta = float((a * r).sum() / (a**2).sum())
-    per = [(a[ref == j] * r[ref == j]).sum() / (a[ref == j] ** 2).sum()
-           for j in np.unique(ref) if (a[ref == j] ** 2).sum() > 0]
-    if len(per) < 2:
-        return None
-    w = np.array([(a[ref == j] ** 2).sum() for j in np.unique(ref) if (a[ref == j] ** 2).sum()])
-    # weighted spread of the refits' slopes around beta, over the effective number of refits
-    var = float(np.sum(w * (np.array(per) - beta) ** 2) / w.sum())
-    n_eff = w.sum() ** 2 / (w**2).sum()
-    return beta, np.sqrt(max(var, 1e-12) / max(n_eff - 1, 1.0))
-
-
 def population_drift(rolling: dict, ladders, exclude: set[str], part: str) -> tuple[float, float]:
-    """Method-of-moments mean and sd of the ladders' drifts on ``part`` (sources weigh one)."""
+    """The drift population on ``part`` over the ladders not in ``exclude`` (sources weigh one;
+    :func:`bayes_scaling.fitting.drift.population_drift`)."""
     rows = [(ladders[n][0], s) for n in rolling if n not in exclude
-            if (s := slope(rolling[n], part)) is not None]
-    srcs = [s for s, _ in rows]
-    w = np.array([1 / srcs.count(s) for s in srcs])
-    b = np.array([x[0] for _, x in rows])
-    se2 = np.array([x[1] ** 2 for _, x in rows])
-    mu = float(np.sum(w * b) / w.sum())
-    tau2 = float(np.sum(w * (b - mu) ** 2) / w.sum() - np.sum(w * se2) / w.sum())
-    return mu, np.sqrt(max(tau2, 0.0))
+            if (s := ladder_slope(rolling[n].with_distance("hull_compute"), part)) is not None]
+    return drift_population([s for _, s in rows], [src for src, _ in rows])
 
 
-def shrunk(own: tuple[float, float] | None, pop: tuple[float, float]) -> float:
-    """The ladder's drift: its own slope shrunk toward the population (normal-normal)."""
-    mu, sd = pop
-    if own is None or sd == 0:
-        return mu
-    beta, se = own
-    k = sd**2 / (sd**2 + se**2)
-    return mu + k * (beta - mu)
+def drift_pops(rolling: dict, ladders, exclude: set[str]) -> dict[str, tuple[float, float]]:
+    """Both parts' drift populations without ``exclude``."""
+    return {p: population_drift(rolling, ladders, exclude, p) for p in PARTS}
+
+
+def case_drifts(case: dict, pops: dict) -> dict:
+    """The case's own drift per part, shrunk toward ``pops`` (each part's population without
+    the case's source), as :func:`bayes_scaling.fitting.calibrate.ladder_drift` makes it."""
+    bt = case["inner"].with_distance("hull_compute")
+    return {p: shrink(ladder_slope(bt, p), *pops[p]) for p in PARTS}
 
 
 def drift_shift(case: dict, pops: dict) -> np.ndarray:
-    """The log shift of the case's held-out runs: its own drift per part, shrunk toward
-    ``pops`` (each part's population without the case's source), times the part's distance."""
-    bt = case["inner"].with_distance("hull_compute")
-    return sum(shrunk(slope(bt, p), pops[p]) * case["dist"][p] for p in PARTS)
+    """The log shift of the case's held-out runs: its drift per part times the part's
+    distance (:func:`bayes_scaling.data.support.discrepancy_mean`)."""
+    d = case_drifts(case, pops)
+    return discrepancy_mean(case["dist"], d["scale"].value, d["shape"].value)
 
 
 def main() -> None:
@@ -128,9 +110,9 @@ def main() -> None:
         if src not in priors:
             priors[src] = (population(rolling, ladders, "hull_compute", False, exclude),
                            cached_parts(rolling, ladders, False, exclude))
-            pops[src] = {p: population_drift(rolling, ladders, exclude, p) for p in PARTS}
+            pops[src] = drift_pops(rolling, ladders, exclude)
         bt = case["inner"].with_distance("hull_compute")
-        beta = {p: shrunk(slope(bt, p), pops[src][p]) for p in PARTS}
+        beta = {p: d.value for p, d in case_drifts(case, pops[src]).items()}
         shift = drift_shift(case, pops[src])
         drifts.append({"ladder": case["ladder"], "by": case["by"], "k": case["k"],
                        **{f"drift_{p}": beta[p] for p in PARTS}})
@@ -159,7 +141,7 @@ def main() -> None:
 def render(table: pd.DataFrame, drifts: pd.DataFrame, pops: dict, seconds: float) -> str:
     from bench_discrepancy_nuts import criteria  # lazy: that module imports this one
     pooled = summarise(table, ["variant"])
-    lines = ["## A signed drift per kind of extrapolation (diagnostic, not shipped)", "",
+    lines = ["## A signed drift per kind of extrapolation, on the Huber+bootstrap law band", "",
              f"Huber+bootstrap law band, {table['ladder'].nunique()} ladders, "
              f"{len(drifts)} outer splits, {int(pooled['n'].iloc[0])} held-out runs; each "
              "ladder scored with priors and a drift population learned without its source "

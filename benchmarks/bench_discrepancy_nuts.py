@@ -46,7 +46,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_discrepancy_drift import drift_shift, population_drift
+from bench_discrepancy_drift import drift_pops, drift_shift
 from bench_discrepancy_prior import (
     CACHE,
     HEAD,
@@ -86,6 +86,8 @@ from bayes_scaling.fitting.result import ScalingFit, versions
 from bayes_scaling.query.predict import flat, log_loss_draws
 
 CHOSEN = "nuts + xl-source (product)"
+#: The product before the drift was shipped: one (tau0, kappa), zero-mean, via attach_discrepancy.
+BEFORE = "nuts + xl-source, one pair via attach_discrepancy (product before)"
 ONE_PAIR = "nuts + xl-source, one (tau0, kappa)"
 PER_KIND = "nuts + xl-source, per kind"
 #: Diagnostic: the same bands shifted by a signed drift per kind (``bench_discrepancy_drift.py``).
@@ -93,7 +95,7 @@ DRIFT = {ONE_PAIR: "nuts + xl-source, one pair + drift",
          PER_KIND: "nuts + xl-source, per kind + drift"}
 BASE = "huber-bootstrap"
 #: ``--lean``: the product, its two forms, today's bands and the baselines.
-LEAN = (CHOSEN, "nuts, no discrepancy", "nuts + today's (box, own)",
+LEAN = (CHOSEN, BEFORE, "nuts, no discrepancy", "nuts + today's (box, own)",
         "nuts + xl-source, one (tau0, kappa)", "nuts + xl-source, per kind", "huber-bootstrap",
         "huber + xl-source", *DRIFT.values())
 #: The systematic-term variant scored beside the product (shared fraction per refit).
@@ -107,7 +109,10 @@ def _source_prior(rolling, ladders, case: dict, shipped, per_kind: bool | None =
     (``per_kind``: per kind of extrapolation or one pair; default: as shipped)."""
     exclude = {n for n in rolling if ladders[n][0] == case["source"]}
     if shipped.per_kind if per_kind is None else per_kind:
-        return cached_parts(rolling, ladders, shipped.temper, exclude)
+        prior = cached_parts(rolling, ladders, shipped.temper, exclude)
+        # the shipped form's drift population, also learned without the case's source
+        return prior.with_drift(drift_pops(rolling, ladders, exclude)
+                                if shipped.has_drift and per_kind is None else None)
     return population(rolling, ladders, shipped.distance, shipped.temper, exclude)
 
 
@@ -165,10 +170,12 @@ def product_band(f: ScalingFit, case: dict, runs, prior, seed: int, i: int) -> t
         pred = log_loss_draws(cal, test.n, test.d, group=None, band="predictive", rng=rng)
         law = log_loss_draws(f, test.n, test.d, group=None, band="law", rng=rng)
     post = f.posterior
+    meta = cal.meta["calibration"]
+    drift = meta.get("drift") or {}
     return ({"pred": pred, "law": law, "sigma": flat(post["sigma"]),
              "nu": flat(post["nu"]) if "nu" in post else None},
-            {"tau0_mean": cal.meta["calibration"]["tau0_mean"],
-             "kappa_mean": cal.meta["calibration"]["kappa_mean"]})
+            {"tau0_mean": meta["tau0_mean"], "kappa_mean": meta["kappa_mean"],
+             **{f"drift_{p}": drift[p]["value"] if p in drift else 0.0 for p in PARTS}})
 
 
 def _only(bt: InnerBacktest, split: str) -> InnerBacktest:
@@ -241,6 +248,9 @@ def main() -> None:
                     help="--fits-only: comma-separated by:k splits, e.g. flops:1,n_params:1.")
     ap.add_argument("--ladder-major", action="store_true",
                     help="--fits-only: every split of a ladder before the next ladder.")
+    ap.add_argument("--write-validation", action="store_true",
+                    help="Record the product's figures as the shipped prior's validation even "
+                         "for a partial run (the method says how many splits).")
     ap.add_argument("--render-only", action="store_true",
                     help="Rewrite the results from the last run's cached scores (no scoring).")
     args = ap.parse_args()
@@ -276,8 +286,12 @@ def main() -> None:
             priors[pkey] = _source_prior(rolling, ladders, case, shipped)
         runs = ladders[case["ladder"]][1]
         f, info = nuts_fit(case, runs, args)
-        nuts, cal = product_band(f, case, runs, priors[pkey], args.seed,
-                                 fit_key(case["ladder"], case["by"], case["k"], args)[1])
+        seed_i = fit_key(case["ladder"], case["by"], case["k"], args)[1]
+        nuts, cal = product_band(f, case, runs, priors[pkey], args.seed, seed_i)
+        if (False, case["source"]) not in priors:
+            priors[(False, case["source"])] = _source_prior(rolling, ladders, case, shipped, False)
+        before = product_band(f, case, runs, priors[(False, case["source"])], args.seed,
+                              seed_i)[0]["pred"]
         nuts.update(info)
         nuts.update(cal)
         print(f"  {case['ladder']} {case['by']} top {case['k']}: gate "
@@ -286,17 +300,16 @@ def main() -> None:
         fits.append({"ladder": case["ladder"], "by": case["by"], "k": case["k"],
                      **{k: nuts[k] for k in ("passed", "rhat", "ess_bulk", "ess_tail",
                                              "divergences", "seconds", "retried",
-                                             "tau0_mean", "kappa_mean")}})
+                                             "tau0_mean", "kappa_mean", "drift_scale",
+                                             "drift_shape")}})
         inner = case["inner"]
         lad_key = ("ladder", case["ladder"])
         if lad_key not in priors and not args.lean:
             priors[lad_key] = population(rolling, ladders, shipped.distance, shipped.temper,
                                          {case["ladder"]})
         if ("drift", case["source"]) not in priors:  # the drift's population without the source
-            priors[("drift", case["source"])] = {
-                p: population_drift(rolling, ladders, {n for n in rolling
-                                                       if ladders[n][0] == case["source"]}, p)
-                for p in PARTS}
+            priors[("drift", case["source"])] = drift_pops(
+                rolling, ladders, {n for n in rolling if ladders[n][0] == case["source"]})
         shift = drift_shift(case, priors[("drift", case["source"])])
         for pk in (False, True):  # both forms, whichever is shipped
             if (pk, case["source"]) not in priors:
@@ -306,7 +319,7 @@ def main() -> None:
             priors[sh_key] = population(
                 rolling, ladders, shipped.distance, shipped.temper,
                 {n for n in rolling if ladders[n][0] == case["source"]}, SHARED_ALT)
-        specs = [(CHOSEN, None),
+        specs = [(CHOSEN, None), (BEFORE, "before"),
                  ("nuts, no discrepancy", (None, None)),
                  ("nuts + today's (box, own)", ("box", None)),
                  ("nuts + xl-ladder", (shipped.distance, priors.get(lad_key))),
@@ -323,6 +336,8 @@ def main() -> None:
             rng = np.random.default_rng([args.seed, i, 11])
             if how is None:
                 samples = np.exp(nuts["pred"])
+            elif how == "before":
+                samples = np.exp(before)
             elif how == "huber":
                 samples = predictive(case, None, None, rng)
             elif how == "budget-only":  # diagnostic: the evidence of the query's kind
@@ -356,11 +371,11 @@ def main() -> None:
     fits_t = pd.DataFrame(fits)
     partial = bool(args.only) or (args.available and len(cases) < n_cases)
     name = "calibration_lolo_nuts" + ("_partial" if partial else "")
-    if not partial:  # the product's figures, for reports (bench_discrepancy_prior.validation)
+    if not partial or args.write_validation:  # the product's figures, for reports
         raw = json.loads((PRIOR_DIR / "prior.json").read_text())
         raw["validation"] = validation(
-            table, CHOSEN, f"NUTS {args.chains}x{args.draws}, prior learned without the "
-            "ladder's source; bench_discrepancy_nuts.py")
+            table, CHOSEN, f"NUTS {args.chains}x{args.draws}, {len(cases)} of {n_cases} outer "
+            "splits, prior learned without the ladder's source; bench_discrepancy_nuts.py")
         with atomic_path(PRIOR_DIR / "prior.json") as tmp:
             Path(tmp).write_text(json.dumps(raw, indent=1) + "\n")
     with atomic_path(CACHE / f"{name}_runs.csv") as tmp:
@@ -385,7 +400,7 @@ def publish(name: str, table: pd.DataFrame, fits_t: pd.DataFrame, args, shipped,
             {"chosen": CHOSEN, "pooled": summarise(table, ["variant"]).to_dict("records"),
              "per_ladder": summarise(table, ["variant", "ladder"]).to_dict("records"),
              "per_source": summarise(table, ["variant", "source"]).to_dict("records"),
-             "criteria": {v: criteria(table, v) for v in (CHOSEN, ONE_PAIR, PER_KIND,
+             "criteria": {v: criteria(table, v) for v in (CHOSEN, BEFORE, ONE_PAIR, PER_KIND,
                                                           *DRIFT.values())
                           if v in set(table["variant"])},
              "fits": fits_t.to_dict("records")}, indent=1, default=float))
@@ -471,12 +486,32 @@ def render(table: pd.DataFrame, fits: pd.DataFrame, args, shipped) -> str:
     return "\n".join(lines)
 
 
+def acceptance(table: pd.DataFrame) -> str:
+    """The criterion stated before the drift was scored (commit a60e92d): the product's pooled
+    90% in 0.85-0.95, 50% in 0.40-0.60, no ladder below 0.70, and a median abs error and mean
+    interval score (90%) no worse than the product before (one pair, zero-mean)."""
+    c = criteria(table, CHOSEN)
+    p = summarise(table[table["variant"].isin([CHOSEN, BEFORE])], ["variant"]).set_index(
+        "variant")
+    new, old = p.loc[CHOSEN], p.loc[BEFORE]
+    checks = {"90%": 0.85 <= c["cov90"] <= 0.95, "50%": 0.40 <= c["cov50"] <= 0.60,
+              "floor": c["lowest_cov90"] >= 0.70, "median error": new["mape"] <= old["mape"],
+              "interval score": new["is90"] <= old["is90"]}
+    return (f"**Acceptance of the product (stated before scoring, commit a60e92d):** 90% "
+            f"{c['cov90']:.3f}, 50% {c['cov50']:.3f}, lowest ladder {c['lowest_cov90']:.2f}; "
+            f"median abs error {new['mape']:.2f}% vs {old['mape']:.2f}% and interval score "
+            f"{new['is90']:.4f} vs {old['is90']:.4f} for the product before; "
+            + ", ".join(f"{k} {'met' if v else 'NOT met'}" for k, v in checks.items())
+            + f": **{'accepted' if all(checks.values()) else 'not accepted'}**.")
+
+
 def compare(table: pd.DataFrame) -> list[str]:
     """The product, its two forms and Huber+bootstrap on the same held-out runs: the issue's
     criteria, per ladder, by kind of hold-out and per source."""
-    have = [v for v in (CHOSEN, ONE_PAIR, PER_KIND, *DRIFT.values(), BASE)
+    have = [v for v in (CHOSEN, BEFORE, ONE_PAIR, PER_KIND, *DRIFT.values(), BASE)
             if v in set(table["variant"])]
-    short = {CHOSEN: "product", ONE_PAIR: "one pair", PER_KIND: "per kind", BASE: "Huber",
+    short = {CHOSEN: "product", BEFORE: "product before", ONE_PAIR: "one pair",
+             PER_KIND: "per kind", BASE: "Huber",
              DRIFT[ONE_PAIR]: "one pair + drift", DRIFT[PER_KIND]: "per kind + drift"}
     lines = ["", "### The issue's criteria on the same held-out runs", "",
              "| variant | pooled 90% (0.85-0.95) | 50% (0.40-0.60) | lowest ladder at 90% "
@@ -488,6 +523,8 @@ def compare(table: pd.DataFrame) -> list[str]:
                      f"{c['lowest_cov90']:.2f} | {len(c['huber_better_on'])}: "
                      f"{', '.join(c['huber_better_on']) or '-'} | "
                      f"{'yes' if c['met'] else 'no'} |")
+    if CHOSEN in have and BEFORE in have:
+        lines += ["", acceptance(table)]
     per = summarise(table[table["variant"].isin(have)], ["variant", "ladder"])
     lines += ["", "### Per ladder: 90% coverage and mean interval score (90%)", "",
               "| ladder | runs | " + " | ".join(f"cov 90 {short[v]}" for v in have) + " | "

@@ -388,10 +388,15 @@ def validation(table: pd.DataFrame, variant: str, method: str) -> dict:
 
 
 def write_prior(rolling, ladders, kind: str, temper: bool, seconds: float,
-                valid: dict | None = None, shared: float = 0.0, per_kind: bool = False) -> dict:
-    """Fit the shipped prior on every ladder and write it with its provenance."""
+                valid: dict | None = None, shared: float = 0.0, per_kind: bool = False,
+                drift: bool = False) -> dict:
+    """Fit the shipped prior on every ladder and write it with its provenance (``drift``: with
+    the drift population per part, ``bench_discrepancy_drift.drift_pops`` over every ladder)."""
     prior = (population_parts(rolling, ladders, temper, set(), shared) if per_kind
              else population(rolling, ladders, kind, temper, set(), shared))
+    if drift:
+        from bench_discrepancy_drift import drift_pops  # lazy: that module imports this one
+        prior = prior.with_drift(drift_pops(rolling, ladders, set()))
     sources = sorted({s for s, _ in ladders.values()})
     raw = {**prior.to_dict(), "source": "cross-ladder: " + ", ".join(sources),
            "ladders": {n: {"source": ladders[n][0], "errors": int(rolling[n].residuals.size),
@@ -500,6 +505,10 @@ def main() -> None:
     ap.add_argument("--available", action="store_true",
                     help="Score only the outer splits cached so far (a partial run: writes "
                          "calibration_partial.md, and the shipped prior only with --write-prior).")
+    ap.add_argument("--prior-only", choices=("one", "per-kind", "per-kind+drift"),
+                    help="Only write the shipped prior in this form from the stage-1 cache (no "
+                         "scoring; its validation is left empty for bench_discrepancy_nuts.py "
+                         "--write-validation).")
     ap.add_argument("--write-prior", action="store_true",
                     help="With --available: write the shipped prior all the same (its "
                          "validation then covers the splits scored).")
@@ -514,6 +523,12 @@ def main() -> None:
     if args.parts:
         with atomic_path(RESULTS / "calibration_parts.md") as tmp:
             Path(tmp).write_text(parts_table(rolling))
+        return
+    if args.prior_only:
+        raw = write_prior(rolling, ladders, "hull_compute", False, time.perf_counter() - t0,
+                          per_kind=args.prior_only != "one", drift=args.prior_only.endswith(
+                              "drift"))
+        print(json.dumps({k: v for k, v in raw.items() if k != "ladders"}, indent=1))
         return
     cases = available_cases(ladders) if args.available else stage_outer(ladders, args.seed)
     cases = [remeasure_case(c, ladders[c["ladder"]][1]) for c in cases]

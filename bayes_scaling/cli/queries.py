@@ -123,7 +123,26 @@ def predict_cmd(fit_path, n_params, n_tokens, band, family, group, interval, as_
                        group=group, band=band, interval=interval, random_seed=seed)
     _emit(res, as_json, ["n_params", "n_tokens", "flops", "group", "band", "median", "mean",
                          "lower", "upper", "interval", "decades_past_c",
-                         "extrapolation_distance", "models"])
+                         "extrapolation_distance", "drift_pct", "models"],
+          extra={"drift": _drift_meta(fitted)} if band == "predictive" else None)
+
+
+def _drift_meta(fitted) -> dict | None:
+    """The fit's signed drift per part (log loss per decade: value, 90% band, own slope and
+    population), as ``attach_discrepancy`` recorded it; ``None`` without one."""
+    from bayes_scaling.fitting.families import FamilyFit
+
+    fits = fitted.fits if isinstance(fitted, FamilyFit) else {"": fitted}
+    out = {}
+    for name, f in fits.items():
+        drift = (f.meta.get("calibration") or {}).get("drift")
+        if drift:
+            out[name or "fit"] = {p: {**d, "lo_90": d["value"] - 1.6448536269514722 * d["sd"],
+                                      "hi_90": d["value"] + 1.6448536269514722 * d["sd"]}
+                                  for p, d in drift.items()}
+    if not out:
+        return None
+    return out["fit"] if set(out) == {"fit"} else out
 
 
 @click.command("tokens")

@@ -202,8 +202,25 @@ def decades_outside(box: Box, n, d, kind: DistanceKind | None = None) -> dict[st
 
 
 #: Posterior variables of the extrapolation discrepancy: ``tau0``, ``kappa`` (the scale part, or
-#: both parts when the fit has no shape ones) and ``tau0_shape``, ``kappa_shape`` (the shape part).
-DISCREPANCY_VARS: tuple[str, ...] = ("kappa", "tau0", "kappa_shape", "tau0_shape")
+#: both parts when the fit has no shape ones), ``tau0_shape``, ``kappa_shape`` (the shape part)
+#: and the signed drift per part, ``drift_scale``, ``drift_shape`` (log loss per decade).
+DISCREPANCY_VARS: tuple[str, ...] = ("kappa", "tau0", "kappa_shape", "tau0_shape",
+                                     "drift_scale", "drift_shape")
+#: The drift variables, in the order of their parts (``scale``, ``shape``).
+DRIFT_VARS: tuple[str, str] = ("drift_scale", "drift_shape")
+
+
+def discrepancy_mean(far: Mapping[str, np.ndarray], drift_scale, drift_shape) -> np.ndarray:
+    r"""Mean of the extrapolation discrepancy (log loss) at points ``far`` from the support.
+
+    The signed drift per kind of extrapolation (:mod:`bayes_scaling.fitting.drift`):
+    :math:`\beta_{scale}\,a + \beta_{shape}\,r`, with :math:`a` and :math:`r` the ``scale``
+    and ``shape`` parts of the distance (:func:`decades_outside`); 0 on the support. Positive:
+    the run is expected above the law. Broadcast over the points and the drifts.
+    """
+    a = np.asarray(far["scale"], dtype=float)
+    r = np.asarray(far["shape"], dtype=float)
+    return drift_scale * a + drift_shape * r
 
 
 def discrepancy_var(far: Mapping[str, np.ndarray] | np.ndarray, tau0, kappa,

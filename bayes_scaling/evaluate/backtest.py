@@ -26,6 +26,7 @@ from bayes_scaling.fitting.fit import fit, fit_baseline
 from bayes_scaling.fitting.result import ScalingFit
 from bayes_scaling.query.predict import (
     discrepancy_scale,
+    discrepancy_shift,
     fit_box,
     flat,
     group_theta,
@@ -97,9 +98,9 @@ def split_top(runs: RunTable, *, holdout_by: str = "n_params",
 def _log_density(fit_: ScalingFit, test: RunTable, rng: np.random.Generator) -> np.ndarray:
     """Log p(observed log loss) per held-out run, averaged over draws.
 
-    Per draw the predictive is a Student-t (or Normal) at the law's mean with scale
-    ``sqrt(sigma^2 + discrepancy sd^2)``: exact without discrepancy, a moment-matched
-    approximation of the noise-plus-discrepancy convolution otherwise.
+    Per draw the predictive is a Student-t (or Normal) at the law's mean (moved by the fit's
+    signed drift, if any) with scale ``sqrt(sigma^2 + discrepancy sd^2)``: exact without
+    discrepancy, a moment-matched approximation of the noise-plus-discrepancy convolution otherwise.
     """
     law = fit_.law
     dens = np.zeros(test.n_runs)
@@ -109,10 +110,10 @@ def _log_density(fit_: ScalingFit, test: RunTable, rng: np.random.Generator) -> 
         sel = test.group_index == g
         theta = {k: v[:, None] for k, v in
                  group_theta(fit_, test.group_names[g], rng=rng).items()}
-        mu = law.evaluate_log({"n": test.log_n[sel][None, :], "d": test.log_d[sel][None, :]},
-                              theta)
-        sigma = flat(post["sigma"])[:, None]
         far_g = {k: v[sel] for k, v in far.items()}
+        mu = law.evaluate_log({"n": test.log_n[sel][None, :], "d": test.log_d[sel][None, :]},
+                              theta) + discrepancy_shift(fit_, far_g)
+        sigma = flat(post["sigma"])[:, None]
         scale = np.sqrt(sigma**2 + discrepancy_scale(fit_, far_g) ** 2)
         y = test.log_loss[sel][None, :]
         if "nu" in post:

@@ -9,7 +9,13 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from bayes_scaling.data.support import Box, decades_outside, discrepancy_var
+from bayes_scaling.data.support import (
+    DRIFT_VARS,
+    Box,
+    decades_outside,
+    discrepancy_mean,
+    discrepancy_var,
+)
 from bayes_scaling.errors import QueryError
 from bayes_scaling.fitting.result import ScalingFit
 from bayes_scaling.laws.final_loss import Law
@@ -39,6 +45,8 @@ class DrawSet:
     xi: np.ndarray
     #: The shape part's ``(tau0, kappa)`` of a per-kind discrepancy (``None``: one pair).
     shape: tuple[np.ndarray, np.ndarray] | None = None
+    #: The signed drift per part, ``(scale, shape)`` per draw (``None``: zero-mean).
+    drift: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def size(self) -> int:
@@ -79,6 +87,14 @@ class DrawSet:
             return np.sqrt(discrepancy_var(far["distance"], self.tau0, self.kappa))
         return np.sqrt(discrepancy_var(far, self.tau0, self.kappa, *self.shape))
 
+    def discrepancy_shift(self, n: float, d: float, box: Box | None = None) -> np.ndarray:
+        """Per-draw mean of the discrepancy at ``(n, d)``: the signed drift (zeros without)."""
+        box = box or self.box
+        if self.drift is None or box.distance != "hull_compute":
+            return np.zeros(self.size)
+        return np.broadcast_to(discrepancy_mean(decades_outside(box, n, d), *self.drift),
+                               (self.size,))
+
     def simulate(self, n: float, d: float, size: int, rng: np.random.Generator) -> np.ndarray:
         """Log losses of ``size`` new runs at ``(n, d)`` from the (weighted) predictive.
 
@@ -88,7 +104,8 @@ class DrawSet:
         idx = rng.choice(self.size, size=size, p=self.weights)
         eps = (rng.standard_t(self.nu[idx]) if self.nu is not None
                else rng.standard_normal(size))
-        disc = self.discrepancy_sd(n, d)[idx] * rng.standard_normal(size)
+        disc = (self.discrepancy_shift(n, d)[idx]
+                + self.discrepancy_sd(n, d)[idx] * rng.standard_normal(size))
         return self.log_mu(n, d)[idx] + self.sigma[idx] * eps + disc
 
     def target_draws(self, target: Target, band: str, box: Box | None = None) -> np.ndarray:
@@ -100,7 +117,8 @@ class DrawSet:
         if band == "law":
             return np.broadcast_to(mu, self.eps.shape)
         sd = self.discrepancy_sd(target.n_params, target.n_tokens, box)
-        return mu + self.sigma[:, None] * self.eps + sd[:, None] * self.xi
+        shift = self.discrepancy_shift(target.n_params, target.n_tokens, box)
+        return mu + shift[:, None] + self.sigma[:, None] * self.eps + sd[:, None] * self.xi
 
     def observe(self, n: float, d: float, log_loss: float) -> DrawSet:
         """The draws after training one run at ``(n, d)`` with outcome ``log_loss``."""
@@ -139,9 +157,16 @@ def draw_set(fit: ScalingFit, *, group: str | None = None, n_draws: int | None =
     if kappa is not None and tau0 is None:
         tau0 = np.zeros_like(kappa)
     shape_part = (take("tau0_shape"), take("kappa_shape"))
+    drift = tuple(take(k) for k in DRIFT_VARS)
     return DrawSet(fit.law, {k: v[keep] for k, v in theta.items()}, take("sigma"), nu, kappa,
                    tau0, np.zeros(keep.size), fit_box(fit), eps, rng.standard_normal(shape),
-                   shape_part if kappa is not None and None not in shape_part else None)
+                   shape_part if kappa is not None and _all_given(shape_part) else None,
+                   drift if _all_given(drift) else None)
+
+
+def _all_given(parts: tuple[np.ndarray | None, ...]) -> bool:
+    # ``None in (array, ...)`` would compare arrays elementwise: ask by identity
+    return all(p is not None for p in parts)
 
 
 #: Noise replicates per posterior draw in the band at the target (smooths its quantiles).

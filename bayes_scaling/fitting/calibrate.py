@@ -76,6 +76,7 @@ from bayes_scaling.fitting.discrepancy_prior import (
     fit_population,
     load_prior,
 )
+from bayes_scaling.fitting.drift import Drift, ladder_slope, shrink
 from bayes_scaling.fitting.result import ScalingFit, with_posterior
 from bayes_scaling.laws.final_loss import LAWS
 
@@ -392,11 +393,25 @@ def sample_grid(weights: np.ndarray, shape: tuple[int, int],
     return tau0, kappa
 
 
+def ladder_drift(bt: InnerBacktest, prior: DiscrepancyPrior) -> dict[str, Drift]:
+    """The ladder's signed drift per part: the slope of its matching rolling-origin errors on
+    the part's distance, shrunk toward the prior's drift population
+    (:mod:`bayes_scaling.fitting.drift`)."""
+    bt = bt if bt.by_kind is None or DISTANCE not in bt.by_kind else bt.with_distance(DISTANCE)
+    return {p: shrink(ladder_slope(bt, p), *prior.drift_population(p)) for p in PARTS}
+
+
 def attach_discrepancy(fit: ScalingFit, *, random_seed: int | None = None,
                        prior: DiscrepancyPrior | Literal["shipped", "none"] = "shipped",
                        on_progress: Callable[[str], None] | None = None,
-                       backtest: InnerBacktest | None = None) -> ScalingFit:
+                       backtest: InnerBacktest | None = None,
+                       drift: bool = True) -> ScalingFit:
     """``fit`` with ``(tau0, kappa)`` draws in its posterior and the inner backtest in meta.
+
+    With a per-kind prior that carries a drift population (the shipped one), the fit also gets
+    the ladder's signed drift per part (``drift_scale``, ``drift_shape``: its own rolling-origin
+    slope shrunk toward the population, :func:`ladder_drift`), which moves the predictive
+    median; ``meta["calibration"]["drift"]`` records each part's value, band and provenance.
 
     Parameters
     ----------
@@ -412,6 +427,8 @@ def attach_discrepancy(fit: ScalingFit, *, random_seed: int | None = None,
     backtest : InnerBacktest, optional
         The rolling-origin errors of ``fit.runs`` if already computed
         (:func:`inner_backtest`); default: computed here.
+    drift : bool, default True
+        Attach the signed drift when the prior carries one; ``False``: a zero-mean discrepancy.
 
     Returns
     -------
@@ -433,24 +450,35 @@ def attach_discrepancy(fit: ScalingFit, *, random_seed: int | None = None,
     else:
         _, _, weights = discrepancy_posterior(bt, prior_)
         draws["tau0"], draws["kappa"] = sample_grid(weights, shape, rng)
+    drifts = ladder_drift(bt, prior_) if drift and per_kind and prior_.has_drift else None
+    if drifts is not None:
+        draws.update({f"drift_{p}": np.full(shape, d.value) for p, d in drifts.items()})
     units = {"kappa": "sd of log loss per decade of extrapolation",
              "tau0": "sd of log loss, any run outside the ladder"}
     if per_kind:
         units = {"kappa": "sd of log loss per decade of N and D scaled up past the runs",
                  "tau0": "sd of log loss, a run scaled up past the ladder",
                  "kappa_shape": "sd of log loss per decade off the runs' tokens per parameter",
-                 "tau0_shape": "sd of log loss, a tokens-per-parameter ratio no run had"}
+                 "tau0_shape": "sd of log loss, a tokens-per-parameter ratio no run had",
+                 "drift_scale": "mean log error per decade of N and D scaled up past the runs "
+                                "(+: the run above the law)",
+                 "drift_shape": "mean log error per decade off the runs' tokens per parameter "
+                                "(+: the run above the law)"}
     post = {k: xr.DataArray(v, dims=(CHAIN, DRAW), attrs={"units": units[k]})
             for k, v in draws.items()}
     means = {f"{k}_mean": float(v.mean()) for k, v in draws.items()}
     tell(f"discrepancy: tau0 = {means['tau0_mean']:.4f}, kappa = {means['kappa_mean']:.4f} per "
          "decade" + (f" (scale part; shape part tau0 = {means['tau0_shape_mean']:.4f}, kappa = "
                      f"{means['kappa_shape_mean']:.4f})" if per_kind else "")
-         + f", from {bt.residuals.size} held-out runs in {bt.n_refits} refits")
+         + f", from {bt.residuals.size} held-out runs in {bt.n_refits} refits"
+         + (f"; drift {drifts['scale'].value:+.4f} (scale), {drifts['shape'].value:+.4f} "
+            "(shape) per decade" if drifts else ""))
     meta = {"calibration": {**means, "n_heldout": int(bt.residuals.size),
                             "n_refits": bt.n_refits, "noise_scale": bt.noise_scale,
                             "max_distance": float(bt.distances.max()),
                             "distance": DISTANCE, "per_kind": bool(per_kind),
-                            "prior": prior_.source if prior_ is not None else "half-normal"},
+                            "prior": prior_.source if prior_ is not None else "half-normal",
+                            "drift": ({p: d.to_dict() for p, d in drifts.items()}
+                                      if drifts else None)},
             "box": Box.of(fit.runs.n, fit.runs.d).to_dict()}
     return with_posterior(fit, post, meta)

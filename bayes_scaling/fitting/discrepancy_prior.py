@@ -66,6 +66,32 @@ class DiscrepancyPrior:
     log_tau0_shape_sd: float | None = None
     log_kappa_shape_mu: float | None = None
     log_kappa_shape_sd: float | None = None
+    #: The population of the signed drift per part (log loss per decade; mean and sd across
+    #: ladders, :mod:`bayes_scaling.fitting.drift`); ``None``: a zero-mean discrepancy.
+    drift_scale_mu: float | None = None
+    drift_scale_sd: float | None = None
+    drift_shape_mu: float | None = None
+    drift_shape_sd: float | None = None
+
+    @property
+    def has_drift(self) -> bool:
+        """Whether the prior carries a drift population (shifts a per-kind band's median)."""
+        return None not in (self.drift_scale_mu, self.drift_scale_sd, self.drift_shape_mu,
+                            self.drift_shape_sd)
+
+    def drift_population(self, part: str) -> tuple[float, float]:
+        """``(mean, sd)`` of the drift population of ``part`` (``"scale"`` or ``"shape"``)."""
+        if not self.has_drift or part not in ("scale", "shape"):
+            raise BayesScalingError(f"this prior has no drift population for {part!r}")
+        return (float(getattr(self, f"drift_{part}_mu")), float(getattr(self, f"drift_{part}_sd")))
+
+    def with_drift(self, pops: Mapping[str, tuple[float, float]] | None) -> DiscrepancyPrior:
+        """This prior with the drift populations ``{part: (mean, sd)}`` (``None``: none)."""
+        if pops is None:
+            return replace(self, drift_scale_mu=None, drift_scale_sd=None, drift_shape_mu=None,
+                           drift_shape_sd=None)
+        return replace(self, drift_scale_mu=pops["scale"][0], drift_scale_sd=pops["scale"][1],
+                       drift_shape_mu=pops["shape"][0], drift_shape_sd=pops["shape"][1])
 
     @property
     def per_kind(self) -> bool:
@@ -205,7 +231,8 @@ def prior_provenance(path: str | Path | None = None) -> dict[str, Any]:
         ``source``, ``n_ladders``, ``n_errors`` (rolling-origin errors it was learned from),
         ``built_by``, ``distance``, ``tau0_median``, ``kappa_median`` (the scale part's, for a
         per-kind prior, whose ``tau0_shape_median`` and ``kappa_shape_median`` are the shape
-        part's; ``None`` otherwise) and ``validation`` (the
+        part's; ``None`` otherwise), ``drift`` (``{part: {"mean", "sd"}}`` of the drift
+        population per decade, or ``None``) and ``validation`` (the
         leave-one-ladder-out figures the benchmark recorded, or ``None``).
     """
     p = Path(path or shipped("data") / SHIPPED_PRIOR)
@@ -218,4 +245,7 @@ def prior_provenance(path: str | Path | None = None) -> dict[str, Any]:
             "tau0_median": raw.get("tau0_median"), "kappa_median": raw.get("kappa_median"),
             "tau0_shape_median": raw.get("tau0_shape_median"),
             "kappa_shape_median": raw.get("kappa_shape_median"),
+            "drift": ({p: {"mean": raw[f"drift_{p}_mu"], "sd": raw[f"drift_{p}_sd"]}
+                       for p in ("scale", "shape")}
+                      if raw.get("drift_scale_mu") is not None else None),
             "validation": raw.get("validation")}

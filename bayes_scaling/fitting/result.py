@@ -362,6 +362,11 @@ def _checked_meta(meta: Any) -> dict[str, Any]:
     bad = [k for k in _CALIBRATION_NUMBERS if k in cal and not _is_number(cal[k])]
     if bad:
         raise TypeError(f"meta calibration entries {bad} are not numbers")
+    drift = cal.get("drift")
+    if drift is not None and not (isinstance(drift, dict) and all(
+            isinstance(v, dict) and _is_number(v.get("value")) and _is_number(v.get("sd"))
+            for v in drift.values())):
+        raise TypeError(f"meta calibration entry 'drift' is {drift!r}")
     return meta
 
 
@@ -423,4 +428,5 @@ _META_TYPES: dict[str, tuple[type, ...]] = {
 
 
 _CALIBRATION_NUMBERS = ("kappa_mean", "tau0_mean", "kappa_shape_mean", "tau0_shape_mean",
-                        "n_heldout", "n_refits", "noise_scale", "max_distance")
+                        "drift_scale_mean", "drift_shape_mean", "n_heldout", "n_refits",
+                        "noise_scale", "max_distance")

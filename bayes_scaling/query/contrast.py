@@ -53,6 +53,7 @@ from bayes_scaling.query.predict import (
     _emit,
     _wrap,
     discrepancy_scale,
+    discrepancy_shift,
     extrapolation_warnings,
     fit_box,
     group_theta,
@@ -237,7 +238,10 @@ def predictive_log_losses(fit: ScalingFit, law_log: Sequence[np.ndarray],
 
     ``splits`` holds each group's ``(log N, log D)`` per draw; the discrepancy scale is taken at
     the median split of each point. With ``discrepancy="shared"`` the groups share one standard
-    normal (the law's form errs alike for both), else each draws its own.
+    normal (the law's form errs alike for both), else each draws its own. The fit's signed drift
+    (if any) moves each group's run by its mean at that group's point: the same log shift for
+    both groups at the same ``(N, D)``, so it cancels from their log-loss ratio there (their loss
+    difference scales by its ``exp``).
     """
     if discrepancy not in ("shared", "independent"):
         raise QueryError(f"discrepancy must be one of {', '.join(DISCREPANCY_MODES)}, "
@@ -249,9 +253,11 @@ def predictive_log_losses(fit: ScalingFit, law_log: Sequence[np.ndarray],
     for log_mu, (log_n, log_d) in zip(law_log, splits, strict=True):
         n = np.exp(np.median(np.broadcast_to(log_n, shape), axis=0))
         d = np.exp(np.median(np.broadcast_to(log_d, shape), axis=0))
-        sd = np.asarray(discrepancy_scale(fit, decades_outside(box, n, d)))
+        far = decades_outside(box, n, d)
+        sd = np.asarray(discrepancy_scale(fit, far))
         z = z_shared if discrepancy == "shared" else rng.standard_normal(shape)
-        out.append(log_mu + observation_noise(fit, shape, rng) + sd * z)
+        out.append(log_mu + discrepancy_shift(fit, far) + observation_noise(fit, shape, rng)
+                   + sd * z)
     return out
 
 

@@ -30,9 +30,11 @@ from bayes_scaling.constants import (
     POINT,
 )
 from bayes_scaling.data.support import (
+    DRIFT_VARS,
     FAR_DECADES_C,
     Box,
     decades_outside,
+    discrepancy_mean,
     discrepancy_var,
 )
 from bayes_scaling.errors import ExtrapolationWarning, QueryError
@@ -214,6 +216,56 @@ def discrepancy_scale(fit: ScalingFit, far: Mapping[str, np.ndarray] | np.ndarra
     return np.sqrt(discrepancy_var(d, tau0, kappa))
 
 
+def discrepancy_shift(fit: ScalingFit, far: Mapping[str, np.ndarray] | np.ndarray,
+                      ) -> np.ndarray | float:
+    """Per-draw mean of the discrepancy (log loss) at points ``far``, shape ``(S, points)``.
+
+    The fit's signed drift per kind of extrapolation
+    (:func:`~bayes_scaling.data.support.discrepancy_mean`, :mod:`bayes_scaling.fitting.drift`);
+    0 for a fit without ``drift_scale``/``drift_shape`` draws (a zero-mean discrepancy) or for a
+    distance given without its parts.
+    """
+    post = fit.posterior
+    if not all(k in post for k in DRIFT_VARS) or not isinstance(far, Mapping) \
+            or fit_box(fit).distance != "hull_compute":
+        return 0.0
+    pts = {k: np.asarray(far[k], dtype=float)[None, :] for k in ("scale", "shape")}
+    return discrepancy_mean(pts, *(flat(post[k])[:, None] for k in DRIFT_VARS))
+
+
+#: z of the drift's reported band (90%).
+_Z90 = 1.6448536269514722
+
+
+def drift_columns(fit: ScalingFit | FamilyFit, far: Mapping[str, np.ndarray]) -> pd.DataFrame:
+    """Per point: the predictive median's shift by the drift, in % of loss, and its 90% band.
+
+    ``drift_pct`` is ``100 (exp(mean) - 1)`` of :func:`discrepancy_shift`; ``drift_lo_pct`` and
+    ``drift_hi_pct`` the same at ``mean -/+ 1.645 sd`` (the drift's own posterior sd per part,
+    ``meta["calibration"]["drift"]``, combined as independent). Zeros without a drift; for
+    several families, their weighted average.
+    """
+    size = np.asarray(far["distance"]).size
+    fits = ({k: f for k, f in fit.fits.items() if fit.weights[k] > 0}
+            if isinstance(fit, FamilyFit) else {"": fit})
+    wts = {k: (fit.weights[k] if isinstance(fit, FamilyFit) else 1.0) for k in fits}
+    out = np.zeros((3, size))
+    for k, f in fits.items():
+        shift = discrepancy_shift(f, far)
+        if np.ndim(shift) == 0:
+            continue
+        # the band of the drift as attach_discrepancy recorded it (none recorded: no band)
+        drift = (f.meta.get("calibration") or {}).get("drift") or {}
+        mean = np.mean(shift, axis=0)
+        sd = np.hypot(drift.get("scale", {}).get("sd", 0.0) * np.asarray(far["scale"], float),
+                      drift.get("shape", {}).get("sd", 0.0) * np.asarray(far["shape"], float))
+        for i, v in enumerate((mean, mean - _Z90 * sd, mean + _Z90 * sd)):
+            out[i] += wts[k] * 100.0 * np.expm1(v)
+    total = sum(wts.values())
+    return pd.DataFrame({"drift_pct": out[0] / total, "drift_lo_pct": out[1] / total,
+                         "drift_hi_pct": out[2] / total})
+
+
 def extrapolation_warnings(fit: ScalingFit, n: np.ndarray, d: np.ndarray) -> list[str]:
     """Plain-language warnings for points far outside the training runs."""
     out = []
@@ -258,7 +310,8 @@ def log_loss_draws(fit: ScalingFit, n: np.ndarray, d: np.ndarray, *, group: str 
         nu = flat(post["nu"])[:, None]
         var = var * (nu / rng.chisquare(nu))
     var = var + np.asarray(discrepancy_scale(fit, far)) ** 2
-    return log_mu + np.sqrt(var) * rng.standard_normal(log_mu.shape)
+    return (log_mu + discrepancy_shift(fit, far)
+            + np.sqrt(var) * rng.standard_normal(log_mu.shape))
 
 
 def predict_loss(
@@ -301,8 +354,10 @@ def predict_loss(
     QueryResult
         ``draws`` (``chain, draw, point``) and a ``summary`` with one row per point:
         ``n_params``, ``n_tokens``, ``flops``, ``group``, ``band``, ``mean``, ``median``,
-        ``lower``, ``upper``, ``interval``, ``lo_<p>``/``hi_<p>``, and the decades outside the
-        training runs.
+        ``lower``, ``upper``, ``interval``, ``lo_<p>``/``hi_<p>``, the decades outside the
+        training runs and, for the predictive band, how far the fit's signed drift moved the
+        median (``drift_pct`` and its 90% band ``drift_lo_pct``/``drift_hi_pct``,
+        :func:`drift_columns`).
     """
     require_nd_law(fit)
     probs, interval = check_probs(probs, interval)
@@ -323,6 +378,7 @@ def predict_loss(
                       "decades_past_c": far["c_past_max"],
                       "decades_outside_hull": far["hull"],
                       "extrapolation_distance": far["distance"]}),
+        *([drift_columns(fit, far)] if band == "predictive" else []),
         *([pd.DataFrame({"models": [fit.weights_label()] * n.size})]
           if isinstance(fit, FamilyFit) else []),
     ], axis=1)

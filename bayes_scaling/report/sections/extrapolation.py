@@ -20,7 +20,7 @@ from bayes_scaling.data.runs import RunTable
 from bayes_scaling.data.support import DISTANCE, decades_outside
 from bayes_scaling.fitting.discrepancy_prior import prior_provenance
 from bayes_scaling.fitting.result import ScalingFit
-from bayes_scaling.query.predict import fit_box
+from bayes_scaling.query.predict import drift_columns, fit_box
 from bayes_scaling.report.blocks import Block, Num, Parts, h2, para, primary_family, table
 from bayes_scaling.report.context import Context, Section
 
@@ -42,7 +42,7 @@ def _support(fit: ScalingFit, n: float, d: float) -> dict[str, Any]:
     out: dict[str, Any] = {"measure": DISTANCE, "distance": float(far["distance"][0]),
                            "outside_hull": float(far["hull"][0]),
                            "compute_past": float(far["compute"][0]),
-                           "calibration": None, "prior": None}
+                           "calibration": None, "prior": None, "drift": None}
     if "kappa" not in fit.posterior:
         return out
     cal = dict(fit.meta.get("calibration") or {})
@@ -58,6 +58,13 @@ def _support(fit: ScalingFit, n: float, d: float) -> dict[str, Any]:
         out["calibration"].update({k: cal[k] for k in ("tau0_shape_mean", "kappa_shape_mean")})
     if str(cal.get("prior", "")).startswith("cross-ladder"):
         out["prior"] = prior_provenance()
+    if cal.get("drift"):  # the signed drift per part and how far it moves the plan's median
+        shift = drift_columns(fit, far).iloc[0]
+        out["drift"] = {"shift_pct": float(shift["drift_pct"]),
+                        "shift_lo_pct": float(shift["drift_lo_pct"]),
+                        "shift_hi_pct": float(shift["drift_hi_pct"]),
+                        **{p: {"value": float(d["value"]), "sd": float(d["sd"])}
+                           for p, d in cal["drift"].items()}}
     return out
 
 
@@ -102,6 +109,19 @@ def _support_parts(risk: Mapping[str, Any]) -> list[Block]:
                     Num((*c, "n_refits"), "int"), " rolling-origin refits of this ladder, the "
                     "farthest ", Num((*c, "max_distance"), "decades"), " decades from its support."]
     out.append(para(*parts))
+    if sup.get("drift"):
+        dr = (*s, "drift")
+        out.append(para(
+            "Signed drift (the mean error of extrapolations of each kind, this ladder's own "
+            "rolling-origin slope shrunk toward the public ladders'; + = runs land above the "
+            "law): ", Num((*dr, "scale", "value"), "small"), " ± ", Num((*dr, "scale", "sd"),
+                                                                       "small"),
+            " per decade of N and D scaled up, ", Num((*dr, "shape", "value"), "small"), " ± ",
+            Num((*dr, "shape", "sd"), "small"), " per decade off the runs' tokens per "
+            "parameter (log loss). At the plan it moves the predictive median by ",
+            Num((*dr, "shift_pct"), "pcterr"), " (90% band of the drift: ",
+            Num((*dr, "shift_lo_pct"), "pcterr"), " to ", Num((*dr, "shift_hi_pct"), "pcterr"),
+            ")."))
     prior = sup.get("prior")
     val = (prior or {}).get("validation")
     if val:
