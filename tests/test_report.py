@@ -702,19 +702,27 @@ def test_example_report_shows_the_pattern_checks_and_the_next_run_ranking(tmp_pa
     assert '"next_run", "records", 0, "band_after"' in html.unescape(page)
 
 
-def test_a_saved_fit_from_another_package_version_is_refitted_not_reused():
+def test_a_saved_fit_from_another_package_version_or_code_is_refitted_not_reused():
     import dataclasses
 
     from bayes_scaling.fitting.result import PACKAGE, versions
+    from bayes_scaling.report.common import source_digest
     from bayes_scaling.report.fits import reusable
     from bayes_scaling.testing import fake_fit
 
     f = fake_fit("chinchilla", PUBLISHED["hoffmann2022"], extra={"kappa": 0.03, "tau0": 0.01})
-    f = dataclasses.replace(f, meta={**f.meta, "versions": versions()})
+    f = dataclasses.replace(f, meta={**f.meta, "versions": versions(),
+                                     "source_sha256": source_digest()})
     settings = {"chains": f.diagnostics.chains, "draws": f.diagnostics.draws}
     assert reusable(f, f.spec, f.runs, "nuts", settings)
     old = dataclasses.replace(f, meta={**f.meta, "versions": {**versions(), PACKAGE: "0.0.1"}})
     assert not reusable(old, f.spec, f.runs, "nuts", settings)
+    # same version number, other code (a saved fit from before a change of calibration)
+    other = dataclasses.replace(f, meta={**f.meta, "source_sha256": "0" * 64})
+    assert not reusable(other, f.spec, f.runs, "nuts", settings)
+    unmarked = dataclasses.replace(f, meta={k: v for k, v in f.meta.items()
+                                            if k != "source_sha256"})
+    assert not reusable(unmarked, f.spec, f.runs, "nuts", settings)
 
 
 def test_the_alternative_recipe_section(tmp_path_factory):

@@ -8,6 +8,7 @@ the training dynamics) obtain their fits here too.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -23,7 +24,7 @@ from bayes_scaling.fitting.fit import fit, fit_baseline
 from bayes_scaling.fitting.result import PACKAGE, ScalingFit, versions
 from bayes_scaling.model.gate import check_convergence
 from bayes_scaling.model.spec import ModelSpec, load_spec
-from bayes_scaling.report.common import sha256_of, shown_path
+from bayes_scaling.report.common import sha256_of, shown_path, source_digest
 from bayes_scaling.report.proposal import Proposal
 from bayes_scaling.types import ProgressFn
 
@@ -105,12 +106,15 @@ def reusable(cached: ScalingFit, spec: ModelSpec, runs: Any, method: FitMethod,
              settings: Mapping[str, Any]) -> bool:
     """Whether a saved fit answers for a new one.
 
-    Same spec, data, method, (NUTS) draws and the same bayes_scaling version (a new version may
-    fit or calibrate differently).
+    Same spec, data, method, (NUTS) draws, the same bayes_scaling version and the same package
+    code (``meta["source_sha256"]``, written when the report saved the fit): a new version, or
+    new code under the same version number, may fit or calibrate differently.
     """
     if cached.spec.sha256() != spec.sha256() or cached.runs.fingerprint() != runs.fingerprint():
         return False
     if cached.meta.get("versions", {}).get(PACKAGE) != versions().get(PACKAGE):
+        return False
+    if cached.meta.get("source_sha256") != source_digest():
         return False
     if method == "huber-bootstrap":
         return cached.method == method
@@ -178,6 +182,8 @@ def obtain_fit(spec: ModelSpec, runs: Any, *, settings: Mapping[str, Any],
         tell(f"fitting the {method} baseline of {spec.name} on {runs.n_runs} runs")
         fitted = fit_baseline(spec, runs, random_seed=seed)
     if path is not None:
+        fitted = dataclasses.replace(fitted, meta={**fitted.meta,
+                                                   "source_sha256": source_digest()})
         path.parent.mkdir(parents=True, exist_ok=True)
         fitted.save(path)
     return fitted, {"file": shown_path(path), "reused": False}
