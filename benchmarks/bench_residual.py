@@ -21,6 +21,10 @@ Sets (one batch size each, so the one-batch law where it wins, as measured in
 - **Candidates** (``--only candidates``, ``residual_candidates.py``): a MAP screen of fixes
   for the early-step shortfall on every curve set (early-step term, offsets shrunk / shared
   per size / none, a larger warm-up fraction).
+- **Noise models** (``--only noise``, ``noise_candidates.py``): a MAP + Laplace screen of
+  checkpoint-noise models (variance by step or by fraction of the run, Student-t) on every
+  curve set, and (``--jobs set:residual:thin:top:offsets:studentt``) the CLI backtests with
+  ``--likelihood studentt``; ``gemhalf`` is Gemstones at half the learning rate.
 - **MAP** (``--only map``): the residual model alone, at its maximum a posteriori point.
 - **Speed** (``--only speed``): the chosen model on the 20,000-checkpoint synthetic table of
   ``bench_schedule.speed_table`` at the chosen thinning, CPU and wall seconds with the load.
