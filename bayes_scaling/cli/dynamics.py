@@ -75,7 +75,7 @@ def schedule_steps_cmd(fit_path, n_params, batch_size, target_loss, lr_schedule,
 def backtest_curves(source: str, model: str, tops: list[int], *, group_col, param_count,
                     schedule: dict[str, Any], seed: int, chains: int, draws: int, tune: int,
                     as_json: bool, quiet: bool, residual: str | None = None,
-                    curve_offsets: str | None = None,
+                    curve_offsets: str | None = None, likelihood: str | None = None,
                     thinning: dict[str, Any] | None = None) -> None:
     """``backtest CURVES --model dynamics[_schedule]``: per held-out curve and pooled scores."""
     from bayes_scaling.data.curves import load_curves
@@ -95,6 +95,7 @@ def backtest_curves(source: str, model: str, tops: list[int], *, group_col, para
         results.append(curve_backtest(model, train, test, holdout_top=k, chains=chains,
                                       draws=draws, tune=tune, random_seed=seed + k,
                                       residual=residual, curve_offsets=curve_offsets,
+                                      likelihood=likelihood,
                                       on_progress=tell))
     if as_json:
         click.echo(json.dumps({"curve_backtests": [r.to_json() for r in results]}, indent=2,

@@ -266,13 +266,17 @@ def compare_cmd(runs, models, group_col, drop_highest_loss, param_count, query, 
 @click.option("--address", default=None, help="Dask scheduler address for the refits.")
 @click.option("--chains", default=4, show_default=True, type=click.IntRange(min=2),
               help="Chains of each refit of a curve model (--model dynamics...).")
+@click.option("--likelihood", type=click.Choice(["normal", "studentt"]), default=None,
+              help="Curve models: override the spec's likelihood of the checkpoint residuals "
+                   "(studentt: heavy tails, nu fitted).")
 @schedule_options
 @curve_fit_options
 @JSON_OPTION
 @click.option("--quiet", "-q", is_flag=True)
 def backtest_cmd(runs, model, holdout_by, holdout_top, test_query, method, group_col,
                  drop_highest_loss, param_count, best_of_sweep, columns, flops_unit, seed, draws,
-                 tune, workers, address, chains, lr_schedule, total_steps, warmup_steps,
+                 tune, workers, address, chains, likelihood, lr_schedule, total_steps,
+                 warmup_steps,
                  final_lr_fraction, cooldown_start, cooldown_steps, residual, curve_offsets,
                  max_points_per_curve, warmup_fraction, as_json, quiet):
     """Refit without the largest runs, predict them, and score the predictive bands.
@@ -297,15 +301,16 @@ def backtest_cmd(runs, model, holdout_by, holdout_top, test_query, method, group
             runs, model, [int(v) for v in parse_floats(holdout_top, "--holdout-top")],
             group_col=group_col, param_count=param_count, seed=seed, chains=chains,
             draws=draws, tune=tune, as_json=as_json, quiet=quiet, residual=residual,
-            curve_offsets=curve_offsets,
+            curve_offsets=curve_offsets, likelihood=likelihood,
             thinning=curve_thinning(max_points_per_curve, warmup_fraction),
             schedule=schedule_fields(lr_schedule, total_steps, warmup_steps, final_lr_fraction,
                                      cooldown_start, cooldown_steps))
 
-    if (residual, curve_offsets, max_points_per_curve, warmup_fraction) != (None,) * 4:
-        raise BayesScalingError("--residual, --curve-offsets, --max-points-per-curve and "
-                                "--warmup-fraction "
-                                "apply to curve models "
+    if (residual, curve_offsets, max_points_per_curve, warmup_fraction,
+            likelihood) != (None,) * 5:
+        raise BayesScalingError("--residual, --curve-offsets, --max-points-per-curve, "
+                                "--warmup-fraction and --likelihood "
+                                "apply to curve-model backtests "
                                 f"(--model dynamics...), not to {model!r}")
     table = resolve_runs(runs, group_col=group_col, drop_highest_loss=drop_highest_loss,
                          param_count=param_count, best_of_sweep=best_of_sweep, columns=columns,

@@ -48,7 +48,8 @@ class CurveBacktest:
         cols = ["run_id", "n_params", "points", "median_abs_pct_error",
                 *[c for c in self.curves.columns if c.startswith("coverage_")]]
         head = (f"curve backtest: model {self.summary['model']} (residual "
-                f"{self.summary.get('residual', 'iid')}), top {self.summary['holdout_top']}"
+                f"{self.summary.get('residual', 'iid')}, likelihood "
+                f"{self.summary.get('likelihood', 'normal')}), top {self.summary['holdout_top']}"
                 f" size(s) held out; {self.summary['train_curves']} training curves "
                 f"({self.summary['train_points']} points); gate "
                 f"{'passed' if self.summary['gate_passed'] else 'FAILED'}")
@@ -145,6 +146,7 @@ def curve_backtest(model: Any, train: CurveTable, test: CurveTable, *, holdout_t
                                        random_seed=np.random.default_rng([fit.meta["seed"], 7]))
     diag = fit.diagnostics
     summary = {"model": fit.spec.name, "residual": fit.spec.likelihood.residual,
+               "likelihood": fit.spec.likelihood.family,
                "curve_offsets": "curve" if fit.meta.get("curve_effects") else "none",
                "holdout_top": int(holdout_top),
                "train_curves": int(train.subset(keep).n_curves),
@@ -153,5 +155,6 @@ def curve_backtest(model: Any, train: CurveTable, test: CurveTable, *, holdout_t
                "divergences": int(diag.divergences), "seconds": float(fit.meta.get(
                    "seconds", np.nan)),
                **{f"{v}_median": float(np.median(fit.posterior[v].values))
-                  for v in ("sigma", "sigma_curve", "residual_length") if v in fit.posterior}}
+                  for v in ("sigma", "sigma_curve", "residual_length", "nu")
+                  if v in fit.posterior}}
     return CurveBacktest(points, per, summary, fit)

@@ -202,6 +202,7 @@ def fit_dynamics(
     curve_effects: bool | None = None,
     residual: str | None = None,
     curve_offsets: str | None = None,
+    likelihood: str | None = None,
     progress: bool = False,
     on_progress: ProgressFn | None = None,
 ) -> ScalingFit:
@@ -252,6 +253,12 @@ def fit_dynamics(
         cosine runs) cannot pull the shared size exponent through them
         (``benchmarks/results/residual.md``); the curve-to-curve spread then goes into
         ``sigma``.
+    likelihood : {"normal", "studentt"}, optional
+        Override the spec's likelihood family
+        (:meth:`~bayes_scaling.model.spec.ModelSpec.with_likelihood`): ``"studentt"`` gives the
+        checkpoint residuals Student-t tails (``nu`` fitted), so the early checkpoints of short
+        runs, far noisier than the late ones, widen the tails of the predictive band instead
+        of its middle (``benchmarks/results/residual.md``, noise models).
     progress : bool, default False
         Show the sampler's progress bar.
     on_progress : callable, optional
@@ -270,6 +277,8 @@ def fit_dynamics(
         spec = spec.with_residual(residual)
     if curve_offsets is not None and curve_offsets != spec.likelihood.curve_offsets:
         spec = spec.with_curve_offsets(curve_offsets)
+    if likelihood is not None and likelihood != spec.likelihood.family:
+        spec = spec.with_likelihood(likelihood)
     tell = on_progress or (lambda _msg: None)
     if (note := one_batch_note(spec.law, curves)) is not None:
         warnings.warn(note, DataWarning, stacklevel=2)
@@ -299,7 +308,7 @@ def fit_dynamics(
             **({"warmup_max_tree_depth": getattr(pm_model, "bayes_scaling_warmup_depth_used",
                                                  None)} if backend == "numpyro" else {}),
             "centre": curve_centre(curves), "curve_effects": curve_effects,
-            "residual": spec.likelihood.residual,
+            "residual": spec.likelihood.residual, "likelihood": spec.likelihood.family,
             "curve_offsets": spec.likelihood.curve_offsets,
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "versions": versions()}
