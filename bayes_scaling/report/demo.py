@@ -151,6 +151,18 @@ def demo_markdown(fit: ScalingFit, nums: dict[str, Any]) -> str:
                 f"{cal['n_heldout']} held-out runs in {cal['n_refits']} rolling-origin refits "
                 f"inside the ladder, starting from the {cal.get('prior', 'half-normal')} prior; "
                 f"distance: {cal.get('distance', 'box')} (decades from the runs' support).", ""]
+        pred = nums["predicted_loss"].get("predictive", {})
+        drift = cal.get("drift")
+        if drift and pred.get("drift_pct") is not None:
+            out += [f"Signed drift (the mean error of this kind of extrapolation, the ladder's "
+                    f"own rolling-origin slope shrunk toward the public ladders'; + = runs land "
+                    f"above the law): {drift['scale']['value']:+.4f} ± "
+                    f"{drift['scale']['sd']:.4f} per decade of N and D scaled up, "
+                    f"{drift['shape']['value']:+.4f} ± {drift['shape']['sd']:.4f} per decade off "
+                    f"the runs' tokens per parameter (log loss). At Chinchilla-70B it moves the "
+                    f"predictive median by {pred['drift_pct']:+.2f}% (90%: "
+                    f"{pred['drift_lo_pct']:+.2f}% to {pred['drift_hi_pct']:+.2f}%): that is the "
+                    f"gap between the law and predictive medians above.", ""]
     out += ["Figures: `loss_vs_n.png`, `loss_vs_c.png`, `compute_optimal.png`, "
             "`posterior_pair.png`.", ""]
     return "\n".join(out)
