@@ -43,6 +43,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_contrast as bc
+from contrast_sets import synthetic_ladder
 
 from bayes_scaling.constants import PUBLISHED
 from bayes_scaling.files import atomic_write_text
@@ -52,7 +53,7 @@ from bayes_scaling.laws.final_loss import LAWS
 from bayes_scaling.query import anchor
 from bayes_scaling.query.contrast import path_log_loss
 from bayes_scaling.query.predict import group_theta
-from bayes_scaling.testing import fake_fit, synthetic_runs, to_sampling
+from bayes_scaling.testing import fake_fit, to_sampling
 
 ESTIMATORS = ("zero", "zero_decay", "w0", "pooled", "eiv", "latest")
 LEARNED = ("pooled", "eiv", "latest")
@@ -168,17 +169,10 @@ def synthetic(cache: Path, n_ladders: int, seed: int = 0, point: bool = False) -
     A ladder without a saved fit is skipped, or with ``point`` fitted by :func:`point_fit`.
     """
     base, law = PUBLISHED["hoffmann2022"], LAWS["chinchilla"]
-    sizes = (2, 3, 4, 5, 6, 8)
     rows = []
     for i in range(n_ladders):
         key = f"synthetic_{seed + i}"
-        rng = np.random.default_rng(seed + i)
-        k = sizes[i % len(sizes)]
-        offs = {f"g{j}": {"log_e": rng.normal(0, 0.015), "log_a": rng.normal(0, 0.1),
-                          "log_b": rng.normal(0, 0.1)} for j in range(k)}
-        runs = synthetic_runs("chinchilla", base, n_sizes=np.geomspace(2e7, 4e8, 5),
-                              tokens_per_param=(5, 20, 80), noise=0.01, group_offsets=offs,
-                              seed=seed + i)
+        offs, runs = synthetic_ladder(i, seed)
         if (cache / f"{key}.nc").exists():
             fit = ScalingFit.load(cache / f"{key}.nc")
         elif point:

@@ -21,8 +21,23 @@ from bayes_scaling.laws.final_loss import LAWS
 from bayes_scaling.query.contrast import contrast_groups, matching_log_compute, path_log_loss
 from bayes_scaling.testing import synthetic_runs, to_sampling
 
-
 # ----------------------------------------------------------------------------- synthetic
+SYNTHETIC_SIZES = (2, 3, 4, 5, 6, 8)
+
+
+def synthetic_ladder(i: int, seed: int = 0):
+    """Ladder ``i`` of the synthetic set: its group offsets (truth) and runs (seed ``seed + i``),
+    the same for ``synthetic`` here and ``bench_contrast_weights.synthetic``."""
+    rng = np.random.default_rng(seed + i)
+    k = SYNTHETIC_SIZES[i % len(SYNTHETIC_SIZES)]
+    offs = {f"g{j}": {"log_e": rng.normal(0, 0.015), "log_a": rng.normal(0, 0.1),
+                      "log_b": rng.normal(0, 0.1)} for j in range(k)}
+    runs = synthetic_runs("chinchilla", PUBLISHED["hoffmann2022"],
+                          n_sizes=np.geomspace(2e7, 4e8, 5), tokens_per_param=(5, 20, 80),
+                          noise=0.01, group_offsets=offs, seed=seed + i)
+    return offs, runs
+
+
 def synthetic(n_ladders: int, seed: int = 0, save=None) -> list[dict]:
     """Every pair of groups of ``n_ladders`` synthetic ladders: truth, interval, P(B better).
 
@@ -30,16 +45,10 @@ def synthetic(n_ladders: int, seed: int = 0, save=None) -> list[dict]:
     """
     base = PUBLISHED["hoffmann2022"]
     law = LAWS["chinchilla"]
-    sizes = (2, 3, 4, 5, 6, 8)
     rows = []
     for i in range(n_ladders):
-        rng = np.random.default_rng(seed + i)
-        k = sizes[i % len(sizes)]
-        offs = {f"g{j}": {"log_e": rng.normal(0, 0.015), "log_a": rng.normal(0, 0.1),
-                          "log_b": rng.normal(0, 0.1)} for j in range(k)}
-        runs = synthetic_runs("chinchilla", base, n_sizes=np.geomspace(2e7, 4e8, 5),
-                              tokens_per_param=(5, 20, 80), noise=0.01, group_offsets=offs,
-                              seed=seed + i)
+        offs, runs = synthetic_ladder(i, seed)
+        k = len(offs)
         t0 = time.perf_counter()
         f = _fit(runs, seed + i, calibrate=False, key=f"synthetic_{seed + i}")
         secs = time.perf_counter() - t0
