@@ -151,7 +151,8 @@ def test_cli_curve_options_refuse_runs_models_and_too_few_points(capsys):
     assert "apply to curve models" in capsys.readouterr().err
     assert main(["backtest", "chinchilla", "--model", "chinchilla", "--max-points-per-curve",
                  "10"]) == 2
-    assert "apply to curve models" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "apply to curve-model backtests" in err and "--max-points-per-curve" in err
     assert main(["backtest", "x.csv", "--model", FIXED_B, "--max-points-per-curve", "2"]) == 2
     err = capsys.readouterr().err
     assert "at least 3" in err and len(err.strip().splitlines()) == 1
