@@ -26,13 +26,14 @@ Protocol (fixed before it was run):
 
 Run: ``BAYES_SCALING_DATA=../shared/data nice -n 19 .venv/bin/python
 benchmarks/bench_families_synth.py [--seeds 4]`` (fits; cached per ladder in
-``results/families_synth.json``, so a killed run resumes). ``--write``: only the report.
+``results/families_synth.json.gz``, so a killed run resumes). ``--write``: only the report.
 Writes ``benchmarks/results/families_synth.md``.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import time
 import warnings
@@ -53,12 +54,13 @@ from bayes_scaling.evaluate.stacking import (
     stack_plan,
     stacking_weights,
 )
+from bayes_scaling.files import atomic_write_bytes
 from bayes_scaling.laws.final_loss import LAWS
 from bayes_scaling.testing import to_sampling
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-CACHE = RESULTS / "families_synth.json"
+CACHE = RESULTS / "families_synth.json.gz"
 FAMILIES = ("chinchilla", "farseer", "broken", "kaplan_e")
 LAW_OF = {"farseer": "farseer", "chinchilla": "chinchilla", "broken": "chinchilla_broken",
           "kaplan_e": "kaplan_e"}
@@ -174,14 +176,15 @@ def main() -> None:
     args = ap.parse_args()
     warnings.simplefilter("ignore")
     np.seterr(all="ignore")
-    res = json.loads(CACHE.read_text()) if CACHE.exists() else {}
+    res = json.loads(gzip.decompress(CACHE.read_bytes())) if CACHE.exists() else {}
     if not args.write:
         for i in range(args.seeds):  # seed-major: a cut-short run has every family
             for j, fam in enumerate(FAMILIES):
                 key = f"{fam} {1000 * j + i}"
                 if key not in res:
                     res[key] = one(fam, 1000 * j + i)
-                    CACHE.write_text(json.dumps(res))
+                    atomic_write_bytes(CACHE, gzip.compress(json.dumps(res).encode(),
+                                                            mtime=0))
                     print(f"{key}: {res[key]['seconds']:.0f} s", flush=True)
     text = "\n".join(report(res))
     (RESULTS / "families_synth.md").write_text(text)
