@@ -131,14 +131,15 @@ def _drift_meta(fitted) -> dict | None:
     """The fit's signed drift per part (log loss per decade: value, 90% band, own slope and
     population), as ``attach_discrepancy`` recorded it; ``None`` without one."""
     from bayes_scaling.fitting.families import FamilyFit
+    from bayes_scaling.query.predict import Z90
 
     fits = fitted.fits if isinstance(fitted, FamilyFit) else {"": fitted}
     out = {}
     for name, f in fits.items():
         drift = (f.meta.get("calibration") or {}).get("drift")
         if drift:
-            out[name or "fit"] = {p: {**d, "lo_90": d["value"] - 1.6448536269514722 * d["sd"],
-                                      "hi_90": d["value"] + 1.6448536269514722 * d["sd"]}
+            out[name or "fit"] = {p: {**d, "lo_90": d["value"] - Z90 * d["sd"],
+                                      "hi_90": d["value"] + Z90 * d["sd"]}
                                   for p, d in drift.items()}
     if not out:
         return None

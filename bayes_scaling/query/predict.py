@@ -234,7 +234,7 @@ def discrepancy_shift(fit: ScalingFit, far: Mapping[str, np.ndarray] | np.ndarra
 
 
 #: z of the drift's reported band (90%).
-_Z90 = 1.6448536269514722
+Z90 = 1.6448536269514722
 
 
 def drift_columns(fit: ScalingFit | FamilyFit, far: Mapping[str, np.ndarray]) -> pd.DataFrame:
@@ -259,7 +259,7 @@ def drift_columns(fit: ScalingFit | FamilyFit, far: Mapping[str, np.ndarray]) ->
         mean = np.mean(shift, axis=0)
         sd = np.hypot(drift.get("scale", {}).get("sd", 0.0) * np.asarray(far["scale"], float),
                       drift.get("shape", {}).get("sd", 0.0) * np.asarray(far["shape"], float))
-        for i, v in enumerate((mean, mean - _Z90 * sd, mean + _Z90 * sd)):
+        for i, v in enumerate((mean, mean - Z90 * sd, mean + Z90 * sd)):
             out[i] += wts[k] * 100.0 * np.expm1(v)
     total = sum(wts.values())
     return pd.DataFrame({"drift_pct": out[0] / total, "drift_lo_pct": out[1] / total,

@@ -28,7 +28,7 @@ def _tokens(fit_: ScalingFit, n: float, target: float, group: str, seed: int,
     return rec, np.asarray(res.draws).ravel()
 
 
-def _mixture(samples: Mapping[str, np.ndarray], weights: Mapping[str, float],
+def _average(samples: Mapping[str, np.ndarray], weights: Mapping[str, float],
              seed: int) -> np.ndarray:
     """The families' average draws: their weighted quantile average (as the queries'), with
     an unreachable target (infinite draws) pooled linearly."""
@@ -47,7 +47,7 @@ def _tok_average(tok: Mapping[str, Any], draws: Mapping[str, np.ndarray],
                  ) -> dict[str, Any] | None:
     if not weights or len(tok) < 2:
         return None
-    q = _quantiles(_mixture(draws, weights, seed))
+    q = _quantiles(_average(draws, weights, seed))
     return {"p_unreachable": float(sum(weights[k] * tok[k]["p_unreachable"] for k in weights)),
             **q, "median_tokens_per_param": q["median"] / n}
 
