@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +56,7 @@ from bench_discrepancy_prior import (
 )
 from ladders import public_ladders
 
-from bayes_scaling.data.support import discrepancy_mean
+from bayes_scaling.data.support import DISCREPANCY_RAMP_DECADES, discrepancy_mean
 from bayes_scaling.files import atomic_path
 from bayes_scaling.fitting.calibrate import (
     PARTS,
@@ -95,6 +96,32 @@ def drift_shift(case: dict, pops: dict) -> np.ndarray:
     distance (:func:`bayes_scaling.data.support.discrepancy_mean`)."""
     d = case_drifts(case, pops)
     return discrepancy_mean(case["dist"], d["scale"].value, d["shape"].value)
+
+
+def level_backtest(bt):
+    """``bt`` (hull_compute) with its ``shape`` distance replaced by the discrepancy's ramp of it
+    (``min(r / DISCREPANCY_RAMP_DECADES, 1)``): :func:`ladder_slope` on it is a level, not a
+    slope (candidate A, ``benchmarks/CRITERIA_s9_i15.md``)."""
+    bt = bt.with_distance("hull_compute")
+    kinds = {**bt.by_kind, "shape": np.minimum(bt.by_kind["shape"] / DISCREPANCY_RAMP_DECADES, 1.0)}
+    return replace(bt, by_kind=kinds)
+
+
+def level_pop(rolling: dict, ladders, exclude: set[str]) -> tuple[float, float]:
+    """Candidate A's population of shape levels over the ladders not in ``exclude``."""
+    rows = [(ladders[n][0], s) for n in rolling if n not in exclude
+            if (s := ladder_slope(level_backtest(rolling[n]), "shape")) is not None]
+    return drift_population([s for _, s in rows], [src for src, _ in rows])
+
+
+def level_shift(case: dict, scale_value: float, pop: tuple[float, float]
+                ) -> tuple[np.ndarray, float]:
+    """Candidate A's log shift of the case's held-out runs: the product's scale drift times
+    the scale distance plus the case's shape level (its own, shrunk toward ``pop``) times the
+    ramp of the shape distance; and that level."""
+    lev = shrink(ladder_slope(level_backtest(case["inner"]), "shape"), *pop)
+    ramp = np.minimum(np.asarray(case["dist"]["shape"]) / DISCREPANCY_RAMP_DECADES, 1.0)
+    return scale_value * np.asarray(case["dist"]["scale"]) + lev.value * ramp, lev.value
 
 
 def main() -> None:

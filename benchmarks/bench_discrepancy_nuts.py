@@ -46,7 +46,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_discrepancy_drift import drift_pops, drift_shift
+from bench_discrepancy_drift import drift_pops, drift_shift, level_pop, level_shift
 from bench_discrepancy_prior import (
     CACHE,
     HEAD,
@@ -68,7 +68,7 @@ from bench_discrepancy_prior import (
 )
 from ladders import public_ladders
 
-from bayes_scaling.data.support import levels
+from bayes_scaling.data.support import discrepancy_mean, levels
 from bayes_scaling.errors import BayesScalingError
 from bayes_scaling.evaluate.backtest import split_top
 from bayes_scaling.files import atomic_path
@@ -94,10 +94,12 @@ PER_KIND = "nuts + xl-source, per kind"
 DRIFT = {ONE_PAIR: "nuts + xl-source, one pair + drift",
          PER_KIND: "nuts + xl-source, per kind + drift"}
 BASE = "huber-bootstrap"
+#: Candidate A (``benchmarks/CRITERIA_s9_i15.md``): the product with its shape drift a level.
+LEVEL = "nuts + xl-source, shape drift as a level (candidate A)"
 #: ``--lean``: the product, its two forms, today's bands and the baselines.
 LEAN = (CHOSEN, BEFORE, "nuts, no discrepancy", "nuts + today's (box, own)",
         "nuts + xl-source, one (tau0, kappa)", "nuts + xl-source, per kind", "huber-bootstrap",
-        "huber + xl-source", *DRIFT.values())
+        "huber + xl-source", *DRIFT.values(), LEVEL)
 #: The systematic-term variant scored beside the product (shared fraction per refit).
 SHARED_ALT = 0.25
 #: Ladder names in ``public_ladders`` order (filled in ``main``; seeds index into it).
@@ -311,6 +313,14 @@ def main() -> None:
             priors[("drift", case["source"])] = drift_pops(
                 rolling, ladders, {n for n in rolling if ladders[n][0] == case["source"]})
         shift = drift_shift(case, priors[("drift", case["source"])])
+        if ("level", case["source"]) not in priors:  # candidate A's population without the source
+            priors[("level", case["source"])] = level_pop(
+                rolling, ladders, {n for n in rolling if ladders[n][0] == case["source"]})
+        # candidate A: the product's draws with its drift's shift replaced by A's (exact: the
+        # drift is constant over draws and adds to the log loss)
+        shift_a, fits[-1]["level_shape"] = level_shift(case, cal["drift_scale"],
+                                                       priors[("level", case["source"])])
+        re_shift = shift_a - discrepancy_mean(case["dist"], cal["drift_scale"], cal["drift_shape"])
         for pk in (False, True):  # both forms, whichever is shipped
             if (pk, case["source"]) not in priors:
                 priors[(pk, case["source"])] = _source_prior(rolling, ladders, case, shipped, pk)
@@ -319,7 +329,7 @@ def main() -> None:
             priors[sh_key] = population(
                 rolling, ladders, shipped.distance, shipped.temper,
                 {n for n in rolling if ladders[n][0] == case["source"]}, SHARED_ALT)
-        specs = [(CHOSEN, None), (BEFORE, "before"),
+        specs = [(CHOSEN, None), (BEFORE, "before"), (LEVEL, "level"),
                  ("nuts, no discrepancy", (None, None)),
                  ("nuts + today's (box, own)", ("box", None)),
                  ("nuts + xl-ladder", (shipped.distance, priors.get(lad_key))),
@@ -336,6 +346,8 @@ def main() -> None:
             rng = np.random.default_rng([args.seed, i, 11])
             if how is None:
                 samples = np.exp(nuts["pred"])
+            elif how == "level":
+                samples = np.exp(nuts["pred"] + re_shift[None, :])
             elif how == "before":
                 samples = np.exp(before)
             elif how == "huber":
@@ -401,7 +413,7 @@ def publish(name: str, table: pd.DataFrame, fits_t: pd.DataFrame, args, shipped,
              "per_ladder": summarise(table, ["variant", "ladder"]).to_dict("records"),
              "per_source": summarise(table, ["variant", "source"]).to_dict("records"),
              "criteria": {v: criteria(table, v) for v in (CHOSEN, BEFORE, ONE_PAIR, PER_KIND,
-                                                          *DRIFT.values())
+                                                          *DRIFT.values(), LEVEL)
                           if v in set(table["variant"])},
              "fits": fits_t.to_dict("records")}, indent=1, default=float))
     print(text)
@@ -505,13 +517,38 @@ def acceptance(table: pd.DataFrame) -> str:
             + f": **{'accepted' if all(checks.values()) else 'not accepted'}**.")
 
 
+def acceptance_a(table: pd.DataFrame) -> str:
+    """Candidate A's criterion, stated before it was scored (commit 786f83c,
+    ``benchmarks/CRITERIA_s9_i15.md``): a lower pooled and size-hold-out median abs error than
+    the product, the coverage figures, an interval score no worse, and Huber+bootstrap better on
+    no more ladders."""
+    c, c0 = criteria(table, LEVEL), criteria(table, CHOSEN)
+    sel = table[table["variant"].isin([CHOSEN, LEVEL])]
+    p = summarise(sel, ["variant"]).set_index("variant")
+    by = summarise(sel, ["variant", "by"]).set_index(["variant", "by"])
+    new, old = p.loc[LEVEL], p.loc[CHOSEN]
+    sz_new, sz_old = by.loc[(LEVEL, "n_params"), "mape"], by.loc[(CHOSEN, "n_params"), "mape"]
+    checks = {"median error": new["mape"] < old["mape"], "size median error": sz_new < sz_old,
+              "90%": 0.85 <= c["cov90"] <= 0.95, "50%": 0.40 <= c["cov50"] <= 0.60,
+              "floor": c["lowest_cov90"] >= 0.70, "interval score": new["is90"] <= old["is90"],
+              "ladders Huber wins": len(c["huber_better_on"]) <= len(c0["huber_better_on"])}
+    return (f"**Candidate A (shape drift as a level; criterion stated before scoring, commit "
+            f"786f83c):** median abs error {new['mape']:.2f}% vs {old['mape']:.2f}% (size "
+            f"hold-outs {sz_new:.2f}% vs {sz_old:.2f}%), 90% {c['cov90']:.3f}, 50% "
+            f"{c['cov50']:.3f}, lowest ladder {c['lowest_cov90']:.2f}, interval score "
+            f"{new['is90']:.4f} vs {old['is90']:.4f}, Huber better on "
+            f"{len(c['huber_better_on'])} vs {len(c0['huber_better_on'])} ladders; "
+            + ", ".join(f"{k} {'met' if v else 'NOT met'}" for k, v in checks.items())
+            + f": **{'accepted' if all(checks.values()) else 'not accepted'}**.")
+
+
 def compare(table: pd.DataFrame) -> list[str]:
     """The product, its two forms and Huber+bootstrap on the same held-out runs: the issue's
     criteria, per ladder, by kind of hold-out and per source."""
-    have = [v for v in (CHOSEN, BEFORE, ONE_PAIR, PER_KIND, *DRIFT.values(), BASE)
+    have = [v for v in (CHOSEN, BEFORE, LEVEL, ONE_PAIR, PER_KIND, *DRIFT.values(), BASE)
             if v in set(table["variant"])]
-    short = {CHOSEN: "product", BEFORE: "product before", ONE_PAIR: "one pair",
-             PER_KIND: "per kind", BASE: "Huber",
+    short = {CHOSEN: "product", BEFORE: "product before", LEVEL: "candidate A",
+             ONE_PAIR: "one pair", PER_KIND: "per kind", BASE: "Huber",
              DRIFT[ONE_PAIR]: "one pair + drift", DRIFT[PER_KIND]: "per kind + drift"}
     lines = ["", "### The issue's criteria on the same held-out runs", "",
              "| variant | pooled 90% (0.85-0.95) | 50% (0.40-0.60) | lowest ladder at 90% "
@@ -525,6 +562,8 @@ def compare(table: pd.DataFrame) -> list[str]:
                      f"{'yes' if c['met'] else 'no'} |")
     if CHOSEN in have and BEFORE in have:
         lines += ["", acceptance(table)]
+    if CHOSEN in have and LEVEL in have:
+        lines += ["", acceptance_a(table)]
     per = summarise(table[table["variant"].isin(have)], ["variant", "ladder"])
     lines += ["", "### Per ladder: 90% coverage and mean interval score (90%)", "",
               "| ladder | runs | " + " | ".join(f"cov 90 {short[v]}" for v in have) + " | "
