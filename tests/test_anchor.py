@@ -132,8 +132,11 @@ def converging_z():
 @pytest.mark.slow
 @pytest.mark.parametrize("weighting", [
     pytest.param("zero", marks=pytest.mark.xfail(
-        strict=True, reason="session 9: comparator corrected to held-out observed gaps; "
-        "the default's score under it is pending")),
+        strict=True, reason="known short (issue 17, sessions 7-9): with w = 0 the band's spread "
+        "comes from the gap changes over every rolling origin, large low on a ladder whose gap "
+        "converges, so near the top it is too wide: against held-out observed gaps median |z| "
+        "0.296 and 95% of them inside the 90% band (against the noise-free truth, the wrong "
+        "comparator for a predictive band, 0.11); anchor.DRIFT_DECAY gives 0.241 (0.093)")),
     "latest"])
 def test_anchored_p_b_better_is_calibrated_when_the_groups_converge(converging_z, weighting):
     """Recipes whose gap fades faster than group offsets on one law allow: the law's band calls
