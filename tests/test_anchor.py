@@ -337,3 +337,46 @@ def test_the_band_takes_the_drift_rate_at_its_own_anchor(ladder_fit):
     want = 1e-6 + 1e-4 * h
     assert 0.8 < np.var(np.concatenate(spread)) / want < 1.25, (np.var(np.concatenate(spread)),
                                                                  want)
+
+
+def test_fit_calibration_finds_a_drift_that_scales_with_the_gap():
+    """Gap changes whose variance is ``a + r² g² h`` (``g`` the gap at the origin): given the
+    gaps, the fit recovers ``r²`` within 2x and puts little of it in the flat drift ``s²``;
+    without them there is no relative term. Faults caught: see the report of issue 17,
+    session 9."""
+    rng = np.random.default_rng(11)
+    n, a, r2 = 300, 1e-5, 0.05
+    h = rng.choice([0.3, 0.6, 0.9], n)
+    g = rng.uniform(-0.1, 0.1, n)
+    y = rng.normal(0.0, np.sqrt(a + r2 * g**2 * h))
+    x = rng.normal(0.0, 0.01, n)
+    cal = fit_calibration(x, y, h, weight=0.0, gap=g)
+    assert 0.5 < cal.drift_rel / r2 < 2.0, cal
+    assert cal.drift_var < 0.25 * r2 * float(np.mean(g**2)), cal
+    assert fit_calibration(x, y, h, weight=0.0).drift_rel == 0.0
+
+
+def test_the_band_scales_its_relative_drift_with_the_gap_at_the_anchor(ladder_fit):
+    """The predictive spread of a difference ``h`` decades past the top is ``a + r² g² h`` with
+    ``g`` the observed gap between the groups' best runs at the top level. Faults caught: see
+    the report of issue 17, session 9."""
+    fit, budgets = ladder_fit
+    lv = anchor.Levels(fit)
+    ll = fit.runs.log_loss
+    g = float(ll[lv.best("B", len(lv.x) - 1)] - ll[lv.best("A", len(lv.x) - 1)])
+    theta = {k: {p: v[:, None] for p, v in anchor.group_theta(fit, k).items()} for k in "AB"}
+    log_c = np.log(np.array([[4.0 * budgets[-1]]]))
+    h = float(np.log10(4.0 * budgets[-1]) - lv.x[-1])
+    r2 = 1e-3 / g**2  # the relative term alone: 1e-3 per decade
+    cal = anchor.ContrastCalibration(0.0, 0.0, 1e-6, 0.0, 10, 3, horizon=np.inf,
+                                     weighting="zero", drift_rel=r2)
+    rng = np.random.default_rng(0)
+    spread = []
+    for _ in range(20):
+        mean, pred = anchor.anchored_log_losses(fit, ("A", "B"), theta, log_c, None, cal, rng,
+                                                beyond="hold")
+        spread.append((pred[1] - pred[0] - (mean[1] - mean[0])).ravel())
+    want = 1e-6 + r2 * g**2 * h
+    assert abs(g) > 1e-3, g  # the ladder has a gap to scale with
+    assert 0.8 < np.var(np.concatenate(spread)) / want < 1.25, (np.var(np.concatenate(spread)),
+                                                                want)
