@@ -245,7 +245,8 @@ def report(rows: pd.DataFrame) -> list[str]:
             *bc._md_table(table), "", "Per fit: the learned weights; for `zero_decay`, the "
             "fitted drift decay `kappa` (log10 of the drift variance per decade down the ladder) "
             "and the drift rate at the top of the ladder, next to the default's pooled one "
-            "(`drift_zero`):", "",
+            "(`drift_zero`); for `zero_rel`, the relative drift `r²` (per decade per squared "
+            "gap):", "",
             *bc._md_table(weights.reset_index()), ""]
 
 
@@ -262,13 +263,16 @@ def main() -> None:
     rows.to_csv(bc.RESULTS / "contrast_weights.csv", index=False)
     lines = ["## Contrasts: how much of the law's group-specific change to trust", "",
              "`benchmarks/bench_contrast_weights.py`: the anchored P(B better) (`beyond=hold`) "
-             "under six estimators of the weight `w` of the law's group-specific change, from "
+             "under seven estimators of the weight `w` of the law's group-specific change, from "
              "the fits `bench_contrast.py --cache` saved: `zero` (the default: keep the "
              "observed gap, the band's variance fitted with `w` held at 0), `zero_decay` (the "
              "same, the drift variance a power of compute fitted with each rolling origin's "
              "place on the ladder, `anchor.DRIFT_DECAY`; session 8, off by default: it failed "
              "the converging-ladder part of the criterion stated before it was scored, "
-             "commit bfe2d8e), `w0` (the same "
+             "commit bfe2d8e), `zero_rel` (the same, with a drift that scales with the "
+             "gap at the origin, `anchor.RELATIVE_DRIFT`; session 9, off by default: it failed "
+             "the converging-ladder part of the criterion stated before it was scored, commit "
+             "de679a6), `w0` (the same "
              "gap with the pooled regression's variance terms, as first measured), "
              "`pooled` (one regression over all rolling origins), `eiv` (the same, corrected "
              "for the attenuation by the refits' own error), `latest` (the latest origin's "
