@@ -143,8 +143,10 @@ def test_anchored_p_b_better_is_calibrated_when_the_groups_converge(converging_z
     the sign wrongly and over-confidently; the anchored band's z-scores of held-out observed
     gaps have a median |z| near the calibrated 0.67 (bounds 0.3-2, as stated in session 7). A
     predictive band is judged by what it predicts, observed gaps; against the noise-free
-    truth (sessions 7-8) the default ``"zero"`` gave 0.11 and was a strict xfail. Faults
-    caught: see the report of issue 17, session 9."""
+    truth (sessions 7-8) the default ``"zero"`` gave 0.11. Faults caught (``"latest"``, session
+    9): the anchored predictive spread 10x too wide (median |z| 0.115) or 10x too narrow. The
+    default ``"zero"`` fails the too-wide side (strict xfail: it is reported the day it
+    passes)."""
     z, brier, _ = converging_z
     # robust calibration of the anchored band: median |z| is 0.67 when calibrated
     assert 0.3 < np.median(z[weighting]) < 2.0, np.median(z[weighting])
@@ -342,8 +344,8 @@ def test_the_band_takes_the_drift_rate_at_its_own_anchor(ladder_fit):
 def test_fit_calibration_finds_a_drift_that_scales_with_the_gap():
     """Gap changes whose variance is ``a + r² g² h`` (``g`` the gap at the origin): given the
     gaps, the fit recovers ``r²`` within 2x and puts little of it in the flat drift ``s²``;
-    without them there is no relative term. Faults caught: see the report of issue 17,
-    session 9."""
+    without them there is no relative term. Faults caught: the gap not squared in its column
+    (ratio 0.07); ``drift_rel`` read from the flat drift's coefficient (ratio 0.0003)."""
     rng = np.random.default_rng(11)
     n, a, r2 = 300, 1e-5, 0.05
     h = rng.choice([0.3, 0.6, 0.9], n)
@@ -358,8 +360,9 @@ def test_fit_calibration_finds_a_drift_that_scales_with_the_gap():
 
 def test_the_band_scales_its_relative_drift_with_the_gap_at_the_anchor(ladder_fit):
     """The predictive spread of a difference ``h`` decades past the top is ``a + r² g² h`` with
-    ``g`` the observed gap between the groups' best runs at the top level. Faults caught: see
-    the report of issue 17, session 9."""
+    ``g`` the observed gap between the groups' best runs at the top level. Faults caught: the
+    per-group factor 2 dropped (ratio 0.51); the gap measured from the first group's level
+    instead of the groups' mean (ratio 2.0)."""
     fit, budgets = ladder_fit
     lv = anchor.Levels(fit)
     ll = fit.runs.log_loss
