@@ -87,11 +87,17 @@ def main() -> None:
     ap.add_argument("--drift-decay", action="store_true",
                     help="the band's drift settling as a power of compute (anchor.DRIFT_DECAY, "
                     "off by default); the report goes to contrast_decay.md")
+    ap.add_argument("--relative-drift", action="store_true",
+                    help="the band's drift scaling with the gap at the anchor "
+                    "(anchor.RELATIVE_DRIFT, off by default); the report goes to "
+                    "contrast_relative.md")
     ap.add_argument("--json", type=Path, default=JSON,
                     help=f"the records' file (default {JSON.relative_to(JSON.parents[2])})")
     args = ap.parse_args()
     if args.drift_decay:
         anchor.DRIFT_DECAY = True
+    if args.relative_drift:
+        anchor.RELATIVE_DRIFT = True
     if args.cache is not None:
         args.cache.mkdir(parents=True, exist_ok=True)
         CACHE.append(args.cache)
@@ -120,6 +126,9 @@ def main() -> None:
     if args.drift_decay:
         report(store, "contrast_decay", " - drift settling as a power of compute "
                "(`--drift-decay`, `anchor.DRIFT_DECAY`; not the default)")
+    elif args.relative_drift:
+        report(store, "contrast_relative", " - drift scaling with the gap at the anchor "
+               "(`--relative-drift`, `anchor.RELATIVE_DRIFT`; not the default)")
     else:
         report(store)
 

@@ -10,6 +10,8 @@ scores the anchored P(B better) (:func:`~bayes_scaling.query.anchor.anchored_log
   observed changes of gaps with ``w`` held at 0;
 - ``zero_decay``: the same with the drift variance a power of compute, fitted with each
   rolling origin's place on the ladder (``anchor.DRIFT_DECAY``; session 8, off by default);
+- ``zero_rel``: the same with a drift that scales with the gap at the origin
+  (``anchor.RELATIVE_DRIFT``; session 9);
 - ``w0``: ``w = 0`` with the pooled regression's variance terms (how the choice of the default
   was first measured, session 6);
 - ``pooled``: one weight over every origin (the regression of ``fit_calibration``);
@@ -55,7 +57,9 @@ from bayes_scaling.query.contrast import path_log_loss
 from bayes_scaling.query.predict import group_theta
 from bayes_scaling.testing import fake_fit, to_sampling
 
-ESTIMATORS = ("zero", "zero_decay", "w0", "pooled", "eiv", "latest")
+ESTIMATORS = ("zero", "zero_decay", "zero_rel", "w0", "pooled", "eiv", "latest")
+#: estimators whose mean confidence and calibration gap |mean confidence - accuracy| are shown
+ZEROS = ("zero", "zero_decay", "zero_rel")
 LEARNED = ("pooled", "eiv", "latest")
 SEED = 3
 
@@ -71,8 +75,13 @@ def calibrations(fit: ScalingFit, cache: Path, key: str) -> dict[str, anchor.Con
     if "origin_x" not in d:  # comparisons cached before session 8: the origins' compute
         lv = anchor.Levels(fit)
         d = {**d, "origin_x": lv.x[d["origin"]], "top_x": np.array(float(lv.x[-1]))}
+    if "gap" not in d:  # comparisons cached before session 9: the observed gap at the origin
+        lv, ll = anchor.Levels(fit), fit.runs.log_loss
+        d = {**d, "gap": np.array([ll[lv.best(b, int(o))] - ll[lv.best(a, int(o))]
+                                   for o, a, b in (c.split("|") for c in d["cluster"])])}
     cals = {e: anchor.calibration_from(d, e) for e in anchor.WEIGHTINGS}
-    cals["zero_decay"] = anchor.calibration_from(d, "zero", decay=True)
+    cals["zero_decay"] = anchor.calibration_from(d, "zero", decay=True, relative=False)
+    cals["zero_rel"] = anchor.calibration_from(d, "zero", decay=False, relative=True)
     cals["w0"] = replace(cals["pooled"], weight=0.0, weight_sd=0.0)
     return {e: cals[e] for e in ESTIMATORS}
 
@@ -120,7 +129,8 @@ def _fit_columns(cals: dict[str, anchor.ContrastCalibration]) -> dict[str, float
     ladder next to the default's pooled drift rate."""
     return {**{f"w_{e}": cals[e].weight for e in LEARNED},
             "kappa_zero_decay": cals["zero_decay"].drift_decay,
-            "drift_zero_decay": cals["zero_decay"].drift_var, "drift_zero": cals["zero"].drift_var}
+            "drift_zero_decay": cals["zero_decay"].drift_var, "drift_zero": cals["zero"].drift_var,
+            "rel_zero_rel": cals["zero_rel"].drift_rel}
 
 
 def gemstones(cache: Path) -> list[dict]:
@@ -205,6 +215,9 @@ def report(rows: pd.DataFrame) -> list[str]:
         for e in ESTIMATORS:
             s = bc.scores(g[f"p_{e}"].to_numpy(), y)
             r[f"acc_{e}"], r[f"brier_{e}"] = s["accuracy"], s["brier"]
+            if e in ZEROS:
+                r[f"conf_{e}"] = s["mean_confidence"]
+                r[f"calgap_{e}"] = abs(s["mean_confidence"] - s["accuracy"])
         real = bool(g["baseline"].notna().all())
         r["acc_baseline"] = float((g["baseline"] == g["y"]).mean()) if real else float("nan")
         # ties (bc.TIE_ANCHOR_NATS, a rule stated before it was applied): 0.5 for every method
@@ -221,17 +234,19 @@ def report(rows: pd.DataFrame) -> list[str]:
     table = pd.concat([table, pd.DataFrame([mean])], ignore_index=True)
     weights = rows.groupby(["set", "fit"], sort=False)[
         [*(f"w_{e}" for e in LEARNED), "kappa_zero_decay", "drift_zero_decay",
-         "drift_zero"]].first()
+         "drift_zero", "rel_zero_rel"]].first()
     return ["Accuracy of `P > 0.5` and Brier score per set, and their mean over the three sets "
             "(each weighing the same); `acc_baseline`: the single-scale ranking; `ties`: real "
             f"decisions whose gap at the largest training budget is under "
             f"{bc.TIE_ANCHOR_NATS} nats, and `acc_*_ties` the accuracy with every method "
             "scoring 0.5 on them (`bench_contrast.TIE_ANCHOR_NATS`, a rule stated before it "
-            "was first applied):", "",
+            "was first applied); `conf_*`: mean confidence (mean of max(P, 1 - P)), `calgap_*`: "
+            "|mean confidence - accuracy|:", "",
             *bc._md_table(table), "", "Per fit: the learned weights; for `zero_decay`, the "
             "fitted drift decay `kappa` (log10 of the drift variance per decade down the ladder) "
             "and the drift rate at the top of the ladder, next to the default's pooled one "
-            "(`drift_zero`):", "",
+            "(`drift_zero`); for `zero_rel`, the relative drift `r²` (per decade per squared "
+            "gap):", "",
             *bc._md_table(weights.reset_index()), ""]
 
 
@@ -248,13 +263,16 @@ def main() -> None:
     rows.to_csv(bc.RESULTS / "contrast_weights.csv", index=False)
     lines = ["## Contrasts: how much of the law's group-specific change to trust", "",
              "`benchmarks/bench_contrast_weights.py`: the anchored P(B better) (`beyond=hold`) "
-             "under six estimators of the weight `w` of the law's group-specific change, from "
+             "under seven estimators of the weight `w` of the law's group-specific change, from "
              "the fits `bench_contrast.py --cache` saved: `zero` (the default: keep the "
              "observed gap, the band's variance fitted with `w` held at 0), `zero_decay` (the "
              "same, the drift variance a power of compute fitted with each rolling origin's "
              "place on the ladder, `anchor.DRIFT_DECAY`; session 8, off by default: it failed "
              "the converging-ladder part of the criterion stated before it was scored, "
-             "commit bfe2d8e), `w0` (the same "
+             "commit bfe2d8e), `zero_rel` (the same, with a drift that scales with the "
+             "gap at the origin, `anchor.RELATIVE_DRIFT`; session 9, off by default: it failed "
+             "the converging-ladder part of the criterion stated before it was scored, commit "
+             "de679a6), `w0` (the same "
              "gap with the pooled regression's variance terms, as first measured), "
              "`pooled` (one regression over all rolling origins), `eiv` (the same, corrected "
              "for the attenuation by the refits' own error), `latest` (the latest origin's "
