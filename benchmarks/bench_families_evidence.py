@@ -301,7 +301,7 @@ def main() -> None:
     (RESULTS / "families_evidence.md").write_text("\n".join(lines))
     print("\n".join(lines))
     (RESULTS / "families_evidence.json").write_text(json.dumps(
-        {"adopt": adopt, "tau_all": tau_all, "checks": ok}, default=float, indent=1))
+        {"adopt": adopt, "tau_all": f"{tau_all:g}", "checks": ok}, default=float, indent=1))
 
 
 if __name__ == "__main__":
