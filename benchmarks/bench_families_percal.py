@@ -59,6 +59,8 @@ def main() -> None:
             cache[name] = refit(name)
             CACHE.write_text(json.dumps(cache))
             print(f"{name}: {cache[name]['seconds']:.0f} s", flush=True)
+    if not cache:
+        raise SystemExit("no ladder refitted yet: name ladders to refit them")
     real = json.loads((RESULTS / "families.json").read_text())["real"]
     real = {k: real[k] for k in sorted(real)}
     rows, pooled = [], {"shared": [], "per family": []}
