@@ -97,3 +97,38 @@ def test_stacked_records_n_k_own_and_cross_and_uses_the_shrunk_weights():
     assert meta2["n"] == 0 and meta2["own"] is None and meta2["k"] == "inf"
     assert meta2["cross"] == pytest.approx(cross) and "scores" not in meta2
     assert json.loads(json.dumps(meta2))["k"] == "inf"  # strict JSON: no Infinity
+
+
+# ------------------------------------------------------------------------------ forward gain
+def _forward_rows(late_good: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Origin 2 predicts budgets 1 (family 0 good) and 0; origin 1 predicts budget 0, where
+    family ``late_good`` is good. Columns: log densities of families 0 and 1."""
+    good, bad = 2.0, -3.0
+    early = np.array([[good, bad]] * 4)                     # origin 2, budget 1 (one step)
+    late = np.array([[good, bad] if late_good == 0 else [bad, good]] * 3)
+    lpd = np.vstack([early, late, late])                    # origin 2's budget 0, then origin 1
+    top = np.array([2] * 4 + [2] * 3 + [1] * 3)
+    flops = np.array([1e20] * 4 + [1e21] * 3 + [1e21] * 3)
+    return lpd, top, flops
+
+
+@pytest.mark.parametrize(("late_good", "sign"), [(0, 1.0), (1, -1.0)])
+def test_forward_gain_rewards_own_weights_only_when_they_hold_one_budget_forward(late_good,
+                                                                                 sign):
+    lpd, top, flops = _forward_rows(late_good)
+    cross = np.array([0.3, 0.7])
+    g, n = stk.forward_gain(lpd, top, flops, cross)
+    assert n == 3                                           # origin 1's rows are scored
+    # own weights (all on family 0, from origin 2's one-step rows) vs the 0.3/0.7 cross weights:
+    # log(e^2) - log(0.3 e^2 + 0.7 e^-3) when family 0 stays good; when family 1 takes over,
+    # log(e^-3) - log(0.3 e^-3 + 0.7 e^2)
+    good, bad = (2.0, -3.0) if late_good == 0 else (-3.0, 2.0)
+    want = good - np.log(0.3 * np.exp(good) + 0.7 * np.exp(bad))
+    assert g == pytest.approx(want, abs=1e-3)
+    assert np.sign(g) == sign
+
+
+def test_forward_gain_needs_two_origins():
+    lpd, top, flops = _forward_rows(0)
+    g, n = stk.forward_gain(lpd[top == 1], top[top == 1], flops[top == 1], np.array([.5, .5]))
+    assert math.isnan(g) and n == 0
