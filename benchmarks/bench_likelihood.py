@@ -4,7 +4,9 @@ The synthetic 24,500-run Chinchilla ladder of ``bench_scale.py`` (4 or 64 groups
 jaxified log density of the shipped ``chinchilla`` model (what numpyro's NUTS calls at every
 leapfrog step) against the same Student-t likelihood written directly in JAX, with the group
 constants taken by gather (the gradient is a scatter-add) or by a one-hot matrix product, and the
-gather form again in float32 (PyMC samples in float64). The last column turns the cost into a
+gather form again in float32; and the product's own graph with float32 per-run arithmetic (what
+``model.build`` builds from ``FLOAT32_MIN_OBS`` runs on: the law's sum of terms and the
+likelihood's per-run terms in float32, summed in float64). The last columns turns the cost into a
 floor: the CPU seconds that 4 chains x 2000 iterations x ``STEPS`` leapfrog steps need for the
 gradients alone, against the 240 CPU-s that issue 18's 120 s on 2 cores allow.
 CPU seconds per call (``time.process_time``, best of 5 x 100 calls), all in one process so the
@@ -102,11 +104,14 @@ def main() -> None:
     rows = []
     for n_runs, n_groups in ((24500, 4), (24500, 64)):
         runs = synthetic(n_runs, n_groups)
-        model = build_model(load_spec("chinchilla"), runs)
-        logp = get_jaxified_logp(model, negative_logp=False)
-        ip = model.initial_point()
-        x = [jnp.asarray(ip[v.name]) for v in model.value_vars]
-        pymc_ms = cpu_ms(jax.jit(jax.value_and_grad(logp)), x)
+        graph_ms = {}
+        for precision in ("float64", "float32"):
+            model = build_model(load_spec("chinchilla"), runs, precision)
+            logp = get_jaxified_logp(model, negative_logp=False)
+            ip = model.initial_point()
+            x = [jnp.asarray(ip[v.name]) for v in model.value_vars]
+            graph_ms[precision] = cpu_ms(jax.jit(jax.value_and_grad(logp)), x)
+        pymc_ms, pymc32_ms = graph_ms["float64"], graph_ms["float32"]
         gi = jnp.asarray(runs.group_index.astype(np.int32))
         xn = jnp.asarray(runs.log_n - runs.log_n.mean())
         xd = jnp.asarray(runs.log_d - runs.log_d.mean())
@@ -122,7 +127,7 @@ def main() -> None:
         by_gather32, _ = hand_written(gi, *f32)
         p32 = [jnp.asarray(a, jnp.float32) for a in p]
         gather32_ms = cpu_ms(jax.jit(jax.value_and_grad(by_gather32)), p32)
-        rows.append((n_runs, n_groups, pymc_ms, gather_ms, onehot_ms, gather32_ms))
+        rows.append((n_runs, n_groups, pymc_ms, gather_ms, onehot_ms, gather32_ms, pymc32_ms))
         print(rows[-1], flush=True)
     load = os.getloadavg()
     lines = ["## Log density + gradient at scale (one NUTS leapfrog step's work)", "",
@@ -131,12 +136,16 @@ def main() -> None:
              "time per call, best of 5 x 100, one process: read the ratios). Regenerate: "
              "`python benchmarks/bench_likelihood.py`.", "",
              "| runs | groups | PyMC graph (ms CPU) | hand JAX, gather (ms) | hand JAX, one-hot "
-             "(ms) | hand JAX, gather, float32 (ms) | PyMC / hand gather | gradient CPU-s for "
-             f"4 x 2000 x {STEPS} steps (PyMC graph) |", "|---|---|---|---|---|---|---|---|"]
-    for r, g, pm_ms, ga, oh, ga32 in rows:
+             "(ms) | hand JAX, gather, float32 (ms) | PyMC graph, float32 rows (ms) | PyMC / "
+             "hand gather | float64 / float32 rows | gradient CPU-s for "
+             f"4 x 2000 x {STEPS} steps (float64 graph) | same, float32 rows |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r, g, pm_ms, ga, oh, ga32, pm32 in rows:
         floor = 4 * 2000 * STEPS * pm_ms / 1e3
+        floor32 = 4 * 2000 * STEPS * pm32 / 1e3
         lines.append(f"| {r} | {g} | {pm_ms:.2f} | {ga:.2f} | {oh:.2f} | {ga32:.2f} | "
-                     f"{pm_ms / ga:.1f}x | {floor:.0f} |")
+                     f"{pm32:.2f} | {pm_ms / ga:.1f}x | {pm_ms / pm32:.1f}x | {floor:.0f} | "
+                     f"{floor32:.0f} |")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "likelihood.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

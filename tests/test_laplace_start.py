@@ -1,10 +1,11 @@
-"""The Laplace start of NUTS's mass matrix (``model.sampling.laplace_inverse_mass``).
+"""The Laplace start at large data (``model.sampling.laplace_fit``, ``_whitened``).
 
-At large data the default fit starts numpyro's warm-up from the inverse Hessian at the mode
-instead of the identity (``benchmarks/results/warmup.md``). On a Gaussian posterior the Laplace
-approximation is exact, so the matrix must equal the known covariance; a flat direction must be
-clipped, not inverted to infinity; and the size rule, its override and the fit's record must say
-which start was used.
+At large data the default fit finds the mode and the inverse Hessian there, and runs NUTS in the
+Laplace-whitened space ``x = mode + L u`` from overdispersed Laplace draws (PyMC's +-1 jitter is
+thousands of posterior standard deviations at 24,500 runs: ``benchmarks/results/scale.md``). On
+a Gaussian posterior the Laplace approximation is exact, so the matrix must equal the known
+covariance; a flat direction must be clipped, not inverted to infinity; and the size rule, its
+override and the fit's record must say which start was used.
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ def test_the_size_rule_and_its_override(monkeypatch):
     assert sampling.init_mass(model) == "identity"
     monkeypatch.setattr(sampling, "LAPLACE_MIN_OBS", runs.n_runs - 1)
     assert sampling.init_mass(model) == "laplace"
-    assert "inverse_mass_matrix" in sampling._nuts_kwargs(model)
+    sampling._nuts_kwargs(model)
+    assert model.bayes_scaling_laplace is not None
     model.bayes_scaling_initvals = [{}]  # a model with its own start (the curve laws)
     assert sampling.init_mass(model) == "identity"
     monkeypatch.setenv("BAYES_SCALING_INIT_MASS", "laplace")
@@ -63,8 +65,8 @@ def test_the_size_rule_and_its_override(monkeypatch):
 
 @pytest.mark.slow
 def test_a_fit_started_from_laplace_recovers_the_truth(monkeypatch):
-    """Through ``fit`` (PyMC's numpyro wrapper takes the matrix): seeded synthetic ladder, the
-    true exponents inside the 90% intervals, and intervals far narrower than the prior's."""
+    """Through ``fit`` (NUTS in the whitened space, draws mapped back): seeded synthetic ladder,
+    the true exponents inside the 90% intervals, and intervals far narrower than the prior's."""
     from bayes_scaling.fitting.fit import fit
 
     monkeypatch.setenv("BAYES_SCALING_INIT_MASS", "laplace")
@@ -72,7 +74,7 @@ def test_a_fit_started_from_laplace_recovers_the_truth(monkeypatch):
     runs = synthetic_runs("chinchilla", truth, noise=0.01, seed=3)
     f = fit("chinchilla", runs, chains=2, draws=400, tune=400, random_seed=5,
             calibrate=False, on_bad="warn")
-    assert f.meta["init_mass"] == "laplace"
+    assert f.meta["init_mass"] == "laplace-whitened"  # sampled in the Laplace-whitened space
     # a 400-iteration warm-up is below WARMUP_CAP_MIN_TUNE: uncapped, and the record says so
     assert f.meta["warmup_max_tree_depth"] == 10
     assert f.diagnostics.passed, f.diagnostics.banner()
@@ -88,11 +90,38 @@ def test_a_failed_laplace_start_is_recorded_not_hidden(monkeypatch):
     (the fit's ``meta["init_mass"]`` reads what ``_nuts_kwargs`` used)."""
     monkeypatch.setenv("BAYES_SCALING_INIT_MASS", "laplace")
     model = _gaussian_model()
-    monkeypatch.setattr(sampling, "laplace_inverse_mass", lambda m, dense: None)
-    kwargs = sampling._nuts_kwargs(model)
-    assert "inverse_mass_matrix" not in kwargs
+    monkeypatch.setattr(sampling, "laplace_fit", lambda m: None)
+    sampling._nuts_kwargs(model)
+    assert model.bayes_scaling_laplace is None
     assert model.bayes_scaling_init_mass_used.startswith("identity")
     monkeypatch.undo()
     monkeypatch.setenv("BAYES_SCALING_INIT_MASS", "laplace")
-    assert "inverse_mass_matrix" in sampling._nuts_kwargs(model)
+    sampling._nuts_kwargs(model)
+    mode, cov, _ = model.bayes_scaling_laplace  # the whitened sampler's map
+    assert np.all(np.isfinite(mode)) and np.all(np.linalg.eigvalsh(cov) > 0)
     assert model.bayes_scaling_init_mass_used == "laplace"
+
+
+def test_the_whitened_space_is_the_laplace_map():
+    """NUTS runs on ``u`` with ``x = mode + L u``: the potential at ``u = 0`` is the one at the
+    mode, a whitened Gaussian has the identity as its Hessian, the draws map back through the
+    same ``x``, and the chains start at seeded, overdispersed and distinct points."""
+    import jax
+
+    model = _gaussian_model()
+    mode, cov, unravel = sampling.laplace_fit(model)
+    from pymc.sampling.jax import get_jaxified_logp
+
+    potential = get_jaxified_logp(model, negative_logp=False)
+    pot_u, starts, to_values = sampling._whitened((mode, cov, unravel), potential, 4, seed=3)
+    assert float(pot_u(np.zeros(mode.size))) == pytest.approx(float(potential(unravel(mode))))
+    np.testing.assert_allclose(np.asarray(jax.hessian(pot_u)(np.zeros(mode.size))),
+                               np.eye(mode.size), atol=1e-6)
+    u = np.random.default_rng(0).standard_normal((2, 5, mode.size))
+    back = np.concatenate([np.asarray(v).reshape(2, 5, -1) for v in to_values(u)], axis=-1)
+    np.testing.assert_allclose(back, mode + u @ np.linalg.cholesky(cov).T, rtol=1e-10)
+    starts = np.asarray(starts)
+    assert starts.shape == (4, mode.size) and len({tuple(r) for r in starts}) == 4
+    assert 1.0 < starts.std() < 4.0  # LAPLACE_START_SCALE = 2 standard deviations
+    _, again, _ = sampling._whitened((mode, cov, unravel), potential, 4, seed=3)
+    np.testing.assert_array_equal(np.asarray(again), starts)

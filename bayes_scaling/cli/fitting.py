@@ -58,6 +58,9 @@ from bayes_scaling.errors import BayesScalingError
 @click.option("--ess-target", default=None, type=click.FloatRange(min=1),
               help="Stop drawing once every constant has this bulk and tail ESS (numpyro; "
                    "--draws is then the cap). 400 is the gate's floor.")
+@click.option("--precision", type=click.Choice(["float64", "float32"]), default=None,
+              help="Per-run arithmetic of a final-loss fit (sums stay float64); default "
+                   "float32 from 10,000 runs on.")
 @click.option("--no-calibrate", is_flag=True, help="Skip the extrapolation discrepancy.")
 @click.option("--strict", is_flag=True, help="Exit 2 (and write nothing) if the gate fails.")
 @stacking_options
@@ -68,7 +71,8 @@ def fit_cmd(runs, model, out, group_col, drop_highest_loss, param_count, query, 
             columns, flops_unit, likelihood, seed, chains, draws, tune, backend, target_accept,
             ess_target, no_calibrate, strict, stack_tops, stack_refits, workers, lr_schedule,
             total_steps, warmup_steps, final_lr_fraction, cooldown_start, cooldown_steps,
-            residual, curve_offsets, max_points_per_curve, warmup_fraction, quiet):
+            residual, curve_offsets, max_points_per_curve, warmup_fraction, quiet,
+            precision):
     """Fit MODEL to the RUNS table (CSV, TSV, JSON Lines, Parquet or a registry name) and
     save the posterior."""
     from bayes_scaling.fitting.fit import fit
@@ -134,7 +138,8 @@ def fit_cmd(runs, model, out, group_col, drop_highest_loss, param_count, query, 
     result = fit(spec, table, chains=chains, draws=draws, tune=tune, backend=backend,
                  target_accept=target_accept, random_seed=seed, ess_target=ess_target,
                  on_bad="raise" if strict else "warn", calibrate=not no_calibrate,
-                 progress=not quiet and sys.stderr.isatty(), on_progress=tell)
+                 progress=not quiet and sys.stderr.isatty(), on_progress=tell,
+                 precision=precision)
     check_interrupt()  # a Ctrl-C swallowed during sampling: save nothing
     result.save(out)
     from bayes_scaling.report.demo import fit_summary_text

@@ -165,6 +165,7 @@ def fit(
     on_progress: ProgressFn | None = None,
     ess_target: float | None = None,
     dense_mass: bool | None = None,
+    precision: str | None = None,
 ) -> ScalingFit:
     """Fit ``model`` (a shipped name, a spec path or a spec) to ``runs`` with NUTS.
 
@@ -209,6 +210,10 @@ def fit(
     dense_mass : bool, optional
         A dense (True) or diagonal (False) mass matrix for numpyro's NUTS; by default dense
         for models of up to :data:`~bayes_scaling.model.build.DENSE_MAX_DIM` free dimensions.
+    precision : {"float64", "float32"}, optional
+        Precision of the per-run arithmetic (the sum and the constants stay float64); by
+        default float32 from :data:`~bayes_scaling.model.build.FLOAT32_MIN_OBS` runs on
+        (``BAYES_SCALING_PRECISION`` overrides the default).
 
     Returns
     -------
@@ -222,7 +227,7 @@ def fit(
     tell(f"building {spec.name} on {runs.n_runs} runs, {runs.n_groups} group(s)")
     from bayes_scaling.model.build import build_model  # lazy: PyMC costs seconds to import
 
-    pm_model = build_model(spec, runs)
+    pm_model = build_model(spec, runs, precision)
     if dense_mass is not None:
         pm_model.bayes_scaling_dense_mass = bool(dense_mass)
     var_names = posterior_var_names(spec, runs.n_groups)
@@ -241,6 +246,7 @@ def fit(
         "retried": attempt > 0, **({"not_retried": no_retry} if no_retry else {}),
         "ess_target": ess_target,
         "dense_mass": bool(getattr(pm_model, "bayes_scaling_dense_mass", False)),
+        "precision": pm_model.bayes_scaling_precision,
         **({"init_mass": _init_mass(pm_model),
             "warmup_max_tree_depth": getattr(pm_model, "bayes_scaling_warmup_depth_used", None)}
            if backend == "numpyro" else {}),

@@ -41,6 +41,16 @@ def log_chinchilla(log_n, log_d, *, log_e, log_a, log_b, alpha, beta, xp=NUMPY_O
     return xp.logaddexp(xp.logaddexp(log_a - alpha * log_n, log_b - beta * log_d), log_e)
 
 
+def chinchilla_terms(log_n, log_d, *, e, a, b, alpha, beta, xp=NUMPY_OPS):
+    """:func:`chinchilla` from log inputs and natural coefficients, as one sum of terms.
+
+    The sum form of :func:`log_chinchilla` (exponentiate, add, take one log): two ``exp`` per
+    run instead of a nested log-sum-exp, for the float32 path of large tables
+    (``model.build``), where the terms cannot overflow.
+    """
+    return e + a * xp.exp(-alpha * log_n) + b * xp.exp(-beta * log_d)
+
+
 def chinchilla_floor(log_n, *, log_e, log_a, alpha, xp=NUMPY_OPS, **_):
     """Log of the loss an ``n``-parameter model reaches with infinite data, ``E + A/N^alpha``."""
     return xp.logaddexp(log_e, log_a - alpha * log_n)
@@ -151,6 +161,11 @@ def log_farseer(log_n, log_d, *, log_e, log_a, log_b, alpha, beta, gamma, xp=NUM
     """``log(farseer)`` as a log-sum-exp of its three terms."""
     cross = log_b - beta * log_d - gamma * log_n
     return xp.logaddexp(xp.logaddexp(log_a - alpha * log_n, cross), log_e)
+
+
+def farseer_terms(log_n, log_d, *, e, a, b, alpha, beta, gamma, xp=NUMPY_OPS):
+    """:func:`farseer` as one sum of terms (see :func:`chinchilla_terms`)."""
+    return e + a * xp.exp(-alpha * log_n) + b * xp.exp(-beta * log_d - gamma * log_n)
 
 
 def farseer_tokens_needed(n, target, *, e, a, b, alpha, beta, gamma):
@@ -306,6 +321,10 @@ class Law:
         Natural-scale closed form ``f(n, target, **natural)``, or ``None``.
     optimal
         Closed-form compute-optimal split ``f(c, **natural) -> (n_opt, d_opt)``, or ``None``.
+    terms
+        ``terms(*log_inputs, **natural, xp=...)``: the mean loss (natural scale) as a sum of
+        terms, from log inputs and the natural coefficients (``log_a`` -> ``a``); ``None`` when
+        the law is not such a sum. Large tables evaluate it in float32 (``model.build``).
     citation
         Where the functional form comes from.
     """
@@ -319,6 +338,7 @@ class Law:
     floor: Callable[..., Any] | None = None
     tokens_needed: Callable[..., Any] | None = None
     optimal: Callable[..., Any] | None = None
+    terms: Callable[..., Any] | None = None
     citation: str = ""
     formula: str = ""
 
@@ -381,7 +401,7 @@ LAWS: dict[str, Law] = {
         log_mean=log_chinchilla,
         centring={"log_a": ("n", "alpha"), "log_b": ("d", "beta")},
         floor=chinchilla_floor, tokens_needed=chinchilla_tokens_needed,
-        optimal=chinchilla_optimal,
+        optimal=chinchilla_optimal, terms=chinchilla_terms,
         citation="Hoffmann et al. (2022), arXiv:2203.15556, approach 3",
         formula="L(N, D) = E + A/N^alpha + B/D^beta",
     ),
@@ -418,6 +438,7 @@ LAWS: dict[str, Law] = {
         log_mean=log_farseer,
         centring={"log_a": ("n", "alpha"), "log_b": (("d", "beta"), ("n", "gamma"))},
         floor=chinchilla_floor, tokens_needed=farseer_tokens_needed, optimal=farseer_optimal,
+        terms=farseer_terms,
         citation="Li et al. (2025), arXiv:2506.10972 (Farseer), parsimonious: the data term's "
                  "coefficient is a power of N",
         formula="L(N, D) = E + A/N^alpha + B/(N^gamma D^beta)",

@@ -9,7 +9,10 @@ The only module that builds PyMC graphs. One builder serves every law and spec:
 - each varying constant is ``population + offset[group]`` with zero-sum offsets of scale
   ``tau`` (partial pooling). With one group there are no offsets: the degenerate case of the
   same model. Centred offsets are used when every group has many runs, non-centred otherwise;
-- the likelihood is Normal or Student-t on log loss.
+- the likelihood is Normal or Student-t on log loss;
+- from :data:`FLOAT32_MIN_OBS` runs on, the per-run arithmetic (the law, in its sum-of-terms
+  form where it has one, and the likelihood's per-run terms) runs in float32 and is summed in
+  float64 (``precision``): the constants, the sampler and every reader stay float64.
 
 Posterior variable names: ``<param>`` (natural scale; dims ``group`` when varying),
 ``<param>_pop`` and ``<param>_tau`` for varying ones, ``sigma`` and ``nu``.
@@ -17,6 +20,7 @@ Posterior variable names: ``<param>`` (natural scale; dims ``group`` when varyin
 
 from __future__ import annotations
 
+import os
 import warnings
 from types import SimpleNamespace
 from typing import Any
@@ -26,10 +30,12 @@ from bayes_scaling.model.centre import input_centre, use_centred
 with warnings.catch_warnings():  # PyTensor's note about pip-installed BLAS is not for users
     warnings.simplefilter("ignore", UserWarning)
     import pymc as pm
+import numpy as np
 import pytensor.tensor as pt
 
 from bayes_scaling.constants import GROUP, RUN
 from bayes_scaling.data.runs import RunTable
+from bayes_scaling.errors import BayesScalingError
 from bayes_scaling.laws.final_loss import LAWS
 from bayes_scaling.model.spec import ModelSpec, Prior
 
@@ -61,25 +67,59 @@ def _constant(p: str, spec: ModelSpec, runs: RunTable, centred: bool,
     return pop, pop + offset
 
 
-def build_model(spec: ModelSpec, runs: RunTable) -> pm.Model:
-    """The PyMC model of ``spec`` for ``runs`` (coords ``group`` and ``run``)."""
+#: From this many runs on the per-run arithmetic runs in float32 (summed in float64). Measured
+#: in ``benchmarks/results/likelihood.md``: at 24,500 runs a log-density gradient costs a
+#: quarter to a third of the float64 one; the log densities agree to float32 rounding
+#: (``tests/test_precision.py``, which also checks a float32 fit against a float64 one). The
+#: same rows decide when chains run one after another (``sampling.PARALLEL_MAX_OBS``).
+FLOAT32_MIN_OBS = 10_000
+PRECISIONS = ("float64", "float32")
+
+
+def row_precision(n_rows: int, precision: str | None = None) -> str:
+    """``"float32"`` or ``"float64"``: ``precision`` if given, else ``BAYES_SCALING_PRECISION``,
+    else float32 from :data:`FLOAT32_MIN_OBS` runs on."""
+    chosen = precision or os.environ.get("BAYES_SCALING_PRECISION") or (
+        "float32" if n_rows >= FLOAT32_MIN_OBS else "float64")
+    if chosen not in PRECISIONS:
+        raise BayesScalingError(f"precision must be one of {', '.join(PRECISIONS)}, "
+                                f"got {chosen!r}")
+    return chosen
+
+
+def _constants(law, spec: ModelSpec, runs: RunTable, centred: bool):
+    """The law's centred constants: ``(shared, per_group, population)``, the shared ones as
+    scalars, the varying ones as per-group vectors with their population values."""
+    shared: dict[str, Any] = {}
+    group_c: dict[str, Any] = {}
+    pop_c: dict[str, Any] = {}
+    for p in law.params:
+        made = _constant(p, spec, runs, centred,
+                         tau_name=f"{p}_scaled_tau" if p in law.scaled else None)
+        if isinstance(made, tuple):
+            pop_c[p], group_c[p] = made
+        else:
+            shared[p] = made
+    return shared, group_c, pop_c
+
+
+def build_model(spec: ModelSpec, runs: RunTable, precision: str | None = None) -> pm.Model:
+    """The PyMC model of ``spec`` for ``runs`` (coords ``group`` and ``run``).
+
+    ``precision`` (``"float64"`` or ``"float32"``) is that of the per-run arithmetic; by
+    default :func:`row_precision`.
+    """
+    precision = row_precision(runs.n_runs, precision)
+    if precision == "float32":
+        return _build_float32(spec, runs)
     law = LAWS[spec.law]
     centre = input_centre(spec, runs)
     centred = use_centred(spec, runs)
     gi = runs.group_index
     logs = {"n": runs.log_n, "d": runs.log_d}
     with pm.Model(coords={GROUP: list(runs.group_names), RUN: list(runs.run_ids)}) as model:
-        theta_c: dict[str, Any] = {}
-        group_c: dict[str, Any] = {}
-        pop_c: dict[str, Any] = {}
-        for p in law.params:
-            made = _constant(p, spec, runs, centred,
-                             tau_name=f"{p}_scaled_tau" if p in law.scaled else None)
-            if isinstance(made, tuple):
-                pop_c[p], group_c[p] = made
-                theta_c[p] = group_c[p][gi]
-            else:
-                theta_c[p] = made
+        theta_c, group_c, pop_c = _constants(law, spec, runs, centred)
+        theta_c.update({p: v[gi] for p, v in group_c.items()})
         if law.scaled:
             _unscale(law, theta_c, group_c, pop_c)
         x = {i: pt.as_tensor(logs[i] - centre[i]) for i in law.inputs}
@@ -92,7 +132,13 @@ def build_model(spec: ModelSpec, runs: RunTable) -> pm.Model:
             pm.StudentT("log_loss", nu=nu, mu=mu, sigma=sigma, observed=obs, dims=RUN)
         else:
             pm.Normal("log_loss", mu=mu, sigma=sigma, observed=obs, dims=RUN)
+    return _finish(model, centre, runs, "float64")
+
+
+def _finish(model: pm.Model, centre: dict, runs: RunTable, precision: str) -> pm.Model:
     model.bayes_scaling_centre = centre  # type: ignore[attr-defined]
+    model.bayes_scaling_precision = precision  # type: ignore[attr-defined]
+    model.bayes_scaling_n_obs = runs.n_runs  # type: ignore[attr-defined]
     # A dense mass matrix (numpyro) for models of up to DENSE_MAX_DIM free dimensions: on the
     # Chinchilla runs it takes 27 leapfrog steps per draw against 116 with a diagonal one, with
     # 2.4x the bulk ESS (benchmarks/results/fit.md); beyond that its warm-up estimate is noisy.
@@ -101,6 +147,58 @@ def build_model(spec: ModelSpec, runs: RunTable) -> pm.Model:
 
 
 DENSE_MAX_DIM = 40
+
+
+def _build_float32(spec: ModelSpec, runs: RunTable) -> pm.Model:
+    """:func:`build_model` with float32 per-run arithmetic: the same priors, constants and
+    deterministics; the law evaluated once per run in float32 (its sum-of-terms form, with
+    the coefficients exponentiated once per group, where the law has one), the likelihood a
+    ``Potential`` of float32 per-run terms summed in float64 (queries never read the model's
+    likelihood: ``evaluate.loo`` recomputes it from the draws)."""
+    law = LAWS[spec.law]
+    centre = input_centre(spec, runs)
+    centred = use_centred(spec, runs)
+    gi = runs.group_index
+    logs = {"n": runs.log_n, "d": runs.log_d}
+    with pm.Model(coords={GROUP: list(runs.group_names), RUN: list(runs.run_ids)}) as model:
+        theta_c, group_c, pop_c = _constants(law, spec, runs, centred)
+        theta_c.update(group_c)
+        if law.scaled:
+            _unscale(law, theta_c, group_c, pop_c)
+        rows: dict[str, Any] = {}
+        for p in law.params:
+            value = group_c.get(p, theta_c[p])
+            name = p
+            if law.terms is not None and p.startswith("log_"):
+                value, name = pt.exp(value), p[4:]
+            value = pt.cast(value, "float32")
+            rows[name] = value[gi] if p in group_c else value
+        x = [pt.as_tensor((logs[i] - centre[i]).astype("float32")) for i in law.inputs]
+        if law.terms is not None:
+            mu = pt.log(law.terms(*x, **rows, xp=PYTENSOR_OPS))
+        else:
+            mu = law.log_mean(*x, **rows, xp=PYTENSOR_OPS)
+        _record_natural(law, centre, theta_c, group_c, pop_c)
+        _likelihood_float32(spec, mu, runs.log_loss)
+    return _finish(model, centre, runs, "float32")
+
+
+def _likelihood_float32(spec: ModelSpec, mu: Any, log_loss: Any) -> None:
+    """The Normal or Student-t log density of ``log_loss`` around ``mu``: per-run terms in
+    float32, their sum and the constants in float64."""
+    n = len(log_loss)
+    sigma = prior_variable("sigma", spec.likelihood.sigma)
+    z = (pt.as_tensor(log_loss.astype("float32")) - mu) / pt.cast(sigma, "float32")
+    if spec.likelihood.family == "studentt":
+        nu = prior_variable("nu", spec.likelihood.nu)
+        per_run = pt.log1p(z * z / pt.cast(nu, "float32"))
+        const = (pt.gammaln((nu + 1.0) / 2.0) - pt.gammaln(nu / 2.0)
+                 - 0.5 * pt.log(nu * np.pi) - pt.log(sigma))
+        logp = n * const - (nu + 1.0) / 2.0 * pt.sum(pt.cast(per_run, "float64"))
+    else:
+        logp = (-n * (pt.log(sigma) + 0.5 * np.log(2.0 * np.pi))
+                - 0.5 * pt.sum(pt.cast(z * z, "float64")))
+    pm.Potential("log_loss", logp)
 
 
 def _free_dims(model: pm.Model) -> int:

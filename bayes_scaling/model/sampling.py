@@ -83,6 +83,10 @@ PARALLEL_MAX_OBS = 10_000
 
 
 def _n_observed(model: pm.Model) -> int:
+    """Observations in the model's likelihood (a float32 model's is a ``Potential``)."""
+    recorded = getattr(model, "bayes_scaling_n_obs", None)
+    if recorded is not None:
+        return int(recorded)
     total = 0
     for rv in model.observed_RVs:
         value = model.rvs_to_values[rv]
@@ -127,15 +131,14 @@ def init_mass(model: pm.Model) -> str:
     return "laplace" if _n_observed(model) > LAPLACE_MIN_OBS else "identity"
 
 
-def laplace_inverse_mass(model: pm.Model, dense: bool) -> np.ndarray | None:
-    """The inverse Hessian of minus the log density at its mode, in the unconstrained space.
+def laplace_fit(model: pm.Model):
+    """The mode of the log density in the unconstrained space and the inverse Hessian there.
 
     The mode is found by L-BFGS from the model's initial point; eigenvalues of the Hessian are
     clipped at 1e-3 (a hierarchical scale drifting to zero makes it near-singular), so the
-    result is positive definite. Dense ``(d, d)`` or its diagonal; None when the optimisation
-    or the Hessian is not finite (the sampler then starts from the identity, as before).
-    Only the starting point of the warm-up's adaptation: the chains still start at PyMC's
-    jittered initial points, and the adaptation replaces the matrix from its own draws.
+    covariance is positive definite. Returns ``(mode, cov, unravel)`` (flat vectors; ``unravel``
+    maps one to the model's value variables), or None when the optimisation or the Hessian is
+    not finite.
     """
     import jax  # lazy: JAX starts XLA (seconds); only the numpyro backend needs it
     from jax.flatten_util import ravel_pytree  # lazy: with JAX
@@ -148,15 +151,29 @@ def laplace_inverse_mass(model: pm.Model, dense: bool) -> np.ndarray | None:
                                   for v in model.value_vars])
     value_grad = jax.jit(jax.value_and_grad(lambda z: potential(unravel(z))))
     res = minimize(lambda z: tuple(np.asarray(v, dtype=np.float64) for v in value_grad(z)),
-                   np.asarray(flat), jac=True, method="L-BFGS-B", options={"maxiter": 500})
+                   np.asarray(flat), jac=True, method="L-BFGS-B", options={"maxiter": 1000})
     if not np.all(np.isfinite(res.x)):
         return None
     hess = np.asarray(jax.jit(jax.hessian(lambda z: potential(unravel(z))))(res.x))
     if not np.all(np.isfinite(hess)):
         return None
     w, v = np.linalg.eigh(0.5 * (hess + hess.T))
-    inverse = (v / np.clip(w, 1e-3, None)) @ v.T
+    return np.asarray(res.x), (v / np.clip(w, 1e-3, None)) @ v.T, unravel
+
+
+def laplace_inverse_mass(model: pm.Model, dense: bool) -> np.ndarray | None:
+    """The inverse Hessian of minus the log density at its mode (:func:`laplace_fit`), dense
+    ``(d, d)`` or its diagonal; None when it is not finite."""
+    fitted = laplace_fit(model)
+    if fitted is None:
+        return None
+    inverse = fitted[1]
     return inverse if dense else np.diag(inverse).copy()
+
+
+#: Spread of the chains' starting points around the Laplace mode, in Laplace standard
+#: deviations (overdispersed, so that r-hat can still see chains that do not mix).
+LAPLACE_START_SCALE = 2.0
 
 
 #: Deepest NUTS tree during warm-up: at most ``2**WARMUP_MAX_TREE_DEPTH`` leapfrog steps per
@@ -200,12 +217,13 @@ def _nuts_kwargs(model: pm.Model, capped: bool = True) -> dict:
     out: dict = {"dense_mass": dense, "max_tree_depth": (depth, MAX_TREE_DEPTH)}
     model.bayes_scaling_warmup_depth_used = depth  # what the fit's meta records
     used = init_mass(model)
+    model.bayes_scaling_laplace = None
     if used == "laplace":
-        inv = laplace_inverse_mass(model, dense)
-        if inv is None:
+        fitted = laplace_fit(model)
+        if fitted is None:
             used = "identity (the Laplace start was not finite)"
-        else:
-            out["inverse_mass_matrix"] = inv
+        else:  # the sampler runs in the Laplace-whitened space (_sample_numpyro_until)
+            model.bayes_scaling_laplace = fitted
     model.bayes_scaling_init_mass_used = used  # what the fit's meta records
     return out
 
@@ -278,6 +296,11 @@ def _sample_numpyro(model, *, var_names, chains, draws, tune, target_accept, see
     _jax_setup(chains)
     from pymc.sampling.jax import sample_numpyro_nuts  # lazy: loads JAX (seconds)
 
+    if init_mass(model) == "laplace" and getattr(model, "bayes_scaling_initvals", None) is None:
+        return _sample_numpyro_until(
+            model, var_names=var_names, chains=chains, max_draws=draws, tune=tune,
+            target_accept=target_accept, seed=seed, progress=progress, ess_target=None,
+            capped=capped)
     method = _chain_method(chains, model)
     return sample_numpyro_nuts(
         draws=draws, tune=tune, chains=chains, target_accept=target_accept, random_seed=seed,
@@ -323,9 +346,14 @@ def _sample_numpyro_until(model, *, var_names, chains, max_draws, tune, target_a
     init = _get_batched_jittered_initial_points(
         model=model, chains=chains, initvals=initvals, random_seed=seed,
         jitter=initvals is None, logp_fn=logp_fn)
-    kernel = NUTS(potential_fn=logp_fn, target_accept_prob=target_accept,
-                  **_nuts_kwargs(model, capped))
-    block = min(ESS_BLOCK, max_draws)
+    nuts_kwargs = _nuts_kwargs(model, capped)
+    to_values = None
+    laplace = getattr(model, "bayes_scaling_laplace", None)
+    if laplace is not None and initvals is None:
+        logp_fn, init, to_values = _whitened(laplace, logp_fn, chains, seed)
+        model.bayes_scaling_init_mass_used = "laplace-whitened"  # what the fit's meta records
+    kernel = NUTS(potential_fn=logp_fn, target_accept_prob=target_accept, **nuts_kwargs)
+    block = min(ESS_BLOCK, max_draws) if ess_target is not None else max_draws
     method = _chain_method(chains, model)
     mcmc = MCMC(kernel, num_warmup=tune, num_samples=block, num_chains=chains,
                 chain_method=method, progress_bar=progress)
@@ -340,6 +368,7 @@ def _sample_numpyro_until(model, *, var_names, chains, max_draws, tune, target_a
     stats: dict[str, list[np.ndarray]] = {}
     while True:
         raw = mcmc.get_samples(group_by_chain=True)
+        raw = to_values(raw) if to_values is not None else raw
         raw = raw if isinstance(raw, list | tuple) else [raw]
         for v, x in zip(outputs, constrain(*raw), strict=True):
             draws[v.name].append(np.asarray(x))
@@ -347,7 +376,7 @@ def _sample_numpyro_until(model, *, var_names, chains, max_draws, tune, target_a
             stats.setdefault(k, []).append(np.asarray(x))
         post = {k: np.concatenate(x, axis=1) for k, x in draws.items()}
         n = next(iter(post.values())).shape[1]
-        if n + block > max_draws or _ess_met(post, ess_target):
+        if ess_target is None or n + block > max_draws or _ess_met(post, ess_target):
             break
         mcmc.post_warmup_state = mcmc.last_state
         mcmc.run(mcmc.post_warmup_state.rng_key, extra_fields=_NUMPYRO_STATS)
@@ -358,6 +387,31 @@ def _sample_numpyro_until(model, *, var_names, chains, max_draws, tune, target_a
                         sample_stats={k: np.concatenate(x, axis=1) for k, x in stats.items()},
                         coords=coords, dims={k: v for k, v in dims.items() if k in post},
                         attrs={"tuning_steps": tune, "ess_target": ess_target})
+
+
+def _whitened(laplace, potential, chains: int, seed: int):
+    """NUTS in the Laplace-whitened space: ``x = mode + L u`` with ``L L' = cov``.
+
+    At large data the posterior's scales differ by orders of magnitude and PyMC's +-1 jitter
+    puts the chains thousands of posterior standard deviations from the mode: the warm-up then
+    spends its iterations walking in, with step sizes and mass matrices adapted to the walk
+    (``benchmarks/results/scale.md``). In ``u`` the posterior is close to a standard normal,
+    NUTS starts from the identity mass matrix, and the chains start at overdispersed Laplace
+    draws (``LAPLACE_START_SCALE`` standard deviations); the mass matrix (dense or diagonal, as
+    the model asks) adapts from the identity. Returns the potential in ``u``, the
+    chains' starts and the map from ``u`` draws (chain, draw, dim) back to the value variables.
+    """
+    import jax  # lazy: JAX starts XLA (seconds); only the numpyro backend needs it
+    import jax.numpy as jnp  # lazy: with JAX
+
+    mode, cov, unravel = laplace
+    chol = jnp.asarray(np.linalg.cholesky(cov))
+    centre = jnp.asarray(mode)
+    rng = np.random.default_rng(seed)
+    starts = LAPLACE_START_SCALE * rng.standard_normal((chains, mode.size))
+    to_values = jax.jit(jax.vmap(jax.vmap(lambda u: unravel(centre + chol @ u))))
+    return (lambda u: potential(unravel(centre + chol @ u)), jnp.asarray(starts),
+            lambda u: list(to_values(u)))
 
 
 def _ess_met(post: dict[str, np.ndarray], target: float) -> bool:
