@@ -215,6 +215,39 @@ def test_split_and_score_curves():
     assert 0.0 <= pooled["coverage_90"] <= 1.0
 
 
+def test_score_curves_pools_each_schedule_shape_separately():
+    """Gemstones-style scoring: constant-rate and cooled checkpoints pooled apart, each shape
+    from its own rows (here the constant-rate curve is 3x off the law, the cosine one is not)."""
+    from bayes_scaling.evaluate.curve_backtest import CurveBacktest
+
+    fit = fake_schedule_fit()
+    table = _table()
+    b = (table["run_id"] == "b").to_numpy()
+    table.loc[b, "lr_schedule"] = "constant"
+    first, _, _ = score_curves(fit, load_curves(table, warmup_fraction=0.0), random_seed=3)
+    table["loss"] = first["median"].to_numpy() * np.where(b, 1.3, 1.0)  # b 30% off the law
+    curves = load_curves(table, warmup_fraction=0.0)
+    points, _, pooled = score_curves(fit, curves, random_seed=3)
+    shapes = pooled["by_schedule"]
+    assert set(shapes) == {"constant", "cosine"}
+    assert shapes["constant"]["points"] == shapes["cosine"]["points"] == 5
+    want = points.groupby(np.where(curves.frame["run_id"] == "b", "constant", "cosine"))
+    for shape, grp in want:
+        assert shapes[shape]["median_abs_pct_error"] == grp["abs_pct_error"].median()
+        assert shapes[shape]["coverage_90"] == grp["in_90"].mean()
+    assert shapes["constant"]["median_abs_pct_error"] > 20 > 1 > shapes["cosine"][
+        "median_abs_pct_error"]
+    assert shapes["constant"]["coverage_90"] == 0 and shapes["cosine"]["coverage_90"] == 1
+    text = CurveBacktest(points, pd.DataFrame({"run_id": ["a"], "n_params": [1e7],
+                                               "points": [5], "median_abs_pct_error": [0.0],
+                                               "coverage_90": [1.0]}),
+                         {"model": "m", "holdout_top": 1, "train_curves": 1, "train_points": 1,
+                          "gate_passed": True, **pooled}).to_text()
+    assert "constant checkpoints (5): median abs % error" in text
+    _, _, one = score_curves(fit, load_curves(_table(), warmup_fraction=0.0), random_seed=3)
+    assert "by_schedule" not in one  # one shape: nothing to split
+
+
 def test_cli_curve_cooldown_and_schedule_steps(tmp_path, capsys):
     from bayes_scaling.cli.app import main
 
