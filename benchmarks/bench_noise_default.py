@@ -1,7 +1,10 @@
 """Which checkpoint-noise setting the curve specs ship with: a criterion fixed before scoring.
 
 Settings (each a ``bayes-scaling backtest`` of the curve sets under NUTS, 2 chains x (500 +
-500), seed 20261207, training curves thinned to 30 points, the library default):
+500), seed 20261207, training curves thinned to 30 points, the library default; Gemstones WSD
+from ``bench_schedule.py`` section 3 instead, the README's worked example: ``bayes-scaling fit``
+below the 3 largest models with the library's defaults, seed 1, ``schedule_3.json`` and, with
+``--fit-flags=...``, ``schedule_3_studentt.json``):
 
 - ``normal+curve``: Normal checkpoint noise with whole-curve offsets (the packaged specs' until
   this decision);
@@ -92,8 +95,9 @@ def gem_scores(set_name: str, setting: str) -> dict[str, dict[str, float]] | Non
         if got.get("rc") != 0 or not got["result"]["gate_passed"]:
             return None
         return got["result"]["by_schedule"]
-    if set_name == "gem" and setting == "normal+curve":  # bench_schedule section 3
-        row = json.loads((OUT / "schedule_3.json").read_text())["rows"][0]
+    section = {"normal+curve": "schedule_3.json", "studentt+none": "schedule_3_studentt.json"}
+    if set_name == "gem" and (OUT / section.get(setting, "-")).exists():  # bench_schedule §3
+        row = json.loads((OUT / section[setting]).read_text())["rows"][0]
         if not row["passed"]:
             return None
         return {k: {"median_abs_pct_error": v["median_abs_pct"], "coverage_90": v["in_90"],
