@@ -108,8 +108,8 @@ def gem_scores(set_name: str, setting: str) -> dict[str, dict[str, float]] | Non
 
 def run(jobs: str) -> None:
     """Run Gemstones backtests ``set:setting`` (cached; the CLI, in-process)."""
-    bench_residual.CACHE = CACHE
     for job in filter(None, jobs.split(",")):
+        bench_residual.CACHE = CACHE
         set_name, setting = job.split(":")
         offsets, lik = SETTINGS[setting]
         cfg, make = bench_residual.SETS[set_name]
@@ -119,6 +119,7 @@ def run(jobs: str) -> None:
         rec = bench_residual.backtest(set_name, cfg, make(), "iid", 30, 2, offsets, lik)
         src = CACHE / f"{bench_residual._key(set_name, 'iid', 30, 2, offsets, lik)}.json"
         src.rename(path)
+        bench_residual.CACHE = OUT / "residual_cache"
         print(job, rec.get("result", {}).get("by_schedule"), flush=True)
 
 
