@@ -57,6 +57,8 @@ NUTS = {"chains": 2, "tune": 500, "draws": 500}
 MISFITTING_SCHEDULE = {"shape": "cosine", "warmup_steps": 50.0, "final_fraction": 0.1}
 #: Model of the NUTS sections 2, 2b and 3 (both sets have one batch size; ``--model``).
 MODEL = "dynamics_schedule_fixed_b"
+#: Extra options of section 3's ``fit`` (``--fit-flags``, e.g. the noise model).
+FIT_FLAGS: list[str] = []
 #: Warm-up rule of the (Mis)Fitting NUTS sections: also drop checkpoints before this step
 #: (``--min-steps``; 0: the default rule alone, 10% of each run).
 MIN_STEPS = 0.0
@@ -218,7 +220,7 @@ def section_rolling() -> dict[str, Any]:
 def _constants(fit) -> dict[str, list[float]]:
     post = fit.posterior
     return {p: [float(q) for q in np.quantile(post[p].values, [0.05, 0.5, 0.95])]
-            for p in (*fit.law.params, "sigma", "sigma_curve") if p in post}
+            for p in (*fit.law.params, "sigma", "sigma_curve", "nu") if p in post}
 
 
 # ------------------------------------------------------------------------------ 3. gemstones
@@ -242,7 +244,7 @@ def section_gemstones() -> dict[str, Any]:
     commands = [
         ["fit", str(csv), "--model", MODEL, "--query", f"n_params < {cut:.4g}",
          "--chains", "2", "--draws", "500", "--tune", "500", "--seed", "1", "--out", str(nc),
-         "-q"],
+         *FIT_FLAGS, "-q"],
         ["cooldown", str(nc), "--n-params", f"{n_query:.4g}", "--batch-size", "4194000",
          "--start", "4770,11925,21465"],
         ["curve", str(nc), "--n-params", f"{n_query:.4g}", "--batch-size", "4194000",
@@ -443,7 +445,10 @@ def main() -> None:
                     help="Models timed by section 5.")
     ap.add_argument("--write-gemstones", default=None, metavar="CSV",
                     help="Only write the Gemstones schedule table (README example) and exit.")
+    ap.add_argument("--fit-flags", default="",
+                    help="Extra options of section 3's fit, e.g. '--likelihood studentt'.")
     args = ap.parse_args()
+    globals()["FIT_FLAGS"] = args.fit_flags.split()
     if args.write_gemstones:
         gemstones_wsd().to_csv(args.write_gemstones, index=False)
         return
@@ -456,6 +461,7 @@ def main() -> None:
         res = SECTIONS[key]()
         res["wall_s"] = time.time() - t0
         res["model"], res["min_steps_rule"] = args.model, args.min_steps
+        res["fit_flags"] = args.fit_flags
         text = json.dumps(res, indent=1, default=float)
         (OUT / f"schedule_{key}{args.tag}.json").write_text(text)
     from bench_schedule_report import write_report

@@ -97,15 +97,18 @@ def write_report(out: Path) -> None:
                              f"{_cov(p)} | {'passed' if row['passed'] else 'FAILED'} "
                              f"(r-hat {row['max_rhat']:.3f}, {row['divergences']} div) |")
         lines.append("")
-    r3 = [x for key in ("3a", "3", "3_fixedb") if (x := _load(out, key)) is not None]
+    r3 = [x for key in ("3a", "3", "3_fixedb", "3_studentt")
+          if (x := _load(out, key)) is not None]
     for x in r3:  # the README's worked WSD example: the commands and their real output
         if "transcript" in x and x.get("model", "dynamics_schedule") == "dynamics_schedule":
             (out / "schedule_readme.txt").write_text("\n".join(
                 f"$ {_shell(t['command'])}\n{re.sub(r'/tmp/tmp[^/ ]*/', '', t['output'])}"
                 for t in x["transcript"]))
     if r3:
-        r = {"rows": [{**row, "held_out": f"{x.get('model', 'dynamics_schedule')}: "
-                                          f"{row['held_out']}"} for x in r3 for row in x["rows"]]}
+        r = {"rows": [{**row, "held_out": f"{x.get('model', 'dynamics_schedule')}"
+                                          f"{' ' + x['fit_flags'] if x.get('fit_flags') else ''}"
+                                          f": {row['held_out']}"}
+                      for x in r3 for row in x["rows"]]}
         lines += ["## 3. Gemstones (WSD): constant-rate curves and cooled-down losses", "",
                   "Base learning rate; constant-rate checkpoints every ~10B tokens and the loss "
                   "at the end of each cooldown branch (linear to 0 over ~10% more steps, "
@@ -128,10 +131,11 @@ def write_report(out: Path) -> None:
         lines.append("")
         for row in r["rows"]:
             c = row["constants"]["log_c_anneal"]
+            noise = ", ".join(f"{k} median {v[1]:.3g}" for k, v in row["constants"].items()
+                              if k in ("sigma", "sigma_curve", "nu"))
             lines.append(f"- {row['held_out']}: annealing constant C = "
                          f"{2.718281828 ** c[1]:.3f} nats (90%: {2.718281828 ** c[0]:.3f}-"
-                         f"{2.718281828 ** c[2]:.3f}), sigma_curve median "
-                         f"{100 * row['constants']['sigma_curve'][1]:.2f}%.")
+                         f"{2.718281828 ** c[2]:.3f}); {noise}.")
         lines.append("")
     if (r := _load(out, "4")) is not None:
         lines += ["## 4. Synthetic recovery of the schedule law", "",

@@ -5,7 +5,9 @@
 curves with its predictive band (one whole-curve offset per draw shared by a curve's
 checkpoints, plus checkpoint residuals: independent, or the OU path of a ``residual = "ou"``
 fit) and reports, per held-out curve and pooled: the median
-absolute % error of the median and the coverage of the 50/80/90/95% bands. The training curves
+absolute % error of the median and the coverage of the 50/80/90/95% bands; where the held-out
+checkpoints follow several schedule shapes (``lr_schedule``: e.g. Gemstones' constant-rate
+checkpoints and the cooled-down ones branched from them), also pooled per shape. The training curves
 may be thinned (``train`` from :func:`~bayes_scaling.data.curves.load_curves`); the held-out
 ones are scored on every checkpoint the ``test`` table holds.
 """
@@ -57,6 +59,11 @@ class CurveBacktest:
                            for k, v in self.summary.items() if k.startswith("coverage_"))
         tail = (f"pooled over {self.summary['test_points']} checkpoints: median abs % error "
                 f"{self.summary['median_abs_pct_error']:.2f}; coverage {pooled}")
+        for shape, sc in self.summary.get("by_schedule", {}).items():
+            cov = ", ".join(f"{k.removeprefix('coverage_')}%: {v:.0%}"
+                            for k, v in sc.items() if k.startswith("coverage_"))
+            tail += (f"\n  {shape} checkpoints ({sc['points']}): median abs % error "
+                     f"{sc['median_abs_pct_error']:.2f}; coverage {cov}")
         with pd.option_context("display.width", 200):
             body = self.curves[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}")
         return f"{head}\n{body}\n{tail}"
@@ -85,7 +92,11 @@ def split_top_sizes(curves: CurveTable, holdout_top: int) -> tuple[np.ndarray, n
 
 def score_curves(fit: ScalingFit, test: CurveTable, *, probs: Sequence[float] = DEFAULT_PROBS,
                  random_seed: SeedLike = None) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """Score every checkpoint of ``test``: ``(points, per-curve table, pooled scores)``."""
+    """Score every checkpoint of ``test``: ``(points, per-curve table, pooled scores)``.
+
+    The pooled scores hold ``by_schedule`` (shape -> points, median abs % error, coverages)
+    when the checkpoints carry more than one ``lr_schedule`` shape.
+    """
     draws = checkpoint_draws(fit, test, band="predictive", random_seed=random_seed)
     y = test.loss
     med = np.median(draws, axis=0)
@@ -107,6 +118,13 @@ def score_curves(fit: ScalingFit, test: CurveTable, *, probs: Sequence[float] = 
               "median_of_curve_errors": float(per["median_abs_pct_error"].median()),
               "max_curve_error": float(per["median_abs_pct_error"].max()),
               **{f"coverage_{c[3:]}": float(points[c].mean()) for c in inside}}
+    if "lr_schedule" in test.frame and test.frame["lr_schedule"].nunique() > 1:
+        points["lr_schedule"] = test.frame["lr_schedule"].to_numpy()
+        pooled["by_schedule"] = {
+            str(shape): {"points": len(grp),
+                         "median_abs_pct_error": float(grp["abs_pct_error"].median()),
+                         **{f"coverage_{c[3:]}": float(grp[c].mean()) for c in inside}}
+            for shape, grp in points.groupby("lr_schedule", sort=True)}
     return points, per, pooled
 
 
