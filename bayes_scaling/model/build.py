@@ -87,6 +87,10 @@ def row_precision(n_rows: int, precision: str | None = None) -> str:
     return chosen
 
 
+def _logs(runs: RunTable) -> dict[str, Any]:
+    return {"n": runs.log_n, "d": runs.log_d}
+
+
 def _constants(law, spec: ModelSpec, runs: RunTable, centred: bool):
     """The law's centred constants: ``(shared, per_group, population)``, the shared ones as
     scalars, the varying ones as per-group vectors with their population values."""
@@ -112,13 +116,9 @@ def build_model(spec: ModelSpec, runs: RunTable, precision: str | None = None) -
     precision = row_precision(runs.n_runs, precision)
     if precision == "float32":
         return _build_float32(spec, runs)
-    law = LAWS[spec.law]
-    centre = input_centre(spec, runs)
-    centred = use_centred(spec, runs)
-    gi = runs.group_index
-    logs = {"n": runs.log_n, "d": runs.log_d}
+    law, centre, gi, logs = LAWS[spec.law], input_centre(spec, runs), runs.group_index, _logs(runs)
     with pm.Model(coords={GROUP: list(runs.group_names), RUN: list(runs.run_ids)}) as model:
-        theta_c, group_c, pop_c = _constants(law, spec, runs, centred)
+        theta_c, group_c, pop_c = _constants(law, spec, runs, use_centred(spec, runs))
         theta_c.update({p: v[gi] for p, v in group_c.items()})
         if law.scaled:
             _unscale(law, theta_c, group_c, pop_c)
@@ -155,13 +155,9 @@ def _build_float32(spec: ModelSpec, runs: RunTable) -> pm.Model:
     the coefficients exponentiated once per group, where the law has one), the likelihood a
     ``Potential`` of float32 per-run terms summed in float64 (queries never read the model's
     likelihood: ``evaluate.loo`` recomputes it from the draws)."""
-    law = LAWS[spec.law]
-    centre = input_centre(spec, runs)
-    centred = use_centred(spec, runs)
-    gi = runs.group_index
-    logs = {"n": runs.log_n, "d": runs.log_d}
+    law, centre, gi, logs = LAWS[spec.law], input_centre(spec, runs), runs.group_index, _logs(runs)
     with pm.Model(coords={GROUP: list(runs.group_names), RUN: list(runs.run_ids)}) as model:
-        theta_c, group_c, pop_c = _constants(law, spec, runs, centred)
+        theta_c, group_c, pop_c = _constants(law, spec, runs, use_centred(spec, runs))
         theta_c.update(group_c)
         if law.scaled:
             _unscale(law, theta_c, group_c, pop_c)
