@@ -125,3 +125,14 @@ def test_the_whitened_space_is_the_laplace_map():
     assert 1.0 < starts.std() < 4.0  # LAPLACE_START_SCALE = 2 standard deviations
     _, again, _ = sampling._whitened((mode, cov, unravel), potential, 4, seed=3)
     np.testing.assert_array_equal(np.asarray(again), starts)
+
+
+def test_a_model_with_its_own_starts_keeps_them(monkeypatch):
+    """A model that brings its own start points (the curve laws) is not whitened: with the
+    Laplace start forced, the matrix only starts numpyro's adaptation, as before."""
+    monkeypatch.setenv("BAYES_SCALING_INIT_MASS", "laplace")
+    model = _gaussian_model()
+    model.bayes_scaling_initvals = [{"z": np.zeros(3)}] * 2
+    kwargs = sampling._nuts_kwargs(model)
+    assert model.bayes_scaling_laplace is None
+    np.testing.assert_allclose(kwargs["inverse_mass_matrix"], np.diag(COV), rtol=1e-4)

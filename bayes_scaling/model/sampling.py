@@ -165,10 +165,11 @@ def laplace_inverse_mass(model: pm.Model, dense: bool) -> np.ndarray | None:
     """The inverse Hessian of minus the log density at its mode (:func:`laplace_fit`), dense
     ``(d, d)`` or its diagonal; None when it is not finite."""
     fitted = laplace_fit(model)
-    if fitted is None:
-        return None
-    inverse = fitted[1]
-    return inverse if dense else np.diag(inverse).copy()
+    return None if fitted is None else _as_mass(fitted[1], dense)
+
+
+def _as_mass(cov: np.ndarray, dense: bool) -> np.ndarray:
+    return cov if dense else np.diag(cov).copy()
 
 
 #: Spread of the chains' starting points around the Laplace mode, in Laplace standard
@@ -222,8 +223,10 @@ def _nuts_kwargs(model: pm.Model, capped: bool = True) -> dict:
         fitted = laplace_fit(model)
         if fitted is None:
             used = "identity (the Laplace start was not finite)"
-        else:  # the sampler runs in the Laplace-whitened space (_sample_numpyro_until)
-            model.bayes_scaling_laplace = fitted
+        elif getattr(model, "bayes_scaling_initvals", None) is None:
+            model.bayes_scaling_laplace = fitted  # NUTS runs whitened (_sample_numpyro_until)
+        else:  # the model's own start points: the matrix only starts the adaptation
+            out["inverse_mass_matrix"] = _as_mass(fitted[1], dense)
     model.bayes_scaling_init_mass_used = used  # what the fit's meta records
     return out
 
@@ -324,11 +327,14 @@ _NUMPYRO_STATS = ("num_steps", "potential_energy", "energy", "adapt_state.step_s
 
 def _sample_numpyro_until(model, *, var_names, chains, max_draws, tune, target_accept, seed,
                           progress, ess_target, capped=True):
-    """numpyro NUTS on PyMC's log density, in blocks of draws until the ESS target is met.
+    """numpyro NUTS on PyMC's log density, in blocks of draws until the ESS target is met
+    (one block of ``max_draws`` without a target).
 
     The same kernel, start points and sample statistics as ``_sample_numpyro`` (PyMC's
-    ``sample_numpyro_nuts``); after warm-up each block continues the chains from their last
-    state with the adapted step size and mass matrix, so the blocks form one chain each.
+    ``sample_numpyro_nuts``), except that a model with a Laplace start is sampled in the
+    Laplace-whitened space (:func:`_whitened`); after warm-up each block continues the chains
+    from their last state with the adapted step size and mass matrix, so the blocks form one
+    chain each.
     """
     _jax_setup(chains)
     import jax  # lazy: JAX starts XLA (seconds); only the numpyro backend needs it
@@ -342,16 +348,16 @@ def _sample_numpyro_until(model, *, var_names, chains, max_draws, tune, target_a
     from pymc.util import get_default_varnames  # lazy: with the numpyro imports it serves
 
     logp_fn = get_jaxified_logp(model, negative_logp=False)
-    initvals = getattr(model, "bayes_scaling_initvals", None)
-    init = _get_batched_jittered_initial_points(
-        model=model, chains=chains, initvals=initvals, random_seed=seed,
-        jitter=initvals is None, logp_fn=logp_fn)
     nuts_kwargs = _nuts_kwargs(model, capped)
     to_values = None
-    laplace = getattr(model, "bayes_scaling_laplace", None)
-    if laplace is not None and initvals is None:
-        logp_fn, init, to_values = _whitened(laplace, logp_fn, chains, seed)
+    if model.bayes_scaling_laplace is not None:  # set by _nuts_kwargs
+        logp_fn, init, to_values = _whitened(model.bayes_scaling_laplace, logp_fn, chains, seed)
         model.bayes_scaling_init_mass_used = "laplace-whitened"  # what the fit's meta records
+    else:
+        initvals = getattr(model, "bayes_scaling_initvals", None)
+        init = _get_batched_jittered_initial_points(
+            model=model, chains=chains, initvals=initvals, random_seed=seed,
+            jitter=initvals is None, logp_fn=logp_fn)
     kernel = NUTS(potential_fn=logp_fn, target_accept_prob=target_accept, **nuts_kwargs)
     block = min(ESS_BLOCK, max_draws) if ess_target is not None else max_draws
     method = _chain_method(chains, model)
