@@ -41,7 +41,7 @@ sys.path.insert(0, str(HERE))
 from bench_dynamics import misfitting_selection  # noqa: E402
 
 from bayes_scaling.data.curves import load_curves  # noqa: E402
-from bayes_scaling.data.schedules import Schedule, schedule_areas  # noqa: E402
+from bayes_scaling.data.schedules import SCHEDULE_FIELDS, Schedule, schedule_areas  # noqa: E402
 from bayes_scaling.evaluate.curve_backtest import score_curves  # noqa: E402
 from bayes_scaling.fitting.dynamics import curve_point_fit, fit_dynamics  # noqa: E402
 from bayes_scaling.laws.curve import uncentre  # noqa: E402
@@ -315,11 +315,7 @@ def synthetic_schedule_curves(seed: int) -> pd.DataFrame:
                 rows.append({"run_id": f"N{n:.3g}-{k}", "n_params": n, "steps": st,
                              "batch_size_tokens": 5e5, "loss": y, "current_s1": ss1,
                              "current_a": aa, "lr_schedule": sched.shape,
-                             "total_steps": sched.total_steps,
-                             "warmup_steps": sched.warmup_steps,
-                             "final_lr_fraction": sched.final_fraction,
-                             "cooldown_start": sched.cooldown_start,
-                             "cooldown_steps": sched.cooldown_steps})
+                             **{c: getattr(sched, f) for c, f in SCHEDULE_FIELDS.items()}})
     return pd.DataFrame(rows)
 
 

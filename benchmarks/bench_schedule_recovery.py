@@ -42,7 +42,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from bayes_scaling.data.curves import load_curves  # noqa: E402
-from bayes_scaling.data.schedules import Schedule, schedule_areas  # noqa: E402
+from bayes_scaling.data.schedules import SCHEDULE_FIELDS, Schedule, schedule_areas  # noqa: E402
 from bayes_scaling.fitting.dynamics import _prior_draws, fit_dynamics  # noqa: E402
 from bayes_scaling.laws.curve import uncentre  # noqa: E402
 from bayes_scaling.laws.registry import CURVE_LAWS  # noqa: E402
@@ -92,11 +92,7 @@ def synthetic_curves(seed: int, law: str = "dynamics_schedule",
             for st, y in zip(steps, np.exp(mu), strict=True):
                 rows.append({"run_id": f"N{n:.3g}-{k}", "n_params": n, "steps": st,
                              "batch_size_tokens": 5e5, "loss": y, "lr_schedule": sched.shape,
-                             "total_steps": sched.total_steps,
-                             "warmup_steps": sched.warmup_steps,
-                             "final_lr_fraction": sched.final_fraction,
-                             "cooldown_start": sched.cooldown_start,
-                             "cooldown_steps": sched.cooldown_steps})
+                             **{c: getattr(sched, f) for c, f in SCHEDULE_FIELDS.items()}})
     return pd.DataFrame(rows)
 
 
