@@ -59,8 +59,8 @@ from bayes_scaling.errors import BayesScalingError
               help="Stop drawing once every constant has this bulk and tail ESS (numpyro; "
                    "--draws is then the cap). 400 is the gate's floor.")
 @click.option("--precision", type=click.Choice(["float64", "float32"]), default=None,
-              help="Per-run arithmetic of a final-loss fit (sums stay float64); default "
-                   "float32 from 10,000 runs on.")
+              help="Per-run (per-checkpoint for curves) arithmetic of the law (sums stay "
+                   "float64); default float32 from 10,000 runs or checkpoints on.")
 @click.option("--no-calibrate", is_flag=True, help="Skip the extrapolation discrepancy.")
 @click.option("--strict", is_flag=True, help="Exit 2 (and write nothing) if the gate fails.")
 @stacking_options
@@ -121,7 +121,7 @@ def fit_cmd(runs, model, out, group_col, drop_highest_loss, param_count, query, 
                            thinning=curve_thinning(max_points_per_curve, warmup_fraction),
                            draws=draws, tune=tune, backend=backend,
                            target_accept=target_accept, strict=strict, quiet=quiet,
-                           schedule=schedule_fields(lr_schedule, total_steps, warmup_steps,
+                           precision=precision, schedule=schedule_fields(lr_schedule, total_steps, warmup_steps,
                                                     final_lr_fraction, cooldown_start,
                                                     cooldown_steps))
     table = resolve_runs(runs, group_col=group_col, drop_highest_loss=drop_highest_loss,
@@ -386,7 +386,7 @@ def _fit_families(table, names, out, *, stack_tops, refits, workers, strict, tel
 # --------------------------------------------------------------------------------- dynamics
 def _fit_curves(source: str, spec, out: str, *, group_col, param_count, query, columns, seed,
                 chains, draws, tune, backend, target_accept, strict, quiet, schedule,
-                thinning) -> int:
+                thinning, precision=None) -> int:
     """``fit CURVES --model dynamics``: load loss curves (a file or a registry name), fit, save."""
     from click.core import ParameterSource
 
@@ -411,7 +411,8 @@ def _fit_curves(source: str, spec, out: str, *, group_col, param_count, query, c
     result = fit_dynamics(spec, curves, chains=chains, draws=draws, tune=tune, backend=backend,
                           target_accept=target_accept, random_seed=seed,
                           on_bad="raise" if strict else "warn",
-                          progress=not quiet and sys.stderr.isatty(), on_progress=tell)
+                          progress=not quiet and sys.stderr.isatty(), on_progress=tell,
+                          precision=precision)
     check_interrupt()  # a Ctrl-C swallowed during sampling: save nothing
     result.save(out)
     click.echo(fit_summary_text(result))

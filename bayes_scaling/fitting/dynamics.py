@@ -18,7 +18,7 @@ from bayes_scaling.constants import DEFAULT_BACKEND
 from bayes_scaling.data.curves import CurveTable
 from bayes_scaling.errors import DataWarning, SpecError
 from bayes_scaling.fitting.draws import Draws
-from bayes_scaling.fitting.fit import sample_gated, seed_int
+from bayes_scaling.fitting.fit import init_mass_used, sample_gated, seed_int
 from bayes_scaling.fitting.result import ScalingFit, versions
 from bayes_scaling.laws.curve import centre_constants, uncentre
 from bayes_scaling.laws.registry import CURVE_LAWS
@@ -205,6 +205,7 @@ def fit_dynamics(
     likelihood: str | None = None,
     progress: bool = False,
     on_progress: ProgressFn | None = None,
+    precision: str | None = None,
 ) -> ScalingFit:
     """Fit a curve-law model (a spec whose ``law`` is ``"dynamics"``) to ``curves`` with NUTS.
 
@@ -263,6 +264,10 @@ def fit_dynamics(
         Show the sampler's progress bar.
     on_progress : callable, optional
         Called with one short line per step.
+    precision : {"float64", "float32"}, optional
+        Per-checkpoint arithmetic of the law and its solve (residuals and sums stay float64);
+        default float32 from :data:`~bayes_scaling.model.build.FLOAT32_MIN_OBS` checkpoints
+        on (``BAYES_SCALING_PRECISION`` overrides the default).
 
     Returns
     -------
@@ -290,7 +295,8 @@ def fit_dynamics(
 
     from bayes_scaling.model.build_curves import build_dynamics_model  # lazy: PyMC import cost
 
-    pm_model = build_dynamics_model(spec, curves, curve_effects=curve_effects)
+    pm_model = build_dynamics_model(spec, curves, curve_effects=curve_effects,
+                                    precision=precision)
     tell("start points: multi-start least-squares fit")
     pm_model.bayes_scaling_initvals = start_points(spec, curves, pm_model, chains,
                                                    np.random.default_rng([seed, 1]))
@@ -305,8 +311,10 @@ def fit_dynamics(
             "target_accept": run.target_accept, "tune": run.tune, "draws": diag.draws,
             "draws_requested": draws,
             "chains": chains, "retried": run.attempt > 0, "seconds": float(seconds),
+            "precision": pm_model.bayes_scaling_precision,
             **({"warmup_max_tree_depth": getattr(pm_model, "bayes_scaling_warmup_depth_used",
-                                                 None)} if backend == "numpyro" else {}),
+                                                 None),
+                "init_mass": init_mass_used(pm_model)} if backend == "numpyro" else {}),
             "centre": curve_centre(curves), "curve_effects": curve_effects,
             "residual": spec.likelihood.residual, "likelihood": spec.likelihood.family,
             "curve_offsets": spec.likelihood.curve_offsets,

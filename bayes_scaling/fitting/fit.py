@@ -141,7 +141,7 @@ def separate_modes(posterior: xr.Dataset, var_names: list[str]) -> str:
             "them")
 
 
-def _init_mass(pm_model: Any) -> str:
+def init_mass_used(pm_model: Any) -> str:
     """The starting inverse mass matrix numpyro used (or fell back to: ``_nuts_kwargs``)."""
     from bayes_scaling.model import sampling  # lazy: PyMC/JAX cost seconds; only sampling pays
 
@@ -247,7 +247,7 @@ def fit(
         "ess_target": ess_target,
         "dense_mass": bool(getattr(pm_model, "bayes_scaling_dense_mass", False)),
         "precision": pm_model.bayes_scaling_precision,
-        **({"init_mass": _init_mass(pm_model),
+        **({"init_mass": init_mass_used(pm_model),
             "warmup_max_tree_depth": getattr(pm_model, "bayes_scaling_warmup_depth_used", None)}
            if backend == "numpyro" else {}),
         "centre": input_centre(spec, runs), "centred_offsets": use_centred(spec, runs),

@@ -169,12 +169,16 @@ def solve_step_term(log_floor, a, c, *, alpha_s, alpha_b, xp=NUMPY_SOLVER_OPS,
         lo = xp.where(h <= 0, v, lo)
         hi = xp.where(h >= 0, v, hi)
         newton = v - h / slope
-        # Newton, unless it leaves the bracket or, still far from the root, the last step did
+        # Newton, unless, still far from the root, it leaves the bracket or the last step did
         # not halve |h| (a sharp bend of B_crit(L), small alpha_B, makes Newton overshoot by up
-        # to alpha_S/alpha_B): then bisect
+        # to alpha_S/alpha_B): then bisect. Near the root Newton is always taken: there a
+        # step of a rounding error can fall just outside a bracket that has shrunk to the
+        # root from one side only, and the bisection of that bracket would jump away from the
+        # root (seen under XLA's fused arithmetic: 1.9e-3 in log loss after 6 iterations)
         h2 = h * h
-        fast = (h2 <= 0.25 * h_before * h_before) + (h2 < NEAR_ROOT**2) > 0
-        v = xp.where((newton >= lo) * (newton <= hi) * fast, newton, 0.5 * (lo + hi))
+        near = h2 < NEAR_ROOT**2
+        fast = (newton >= lo) * (newton <= hi) * (h2 <= 0.25 * h_before * h_before)
+        v = xp.where(near + fast > 0, newton, 0.5 * (lo + hi))
         h_before = h
     v = xp.stop_gradient(v)
     h, slope = h_and_slope(v)

@@ -179,11 +179,13 @@ def _build_float32(spec: ModelSpec, runs: RunTable) -> pm.Model:
     return _finish(model, centre, runs, "float32")
 
 
-def _likelihood_float32(spec: ModelSpec, mu: Any, log_loss: Any) -> None:
+def _likelihood_float32(spec: ModelSpec, mu: Any, log_loss: Any, sigma: Any = None) -> None:
     """The Normal or Student-t log density of ``log_loss`` around ``mu``: per-run terms in
-    float32, their sum and the constants in float64."""
+    float32, their sum and the constants in float64 (``sigma``: the scale's variable, made
+    here from the spec's prior unless given)."""
     n = len(log_loss)
-    sigma = prior_variable("sigma", spec.likelihood.sigma)
+    if sigma is None:
+        sigma = prior_variable("sigma", spec.likelihood.sigma)
     z = (pt.as_tensor(log_loss.astype("float32")) - mu) / pt.cast(sigma, "float32")
     if spec.likelihood.family == "studentt":
         nu = prior_variable("nu", spec.likelihood.nu)

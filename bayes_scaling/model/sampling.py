@@ -126,27 +126,30 @@ def init_mass(model: pm.Model) -> str:
     forced = os.environ.get("BAYES_SCALING_INIT_MASS")
     if forced in ("laplace", "identity"):
         return forced
-    if getattr(model, "bayes_scaling_initvals", None) is not None:
-        return "identity"  # the curve laws start from their own point fit
     return "laplace" if _n_observed(model) > LAPLACE_MIN_OBS else "identity"
 
 
 def laplace_fit(model: pm.Model):
     """The mode of the log density in the unconstrained space and the inverse Hessian there.
 
-    The mode is found by L-BFGS from the model's initial point; eigenvalues of the Hessian are
-    clipped at 1e-3 (a hierarchical scale drifting to zero makes it near-singular), so the
-    covariance is positive definite. Returns ``(mode, cov, unravel)`` (flat vectors; ``unravel``
-    maps one to the model's value variables), or None when the optimisation or the Hessian is
-    not finite.
+    The mode is found by L-BFGS from the model's initial point, or from the first of its own
+    start points when it brings them (``bayes_scaling_initvals``: the curve laws' multi-start
+    point fit, so the mode found is the one next to it, not a far local one); eigenvalues of
+    the Hessian are clipped at 1e-3 (a hierarchical scale drifting to zero makes it
+    near-singular), so the covariance is positive definite. Returns ``(mode, cov, unravel)``
+    (flat vectors; ``unravel`` maps one to the model's value variables), or None when the
+    optimisation or the Hessian is not finite.
     """
     import jax  # lazy: JAX starts XLA (seconds); only the numpyro backend needs it
     from jax.flatten_util import ravel_pytree  # lazy: with JAX
+    from pymc.initial_point import make_initial_point_fn  # lazy: with the sampler
     from pymc.sampling.jax import get_jaxified_logp  # lazy: loads JAX
     from scipy.optimize import minimize  # lazy: only this start needs it
 
     potential = get_jaxified_logp(model, negative_logp=False)  # minus the log density
-    point = model.initial_point()
+    own = getattr(model, "bayes_scaling_initvals", None)
+    point = (make_initial_point_fn(model=model, overrides=own[0], jitter_rvs=set())(0)
+             if own else model.initial_point())
     flat, unravel = ravel_pytree([np.asarray(point[v.name], dtype=np.float64)
                                   for v in model.value_vars])
     value_grad = jax.jit(jax.value_and_grad(lambda z: potential(unravel(z))))
@@ -223,10 +226,8 @@ def _nuts_kwargs(model: pm.Model, capped: bool = True) -> dict:
         fitted = laplace_fit(model)
         if fitted is None:
             used = "identity (the Laplace start was not finite)"
-        elif getattr(model, "bayes_scaling_initvals", None) is None:
+        else:
             model.bayes_scaling_laplace = fitted  # NUTS runs whitened (_sample_numpyro_until)
-        else:  # the model's own start points: the matrix only starts the adaptation
-            out["inverse_mass_matrix"] = _as_mass(fitted[1], dense)
     model.bayes_scaling_init_mass_used = used  # what the fit's meta records
     return out
 
@@ -299,7 +300,7 @@ def _sample_numpyro(model, *, var_names, chains, draws, tune, target_accept, see
     _jax_setup(chains)
     from pymc.sampling.jax import sample_numpyro_nuts  # lazy: loads JAX (seconds)
 
-    if init_mass(model) == "laplace" and getattr(model, "bayes_scaling_initvals", None) is None:
+    if init_mass(model) == "laplace":
         return _sample_numpyro_until(
             model, var_names=var_names, chains=chains, max_draws=draws, tune=tune,
             target_accept=target_accept, seed=seed, progress=progress, ess_target=None,

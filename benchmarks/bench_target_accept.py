@@ -1,0 +1,113 @@
+"""NUTS target acceptance of curve laws without a batch-size input, measured before choosing.
+
+``fitting.dynamics.ONE_BATCH_TARGET_ACCEPT`` (0.99) was chosen for curve tables at one batch
+size because there the critical batch size of ``B_crit`` laws is barely identified (13 of 20
+synthetic one-batch ladders left 1-4 divergences at 0.95; ``bench_dynamics.py`` section 3b).
+The one-batch-size law ``dynamics_schedule_fixed_b`` has no ``B_crit`` and inherited 0.99
+because the rule looks at the table, not the law. At 0.99 NUTS takes about twice the leapfrog
+steps per draw of 0.95.
+
+Rule stated before the runs (2026-12-07): laws without a batch-size input get
+``TARGET_ACCEPT`` (0.95) if, at 0.95, every table below passes the convergence gate on the
+first attempt (no retry) with 0 divergences; otherwise they keep 0.99.
+
+Tables: the 45 (Mis)Fitting best-learning-rate curves (cosine, 6 schedule lengths), Gemstones
+base and half-rate WSD tables, each as the library loads it by default (warm-up rule, 30
+checkpoints per curve), 3 synthetic schedule ladders (``bench_schedule.synthetic_schedule_curves``)
+and the unthinned 20,000-checkpoint table of ``bench_schedule.speed_table``. Each is fitted with
+the default 4 chains x (1000 + 1000), at 0.95 and at 0.99, seed 20261207.
+
+Writes ``benchmarks/results/target_accept.md`` (and ``.json``). Run:
+``python benchmarks/bench_target_accept.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+from bench_schedule import (  # noqa: E402
+    MISFITTING_SCHEDULE,
+    gemstones_wsd,
+    misfitting_45,
+    speed_table,
+    synthetic_schedule_curves,
+)
+
+from bayes_scaling.data.curves import load_curves  # noqa: E402
+from bayes_scaling.fitting.dynamics import fit_dynamics  # noqa: E402
+
+OUT = HERE / "results"
+MODEL = "dynamics_schedule_fixed_b"
+SEED = 20261207
+ACCEPTS = (0.95, 0.99)
+
+
+def tables():
+    """(name, CurveTable) of every table the rule is measured on."""
+    yield "misfitting_45", load_curves(misfitting_45(), param_count="nonembedding",
+                                       schedule=MISFITTING_SCHEDULE)
+    for variant in ("base", "half"):
+        yield f"gemstones_{variant}", load_curves(gemstones_wsd(variant))
+    for seed in (1, 2, 3):
+        df = synthetic_schedule_curves(seed).drop(columns=["current_s1", "current_a"])
+        yield f"synthetic_{seed}", load_curves(df, warmup_fraction=0.0)
+    yield "speed_20000", load_curves(speed_table(), schedule=MISFITTING_SCHEDULE,
+                                     max_points_per_curve=None, max_points=None)
+
+
+def main() -> None:
+    path = OUT / "target_accept.json"
+    rows = json.loads(path.read_text()) if path.exists() else []
+    done = {(r["table"], r["target_accept"]) for r in rows}
+    for name, curves in tables():
+        for accept in ACCEPTS:
+            if (name, accept) in done:
+                continue
+            load0, t0 = os.getloadavg()[0], time.time()
+            fit = fit_dynamics(MODEL, curves, target_accept=accept, retries=0,
+                               random_seed=SEED, on_bad="warn")
+            d = fit.diagnostics
+            stats = fit.idata.sample_stats
+            rows.append({"table": name, "points": int(curves.n_points),
+                         "target_accept": accept, "passed": bool(d.passed),
+                         "divergences": int(d.divergences), "max_rhat": float(d.max_rhat),
+                         "min_ess_bulk": float(d.min_ess_bulk),
+                         "min_ess_tail": float(d.min_ess_tail),
+                         "steps_per_draw": float(np.asarray(stats["n_steps"]).mean()),
+                         "wall_s": time.time() - t0, "load_before": load0,
+                         "init_mass": fit.meta.get("init_mass"),
+                         "precision": fit.meta.get("precision")})
+            print(rows[-1], flush=True)
+            path.write_text(json.dumps(rows, indent=1))
+    write(rows)
+
+
+def write(rows: list[dict]) -> None:
+    ok = all(r["passed"] and r["divergences"] == 0 for r in rows if r["target_accept"] == 0.95)
+    lines = ["## Target acceptance of curve laws without a batch-size input", "",
+             f"`{MODEL}`, default fit (4 chains x 1000 + 1000, no retry), seed {SEED}; rule "
+             "stated before the runs: 0.95 for such laws if every table passes the gate at "
+             "0.95 with 0 divergences on the first attempt "
+             f"(`bench_target_accept.py`). **Verdict: {'0.95' if ok else 'keep 0.99'}.**", "",
+             "| table | checkpoints | target | gate | divergences | max r-hat | min bulk ESS "
+             "| min tail ESS | steps/draw | wall s | load |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['table']} | {r['points']} | {r['target_accept']} | "
+                     f"{'passed' if r['passed'] else 'FAILED'} | {r['divergences']} | "
+                     f"{r['max_rhat']:.3f} | {r['min_ess_bulk']:.0f} | {r['min_ess_tail']:.0f} | "
+                     f"{r['steps_per_draw']:.1f} | {r['wall_s']:.0f} | {r['load_before']:.1f} |")
+    (OUT / "target_accept.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
