@@ -245,6 +245,9 @@ def test_one_batch_size_gets_the_higher_default_target_accept():
     several = synthetic_curves(K, steps=np.geomspace(1e3, 1e5, 5))
     assert default_target_accept(one) == ONE_BATCH_TARGET_ACCEPT == 0.99
     assert default_target_accept(several) == TARGET_ACCEPT == 0.95
+    # a law without a batch-size input has no B_crit to identify (bench_target_accept.py)
+    assert default_target_accept(one, "dynamics_schedule_fixed_b") == TARGET_ACCEPT
+    assert default_target_accept(one, "dynamics_schedule") == ONE_BATCH_TARGET_ACCEPT
 
 
 def test_missing_column_is_named():

@@ -57,10 +57,10 @@ def test_the_size_rule_and_its_override(monkeypatch):
     assert sampling.init_mass(model) == "laplace"
     sampling._nuts_kwargs(model)
     assert model.bayes_scaling_laplace is not None
-    model.bayes_scaling_initvals = [{}]  # a model with its own start (the curve laws)
+    model.bayes_scaling_initvals = [{}]  # a model with its own start (the curve laws) ...
+    assert sampling.init_mass(model) == "laplace"   # ... follows the same size rule
+    monkeypatch.setenv("BAYES_SCALING_INIT_MASS", "identity")
     assert sampling.init_mass(model) == "identity"
-    monkeypatch.setenv("BAYES_SCALING_INIT_MASS", "laplace")
-    assert sampling.init_mass(model) == "laplace"
 
 
 @pytest.mark.slow
@@ -127,12 +127,23 @@ def test_the_whitened_space_is_the_laplace_map():
     np.testing.assert_array_equal(np.asarray(again), starts)
 
 
-def test_a_model_with_its_own_starts_keeps_them(monkeypatch):
-    """A model that brings its own start points (the curve laws) is not whitened: with the
-    Laplace start forced, the matrix only starts numpyro's adaptation, as before."""
+def test_a_model_with_its_own_starts_is_whitened_around_the_mode_next_to_them(monkeypatch):
+    """A model that brings its own start points (the curve laws' multi-start point fit) has its
+    Laplace fit started from the first of them, not from PyMC's initial point, and then runs
+    whitened like any other large model."""
+    import scipy.optimize
+
     monkeypatch.setenv("BAYES_SCALING_INIT_MASS", "laplace")
     model = _gaussian_model()
-    model.bayes_scaling_initvals = [{"z": np.zeros(3)}] * 2
+    own = np.array([3.0, 1.0, -2.0])
+    model.bayes_scaling_initvals = [{"z": own}, {"z": own + 0.1}]
+    seen, real = [], scipy.optimize.minimize
+    monkeypatch.setattr(scipy.optimize, "minimize",
+                        lambda f, x0, **kw: seen.append(np.array(x0)) or real(f, x0, **kw))
     kwargs = sampling._nuts_kwargs(model)
-    assert model.bayes_scaling_laplace is None
-    np.testing.assert_allclose(kwargs["inverse_mass_matrix"], np.diag(COV), rtol=1e-4)
+    np.testing.assert_allclose(seen[0], own)           # started from the model's own start
+    assert "inverse_mass_matrix" not in kwargs
+    mode, cov, _ = model.bayes_scaling_laplace         # ... and whitened around the mode
+    np.testing.assert_allclose(mode, [1.0, -2.0, 0.5], atol=1e-4)
+    np.testing.assert_allclose(cov, COV, rtol=1e-3, atol=1e-4)
+

@@ -53,8 +53,8 @@ from bayes_scaling.errors import BayesScalingError
 @click.option("--backend", type=click.Choice(["numpyro", "nutpie", "pymc"]), default=None)
 @click.option("--target-accept", default=0.9, show_default=True,
               type=click.FloatRange(0, 1, min_open=True, max_open=True),
-              help="NUTS target acceptance (--model dynamics: 0.99 for curves at one batch "
-                   "size, else 0.95, unless given).")
+              help="NUTS target acceptance (curve models: 0.99 for a law with B_crit on curves "
+                   "at one batch size, else 0.95, unless given).")
 @click.option("--ess-target", default=None, type=click.FloatRange(min=1),
               help="Stop drawing once every constant has this bulk and tail ESS (numpyro; "
                    "--draws is then the cap). 400 is the gate's floor.")

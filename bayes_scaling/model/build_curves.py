@@ -49,9 +49,7 @@ def build_dynamics_model(spec: ModelSpec, curves: Any, *, curve_effects: bool = 
     precision = row_precision(curves.n_points, precision)
     centre = curve_centre(curves)
     gi = curves.group_index
-    _register_stop_gradient()
-    ops = SimpleNamespace(exp=pt.exp, log=pt.log, logaddexp=pt.logaddexp, where=pt.switch,
-                          stop_gradient=stop_gradient, done=lambda _h: False)
+    ops = pytensor_solver_ops()
     coords = {GROUP: list(curves.group_names), CURVE: list(curves.curve_ids),
               OBS: np.arange(curves.n_points)}
     with pm.Model(coords=coords) as model:
@@ -80,6 +78,14 @@ def build_dynamics_model(spec: ModelSpec, curves: Any, *, curve_effects: bool = 
     dense = not explicit or curves.n_curves <= DENSE_MAX_CURVES
     model.bayes_scaling_dense_mass = dense  # type: ignore[attr-defined]
     return model
+
+
+def pytensor_solver_ops() -> SimpleNamespace:
+    """The array operations of :func:`bayes_scaling.laws.curve.solve_step_term` on PyTensor:
+    a fixed number of iterations (no early stop in a graph) and :data:`stop_gradient`."""
+    _register_stop_gradient()
+    return SimpleNamespace(exp=pt.exp, log=pt.log, logaddexp=pt.logaddexp, where=pt.switch,
+                           stop_gradient=stop_gradient, done=lambda _h: False)
 
 
 def _log_mean_float32(law: Any, curves: Any, natural: dict[str, Any], ops: Any) -> Any:

@@ -108,8 +108,10 @@ def _dynamics_fit(plan: Proposal, seed: int, cache: Path | None,
     curves = load_curves(path, **({"group_col": dyn["group_col"]}
                                      if "group_col" in dyn else {}))
     settings = fit_settings(plan)  # curve fits need at least their own target_accept
-    settings["target_accept"] = max(settings["target_accept"], default_target_accept(curves))
-    fit_, prov = quiet(obtain_fit, load_spec(dyn.get("model", "dynamics")), curves,
+    spec = load_spec(dyn.get("model", "dynamics"))
+    settings["target_accept"] = max(settings["target_accept"],
+                                    default_target_accept(curves, spec.law))
+    fit_, prov = quiet(obtain_fit, spec, curves,
                         settings=settings, seed=seed, cache_dir=cache, tell=tell,
                         method="dynamics")
     return fit_, {"fit_file": prov["file"], "reused": prov["reused"],

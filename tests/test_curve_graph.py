@@ -1,0 +1,135 @@
+"""The curve laws' PyMC graph as NUTS sees it: through JAX, jitted, in float64 and float32.
+
+numpyro differentiates the JAX translation of the graph, not PyTensor's gradient, and XLA fuses
+and reorders the jitted arithmetic. Checked here: the solve's stop-gradient survives the
+translation (otherwise JAX's autodiff runs back through every Newton iteration), the jitted
+solve equals the numpy one (a bracket shrunk to the root from one side made it jump away after
+convergence), float32 per-checkpoint arithmetic is the float64 density to float32 rounding,
+and a curve model with its own start points is whitened around the mode next to them.
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+import pytest
+from pymc.initial_point import make_initial_point_fn
+from pymc.sampling.jax import get_jaxified_graph, get_jaxified_logp
+
+from bayes_scaling.constants import PUBLISHED
+from bayes_scaling.data.curves import load_curves
+from bayes_scaling.data.schedules import Schedule, schedule_areas
+from bayes_scaling.fitting.dynamics import start_points
+from bayes_scaling.laws.registry import CURVE_LAWS
+from bayes_scaling.model import build_curves, sampling
+from bayes_scaling.model.spec import load_spec
+from bayes_scaling.testing import synthetic_curves
+
+TRUTH = {"log_n_c": np.log(2.0e13), "alpha_n": 0.076, "log_s_c": np.log(2.1e3), "alpha_s": 0.76,
+         "log_b_star": np.log(2.0e8), "alpha_b": 0.21, "log_c_anneal": np.log(0.1)}
+
+
+def _cosine_table(seed: int = 5, curves: int = 12, points: int = 400):
+    """Dense cosine curves drawn from the schedule law (one batch size), 10% noisy early."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    law, rows = CURVE_LAWS["dynamics_schedule"], []
+    for j, n in enumerate(np.repeat(np.geomspace(2e7, 4e8, curves // 3), 3)):
+        t = (2000, 6000, 16000)[j % 3]
+        sched = Schedule("cosine", total_steps=t, warmup_steps=50, final_fraction=0.1)
+        steps = np.linspace(t / points, t, points).round()
+        s1, a = schedule_areas(sched, steps)
+        mu = law.log_mean(np.log(n), np.log(s1), np.log(5e5), a, **TRUTH)
+        mu = mu + 0.01 * rng.standard_normal() + 0.004 * rng.standard_normal(steps.size)
+        rows += [{"run_id": f"r{j}", "n_params": n, "steps": s, "batch_size_tokens": 5e5,
+                  "loss": y, "total_steps": t} for s, y in zip(steps, np.exp(mu), strict=True)]
+    return load_curves(pd.DataFrame(rows), schedule={"shape": "cosine", "warmup_steps": 50.0,
+                                                     "final_fraction": 0.1},
+                       max_points_per_curve=None, max_points=None)
+
+
+def test_the_solve_is_a_constant_to_every_autodiff():
+    build_curves._register_stop_gradient()
+    x = pt.dscalar("x")
+    y = build_curves.stop_gradient(x**2) * x          # d/dx = x**2 = 9 if stopped, 27 if not
+    jaxed = get_jaxified_graph(inputs=[x], outputs=[y])
+    assert float(jax.grad(lambda a: jaxed(a)[0])(3.0)) == pytest.approx(9.0)
+    assert float(jaxed(3.0)[0]) == pytest.approx(27.0)
+    assert float(pytensor.function([x], pytensor.grad(y, x))(3.0)) == pytest.approx(9.0)
+
+
+@pytest.mark.parametrize("name", ["dynamics_schedule", "dynamics"])
+def test_the_jitted_graph_solve_is_the_numpy_solve(name):
+    """Near the posterior, where NUTS evaluates it, the jitted solve of every checkpoint agrees
+    with numpy's 60-iteration solve to rounding."""
+    curves = (_cosine_table() if name == "dynamics_schedule" else
+              synthetic_curves(PUBLISHED["kaplan2020_dynamics"], steps=np.geomspace(300, 1e5, 400),
+                               noise=0.02, seed=3))
+    law, spec = CURVE_LAWS[name], load_spec(name)
+    model = build_curves.build_dynamics_model(spec, curves, precision="float64")
+    start = start_points(spec, curves, model, 1, np.random.default_rng(1))[0]
+    point = make_initial_point_fn(model=model, overrides=start, jitter_rvs=set())(0)
+    x = [point[v.name] for v in model.value_vars]
+    outs = model.replace_rvs_by_values([model[p] for p in law.params])
+    nat = dict(zip(law.params, (np.asarray(v) for v in
+                                get_jaxified_graph(inputs=model.value_vars, outputs=outs)(*x)),
+                   strict=True))
+    ops = build_curves.pytensor_solver_ops()
+    ins = [pt.dvector(f"x{i}") for i in range(len(law.inputs))]
+    cs = {p: pt.dscalar(p) for p in law.params}
+    out = law.log_mean(*ins, **cs, xp=ops, iterations=build_curves.GRAPH_ITERATIONS,
+                       log_start=pt.as_tensor(curves.log_loss))
+    fn = jax.jit(get_jaxified_graph(inputs=ins + list(cs.values()), outputs=[out]))
+    got = np.asarray(fn(*curves.law_inputs(law.inputs), *(nat[p] for p in law.params))[0])
+    want = law.log_mean(*curves.law_inputs(law.inputs), **nat, log_start=curves.log_loss)
+    assert np.abs(curves.log_loss - want).max() > 0.01   # noisy checkpoints: not a trivial start
+    assert np.abs(got - want).max() < 1e-10
+
+
+@pytest.mark.parametrize(("name", "family"), [("dynamics_schedule_fixed_b", "normal"),
+                                               ("dynamics_schedule_fixed_b", "studentt"),
+                                               ("dynamics_schedule", "normal"),
+                                               ("dynamics_schedule", "studentt")])
+def test_float32_checkpoints_are_the_float64_density(name, family):
+    curves = _cosine_table(curves=6, points=200)
+    spec = load_spec(name).with_likelihood(family)
+    m64, m32 = (build_curves.build_dynamics_model(spec, curves, precision=p)
+                for p in ("float64", "float32"))
+    assert (m64.bayes_scaling_precision, m32.bayes_scaling_precision) == ("float64", "float32")
+    assert [v.name for v in m64.value_vars] == [v.name for v in m32.value_vars]
+    start = start_points(spec, curves, m64, 1, np.random.default_rng(2))[0]
+    base = make_initial_point_fn(model=m64, overrides=start, jitter_rvs=set())(0)
+    f64, f32 = (jax.jit(jax.value_and_grad(lambda z, lp=get_jaxified_logp(m): lp(z)))
+                for m in (m64, m32))
+    rng = np.random.default_rng(0)
+    values = []
+    for _ in range(4):
+        z = [base[v.name] + rng.normal(0, 0.02, np.shape(base[v.name])) for v in m64.value_vars]
+        (v64, g64), (v32, g32) = f64(z), f32(z)
+        values.append((float(v64), float(v32)))
+        g64, g32 = np.concatenate([np.ravel(g) for g in g64]), np.concatenate(
+            [np.ravel(g) for g in g32])
+        assert np.abs(g32 - g64).max() < 1e-4 * np.abs(g64).max()
+    lp = np.array(values)
+    assert np.all(np.isfinite(lp))
+    # float32 rounding of a log loss (~1e-7) is 2.5e-5 of a 0.004 noise sd: per checkpoint
+    # the densities may differ by ~1e-5, a dropped or wrong term moves them by ~1 or more
+    assert np.abs(lp[:, 0] - lp[:, 1]).max() < 1e-4 * curves.n_points
+    assert np.ptp(lp[:, 0]) > 1e2 * np.abs(lp[:, 0] - lp[:, 1]).max()
+
+
+def test_curve_precision_follows_the_checkpoint_count(monkeypatch):
+    monkeypatch.delenv("BAYES_SCALING_PRECISION", raising=False)
+    spec = load_spec("dynamics_schedule_fixed_b")
+    small, large = _cosine_table(curves=3, points=100), _cosine_table(curves=30, points=400)
+    assert small.n_points < 10_000 <= large.n_points
+    assert build_curves.build_dynamics_model(spec, small).bayes_scaling_precision == "float64"
+    big = build_curves.build_dynamics_model(spec, large)
+    assert big.bayes_scaling_precision == "float32"
+    assert sampling.init_mass(big) == "laplace"     # and NUTS runs whitened there
+    assert sampling.init_mass(build_curves.build_dynamics_model(spec, small)) == "identity"
+    monkeypatch.setenv("BAYES_SCALING_PRECISION", "float64")
+    assert build_curves.build_dynamics_model(spec, large).bayes_scaling_precision == "float64"
