@@ -422,9 +422,84 @@ def section_speed() -> dict[str, Any]:
     return out
 
 
+#: Section 5d's runs: (model, NUTS settings). The one-batch-size law with the library's default
+#: fit (the issue-18 figure); the law with B_crit(L) with section 5's settings, to compare with
+#: its row there.
+SPEED_RUNS = (("dynamics_schedule_fixed_b", {}), ("dynamics_schedule", NUTS))
+
+
+def multi_batch_table():
+    """20,000 checkpoints at 4 batch sizes drawn from the law ``dynamics`` (Kaplan et al.'s
+    constants; ``bench_dynamics.py`` section 4's table), unthinned: where B_crit(L) is
+    identified and its solve is the model to fit."""
+    from bayes_scaling.constants import PUBLISHED
+    from bayes_scaling.testing import synthetic_curves
+
+    big = synthetic_curves(PUBLISHED["kaplan2020_dynamics"], n_sizes=np.geomspace(1e6, 1e8, 10),
+                           batch_sizes=(2**16, 2**18, 2**20, 2**22),
+                           steps=np.geomspace(100, 1e5, 500), noise=0.005, curve_sd=0.01, seed=7)
+    return load_curves(big.frame, max_points_per_curve=None, max_points=None)
+
+
+def section_speed_solve() -> dict[str, Any]:
+    """The solve law ``dynamics`` (B_crit(L)) on :func:`multi_batch_table`, default fit."""
+    import resource
+
+    curves = multi_batch_table()
+    load0, t0, c0 = os.getloadavg()[0], time.time(), time.process_time()
+    fit = fit_dynamics("dynamics", curves, random_seed=SEED, retries=0)
+    d = fit.diagnostics
+    row = {"model": "dynamics", "points_fitted": curves.n_points,
+           "settings": "default (4 chains x 1000 + 1000)", "total_s": time.time() - t0,
+           "cpu_s": time.process_time() - c0, "sampling_s": float(fit.meta["seconds"]),
+           "loadavg_start": load0, "loadavg_end": os.getloadavg()[0], "passed": bool(d.passed),
+           "max_rhat": d.max_rhat, "min_ess_bulk": d.min_ess_bulk, "min_ess_tail": d.min_ess_tail,
+           "divergences": d.divergences,
+           "steps_per_draw": float(np.asarray(fit.idata.sample_stats["n_steps"]).mean()),
+           "init_mass": fit.meta.get("init_mass"), "precision": fit.meta.get("precision"),
+           "target_accept": fit.meta.get("target_accept"),
+           "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    print(row, flush=True)
+    return {"runs": [row], "table": "multi-batch (4 batch sizes, 10 sizes, 500 steps)"}
+
+
+def section_speed_now() -> dict[str, Any]:
+    """Section 5 again after the curve graph's changes (2026-12-07: the solve's stop-gradient
+    kept through JAX, float32 checkpoints, Laplace-whitened NUTS above 10,000 checkpoints,
+    target acceptance 0.95 without B_crit): wall and CPU seconds, leapfrog steps per draw,
+    peak resident memory (the process's, so far), in one process, models in turn."""
+    import resource
+
+    df = speed_table()
+    out = {"rows_read": len(df), "cores": os.cpu_count(), "runs": []}
+    for model, settings in SPEED_RUNS:
+        load0 = os.getloadavg()[0]
+        t0, c0 = time.time(), time.process_time()
+        curves = load_curves(df, schedule={"shape": "cosine", "warmup_steps": 50.0,
+                                           "final_fraction": 0.1},
+                             max_points_per_curve=None, max_points=None)
+        fit = fit_dynamics(model, curves, random_seed=SEED, retries=0, **settings)
+        d = fit.diagnostics
+        row = {"model": model, "points_fitted": curves.n_points,
+               "settings": settings or "default (4 chains x 1000 + 1000)",
+               "total_s": time.time() - t0, "cpu_s": time.process_time() - c0,
+               "sampling_s": float(fit.meta["seconds"]), "loadavg_start": load0,
+               "loadavg_end": os.getloadavg()[0], "passed": bool(d.passed),
+               "max_rhat": d.max_rhat, "min_ess_bulk": d.min_ess_bulk,
+               "min_ess_tail": d.min_ess_tail, "divergences": d.divergences,
+               "steps_per_draw": float(np.asarray(fit.idata.sample_stats["n_steps"]).mean()),
+               "init_mass": fit.meta.get("init_mass"), "precision": fit.meta.get("precision"),
+               "target_accept": fit.meta.get("target_accept"),
+               "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+        out["runs"].append(row)
+        print(row, flush=True)
+    return out
+
+
 SECTIONS = {"1": section_form, "2": section_misfitting, "2b": section_rolling,
             "3": section_gemstones,
-            "4": section_recovery, "5": section_speed, "5g": section_gradient}
+            "4": section_recovery, "5": section_speed, "5g": section_gradient,
+            "5d": section_speed_now, "5e": section_speed_solve}
 
 
 def main() -> None:

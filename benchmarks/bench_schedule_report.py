@@ -187,4 +187,29 @@ def write_report(out: Path) -> None:
         for m, x in r["runs"].items():
             lines.append(f"| `{m}` | {x['cpu_ms']:.1f} | {x['wall_ms']:.1f} |")
         lines.append("")
+    if (r := _load(out, "5d")) is not None:
+        lines += ["### 5d. The same table after the curve graph's changes (2026-12-07)", "",
+                  "The solve's stop-gradient now survives the translation to JAX (before, "
+                  "numpyro's gradient ran back through every Newton iteration), the "
+                  "per-checkpoint arithmetic is float32 from 10,000 checkpoints on, NUTS runs "
+                  "in the Laplace-whitened space above 10,000 checkpoints, and a law without "
+                  "B_crit samples at target acceptance 0.95 (`bench_target_accept.py`). "
+                  "Chains one after another (`sampling.PARALLEL_MAX_OBS`), nice 0 beside "
+                  "helpers at nice 19. Peak memory is the process's so far (models in turn).", "",
+                  "| model | NUTS | wall s (end to end) | CPU s | steps/draw | target | start | "
+                  "precision | gate | min bulk / tail ESS | peak MB | load |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        solve = _load(out, "5e") or {"runs": []}
+        for x in [*r["runs"], *({**y, "model": f"{y['model']} (4 batch sizes)"}
+                                for y in solve["runs"])]:
+            nuts = (x["settings"] if isinstance(x["settings"], str) else
+                    "{chains} chains x {tune} + {draws}".format(**x["settings"]))
+            lines.append(f"| `{x['model']}` | {nuts} | **{x['total_s']:.0f}** | "
+                         f"{x['cpu_s']:.0f} | {x['steps_per_draw']:.1f} | "
+                         f"{x['target_accept']} | {x['init_mass']} | {x['precision']} | "
+                         f"{'passed' if x['passed'] else 'FAILED'} (r-hat {x['max_rhat']:.3f}, "
+                         f"{x['divergences']} div) | {x['min_ess_bulk']:.0f} / "
+                         f"{x['min_ess_tail']:.0f} | {x['peak_mb']:.0f} | "
+                         f"{x['loadavg_start']:.1f} |")
+        lines.append("")
     (out / "schedule.md").write_text("\n".join(lines))

@@ -100,7 +100,8 @@ def write(rows: list[dict]) -> None:
              "0.95 with 0 divergences on the first attempt "
              f"(`bench_target_accept.py`). **Verdict: {'0.95' if ok else 'keep 0.99'}.**", "",
              "| table | checkpoints | target | gate | divergences | max r-hat | min bulk ESS "
-             "| min tail ESS | steps/draw | wall s | load |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| min tail ESS | steps/draw | wall s | load |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['table']} | {r['points']} | {r['target_accept']} | "
                      f"{'passed' if r['passed'] else 'FAILED'} | {r['divergences']} | "

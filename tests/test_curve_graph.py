@@ -102,8 +102,7 @@ def test_float32_checkpoints_are_the_float64_density(name, family):
     assert [v.name for v in m64.value_vars] == [v.name for v in m32.value_vars]
     start = start_points(spec, curves, m64, 1, np.random.default_rng(2))[0]
     base = make_initial_point_fn(model=m64, overrides=start, jitter_rvs=set())(0)
-    f64, f32 = (jax.jit(jax.value_and_grad(lambda z, lp=get_jaxified_logp(m): lp(z)))
-                for m in (m64, m32))
+    f64, f32 = (jax.jit(jax.value_and_grad(get_jaxified_logp(m))) for m in (m64, m32))
     rng = np.random.default_rng(0)
     values = []
     for _ in range(4):

@@ -48,8 +48,10 @@ RETRY_TARGET_ACCEPT = 0.99
 
 
 def default_target_accept(curves: CurveTable, law: str = "dynamics") -> float:
-    """:data:`ONE_BATCH_TARGET_ACCEPT` for a law with a critical batch size on curves at one
-    batch size, else :data:`TARGET_ACCEPT`."""
+    """:data:`ONE_BATCH_TARGET_ACCEPT` for a ``B_crit`` law on one batch size, else the usual.
+
+    Else :data:`TARGET_ACCEPT`: several batch sizes, or a law without a batch-size input.
+    """
     one_batch = np.unique(curves.b).size == 1 and "b" in CURVE_LAWS[law].inputs
     return ONE_BATCH_TARGET_ACCEPT if one_batch else TARGET_ACCEPT
 
