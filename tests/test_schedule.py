@@ -22,7 +22,13 @@ from bayes_scaling.laws.schedule import log_loss_schedule
 from bayes_scaling.model.gate import Diagnostics
 from bayes_scaling.model.spec import load_spec
 from bayes_scaling.query.curves import predict_curve
-from bayes_scaling.query.schedules import _first_crossing, cooldown_loss, steps_for_loss
+from bayes_scaling.query.schedules import (
+    _first_crossing,
+    checkpoint_draws,
+    cooldown_loss,
+    steps_for_loss,
+    training_offsets,
+)
 
 TRUTH = {"log_n_c": np.log(8.8e13), "alpha_n": 0.076, "log_s_c": np.log(2.1e3),
          "alpha_s": 0.76, "log_b_star": np.log(2e8), "alpha_b": 0.21,
@@ -316,8 +322,6 @@ def test_schedule_law_recovers_its_constants_and_backtests_from_the_cli(tmp_path
 def test_empirical_offsets_follow_the_training_curves_offsets():
     """The training curves sit at known offsets from the law (skewed: -2%, 0, +6%); each
     curve's conditional offset, and a new curve's empirical band, must follow them."""
-    from bayes_scaling.query.schedules import checkpoint_draws, training_offsets
-
     base = pd.concat([_table().assign(run_id=lambda d, k=k: d["run_id"] + str(k))
                       for k in range(3)], ignore_index=True)
     law = checkpoint_draws(fake_schedule_fit(load_curves(base, warmup_fraction=0.0)),
