@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 import warnings
@@ -216,7 +217,22 @@ def write_md(res: dict[str, Any]) -> None:
         for t in r["normal"]["by_size"]:
             lines.append(f"| {row} | size | {t['n_params']:.3g} | {t['points']} | "
                          f"{t['median_abs']:.2f} | {t['mean_signed']:+.2f} |")
+    lines += ["", "Per held-out curve (Normal band; run length from the run's name):", "",
+              "| hold-out | size | run length | median abs % | 90% coverage |",
+              "|---|---|---|---|---|"]
+    for row, r in res.items():
+        if not row.startswith("mis"):
+            continue
+        for c in sorted(r["normal"]["curves"], key=lambda c: (c["n_params"], _length(c))):
+            lines.append(f"| {row} | {c['n_params']:.3g} | {_length(c)} | "
+                         f"{c['median_abs_pct_error']:.2f} | {c['coverage_90']:.0%} |")
     (OUT / "schedule_bands.md").write_text("\n".join(lines) + "\n")
+
+
+def _length(curve: dict[str, Any]) -> int:
+    """Run length in steps from a (Mis)Fitting run name (``.../S4000/...``)."""
+    m = re.search(r"/S(\d+)/", str(curve["run_id"]))
+    return int(m.group(1)) if m else 0
 
 
 def main() -> None:
