@@ -350,3 +350,6 @@ def test_empirical_offsets_follow_the_training_curves_offsets():
     assert qn[0] == pytest.approx(-qn[1], abs=0.004)
     with pytest.raises(QueryError, match="offsets must be one of"):
         checkpoint_draws(fit, new, offsets="bootstrap")
+    fit.posterior["nu"] = fit.posterior["sigma"] * 0 + 4.0  # Student-t: no closed form
+    with pytest.raises(QueryError, match="Normal curve offsets"):
+        training_offsets(fit, np.random.default_rng(6))
