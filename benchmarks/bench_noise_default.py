@@ -4,7 +4,10 @@ Settings (each a ``bayes-scaling backtest`` of the curve sets under NUTS, 2 chai
 500), seed 20261207, training curves thinned to 30 points, the library default; Gemstones WSD
 from ``bench_schedule.py`` section 3 instead, the README's worked example: ``bayes-scaling fit``
 below the 3 largest models with the library's defaults, seed 1, ``schedule_3.json`` and, with
-``--fit-flags=...``, ``schedule_3_studentt.json``):
+``--fit-flags=...``, ``schedule_3_studentt.json``; Gemstones at half the learning rate from
+``bench_schedule_bands.py``, rows ``gem_half`` and ``gem_half_t``, the same protocol: added in
+session 10, the criterion below unchanged; that set has no cooldowns, so its two cooled-down
+targets count as unmeasured for every setting):
 
 - ``normal+curve``: Normal checkpoint noise with whole-curve offsets (the packaged specs' until
   this decision);
@@ -95,6 +98,14 @@ def gem_scores(set_name: str, setting: str) -> dict[str, dict[str, float]] | Non
         if got.get("rc") != 0 or not got["result"]["gate_passed"]:
             return None
         return got["result"]["by_schedule"]
+    bands = OUT / "schedule_bands.json"  # bench_schedule_bands.py (Gemstones half LR)
+    half = {"normal+curve": "gem_half", "studentt+none": "gem_half_t"}
+    if set_name == "gemhalf" and setting in half and bands.exists():
+        row = json.loads(bands.read_text()).get(half[setting])
+        if row is None or not row["passed"]:
+            return None
+        pooled = row["normal"]["pooled"]  # the half-LR set has constant-rate checkpoints only
+        return pooled.get("by_schedule", {"constant": pooled})
     section = {"normal+curve": "schedule_3.json", "studentt+none": "schedule_3_studentt.json"}
     if set_name == "gem" and (OUT / section.get(setting, "-")).exists():  # bench_schedule §3
         row = json.loads((OUT / section[setting]).read_text())["rows"][0]

@@ -137,6 +137,26 @@ def write_report(out: Path) -> None:
                          f"{2.718281828 ** c[1]:.3f} nats (90%: {2.718281828 ** c[0]:.3f}-"
                          f"{2.718281828 ** c[2]:.3f}); {noise}.")
         lines.append("")
+    bands = out / "schedule_bands.json"  # bench_schedule_bands.py (written since session 10)
+    if bands.exists():
+        b = json.loads(bands.read_text())
+        lines += ["What 3 held-out models can resolve, and the half learning rate "
+                  "(`schedule_bands.md`, `bench_schedule_bands.py`; current code, packaged "
+                  "default noise unless marked Student-t):", ""]
+        for row, label in (("gem_base", "base LR"), ("gem_base_t", "base LR, Student-t"),
+                           ("gem_half", "half LR"), ("gem_half_t", "half LR, Student-t")):
+            if row not in b:
+                continue
+            x = b[row]["normal"]
+            kinds = x["pooled"].get("by_schedule", {"constant": x["pooled"]})
+            cells = "; ".join(
+                f"{k}: {v['median_abs_pct_error']:.2f}% error, 90% coverage "
+                f"{v['coverage_90']:.0%} (a calibrated band shows "
+                f"{x['calibrated_90'][k][0]:.0%}-{x['calibrated_90'][k][1]:.0%})"
+                for k, v in kinds.items())
+            gate = "gate passed" if b[row]["passed"] else "gate FAILED"
+            lines.append(f"- {label}: {cells}; {gate}.")
+        lines.append("")
     if (r := _load(out, "4")) is not None:
         lines += ["## 4. Synthetic recovery of the schedule law", "",
                   "5 sizes (20M-400M) x 5 schedules (cosine to 0.1x of 2,000/6,000/16,000 steps, "

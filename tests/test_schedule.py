@@ -22,7 +22,13 @@ from bayes_scaling.laws.schedule import log_loss_schedule
 from bayes_scaling.model.gate import Diagnostics
 from bayes_scaling.model.spec import load_spec
 from bayes_scaling.query.curves import predict_curve
-from bayes_scaling.query.schedules import _first_crossing, cooldown_loss, steps_for_loss
+from bayes_scaling.query.schedules import (
+    _first_crossing,
+    checkpoint_draws,
+    cooldown_loss,
+    steps_for_loss,
+    training_offsets,
+)
 
 TRUTH = {"log_n_c": np.log(8.8e13), "alpha_n": 0.076, "log_s_c": np.log(2.1e3),
          "alpha_s": 0.76, "log_b_star": np.log(2e8), "alpha_b": 0.21,
@@ -311,3 +317,39 @@ def test_schedule_law_recovers_its_constants_and_backtests_from_the_cli(tmp_path
                  "--chains", "2", "--draws", "300", "--tune", "300", "--json", "-q"]) == 0
     out = json.loads(capsys.readouterr().out)["curve_backtests"][0]
     assert out["test_curves"] == 5 and 0.5 <= out["coverage_90"] <= 1.0
+
+
+def test_empirical_offsets_follow_the_training_curves_offsets():
+    """The training curves sit at known offsets from the law (skewed: -2%, 0, +6%); each
+    curve's conditional offset, and a new curve's empirical band, must follow them."""
+    base = pd.concat([_table().assign(run_id=lambda d, k=k: d["run_id"] + str(k))
+                      for k in range(3)], ignore_index=True)
+    law = checkpoint_draws(fake_schedule_fit(load_curves(base, warmup_fraction=0.0)),
+                           load_curves(base, warmup_fraction=0.0), band="law")
+    true_off = {"0": -0.02, "1": 0.0, "2": 0.06}
+    base["loss"] = np.median(law, axis=0) * np.exp(base["run_id"].str[1].map(true_off))
+    fit = fake_schedule_fit(load_curves(base, warmup_fraction=0.0), spread=1e-6, draws=500)
+    off = training_offsets(fit, np.random.default_rng(4))
+    sig, sd, n = 0.004, 0.01, 5
+    shrink = n * sd**2 / (sig**2 + n * sd**2)
+    want = np.array([shrink * true_off[c[1]] for c in fit.runs.curve_ids])
+    np.testing.assert_allclose(off.mean(axis=0), want, atol=3e-4)
+    np.testing.assert_allclose(off.std(axis=0), np.sqrt(sd**2 * sig**2 / (sig**2 + n * sd**2)),
+                               rtol=0.1)
+    new = load_curves(_table().query("run_id == 'a'"), warmup_fraction=0.0)
+    at = np.log(checkpoint_draws(fit, new, band="law"))
+    emp = np.log(checkpoint_draws(fit, new, random_seed=5, offsets="empirical")) - at
+    norm = np.log(checkpoint_draws(fit, new, random_seed=5)) - at
+    q = np.quantile(emp[:, 0], [0.05, 0.5, 0.95])
+    assert q[0] == pytest.approx(-0.02 * shrink, abs=0.008)  # the lowest training offset
+    assert q[1] == pytest.approx(0.0, abs=0.008)              # the middle one
+    assert q[2] == pytest.approx(0.06 * shrink, abs=0.008)    # the highest
+    share = np.mean(emp[:, 0] > 0.03)
+    assert 0.25 < share < 0.42                                # one training curve in three
+    qn = np.quantile(norm[:, 0], [0.05, 0.95])                # Normal band: symmetric
+    assert qn[0] == pytest.approx(-qn[1], abs=0.004)
+    with pytest.raises(QueryError, match="offsets must be one of"):
+        checkpoint_draws(fit, new, offsets="bootstrap")
+    fit.posterior["nu"] = fit.posterior["sigma"] * 0 + 4.0  # Student-t: no closed form
+    with pytest.raises(QueryError, match="Normal curve offsets"):
+        training_offsets(fit, np.random.default_rng(6))

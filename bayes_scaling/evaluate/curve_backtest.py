@@ -91,13 +91,16 @@ def split_top_sizes(curves: CurveTable, holdout_top: int) -> tuple[np.ndarray, n
 
 
 def score_curves(fit: ScalingFit, test: CurveTable, *, probs: Sequence[float] = DEFAULT_PROBS,
-                 random_seed: SeedLike = None) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+                 random_seed: SeedLike = None, offsets: str = "normal"
+                 ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Score every checkpoint of ``test``: ``(points, per-curve table, pooled scores)``.
 
     The pooled scores hold ``by_schedule`` (shape -> points, median abs % error, coverages)
-    when the checkpoints carry more than one ``lr_schedule`` shape.
+    when the checkpoints carry more than one ``lr_schedule`` shape. ``offsets``: how a held-out
+    curve's whole-curve offset is drawn (:func:`~bayes_scaling.query.schedules.checkpoint_draws`).
     """
-    draws = checkpoint_draws(fit, test, band="predictive", random_seed=random_seed)
+    draws = checkpoint_draws(fit, test, band="predictive", random_seed=random_seed,
+                             offsets=offsets)
     y = test.loss
     med = np.median(draws, axis=0)
     points = pd.DataFrame({"run_id": test.frame["run_id"].to_numpy(), "n_params": test.n,

@@ -43,18 +43,52 @@ from bayes_scaling.types import SeedLike
 LENGTHS_PER_DECADE = 24
 
 
+#: How a new curve's whole-curve offset is drawn in :func:`checkpoint_draws`: ``"normal"``
+#: (sd ``sigma_curve``, the fit's own assumption) or ``"empirical"`` (the offset of a training
+#: curve picked at random, from its conditional posterior: :func:`training_offsets`).
+OFFSET_DRAWS = ("normal", "empirical")
+
+
+def training_offsets(fit: ScalingFit, rng: np.random.Generator) -> np.ndarray:
+    r"""Each training curve's whole-curve offset per posterior draw, shape ``(draws, curves)``.
+
+    For a fit with Normal curve offsets integrated out and independent residuals, the offset
+    of curve ``j`` given draw ``k`` is Normal with mean
+    :math:`\sigma_c^2 \sum_i r_i / (\sigma^2 + n_j \sigma_c^2)` and variance
+    :math:`\sigma_c^2 \sigma^2 / (\sigma^2 + n_j \sigma_c^2)` (``r``: the curve's residuals
+    on log loss at that draw's constants); one draw from it per (draw, curve).
+    """
+    if "sigma_curve" not in fit.posterior or "residual_length" in fit.posterior \
+            or "nu" in fit.posterior:
+        raise QueryError("empirical curve offsets need a fit with Normal curve offsets and "
+                         "independent Normal residuals")
+    train = fit.runs
+    resid = train.log_loss - np.log(checkpoint_draws(fit, train, band="law"))
+    idx = train.curve_index
+    n = np.bincount(idx, minlength=train.n_curves).astype(float)
+    s1 = np.stack([np.bincount(idx, weights=r, minlength=train.n_curves) for r in resid])
+    var, sd2 = flat(fit.posterior["sigma"])[:, None] ** 2, flat(
+        fit.posterior["sigma_curve"])[:, None] ** 2
+    denom = var + n * sd2
+    return sd2 * s1 / denom + np.sqrt(sd2 * var / denom) * rng.standard_normal(s1.shape)
+
+
 def checkpoint_draws(fit: ScalingFit, curves: CurveTable, *, band: str = "predictive",
-                     random_seed: SeedLike = None) -> np.ndarray:
+                     random_seed: SeedLike = None, offsets: str = "normal") -> np.ndarray:
     """Draws of the loss at every checkpoint of ``curves``, shape ``(draws, points)``.
 
     Each point uses its own schedule inputs (forward area, annealing fraction). Groups the fit
     has not seen get fresh offsets (``"new"``). ``"predictive"``: each curve gets one
-    whole-curve offset of sd ``sigma_curve`` per draw, shared by its checkpoints, plus
-    checkpoint residuals (independent, or the OU path of a ``residual = "ou"`` fit:
-    :func:`~bayes_scaling.query.curves.residual_noise`); ``"law"``: the law's mean.
+    whole-curve offset per draw, shared by its checkpoints (``offsets``: ``"normal"``, sd
+    ``sigma_curve``; ``"empirical"``, the conditional offset of a training curve picked at
+    random, :func:`training_offsets`), plus checkpoint residuals (independent, or the OU path
+    of a ``residual = "ou"`` fit: :func:`~bayes_scaling.query.curves.residual_noise`);
+    ``"law"``: the law's mean.
     """
     if band not in BANDS:
         raise QueryError(f"band must be one of {', '.join(BANDS)}, got {band!r}")
+    if offsets not in OFFSET_DRAWS:
+        raise QueryError(f"offsets must be one of {', '.join(OFFSET_DRAWS)}, got {offsets!r}")
     rng = np.random.default_rng(random_seed)
     groups = curves.frame["group"].to_numpy()
     out = None
@@ -71,7 +105,12 @@ def checkpoint_draws(fit: ScalingFit, curves: CurveTable, *, band: str = "predic
         out[:, sel] = mu
     if band == "predictive":
         out = out + residual_noise(fit, curves.s, curves.curve_index, rng)
-        if "sigma_curve" in fit.posterior:
+        if "sigma_curve" in fit.posterior and offsets == "empirical":
+            pool = training_offsets(fit, rng)
+            pick = rng.integers(0, pool.shape[1], (out.shape[0], curves.n_curves))
+            off = np.take_along_axis(pool, pick, axis=1)
+            out = out + off[:, curves.curve_index]
+        elif "sigma_curve" in fit.posterior:
             z = rng.standard_normal((out.shape[0], curves.n_curves))
             out = out + flat(fit.posterior["sigma_curve"])[:, None] * z[:, curves.curve_index]
     return np.exp(out)
