@@ -430,8 +430,9 @@ SPEED_RUNS = (("dynamics_schedule_fixed_b", {}), ("dynamics_schedule", NUTS))
 
 def multi_batch_table():
     """20,000 checkpoints at 4 batch sizes drawn from the law ``dynamics`` (Kaplan et al.'s
-    constants; ``bench_dynamics.py`` section 4's table), unthinned: where B_crit(L) is
-    identified and its solve is the model to fit."""
+    constants; ``bench_dynamics.py`` section 4's table), not thinned (the default warm-up rule
+    keeps 6,680 of the log-spaced steps): where B_crit(L) is identified and its solve is the
+    model to fit."""
     from bayes_scaling.constants import PUBLISHED
     from bayes_scaling.testing import synthetic_curves
 
