@@ -142,7 +142,13 @@ def main() -> None:
 
 
 def _md(df: pd.DataFrame) -> str:
-    return df.to_markdown(index=False, floatfmt=".4g")
+    """A pipe table (numbers to 4 significant digits)."""
+    def cell(v) -> str:
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    rows = [" | ".join(map(str, df.columns)), " | ".join("---" for _ in df.columns)]
+    rows += [" | ".join(cell(v) for v in r) for r in df.itertuples(index=False)]
+    return "\n".join(f"| {r} |" for r in rows)
 
 
 def write(frame, real, g0, valid, verdicts, k_loso, table, winner) -> None:
@@ -172,7 +178,9 @@ def write(frame, real, g0, valid, verdicts, k_loso, table, winner) -> None:
         "L_B - L_A from a point-fit stand-in posterior, scored against 5 held-out observed gaps "
         f"per pair at 4x and 32x the top budget ({len(frame)} records). `oracle`: the exact "
         "predictive distribution of the observed gap; `*_x2`, `*_x0.5`: spread scaled about the "
-        "mean (planted faults). Brier and accuracy of P(B better) against the observed sign; "
+        "mean (planted faults). `zero`: the flat drift, the default when this was scored "
+        "(the switches are set explicitly, so the figures do not move with the default). "
+        "Brier and accuracy of P(B better) against the observed sign; "
         "`conf`: mean max(P, 1-P); `calgap`: |conf - acc|; `cov90`: observed gaps inside the "
         "90% band.", "", "Pooled and per class:", "", _md(both), "",
         "G0 (validity: G1-G3 with the oracle as reference must reject `oracle_x2` and "
