@@ -25,7 +25,9 @@ SCRIPTS = {"calibration": "bench_discrepancy_prior.py", "calibration_nuts": "ben
            "calibration_partial": "bench_discrepancy_prior.py",
            "calibration_parts": "bench_discrepancy_prior.py",
            "calibration_shared": "bench_discrepancy_shared.py",
-           "calibration_drift": "bench_discrepancy_drift.py"}
+           "calibration_drift": "bench_discrepancy_drift.py",
+           "contrast_decay": "bench_contrast.py --drift-decay",
+           "contrast_flat": "bench_contrast.py --flat-drift"}
 
 
 def main() -> None:

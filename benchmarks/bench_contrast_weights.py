@@ -5,13 +5,14 @@ the rolling-origin comparisons once (:func:`bayes_scaling.query.anchor.calibrati
 scores the anchored P(B better) (:func:`~bayes_scaling.query.anchor.anchored_log_losses`,
 ``beyond="hold"``) under each estimator of the weight ``w``:
 
-- ``zero`` (the default, :data:`bayes_scaling.query.anchor.WEIGHTING`): ``w = 0`` (keep the
-  observed gap: the single-scale ranking with a band), the band's variance terms fitted to the
-  observed changes of gaps with ``w`` held at 0;
+- ``zero`` (:data:`bayes_scaling.query.anchor.WEIGHTING`): ``w = 0`` (keep the observed gap:
+  the single-scale ranking with a band), the band's variance terms fitted to the observed
+  changes of gaps with ``w`` held at 0, with the flat drift (the default until session 10;
+  every estimator but ``zero_rel`` is scored with it);
 - ``zero_decay``: the same with the drift variance a power of compute, fitted with each
   rolling origin's place on the ladder (``anchor.DRIFT_DECAY``; session 8, off by default);
 - ``zero_rel``: the same with a drift that scales with the gap at the origin
-  (``anchor.RELATIVE_DRIFT``; session 9);
+  (``anchor.RELATIVE_DRIFT``; session 9, the default since session 10);
 - ``w0``: ``w = 0`` with the pooled regression's variance terms (how the choice of the default
   was first measured, session 6);
 - ``pooled``: one weight over every origin (the regression of ``fit_calibration``);
@@ -79,7 +80,9 @@ def calibrations(fit: ScalingFit, cache: Path, key: str) -> dict[str, anchor.Con
         lv, ll = anchor.Levels(fit), fit.runs.log_loss
         d = {**d, "gap": np.array([ll[lv.best(b, int(o))] - ll[lv.best(a, int(o))]
                                    for o, a, b in (c.split("|") for c in d["cluster"])])}
-    cals = {e: anchor.calibration_from(d, e) for e in anchor.WEIGHTINGS}
+    # every estimator but zero_rel with the flat drift, as first scored (sessions 6-9)
+    cals = {e: anchor.calibration_from(d, e, decay=False, relative=False)
+            for e in anchor.WEIGHTINGS}
     cals["zero_decay"] = anchor.calibration_from(d, "zero", decay=True, relative=False)
     cals["zero_rel"] = anchor.calibration_from(d, "zero", decay=False, relative=True)
     cals["w0"] = replace(cals["pooled"], weight=0.0, weight_sd=0.0)
@@ -264,16 +267,14 @@ def main() -> None:
     lines = ["## Contrasts: how much of the law's group-specific change to trust", "",
              "`benchmarks/bench_contrast_weights.py`: the anchored P(B better) (`beyond=hold`) "
              "under seven estimators of the weight `w` of the law's group-specific change, from "
-             "the fits `bench_contrast.py --cache` saved: `zero` (the default: keep the "
-             "observed gap, the band's variance fitted with `w` held at 0), `zero_decay` (the "
-             "same, the drift variance a power of compute fitted with each rolling origin's "
-             "place on the ladder, `anchor.DRIFT_DECAY`; session 8, off by default: it failed "
-             "the converging-ladder part of the criterion stated before it was scored, "
-             "commit bfe2d8e), `zero_rel` (the same, with a drift that scales with the "
-             "gap at the origin, `anchor.RELATIVE_DRIFT`; session 9, off by default: it failed "
-             "the converging-ladder part of the criterion stated before it was scored, commit "
-             "de679a6), `w0` (the same "
-             "gap with the pooled regression's variance terms, as first measured), "
+             "the fits `bench_contrast.py --cache` saved: `zero` (keep the observed "
+             "gap, the band's variance fitted with `w` held at 0, flat drift: the default "
+             "until session 10), `zero_decay` (the same, the drift variance a power of compute "
+             "fitted with each rolling origin's place on the ladder, `anchor.DRIFT_DECAY`, "
+             "off), `zero_rel` (the same, with a drift that scales with the gap at the "
+             "origin, `anchor.RELATIVE_DRIFT`: the default since session 10, adopted by the "
+             "gate of `benchmarks/CRITERIA_s10_i17.md`, which `zero_decay` also passed), "
+             "`w0` (the same gap with the pooled regression's variance terms, as first measured), "
              "`pooled` (one regression over all rolling origins), `eiv` (the same, corrected "
              "for the attenuation by the refits' own error), `latest` (the latest origin's "
              "weight, shrunk to the origins' mean as much as they agree). Synthetic: against "

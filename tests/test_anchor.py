@@ -132,11 +132,13 @@ def converging_z():
 @pytest.mark.slow
 @pytest.mark.parametrize("weighting", [
     pytest.param("zero", marks=pytest.mark.xfail(
-        strict=True, reason="known short (issue 17, sessions 7-9): with w = 0 the band's spread "
-        "comes from the gap changes over every rolling origin, large low on a ladder whose gap "
-        "converges, so near the top it is too wide: against held-out observed gaps median |z| "
-        "0.296 and 95% of them inside the 90% band (against the noise-free truth, the wrong "
-        "comparator for a predictive band, 0.11); anchor.DRIFT_DECAY gives 0.241 (0.093)")),
+        strict=True, reason="known short (issue 17, sessions 7-10): on two-group ladders whose "
+        "gap fades the w = 0 band is about 2x as wide as the observed gap's spread (median "
+        "ratio 2.1; its spread comes from the gap changes over every rolling origin, large low "
+        "on such a ladder); on this fixture's seeds median |z| 0.293 (0.296 with the flat drift "
+        "of sessions 7-9, 0.241 with anchor.DRIFT_DECAY). Not a gate: over 5 seed sets of 12 "
+        "ladders the default's median |z| is 0.30-0.54 and this seed set is the worst "
+        "(benchmarks/CRITERIA_s10_i17.md)")),
     "latest"])
 def test_anchored_p_b_better_is_calibrated_when_the_groups_converge(converging_z, weighting):
     """Recipes whose gap fades faster than group offsets on one law allow: the law's band calls
@@ -146,7 +148,9 @@ def test_anchored_p_b_better_is_calibrated_when_the_groups_converge(converging_z
     truth (sessions 7-8) the default ``"zero"`` gave 0.11. Faults caught (``"latest"``, session
     9): the anchored predictive spread 10x too wide (median |z| 0.115) or 10x too narrow. The
     default ``"zero"`` fails the too-wide side (strict xfail: it is reported the day it
-    passes)."""
+    passes). This statistic has about 12 independent units (the ladders) and passes a band 2x
+    too wide; it no longer gates calibration changes: the test below does, on ladders of four
+    kinds (``benchmarks/CRITERIA_s10_i17.md``)."""
     z, brier, _ = converging_z
     # robust calibration of the anchored band: median |z| is 0.67 when calibrated
     assert 0.3 < np.median(z[weighting]) < 2.0, np.median(z[weighting])
@@ -383,3 +387,38 @@ def test_the_band_scales_its_relative_drift_with_the_gap_at_the_anchor(ladder_fi
     assert abs(g) > 1e-3, g  # the ladder has a gap to scale with
     assert 0.8 < np.var(np.concatenate(spread)) / want < 1.25, (np.var(np.concatenate(spread)),
                                                                 want)
+
+
+def test_the_default_band_scales_its_drift_with_the_gap(ladder_fit):
+    """Since session 10 the default calibration has the relative drift (``r² g² h``,
+    :data:`anchor.RELATIVE_DRIFT`, adopted by the gate of ``benchmarks/CRITERIA_s10_i17.md``):
+    the API's calibration is the one fitted with the gaps, with a positive ``r²`` on this
+    ladder, and the flat one differs. Fault caught: ``RELATIVE_DRIFT = False`` (drift_rel 0)."""
+    fit, budgets = ladder_fit
+    res = contrast_groups(fit, "A", "B", flops=4.0 * budgets[-1], random_seed=0)
+    data = anchor.calibration_data(fit)
+    rel = anchor.calibration_from(data, "zero", relative=True)
+    flat = anchor.calibration_from(data, "zero", relative=False)
+    assert rel.drift_rel > 0 and flat.drift_rel == 0.0, (rel, flat)
+    assert res.calibration["drift_rel"] == pytest.approx(rel.drift_rel, rel=1e-12), res.calibration
+
+
+@pytest.mark.slow
+def test_the_default_band_is_calibrated_on_ladders_of_four_kinds():
+    """The gate's suite in small (``benchmarks/contrast_gate.py``, ladders 0-11: 2-4 groups,
+    recipe gaps that are law-consistent offsets, converge, diverge or mix; 400 held-out observed
+    gaps at 4x and 32x the top budget): the default anchored predictive band's median |z| is
+    within 0.45-1.0 (0.674 when calibrated; 0.625 here) and its 90% band covers 80-98% of the
+    gaps (0.915). Two-sided: a band 2x too wide gives 0.31 and 100%, 2x too narrow 1.26 and
+    61% (cached gate records). Faults caught (planted in ``anchored_log_losses``): the
+    per-group noise sd doubled (median |z| 0.34) and halved (1.07)."""
+    import sys  # lazy: the suite lives with the benchmarks
+
+    sys.path.insert(0, "benchmarks")
+    import contrast_gate  # lazy: benchmarks/ is on the path only here
+
+    rows = [r for i in range(12)
+            for r in contrast_gate.score_ladder(i, candidates={"default": (None, None, 1.0)})]
+    m = contrast_gate.metrics(pd.DataFrame(rows), "default")
+    assert 0.45 < m["med_z"] < 1.0, m
+    assert 0.80 < m["cov90"] < 0.98, m
