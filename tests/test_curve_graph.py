@@ -132,3 +132,28 @@ def test_curve_precision_follows_the_checkpoint_count(monkeypatch):
     assert sampling.init_mass(build_curves.build_dynamics_model(spec, small)) == "identity"
     monkeypatch.setenv("BAYES_SCALING_PRECISION", "float64")
     assert build_curves.build_dynamics_model(spec, large).bayes_scaling_precision == "float64"
+
+
+def test_the_cli_passes_precision_to_a_curve_fit(monkeypatch, tmp_path, capsys):
+    """``bayes-scaling fit CURVES --precision float32`` reaches ``fit_dynamics`` (captured; no
+    sampling), and a bad value is a one-line error with exit 2."""
+    import bayes_scaling.fitting.dynamics as dynamics
+    from bayes_scaling.cli.app import main
+
+    csv = tmp_path / "curves.csv"
+    _cosine_table(curves=3, points=20).frame.to_csv(csv, index=False)
+    seen = {}
+
+    def fake(spec, curves, **kw):
+        seen.update(kw)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(dynamics, "fit_dynamics", fake)
+    argv = ["fit", str(csv), "--model", "dynamics_schedule_fixed_b", "--out",
+            str(tmp_path / "f.nc"), "--quiet", "--lr-schedule", "cosine"]
+    with pytest.raises(SystemExit):
+        main([*argv, "--precision", "float32"])
+    assert seen.get("precision") == "float32", capsys.readouterr().err
+    assert main([*argv, "--precision", "float16"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "float16" in err[0]
