@@ -90,8 +90,6 @@ def test_the_jitted_graph_solve_is_the_numpy_solve(name):
 
 
 @pytest.mark.parametrize(("name", "family"), [("dynamics_schedule_fixed_b", "normal"),
-                                               ("dynamics_schedule_fixed_b", "studentt"),
-                                               ("dynamics_schedule", "normal"),
                                                ("dynamics_schedule", "studentt")])
 def test_float32_checkpoints_are_the_float64_density(name, family):
     curves = _cosine_table(curves=6, points=200)
