@@ -42,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_discrepancy_prior import (
     CACHE,
     HEAD,
+    N_SAMPLES,
     RESULTS,
     _cached,
     _fmt_row,
@@ -56,19 +57,22 @@ from bench_discrepancy_prior import (
 )
 from ladders import public_ladders
 
-from bayes_scaling.data.support import DISCREPANCY_RAMP_DECADES, discrepancy_mean
+from bayes_scaling.data.support import DISCREPANCY_RAMP_DECADES, discrepancy_mean, discrepancy_var
 from bayes_scaling.files import atomic_path
 from bayes_scaling.fitting.calibrate import (
     PARTS,
     discrepancy_posterior,
     discrepancy_posterior_parts,
+    ladder_reach,
+    sample_grid,
 )
-from bayes_scaling.fitting.drift import ladder_slope, shrink
+from bayes_scaling.fitting.drift import ladder_slope, reach_distance, shrink
 from bayes_scaling.fitting.drift import population_drift as drift_population
 
 BASE = "huber-bootstrap"
 LABELS = {"one": "one pair", "one+drift": "one pair + drift", "per-kind": "per kind",
-          "per-kind+drift": "per kind + drift", BASE: BASE}
+          "per-kind+drift": "per kind + drift", BASE: BASE,
+          "reach": "per kind + drift + reach (candidate C)"}
 
 
 def population_drift(rolling: dict, ladders, exclude: set[str], part: str) -> tuple[float, float]:
@@ -96,6 +100,100 @@ def drift_shift(case: dict, pops: dict) -> np.ndarray:
     distance (:func:`bayes_scaling.data.support.discrepancy_mean`)."""
     d = case_drifts(case, pops)
     return discrepancy_mean(case["dist"], d["scale"].value, d["shape"].value)
+
+
+def reach_predictive(case: dict, weights: dict, reach: dict, rng) -> np.ndarray:
+    """``bench_discrepancy_prior.predictive`` per kind (the same random numbers in the same
+    order) with candidate C's reach in the discrepancy's spread
+    (``benchmarks/CRITERIA_s10_i15.md``; :func:`bayes_scaling.data.support.past_reach`)."""
+    law = case["law"]
+    idx = rng.integers(law.shape[0], size=N_SAMPLES)
+    z = rng.standard_normal((N_SAMPLES, law.shape[1]))
+    tau0, kappa = sample_grid(weights["scale"], (N_SAMPLES, 1), rng)
+    t_h, k_h = sample_grid(weights["shape"], (N_SAMPLES, 1), rng)
+    far = {k: case["dist"][k][None, :] for k in PARTS}
+    var = case["sigma"] ** 2 + discrepancy_var(far, tau0, kappa, t_h, k_h, reach)
+    return np.exp(law[idx] + np.sqrt(var) * z)
+
+
+def past_reach_runs(case: dict) -> np.ndarray:
+    """Which held-out runs of the case lie past its ladder's inner reach on either part (only
+    there can candidate C differ from the product: inside, ``past_reach`` is exactly today's)."""
+    past = np.zeros(np.asarray(case["y"]).size, dtype=bool)
+    for p in PARTS:
+        x = reach_distance(case["inner"], p)
+        if x is not None:
+            past |= np.asarray(case["dist"][p]) > x
+    return past
+
+
+def reach_shift(case: dict, pops: dict, reach: dict) -> np.ndarray:
+    """Candidate C's log shift of the case's held-out runs (the drift past the reach at the
+    population's mean)."""
+    d = case_drifts(case, pops)
+    return discrepancy_mean(case["dist"], d["scale"].value, d["shape"].value, reach)
+
+
+def figures(table: pd.DataFrame, variant: str) -> dict:
+    """The figures candidate C's criterion reads, for ``variant`` (Huber+bootstrap the base)."""
+    per = summarise(table[table["variant"].isin([variant, BASE])], ["variant", "ladder"])
+    mine, base = (per[per["variant"] == v].set_index("ladder") for v in (variant, BASE))
+    sel = table[table["variant"] == variant]
+    return {"cov90": float(sel["in_90"].mean()), "cov50": float(sel["in_50"].mean()),
+            "lowest": str(mine["cov90"].idxmin()), "lowest_cov90": float(mine["cov90"].min()),
+            "mape": float(sel["abs_pct_error"].median()),
+            "is90": float(sel["interval_score_90"].mean()),
+            "huber_better": int(sum(mine.loc[n, "is90"] >= base.loc[n, "is90"]
+                                    for n in mine.index))}
+
+
+def accept_reach(table: pd.DataFrame, cand: str, ref: str) -> tuple[dict, dict, list[bool]]:
+    """Candidate C (``cand``) against the product form (``ref``) on the same runs: each of the
+    six conditions of ``benchmarks/CRITERIA_s10_i15.md``, in order."""
+    c, r = figures(table, cand), figures(table, ref)
+    ok = [0.85 <= c["cov90"] <= 0.95 and 0.40 <= c["cov50"] <= 0.60,
+          c["lowest_cov90"] >= 0.70 and c["lowest_cov90"] >= r["lowest_cov90"],
+          round(c["mape"], 2) <= round(r["mape"], 2),
+          c["is90"] <= r["is90"],
+          c["huber_better"] <= r["huber_better"],
+          c["lowest_cov90"] >= r["lowest_cov90"] + 0.02 or c["is90"] <= 0.98 * r["is90"]
+          or c["mape"] <= r["mape"] - 0.05]
+    return c, r, ok
+
+
+def render_reach(table: pd.DataFrame, cand: str, ref: str, what: str) -> list[str]:
+    """Markdown lines: candidate C's criterion against ``ref`` (pooled, then per ladder)."""
+    c, r, ok = accept_reach(table, cand, ref)
+    names = ("pooled 90% in 0.85-0.95 and 50% in 0.40-0.60", "lowest ladder >= 0.70 and not "
+             "lower", "median abs error not higher", "interval score not higher",
+             "Huber better on no more ladders", "one strict improvement")
+    lines = [f"### Candidate C (reach) against {ref} ({what}; `CRITERIA_s10_i15.md`)", "",
+             "| | 90% | 50% | lowest ladder at 90% | median abs err % | IS 90 | Huber better "
+             "on |", "|---|---|---|---|---|---|---|"]
+    for label, f in ((cand, c), (ref, r)):
+        lines.append(f"| {label} | {f['cov90']:.3f} | {f['cov50']:.3f} | {f['lowest']} "
+                     f"{f['lowest_cov90']:.2f} | {f['mape']:.2f} | {f['is90']:.4f} | "
+                     f"{f['huber_better']} |")
+    said = [f"{i + 1}. {n}: {'yes' if k else 'NO'}"
+            for i, (n, k) in enumerate(zip(names, ok, strict=True))]
+    lines += ["", "Conditions: " + "; ".join(said),
+              "", f"**{'Met' if all(ok) else 'Not met'}.**", "",
+              "| ladder | runs | 90% C / ref | 50% C / ref | IS C / ref | median err C / ref |",
+              "|---|---|---|---|---|---|"]
+    per = summarise(table[table["variant"].isin([cand, ref])], ["variant", "ladder"])
+    a, b = (per[per["variant"] == v].set_index("ladder") for v in (cand, ref))
+    for n in a.index:
+        lines.append(f"| {n} | {int(a.loc[n, 'n'])} | {a.loc[n, 'cov90']:.2f} / "
+                     f"{b.loc[n, 'cov90']:.2f} | {a.loc[n, 'cov50']:.2f} / {b.loc[n, 'cov50']:.2f}"
+                     f" | {a.loc[n, 'is90']:.3f} / {b.loc[n, 'is90']:.3f} | "
+                     f"{a.loc[n, 'mape']:.2f} / {b.loc[n, 'mape']:.2f} |")
+    by = summarise(table[table["variant"].isin([cand, ref])], ["variant", "by"])
+    lines += ["", "| by / variant | runs | 90% | 50% | IS 90 | median err % |",
+              "|---|---|---|---|---|---|"]
+    for _, row in by.sort_values(["by", "variant"]).iterrows():
+        lines.append(f"| {row['by']} / {row['variant']} | {int(row['n'])} | {row['cov90']:.3f} "
+                     f"| {row['cov50']:.3f} | {row['is90']:.4f} | {row['mape']:.2f} |")
+    return [*lines, ""]
 
 
 def level_backtest(bt):
@@ -145,13 +243,20 @@ def main() -> None:
                        **{f"drift_{p}": beta[p] for p in PARTS}})
         one = discrepancy_posterior(bt, priors[src][0])[2]
         parts = discrepancy_posterior_parts(bt, priors[src][1])
+        reach = ladder_reach(bt, priors[src][1].with_drift(pops[src]))
+        drifts[-1].update({f"reach_{p}": reach[p].x_max if p in reach else np.nan
+                           for p in PARTS}, past=int(past_reach_runs(case).sum()))
         for label, weights, drift in ((BASE, None, False), ("one", one, False),
                                       ("one+drift", one, True), ("per-kind", parts, False),
-                                      ("per-kind+drift", parts, True)):
+                                      ("per-kind+drift", parts, True), ("reach", parts, True)):
             rng = np.random.default_rng([0, i])  # the same draws with and without the drift
-            samples = predictive(case, None if weights is None else "hull_compute", weights,
-                                 rng)
-            if drift:
+            if label == "reach":
+                samples = reach_predictive(case, weights, reach, rng)
+                samples = samples * np.exp(reach_shift(case, pops[src], reach))[None, :]
+            else:
+                samples = predictive(case, None if weights is None else "hull_compute",
+                                     weights, rng)
+            if drift and label != "reach":
                 samples = samples * np.exp(shift)[None, :]
             f = score(case, samples)
             f["variant"] = LABELS[label]
@@ -193,6 +298,8 @@ def render(table: pd.DataFrame, drifts: pd.DataFrame, pops: dict, seconds: float
         lines.append(f"| {ladder} | {int(r['n'].iloc[0])} | " + " | ".join(
             f"{r.loc[v, 'cov90']:.2f} / {r.loc[v, 'is90']:.3f} / {r.loc[v, 'mape']:.2f}"
             for v in have) + " |")
+    lines += ["", *render_reach(table, LABELS["reach"], LABELS["per-kind+drift"],
+                                "Huber+bootstrap law band")]
     by = summarise(table, ["variant", "by"])
     lines += ["", "### By kind of hold-out", "", HEAD.format(what="by / variant")]
     for _, r in by.sort_values(["by", "variant"]).iterrows():
@@ -201,10 +308,14 @@ def render(table: pd.DataFrame, drifts: pd.DataFrame, pops: dict, seconds: float
               "Population without each source (mean, sd across ladders): " + "; ".join(
                   f"without {s}: scale {p['scale'][0]:+.3f} ({p['scale'][1]:.3f}), shape "
                   f"{p['shape'][0]:+.3f} ({p['shape'][1]:.3f})" for s, p in pops.items()), "",
-              "| ladder | by | k | drift scale | drift shape |", "|---|---|---|---|---|"]
+              "Reach: the largest distance of the part among the split's inner held-out runs "
+              "of the matching kind (candidate C); past: held-out runs beyond it on either part.",
+              "", "| ladder | by | k | drift scale | drift shape | reach scale | reach shape | "
+              "past |", "|---|---|---|---|---|---|---|---|"]
     for _, r in drifts.iterrows():
         lines.append(f"| {r['ladder']} | {r['by']} | {r['k']} | {r['drift_scale']:+.3f} | "
-                     f"{r['drift_shape']:+.3f} |")
+                     f"{r['drift_shape']:+.3f} | {r['reach_scale']:.2f} | {r['reach_shape']:.2f} "
+                     f"| {r['past']} |")
     lines += ["", f"{seconds:.0f} s.", "", "*Regenerate: `BAYES_SCALING_DATA=../shared/data "
               "nice -n 15 .venv/bin/python benchmarks/bench_discrepancy_drift.py`*", ""]
     return "\n".join(lines)

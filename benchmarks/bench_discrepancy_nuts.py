@@ -46,7 +46,14 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_discrepancy_drift import drift_pops, drift_shift, level_pop, level_shift
+from bench_discrepancy_drift import (
+    drift_pops,
+    drift_shift,
+    level_pop,
+    level_shift,
+    past_reach_runs,
+    render_reach,
+)
 from bench_discrepancy_prior import (
     CACHE,
     HEAD,
@@ -96,10 +103,12 @@ DRIFT = {ONE_PAIR: "nuts + xl-source, one pair + drift",
 BASE = "huber-bootstrap"
 #: Candidate A (``benchmarks/CRITERIA_s9_i15.md``): the product with its shape drift a level.
 LEVEL = "nuts + xl-source, shape drift as a level (candidate A)"
+#: Candidate C (``benchmarks/CRITERIA_s10_i15.md``): the product with ``reach=True``.
+REACH = "nuts + xl-source, reach (candidate C)"
 #: ``--lean``: the product, its two forms, today's bands and the baselines.
 LEAN = (CHOSEN, BEFORE, "nuts, no discrepancy", "nuts + today's (box, own)",
         "nuts + xl-source, one (tau0, kappa)", "nuts + xl-source, per kind", "huber-bootstrap",
-        "huber + xl-source", *DRIFT.values(), LEVEL)
+        "huber + xl-source", *DRIFT.values(), LEVEL, REACH)
 #: The systematic-term variant scored beside the product (shared fraction per refit).
 SHARED_ALT = 0.25
 #: Ladder names in ``public_ladders`` order (filled in ``main``; seeds index into it).
@@ -161,13 +170,16 @@ def nuts_fit(case: dict, runs, args) -> tuple[ScalingFit, dict]:
     return f, info
 
 
-def product_band(f: ScalingFit, case: dict, runs, prior, seed: int, i: int) -> tuple[dict, dict]:
-    """The product's predictive draws (log loss) with the discrepancy under ``prior``."""
+def product_band(f: ScalingFit, case: dict, runs, prior, seed: int, i: int,
+                 reach: bool = False) -> tuple[dict, dict]:
+    """The product's predictive draws (log loss) with the discrepancy under ``prior``
+    (``reach``: ``attach_discrepancy``'s option, candidate C; the same random numbers)."""
     _, test = split_top(runs, holdout_by=case["by"], holdout_top=case["k"])
     assert np.allclose(test.loss, case["y"]), "split differs from stage 2"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        cal = attach_discrepancy(f, random_seed=seed + i, prior=prior, backtest=case["inner"])
+        cal = attach_discrepancy(f, random_seed=seed + i, prior=prior, backtest=case["inner"],
+                                 reach=reach)
         rng = np.random.default_rng([seed, i])
         pred = log_loss_draws(cal, test.n, test.d, group=None, band="predictive", rng=rng)
         law = log_loss_draws(f, test.n, test.d, group=None, band="law", rng=rng)
@@ -294,6 +306,9 @@ def main() -> None:
             priors[(False, case["source"])] = _source_prior(rolling, ladders, case, shipped, False)
         before = product_band(f, case, runs, priors[(False, case["source"])], args.seed,
                               seed_i)[0]["pred"]
+        # candidate C differs from the product only on runs past the inner reach (exactly)
+        reach = (product_band(f, case, runs, priors[pkey], args.seed, seed_i, True)[0]["pred"]
+                 if past_reach_runs(case).any() else nuts["pred"])
         nuts.update(info)
         nuts.update(cal)
         print(f"  {case['ladder']} {case['by']} top {case['k']}: gate "
@@ -329,7 +344,7 @@ def main() -> None:
             priors[sh_key] = population(
                 rolling, ladders, shipped.distance, shipped.temper,
                 {n for n in rolling if ladders[n][0] == case["source"]}, SHARED_ALT)
-        specs = [(CHOSEN, None), (BEFORE, "before"), (LEVEL, "level"),
+        specs = [(CHOSEN, None), (BEFORE, "before"), (LEVEL, "level"), (REACH, "reach"),
                  ("nuts, no discrepancy", (None, None)),
                  ("nuts + today's (box, own)", ("box", None)),
                  ("nuts + xl-ladder", (shipped.distance, priors.get(lad_key))),
@@ -350,6 +365,8 @@ def main() -> None:
                 samples = np.exp(nuts["pred"] + re_shift[None, :])
             elif how == "before":
                 samples = np.exp(before)
+            elif how == "reach":
+                samples = np.exp(reach)
             elif how == "huber":
                 samples = predictive(case, None, None, rng)
             elif how == "budget-only":  # diagnostic: the evidence of the query's kind
@@ -413,7 +430,7 @@ def publish(name: str, table: pd.DataFrame, fits_t: pd.DataFrame, args, shipped,
              "per_ladder": summarise(table, ["variant", "ladder"]).to_dict("records"),
              "per_source": summarise(table, ["variant", "source"]).to_dict("records"),
              "criteria": {v: criteria(table, v) for v in (CHOSEN, BEFORE, ONE_PAIR, PER_KIND,
-                                                          *DRIFT.values(), LEVEL)
+                                                          *DRIFT.values(), LEVEL, REACH)
                           if v in set(table["variant"])},
              "fits": fits_t.to_dict("records")}, indent=1, default=float))
     print(text)
@@ -545,9 +562,9 @@ def acceptance_a(table: pd.DataFrame) -> str:
 def compare(table: pd.DataFrame) -> list[str]:
     """The product, its two forms and Huber+bootstrap on the same held-out runs: the issue's
     criteria, per ladder, by kind of hold-out and per source."""
-    have = [v for v in (CHOSEN, BEFORE, LEVEL, ONE_PAIR, PER_KIND, *DRIFT.values(), BASE)
+    have = [v for v in (CHOSEN, BEFORE, LEVEL, REACH, ONE_PAIR, PER_KIND, *DRIFT.values(), BASE)
             if v in set(table["variant"])]
-    short = {CHOSEN: "product", BEFORE: "product before", LEVEL: "candidate A",
+    short = {CHOSEN: "product", BEFORE: "product before", LEVEL: "candidate A", REACH: "C",
              ONE_PAIR: "one pair", PER_KIND: "per kind", BASE: "Huber",
              DRIFT[ONE_PAIR]: "one pair + drift", DRIFT[PER_KIND]: "per kind + drift"}
     lines = ["", "### The issue's criteria on the same held-out runs", "",
@@ -564,6 +581,8 @@ def compare(table: pd.DataFrame) -> list[str]:
         lines += ["", acceptance(table)]
     if CHOSEN in have and LEVEL in have:
         lines += ["", acceptance_a(table)]
+    if CHOSEN in have and REACH in have:
+        lines += ["", *render_reach(table, REACH, CHOSEN, "NUTS")]
     per = summarise(table[table["variant"].isin(have)], ["variant", "ladder"])
     lines += ["", "### Per ladder: 90% coverage and mean interval score (90%)", "",
               "| ladder | runs | " + " | ".join(f"cov 90 {short[v]}" for v in have) + " | "

@@ -210,21 +210,61 @@ DISCREPANCY_VARS: tuple[str, ...] = ("kappa", "tau0", "kappa_shape", "tau0_shape
 DRIFT_VARS: tuple[str, str] = ("drift_scale", "drift_shape")
 
 
-def discrepancy_mean(far: Mapping[str, np.ndarray], drift_scale, drift_shape) -> np.ndarray:
+@dataclass(frozen=True)
+class Reach:
+    """How far a ladder's own evidence on one part of the distance reaches, and the
+    cross-ladder rates carried past it (an option of
+    :func:`bayes_scaling.fitting.calibrate.attach_discrepancy`, ``reach=True``).
+
+    ``x_max``: the largest distance of that part among the ladder's rolling-origin held-out
+    runs of the matching kind; ``drift_pop``: the drift population's mean; ``kappa_pop``: the
+    cross-ladder prior's mean growth rate of the part.
+    """
+
+    x_max: float
+    drift_pop: float
+    kappa_pop: float
+
+    @classmethod
+    def from_meta(cls, cal: Mapping | None) -> dict[str, Reach] | None:
+        """The reach per part recorded in a fit's ``meta["calibration"]`` (``None``: none)."""
+        raw = (cal or {}).get("reach")
+        return {p: cls(float(v["x_max"]), float(v["drift_pop"]), float(v["kappa_pop"]))
+                for p, v in raw.items()} if raw else None
+
+
+def past_reach(x, rate, rate_pop, x_max: float) -> np.ndarray:
+    """``rate * min(x, x_max) + rate_pop * max(x - x_max, 0)``: a rate learned up to ``x_max``
+    decades, the cross-ladder rate beyond (the own rate's weight falls as ``x_max / x``)."""
+    x = np.asarray(x, dtype=float)
+    return rate * np.minimum(x, x_max) + rate_pop * np.maximum(x - x_max, 0.0)
+
+
+def _times(x: np.ndarray, rate, reach: Mapping[str, Reach] | None, part: str, pop: str):
+    """``rate * x``, or past the part's reach the cross-ladder rate ``pop`` of :class:`Reach`."""
+    hit = reach.get(part) if reach else None
+    return rate * x if hit is None else past_reach(x, rate, getattr(hit, pop), hit.x_max)
+
+
+def discrepancy_mean(far: Mapping[str, np.ndarray], drift_scale, drift_shape,
+                     reach: Mapping[str, Reach] | None = None) -> np.ndarray:
     r"""Mean of the extrapolation discrepancy (log loss) at points ``far`` from the support.
 
     The signed drift per kind of extrapolation (:mod:`bayes_scaling.fitting.drift`):
     :math:`\beta_{scale}\,a + \beta_{shape}\,r`, with :math:`a` and :math:`r` the ``scale``
     and ``shape`` parts of the distance (:func:`decades_outside`); 0 on the support. Positive:
-    the run is expected above the law. Broadcast over the points and the drifts.
+    the run is expected above the law. Broadcast over the points and the drifts. ``reach``
+    (per part, :class:`Reach`): past ``x_max`` the part grows at the population's drift.
     """
     a = np.asarray(far["scale"], dtype=float)
     r = np.asarray(far["shape"], dtype=float)
-    return drift_scale * a + drift_shape * r
+    return (_times(a, drift_scale, reach, "scale", "drift_pop")
+            + _times(r, drift_shape, reach, "shape", "drift_pop"))
 
 
 def discrepancy_var(far: Mapping[str, np.ndarray] | np.ndarray, tau0, kappa,
-                    tau0_shape=None, kappa_shape=None) -> np.ndarray:
+                    tau0_shape=None, kappa_shape=None,
+                    reach: Mapping[str, Reach] | None = None) -> np.ndarray:
     r"""Variance of the extrapolation discrepancy (log loss) at points ``far`` from the support.
 
     With one ``(tau0, kappa)`` for every kind of extrapolation, at distance :math:`\Delta`
@@ -252,6 +292,9 @@ def discrepancy_var(far: Mapping[str, np.ndarray] | np.ndarray, tau0, kappa,
         The scale part's parameters (both parts' when the shape ones are ``None``).
     tau0_shape, kappa_shape : array_like, optional
         The shape part's parameters.
+    reach : dict of Reach, optional
+        Per part: past ``x_max`` its ``kappa`` term grows at the cross-ladder ``kappa_pop``
+        (:func:`past_reach`); per kind only.
 
     Returns
     -------
@@ -259,6 +302,8 @@ def discrepancy_var(far: Mapping[str, np.ndarray] | np.ndarray, tau0, kappa,
         Broadcast over the points and the parameters.
     """
     if tau0_shape is None and kappa_shape is None:
+        if reach:
+            raise ValueError("a reach applies to a discrepancy per kind of extrapolation")
         dist = np.asarray(far["distance"] if isinstance(far, Mapping) else far, dtype=float)
         ramp = np.minimum(dist / DISCREPANCY_RAMP_DECADES, 1.0)
         return tau0**2 * ramp + (kappa * dist) ** 2
@@ -271,7 +316,9 @@ def discrepancy_var(far: Mapping[str, np.ndarray] | np.ndarray, tau0, kappa,
     d2 = a**2 + r**2
     ramp = np.minimum(np.sqrt(d2) / DISCREPANCY_RAMP_DECADES, 1.0)
     w_r = np.where(d2 > 0, r**2 / np.where(d2 > 0, d2, 1.0), 0.5)
-    return ramp * (w_r * t_r**2 + (1.0 - w_r) * tau0**2) + (k_r * r) ** 2 + (kappa * a) ** 2
+    return (ramp * (w_r * t_r**2 + (1.0 - w_r) * tau0**2)
+            + _times(r, k_r, reach, "shape", "kappa_pop") ** 2
+            + _times(a, kappa, reach, "scale", "kappa_pop") ** 2)
 
 
 def levels(values: np.ndarray, rel_tol: float = 0.02) -> np.ndarray:

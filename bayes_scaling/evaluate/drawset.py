@@ -12,6 +12,7 @@ from scipy import stats
 from bayes_scaling.data.support import (
     DRIFT_VARS,
     Box,
+    Reach,
     decades_outside,
     discrepancy_mean,
     discrepancy_var,
@@ -47,6 +48,8 @@ class DrawSet:
     shape: tuple[np.ndarray, np.ndarray] | None = None
     #: The signed drift per part, ``(scale, shape)`` per draw (``None``: zero-mean).
     drift: tuple[np.ndarray, np.ndarray] | None = None
+    #: Per part, how far the ladder's own evidence reaches (``reach=True`` fits; ``None``: all).
+    reach: Mapping[str, Reach] | None = None
 
     @property
     def size(self) -> int:
@@ -85,14 +88,15 @@ class DrawSet:
         far = decades_outside(box, n, d)
         if self.shape is None or box.distance != "hull_compute":
             return np.sqrt(discrepancy_var(far["distance"], self.tau0, self.kappa))
-        return np.sqrt(discrepancy_var(far, self.tau0, self.kappa, *self.shape))
+        return np.sqrt(discrepancy_var(far, self.tau0, self.kappa, *self.shape, self.reach))
 
     def discrepancy_shift(self, n: float, d: float, box: Box | None = None) -> np.ndarray:
         """Per-draw mean of the discrepancy at ``(n, d)``: the signed drift (zeros without)."""
         box = box or self.box
         if self.drift is None or box.distance != "hull_compute":
             return np.zeros(self.size)
-        return np.broadcast_to(discrepancy_mean(decades_outside(box, n, d), *self.drift),
+        return np.broadcast_to(discrepancy_mean(decades_outside(box, n, d), *self.drift,
+                                                self.reach),
                                (self.size,))
 
     def simulate(self, n: float, d: float, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -161,7 +165,8 @@ def draw_set(fit: ScalingFit, *, group: str | None = None, n_draws: int | None =
     return DrawSet(fit.law, {k: v[keep] for k, v in theta.items()}, take("sigma"), nu, kappa,
                    tau0, np.zeros(keep.size), fit_box(fit), eps, rng.standard_normal(shape),
                    shape_part if kappa is not None and _all_given(shape_part) else None,
-                   drift if _all_given(drift) else None)
+                   drift if _all_given(drift) else None,
+                   Reach.from_meta(fit.meta.get("calibration")))
 
 
 def _all_given(parts: tuple[np.ndarray | None, ...]) -> bool:

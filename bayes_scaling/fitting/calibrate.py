@@ -64,6 +64,7 @@ from bayes_scaling.data.support import (
     DISTANCE,
     DISTANCE_KINDS,
     Box,
+    Reach,
     budget_levels,
     decades_outside,
     discrepancy_var,
@@ -76,7 +77,7 @@ from bayes_scaling.fitting.discrepancy_prior import (
     fit_population,
     load_prior,
 )
-from bayes_scaling.fitting.drift import Drift, ladder_slope, shrink
+from bayes_scaling.fitting.drift import Drift, ladder_slope, reach_distance, shrink
 from bayes_scaling.fitting.result import ScalingFit, with_posterior
 from bayes_scaling.laws.final_loss import LAWS
 
@@ -401,11 +402,25 @@ def ladder_drift(bt: InnerBacktest, prior: DiscrepancyPrior) -> dict[str, Drift]
     return {p: shrink(ladder_slope(bt, p), *prior.drift_population(p)) for p in PARTS}
 
 
+def ladder_reach(bt: InnerBacktest, prior: DiscrepancyPrior) -> dict[str, Reach]:
+    """Per part, how far the ladder's rolling-origin refits reach (:func:`reach_distance`) and
+    the cross-ladder rates past it: the drift population's mean (0 without one) and the prior's
+    mean ``kappa`` of the part. Parts without a matching held-out run outside are left out."""
+    out = {}
+    for p in PARTS:
+        x_max = reach_distance(bt, p)
+        if x_max is not None:
+            kappa = _grid_mean(_normalise(prior.part(p).log_density(TAU0_GRID, KAPPA_GRID)))[1]
+            drift = prior.drift_population(p)[0] if prior.has_drift else 0.0
+            out[p] = Reach(x_max, float(drift), kappa)
+    return out
+
+
 def attach_discrepancy(fit: ScalingFit, *, random_seed: int | None = None,
                        prior: DiscrepancyPrior | Literal["shipped", "none"] = "shipped",
                        on_progress: Callable[[str], None] | None = None,
                        backtest: InnerBacktest | None = None,
-                       drift: bool = True) -> ScalingFit:
+                       drift: bool = True, reach: bool = False) -> ScalingFit:
     """``fit`` with ``(tau0, kappa)`` draws in its posterior and the inner backtest in meta.
 
     With a per-kind prior that carries a drift population (the shipped one), the fit also gets
@@ -429,6 +444,11 @@ def attach_discrepancy(fit: ScalingFit, *, random_seed: int | None = None,
         (:func:`inner_backtest`); default: computed here.
     drift : bool, default True
         Attach the signed drift when the prior carries one; ``False``: a zero-mean discrepancy.
+    reach : bool, default False
+        Per kind with a cross-ladder prior only: past the distance its rolling-origin refits
+        reach, the ladder's drift and ``kappa`` give way to the cross-ladder ones
+        (:func:`ladder_reach`, :func:`bayes_scaling.data.support.past_reach`), recorded in
+        ``meta["calibration"]["reach"]``.
 
     Returns
     -------
@@ -479,6 +499,8 @@ def attach_discrepancy(fit: ScalingFit, *, random_seed: int | None = None,
                             "distance": DISTANCE, "per_kind": bool(per_kind),
                             "prior": prior_.source if prior_ is not None else "half-normal",
                             "drift": ({p: d.to_dict() for p, d in drifts.items()}
-                                      if drifts else None)},
+                                      if drifts else None),
+                            "reach": ({p: vars(r) for p, r in ladder_reach(bt, prior_).items()}
+                                      if reach and per_kind else None)},
             "box": Box.of(fit.runs.n, fit.runs.d).to_dict()}
     return with_posterior(fit, post, meta)

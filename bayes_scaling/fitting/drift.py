@@ -26,6 +26,13 @@ run had), so the predictive median moves by
 The shift is the drift's posterior mean: the discrepancy's spread was learned from errors that
 include the drift, so adding the drift's own uncertainty would count it twice. No constant is
 set by hand: the shrinkage comes from the ladders' own spread.
+
+A ladder's own slope is measured only as far as its rolling-origin refits reach
+(:func:`reach_distance`). With ``reach=True`` (an option of
+:func:`bayes_scaling.fitting.calibrate.attach_discrepancy`, off by default) the drift past that
+distance grows at the population's mean instead
+(:func:`bayes_scaling.data.support.past_reach`): the own deviation from the population is
+carried with weight ``x_max / x`` at a query ``x`` decades out.
 """
 
 from __future__ import annotations
@@ -126,3 +133,14 @@ def shrink(own: Slope | None, pop_mean: float, pop_sd: float) -> Drift:
     sd = float(np.sqrt(1.0 / (1.0 / pop_sd**2 + 1.0 / max(own.se, 1e-12) ** 2)))
     return Drift(pop_mean + k * (own.beta - pop_mean), sd, own.beta, own.se, pop_mean, pop_sd,
                  float(k))
+
+
+def reach_distance(bt: _Backtest, part: str) -> float | None:
+    """How far the ladder's own evidence on ``part`` reaches: the largest ``part`` distance of
+    its rolling-origin held-out runs of the matching kind (``None``: no such run outside)."""
+    if part not in DRIFT_PARTS:
+        raise ValueError(f"no drift part {part!r} ({' or '.join(DRIFT_PARTS)})")
+    if bt.split is None or bt.by_kind is None or part not in bt.by_kind:
+        return None
+    x = bt.by_kind[part][bt.split == DRIFT_MATCHING[part]]
+    return float(x.max()) if x.size and x.max() > 0 else None

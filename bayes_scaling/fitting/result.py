@@ -367,6 +367,12 @@ def _checked_meta(meta: Any) -> dict[str, Any]:
             isinstance(v, dict) and _is_number(v.get("value")) and _is_number(v.get("sd"))
             for v in drift.values())):
         raise TypeError(f"meta calibration entry 'drift' is {drift!r}")
+    reach = cal.get("reach")
+    if reach is not None and not (isinstance(reach, dict) and all(
+            isinstance(v, dict) and all(_is_number(v.get(k))
+                                        for k in ("x_max", "drift_pop", "kappa_pop"))
+            for v in reach.values())):
+        raise TypeError(f"meta calibration entry 'reach' is {reach!r}")
     return meta
 
 

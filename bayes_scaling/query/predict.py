@@ -33,6 +33,7 @@ from bayes_scaling.data.support import (
     DRIFT_VARS,
     FAR_DECADES_C,
     Box,
+    Reach,
     decades_outside,
     discrepancy_mean,
     discrepancy_var,
@@ -211,7 +212,8 @@ def discrepancy_scale(fit: ScalingFit, far: Mapping[str, np.ndarray] | np.ndarra
     if shape and isinstance(far, Mapping) and fit_box(fit).distance == "hull_compute":
         pts = {k: np.asarray(far[k], dtype=float)[None, :] for k in ("scale", "shape")}
         return np.sqrt(discrepancy_var(pts, tau0, kappa, shape.get("tau0_shape", tau0),
-                                       shape.get("kappa_shape", kappa)))
+                                       shape.get("kappa_shape", kappa),
+                                       Reach.from_meta(fit.meta.get("calibration"))))
     d = np.asarray(far["distance"] if isinstance(far, Mapping) else far, dtype=float)[None, :]
     return np.sqrt(discrepancy_var(d, tau0, kappa))
 
@@ -230,7 +232,8 @@ def discrepancy_shift(fit: ScalingFit, far: Mapping[str, np.ndarray] | np.ndarra
             or fit_box(fit).distance != "hull_compute":
         return 0.0
     pts = {k: np.asarray(far[k], dtype=float)[None, :] for k in ("scale", "shape")}
-    return discrepancy_mean(pts, *(flat(post[k])[:, None] for k in DRIFT_VARS))
+    return discrepancy_mean(pts, *(flat(post[k])[:, None] for k in DRIFT_VARS),
+                            Reach.from_meta(fit.meta.get("calibration")))
 
 
 #: z of the drift's reported band (90%).
