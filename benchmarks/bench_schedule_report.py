@@ -220,8 +220,11 @@ def write_report(out: Path) -> None:
                   "precision | gate | min bulk / tail ESS | peak MB | load |",
                   "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         solve = _load(out, "5e") or {"runs": []}
+        forced = _load(out, "5e_laplace") or {"runs": []}  # BAYES_SCALING_INIT_MASS=laplace
         for x in [*r["runs"], *({**y, "model": f"{y['model']} (4 batch sizes)"}
-                                for y in solve["runs"])]:
+                                for y in solve["runs"]),
+                  *({**y, "model": f"{y['model']} (4 batch sizes, whitening forced)"}
+                    for y in forced["runs"])]:
             nuts = (x["settings"] if isinstance(x["settings"], str) else
                     "{chains} chains x {tune} + {draws}".format(**x["settings"]))
             lines.append(f"| `{x['model']}` | {nuts} | **{x['total_s']:.0f}** | "
