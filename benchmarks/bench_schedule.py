@@ -442,59 +442,54 @@ def multi_batch_table():
     return load_curves(big.frame, max_points_per_curve=None, max_points=None)
 
 
-def section_speed_solve() -> dict[str, Any]:
-    """The solve law ``dynamics`` (B_crit(L)) on :func:`multi_batch_table`, default fit."""
+def _timed_fit(model: str, load, settings: dict[str, Any]) -> dict[str, Any]:
+    """One end-to-end curve fit (``load()`` then ``fit_dynamics``, no retry): wall and CPU
+    seconds, the gate, leapfrog steps per draw, the start and precision used, and the
+    process's peak resident memory so far."""
     import resource
 
-    curves = multi_batch_table()
     load0, t0, c0 = os.getloadavg()[0], time.time(), time.process_time()
-    fit = fit_dynamics("dynamics", curves, random_seed=SEED, retries=0)
+    curves = load()
+    fit = fit_dynamics(model, curves, random_seed=SEED, retries=0, **settings)
     d = fit.diagnostics
-    row = {"model": "dynamics", "points_fitted": curves.n_points,
-           "settings": "default (4 chains x 1000 + 1000)", "total_s": time.time() - t0,
-           "cpu_s": time.process_time() - c0, "sampling_s": float(fit.meta["seconds"]),
-           "loadavg_start": load0, "loadavg_end": os.getloadavg()[0], "passed": bool(d.passed),
-           "max_rhat": d.max_rhat, "min_ess_bulk": d.min_ess_bulk, "min_ess_tail": d.min_ess_tail,
-           "divergences": d.divergences,
+    row = {"model": model, "points_fitted": curves.n_points,
+           "settings": settings or "default (4 chains x 1000 + 1000)",
+           "total_s": time.time() - t0, "cpu_s": time.process_time() - c0,
+           "sampling_s": float(fit.meta["seconds"]), "loadavg_start": load0,
+           "loadavg_end": os.getloadavg()[0], "passed": bool(d.passed),
+           "max_rhat": d.max_rhat, "min_ess_bulk": d.min_ess_bulk,
+           "min_ess_tail": d.min_ess_tail, "divergences": d.divergences,
            "steps_per_draw": float(np.asarray(fit.idata.sample_stats["n_steps"]).mean()),
            "init_mass": fit.meta.get("init_mass"), "precision": fit.meta.get("precision"),
            "target_accept": fit.meta.get("target_accept"),
            "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     print(row, flush=True)
-    return {"runs": [row], "table": "multi-batch (4 batch sizes, 10 sizes, 500 steps)"}
+    return row
+
+
+def section_speed_solve() -> dict[str, Any]:
+    """The solve law ``dynamics`` (B_crit(L)) on :func:`multi_batch_table`, default fit (the
+    table's generation and loading not timed)."""
+    curves = multi_batch_table()
+    return {"runs": [_timed_fit("dynamics", lambda: curves, {})],
+            "table": "multi-batch (4 batch sizes, 10 sizes, 500 steps)"}
 
 
 def section_speed_now() -> dict[str, Any]:
     """Section 5 again after the curve graph's changes (2026-12-07: the solve's stop-gradient
     kept through JAX, float32 checkpoints, Laplace-whitened NUTS above 10,000 checkpoints,
-    target acceptance 0.95 without B_crit): wall and CPU seconds, leapfrog steps per draw,
-    peak resident memory (the process's, so far), in one process, models in turn."""
-    import resource
-
+    target acceptance 0.95 without B_crit): wall and CPU seconds (loading included), leapfrog
+    steps per draw, peak resident memory (the process's, so far), in one process, models in
+    turn."""
     df = speed_table()
-    out = {"rows_read": len(df), "cores": os.cpu_count(), "runs": []}
-    for model, settings in SPEED_RUNS:
-        load0 = os.getloadavg()[0]
-        t0, c0 = time.time(), time.process_time()
-        curves = load_curves(df, schedule={"shape": "cosine", "warmup_steps": 50.0,
-                                           "final_fraction": 0.1},
-                             max_points_per_curve=None, max_points=None)
-        fit = fit_dynamics(model, curves, random_seed=SEED, retries=0, **settings)
-        d = fit.diagnostics
-        row = {"model": model, "points_fitted": curves.n_points,
-               "settings": settings or "default (4 chains x 1000 + 1000)",
-               "total_s": time.time() - t0, "cpu_s": time.process_time() - c0,
-               "sampling_s": float(fit.meta["seconds"]), "loadavg_start": load0,
-               "loadavg_end": os.getloadavg()[0], "passed": bool(d.passed),
-               "max_rhat": d.max_rhat, "min_ess_bulk": d.min_ess_bulk,
-               "min_ess_tail": d.min_ess_tail, "divergences": d.divergences,
-               "steps_per_draw": float(np.asarray(fit.idata.sample_stats["n_steps"]).mean()),
-               "init_mass": fit.meta.get("init_mass"), "precision": fit.meta.get("precision"),
-               "target_accept": fit.meta.get("target_accept"),
-               "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
-        out["runs"].append(row)
-        print(row, flush=True)
-    return out
+
+    def load():
+        return load_curves(df, schedule={"shape": "cosine", "warmup_steps": 50.0,
+                                         "final_fraction": 0.1},
+                           max_points_per_curve=None, max_points=None)
+
+    return {"rows_read": len(df), "cores": os.cpu_count(),
+            "runs": [_timed_fit(model, load, settings) for model, settings in SPEED_RUNS]}
 
 
 SECTIONS = {"1": section_form, "2": section_misfitting, "2b": section_rolling,

@@ -175,11 +175,11 @@ def _build_float32(spec: ModelSpec, runs: RunTable) -> pm.Model:
         else:
             mu = law.log_mean(*x, **rows, xp=PYTENSOR_OPS)
         _record_natural(law, centre, theta_c, group_c, pop_c)
-        _likelihood_float32(spec, mu, runs.log_loss)
+        likelihood_float32(spec, mu, runs.log_loss)
     return _finish(model, centre, runs, "float32")
 
 
-def _likelihood_float32(spec: ModelSpec, mu: Any, log_loss: Any, sigma: Any = None) -> None:
+def likelihood_float32(spec: ModelSpec, mu: Any, log_loss: Any, sigma: Any = None) -> None:
     """The Normal or Student-t log density of ``log_loss`` around ``mu``: per-run terms in
     float32, their sum and the constants in float64 (``sigma``: the scale's variable, made
     here from the spec's prior unless given)."""

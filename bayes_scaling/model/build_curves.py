@@ -20,7 +20,7 @@ from bayes_scaling.constants import GROUP
 from bayes_scaling.data.curves import CURVE, OBS
 from bayes_scaling.laws.curve import GRAPH_ITERATIONS, OFFSET_SCALE, uncentre
 from bayes_scaling.laws.registry import CURVE_LAWS
-from bayes_scaling.model.build import _likelihood_float32, prior_variable, row_precision
+from bayes_scaling.model.build import likelihood_float32, prior_variable, row_precision
 from bayes_scaling.model.centre import curve_centre
 from bayes_scaling.model.spec import CENTRED_MIN_RUNS, ModelSpec, Prior
 
@@ -109,7 +109,7 @@ def _dynamics_likelihood(spec: ModelSpec, curves: Any, mu: Any, curve_effects: b
     Normal: the curve offsets are integrated out exactly (:func:`_curve_marginal_logp`), so
     NUTS meets no funnel when ``sigma_curve`` is small. Student-t: explicit centred offsets
     (in float32, per-checkpoint terms in float32 summed in float64:
-    :func:`bayes_scaling.model.build._likelihood_float32`).
+    :func:`bayes_scaling.model.build.likelihood_float32`).
     """
     sigma = prior_variable("sigma", spec.likelihood.sigma)
     sd = prior_variable("sigma_curve", CURVE_SD_PRIOR) if curve_effects else None
@@ -117,7 +117,7 @@ def _dynamics_likelihood(spec: ModelSpec, curves: Any, mu: Any, curve_effects: b
             and (spec.likelihood.family == "studentt" or sd is None)):
         if sd is not None:
             mu = mu + pm.Normal("curve_offset", 0.0, sd, dims=CURVE)[curves.curve_index]
-        _likelihood_float32(spec, pt.cast(mu, "float32"), curves.log_loss, sigma)
+        likelihood_float32(spec, pt.cast(mu, "float32"), curves.log_loss, sigma)
         return sd is not None
     if spec.likelihood.residual == "ou":
         length = prior_variable("residual_length", spec.likelihood.residual_length)
@@ -262,8 +262,6 @@ CURVE_SD_PRIOR = Prior("HalfNormal", {"sigma": 0.03})
 DENSE_MAX_CURVES = 100
 
 
-
-
 class StopGradient(Op):
     """The identity, with no gradient: the solve's iterations are constants to every autodiff.
 
@@ -299,8 +297,15 @@ class StopGradient(Op):
 stop_gradient = StopGradient()
 
 
+_REGISTERED: list[bool] = []
+
+
 def _register_stop_gradient() -> None:
-    """Give :class:`StopGradient` its JAX and numba forms (once; both backends are optional)."""
+    """Give :class:`StopGradient` its JAX and numba forms, once per process (both backends are
+    optional)."""
+    if _REGISTERED:
+        return
+    _REGISTERED.append(True)
     try:
         import jax  # lazy: JAX starts XLA; only the JAX translation of a curve graph needs it
         from pytensor.link.jax.dispatch import jax_funcify  # lazy: loads JAX
