@@ -25,6 +25,17 @@ Laplace-whitened space forced (``BAYES_SCALING_INIT_MASS=laplace``; by default o
 10,000 checkpoints). Rule stated before those runs: curve fits below 10,000 checkpoints are
 whitened by default only if every table passes the gate with 0 divergences on the first
 attempt and the whitened fit has no lower bulk ESS per leapfrog step on any table.
+
+``--bcrit`` (2026-12-07, session 11): laws *with* ``B_crit`` on one batch size in the
+Laplace-whitened space. The 0.99 of such laws was measured with NUTS started from the identity
+mass matrix (``bench_dynamics.py`` section 3b); whitening (by default above 10,000 checkpoints)
+rescales the barely identified ``B_crit`` direction, which may be what made 0.95 diverge. Rule
+stated before these runs: a ``B_crit`` law on one batch size gets ``TARGET_ACCEPT`` (0.95)
+where NUTS runs whitened if, at 0.95 with whitening forced, every one-batch table below passes
+the convergence gate on the first attempt (no retry) with 0 divergences: the tables above fitted
+with ``dynamics_schedule`` (those with one batch size), and the 20 one-batch synthetic ladders
+of ``bench_dynamics.py`` section 3b (seeds 1000-1019, the training sizes) fitted with
+``dynamics``, where 13 of 20 diverged at 0.95 from the identity. Otherwise 0.99 stays.
 """
 
 from __future__ import annotations

@@ -10,6 +10,8 @@ and a curve model with its own start points is whitened around the mode next to 
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import jax
 import numpy as np
 import pytensor
@@ -17,6 +19,7 @@ import pytensor.tensor as pt
 import pytest
 from pymc.initial_point import make_initial_point_fn
 from pymc.sampling.jax import get_jaxified_graph, get_jaxified_logp
+from pytensor.graph.traversal import ancestors
 
 from bayes_scaling.constants import PUBLISHED
 from bayes_scaling.data.curves import load_curves
@@ -116,6 +119,51 @@ def test_float32_checkpoints_are_the_float64_density(name, family):
     # the densities may differ by ~1e-5, a dropped or wrong term moves them by ~1 or more
     assert np.abs(lp[:, 0] - lp[:, 1]).max() < 1e-4 * curves.n_points
     assert np.ptp(lp[:, 0]) > 1e2 * np.abs(lp[:, 0] - lp[:, 1]).max()
+
+
+@pytest.mark.parametrize("name", ["dynamics_schedule", "dynamics_schedule_fixed_b"])
+def test_a_float32_curve_graph_is_float32_per_checkpoint(name):
+    """Every per-checkpoint array of a float32 curve graph is float32 but the likelihood's few
+    float64 sums: a Python float that float32 cannot hold (the schedule law's 0.05) once made
+    the whole solve float64 (523 of 570 per-checkpoint arrays, 4x the time per gradient)."""
+    import re
+
+    curves = _cosine_table(curves=6, points=200)
+    for family in ("normal", "studentt"):
+        model = build_curves.build_dynamics_model(load_spec(name).with_likelihood(family),
+                                                  curves, precision="float32")
+        logp = get_jaxified_logp(model)
+        point = model.initial_point()
+        x = [np.asarray(point[v.name]) for v in model.value_vars]
+        text = jax.jit(lambda *a, f=logp: f(list(a))).lower(*x).as_text()
+        n64, n32 = (len(re.findall(rf"tensor<{curves.n_points}x{t}>", text))
+                    for t in ("f64", "f32"))
+        assert n32 > 20 and n64 <= 10, (family, n64, n32)
+
+
+def test_the_graph_solve_outside_jax_is_the_numpy_solve():
+    """The Newton Op's own ``perform`` (PyTensor's C and Python backends, numba's object mode)
+    runs the numpy iterations: the same root, in float64 and in float32."""
+    law = CURVE_LAWS["dynamics"]
+    curves = synthetic_curves(PUBLISHED["kaplan2020_dynamics"], steps=np.geomspace(300, 1e5, 50),
+                              noise=0.02, seed=4)
+    theta = {"log_n_c": np.log(8.8e13), "alpha_n": 0.076, "log_s_c": np.log(2.1e3),
+             "alpha_s": 0.76, "log_b_star": np.log(2e8), "alpha_b": 0.21}
+    want = law.log_mean(*curves.law_inputs(law.inputs), **theta, log_start=curves.log_loss)
+    ops = build_curves.pytensor_solver_ops()
+    for dtype, tol in (("float64", 1e-10), ("float32", 2e-5)):
+        ins = [pt.vector(f"x{i}", dtype=dtype) for i in range(len(law.inputs))]
+        with build_curves.float32_constants() if dtype == "float32" else nullcontext():
+            out = law.log_mean(*ins, **{k: np.asarray(v, dtype) for k, v in theta.items()},
+                               xp=ops, iterations=build_curves.GRAPH_ITERATIONS,
+                               log_start=pt.as_tensor(curves.log_loss.astype(dtype)))
+        assert any(isinstance(v.owner.op, build_curves.NewtonSolve)
+                   for v in ancestors([out]) if v.owner is not None)
+        fn = pytensor.function(ins, out, mode="FAST_COMPILE")
+        got = fn(*(np.asarray(x, dtype) for x in curves.law_inputs(law.inputs)))
+        assert got.dtype == dtype
+        assert np.abs(curves.log_loss - want).max() > 0.01  # noisy: not a trivial start
+        assert np.abs(got - want).max() < tol, dtype
 
 
 def test_curve_precision_follows_the_checkpoint_count(monkeypatch):

@@ -31,7 +31,6 @@ from bayes_scaling.fitting.dynamics import (
 )
 from bayes_scaling.fitting.result import ScalingFit
 from bayes_scaling.laws.curve import (
-    GRAPH_ITERATIONS,
     centre_constants,
     e_min,
     l_n_smin,
@@ -120,7 +119,7 @@ def _bounds(name: str) -> tuple[float, float]:
             "log_b_star": (np.log(1e4), np.log(1e14)), "alpha_b": (0.06, 0.7)}[name]
 
 
-@pytest.mark.parametrize("misfit, iterations, tol", [(0.03, 3, 1e-10), (0.3, GRAPH_ITERATIONS,
+@pytest.mark.parametrize("misfit, iterations, tol", [(0.03, 3, 1e-10), (0.3, 6,
                                                                           1e-6)])
 def test_graph_iterations_from_the_observed_loss_converge(misfit, iterations, tol):
     rng = np.random.default_rng(1)
@@ -141,7 +140,7 @@ def test_graph_iterations_converge_far_from_the_data():
     theta = {k: rng.uniform(*_bounds(k), m) for k in PRIOR_RANGE}
     logs = [np.log(10 ** rng.uniform(lo, hi, m)) for lo, hi in ((5, 13), (0, 8), (2, 9))]
     start = log_loss_nsb(*logs, **LOG_K)
-    got = log_loss_nsb(*logs, **theta, iterations=GRAPH_ITERATIONS, log_start=start)
+    got = log_loss_nsb(*logs, **theta, iterations=6, log_start=start)  # the graph stops later
     assert np.max(np.abs(got - log_loss_nsb(*logs, **theta))) < 1e-6
 
 
@@ -181,8 +180,8 @@ def test_graph_solve_matches_numpy_and_has_implicit_gradients():
     import pytensor.tensor as pt
     from pytensor.gradient import disconnected_grad
 
-    ops = SimpleNamespace(exp=pt.exp, log=pt.log, logaddexp=pt.logaddexp, where=pt.switch,
-                             stop_gradient=disconnected_grad, done=lambda _h: False)
+    ops = SimpleNamespace(exp=pt.exp, log=pt.log, log1p=pt.log1p, logaddexp=pt.logaddexp,
+                          where=pt.switch, stop_gradient=disconnected_grad, done=lambda _h: False)
     logs = [np.log(np.array([3e7, 1e8])), np.log(np.array([2e3, 4e4])), np.log([2.0**18] * 2)]
     a = pt.dscalar("alpha_s")
     out = log_loss_nsb(*logs, **{**LOG_K, "alpha_s": a}, xp=ops, iterations=12)

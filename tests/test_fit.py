@@ -170,6 +170,23 @@ def test_large_data_runs_chains_one_after_another_on_the_cpu(monkeypatch):
     assert inference._chain_method(4, model) == "vectorized"
 
 
+@pytest.mark.parametrize(("precision", "n_obs", "method"), [
+    ("float64", 10_001, "sequential"), ("float32", 24_500, "parallel"),
+    ("float32", 32_768, "parallel"), ("float32", 32_769, "sequential")])
+def test_float32_data_run_chains_in_parallel_below_the_allocator_threshold(
+        monkeypatch, precision, n_obs, method):
+    """Float32 per-observation buffers stay under glibc's 128 kB mmap threshold up to 32,768
+    values, where parallel chains do not grow in memory (parallel_memory.md)."""
+    from types import SimpleNamespace
+
+    from bayes_scaling.model import sampling as inference
+
+    monkeypatch.delenv("BAYES_SCALING_CHAIN_METHOD", raising=False)
+    inference._jax_setup(4)
+    model = SimpleNamespace(bayes_scaling_n_obs=n_obs, bayes_scaling_precision=precision)
+    assert inference._chain_method(4, model) == method
+
+
 @pytest.mark.parametrize("retries", [0, 1])
 def test_a_failed_gate_is_resampled_with_smaller_steps_and_longer_warmup(monkeypatch, retries):
     """``sample_gated`` (used by ``fit`` and ``fit_dynamics``): a fit with divergences is

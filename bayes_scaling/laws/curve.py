@@ -27,9 +27,10 @@ from an ``xp`` namespace so that ``model.py`` builds the same body in PyTensor. 
 iterations run with gradients stopped and one last Newton step carries them: at the root its
 gradient is exactly the implicit-function gradient :math:`-\partial_\theta h / \partial_v h`.
 The graph starts each checkpoint's solve from its observed loss (or the default guess, if
-closer), so a fixed :data:`GRAPH_ITERATIONS` converge wherever the posterior has mass and the
-likelihood is the exact residual ``log L_obs - log L(N, S, B)``, not an errors-in-variables
-approximation (as fitting ``L(N, S_min)`` at ``S_min`` computed from the *observed* loss would be).
+closer) and iterates until every checkpoint has converged (at most :data:`GRAPH_ITERATIONS`;
+2-3 steps where the posterior has mass), so the likelihood is the exact residual
+``log L_obs - log L(N, S, B)``, not an errors-in-variables approximation (as fitting
+``L(N, S_min)`` at ``S_min`` computed from the *observed* loss would be).
 
 Its PyMC graph is :mod:`bayes_scaling.model.build_curves`, its fit
 :mod:`bayes_scaling.fitting.dynamics`, its queries :mod:`bayes_scaling.query.curves`.
@@ -47,24 +48,32 @@ from bayes_scaling.laws.final_loss import Law
 
 #: Most Newton iterations of the numpy solve (it stops earlier once every point has converged).
 MAX_ITERATIONS = 60
-#: Iterations inside the PyMC graph, started from each checkpoint's observed loss or the default
-#: guess, whichever is closer: near the posterior (within 3%) they converge to 1e-10 in 3, and
-#: anywhere in the prior range to 1e-6 in 6 (tests/test_dynamics.py). An unconverged solve
-#: would break the match between NUTS's energy and its gradient.
-GRAPH_ITERATIONS = 6
+#: Most iterations inside the PyMC graph, started from each checkpoint's observed loss or the
+#: default guess, whichever is closer; the graph's solve stops once every point has converged
+#: (``model.build_curves.NewtonSolve``): near the posterior (within 3%) that is 2-3 steps (to
+#: 1e-10), anywhere in the prior range at most 6 to 1e-6 (tests/test_dynamics.py). An
+#: unconverged solve would break the match between NUTS's energy and its gradient.
+GRAPH_ITERATIONS = 30
 #: The numpy solve stops once every ``|h(v)|`` is below this (``v`` is a log: relative error).
 TOLERANCE = 1e-13
 #: Within this ``|h|`` of the root Newton steps are always taken (quadratic convergence).
 NEAR_ROOT = 1e-6
 
 
+def converged_tolerance(dtype: Any) -> float:
+    """``|h|`` below which a point has converged: :data:`TOLERANCE` in float64, 64 units of
+    rounding (about 8e-6) in float32, where ``h`` cannot get below a few of them."""
+    return TOLERANCE if np.dtype(dtype).itemsize >= 8 else float(64 * np.finfo(dtype).eps)
+
+
 def _np_done(h: np.ndarray) -> bool:
-    return bool(np.all(np.abs(h) < TOLERANCE))
+    return bool(np.all(np.abs(h) < converged_tolerance(np.asarray(h).dtype)))
 
 
 #: Array operations of the solver on numpy (``model.py`` passes PyTensor's).
-NUMPY_SOLVER_OPS = SimpleNamespace(exp=np.exp, log=np.log, logaddexp=np.logaddexp,
-                                   where=np.where, stop_gradient=lambda x: x, done=_np_done)
+NUMPY_SOLVER_OPS = SimpleNamespace(exp=np.exp, log=np.log, log1p=np.log1p,
+                                   logaddexp=np.logaddexp, where=np.where,
+                                   stop_gradient=lambda x: x, done=_np_done)
 
 
 # --------------------------------------------------------------------------------------------
@@ -121,7 +130,10 @@ def solve_step_term(log_floor, a, c, *, alpha_s, alpha_b, xp=NUMPY_SOLVER_OPS,
     alpha_s, alpha_b
         Exponents.
     xp
-        Array operations (``exp, log, logaddexp, where, stop_gradient, done``).
+        Array operations (``exp, log, log1p, logaddexp, where, stop_gradient, done``, and
+        optionally ``iterate``: a driver of the iterations that replaces the Python loop of
+        :func:`newton_iterations`, e.g. one graph Op that stops where every point has
+        converged).
     iterations
         Most safeguarded Newton steps (a bisection step whenever Newton leaves the bracket);
         ``xp.done(h)`` may stop earlier. A last Newton step follows with gradients on.
@@ -136,53 +148,84 @@ def solve_step_term(log_floor, a, c, *, alpha_s, alpha_b, xp=NUMPY_SOLVER_OPS,
     array_like
         ``v``, same shape as the broadcast inputs.
     """
-    r = alpha_s / alpha_b
-
-    def h_and_slope(v):
-        log_l = xp.logaddexp(log_floor, v)
-        logk = c - log_l / alpha_b                       # log(B_crit(L) / B)
-        h = v - a - alpha_s * _softplus(logk, xp)
-        slope = 1.0 + r * xp.exp(logk - _softplus(logk, xp) + v - log_l)
-        return h, slope
+    floor = xp.exp(log_floor)
 
     def clip(x):
         return xp.where(x > lo, xp.where(x < hi, x, hi), lo)
 
     lo = a + 0.0 * log_floor + 0.0 * c
     hi = a + alpha_s * _softplus(c - log_floor / alpha_b, xp)
-    v = clip((a + alpha_s * c) / (1.0 + r))               # B << B_crit and L ~ step term
+    v = clip((a + alpha_s * c) / (1.0 + alpha_s / alpha_b))  # B << B_crit, L ~ step term
     if log_start is not None:  # start from log(L_start - L_N) where that is the better guess
-        excess = xp.exp(log_start) - xp.exp(log_floor)
+        excess = xp.exp(log_start) - floor
         v_start = clip(xp.where(excess > 0, xp.log(xp.where(excess > 0, excess, 1.0)), lo))
-        h_guess, _ = h_and_slope(v)
-        h_start, _ = h_and_slope(v_start)
+        h_guess, _ = step_residual(v, floor, a, c, alpha_s, alpha_b, xp)
+        h_start, _ = step_residual(v_start, floor, a, c, alpha_s, alpha_b, xp)
         lo = xp.where(h_guess <= 0, xp.where(v > lo, v, lo), lo)
         hi = xp.where(h_guess >= 0, xp.where(v < hi, v, hi), hi)
         lo = xp.where(h_start <= 0, xp.where(v_start > lo, v_start, lo), lo)
         hi = xp.where(h_start >= 0, xp.where(v_start < hi, v_start, hi), hi)
         v = xp.where(h_start * h_start < h_guess * h_guess, v_start, v)
+    iterate = getattr(xp, "iterate", None)
+    if iterate is not None:
+        v = iterate(v, lo, hi, floor, a, c, alpha_s, alpha_b, iterations=iterations)
+    else:
+        v = newton_iterations(v, lo, hi, floor, a, c, alpha_s, alpha_b, xp=xp,
+                              iterations=iterations)
+    v = xp.stop_gradient(v)
+    h, slope = step_residual(v, floor, a, c, alpha_s, alpha_b, xp)
+    return v - h / slope
+
+
+def step_residual(v, floor, a, c, alpha_s, alpha_b, xp=NUMPY_SOLVER_OPS):
+    r"""``h(v)`` of :func:`solve_step_term` and its slope ``h'(v)``, with ``floor = L_N``.
+
+    Four transcendental functions per point: ``e^v``, ``log L``, ``k = B_crit(L)/B = e^{c -
+    log L / alpha_B}`` and ``log1p(k)`` (``h = v - a - alpha_S log(1 + k)``; the slope is
+    ``1 + (alpha_S/alpha_B) (k/(1+k)) (e^v/L)``). Past ``log k = 60`` (``k/(1+k)`` is 1 to
+    rounding) ``log(1 + k)`` is ``log k``, so nothing overflows in float32.
+    """
+    ev = xp.exp(v)
+    total = floor + ev
+    logk = c - xp.log(total) / alpha_b
+    small = logk < 60.0
+    k = xp.exp(xp.where(small, logk, 60.0))
+    h = v - a - alpha_s * xp.where(small, xp.log1p(k), logk)
+    return h, 1.0 + (alpha_s / alpha_b) * (k / (1.0 + k)) * (ev / total)
+
+
+def newton_update(v, lo, hi, h, slope, h_before, xp=NUMPY_SOLVER_OPS):
+    """One safeguarded Newton step of :func:`solve_step_term` from ``v`` (where ``h`` and
+    ``slope`` were evaluated; ``h_before`` is the last step's ``h``): ``(v, lo, hi)`` after it.
+
+    Newton, unless, still far from the root, it leaves the bracket or the last step did not
+    halve ``|h|`` (a sharp bend of B_crit(L), small alpha_B, makes Newton overshoot by up to
+    alpha_S/alpha_B): then bisect. Near the root Newton is always taken: there a step of a
+    rounding error can fall just outside a bracket that has shrunk to the root from one side
+    only, and the bisection of that bracket would jump away from the root (seen under XLA's
+    fused arithmetic: 1.9e-3 in log loss after 6 iterations).
+    """
+    lo = xp.where(h <= 0, v, lo)
+    hi = xp.where(h >= 0, v, hi)
+    newton = v - h / slope
+    h2 = h * h
+    near = h2 < NEAR_ROOT**2
+    fast = (newton >= lo) * (newton <= hi) * (h2 <= 0.25 * h_before * h_before)
+    return xp.where(near + fast > 0, newton, 0.5 * (lo + hi)), lo, hi
+
+
+def newton_iterations(v, lo, hi, floor, a, c, alpha_s, alpha_b, *, xp=NUMPY_SOLVER_OPS,
+                      iterations: int = MAX_ITERATIONS):
+    """The iterations of :func:`solve_step_term` from ``v`` in ``[lo, hi]``: at most
+    ``iterations`` steps of :func:`newton_update`, stopping once ``xp.done(h)``."""
     h_before = 1e30 + 0.0 * lo
     for _ in range(iterations):
-        h, slope = h_and_slope(v)
+        h, slope = step_residual(v, floor, a, c, alpha_s, alpha_b, xp)
         if xp.done(h):
             break
-        lo = xp.where(h <= 0, v, lo)
-        hi = xp.where(h >= 0, v, hi)
-        newton = v - h / slope
-        # Newton, unless, still far from the root, it leaves the bracket or the last step did
-        # not halve |h| (a sharp bend of B_crit(L), small alpha_B, makes Newton overshoot by up
-        # to alpha_S/alpha_B): then bisect. Near the root Newton is always taken: there a
-        # step of a rounding error can fall just outside a bracket that has shrunk to the
-        # root from one side only, and the bisection of that bracket would jump away from the
-        # root (seen under XLA's fused arithmetic: 1.9e-3 in log loss after 6 iterations)
-        h2 = h * h
-        near = h2 < NEAR_ROOT**2
-        fast = (newton >= lo) * (newton <= hi) * (h2 <= 0.25 * h_before * h_before)
-        v = xp.where(near + fast > 0, newton, 0.5 * (lo + hi))
+        v, lo, hi = newton_update(v, lo, hi, h, slope, h_before, xp)
         h_before = h
-    v = xp.stop_gradient(v)
-    h, slope = h_and_slope(v)
-    return v - h / slope
+    return v
 
 
 def log_loss_nsb(log_n, log_s, log_b, *, log_n_c, alpha_n, log_s_c, alpha_s, log_b_star,

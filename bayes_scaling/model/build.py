@@ -31,6 +31,7 @@ with warnings.catch_warnings():  # PyTensor's note about pip-installed BLAS is n
     warnings.simplefilter("ignore", UserWarning)
     import pymc as pm
 import numpy as np
+import pytensor
 import pytensor.tensor as pt
 
 from bayes_scaling.constants import GROUP, RUN
@@ -170,13 +171,27 @@ def _build_float32(spec: ModelSpec, runs: RunTable) -> pm.Model:
             value = pt.cast(value, "float32")
             rows[name] = value[gi] if p in group_c else value
         x = [pt.as_tensor((logs[i] - centre[i]).astype("float32")) for i in law.inputs]
-        if law.terms is not None:
-            mu = pt.log(law.terms(*x, **rows, xp=PYTENSOR_OPS))
-        else:
-            mu = law.log_mean(*x, **rows, xp=PYTENSOR_OPS)
+        with float32_constants():
+            if law.terms is not None:
+                mu = pt.log(law.terms(*x, **rows, xp=PYTENSOR_OPS))
+            else:
+                mu = law.log_mean(*x, **rows, xp=PYTENSOR_OPS)
         _record_natural(law, centre, theta_c, group_c, pop_c)
         likelihood_float32(spec, mu, runs.log_loss)
     return _finish(model, centre, runs, "float32")
+
+
+def float32_constants() -> Any:
+    """Context in which the Python floats of a law's body become float32 graph constants.
+
+    PyTensor turns a Python float that float32 cannot hold exactly (``0.05``, ``1e-12``) into
+    a float64 constant, which silently upcasts every float32 array it touches: the schedule
+    law's floor fraction made its whole solve float64 (770 float64 arrays of 18,040 points in
+    the JAX graph, 4x the float32 time per gradient). Laws are written once for numpy and
+    PyTensor, so the float32 graphs build them inside this context instead of casting each
+    literal (tests/test_curve_graph.py checks every per-point value of a law is float32).
+    """
+    return pytensor.config.change_flags(floatX="float32")
 
 
 def likelihood_float32(spec: ModelSpec, mu: Any, log_loss: Any, sigma: Any = None) -> None:

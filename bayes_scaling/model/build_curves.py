@@ -18,9 +18,23 @@ from pytensor.graph.op import Op
 
 from bayes_scaling.constants import GROUP
 from bayes_scaling.data.curves import CURVE, OBS
-from bayes_scaling.laws.curve import GRAPH_ITERATIONS, OFFSET_SCALE, uncentre
+from bayes_scaling.laws.curve import (
+    GRAPH_ITERATIONS,
+    NUMPY_SOLVER_OPS,
+    OFFSET_SCALE,
+    converged_tolerance,
+    newton_iterations,
+    newton_update,
+    step_residual,
+    uncentre,
+)
 from bayes_scaling.laws.registry import CURVE_LAWS
-from bayes_scaling.model.build import likelihood_float32, prior_variable, row_precision
+from bayes_scaling.model.build import (
+    float32_constants,
+    likelihood_float32,
+    prior_variable,
+    row_precision,
+)
 from bayes_scaling.model.centre import curve_centre
 from bayes_scaling.model.spec import CENTRED_MIN_RUNS, ModelSpec, Prior
 
@@ -82,10 +96,12 @@ def build_dynamics_model(spec: ModelSpec, curves: Any, *, curve_effects: bool = 
 
 def pytensor_solver_ops() -> SimpleNamespace:
     """The array operations of :func:`bayes_scaling.laws.curve.solve_step_term` on PyTensor:
-    a fixed number of iterations (no early stop in a graph) and :data:`stop_gradient`."""
+    its iterations are one :class:`NewtonSolve` Op (no gradient; in JAX a loop that stops
+    once every point has converged) and :data:`stop_gradient`."""
     _register_stop_gradient()
-    return SimpleNamespace(exp=pt.exp, log=pt.log, logaddexp=pt.logaddexp, where=pt.switch,
-                           stop_gradient=stop_gradient, done=lambda _h: False)
+    return SimpleNamespace(exp=pt.exp, log=pt.log, log1p=pt.log1p, logaddexp=pt.logaddexp,
+                           where=pt.switch, stop_gradient=stop_gradient,
+                           done=lambda _h: False, iterate=_graph_iterate)
 
 
 def _log_mean_float32(law: Any, curves: Any, natural: dict[str, Any], ops: Any) -> Any:
@@ -97,8 +113,9 @@ def _log_mean_float32(law: Any, curves: Any, natural: dict[str, Any], ops: Any) 
             if p in law.params}
     logs = [pt.as_tensor(np.asarray(x, dtype="float32"))
             for x in curves.law_inputs(law.inputs)]
-    mu = law.log_mean(*logs, **rows, xp=ops, iterations=GRAPH_ITERATIONS,
-                      log_start=pt.as_tensor(curves.log_loss.astype("float32")))
+    with float32_constants():
+        mu = law.log_mean(*logs, **rows, xp=ops, iterations=GRAPH_ITERATIONS,
+                          log_start=pt.as_tensor(curves.log_loss.astype("float32")))
     return pt.cast(mu, "float64")
 
 
@@ -297,6 +314,80 @@ class StopGradient(Op):
 stop_gradient = StopGradient()
 
 
+class NewtonSolve(Op):
+    """The iterations of :func:`bayes_scaling.laws.curve.solve_step_term` as one Op, with no
+    gradient (the solve's last Newton step, outside it, carries the implicit gradient).
+
+    Inputs ``(v, lo, hi, floor, a, c, alpha_s, alpha_b)`` as in
+    :func:`bayes_scaling.laws.curve.newton_iterations`; output ``v`` after at most
+    ``iterations`` steps, stopping once every point's ``|h|`` is below
+    :func:`~bayes_scaling.laws.curve.converged_tolerance`. In JAX this is a
+    ``jax.lax.while_loop``: near the posterior, started from the observed losses, it stops
+    after 2-3 steps instead of running a fixed count; elsewhere (numba: object mode; the C
+    backend) :meth:`perform` runs the numpy loop. Same iterations, same stopping rule.
+    """
+
+    __props__ = ("iterations",)
+
+    def __init__(self, iterations: int):
+        self.iterations = int(iterations)
+
+    def make_node(self, *inputs):
+        inputs = [pt.as_tensor_variable(x) for x in inputs]
+        return Apply(self, inputs, [inputs[0].type()])
+
+    def perform(self, node, inputs, outputs):
+        v, lo, hi, floor, a, c, alpha_s, alpha_b = inputs
+        out = newton_iterations(v, lo, hi, floor, a, c, alpha_s, alpha_b, xp=NUMPY_SOLVER_OPS,
+                                iterations=self.iterations)
+        outputs[0][0] = np.array(np.broadcast_to(out, v.shape), dtype=v.dtype)
+
+    def infer_shape(self, fgraph, node, shapes):
+        return [shapes[0]]
+
+    def grad(self, inputs, output_grads):
+        return [disconnected_type() for _ in inputs]
+
+    def connection_pattern(self, node):
+        return [[False] for _ in node.inputs]
+
+    def R_op(self, inputs, eval_points):
+        return [None]
+
+
+def _graph_iterate(v, lo, hi, floor, a, c, alpha_s, alpha_b, *, iterations: int):
+    return NewtonSolve(iterations)(v, lo, hi, floor, a, c, alpha_s, alpha_b)
+
+
+def _jax_newton_solve(op: NewtonSolve, **kw):
+    """JAX form of :class:`NewtonSolve`: a while loop that stops once every point converged."""
+    import jax  # lazy: only the JAX translation of a curve graph needs it
+    import jax.numpy as jnp  # lazy: with jax
+
+    ops = SimpleNamespace(exp=jnp.exp, log=jnp.log, log1p=jnp.log1p, where=jnp.where)
+
+    def solve(v, lo, hi, floor, a, c, alpha_s, alpha_b):
+        tol = converged_tolerance(v.dtype)
+
+        def residual(x):
+            h, slope = step_residual(x, floor, a, c, alpha_s, alpha_b, ops)
+            return jnp.broadcast_to(h, v.shape), jnp.broadcast_to(slope, v.shape)
+
+        def more(state):
+            return (state[0] < op.iterations) & jnp.any(jnp.abs(state[4]) >= tol)
+
+        def step(state):
+            k, x, low, high, h, slope, h_before = state
+            x, low, high = newton_update(x, low, high, h, slope, h_before, ops)
+            return (k + 1, x, low, high, *residual(x), h)
+
+        state = (0, v, jnp.broadcast_to(lo, v.shape), jnp.broadcast_to(hi, v.shape),
+                 *residual(v), jnp.full_like(v, 1e30))
+        return jax.lax.while_loop(more, step, state)[1]
+
+    return solve
+
+
 _REGISTERED: list[bool] = []
 
 
@@ -311,6 +402,7 @@ def _register_stop_gradient() -> None:
         from pytensor.link.jax.dispatch import jax_funcify  # lazy: loads JAX
 
         jax_funcify.register(StopGradient)(lambda op, **kw: jax.lax.stop_gradient)
+        jax_funcify.register(NewtonSolve)(_jax_newton_solve)
     except ImportError:
         pass
     try:

@@ -74,12 +74,18 @@ def _tune_malloc() -> bool:
         return False
 
 
-#: Above this many observations numpyro runs the chains one after another on the CPU: with
-#: one XLA host device per chain ("parallel") resident memory grows with every NUTS step in
-#: proportion to the data (measured: 24,500 runs, 4 chains x 2000 steps -> 20 GB peak; one
-#: after another: 1.1 GB, about 1.5x the time). The growth is glibc's allocator keeping the
-#: data-sized buffers that XLA's device threads free (benchmarks/results/parallel_memory.md).
+#: Above this many observations of a float64 model numpyro runs the chains one after another
+#: on the CPU: with one XLA host device per chain ("parallel") resident memory grows with every
+#: NUTS step in proportion to the data (measured: 24,500 runs, 4 chains x 2000 steps -> 20 GB
+#: peak; one after another: 1.1 GB, about 1.5x the time). The growth is glibc's allocator
+#: keeping the data-sized buffers that XLA's device threads free, and only buffers above its
+#: 128 kB mmap threshold grow (benchmarks/results/parallel_memory.md): 16,384 float64 values.
 PARALLEL_MAX_OBS = 10_000
+#: The same limit for a float32 model (``model.build.row_precision``: from 10,000 observations
+#: on): its per-observation buffers stay below 128 kB up to 32,768 values. Measured in parallel:
+#: 24,500 runs x 64 groups, default fit, 1.4 GB peak (``bench_scale.py --cells 24500x64p``);
+#: 18,040 checkpoints of the schedule law, default fit, 1.0 GB (``bench_schedule.py --only 5h``).
+FLOAT32_PARALLEL_MAX_OBS = 32_768
 
 
 def _n_observed(model: pm.Model) -> int:
@@ -99,14 +105,17 @@ def _n_observed(model: pm.Model) -> int:
 
 def _chain_method(chains: int, model: pm.Model) -> str:
     """How numpyro runs the chains: ``BAYES_SCALING_CHAIN_METHOD`` if set; else one host
-    device per chain, unless the data are large on a CPU (then one chain after another);
+    device per chain, unless the data are large on a CPU (then one chain after another:
+    :data:`PARALLEL_MAX_OBS`, :data:`FLOAT32_PARALLEL_MAX_OBS`);
     vectorized when there are fewer devices than chains."""
     import jax  # lazy: JAX starts XLA (seconds); only the numpyro backend needs it
 
     forced = os.environ.get("BAYES_SCALING_CHAIN_METHOD")
     if forced in ("parallel", "vectorized", "sequential"):
         return forced
-    if jax.default_backend() == "cpu" and _n_observed(model) > PARALLEL_MAX_OBS:
+    limit = (FLOAT32_PARALLEL_MAX_OBS
+             if getattr(model, "bayes_scaling_precision", None) == "float32" else PARALLEL_MAX_OBS)
+    if jax.default_backend() == "cpu" and _n_observed(model) > limit:
         return "sequential"
     return "parallel" if jax.local_device_count() >= chains else "vectorized"
 
