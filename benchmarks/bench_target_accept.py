@@ -82,7 +82,58 @@ def tables():
                                      max_points_per_curve=None, max_points=None)
 
 
+def bcrit_tables():
+    """(name, CurveTable, law) of the ``--bcrit`` rule: the one-batch tables of
+    :func:`tables` with ``dynamics_schedule``, then section 3b's 20 one-batch training ladders
+    with ``dynamics``."""
+    from bench_dynamics import CALIBRATION_LADDER, K
+
+    from bayes_scaling.testing import synthetic_curves
+
+    for name, curves in tables():
+        if np.unique(curves.b).size == 1:
+            yield name, curves, "dynamics_schedule"
+    top = max(CALIBRATION_LADDER["n_sizes"])
+    for seed in range(1000, 1020):
+        frame = synthetic_curves(K, batch_sizes=(2**20,), seed=seed, **CALIBRATION_LADDER).frame
+        yield f"ladder_{seed}", load_curves(frame[frame["n_params"] < top],
+                                            warmup_fraction=0.0), "dynamics"
+
+
+def main_bcrit() -> None:
+    """``--bcrit``: every one-batch B_crit table whitened at 0.95 (resumable)."""
+    os.environ["BAYES_SCALING_INIT_MASS"] = "laplace"
+    path = OUT / "target_accept_bcrit.json"
+    rows = json.loads(path.read_text()) if path.exists() else []
+    done = {r["table"] for r in rows}
+    for name, curves, law in bcrit_tables():
+        if name in done:
+            continue
+        rows.append(_measure(name, curves, law, 0.95))
+        path.write_text(json.dumps(rows, indent=1))
+    write(json.loads((OUT / "target_accept.json").read_text()))
+
+
+def _measure(name: str, curves, law: str, accept: float) -> dict:
+    load0, t0 = os.getloadavg()[0], time.time()
+    fit = fit_dynamics(law, curves, target_accept=accept, retries=0, random_seed=SEED,
+                       on_bad="warn")
+    d = fit.diagnostics
+    row = {"table": name, "law": law, "points": int(curves.n_points), "target_accept": accept,
+           "passed": bool(d.passed), "divergences": int(d.divergences),
+           "max_rhat": float(d.max_rhat), "min_ess_bulk": float(d.min_ess_bulk),
+           "min_ess_tail": float(d.min_ess_tail),
+           "steps_per_draw": float(np.asarray(fit.idata.sample_stats["n_steps"]).mean()),
+           "wall_s": time.time() - t0, "load_before": load0,
+           "init_mass": fit.meta.get("init_mass"), "precision": fit.meta.get("precision")}
+    print(row, flush=True)
+    return row
+
+
 def main() -> None:
+    if "--bcrit" in sys.argv:
+        main_bcrit()
+        return
     whitened = "--whitened" in sys.argv
     if whitened:
         os.environ["BAYES_SCALING_INIT_MASS"] = "laplace"
@@ -93,21 +144,7 @@ def main() -> None:
         for accept in (0.95,) if whitened else ACCEPTS:
             if (name, accept) in done:
                 continue
-            load0, t0 = os.getloadavg()[0], time.time()
-            fit = fit_dynamics(MODEL, curves, target_accept=accept, retries=0,
-                               random_seed=SEED, on_bad="warn")
-            d = fit.diagnostics
-            stats = fit.idata.sample_stats
-            rows.append({"table": name, "points": int(curves.n_points),
-                         "target_accept": accept, "passed": bool(d.passed),
-                         "divergences": int(d.divergences), "max_rhat": float(d.max_rhat),
-                         "min_ess_bulk": float(d.min_ess_bulk),
-                         "min_ess_tail": float(d.min_ess_tail),
-                         "steps_per_draw": float(np.asarray(stats["n_steps"]).mean()),
-                         "wall_s": time.time() - t0, "load_before": load0,
-                         "init_mass": fit.meta.get("init_mass"),
-                         "precision": fit.meta.get("precision")})
-            print(rows[-1], flush=True)
+            rows.append(_measure(name, curves, MODEL, accept))
             path.write_text(json.dumps(rows, indent=1))
     write(json.loads((OUT / "target_accept.json").read_text()),
           json.loads(path.read_text()) if whitened else None)
@@ -152,7 +189,32 @@ def write(rows: list[dict], forced: list[dict] | None = None) -> None:
                          f"{'passed' if r['passed'] else 'FAILED'} | {r['divergences']} | "
                          f"{r['min_ess_bulk']:.0f} | {r['steps_per_draw']:.1f} | {per} | {wall} | "
                          f"{r['load_before']:.1f} |")
+    lines += _bcrit_lines()
     (OUT / "target_accept.md").write_text("\n".join(lines) + "\n")
+
+
+def _bcrit_lines() -> list[str]:
+    path = OUT / "target_accept_bcrit.json"
+    if not path.exists():
+        return []
+    rows = json.loads(path.read_text())
+    ok = all(r["passed"] and r["divergences"] == 0 for r in rows)
+    complete = len(rows) == len(list(bcrit_tables()))
+    verdict = ("0.95 where whitened" if ok and complete else
+               "keep 0.99" if not ok else "incomplete")
+    lines = ["", "### B_crit laws on one batch size, whitened (`--bcrit`)", "",
+             "Rule stated before these runs (module docstring): a B_crit law on one batch size "
+             "gets 0.95 where NUTS runs in the Laplace-whitened space if every table passes the "
+             "gate at 0.95, whitened, on the first attempt with 0 divergences "
+             f"({len(rows)} tables). **Verdict: {verdict}.**", "",
+             "| table | law | checkpoints | gate | divergences | max r-hat | min bulk ESS | "
+             "min tail ESS | steps/draw | wall s | load |", "|---" * 11 + "|"]
+    for r in rows:
+        lines.append(f"| {r['table']} | `{r['law']}` | {r['points']} | "
+                     f"{'passed' if r['passed'] else 'FAILED'} | {r['divergences']} | "
+                     f"{r['max_rhat']:.3f} | {r['min_ess_bulk']:.0f} | {r['min_ess_tail']:.0f} | "
+                     f"{r['steps_per_draw']:.1f} | {r['wall_s']:.0f} | {r['load_before']:.1f} |")
+    return lines
 
 
 if __name__ == "__main__":
