@@ -200,8 +200,10 @@ def _bcrit_lines() -> list[str]:
     rows = json.loads(path.read_text())
     ok = all(r["passed"] and r["divergences"] == 0 for r in rows)
     complete = len(rows) == len(list(bcrit_tables()))
-    verdict = ("0.95 where whitened" if ok and complete else
-               "keep 0.99" if not ok else "incomplete")
+    failed = sum(not (r["passed"] and r["divergences"] == 0) for r in rows)
+    verdict = ("0.95 where whitened" if ok and complete else "incomplete" if ok else
+               f"keep 0.99: {failed} of the {len(rows)} tables run failed"
+               + ("" if complete else "; the run stopped there, the rule being decided"))
     lines = ["", "### B_crit laws on one batch size, whitened (`--bcrit`)", "",
              "Rule stated before these runs (module docstring): a B_crit law on one batch size "
              "gets 0.95 where NUTS runs in the Laplace-whitened space if every table passes the "
