@@ -141,6 +141,29 @@ def test_a_float32_curve_graph_is_float32_per_checkpoint(name):
         assert n32 > 20 and n64 <= 10, (family, n64, n32)
 
 
+def test_the_jitted_graph_solve_converges_from_far_starts():
+    """Warm-up: constants anywhere in the prior, each checkpoint started from the loss of other
+    constants. The graph's loop starts there (no choice of start) and still stops at the root."""
+    rng = np.random.default_rng(2)
+    m = 20_000
+    bounds = {"log_n_c": (np.log(1e9), np.log(1e18)), "alpha_n": (0.013, 0.5),
+              "log_s_c": (0.0, np.log(1e7)), "alpha_s": (0.15, 3.2),
+              "log_b_star": (np.log(1e4), np.log(1e14)), "alpha_b": (0.06, 0.7)}
+    theta = {k: rng.uniform(lo, hi, m) for k, (lo, hi) in bounds.items()}
+    logs = [np.log(10 ** rng.uniform(lo, hi, m)) for lo, hi in ((5, 13), (0, 8), (2, 9))]
+    law = CURVE_LAWS["dynamics"]
+    start = law.log_mean(*logs, **{k: rng.permutation(v) for k, v in theta.items()})
+    ins = [pt.dvector(f"x{i}") for i in range(3)]
+    cs = {p: pt.dvector(p) for p in law.params}
+    out = law.log_mean(*ins, **cs, xp=build_curves.pytensor_solver_ops(),
+                       iterations=build_curves.GRAPH_ITERATIONS, log_start=pt.as_tensor(start))
+    fn = jax.jit(get_jaxified_graph(inputs=ins + list(cs.values()), outputs=[out]))
+    got = np.asarray(fn(*logs, *(theta[p] for p in law.params))[0])
+    want = law.log_mean(*logs, **theta)
+    assert np.median(np.abs(start - want)) > 0.1     # far starts
+    assert np.abs(got - want).max() < 1e-8
+
+
 def test_the_graph_solve_outside_jax_is_the_numpy_solve():
     """The Newton Op's own ``perform`` (PyTensor's C and Python backends, numba's object mode)
     runs the numpy iterations: the same root, in float64 and in float32."""

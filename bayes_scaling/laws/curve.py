@@ -156,9 +156,13 @@ def solve_step_term(log_floor, a, c, *, alpha_s, alpha_b, xp=NUMPY_SOLVER_OPS,
     lo = a + 0.0 * log_floor + 0.0 * c
     hi = a + alpha_s * _softplus(c - log_floor / alpha_b, xp)
     v = clip((a + alpha_s * c) / (1.0 + alpha_s / alpha_b))  # B << B_crit, L ~ step term
+    iterate = getattr(xp, "iterate", None)
     if log_start is not None:  # start from log(L_start - L_N) where that is the better guess
         excess = xp.exp(log_start) - floor
         v_start = clip(xp.where(excess > 0, xp.log(xp.where(excess > 0, excess, 1.0)), lo))
+    if log_start is not None and iterate is not None:
+        v = v_start  # a driver that iterates to convergence needs no choice of start
+    elif log_start is not None:
         h_guess, _ = step_residual(v, floor, a, c, alpha_s, alpha_b, xp)
         h_start, _ = step_residual(v_start, floor, a, c, alpha_s, alpha_b, xp)
         lo = xp.where(h_guess <= 0, xp.where(v > lo, v, lo), lo)
@@ -166,7 +170,6 @@ def solve_step_term(log_floor, a, c, *, alpha_s, alpha_b, xp=NUMPY_SOLVER_OPS,
         lo = xp.where(h_start <= 0, xp.where(v_start > lo, v_start, lo), lo)
         hi = xp.where(h_start >= 0, xp.where(v_start < hi, v_start, hi), hi)
         v = xp.where(h_start * h_start < h_guess * h_guess, v_start, v)
-    iterate = getattr(xp, "iterate", None)
     if iterate is not None:
         v = iterate(v, lo, hi, floor, a, c, alpha_s, alpha_b, iterations=iterations)
     else:
