@@ -39,6 +39,7 @@ from bayes_scaling.query import anchor
 RESULTS = bg.RESULTS
 SETS = ("synthetic", "porian", "gemstones")
 _SLICED: set[int] = set()  # ids of the calibrations fitted with the slice anchor
+_WEIGHT_CALIBRATIONS = bw.calibrations
 
 
 def gate_records(n: int, cache: Path) -> pd.DataFrame:
@@ -55,7 +56,7 @@ def gate_records(n: int, cache: Path) -> pd.DataFrame:
 
 def _calibrations(fit, cache: Path, key: str) -> dict[str, anchor.ContrastCalibration]:
     """The reference's calibration (the cached comparisons) and the candidate's."""
-    ref = bw.calibrations(fit, cache, key)["zero_rel"]
+    ref = _WEIGHT_CALIBRATIONS(fit, cache, key)["zero_rel"]
     path = cache / f"{key}.slice.caldata.pkl"
     if not path.exists():
         path.write_bytes(pickle.dumps(anchor.calibration_data(fit, slice_anchor=True)))
@@ -162,8 +163,8 @@ def write(frame, table, real, g0, valid, verdicts) -> None:
         "spread scaled about the mean (planted faults).", "",
         "Gate, pooled and per kind and target (target: times the top budget):", "",
         bg._md(pd.DataFrame(pooled + per)), "",
-        f"G0 (the gate rejects the oracle's planted faults): **{'valid' if valid else 'NOT'} "
-        "valid**:", "", bg._md(pd.DataFrame(g0)), "",
+        f"G0 (the gate rejects the oracle's planted faults): **{'valid' if valid else 'NOT valid'}"
+        "**:", "", bg._md(pd.DataFrame(g0)), "",
         "The candidate and the reference's planted faults against the reference `rel` (G1: "
         f"dbrier_q95 <= {bg.MARGIN_POOLED}; G2: each kind's <= {bg.MARGIN_CLASS}; G3: "
         f"|cov90 - 0.9| and calgap no worse than the reference's + {bg.TOL}; R1: mean Brier "

@@ -86,10 +86,10 @@ DRIFT_DECAY: bool = False
 #: Porian and Gemstones sets (0.068 against 0.074).
 RELATIVE_DRIFT: bool = True
 #: Anchor each group on its whole isoFLOP slice at the anchor level, not on its best run alone:
-#: the law at the best run plus the mean residual of the slice's runs from the law (the law's
-#: shape carries the best run's place in the slice; every run measures the level). Session 11
-#: (``benchmarks/CRITERIA_s11_i17.md``): on synthetic ladders a best run's gap is as noisy as
-#: the observed gap it predicts, half the variance of the band.
+#: the law at the best run plus the slice's mean residual from the law. Off: on synthetic
+#: ladders a best run's gap is as noisy as the gap it predicts, and this lowers the gate's
+#: Brier (0.068 against 0.074), but on Porian a recipe's effect varies within a slice (accuracy
+#: 72% against 88%; ``benchmarks/results/contrast_slice.md``, ``CRITERIA_s11_i17.md``).
 SLICE_ANCHOR: bool = False
 #: Prior sd of ``kappa`` (per decade, in log10 of the drift variance: 1 = tenfold per decade)
 #: and the grid it is fitted over.
