@@ -27,7 +27,8 @@ SCRIPTS = {"calibration": "bench_discrepancy_prior.py", "calibration_nuts": "ben
            "calibration_shared": "bench_discrepancy_shared.py",
            "calibration_drift": "bench_discrepancy_drift.py",
            "contrast_decay": "bench_contrast.py --drift-decay",
-           "contrast_flat": "bench_contrast.py --flat-drift"}
+           "contrast_flat": "bench_contrast.py --flat-drift",
+           "contrast_slice_bench": "bench_contrast.py --slice-anchor"}
 
 
 def main() -> None:

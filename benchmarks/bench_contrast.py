@@ -92,6 +92,10 @@ def main() -> None:
                     help="the band's drift not scaling with the gap at the anchor "
                     "(anchor.RELATIVE_DRIFT off: the default before session 10); the report "
                     "goes to contrast_flat.md")
+    ap.add_argument("--slice-anchor", action="store_true",
+                    help="each group's level at the anchor from its whole isoFLOP slice "
+                    "(anchor.SLICE_ANCHOR, session 11's candidate); the report goes to "
+                    "contrast_slice_bench.md")
     ap.add_argument("--json", type=Path, default=JSON,
                     help=f"the records' file (default {JSON.relative_to(JSON.parents[2])})")
     args = ap.parse_args()
@@ -99,6 +103,8 @@ def main() -> None:
         anchor.DRIFT_DECAY, anchor.RELATIVE_DRIFT = True, False
     if args.flat_drift:
         anchor.RELATIVE_DRIFT = False
+    if args.slice_anchor:
+        anchor.SLICE_ANCHOR = True
     if args.cache is not None:
         args.cache.mkdir(parents=True, exist_ok=True)
         CACHE.append(args.cache)
@@ -127,6 +133,9 @@ def main() -> None:
     if args.drift_decay:
         report(store, "contrast_decay", " - drift settling as a power of compute "
                "(`--drift-decay`, `anchor.DRIFT_DECAY`; not the default)")
+    elif args.slice_anchor:
+        report(store, "contrast_slice_bench", " - each group's level at the anchor from its "
+               "whole isoFLOP slice (`--slice-anchor`, `anchor.SLICE_ANCHOR`)")
     elif args.flat_drift:
         report(store, "contrast_flat", " - drift not scaling with the gap (`--flat-drift`, "
                "`anchor.RELATIVE_DRIFT` off: the default before session 10)")

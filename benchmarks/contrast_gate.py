@@ -45,11 +45,16 @@ SPLITS = (0.35, 0.6, 1.0, 1.7, 3.0)
 BUDGETS = 1e17 * 2.0 ** np.arange(10)
 TARGETS = (4.0, 32.0)  # times the top budget
 N_OBS, N_ORACLE = 5, 4000
-#: the candidates: (anchor.DRIFT_DECAY, anchor.RELATIVE_DRIFT, scale of the predictive spread)
+#: the candidates: (anchor.DRIFT_DECAY, anchor.RELATIVE_DRIFT, scale of the predictive spread[,
+#: anchor.SLICE_ANCHOR]); None: the library's default
 CANDIDATES = {"zero": (False, False, 1.0), "decay": (True, False, 1.0),
               "rel": (False, True, 1.0), "zero_x2": (False, False, 2.0),
               "zero_x0.5": (False, False, 0.5),
               **{f"zero_s{k:g}": (False, False, k) for k in (0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.2)}}
+#: session 11 (``benchmarks/CRITERIA_s11_i17.md``): the default of session 10 (relative drift)
+#: against the same with the slice anchor, and planted spread faults of the reference
+CANDIDATES_S11 = {"rel": (False, True, 1.0, False), "slice": (False, True, 1.0, True),
+                  "rel_x2": (False, True, 2.0, False), "rel_x0.5": (False, True, 0.5, False)}
 #: the oracle (the exact predictive distribution of the observed gap) and planted faults of it:
 #: its spread scaled about its mean (the gate's power is checked on these)
 ORACLES = {"oracle": 1.0, "oracle_x2": 2.0, "oracle_x0.5": 0.5, "oracle_x1.5": 1.5,
@@ -135,17 +140,18 @@ def score_ladder(i: int, seed: int = 0, candidates=CANDIDATES) -> list[dict]:
     obs = [best_losses(spec, c, N_OBS, seed + 20_000 + 97 * i + t) for t, c in enumerate(flops)]
     ref = [best_losses(spec, c, N_ORACLE, seed + 30_000 + 97 * i + t)
            for t, c in enumerate(flops)]
-    data = anchor.calibration_data(fit)
+    slices = {c[3] if len(c) > 3 else None for c in candidates.values()}
+    data = {sl: anchor.calibration_data(fit, slice_anchor=sl) for sl in slices}
     theta = {g: {k: v[:, None] for k, v in group_theta(fit, g).items()} for g in names}
     pairs = list(itertools.combinations(range(len(names)), 2))
     bands = {}
-    for decay, rel in {c[:2] for c in candidates.values()}:
-        cal = anchor.calibration_from(data, "zero", decay=decay, relative=rel)
+    for decay, rel, sl in {(*c[:2], c[3] if len(c) > 3 else None) for c in candidates.values()}:
+        cal = anchor.calibration_from(data[sl], "zero", decay=decay, relative=rel)
         rng = np.random.default_rng(seed + i)
         for a, b in pairs:
             _, pred = anchor.anchored_log_losses(fit, (names[a], names[b]), theta, log_c, None,
-                                                 cal, rng, beyond="hold")
-            bands[(decay, rel, a, b)] = np.exp(pred[1]) - np.exp(pred[0])
+                                                 cal, rng, beyond="hold", slice_anchor=sl)
+            bands[(decay, rel, sl, a, b)] = np.exp(pred[1]) - np.exp(pred[0])
     rows = []
     for a, b in pairs:
         for t in range(flops.size):
@@ -154,8 +160,8 @@ def score_ladder(i: int, seed: int = 0, candidates=CANDIDATES) -> list[dict]:
                 rec = {"ladder": i, "kind": spec["kind"], "k": spec["k"], "a": a, "b": b,
                        "target": TARGETS[t], "obs": float(o), "b_better": bool(o < 0)}
                 scaled = [(n, r, s) for n, s in ORACLES.items()] + [
-                    (n, bands[(dec, rel, a, b)][:, t], s)
-                    for n, (dec, rel, s) in candidates.items()]
+                    (n, bands[(c[0], c[1], c[3] if len(c) > 3 else None, a, b)][:, t], c[2])
+                    for n, c in candidates.items()]
                 for name, d, scale in scaled:
                     d = d.mean() + scale * (d - d.mean())
                     rec.update({f"{name}_mean": float(d.mean()), f"{name}_sd": float(d.std()),
