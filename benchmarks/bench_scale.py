@@ -36,7 +36,7 @@ n_runs, n_groups = int(sys.argv[1]), int(sys.argv[2])
 forced = sys.argv[3:] == ["parallel"]
 if forced:  # chains in parallel at any size: what PARALLEL_MAX_OBS guards against
     import bayes_scaling.model.sampling as smp
-    smp.PARALLEL_MAX_OBS = 10**12
+    smp.PARALLEL_MAX_OBS = smp.FLOAT32_PARALLEL_MAX_OBS = 10**12
 rng = np.random.default_rng(n_runs * 1000 + n_groups)
 law = LAWS["chinchilla"]
 theta = to_sampling("chinchilla", PUBLISHED["epoch2024"])
@@ -53,9 +53,10 @@ from bayes_scaling.fitting.fit import fit
 t0 = time.perf_counter()
 f = fit("chinchilla", runs, random_seed=1, calibrate=False)
 d = f.diagnostics
-from bayes_scaling.model.sampling import PARALLEL_MAX_OBS
+from bayes_scaling.model.sampling import FLOAT32_PARALLEL_MAX_OBS, PARALLEL_MAX_OBS
+limit = FLOAT32_PARALLEL_MAX_OBS if f.meta.get("precision") == "float32" else PARALLEL_MAX_OBS
 print("RESULT " + json.dumps({"wall_s": time.perf_counter() - t0,
-      "chains_run": "one after another" if n_runs > PARALLEL_MAX_OBS and not forced
+      "chains_run": "one after another" if n_runs > limit and not forced
       else "in parallel", "forced_parallel": forced,
       "min_ess_bulk": d.min_ess_bulk,
       "min_ess_tail": d.min_ess_tail, "max_rhat": d.max_rhat, "divergences": d.divergences,
@@ -104,9 +105,12 @@ def render(rows: list[dict]) -> str:
     lines = ["## Scale: growth with runs and groups (synthetic Chinchilla ladders)", "",
              "Default fit (4 chains x 1000 tune + 1000 draws, numpyro), fresh process per cell,"
              " wall time from model build to diagnostics (imports excluded). Chains run in"
-             " parallel (one XLA host device each) up to 10,000 runs and one after another"
-             " above (`sampling.PARALLEL_MAX_OBS`): with parallel chains on the CPU resident"
-             " memory grows with every NUTS step in proportion to the data. "
+             " parallel (one XLA host device each) up to 10,000 runs of a float64 model and"
+             " 32,768 of a float32 one (since 2026-12-07, session 11; before, 10,000 for both),"
+             " one after another above (`sampling.PARALLEL_MAX_OBS`,"
+             " `FLOAT32_PARALLEL_MAX_OBS`): with parallel chains on the CPU resident memory grows"
+             " with every NUTS step in proportion to the data once its per-run buffers exceed"
+             " glibc's 128 kB mmap threshold (`parallel_memory.md`). "
              + _parallel_note(rows), "",
              "From 10,000 runs on (since 2026-12-07, session 9) the per-run arithmetic runs in"
              " float32, summed in float64 (`model.build.FLOAT32_MIN_OBS`; gradient cost in"
