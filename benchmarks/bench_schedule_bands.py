@@ -192,7 +192,8 @@ def write_md(res: dict[str, Any]) -> None:
              "gem_half": "Gemstones half LR, 3 largest held out",
              "gem6_base": "Gemstones base LR, 6 largest held out",
              **{f"mis_{k}": f"(Mis)Fitting, top {k} held out" for k in (1, 2, 3)}}
-    lines = ["# Held-out bands of curve fits: Normal curve offsets vs empirical offsets", "",
+    lines = ["# Held-out bands of curve fits: Normal curve offsets vs empirical offsets, and "
+             "run-length curve offsets (session 11, after the first table)", "",
              "`benchmarks/bench_schedule_bands.py`, 2 shared cores, `nice -n 19`; NUTS 2 chains x "
              "(500 + 500), no retry. Criterion committed before scoring: "
              "`benchmarks/CRITERIA_s10_i16.md`. Gemstones: `dynamics_schedule`; (Mis)Fitting: "
@@ -286,8 +287,9 @@ def run_length_section(res: dict[str, Any]) -> list[str]:
             lines.append(f"| {row} | {name} | {p['median_abs_pct_error']:.2f} | "
                          f"{p['coverage_50']:.0%} / {p['coverage_90']:.0%} | "
                          f"{'passed' if r['passed'] else 'FAILED'} | "
-                         f"{r.get('run_length_slope', float('nan')):+.4f} | "
-                         f"{r.get('alpha_n', float('nan')):.4f} | {sum(t)}/4 |")
+                         + (f"{r['run_length_slope']:+.4f}" if "run_length_slope" in r
+                            else "-") + f" | {r.get('alpha_n', float('nan')):.4f} | "
+                         f"{sum(t)}/4 |")
     lines.append("")
     for name, suf in list(fits.items())[1:]:
         ok, why = s11_verdict(res, suf)

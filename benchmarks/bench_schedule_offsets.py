@@ -8,8 +8,10 @@ Cheap (no NUTS) exploration behind ``benchmarks/results/schedule_bands.md``:
 2. **(Mis)Fitting** (top 1-3 sizes held out, ``dynamics_schedule_fixed_b``, the library's default
    thinning): the MAP of the default model (Normal, curve offsets integrated out, exact marginal
    likelihood) against the MAP without offsets, with the first quarter of every training run
-   dropped, and at 10 checkpoints per training curve; held-out error overall, in the first and
-   last quarter of each run.
+   dropped, at 10 checkpoints per training curve, and with run-length offsets (session 11:
+   offset mean = slope x centred log schedule length, ``benchmarks/CRITERIA_s11_i16.md``;
+   ``--map-only`` runs these rows alone); held-out error overall, in the first and last
+   quarter of each run.
 3. **(Mis)Fitting, top 1 held out**: the default model's training-curve offsets (conditional
    means at the MAP) against run length and size.
 

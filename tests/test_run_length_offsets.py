@@ -59,13 +59,15 @@ def test_covariate_is_the_centred_log_schedule_length_and_zero_without_one():
     assert centre == pytest.approx(np.mean(np.log(LENGTHS)))
     lengths = curves.frame.groupby("run_id", sort=False)["total_steps"].first().to_numpy()
     np.testing.assert_allclose(x, np.log(lengths) - centre)
-    x2, c2 = run_length_covariate(curves, centre=1.0)  # a held-out table: the fit's centre
+    x2, c2 = run_length_covariate(curves, 1.0, training=False)  # held out: the fit's centre
     assert c2 == 1.0 and np.allclose(x2, np.log(lengths) - 1.0)
+    x4, c4 = run_length_covariate(curves, None, training=False)  # the fit saw no length
+    assert c4 is None and np.all(x4 == 0.0)
     constant = load_curves(cosine_curves(1).drop(columns=["total_steps", "lr_schedule",
                                                           "final_lr_fraction"]),
                            warmup_fraction=0.0)
     x3, c3 = run_length_covariate(constant)
-    assert c3 == 0.0 and np.all(x3 == 0.0)
+    assert c3 is None and np.all(x3 == 0.0)
 
 
 def test_spec_option_round_trips_and_keeps_offsets_and_slope():

@@ -50,14 +50,19 @@ def curve_log_lengths(curves: CurveTable) -> np.ndarray:
     return out
 
 
-def run_length_covariate(curves: CurveTable, centre: float | None = None
-                         ) -> tuple[np.ndarray, float]:
+def run_length_covariate(curves: CurveTable, centre: float | None = None, *,
+                         training: bool = True) -> tuple[np.ndarray, float | None]:
     """Per curve, its centred log schedule length (0 where it has none), and the centre.
 
-    The centre (default: the mean over the curves that have a length, else 0) is that of the
-    training curves, saved in a fit's meta so that held-out curves use the same one.
+    The centre is that of the training curves (``training``, default: the mean over the
+    curves that have a length; ``None`` when none has one), saved in a fit's meta so that
+    held-out curves use the same one (``training=False`` with that ``centre``; a ``None``
+    centre gives every held-out curve 0: a fit that saw no length predicts none).
     """
     logs = curve_log_lengths(curves)
+    has = np.isfinite(logs)
+    if training and centre is None:
+        centre = float(np.mean(logs[has])) if has.any() else None
     if centre is None:
-        centre = float(np.mean(logs[np.isfinite(logs)])) if np.isfinite(logs).any() else 0.0
-    return np.where(np.isfinite(logs), logs - centre, 0.0), float(centre)
+        return np.zeros(curves.n_curves), None
+    return np.where(has, logs - centre, 0.0), float(centre)

@@ -201,7 +201,8 @@ def predict_curve(
     log_l = np.broadcast_to(
         curve_law_log_mean(fit, np.full(s.size, n), s, np.full(s.size, b), schedule, theta),
         (next(iter(theta.values())).shape[0], s.size))
-    if schedule is not None and schedule.total_steps and "run_length_slope" in fit.posterior:
+    if (schedule is not None and schedule.total_steps and "run_length_slope" in fit.posterior
+            and fit.meta.get("run_length_centre") is not None):
         x = np.log(schedule.total_steps) - fit.meta["run_length_centre"]
         log_l = log_l + run_length_shift(fit, np.full(s.size, x))
     if band == "predictive":

@@ -109,7 +109,8 @@ def checkpoint_draws(fit: ScalingFit, curves: CurveTable, *, band: str = "predic
             out = np.empty((mu.shape[0], curves.n_points))
         out[:, sel] = mu
     if "run_length_slope" in fit.posterior:
-        x, _ = run_length_covariate(curves, fit.meta["run_length_centre"])
+        x, _ = run_length_covariate(curves, fit.meta.get("run_length_centre"),
+                                    training=False)
         out = out + run_length_shift(fit, x[curves.curve_index])
     if band == "predictive":
         out = out + residual_noise(fit, curves.s, curves.curve_index, rng)
