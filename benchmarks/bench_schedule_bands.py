@@ -1,10 +1,12 @@
 """Curve-offset bands on held-out curves: the Normal offset band vs the empirical one.
 
-Criterion (committed before scoring): ``benchmarks/CRITERIA_s10_i16.md``. Fits the packaged
-default noise model (Normal likelihood, curve offsets integrated out) on Gemstones (base and half
-learning rate, 3 largest sizes held out, ``dynamics_schedule``) and on (Mis)Fitting (top 1-3 sizes
-held out, ``dynamics_schedule_fixed_b``, the library's default thinning), then scores every
-held-out checkpoint twice on the same posterior: ``offsets="normal"`` and ``"empirical"``
+Criteria (committed before scoring): ``benchmarks/CRITERIA_s10_i16.md`` (the empirical band)
+and ``benchmarks/CRITERIA_s11_i16.md`` (run-length curve offsets, rows ``<set>_rl``). Fits the
+packaged default noise model (Normal likelihood, curve offsets integrated out) on Gemstones
+(base and half learning rate, 3 largest sizes held out, ``dynamics_schedule``) and on
+(Mis)Fitting (top 1-3 sizes held out, ``dynamics_schedule_fixed_b``, the library's default
+thinning), then scores every held-out checkpoint twice on the same posterior:
+``offsets="normal"`` and ``"empirical"``
 (:func:`bayes_scaling.query.schedules.checkpoint_draws`). Per row it also reports the range of
 coverage a calibrated band would show on the same design (posterior predictive replicates scored
 by the same band) and, for (Mis)Fitting, the error by phase of the run and by size.
@@ -46,13 +48,27 @@ ROWS = ("gem_base", "mis_1", "mis_2", "mis_3", "gem_half")
 #: Rows fitted with Student-t noise and no curve offsets (the README's setting; the empirical
 #: band does not apply to them): ``<row>_t``.
 STUDENT_T = {"likelihood": "studentt", "curve_offsets": "none"}
+#: Rows fitted with run-length curve offsets (session 11 candidate, ``CRITERIA_s11_i16.md``):
+#: ``<row>_rl``.
+RUN_LENGTH = {"curve_offsets": "run_length"}
+#: ... and with Student-t checkpoint noise (candidate 2 of the same criteria): ``<row>_trl``.
+SUFFIXES = {"_trl": {"likelihood": "studentt", "curve_offsets": "run_length"},
+            "_rl10": RUN_LENGTH, "_t": STUDENT_T, "_rl": RUN_LENGTH}
+#: Checkpoints per (Mis)Fitting training curve by suffix (default: the library's 30). ``_rl10``:
+#: run-length offsets at 10 (an exploration after the s11 verdict, not part of its rule).
+POINTS = {"_rl10": 10}
+
+
+def base_row(row: str) -> str:
+    """The row's set, without its noise-model suffix."""
+    return next((row.removesuffix(k) for k in SUFFIXES if row.endswith(k)), row)
 warnings.simplefilter("ignore")
 
 
 def tables(row: str):
     """``(model, train, test, seed)`` of a row."""
-    row = row.removesuffix("_t")
-    if row.startswith("gem"):
+    if base_row(row).startswith("gem"):
+        row = base_row(row)
         # gem6_*: the 6 largest held out (1.0-2.0B; added after the 3-model rows, whose 90%
         # coverage a right band shows anywhere in ~60-100%: a measurement, not a criterion)
         held = 6 if row.startswith("gem6_") else 3
@@ -62,8 +78,10 @@ def tables(row: str):
         test = load_curves(df[df["n_params"] >= cut], warmup_fraction=0.0,
                            max_points_per_curve=None, max_points=None)
         return "dynamics_schedule", train, test, 1
-    top = int(row.removeprefix("mis_"))
-    train, test = misfitting_tables(top)
+    top = int(base_row(row).removeprefix("mis_"))
+    per_curve = POINTS.get(row[len(base_row(row)):])
+    train, test = misfitting_tables(top, **({"max_points_per_curve": per_curve}
+                                            if per_curve else {}))
     return "dynamics_schedule_fixed_b", train, test, SEED + top
 
 
@@ -73,7 +91,7 @@ def get_fit(row: str, model: str, train, seed: int) -> ScalingFit:
         return ScalingFit.load(path)
     t0 = time.time()
     fit = fit_dynamics(model, train, random_seed=seed, retries=0, **NUTS,
-                       **(STUDENT_T if row.endswith("_t") else {}))
+                       **SUFFIXES.get(row[len(base_row(row)):], {}))
     fit.meta["wall_s"] = time.time() - t0
     CACHE.mkdir(parents=True, exist_ok=True)
     fit.save(path)
@@ -114,9 +132,11 @@ def score_row(row: str) -> dict[str, Any]:
            "passed": bool(fit.diagnostics.passed), "max_rhat": float(fit.diagnostics.max_rhat),
            "divergences": int(fit.diagnostics.divergences), "wall_s": fit.meta.get("wall_s"),
            "sigma": float(np.median(fit.posterior["sigma"])),
-           **{f"{v}": float(np.median(fit.posterior[v])) for v in ("sigma_curve", "nu")
-              if v in fit.posterior}}
-    for off in ("normal",) if row.endswith("_t") else ("normal", "empirical"):
+           **{f"{v}": float(np.median(fit.posterior[v]))
+              for v in ("sigma_curve", "nu", "run_length_slope") if v in fit.posterior},
+           **({"alpha_n": float(np.median(fit.posterior["alpha_n"]))}
+              if "alpha_n" in fit.posterior else {})}
+    for off in ("normal",) if row != base_row(row) else ("normal", "empirical"):
         points, per, pooled = score_curves(fit, test, random_seed=SEED, offsets=off)
         draws = np.log(checkpoint_draws(fit, test, random_seed=SEED, offsets=off))
         res[off] = {"pooled": pooled, "curves": per.to_dict(orient="records"),
@@ -177,7 +197,8 @@ def write_md(res: dict[str, Any]) -> None:
              "gem_half": "Gemstones half LR, 3 largest held out",
              "gem6_base": "Gemstones base LR, 6 largest held out",
              **{f"mis_{k}": f"(Mis)Fitting, top {k} held out" for k in (1, 2, 3)}}
-    lines = ["# Held-out bands of curve fits: Normal curve offsets vs empirical offsets", "",
+    lines = ["# Held-out bands of curve fits: Normal curve offsets vs empirical offsets, and "
+             "run-length curve offsets (session 11, after the first table)", "",
              "`benchmarks/bench_schedule_bands.py`, 2 shared cores, `nice -n 19`; NUTS 2 chains x "
              "(500 + 500), no retry. Criterion committed before scoring: "
              "`benchmarks/CRITERIA_s10_i16.md`. Gemstones: `dynamics_schedule`; (Mis)Fitting: "
@@ -190,8 +211,11 @@ def write_md(res: dict[str, Any]) -> None:
              "| set | kind | points | band | median abs % error | 50% / 90% coverage | "
              "calibrated 90% range | gate |", "|---|---|---|---|---|---|---|---|"]
     for row, r in res.items():
-        label = names[row.removesuffix("_t")] + (" (Student-t, no offsets)"
-                                                  if row.endswith("_t") else "")
+        label = names[base_row(row)] + {"_t": " (Student-t, no offsets)",
+                                        "_rl": " (run-length offsets)",
+                                        "_trl": " (Student-t, run-length offsets)",
+                                        "_rl10": " (run-length offsets, 10 points/curve)"}.get(
+            row[len(base_row(row)):], "")
         gate = (f"{'passed' if r['passed'] else 'FAILED'} (r-hat {r['max_rhat']:.3f}, "
                 f"{r['divergences']} div, {r['wall_s'] or 0:.0f} s)")
         for off in ("normal", "empirical"):
@@ -207,8 +231,8 @@ def write_md(res: dict[str, Any]) -> None:
                              f"{lo:.0%}-{hi:.0%} | {gate} |")
     ok, why = verdict(res)
     lines += ["", f"**Verdict: {'ADOPT' if ok else 'not adopted'}** (all four must hold):", "",
-              *[f"- {w}" for w in why], "", "## Where the (Mis)Fitting error comes from "
-              "(default noise, Normal band)", "",
+              *[f"- {w}" for w in why], "", *run_length_section(res),
+              "## Where the (Mis)Fitting error comes from (default noise, Normal band)", "",
               "Signed error = median prediction / observed - 1 (negative: predicted too low).", "",
               "| hold-out | by | group | points | median abs % | mean signed % |",
               "|---|---|---|---|---|---|"]
@@ -231,6 +255,72 @@ def write_md(res: dict[str, Any]) -> None:
             lines.append(f"| {row} | {c['n_params']:.3g} | {_length(c)} | "
                          f"{c['median_abs_pct_error']:.2f} | {c['coverage_90']:.0%} |")
     (OUT / "schedule_bands.md").write_text("\n".join(lines) + "\n")
+
+
+#: The sets of CRITERIA_s11_i16.md and their error targets (% median abs error).
+S11_SETS = {"mis_1": 1.5, "mis_2": 1.5, "mis_3": 1.5, "gem6_base": 1.0, "gem_base": 1.0,
+            "gem_half": 1.0}
+
+
+def targets_met(r: dict[str, Any] | None, err_max: float) -> list[bool] | None:
+    """Targets (a)-(d) of CRITERIA_s11_i16.md on a row's pooled scores (None: not scored)."""
+    if r is None:
+        return None
+    if not r["passed"]:
+        return [False] * 4
+    p = r["normal"]["pooled"]
+    return [p["median_abs_pct_error"] <= err_max, 0.85 <= p["coverage_90"] <= 0.95,
+            0.40 <= p["coverage_50"] <= 0.60, True]
+
+
+def run_length_section(res: dict[str, Any]) -> list[str]:
+    """Per set, the default against the run-length candidates, and the rule's verdicts."""
+    lines = ["## Run-length curve offsets (session 11, `benchmarks/CRITERIA_s11_i16.md`)", "",
+             "Pooled held-out scores per set (targets: error <= 1.5% (Mis)Fitting / 1.0% "
+             "Gemstones, 90% coverage 0.85-0.95, 50% coverage 0.40-0.60, gate). Candidate 1: "
+             "`_rl`, Normal noise with run-length offsets; candidate 2: `_trl`, Student-t "
+             "noise with run-length offsets. Same seeds and settings as the default's fits.", "",
+             "| set | fit | median abs % | 50% / 90% | gate | slope | alpha_N | targets met |",
+             "|---|---|---|---|---|---|---|---|"]
+    fits = {"default": "", "run_length": "_rl", "studentt+run_length": "_trl",
+            "run_length, 10 points/curve (exploration, after the verdict)": "_rl10"}
+    for row, err_max in S11_SETS.items():
+        for name, suf in fits.items():
+            r = res.get(row + suf)
+            if r is None:
+                if suf != "_rl10":
+                    lines.append(f"| {row} | {name}: not scored | | | | | | |")
+                continue
+            p, t = r["normal"]["pooled"], targets_met(r, err_max)
+            lines.append(f"| {row} | {name} | {p['median_abs_pct_error']:.2f} | "
+                         f"{p['coverage_50']:.0%} / {p['coverage_90']:.0%} | "
+                         f"{'passed' if r['passed'] else 'FAILED'} | "
+                         + (f"{r['run_length_slope']:+.4f}" if "run_length_slope" in r
+                            else "-") + f" | {r.get('alpha_n', float('nan')):.4f} | "
+                         f"{sum(t)}/4 |")
+    lines.append("")
+    for name, suf in list(fits.items())[1:3]:
+        ok, why = s11_verdict(res, suf)
+        lines += [f"- **{name}: {'ADOPT' if ok else 'not adopted'}.** {why}"]
+    return [*lines, ""]
+
+
+def s11_verdict(res: dict[str, Any], suf: str) -> tuple[bool, str]:
+    """The rule of CRITERIA_s11_i16.md for the candidate of rows ``<set><suf>``."""
+    met = {"default": 0, "candidate": 0}
+    lost, scored = [], []
+    for row, err_max in S11_SETS.items():
+        d, c = targets_met(res.get(row), err_max), targets_met(res.get(row + suf), err_max)
+        if d is None or c is None:
+            continue
+        scored.append(row)
+        met["default"] += sum(d)
+        met["candidate"] += sum(c)
+        lost += [f"{row} ({'abcd'[i]})" for i in range(4) if d[i] and not c[i]]
+    ok = len(scored) >= 5 and not lost and met["candidate"] > met["default"]
+    return ok, (f"Sets scored: {', '.join(scored) or 'none'}; targets met: default "
+                f"{met['default']}, candidate {met['candidate']}; targets the default meets "
+                f"and the candidate loses: {', '.join(lost) or 'none'}.")
 
 
 def _length(curve: dict[str, Any]) -> int:

@@ -8,8 +8,10 @@ Cheap (no NUTS) exploration behind ``benchmarks/results/schedule_bands.md``:
 2. **(Mis)Fitting** (top 1-3 sizes held out, ``dynamics_schedule_fixed_b``, the library's default
    thinning): the MAP of the default model (Normal, curve offsets integrated out, exact marginal
    likelihood) against the MAP without offsets, with the first quarter of every training run
-   dropped, and at 10 checkpoints per training curve; held-out error overall, in the first and
-   last quarter of each run.
+   dropped, at 10 checkpoints per training curve, and with run-length offsets (session 11:
+   offset mean = slope x centred log schedule length, ``benchmarks/CRITERIA_s11_i16.md``;
+   ``--map-only`` runs these rows alone); held-out error overall, in the first and last
+   quarter of each run.
 3. **(Mis)Fitting, top 1 held out**: the default model's training-curve offsets (conditional
    means at the MAP) against run length and size.
 
@@ -36,10 +38,13 @@ from bayes_scaling.data.curves import load_curves  # noqa: E402
 from bayes_scaling.fitting.dynamics import curve_point_fit  # noqa: E402
 from bayes_scaling.laws.curve import uncentre  # noqa: E402
 from bayes_scaling.laws.registry import CURVE_LAWS  # noqa: E402
-from bayes_scaling.model.centre import curve_centre  # noqa: E402
+from bayes_scaling.model.build_curves import RUN_LENGTH_SLOPE_PRIOR  # noqa: E402
+from bayes_scaling.model.centre import curve_centre, run_length_covariate  # noqa: E402
 from bayes_scaling.model.spec import load_spec  # noqa: E402
 
 OUT = HERE / "results"
+#: Which variants of section 2 run (all; ``--map-only`` runs the candidate's alone).
+ONLY_VARIANT = slice(None)
 warnings.simplefilter("ignore")
 
 
@@ -76,9 +81,14 @@ def gemstones_offsets() -> list[str]:
     return lines
 
 
-def _negpost(z, spec, train, offsets: bool, w: np.ndarray) -> float:
+def _negpost(z, spec, train, offsets: bool, w: np.ndarray, x: np.ndarray | None = None
+             ) -> float:
     k = len(CURVE_LAWS[spec.law].params)
     r = train.log_loss - _log_mean(spec, train, z[:k], train)
+    prior = 0.0
+    if x is not None:  # run-length offsets: mean gamma * x_c, gamma ~ Normal(0, 0.1)
+        r = r - z[k + 2] * x[train.curve_index]
+        prior = 0.5 * (z[k + 2] / RUN_LENGTH_SLOPE_PRIOR.kwargs["sigma"]) ** 2
     if not np.all(np.isfinite(r)):
         return 1e10
     s2, c2 = np.exp(2 * z[k]), np.exp(2 * z[k + 1])
@@ -88,15 +98,20 @@ def _negpost(z, spec, train, offsets: bool, w: np.ndarray) -> float:
     n = np.bincount(idx, weights=w)
     s1, sq = np.bincount(idx, weights=w * r), np.bincount(idx, weights=w * r * r)
     v = s2 + n * c2
-    return 0.5 * float(np.sum((n - 1) * np.log(s2) + np.log(v) + (sq - c2 * s1**2 / v) / s2))
+    return prior + 0.5 * float(np.sum((n - 1) * np.log(s2) + np.log(v)
+                                      + (sq - c2 * s1**2 / v) / s2))
 
 
-def map_fit(spec, train, offsets: bool, drop_early: float = 0.0) -> np.ndarray:
+def map_fit(spec, train, offsets: bool, drop_early: float = 0.0,
+            run_length: bool = False) -> np.ndarray:
     frac = train.s / train.frame.groupby("run_id")["steps"].transform("max").to_numpy()
     w = (frac >= drop_early).astype(float)
     x0, rms = _start(spec, train)
     z = np.r_[x0, np.log(max(rms, 1e-3)), np.log(0.01)]
-    args = (spec, train, offsets, w)
+    x = run_length_covariate(train)[0] if run_length else None
+    if run_length:
+        z = np.r_[z, 0.0]
+    args = (spec, train, offsets, w, x)
     z = minimize(_negpost, z, args=args, method="Nelder-Mead",
                  options={"maxiter": 20000, "maxfev": 20000, "xatol": 1e-6, "fatol": 1e-6}).x
     return minimize(_negpost, z, args=args, method="Powell").x
@@ -110,15 +125,22 @@ def misfitting_map() -> list[str]:
              "quarter of each held-out run.", "",
              "| held out | fit | median abs % | mean signed % | first quarter | last quarter | "
              "alpha_n | sigma | sigma_curve |", "|---|---|---|---|---|---|---|---|---|"]
-    variants = [("Normal, curve offsets (default)", True, 0.0, 30),
-                ("Normal, no offsets", False, 0.0, 30),
-                ("default, first quarter of each training run dropped", True, 0.25, 30),
-                ("default, 10 checkpoints per training curve", True, 0.0, 10)]
+    variants = [("Normal, curve offsets (default)", True, 0.0, 30, False),
+                ("Normal, no offsets", False, 0.0, 30, False),
+                ("default, first quarter of each training run dropped", True, 0.25, 30, False),
+                ("default, 10 checkpoints per training curve", True, 0.0, 10, False),
+                ("run-length offsets (session 11 candidate)", True, 0.0, 30, True)]
     for top in (1, 2, 3):
-        for name, offsets, drop, ppc in variants:
+        for name, offsets, drop, ppc, run_length in variants[ONLY_VARIANT]:
             train, test = misfitting_tables(top, max_points_per_curve=ppc)
-            z = map_fit(spec, train, offsets, drop)
-            signed = 100 * (np.exp(_log_mean(spec, train, z[:k], test)) / test.loss - 1)
+            z = map_fit(spec, train, offsets, drop, run_length)
+            log_mu = _log_mean(spec, train, z[:k], test)
+            if run_length:  # the held-out curves' offset mean at their schedule length
+                centre = run_length_covariate(train)[1]
+                log_mu = log_mu + z[k + 2] * run_length_covariate(test, centre)[0][
+                    test.curve_index]
+                name += f" (slope {z[k + 2]:+.4f})"
+            signed = 100 * (np.exp(log_mu) / test.loss - 1)
             fr = test.s / test.frame.groupby("run_id")["steps"].transform("max").to_numpy()
             alpha = np.exp(z[CURVE_LAWS[spec.law].params.index("alpha_n")])
             lines.append(f"| top {top} | {name} | {np.median(np.abs(signed)):.2f} | "
@@ -156,6 +178,11 @@ def offsets_vs_length() -> list[str]:
 
 
 def main() -> None:
+    global ONLY_VARIANT
+    if "--map-only" in sys.argv:  # exploration: the run-length candidate's MAP rows alone
+        ONLY_VARIANT = slice(4, 5)
+        print("\n".join(misfitting_map()))
+        return
     lines = ["# Whole-curve offsets: where they go wrong (point and MAP fits)", "",
              "`benchmarks/bench_schedule_offsets.py`; no NUTS. Read with "
              "`schedule_bands.md`.", ""]

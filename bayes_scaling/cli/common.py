@@ -221,10 +221,12 @@ def curve_fit_options(command):
                      help="Curve models: residuals along each curve, independent (iid) or an "
                           "OU process in log steps (ou: AR(1) at uneven spacing); default: "
                           "the spec's."),
-        click.option("--curve-offsets", "curve_offsets", type=click.Choice(["curve", "none"]),
-                     default=None,
-                     help="Curve models: a whole-curve offset per curve (curve) or none (the "
-                          "curve-to-curve spread goes into sigma); default: the spec's."),
+        click.option("--curve-offsets", "curve_offsets",
+                     type=click.Choice(["curve", "none", "run_length"]), default=None,
+                     help="Curve models: a whole-curve offset per curve (curve), none (the "
+                          "curve-to-curve spread goes into sigma), or offsets whose mean "
+                          "follows the log schedule length, total_steps (run_length); "
+                          "default: the spec's."),
         click.option("--max-points-per-curve", "max_points_per_curve", default=None,
                      type=click.IntRange(min=0),
                      help="Curve models: thin each training curve to at most this many "

@@ -168,7 +168,8 @@ def curve_backtest(model: Any, train: CurveTable, test: CurveTable, *, holdout_t
     diag = fit.diagnostics
     summary = {"model": fit.spec.name, "residual": fit.spec.likelihood.residual,
                "likelihood": fit.spec.likelihood.family,
-               "curve_offsets": "curve" if fit.meta.get("curve_effects") else "none",
+               "curve_offsets": (fit.meta.get("curve_offsets", "curve")
+                                 if fit.meta.get("curve_effects") else "none"),
                "holdout_top": int(holdout_top),
                "train_curves": int(train.subset(keep).n_curves),
                "train_points": int(keep.sum()), **pooled,

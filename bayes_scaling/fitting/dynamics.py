@@ -177,6 +177,8 @@ def curve_var_names(spec: Any, curves: CurveTable, curve_effects: bool) -> list[
         names.append("nu")
     if curve_effects:
         names.append("sigma_curve")
+        if spec.likelihood.curve_offsets == "run_length":
+            names.append("run_length_slope")
     if spec.likelihood.residual == "ou":
         names.append("residual_length")
     return names
@@ -185,12 +187,12 @@ def curve_var_names(spec: Any, curves: CurveTable, curve_effects: bool) -> list[
 def use_curve_effects(spec: Any, curves: CurveTable, curve_effects: bool | None) -> bool:
     """Whether a curve fit has whole-curve offsets.
 
-    ``curve_effects`` when given; else the spec's ``curve_offsets`` is ``"curve"`` and some
-    curve has at least 3 checkpoints.
+    ``curve_effects`` when given; else the spec's ``curve_offsets`` is not ``"none"`` and
+    some curve has at least 3 checkpoints.
     """
     if curve_effects is not None:
         return bool(curve_effects)
-    return (spec.likelihood.curve_offsets == "curve"
+    return (spec.likelihood.curve_offsets != "none"
             and bool(curves.curves()["n_points"].max() >= 3))
 
 
@@ -255,13 +257,17 @@ def fit_dynamics(
         residuals an Ornstein-Uhlenbeck process in log steps (AR(1) at uneven spacing) of
         stationary sd ``sigma`` and correlation length ``residual_length``, so that many
         checkpoints of one curve count as less than as many independent ones.
-    curve_offsets : {"curve", "none"}, optional
+    curve_offsets : {"curve", "none", "run_length"}, optional
         Override the spec's whole-curve offsets
         (:meth:`~bayes_scaling.model.spec.ModelSpec.with_curve_offsets`): ``"none"`` fits the
         law without them, so a misfit shared by every curve (the early-step excess of short
         cosine runs) cannot pull the shared size exponent through them
         (``benchmarks/results/residual.md``); the curve-to-curve spread then goes into
-        ``sigma``.
+        ``sigma``. ``"run_length"``: offsets whose mean is ``run_length_slope`` times the
+        curve's centred log schedule length (``total_steps``; 0 for a curve without one), so a
+        run-length effect is carried by one slope and a held-out curve of known length gets
+        its predicted offset (``benchmarks/results/schedule_bands.md``); the centre is saved
+        as ``meta["run_length_centre"]``.
     likelihood : {"normal", "studentt"}, optional
         Override the spec's likelihood family
         (:meth:`~bayes_scaling.model.spec.ModelSpec.with_likelihood`): ``"studentt"`` gives the
@@ -327,6 +333,8 @@ def fit_dynamics(
             "centre": curve_centre(curves), "curve_effects": curve_effects,
             "residual": spec.likelihood.residual, "likelihood": spec.likelihood.family,
             "curve_offsets": spec.likelihood.curve_offsets,
+            **({"run_length_centre": pm_model.bayes_scaling_run_length_centre}
+               if hasattr(pm_model, "bayes_scaling_run_length_centre") else {}),
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "versions": versions()}
     keep = {g: idata[g] for g in ("posterior", "sample_stats") if g in idata.groups()}

@@ -429,7 +429,7 @@ def _table_class(ds: xr.Dataset) -> Any:
 _META_TYPES: dict[str, tuple[type, ...]] = {
     "method": (str,), "backend": (str,), "created": (str,), "seed": (int, type(None)),
     "target_accept": (int, float), "tune": (int,), "draws_requested": (int,), "versions": (dict,),
-    "calibration": (dict,), "box": (dict,),
+    "calibration": (dict,), "box": (dict,), "run_length_centre": (int, float, type(None)),
 }
 
 

@@ -35,7 +35,7 @@ from bayes_scaling.model.build import (
     prior_variable,
     row_precision,
 )
-from bayes_scaling.model.centre import curve_centre
+from bayes_scaling.model.centre import curve_centre, run_length_covariate
 from bayes_scaling.model.spec import CENTRED_MIN_RUNS, ModelSpec, Prior
 
 
@@ -56,8 +56,15 @@ def build_dynamics_model(spec: ModelSpec, curves: Any, *, curve_effects: bool = 
     10,000 checkpoints on) is that of the per-checkpoint arithmetic: in float32 the law (and
     its solve) runs on float32 inputs and constants, the residuals and every sum stay float64.
 
+    With ``curve_offsets = "run_length"`` in the spec, each curve's offset has mean
+    ``run_length_slope`` times its centred log schedule length
+    (:func:`bayes_scaling.model.centre.run_length_covariate`; the centre is kept as
+    ``model.bayes_scaling_run_length_centre``), so that a run-length effect the law lacks is
+    carried by one slope, not by offsets that a new curve draws around 0.
+
     Posterior variables: the law's natural constants (dims ``group`` when varying), their
-    ``<p>_pop`` and natural-scale ``<p>_tau``, ``sigma``, ``nu``, ``sigma_curve``.
+    ``<p>_pop`` and natural-scale ``<p>_tau``, ``sigma``, ``nu``, ``sigma_curve``,
+    ``run_length_slope``.
     """
     law = CURVE_LAWS[spec.law]
     precision = row_precision(curves.n_points, precision)
@@ -81,6 +88,10 @@ def build_dynamics_model(spec: ModelSpec, curves: Any, *, curve_effects: bool = 
             mu = law.log_mean(*logs, **uncentre(per_point, centre), xp=ops,
                               iterations=GRAPH_ITERATIONS, log_start=curves.log_loss)
         _record_dynamics(law, centre, shared, group_c, pop_c, tau_c)
+        if curve_effects and spec.likelihood.curve_offsets == "run_length":
+            x, model.bayes_scaling_run_length_centre = run_length_covariate(curves)
+            slope = prior_variable("run_length_slope", RUN_LENGTH_SLOPE_PRIOR)
+            mu = mu + slope * x[curves.curve_index]
         explicit = _dynamics_likelihood(spec, curves, mu, curve_effects, precision)
     model.bayes_scaling_centre = centre  # type: ignore[attr-defined]
     model.bayes_scaling_precision = precision  # type: ignore[attr-defined]
@@ -273,6 +284,12 @@ def _record_dynamics(law, centre, shared, group_c, pop_c, tau_c) -> None:
 #: Prior of ``sigma_curve``, the curve-to-curve sd of log loss (a run's whole curve sits above
 #: or below the law: seed, learning rate, schedule), used when a fit has curve effects.
 CURVE_SD_PRIOR = Prior("HalfNormal", {"sigma": 0.03})
+
+
+#: Prior of ``run_length_slope`` (``curve_offsets = "run_length"``): the change of a curve's
+#: offset on log loss per unit of log schedule length. Weak: (Mis)Fitting's offsets moved by
+#: 0.023 per unit (benchmarks/results/schedule_offsets.md, session 10).
+RUN_LENGTH_SLOPE_PRIOR = Prior("Normal", {"mu": 0.0, "sigma": 0.1})
 
 
 #: Up to this many curve offsets the sampler adapts a dense mass matrix (``model.py``).

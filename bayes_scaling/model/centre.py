@@ -32,3 +32,37 @@ def curve_centre(curves: CurveTable) -> dict[str, float]:
     """Mean log N, S, B and loss of the curve points: the centre the sampler's constants use."""
     return {"n": float(np.mean(curves.log_n)), "s": float(np.mean(curves.log_s)),
             "b": float(np.mean(curves.log_b)), "loss": float(np.mean(curves.log_loss))}
+
+
+def curve_log_lengths(curves: CurveTable) -> np.ndarray:
+    """Per curve (order of ``curve_ids``), the log of its schedule length ``total_steps``.
+
+    NaN for a curve without one (a constant-rate run, WSD branches; or a table without the
+    column): its run length does not set its schedule.
+    """
+    out = np.full(curves.n_curves, np.nan)
+    if "total_steps" not in curves.frame.columns:
+        return out
+    total = curves.frame["total_steps"].to_numpy(dtype=float)
+    ok = np.isfinite(total) & (total > 0)
+    idx = curves.curve_index[ok]
+    out[idx] = np.log(total[ok])  # one length per run (checked by load_curves)
+    return out
+
+
+def run_length_covariate(curves: CurveTable, centre: float | None = None, *,
+                         training: bool = True) -> tuple[np.ndarray, float | None]:
+    """Per curve, its centred log schedule length (0 where it has none), and the centre.
+
+    The centre is that of the training curves (``training``, default: the mean over the
+    curves that have a length; ``None`` when none has one), saved in a fit's meta so that
+    held-out curves use the same one (``training=False`` with that ``centre``; a ``None``
+    centre gives every held-out curve 0: a fit that saw no length predicts none).
+    """
+    logs = curve_log_lengths(curves)
+    has = np.isfinite(logs)
+    if training and centre is None:
+        centre = float(np.mean(logs[has])) if has.any() else None
+    if centre is None:
+        return np.zeros(curves.n_curves), None
+    return np.where(has, logs - centre, 0.0), float(centre)

@@ -38,9 +38,11 @@ LIKELIHOODS = ("normal", "studentt")
 #: process in log steps: AR(1) for unevenly spaced checkpoints; curve laws, Normal likelihood).
 RESIDUALS = ("iid", "ou")
 #: Whole-curve offsets of a curve law: ``curve`` (one per curve, sd ``sigma_curve``, integrated
-#: out) or ``none`` (the curve-to-curve spread goes into ``sigma``; see ``benchmarks/results/
-#: residual.md``: per-curve offsets let a misfit shared by every curve pull the size exponent).
-CURVE_OFFSETS = ("curve", "none")
+#: out), ``none`` (the curve-to-curve spread goes into ``sigma``; see ``benchmarks/results/
+#: residual.md``: per-curve offsets let a misfit shared by every curve pull the size exponent)
+#: or ``run_length`` (as ``curve``, with offset mean ``run_length_slope`` times the curve's
+#: centred log schedule length: ``benchmarks/CRITERIA_s11_i16.md``).
+CURVE_OFFSETS = ("curve", "none", "run_length")
 #: Default prior of the OU correlation length (natural-log steps) of a ``residual = "ou"`` spec.
 DEFAULT_RESIDUAL_LENGTH = {"dist": "LogNormal", "mu": 0.0, "sigma": 1.0}
 PARAMETERIZATIONS = ("auto", "centred", "noncentred")
@@ -97,7 +99,8 @@ class Likelihood:
     #: stationary sd ``sigma`` and correlation length ``residual_length`` (curve laws only).
     residual: str = "iid"
     residual_length: Prior | None = None
-    #: Curve laws: ``"curve"`` (whole-curve offsets) or ``"none"`` (:data:`CURVE_OFFSETS`).
+    #: Curve laws: ``"curve"`` (whole-curve offsets), ``"none"`` or ``"run_length"``
+    #: (:data:`CURVE_OFFSETS`).
     curve_offsets: str = "curve"
 
 
@@ -232,7 +235,11 @@ class ModelSpec:
         return ModelSpec.from_dict(raw, where=f"model {self.name!r} with residual {residual!r}")
 
     def with_curve_offsets(self, offsets: str) -> ModelSpec:
-        """The same curve model with whole-curve offsets (``curve``) or without (``none``)."""
+        """The same curve model with other whole-curve offsets (:data:`CURVE_OFFSETS`).
+
+        ``curve``: one per curve; ``none``: without; ``run_length``: offsets whose mean
+        follows the log schedule length.
+        """
         raw = self.to_dict()
         raw["likelihood"]["curve_offsets"] = offsets
         return ModelSpec.from_dict(raw, where=f"model {self.name!r} with curve offsets "

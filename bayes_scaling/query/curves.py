@@ -134,6 +134,16 @@ def curve_noise(fit: ScalingFit, shape: tuple[int, int], rng: np.random.Generato
     return out
 
 
+def run_length_shift(fit: ScalingFit, x: np.ndarray) -> np.ndarray | float:
+    """Per draw and column, a ``curve_offsets = "run_length"`` fit's offset mean.
+
+    ``run_length_slope`` times the centred log schedule length ``x``; 0 for other fits.
+    """
+    if "run_length_slope" not in fit.posterior:
+        return 0.0
+    return flat(fit.posterior["run_length_slope"])[:, None] * np.asarray(x, float)[None, :]
+
+
 def predict_curve(
     fit: ScalingFit,
     n_params: float,
@@ -191,6 +201,10 @@ def predict_curve(
     log_l = np.broadcast_to(
         curve_law_log_mean(fit, np.full(s.size, n), s, np.full(s.size, b), schedule, theta),
         (next(iter(theta.values())).shape[0], s.size))
+    if (schedule is not None and schedule.total_steps and "run_length_slope" in fit.posterior
+            and fit.meta.get("run_length_centre") is not None):
+        x = np.log(schedule.total_steps) - fit.meta["run_length_centre"]
+        log_l = log_l + run_length_shift(fit, np.full(s.size, x))
     if band == "predictive":
         log_l = log_l + curve_noise(fit, log_l.shape, rng, steps=s)
     loss = np.exp(log_l)

@@ -20,6 +20,7 @@ from bayes_scaling.data.curves import CurveTable
 from bayes_scaling.data.schedules import Schedule, schedule_areas
 from bayes_scaling.errors import QueryError
 from bayes_scaling.fitting.result import ScalingFit
+from bayes_scaling.model.centre import run_length_covariate
 from bayes_scaling.query.curves import (
     _messages,
     _scalar,
@@ -28,6 +29,7 @@ from bayes_scaling.query.curves import (
     curve_law_log_mean,
     curve_noise,
     residual_noise,
+    run_length_shift,
 )
 from bayes_scaling.query.predict import flat, group_theta, resolve_group
 from bayes_scaling.query.summarize import (
@@ -56,7 +58,8 @@ def training_offsets(fit: ScalingFit, rng: np.random.Generator) -> np.ndarray:
     of curve ``j`` given draw ``k`` is Normal with mean
     :math:`\sigma_c^2 \sum_i r_i / (\sigma^2 + n_j \sigma_c^2)` and variance
     :math:`\sigma_c^2 \sigma^2 / (\sigma^2 + n_j \sigma_c^2)` (``r``: the curve's residuals
-    on log loss at that draw's constants); one draw from it per (draw, curve).
+    on log loss at that draw's constants and, for a ``run_length`` fit, the curve's offset
+    mean); one draw from it per (draw, curve): the part of the offset off that mean.
     """
     if "sigma_curve" not in fit.posterior or "residual_length" in fit.posterior \
             or "nu" in fit.posterior:
@@ -83,7 +86,9 @@ def checkpoint_draws(fit: ScalingFit, curves: CurveTable, *, band: str = "predic
     ``sigma_curve``; ``"empirical"``, the conditional offset of a training curve picked at
     random, :func:`training_offsets`), plus checkpoint residuals (independent, or the OU path
     of a ``residual = "ou"`` fit: :func:`~bayes_scaling.query.curves.residual_noise`);
-    ``"law"``: the law's mean.
+    ``"law"``: the law's mean. A ``curve_offsets = "run_length"`` fit adds, in both bands, each
+    curve's offset mean at its schedule length
+    (:func:`~bayes_scaling.query.curves.run_length_shift`; 0 for a curve without one).
     """
     if band not in BANDS:
         raise QueryError(f"band must be one of {', '.join(BANDS)}, got {band!r}")
@@ -103,6 +108,10 @@ def checkpoint_draws(fit: ScalingFit, curves: CurveTable, *, band: str = "predic
         if out is None:
             out = np.empty((mu.shape[0], curves.n_points))
         out[:, sel] = mu
+    if "run_length_slope" in fit.posterior:
+        x, _ = run_length_covariate(curves, fit.meta.get("run_length_centre"),
+                                    training=False)
+        out = out + run_length_shift(fit, x[curves.curve_index])
     if band == "predictive":
         out = out + residual_noise(fit, curves.s, curves.curve_index, rng)
         if "sigma_curve" in fit.posterior and offsets == "empirical":
