@@ -138,6 +138,19 @@ def init_mass(model: pm.Model) -> str:
     return "laplace" if _n_observed(model) > LAPLACE_MIN_OBS else "identity"
 
 
+def _jax_logp(model: pm.Model):
+    """The model's JAX potential (minus its log density; PyMC's rewrites and translation,
+    seconds on a large table), made once per model: the Laplace start and the sampler share
+    it."""
+    fn = getattr(model, "bayes_scaling_jax_logp", None)
+    if fn is None:
+        from pymc.sampling.jax import get_jaxified_logp  # lazy: loads JAX
+
+        fn = get_jaxified_logp(model, negative_logp=False)
+        model.bayes_scaling_jax_logp = fn  # type: ignore[attr-defined]
+    return fn
+
+
 def laplace_fit(model: pm.Model):
     """The mode of the log density in the unconstrained space and the inverse Hessian there.
 
@@ -152,10 +165,9 @@ def laplace_fit(model: pm.Model):
     import jax  # lazy: JAX starts XLA (seconds); only the numpyro backend needs it
     from jax.flatten_util import ravel_pytree  # lazy: with JAX
     from pymc.initial_point import make_initial_point_fn  # lazy: with the sampler
-    from pymc.sampling.jax import get_jaxified_logp  # lazy: loads JAX
     from scipy.optimize import minimize  # lazy: only this start needs it
 
-    potential = get_jaxified_logp(model, negative_logp=False)  # minus the log density
+    potential = _jax_logp(model)  # minus the log density
     own = getattr(model, "bayes_scaling_initvals", None)
     point = (make_initial_point_fn(model=model, overrides=own[0], jitter_rvs=set())(0)
              if own else model.initial_point())
@@ -353,11 +365,10 @@ def _sample_numpyro_until(model, *, var_names, chains, max_draws, tune, target_a
         _get_batched_jittered_initial_points,
         _numpyro_stats_to_dict,
         get_jaxified_graph,
-        get_jaxified_logp,
     )
     from pymc.util import get_default_varnames  # lazy: with the numpyro imports it serves
 
-    logp_fn = get_jaxified_logp(model, negative_logp=False)
+    logp_fn = _jax_logp(model)
     nuts_kwargs = _nuts_kwargs(model, capped)
     to_values = None
     if model.bayes_scaling_laplace is not None:  # set by _nuts_kwargs
