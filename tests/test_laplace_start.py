@@ -63,6 +63,31 @@ def test_the_size_rule_and_its_override(monkeypatch):
     assert sampling.init_mass(model) == "identity"
 
 
+@pytest.mark.parametrize(("curve", "n_obs", "mass"), [
+    (True, 999, "identity"), (True, 1_000, "laplace"), (False, 1_000, "identity"),
+    (False, 10_001, "laplace")])
+def test_curve_fits_are_whitened_from_a_thousand_checkpoints(monkeypatch, curve, n_obs, mass):
+    """Curve models follow their own size rule (bench_curve_whitening.py), runs theirs."""
+    from types import SimpleNamespace
+
+    monkeypatch.delenv("BAYES_SCALING_INIT_MASS", raising=False)
+    model = SimpleNamespace(bayes_scaling_n_obs=n_obs, **({"bayes_scaling_curves": True}
+                                                          if curve else {}))
+    assert sampling.init_mass(model) == mass
+
+
+def test_a_curve_model_is_marked_for_the_curve_rule():
+    from bayes_scaling.model.build_curves import build_dynamics_model
+    from bayes_scaling.model.spec import load_spec
+    from bayes_scaling.testing import synthetic_curves
+
+    curves = synthetic_curves(PUBLISHED["kaplan2020_dynamics"], steps=np.geomspace(300, 1e5, 120),
+                              noise=0.01, seed=1)
+    assert curves.n_points >= sampling.LAPLACE_MIN_CHECKPOINTS
+    model = build_dynamics_model(load_spec("dynamics"), curves)
+    assert sampling.init_mass(model) == "laplace"
+
+
 @pytest.mark.slow
 def test_a_fit_started_from_laplace_recovers_the_truth(monkeypatch):
     """Through ``fit`` (NUTS in the whitened space, draws mapped back): seeded synthetic ladder,

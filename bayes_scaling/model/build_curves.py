@@ -96,6 +96,7 @@ def build_dynamics_model(spec: ModelSpec, curves: Any, *, curve_effects: bool = 
     model.bayes_scaling_centre = centre  # type: ignore[attr-defined]
     model.bayes_scaling_precision = precision  # type: ignore[attr-defined]
     model.bayes_scaling_n_obs = curves.n_points  # type: ignore[attr-defined]
+    model.bayes_scaling_curves = True  # type: ignore[attr-defined]  # sampling's size rules
     # (log S_c, alpha_S) and (log B*, alpha_B) stay correlated (~0.97) on any fixed centring:
     # the step term is pinned at S_min, which depends on B_crit. A dense mass matrix (numpyro)
     # doubles the ESS per second on synthetic curves; past ~100 explicit curve offsets its

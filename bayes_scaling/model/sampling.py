@@ -127,15 +127,25 @@ def _chain_method(chains: int, model: pm.Model) -> str:
 #: and a Laplace mass matrix cuts its steps by 24-37% with the chains' dispersed starts kept).
 #: Below it the optimisation and Hessian cost about as much compile time as they save.
 LAPLACE_MIN_OBS = 10_000
+#: Curve fits (``model.build_curves`` marks their models) run whitened from this many
+#: checkpoints on: by a rule stated before its runs, the smallest size of a grid (1,000 to 6,680
+#: checkpoints) from which the whitened default fit passed the gate with 0 divergences and gave
+#: at least the identity fit's bulk ESS per wall second at every larger size
+#: (``benchmarks/bench_curve_whitening.py``, ``results/curve_whitening.md``).
+LAPLACE_MIN_CHECKPOINTS = 1_000
 
 
 def init_mass(model: pm.Model) -> str:
     """``"laplace"`` or ``"identity"``: the starting inverse mass matrix of numpyro's NUTS;
-    ``BAYES_SCALING_INIT_MASS`` overrides the size rule (:data:`LAPLACE_MIN_OBS`)."""
+    ``BAYES_SCALING_INIT_MASS`` overrides the size rules (:data:`LAPLACE_MIN_OBS` runs,
+    :data:`LAPLACE_MIN_CHECKPOINTS` for a curve model)."""
     forced = os.environ.get("BAYES_SCALING_INIT_MASS")
     if forced in ("laplace", "identity"):
         return forced
-    return "laplace" if _n_observed(model) > LAPLACE_MIN_OBS else "identity"
+    n = _n_observed(model)
+    if getattr(model, "bayes_scaling_curves", False):
+        return "laplace" if n >= LAPLACE_MIN_CHECKPOINTS else "identity"
+    return "laplace" if n > LAPLACE_MIN_OBS else "identity"
 
 
 def _jax_logp(model: pm.Model):
