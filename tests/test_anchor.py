@@ -412,8 +412,8 @@ def test_every_drift_term_is_fitted_at_its_rate_at_the_top():
     ladder is held at ``kappa = 0``. The plug-in variance fit under-estimates ``kappa`` (0.4
     for a true 1, 0.4-0.6 over 8 seeds, drift at the top 1.0-2.3x): the test checks the
     direction and the drift at the top, not ``kappa`` itself. Faults caught: the relative and
-    weight columns not scaled (drift at the top 7.4x); the grid not kept >= 0 (kappa -1.0 on
-    the growing drift)."""
+    weight columns not scaled (kappa 1.9); the grid not kept >= 0 (drift at the top 25.9x; on
+    the growing drift kappa 0.9)."""
     rates, data = _falling_drifts(1.0, 5)
     cal = fit_calibration(**data)
     assert 0.2 < cal.drift_decay < 1.3 and cal.rel_decay == cal.drift_decay, cal
