@@ -28,7 +28,8 @@ SCRIPTS = {"calibration": "bench_discrepancy_prior.py", "calibration_nuts": "ben
            "calibration_drift": "bench_discrepancy_drift.py",
            "contrast_decay": "bench_contrast.py --drift-decay",
            "contrast_flat": "bench_contrast.py --flat-drift",
-           "contrast_slice_bench": "bench_contrast.py --slice-anchor"}
+           "contrast_slice_bench": "bench_contrast.py --slice-anchor",
+           "contrast_top_bench": "bench_contrast.py --drift-at-top"}
 
 
 def main() -> None:

@@ -96,6 +96,10 @@ def main() -> None:
                     help="each group's level at the anchor from its whole isoFLOP slice "
                     "(anchor.SLICE_ANCHOR, session 11's candidate); the report goes to "
                     "contrast_slice_bench.md")
+    ap.add_argument("--drift-at-top", action="store_true",
+                    help="every drift term of the band at its rate at the top of the ladder "
+                    "(anchor.DRIFT_AT_TOP, session 11b's candidate); the report goes to "
+                    "contrast_top_bench.md")
     ap.add_argument("--json", type=Path, default=JSON,
                     help=f"the records' file (default {JSON.relative_to(JSON.parents[2])})")
     args = ap.parse_args()
@@ -105,6 +109,8 @@ def main() -> None:
         anchor.RELATIVE_DRIFT = False
     if args.slice_anchor:
         anchor.SLICE_ANCHOR = True
+    if args.drift_at_top:
+        anchor.DRIFT_AT_TOP = True
     if args.cache is not None:
         args.cache.mkdir(parents=True, exist_ok=True)
         CACHE.append(args.cache)
@@ -133,6 +139,9 @@ def main() -> None:
     if args.drift_decay:
         report(store, "contrast_decay", " - drift settling as a power of compute "
                "(`--drift-decay`, `anchor.DRIFT_DECAY`; not the default)")
+    elif args.drift_at_top:
+        report(store, "contrast_top_bench", " - every drift term at its rate at the top of the "
+               "ladder (`--drift-at-top`, `anchor.DRIFT_AT_TOP`)")
     elif args.slice_anchor:
         report(store, "contrast_slice_bench", " - each group's level at the anchor from its "
                "whole isoFLOP slice (`--slice-anchor`, `anchor.SLICE_ANCHOR`)")

@@ -67,6 +67,19 @@ SEED = 3
 
 def calibrations(fit: ScalingFit, cache: Path, key: str) -> dict[str, anchor.ContrastCalibration]:
     """Each estimator's calibration of ``fit`` (the comparisons cached as ``key``)."""
+    d = comparisons(fit, cache, key)
+    # every estimator but zero_rel with the flat drift, as first scored (sessions 6-9)
+    cals = {e: anchor.calibration_from(d, e, decay=False, relative=False)
+            for e in anchor.WEIGHTINGS}
+    cals["zero_decay"] = anchor.calibration_from(d, "zero", decay=True, relative=False)
+    cals["zero_rel"] = anchor.calibration_from(d, "zero", decay=False, relative=True)
+    cals["w0"] = replace(cals["pooled"], weight=0.0, weight_sd=0.0)
+    return {e: cals[e] for e in ESTIMATORS}
+
+
+def comparisons(fit: ScalingFit, cache: Path, key: str) -> dict[str, np.ndarray]:
+    """The rolling-origin comparisons of ``fit`` (:func:`anchor.calibration_data`), cached as
+    ``key``; those cached before sessions 8 and 9 completed from the fit."""
     path = cache / f"{key}.caldata.pkl"
     if path.exists():
         d = pickle.loads(path.read_bytes())
@@ -80,13 +93,7 @@ def calibrations(fit: ScalingFit, cache: Path, key: str) -> dict[str, anchor.Con
         lv, ll = anchor.Levels(fit), fit.runs.log_loss
         d = {**d, "gap": np.array([ll[lv.best(b, int(o))] - ll[lv.best(a, int(o))]
                                    for o, a, b in (c.split("|") for c in d["cluster"])])}
-    # every estimator but zero_rel with the flat drift, as first scored (sessions 6-9)
-    cals = {e: anchor.calibration_from(d, e, decay=False, relative=False)
-            for e in anchor.WEIGHTINGS}
-    cals["zero_decay"] = anchor.calibration_from(d, "zero", decay=True, relative=False)
-    cals["zero_rel"] = anchor.calibration_from(d, "zero", decay=False, relative=True)
-    cals["w0"] = replace(cals["pooled"], weight=0.0, weight_sd=0.0)
-    return {e: cals[e] for e in ESTIMATORS}
+    return d
 
 
 def p_better(fit, a, b, cal, log_c, log_ratio=None) -> np.ndarray:

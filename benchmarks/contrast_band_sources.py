@@ -125,7 +125,7 @@ def gate(ids: list[int]) -> None:
         include_groups=False).round(2).to_string())
 
 
-def porian(cache: Path) -> None:
+def porian(cache: Path, top: bool = False) -> None:
     raw = pd.read_csv(bc.DATA / "porian2024_isoflop" / "porian2024_isoflop.csv")
     budgets = np.sort(raw["flops"].unique())
     held = budgets[-bc.PORIAN_TOP:]
@@ -135,7 +135,7 @@ def porian(cache: Path) -> None:
         for cut in (1, 2, 4):
             fit = ScalingFit.load(cache / f"porian_chinchilla_{corpus}_{cut}.nc")
             data = anchor.calibration_data(fit)
-            cal = anchor.calibration_from(data, "zero")
+            cal = anchor.calibration_from(data, "zero", top=top)
             o, y2 = data["origin"], data["y"] ** 2 / data["h"]
             print(f"{corpus} cut {cut}: observed (change of gap)² per decade by origin:",
                   ", ".join(f"{k}: {y2[o == k].mean():.1e}" for k in np.unique(o)))
@@ -157,6 +157,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("part", choices=("ladders", "gate", "porian"))
     ap.add_argument("--slice", action="store_true")
+    ap.add_argument("--top", action="store_true", help="porian: anchor.DRIFT_AT_TOP on")
     ap.add_argument("--ladders", default="0,1,2,3,4,5,6,7,8,9,10,11")
     ap.add_argument("--cache", type=Path, default=Path(".fits"))
     args = ap.parse_args()
@@ -165,7 +166,7 @@ def main() -> None:
     elif args.part == "gate":
         gate([int(i) for i in args.ladders.split(",")])
     else:
-        porian(args.cache)
+        porian(args.cache, args.top)
 
 
 if __name__ == "__main__":
