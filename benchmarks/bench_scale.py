@@ -140,7 +140,35 @@ def render(rows: list[dict]) -> str:
             f"{r['max_rhat']:.3f} | {r['divergences']} | "
             f"{'passed' if r['passed'] else 'FAILED'} | {r['peak_mb']:.0f} | "
             f"{_load(r)} | {r.get('when', '-')} |")
+    lines += ["", _growth(rows)]
     return "\n".join(lines) + "\n"
+
+
+def _slope(rows: list[dict], x: str, y: str) -> float:
+    """Least-squares slope of log y on log x (the growth exponent)."""
+    import numpy as np
+
+    lx = np.log([r[x] for r in rows])
+    ly = np.log([r[y] for r in rows])
+    return float(np.polyfit(lx, ly, 1)[0])
+
+
+def _growth(rows: list[dict]) -> str:
+    """The growth exponents of wall time and peak memory: against runs at 4 groups, against
+    groups at 2,450 runs (default cells only)."""
+    plain = [r for r in rows if not r.get("forced_parallel")]
+    by_runs = sorted((r for r in plain if r["n_groups"] == 4), key=lambda r: r["n_runs"])
+    by_groups = sorted((r for r in plain if r["n_runs"] == 2450), key=lambda r: r["n_groups"])
+    parts = []
+    for label, sel, x in (("runs", by_runs, "n_runs"), ("groups", by_groups, "n_groups")):
+        if len(sel) >= 2:
+            span = f"{sel[0][x]:,} -> {sel[-1][x]:,}"
+            parts.append(f"against {label} ({span}, {len(sel)} cells): wall time grows as "
+                         f"{label}^{_slope(sel, x, 'wall_s'):.2f}, peak memory as "
+                         f"{label}^{_slope(sel, x, 'peak_mb'):.2f}")
+    return ("**Growth exponents** (least-squares slope of log time or memory on log size; the"
+            " cells come from different runs and loads, see the last two columns): "
+            + "; ".join(parts) + ".") if parts else ""
 
 
 def main() -> None:
