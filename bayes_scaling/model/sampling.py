@@ -81,10 +81,9 @@ def _tune_malloc() -> bool:
 #: keeping the data-sized buffers that XLA's device threads free, and only buffers above its
 #: 128 kB mmap threshold grow (benchmarks/results/parallel_memory.md): 16,384 float64 values.
 PARALLEL_MAX_OBS = 10_000
-#: The same limit for a float32 model (``model.build.row_precision``: from 10,000 observations
-#: on): its per-observation buffers stay below 128 kB up to 32,768 values. Measured in parallel:
-#: 24,500 runs x 64 groups, default fit, 1.4 GB peak (``bench_scale.py --cells 24500x64p``);
-#: 18,040 checkpoints of the schedule law, default fit, 1.0 GB (``bench_schedule.py --only 5h``).
+#: The same for a float32 model: its buffers stay below 128 kB up to 32,768 values. Measured in
+#: parallel, default fits: 24,500 runs x 64 groups 1.1-1.4 GB (``bench_scale.py``), 18,040
+#: checkpoints 0.85-1.0 GB (``bench_curve_speed.py``).
 FLOAT32_PARALLEL_MAX_OBS = 32_768
 
 
@@ -127,11 +126,8 @@ def _chain_method(chains: int, model: pm.Model) -> str:
 #: and a Laplace mass matrix cuts its steps by 24-37% with the chains' dispersed starts kept).
 #: Below it the optimisation and Hessian cost about as much compile time as they save.
 LAPLACE_MIN_OBS = 10_000
-#: Curve fits (``model.build_curves`` marks their models) run whitened from this many
-#: checkpoints on: by a rule stated before its runs, the smallest size of a grid (1,000 to 6,680
-#: checkpoints) from which the whitened default fit passed the gate with 0 divergences and gave
-#: at least the identity fit's bulk ESS per wall second at every larger size
-#: (``benchmarks/bench_curve_whitening.py``, ``results/curve_whitening.md``).
+#: Curve models (``build_curves`` marks them) are whitened from this many checkpoints: the rule
+#: stated before the runs of ``benchmarks/bench_curve_whitening.py`` (``curve_whitening.md``).
 LAPLACE_MIN_CHECKPOINTS = 1_000
 
 
@@ -149,9 +145,8 @@ def init_mass(model: pm.Model) -> str:
 
 
 def _jax_logp(model: pm.Model):
-    """The model's JAX potential (minus its log density; PyMC's rewrites and translation,
-    seconds on a large table), made once per model: the Laplace start and the sampler share
-    it."""
+    """The model's JAX potential (minus its log density; PyMC's rewrites and translation take
+    seconds on a large table), made once: the Laplace start and the sampler share it."""
     fn = getattr(model, "bayes_scaling_jax_logp", None)
     if fn is None:
         from pymc.sampling.jax import get_jaxified_logp  # lazy: loads JAX
