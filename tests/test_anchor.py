@@ -363,31 +363,44 @@ def test_fit_calibration_finds_a_drift_that_scales_with_the_gap():
     assert fit_calibration(x, y, h, weight=0.0).drift_rel == 0.0
 
 
-def test_the_band_scales_its_relative_drift_with_the_gap_at_the_anchor(ladder_fit):
-    """The predictive spread of a difference ``h`` decades past the top is ``a + r² g² h`` with
-    ``g`` the observed gap between the groups' best runs at the top level. Faults caught: the
-    per-group factor 2 dropped (ratio 0.51); the gap measured from the first group's level
-    instead of the groups' mean (ratio 2.0)."""
+def _top_gap(ladder_fit):
+    """The fit's levels, the observed gap B - A between the groups' best runs at the top level,
+    and ``h``, the decades from there to 4x the top budget."""
     fit, budgets = ladder_fit
     lv = anchor.Levels(fit)
     ll = fit.runs.log_loss
     g = float(ll[lv.best("B", len(lv.x) - 1)] - ll[lv.best("A", len(lv.x) - 1)])
+    return lv, g, float(np.log10(4.0 * budgets[-1]) - lv.x[-1])
+
+
+def _spread_var(ladder_fit, cal) -> float:
+    """Variance of the anchored band's B - A about its mean at 4x the top budget (20 x the
+    posterior draws, seed 0)."""
+    fit, budgets = ladder_fit
     theta = {k: {p: v[:, None] for p, v in anchor.group_theta(fit, k).items()} for k in "AB"}
     log_c = np.log(np.array([[4.0 * budgets[-1]]]))
-    h = float(np.log10(4.0 * budgets[-1]) - lv.x[-1])
-    r2 = 1e-3 / g**2  # the relative term alone: 1e-3 per decade
-    cal = anchor.ContrastCalibration(0.0, 0.0, 1e-6, 0.0, 10, 3, horizon=np.inf,
-                                     weighting="zero", drift_rel=r2)
     rng = np.random.default_rng(0)
     spread = []
     for _ in range(20):
         mean, pred = anchor.anchored_log_losses(fit, ("A", "B"), theta, log_c, None, cal, rng,
                                                 beyond="hold")
         spread.append((pred[1] - pred[0] - (mean[1] - mean[0])).ravel())
+    return float(np.var(np.concatenate(spread)))
+
+
+def test_the_band_scales_its_relative_drift_with_the_gap_at_the_anchor(ladder_fit):
+    """The predictive spread of a difference ``h`` decades past the top is ``a + r² g² h`` with
+    ``g`` the observed gap between the groups' best runs at the top level. Faults caught: the
+    per-group factor 2 dropped (ratio 0.51); the gap measured from the first group's level
+    instead of the groups' mean (ratio 2.0)."""
+    _, g, h = _top_gap(ladder_fit)
+    r2 = 1e-3 / g**2  # the relative term alone: 1e-3 per decade
+    cal = anchor.ContrastCalibration(0.0, 0.0, 1e-6, 0.0, 10, 3, horizon=np.inf,
+                                     weighting="zero", drift_rel=r2)
+    var = _spread_var(ladder_fit, cal)
     want = 1e-6 + r2 * g**2 * h
     assert abs(g) > 1e-3, g  # the ladder has a gap to scale with
-    assert 0.8 < np.var(np.concatenate(spread)) / want < 1.25, (np.var(np.concatenate(spread)),
-                                                                want)
+    assert 0.8 < var / want < 1.25, (var, want)
 
 
 def _falling_drifts(kappa: float, seed: int):
@@ -428,25 +441,13 @@ def test_the_band_takes_the_relative_drift_at_its_own_anchor(ladder_fit):
     """The relative drift falls with ``rel_decay`` as the flat one with ``drift_decay``: an
     ``r²`` stored one decade below the top with ``kappa = 1`` is a tenth of it at the top.
     Fault caught: ``rel_decay`` not applied in :func:`anchor.anchored_log_losses` (ratio 10)."""
-    fit, budgets = ladder_fit
-    lv = anchor.Levels(fit)
-    ll = fit.runs.log_loss
-    g = float(ll[lv.best("B", len(lv.x) - 1)] - ll[lv.best("A", len(lv.x) - 1)])
-    theta = {k: {p: v[:, None] for p, v in anchor.group_theta(fit, k).items()} for k in "AB"}
-    log_c = np.log(np.array([[4.0 * budgets[-1]]]))
-    h = float(np.log10(4.0 * budgets[-1]) - lv.x[-1])
+    lv, g, h = _top_gap(ladder_fit)
     cal = anchor.ContrastCalibration(0.0, 0.0, 1e-6, 0.0, 10, 3, horizon=np.inf,
                                      weighting="zero", drift_at=lv.x[-1] - 1,
                                      drift_rel=1e-2 / g**2, rel_decay=1.0)
-    rng = np.random.default_rng(0)
-    spread = []
-    for _ in range(20):
-        mean, pred = anchor.anchored_log_losses(fit, ("A", "B"), theta, log_c, None, cal, rng,
-                                                beyond="hold")
-        spread.append((pred[1] - pred[0] - (mean[1] - mean[0])).ravel())
+    var = _spread_var(ladder_fit, cal)
     want = 1e-6 + 1e-3 * h
-    assert 0.8 < np.var(np.concatenate(spread)) / want < 1.25, (np.var(np.concatenate(spread)),
-                                                                want)
+    assert 0.8 < var / want < 1.25, (var, want)
 
 
 def test_the_default_band_scales_its_drift_with_the_gap(ladder_fit):
