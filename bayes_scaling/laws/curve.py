@@ -26,11 +26,11 @@ The laws here are plain numpy (queries never import PyMC); the solver takes its 
 from an ``xp`` namespace so that ``model.py`` builds the same body in PyTensor. There, the
 iterations run with gradients stopped and one last Newton step carries them: at the root its
 gradient is exactly the implicit-function gradient :math:`-\partial_\theta h / \partial_v h`.
-The graph starts each checkpoint's solve from its observed loss (or the default guess, if
-closer) and iterates until every checkpoint has converged (at most :data:`GRAPH_ITERATIONS`;
-2-3 steps where the posterior has mass), so the likelihood is the exact residual
-``log L_obs - log L(N, S, B)``, not an errors-in-variables approximation (as fitting
-``L(N, S_min)`` at ``S_min`` computed from the *observed* loss would be).
+The graph starts each checkpoint's solve from its observed loss (numpy from that or the
+default guess, whichever is closer) and iterates until every checkpoint has converged (at
+most :data:`GRAPH_ITERATIONS`; 2-3 steps where the posterior has mass), so the likelihood is
+the exact residual ``log L_obs - log L(N, S, B)``, not an errors-in-variables approximation
+(as fitting ``L(N, S_min)`` at ``S_min`` computed from the *observed* loss would be).
 
 Its PyMC graph is :mod:`bayes_scaling.model.build_curves`, its fit
 :mod:`bayes_scaling.fitting.dynamics`, its queries :mod:`bayes_scaling.query.curves`.
@@ -48,10 +48,10 @@ from bayes_scaling.laws.final_loss import Law
 
 #: Most Newton iterations of the numpy solve (it stops earlier once every point has converged).
 MAX_ITERATIONS = 60
-#: Most iterations inside the PyMC graph, started from each checkpoint's observed loss or the
-#: default guess, whichever is closer; the graph's solve stops once every point has converged
-#: (``model.build_curves.NewtonSolve``): near the posterior (within 3%) that is 2-3 steps (to
-#: 1e-10), anywhere in the prior range at most 6 to 1e-6 (tests/test_dynamics.py). An
+#: Most iterations inside the PyMC graph, started from each checkpoint's observed loss; the
+#: graph's solve stops once every point has converged (``model.build_curves.NewtonSolve``):
+#: near the posterior (within 3%) that is 2-3 steps (to 1e-10), from anywhere in the prior
+#: range it still converges (tests/test_dynamics.py, tests/test_curve_graph.py). An
 #: unconverged solve would break the match between NUTS's energy and its gradient.
 GRAPH_ITERATIONS = 30
 #: The numpy solve stops once every ``|h(v)|`` is below this (``v`` is a log: relative error).
@@ -155,14 +155,15 @@ def solve_step_term(log_floor, a, c, *, alpha_s, alpha_b, xp=NUMPY_SOLVER_OPS,
 
     lo = a + 0.0 * log_floor + 0.0 * c
     hi = a + alpha_s * _softplus(c - log_floor / alpha_b, xp)
-    v = clip((a + alpha_s * c) / (1.0 + alpha_s / alpha_b))  # B << B_crit, L ~ step term
     iterate = getattr(xp, "iterate", None)
     if log_start is not None:  # start from log(L_start - L_N) where that is the better guess
         excess = xp.exp(log_start) - floor
         v_start = clip(xp.where(excess > 0, xp.log(xp.where(excess > 0, excess, 1.0)), lo))
     if log_start is not None and iterate is not None:
         v = v_start  # a driver that iterates to convergence needs no choice of start
-    elif log_start is not None:
+    else:
+        v = clip((a + alpha_s * c) / (1.0 + alpha_s / alpha_b))  # B << B_crit, L ~ step term
+    if log_start is not None and iterate is None:
         h_guess, _ = step_residual(v, floor, a, c, alpha_s, alpha_b, xp)
         h_start, _ = step_residual(v_start, floor, a, c, alpha_s, alpha_b, xp)
         lo = xp.where(h_guess <= 0, xp.where(v > lo, v, lo), lo)

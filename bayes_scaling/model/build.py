@@ -186,10 +186,10 @@ def float32_constants() -> Any:
 
     PyTensor turns a Python float that float32 cannot hold exactly (``0.05``, ``1e-12``) into
     a float64 constant, which silently upcasts every float32 array it touches: the schedule
-    law's floor fraction made its whole solve float64 (770 float64 arrays of 18,040 points in
-    the JAX graph, 4x the float32 time per gradient). Laws are written once for numpy and
-    PyTensor, so the float32 graphs build them inside this context instead of casting each
-    literal (tests/test_curve_graph.py checks every per-point value of a law is float32).
+    law's floor fraction made its whole solve float64 (523 of the 570 per-checkpoint arrays of
+    its JAX graph). Laws are written once for numpy and PyTensor, so the float32 graphs build
+    them inside this context instead of casting each literal (tests/test_curve_graph.py counts
+    the float64 per-checkpoint arrays: only the likelihood's sums are left).
     """
     return pytensor.config.change_flags(floatX="float32")
 

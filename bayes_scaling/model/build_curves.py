@@ -110,7 +110,7 @@ def pytensor_solver_ops() -> SimpleNamespace:
     """The array operations of :func:`bayes_scaling.laws.curve.solve_step_term` on PyTensor:
     its iterations are one :class:`NewtonSolve` Op (no gradient; in JAX a loop that stops
     once every point has converged) and :data:`stop_gradient`."""
-    _register_stop_gradient()
+    _register_ops()
     return SimpleNamespace(exp=pt.exp, log=pt.log, log1p=pt.log1p, logaddexp=pt.logaddexp,
                            where=pt.switch, stop_gradient=stop_gradient,
                            done=lambda _h: False, iterate=_graph_iterate)
@@ -304,7 +304,7 @@ class StopGradient(Op):
     translated to JAX, so JAX's autodiff (numpyro's gradient) went back through every Newton
     iteration of the solve (measured: 29 ms per gradient at 18,040 checkpoints). This Op
     survives the rewrites; its JAX form is ``jax.lax.stop_gradient`` and its numba form the
-    identity (:func:`_register_stop_gradient`), and PyTensor's gradient sees it disconnected.
+    identity (:func:`_register_ops`), and PyTensor's gradient sees it disconnected.
     """
 
     __props__ = ()
@@ -409,9 +409,9 @@ def _jax_newton_solve(op: NewtonSolve, **kw):
 _REGISTERED: list[bool] = []
 
 
-def _register_stop_gradient() -> None:
-    """Give :class:`StopGradient` its JAX and numba forms, once per process (both backends are
-    optional)."""
+def _register_ops() -> None:
+    """Give :class:`StopGradient` its JAX and numba forms and :class:`NewtonSolve` its JAX
+    one (numba runs its ``perform``), once per process (both backends are optional)."""
     if _REGISTERED:
         return
     _REGISTERED.append(True)
