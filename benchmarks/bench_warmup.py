@@ -73,11 +73,11 @@ def laplace(logp, x):
 
 def main() -> None:
     from bayes_scaling.data.registry import load_dataset
-    from bayes_scaling.model import sampling
+    from bayes_scaling.model import device
     from bayes_scaling.model.build import build_model
     from bayes_scaling.model.spec import load_spec
 
-    sampling._jax_setup(4)
+    device.setup_jax(4)
     import jax.numpy as jnp
     from pymc.sampling.jax import get_jaxified_logp
 

@@ -18,7 +18,7 @@ ARCH = (ROOT / "ARCHITECTURE.md").read_text()
 STDLIB = set(sys.stdlib_module_names) | {"__future__"}
 PYMC_TOPS = {"pymc", "pytensor", "jax", "numpyro", "nutpie"}
 #: The only modules that may import PyMC and its backends (see ARCHITECTURE.md).
-PYMC_MODULES = {"model.build", "model.build_curves", "model.sampling"}
+PYMC_MODULES = {"model.build", "model.build_curves", "model.device", "model.sampling"}
 
 
 @dataclass(frozen=True)

@@ -154,6 +154,7 @@ def test_ess_target_is_refused_without_numpyro_or_when_not_positive():
 
 
 def test_large_data_runs_chains_one_after_another_on_the_cpu(monkeypatch):
+    from bayes_scaling.model import device as devices
     from bayes_scaling.model import sampling as inference
     from bayes_scaling.model.build import build_model
     from bayes_scaling.model.spec import load_spec
@@ -161,7 +162,7 @@ def test_large_data_runs_chains_one_after_another_on_the_cpu(monkeypatch):
     monkeypatch.delenv("BAYES_SCALING_CHAIN_METHOD", raising=False)
     runs = synthetic_runs("chinchilla", P, noise=0.01, seed=1)
     model = build_model(load_spec("chinchilla"), runs)
-    inference._jax_setup(4)
+    devices.setup_jax(4)
     assert inference._n_observed(model) == runs.n_runs
     assert inference._chain_method(4, model) == "parallel"
     monkeypatch.setattr(inference, "PARALLEL_MAX_OBS", runs.n_runs - 1)
@@ -179,10 +180,11 @@ def test_float32_data_run_chains_in_parallel_below_the_allocator_threshold(
     values, where parallel chains do not grow in memory (parallel_memory.md)."""
     from types import SimpleNamespace
 
+    from bayes_scaling.model import device as devices
     from bayes_scaling.model import sampling as inference
 
     monkeypatch.delenv("BAYES_SCALING_CHAIN_METHOD", raising=False)
-    inference._jax_setup(4)
+    devices.setup_jax(4)
     model = SimpleNamespace(bayes_scaling_n_obs=n_obs, bayes_scaling_precision=precision)
     assert inference._chain_method(4, model) == method
 
@@ -197,7 +199,7 @@ def test_a_failed_gate_is_resampled_with_smaller_steps_and_longer_warmup(monkeyp
     calls = []
 
     def fake_sample(model, *, var_names, backend, chains, draws, tune, target_accept,
-                    random_seed, progress, ess_target, capped_warmup=True):
+                    random_seed, progress, ess_target, capped_warmup=True, device=None):
         calls.append((target_accept, tune, capped_warmup))
         diverging = np.zeros((chains, draws), dtype=bool)
         diverging[0, :3] = len(calls) == 1  # the first attempt diverges, the second does not
@@ -227,7 +229,7 @@ def test_a_retry_after_poor_mixing_also_doubles_the_draws(monkeypatch):
     calls = []
 
     def fake_sample(model, *, var_names, backend, chains, draws, tune, target_accept,
-                    random_seed, progress, ess_target, capped_warmup=True):
+                    random_seed, progress, ess_target, capped_warmup=True, device=None):
         calls.append(draws)
         x = np.random.default_rng(len(calls)).standard_normal((chains, draws))
         if len(calls) == 1:
@@ -250,7 +252,7 @@ def test_chains_in_separate_modes_are_not_resampled(monkeypatch):
     calls = []
 
     def fake_sample(model, *, var_names, backend, chains, draws, tune, target_accept,
-                    random_seed, progress, ess_target, capped_warmup=True):
+                    random_seed, progress, ess_target, capped_warmup=True, device=None):
         calls.append(draws)
         x = np.random.default_rng(len(calls)).standard_normal((chains, draws))
         x[0] += 3.0  # every attempt: the same two modes
@@ -265,12 +267,13 @@ def test_chains_in_separate_modes_are_not_resampled(monkeypatch):
 
 
 def test_allocator_tuning_is_opt_in_and_passes_the_settings_to_mallopt(monkeypatch):
-    """``_tune_malloc`` (the workaround for parallel chains' memory growth) does nothing unless
-    ``BAYES_SCALING_MALLOC_TUNE=1``, then hands glibc each setting (a fake libc records them)."""
+    """``device._tune_malloc`` (the workaround for parallel chains' memory growth) does nothing
+    unless ``BAYES_SCALING_MALLOC_TUNE=1``, then hands glibc each setting (a fake libc records
+    them)."""
     import ctypes
     import platform
 
-    from bayes_scaling.model import sampling as inference
+    from bayes_scaling.model import device as inference
 
     calls = []
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -61,6 +62,9 @@ from bayes_scaling.errors import BayesScalingError
 @click.option("--precision", type=click.Choice(["float64", "float32"]), default=None,
               help="Per-run (per-checkpoint for curves) arithmetic of the law (sums stay "
                    "float64); default float32 from 10,000 runs or checkpoints on.")
+@click.option("--device", type=click.Choice(["cpu", "gpu"]), default=None,
+              help="Where JAX samples (numpyro): cpu (default) or gpu (a CUDA build of JAX: "
+                   "pip install 'bayes_scaling[gpu]'); BAYES_SCALING_DEVICE sets the default.")
 @click.option("--no-calibrate", is_flag=True, help="Skip the extrapolation discrepancy.")
 @click.option("--strict", is_flag=True, help="Exit 2 (and write nothing) if the gate fails.")
 @stacking_options
@@ -72,9 +76,11 @@ def fit_cmd(runs, model, out, group_col, drop_highest_loss, param_count, query, 
             ess_target, no_calibrate, strict, stack_tops, stack_refits, workers, lr_schedule,
             total_steps, warmup_steps, final_lr_fraction, cooldown_start, cooldown_steps,
             residual, curve_offsets, max_points_per_curve, warmup_fraction, quiet,
-            precision):
+            precision, device):
     """Fit MODEL to the RUNS table (CSV, TSV, JSON Lines, Parquet or a registry name) and
     save the posterior."""
+    if device:  # every sampling step of this command (refits, curves, stacking) reads it
+        os.environ["BAYES_SCALING_DEVICE"] = device
     from bayes_scaling.fitting.fit import fit
     from bayes_scaling.laws.final_loss import LAWS
     from bayes_scaling.model.spec import load_spec

@@ -70,7 +70,7 @@ def sample_gated(pm_model: Any, var_names: list[str], *, backend: str, chains: i
                  tune: int, target_accept: float, random_seed: int, retries: int,
                  progress: bool = False, ess_target: float | None = None,
                  retry_target_accept: float = RETRY_TARGET_ACCEPT,
-                 tell: ProgressFn | None = None) -> GatedSample:
+                 tell: ProgressFn | None = None, device: str | None = None) -> GatedSample:
     """Sample with NUTS, run the convergence gate and, on failure, resample.
 
     Up to ``retries`` resamples, with ``target_accept`` raised to ``retry_target_accept``, twice
@@ -94,7 +94,7 @@ def sample_gated(pm_model: Any, var_names: list[str], *, backend: str, chains: i
                                           chains=chains, draws=draws, tune=tune,
                                           target_accept=target_accept, random_seed=random_seed,
                                           progress=progress, ess_target=ess_target,
-                                          capped_warmup=attempt == 0)
+                                          capped_warmup=attempt == 0, device=device)
         kept = [v for v in var_names if v in idata.posterior]
         diag = sampling.convergence_diagnostics(idata, kept, backend=backend, seed=random_seed,
                                                 sampling_seconds=seconds)
@@ -166,6 +166,7 @@ def fit(
     ess_target: float | None = None,
     dense_mass: bool | None = None,
     precision: str | None = None,
+    device: str | None = None,
 ) -> ScalingFit:
     """Fit ``model`` (a shipped name, a spec path or a spec) to ``runs`` with NUTS.
 
@@ -214,6 +215,9 @@ def fit(
         Precision of the per-run arithmetic (the sum and the constants stay float64); by
         default float32 from :data:`~bayes_scaling.model.build.FLOAT32_MIN_OBS` runs on
         (``BAYES_SCALING_PRECISION`` overrides the default).
+    device : {"cpu", "gpu"}, optional
+        Where JAX samples (numpyro): the CPU unless asked (``BAYES_SCALING_DEVICE`` overrides
+        the default; :mod:`bayes_scaling.model.device`); recorded as ``meta["device"]``.
 
     Returns
     -------
@@ -235,7 +239,8 @@ def fit(
          + (f", stopping at ESS {ess_target:g}" if ess_target else ""))
     run = sample_gated(pm_model, var_names, backend=backend, chains=chains, draws=draws,
                        tune=tune, target_accept=target_accept, random_seed=seed,
-                       retries=retries, progress=progress, ess_target=ess_target, tell=tell)
+                       retries=retries, progress=progress, ess_target=ess_target, tell=tell,
+                       device=device)
     idata, diag, seconds = run.idata, run.diagnostics, run.seconds
     target_accept, tune, attempt = run.target_accept, run.tune, run.attempt
     no_retry = run.no_retry
@@ -247,6 +252,7 @@ def fit(
         "ess_target": ess_target,
         "dense_mass": bool(getattr(pm_model, "bayes_scaling_dense_mass", False)),
         "precision": pm_model.bayes_scaling_precision,
+        "device": getattr(pm_model, "bayes_scaling_device", "cpu"),
         **({"init_mass": init_mass_used(pm_model),
             "warmup_max_tree_depth": getattr(pm_model, "bayes_scaling_warmup_depth_used", None)}
            if backend == "numpyro" else {}),

@@ -12,7 +12,6 @@ import time
 import warnings
 from collections.abc import Sequence
 from contextlib import contextmanager
-from pathlib import Path
 
 import arviz as az
 import numpy as np
@@ -20,58 +19,10 @@ import pymc as pm
 
 from bayes_scaling.constants import DEFAULT_BACKEND, MAX_RHAT
 from bayes_scaling.errors import BayesScalingError
+from bayes_scaling.model import device as devices
 from bayes_scaling.model.gate import Diagnostics, Gate
 
 BACKENDS = ("numpyro", "nutpie", "pymc")
-
-
-def _jax_setup(chains: int) -> None:
-    """Expose one XLA host device per chain (before JAX starts) and cache compiled code."""
-    if "jax" not in __import__("sys").modules:
-        flags = os.environ.get("XLA_FLAGS", "")
-        if "xla_force_host_platform_device_count" not in flags:
-            os.environ["XLA_FLAGS"] = (
-                f"{flags} --xla_force_host_platform_device_count={max(chains, 4)}".strip())
-        _tune_malloc()
-    import jax  # lazy: JAX starts XLA (seconds); only the numpyro backend needs it
-
-    cache = Path(os.environ.get("BAYES_SCALING_JAX_CACHE",
-                                Path.home() / ".cache" / "bayes_scaling" / "jax"))
-    try:
-        cache.mkdir(parents=True, exist_ok=True)
-        jax.config.update("jax_compilation_cache_dir", str(cache))
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-    except (OSError, AttributeError):  # read-only home or an old JAX: run uncached
-        pass
-
-
-#: glibc ``mallopt`` settings applied before XLA starts its threads (``_tune_malloc``):
-#: M_MMAP_THRESHOLD = 16 KiB, M_TRIM_THRESHOLD = 0, M_ARENA_MAX = 1.
-MALLOC_SETTINGS = ((-3, 16 * 1024), (-1, 0), (-8, 1))
-
-
-def _tune_malloc() -> bool:
-    """Opt-in (``BAYES_SCALING_MALLOC_TUNE=1``): keep glibc from hoarding what XLA frees.
-
-    With one XLA host device per chain, buffers of >= ~128 kB that the device threads free
-    stay in glibc's arenas and resident memory grows with every NUTS step. In a numpyro-only
-    reproduction (``benchmarks/repro_parallel_memory.py``) these settings, applied before JAX
-    starts, keep memory flat; in a full PyMC fit they only slow the growth (see
-    ``benchmarks/results/parallel_memory.md``), so they are off by default and large data
-    still runs its chains one after another (``PARALLEL_MAX_OBS``). Returns whether applied.
-    """
-    if os.environ.get("BAYES_SCALING_MALLOC_TUNE", "0") != "1":
-        return False
-    import ctypes  # lazy: only this opt-in workaround needs it
-    import platform  # lazy: only this opt-in workaround needs it
-
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        return all(libc.mallopt(param, value) == 1 for param, value in MALLOC_SETTINGS)
-    except (OSError, AttributeError):
-        return False
 
 
 #: Above this many observations of a float64 model numpyro runs the chains one after another
@@ -280,6 +231,7 @@ def sample(
     progress: bool = False,
     ess_target: float | None = None,
     capped_warmup: bool = True,
+    device: str | None = None,
 ) -> tuple[az.InferenceData, float]:
     """Draw ``chains x draws`` posterior samples after ``tune`` warm-up steps.
 
@@ -288,8 +240,10 @@ def sample(
     bulk and tail ESS of at least ``ess_target`` (and r-hat <= 1.01), so no time is spent on
     draws the answer does not need. ``capped_warmup`` (numpyro) limits the warm-up's trees to
     :func:`warmup_depth` when ``tune`` is at least :data:`WARMUP_CAP_MIN_TUNE`; False (or a
-    shorter warm-up) gives it NUTS's full depth. Returns the ``InferenceData``
-    (posterior + sample_stats) and the wall time in seconds, compilation included.
+    shorter warm-up) gives it NUTS's full depth. ``device`` (numpyro): ``"cpu"`` (default) or
+    ``"gpu"`` (:mod:`bayes_scaling.model.device`; recorded as ``model.bayes_scaling_device``).
+    Returns the ``InferenceData`` (posterior + sample_stats) and the wall time in seconds,
+    compilation included.
     """
     if backend not in BACKENDS:
         raise BayesScalingError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
@@ -305,7 +259,13 @@ def sample(
     if ess_target is not None and backend != "numpyro":
         raise BayesScalingError(f"ess_target needs the numpyro backend, not {backend!r}")
     capped_warmup = bool(capped_warmup) and int(tune) >= WARMUP_CAP_MIN_TUNE
+    if backend != "numpyro" and devices.requested(device) != "cpu":
+        raise BayesScalingError(f"device {devices.requested(device)} needs the numpyro backend")
     start = time.perf_counter()
+    if backend == "numpyro":
+        devices.setup_jax(chains)
+        devices.select(device)
+    model.bayes_scaling_device = devices.describe() if backend == "numpyro" else "cpu"
     with _quiet():
         if ess_target is not None:
             idata = _sample_numpyro_until(
@@ -323,7 +283,7 @@ def sample(
 
 def _sample_numpyro(model, *, var_names, chains, draws, tune, target_accept, seed, progress,
                     capped=True):
-    _jax_setup(chains)
+    devices.setup_jax(chains)
     from pymc.sampling.jax import sample_numpyro_nuts  # lazy: loads JAX (seconds)
 
     if init_mass(model) == "laplace":
@@ -363,7 +323,7 @@ def _sample_numpyro_until(model, *, var_names, chains, max_draws, tune, target_a
     from their last state with the adapted step size and mass matrix, so the blocks form one
     chain each.
     """
-    _jax_setup(chains)
+    devices.setup_jax(chains)
     import jax  # lazy: JAX starts XLA (seconds); only the numpyro backend needs it
     from numpyro.infer import MCMC, NUTS  # lazy: numpyro loads JAX; only its backend needs it
     from pymc.sampling.jax import (  # lazy: loads JAX; only the numpyro backend needs it
