@@ -9,6 +9,8 @@ cap: ``test_laplace_start.py``; every other sampler test runs at the default cap
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
 from bayes_scaling.constants import PUBLISHED
@@ -57,8 +59,10 @@ def test_short_warmups_are_not_capped(monkeypatch):
         return None
 
     monkeypatch.setitem(sampling._SAMPLERS, "numpyro", fake)
+    model = SimpleNamespace()  # sample records the device on it
     for tune in (sampling.WARMUP_CAP_MIN_TUNE - 1, sampling.WARMUP_CAP_MIN_TUNE):
-        sampling.sample(None, chains=2, draws=10, tune=tune)
-    sampling.sample(None, chains=2, draws=10, tune=2000, capped_warmup=False)
+        sampling.sample(model, chains=2, draws=10, tune=tune)
+    sampling.sample(model, chains=2, draws=10, tune=2000, capped_warmup=False)
+    assert model.bayes_scaling_device == "cpu"
     assert seen == [(sampling.WARMUP_CAP_MIN_TUNE - 1, False),
                     (sampling.WARMUP_CAP_MIN_TUNE, True), (2000, False)]
