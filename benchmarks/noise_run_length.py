@@ -35,8 +35,9 @@ from bayes_scaling.model.centre import curve_centre, run_length_covariate
 from bayes_scaling.model.spec import load_spec
 
 warnings.simplefilter("ignore")
-FORMS = ("constant", "fraction power", "fraction floor", "step power", "length scale")
-FALLING = FORMS[1:4]   # step A's three; "length scale": the addendum's candidate
+FORMS = ("constant", "fraction power", "fraction floor", "step power", "length scale",
+         "length power")
+FALLING = FORMS[1:4]   # step A's three; "length scale"/"length power": addenda 1 and 2
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / "results" / "residual_cache"
 
@@ -55,13 +56,24 @@ def log_x(t, form: str) -> np.ndarray:
 
 def _base(form: str) -> str:
     """The ``point_sd`` form of a checkpoint's sd before the curve's scale."""
-    return "constant" if form == "length scale" else form
+    return "constant" if form.startswith("length") else form
 
 
 def curve_scale(form: str, log_g: float, x: np.ndarray) -> np.ndarray:
-    """Per curve, the factor on its checkpoint and offset sd: ``exp(-g x_c)`` for the
-    addendum's ``length scale`` (``x_c`` the run-length covariate), else 1."""
-    return np.exp(-np.exp(log_g) * x) if form == "length scale" else np.ones_like(x)
+    """Per curve, the factor on its checkpoint sd (``length power``, addendum 2) or on its
+    checkpoint and offset sd (``length scale``, addendum 1): ``exp(-g x_c)`` (``x_c`` the
+    run-length covariate); else 1."""
+    return np.exp(-np.exp(log_g) * x) if form.startswith("length") else np.ones_like(x)
+
+
+def noise_scales(form: str, z4: np.ndarray, lx: np.ndarray, ref: float, xc: np.ndarray,
+                 idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per checkpoint its noise variance, per curve its offset sd, for ``z4`` = (log sigma,
+    log g, log sigma_e, log sigma_curve); ``lx`` log step or fraction, ``xc`` the curves'
+    run-length covariate, ``idx`` each checkpoint's curve (for ``hetero_marginal``)."""
+    scale = curve_scale(form, z4[1], xc)
+    var = (point_sd(_base(form), z4[:3], lx, ref) * scale[idx]) ** 2
+    return var, np.exp(z4[3]) * (scale if form == "length scale" else np.ones_like(xc))
 
 
 def map_run_length(model: str, train, test, form: str, *,
@@ -95,8 +107,7 @@ def map_run_length(model: str, train, test, form: str, *,
     def nlp(z):
         with np.errstate(all="ignore"):
             r = train.log_loss - mean(z, inp) - z[k + 4] * xc[idx]
-            scale = curve_scale(form, z[k + 1], xc)
-            var = (point_sd(_base(form), z[k:k + 3], lx, ref) * scale[idx]) ** 2
+            var, sd = noise_scales(form, z[k:k + 4], lx, ref, xc, idx)
         if not (np.all(np.isfinite(r)) and np.all(np.isfinite(var)) and var.min() > 0):
             return 1e10
         lp = sum(_logprior(spec.priors[p], np.exp(v) if q else v) + (v if q else 0.0)
@@ -107,7 +118,6 @@ def map_run_length(model: str, train, test, form: str, *,
         if form.endswith("floor"):
             lp += stats.halfnorm.logpdf(np.exp(z[k + 2]), scale=EARLY_SD) + z[k + 2]
         lp += _logprior(CURVE_SD_PRIOR, np.exp(z[k + 3])) + z[k + 3]
-        sd = np.exp(z[k + 3]) * scale
         lp += stats.norm.logpdf(z[k + 4], pk["mu"], pk["sigma"])
         return -(hetero_marginal(r, idx, ng, var, sd) + lp)
 
@@ -147,7 +157,8 @@ def map_run_length(model: str, train, test, form: str, *,
             sc = curve_scale(form, zi[k + 1], txc)
             sd_t = point_sd(_base(form), zi[k:k + 3], tlx, ref) * sc[tidx]
         sims[i] = (m + sd_t * rng.standard_normal(test.n_points)
-                   + (np.exp(zi[k + 3]) * sc * rng.standard_normal(test.n_curves))[tidx])
+                   + (np.exp(zi[k + 3]) * (sc if form == "length scale" else 1.0)
+                      * rng.standard_normal(test.n_curves))[tidx])
     for p in (50, 90):
         lo, hi = np.nanpercentile(sims, [50 - p / 2, 50 + p / 2], axis=0)
         out[f"c{p}"] = float(np.mean((test.log_loss >= lo) & (test.log_loss <= hi)))
@@ -236,9 +247,9 @@ def main() -> None:
             "yes" if all(res[form][s]["err"] <= res["constant"][s]["err"] + 0.10
                          for s in SETS) else "no")
         lines.append(f"| {form} | {' | '.join(cells)} | {crit[form]:.3f} | {guard} |")
-    ls = res.get("length scale", {})
-    add = (len(ls) == len(SETS) and crit["length scale"] < crit["constant"]
-           and all(ls[s]["err"] <= res["constant"][s]["err"] + 0.10 for s in SETS))
+    add = {f: len(res[f]) == len(SETS) and crit[f] < crit["constant"]
+           and all(res[f][s]["err"] <= res["constant"][s]["err"] + 0.10 for s in SETS)
+           for f in FORMS[4:] if res[f]}
     lines += ["", "MAP noise and offset scales ((Mis)Fitting): `sigma` / `sigma_curve` / "
               "run-length slope, % of loss (sigma at the mean log step or fraction).", "",
               "| noise | mis1 | mis2 | mis3 |", "|---|---|---|---|"]
@@ -246,15 +257,17 @@ def main() -> None:
         lines.append(f"| {form} | " + " | ".join(
             f"{100 * r['sigma']:.2f} / {100 * r['sigma_curve']:.2f} / {r['slope']:+.3f}"
             for s, r in res[form].items() if s.startswith("mis")) + " |")
-    lines += ["", "On gem and gemhalf (no `total_steps`: x_c = 0) the `length scale` g is set by "
-              "its prior alone (the MAP of log g under HalfNormal(2) is g = 2).", "",
+    lines += ["", "On gem and gemhalf (no `total_steps`: x_c = 0) the `length` forms' g is set "
+              "by its prior alone (the MAP of log g under HalfNormal(2) is g = 2).", "",
               f"Step A, pick by the stated rule: **{chosen or 'none (all out by the guard)'}**"
               + (f" (criterion {crit[chosen]:.3f}; constant {crit['constant']:.3f})."
                  if chosen else "."), "",
-              "Addendum (`length scale`: each curve's checkpoint and offset sd times "
-              "`exp(-g x_c)`, `x_c` its centred log `total_steps`): goes to NUTS only if no "
-              "set's error is more than 0.10 above `constant`'s and its criterion is below "
-              f"{crit['constant']:.3f}: **{'yes' if add else 'no'}**.", "",
+              "Addenda (a candidate goes to NUTS only if no set's error is more than 0.10 "
+              f"above `constant`'s and its criterion is below {crit['constant']:.3f}): "
+              "`length scale` (each curve's checkpoint and offset sd times `exp(-g x_c)`, "
+              "`x_c` its centred log `total_steps`), `length power` (its checkpoint sd only): "
+              + ", ".join(f"{f} **{'yes' if ok else 'no'}**" for f, ok in add.items()) + ".",
+              "",
               "*Regenerate: `nice -n 19 .venv/bin/python benchmarks/noise_run_length.py`*"]
     diag = CACHE / "noise_rl_diagnose_mis1.json"
     if not diag.exists():
