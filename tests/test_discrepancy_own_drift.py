@@ -55,7 +55,7 @@ THREE = [(0, "c", 1, [0.1, 0.2], 0.02), (0, "c", 2, [0.2, 0.4], 0.06),
 def test_nearest_slope_exact_values():
     """By hand: weights 0.05, 0.2, 0.45 (sum a^2); the nearest (depth-1) slope 0.02, its se the
     weighted spread of all three slopes around it over one refit; today's slope 0.0957.
-    With a second group the nearest refit of EACH group counts (depth 2 there)."""
+    With a second group the nearest refit of EACH group counts (depth 2 there), weighted."""
     bt = _bt(THREE)
     s = nearest_slope(bt, "scale")
     assert s.beta == pytest.approx(0.02, rel=1e-12)
@@ -64,12 +64,13 @@ def test_nearest_slope_exact_values():
     sh = nearest_slope(bt, "shape")  # weights 0.1, 0.29
     assert sh.beta == pytest.approx(-0.1, rel=1e-12)
     assert sh.se == pytest.approx(np.sqrt(0.29 * 0.2**2 / 0.39), rel=1e-12)
-    two = _bt([*THREE, (1, "c", 2, [0.1, 0.2], 0.05), (1, "c", 3, [0.2, 0.4], 0.09)])
-    s2 = nearest_slope(two, "scale")  # nearest: group 0 depth 1 (w 0.05), group 1 depth 2 (0.05)
-    assert s2.beta == pytest.approx(0.035, rel=1e-12)
-    w = np.array([0.05, 0.2, 0.45, 0.05, 0.2])
+    two = _bt([*THREE, (1, "c", 2, [0.2, 0.4], 0.05), (1, "c", 3, [0.3, 0.6], 0.09)])
+    s2 = nearest_slope(two, "scale")  # nearest: group 0 depth 1 (w 0.05), group 1 depth 2 (0.2)
+    assert s2.beta == pytest.approx(0.011 / 0.25, rel=1e-12)
+    w = np.array([0.05, 0.2, 0.45, 0.2, 0.45])
     b = np.array([0.02, 0.06, 0.12, 0.05, 0.09])
-    assert s2.se == pytest.approx(np.sqrt(np.sum(w * (b - 0.035) ** 2) / w.sum() / 2.0),
+    n_eff = 0.25**2 / (0.05**2 + 0.2**2)
+    assert s2.se == pytest.approx(np.sqrt(np.sum(w * (b - 0.044) ** 2) / w.sum() / n_eff),
                                   rel=1e-12)
     assert nearest_slope(_bt(THREE[:1]), "scale") is None  # one refit: no own slope
     with pytest.raises(ValueError, match="origin"):
