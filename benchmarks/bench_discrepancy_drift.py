@@ -90,7 +90,7 @@ def drift_pops(rolling: dict, ladders, exclude: set[str]) -> dict[str, tuple[flo
 
 def case_drifts(case: dict, pops: dict) -> dict:
     """The case's own drift per part, shrunk toward ``pops`` (each part's population without
-    the case's source), as :func:`bayes_scaling.fitting.calibrate.ladder_drift` makes it."""
+    the case's source), as :func:`bayes_scaling.fitting.drift.ladder_drift` makes it."""
     bt = case["inner"].with_distance("hull_compute")
     return {p: shrink(ladder_slope(bt, p), *pops[p]) for p in PARTS}
 

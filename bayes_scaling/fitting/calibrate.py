@@ -427,9 +427,9 @@ def attach_discrepancy(fit: ScalingFit, *, random_seed: int | None = None,
     """``fit`` with ``(tau0, kappa)`` draws in its posterior and the inner backtest in meta.
 
     With a per-kind prior that carries a drift population (the shipped one), the fit also gets
-    the ladder's signed drift per part (``drift_scale``, ``drift_shape``: its own rolling-origin
-    slope shrunk toward the population, :func:`ladder_drift`), which moves the predictive
-    median; ``meta["calibration"]["drift"]`` records each part's value, band and provenance.
+    the ladder's signed drift per part (``drift_scale``, ``drift_shape``: its own slope shrunk
+    toward the population, :func:`~bayes_scaling.fitting.drift.ladder_drift`), which moves the
+    predictive median; ``meta["calibration"]["drift"]`` records its value, band, provenance.
 
     Parameters
     ----------
