@@ -90,7 +90,7 @@ def drift_pops(rolling: dict, ladders, exclude: set[str]) -> dict[str, tuple[flo
 
 def case_drifts(case: dict, pops: dict) -> dict:
     """The case's own drift per part, shrunk toward ``pops`` (each part's population without
-    the case's source), as :func:`bayes_scaling.fitting.calibrate.ladder_drift` makes it."""
+    the case's source), as :func:`bayes_scaling.fitting.drift.ladder_drift` makes it."""
     bt = case["inner"].with_distance("hull_compute")
     return {p: shrink(ladder_slope(bt, p), *pops[p]) for p in PARTS}
 
@@ -161,13 +161,16 @@ def accept_reach(table: pd.DataFrame, cand: str, ref: str) -> tuple[dict, dict, 
     return c, r, ok
 
 
-def render_reach(table: pd.DataFrame, cand: str, ref: str, what: str) -> list[str]:
-    """Markdown lines: candidate C's criterion against ``ref`` (pooled, then per ladder)."""
+def render_reach(table: pd.DataFrame, cand: str, ref: str, what: str,
+                 name: str = "Candidate C (reach)", doc: str = "CRITERIA_s10_i15.md",
+                 short: str = "C") -> list[str]:
+    """Markdown lines: a candidate's criterion against ``ref`` (pooled, then per ladder): the
+    six conditions of ``CRITERIA_s10_i15.md`` (``CRITERIA_s12_i15.md`` states the same six)."""
     c, r, ok = accept_reach(table, cand, ref)
     names = ("pooled 90% in 0.85-0.95 and 50% in 0.40-0.60", "lowest ladder >= 0.70 and not "
              "lower", "median abs error not higher", "interval score not higher",
              "Huber better on no more ladders", "one strict improvement")
-    lines = [f"### Candidate C (reach) against {ref} ({what}; `CRITERIA_s10_i15.md`)", "",
+    lines = [f"### {name} against {ref} ({what}; `{doc}`)", "",
              "| | 90% | 50% | lowest ladder at 90% | median abs err % | IS 90 | Huber better "
              "on |", "|---|---|---|---|---|---|---|"]
     for label, f in ((cand, c), (ref, r)):
@@ -178,7 +181,8 @@ def render_reach(table: pd.DataFrame, cand: str, ref: str, what: str) -> list[st
             for i, (n, k) in enumerate(zip(names, ok, strict=True))]
     lines += ["", "Conditions: " + "; ".join(said),
               "", f"**{'Met' if all(ok) else 'Not met'}.**", "",
-              "| ladder | runs | 90% C / ref | 50% C / ref | IS C / ref | median err C / ref |",
+              f"| ladder | runs | 90% {short} / ref | 50% {short} / ref | IS {short} / ref | "
+              f"median err {short} / ref |",
               "|---|---|---|---|---|---|"]
     per = summarise(table[table["variant"].isin([cand, ref])], ["variant", "ladder"])
     a, b = (per[per["variant"] == v].set_index("ladder") for v in (cand, ref))

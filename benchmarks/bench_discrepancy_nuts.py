@@ -105,10 +105,14 @@ BASE = "huber-bootstrap"
 LEVEL = "nuts + xl-source, shape drift as a level (candidate A)"
 #: Candidate C (``benchmarks/CRITERIA_s10_i15.md``): the product with ``reach=True``.
 REACH = "nuts + xl-source, reach (candidate C)"
+#: Candidates of ``benchmarks/CRITERIA_s12_i15.md``: the product with ``own_drift=...``.
+NEAREST = "nuts + xl-source, nearest-refit drift (candidate N)"
+POPDRIFT = "nuts + xl-source, population drift (candidate P)"
+OWN = {NEAREST: "nearest", POPDRIFT: "none"}
 #: ``--lean``: the product, its two forms, today's bands and the baselines.
 LEAN = (CHOSEN, BEFORE, "nuts, no discrepancy", "nuts + today's (box, own)",
         "nuts + xl-source, one (tau0, kappa)", "nuts + xl-source, per kind", "huber-bootstrap",
-        "huber + xl-source", *DRIFT.values(), LEVEL, REACH)
+        "huber + xl-source", *DRIFT.values(), LEVEL, REACH, NEAREST, POPDRIFT)
 #: The systematic-term variant scored beside the product (shared fraction per refit).
 SHARED_ALT = 0.25
 #: Ladder names in ``public_ladders`` order (filled in ``main``; seeds index into it).
@@ -171,15 +175,16 @@ def nuts_fit(case: dict, runs, args) -> tuple[ScalingFit, dict]:
 
 
 def product_band(f: ScalingFit, case: dict, runs, prior, seed: int, i: int,
-                 reach: bool = False) -> tuple[dict, dict]:
+                 reach: bool = False, own_drift: str = "all") -> tuple[dict, dict]:
     """The product's predictive draws (log loss) with the discrepancy under ``prior``
-    (``reach``: ``attach_discrepancy``'s option, candidate C; the same random numbers)."""
+    (``reach``, ``own_drift``: ``attach_discrepancy``'s options, candidates C, N and P; the
+    same random numbers)."""
     _, test = split_top(runs, holdout_by=case["by"], holdout_top=case["k"])
     assert np.allclose(test.loss, case["y"]), "split differs from stage 2"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         cal = attach_discrepancy(f, random_seed=seed + i, prior=prior, backtest=case["inner"],
-                                 reach=reach)
+                                 reach=reach, own_drift=own_drift)
         rng = np.random.default_rng([seed, i])
         pred = log_loss_draws(cal, test.n, test.d, group=None, band="predictive", rng=rng)
         law = log_loss_draws(f, test.n, test.d, group=None, band="law", rng=rng)
@@ -309,6 +314,8 @@ def main() -> None:
         # candidate C differs from the product only on runs past the inner reach (exactly)
         reach = (product_band(f, case, runs, priors[pkey], args.seed, seed_i, True)[0]["pred"]
                  if past_reach_runs(case).any() else nuts["pred"])
+        own = {lab: product_band(f, case, runs, priors[pkey], args.seed, seed_i, own_drift=o)
+               for lab, o in OWN.items()}
         nuts.update(info)
         nuts.update(cal)
         print(f"  {case['ladder']} {case['by']} top {case['k']}: gate "
@@ -318,7 +325,9 @@ def main() -> None:
                      **{k: nuts[k] for k in ("passed", "rhat", "ess_bulk", "ess_tail",
                                              "divergences", "seconds", "retried",
                                              "tau0_mean", "kappa_mean", "drift_scale",
-                                             "drift_shape")}})
+                                             "drift_shape")},
+                     **{f"drift_{p}_{o}": own[lab][1][f"drift_{p}"]
+                        for lab, o in OWN.items() for p in PARTS}})
         inner = case["inner"]
         lad_key = ("ladder", case["ladder"])
         if lad_key not in priors and not args.lean:
@@ -345,6 +354,7 @@ def main() -> None:
                 rolling, ladders, shipped.distance, shipped.temper,
                 {n for n in rolling if ladders[n][0] == case["source"]}, SHARED_ALT)
         specs = [(CHOSEN, None), (BEFORE, "before"), (LEVEL, "level"), (REACH, "reach"),
+                 (NEAREST, "own"), (POPDRIFT, "own"),
                  ("nuts, no discrepancy", (None, None)),
                  ("nuts + today's (box, own)", ("box", None)),
                  ("nuts + xl-ladder", (shipped.distance, priors.get(lad_key))),
@@ -367,6 +377,8 @@ def main() -> None:
                 samples = np.exp(before)
             elif how == "reach":
                 samples = np.exp(reach)
+            elif how == "own":
+                samples = np.exp(own[label][0]["pred"])
             elif how == "huber":
                 samples = predictive(case, None, None, rng)
             elif how == "budget-only":  # diagnostic: the evidence of the query's kind
@@ -430,7 +442,8 @@ def publish(name: str, table: pd.DataFrame, fits_t: pd.DataFrame, args, shipped,
              "per_ladder": summarise(table, ["variant", "ladder"]).to_dict("records"),
              "per_source": summarise(table, ["variant", "source"]).to_dict("records"),
              "criteria": {v: criteria(table, v) for v in (CHOSEN, BEFORE, ONE_PAIR, PER_KIND,
-                                                          *DRIFT.values(), LEVEL, REACH)
+                                                          *DRIFT.values(), LEVEL, REACH,
+                                                          NEAREST, POPDRIFT)
                           if v in set(table["variant"])},
              "fits": fits_t.to_dict("records")}, indent=1, default=float))
     print(text)
@@ -562,9 +575,11 @@ def acceptance_a(table: pd.DataFrame) -> str:
 def compare(table: pd.DataFrame) -> list[str]:
     """The product, its two forms and Huber+bootstrap on the same held-out runs: the issue's
     criteria, per ladder, by kind of hold-out and per source."""
-    have = [v for v in (CHOSEN, BEFORE, LEVEL, REACH, ONE_PAIR, PER_KIND, *DRIFT.values(), BASE)
+    have = [v for v in (CHOSEN, BEFORE, LEVEL, REACH, NEAREST, POPDRIFT, ONE_PAIR, PER_KIND,
+                        *DRIFT.values(), BASE)
             if v in set(table["variant"])]
     short = {CHOSEN: "product", BEFORE: "product before", LEVEL: "candidate A", REACH: "C",
+             NEAREST: "N", POPDRIFT: "P",
              ONE_PAIR: "one pair", PER_KIND: "per kind", BASE: "Huber",
              DRIFT[ONE_PAIR]: "one pair + drift", DRIFT[PER_KIND]: "per kind + drift"}
     lines = ["", "### The issue's criteria on the same held-out runs", "",
@@ -583,6 +598,11 @@ def compare(table: pd.DataFrame) -> list[str]:
         lines += ["", acceptance_a(table)]
     if CHOSEN in have and REACH in have:
         lines += ["", *render_reach(table, REACH, CHOSEN, "NUTS")]
+    for cand, nm, sh in ((NEAREST, "Candidate N (nearest-refit drift)", "N"),
+                         (POPDRIFT, "Candidate P (population drift)", "P")):
+        if CHOSEN in have and cand in have:
+            lines += ["", *render_reach(table, cand, CHOSEN, "NUTS", nm, "CRITERIA_s12_i15.md",
+                                        sh)]
     per = summarise(table[table["variant"].isin(have)], ["variant", "ladder"])
     lines += ["", "### Per ladder: 90% coverage and mean interval score (90%)", "",
               "| ladder | runs | " + " | ".join(f"cov 90 {short[v]}" for v in have) + " | "

@@ -16,16 +16,14 @@ size or budget the ladder has not seen carries an error of its own (:math:`\tau_
 the growth with distance (:math:`\kappa` per decade).
 
 The distance splits into two *kinds* of extrapolation
-(:func:`bayes_scaling.data.support.decades_outside`): ``scale``, N and D scaled up together past
-the support (what a user planning a larger budget does), and ``shape``, a tokens-per-parameter
-ratio no run had (what a size hold-out tests: on isoFLOP ladders the top sizes are
-under-trained). One
-pair :math:`(\tau_0, \kappa)` learned from both kinds of hold-out takes the larger errors of the
-size hold-outs into every band; per kind (:func:`bayes_scaling.data.support.discrepancy_var`),
-each part has its own pair, learned from the matching refits (top budgets held out for the
-scale part, top sizes for the shape part; :func:`discrepancy_posterior_parts`), under the
-per-kind cross-ladder prior. A per-kind fit stores ``tau0``/``kappa`` (the scale part) and
-``tau0_shape``/``kappa_shape``; with equal parts it is the one-pair model exactly.
+(:func:`bayes_scaling.data.support.decades_outside`): ``scale``, N and D scaled up together
+past the support (a larger budget), and ``shape``, a tokens-per-parameter ratio no run had (a
+size hold-out: on isoFLOP ladders the top sizes are under-trained). One pair
+:math:`(\tau_0, \kappa)` learned from both kinds takes the size hold-outs' larger errors into
+every band; per kind (:func:`bayes_scaling.data.support.discrepancy_var`), each part has its
+own pair, from the matching refits (:func:`discrepancy_posterior_parts`) under the per-kind
+cross-ladder prior, stored as ``tau0``/``kappa`` (scale) and ``tau0_shape``/``kappa_shape``
+(equal parts: the one-pair model exactly).
 
 :math:`(\tau_0, \kappa)` are learned by rolling-origin backtests *inside* the training runs:
 hold out the largest 1, 2, 3 model sizes (and, separately, the largest compute budgets), refit
@@ -50,6 +48,7 @@ them.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -77,7 +76,7 @@ from bayes_scaling.fitting.discrepancy_prior import (
     fit_population,
     load_prior,
 )
-from bayes_scaling.fitting.drift import Drift, ladder_slope, reach_distance, shrink
+from bayes_scaling.fitting.drift import OWN_DRIFT, ladder_drift, reach_distance
 from bayes_scaling.fitting.result import ScalingFit, with_posterior
 from bayes_scaling.laws.final_loss import LAWS
 
@@ -119,13 +118,16 @@ class InnerBacktest:
     by_kind: dict[str, np.ndarray] | None = None
     #: How each refit held runs out: ``"n"`` (top sizes) or ``"c"`` (top budgets), per run.
     split: np.ndarray | None = None
+    #: The refit's group and how many top levels it held out, per run (shape ``(n, 2)``).
+    origin: np.ndarray | None = None
 
     def with_distance(self, kind: str) -> InnerBacktest:
         """The same errors measured with another distance ``kind``."""
         if self.by_kind is None or kind not in self.by_kind:
             raise BayesScalingError(f"no {kind!r} distances recorded in this backtest")
         return InnerBacktest(self.residuals, self.by_kind[kind], self.noise_scale,
-                             self.n_refits, self.law_var, self.refit, self.by_kind, self.split)
+                             self.n_refits, self.law_var, self.refit, self.by_kind, self.split,
+                             self.origin)
 
     def only(self, split: str) -> InnerBacktest | None:
         """The errors of one kind of hold-out (``"c"``: top budgets, ``"n"``: top sizes)."""
@@ -138,7 +140,7 @@ class InnerBacktest:
         by_kind = {k: v[m] for k, v in self.by_kind.items()} if self.by_kind else None
         return InnerBacktest(self.residuals[m], self.distances[m], self.noise_scale,
                              len(np.unique(self.refit[m])), lv, self.refit[m], by_kind,
-                             self.split[m])
+                             self.split[m], None if self.origin is None else self.origin[m])
 
     @property
     def n_effective(self) -> float:
@@ -156,7 +158,7 @@ def _robust_scale(r: np.ndarray) -> float:
 
 
 def _inner_splits(runs: RunTable, steps: tuple[int, ...]):
-    """Every rolling origin inside ``runs``: ``(group, "n" or "c", train, test)``."""
+    """Every rolling origin inside ``runs``: ``(group, "n" or "c", k, train, test)``."""
     for g in range(runs.n_groups):
         grp = runs.subset(runs.group_index == g)
         for key in ("n", "c"):
@@ -170,7 +172,7 @@ def _inner_splits(runs: RunTable, steps: tuple[int, ...]):
                 if sizes_left < (MIN_TRAIN_SIZES if key == "n" else 3) or \
                         len(np.unique(train.d)) < 3:
                     continue
-                yield g, key, train, test
+                yield g, key, k, train, test
 
 
 #: What a backtest records per held-out run: every candidate distance and both decompositions.
@@ -182,22 +184,28 @@ def inner_distances(runs: RunTable, steps: tuple[int, ...] = HOLDOUT_STEPS
     """The distances :func:`inner_backtest` records, per held-out run, in its order (no fits:
     re-measures a backtest saved before a measure existed)."""
     far = [decades_outside(Box.of(tr.n, tr.d), te.n, te.d)
-           for _, _, tr, te in _inner_splits(runs, steps)]
+           for _, _, _, tr, te in _inner_splits(runs, steps)]
     return {k: np.concatenate([f[k] for f in far]) for k in RECORDED}
+
+
+def inner_origins(runs: RunTable, steps: tuple[int, ...] = HOLDOUT_STEPS) -> np.ndarray:
+    """Per held-out run of :func:`inner_backtest` (its order; no fits): ``(group, depth)``."""
+    return np.concatenate([np.tile([g, k], (te.n_runs, 1))
+                           for g, _, k, _, te in _inner_splits(runs, steps)]).astype(int)
 
 
 def inner_backtest(runs: RunTable, law_name: str,
                    steps: tuple[int, ...] = HOLDOUT_STEPS) -> InnerBacktest:
     """Rolling-origin backtests inside ``runs`` (per group), by model size and by compute."""
     law = LAWS[law_name]
-    res, dist, law_var, refits, ids, kinds, split = [], [], [], 0, [], [], []
+    res, dist, law_var, refits, ids, kinds, split, origin = [], [], [], 0, [], [], [], []
     scales = []
     for g in range(runs.n_groups):
         grp = runs.subset(runs.group_index == g)
         full = huber_fit(_log_inputs(grp, law.inputs), grp.log_loss, law=law_name)
         r_in = grp.log_loss - law.evaluate_log(_log_inputs(grp, law.inputs), full)
         scales.append(_robust_scale(r_in))
-    for _g, key, train, test in _inner_splits(runs, steps):
+    for g, key, depth, train, test in _inner_splits(runs, steps):
         boot = huber_bootstrap(_log_inputs(train, law.inputs), train.log_loss,
                                law=law_name, n_boot=INNER_BOOT, random_seed=refits)
         theta = {p: np.asarray(v)[:, None] for p, v in boot.draws.items()}
@@ -211,6 +219,7 @@ def inner_backtest(runs: RunTable, law_name: str,
         kinds.append({k: far[k] for k in RECORDED})
         ids.append(np.full(test.n_runs, refits))
         split.append(np.full(test.n_runs, key))
+        origin.append(np.tile([g, depth], (test.n_runs, 1)))
         refits += 1
     if not res:
         raise BayesScalingError("too few distinct sizes for rolling-origin calibration "
@@ -218,7 +227,8 @@ def inner_backtest(runs: RunTable, law_name: str,
     by_kind = {k: np.concatenate([x[k] for x in kinds]) for k in RECORDED}
     return InnerBacktest(np.concatenate(res), np.concatenate(dist),
                          float(np.median(scales)), refits, np.concatenate(law_var),
-                         np.concatenate(ids), by_kind, np.concatenate(split))
+                         np.concatenate(ids), by_kind, np.concatenate(split),
+                         np.concatenate(origin).astype(int))
 
 
 def ramp(distance: np.ndarray) -> np.ndarray:
@@ -394,14 +404,6 @@ def sample_grid(weights: np.ndarray, shape: tuple[int, int],
     return tau0, kappa
 
 
-def ladder_drift(bt: InnerBacktest, prior: DiscrepancyPrior) -> dict[str, Drift]:
-    """The ladder's signed drift per part: the slope of its matching rolling-origin errors on
-    the part's distance, shrunk toward the prior's drift population
-    (:mod:`bayes_scaling.fitting.drift`)."""
-    bt = bt if bt.by_kind is None or DISTANCE not in bt.by_kind else bt.with_distance(DISTANCE)
-    return {p: shrink(ladder_slope(bt, p), *prior.drift_population(p)) for p in PARTS}
-
-
 def ladder_reach(bt: InnerBacktest, prior: DiscrepancyPrior) -> dict[str, Reach]:
     """Per part, how far the ladder's rolling-origin refits reach (:func:`reach_distance`) and
     the cross-ladder rates past it: the drift population's mean (0 without one) and the prior's
@@ -420,13 +422,14 @@ def attach_discrepancy(fit: ScalingFit, *, random_seed: int | None = None,
                        prior: DiscrepancyPrior | Literal["shipped", "none"] = "shipped",
                        on_progress: Callable[[str], None] | None = None,
                        backtest: InnerBacktest | None = None,
-                       drift: bool = True, reach: bool = False) -> ScalingFit:
+                       drift: bool = True, reach: bool = False,
+                       own_drift: Literal["all", "nearest", "none"] = "all") -> ScalingFit:
     """``fit`` with ``(tau0, kappa)`` draws in its posterior and the inner backtest in meta.
 
     With a per-kind prior that carries a drift population (the shipped one), the fit also gets
-    the ladder's signed drift per part (``drift_scale``, ``drift_shape``: its own rolling-origin
-    slope shrunk toward the population, :func:`ladder_drift`), which moves the predictive
-    median; ``meta["calibration"]["drift"]`` records each part's value, band and provenance.
+    the ladder's signed drift per part (``drift_scale``, ``drift_shape``: its own slope shrunk
+    toward the population, :func:`~bayes_scaling.fitting.drift.ladder_drift`), which moves the
+    predictive median; ``meta["calibration"]["drift"]`` records its value, band, provenance.
 
     Parameters
     ----------
@@ -449,12 +452,17 @@ def attach_discrepancy(fit: ScalingFit, *, random_seed: int | None = None,
         reach, the ladder's drift and ``kappa`` give way to the cross-ladder ones
         (:func:`ladder_reach`, :func:`bayes_scaling.data.support.past_reach`), recorded in
         ``meta["calibration"]["reach"]``.
+    own_drift : {"all", "nearest", "none"}
+        The drift's own slope: all matching refits', those that held out the fewest levels
+        (:func:`~bayes_scaling.fitting.drift.nearest_slope`), or none (the population alone).
 
     Returns
     -------
     ScalingFit
     """
     tell = on_progress or (lambda _m: None)
+    if own_drift not in OWN_DRIFT:
+        raise BayesScalingError(f"own_drift is {own_drift!r}, not one of {', '.join(OWN_DRIFT)}")
     tell("calibrating the extrapolation discrepancy (rolling-origin refits inside the ladder)")
     bt = backtest if backtest is not None else inner_backtest(fit.runs, fit.spec.law)
     prior_ = load_prior() if prior == "shipped" else None if prior == "none" else prior
@@ -470,7 +478,13 @@ def attach_discrepancy(fit: ScalingFit, *, random_seed: int | None = None,
     else:
         _, _, weights = discrepancy_posterior(bt, prior_)
         draws["tau0"], draws["kappa"] = sample_grid(weights, shape, rng)
-    drifts = ladder_drift(bt, prior_) if drift and per_kind and prior_.has_drift else None
+    if own_drift == "nearest" and bt.origin is None:
+        origin = inner_origins(fit.runs)
+        if origin.shape[0] != bt.residuals.size:
+            raise BayesScalingError("the backtest's held-out runs are not those of fit.runs")
+        bt = dataclasses.replace(bt, origin=origin)
+    drifts = (ladder_drift(bt, prior_, own_drift) if drift and per_kind and prior_.has_drift
+              else None)
     if drifts is not None:
         draws.update({f"drift_{p}": np.full(shape, d.value) for p, d in drifts.items()})
     units = {"kappa": "sd of log loss per decade of extrapolation",
@@ -499,7 +513,7 @@ def attach_discrepancy(fit: ScalingFit, *, random_seed: int | None = None,
                             "distance": DISTANCE, "per_kind": bool(per_kind),
                             "prior": prior_.source if prior_ is not None else "half-normal",
                             "drift": ({p: d.to_dict() for p, d in drifts.items()}
-                                      if drifts else None),
+                                      if drifts else None), "own_drift": own_drift,
                             "reach": ({p: vars(r) for p, r in ladder_reach(bt, prior_).items()}
                                       if reach and per_kind else None)},
             "box": Box.of(fit.runs.n, fit.runs.d).to_dict()}

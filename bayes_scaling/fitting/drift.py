@@ -33,20 +33,31 @@ A ladder's own slope is measured only as far as its rolling-origin refits reach
 distance grows at the population's mean instead
 (:func:`bayes_scaling.data.support.past_reach`): the own deviation from the population is
 carried with weight ``x_max / x`` at a query ``x`` decades out.
+
+A refit that holds out ``k`` top levels trains on a shorter ladder than the fit it calibrates,
+and the least-squares slope weighs the deepest hold-outs most (their distances are the
+largest). ``own_drift="nearest"`` (an option of ``attach_discrepancy``, off by default;
+``benchmarks/CRITERIA_s12_i15.md``) takes the own slope from the refits that held out the
+fewest levels, the nearest to the fit's own ladder, with the other refits' disagreement as its
+standard error (:func:`nearest_slope`); ``"none"`` uses the population alone.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
+
+from bayes_scaling.data.support import DISTANCE
 
 #: The parts of the distance and the rolling-origin refits that inform each (as in
 #: :data:`bayes_scaling.fitting.calibrate.MATCHING`).
 DRIFT_PARTS = ("scale", "shape")
 DRIFT_MATCHING = {"scale": "c", "shape": "n"}
+#: Which own slope a ladder's drift is shrunk from (:func:`ladder_drift`).
+OWN_DRIFT = ("all", "nearest", "none")
 
 
 class _Backtest(Protocol):  # the fields of calibrate.InnerBacktest read here
@@ -54,6 +65,7 @@ class _Backtest(Protocol):  # the fields of calibrate.InnerBacktest read here
     refit: np.ndarray | None
     split: np.ndarray | None
     by_kind: dict[str, np.ndarray] | None
+    origin: np.ndarray | None
 
 
 @dataclass(frozen=True)
@@ -84,6 +96,21 @@ class Drift:
                 "own_weight": self.weight}
 
 
+def _refit_slopes(bt: _Backtest, part: str):
+    """The matching errors ``(a, r, refit)`` of ``part`` and, per refit with a distance along
+    it, its id, weight ``sum a^2`` and own slope; ``None`` without such errors."""
+    if part not in DRIFT_PARTS:
+        raise ValueError(f"no drift part {part!r} ({' or '.join(DRIFT_PARTS)})")
+    if bt.split is None or bt.refit is None or bt.by_kind is None or part not in bt.by_kind:
+        return None
+    m = bt.split == DRIFT_MATCHING[part]
+    a, r, ref = bt.by_kind[part][m], bt.residuals[m], bt.refit[m]
+    ids = np.array([j for j in np.unique(ref) if (a[ref == j] ** 2).sum() > 0], dtype=int)
+    w = np.array([(a[ref == j] ** 2).sum() for j in ids])
+    per = np.array([(a[ref == j] * r[ref == j]).sum() for j in ids]) / np.maximum(w, 1e-300)
+    return (a, r), ids, w, per
+
+
 def ladder_slope(bt: _Backtest, part: str) -> Slope | None:
     """A ladder's drift on ``part`` from its rolling-origin errors of the matching kind.
 
@@ -91,21 +118,37 @@ def ladder_slope(bt: _Backtest, part: str) -> Slope | None:
     the weighted spread of the refits' own slopes around it over the effective number of refits
     (one observation per refit). ``None`` without two refits that reach along the part.
     """
-    if part not in DRIFT_PARTS:
-        raise ValueError(f"no drift part {part!r} ({' or '.join(DRIFT_PARTS)})")
-    if bt.split is None or bt.refit is None or bt.by_kind is None or part not in bt.by_kind:
+    got = _refit_slopes(bt, part)
+    if got is None or len(got[1]) < 2:
         return None
-    m = bt.split == DRIFT_MATCHING[part]
-    a, r, ref = bt.by_kind[part][m], bt.residuals[m], bt.refit[m]
-    ids = [j for j in np.unique(ref) if (a[ref == j] ** 2).sum() > 0]
-    if len(ids) < 2:
-        return None
+    (a, r), _, w, per = got
     beta = float((a * r).sum() / (a**2).sum())
-    w = np.array([(a[ref == j] ** 2).sum() for j in ids])
-    per = np.array([(a[ref == j] * r[ref == j]).sum() for j in ids]) / w
     var = float(np.sum(w * (per - beta) ** 2) / w.sum())
     n_eff = w.sum() ** 2 / (w**2).sum()
     return Slope(beta, float(np.sqrt(max(var, 1e-12) / max(n_eff - 1.0, 1.0))))
+
+
+def nearest_slope(bt: _Backtest, part: str) -> Slope | None:
+    """The own drift on ``part`` from the refits nearest the fit's ladder.
+
+    Per group, the matching refits that held out the fewest top levels (``bt.origin``: group
+    and depth per run) give the slope, their ``sum a^2``-weighted mean; its standard error is
+    the weighted spread of ALL matching refits' slopes around it over the effective number of
+    those nearest refits. ``None`` without two matching refits.
+    """
+    got = _refit_slopes(bt, part)
+    if got is None or len(got[1]) < 2:
+        return None
+    if bt.origin is None:
+        raise ValueError("the nearest refits need each run's origin (group, depth) recorded")
+    _, ids, w, per = got
+    first = np.array([np.flatnonzero(bt.refit == j)[0] for j in ids])
+    grp, depth = bt.origin[first, 0], bt.origin[first, 1]
+    near = np.array([depth[i] == depth[grp == grp[i]].min() for i in range(ids.size)])
+    beta = float(np.sum(w[near] * per[near]) / w[near].sum())
+    spread = float(np.sum(w * (per - beta) ** 2) / w.sum())
+    n_eff = w[near].sum() ** 2 / (w[near] ** 2).sum()
+    return Slope(beta, float(np.sqrt(max(spread, 1e-12) / n_eff)))
 
 
 def population_drift(slopes: Sequence[Slope], sources: Sequence[str]) -> tuple[float, float]:
@@ -133,6 +176,18 @@ def shrink(own: Slope | None, pop_mean: float, pop_sd: float) -> Drift:
     sd = float(np.sqrt(1.0 / (1.0 / pop_sd**2 + 1.0 / max(own.se, 1e-12) ** 2)))
     return Drift(pop_mean + k * (own.beta - pop_mean), sd, own.beta, own.se, pop_mean, pop_sd,
                  float(k))
+
+
+def ladder_drift(bt, prior, own: Literal["all", "nearest", "none"] = "all"
+                 ) -> dict[str, Drift]:
+    """The ladder's signed drift per part: its own slope (``own``: all matching refits,
+    :func:`ladder_slope`; the nearest, :func:`nearest_slope`; ``"none"``: no own slope) shrunk
+    toward ``prior``'s drift population (``prior.drift_population(part)``)."""
+    if own not in OWN_DRIFT:
+        raise ValueError(f"own_drift is {own!r}, not one of {', '.join(OWN_DRIFT)}")
+    bt = bt if bt.by_kind is None or DISTANCE not in bt.by_kind else bt.with_distance(DISTANCE)
+    slope = {"all": ladder_slope, "nearest": nearest_slope, "none": lambda _b, _p: None}[own]
+    return {p: shrink(slope(bt, p), *prior.drift_population(p)) for p in DRIFT_PARTS}
 
 
 def reach_distance(bt: _Backtest, part: str) -> float | None:
