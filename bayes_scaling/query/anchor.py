@@ -87,6 +87,10 @@ SLICE_ANCHOR: bool = False
 #: a lower mean Brier on the bench sets (0.0671 against 0.0682), but the gate's 90% coverage
 #: falls to 86.8% (``CRITERIA_s11_i17.md`` section 4, ``benchmarks/results/contrast_top.md``).
 DRIFT_AT_TOP: bool = False
+#: Fit the variance terms (``a``, ``s²``, ``t²``, ``r²``) by maximum likelihood: the NNLS on
+#: squared errors reweighted by ``1/v²`` to its fixed point (the Gaussian score equations), not
+#: unweighted least squares, which biases the drift's decay ``kappa`` down. Off: not yet scored.
+ML_VARIANCE: bool = False
 #: Prior sd of ``kappa`` (log10 of the drift variance per decade) and the grid it is fitted on.
 DECAY_PRIOR_SD: float = 1.0
 DECAY_GRID: np.ndarray = np.round(np.linspace(-2.0, 2.0, 41), 2)
@@ -218,7 +222,7 @@ def calibrate_contrasts(fit: ScalingFit, weighting: Weighting | None = None,
     key = (fit.runs.fingerprint(), fit.spec.name, fit.spec.law, str(SLICE_ANCHOR))
     if key not in _DATA:  # the refits: once per fit, whatever the weighting
         _DATA[key] = calibration_data(fit)
-    ckey = (*key, weighting, str(DRIFT_AT_TOP))
+    ckey = (*key, weighting, str(DRIFT_AT_TOP), str(ML_VARIANCE))
     if ckey not in _CACHE:
         _CACHE[ckey] = calibration_from(_DATA[key], weighting)
     return _CACHE[ckey]
@@ -226,12 +230,14 @@ def calibrate_contrasts(fit: ScalingFit, weighting: Weighting | None = None,
 
 def calibration_from(data: dict[str, np.ndarray], weighting: Weighting, *,
                      decay: bool | None = None, relative: bool | None = None,
-                     top: bool | None = None) -> ContrastCalibration | None:
+                     top: bool | None = None, ml: bool | None = None,
+                     ) -> ContrastCalibration | None:
     """The calibration of the comparisons ``data`` (:func:`calibration_data`) under ``weighting``;
     ``None`` with fewer than 3 comparisons. ``decay``: let the drift variance depend on where
     the origin sits (default :data:`DRIFT_DECAY`; needs ``data["origin_x"]``); ``relative``:
     add the drift that scales with the gap (default :data:`RELATIVE_DRIFT`; ``data["gap"]``);
-    ``top``: every drift term at its rate at the top (default :data:`DRIFT_AT_TOP`)."""
+    ``top``: every drift term at its rate at the top (default :data:`DRIFT_AT_TOP`); ``ml``:
+    the variance terms by maximum likelihood (default :data:`ML_VARIANCE`)."""
     if data["x"].size < 3:
         return None
     decay = DRIFT_DECAY if decay is None else decay
@@ -245,7 +251,8 @@ def calibration_from(data: dict[str, np.ndarray], weighting: Weighting, *,
                           weight=0.0 if weighting == "zero" else None,
                           origin_x=data["origin_x"] if decay else None,
                           top_x=float(data["top_x"]) if decay else 0.0,
-                          gap=data["gap"] if relative else None, decay_all=top)
+                          gap=data["gap"] if relative else None, decay_all=top,
+                          ml=ML_VARIANCE if ml is None else ml)
     return replace(cal, horizon=float(np.max(data["h"])), weighting=weighting)
 
 
@@ -310,7 +317,7 @@ def fit_calibration(x: np.ndarray, y: np.ndarray, h: np.ndarray, *,
                     x_var: np.ndarray | None = None, origin: np.ndarray | None = None,
                     weight: float | None = None, origin_x: np.ndarray | None = None,
                     top_x: float = 0.0, gap: np.ndarray | None = None, iters: int = 30,
-                    decay_all: bool = False) -> ContrastCalibration:
+                    decay_all: bool = False, ml: bool = False) -> ContrastCalibration:
     """Regress observed changes ``y`` of gaps on the law's predicted changes ``x``.
 
     ``y = w x + e`` with ``w ~ N(1, 1)`` a priori and ``Var e = a + s² h + t² x²`` (``h``
@@ -343,20 +350,22 @@ def fit_calibration(x: np.ndarray, y: np.ndarray, h: np.ndarray, *,
     ``decay_all`` (with ``origin_x``; :data:`DRIFT_AT_TOP`): ``kappa >= 0`` scales every drift
     term, each column times the mean of ``10^(kappa (top_x - x))`` over its change: ``r²`` and
     ``t²`` are their rates at ``top_x`` too (``t`` is applied as that, whatever the anchor).
+    ``ml`` (:data:`ML_VARIANCE`): the variance terms maximise the Gaussian likelihood of the
+    errors (NNLS reweighted by ``1/v²``), not least squares on the squared errors.
     """
     cols = [np.ones_like(h), h, x * x]
     design = np.column_stack(cols if gap is None else [*cols, np.asarray(gap) ** 2 * h])
     u = np.zeros_like(x) if x_var is None else np.asarray(x_var, float)
     kappa = 0.0
-    w, w_sd, var = _fit_terms(x, y, design, u, weight, iters)
+    w, w_sd, var = _fit_terms(x, y, design, u, weight, iters, ml)
     if origin_x is not None:
-        best = -np.inf
+        best, base = -np.inf, design  # every kappa scales the unscaled columns
         for k in DECAY_GRID[DECAY_GRID >= 0] if decay_all else DECAY_GRID:
-            des = design.copy()
+            des = base.copy()
             des[:, 1] = _drift_column(h, np.asarray(origin_x, float), top_x, float(k))
             if decay_all:  # each drift term accumulates as the flat one does
                 des[:, 2:] *= (des[:, 1] / np.maximum(h, 1e-12))[:, None]
-            fitted_k = _fit_terms(x, y, des, u, weight, iters)
+            fitted_k = _fit_terms(x, y, des, u, weight, iters, ml)
             v = np.maximum(des @ fitted_k[2], 1e-12)
             score = (-0.5 * float(np.sum(np.log(v) + (y - fitted_k[0] * x) ** 2 / v))
                      - 0.5 * (k / DECAY_PRIOR_SD) ** 2)
@@ -392,8 +401,11 @@ def _drift_column(h: np.ndarray, origin_x: np.ndarray, top_x: float, kappa: floa
 
 
 def _fit_terms(x: np.ndarray, y: np.ndarray, design: np.ndarray, u: np.ndarray,
-               weight: float | None, iters: int) -> tuple[float, float, np.ndarray]:
-    """Alternate ``w``'s weighted posterior and the NNLS fit of the variance terms."""
+               weight: float | None, iters: int, ml: bool = False,
+               ) -> tuple[float, float, np.ndarray]:
+    """Alternate ``w``'s weighted posterior and the NNLS fit of the variance terms (``ml``:
+    each squared error weighted by ``1/v²``, ``v`` its variance under the last fit; at the
+    fixed point ``sum_i d_ij (e_i² - v_i) / v_i² = 0``, the Gaussian likelihood's score)."""
     m0, sd0 = WEIGHT_PRIOR
     var = np.full(design.shape[1], 0.0)
     var[0] = float(np.var(y - x)) + 1e-12
@@ -404,7 +416,8 @@ def _fit_terms(x: np.ndarray, y: np.ndarray, design: np.ndarray, u: np.ndarray,
             prec = max(float(np.sum((x * x - u) / v)), 0.0) + 1.0 / sd0**2
             w = (float(np.sum(x * y / v)) + m0 / sd0**2) / prec
             w_sd = prec ** -0.5
-        var = _nonneg_lstsq(design, (y - w * x) ** 2)
+        r = v if ml else np.ones_like(v)  # rows over v: weights 1/v² on the squares
+        var = _nonneg_lstsq(design / r[:, None], (y - w * x) ** 2 / r)
         var[0] = max(var[0], 1e-10)
     return w, w_sd, var
 
