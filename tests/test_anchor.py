@@ -421,10 +421,10 @@ def test_every_drift_term_is_fitted_at_its_rate_at_the_top():
     """:data:`anchor.DRIFT_AT_TOP`: with every drift term falling tenfold per decade up the
     ladder, one ``kappa > 0`` scales them all, and the drift a comparison from the top would
     carry (``s² h + r² g² h + t² x²`` at the data's mean ``g²`` and ``x²``) is within 0.5-3x of
-    the truth (1.98x here); ``drift_rel`` falls as the flat drift; a drift that grows up the
-    ladder is held at ``kappa = 0``. The plug-in variance fit under-estimates ``kappa`` (0.4
-    for a true 1, 0.4-0.6 over 8 seeds, drift at the top 1.0-2.3x): the test checks the
-    direction and the drift at the top, not ``kappa`` itself. Faults caught: the relative and
+    the truth (1.49x here); ``drift_rel`` falls as the flat drift; a drift that grows up the
+    ladder is held at ``kappa = 0``. The least-squares variance fit under-estimates ``kappa``
+    (0.9 here, 0.8-1.0 over 8 seeds; the test below recovers it by maximum likelihood): this
+    test checks the direction and the drift at the top. Faults caught: the relative and
     weight columns not scaled (kappa 1.9); the grid not kept >= 0 (drift at the top 25.9x; on
     the growing drift kappa 0.9)."""
     rates, data = _falling_drifts(1.0, 5)
@@ -435,6 +435,24 @@ def test_every_drift_term_is_fitted_at_its_rate_at_the_top():
              / (rates[0] * 0.6 + rates[1] * g2 * 0.6 + rates[2] * x2))
     assert 0.5 < ratio < 3.0, (ratio, cal)
     assert fit_calibration(**_falling_drifts(-1.0, 6)[1]).drift_decay == 0.0
+
+
+def test_the_variance_terms_by_maximum_likelihood_recover_the_drift_at_the_top():
+    """:data:`anchor.ML_VARIANCE`: on the comparisons above (every drift term falling tenfold
+    per decade, ``kappa = 1``) the likelihood fit recovers ``kappa`` within 0.15 (1.0 on all 8
+    seeds tried) and ``s²``, ``r²`` and the drift at the top within 0.75-1.33x of the truth
+    (1.07, 1.04, 1.05 here); least squares gives kappa 0.9, ``s²`` 1.93x, the drift 1.49x.
+    Two-sided: a fit returning ``kappa = 0`` fails, as does one too high. Faults caught: the
+    ``1/v²`` weights dropped (``s²`` 1.93x); the kappa profile compounding its column scaling
+    (the bug before session 12: kappa 0.4); the kappa grid held at 0."""
+    rates, data = _falling_drifts(1.0, 5)
+    cal = fit_calibration(**data, ml=True)
+    g2, x2 = float(np.mean(data["gap"] ** 2)), float(np.mean(data["x"] ** 2))
+    drift = ((cal.drift_var * 0.6 + cal.drift_rel * g2 * 0.6 + cal.weight_sd**2 * x2)
+             / (rates[0] * 0.6 + rates[1] * g2 * 0.6 + rates[2] * x2))
+    assert abs(cal.drift_decay - 1.0) < 0.15 and cal.rel_decay == cal.drift_decay, cal
+    for got in (cal.drift_var / rates[0], cal.drift_rel / rates[1], drift):
+        assert 0.75 < got < 1.33, (got, cal)
 
 
 def test_the_band_takes_the_relative_drift_at_its_own_anchor(ladder_fit):
