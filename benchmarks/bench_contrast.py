@@ -142,7 +142,12 @@ def main() -> None:
                               save=lambda rows: save("porian", rows)))
         elif part != "report":
             save(part, globals()[part]())
-    if args.drift_decay:
+    if args.ml_variance:
+        top = "top_" if args.drift_at_top else ""
+        report(store, f"contrast_{top}ml_bench", " - the band's variance terms by maximum "
+               "likelihood (`--ml-variance`, `anchor.ML_VARIANCE`)"
+               + (" and every drift term at its rate at the top (`--drift-at-top`)" if top else ""))
+    elif args.drift_decay:
         report(store, "contrast_decay", " - drift settling as a power of compute "
                "(`--drift-decay`, `anchor.DRIFT_DECAY`; not the default)")
     elif args.drift_at_top:

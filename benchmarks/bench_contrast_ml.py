@@ -88,6 +88,19 @@ TOP_ML = Candidate(
                    bg._md(pd.DataFrame(_TERMS)), ""])
 
 
+def per_corpus(band: str) -> None:
+    """Append Porian per corpus (its three cuts pooled) to ``results/contrast_<band>.md``."""
+    real = pd.read_csv(bg.RESULTS / f"contrast_{band}.csv")
+    por = real[real["set"] == "porian"]
+    rows = [{"corpus": c, "band": b, "n": len(sub),
+             **bg.bench_scores(sub[f"p_{b}"].to_numpy(), sub["y"].to_numpy())}
+            for c, sub in por.groupby(por["fit"].str.split().str[0]) for b in ("rel", band)]
+    path = bg.RESULTS / f"contrast_{band}.md"
+    path.write_text(path.read_text() + "\n".join(
+        ["", "Porian per corpus (cuts 1, 2 and 4 pooled):", "", bg._md(pd.DataFrame(rows)), ""]))
+
+
 if __name__ == "__main__":
-    run(ML, __doc__)
-    run(TOP_ML, __doc__)
+    for cand in (ML, TOP_ML):
+        run(cand, __doc__)
+        per_corpus(cand.band)

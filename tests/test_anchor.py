@@ -418,8 +418,8 @@ def _falling_drifts(kappa: float, seed: int):
 
 
 def test_every_drift_term_is_fitted_at_its_rate_at_the_top():
-    """:data:`anchor.DRIFT_AT_TOP`: with every drift term falling tenfold per decade up the
-    ladder, one ``kappa > 0`` scales them all, and the drift a comparison from the top would
+    """:data:`anchor.DRIFT_AT_TOP`, least squares (``ml=False``): with every drift term falling
+    tenfold per decade up the ladder, one ``kappa > 0`` scales them all, and the drift a comparison from the top would
     carry (``s² h + r² g² h + t² x²`` at the data's mean ``g²`` and ``x²``) is within 0.5-3x of
     the truth (1.49x here); ``drift_rel`` falls as the flat drift; a drift that grows up the
     ladder is held at ``kappa = 0``. The least-squares variance fit under-estimates ``kappa``
@@ -428,13 +428,13 @@ def test_every_drift_term_is_fitted_at_its_rate_at_the_top():
     weight columns not scaled (kappa 1.9); the grid not kept >= 0 (drift at the top 25.9x; on
     the growing drift kappa 0.9)."""
     rates, data = _falling_drifts(1.0, 5)
-    cal = fit_calibration(**data)
+    cal = fit_calibration(**data, ml=False)
     assert 0.2 < cal.drift_decay < 1.3 and cal.rel_decay == cal.drift_decay, cal
     g2, x2 = float(np.mean(data["gap"] ** 2)), float(np.mean(data["x"] ** 2))
     ratio = ((cal.drift_var * 0.6 + cal.drift_rel * g2 * 0.6 + cal.weight_sd**2 * x2)
              / (rates[0] * 0.6 + rates[1] * g2 * 0.6 + rates[2] * x2))
     assert 0.5 < ratio < 3.0, (ratio, cal)
-    assert fit_calibration(**_falling_drifts(-1.0, 6)[1]).drift_decay == 0.0
+    assert fit_calibration(**_falling_drifts(-1.0, 6)[1], ml=False).drift_decay == 0.0
 
 
 def test_the_variance_terms_by_maximum_likelihood_recover_the_drift_at_the_top():
