@@ -102,7 +102,8 @@ def main() -> None:
                     "contrast_top_bench.md")
     ap.add_argument("--ml-variance", action="store_true",
                     help="the band's variance terms by maximum likelihood (anchor.ML_VARIANCE, "
-                    "session 12's candidate; with --drift-at-top both); the report goes to "
+                    "session 12's candidate, the default since; with --drift-at-top both); the "
+                    "report goes to "
                     "contrast_ml_bench.md or contrast_top_ml_bench.md")
     ap.add_argument("--json", type=Path, default=JSON,
                     help=f"the records' file (default {JSON.relative_to(JSON.parents[2])})")

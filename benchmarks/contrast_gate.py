@@ -62,7 +62,8 @@ CANDIDATES_S11B = {"rel": (False, True, 1.0, False, False), "top": (False, True,
 #: session 12 (``CRITERIA_s12_i17.md``): the variance terms by maximum likelihood, for the
 #: default (``ml``) and with every drift term at its rate at the top (``top_ml``); ``top``
 #: (least squares, the kappa profile fixed) is reported only
-CANDIDATES_S12 = {**CANDIDATES_S11B, "ml": (False, True, 1.0, False, False, True),
+CANDIDATES_S12 = {**{k: (*c, False) for k, c in CANDIDATES_S11B.items()},
+                  "ml": (False, True, 1.0, False, False, True),
                   "top_ml": (False, True, 1.0, False, True, True)}
 
 
