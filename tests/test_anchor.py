@@ -484,8 +484,9 @@ def test_the_default_band_is_calibrated_on_ladders_of_four_kinds():
     gaps at 4x and 32x the top budget): the default anchored predictive band's median |z| is
     within 0.45-1.0 (0.674 when calibrated; 0.628 here, 0.625 by least squares) and its 90%
     band covers 80-98% of the gaps (0.915). Two-sided: a band 2x too wide gives 0.31 and
-    100%, 2x too narrow 1.26 and 61% (cached gate records). Faults caught (planted in ``anchored_log_losses``): the
-    per-group noise sd doubled (median |z| 0.34) and halved (1.07)."""
+    100%, 2x too narrow 1.26 and 61% (cached gate records). Faults caught (planted in
+    ``anchored_log_losses``): the per-group noise sd doubled (median |z| 0.34) and halved
+    (1.07)."""
     import sys  # lazy: the suite lives with the benchmarks
 
     sys.path.insert(0, "benchmarks")
