@@ -29,7 +29,9 @@ SCRIPTS = {"calibration": "bench_discrepancy_prior.py", "calibration_nuts": "ben
            "contrast_decay": "bench_contrast.py --drift-decay",
            "contrast_flat": "bench_contrast.py --flat-drift",
            "contrast_slice_bench": "bench_contrast.py --slice-anchor",
-           "contrast_top_bench": "bench_contrast.py --drift-at-top"}
+           "contrast_top_bench": "bench_contrast.py --drift-at-top",
+           "contrast_ml_bench": "bench_contrast.py --ml-variance",
+           "contrast_top_ml_bench": "bench_contrast.py --ml-variance --drift-at-top"}
 
 
 def main() -> None:

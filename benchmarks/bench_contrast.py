@@ -100,6 +100,11 @@ def main() -> None:
                     help="every drift term of the band at its rate at the top of the ladder "
                     "(anchor.DRIFT_AT_TOP, session 11b's candidate); the report goes to "
                     "contrast_top_bench.md")
+    ap.add_argument("--ml-variance", action="store_true",
+                    help="the band's variance terms by maximum likelihood (anchor.ML_VARIANCE, "
+                    "session 12's candidate, the default since; with --drift-at-top both); the "
+                    "report goes to "
+                    "contrast_ml_bench.md or contrast_top_ml_bench.md")
     ap.add_argument("--json", type=Path, default=JSON,
                     help=f"the records' file (default {JSON.relative_to(JSON.parents[2])})")
     args = ap.parse_args()
@@ -111,6 +116,8 @@ def main() -> None:
         anchor.SLICE_ANCHOR = True
     if args.drift_at_top:
         anchor.DRIFT_AT_TOP = True
+    if args.ml_variance:
+        anchor.ML_VARIANCE = True
     if args.cache is not None:
         args.cache.mkdir(parents=True, exist_ok=True)
         CACHE.append(args.cache)
@@ -136,7 +143,12 @@ def main() -> None:
                               save=lambda rows: save("porian", rows)))
         elif part != "report":
             save(part, globals()[part]())
-    if args.drift_decay:
+    if args.ml_variance:
+        top = "top_" if args.drift_at_top else ""
+        report(store, f"contrast_{top}ml_bench", " - the band's variance terms by maximum "
+               "likelihood (`--ml-variance`, `anchor.ML_VARIANCE`)"
+               + (" and every drift term at its rate at the top (`--drift-at-top`)" if top else ""))
+    elif args.drift_decay:
         report(store, "contrast_decay", " - drift settling as a power of compute "
                "(`--drift-decay`, `anchor.DRIFT_DECAY`; not the default)")
     elif args.drift_at_top:

@@ -46,7 +46,7 @@ BUDGETS = 1e17 * 2.0 ** np.arange(10)
 TARGETS = (4.0, 32.0)  # times the top budget
 N_OBS, N_ORACLE = 5, 4000
 #: the candidates: (anchor.DRIFT_DECAY, anchor.RELATIVE_DRIFT, scale of the predictive spread[,
-#: anchor.SLICE_ANCHOR[, anchor.DRIFT_AT_TOP]]); None: the library's default
+#: anchor.SLICE_ANCHOR[, anchor.DRIFT_AT_TOP[, anchor.ML_VARIANCE]]]); None: the library's default
 CANDIDATES = {"zero": (False, False, 1.0), "decay": (True, False, 1.0),
               "rel": (False, True, 1.0), "zero_x2": (False, False, 2.0),
               "zero_x0.5": (False, False, 0.5),
@@ -59,11 +59,17 @@ CANDIDATES_S11 = {"rel": (False, True, 1.0, False), "slice": (False, True, 1.0, 
 CANDIDATES_S11B = {"rel": (False, True, 1.0, False, False), "top": (False, True, 1.0, False, True),
                    "rel_x2": (False, True, 2.0, False, False),
                    "rel_x0.5": (False, True, 0.5, False, False)}
+#: session 12 (``CRITERIA_s12_i17.md``): the variance terms by maximum likelihood, for the
+#: default (``ml``) and with every drift term at its rate at the top (``top_ml``); ``top``
+#: (least squares, the kappa profile fixed) is reported only
+CANDIDATES_S12 = {**{k: (*c, False) for k, c in CANDIDATES_S11B.items()},
+                  "ml": (False, True, 1.0, False, False, True),
+                  "top_ml": (False, True, 1.0, False, True, True)}
 
 
 def _switches(c: tuple) -> tuple:
-    """(decay, relative, slice anchor, drift at top) of a candidate."""
-    return (c[0], c[1], c[3] if len(c) > 3 else None, c[4] if len(c) > 4 else None)
+    """(decay, relative, slice anchor, drift at top, maximum likelihood) of a candidate."""
+    return (c[0], c[1], *(c[i] if len(c) > i else None for i in (3, 4, 5)))
 #: the oracle (the exact predictive distribution of the observed gap) and planted faults of it:
 #: its spread scaled about its mean (the gate's power is checked on these)
 ORACLES = {"oracle": 1.0, "oracle_x2": 2.0, "oracle_x0.5": 0.5, "oracle_x1.5": 1.5,
@@ -154,13 +160,14 @@ def score_ladder(i: int, seed: int = 0, candidates=CANDIDATES) -> list[dict]:
     theta = {g: {k: v[:, None] for k, v in group_theta(fit, g).items()} for g in names}
     pairs = list(itertools.combinations(range(len(names)), 2))
     bands = {}
-    for decay, rel, sl, top in {_switches(c) for c in candidates.values()}:
-        cal = anchor.calibration_from(data[sl], "zero", decay=decay, relative=rel, top=top)
+    for decay, rel, sl, top, ml in {_switches(c) for c in candidates.values()}:
+        cal = anchor.calibration_from(data[sl], "zero", decay=decay, relative=rel, top=top,
+                                      ml=ml)
         rng = np.random.default_rng(seed + i)
         for a, b in pairs:
             _, pred = anchor.anchored_log_losses(fit, (names[a], names[b]), theta, log_c, None,
                                                  cal, rng, beyond="hold", slice_anchor=sl)
-            bands[(decay, rel, sl, top, a, b)] = np.exp(pred[1]) - np.exp(pred[0])
+            bands[(decay, rel, sl, top, ml, a, b)] = np.exp(pred[1]) - np.exp(pred[0])
     rows = []
     for a, b in pairs:
         for t in range(flops.size):

@@ -51,17 +51,15 @@ from bayes_scaling.laws.final_loss import Law
 from bayes_scaling.query.allocate import optimal_split
 from bayes_scaling.query.predict import group_theta
 
-#: Past the longest horizon the rolling-origin refits tested: extrapolate the law's
-#: group-specific change (``"law"``) or hold the gap (``"hold"``). Default chosen by the mean
-#: held-out Brier score over the synthetic, Porian and Gemstones sets of
-#: ``benchmarks/bench_contrast.py``.
+#: Past the longest horizon the rolling-origin refits tested: extrapolate the law's group-specific
+#: change (``"law"``) or hold the gap (``"hold"``). Default chosen by the mean held-out Brier over
+#: the synthetic, Porian and Gemstones sets of ``benchmarks/bench_contrast.py``.
 Beyond = Literal["law", "hold"]
 BEYOND: Beyond = "hold"
 #: How the weight ``w`` of the law's group-specific change is set. ``"zero"`` (the default):
-#: ``w = 0``, the observed gap at the anchor is kept (the single-scale ranking's call), the
-#: band the spread of the observed changes of gaps in the rolling-origin refits. Chosen by the
-#: mean held-out Brier over the synthetic, Porian and Gemstones sets
-#: (``benchmarks/results/contrast_weights.md``); the others: :func:`fit_calibration`.
+#: ``w = 0``, the observed gap at the anchor kept (the single-scale ranking's call), the band the
+#: spread of the refits' observed changes of gaps. Chosen by the mean held-out Brier over the
+#: three bench sets (``results/contrast_weights.md``); the others: :func:`fit_calibration`.
 Weighting = Literal["zero", "pooled", "latest", "eiv"]
 WEIGHTINGS: tuple[str, ...] = ("zero", "pooled", "latest", "eiv")
 WEIGHTING: Weighting = "zero"
@@ -70,23 +68,23 @@ WEIGHTING: Weighting = "zero"
 #: (``benchmarks/CRITERIA_s10_i17.md``) like :data:`RELATIVE_DRIFT`, which its tie-break chose.
 DRIFT_DECAY: bool = False
 #: Add a drift that scales with the gap: ``r² g² h`` (``g``: the observed gap between the two
-#: groups' best runs at the origin / anchor), fitted with the other variance terms. Gaps that
-#: fade as a power of compute change in proportion to their size. On since session 10,
-#: by the gate stated before it was scored (``benchmarks/CRITERIA_s10_i17.md``,
-#: ``results/contrast_gate.md``): gate Brier 0.0737 against the flat drift's 0.0733, mean
-#: held-out Brier over the synthetic, Porian and Gemstones sets 0.068 against 0.074.
+#: groups' best runs at the origin / anchor): fading gaps change in proportion to their size.
+#: On since session 10 by a gate stated before scoring (``benchmarks/CRITERIA_s10_i17.md``):
+#: gate Brier 0.0737 against 0.0733, mean bench Brier (synthetic, Porian, Gemstones) 0.068/0.074.
 RELATIVE_DRIFT: bool = True
-#: Anchor each group on its whole isoFLOP slice at the anchor level, not on its best run alone:
-#: the law at the best run plus the slice's mean residual from the law. Off: on synthetic
-#: ladders a best run's gap is as noisy as the gap it predicts, and this lowers the gate's
-#: Brier (0.068 against 0.074), but on Porian a recipe's effect varies within a slice (accuracy
-#: 72% against 88%; ``benchmarks/results/contrast_slice.md``, ``CRITERIA_s11_i17.md``).
+#: Anchor each group on its whole isoFLOP slice (the law at the best run plus the slice's mean
+#: residual from it), not its best run. Off: gate Brier 0.068 against 0.074, but on Porian a
+#: recipe's effect varies within a slice (72% right against 88%; ``results/contrast_slice.md``).
 SLICE_ANCHOR: bool = False
-#: Give every drift term (flat ``s²``, relative ``r²``, ``w``'s spread ``t²``) its rate at the
-#: top of the ladder: one ``kappa >= 0`` fitted as :data:`DRIFT_DECAY`'s scales them all. Off:
-#: a lower mean Brier on the bench sets (0.0671 against 0.0682), but the gate's 90% coverage
-#: falls to 86.8% (``CRITERIA_s11_i17.md`` section 4, ``benchmarks/results/contrast_top.md``).
+#: Every drift term (``s²``, ``r²``, ``w``'s spread ``t²``) at its rate at the top of the ladder:
+#: one ``kappa >= 0`` fitted as :data:`DRIFT_DECAY`'s scales them all. Off: the gate's 90%
+#: coverage falls to 86.8% (87.2% by maximum likelihood; ``results/contrast_top(_ml).md``).
 DRIFT_AT_TOP: bool = False
+#: The variance terms (``a``, ``s²``, ``t²``, ``r²``) by maximum likelihood (NNLS on squared
+#: errors reweighted by ``1/v²`` to its fixed point), not least squares. On since session 12
+#: (``CRITERIA_s12_i17.md``, ``results/contrast_ml.md``): gate Brier 0.0740 against 0.0737,
+#: mean bench Brier 0.0667 against 0.0682; Porian's mean confidence 0.787 against 0.779.
+ML_VARIANCE: bool = True
 #: Prior sd of ``kappa`` (log10 of the drift variance per decade) and the grid it is fitted on.
 DECAY_PRIOR_SD: float = 1.0
 DECAY_GRID: np.ndarray = np.round(np.linspace(-2.0, 2.0, 41), 2)
@@ -108,8 +106,7 @@ class ContrastCalibration:
     ``origins`` refits, ``horizon`` the longest (decades); ``weighting``: how ``weight`` was
     set; ``drift_decay`` (``kappa``): how fast the drift falls per decade up the ladder,
     ``drift_var`` its rate at log10 compute ``drift_at`` (:meth:`drift_at_anchor`);
-    ``drift_rel`` (``r²``): the drift per decade per squared gap (:data:`RELATIVE_DRIFT`),
-    falling as ``rel_decay`` (:data:`DRIFT_AT_TOP`).
+    ``drift_rel`` (``r²``): the drift per decade per squared gap, falling as ``rel_decay``.
     """
 
     weight: float
@@ -218,7 +215,7 @@ def calibrate_contrasts(fit: ScalingFit, weighting: Weighting | None = None,
     key = (fit.runs.fingerprint(), fit.spec.name, fit.spec.law, str(SLICE_ANCHOR))
     if key not in _DATA:  # the refits: once per fit, whatever the weighting
         _DATA[key] = calibration_data(fit)
-    ckey = (*key, weighting, str(DRIFT_AT_TOP))
+    ckey = (*key, weighting, str(DRIFT_AT_TOP), str(ML_VARIANCE))
     if ckey not in _CACHE:
         _CACHE[ckey] = calibration_from(_DATA[key], weighting)
     return _CACHE[ckey]
@@ -226,12 +223,13 @@ def calibrate_contrasts(fit: ScalingFit, weighting: Weighting | None = None,
 
 def calibration_from(data: dict[str, np.ndarray], weighting: Weighting, *,
                      decay: bool | None = None, relative: bool | None = None,
-                     top: bool | None = None) -> ContrastCalibration | None:
+                     top: bool | None = None, ml: bool | None = None,
+                     ) -> ContrastCalibration | None:
     """The calibration of the comparisons ``data`` (:func:`calibration_data`) under ``weighting``;
     ``None`` with fewer than 3 comparisons. ``decay``: let the drift variance depend on where
     the origin sits (default :data:`DRIFT_DECAY`; needs ``data["origin_x"]``); ``relative``:
     add the drift that scales with the gap (default :data:`RELATIVE_DRIFT`; ``data["gap"]``);
-    ``top``: every drift term at its rate at the top (default :data:`DRIFT_AT_TOP`)."""
+    ``top``, ``ml``: default :data:`DRIFT_AT_TOP`, :data:`ML_VARIANCE`."""
     if data["x"].size < 3:
         return None
     decay = DRIFT_DECAY if decay is None else decay
@@ -245,7 +243,7 @@ def calibration_from(data: dict[str, np.ndarray], weighting: Weighting, *,
                           weight=0.0 if weighting == "zero" else None,
                           origin_x=data["origin_x"] if decay else None,
                           top_x=float(data["top_x"]) if decay else 0.0,
-                          gap=data["gap"] if relative else None, decay_all=top)
+                          gap=data["gap"] if relative else None, decay_all=top, ml=ml)
     return replace(cal, horizon=float(np.max(data["h"])), weighting=weighting)
 
 
@@ -310,16 +308,16 @@ def fit_calibration(x: np.ndarray, y: np.ndarray, h: np.ndarray, *,
                     x_var: np.ndarray | None = None, origin: np.ndarray | None = None,
                     weight: float | None = None, origin_x: np.ndarray | None = None,
                     top_x: float = 0.0, gap: np.ndarray | None = None, iters: int = 30,
-                    decay_all: bool = False) -> ContrastCalibration:
+                    decay_all: bool = False, ml: bool | None = None) -> ContrastCalibration:
     """Regress observed changes ``y`` of gaps on the law's predicted changes ``x``.
 
     ``y = w x + e`` with ``w ~ N(1, 1)`` a priori and ``Var e = a + s² h + t² x²`` (``h``
     decades ahead; ``t``: how much the weight varies from one pair and origin to the next, so
     a large predicted change carries a proportionally large error). Alternates the weighted
-    posterior of ``w`` and a non-negative least-squares fit of ``(a, s², t²)`` to the squared
-    errors (scaled by ``n / (n - fitted terms)``). Comparisons of one ``cluster`` (a pair within
-    one refit) share their refit and their anchor, so ``w``'s sd is inflated by
-    ``sqrt(n / clusters)``.
+    posterior of ``w`` and a non-negative fit of ``(a, s², t²)`` to the squared errors, scaled
+    by ``n / (n - fitted terms)``: ``ml`` (default :data:`ML_VARIANCE`) the Gaussian likelihood's
+    maximum, else least squares. Comparisons of one ``cluster`` (a pair within one refit) share
+    their refit and their anchor, so ``w``'s sd is inflated by ``sqrt(n / clusters)``.
 
     ``x_var``: the variance of each ``x`` under its refit's own uncertainty; given, the
     attenuation it causes is undone (errors-in-variables, Fuller 1987, *Measurement Error
@@ -334,9 +332,8 @@ def fit_calibration(x: np.ndarray, y: np.ndarray, h: np.ndarray, *,
     ``C^-alpha``, has ``kappa = 2 alpha``), and a change over ``[x_o, x_o + h]`` accumulates its
     integral (:func:`_drift_column`) instead of ``s² h``: gaps that settle up the ladder
     (``kappa > 0``) are not given the drift of its lower origins at its top. ``kappa``: the
-    maximum of the Gaussian likelihood of the errors times a ``N(0, 1)`` prior
-    (:data:`DECAY_PRIOR_SD`) over a grid; the noise floor ``a`` stays constant; ``drift_var``
-    is the rate at ``top_x``, held over the horizon from the anchor.
+    maximum of the errors' Gaussian likelihood times a ``N(0, 1)`` prior (:data:`DECAY_PRIOR_SD`)
+    over a grid; ``a`` stays constant; ``drift_var`` is the rate at ``top_x``.
 
     ``gap``: each comparison's observed gap at its origin; given, ``Var e`` also has
     ``r² gap² h`` (``drift_rel``): gaps that change in proportion to their size.
@@ -347,16 +344,16 @@ def fit_calibration(x: np.ndarray, y: np.ndarray, h: np.ndarray, *,
     cols = [np.ones_like(h), h, x * x]
     design = np.column_stack(cols if gap is None else [*cols, np.asarray(gap) ** 2 * h])
     u = np.zeros_like(x) if x_var is None else np.asarray(x_var, float)
-    kappa = 0.0
-    w, w_sd, var = _fit_terms(x, y, design, u, weight, iters)
+    kappa, ml = 0.0, ML_VARIANCE if ml is None else ml
+    w, w_sd, var = _fit_terms(x, y, design, u, weight, iters, ml)
     if origin_x is not None:
-        best = -np.inf
+        best, base = -np.inf, design  # every kappa scales the unscaled columns
         for k in DECAY_GRID[DECAY_GRID >= 0] if decay_all else DECAY_GRID:
-            des = design.copy()
+            des = base.copy()
             des[:, 1] = _drift_column(h, np.asarray(origin_x, float), top_x, float(k))
             if decay_all:  # each drift term accumulates as the flat one does
                 des[:, 2:] *= (des[:, 1] / np.maximum(h, 1e-12))[:, None]
-            fitted_k = _fit_terms(x, y, des, u, weight, iters)
+            fitted_k = _fit_terms(x, y, des, u, weight, iters, ml)
             v = np.maximum(des @ fitted_k[2], 1e-12)
             score = (-0.5 * float(np.sum(np.log(v) + (y - fitted_k[0] * x) ** 2 / v))
                      - 0.5 * (k / DECAY_PRIOR_SD) ** 2)
@@ -392,8 +389,10 @@ def _drift_column(h: np.ndarray, origin_x: np.ndarray, top_x: float, kappa: floa
 
 
 def _fit_terms(x: np.ndarray, y: np.ndarray, design: np.ndarray, u: np.ndarray,
-               weight: float | None, iters: int) -> tuple[float, float, np.ndarray]:
-    """Alternate ``w``'s weighted posterior and the NNLS fit of the variance terms."""
+               weight: float | None, iters: int, ml: bool) -> tuple[float, float, np.ndarray]:
+    """Alternate ``w``'s weighted posterior and the NNLS fit of the variance terms (``ml``: each
+    squared error weighted by ``1/v²`` under the last fit; at the fixed point the Gaussian
+    likelihood's score ``sum_i d_ij (e_i² - v_i) / v_i²`` is 0 for every free term)."""
     m0, sd0 = WEIGHT_PRIOR
     var = np.full(design.shape[1], 0.0)
     var[0] = float(np.var(y - x)) + 1e-12
@@ -404,7 +403,8 @@ def _fit_terms(x: np.ndarray, y: np.ndarray, design: np.ndarray, u: np.ndarray,
             prec = max(float(np.sum((x * x - u) / v)), 0.0) + 1.0 / sd0**2
             w = (float(np.sum(x * y / v)) + m0 / sd0**2) / prec
             w_sd = prec ** -0.5
-        var = _nonneg_lstsq(design, (y - w * x) ** 2)
+        r = v if ml else np.ones_like(v)  # rows over v: weights 1/v² on the squares
+        var = _nonneg_lstsq(design / r[:, None], (y - w * x) ** 2 / r)
         var[0] = max(var[0], 1e-10)
     return w, w_sd, var
 
