@@ -39,9 +39,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from residual_candidates import SETS, _logprior, tables
+from residual_candidates import SETS, _logprior, polish, tables
 from scipy import stats
-from scipy.optimize import minimize
 
 from bayes_scaling.fitting.dynamics import curve_point_fit
 from bayes_scaling.laws.curve import uncentre
@@ -175,11 +174,7 @@ def map_noise(model: str, train, test, noise: str, offsets: str) -> dict[str, An
         return nlp(full)
 
     y = z[act]
-    for _ in range(3):
-        y = minimize(sub, y, method="L-BFGS-B", options={"maxiter": 3000}).x
-        y = minimize(sub, y, method="Nelder-Mead",
-                     options={"maxiter": 4000, "maxfev": 4000, "xatol": 1e-6,
-                              "fatol": 1e-6}).x
+    y = polish(sub, y)
     z[act] = y
     out = {"sigma": float(np.exp(z[k])), "gamma": float(np.exp(z[k + 1])),
            "sigma_e": float(np.exp(z[k + 2])), "sigma_curve": float(np.exp(z[k + 3])),

@@ -23,9 +23,8 @@ from typing import Any
 
 import numpy as np
 from noise_candidates import EARLY_SD, GAMMA_SD, LAPLACE_DRAWS, _hessian, hetero_marginal, point_sd
-from residual_candidates import SETS, _logprior, tables
+from residual_candidates import SETS, _logprior, polish, tables
 from scipy import stats
-from scipy.optimize import minimize
 
 from bayes_scaling.fitting.dynamics import curve_point_fit
 from bayes_scaling.laws.curve import uncentre
@@ -129,11 +128,7 @@ def map_run_length(model: str, train, test, form: str, *,
         return nlp(full)
 
     y = z[act]
-    for _ in range(3):
-        y = minimize(sub, y, method="L-BFGS-B", options={"maxiter": 3000}).x
-        y = minimize(sub, y, method="Nelder-Mead",
-                     options={"maxiter": 4000, "maxfev": 4000, "xatol": 1e-6,
-                              "fatol": 1e-6}).x
+    y = polish(sub, y)
     z[act] = y
     if point_only:
         return {"z": z, "k": k, "mean": mean, "xc": xc, "txc": txc, "lx": lx, "tlx": tlx,

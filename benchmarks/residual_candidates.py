@@ -86,6 +86,16 @@ def _marginal(resid, idx, ng: int, sigma: float, sd: float) -> float:
     return float(per[n > 0].sum())
 
 
+def polish(fun, x: np.ndarray) -> np.ndarray:
+    """Minimise ``fun`` from ``x``: three rounds of L-BFGS-B then Nelder-Mead (the screens' MAP)."""
+    for _ in range(3):
+        x = minimize(fun, x, method="L-BFGS-B", options={"maxiter": 3000}).x
+        x = minimize(fun, x, method="Nelder-Mead",
+                     options={"maxiter": 4000, "maxfev": 4000, "xatol": 1e-6,
+                              "fatol": 1e-6}).x
+    return x
+
+
 def map_score(model: str, train, test, cand: dict[str, Any]) -> dict[str, float]:
     """MAP of one candidate on ``train``; held-out median abs % error on ``test``."""
     spec = load_spec(model)
@@ -136,11 +146,7 @@ def map_score(model: str, train, test, cand: dict[str, Any]) -> dict[str, float]
     z = np.r_[x0, np.log(0.01), np.log(0.01)]
     if cand.get("early"):
         z = np.r_[z, cand["le_mu"], cand["ls_mu"]]
-    for _ in range(3):
-        z = minimize(nlp, z, method="L-BFGS-B", options={"maxiter": 3000}).x
-        z = minimize(nlp, z, method="Nelder-Mead",
-                     options={"maxiter": 4000, "maxfev": 4000, "xatol": 1e-6,
-                              "fatol": 1e-6}).x
+    z = polish(nlp, z)
     with np.errstate(all="ignore"):
         err = 100 * np.abs(np.exp(mean(z, tinp)) / test.loss - 1)
     th = dict(zip(law.params, z[:k], strict=True))
