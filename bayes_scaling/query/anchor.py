@@ -88,7 +88,9 @@ DRIFT_AT_TOP: bool = False
 ML_VARIANCE: bool = True
 #: ``w``'s spread ``t`` per pair of groups: each pair's own shrunk towards the pooled one by
 #: random-effects empirical Bayes (:func:`~bayes_scaling.query.pooling.pair_spreads`), so a pair
-#: whose refits agree gets a narrower band. Off (``CRITERIA_s12b_i17.md``).
+#: whose refits agree gets a narrower band. Off: with ~6 comparisons per pair they rarely differ
+#: beyond chance (5 of 6 Porian fits keep the pooled spread), and the mean bench Brier rose
+#: (0.06678 against 0.06667; ``CRITERIA_s12b_i17.md``, ``results/contrast_pair.md``).
 PAIR_SPREAD: bool = False
 #: Prior sd of ``kappa`` (log10 of the drift variance per decade) and the grid it is fitted on.
 DECAY_PRIOR_SD: float = 1.0
