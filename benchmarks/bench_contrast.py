@@ -105,6 +105,9 @@ def main() -> None:
                     "session 12's candidate, the default since; with --drift-at-top both); the "
                     "report goes to "
                     "contrast_ml_bench.md or contrast_top_ml_bench.md")
+    ap.add_argument("--pair-spread", action="store_true",
+                    help="the spread of w per pair of groups (anchor.PAIR_SPREAD, session 12b's "
+                    "candidate); the report goes to contrast_pair_bench.md")
     ap.add_argument("--json", type=Path, default=JSON,
                     help=f"the records' file (default {JSON.relative_to(JSON.parents[2])})")
     args = ap.parse_args()
@@ -118,6 +121,8 @@ def main() -> None:
         anchor.DRIFT_AT_TOP = True
     if args.ml_variance:
         anchor.ML_VARIANCE = True
+    if args.pair_spread:
+        anchor.PAIR_SPREAD = True
     if args.cache is not None:
         args.cache.mkdir(parents=True, exist_ok=True)
         CACHE.append(args.cache)
@@ -143,7 +148,10 @@ def main() -> None:
                               save=lambda rows: save("porian", rows)))
         elif part != "report":
             save(part, globals()[part]())
-    if args.ml_variance:
+    if args.pair_spread:
+        report(store, "contrast_pair_bench", " - the spread of `w` per pair of groups "
+               "(`--pair-spread`, `anchor.PAIR_SPREAD`)")
+    elif args.ml_variance:
         top = "top_" if args.drift_at_top else ""
         report(store, f"contrast_{top}ml_bench", " - the band's variance terms by maximum "
                "likelihood (`--ml-variance`, `anchor.ML_VARIANCE`)"

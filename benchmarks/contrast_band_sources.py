@@ -16,7 +16,8 @@ the gap from there to the target).
   the observed changes of gaps per decade by rolling origin.
 
 Run: ``PYTHONPATH=. BAYES_SCALING_DATA=../shared/data nice -n 19 python
-benchmarks/contrast_band_sources.py ladders|gate|porian [--slice] [--cache .fits]``.
+benchmarks/contrast_band_sources.py ladders|gate|porian [--slice] [--top] [--pair]
+[--cache .fits]``.
 """
 
 from __future__ import annotations
@@ -45,9 +46,11 @@ SOURCES = ("a", "s2h", "r2g2h", "t2x2")
 
 def parts(cal: anchor.ContrastCalibration) -> dict[str, anchor.ContrastCalibration]:
     """The calibration, and each variance source alone."""
-    zero = {"noise_var": 0.0, "drift_var": 0.0, "drift_rel": 0.0, "weight_sd": 0.0}
-    keep = {"a": "noise_var", "s2h": "drift_var", "r2g2h": "drift_rel", "t2x2": "weight_sd"}
-    return {"total": cal, **{p: replace(cal, **{k: v for k, v in zero.items() if k != f})
+    zero = {"noise_var": 0.0, "drift_var": 0.0, "drift_rel": 0.0, "weight_sd": 0.0,
+            "pair_sd": ()}
+    keep = {"a": ("noise_var",), "s2h": ("drift_var",), "r2g2h": ("drift_rel",),
+            "t2x2": ("weight_sd", "pair_sd")}
+    return {"total": cal, **{p: replace(cal, **{k: v for k, v in zero.items() if k not in f})
                              for p, f in keep.items()}}
 
 
@@ -125,7 +128,7 @@ def gate(ids: list[int]) -> None:
         include_groups=False).round(2).to_string())
 
 
-def porian(cache: Path, top: bool = False) -> None:
+def porian(cache: Path, top: bool = False, pair: bool = False) -> None:
     raw = pd.read_csv(bc.DATA / "porian2024_isoflop" / "porian2024_isoflop.csv")
     budgets = np.sort(raw["flops"].unique())
     held = budgets[-bc.PORIAN_TOP:]
@@ -135,7 +138,7 @@ def porian(cache: Path, top: bool = False) -> None:
         for cut in (1, 2, 4):
             fit = ScalingFit.load(cache / f"porian_chinchilla_{corpus}_{cut}.nc")
             data = anchor.calibration_data(fit)
-            cal = anchor.calibration_from(data, "zero", top=top)
+            cal = anchor.calibration_from(data, "zero", top=top, pair=pair)
             o, y2 = data["origin"], data["y"] ** 2 / data["h"]
             print(f"{corpus} cut {cut}: observed (change of gap)² per decade by origin:",
                   ", ".join(f"{k}: {y2[o == k].mean():.1e}" for k in np.unique(o)))
@@ -158,6 +161,7 @@ def main() -> None:
     ap.add_argument("part", choices=("ladders", "gate", "porian"))
     ap.add_argument("--slice", action="store_true")
     ap.add_argument("--top", action="store_true", help="porian: anchor.DRIFT_AT_TOP on")
+    ap.add_argument("--pair", action="store_true", help="porian: anchor.PAIR_SPREAD on")
     ap.add_argument("--ladders", default="0,1,2,3,4,5,6,7,8,9,10,11")
     ap.add_argument("--cache", type=Path, default=Path(".fits"))
     args = ap.parse_args()
@@ -166,7 +170,7 @@ def main() -> None:
     elif args.part == "gate":
         gate([int(i) for i in args.ladders.split(",")])
     else:
-        porian(args.cache, args.top)
+        porian(args.cache, args.top, args.pair)
 
 
 if __name__ == "__main__":

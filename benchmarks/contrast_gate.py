@@ -65,11 +65,16 @@ CANDIDATES_S11B = {"rel": (False, True, 1.0, False, False), "top": (False, True,
 CANDIDATES_S12 = {**{k: (*c, False) for k, c in CANDIDATES_S11B.items()},
                   "ml": (False, True, 1.0, False, False, True),
                   "top_ml": (False, True, 1.0, False, True, True)}
+#: session 12b (``CRITERIA_s12b_i17.md``): the default (maximum likelihood) against the same with
+#: ``w``'s spread per pair (``anchor.PAIR_SPREAD``), and planted spread faults of the reference
+_ML = (False, True, 1.0, False, False, True, False)
+CANDIDATES_S12B = {"rel": _ML, "pair": (*_ML[:6], True), "rel_x2": (*_ML[:2], 2.0, *_ML[3:]),
+                   "rel_x0.5": (*_ML[:2], 0.5, *_ML[3:])}
 
 
 def _switches(c: tuple) -> tuple:
-    """(decay, relative, slice anchor, drift at top, maximum likelihood) of a candidate."""
-    return (c[0], c[1], *(c[i] if len(c) > i else None for i in (3, 4, 5)))
+    """(decay, relative, slice anchor, drift at top, maximum likelihood, per-pair spread)."""
+    return (c[0], c[1], *(c[i] if len(c) > i else None for i in (3, 4, 5, 6)))
 #: the oracle (the exact predictive distribution of the observed gap) and planted faults of it:
 #: its spread scaled about its mean (the gate's power is checked on these)
 ORACLES = {"oracle": 1.0, "oracle_x2": 2.0, "oracle_x0.5": 0.5, "oracle_x1.5": 1.5,
@@ -160,14 +165,14 @@ def score_ladder(i: int, seed: int = 0, candidates=CANDIDATES) -> list[dict]:
     theta = {g: {k: v[:, None] for k, v in group_theta(fit, g).items()} for g in names}
     pairs = list(itertools.combinations(range(len(names)), 2))
     bands = {}
-    for decay, rel, sl, top, ml in {_switches(c) for c in candidates.values()}:
+    for decay, rel, sl, top, ml, pr in {_switches(c) for c in candidates.values()}:
         cal = anchor.calibration_from(data[sl], "zero", decay=decay, relative=rel, top=top,
-                                      ml=ml)
+                                      ml=ml, pair=pr)
         rng = np.random.default_rng(seed + i)
         for a, b in pairs:
             _, pred = anchor.anchored_log_losses(fit, (names[a], names[b]), theta, log_c, None,
                                                  cal, rng, beyond="hold", slice_anchor=sl)
-            bands[(decay, rel, sl, top, ml, a, b)] = np.exp(pred[1]) - np.exp(pred[0])
+            bands[(decay, rel, sl, top, ml, pr, a, b)] = np.exp(pred[1]) - np.exp(pred[0])
     rows = []
     for a, b in pairs:
         for t in range(flops.size):

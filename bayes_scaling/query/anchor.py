@@ -49,6 +49,7 @@ from bayes_scaling.errors import QueryError
 from bayes_scaling.fitting.result import ScalingFit
 from bayes_scaling.laws.final_loss import Law
 from bayes_scaling.query.allocate import optimal_split
+from bayes_scaling.query.pooling import latest_origin, nonneg_lstsq, pair_spreads
 from bayes_scaling.query.predict import group_theta
 
 #: Past the longest horizon the rolling-origin refits tested: extrapolate the law's group-specific
@@ -85,6 +86,12 @@ DRIFT_AT_TOP: bool = False
 #: (``CRITERIA_s12_i17.md``, ``results/contrast_ml.md``): gate Brier 0.0740 against 0.0737,
 #: mean bench Brier 0.0667 against 0.0682; Porian's mean confidence 0.787 against 0.779.
 ML_VARIANCE: bool = True
+#: ``w``'s spread ``t`` per pair of groups: each pair's own shrunk towards the pooled one by
+#: random-effects empirical Bayes (:func:`~bayes_scaling.query.pooling.pair_spreads`), so a pair
+#: whose refits agree gets a narrower band. Off: with ~6 comparisons per pair they rarely differ
+#: beyond chance (5 of 6 Porian fits keep the pooled spread), and the mean bench Brier rose
+#: (0.06678 against 0.06667; ``CRITERIA_s12b_i17.md``, ``results/contrast_pair.md``).
+PAIR_SPREAD: bool = False
 #: Prior sd of ``kappa`` (log10 of the drift variance per decade) and the grid it is fitted on.
 DECAY_PRIOR_SD: float = 1.0
 DECAY_GRID: np.ndarray = np.round(np.linspace(-2.0, 2.0, 41), 2)
@@ -121,6 +128,7 @@ class ContrastCalibration:
     drift_at: float = 0.0
     drift_rel: float = 0.0
     rel_decay: float = 0.0
+    pair_sd: tuple[tuple[str, float], ...] = ()
 
     def drift_at_anchor(self, x_anchor: np.ndarray) -> np.ndarray:
         """Drift variance per decade from anchors at log10 compute ``x_anchor``:
@@ -132,9 +140,14 @@ class ContrastCalibration:
         """Plain dict (JSON-ready)."""
         return asdict(self)
 
-    def weight_draws(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        """``n`` draws of ``w``, shape ``(n, 1)``."""
-        return (self.weight + self.weight_sd * rng.standard_normal(n))[:, None]
+    def weight_draws(self, rng: np.random.Generator, n: int, names: tuple[str, ...] = (),
+                     ) -> np.ndarray:
+        """``n`` draws of ``w``, shape ``(n, 1)``; sd: the pair ``names``' own (``pair_sd``,
+        :data:`PAIR_SPREAD`) if it has one, else ``weight_sd``."""
+        own = dict(self.pair_sd)
+        sd = next((own[k] for k in ("|".join(names), "|".join(names[::-1])) if k in own),
+                  self.weight_sd) if len(names) == 2 else self.weight_sd
+        return (self.weight + sd * rng.standard_normal(n))[:, None]
 
 
 def _path_log_loss(law: Law, theta: dict[str, np.ndarray], log_c: np.ndarray,
@@ -215,7 +228,7 @@ def calibrate_contrasts(fit: ScalingFit, weighting: Weighting | None = None,
     key = (fit.runs.fingerprint(), fit.spec.name, fit.spec.law, str(SLICE_ANCHOR))
     if key not in _DATA:  # the refits: once per fit, whatever the weighting
         _DATA[key] = calibration_data(fit)
-    ckey = (*key, weighting, str(DRIFT_AT_TOP), str(ML_VARIANCE))
+    ckey = (*key, weighting, str(DRIFT_AT_TOP), str(ML_VARIANCE), str(PAIR_SPREAD))
     if ckey not in _CACHE:
         _CACHE[ckey] = calibration_from(_DATA[key], weighting)
     return _CACHE[ckey]
@@ -224,18 +237,19 @@ def calibrate_contrasts(fit: ScalingFit, weighting: Weighting | None = None,
 def calibration_from(data: dict[str, np.ndarray], weighting: Weighting, *,
                      decay: bool | None = None, relative: bool | None = None,
                      top: bool | None = None, ml: bool | None = None,
-                     ) -> ContrastCalibration | None:
+                     pair: bool | None = None) -> ContrastCalibration | None:
     """The calibration of the comparisons ``data`` (:func:`calibration_data`) under ``weighting``;
     ``None`` with fewer than 3 comparisons. ``decay``: let the drift variance depend on where
     the origin sits (default :data:`DRIFT_DECAY`; needs ``data["origin_x"]``); ``relative``:
     add the drift that scales with the gap (default :data:`RELATIVE_DRIFT`; ``data["gap"]``);
-    ``top``, ``ml``: default :data:`DRIFT_AT_TOP`, :data:`ML_VARIANCE`."""
+    ``top``, ``ml``, ``pair``: default :data:`DRIFT_AT_TOP`, :data:`ML_VARIANCE`,
+    :data:`PAIR_SPREAD`."""
     if data["x"].size < 3:
         return None
     decay = DRIFT_DECAY if decay is None else decay
     relative = RELATIVE_DRIFT if relative is None else relative
     top = DRIFT_AT_TOP if top is None else top
-    decay = decay or top
+    decay, pair = decay or top, PAIR_SPREAD if pair is None else pair
     cal = fit_calibration(data["x"], data["y"], data["h"], cluster=data["cluster"],
                           origins=int(data["origins"]),
                           x_var=data["x_var"] if weighting == "eiv" else None,
@@ -243,7 +257,8 @@ def calibration_from(data: dict[str, np.ndarray], weighting: Weighting, *,
                           weight=0.0 if weighting == "zero" else None,
                           origin_x=data["origin_x"] if decay else None,
                           top_x=float(data["top_x"]) if decay else 0.0,
-                          gap=data["gap"] if relative else None, decay_all=top, ml=ml)
+                          gap=data["gap"] if relative else None, decay_all=top, ml=ml,
+                          pair=data["pair"] if pair else None)
     return replace(cal, horizon=float(np.max(data["h"])), weighting=weighting)
 
 
@@ -308,7 +323,8 @@ def fit_calibration(x: np.ndarray, y: np.ndarray, h: np.ndarray, *,
                     x_var: np.ndarray | None = None, origin: np.ndarray | None = None,
                     weight: float | None = None, origin_x: np.ndarray | None = None,
                     top_x: float = 0.0, gap: np.ndarray | None = None, iters: int = 30,
-                    decay_all: bool = False, ml: bool | None = None) -> ContrastCalibration:
+                    decay_all: bool = False, ml: bool | None = None,
+                    pair: np.ndarray | None = None) -> ContrastCalibration:
     """Regress observed changes ``y`` of gaps on the law's predicted changes ``x``.
 
     ``y = w x + e`` with ``w ~ N(1, 1)`` a priori and ``Var e = a + s² h + t² x²`` (``h``
@@ -340,6 +356,8 @@ def fit_calibration(x: np.ndarray, y: np.ndarray, h: np.ndarray, *,
     ``decay_all`` (with ``origin_x``; :data:`DRIFT_AT_TOP`): ``kappa >= 0`` scales every drift
     term, each column times the mean of ``10^(kappa (top_x - x))`` over its change: ``r²`` and
     ``t²`` are their rates at ``top_x`` too (``t`` is applied as that, whatever the anchor).
+    ``pair`` (each comparison's ``"A|B"``; :data:`PAIR_SPREAD`): ``t²`` per pair too, shrunk
+    towards the pooled one (:func:`~bayes_scaling.query.pooling.pair_spreads`): ``pair_sd``.
     """
     cols = [np.ones_like(h), h, x * x]
     design = np.column_stack(cols if gap is None else [*cols, np.asarray(gap) ** 2 * h])
@@ -363,18 +381,23 @@ def fit_calibration(x: np.ndarray, y: np.ndarray, h: np.ndarray, *,
     w_sd *= float(np.sqrt(x.size / max(n_clusters, 1)))
     if origin is not None and weight is None:
         v = np.maximum(design @ var, 1e-12)
-        w, w_sd = _latest_origin(x * x - u, x * y, v, np.asarray(origin),
-                                 np.arange(x.size) if cluster is None else cluster, w, w_sd)
+        w, w_sd = latest_origin(x * x - u, x * y, v, np.asarray(origin),
+                                np.arange(x.size) if cluster is None else cluster, w, w_sd)
     # degrees of freedom: w, kappa and every variance term in use were fitted to these errors
     drifts = var[1:] if decay_all else var[1:2]
     fitted = (int(weight is None) + 1 + int(np.count_nonzero(var[1:]))
               + int(kappa != 0.0 and np.any(drifts > 0)))
-    var = var * x.size / max(x.size - fitted, 1)
+    spreads = {} if pair is None else pair_spreads(
+        design[:, 2], (y - w * x) ** 2, np.maximum(design @ var, 1e-12), float(var[2]),
+        np.asarray(pair), np.arange(x.size) if cluster is None else np.asarray(cluster))
+    dof = x.size / max(x.size - fitted, 1)
+    var = var * dof
+    pair_sd = tuple((k, float(np.hypot(w_sd, np.sqrt(t2 * dof)))) for k, t2 in spreads.items())
     return ContrastCalibration(float(w), float(np.hypot(w_sd, np.sqrt(var[2]))), float(var[0]),
                                float(var[1]), int(x.size), origins,
                                drift_decay=kappa if np.any(drifts > 0) else 0.0, drift_at=top_x,
                                drift_rel=float(var[3]) if gap is not None else 0.0,
-                               rel_decay=kappa if decay_all else 0.0)
+                               rel_decay=kappa if decay_all else 0.0, pair_sd=pair_sd)
 
 
 def _drift_column(h: np.ndarray, origin_x: np.ndarray, top_x: float, kappa: float,
@@ -404,57 +427,9 @@ def _fit_terms(x: np.ndarray, y: np.ndarray, design: np.ndarray, u: np.ndarray,
             w = (float(np.sum(x * y / v)) + m0 / sd0**2) / prec
             w_sd = prec ** -0.5
         r = v if ml else np.ones_like(v)  # rows over v: weights 1/v² on the squares
-        var = _nonneg_lstsq(design / r[:, None], (y - w * x) ** 2 / r)
+        var = nonneg_lstsq(design / r[:, None], (y - w * x) ** 2 / r)
         var[0] = max(var[0], 1e-10)
     return w, w_sd, var
-
-
-def _latest_origin(xx: np.ndarray, xy: np.ndarray, v: np.ndarray, origin: np.ndarray,
-                   cluster: np.ndarray, w: float, w_sd: float) -> tuple[float, float]:
-    """Weight and sd at the latest origin: its own estimate shrunk to the origins' mean.
-
-    Per origin a weighted estimate; ``tau²`` by DerSimonian-Laird; the latest origin's shrunk
-    to the random-effects mean by ``tau² / (tau² + se²)`` (fewer than two origins: unchanged).
-    """
-    est, se2 = [], []
-    for o in np.unique(origin):  # ascending: the latest origin last
-        m = origin == o
-        info = float(np.sum(xx[m] / v[m]))
-        if info <= 0:
-            return w, w_sd  # an origin that says nothing: keep the pooled weight
-        est.append(float(np.sum(xy[m] / v[m])) / info)
-        se2.append(float(m.sum()) / len(np.unique(cluster[m])) / info)
-    if len(est) < 2:
-        return w, w_sd
-    e, s2 = np.array(est), np.array(se2)
-    fe = 1.0 / s2
-    q = float(np.sum(fe * (e - np.sum(fe * e) / np.sum(fe)) ** 2))
-    tau2 = max(0.0, (q - (e.size - 1)) / (np.sum(fe) - np.sum(fe**2) / np.sum(fe)))
-    re = 1.0 / (s2 + tau2)
-    mean, mean_var = float(np.sum(re * e) / np.sum(re)), float(1.0 / np.sum(re))
-    k = tau2 / (tau2 + s2[-1])
-    var = k * s2[-1] + (1.0 - k) ** 2 * mean_var
-    return mean + k * (e[-1] - mean), float(np.sqrt(var))
-
-
-def _nonneg_lstsq(design: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Least squares of ``target`` on a few columns, every coefficient >= 0 (every subset of
-    columns tried: the best fit whose coefficients are all non-negative wins)."""
-    k = design.shape[1]
-    best, best_sse = np.zeros(k), float(np.sum(target**2))
-    for mask in itertools.product((False, True), repeat=k):
-        cols = np.flatnonzero(mask)
-        if not cols.size:
-            continue
-        coef, *_ = np.linalg.lstsq(design[:, cols], target, rcond=None)
-        if np.any(coef < 0):
-            continue
-        full = np.zeros(k)
-        full[cols] = coef
-        sse = float(np.sum((design @ full - target) ** 2))
-        if sse < best_sse:
-            best, best_sse = full, sse
-    return best
 
 
 # ------------------------------------------------------------------------------ application
@@ -482,7 +457,7 @@ def anchored_log_losses(fit: ScalingFit, names: tuple[str, ...],
     law, lv = fit.law, Levels(fit)
     x_t = np.asarray(log_c, float).reshape(-1) / _LN10
     s = max(np.shape(v)[0] for v in theta[names[0]].values())
-    w = calib.weight_draws(rng, s)
+    w = calib.weight_draws(rng, s, tuple(names))
     base, change, specific, horizon, anchors, level = [], [], [], [], [], []
     for g in names:
         near = lv.nearest(g, x_t)

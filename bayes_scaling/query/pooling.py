@@ -1,0 +1,95 @@
+"""Small fits behind the anchored contrast's calibration (:mod:`bayes_scaling.query.anchor`):
+non-negative least squares on a few columns, and random-effects pooling of estimates made per
+refit origin or per pair of groups (DerSimonian & Laird 1986, Controlled Clinical Trials 7:177).
+Numpy only.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+
+def between_variance(est: np.ndarray, se2: np.ndarray) -> tuple[float, float, float]:
+    """DerSimonian-Laird: ``tau²`` between the estimates ``est`` (sampling variances ``se2``),
+    and the random-effects mean and its variance."""
+    fe = 1.0 / se2
+    q = float(np.sum(fe * (est - np.sum(fe * est) / np.sum(fe)) ** 2))
+    tau2 = max(0.0, (q - (est.size - 1)) / (np.sum(fe) - np.sum(fe**2) / np.sum(fe)))
+    re = 1.0 / (se2 + tau2)
+    return tau2, float(np.sum(re * est) / np.sum(re)), float(1.0 / np.sum(re))
+
+
+def latest_origin(xx: np.ndarray, xy: np.ndarray, v: np.ndarray, origin: np.ndarray,
+                  cluster: np.ndarray, w: float, w_sd: float) -> tuple[float, float]:
+    """Weight and sd at the latest origin: its own estimate shrunk to the origins' mean.
+
+    Per origin a weighted estimate; ``tau²`` by DerSimonian-Laird; the latest origin's shrunk
+    to the random-effects mean by ``tau² / (tau² + se²)`` (fewer than two origins: unchanged).
+    """
+    est, se2 = [], []
+    for o in np.unique(origin):  # ascending: the latest origin last
+        m = origin == o
+        info = float(np.sum(xx[m] / v[m]))
+        if info <= 0:
+            return w, w_sd  # an origin that says nothing: keep the pooled weight
+        est.append(float(np.sum(xy[m] / v[m])) / info)
+        se2.append(float(m.sum()) / len(np.unique(cluster[m])) / info)
+    if len(est) < 2:
+        return w, w_sd
+    e, s2 = np.array(est), np.array(se2)
+    tau2, mean, mean_var = between_variance(e, s2)
+    k = tau2 / (tau2 + s2[-1])
+    var = k * s2[-1] + (1.0 - k) ** 2 * mean_var
+    return mean + k * (e[-1] - mean), float(np.sqrt(var))
+
+
+def pair_spreads(d: np.ndarray, e2: np.ndarray, v: np.ndarray, t2: float, pair: np.ndarray,
+                 cluster: np.ndarray) -> dict[str, float]:
+    """Each pair's variance term ``t²`` of column ``d`` (``Var e = v``, of which ``t² d`` is the
+    pooled term), shrunk towards the pooled ``t2``.
+
+    Per pair, one Fisher-scoring step of the Gaussian likelihood of its squared errors ``e2``
+    from ``t2`` (the other terms held): ``t2 + score / info``, ``info = sum d² / (2 v²)``, its
+    variance ``1 / info`` times the pair's comparisons per cluster (they share a refit).
+    ``tau²`` between pairs by DerSimonian-Laird; each pair's ``t2 + tau² / (tau² + se²)``
+    (own − ``t2``), at least 0. Fewer than two informative pairs: every pair gets ``t2``.
+    """
+    keys, est, se2 = [], [], []
+    for p in np.unique(pair):
+        m = pair == p
+        info = 0.5 * float(np.sum(d[m] ** 2 / v[m] ** 2))
+        if info <= 1e-12:
+            continue
+        keys.append(str(p))
+        est.append(t2 + 0.5 * float(np.sum(d[m] * (e2[m] - v[m]) / v[m] ** 2)) / info)
+        se2.append(float(m.sum()) / len(np.unique(cluster[m])) / info)
+    out = {str(p): t2 for p in np.unique(pair)}
+    if len(est) < 2:
+        return out
+    e, s2 = np.array(est), np.array(se2)
+    tau2 = between_variance(e, s2)[0]
+    for key, own, s in zip(keys, e, s2, strict=True):
+        out[key] = max(t2 + tau2 / (tau2 + s) * (own - t2), 0.0)
+    return out
+
+
+def nonneg_lstsq(design: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Least squares of ``target`` on a few columns, every coefficient >= 0 (every subset of
+    columns tried: the best fit whose coefficients are all non-negative wins)."""
+    k = design.shape[1]
+    best, best_sse = np.zeros(k), float(np.sum(target**2))
+    for mask in itertools.product((False, True), repeat=k):
+        cols = np.flatnonzero(mask)
+        if not cols.size:
+            continue
+        coef, *_ = np.linalg.lstsq(design[:, cols], target, rcond=None)
+        if np.any(coef < 0):
+            continue
+        full = np.zeros(k)
+        full[cols] = coef
+        sse = float(np.sum((design @ full - target) ** 2))
+        if sse < best_sse:
+            best, best_sse = full, sse
+    return best
