@@ -25,14 +25,13 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_contrast_gate as bg
 import bench_contrast_weights as bw
 import contrast_gate as G
-from contrast_candidate import Candidate, run
+from contrast_candidate import Candidate, p_better, run
 
 from bayes_scaling.query import anchor
 
@@ -57,14 +56,6 @@ def _calibrations(top: bool):
     return cals
 
 
-def _p_better(fit, a, b, cal, log_c, log_ratio=None) -> np.ndarray:
-    th = {g: {k: v[:, None] for k, v in bw.group_theta(fit, g).items()} for g in (a, b)}
-    _, pred = anchor.anchored_log_losses(fit, (a, b), th, log_c, log_ratio, cal,
-                                         np.random.default_rng(bw.SEED), beyond="hold",
-                                         slice_anchor=False)
-    return (pred[1] < pred[0]).mean(axis=0)
-
-
 _DESCRIBE = ("(`benchmarks/CRITERIA_s12_i17.md`). `rel`: the default when this was scored "
              "(relative drift, variance terms by least squares on the squared errors); ")
 ML = Candidate(
@@ -73,7 +64,7 @@ ML = Candidate(
     describe=_DESCRIBE + "`ml`: the same with the variance terms maximising the Gaussian "
              "likelihood (NNLS reweighted by `1/v²` to its fixed point, `anchor.ML_VARIANCE`).",
     gate_candidates=G.CANDIDATES_S12, gate_dir="gate_s12",
-    calibrations=_calibrations(False), p_better=_p_better)
+    calibrations=_calibrations(False), p_better=p_better)
 TOP_ML = Candidate(
     band="top_ml", switch="ML_VARIANCE and DRIFT_AT_TOP",
     title="## Contrasts: every drift term at its rate at the top, fitted by maximum likelihood "
@@ -82,7 +73,7 @@ TOP_ML = Candidate(
              "(`anchor.DRIFT_AT_TOP`, its `kappa` profile fixed this session) with the variance "
              "terms by maximum likelihood (`anchor.ML_VARIANCE`).",
     gate_candidates=G.CANDIDATES_S12, gate_dir="gate_s12",
-    calibrations=_calibrations(True), p_better=_p_better,
+    calibrations=_calibrations(True), p_better=p_better,
     extra=lambda: ["The fitted `kappa` and variance terms per bench fit, every band (`top`: "
                    "least squares with the profile fixed, reported only):", "",
                    bg._md(pd.DataFrame(_TERMS)), ""])

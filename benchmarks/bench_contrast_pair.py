@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_contrast_gate as bg
 import bench_contrast_weights as bw
 import contrast_gate as G
-from bench_contrast_ml import _p_better, per_corpus
-from contrast_candidate import Candidate, run
+from bench_contrast_ml import per_corpus
+from contrast_candidate import Candidate, p_better, run
 
 from bayes_scaling.query import anchor
 
@@ -56,7 +56,7 @@ PAIR = Candidate(
              "the spread `t` of `w` per pair of groups, each pair's shrunk towards the pooled "
              "one by random-effects empirical Bayes (`anchor.PAIR_SPREAD`).",
     gate_candidates=G.CANDIDATES_S12B, gate_dir="gate_s12b",
-    calibrations=_calibrations, p_better=_p_better,
+    calibrations=_calibrations, p_better=p_better,
     extra=lambda: ["The sd of `w` per bench fit: pooled (`rel`) and the range over pairs "
                    "(`pair`):", "", bg._md(pd.DataFrame(_TERMS)), ""])
 

@@ -22,14 +22,13 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_contrast_gate as bg
 import bench_contrast_weights as bw
 import contrast_gate as G
-from contrast_candidate import Candidate, run
+from contrast_candidate import Candidate, p_better, run
 
 from bayes_scaling.query import anchor
 
@@ -47,14 +46,6 @@ def _calibrations(fit, cache: Path, key: str) -> dict[str, anchor.ContrastCalibr
     return {"rel": ref, "top": cand}
 
 
-def _p_better(fit, a, b, cal, log_c, log_ratio=None) -> np.ndarray:
-    th = {g: {k: v[:, None] for k, v in bw.group_theta(fit, g).items()} for g in (a, b)}
-    _, pred = anchor.anchored_log_losses(fit, (a, b), th, log_c, log_ratio, cal,
-                                         np.random.default_rng(bw.SEED), beyond="hold",
-                                         slice_anchor=False)
-    return (pred[1] < pred[0]).mean(axis=0)
-
-
 CANDIDATE = Candidate(
     band="top", switch="DRIFT_AT_TOP",
     title="## Contrasts: every drift term at its rate at the top (issue 17, session 11b)",
@@ -64,7 +55,7 @@ CANDIDATE = Candidate(
              "spread) by the mean of `10^(kappa (top - x))` over each comparison's change, so "
              "each is its rate at the top of the ladder (`anchor.DRIFT_AT_TOP`).",
     gate_candidates=G.CANDIDATES_S11B, gate_dir="gate_s11b",
-    calibrations=_calibrations, p_better=_p_better,
+    calibrations=_calibrations, p_better=p_better,
     extra=lambda: ["The fitted `kappa` and drift terms per bench fit (`rel` pooled, `top` at "
                    "the top):", "", bg._md(pd.DataFrame(_KAPPA)), ""])
 

@@ -24,6 +24,7 @@ import pandas as pd
 from contrast_common import reliability
 
 from bayes_scaling.files import atomic_write_text
+from bayes_scaling.query import anchor
 
 RESULTS = bg.RESULTS
 SETS = ("synthetic", "porian", "gemstones")
@@ -46,6 +47,16 @@ class Candidate:
     calibrations: Callable
     p_better: Callable
     extra: Callable[[], list[str]] = field(default=lambda: [])
+
+
+def p_better(fit, a, b, cal, log_c, log_ratio=None, slice_anchor: bool = False) -> np.ndarray:
+    """P(B better) at the targets from the anchored band of ``cal`` (the candidates' shared
+    scorer: seed ``bench_contrast_weights.SEED``, the gap held past the refits' horizon)."""
+    th = {g: {k: v[:, None] for k, v in bw.group_theta(fit, g).items()} for g in (a, b)}
+    _, pred = anchor.anchored_log_losses(fit, (a, b), th, log_c, log_ratio, cal,
+                                         np.random.default_rng(bw.SEED), beyond="hold",
+                                         slice_anchor=slice_anchor)
+    return (pred[1] < pred[0]).mean(axis=0)
 
 
 def gate_records(n: int, cache: Path, candidates: tuple) -> pd.DataFrame:
