@@ -283,27 +283,13 @@ def sample(
 
 def _sample_numpyro(model, *, var_names, chains, draws, tune, target_accept, seed, progress,
                     capped=True):
-    devices.setup_jax(chains)
-    from pymc.sampling.jax import sample_numpyro_nuts  # lazy: loads JAX (seconds)
-
-    if init_mass(model) == "laplace":
-        return _sample_numpyro_until(
-            model, var_names=var_names, chains=chains, max_draws=draws, tune=tune,
-            target_accept=target_accept, seed=seed, progress=progress, ess_target=None,
-            capped=capped)
-    method = _chain_method(chains, model)
-    return sample_numpyro_nuts(
-        draws=draws, tune=tune, chains=chains, target_accept=target_accept, random_seed=seed,
-        model=model, var_names=var_names, progressbar=progress, chain_method=method,
-        compute_convergence_checks=False, idata_kwargs={"log_likelihood": False},
-        # a model may ask for a dense mass matrix (model.py sets it for strongly correlated
-        # posteriors, e.g. the curve law's (S_c, alpha_S) pair)
-        nuts_kwargs=_nuts_kwargs(model, capped),
-        # ... and its own start points, one per chain (dynamics.fit_dynamics: near a multi-start
-        # point fit, so no chain settles in a far local mode); then PyMC's +-1 jitter is off
-        initvals=getattr(model, "bayes_scaling_initvals", None),
-        jitter=getattr(model, "bayes_scaling_initvals", None) is None,
-    )
+    """numpyro NUTS in one block of :func:`_sample_numpyro_until`: PyMC's ``sample_numpyro_nuts``
+    kernel, seed, start points and draws (bit for bit, ``tests/test_numpyro_path.py``), but the
+    start points' log density is jitted (PyMC evaluates it op by op: ~1 s of every fit)."""
+    return _sample_numpyro_until(
+        model, var_names=var_names, chains=chains, max_draws=draws, tune=tune,
+        target_accept=target_accept, seed=seed, progress=progress, ess_target=None,
+        capped=capped)
 
 
 #: Draws per chain per block when sampling until an ESS target is met.
@@ -340,10 +326,12 @@ def _sample_numpyro_until(model, *, var_names, chains, max_draws, tune, target_a
         logp_fn, init, to_values = _whitened(model.bayes_scaling_laplace, logp_fn, chains, seed)
         model.bayes_scaling_init_mass_used = "laplace-whitened"  # what the fit's meta records
     else:
+        # a model's own start points, one per chain (fit_dynamics: near a multi-start point
+        # fit, so no chain settles in a far local mode), then without PyMC's +-1 jitter
         initvals = getattr(model, "bayes_scaling_initvals", None)
-        init = _get_batched_jittered_initial_points(
+        init = _get_batched_jittered_initial_points(  # jitted: op by op it costs ~1 s
             model=model, chains=chains, initvals=initvals, random_seed=seed,
-            jitter=initvals is None, logp_fn=logp_fn)
+            jitter=initvals is None, logp_fn=jax.jit(logp_fn))
     kernel = NUTS(potential_fn=logp_fn, target_accept_prob=target_accept, **nuts_kwargs)
     block = min(ESS_BLOCK, max_draws) if ess_target is not None else max_draws
     method = _chain_method(chains, model)
