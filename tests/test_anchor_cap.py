@@ -35,8 +35,8 @@ def test_the_band_spreads_w_over_the_predicted_change_clipped_at_the_cap():
     """Two groups whose law changes the gap by ``x`` per posterior draw (read off a band with
     ``w = 1``, sd 0): with ``w ~ N(0, 0.3)`` the anchored difference moves by ``w x`` uncapped
     and by ``w sign(x) Y`` under a cap ``Y`` below every ``|x|`` (a quarter of the median),
-    draw by draw (same seed), exactly; a cap above every ``|x|`` changes nothing. Faults caught: the clip ignored; each group clipped at ``±Y``
-    instead of ``±Y/2``."""
+    draw by draw (same seed), exactly; a cap above every ``|x|`` changes nothing. Faults
+    caught: the clip ignored; each group clipped at ``±Y`` instead of ``±Y/2``."""
     runs, _, _ = isoflop_ladder(0.15, 0.0, seed=3)
     fit = point_fake_fit(runs, 3)
     theta = {g: {k: v[:, None] for k, v in anchor.group_theta(fit, g).items()} for g in "AB"}
