@@ -94,9 +94,9 @@ ML_VARIANCE: bool = True
 PAIR_SPREAD: bool = False
 #: Bound ``w``'s spread term by the refits: ``t² min(x², Y²)``, ``Y`` the largest observed change
 #: of a gap in the calibration (``spread_cap``), in the fit and at application (each group's
-#: change about the groups' mean clipped to ``±Y/2``). Off: refitted, ``t`` grows where the cap
-#: binds, so Porian's confidence stays 0.787; mean bench Brier 0.06643 against 0.06667 but mean
-#: calgap 0.0307 against 0.0291 (``CRITERIA_s12c_i17.md``, ``results/contrast_cap.md``).
+#: change about the groups' mean clipped to ``±Y/2``). Off: refitted, ``t`` mostly grows where
+#: the cap binds, so Porian's confidence stays 0.787; mean bench Brier 0.06643 against 0.06667
+#: but mean calgap 0.0307 against 0.0291 (``CRITERIA_s12c_i17.md``, ``results/contrast_cap.md``).
 SPREAD_CAP: bool = False
 #: Prior sd of ``kappa`` (log10 of the drift variance per decade) and the grid it is fitted on.
 DECAY_PRIOR_SD: float = 1.0
