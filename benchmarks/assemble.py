@@ -32,7 +32,8 @@ SCRIPTS = {"calibration": "bench_discrepancy_prior.py", "calibration_nuts": "ben
            "contrast_top_bench": "bench_contrast.py --drift-at-top",
            "contrast_ml_bench": "bench_contrast.py --ml-variance",
            "contrast_top_ml_bench": "bench_contrast.py --ml-variance --drift-at-top",
-           "contrast_pair_bench": "bench_contrast.py --pair-spread"}
+           "contrast_pair_bench": "bench_contrast.py --pair-spread",
+           "contrast_cap_bench": "bench_contrast.py --spread-cap"}
 
 
 def main() -> None:

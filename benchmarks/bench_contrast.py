@@ -108,6 +108,10 @@ def main() -> None:
     ap.add_argument("--pair-spread", action="store_true",
                     help="the spread of w per pair of groups (anchor.PAIR_SPREAD, session 12b's "
                     "candidate); the report goes to contrast_pair_bench.md")
+    ap.add_argument("--spread-cap", action="store_true",
+                    help="w's spread term capped by the refits' largest observed change of a gap "
+                    "(anchor.SPREAD_CAP, session 12c's candidate); the report goes to "
+                    "contrast_cap_bench.md")
     ap.add_argument("--json", type=Path, default=JSON,
                     help=f"the records' file (default {JSON.relative_to(JSON.parents[2])})")
     args = ap.parse_args()
@@ -123,6 +127,8 @@ def main() -> None:
         anchor.ML_VARIANCE = True
     if args.pair_spread:
         anchor.PAIR_SPREAD = True
+    if args.spread_cap:
+        anchor.SPREAD_CAP = True
     if args.cache is not None:
         args.cache.mkdir(parents=True, exist_ok=True)
         CACHE.append(args.cache)
@@ -148,7 +154,10 @@ def main() -> None:
                               save=lambda rows: save("porian", rows)))
         elif part != "report":
             save(part, globals()[part]())
-    if args.pair_spread:
+    if args.spread_cap:
+        report(store, "contrast_cap_bench", " - `w`'s spread term capped by the refits' largest "
+               "observed change of a gap (`--spread-cap`, `anchor.SPREAD_CAP`)")
+    elif args.pair_spread:
         report(store, "contrast_pair_bench", " - the spread of `w` per pair of groups "
                "(`--pair-spread`, `anchor.PAIR_SPREAD`)")
     elif args.ml_variance:

@@ -16,7 +16,7 @@ the gap from there to the target).
   the observed changes of gaps per decade by rolling origin.
 
 Run: ``PYTHONPATH=. BAYES_SCALING_DATA=../shared/data nice -n 19 python
-benchmarks/contrast_band_sources.py ladders|gate|porian [--slice] [--top] [--pair]
+benchmarks/contrast_band_sources.py ladders|gate|porian [--slice] [--top] [--pair] [--cap]
 [--cache .fits]``.
 """
 
@@ -128,7 +128,8 @@ def gate(ids: list[int]) -> None:
         include_groups=False).round(2).to_string())
 
 
-def porian(cache: Path, top: bool = False, pair: bool = False) -> None:
+def porian(cache: Path, top: bool = False, pair: bool = False, cap: bool = False,
+           ) -> None:
     raw = pd.read_csv(bc.DATA / "porian2024_isoflop" / "porian2024_isoflop.csv")
     budgets = np.sort(raw["flops"].unique())
     held = budgets[-bc.PORIAN_TOP:]
@@ -138,7 +139,7 @@ def porian(cache: Path, top: bool = False, pair: bool = False) -> None:
         for cut in (1, 2, 4):
             fit = ScalingFit.load(cache / f"porian_chinchilla_{corpus}_{cut}.nc")
             data = anchor.calibration_data(fit)
-            cal = anchor.calibration_from(data, "zero", top=top, pair=pair)
+            cal = anchor.calibration_from(data, "zero", top=top, pair=pair, cap=cap)
             o, y2 = data["origin"], data["y"] ** 2 / data["h"]
             print(f"{corpus} cut {cut}: observed (change of gap)² per decade by origin:",
                   ", ".join(f"{k}: {y2[o == k].mean():.1e}" for k in np.unique(o)))
@@ -162,6 +163,7 @@ def main() -> None:
     ap.add_argument("--slice", action="store_true")
     ap.add_argument("--top", action="store_true", help="porian: anchor.DRIFT_AT_TOP on")
     ap.add_argument("--pair", action="store_true", help="porian: anchor.PAIR_SPREAD on")
+    ap.add_argument("--cap", action="store_true", help="porian: anchor.SPREAD_CAP on")
     ap.add_argument("--ladders", default="0,1,2,3,4,5,6,7,8,9,10,11")
     ap.add_argument("--cache", type=Path, default=Path(".fits"))
     args = ap.parse_args()
@@ -170,7 +172,7 @@ def main() -> None:
     elif args.part == "gate":
         gate([int(i) for i in args.ladders.split(",")])
     else:
-        porian(args.cache, args.top, args.pair)
+        porian(args.cache, args.top, args.pair, args.cap)
 
 
 if __name__ == "__main__":

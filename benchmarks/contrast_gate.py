@@ -70,11 +70,16 @@ CANDIDATES_S12 = {**{k: (*c, False) for k, c in CANDIDATES_S11B.items()},
 _ML = (False, True, 1.0, False, False, True, False)
 CANDIDATES_S12B = {"rel": _ML, "pair": (*_ML[:6], True), "rel_x2": (*_ML[:2], 2.0, *_ML[3:]),
                    "rel_x0.5": (*_ML[:2], 0.5, *_ML[3:])}
+#: session 12c (``CRITERIA_s12c_i17.md``): the default against the same with ``w``'s spread term
+#: capped by the refits' largest observed change of a gap (``anchor.SPREAD_CAP``)
+CANDIDATES_S12C = {**{k: (*c, False) for k, c in CANDIDATES_S12B.items() if k != "pair"},
+                   "cap": (*_ML, True)}
 
 
 def _switches(c: tuple) -> tuple:
-    """(decay, relative, slice anchor, drift at top, maximum likelihood, per-pair spread)."""
-    return (c[0], c[1], *(c[i] if len(c) > i else None for i in (3, 4, 5, 6)))
+    """(decay, relative, slice anchor, drift at top, maximum likelihood, per-pair spread,
+    capped spread)."""
+    return (c[0], c[1], *(c[i] if len(c) > i else None for i in (3, 4, 5, 6, 7)))
 #: the oracle (the exact predictive distribution of the observed gap) and planted faults of it:
 #: its spread scaled about its mean (the gate's power is checked on these)
 ORACLES = {"oracle": 1.0, "oracle_x2": 2.0, "oracle_x0.5": 0.5, "oracle_x1.5": 1.5,
@@ -165,14 +170,14 @@ def score_ladder(i: int, seed: int = 0, candidates=CANDIDATES) -> list[dict]:
     theta = {g: {k: v[:, None] for k, v in group_theta(fit, g).items()} for g in names}
     pairs = list(itertools.combinations(range(len(names)), 2))
     bands = {}
-    for decay, rel, sl, top, ml, pr in {_switches(c) for c in candidates.values()}:
+    for decay, rel, sl, top, ml, pr, cap in {_switches(c) for c in candidates.values()}:
         cal = anchor.calibration_from(data[sl], "zero", decay=decay, relative=rel, top=top,
-                                      ml=ml, pair=pr)
+                                      ml=ml, pair=pr, cap=cap)
         rng = np.random.default_rng(seed + i)
         for a, b in pairs:
             _, pred = anchor.anchored_log_losses(fit, (names[a], names[b]), theta, log_c, None,
                                                  cal, rng, beyond="hold", slice_anchor=sl)
-            bands[(decay, rel, sl, top, ml, pr, a, b)] = np.exp(pred[1]) - np.exp(pred[0])
+            bands[(decay, rel, sl, top, ml, pr, cap, a, b)] = np.exp(pred[1]) - np.exp(pred[0])
     rows = []
     for a, b in pairs:
         for t in range(flops.size):

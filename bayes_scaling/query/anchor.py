@@ -92,6 +92,12 @@ ML_VARIANCE: bool = True
 #: beyond chance (5 of 6 Porian fits keep the pooled spread), and the mean bench Brier rose
 #: (0.06678 against 0.06667; ``CRITERIA_s12b_i17.md``, ``results/contrast_pair.md``).
 PAIR_SPREAD: bool = False
+#: Bound ``w``'s spread term by the refits: ``t² min(x², Y²)``, ``Y`` the largest observed change
+#: of a gap in the calibration (``spread_cap``), in the fit and at application (each group's
+#: change about the groups' mean clipped to ``±Y/2``). Off: refitted, ``t`` mostly grows where
+#: the cap binds, so Porian's confidence stays 0.787; mean bench Brier 0.06643 against 0.06667
+#: but mean calgap 0.0307 against 0.0291 (``CRITERIA_s12c_i17.md``, ``results/contrast_cap.md``).
+SPREAD_CAP: bool = False
 #: Prior sd of ``kappa`` (log10 of the drift variance per decade) and the grid it is fitted on.
 DECAY_PRIOR_SD: float = 1.0
 DECAY_GRID: np.ndarray = np.round(np.linspace(-2.0, 2.0, 41), 2)
@@ -113,7 +119,8 @@ class ContrastCalibration:
     ``origins`` refits, ``horizon`` the longest (decades); ``weighting``: how ``weight`` was
     set; ``drift_decay`` (``kappa``): how fast the drift falls per decade up the ladder,
     ``drift_var`` its rate at log10 compute ``drift_at`` (:meth:`drift_at_anchor`);
-    ``drift_rel`` (``r²``): the drift per decade per squared gap, falling as ``rel_decay``.
+    ``drift_rel`` (``r²``): the drift per decade per squared gap, falling as ``rel_decay``;
+    ``spread_cap`` (``Y``, :data:`SPREAD_CAP`): the predicted change ``w``'s spread applies to.
     """
 
     weight: float
@@ -129,6 +136,7 @@ class ContrastCalibration:
     drift_rel: float = 0.0
     rel_decay: float = 0.0
     pair_sd: tuple[tuple[str, float], ...] = ()
+    spread_cap: float = np.inf
 
     def drift_at_anchor(self, x_anchor: np.ndarray) -> np.ndarray:
         """Drift variance per decade from anchors at log10 compute ``x_anchor``:
@@ -228,7 +236,8 @@ def calibrate_contrasts(fit: ScalingFit, weighting: Weighting | None = None,
     key = (fit.runs.fingerprint(), fit.spec.name, fit.spec.law, str(SLICE_ANCHOR))
     if key not in _DATA:  # the refits: once per fit, whatever the weighting
         _DATA[key] = calibration_data(fit)
-    ckey = (*key, weighting, str(DRIFT_AT_TOP), str(ML_VARIANCE), str(PAIR_SPREAD))
+    ckey = (*key, weighting, str(DRIFT_AT_TOP), str(ML_VARIANCE), str(PAIR_SPREAD),
+            str(SPREAD_CAP))
     if ckey not in _CACHE:
         _CACHE[ckey] = calibration_from(_DATA[key], weighting)
     return _CACHE[ckey]
@@ -237,13 +246,14 @@ def calibrate_contrasts(fit: ScalingFit, weighting: Weighting | None = None,
 def calibration_from(data: dict[str, np.ndarray], weighting: Weighting, *,
                      decay: bool | None = None, relative: bool | None = None,
                      top: bool | None = None, ml: bool | None = None,
-                     pair: bool | None = None) -> ContrastCalibration | None:
+                     pair: bool | None = None, cap: bool | None = None,
+                     ) -> ContrastCalibration | None:
     """The calibration of the comparisons ``data`` (:func:`calibration_data`) under ``weighting``;
     ``None`` with fewer than 3 comparisons. ``decay``: let the drift variance depend on where
     the origin sits (default :data:`DRIFT_DECAY`; needs ``data["origin_x"]``); ``relative``:
     add the drift that scales with the gap (default :data:`RELATIVE_DRIFT`; ``data["gap"]``);
-    ``top``, ``ml``, ``pair``: default :data:`DRIFT_AT_TOP`, :data:`ML_VARIANCE`,
-    :data:`PAIR_SPREAD`."""
+    ``top``, ``ml``, ``pair``, ``cap``: default :data:`DRIFT_AT_TOP`, :data:`ML_VARIANCE`,
+    :data:`PAIR_SPREAD`, :data:`SPREAD_CAP`."""
     if data["x"].size < 3:
         return None
     decay = DRIFT_DECAY if decay is None else decay
@@ -258,7 +268,8 @@ def calibration_from(data: dict[str, np.ndarray], weighting: Weighting, *,
                           origin_x=data["origin_x"] if decay else None,
                           top_x=float(data["top_x"]) if decay else 0.0,
                           gap=data["gap"] if relative else None, decay_all=top, ml=ml,
-                          pair=data["pair"] if pair else None)
+                          pair=data["pair"] if pair else None,
+                          cap=SPREAD_CAP if cap is None else cap)
     return replace(cal, horizon=float(np.max(data["h"])), weighting=weighting)
 
 
@@ -324,7 +335,8 @@ def fit_calibration(x: np.ndarray, y: np.ndarray, h: np.ndarray, *,
                     weight: float | None = None, origin_x: np.ndarray | None = None,
                     top_x: float = 0.0, gap: np.ndarray | None = None, iters: int = 30,
                     decay_all: bool = False, ml: bool | None = None,
-                    pair: np.ndarray | None = None) -> ContrastCalibration:
+                    pair: np.ndarray | None = None, cap: bool = False,
+                    ) -> ContrastCalibration:
     """Regress observed changes ``y`` of gaps on the law's predicted changes ``x``.
 
     ``y = w x + e`` with ``w ~ N(1, 1)`` a priori and ``Var e = a + s² h + t² x²`` (``h``
@@ -358,8 +370,10 @@ def fit_calibration(x: np.ndarray, y: np.ndarray, h: np.ndarray, *,
     ``t²`` are their rates at ``top_x`` too (``t`` is applied as that, whatever the anchor).
     ``pair`` (each comparison's ``"A|B"``; :data:`PAIR_SPREAD`): ``t²`` per pair too, shrunk
     towards the pooled one (:func:`~bayes_scaling.query.pooling.pair_spreads`): ``pair_sd``.
+    ``cap`` (:data:`SPREAD_CAP`): the column ``x²`` is ``min(x², Y²)``, ``Y = max |y|``.
     """
-    cols = [np.ones_like(h), h, x * x]
+    y_cap = float(np.max(np.abs(y))) if cap else np.inf
+    cols = [np.ones_like(h), h, np.minimum(x * x, y_cap**2)]
     design = np.column_stack(cols if gap is None else [*cols, np.asarray(gap) ** 2 * h])
     u = np.zeros_like(x) if x_var is None else np.asarray(x_var, float)
     kappa, ml = 0.0, ML_VARIANCE if ml is None else ml
@@ -397,7 +411,8 @@ def fit_calibration(x: np.ndarray, y: np.ndarray, h: np.ndarray, *,
                                float(var[1]), int(x.size), origins,
                                drift_decay=kappa if np.any(drifts > 0) else 0.0, drift_at=top_x,
                                drift_rel=float(var[3]) if gap is not None else 0.0,
-                               rel_decay=kappa if decay_all else 0.0, pair_sd=pair_sd)
+                               rel_decay=kappa if decay_all else 0.0, pair_sd=pair_sd,
+                               spread_cap=y_cap)
 
 
 def _drift_column(h: np.ndarray, origin_x: np.ndarray, top_x: float, kappa: float,
@@ -479,7 +494,10 @@ def anchored_log_losses(fit: ScalingFit, names: tuple[str, ...],
         horizon.append(np.abs(x_t - x_a))
     common = np.mean(change, axis=0)
     common_specific = np.mean(specific, axis=0)
-    mean = [b + common + w * (c - common_specific)
+    lim = calib.spread_cap / 2.0  # SPREAD_CAP: w's spread on the clipped change only
+    mean = [b + common + (w * (c - common_specific) if np.isinf(lim) else calib.weight
+                          * (c - common_specific) + (w - calib.weight)
+                          * np.clip(c - common_specific, -lim, lim))
             for b, c in zip(base, specific, strict=True)]
     mid = np.mean(level, axis=0)
     pred = [m + np.sqrt((calib.noise_var + calib.drift_at_anchor(xa)[None, :] * hz[None, :])
