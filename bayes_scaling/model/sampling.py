@@ -322,9 +322,9 @@ def _sample_numpyro_until(model, *, var_names, chains, max_draws, tune, target_a
     ``sample_numpyro_nuts``), except that a model with a Laplace start is sampled in the
     Laplace-whitened space (:func:`_whitened`); after warm-up each block continues the chains
     from their last state with the adapted step size and mass matrix, so the blocks form one
-    chain each.
+    chain each. JAX is set up by :func:`sample` (:func:`~bayes_scaling.model.device.setup_jax`,
+    the device chosen) before either numpyro path runs.
     """
-    devices.setup_jax(chains)
     import jax  # lazy: JAX starts XLA (seconds); only the numpyro backend needs it
     from numpyro.infer import MCMC, NUTS  # lazy: numpyro loads JAX; only its backend needs it
     from pymc.sampling.jax import (  # lazy: loads JAX; only the numpyro backend needs it
