@@ -41,6 +41,7 @@ from bayes_scaling.data.support import (
 from bayes_scaling.errors import ExtrapolationWarning, QueryError
 from bayes_scaling.fitting.families import FamilyFit, draw_shape, mix
 from bayes_scaling.fitting.result import ScalingFit
+from bayes_scaling.fitting.tails import NU_VAR, mixing_draws
 from bayes_scaling.laws.final_loss import LAWS, natural
 from bayes_scaling.query.summarize import BANDS, QueryResult, check_probs, interval_table
 from bayes_scaling.types import Band, SeedLike
@@ -312,7 +313,9 @@ def log_loss_draws(fit: ScalingFit, n: np.ndarray, d: np.ndarray, *, group: str 
     if "nu" in post:
         nu = flat(post["nu"])[:, None]
         var = var * (nu / rng.chisquare(nu))
-    var = var + np.asarray(discrepancy_scale(fit, far)) ** 2
+    # a Student-t discrepancy (fitting.tails) as a scale mixture too, one lambda per draw
+    lam = mixing_draws(flat(post[NU_VAR]) if NU_VAR in post else None, rng)
+    var = var + lam * np.asarray(discrepancy_scale(fit, far)) ** 2
     return (log_mu + discrepancy_shift(fit, far)
             + np.sqrt(var) * rng.standard_normal(log_mu.shape))
 

@@ -1,0 +1,134 @@
+r"""The shape of the extrapolation discrepancy: Normal, or a variance-matched Student-t.
+
+The discrepancy of :mod:`bayes_scaling.fitting.calibrate` is Normal with a variance ``D`` that
+grows with the extrapolation distance. Across the public ladders the standardized
+rolling-origin errors are heavier-tailed than Normal (``benchmarks/CRITERIA_s13_i15.md``): a
+Normal band right at 90% is then too wide at 50%. Here the discrepancy keeps its mean (the
+drift) and its variance and becomes a Student-t with ``nu`` degrees of freedom, as a scale
+mixture of normals:
+
+.. math:: \delta = \mu + \sqrt{\lambda D}\, z, \quad z \sim \mathcal{N}(0, 1), \quad
+          \lambda = (\nu - 2) / W, \quad W \sim \chi^2_\nu,
+
+so :math:`E\lambda = 1` and the variance stays ``D`` (the Normal grid likelihood of
+``(tau0, kappa)`` estimates a variance, which a Gaussian quasi-likelihood does consistently
+whatever the shape). ``nu`` is learned across ladders from the same rolling-origin errors as
+the cross-ladder prior (:func:`fit_nu`, grid :data:`NU_GRID`, ``inf`` = Normal) and shipped in
+its file (``nu``); :func:`tail_draws` stores it in a fit's posterior as ``nu_discrepancy``,
+which the predictive queries read (:func:`mixing_draws`: one ``lambda`` per posterior draw,
+shared by its points, so each point's marginal is exact, as for the Student-t run noise).
+It is an option of ``attach_discrepancy`` (``tails=True``), off by default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import special, stats
+
+from bayes_scaling.data.support import discrepancy_mean, discrepancy_var
+from bayes_scaling.errors import BayesScalingError
+
+#: Degrees of freedom ``fit_nu`` chooses from (``inf``: the Normal discrepancy).
+NU_GRID = (2.5, 3.0, 3.5, 4.0, 5.0, 6.0, 8.0, 10.0, 15.0, 20.0, 30.0, 50.0, 100.0, np.inf)
+#: Quadrature nodes of ``W`` that integrate the mixture in :func:`tail_loglik`.
+N_NODES = 400
+#: The posterior variable holding ``nu`` (absent: a Normal discrepancy).
+NU_VAR = "nu_discrepancy"
+TAIL_UNITS = {NU_VAR: "degrees of freedom of the discrepancy (variance-matched Student-t)"}
+
+
+@dataclass(frozen=True)
+class TailTerms:
+    """One ladder's rolling-origin errors as the shape's likelihood reads them."""
+
+    resid: np.ndarray  # log error minus the drift's mean
+    base_var: np.ndarray  # run noise + the refit's own variance
+    disc_var: np.ndarray  # the discrepancy variance D at each error (posterior mean)
+
+
+def _check_nu(nu: float) -> float:
+    nu = float(nu)
+    if not nu > 2.0:
+        raise BayesScalingError(f"the discrepancy's degrees of freedom must exceed 2, got {nu:g}")
+    return nu
+
+
+def mixing_nodes(nu: float, n: int = N_NODES) -> tuple[np.ndarray, np.ndarray]:
+    """Quadrature of the mixture: ``(lambda, weights)`` over ``W ~ chi2(nu)``.
+
+    ``n`` log-spaced nodes of ``W`` between its ``1e-10`` and ``1 - 1e-10`` quantiles, weighted
+    by its density (``pdf(W) W d log W``, normalised), with ``lambda = (nu - 2) / W`` rescaled so
+    that its weighted mean is exactly 1: equal-probability quantiles miss the heavy upper tail
+    of ``lambda`` near ``nu = 2`` (at ``nu = 3`` their mean is 0.85) and so shrink the variance.
+    Normal (``inf``): one node at 1.
+    """
+    if np.isinf(nu):
+        return np.ones(1), np.ones(1)
+    nu = _check_nu(nu)
+    w = np.geomspace(stats.chi2.ppf(1e-10, nu), stats.chi2.ppf(1 - 1e-10, nu), n)
+    wt = stats.chi2.pdf(w, nu) * w
+    wt = wt / wt.sum()
+    lam = (nu - 2.0) / w
+    return lam / (wt @ lam), wt
+
+
+def tail_loglik(terms: TailTerms, nu: float) -> float:
+    """Log likelihood of the errors: ``N(0, base + lambda D)`` mixed over ``lambda``."""
+    lam, wt = mixing_nodes(nu)
+    var = terms.base_var[:, None] + lam[None, :] * terms.disc_var[:, None]
+    ll = -0.5 * (np.log(2 * np.pi * var) + terms.resid[:, None] ** 2 / var)
+    return float(np.sum(special.logsumexp(ll, axis=1, b=wt[None, :])))
+
+
+def fit_nu(terms: Sequence[TailTerms], weights: Sequence[float] | None = None,
+           grid: Sequence[float] = NU_GRID) -> float:
+    """The ``nu`` of ``grid`` that maximises the ladders' weighted log likelihood."""
+    if not terms:
+        raise BayesScalingError("fit_nu needs at least one ladder")
+    wts = np.ones(len(terms)) if weights is None else np.asarray(weights, dtype=float)
+    score = [sum(w * tail_loglik(t, nu) for w, t in zip(wts, terms, strict=True))
+             for nu in grid]
+    return float(grid[int(np.argmax(score))])
+
+
+def tail_terms(resid: np.ndarray, base_var: np.ndarray, far: Mapping[str, np.ndarray],
+               grids: tuple[np.ndarray, np.ndarray], parts: Mapping[str, np.ndarray],
+               drift: tuple[float, float] = (0.0, 0.0)) -> TailTerms:
+    """A ladder's :class:`TailTerms` from its per-kind grid posteriors.
+
+    ``far``: the ``scale`` and ``shape`` parts of each error's distance; ``grids``: the
+    ``(tau0, kappa)`` grids; ``parts``: ``{"scale": weights, "shape": weights}``
+    (:func:`~bayes_scaling.fitting.calibrate.discrepancy_posterior_parts`); ``drift``: the
+    ladder's drift per part (subtracted). ``D`` is the posterior mean of the variance, which is
+    linear in ``tau0^2`` and ``kappa^2``.
+    """
+    tg, kg = grids
+    m2 = {p: (np.sqrt(tg**2 @ w.sum(axis=1)), np.sqrt(kg**2 @ w.sum(axis=0)))
+          for p, w in parts.items()}
+    pts = {k: np.asarray(far[k], dtype=float) for k in ("scale", "shape")}
+    dvar = discrepancy_var(pts, *m2["scale"], *m2["shape"])
+    mu = discrepancy_mean(pts, *drift)
+    return TailTerms(np.asarray(resid, float) - mu,
+                     np.broadcast_to(np.asarray(base_var, float), dvar.shape), dvar)
+
+
+def tail_draws(nu: float | None, shape: tuple[int, int]) -> dict[str, np.ndarray]:
+    """The posterior variable of a fit whose discrepancy has ``nu`` (none for a Normal one)."""
+    if nu is None or np.isinf(nu):
+        return {}
+    return {NU_VAR: np.full(shape, _check_nu(nu))}
+
+
+def mixing_draws(nu: np.ndarray | None, rng: np.random.Generator) -> np.ndarray | float:
+    """Per posterior draw, ``lambda`` (shape ``(S, 1)``); 1.0 for a Normal discrepancy.
+
+    ``nu``: the flat ``nu_discrepancy`` draws, or ``None``. Draws nothing from ``rng`` for a
+    Normal discrepancy, so a fit without the variable gets today's random numbers.
+    """
+    if nu is None:
+        return 1.0
+    nu = np.asarray(nu, dtype=float)[:, None]
+    return (nu - 2.0) / rng.chisquare(nu)

@@ -1,0 +1,133 @@
+"""The discrepancy's shape: are the errors heavier-tailed than the Normal band, and which ``nu``?
+
+Candidate S of ``benchmarks/CRITERIA_s13_i15.md`` (:mod:`bayes_scaling.fitting.tails`). From
+the caches of ``bench_discrepancy_prior.py`` (stage 1: every whole ladder's rolling-origin
+errors) and the scored table of ``bench_discrepancy_nuts.py``, no fit:
+
+- the standardized errors ``z``: outer, ``Phi^-1(PIT)`` of the product's held-out runs; inner,
+  each ladder's rolling-origin errors minus its drift over ``sqrt(s^2 + v + D)`` under the
+  per-kind prior learned without its source; coverage of the Normal's central intervals, the
+  ratio of the 50% and 90% quantiles of ``|z|`` (0.410 for a Normal) and the excess kurtosis;
+- the cross-ladder log likelihood of each ``nu`` of :data:`~bayes_scaling.fitting.tails.NU_GRID`
+  (:func:`~bayes_scaling.fitting.tails.fit_nu`), over every ladder and without each source
+  (the ``nu`` each source's ladders are scored with, leave one source out).
+
+Writes ``benchmarks/results/discrepancy_tails.md``. Run: ``BAYES_SCALING_DATA=../shared/data
+nice -n 15 .venv/bin/python benchmarks/bench_discrepancy_tails.py``
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_discrepancy_drift import drift_pops
+from bench_discrepancy_prior import CACHE, RESULTS, _cached, cached_parts, remeasure
+from ladders import public_ladders
+
+from bayes_scaling.files import atomic_path
+from bayes_scaling.fitting.calibrate import (
+    KAPPA_GRID,
+    PARTS,
+    TAU0_GRID,
+    discrepancy_posterior_parts,
+)
+from bayes_scaling.fitting.drift import ladder_drift
+from bayes_scaling.fitting.tails import NU_GRID, TailTerms, fit_nu, tail_loglik, tail_terms
+
+PRODUCT = "nuts + xl-source (product)"
+
+
+def source_prior(rolling: dict, ladders, exclude: set[str]):
+    """The shipped form of the cross-ladder prior (per kind, untempered, with the drift
+    populations) learned without ``exclude``."""
+    return cached_parts(rolling, ladders, False, exclude).with_drift(
+        drift_pops(rolling, ladders, exclude))
+
+
+def ladder_terms(bt, prior) -> TailTerms:
+    """One ladder's rolling-origin errors as the shape's likelihood reads them, under ``prior``."""
+    bt = bt.with_distance("hull_compute")
+    drift = ladder_drift(bt, prior, "all")
+    lv = np.broadcast_to(np.asarray(bt.law_var, dtype=float), bt.residuals.shape)
+    return tail_terms(bt.residuals, bt.noise_scale**2 + lv, bt.by_kind,
+                      (TAU0_GRID, KAPPA_GRID), discrepancy_posterior_parts(bt, prior),
+                      tuple(drift[p].value for p in PARTS))
+
+
+def tail_nu(rolling: dict, ladders, exclude: set[str], prior) -> tuple[float, dict]:
+    """``nu`` learned from every ladder not in ``exclude`` (each source weighing one), under
+    ``prior`` (learned without ``exclude`` too), and the log likelihood of each ``nu``."""
+    names = [n for n in rolling if n not in exclude]
+    srcs = [ladders[n][0] for n in names]
+    wts = [1 / srcs.count(s) for s in srcs]
+    terms = [ladder_terms(rolling[n], prior) for n in names]
+    ll = {nu: sum(w * tail_loglik(t, nu) for w, t in zip(wts, terms, strict=True))
+          for nu in NU_GRID}
+    return fit_nu(terms, wts), ll
+
+
+def z_row(label: str, z: np.ndarray) -> str:
+    a = np.abs(z)
+    cov = [np.mean(a <= stats.norm.ppf((1 + p) / 2)) for p in (0.5, 0.8, 0.9, 0.95)]
+    ratio = np.quantile(a, 0.5) / np.quantile(a, 0.9)
+    return (f"| {label} | {z.size} | " + " | ".join(f"{c:.3f}" for c in cov)
+            + f" | {ratio:.3f} | {stats.kurtosis(z):.2f} |")
+
+
+def main() -> None:
+    ladders = public_ladders()
+    rolling = {n: remeasure(bt, ladders[n][1]) for n, bt in _cached("rolling_errors", dict).items()}
+    head = ["| errors | n | cov 50 | cov 80 | cov 90 | cov 95 | `|z|` q50/q90 (Normal 0.410) | "
+            "excess kurtosis |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["## The discrepancy's shape: standardized errors against the Normal band", "",
+             "Outer: `z = Phi^-1(PIT)` of the product's held-out runs (NUTS, leave one ladder "
+             "out). Inner: every whole ladder's rolling-origin errors minus its drift, over "
+             "`sqrt(s^2 + v + D)`, `D` the per-kind posterior discrepancy variance under the "
+             "prior learned without the ladder's source. `benchmarks/CRITERIA_s13_i15.md`.", "",
+             *head]
+    runs = CACHE / "calibration_lolo_nuts_partial_runs.csv"
+    if runs.exists():
+        t = pd.read_csv(runs)
+        p = t[t["variant"] == PRODUCT]
+        zo = stats.norm.ppf(np.clip(p["pit"].to_numpy(), 1e-4, 1 - 1e-4))
+        lines.append(z_row("outer, pooled", zo))
+        for by in sorted(p["by"].unique()):
+            lines.append(z_row(f"outer, held out by {by}", zo[(p["by"] == by).to_numpy()]))
+    per, pooled = [], []
+    for n, bt in rolling.items():
+        ex = {m for m in rolling if ladders[m][0] == ladders[n][0]}
+        t_ = ladder_terms(bt, source_prior(rolling, ladders, ex))
+        z = t_.resid / np.sqrt(t_.base_var + t_.disc_var)
+        pooled.append(z)
+        per.append(z_row(f"inner, {n}", z))
+    lines += [z_row("inner, pooled", np.concatenate(pooled)), *per, ""]
+    lines += ["### `nu` learned across ladders (each source weighing one)", "",
+              "Weighted log likelihood of the rolling-origin errors for each `nu` "
+              "(variance-matched Student-t discrepancy; `inf`: Normal). Leave one source out: "
+              "the `nu` that source's ladders are scored with.", "",
+              "| ladders | chosen nu | " + " | ".join(f"{v:g}" for v in NU_GRID) + " |",
+              "|---|---|" + "---|" * len(NU_GRID)]
+    sources = sorted({s for s, _ in ladders.values()})
+    for src in [None, *sources]:
+        ex = set() if src is None else {m for m in rolling if ladders[m][0] == src}
+        nu, ll = tail_nu(rolling, ladders, ex, source_prior(rolling, ladders, ex))
+        lines.append(f"| {'all' if src is None else 'without ' + src} | {nu:g} | "
+                     + " | ".join(f"{v:.1f}" for v in ll.values()) + " |")
+        print(lines[-1], flush=True)
+    lines += ["", "*Regenerate: `BAYES_SCALING_DATA=../shared/data nice -n 15 .venv/bin/python "
+              "benchmarks/bench_discrepancy_tails.py` (after `bench_discrepancy_prior.py` and "
+              "`bench_discrepancy_nuts.py`)*", ""]
+    with atomic_path(RESULTS / "discrepancy_tails.md") as tmp:
+        Path(tmp).write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
