@@ -26,7 +26,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import special, stats
 
 from bayes_scaling.data.support import discrepancy_mean, discrepancy_var
 from bayes_scaling.errors import BayesScalingError
@@ -67,6 +66,8 @@ def mixing_nodes(nu: float, n: int = N_NODES) -> tuple[np.ndarray, np.ndarray]:
     """
     if np.isinf(nu):
         return np.ones(1), np.ones(1)
+    from scipy import stats  # lazy: scipy is heavy and predict imports this module (mixing_draws)
+
     nu = _check_nu(nu)
     w = np.geomspace(stats.chi2.ppf(1e-10, nu), stats.chi2.ppf(1 - 1e-10, nu), n)
     wt = stats.chi2.pdf(w, nu) * w
@@ -77,6 +78,8 @@ def mixing_nodes(nu: float, n: int = N_NODES) -> tuple[np.ndarray, np.ndarray]:
 
 def tail_loglik(terms: TailTerms, nu: float) -> float:
     """Log likelihood of the errors: ``N(0, base + lambda D)`` mixed over ``lambda``."""
+    from scipy import special  # lazy: as in mixing_nodes
+
     lam, wt = mixing_nodes(nu)
     var = terms.base_var[:, None] + lam[None, :] * terms.disc_var[:, None]
     ll = -0.5 * (np.log(2 * np.pi * var) + terms.resid[:, None] ** 2 / var)
