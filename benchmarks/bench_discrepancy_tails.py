@@ -61,13 +61,22 @@ def ladder_terms(bt, prior) -> TailTerms:
                       tuple(drift[p].value for p in PARTS))
 
 
-def tail_nu(rolling: dict, ladders, exclude: set[str], prior) -> tuple[float, dict]:
+def _only(t: TailTerms, mask: np.ndarray) -> TailTerms:
+    return TailTerms(t.resid[mask], t.base_var[mask], t.disc_var[mask])
+
+
+def tail_nu(rolling: dict, ladders, exclude: set[str], prior,
+            split: str | None = None) -> tuple[float, dict]:
     """``nu`` learned from every ladder not in ``exclude`` (each source weighing one), under
-    ``prior`` (learned without ``exclude`` too), and the log likelihood of each ``nu``."""
+    ``prior`` (learned without ``exclude`` too), and the log likelihood of each ``nu``;
+    ``split`` (diagnostic): the errors of one kind of hold-out only (``"c"`` budgets, ``"n"``
+    sizes)."""
     names = [n for n in rolling if n not in exclude]
     srcs = [ladders[n][0] for n in names]
     wts = [1 / srcs.count(s) for s in srcs]
     terms = [ladder_terms(rolling[n], prior) for n in names]
+    if split is not None:
+        terms = [_only(t, rolling[n].split == split) for t, n in zip(terms, names, strict=True)]
     ll = {nu: sum(w * tail_loglik(t, nu) for w, t in zip(wts, terms, strict=True))
           for nu in NU_GRID}
     return fit_nu(terms, wts), ll
@@ -119,6 +128,12 @@ def main() -> None:
         ex = set() if src is None else {m for m in rolling if ladders[m][0] == src}
         nu, ll = tail_nu(rolling, ladders, ex, source_prior(rolling, ladders, ex))
         lines.append(f"| {'all' if src is None else 'without ' + src} | {nu:g} | "
+                     + " | ".join(f"{v:.1f}" for v in ll.values()) + " |")
+        print(lines[-1], flush=True)
+    prior_all = source_prior(rolling, ladders, set())
+    for split, what in (("c", "budget hold-outs only"), ("n", "size hold-outs only")):
+        nu, ll = tail_nu(rolling, ladders, set(), prior_all, split)
+        lines.append(f"| all, {what} (diagnostic) | {nu:g} | "
                      + " | ".join(f"{v:.1f}" for v in ll.values()) + " |")
         print(lines[-1], flush=True)
     lines += ["", "*Regenerate: `BAYES_SCALING_DATA=../shared/data nice -n 15 .venv/bin/python "
