@@ -39,7 +39,14 @@ from bayes_scaling.fitting.calibrate import (
     discrepancy_posterior_parts,
 )
 from bayes_scaling.fitting.drift import ladder_drift
-from bayes_scaling.fitting.tails import NU_GRID, TailTerms, fit_nu, tail_loglik, tail_terms
+from bayes_scaling.fitting.tails import (
+    NU_GRID,
+    PIN_GRID,
+    TailTerms,
+    fit_nu,
+    tail_loglik,
+    tail_terms,
+)
 
 PRODUCT = "nuts + xl-source (product)"
 
@@ -66,20 +73,76 @@ def _only(t: TailTerms, mask: np.ndarray) -> TailTerms:
 
 
 def tail_nu(rolling: dict, ladders, exclude: set[str], prior,
-            split: str | None = None) -> tuple[float, dict]:
+            split: str | None = None, pinned: bool = False) -> tuple[float, dict]:
     """``nu`` learned from every ladder not in ``exclude`` (each source weighing one), under
     ``prior`` (learned without ``exclude`` too), and the log likelihood of each ``nu``;
     ``split`` (diagnostic): the errors of one kind of hold-out only (``"c"`` budgets, ``"n"``
-    sizes)."""
+    sizes); ``pinned``: the t pinned at the Normal's 5%/95% quantiles (candidate Q)."""
     names = [n for n in rolling if n not in exclude]
     srcs = [ladders[n][0] for n in names]
     wts = [1 / srcs.count(s) for s in srcs]
     terms = [ladder_terms(rolling[n], prior) for n in names]
     if split is not None:
         terms = [_only(t, rolling[n].split == split) for t, n in zip(terms, names, strict=True)]
-    ll = {nu: sum(w * tail_loglik(t, nu) for w, t in zip(wts, terms, strict=True))
-          for nu in NU_GRID}
-    return fit_nu(terms, wts), ll
+    ll = {nu: sum(w * tail_loglik(t, nu, pinned) for w, t in zip(wts, terms, strict=True))
+          for nu in (PIN_GRID if pinned else NU_GRID)}
+    return fit_nu(terms, wts, pinned=pinned), ll
+
+
+def pit_hist(pit: pd.Series) -> str:
+    """The PIT's 10-bin histogram as counts (flat: calibrated)."""
+    return " ".join(str(c) for c in np.histogram(pit, bins=10, range=(0, 1))[0])
+
+
+def q_figures(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Coverage at 50/80/90/95%, the 50% and 90% interval scores and the PIT histogram."""
+    g = table.groupby(keys)
+    cov = {f"cov{p}": g[f"in_{p}"].mean() for p in (50, 80, 90, 95)}
+    return pd.DataFrame({"n": g.size(), **cov,
+                         "is50": g["interval_score_50"].mean(),
+                         "is90": g["interval_score_90"].mean(),
+                         "pit": g["pit"].apply(pit_hist)}).reset_index()
+
+
+def render_pinned(table: pd.DataFrame, cand: str, ref: str, accept) -> list[str]:
+    """Candidate Q against the product (``CRITERIA_s13_i15.md``, addendum): conditions 1-5 of
+    ``accept`` (:func:`bench_discrepancy_drift.accept_reach`) and Q's condition 6."""
+    c, r, ok = accept(table, cand, ref)
+    sel = {v: table[table["variant"] == v] for v in (cand, ref)}
+    is50 = {v: float(t["interval_score_50"].mean()) for v, t in sel.items()}
+    cov95 = {v: float(t["in_95"].mean()) for v, t in sel.items()}
+    six = (0.40 <= c["cov50"] <= 0.60 and is50[cand] <= is50[ref] and cov95[cand] >= cov95[ref])
+    ok = [*ok[:5], six]
+    names = ("pooled 90% in 0.85-0.95 and 50% in 0.40-0.60", "lowest ladder >= 0.70 and not "
+             "lower", "median abs error not higher", "interval score (90%) not higher",
+             "Huber better on no more ladders", "50% in 0.40-0.60, 50% interval score not "
+             "higher, 95% coverage not lower")
+    lines = [f"### Candidate Q (90%-pinned t) against {ref} (`CRITERIA_s13_i15.md`, addendum)",
+             "", "| | 90% | 50% | 95% | lowest ladder at 90% | median abs err % | IS 90 | IS 50 "
+             "| Huber better on |", "|---|---|---|---|---|---|---|---|---|"]
+    for v, f in ((cand, c), (ref, r)):
+        lines.append(f"| {v} | {f['cov90']:.3f} | {f['cov50']:.3f} | {cov95[v]:.3f} | "
+                     f"{f['lowest']} {f['lowest_cov90']:.2f} | {f['mape']:.4f} | "
+                     f"{f['is90']:.4f} | {is50[v]:.4f} | {f['huber_better']} |")
+    lines += ["", "Conditions: " + "; ".join(f"{i + 1}. {n}: {'yes' if k else 'NO'}"
+                                             for i, (n, k) in enumerate(zip(names, ok,
+                                                                             strict=True))),
+              "", f"**{'Met: adopt Q' if all(ok) else 'Not met'}.**", ""]
+    head = ("| {w} | runs | cov 50 Q / prod | cov 80 | cov 90 | cov 95 | IS 50 Q / prod | "
+            "IS 90 Q / prod | PIT Q (10 bins) | PIT prod |\n" + "|---" * 10 + "|")
+    t = table[table["variant"].isin([cand, ref])].assign(all="pooled")
+    for key in ("all", "by", "source", "ladder"):
+        fig = q_figures(t, ["variant", key])
+        a, b = (fig[fig["variant"] == v].set_index(key) for v in (cand, ref))
+        lines += [head.format(w=key)]
+        for k in a.index:
+            x, y = a.loc[k], b.loc[k]
+            lines.append(f"| {k} | {int(x['n'])} | " + " | ".join(
+                f"{x[f'cov{p}']:.2f} / {y[f'cov{p}']:.2f}" for p in (50, 80, 90, 95))
+                + f" | {x['is50']:.4f} / {y['is50']:.4f} | {x['is90']:.4f} / {y['is90']:.4f} | "
+                f"{x['pit']} | {y['pit']} |")
+        lines.append("")
+    return lines
 
 
 def z_row(label: str, z: np.ndarray) -> str:
@@ -127,6 +190,17 @@ def main() -> None:
     for src in [None, *sources]:
         ex = set() if src is None else {m for m in rolling if ladders[m][0] == src}
         nu, ll = tail_nu(rolling, ladders, ex, source_prior(rolling, ladders, ex))
+        lines.append(f"| {'all' if src is None else 'without ' + src} | {nu:g} | "
+                     + " | ".join(f"{v:.1f}" for v in ll.values()) + " |")
+        print(lines[-1], flush=True)
+    lines += ["", "### Candidate Q: `nu` of the t pinned at the Normal's 5% and 95% quantiles",
+              "", "The same likelihood under the pinned scaling (`lambda = c^2 nu / W`), grid "
+              "`PIN_GRID`.", "",
+              "| ladders | chosen nu | " + " | ".join(f"{v:g}" for v in PIN_GRID) + " |",
+              "|---|---|" + "---|" * len(PIN_GRID)]
+    for src in [None, *sources]:
+        ex = set() if src is None else {m for m in rolling if ladders[m][0] == src}
+        nu, ll = tail_nu(rolling, ladders, ex, source_prior(rolling, ladders, ex), pinned=True)
         lines.append(f"| {'all' if src is None else 'without ' + src} | {nu:g} | "
                      + " | ".join(f"{v:.1f}" for v in ll.values()) + " |")
         print(lines[-1], flush=True)

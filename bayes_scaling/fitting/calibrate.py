@@ -70,7 +70,7 @@ from bayes_scaling.fitting.discrepancy_prior import (
 )
 from bayes_scaling.fitting.drift import OWN_DRIFT, ladder_drift, reach_distance
 from bayes_scaling.fitting.result import ScalingFit, with_posterior
-from bayes_scaling.fitting.tails import TAIL_UNITS, tail_draws
+from bayes_scaling.fitting.tails import TAIL_UNITS, prior_tail_draws
 from bayes_scaling.laws.final_loss import LAWS
 
 #: Prior scale of kappa: discrepancy sd on log loss per decade of extrapolation.
@@ -450,8 +450,8 @@ def attach_discrepancy(fit: ScalingFit, *, random_seed: int | None = None,
         The drift's own slope: all matching refits', those that held out the fewest levels
         (:func:`~bayes_scaling.fitting.drift.nearest_slope`), or none (the population alone).
     tails : bool, default False
-        A variance-matched Student-t discrepancy with the prior's ``nu``
-        (:mod:`~bayes_scaling.fitting.tails`); ``False`` or no ``nu``: Normal.
+        A Student-t discrepancy with the prior's ``nu``, variance-matched or pinned at the
+        Normal's 5%/95% quantiles (``nu_pinned``; :mod:`~bayes_scaling.fitting.tails`).
 
     Returns
     -------
@@ -484,7 +484,7 @@ def attach_discrepancy(fit: ScalingFit, *, random_seed: int | None = None,
               else None)
     if drifts is not None:
         draws.update({f"drift_{p}": np.full(shape, d.value) for p, d in drifts.items()})
-    draws.update(tail_draws(prior_.nu if tails and prior_ is not None else None, shape))
+    draws.update(prior_tail_draws(prior_ if tails else None, shape))
     units = {"kappa": "sd of log loss per decade of extrapolation",
              "tau0": "sd of log loss, any run outside the ladder"}
     if per_kind:

@@ -75,6 +75,8 @@ class DiscrepancyPrior:
     #: Degrees of freedom of a variance-matched Student-t discrepancy, learned across ladders
     #: (:mod:`bayes_scaling.fitting.tails`); ``None``: a Normal discrepancy.
     nu: float | None = None
+    #: ``nu``'s t pinned at the Normal's 5% and 95% quantiles (``False``: variance-matched).
+    nu_pinned: bool = False
 
     @property
     def has_drift(self) -> bool:
