@@ -16,6 +16,7 @@ from bayes_scaling.data.runs import load_runs
 from bayes_scaling.data.support import DISTANCE
 from bayes_scaling.errors import BayesScalingError
 from bayes_scaling.evaluate.backtest import _log_density
+from bayes_scaling.evaluate.drawset import Target, draw_set
 from bayes_scaling.fitting.calibrate import InnerBacktest, attach_discrepancy
 from bayes_scaling.fitting.discrepancy_prior import DiscrepancyPrior
 from bayes_scaling.fitting.tails import (
@@ -196,3 +197,24 @@ def test_backtest_density_and_contrast_read_the_pinned_shape(fits):
 def _runs(n, d, loss):
     return load_runs(pd.DataFrame({"n_params": n, "n_tokens": d, "loss": loss}),
                      min_distinct=())
+
+
+def test_the_next_run_draw_set_reads_the_pinned_shape(fits):
+    """``draw_set`` (next-run ranking): the band at a far target and simulated new runs have
+    the pinned shape (50% band narrower, 90% band the Normal's); a Normal fit's draw set gets
+    today's random numbers (``xi`` unchanged)."""
+    fit, q, off = fits
+    box = fit_box(fit)
+    tgt = Target(10 ** (box.n[1] + 0.5), 10 ** (box.d[1] + 0.5), 2.0)
+    dq, dn = draw_set(q, random_seed=0), draw_set(off, random_seed=0)
+    np.testing.assert_array_equal(dn.xi, draw_set(fit, random_seed=0).xi)
+    a, b = (np.ravel(s.target_draws(tgt, "predictive")) for s in (dq, dn))
+    c, e = (s.simulate(tgt.n_params, tgt.n_tokens, 20000, np.random.default_rng(4))
+            for s in (dq, dn))
+
+    def width(v, p):
+        return np.subtract(*np.quantile(v, [(1 + p) / 2, (1 - p) / 2]))
+
+    for x, y in ((a, b), (c, e)):
+        assert width(x, 0.5) < 0.8 * width(y, 0.5)
+        assert width(x, 0.9) == pytest.approx(width(y, 0.9), rel=0.06)
