@@ -39,6 +39,7 @@ import platform
 import sys
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +48,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_discrepancy_drift import (
+    accept_reach,
     drift_pops,
     drift_shift,
     level_pop,
@@ -73,6 +75,7 @@ from bench_discrepancy_prior import (
     summarise,
     validation,
 )
+from bench_discrepancy_tails import render_pinned, tail_nu
 from ladders import public_ladders
 
 from bayes_scaling.data.support import discrepancy_mean, levels
@@ -109,10 +112,18 @@ REACH = "nuts + xl-source, reach (candidate C)"
 NEAREST = "nuts + xl-source, nearest-refit drift (candidate N)"
 POPDRIFT = "nuts + xl-source, population drift (candidate P)"
 OWN = {NEAREST: "nearest", POPDRIFT: "none"}
+#: Candidates of ``benchmarks/CRITERIA_s13_i15.md``: a Student-t discrepancy whose ``nu`` is
+#: learned across ladders without the case's source (S), the own evidence tempered (K).
+TAILS = "nuts + xl-source, Student-t discrepancy (candidate S)"
+TEMPER = "nuts + xl-source, own evidence tempered (candidate K)"
+#: Round 2 (the addendum): the t pinned at the Normal's 5%/95% quantiles, ``nu`` learned
+#: across ladders under that scaling without the case's source (Q).
+PINNED = "nuts + xl-source, 90%-pinned t (candidate Q)"
 #: ``--lean``: the product, its two forms, today's bands and the baselines.
 LEAN = (CHOSEN, BEFORE, "nuts, no discrepancy", "nuts + today's (box, own)",
         "nuts + xl-source, one (tau0, kappa)", "nuts + xl-source, per kind", "huber-bootstrap",
-        "huber + xl-source", *DRIFT.values(), LEVEL, REACH, NEAREST, POPDRIFT)
+        "huber + xl-source", *DRIFT.values(), LEVEL, REACH, NEAREST, POPDRIFT, TAILS, TEMPER,
+        PINNED)
 #: The systematic-term variant scored beside the product (shared fraction per refit).
 SHARED_ALT = 0.25
 #: Ladder names in ``public_ladders`` order (filled in ``main``; seeds index into it).
@@ -175,7 +186,8 @@ def nuts_fit(case: dict, runs, args) -> tuple[ScalingFit, dict]:
 
 
 def product_band(f: ScalingFit, case: dict, runs, prior, seed: int, i: int,
-                 reach: bool = False, own_drift: str = "all") -> tuple[dict, dict]:
+                 reach: bool = False, own_drift: str = "all",
+                 tails: bool = False) -> tuple[dict, dict]:
     """The product's predictive draws (log loss) with the discrepancy under ``prior``
     (``reach``, ``own_drift``: ``attach_discrepancy``'s options, candidates C, N and P; the
     same random numbers)."""
@@ -184,7 +196,7 @@ def product_band(f: ScalingFit, case: dict, runs, prior, seed: int, i: int,
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         cal = attach_discrepancy(f, random_seed=seed + i, prior=prior, backtest=case["inner"],
-                                 reach=reach, own_drift=own_drift)
+                                 reach=reach, own_drift=own_drift, tails=tails)
         rng = np.random.default_rng([seed, i])
         pred = log_loss_draws(cal, test.n, test.d, group=None, band="predictive", rng=rng)
         law = log_loss_draws(f, test.n, test.d, group=None, band="law", rng=rng)
@@ -316,6 +328,22 @@ def main() -> None:
                  if past_reach_runs(case).any() else nuts["pred"])
         own = {lab: product_band(f, case, runs, priors[pkey], args.seed, seed_i, own_drift=o)
                for lab, o in OWN.items()}
+        if ("nu", pkey) not in priors:  # S: nu learned without the case's source
+            priors[("nu", pkey)] = tail_nu(
+                rolling, ladders, {n for n in rolling if ladders[n][0] == pkey}, priors[pkey])[0]
+            print(f"  nu without {pkey}: {priors[('nu', pkey)]:g}", flush=True)
+        own[TAILS] = product_band(f, case, runs, replace(priors[pkey], nu=priors[("nu", pkey)]),
+                                  args.seed, seed_i, tails=True)
+        if ("nuq", pkey) not in priors:  # Q: nu learned without the case's source, pinned
+            priors[("nuq", pkey)] = tail_nu(
+                rolling, ladders, {n for n in rolling if ladders[n][0] == pkey}, priors[pkey],
+                pinned=True)[0]
+            print(f"  pinned nu without {pkey}: {priors[('nuq', pkey)]:g}", flush=True)
+        own[PINNED] = product_band(f, case, runs, replace(priors[pkey], nu=priors[("nuq", pkey)],
+                                                          nu_pinned=True),
+                                   args.seed, seed_i, tails=True)
+        own[TEMPER] = product_band(f, case, runs, replace(priors[pkey], temper=True), args.seed,
+                                   seed_i)
         nuts.update(info)
         nuts.update(cal)
         print(f"  {case['ladder']} {case['by']} top {case['k']}: gate "
@@ -327,7 +355,10 @@ def main() -> None:
                                              "tau0_mean", "kappa_mean", "drift_scale",
                                              "drift_shape")},
                      **{f"drift_{p}_{o}": own[lab][1][f"drift_{p}"]
-                        for lab, o in OWN.items() for p in PARTS}})
+                        for lab, o in OWN.items() for p in PARTS},
+                     "nu_s": priors[("nu", pkey)], "nu_q": priors[("nuq", pkey)],
+                     "tau0_k": own[TEMPER][1]["tau0_mean"],
+                     "kappa_k": own[TEMPER][1]["kappa_mean"]})
         inner = case["inner"]
         lad_key = ("ladder", case["ladder"])
         if lad_key not in priors and not args.lean:
@@ -354,7 +385,8 @@ def main() -> None:
                 rolling, ladders, shipped.distance, shipped.temper,
                 {n for n in rolling if ladders[n][0] == case["source"]}, SHARED_ALT)
         specs = [(CHOSEN, None), (BEFORE, "before"), (LEVEL, "level"), (REACH, "reach"),
-                 (NEAREST, "own"), (POPDRIFT, "own"),
+                 (NEAREST, "own"), (POPDRIFT, "own"), (TAILS, "own"), (TEMPER, "own"),
+                 (PINNED, "own"),
                  ("nuts, no discrepancy", (None, None)),
                  ("nuts + today's (box, own)", ("box", None)),
                  ("nuts + xl-ladder", (shipped.distance, priors.get(lad_key))),
@@ -443,7 +475,7 @@ def publish(name: str, table: pd.DataFrame, fits_t: pd.DataFrame, args, shipped,
              "per_source": summarise(table, ["variant", "source"]).to_dict("records"),
              "criteria": {v: criteria(table, v) for v in (CHOSEN, BEFORE, ONE_PAIR, PER_KIND,
                                                           *DRIFT.values(), LEVEL, REACH,
-                                                          NEAREST, POPDRIFT)
+                                                          NEAREST, POPDRIFT, TAILS, TEMPER)
                           if v in set(table["variant"])},
              "fits": fits_t.to_dict("records")}, indent=1, default=float))
     print(text)
@@ -575,11 +607,12 @@ def acceptance_a(table: pd.DataFrame) -> str:
 def compare(table: pd.DataFrame) -> list[str]:
     """The product, its two forms and Huber+bootstrap on the same held-out runs: the issue's
     criteria, per ladder, by kind of hold-out and per source."""
-    have = [v for v in (CHOSEN, BEFORE, LEVEL, REACH, NEAREST, POPDRIFT, ONE_PAIR, PER_KIND,
+    have = [v for v in (CHOSEN, BEFORE, LEVEL, REACH, NEAREST, POPDRIFT, TAILS, TEMPER, PINNED,
+                        ONE_PAIR, PER_KIND,
                         *DRIFT.values(), BASE)
             if v in set(table["variant"])]
     short = {CHOSEN: "product", BEFORE: "product before", LEVEL: "candidate A", REACH: "C",
-             NEAREST: "N", POPDRIFT: "P",
+             NEAREST: "N", POPDRIFT: "P", TAILS: "S", TEMPER: "K", PINNED: "Q",
              ONE_PAIR: "one pair", PER_KIND: "per kind", BASE: "Huber",
              DRIFT[ONE_PAIR]: "one pair + drift", DRIFT[PER_KIND]: "per kind + drift"}
     lines = ["", "### The issue's criteria on the same held-out runs", "",
@@ -603,6 +636,13 @@ def compare(table: pd.DataFrame) -> list[str]:
         if CHOSEN in have and cand in have:
             lines += ["", *render_reach(table, cand, CHOSEN, "NUTS", nm, "CRITERIA_s12_i15.md",
                                         sh)]
+    for cand, nm, sh in ((TAILS, "Candidate S (Student-t discrepancy)", "S"),
+                         (TEMPER, "Candidate K (own evidence tempered)", "K")):
+        if CHOSEN in have and cand in have:
+            lines += ["", *render_reach(table, cand, CHOSEN, "NUTS", nm, "CRITERIA_s13_i15.md",
+                                        sh)]
+    if CHOSEN in have and PINNED in have:
+        lines += ["", *render_pinned(table, PINNED, CHOSEN, accept_reach)]
     per = summarise(table[table["variant"].isin(have)], ["variant", "ladder"])
     lines += ["", "### Per ladder: 90% coverage and mean interval score (90%)", "",
               "| ladder | runs | " + " | ".join(f"cov 90 {short[v]}" for v in have) + " | "

@@ -273,8 +273,10 @@ def score(case: dict, samples: np.ndarray) -> pd.DataFrame:
     for p in PROBS:
         lo, hi = np.quantile(samples, [(1 - p) / 2, (1 + p) / 2], axis=0)
         row[f"in_{round(100 * p)}"] = (y >= lo) & (y <= hi)
+        if p in (0.5, 0.9):  # the interval score of the central (1 - a) band: width + 2/a miss
+            row[f"interval_score_{round(100 * p)}"] = (hi - lo) + 2 / (1 - p) * (
+                (lo - y) * (y < lo) + (y - hi) * (y > hi))
         if p == 0.9:
-            row["interval_score_90"] = (hi - lo) + 20 * ((lo - y) * (y < lo) + (y - hi) * (y > hi))
             row["rel_width_90"] = (hi - lo) / med
     return pd.DataFrame(row)
 

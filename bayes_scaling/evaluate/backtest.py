@@ -25,6 +25,7 @@ from bayes_scaling.evaluate.parallel import run_many
 from bayes_scaling.fitting.fit import fit, fit_baseline
 from bayes_scaling.fitting.result import ScalingFit
 from bayes_scaling.query.predict import (
+    discrepancy_lambda,
     discrepancy_scale,
     discrepancy_shift,
     fit_box,
@@ -114,7 +115,8 @@ def _log_density(fit_: ScalingFit, test: RunTable, rng: np.random.Generator) -> 
         mu = law.evaluate_log({"n": test.log_n[sel][None, :], "d": test.log_d[sel][None, :]},
                               theta) + discrepancy_shift(fit_, far_g)
         sigma = flat(post["sigma"])[:, None]
-        scale = np.sqrt(sigma**2 + discrepancy_scale(fit_, far_g) ** 2)
+        lam = discrepancy_lambda(fit_, rng)  # a Student-t discrepancy: its mixture, per draw
+        scale = np.sqrt(sigma**2 + lam * discrepancy_scale(fit_, far_g) ** 2)
         y = test.log_loss[sel][None, :]
         if "nu" in post:
             lp = stats.t.logpdf(y, df=flat(post["nu"])[:, None], loc=mu, scale=scale)

@@ -19,6 +19,7 @@ from bayes_scaling.data.support import (
 )
 from bayes_scaling.errors import QueryError
 from bayes_scaling.fitting.result import ScalingFit
+from bayes_scaling.fitting.tails import NU_VAR, SCALE_VAR, mixing_draws
 from bayes_scaling.laws.final_loss import Law
 from bayes_scaling.query.predict import fit_box, flat, group_theta, resolve_group
 from bayes_scaling.types import SeedLike
@@ -50,6 +51,9 @@ class DrawSet:
     drift: tuple[np.ndarray, np.ndarray] | None = None
     #: Per part, how far the ladder's own evidence reaches (``reach=True`` fits; ``None``: all).
     reach: Mapping[str, Reach] | None = None
+    #: A Student-t discrepancy's ``(nu, lambda numerator or None)`` per draw
+    #: (:mod:`bayes_scaling.fitting.tails`; ``None``: Normal). ``xi`` already carries it.
+    tails: tuple[np.ndarray, np.ndarray | None] | None = None
 
     @property
     def size(self) -> int:
@@ -108,8 +112,11 @@ class DrawSet:
         idx = rng.choice(self.size, size=size, p=self.weights)
         eps = (rng.standard_t(self.nu[idx]) if self.nu is not None
                else rng.standard_normal(size))
-        disc = (self.discrepancy_shift(n, d)[idx]
-                + self.discrepancy_sd(n, d)[idx] * rng.standard_normal(size))
+        z = rng.standard_normal(size)
+        if self.tails is not None:  # its mixture, one lambda per new run, after the normals
+            nu, num = self.tails
+            z = z * np.sqrt(mixing_draws(nu[idx], rng, None if num is None else num[idx]))[:, 0]
+        disc = self.discrepancy_shift(n, d)[idx] + self.discrepancy_sd(n, d)[idx] * z
         return self.log_mu(n, d)[idx] + self.sigma[idx] * eps + disc
 
     def target_draws(self, target: Target, band: str, box: Box | None = None) -> np.ndarray:
@@ -162,11 +169,18 @@ def draw_set(fit: ScalingFit, *, group: str | None = None, n_draws: int | None =
         tau0 = np.zeros_like(kappa)
     shape_part = (take("tau0_shape"), take("kappa_shape"))
     drift = tuple(take(k) for k in DRIFT_VARS)
+    xi = rng.standard_normal(shape)
+    tails = (take(NU_VAR), take(SCALE_VAR)) if NU_VAR in post else None
+    if tails is not None:  # a Student-t discrepancy: one lambda per draw and replicate
+        k = shape[1]
+        lam = mixing_draws(np.repeat(tails[0], k), rng,
+                           None if tails[1] is None else np.repeat(tails[1], k))
+        xi = xi * np.sqrt(lam.reshape(shape))
     return DrawSet(fit.law, {k: v[keep] for k, v in theta.items()}, take("sigma"), nu, kappa,
-                   tau0, np.zeros(keep.size), fit_box(fit), eps, rng.standard_normal(shape),
+                   tau0, np.zeros(keep.size), fit_box(fit), eps, xi,
                    shape_part if kappa is not None and _all_given(shape_part) else None,
                    drift if _all_given(drift) else None,
-                   Reach.from_meta(fit.meta.get("calibration")))
+                   Reach.from_meta(fit.meta.get("calibration")), tails)
 
 
 def _all_given(parts: tuple[np.ndarray | None, ...]) -> bool:

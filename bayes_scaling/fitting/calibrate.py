@@ -8,22 +8,17 @@ whose scale grows with the distance of extrapolation:
 .. math:: \log L_{run} = \log L_{law}(N, D) + \varepsilon + \delta, \quad
           \delta \sim \mathcal{N}(0,\ \tau_0^2\,\mathrm{ramp}(\Delta) + (\kappa\,\Delta)^2)
 
-where :math:`\Delta` is the extrapolation distance from the training runs' support (decades
-outside their convex hull in (log10 N, log10 D) combined with the decades of compute past the
-largest budget, :func:`bayes_scaling.data.support.decades_outside`), :math:`\varepsilon` the
-run-to-run noise, and ``ramp`` rises from 0 on the support to 1 at 0.05 decades from it: a model
-size or budget the ladder has not seen carries an error of its own (:math:`\tau_0`) on top of
-the growth with distance (:math:`\kappa` per decade).
+with :math:`\Delta` the decades from the runs' support (outside their hull in (log10 N, log10 D)
+and past the largest budget), :math:`\varepsilon` the run noise, and ``ramp`` rising from 0 on
+the support to 1 at 0.05 decades: an unseen size or budget carries an error of its own
+(:math:`\tau_0`) on top of the growth with distance (:math:`\kappa` per decade).
 
-The distance splits into two *kinds* of extrapolation
-(:func:`bayes_scaling.data.support.decades_outside`): ``scale``, N and D scaled up together
-past the support (a larger budget), and ``shape``, a tokens-per-parameter ratio no run had (a
-size hold-out: on isoFLOP ladders the top sizes are under-trained). One pair
-:math:`(\tau_0, \kappa)` learned from both kinds takes the size hold-outs' larger errors into
-every band; per kind (:func:`bayes_scaling.data.support.discrepancy_var`), each part has its
-own pair, from the matching refits (:func:`discrepancy_posterior_parts`) under the per-kind
-cross-ladder prior, stored as ``tau0``/``kappa`` (scale) and ``tau0_shape``/``kappa_shape``
-(equal parts: the one-pair model exactly).
+The distance splits into two *kinds* (:func:`bayes_scaling.data.support.decades_outside`):
+``scale``, N and D scaled up past the support (a larger budget), and ``shape``, a
+tokens-per-parameter ratio no run had (a size hold-out). Per kind
+(:func:`bayes_scaling.data.support.discrepancy_var`) each part has its own pair from the
+matching refits (:func:`discrepancy_posterior_parts`), stored as ``tau0``/``kappa`` (scale) and
+``tau0_shape``/``kappa_shape``. Its shape: :mod:`bayes_scaling.fitting.tails`.
 
 :math:`(\tau_0, \kappa)` are learned by rolling-origin backtests *inside* the training runs:
 hold out the largest 1, 2, 3 model sizes (and, separately, the largest compute budgets), refit
@@ -37,13 +32,10 @@ learned from every public ladder's rolling-origin errors, or half-normal priors)
 
 with :math:`s` the in-sample residual scale and :math:`v_i` the variance of the refit's
 prediction over bootstrap resamples (the refit's own parameter uncertainty, which the posterior's
-law band already carries, so the discrepancy does not count it twice). The errors of one refit
-share its parameters and so, largely, their sign: with the cross-ladder prior the ladder's own
-likelihood is tempered to one effective observation per refit (``temper``), or a fraction
-``shared`` of the discrepancy variance is made common to a refit's errors (a systematic term,
-:func:`discrepancy_loglik`); the shipped prior records which. Draws of
-:math:`(\tau_0, \kappa)` are stored in the posterior so every predictive query integrates over
-them.
+law band already carries, so the discrepancy does not count it twice). A refit's errors share
+a sign: the prior may temper the own likelihood to one observation per refit (``temper``) or
+make a fraction ``shared`` of the variance common to a refit (:func:`discrepancy_loglik`).
+Draws of :math:`(\tau_0, \kappa)` are stored in the posterior for every predictive query.
 """
 
 from __future__ import annotations
@@ -78,6 +70,7 @@ from bayes_scaling.fitting.discrepancy_prior import (
 )
 from bayes_scaling.fitting.drift import OWN_DRIFT, ladder_drift, reach_distance
 from bayes_scaling.fitting.result import ScalingFit, with_posterior
+from bayes_scaling.fitting.tails import TAIL_UNITS, prior_tail_draws
 from bayes_scaling.laws.final_loss import LAWS
 
 #: Prior scale of kappa: discrepancy sd on log loss per decade of extrapolation.
@@ -423,7 +416,8 @@ def attach_discrepancy(fit: ScalingFit, *, random_seed: int | None = None,
                        on_progress: Callable[[str], None] | None = None,
                        backtest: InnerBacktest | None = None,
                        drift: bool = True, reach: bool = False,
-                       own_drift: Literal["all", "nearest", "none"] = "all") -> ScalingFit:
+                       own_drift: Literal["all", "nearest", "none"] = "all",
+                       tails: bool = False) -> ScalingFit:
     """``fit`` with ``(tau0, kappa)`` draws in its posterior and the inner backtest in meta.
 
     With a per-kind prior that carries a drift population (the shipped one), the fit also gets
@@ -455,6 +449,9 @@ def attach_discrepancy(fit: ScalingFit, *, random_seed: int | None = None,
     own_drift : {"all", "nearest", "none"}
         The drift's own slope: all matching refits', those that held out the fewest levels
         (:func:`~bayes_scaling.fitting.drift.nearest_slope`), or none (the population alone).
+    tails : bool, default False
+        A Student-t discrepancy with the prior's ``nu``, variance-matched or pinned at the
+        Normal's 5%/95% quantiles (``nu_pinned``; :mod:`~bayes_scaling.fitting.tails`).
 
     Returns
     -------
@@ -487,6 +484,7 @@ def attach_discrepancy(fit: ScalingFit, *, random_seed: int | None = None,
               else None)
     if drifts is not None:
         draws.update({f"drift_{p}": np.full(shape, d.value) for p, d in drifts.items()})
+    draws.update(prior_tail_draws(prior_ if tails else None, shape))
     units = {"kappa": "sd of log loss per decade of extrapolation",
              "tau0": "sd of log loss, any run outside the ladder"}
     if per_kind:
@@ -498,6 +496,7 @@ def attach_discrepancy(fit: ScalingFit, *, random_seed: int | None = None,
                                 "(+: the run above the law)",
                  "drift_shape": "mean log error per decade off the runs' tokens per parameter "
                                 "(+: the run above the law)"}
+    units.update(TAIL_UNITS)
     post = {k: xr.DataArray(v, dims=(CHAIN, DRAW), attrs={"units": units[k]})
             for k, v in draws.items()}
     means = {f"{k}_mean": float(v.mean()) for k, v in draws.items()}
@@ -514,6 +513,7 @@ def attach_discrepancy(fit: ScalingFit, *, random_seed: int | None = None,
                             "prior": prior_.source if prior_ is not None else "half-normal",
                             "drift": ({p: d.to_dict() for p, d in drifts.items()}
                                       if drifts else None), "own_drift": own_drift,
+                            "tails": means.get("nu_discrepancy_mean"),
                             "reach": ({p: vars(r) for p, r in ladder_reach(bt, prior_).items()}
                                       if reach and per_kind else None)},
             "box": Box.of(fit.runs.n, fit.runs.d).to_dict()}

@@ -72,6 +72,11 @@ class DiscrepancyPrior:
     drift_scale_sd: float | None = None
     drift_shape_mu: float | None = None
     drift_shape_sd: float | None = None
+    #: Degrees of freedom of a variance-matched Student-t discrepancy, learned across ladders
+    #: (:mod:`bayes_scaling.fitting.tails`); ``None``: a Normal discrepancy.
+    nu: float | None = None
+    #: ``nu``'s t pinned at the Normal's 5% and 95% quantiles (``False``: variance-matched).
+    nu_pinned: bool = False
 
     @property
     def has_drift(self) -> bool:

@@ -52,6 +52,7 @@ from bayes_scaling.query.anchor import (
 from bayes_scaling.query.predict import (
     _emit,
     _wrap,
+    discrepancy_lambda,
     discrepancy_scale,
     discrepancy_shift,
     extrapolation_warnings,
@@ -248,6 +249,7 @@ def predictive_log_losses(fit: ScalingFit, law_log: Sequence[np.ndarray],
                          f"got {discrepancy!r}")
     shape = law_log[0].shape
     z_shared = rng.standard_normal(shape)
+    root_lam = np.sqrt(discrepancy_lambda(fit, rng))  # one lambda per draw, shared by the groups
     out = []
     box = fit_box(fit)
     for log_mu, (log_n, log_d) in zip(law_log, splits, strict=True):
@@ -257,7 +259,7 @@ def predictive_log_losses(fit: ScalingFit, law_log: Sequence[np.ndarray],
         sd = np.asarray(discrepancy_scale(fit, far))
         z = z_shared if discrepancy == "shared" else rng.standard_normal(shape)
         out.append(log_mu + discrepancy_shift(fit, far) + observation_noise(fit, shape, rng)
-                   + sd * z)
+                   + sd * root_lam * z)
     return out
 
 

@@ -41,6 +41,7 @@ from bayes_scaling.data.support import (
 from bayes_scaling.errors import ExtrapolationWarning, QueryError
 from bayes_scaling.fitting.families import FamilyFit, draw_shape, mix
 from bayes_scaling.fitting.result import ScalingFit
+from bayes_scaling.fitting.tails import fit_lambda
 from bayes_scaling.laws.final_loss import LAWS, natural
 from bayes_scaling.query.summarize import BANDS, QueryResult, check_probs, interval_table
 from bayes_scaling.types import Band, SeedLike
@@ -184,13 +185,25 @@ def discrepancy(fit: ScalingFit, far: Mapping[str, np.ndarray] | np.ndarray,
                 rng: np.random.Generator) -> np.ndarray:
     """Extrapolation discrepancy on log loss, per draw and point (zero if uncalibrated).
 
-    Its sd is :func:`discrepancy_scale`'s, times a standard normal.
+    Its sd is :func:`discrepancy_scale`'s, times a standard normal (and ``sqrt(lambda)``, one
+    per draw, for a Student-t discrepancy, :func:`discrepancy_lambda`).
     """
     if "kappa" not in fit.posterior:
         size = far["distance"].size if isinstance(far, Mapping) else np.size(far)
         return np.zeros((fit.posterior.sizes[CHAIN] * fit.posterior.sizes[DRAW], size))
-    sd = discrepancy_scale(fit, far)
-    return sd * rng.standard_normal(sd.shape)
+    sd = np.asarray(discrepancy_scale(fit, far))
+    z = rng.standard_normal(sd.shape)
+    return sd * np.sqrt(discrepancy_lambda(fit, rng)) * z
+
+
+def discrepancy_lambda(fit: ScalingFit, rng: np.random.Generator) -> np.ndarray | float:
+    """Per draw, the multiplier ``lambda`` (shape ``(S, 1)``) of the discrepancy variance.
+
+    For a Student-t discrepancy (:mod:`bayes_scaling.fitting.tails`); 1.0, drawing nothing, if
+    Normal. Every query multiplies :func:`discrepancy_scale`'s variance by it, drawing it after
+    its normals (so a Student-t shape reuses a Normal fit's random numbers).
+    """
+    return fit_lambda(fit.posterior, rng, flat)
 
 
 def discrepancy_scale(fit: ScalingFit, far: Mapping[str, np.ndarray] | np.ndarray,
@@ -312,9 +325,10 @@ def log_loss_draws(fit: ScalingFit, n: np.ndarray, d: np.ndarray, *, group: str 
     if "nu" in post:
         nu = flat(post["nu"])[:, None]
         var = var * (nu / rng.chisquare(nu))
-    var = var + np.asarray(discrepancy_scale(fit, far)) ** 2
-    return (log_mu + discrepancy_shift(fit, far)
-            + np.sqrt(var) * rng.standard_normal(log_mu.shape))
+    z = rng.standard_normal(log_mu.shape)
+    # a Student-t discrepancy (fitting.tails) as a scale mixture too, one lambda per draw
+    var = var + discrepancy_lambda(fit, rng) * np.asarray(discrepancy_scale(fit, far)) ** 2
+    return log_mu + discrepancy_shift(fit, far) + np.sqrt(var) * z
 
 
 def predict_loss(

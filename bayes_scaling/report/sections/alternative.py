@@ -19,6 +19,7 @@ from bayes_scaling.data.support import decades_outside
 from bayes_scaling.fitting.result import ScalingFit
 from bayes_scaling.query.allocate import compute_optimal
 from bayes_scaling.query.predict import (
+    discrepancy_lambda,
     discrepancy_scale,
     fit_box,
     log_loss_draws,
@@ -56,7 +57,7 @@ def _p_row(fit_: ScalingFit, flops: float, target: float, group: str,
     law = log_loss_draws(fit_, n, d, group=group, band="law", rng=rng)
     eps = observation_noise(fit_, (law.shape[0], 1), rng)
     far = decades_outside(fit_box(fit_), n, d)
-    z = rng.standard_normal((law.shape[0], 1))
+    z = rng.standard_normal((law.shape[0], 1)) * np.sqrt(discrepancy_lambda(fit_, rng))
     return np.mean(law + eps + discrepancy_scale(fit_, far) * z <= np.log(target), axis=0)
 
 
