@@ -49,7 +49,8 @@ from bayes_scaling.errors import QueryError
 from bayes_scaling.fitting.result import ScalingFit
 from bayes_scaling.laws.final_loss import Law
 from bayes_scaling.query.allocate import optimal_split
-from bayes_scaling.query.pooling import latest_origin, nonneg_lstsq, pair_spreads
+from bayes_scaling.query.pooling import drift_column as _drift_column
+from bayes_scaling.query.pooling import latest_origin, nonneg_lstsq, origin_profile, pair_spreads
 from bayes_scaling.query.predict import group_theta
 
 #: Past the longest horizon the rolling-origin refits tested: extrapolate the law's group-specific
@@ -98,6 +99,10 @@ PAIR_SPREAD: bool = False
 #: the cap binds, so Porian's confidence stays 0.787; mean bench Brier 0.06643 against 0.06667
 #: but mean calgap 0.0307 against 0.0291 (``CRITERIA_s12c_i17.md``, ``results/contrast_cap.md``).
 SPREAD_CAP: bool = False
+#: Scale each refit comparison's variance by ``10^(beta (top_x - origin_x))`` in the fit
+#: (``beta``: ``origin_scale``, free in sign, profiled as ``kappa``), applied at the top (factor
+#: 1): lower origins' extra noise is not carried to the decision (``CRITERIA_s13_i17.md``).
+ORIGIN_SCALE: bool = False
 #: Prior sd of ``kappa`` (log10 of the drift variance per decade) and the grid it is fitted on.
 DECAY_PRIOR_SD: float = 1.0
 DECAY_GRID: np.ndarray = np.round(np.linspace(-2.0, 2.0, 41), 2)
@@ -120,7 +125,8 @@ class ContrastCalibration:
     set; ``drift_decay`` (``kappa``): how fast the drift falls per decade up the ladder,
     ``drift_var`` its rate at log10 compute ``drift_at`` (:meth:`drift_at_anchor`);
     ``drift_rel`` (``r²``): the drift per decade per squared gap, falling as ``rel_decay``;
-    ``spread_cap`` (``Y``, :data:`SPREAD_CAP`): the predicted change ``w``'s spread applies to.
+    ``spread_cap`` (``Y``, :data:`SPREAD_CAP`): the predicted change ``w``'s spread applies to;
+    ``origin_scale`` (``beta``, :data:`ORIGIN_SCALE`): log10 of the variance per decade below.
     """
 
     weight: float
@@ -137,6 +143,7 @@ class ContrastCalibration:
     rel_decay: float = 0.0
     pair_sd: tuple[tuple[str, float], ...] = ()
     spread_cap: float = np.inf
+    origin_scale: float = 0.0
 
     def drift_at_anchor(self, x_anchor: np.ndarray) -> np.ndarray:
         """Drift variance per decade from anchors at log10 compute ``x_anchor``:
@@ -237,7 +244,7 @@ def calibrate_contrasts(fit: ScalingFit, weighting: Weighting | None = None,
     if key not in _DATA:  # the refits: once per fit, whatever the weighting
         _DATA[key] = calibration_data(fit)
     ckey = (*key, weighting, str(DRIFT_AT_TOP), str(ML_VARIANCE), str(PAIR_SPREAD),
-            str(SPREAD_CAP))
+            str(SPREAD_CAP), str(ORIGIN_SCALE))
     if ckey not in _CACHE:
         _CACHE[ckey] = calibration_from(_DATA[key], weighting)
     return _CACHE[ckey]
@@ -247,19 +254,20 @@ def calibration_from(data: dict[str, np.ndarray], weighting: Weighting, *,
                      decay: bool | None = None, relative: bool | None = None,
                      top: bool | None = None, ml: bool | None = None,
                      pair: bool | None = None, cap: bool | None = None,
-                     ) -> ContrastCalibration | None:
+                     scale: bool | None = None) -> ContrastCalibration | None:
     """The calibration of the comparisons ``data`` (:func:`calibration_data`) under ``weighting``;
     ``None`` with fewer than 3 comparisons. ``decay``: let the drift variance depend on where
     the origin sits (default :data:`DRIFT_DECAY`; needs ``data["origin_x"]``); ``relative``:
     add the drift that scales with the gap (default :data:`RELATIVE_DRIFT`; ``data["gap"]``);
-    ``top``, ``ml``, ``pair``, ``cap``: default :data:`DRIFT_AT_TOP`, :data:`ML_VARIANCE`,
-    :data:`PAIR_SPREAD`, :data:`SPREAD_CAP`."""
+    ``top``, ``ml``, ``pair``, ``cap``, ``scale``: default :data:`DRIFT_AT_TOP`,
+    :data:`ML_VARIANCE`, :data:`PAIR_SPREAD`, :data:`SPREAD_CAP`, :data:`ORIGIN_SCALE`."""
     if data["x"].size < 3:
         return None
     decay = DRIFT_DECAY if decay is None else decay
     relative = RELATIVE_DRIFT if relative is None else relative
     top = DRIFT_AT_TOP if top is None else top
     decay, pair = decay or top, PAIR_SPREAD if pair is None else pair
+    scale = ORIGIN_SCALE if scale is None else scale
     cal = fit_calibration(data["x"], data["y"], data["h"], cluster=data["cluster"],
                           origins=int(data["origins"]),
                           x_var=data["x_var"] if weighting == "eiv" else None,
@@ -269,7 +277,8 @@ def calibration_from(data: dict[str, np.ndarray], weighting: Weighting, *,
                           top_x=float(data["top_x"]) if decay else 0.0,
                           gap=data["gap"] if relative else None, decay_all=top, ml=ml,
                           pair=data["pair"] if pair else None,
-                          cap=SPREAD_CAP if cap is None else cap)
+                          cap=SPREAD_CAP if cap is None else cap,
+                          below=data["top_x"] - data["origin_x"] if scale else None)
     return replace(cal, horizon=float(np.max(data["h"])), weighting=weighting)
 
 
@@ -336,7 +345,7 @@ def fit_calibration(x: np.ndarray, y: np.ndarray, h: np.ndarray, *,
                     top_x: float = 0.0, gap: np.ndarray | None = None, iters: int = 30,
                     decay_all: bool = False, ml: bool | None = None,
                     pair: np.ndarray | None = None, cap: bool = False,
-                    ) -> ContrastCalibration:
+                    below: np.ndarray | None = None) -> ContrastCalibration:
     """Regress observed changes ``y`` of gaps on the law's predicted changes ``x``.
 
     ``y = w x + e`` with ``w ~ N(1, 1)`` a priori and ``Var e = a + s² h + t² x²`` (``h``
@@ -371,6 +380,8 @@ def fit_calibration(x: np.ndarray, y: np.ndarray, h: np.ndarray, *,
     ``pair`` (each comparison's ``"A|B"``; :data:`PAIR_SPREAD`): ``t²`` per pair too, shrunk
     towards the pooled one (:func:`~bayes_scaling.query.pooling.pair_spreads`): ``pair_sd``.
     ``cap`` (:data:`SPREAD_CAP`): the column ``x²`` is ``min(x², Y²)``, ``Y = max |y|``.
+    ``below`` (:data:`ORIGIN_SCALE`): decades each origin lies below the top; every term of a
+    comparison times ``10^(beta below)``, ``beta`` profiled (:func:`~.pooling.origin_profile`).
     """
     y_cap = float(np.max(np.abs(y))) if cap else np.inf
     cols = [np.ones_like(h), h, np.minimum(x * x, y_cap**2)]
@@ -391,6 +402,11 @@ def fit_calibration(x: np.ndarray, y: np.ndarray, h: np.ndarray, *,
                      - 0.5 * (k / DECAY_PRIOR_SD) ** 2)
             if score > best:
                 best, kappa, (w, w_sd, var), design = score, float(k), fitted_k, des
+    beta = 0.0
+    if below is not None:  # the terms are then their values at the top (below = 0)
+        beta, (w, w_sd, var), design = origin_profile(
+            lambda d: _fit_terms(x, y, d, u, weight, iters, ml), x, y, design,
+            np.asarray(below, float), DECAY_GRID, DECAY_PRIOR_SD)
     n_clusters = x.size if cluster is None else len(np.unique(cluster))
     w_sd *= float(np.sqrt(x.size / max(n_clusters, 1)))
     if origin is not None and weight is None:
@@ -400,7 +416,7 @@ def fit_calibration(x: np.ndarray, y: np.ndarray, h: np.ndarray, *,
     # degrees of freedom: w, kappa and every variance term in use were fitted to these errors
     drifts = var[1:] if decay_all else var[1:2]
     fitted = (int(weight is None) + 1 + int(np.count_nonzero(var[1:]))
-              + int(kappa != 0.0 and np.any(drifts > 0)))
+              + int(kappa != 0.0 and np.any(drifts > 0)) + int(beta != 0.0))
     spreads = {} if pair is None else pair_spreads(
         design[:, 2], (y - w * x) ** 2, np.maximum(design @ var, 1e-12), float(var[2]),
         np.asarray(pair), np.arange(x.size) if cluster is None else np.asarray(cluster))
@@ -412,18 +428,7 @@ def fit_calibration(x: np.ndarray, y: np.ndarray, h: np.ndarray, *,
                                drift_decay=kappa if np.any(drifts > 0) else 0.0, drift_at=top_x,
                                drift_rel=float(var[3]) if gap is not None else 0.0,
                                rel_decay=kappa if decay_all else 0.0, pair_sd=pair_sd,
-                               spread_cap=y_cap)
-
-
-def _drift_column(h: np.ndarray, origin_x: np.ndarray, top_x: float, kappa: float,
-                  ) -> np.ndarray:
-    """Drift accumulated from ``origin_x`` over the next ``h`` decades, per unit of the drift
-    rate at ``top_x``: the integral of ``10^(kappa (top_x - x))`` from ``origin_x`` to
-    ``origin_x + h``."""
-    if kappa == 0.0:
-        return np.asarray(h, float)
-    return (10.0 ** (kappa * (top_x - origin_x)) * (1.0 - 10.0 ** (-kappa * np.asarray(h)))
-            / (kappa * _LN10))
+                               spread_cap=y_cap, origin_scale=beta)
 
 
 def _fit_terms(x: np.ndarray, y: np.ndarray, design: np.ndarray, u: np.ndarray,

@@ -7,6 +7,7 @@ Numpy only.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 
 import numpy as np
 
@@ -93,3 +94,33 @@ def nonneg_lstsq(design: np.ndarray, target: np.ndarray) -> np.ndarray:
         if sse < best_sse:
             best, best_sse = full, sse
     return best
+
+
+def drift_column(h: np.ndarray, origin_x: np.ndarray, top_x: float, kappa: float,
+                  ) -> np.ndarray:
+    """Drift accumulated from ``origin_x`` over the next ``h`` decades, per unit of the drift
+    rate at ``top_x``: the integral of ``10^(kappa (top_x - x))`` from ``origin_x`` to
+    ``origin_x + h``."""
+    if kappa == 0.0:
+        return np.asarray(h, float)
+    return (10.0 ** (kappa * (top_x - origin_x)) * (1.0 - 10.0 ** (-kappa * np.asarray(h)))
+            / (kappa * np.log(10.0)))
+
+
+def origin_profile(fit: Callable[[np.ndarray], tuple[float, float, np.ndarray]], x: np.ndarray,
+                   y: np.ndarray, design: np.ndarray, below: np.ndarray, grid: np.ndarray,
+                   prior_sd: float) -> tuple[float, tuple[float, float, np.ndarray], np.ndarray]:
+    """``beta`` that maximises the Gaussian likelihood of ``y - w x`` (variance ``design @ var``
+    with every row times ``10^(beta below)``) plus a ``N(0, prior_sd)`` log prior, over ``grid``;
+    ``fit(design)`` returns ``(w, w_sd, var)`` for a design. A tie keeps the ``beta`` nearest 0
+    (one origin: 0). Returns ``beta``, its fit and its scaled design."""
+    best: tuple = (-np.inf,)
+    for b in sorted(np.asarray(grid, float), key=abs):  # 0 first
+        des = design * (10.0 ** (b * below))[:, None]
+        fitted = fit(des)
+        v = np.maximum(des @ fitted[2], 1e-12)
+        score = (-0.5 * float(np.sum(np.log(v) + (y - fitted[0] * x) ** 2 / v))
+                 - 0.5 * (b / prior_sd) ** 2)
+        if score > best[0] + 1e-9:
+            best = (score, float(b), fitted, des)
+    return best[1], best[2], best[3]
