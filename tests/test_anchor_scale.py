@@ -49,7 +49,9 @@ def test_one_origin_leaves_the_reference_exactly():
     """When every comparison comes from one origin the factor cannot be told from the terms:
     ``beta`` is 0 and the calibration is the reference's, field by field. Fault caught: the
     prior on ``beta`` dropped and the grid searched from its low end (a flat profile then
-    keeps ``beta = -2``, ``a`` 16x)."""
+    keeps ``beta = -2``: every term 63x the reference's). Not caught by either test: the prior
+    dropped alone (the tie rule keeps 0 here); ``beta`` left out of the degrees of freedom (a
+    1/900 change of the first test's terms)."""
     d = _comparisons(0.0, 5)
     one = {k: (v[d["origin_x"] == TOP - 0.9] if np.ndim(v) else v) for k, v in d.items()}
     on = calibration_from(one, "zero", decay=False, relative=True, ml=True, scale=True)
