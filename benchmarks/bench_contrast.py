@@ -116,6 +116,10 @@ def main() -> None:
                     help="each refit comparison's variance scaled by its origin's place below "
                     "the top (anchor.ORIGIN_SCALE, session 13's candidate); the report goes to "
                     "contrast_scale_bench.md")
+    ap.add_argument("--origin-mix", action="store_true",
+                    help="with --origin-scale: beta integrated over its grid, the band the "
+                    "mixture's (anchor.ORIGIN_MIX, session 13's second candidate); the report "
+                    "goes to contrast_mix_bench.md")
     ap.add_argument("--json", type=Path, default=JSON,
                     help=f"the records' file (default {JSON.relative_to(JSON.parents[2])})")
     args = ap.parse_args()
@@ -135,6 +139,8 @@ def main() -> None:
         anchor.SPREAD_CAP = True
     if args.origin_scale:
         anchor.ORIGIN_SCALE = True
+    if args.origin_mix:
+        anchor.ORIGIN_MIX = True
     if args.cache is not None:
         args.cache.mkdir(parents=True, exist_ok=True)
         CACHE.append(args.cache)
@@ -160,7 +166,11 @@ def main() -> None:
                               save=lambda rows: save("porian", rows)))
         elif part != "report":
             save(part, globals()[part]())
-    if args.origin_scale:
+    if args.origin_scale and args.origin_mix:
+        report(store, "contrast_mix_bench", " - each refit comparison's variance scaled by its "
+               "origin's place below the top, `beta` integrated (`--origin-scale --origin-mix`, "
+               "`anchor.ORIGIN_MIX`)")
+    elif args.origin_scale:
         report(store, "contrast_scale_bench", " - each refit comparison's variance scaled by its "
                "origin's place below the top (`--origin-scale`, `anchor.ORIGIN_SCALE`)")
     elif args.spread_cap:

@@ -39,7 +39,7 @@ def test_the_origin_scale_is_zero_for_scale_constant_noise_and_finds_a_planted_o
     the factor's sign flipped (``10^(-beta below)``); the terms kept from the unscaled fit; the
     factor on the horizon ``h`` instead of the origin (the planted ``±0.6`` cases fail)."""
     d = _comparisons(beta, seed)
-    on = calibration_from(d, "zero", decay=False, relative=False, ml=True, scale=True)
+    on = calibration_from(d, "zero", decay=False, relative=False, ml=True, scale=True, mix=False)
     off = calibration_from(d, "zero", decay=False, relative=False, ml=True, scale=False)
     assert off.origin_scale == 0.0
     assert abs(on.origin_scale - beta) <= 0.2, on.origin_scale
@@ -56,7 +56,7 @@ def test_one_origin_leaves_the_reference_exactly():
     (``beta`` -0.5 here)."""
     d = _comparisons(0.0, 5)
     one = {k: (v[d["origin_x"] == TOP - 0.9] if np.ndim(v) else v) for k, v in d.items()}
-    on = calibration_from(one, "zero", decay=False, relative=True, ml=True, scale=True)
+    on = calibration_from(one, "zero", decay=False, relative=True, ml=True, scale=True, mix=False)
     off = calibration_from(one, "zero", decay=False, relative=True, ml=True, scale=False)
     assert on.to_dict() == off.to_dict(), (on, off)
 
@@ -80,7 +80,8 @@ def test_the_origin_scale_is_about_zero_on_ladders_whose_noise_does_not_depend_o
         spec = G.ladder_spec(i)
         assert spec["kind"] == "offset" and spec["k"] == 8, spec
         data = calibration_data(G.point_fit(G.ladder_runs(spec, 10_000 + i), i))
-        cal = calibration_from(data, "zero", decay=False, relative=True, ml=True, scale=True)
+        cal = calibration_from(data, "zero", decay=False, relative=True, ml=True, scale=True,
+                               mix=False)
         betas.append(cal.origin_scale)
     assert max(abs(b) for b in betas) <= 0.4, betas
     assert abs(float(np.mean(betas))) <= 0.2, betas
