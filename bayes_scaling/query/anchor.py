@@ -106,8 +106,10 @@ SPREAD_CAP: bool = False
 #: coverage 84.1% (R2; ``CRITERIA_s13_i17.md``, ``results/contrast_scale.md``).
 ORIGIN_SCALE: bool = False
 #: With :data:`ORIGIN_SCALE`: ``beta`` integrated over its grid (weights: profile likelihood times
-#: the prior), the terms the weighted average of each ``beta``'s (the mixture's variance), not
-#: the profile's maximum (``CRITERIA_s13_i17.md`` addendum 2).
+#: the prior), the terms the weighted average of each ``beta``'s (the mixture's variance). Off:
+#: coverage recovers (gate 88.5%, multiplier 90.5%), but a flat profile's negative ``beta`` widen
+#: the band: gate Brier q95 +0.0054 (G1), Gemstones' confidence 0.937 for 100% right (R1;
+#: ``CRITERIA_s13_i17.md`` addendum 2, ``results/contrast_mix.md``).
 ORIGIN_MIX: bool = False
 #: Prior sd of ``kappa`` (log10 of the drift variance per decade) and the grid it is fitted on.
 DECAY_PRIOR_SD: float = 1.0
