@@ -33,7 +33,9 @@ SCRIPTS = {"calibration": "bench_discrepancy_prior.py", "calibration_nuts": "ben
            "contrast_ml_bench": "bench_contrast.py --ml-variance",
            "contrast_top_ml_bench": "bench_contrast.py --ml-variance --drift-at-top",
            "contrast_pair_bench": "bench_contrast.py --pair-spread",
-           "contrast_cap_bench": "bench_contrast.py --spread-cap"}
+           "contrast_cap_bench": "bench_contrast.py --spread-cap",
+           "contrast_scale_bench": "bench_contrast.py --origin-scale",
+           "contrast_mix_bench": "bench_contrast.py --origin-scale --origin-mix"}
 
 
 def main() -> None:

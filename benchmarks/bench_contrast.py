@@ -112,6 +112,14 @@ def main() -> None:
                     help="w's spread term capped by the refits' largest observed change of a gap "
                     "(anchor.SPREAD_CAP, session 12c's candidate); the report goes to "
                     "contrast_cap_bench.md")
+    ap.add_argument("--origin-scale", action="store_true",
+                    help="each refit comparison's variance scaled by its origin's place below "
+                    "the top (anchor.ORIGIN_SCALE, session 13's candidate); the report goes to "
+                    "contrast_scale_bench.md")
+    ap.add_argument("--origin-mix", action="store_true",
+                    help="with --origin-scale: beta integrated over its grid, the band the "
+                    "mixture's (anchor.ORIGIN_MIX, session 13's second candidate); the report "
+                    "goes to contrast_mix_bench.md")
     ap.add_argument("--json", type=Path, default=JSON,
                     help=f"the records' file (default {JSON.relative_to(JSON.parents[2])})")
     args = ap.parse_args()
@@ -129,6 +137,10 @@ def main() -> None:
         anchor.PAIR_SPREAD = True
     if args.spread_cap:
         anchor.SPREAD_CAP = True
+    if args.origin_scale:
+        anchor.ORIGIN_SCALE = True
+    if args.origin_mix:
+        anchor.ORIGIN_MIX = True
     if args.cache is not None:
         args.cache.mkdir(parents=True, exist_ok=True)
         CACHE.append(args.cache)
@@ -154,7 +166,14 @@ def main() -> None:
                               save=lambda rows: save("porian", rows)))
         elif part != "report":
             save(part, globals()[part]())
-    if args.spread_cap:
+    if args.origin_scale and args.origin_mix:
+        report(store, "contrast_mix_bench", " - each refit comparison's variance scaled by its "
+               "origin's place below the top, `beta` integrated (`--origin-scale --origin-mix`, "
+               "`anchor.ORIGIN_MIX`)")
+    elif args.origin_scale:
+        report(store, "contrast_scale_bench", " - each refit comparison's variance scaled by its "
+               "origin's place below the top (`--origin-scale`, `anchor.ORIGIN_SCALE`)")
+    elif args.spread_cap:
         report(store, "contrast_cap_bench", " - `w`'s spread term capped by the refits' largest "
                "observed change of a gap (`--spread-cap`, `anchor.SPREAD_CAP`)")
     elif args.pair_spread:

@@ -17,6 +17,7 @@ the gap from there to the target).
 
 Run: ``PYTHONPATH=. BAYES_SCALING_DATA=../shared/data nice -n 19 python
 benchmarks/contrast_band_sources.py ladders|gate|porian [--slice] [--top] [--pair] [--cap]
+[--scale]
 [--cache .fits]``.
 """
 
@@ -129,7 +130,7 @@ def gate(ids: list[int]) -> None:
 
 
 def porian(cache: Path, top: bool = False, pair: bool = False, cap: bool = False,
-           ) -> None:
+           scale: bool = False, mix: bool = False) -> None:
     raw = pd.read_csv(bc.DATA / "porian2024_isoflop" / "porian2024_isoflop.csv")
     budgets = np.sort(raw["flops"].unique())
     held = budgets[-bc.PORIAN_TOP:]
@@ -139,10 +140,12 @@ def porian(cache: Path, top: bool = False, pair: bool = False, cap: bool = False
         for cut in (1, 2, 4):
             fit = ScalingFit.load(cache / f"porian_chinchilla_{corpus}_{cut}.nc")
             data = anchor.calibration_data(fit)
-            cal = anchor.calibration_from(data, "zero", top=top, pair=pair, cap=cap)
+            cal = anchor.calibration_from(data, "zero", top=top, pair=pair, cap=cap,
+                                          scale=scale or mix, mix=mix)
             o, y2 = data["origin"], data["y"] ** 2 / data["h"]
             print(f"{corpus} cut {cut}: observed (change of gap)² per decade by origin:",
-                  ", ".join(f"{k}: {y2[o == k].mean():.1e}" for k in np.unique(o)))
+                  ", ".join(f"{k}: {y2[o == k].mean():.1e}" for k in np.unique(o)),
+                  f"; beta {cal.origin_scale:.3g} (sd {cal.origin_scale_sd:.2g})")
             for a, b in itertools.combinations(settings, 2):
                 v = band_vars(fit, a, b, cal, np.log(held)[None, :], False, (3,))
                 for j, c in enumerate(held):
@@ -164,6 +167,9 @@ def main() -> None:
     ap.add_argument("--top", action="store_true", help="porian: anchor.DRIFT_AT_TOP on")
     ap.add_argument("--pair", action="store_true", help="porian: anchor.PAIR_SPREAD on")
     ap.add_argument("--cap", action="store_true", help="porian: anchor.SPREAD_CAP on")
+    ap.add_argument("--scale", action="store_true", help="porian: anchor.ORIGIN_SCALE on")
+    ap.add_argument("--mix", action="store_true",
+                    help="porian: anchor.ORIGIN_SCALE on, beta integrated (anchor.ORIGIN_MIX)")
     ap.add_argument("--ladders", default="0,1,2,3,4,5,6,7,8,9,10,11")
     ap.add_argument("--cache", type=Path, default=Path(".fits"))
     args = ap.parse_args()
@@ -172,7 +178,7 @@ def main() -> None:
     elif args.part == "gate":
         gate([int(i) for i in args.ladders.split(",")])
     else:
-        porian(args.cache, args.top, args.pair, args.cap)
+        porian(args.cache, args.top, args.pair, args.cap, args.scale, args.mix)
 
 
 if __name__ == "__main__":

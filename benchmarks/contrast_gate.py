@@ -74,12 +74,20 @@ CANDIDATES_S12B = {"rel": _ML, "pair": (*_ML[:6], True), "rel_x2": (*_ML[:2], 2.
 #: capped by the refits' largest observed change of a gap (``anchor.SPREAD_CAP``)
 CANDIDATES_S12C = {**{k: (*c, False) for k, c in CANDIDATES_S12B.items() if k != "pair"},
                    "cap": (*_ML, True)}
+#: session 13 (``CRITERIA_s13_i17.md``): the default against the same with each refit
+#: comparison's variance scaled by its origin's place below the top (``anchor.ORIGIN_SCALE``)
+CANDIDATES_S13 = {**{k: (*c, False, False) for k, c in CANDIDATES_S12B.items() if k != "pair"},
+                  "scale": (*_ML, False, True, False)}
+#: session 13, round 2 (``CRITERIA_s13_i17.md`` addendum 2): the same with ``beta`` integrated
+#: over its grid, the band the mixture's (``anchor.ORIGIN_MIX``)
+CANDIDATES_S13B = {**{k: (*c, False) for k, c in CANDIDATES_S13.items() if k != "scale"},
+                   "mix": (*_ML, False, True, True)}
 
 
 def _switches(c: tuple) -> tuple:
     """(decay, relative, slice anchor, drift at top, maximum likelihood, per-pair spread,
-    capped spread)."""
-    return (c[0], c[1], *(c[i] if len(c) > i else None for i in (3, 4, 5, 6, 7)))
+    capped spread, origin scale, its mixture)."""
+    return (c[0], c[1], *(c[i] if len(c) > i else None for i in (3, 4, 5, 6, 7, 8, 9)))
 #: the oracle (the exact predictive distribution of the observed gap) and planted faults of it:
 #: its spread scaled about its mean (the gate's power is checked on these)
 ORACLES = {"oracle": 1.0, "oracle_x2": 2.0, "oracle_x0.5": 0.5, "oracle_x1.5": 1.5,
@@ -169,15 +177,17 @@ def score_ladder(i: int, seed: int = 0, candidates=CANDIDATES) -> list[dict]:
     data = {sl: anchor.calibration_data(fit, slice_anchor=sl) for sl in slices}
     theta = {g: {k: v[:, None] for k, v in group_theta(fit, g).items()} for g in names}
     pairs = list(itertools.combinations(range(len(names)), 2))
-    bands = {}
-    for decay, rel, sl, top, ml, pr, cap in {_switches(c) for c in candidates.values()}:
+    bands, betas = {}, {}  # betas: each band's origin scale (0 unless anchor.ORIGIN_SCALE)
+    for decay, rel, sl, top, ml, pr, cap, sc, mx in {_switches(c) for c in candidates.values()}:
         cal = anchor.calibration_from(data[sl], "zero", decay=decay, relative=rel, top=top,
-                                      ml=ml, pair=pr, cap=cap)
+                                      ml=ml, pair=pr, cap=cap, scale=sc, mix=mx)
+        betas[(decay, rel, sl, top, ml, pr, cap, sc, mx)] = cal.origin_scale
         rng = np.random.default_rng(seed + i)
         for a, b in pairs:
             _, pred = anchor.anchored_log_losses(fit, (names[a], names[b]), theta, log_c, None,
                                                  cal, rng, beyond="hold", slice_anchor=sl)
-            bands[(decay, rel, sl, top, ml, pr, cap, a, b)] = np.exp(pred[1]) - np.exp(pred[0])
+            d = np.exp(pred[1]) - np.exp(pred[0])
+            bands[(decay, rel, sl, top, ml, pr, cap, sc, mx, a, b)] = d
     rows = []
     for a, b in pairs:
         for t in range(flops.size):
@@ -194,6 +204,7 @@ def score_ladder(i: int, seed: int = 0, candidates=CANDIDATES) -> list[dict]:
                                 f"{name}_p": float(np.mean(d < 0)),
                                 f"{name}_lo": float(np.quantile(d, 0.05)),
                                 f"{name}_hi": float(np.quantile(d, 0.95))})
+                rec.update({f"{n}_beta": betas[_switches(c)] for n, c in candidates.items()})
                 rows.append(rec)
     return rows
 

@@ -49,7 +49,8 @@ from bayes_scaling.errors import QueryError
 from bayes_scaling.fitting.result import ScalingFit
 from bayes_scaling.laws.final_loss import Law
 from bayes_scaling.query.allocate import optimal_split
-from bayes_scaling.query.pooling import latest_origin, nonneg_lstsq, pair_spreads
+from bayes_scaling.query.pooling import drift_column as _drift_column
+from bayes_scaling.query.pooling import fit_terms, latest_origin, origin_profile, pair_spreads
 from bayes_scaling.query.predict import group_theta
 
 #: Past the longest horizon the rolling-origin refits tested: extrapolate the law's group-specific
@@ -98,6 +99,18 @@ PAIR_SPREAD: bool = False
 #: the cap binds, so Porian's confidence stays 0.787; mean bench Brier 0.06643 against 0.06667
 #: but mean calgap 0.0307 against 0.0291 (``CRITERIA_s12c_i17.md``, ``results/contrast_cap.md``).
 SPREAD_CAP: bool = False
+#: Each refit comparison's variance times ``10^(beta (top_x - origin_x))`` in the fit (``beta``:
+#: ``origin_scale``, free in sign, profiled as ``kappa``), the terms applied at the top. Off:
+#: Porian's confidence 0.836 for 86.5% right (Brier 0.091 against 0.099), but ``beta`` rests on 3
+#: origins and on synthetic ladders its noise narrows the band: gate coverage 85.5% (G3), multiplier
+#: coverage 84.1% (R2; ``CRITERIA_s13_i17.md``, ``results/contrast_scale.md``).
+ORIGIN_SCALE: bool = False
+#: With :data:`ORIGIN_SCALE`: ``beta`` integrated over its grid (weights: profile likelihood times
+#: the prior), the terms the weighted average of each ``beta``'s (the mixture's variance). Off:
+#: coverage recovers (gate 88.5%, multiplier 90.5%), but a flat profile's negative ``beta`` widen
+#: the band: gate Brier q95 +0.0054 (G1), Gemstones' confidence 0.937 for 100% right (R1;
+#: ``CRITERIA_s13_i17.md`` addendum 2, ``results/contrast_mix.md``).
+ORIGIN_MIX: bool = False
 #: Prior sd of ``kappa`` (log10 of the drift variance per decade) and the grid it is fitted on.
 DECAY_PRIOR_SD: float = 1.0
 DECAY_GRID: np.ndarray = np.round(np.linspace(-2.0, 2.0, 41), 2)
@@ -120,7 +133,9 @@ class ContrastCalibration:
     set; ``drift_decay`` (``kappa``): how fast the drift falls per decade up the ladder,
     ``drift_var`` its rate at log10 compute ``drift_at`` (:meth:`drift_at_anchor`);
     ``drift_rel`` (``r²``): the drift per decade per squared gap, falling as ``rel_decay``;
-    ``spread_cap`` (``Y``, :data:`SPREAD_CAP`): the predicted change ``w``'s spread applies to.
+    ``spread_cap`` (``Y``, :data:`SPREAD_CAP`): the predicted change ``w``'s spread applies to;
+    ``origin_scale`` (``beta``, :data:`ORIGIN_SCALE`): log10 of the variance per decade below
+    (:data:`ORIGIN_MIX`: its mixture's mean, ``origin_scale_sd`` its sd).
     """
 
     weight: float
@@ -137,6 +152,8 @@ class ContrastCalibration:
     rel_decay: float = 0.0
     pair_sd: tuple[tuple[str, float], ...] = ()
     spread_cap: float = np.inf
+    origin_scale: float = 0.0
+    origin_scale_sd: float = 0.0
 
     def drift_at_anchor(self, x_anchor: np.ndarray) -> np.ndarray:
         """Drift variance per decade from anchors at log10 compute ``x_anchor``:
@@ -236,8 +253,8 @@ def calibrate_contrasts(fit: ScalingFit, weighting: Weighting | None = None,
     key = (fit.runs.fingerprint(), fit.spec.name, fit.spec.law, str(SLICE_ANCHOR))
     if key not in _DATA:  # the refits: once per fit, whatever the weighting
         _DATA[key] = calibration_data(fit)
-    ckey = (*key, weighting, str(DRIFT_AT_TOP), str(ML_VARIANCE), str(PAIR_SPREAD),
-            str(SPREAD_CAP))
+    ckey = (*key, weighting, *map(str, (DRIFT_AT_TOP, ML_VARIANCE, PAIR_SPREAD, SPREAD_CAP,
+                                        ORIGIN_SCALE, ORIGIN_MIX)))
     if ckey not in _CACHE:
         _CACHE[ckey] = calibration_from(_DATA[key], weighting)
     return _CACHE[ckey]
@@ -247,19 +264,22 @@ def calibration_from(data: dict[str, np.ndarray], weighting: Weighting, *,
                      decay: bool | None = None, relative: bool | None = None,
                      top: bool | None = None, ml: bool | None = None,
                      pair: bool | None = None, cap: bool | None = None,
+                     scale: bool | None = None, mix: bool | None = None,
                      ) -> ContrastCalibration | None:
     """The calibration of the comparisons ``data`` (:func:`calibration_data`) under ``weighting``;
     ``None`` with fewer than 3 comparisons. ``decay``: let the drift variance depend on where
     the origin sits (default :data:`DRIFT_DECAY`; needs ``data["origin_x"]``); ``relative``:
     add the drift that scales with the gap (default :data:`RELATIVE_DRIFT`; ``data["gap"]``);
-    ``top``, ``ml``, ``pair``, ``cap``: default :data:`DRIFT_AT_TOP`, :data:`ML_VARIANCE`,
-    :data:`PAIR_SPREAD`, :data:`SPREAD_CAP`."""
+    ``top``, ``ml``, ``pair``, ``cap``, ``scale``, ``mix``: default :data:`DRIFT_AT_TOP`,
+    :data:`ML_VARIANCE`, :data:`PAIR_SPREAD`, :data:`SPREAD_CAP`, :data:`ORIGIN_SCALE`,
+    :data:`ORIGIN_MIX`."""
     if data["x"].size < 3:
         return None
     decay = DRIFT_DECAY if decay is None else decay
     relative = RELATIVE_DRIFT if relative is None else relative
     top = DRIFT_AT_TOP if top is None else top
     decay, pair = decay or top, PAIR_SPREAD if pair is None else pair
+    scale = ORIGIN_SCALE if scale is None else scale
     cal = fit_calibration(data["x"], data["y"], data["h"], cluster=data["cluster"],
                           origins=int(data["origins"]),
                           x_var=data["x_var"] if weighting == "eiv" else None,
@@ -269,7 +289,9 @@ def calibration_from(data: dict[str, np.ndarray], weighting: Weighting, *,
                           top_x=float(data["top_x"]) if decay else 0.0,
                           gap=data["gap"] if relative else None, decay_all=top, ml=ml,
                           pair=data["pair"] if pair else None,
-                          cap=SPREAD_CAP if cap is None else cap)
+                          cap=SPREAD_CAP if cap is None else cap,
+                          below=data["top_x"] - data["origin_x"] if scale else None,
+                          mixture=ORIGIN_MIX if mix is None else mix)
     return replace(cal, horizon=float(np.max(data["h"])), weighting=weighting)
 
 
@@ -336,6 +358,7 @@ def fit_calibration(x: np.ndarray, y: np.ndarray, h: np.ndarray, *,
                     top_x: float = 0.0, gap: np.ndarray | None = None, iters: int = 30,
                     decay_all: bool = False, ml: bool | None = None,
                     pair: np.ndarray | None = None, cap: bool = False,
+                    below: np.ndarray | None = None, mixture: bool = False,
                     ) -> ContrastCalibration:
     """Regress observed changes ``y`` of gaps on the law's predicted changes ``x``.
 
@@ -371,13 +394,16 @@ def fit_calibration(x: np.ndarray, y: np.ndarray, h: np.ndarray, *,
     ``pair`` (each comparison's ``"A|B"``; :data:`PAIR_SPREAD`): ``t²`` per pair too, shrunk
     towards the pooled one (:func:`~bayes_scaling.query.pooling.pair_spreads`): ``pair_sd``.
     ``cap`` (:data:`SPREAD_CAP`): the column ``x²`` is ``min(x², Y²)``, ``Y = max |y|``.
+    ``below`` (:data:`ORIGIN_SCALE`): decades each origin lies below the top; every term of a
+    comparison times ``10^(beta below)``, ``beta`` profiled (:func:`~.pooling.origin_profile`);
+    ``mixture`` (:data:`ORIGIN_MIX`): integrated over its grid, the terms the mixture's.
     """
     y_cap = float(np.max(np.abs(y))) if cap else np.inf
     cols = [np.ones_like(h), h, np.minimum(x * x, y_cap**2)]
     design = np.column_stack(cols if gap is None else [*cols, np.asarray(gap) ** 2 * h])
     u = np.zeros_like(x) if x_var is None else np.asarray(x_var, float)
     kappa, ml = 0.0, ML_VARIANCE if ml is None else ml
-    w, w_sd, var = _fit_terms(x, y, design, u, weight, iters, ml)
+    w, w_sd, var = fit_terms(x, y, design, u, weight, iters, ml, WEIGHT_PRIOR)
     if origin_x is not None:
         best, base = -np.inf, design  # every kappa scales the unscaled columns
         for k in DECAY_GRID[DECAY_GRID >= 0] if decay_all else DECAY_GRID:
@@ -385,12 +411,17 @@ def fit_calibration(x: np.ndarray, y: np.ndarray, h: np.ndarray, *,
             des[:, 1] = _drift_column(h, np.asarray(origin_x, float), top_x, float(k))
             if decay_all:  # each drift term accumulates as the flat one does
                 des[:, 2:] *= (des[:, 1] / np.maximum(h, 1e-12))[:, None]
-            fitted_k = _fit_terms(x, y, des, u, weight, iters, ml)
+            fitted_k = fit_terms(x, y, des, u, weight, iters, ml, WEIGHT_PRIOR)
             v = np.maximum(des @ fitted_k[2], 1e-12)
             score = (-0.5 * float(np.sum(np.log(v) + (y - fitted_k[0] * x) ** 2 / v))
                      - 0.5 * (k / DECAY_PRIOR_SD) ** 2)
             if score > best:
                 best, kappa, (w, w_sd, var), design = score, float(k), fitted_k, des
+    beta = beta_mode = beta_sd = 0.0
+    if below is not None:  # the terms are then their values at the top (below = 0)
+        beta, (w, w_sd, var), design, beta_mode, beta_sd = origin_profile(
+            lambda d: fit_terms(x, y, d, u, weight, iters, ml, WEIGHT_PRIOR), x, y, design,
+            np.asarray(below, float), DECAY_GRID, DECAY_PRIOR_SD, mixture)
     n_clusters = x.size if cluster is None else len(np.unique(cluster))
     w_sd *= float(np.sqrt(x.size / max(n_clusters, 1)))
     if origin is not None and weight is None:
@@ -400,7 +431,7 @@ def fit_calibration(x: np.ndarray, y: np.ndarray, h: np.ndarray, *,
     # degrees of freedom: w, kappa and every variance term in use were fitted to these errors
     drifts = var[1:] if decay_all else var[1:2]
     fitted = (int(weight is None) + 1 + int(np.count_nonzero(var[1:]))
-              + int(kappa != 0.0 and np.any(drifts > 0)))
+              + int(kappa != 0.0 and np.any(drifts > 0)) + int(beta_mode != 0.0))
     spreads = {} if pair is None else pair_spreads(
         design[:, 2], (y - w * x) ** 2, np.maximum(design @ var, 1e-12), float(var[2]),
         np.asarray(pair), np.arange(x.size) if cluster is None else np.asarray(cluster))
@@ -412,39 +443,8 @@ def fit_calibration(x: np.ndarray, y: np.ndarray, h: np.ndarray, *,
                                drift_decay=kappa if np.any(drifts > 0) else 0.0, drift_at=top_x,
                                drift_rel=float(var[3]) if gap is not None else 0.0,
                                rel_decay=kappa if decay_all else 0.0, pair_sd=pair_sd,
-                               spread_cap=y_cap)
-
-
-def _drift_column(h: np.ndarray, origin_x: np.ndarray, top_x: float, kappa: float,
-                  ) -> np.ndarray:
-    """Drift accumulated from ``origin_x`` over the next ``h`` decades, per unit of the drift
-    rate at ``top_x``: the integral of ``10^(kappa (top_x - x))`` from ``origin_x`` to
-    ``origin_x + h``."""
-    if kappa == 0.0:
-        return np.asarray(h, float)
-    return (10.0 ** (kappa * (top_x - origin_x)) * (1.0 - 10.0 ** (-kappa * np.asarray(h)))
-            / (kappa * _LN10))
-
-
-def _fit_terms(x: np.ndarray, y: np.ndarray, design: np.ndarray, u: np.ndarray,
-               weight: float | None, iters: int, ml: bool) -> tuple[float, float, np.ndarray]:
-    """Alternate ``w``'s weighted posterior and the NNLS fit of the variance terms (``ml``: each
-    squared error weighted by ``1/v²`` under the last fit; at the fixed point the Gaussian
-    likelihood's score ``sum_i d_ij (e_i² - v_i) / v_i²`` is 0 for every free term)."""
-    m0, sd0 = WEIGHT_PRIOR
-    var = np.full(design.shape[1], 0.0)
-    var[0] = float(np.var(y - x)) + 1e-12
-    w, w_sd = (m0, sd0) if weight is None else (float(weight), 0.0)
-    for _ in range(iters):
-        v = np.maximum(design @ var, 1e-12)
-        if weight is None:
-            prec = max(float(np.sum((x * x - u) / v)), 0.0) + 1.0 / sd0**2
-            w = (float(np.sum(x * y / v)) + m0 / sd0**2) / prec
-            w_sd = prec ** -0.5
-        r = v if ml else np.ones_like(v)  # rows over v: weights 1/v² on the squares
-        var = nonneg_lstsq(design / r[:, None], (y - w * x) ** 2 / r)
-        var[0] = max(var[0], 1e-10)
-    return w, w_sd, var
+                               spread_cap=y_cap, origin_scale=beta,
+                               origin_scale_sd=beta_sd)
 
 
 # ------------------------------------------------------------------------------ application
