@@ -227,6 +227,11 @@ def curve_fit_options(command):
                           "curve-to-curve spread goes into sigma), or offsets whose mean "
                           "follows the log schedule length, total_steps (run_length); "
                           "default: the spec's."),
+        click.option("--run-length-term", "run_length_term",
+                     type=click.Choice(["none", "anneal", "area"]), default=None,
+                     help="Schedule-aware curve models: scale the annealing fraction (anneal) "
+                          "or the forward area (area) the law reads by a fitted power of the "
+                          "run's schedule length, total_steps; default: the spec's (none)."),
         click.option("--max-points-per-curve", "max_points_per_curve", default=None,
                      type=click.IntRange(min=0),
                      help="Curve models: thin each training curve to at most this many "

@@ -170,6 +170,7 @@ def curve_backtest(model: Any, train: CurveTable, test: CurveTable, *, holdout_t
                "likelihood": fit.spec.likelihood.family,
                "curve_offsets": (fit.meta.get("curve_offsets", "curve")
                                  if fit.meta.get("curve_effects") else "none"),
+               "run_length_term": fit.spec.likelihood.run_length_term,
                "holdout_top": int(holdout_top),
                "train_curves": int(train.subset(keep).n_curves),
                "train_points": int(keep.sum()), **pooled,
@@ -177,6 +178,6 @@ def curve_backtest(model: Any, train: CurveTable, test: CurveTable, *, holdout_t
                "divergences": int(diag.divergences), "seconds": float(fit.meta.get(
                    "seconds", np.nan)),
                **{f"{v}_median": float(np.median(fit.posterior[v].values))
-                  for v in ("sigma", "sigma_curve", "residual_length", "nu")
+                  for v in ("sigma", "sigma_curve", "residual_length", "nu", "run_length_kappa")
                   if v in fit.posterior}}
     return CurveBacktest(points, per, summary, fit)
