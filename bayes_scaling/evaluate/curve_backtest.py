@@ -51,7 +51,12 @@ class CurveBacktest:
                 *[c for c in self.curves.columns if c.startswith("coverage_")]]
         head = (f"curve backtest: model {self.summary['model']} (residual "
                 f"{self.summary.get('residual', 'iid')}, likelihood "
-                f"{self.summary.get('likelihood', 'normal')}), top {self.summary['holdout_top']}"
+                f"{self.summary.get('likelihood', 'normal')}, curve offsets "
+                f"{self.summary.get('curve_offsets', 'curve')}"
+                + (f", run-length term {self.summary['run_length_term']} (kappa "
+                   f"{self.summary['run_length_kappa_median']:.2f})"
+                   if self.summary.get("run_length_term", "none") != "none" else "")
+                + f"), top {self.summary['holdout_top']}"
                 f" size(s) held out; {self.summary['train_curves']} training curves "
                 f"({self.summary['train_points']} points); gate "
                 f"{'passed' if self.summary['gate_passed'] else 'FAILED'}")
