@@ -87,7 +87,7 @@ def backtest_curves(source: str, model: str, tops: list[int], *, group_col, para
     load = {"group_col": group_col, "param_count": param_count or "total",
             "schedule": schedule or None}
     train = load_curves(path, **load, **(thinning or {}))
-    warmup = {k: v for k, v in (thinning or {}).items() if k == "warmup_fraction"}
+    warmup = {k: v for k, v in (thinning or {}).items() if k in ("warmup_fraction", "min_steps")}
     test = load_curves(path, **load, **warmup, max_points_per_curve=None, max_points=None)
     tell = progress_printer(quiet)
     results = []

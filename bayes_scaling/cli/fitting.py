@@ -76,7 +76,7 @@ def fit_cmd(runs, model, out, group_col, drop_highest_loss, param_count, query, 
             ess_target, no_calibrate, strict, stack_tops, stack_refits, workers, lr_schedule,
             total_steps, warmup_steps, final_lr_fraction, cooldown_start, cooldown_steps,
             residual, curve_offsets, run_length_term, max_points_per_curve, warmup_fraction,
-            quiet, precision, device):
+            min_steps, quiet, precision, device):
     """Fit MODEL to the RUNS table (CSV, TSV, JSON Lines, Parquet or a registry name) and
     save the posterior."""
     if device:  # every sampling step of this command (refits, curves, stacking) reads it
@@ -89,9 +89,9 @@ def fit_cmd(runs, model, out, group_col, drop_highest_loss, param_count, query, 
     check_out_file(out)  # before sampling: a fit must not be lost to an unwritable --out
     final_loss = "," in model or load_spec(model).law in LAWS
     if final_loss and (residual, curve_offsets, run_length_term, max_points_per_curve,
-                       warmup_fraction) != (None,) * 5:
+                       warmup_fraction, min_steps) != (None,) * 6:
         raise BayesScalingError("--residual, --curve-offsets, --run-length-term, "
-                                "--max-points-per-curve and --warmup-fraction "
+                                "--max-points-per-curve, --warmup-fraction and --min-steps "
                                 "apply to curve models "
                                 f"(--model dynamics...), not to {model!r}")
     if "," in model:
@@ -126,7 +126,8 @@ def fit_cmd(runs, model, out, group_col, drop_highest_loss, param_count, query, 
             spec = spec.with_run_length_term(run_length_term)
         return _fit_curves(runs, spec, out, group_col=group_col, param_count=param_count,
                            query=query, columns=columns, seed=seed, chains=chains,
-                           thinning=curve_thinning(max_points_per_curve, warmup_fraction),
+                           thinning=curve_thinning(max_points_per_curve, warmup_fraction,
+                                                   min_steps),
                            draws=draws, tune=tune, backend=backend,
                            target_accept=target_accept, strict=strict, quiet=quiet,
                            precision=precision,
@@ -292,7 +293,8 @@ def backtest_cmd(runs, model, holdout_by, holdout_top, test_query, method, group
                  tune, workers, address, chains, likelihood, lr_schedule, total_steps,
                  warmup_steps,
                  final_lr_fraction, cooldown_start, cooldown_steps, residual, curve_offsets,
-                 run_length_term, max_points_per_curve, warmup_fraction, as_json, quiet):
+                 run_length_term, max_points_per_curve, warmup_fraction, min_steps, as_json,
+                 quiet):
     """Refit without the largest runs, predict them, and score the predictive bands.
 
     With a curve model (``--model dynamics`` or ``dynamics_schedule``) RUNS holds loss curves:
@@ -316,15 +318,15 @@ def backtest_cmd(runs, model, holdout_by, holdout_top, test_query, method, group
             group_col=group_col, param_count=param_count, seed=seed, chains=chains,
             draws=draws, tune=tune, as_json=as_json, quiet=quiet, residual=residual,
             curve_offsets=curve_offsets, likelihood=likelihood, run_length_term=run_length_term,
-            thinning=curve_thinning(max_points_per_curve, warmup_fraction),
+            thinning=curve_thinning(max_points_per_curve, warmup_fraction, min_steps),
             schedule=schedule_fields(lr_schedule, total_steps, warmup_steps, final_lr_fraction,
                                      cooldown_start, cooldown_steps))
 
     if (residual, curve_offsets, run_length_term, max_points_per_curve, warmup_fraction,
-            likelihood) != (None,) * 6:
+            min_steps, likelihood) != (None,) * 7:
         raise BayesScalingError("--residual, --curve-offsets, --run-length-term, "
-                                "--max-points-per-curve, "
-                                "--warmup-fraction and --likelihood "
+                                "--max-points-per-curve, --warmup-fraction, --min-steps "
+                                "and --likelihood "
                                 "apply to curve-model backtests "
                                 f"(--model dynamics...), not to {model!r}")
     table = resolve_runs(runs, group_col=group_col, drop_highest_loss=drop_highest_loss,

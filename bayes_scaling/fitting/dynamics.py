@@ -348,6 +348,8 @@ def fit_dynamics(
             "residual": spec.likelihood.residual, "likelihood": spec.likelihood.family,
             "curve_offsets": spec.likelihood.curve_offsets,
             "run_length_term": spec.likelihood.run_length_term,
+            "warmup_rule": {k: float(curves.rule[k]) for k in ("warmup_fraction", "min_steps")
+                            if k in curves.rule},
             **({"run_length_centre": pm_model.bayes_scaling_run_length_centre}
                if hasattr(pm_model, "bayes_scaling_run_length_centre") else {}),
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
