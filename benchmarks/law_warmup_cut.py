@@ -10,16 +10,20 @@ step ``max(GRID) x warm-up``. MAP search and Laplace bands: ``law_run_length.map
 
 Run: ``nice -n 19 python benchmarks/law_warmup_cut.py`` (one JSON per cell and set in
 ``results/residual_cache/``, a killed run resumes); writes ``results/law_warmup_cut.md``.
+``--nuts`` first adds an informational NUTS check (not the criteria's step B: no row passed
+step A) of today's law with the LOSO cut ``m = 1`` on mis1-3, scored on the same held-out
+checkpoints (library thinning, ``bench_schedule.NUTS``, seed ``SEED + top``, ``retries=1``).
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
 
-from bench_schedule import MISFITTING_SCHEDULE, misfitting_tables
+from bench_schedule import MISFITTING_SCHEDULE, NUTS, SEED, misfitting_tables
 from law_run_length import criterion, map_cell
 from residual_candidates import SETS
 
@@ -58,8 +62,31 @@ def loso(res: dict, row: tuple[str, str]) -> tuple[dict[str, dict[str, Any]], di
     return out, chosen
 
 
+def nuts_check() -> dict[str, dict[str, Any]]:
+    """NUTS fits of today's law with the m = 1 cut on mis1-3 (cached), pooled scores."""
+    from bayes_scaling.evaluate.curve_backtest import score_curves  # lazy: NUTS only here
+    from bayes_scaling.fitting.dynamics import fit_dynamics  # lazy: NUTS only here
+
+    out = {}
+    for top in (1, 2, 3):
+        path = CACHE / f"law_cut_nuts_mis{top}_none_curve_m1.json"
+        if not path.exists():
+            model, train, test = cut_tables(f"mis{top}", "m1")
+            fit = fit_dynamics(model, train, random_seed=SEED + top, retries=1, **NUTS)
+            _, _, pooled = score_curves(fit, test, random_seed=SEED + top)
+            d = fit.diagnostics
+            path.write_text(json.dumps({**pooled, "passed": bool(d.passed),
+                                        "max_rhat": float(d.max_rhat),
+                                        "divergences": int(d.divergences),
+                                        "seconds": float(fit.meta["seconds"])}, default=float))
+            print(top, path.read_text(), flush=True)
+        out[f"mis{top}"] = json.loads(path.read_text())
+    return out
+
+
 def main() -> None:
     CACHE.mkdir(parents=True, exist_ok=True)
+    nuts = nuts_check() if "--nuts" in sys.argv[1:] else {}
     cells = [REFERENCE] + [(*r, c) for r in ROWS for c in ("10%", *(f"m{m}" for m in GRID))]
     res: dict[tuple[str, str, str], dict[str, dict[str, Any]]] = {c: {} for c in cells}
     for name in SETS:
@@ -120,6 +147,14 @@ def main() -> None:
         lines.append(f"| {LABEL[cell[0]]} | {cell[1]} | {cell[2]} | "
                      + " | ".join(f"{w[t]:.2f}" if t in w else "-" for t in lengths)
                      + f" | {100 * r['sigma']:.2f} | {100 * r['sigma_curve']:.2f} |")
+    if nuts:
+        lines += ["", "Informational NUTS check (not step B: no row passed), today's law, curve "
+                  "offsets, cut m = 1, same held-out checkpoints: median abs % error / 90% / 50% "
+                  "coverage (gate):", "", "| set | error | 90% | 50% | gate |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {s} | {r['median_abs_pct_error']:.2f} | {r['coverage_90']:.0%} | "
+                  f"{r['coverage_50']:.0%} | {'passed' if r['passed'] else 'FAILED'} (r-hat "
+                  f"{r['max_rhat']:.3f}, {r['divergences']} div) |" for s, r in nuts.items()]
     best = min(passing)[1] if passing else None
     lines += ["", "Pick by the stated rule: **" + (
         f"{LABEL[best[0]]} x {best[1]} offsets with the LOSO warm-up cut" if best else "none")

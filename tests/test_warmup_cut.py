@@ -88,3 +88,15 @@ def test_backtest_cli_cuts_training_and_held_out_curves_alike(monkeypatch, tmp_p
         steps = got[key].frame["steps"].to_numpy()
         assert steps.min() >= 700 and np.any(steps < 800), key   # 800 = 10% of 8,000
         assert got[key].rule["min_steps"] == 700.0
+
+
+def test_backtest_header_names_the_warm_up_rule():
+    from bayes_scaling.evaluate.curve_backtest import CurveBacktest
+
+    summary = {"model": FIXED_B, "holdout_top": 1, "train_curves": 4, "train_points": 40,
+               "gate_passed": True, "test_points": 9, "median_abs_pct_error": 1.0,
+               "coverage_90": 0.9, "warmup_rule": {"warmup_fraction": 0.0, "min_steps": 50.0}}
+    head = CurveBacktest(pd.DataFrame(), pd.DataFrame(columns=["run_id", "n_params", "points",
+                                                                "median_abs_pct_error"]),
+                         summary).to_text().splitlines()[0]
+    assert "warmup_fraction 0, min_steps 50)" in head, head

@@ -56,6 +56,7 @@ class CurveBacktest:
                 + (f", run-length term {self.summary['run_length_term']} (kappa "
                    f"{self.summary['run_length_kappa_median']:.2f})"
                    if self.summary.get("run_length_term", "none") != "none" else "")
+                + "".join(f", {k} {v:g}" for k, v in self.summary.get("warmup_rule", {}).items())
                 + f"), top {self.summary['holdout_top']}"
                 f" size(s) held out; {self.summary['train_curves']} training curves "
                 f"({self.summary['train_points']} points); gate "
@@ -176,6 +177,7 @@ def curve_backtest(model: Any, train: CurveTable, test: CurveTable, *, holdout_t
                "curve_offsets": (fit.meta.get("curve_offsets", "curve")
                                  if fit.meta.get("curve_effects") else "none"),
                "run_length_term": fit.spec.likelihood.run_length_term,
+               "warmup_rule": dict(fit.meta.get("warmup_rule", {})),
                "holdout_top": int(holdout_top),
                "train_curves": int(train.subset(keep).n_curves),
                "train_points": int(keep.sum()), **pooled,
