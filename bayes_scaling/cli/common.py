@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -227,6 +228,11 @@ def curve_fit_options(command):
                           "curve-to-curve spread goes into sigma), or offsets whose mean "
                           "follows the log schedule length, total_steps (run_length); "
                           "default: the spec's."),
+        click.option("--run-length-term", "run_length_term",
+                     type=click.Choice(["none", "anneal", "area"]), default=None,
+                     help="Schedule-aware curve models: scale the annealing fraction (anneal) "
+                          "or the forward area (area) the law reads by a fitted power of the "
+                          "run's schedule length, total_steps; default: the spec's (none)."),
         click.option("--max-points-per-curve", "max_points_per_curve", default=None,
                      type=click.IntRange(min=0),
                      help="Curve models: thin each training curve to at most this many "
@@ -236,17 +242,25 @@ def curve_fit_options(command):
                      type=click.FloatRange(0, 1),
                      help="Curve models: drop each curve's checkpoints before this fraction "
                           "of its last step (default 0.1; 0 keeps them all)."),
+        click.option("--min-steps", "min_steps", default=None, type=float,
+                     help="Curve models: drop every curve's checkpoints before this step, the "
+                          "same for every run length (e.g. a multiple of the warm-up; with "
+                          "--warmup-fraction 0 it replaces the fraction-of-run cut; default 0)."),
     ]
     for opt in reversed(opts):
         command = opt(command)
     return command
 
 
-def curve_thinning(max_points_per_curve: int | None,
-                   warmup_fraction: float | None = None) -> dict[str, Any]:
-    """``load_curves`` arguments for ``--max-points-per-curve`` and ``--warmup-fraction``
-    (``None``: the library's defaults)."""
+def curve_thinning(max_points_per_curve: int | None, warmup_fraction: float | None = None,
+                   min_steps: float | None = None) -> dict[str, Any]:
+    """``load_curves`` arguments for ``--max-points-per-curve``, ``--warmup-fraction`` and
+    ``--min-steps`` (``None``: the library's defaults)."""
     out: dict[str, Any] = {} if warmup_fraction is None else {"warmup_fraction": warmup_fraction}
+    if min_steps is not None:
+        if not (math.isfinite(min_steps) and min_steps >= 0):
+            raise BayesScalingError(f"--min-steps {min_steps:g}: need a finite step >= 0")
+        out["min_steps"] = float(min_steps)
     if max_points_per_curve is None:
         return out
     if max_points_per_curve == 0:

@@ -76,6 +76,7 @@ def backtest_curves(source: str, model: str, tops: list[int], *, group_col, para
                     schedule: dict[str, Any], seed: int, chains: int, draws: int, tune: int,
                     as_json: bool, quiet: bool, residual: str | None = None,
                     curve_offsets: str | None = None, likelihood: str | None = None,
+                    run_length_term: str | None = None,
                     thinning: dict[str, Any] | None = None) -> None:
     """``backtest CURVES --model dynamics[_schedule]``: per held-out curve and pooled scores."""
     from bayes_scaling.data.curves import load_curves
@@ -86,7 +87,7 @@ def backtest_curves(source: str, model: str, tops: list[int], *, group_col, para
     load = {"group_col": group_col, "param_count": param_count or "total",
             "schedule": schedule or None}
     train = load_curves(path, **load, **(thinning or {}))
-    warmup = {k: v for k, v in (thinning or {}).items() if k == "warmup_fraction"}
+    warmup = {k: v for k, v in (thinning or {}).items() if k in ("warmup_fraction", "min_steps")}
     test = load_curves(path, **load, **warmup, max_points_per_curve=None, max_points=None)
     tell = progress_printer(quiet)
     results = []
@@ -95,7 +96,7 @@ def backtest_curves(source: str, model: str, tops: list[int], *, group_col, para
         results.append(curve_backtest(model, train, test, holdout_top=k, chains=chains,
                                       draws=draws, tune=tune, random_seed=seed + k,
                                       residual=residual, curve_offsets=curve_offsets,
-                                      likelihood=likelihood,
+                                      likelihood=likelihood, run_length_term=run_length_term,
                                       on_progress=tell))
     if as_json:
         click.echo(json.dumps({"curve_backtests": [r.to_json() for r in results]}, indent=2,

@@ -75,8 +75,8 @@ def fit_cmd(runs, model, out, group_col, drop_highest_loss, param_count, query, 
             columns, flops_unit, likelihood, seed, chains, draws, tune, backend, target_accept,
             ess_target, no_calibrate, strict, stack_tops, stack_refits, workers, lr_schedule,
             total_steps, warmup_steps, final_lr_fraction, cooldown_start, cooldown_steps,
-            residual, curve_offsets, max_points_per_curve, warmup_fraction, quiet,
-            precision, device):
+            residual, curve_offsets, run_length_term, max_points_per_curve, warmup_fraction,
+            min_steps, quiet, precision, device):
     """Fit MODEL to the RUNS table (CSV, TSV, JSON Lines, Parquet or a registry name) and
     save the posterior."""
     if device:  # every sampling step of this command (refits, curves, stacking) reads it
@@ -88,10 +88,10 @@ def fit_cmd(runs, model, out, group_col, drop_highest_loss, param_count, query, 
     tell = progress_printer(quiet)
     check_out_file(out)  # before sampling: a fit must not be lost to an unwritable --out
     final_loss = "," in model or load_spec(model).law in LAWS
-    if final_loss and (residual, curve_offsets, max_points_per_curve,
-                       warmup_fraction) != (None,) * 4:
-        raise BayesScalingError("--residual, --curve-offsets, --max-points-per-curve and "
-                                "--warmup-fraction "
+    if final_loss and (residual, curve_offsets, run_length_term, max_points_per_curve,
+                       warmup_fraction, min_steps) != (None,) * 6:
+        raise BayesScalingError("--residual, --curve-offsets, --run-length-term, "
+                                "--max-points-per-curve, --warmup-fraction and --min-steps "
                                 "apply to curve models "
                                 f"(--model dynamics...), not to {model!r}")
     if "," in model:
@@ -122,9 +122,12 @@ def fit_cmd(runs, model, out, group_col, drop_highest_loss, param_count, query, 
         spec = spec.with_likelihood(likelihood) if likelihood not in (None, "auto") else spec
         spec = spec.with_residual(residual) if residual is not None else spec
         spec = spec.with_curve_offsets(curve_offsets) if curve_offsets is not None else spec
+        if run_length_term is not None:
+            spec = spec.with_run_length_term(run_length_term)
         return _fit_curves(runs, spec, out, group_col=group_col, param_count=param_count,
                            query=query, columns=columns, seed=seed, chains=chains,
-                           thinning=curve_thinning(max_points_per_curve, warmup_fraction),
+                           thinning=curve_thinning(max_points_per_curve, warmup_fraction,
+                                                   min_steps),
                            draws=draws, tune=tune, backend=backend,
                            target_accept=target_accept, strict=strict, quiet=quiet,
                            precision=precision,
@@ -290,7 +293,8 @@ def backtest_cmd(runs, model, holdout_by, holdout_top, test_query, method, group
                  tune, workers, address, chains, likelihood, lr_schedule, total_steps,
                  warmup_steps,
                  final_lr_fraction, cooldown_start, cooldown_steps, residual, curve_offsets,
-                 max_points_per_curve, warmup_fraction, as_json, quiet):
+                 run_length_term, max_points_per_curve, warmup_fraction, min_steps, as_json,
+                 quiet):
     """Refit without the largest runs, predict them, and score the predictive bands.
 
     With a curve model (``--model dynamics`` or ``dynamics_schedule``) RUNS holds loss curves:
@@ -313,15 +317,16 @@ def backtest_cmd(runs, model, holdout_by, holdout_top, test_query, method, group
             runs, model, [int(v) for v in parse_floats(holdout_top, "--holdout-top")],
             group_col=group_col, param_count=param_count, seed=seed, chains=chains,
             draws=draws, tune=tune, as_json=as_json, quiet=quiet, residual=residual,
-            curve_offsets=curve_offsets, likelihood=likelihood,
-            thinning=curve_thinning(max_points_per_curve, warmup_fraction),
+            curve_offsets=curve_offsets, likelihood=likelihood, run_length_term=run_length_term,
+            thinning=curve_thinning(max_points_per_curve, warmup_fraction, min_steps),
             schedule=schedule_fields(lr_schedule, total_steps, warmup_steps, final_lr_fraction,
                                      cooldown_start, cooldown_steps))
 
-    if (residual, curve_offsets, max_points_per_curve, warmup_fraction,
-            likelihood) != (None,) * 5:
-        raise BayesScalingError("--residual, --curve-offsets, --max-points-per-curve, "
-                                "--warmup-fraction and --likelihood "
+    if (residual, curve_offsets, run_length_term, max_points_per_curve, warmup_fraction,
+            min_steps, likelihood) != (None,) * 7:
+        raise BayesScalingError("--residual, --curve-offsets, --run-length-term, "
+                                "--max-points-per-curve, --warmup-fraction, --min-steps "
+                                "and --likelihood "
                                 "apply to curve-model backtests "
                                 f"(--model dynamics...), not to {model!r}")
     table = resolve_runs(runs, group_col=group_col, drop_highest_loss=drop_highest_loss,

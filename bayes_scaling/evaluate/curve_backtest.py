@@ -51,7 +51,13 @@ class CurveBacktest:
                 *[c for c in self.curves.columns if c.startswith("coverage_")]]
         head = (f"curve backtest: model {self.summary['model']} (residual "
                 f"{self.summary.get('residual', 'iid')}, likelihood "
-                f"{self.summary.get('likelihood', 'normal')}), top {self.summary['holdout_top']}"
+                f"{self.summary.get('likelihood', 'normal')}, curve offsets "
+                f"{self.summary.get('curve_offsets', 'curve')}"
+                + (f", run-length term {self.summary['run_length_term']} (kappa "
+                   f"{self.summary['run_length_kappa_median']:.2f})"
+                   if self.summary.get("run_length_term", "none") != "none" else "")
+                + "".join(f", {k} {v:g}" for k, v in self.summary.get("warmup_rule", {}).items())
+                + f"), top {self.summary['holdout_top']}"
                 f" size(s) held out; {self.summary['train_curves']} training curves "
                 f"({self.summary['train_points']} points); gate "
                 f"{'passed' if self.summary['gate_passed'] else 'FAILED'}")
@@ -170,6 +176,8 @@ def curve_backtest(model: Any, train: CurveTable, test: CurveTable, *, holdout_t
                "likelihood": fit.spec.likelihood.family,
                "curve_offsets": (fit.meta.get("curve_offsets", "curve")
                                  if fit.meta.get("curve_effects") else "none"),
+               "run_length_term": fit.spec.likelihood.run_length_term,
+               "warmup_rule": dict(fit.meta.get("warmup_rule", {})),
                "holdout_top": int(holdout_top),
                "train_curves": int(train.subset(keep).n_curves),
                "train_points": int(keep.sum()), **pooled,
@@ -177,6 +185,6 @@ def curve_backtest(model: Any, train: CurveTable, test: CurveTable, *, holdout_t
                "divergences": int(diag.divergences), "seconds": float(fit.meta.get(
                    "seconds", np.nan)),
                **{f"{v}_median": float(np.median(fit.posterior[v].values))
-                  for v in ("sigma", "sigma_curve", "residual_length", "nu")
+                  for v in ("sigma", "sigma_curve", "residual_length", "nu", "run_length_kappa")
                   if v in fit.posterior}}
     return CurveBacktest(points, per, summary, fit)

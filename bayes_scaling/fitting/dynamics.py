@@ -143,6 +143,8 @@ def start_points(spec: Any, curves: CurveTable, model: Any, chains: int,
             point[name] = (fit0[p] * np.exp(z) if not p.startswith("log_")
                            else fit0[p] + z * spec.priors[p].kwargs.get("sigma", 1.0))
         point["sigma"] = max(fit0["rms"], 1e-4) * np.exp(START_SPREAD * rng.standard_normal())
+        if "run_length_kappa" in model.named_vars:  # the start fit is the law without it
+            point["run_length_kappa"] = 0.0
         out.append(point)
     return out
 
@@ -181,6 +183,8 @@ def curve_var_names(spec: Any, curves: CurveTable, curve_effects: bool) -> list[
             names.append("run_length_slope")
     if spec.likelihood.residual == "ou":
         names.append("residual_length")
+    if spec.likelihood.run_length_term != "none":
+        names.append("run_length_kappa")
     return names
 
 
@@ -215,6 +219,7 @@ def fit_dynamics(
     progress: bool = False,
     on_progress: ProgressFn | None = None,
     precision: str | None = None,
+    run_length_term: str | None = None,
 ) -> ScalingFit:
     """Fit a curve-law model (a spec whose ``law`` is ``"dynamics"``) to ``curves`` with NUTS.
 
@@ -282,6 +287,13 @@ def fit_dynamics(
         Per-checkpoint arithmetic of the law and its solve (residuals and sums stay float64);
         default float32 from :data:`~bayes_scaling.model.build.FLOAT32_MIN_OBS` checkpoints
         on (``BAYES_SCALING_PRECISION`` overrides the default).
+    run_length_term : {"none", "anneal", "area"}, optional
+        Override the spec's run-length term of a schedule-aware law
+        (:meth:`~bayes_scaling.model.spec.ModelSpec.with_run_length_term`;
+        :func:`~bayes_scaling.model.centre.transform_inputs`): the annealing fraction or the
+        forward area the law reads scaled by ``exp(-/+ run_length_kappa * x)``, ``x`` the
+        curve's centred log ``total_steps``; measured, not the default
+        (``benchmarks/results/law_run_length.md``). Its centre is ``meta["run_length_centre"]``.
 
     Returns
     -------
@@ -296,6 +308,8 @@ def fit_dynamics(
         spec = spec.with_residual(residual)
     if curve_offsets is not None and curve_offsets != spec.likelihood.curve_offsets:
         spec = spec.with_curve_offsets(curve_offsets)
+    if run_length_term is not None and run_length_term != spec.likelihood.run_length_term:
+        spec = spec.with_run_length_term(run_length_term)
     if likelihood is not None and likelihood != spec.likelihood.family:
         spec = spec.with_likelihood(likelihood)
     tell = on_progress or (lambda _msg: None)
@@ -333,6 +347,9 @@ def fit_dynamics(
             "centre": curve_centre(curves), "curve_effects": curve_effects,
             "residual": spec.likelihood.residual, "likelihood": spec.likelihood.family,
             "curve_offsets": spec.likelihood.curve_offsets,
+            "run_length_term": spec.likelihood.run_length_term,
+            "warmup_rule": {k: float(curves.rule[k]) for k in ("warmup_fraction", "min_steps")
+                            if k in curves.rule},
             **({"run_length_centre": pm_model.bayes_scaling_run_length_centre}
                if hasattr(pm_model, "bayes_scaling_run_length_centre") else {}),
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

@@ -35,7 +35,12 @@ from bayes_scaling.model.build import (
     prior_variable,
     row_precision,
 )
-from bayes_scaling.model.centre import curve_centre, run_length_covariate
+from bayes_scaling.model.centre import (
+    KAPPA_PRIOR,
+    curve_centre,
+    run_length_covariate,
+    transform_inputs,
+)
 from bayes_scaling.model.spec import CENTRED_MIN_RUNS, ModelSpec, Prior
 
 
@@ -80,16 +85,23 @@ def build_dynamics_model(spec: ModelSpec, curves: Any, *, curve_effects: bool = 
                 pop_c[p], group_c[p], tau_c[p] = _dynamics_offsets(p, spec, curves)
             else:
                 shared[p] = prior_variable(f"{p}_c", spec.priors[p])
+        term = spec.likelihood.run_length_term
+        x, rl_centre = run_length_covariate(curves)
+        kappa = prior_variable("run_length_kappa", KAPPA_PRIOR) if term != "none" else 0.0
+        if term != "none" or (curve_effects and spec.likelihood.curve_offsets == "run_length"):
+            model.bayes_scaling_run_length_centre = rl_centre
         if precision == "float32":
-            mu = _log_mean_float32(law, curves, uncentre({**shared, **group_c}, centre), ops)
+            mu = _log_mean_float32(law, curves, uncentre({**shared, **group_c}, centre), ops,
+                                   (term, kappa, x[curves.curve_index]))
         else:
             per_point = {**shared, **{p: v[gi] for p, v in group_c.items()}}
-            logs = [pt.as_tensor(x) for x in curves.law_inputs(law.inputs)]
+            logs = transform_inputs(law.inputs, [pt.as_tensor(v) for v in
+                                                 curves.law_inputs(law.inputs)],
+                                    term, kappa, x[curves.curve_index], xp=pt)
             mu = law.log_mean(*logs, **uncentre(per_point, centre), xp=ops,
                               iterations=GRAPH_ITERATIONS, log_start=curves.log_loss)
         _record_dynamics(law, centre, shared, group_c, pop_c, tau_c)
         if curve_effects and spec.likelihood.curve_offsets == "run_length":
-            x, model.bayes_scaling_run_length_centre = run_length_covariate(curves)
             slope = prior_variable("run_length_slope", RUN_LENGTH_SLOPE_PRIOR)
             mu = mu + slope * x[curves.curve_index]
         explicit = _dynamics_likelihood(spec, curves, mu, curve_effects, precision)
@@ -116,15 +128,21 @@ def pytensor_solver_ops() -> SimpleNamespace:
                            done=lambda _h: False, iterate=_graph_iterate)
 
 
-def _log_mean_float32(law: Any, curves: Any, natural: dict[str, Any], ops: Any) -> Any:
+def _log_mean_float32(law: Any, curves: Any, natural: dict[str, Any], ops: Any,
+                      run_length: tuple = ("none", 0.0, 0.0)) -> Any:
     """The law's log loss at every checkpoint in float32 (returned as float64): the natural
     constants (scalars, or per-group vectors picked per checkpoint) cast once, the inputs and
-    the solve's start points float32."""
+    the solve's start points float32; ``run_length`` = (term, kappa, x per checkpoint) of
+    :func:`~bayes_scaling.model.centre.transform_inputs`."""
     gi = curves.group_index
     rows = {p: pt.cast(v[gi] if v.ndim else v, "float32") for p, v in natural.items()
             if p in law.params}
-    logs = [pt.as_tensor(np.asarray(x, dtype="float32"))
-            for x in curves.law_inputs(law.inputs)]
+    term, kappa, x = run_length
+    logs = [pt.as_tensor(np.asarray(v, dtype="float32"))
+            for v in curves.law_inputs(law.inputs)]
+    if term != "none":
+        logs = list(transform_inputs(law.inputs, logs, term, pt.cast(kappa, "float32"),
+                                     np.asarray(x, dtype="float32"), xp=pt))
     with float32_constants():
         mu = law.log_mean(*logs, **rows, xp=ops, iterations=GRAPH_ITERATIONS,
                           log_start=pt.as_tensor(curves.log_loss.astype("float32")))

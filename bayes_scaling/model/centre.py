@@ -10,7 +10,7 @@ import numpy as np
 from bayes_scaling.data.curves import CurveTable
 from bayes_scaling.data.runs import RunTable
 from bayes_scaling.laws.final_loss import LAWS
-from bayes_scaling.model.spec import CENTRED_MIN_RUNS, ModelSpec
+from bayes_scaling.model.spec import CENTRED_MIN_RUNS, ModelSpec, Prior
 
 
 def input_centre(spec: ModelSpec, runs: RunTable) -> dict[str, float]:
@@ -66,3 +66,34 @@ def run_length_covariate(curves: CurveTable, centre: float | None = None, *,
     if centre is None:
         return np.zeros(curves.n_curves), None
     return np.where(has, logs - centre, 0.0), float(centre)
+
+
+#: Prior of ``run_length_kappa``, the exponent of a run-length term
+#: (:data:`bayes_scaling.model.spec.RUN_LENGTH_TERMS`; two-sided: either sign may fit).
+KAPPA_PRIOR = Prior("Normal", {"mu": 0.0, "sigma": 1.0})
+
+
+def transform_inputs(names: tuple[str, ...], inputs, term: str, kappa, x, *, xp=np) -> tuple:
+    r"""The law's inputs with a run-length term applied (numpy, or PyTensor through ``xp``).
+
+    Tissue et al. (2024, arXiv:2408.11029) let a decay take effect through a momentum of
+    fixed memory in steps; Luo et al. (2025, arXiv:2503.12811) make a drop's effect saturate
+    in the forward area after it and shift the power law's clock by the warm-up area. Where
+    runs of very different lengths share one law, neither fixed constant fits every length;
+    these terms let one exponent ``kappa`` carry the difference:
+
+    - ``"anneal"``: ``A -> A exp(-kappa x)`` (input ``anneal``);
+    - ``"area"``: ``log S1 -> log S1 + kappa x`` (input ``s1``, a log).
+
+    ``x`` is each point's curve's centred log schedule length (0 for a curve without one), so
+    with every run on one schedule (``x = 0``), or ``kappa = 0``, the law is unchanged.
+    """
+    if term == "none":
+        return tuple(inputs)
+    key = {"anneal": "anneal", "area": "s1"}[term]
+    if key not in names:
+        raise ValueError(f"run-length term {term!r} needs a law with the input {key!r}")
+    out = list(inputs)
+    i = names.index(key)
+    out[i] = out[i] * xp.exp(-kappa * x) if term == "anneal" else out[i] + kappa * x
+    return tuple(out)

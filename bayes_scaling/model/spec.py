@@ -43,6 +43,10 @@ RESIDUALS = ("iid", "ou")
 #: or ``run_length`` (as ``curve``, with offset mean ``run_length_slope`` times the curve's
 #: centred log schedule length: ``benchmarks/CRITERIA_s11_i16.md``).
 CURVE_OFFSETS = ("curve", "none", "run_length")
+#: Run-length terms of a schedule-aware curve law (``likelihood.run_length_term``; see
+#: :func:`bayes_scaling.model.centre.transform_inputs`): ``none`` (default), ``anneal`` (the
+#: annealing fraction scaled by a power of the run length), ``area`` (the forward area).
+RUN_LENGTH_TERMS = ("none", "anneal", "area")
 #: Default prior of the OU correlation length (natural-log steps) of a ``residual = "ou"`` spec.
 DEFAULT_RESIDUAL_LENGTH = {"dist": "LogNormal", "mu": 0.0, "sigma": 1.0}
 PARAMETERIZATIONS = ("auto", "centred", "noncentred")
@@ -102,6 +106,9 @@ class Likelihood:
     #: Curve laws: ``"curve"`` (whole-curve offsets), ``"none"`` or ``"run_length"``
     #: (:data:`CURVE_OFFSETS`).
     curve_offsets: str = "curve"
+    #: Curve laws with a schedule term: ``"none"``, ``"anneal"`` or ``"area"``
+    #: (:data:`RUN_LENGTH_TERMS`).
+    run_length_term: str = "none"
 
 
 @dataclass(frozen=True)
@@ -152,6 +159,11 @@ class ModelSpec:
             raise SpecError(f"{where}: likelihood.curve_offsets = {lik.curve_offsets!r} needs a "
                             f"curve law ({', '.join(CURVE_LAWS)}); law {law_name!r} fits one "
                             "loss per run")
+        if lik.run_length_term != "none" and (law_name not in CURVE_LAWS or "anneal" not in
+                                              CURVE_LAWS[law_name].inputs):
+            raise SpecError(f"{where}: likelihood.run_length_term = {lik.run_length_term!r} "
+                            f"needs a curve law with a schedule term (inputs s1, anneal); law "
+                            f"{law_name!r} has none")
         if lik.residual != "iid" and law_name not in CURVE_LAWS:
             raise SpecError(f"{where}: likelihood.residual = {lik.residual!r} needs a curve law "
                             f"({', '.join(CURVE_LAWS)}); law {law_name!r} fits one loss per run")
@@ -192,6 +204,8 @@ class ModelSpec:
             lik["residual_length"] = self.likelihood.residual_length.to_dict()
         if self.likelihood.curve_offsets != "curve":  # the default keeps old hashes too
             lik["curve_offsets"] = self.likelihood.curve_offsets
+        if self.likelihood.run_length_term != "none":
+            lik["run_length_term"] = self.likelihood.run_length_term
         return {
             "name": self.name, "law": self.law, "description": self.description,
             "priors": {p: pr.to_dict() for p, pr in self.priors.items()},
@@ -233,6 +247,13 @@ class ModelSpec:
             raw["likelihood"]["residual_length"] = (own.to_dict() if own is not None
                                                     else dict(DEFAULT_RESIDUAL_LENGTH))
         return ModelSpec.from_dict(raw, where=f"model {self.name!r} with residual {residual!r}")
+
+    def with_run_length_term(self, term: str) -> ModelSpec:
+        """The same curve model with another run-length term (:data:`RUN_LENGTH_TERMS`)."""
+        raw = self.to_dict()
+        raw["likelihood"]["run_length_term"] = term
+        return ModelSpec.from_dict(raw, where=f"model {self.name!r} with run-length term "
+                                              f"{term!r}")
 
     def with_curve_offsets(self, offsets: str) -> ModelSpec:
         """The same curve model with other whole-curve offsets (:data:`CURVE_OFFSETS`).
@@ -277,8 +298,12 @@ def _parse_likelihood(raw: Any, where: str) -> Likelihood:
     if offsets not in CURVE_OFFSETS:
         raise SpecError(f"{where}: likelihood.curve_offsets must be one of "
                         f"{', '.join(CURVE_OFFSETS)}; got {offsets!r}")
+    term = raw.get("run_length_term", "none")
+    if term not in RUN_LENGTH_TERMS:
+        raise SpecError(f"{where}: likelihood.run_length_term must be one of "
+                        f"{', '.join(RUN_LENGTH_TERMS)}; got {term!r}")
     return Likelihood(family=family, sigma=sigma, nu=nu, residual=residual,
-                      residual_length=length, curve_offsets=offsets)
+                      residual_length=length, curve_offsets=offsets, run_length_term=term)
 
 
 def _parse_hierarchy(raw: Any, params: tuple[str, ...], where: str) -> Hierarchy:

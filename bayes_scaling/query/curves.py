@@ -30,6 +30,7 @@ from bayes_scaling.laws.curve import (
     steps_to_loss,
 )
 from bayes_scaling.laws.registry import CURVE_LAWS
+from bayes_scaling.model.centre import transform_inputs
 from bayes_scaling.query.predict import flat, group_theta, observation_noise, resolve_group
 from bayes_scaling.query.summarize import (
     BANDS,
@@ -199,7 +200,8 @@ def predict_curve(
     g = resolve_group(fit, group)
     theta = {k: v[:, None] for k, v in group_theta(fit, g, rng=rng).items()}
     log_l = np.broadcast_to(
-        curve_law_log_mean(fit, np.full(s.size, n), s, np.full(s.size, b), schedule, theta),
+        curve_law_log_mean(fit, np.full(s.size, n), s, np.full(s.size, b), schedule, theta,
+                           x=schedule_run_length(fit, schedule, s.size)),
         (next(iter(theta.values())).shape[0], s.size))
     if (schedule is not None and schedule.total_steps and "run_length_slope" in fit.posterior
             and fit.meta.get("run_length_centre") is not None):
@@ -220,13 +222,28 @@ def predict_curve(
                        summary, band, _messages(fit, warn))
 
 
+def schedule_run_length(fit: ScalingFit, schedule: Schedule | None, size: int) -> np.ndarray:
+    """Per point, the centred log schedule length of a query's ``schedule``.
+
+    On the fit's training centre; 0 without a ``total_steps`` or a centre, as
+    :func:`~bayes_scaling.model.centre.run_length_covariate` gives a training curve.
+    """
+    centre = fit.meta.get("run_length_centre")
+    if schedule is None or not schedule.total_steps or centre is None:
+        return np.zeros(size)
+    return np.full(size, np.log(schedule.total_steps) - centre)
+
+
 def curve_law_log_mean(fit: ScalingFit, n: np.ndarray, steps: np.ndarray, batch: np.ndarray,
                        schedule: Schedule | None, theta: dict[str, Any],
-                       s1_anneal: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+                       s1_anneal: tuple[np.ndarray, np.ndarray] | None = None,
+                       x: np.ndarray | None = None) -> np.ndarray:
     """Log of the fitted curve law's mean at points (``theta``: constants per draw, ``(S, 1)``).
 
     The schedule gives the forward area and annealing fraction of a schedule-aware law (or
     ``s1_anneal`` gives them per point); a law without the term accepts only a constant rate.
+    ``x`` (per point, default 0) is the centred log schedule length that a fit with a
+    run-length term (``spec.likelihood.run_length_term``) reads with its ``run_length_kappa``.
     """
     law = CURVE_LAWS[fit.spec.law]
     if s1_anneal is None:
@@ -240,7 +257,12 @@ def curve_law_log_mean(fit: ScalingFit, n: np.ndarray, steps: np.ndarray, batch:
                              "dynamics_schedule to query others)")
     values = {"n": np.log(n), "s": np.log(steps), "s1": np.log(s1), "b": np.log(batch),
               "anneal": anneal}
-    return law.log_mean(*(values[k][None, :] for k in law.inputs), **theta)
+    inputs = tuple(values[k][None, :] for k in law.inputs)
+    term = fit.spec.likelihood.run_length_term
+    if term != "none" and x is not None:
+        kappa = flat(fit.posterior["run_length_kappa"])[:, None]
+        inputs = transform_inputs(law.inputs, inputs, term, kappa, np.asarray(x, float)[None, :])
+    return law.log_mean(*inputs, **theta)
 
 
 def _target(target_loss: Any) -> float:

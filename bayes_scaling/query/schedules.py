@@ -30,6 +30,7 @@ from bayes_scaling.query.curves import (
     curve_noise,
     residual_noise,
     run_length_shift,
+    schedule_run_length,
 )
 from bayes_scaling.query.predict import flat, group_theta, resolve_group
 from bayes_scaling.query.summarize import (
@@ -97,6 +98,8 @@ def checkpoint_draws(fit: ScalingFit, curves: CurveTable, *, band: str = "predic
     rng = np.random.default_rng(random_seed)
     groups = curves.frame["group"].to_numpy()
     out = None
+    x, _ = run_length_covariate(curves, fit.meta.get("run_length_centre"), training=False)
+    x = x[curves.curve_index]
     for g in dict.fromkeys(groups):
         sel = groups == g
         key = g if g in fit.group_names else NEW_GROUP
@@ -104,14 +107,12 @@ def checkpoint_draws(fit: ScalingFit, curves: CurveTable, *, band: str = "predic
                                                        rng=rng).items()}
         part = curves.subset(sel)
         mu = curve_law_log_mean(fit, part.n, part.s, part.b, None, theta,
-                                s1_anneal=(part.forward_area, part.anneal))
+                                s1_anneal=(part.forward_area, part.anneal), x=x[sel])
         if out is None:
             out = np.empty((mu.shape[0], curves.n_points))
         out[:, sel] = mu
     if "run_length_slope" in fit.posterior:
-        x, _ = run_length_covariate(curves, fit.meta.get("run_length_centre"),
-                                    training=False)
-        out = out + run_length_shift(fit, x[curves.curve_index])
+        out = out + run_length_shift(fit, x)
     if band == "predictive":
         out = out + residual_noise(fit, curves.s, curves.curve_index, rng)
         if "sigma_curve" in fit.posterior and offsets == "empirical":
@@ -220,12 +221,13 @@ def steps_for_loss(fit: ScalingFit, n_params: float, target_loss: float, batch_s
     theta = {k: v[:, None] for k, v in group_theta(fit, g, rng=rng).items()}
     top = float(fit.runs.s.max())
     lengths = np.geomspace(top / 100.0, top * 1e4, 6 * LENGTHS_PER_DECADE + 1)
-    s1, a = np.empty(lengths.size), np.empty(lengths.size)
+    s1, a, x = np.empty(lengths.size), np.empty(lengths.size), np.zeros(lengths.size)
     for j, t in enumerate(lengths):
         sched = _scaled(schedule, t)
-        s1[j], a[j] = (x[0] for x in schedule_areas(sched, np.array([t])))
+        s1[j], a[j] = (v[0] for v in schedule_areas(sched, np.array([t])))
+        x[j] = schedule_run_length(fit, sched, 1)[0]
     log_l = curve_law_log_mean(fit, np.full(lengths.size, n), lengths, np.full(lengths.size, b),
-                               None, theta, s1_anneal=(s1, a))
+                               None, theta, s1_anneal=(s1, a), x=x)
     log_l = np.broadcast_to(log_l, (next(iter(theta.values())).shape[0], lengths.size))
     steps = _first_crossing(np.log(lengths), log_l, np.log(target))
     draws = np.stack([steps, steps * b], axis=1)

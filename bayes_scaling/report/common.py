@@ -107,8 +107,8 @@ def constants_table(fit: ScalingFit, interval: float = 0.9) -> list[dict[str, An
             rows.append({"constant": name, "group": g if g is not None else "(shared)",
                          "median": float(np.median(v)), "lower": float(np.quantile(v, lo_q)),
                          "upper": float(np.quantile(v, hi_q)), "interval": interval})
-    for extra in ("sigma", "sigma_curve", "residual_length", "nu", "tau0", "kappa", "tau0_shape",
-                  "kappa_shape"):
+    for extra in ("sigma", "sigma_curve", "residual_length", "nu", "run_length_slope",
+                  "run_length_kappa", "tau0", "kappa", "tau0_shape", "kappa_shape"):
         if extra in fit.posterior:
             v = np.asarray(fit.posterior[extra]).ravel()
             rows.append({"constant": extra, "group": "(shared)", "median": float(np.median(v)),
