@@ -4,6 +4,8 @@ alike ladders (small sigma) from differing ones (large sigma). Fast: no fitting.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from scipy import integrate, special
@@ -54,7 +56,7 @@ def test_moderate_rows_are_shrunk_toward_the_population_more_as_sigma_falls():
     w0 = [hs.hier_weights(lpd, MU, s)[0] for s in (0.01, 0.3, 1.0, 3.0, 30.0)]
     own = stacking_weights(lpd)[0]
     assert w0[0] == pytest.approx(CROSS[0], abs=0.01)  # tiny sigma: the population's
-    assert all(a < b for a, b in zip(w0, w0[1:], strict=False))  # monotone in sigma
+    assert all(a < b for a, b in itertools.pairwise(w0))  # monotone in sigma
     assert CROSS[0] + 0.05 < w0[2] < own - 0.05  # in between at a moderate sigma
     assert w0[-1] == pytest.approx(own, abs=0.03)  # huge sigma: the own weights
 

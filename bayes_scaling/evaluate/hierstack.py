@@ -10,10 +10,12 @@ doi:10.1214/17-BA1091, eq. 4), used as a log likelihood of the weights with a hi
 on their unconstrained scale as in Bayesian hierarchical stacking (Yao, Pirš, Vehtari & Gelman
 2021, arXiv:2101.08954, section 2, with the ladder as the only "input" of the weights).
 
-Point estimates only: the population ``(mu, sigma)`` by empirical Bayes, maximising the sum over
-the population's ladders of the Laplace approximation of each ladder's marginal stacking
-likelihood (:func:`fit_population`); a ladder's weights at the mode of its own posterior given
-the population (:func:`hier_weights`). A ladder whose rows are decisive (a sharp stacking
+Point estimates only: the population's ``mu`` is the centred log of the cross-ladder weights
+(:func:`population_mu`; learning it jointly with ``sigma`` gave a rugged objective, see
+``benchmarks/CRITERIA_s13_i19.md``), ``sigma`` by empirical Bayes, maximising the sum over the
+population's ladders of the Laplace approximation of each ladder's marginal stacking likelihood
+(:func:`fit_sigma`); a ladder's weights at the mode of its own posterior given the population
+(:func:`hier_weights`). A ladder whose rows are decisive (a sharp stacking
 objective) moves far from the population's weights; one whose rows barely discriminate between
 the families keeps the population's weights; ``sigma`` (learned) says how far ladders'
 weights differ.
@@ -28,9 +30,9 @@ from scipy import optimize, special
 
 from bayes_scaling.errors import BayesScalingError
 
-#: Bounds of ``log sigma`` in the empirical-Bayes fit (sigma from 0.01 to 100 on the log-weight
+#: The ``sigma`` that :func:`fit_sigma` searches, log-spaced, before refining (on the log-weight
 #: scale: from "every ladder has the population's weights" to "each its own").
-LOG_SIGMA_BOUNDS = (np.log(0.01), np.log(100.0))
+SIGMA_GRID = np.geomspace(0.01, 100.0, 25)
 
 
 def basis(k: int) -> np.ndarray:
@@ -106,7 +108,7 @@ def log_marginal(lpd: np.ndarray, mu: np.ndarray, sigma: float,
         return 0.0
     u = _mode(lpd, mu, sigma, b, start)
     if start is not None:
-        start[:] = u  # the next call's warm start (fit_population)
+        start[:] = u  # the next call's warm start (fit_sigma)
     neg, _ = _objective(u, lpd, mu, sigma, b)
     eig = np.clip(np.linalg.eigvalsh(_hessian(u, lpd, mu, sigma, b)), 1e-12, None)
     d = b.shape[1]
@@ -127,10 +129,6 @@ def hier_weights(lpd: np.ndarray, mu: np.ndarray, sigma: float) -> np.ndarray:
         raise BayesScalingError(f"hierarchical stacking: sigma must be positive, got {sigma}")
     b = basis(mu.size)
     return special.softmax(mu + b @ _mode(lpd, mu, sigma, b))
-
-
-#: The grid of ``sigma`` that :func:`fit_sigma` searches before refining (log-spaced).
-SIGMA_GRID = np.geomspace(0.01, 100.0, 25)
 
 
 def population_mu(cross: Sequence[float], floor: float = 1e-3) -> np.ndarray:
