@@ -138,22 +138,51 @@ def population_mu(cross: Sequence[float], floor: float = 1e-3) -> np.ndarray:
     return logw - logw.mean()
 
 
-def fit_sigma(lpds: Sequence[np.ndarray], mu: np.ndarray) -> float:
+def forward_score(earlier: np.ndarray, later: np.ndarray, mu: np.ndarray,
+                  sigma: float) -> float:
+    r"""One-budget-forward stacking score of the hierarchical weights: the ladder's weights
+    learned on its ``earlier`` rows alone (:func:`hier_weights`) scored on its ``later`` rows,
+    :math:`\sum_{i \in \mathrm{later}} \log \sum_k w_k p_{ik}` (each row's densities
+    relative to its best family's, a constant that does not depend on ``mu`` or ``sigma``).
+    The split: :func:`bayes_scaling.evaluate.stacking.forward_split`."""
+    mu = np.asarray(mu, dtype=float)
+    later = _rows(np.asarray(later, dtype=float).reshape(-1, mu.size))
+    w = hier_weights(earlier, mu, sigma)
+    return float(special.logsumexp(later + np.log(w)[None, :], axis=1).sum())
+
+
+def fit_sigma(lpds: Sequence[np.ndarray], mu: np.ndarray,
+              later: Sequence[np.ndarray] | None = None) -> float:
     """Empirical Bayes ``sigma`` given the population's log-weights ``mu``: the maximum over
-    :data:`SIGMA_GRID` of the sum of the ladders' Laplace log marginal stacking likelihoods
-    (:func:`log_marginal`), refined by a bounded scalar search between the best point's
-    neighbours. Ladders without rows carry no evidence and are skipped.
+    :data:`SIGMA_GRID`, refined by a bounded scalar search between the best point's
+    neighbours, of the sum over the ladders of their evidence for ``sigma``:
+
+    * ``later`` None: each ladder's Laplace log marginal stacking likelihood on its rows
+      ``lpds[l]`` (:func:`log_marginal`);
+    * ``later`` given (one array per ladder): the one-budget-forward score of weights learned
+      on ``lpds[l]`` (the earlier origin's rows) on ``later[l]`` (:func:`forward_score`): does
+      a ladder's departure from the population hold further out in compute?
+
+    Ladders without rows (either set, when forward) carry no evidence and are skipped.
     """
     mu = np.asarray(mu, dtype=float)
     rows = [_rows(np.asarray(x, dtype=float).reshape(-1, mu.size)) for x in lpds]
-    rows = [x for x in rows if x.shape[0]]
-    if not rows:
+    if later is None:
+        pairs = [(x, None) for x in rows if x.shape[0]]
+    else:
+        if len(later) != len(rows):
+            raise BayesScalingError(f"hierarchical stacking: {len(rows)} ladders' earlier "
+                                    f"rows but {len(later)} ladders' later rows")
+        nxt = [_rows(np.asarray(y, dtype=float).reshape(-1, mu.size)) for y in later]
+        pairs = [(x, y) for x, y in zip(rows, nxt, strict=True) if x.shape[0] and y.shape[0]]
+    if not pairs:
         raise BayesScalingError("hierarchical stacking: no ladder with held-out rows")
-    modes = [np.zeros(mu.size - 1) for _ in rows]  # warm starts, updated in place
+    modes = [np.zeros(mu.size - 1) for _ in pairs]  # warm starts, updated in place
 
     def neg(log_sigma: float) -> float:
-        return -sum(log_marginal(x, mu, float(np.exp(log_sigma)), u)
-                    for x, u in zip(rows, modes, strict=True))
+        s = float(np.exp(log_sigma))
+        return -sum(log_marginal(x, mu, s, u) if y is None else forward_score(x, y, mu, s)
+                    for (x, y), u in zip(pairs, modes, strict=True))
 
     grid = np.log(SIGMA_GRID)
     vals = [neg(g) for g in grid]
