@@ -1,6 +1,8 @@
 """Hierarchical stacking (evaluate/hierstack.py): decisive rows take the ladder's own weights,
 flat rows the population's, the Laplace marginal matches quadrature, and empirical Bayes tells
-alike ladders (small sigma) from differing ones (large sigma). Fast: no fitting."""
+alike ladders (small sigma) from differing ones (large sigma); the forward option (H2) learns
+sigma from whether a ladder's departure from the population holds one budget further out.
+Fast: no fitting."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from scipy import integrate, special
 
 from bayes_scaling.errors import BayesScalingError
 from bayes_scaling.evaluate import hierstack as hs
-from bayes_scaling.evaluate.stacking import stacking_weights
+from bayes_scaling.evaluate.stacking import forward_split, stacking_weights
 
 CROSS = np.array([0.1, 0.3, 0.6])  # the population favours family 2
 MU = hs.population_mu(CROSS)
@@ -96,3 +98,57 @@ def test_bad_input_is_refused_in_one_line():
         hs.hier_weights(np.zeros((4, 3)), MU, 0.0)
     with pytest.raises(BayesScalingError, match="no ladder with held-out rows"):
         hs.fit_sigma([np.zeros((0, 3))], MU)
+
+
+# ------------------------------------------------------------------ forward sigma (H2)
+def _forward_ladders(holds: bool, n: int = 5) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Earlier rows favour family 0 (the population gives it 0.1); the later rows favour it
+    too (``holds``) or the population's favourite, family 2. Rows differ a little per ladder."""
+    rng = np.random.default_rng(11)
+    earlier, later = [], []
+    for _ in range(n):
+        e = np.tile([0.0, -1.5, -1.5], (12, 1)) + rng.normal(0, 0.2, (12, 3))
+        late = [0.0, -1.5, -1.5] if holds else [-1.5, -1.5, 0.0]
+        earlier.append(e)
+        later.append(np.tile(late, (10, 1)) + rng.normal(0, 0.2, (10, 3)))
+    return earlier, later
+
+
+def test_forward_sigma_is_large_only_when_own_departures_hold_forward():
+    e_hold, l_hold = _forward_ladders(True)
+    e_not, l_not = _forward_ladders(False)
+    s_hold, s_not = hs.fit_sigma(e_hold, MU, l_hold), hs.fit_sigma(e_not, MU, l_not)
+    assert s_not < 0.2 < 1.0 < s_hold
+    # the marginal evidence (H1) sees only the decisive earlier rows: large sigma both ways
+    assert hs.fit_sigma(e_not, MU) > 1.0
+
+
+def test_forward_score_scores_weights_from_the_earlier_rows_on_the_later_rows_only():
+    e, late = _forward_ladders(False, 1)
+    e, late = e[0], late[0]
+    for sigma in (0.1, 3.0):
+        w = hs.hier_weights(e, MU, sigma)
+        rel = late - late.max(axis=1, keepdims=True)
+        want = float(np.sum(np.log(np.exp(rel) @ w)))
+        assert hs.forward_score(e, late, MU, sigma) == pytest.approx(want, abs=1e-9)
+    # later rows favour the population's family: its weights score better than own departures
+    assert hs.forward_score(e, late, MU, 0.01) > hs.forward_score(e, late, MU, 30.0) + 5
+
+
+def test_forward_split_takes_the_earlier_origins_one_step_rows_and_the_later_origins():
+    # origin 2 predicts budgets 1 and 0, origin 1 budget 0, origin 3 (ignored) budgets 2-0
+    top = np.array([2, 2, 2, 1, 1, 3, 3])
+    flops = np.array([1e20, 1e21, 1e20, 1e21, 1e21, 1e19, 1e21])
+    a, b = forward_split(top, flops)
+    assert a.tolist() == [True, False, True, False, False, False, False]
+    assert b.tolist() == [False, False, False, True, True, False, False]
+    a, b = forward_split(top[top == 1], flops[top == 1])
+    assert not a.any() and not b.any()
+
+
+def test_forward_sigma_refuses_mismatched_or_empty_ladders():
+    e, late = _forward_ladders(True, 2)
+    with pytest.raises(BayesScalingError, match="2 ladders' earlier rows but 1"):
+        hs.fit_sigma(e, MU, late[:1])
+    with pytest.raises(BayesScalingError, match="no ladder with held-out rows"):
+        hs.fit_sigma(e, MU, [np.zeros((0, 3)), np.zeros((0, 3))])
