@@ -269,6 +269,20 @@ def shrink_weights(own: Mapping[str, float], cross: Mapping[str, float], n: int,
     return {m: v / total for m, v in w.items()}
 
 
+def forward_split(top: np.ndarray, flops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The one-budget-forward split of a ladder's held-out rows, ``(earlier, later)`` masks:
+    origin ``t2``'s rows in the budgets below those origin ``t1`` holds out (its one-step-ahead
+    rows) and origin ``t1``'s rows, ``t1 < t2`` the two smallest origins; both empty with fewer
+    than two origins. ``top``: each row's origin; ``flops``: each row's FLOPs."""
+    top = np.asarray(top, dtype=int)
+    origins = np.unique(top)
+    if origins.size < 2:
+        return np.zeros(top.size, bool), np.zeros(top.size, bool)
+    t1, t2 = int(origins[0]), int(origins[1])
+    budget = budget_index(np.asarray(flops, dtype=float))
+    return (top == t2) & (budget >= t1), top == t1
+
+
 def forward_gain(lpd: np.ndarray, top: np.ndarray, flops: np.ndarray,
                  cross: np.ndarray) -> tuple[float, int]:
     """How strongly a ladder's own held-out rows reject the cross-ladder weights, one step
@@ -276,22 +290,17 @@ def forward_gain(lpd: np.ndarray, top: np.ndarray, flops: np.ndarray,
 
     Own weights are stacked on the one-step-ahead rows of the earlier origin (origin ``t2``'s
     rows in the budgets below those origin ``t1`` holds out, ``t1 < t2`` the two smallest
-    origins) and scored, against the cross-ladder weights, on the later origin's rows (origin
-    ``t1``): :math:`\\frac{1}{|B|}\\sum_{i\\in B} \\log \\sum_k w^A_k p_{ik} - \\log \\sum_k
-    w^\\times_k p_{ik}`. ``(nan, 0)`` with fewer than two origins or no rows to stack on.
+    origins; :func:`forward_split`) and scored, against the cross-ladder weights, on the later
+    origin's rows (origin ``t1``): :math:`\\frac{1}{|B|}\\sum_{i\\in B} \\log \\sum_k
+    w^A_k p_{ik} - \\log \\sum_k w^\\times_k p_{ik}`. ``(nan, 0)`` with fewer than two
+    origins or no rows to stack on.
 
     ``lpd``: ``(rows, families)`` held-out log densities; ``top``: each row's origin (budgets
     held out); ``flops``: each row's FLOPs (budgets are counted down from the largest, which
     every origin holds out); ``cross``: the cross-ladder weights, one per column.
     """
     lpd = np.where(np.isfinite(lpd := np.asarray(lpd, dtype=float)), lpd, -1e6)
-    top = np.asarray(top, dtype=int)
-    origins = np.unique(top)
-    if origins.size < 2:
-        return float("nan"), 0
-    t1, t2 = int(origins[0]), int(origins[1])
-    budget = budget_index(np.asarray(flops, dtype=float))
-    a, b = (top == t2) & (budget >= t1), top == t1
+    a, b = forward_split(top, flops)
     if not a.any() or not b.any():
         return float("nan"), 0
     w_a = stacking_weights(lpd[a])
