@@ -13,11 +13,10 @@ from scipy import stats
 
 from bayes_scaling.constants import PUBLISHED
 from bayes_scaling.data.runs import load_runs
-from bayes_scaling.data.support import DISTANCE
 from bayes_scaling.errors import BayesScalingError
 from bayes_scaling.evaluate.backtest import _log_density
 from bayes_scaling.evaluate.drawset import Target, draw_set
-from bayes_scaling.fitting.calibrate import InnerBacktest, attach_discrepancy
+from bayes_scaling.fitting.calibrate import attach_discrepancy
 from bayes_scaling.fitting.discrepancy_prior import DiscrepancyPrior
 from bayes_scaling.fitting.tails import (
     NU_VAR,
@@ -33,6 +32,7 @@ from bayes_scaling.query.contrast import predictive_log_losses
 from bayes_scaling.query.predict import fit_box, log_loss_draws
 from bayes_scaling.report.sections.alternative import _p_row
 from bayes_scaling.testing import fake_fit
+from tests.test_discrepancy_tails import _bt
 
 P = PUBLISHED["hoffmann2022"]
 Z95, Z75 = stats.norm.ppf(0.95), stats.norm.ppf(0.75)
@@ -86,16 +86,6 @@ def test_fit_nu_pinned_recovers_the_shape_either_way(nu):
         assert got >= 20
     else:
         assert 1.0 <= got <= 2.0
-
-
-def _bt() -> InnerBacktest:
-    rng = np.random.default_rng(0)
-    a = np.tile([0.1, 0.2, 0.3], 4)
-    split = np.repeat(["c", "c", "n", "n"], 3)
-    sc, sh = np.where(split == "c", a, 0.0), np.where(split == "n", a, 0.0)
-    kinds = {"scale": sc, "shape": sh, DISTANCE: np.hypot(sc, sh)}
-    return InnerBacktest(rng.normal(0, 0.01, 12), kinds[DISTANCE], 0.002, 4, 0.0,
-                         np.repeat(np.arange(4), 3), kinds, split)
 
 
 @pytest.fixture(scope="module")
