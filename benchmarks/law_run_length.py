@@ -72,8 +72,10 @@ def memory_anneal(t, centre: float | None, defaults: dict[str, Any]) -> np.ndarr
     return out
 
 
-def map_cell(model: str, train, test, term: str, offsets: str) -> dict[str, Any]:
-    """MAP of one cell on ``train``; held-out error and Laplace coverage on ``test``."""
+def map_cell(model: str, train, test, term: str, offsets: str, signed: bool = False
+             ) -> dict[str, Any]:
+    """MAP of one cell on ``train``; held-out error and Laplace coverage on ``test``
+    (``signed``: also every point's signed % error, held-out and training)."""
     spec = load_spec(model)
     law = CURVE_LAWS[spec.law]
     pos = [not p.startswith("log_") for p in law.params]
@@ -133,6 +135,9 @@ def map_cell(model: str, train, test, term: str, offsets: str) -> dict[str, Any]
     with np.errstate(all="ignore"):
         mu = mean(z, tinp, txp)
     out["err"] = float(np.median(100 * np.abs(np.exp(mu) / test.loss - 1)))
+    if signed:   # the diagnosis (law_diagnosis.py): signed % errors, held-out and training
+        out["test_pct"] = (100 * (np.exp(mu) / test.loss - 1)).tolist()
+        out["train_pct"] = (100 * (np.exp(train.log_loss - r_train) / train.loss - 1)).tolist()
     rng = np.random.default_rng(20261207)
     cov = np.linalg.pinv(_hessian(sub, y))
     w, v = np.linalg.eigh((cov + cov.T) / 2)
