@@ -72,8 +72,12 @@ def memory_anneal(t, centre: float | None, defaults: dict[str, Any]) -> np.ndarr
     return out
 
 
-def map_cell(model: str, train, test, term: str, offsets: str) -> dict[str, Any]:
-    """MAP of one cell on ``train``; held-out error and Laplace coverage on ``test``."""
+def map_cell(model: str, train, test, term: str, offsets: str, signed: bool = False,
+             shift: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
+    """MAP of one cell on ``train``; held-out error and Laplace coverage on ``test``
+    (``signed``: also every point's signed % error, held-out and training; ``shift``: 0/1 per
+    row of train and test, rows with 1 get ``S1 x exp(log_c)``, ``log_c ~ Normal(0, 1)``:
+    CRITERIA_s13_i16.md addendum 4)."""
     spec = load_spec(model)
     law = CURVE_LAWS[spec.law]
     pos = [not p.startswith("log_") for p in law.params]
@@ -90,22 +94,27 @@ def map_cell(model: str, train, test, term: str, offsets: str) -> dict[str, Any]
         term = "none"
     idx, tidx = np.asarray(train.curve_index), np.asarray(test.curve_index)
     xp, txp = xc[idx], txc[tidx]
+    ind, tind = (np.zeros(train.n_points), np.zeros(test.n_points)) if shift is None else shift
+    i_s1 = law.inputs.index("s1") if shift is not None else 0
     th0 = curve_point_fit(spec, train, random_seed=1, starts=4)
     x0 = np.array([np.log(th0[p]) if q else th0[p] for p, q in zip(law.params, pos, strict=True)])
-    # z = law (k), log sigma, log sigma_curve, slope g_rl, kappa
+    # z = law (k), log sigma, log sigma_curve, slope g_rl, kappa, log_c
     act = np.r_[np.arange(k), k, k + 1, *([k + 2] if offsets == "run_length" else []),
-                *([k + 3] if term != "none" else [])]   # "memory" has no kappa
+                *([k + 3] if term != "none" else []),   # "memory" has no kappa
+                *([k + 4] if shift is not None else [])]
     pk, kk = dict(RUN_LENGTH_SLOPE_PRIOR.kwargs), dict(KAPPA_PRIOR.kwargs)
 
-    def mean(z, inputs, x):
+    def mean(z, inputs, x, sh):
         th = {p: float(np.exp(v) if q else v) for p, v, q in zip(law.params, z[:k], pos,
                                                                   strict=True)}
+        if shift is not None:
+            inputs = (*inputs[:i_s1], inputs[i_s1] + z[k + 4] * sh, *inputs[i_s1 + 1:])
         ins = transform_inputs(law.inputs, inputs, term, z[k + 3], x)
         return law.log_mean(*ins, **uncentre(th, centre)) + z[k + 2] * x
 
     def nlp(z):
         with np.errstate(all="ignore"):
-            r = train.log_loss - mean(z, inp, xp)
+            r = train.log_loss - mean(z, inp, xp, ind)
         if not np.all(np.isfinite(r)):
             return 1e10
         lp = sum(_logprior(spec.priors[p], np.exp(v) if q else v) + (v if q else 0.0)
@@ -114,9 +123,11 @@ def map_cell(model: str, train, test, term: str, offsets: str) -> dict[str, Any]
         lp += _logprior(CURVE_SD_PRIOR, np.exp(z[k + 1])) + z[k + 1]
         lp += stats.norm.logpdf(z[k + 2], pk["mu"], pk["sigma"])
         lp += stats.norm.logpdf(z[k + 3], kk["mu"], kk["sigma"])
+        if shift is not None:
+            lp += stats.norm.logpdf(z[k + 4], 0.0, 1.0)
         return -(_marginal(r, idx, int(train.n_curves), np.exp(z[k]), np.exp(z[k + 1])) + lp)
 
-    z = np.r_[x0, np.log(max(th0["rms"], 1e-3)), np.log(0.01), 0.0, 0.0]
+    z = np.r_[x0, np.log(max(th0["rms"], 1e-3)), np.log(0.01), 0.0, 0.0, 0.0]
 
     def sub(y):
         full = z.copy()
@@ -125,14 +136,18 @@ def map_cell(model: str, train, test, term: str, offsets: str) -> dict[str, Any]
 
     y = polish(sub, z[act])
     z[act] = y
-    r_train = train.log_loss - mean(z, inp, xp)
+    r_train = train.log_loss - mean(z, inp, xp, ind)
     out = {"sigma": float(np.exp(z[k])), "sigma_curve": float(np.exp(z[k + 1])),
-           "slope": float(z[k + 2]), "kappa": float(z[k + 3]), "nlp": float(nlp(z)),
+           "slope": float(z[k + 2]), "kappa": float(z[k + 3]), "log_c": float(z[k + 4]),
+           "nlp": float(nlp(z)),
            "test_points": int(test.n_points),
            "train_within_sd": _within_by_length(train, r_train)}
     with np.errstate(all="ignore"):
-        mu = mean(z, tinp, txp)
+        mu = mean(z, tinp, txp, tind)
     out["err"] = float(np.median(100 * np.abs(np.exp(mu) / test.loss - 1)))
+    if signed:   # the diagnosis (law_diagnosis.py): signed % errors, held-out and training
+        out["test_pct"] = (100 * (np.exp(mu) / test.loss - 1)).tolist()
+        out["train_pct"] = (100 * (np.exp(train.log_loss - r_train) / train.loss - 1)).tolist()
     rng = np.random.default_rng(20261207)
     cov = np.linalg.pinv(_hessian(sub, y))
     w, v = np.linalg.eigh((cov + cov.T) / 2)
@@ -142,11 +157,15 @@ def map_cell(model: str, train, test, term: str, offsets: str) -> dict[str, Any]
         zi = z.copy()
         zi[act] = yi
         with np.errstate(all="ignore"):
-            sims[i] = (mean(zi, tinp, txp) + np.exp(zi[k]) * rng.standard_normal(test.n_points)
+            sims[i] = (mean(zi, tinp, txp, tind)
+                       + np.exp(zi[k]) * rng.standard_normal(test.n_points)
                        + (np.exp(zi[k + 1]) * rng.standard_normal(test.n_curves))[tidx])
     for p in (50, 90):
         lo, hi = np.nanpercentile(sims, [50 - p / 2, 50 + p / 2], axis=0)
-        out[f"c{p}"] = float(np.mean((test.log_loss >= lo) & (test.log_loss <= hi)))
+        inside = (test.log_loss >= lo) & (test.log_loss <= hi)
+        out[f"c{p}"] = float(np.mean(inside))
+        if signed:
+            out[f"in{p}"] = inside.astype(int).tolist()
     out["hessian_ok"] = bool(np.all(w > 0))
     return out
 
