@@ -119,11 +119,14 @@ TEMPER = "nuts + xl-source, own evidence tempered (candidate K)"
 #: Round 2 (the addendum): the t pinned at the Normal's 5%/95% quantiles, ``nu`` learned
 #: across ladders under that scaling without the case's source (Q).
 PINNED = "nuts + xl-source, 90%-pinned t (candidate Q)"
+#: Round 3 (addendum 3): Q's pinned t on the shape (hull) part only, ``nu`` learned from the
+#: size hold-outs' errors without the case's source (P).
+SHAPE_T = "nuts + xl-source, pinned t on the shape part (candidate P)"
 #: ``--lean``: the product, its two forms, today's bands and the baselines.
 LEAN = (CHOSEN, BEFORE, "nuts, no discrepancy", "nuts + today's (box, own)",
         "nuts + xl-source, one (tau0, kappa)", "nuts + xl-source, per kind", "huber-bootstrap",
         "huber + xl-source", *DRIFT.values(), LEVEL, REACH, NEAREST, POPDRIFT, TAILS, TEMPER,
-        PINNED)
+        PINNED, SHAPE_T)
 #: The systematic-term variant scored beside the product (shared fraction per refit).
 SHARED_ALT = 0.25
 #: Ladder names in ``public_ladders`` order (filled in ``main``; seeds index into it).
@@ -342,6 +345,14 @@ def main() -> None:
         own[PINNED] = product_band(f, case, runs, replace(priors[pkey], nu=priors[("nuq", pkey)],
                                                           nu_pinned=True),
                                    args.seed, seed_i, tails=True)
+        if ("nup", pkey) not in priors:  # P: from the size hold-outs, shape part, pinned
+            priors[("nup", pkey)] = tail_nu(
+                rolling, ladders, {n for n in rolling if ladders[n][0] == pkey}, priors[pkey],
+                split="n", pinned=True, part="shape")[0]
+            print(f"  shape-part nu without {pkey}: {priors[('nup', pkey)]:g}", flush=True)
+        own[SHAPE_T] = product_band(f, case, runs, replace(
+            priors[pkey], nu=priors[("nup", pkey)], nu_pinned=True, nu_part="shape"),
+            args.seed, seed_i, tails=True)
         own[TEMPER] = product_band(f, case, runs, replace(priors[pkey], temper=True), args.seed,
                                    seed_i)
         nuts.update(info)
@@ -357,6 +368,7 @@ def main() -> None:
                      **{f"drift_{p}_{o}": own[lab][1][f"drift_{p}"]
                         for lab, o in OWN.items() for p in PARTS},
                      "nu_s": priors[("nu", pkey)], "nu_q": priors[("nuq", pkey)],
+                     "nu_p": priors[("nup", pkey)],
                      "tau0_k": own[TEMPER][1]["tau0_mean"],
                      "kappa_k": own[TEMPER][1]["kappa_mean"]})
         inner = case["inner"]
@@ -386,7 +398,7 @@ def main() -> None:
                 {n for n in rolling if ladders[n][0] == case["source"]}, SHARED_ALT)
         specs = [(CHOSEN, None), (BEFORE, "before"), (LEVEL, "level"), (REACH, "reach"),
                  (NEAREST, "own"), (POPDRIFT, "own"), (TAILS, "own"), (TEMPER, "own"),
-                 (PINNED, "own"),
+                 (PINNED, "own"), (SHAPE_T, "own"),
                  ("nuts, no discrepancy", (None, None)),
                  ("nuts + today's (box, own)", ("box", None)),
                  ("nuts + xl-ladder", (shipped.distance, priors.get(lad_key))),
@@ -608,11 +620,11 @@ def compare(table: pd.DataFrame) -> list[str]:
     """The product, its two forms and Huber+bootstrap on the same held-out runs: the issue's
     criteria, per ladder, by kind of hold-out and per source."""
     have = [v for v in (CHOSEN, BEFORE, LEVEL, REACH, NEAREST, POPDRIFT, TAILS, TEMPER, PINNED,
-                        ONE_PAIR, PER_KIND,
+                        SHAPE_T, ONE_PAIR, PER_KIND,
                         *DRIFT.values(), BASE)
             if v in set(table["variant"])]
     short = {CHOSEN: "product", BEFORE: "product before", LEVEL: "candidate A", REACH: "C",
-             NEAREST: "N", POPDRIFT: "P", TAILS: "S", TEMPER: "K", PINNED: "Q",
+             NEAREST: "N", POPDRIFT: "P", TAILS: "S", TEMPER: "K", PINNED: "Q", SHAPE_T: "Pt",
              ONE_PAIR: "one pair", PER_KIND: "per kind", BASE: "Huber",
              DRIFT[ONE_PAIR]: "one pair + drift", DRIFT[PER_KIND]: "per kind + drift"}
     lines = ["", "### The issue's criteria on the same held-out runs", "",
@@ -643,6 +655,8 @@ def compare(table: pd.DataFrame) -> list[str]:
                                         sh)]
     if CHOSEN in have and PINNED in have:
         lines += ["", *render_pinned(table, PINNED, CHOSEN, accept_reach)]
+    if CHOSEN in have and SHAPE_T in have:
+        lines += ["", *render_pinned(table, SHAPE_T, CHOSEN, accept_reach, "P")]
     per = summarise(table[table["variant"].isin(have)], ["variant", "ladder"])
     lines += ["", "### Per ladder: 90% coverage and mean interval score (90%)", "",
               "| ladder | runs | " + " | ".join(f"cov 90 {short[v]}" for v in have) + " | "

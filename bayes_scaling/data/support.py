@@ -264,7 +264,7 @@ def discrepancy_mean(far: Mapping[str, np.ndarray], drift_scale, drift_shape,
 
 def discrepancy_var(far: Mapping[str, np.ndarray] | np.ndarray, tau0, kappa,
                     tau0_shape=None, kappa_shape=None,
-                    reach: Mapping[str, Reach] | None = None) -> np.ndarray:
+                    reach: Mapping[str, Reach] | None = None, shape_factor=None) -> np.ndarray:
     r"""Variance of the extrapolation discrepancy (log loss) at points ``far`` from the support.
 
     With one ``(tau0, kappa)`` for every kind of extrapolation, at distance :math:`\Delta`
@@ -295,6 +295,10 @@ def discrepancy_var(far: Mapping[str, np.ndarray] | np.ndarray, tau0, kappa,
     reach : dict of Reach, optional
         Per part: past ``x_max`` its ``kappa`` term grows at the cross-ladder ``kappa_pop``
         (:func:`past_reach`); per kind only.
+    shape_factor : array_like, optional
+        Multiplies the shape part's variance (its ``r`` terms) only: a Student-t on the hull
+        part as a scale mixture (:mod:`bayes_scaling.fitting.tails`); 0 gives the scale part;
+        per kind only.
 
     Returns
     -------
@@ -302,8 +306,9 @@ def discrepancy_var(far: Mapping[str, np.ndarray] | np.ndarray, tau0, kappa,
         Broadcast over the points and the parameters.
     """
     if tau0_shape is None and kappa_shape is None:
-        if reach:
-            raise ValueError("a reach applies to a discrepancy per kind of extrapolation")
+        if reach or shape_factor is not None:
+            raise ValueError("a reach or shape factor applies to a discrepancy per kind of "
+                             "extrapolation")
         dist = np.asarray(far["distance"] if isinstance(far, Mapping) else far, dtype=float)
         ramp = np.minimum(dist / DISCREPANCY_RAMP_DECADES, 1.0)
         return tau0**2 * ramp + (kappa * dist) ** 2
@@ -316,9 +321,13 @@ def discrepancy_var(far: Mapping[str, np.ndarray] | np.ndarray, tau0, kappa,
     d2 = a**2 + r**2
     ramp = np.minimum(np.sqrt(d2) / DISCREPANCY_RAMP_DECADES, 1.0)
     w_r = np.where(d2 > 0, r**2 / np.where(d2 > 0, d2, 1.0), 0.5)
-    return (ramp * (w_r * t_r**2 + (1.0 - w_r) * tau0**2)
-            + _times(r, k_r, reach, "shape", "kappa_pop") ** 2
-            + _times(a, kappa, reach, "scale", "kappa_pop") ** 2)
+    if shape_factor is None:  # today's sum, in today's order (the same floats)
+        return (ramp * (w_r * t_r**2 + (1.0 - w_r) * tau0**2)
+                + _times(r, k_r, reach, "shape", "kappa_pop") ** 2
+                + _times(a, kappa, reach, "scale", "kappa_pop") ** 2)
+    shp = ramp * w_r * t_r**2 + _times(r, k_r, reach, "shape", "kappa_pop") ** 2
+    scl = ramp * (1.0 - w_r) * tau0**2 + _times(a, kappa, reach, "scale", "kappa_pop") ** 2
+    return scl + shape_factor * shp
 
 
 def levels(values: np.ndarray, rel_tol: float = 0.02) -> np.ndarray:

@@ -116,7 +116,7 @@ def _log_density(fit_: ScalingFit, test: RunTable, rng: np.random.Generator) -> 
                               theta) + discrepancy_shift(fit_, far_g)
         sigma = flat(post["sigma"])[:, None]
         lam = discrepancy_lambda(fit_, rng)  # a Student-t discrepancy: its mixture, per draw
-        scale = np.sqrt(sigma**2 + lam * discrepancy_scale(fit_, far_g) ** 2)
+        scale = np.sqrt(sigma**2 + discrepancy_scale(fit_, far_g, lam) ** 2)
         y = test.log_loss[sel][None, :]
         if "nu" in post:
             lp = stats.t.logpdf(y, df=flat(post["nu"])[:, None], loc=mu, scale=scale)

@@ -19,7 +19,7 @@ from bayes_scaling.data.support import (
 )
 from bayes_scaling.errors import QueryError
 from bayes_scaling.fitting.result import ScalingFit
-from bayes_scaling.fitting.tails import NU_VAR, SCALE_VAR, mixing_draws
+from bayes_scaling.fitting.tails import NU_VAR, PART_VAR, SCALE_VAR, mixing_draws
 from bayes_scaling.laws.final_loss import Law
 from bayes_scaling.query.predict import fit_box, flat, group_theta, resolve_group
 from bayes_scaling.types import SeedLike
@@ -171,6 +171,9 @@ def draw_set(fit: ScalingFit, *, group: str | None = None, n_draws: int | None =
     drift = tuple(take(k) for k in DRIFT_VARS)
     xi = rng.standard_normal(shape)
     tails = (take(NU_VAR), take(SCALE_VAR)) if NU_VAR in post else None
+    if PART_VAR in post:
+        raise QueryError("the next-run ranking does not read a Student-t on the shape part "
+                         "only (nu_part='shape'); use a Normal or whole-band discrepancy")
     if tails is not None:  # a Student-t discrepancy: one lambda per draw and replicate
         k = shape[1]
         lam = mixing_draws(np.repeat(tails[0], k), rng,

@@ -77,6 +77,9 @@ class DiscrepancyPrior:
     nu: float | None = None
     #: ``nu``'s t pinned at the Normal's 5% and 95% quantiles (``False``: variance-matched).
     nu_pinned: bool = False
+    #: The part of the discrepancy that is a Student-t: ``"all"``, or ``"shape"`` (the hull part
+    #: only, the scale part Normal; candidate P of ``CRITERIA_s13_i15.md``).
+    nu_part: str = "all"
 
     @property
     def has_drift(self) -> bool:

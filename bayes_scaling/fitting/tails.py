@@ -50,7 +50,12 @@ N_NODES = 400
 NU_VAR = "nu_discrepancy"
 #: The posterior variable holding ``lambda``'s numerator (absent: ``nu - 2``, variance-matched).
 SCALE_VAR = "lambda_scale_discrepancy"
+#: The posterior variable marking a t on the shape (hull) part only (absent: on all of it).
+PART_VAR = "lambda_shape_only_discrepancy"
+#: The parts a Student-t discrepancy may apply to (``DiscrepancyPrior.nu_part``).
+PARTS = ("all", "shape")
 TAIL_UNITS = {NU_VAR: "degrees of freedom of the discrepancy (Student-t)",
+              PART_VAR: "1: lambda multiplies the shape (hull) part of the variance only",
               SCALE_VAR: "lambda = this / chi2(nu): nu - 2 variance-matched, "
                          "c^2 nu pinned at the Normal's 5% and 95% quantiles"}
 
@@ -62,6 +67,7 @@ class TailTerms:
     resid: np.ndarray  # log error minus the drift's mean
     base_var: np.ndarray  # run noise + the refit's own variance
     disc_var: np.ndarray  # the discrepancy variance D at each error (posterior mean)
+    shape_var: np.ndarray | None = None  # D's shape part, if only it is a t (else all of D)
 
 
 def _check_nu(nu: float, pinned: bool = False) -> float:
@@ -112,7 +118,11 @@ def tail_loglik(terms: TailTerms, nu: float, pinned: bool = False) -> float:
     from scipy import special  # lazy: as in mixing_nodes
 
     lam, wt = mixing_nodes(nu, pinned=pinned)
-    var = terms.base_var[:, None] + lam[None, :] * terms.disc_var[:, None]
+    if terms.shape_var is None:
+        var = terms.base_var[:, None] + lam[None, :] * terms.disc_var[:, None]
+    else:  # the scale part Normal, the shape part the mixture
+        var = ((terms.base_var + terms.disc_var - terms.shape_var)[:, None]
+               + lam[None, :] * terms.shape_var[:, None])
     ll = -0.5 * (np.log(2 * np.pi * var) + terms.resid[:, None] ** 2 / var)
     return float(np.sum(special.logsumexp(ll, axis=1, b=wt[None, :])))
 
@@ -132,13 +142,14 @@ def fit_nu(terms: Sequence[TailTerms], weights: Sequence[float] | None = None,
 
 def tail_terms(resid: np.ndarray, base_var: np.ndarray, far: Mapping[str, np.ndarray],
                grids: tuple[np.ndarray, np.ndarray], parts: Mapping[str, np.ndarray],
-               drift: tuple[float, float] = (0.0, 0.0)) -> TailTerms:
+               drift: tuple[float, float] = (0.0, 0.0), part: str = "all") -> TailTerms:
     """A ladder's :class:`TailTerms` from its per-kind grid posteriors.
 
     ``far``: the ``scale`` and ``shape`` parts of each error's distance; ``grids``: the
     ``(tau0, kappa)`` grids; ``parts``: ``{"scale": weights, "shape": weights}``
     (:func:`~bayes_scaling.fitting.calibrate.discrepancy_posterior_parts`); ``drift``: the
-    ladder's drift per part (subtracted). ``D`` is the posterior mean of the variance, which is
+    ladder's drift per part (subtracted); ``part``: ``"shape"`` also keeps ``D``'s shape part
+    (:attr:`TailTerms.shape_var`). ``D`` is the posterior mean of the variance, which is
     linear in ``tau0^2`` and ``kappa^2``.
     """
     tg, kg = grids
@@ -147,19 +158,31 @@ def tail_terms(resid: np.ndarray, base_var: np.ndarray, far: Mapping[str, np.nda
     pts = {k: np.asarray(far[k], dtype=float) for k in ("scale", "shape")}
     dvar = discrepancy_var(pts, *m2["scale"], *m2["shape"])
     mu = discrepancy_mean(pts, *drift)
+    shp = (None if _check_part(part) == "all"
+           else dvar - discrepancy_var(pts, *m2["scale"], *m2["shape"], shape_factor=0.0))
     return TailTerms(np.asarray(resid, float) - mu,
-                     np.broadcast_to(np.asarray(base_var, float), dvar.shape), dvar)
+                     np.broadcast_to(np.asarray(base_var, float), dvar.shape), dvar, shp)
+
+
+def _check_part(part: str) -> str:
+    if part not in PARTS:
+        raise BayesScalingError(f"a Student-t discrepancy applies to one of {', '.join(PARTS)}, "
+                                f"got {part!r}")
+    return part
 
 
 def tail_draws(nu: float | None, shape: tuple[int, int],
-               pinned: bool = False) -> dict[str, np.ndarray]:
+               pinned: bool = False, part: str = "all") -> dict[str, np.ndarray]:
     """The posterior variables of a fit whose discrepancy has ``nu`` (none for a Normal one;
-    ``pinned``: also ``lambda``'s numerator, :data:`SCALE_VAR`)."""
+    ``pinned``: also ``lambda``'s numerator, :data:`SCALE_VAR`; ``part="shape"``: the t on the
+    hull part only, :data:`PART_VAR`)."""
     if nu is None or np.isinf(nu):
         return {}
     out = {NU_VAR: np.full(shape, _check_nu(nu, pinned))}
     if pinned:
         out[SCALE_VAR] = np.full(shape, lambda_scale(nu, True))
+    if _check_part(part) == "shape":
+        out[PART_VAR] = np.ones(shape)
     return out
 
 
@@ -171,7 +194,8 @@ def prior_tail_draws(prior, shape: tuple[int, int]) -> dict[str, np.ndarray]:
     """
     if prior is None:
         return {}
-    return tail_draws(prior.nu, shape, bool(getattr(prior, "nu_pinned", False)))
+    return tail_draws(prior.nu, shape, bool(getattr(prior, "nu_pinned", False)),
+                      getattr(prior, "nu_part", "all"))
 
 
 def mixing_draws(nu: np.ndarray | None, rng: np.random.Generator,

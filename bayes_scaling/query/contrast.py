@@ -249,17 +249,17 @@ def predictive_log_losses(fit: ScalingFit, law_log: Sequence[np.ndarray],
                          f"got {discrepancy!r}")
     shape = law_log[0].shape
     z_shared = rng.standard_normal(shape)
-    root_lam = np.sqrt(discrepancy_lambda(fit, rng))  # one lambda per draw, shared by the groups
+    lam = discrepancy_lambda(fit, rng)  # one lambda per draw, shared by the groups
     out = []
     box = fit_box(fit)
     for log_mu, (log_n, log_d) in zip(law_log, splits, strict=True):
         n = np.exp(np.median(np.broadcast_to(log_n, shape), axis=0))
         d = np.exp(np.median(np.broadcast_to(log_d, shape), axis=0))
         far = decades_outside(box, n, d)
-        sd = np.asarray(discrepancy_scale(fit, far))
+        sd = np.asarray(discrepancy_scale(fit, far, lam))
         z = z_shared if discrepancy == "shared" else rng.standard_normal(shape)
         out.append(log_mu + discrepancy_shift(fit, far) + observation_noise(fit, shape, rng)
-                   + sd * root_lam * z)
+                   + sd * z)
     return out
 
 

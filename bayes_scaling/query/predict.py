@@ -41,7 +41,7 @@ from bayes_scaling.data.support import (
 from bayes_scaling.errors import ExtrapolationWarning, QueryError
 from bayes_scaling.fitting.families import FamilyFit, draw_shape, mix
 from bayes_scaling.fitting.result import ScalingFit
-from bayes_scaling.fitting.tails import fit_lambda
+from bayes_scaling.fitting.tails import PART_VAR, fit_lambda
 from bayes_scaling.laws.final_loss import LAWS, natural
 from bayes_scaling.query.summarize import BANDS, QueryResult, check_probs, interval_table
 from bayes_scaling.types import Band, SeedLike
@@ -191,9 +191,8 @@ def discrepancy(fit: ScalingFit, far: Mapping[str, np.ndarray] | np.ndarray,
     if "kappa" not in fit.posterior:
         size = far["distance"].size if isinstance(far, Mapping) else np.size(far)
         return np.zeros((fit.posterior.sizes[CHAIN] * fit.posterior.sizes[DRAW], size))
-    sd = np.asarray(discrepancy_scale(fit, far))
-    z = rng.standard_normal(sd.shape)
-    return sd * np.sqrt(discrepancy_lambda(fit, rng)) * z
+    z = rng.standard_normal(np.shape(discrepancy_scale(fit, far)))
+    return np.asarray(discrepancy_scale(fit, far, discrepancy_lambda(fit, rng))) * z
 
 
 def discrepancy_lambda(fit: ScalingFit, rng: np.random.Generator) -> np.ndarray | float:
@@ -207,26 +206,33 @@ def discrepancy_lambda(fit: ScalingFit, rng: np.random.Generator) -> np.ndarray 
 
 
 def discrepancy_scale(fit: ScalingFit, far: Mapping[str, np.ndarray] | np.ndarray,
-                      ) -> np.ndarray | float:
+                      lam: np.ndarray | float | None = None) -> np.ndarray | float:
     """Per-draw discrepancy sd at points ``far`` from the support, shape ``(S, points)``.
 
     ``far``: :func:`~bayes_scaling.data.support.decades_outside`'s output (or the distance
     alone, for a fit whose discrepancy has one ``(tau0, kappa)``); the variance is
     :func:`~bayes_scaling.data.support.discrepancy_var`: ``tau0^2 ramp(distance) +
     (kappa distance)^2``, or per kind of extrapolation when the fit has ``tau0_shape`` and
-    ``kappa_shape`` draws. 0 if the fit is uncalibrated.
+    ``kappa_shape`` draws. 0 if the fit is uncalibrated. ``lam``: a Student-t discrepancy's
+    :func:`discrepancy_lambda`, multiplying the variance (or only its shape part, for a fit
+    with :data:`~bayes_scaling.fitting.tails.PART_VAR`).
     """
     post = fit.posterior
     if "kappa" not in post:
         return 0.0
+    if lam is not None and PART_VAR not in post:
+        return np.sqrt(lam) * discrepancy_scale(fit, far)
     kappa = flat(post["kappa"])[:, None]
     tau0 = flat(post["tau0"])[:, None] if "tau0" in post else np.zeros_like(kappa)
     shape = {k: flat(post[k])[:, None] for k in ("tau0_shape", "kappa_shape") if k in post}
-    if shape and isinstance(far, Mapping) and fit_box(fit).distance == "hull_compute":
+    if lam is not None or (shape and isinstance(far, Mapping)
+                           and fit_box(fit).distance == "hull_compute"):
+        if not isinstance(far, Mapping):
+            raise QueryError("a Student-t on the shape part needs the parts of the distance")
         pts = {k: np.asarray(far[k], dtype=float)[None, :] for k in ("scale", "shape")}
         return np.sqrt(discrepancy_var(pts, tau0, kappa, shape.get("tau0_shape", tau0),
                                        shape.get("kappa_shape", kappa),
-                                       Reach.from_meta(fit.meta.get("calibration"))))
+                                       Reach.from_meta(fit.meta.get("calibration")), lam))
     d = np.asarray(far["distance"] if isinstance(far, Mapping) else far, dtype=float)[None, :]
     return np.sqrt(discrepancy_var(d, tau0, kappa))
 
@@ -327,7 +333,7 @@ def log_loss_draws(fit: ScalingFit, n: np.ndarray, d: np.ndarray, *, group: str 
         var = var * (nu / rng.chisquare(nu))
     z = rng.standard_normal(log_mu.shape)
     # a Student-t discrepancy (fitting.tails) as a scale mixture too, one lambda per draw
-    var = var + discrepancy_lambda(fit, rng) * np.asarray(discrepancy_scale(fit, far)) ** 2
+    var = var + np.asarray(discrepancy_scale(fit, far, discrepancy_lambda(fit, rng))) ** 2
     return log_mu + discrepancy_shift(fit, far) + np.sqrt(var) * z
 
 

@@ -57,8 +57,9 @@ def _p_row(fit_: ScalingFit, flops: float, target: float, group: str,
     law = log_loss_draws(fit_, n, d, group=group, band="law", rng=rng)
     eps = observation_noise(fit_, (law.shape[0], 1), rng)
     far = decades_outside(fit_box(fit_), n, d)
-    z = rng.standard_normal((law.shape[0], 1)) * np.sqrt(discrepancy_lambda(fit_, rng))
-    return np.mean(law + eps + discrepancy_scale(fit_, far) * z <= np.log(target), axis=0)
+    z = rng.standard_normal((law.shape[0], 1))
+    sd = discrepancy_scale(fit_, far, discrepancy_lambda(fit_, rng))
+    return np.mean(law + eps + sd * z <= np.log(target), axis=0)
 
 
 def _row_fns(fits: Mapping[str, ScalingFit], weights: Mapping[str, float] | None,
