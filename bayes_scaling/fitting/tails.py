@@ -194,8 +194,7 @@ def prior_tail_draws(prior, shape: tuple[int, int]) -> dict[str, np.ndarray]:
     """
     if prior is None:
         return {}
-    return tail_draws(prior.nu, shape, bool(getattr(prior, "nu_pinned", False)),
-                      getattr(prior, "nu_part", "all"))
+    return tail_draws(prior.nu, shape, prior.nu_pinned, prior.nu_part)
 
 
 def mixing_draws(nu: np.ndarray | None, rng: np.random.Generator,
@@ -212,9 +211,3 @@ def mixing_draws(nu: np.ndarray | None, rng: np.random.Generator,
     nu = np.asarray(nu, dtype=float)[:, None]
     num = nu - 2.0 if scale is None else np.asarray(scale, dtype=float)[:, None]
     return num / rng.chisquare(nu)
-
-
-def fit_lambda(post: Mapping, rng: np.random.Generator, flat) -> np.ndarray | float:
-    """:func:`mixing_draws` for a fit's posterior ``post`` (``flat``: its draws flattener)."""
-    return mixing_draws(flat(post[NU_VAR]) if NU_VAR in post else None, rng,
-                        flat(post[SCALE_VAR]) if SCALE_VAR in post else None)

@@ -41,7 +41,7 @@ from bayes_scaling.data.support import (
 from bayes_scaling.errors import ExtrapolationWarning, QueryError
 from bayes_scaling.fitting.families import FamilyFit, draw_shape, mix
 from bayes_scaling.fitting.result import ScalingFit
-from bayes_scaling.fitting.tails import PART_VAR, fit_lambda
+from bayes_scaling.fitting.tails import NU_VAR, PART_VAR, SCALE_VAR, mixing_draws
 from bayes_scaling.laws.final_loss import LAWS, natural
 from bayes_scaling.query.summarize import BANDS, QueryResult, check_probs, interval_table
 from bayes_scaling.types import Band, SeedLike
@@ -191,18 +191,24 @@ def discrepancy(fit: ScalingFit, far: Mapping[str, np.ndarray] | np.ndarray,
     if "kappa" not in fit.posterior:
         size = far["distance"].size if isinstance(far, Mapping) else np.size(far)
         return np.zeros((fit.posterior.sizes[CHAIN] * fit.posterior.sizes[DRAW], size))
-    z = rng.standard_normal(np.shape(discrepancy_scale(fit, far)))
-    return np.asarray(discrepancy_scale(fit, far, discrepancy_lambda(fit, rng))) * z
+    sd = np.asarray(discrepancy_scale(fit, far))
+    z = rng.standard_normal(sd.shape)
+    lam = discrepancy_lambda(fit, rng)
+    return (sd if lam is None else np.asarray(discrepancy_scale(fit, far, lam))) * z
 
 
-def discrepancy_lambda(fit: ScalingFit, rng: np.random.Generator) -> np.ndarray | float:
+def discrepancy_lambda(fit: ScalingFit, rng: np.random.Generator) -> np.ndarray | None:
     """Per draw, the multiplier ``lambda`` (shape ``(S, 1)``) of the discrepancy variance.
 
-    For a Student-t discrepancy (:mod:`bayes_scaling.fitting.tails`); 1.0, drawing nothing, if
-    Normal. Every query multiplies :func:`discrepancy_scale`'s variance by it, drawing it after
-    its normals (so a Student-t shape reuses a Normal fit's random numbers).
+    For a Student-t discrepancy (:mod:`bayes_scaling.fitting.tails`); ``None``, drawing
+    nothing, if Normal. Every query multiplies :func:`discrepancy_scale`'s variance by it,
+    drawing it after its normals (so a Student-t shape reuses a Normal fit's random numbers).
     """
-    return fit_lambda(fit.posterior, rng, flat)
+    post = fit.posterior
+    if NU_VAR not in post:
+        return None
+    return mixing_draws(flat(post[NU_VAR]), rng,
+                        flat(post[SCALE_VAR]) if SCALE_VAR in post else None)
 
 
 def discrepancy_scale(fit: ScalingFit, far: Mapping[str, np.ndarray] | np.ndarray,
