@@ -19,6 +19,7 @@ from bayes_scaling.laws import final_loss as laws
 from bayes_scaling.query import anchor
 from bayes_scaling.query.anchor import calibrate_contrasts, fit_calibration
 from bayes_scaling.query.contrast import contrast_groups
+from bayes_scaling.query.pooling import drift_column
 from bayes_scaling.report.sections.recipe import recipe_entry
 from bayes_scaling.testing import fake_fit, to_sampling
 
@@ -308,7 +309,7 @@ def test_fit_calibration_finds_how_fast_the_gap_changes_settle_up_the_ladder(kap
     xo = np.repeat(np.round(np.arange(17.0, 18.6, 0.3), 2), 60)
     h = rng.choice([0.3, 0.6, 0.9], xo.size)
     h = np.minimum(h, np.round(top - xo, 2))
-    drift = anchor._drift_column(h, xo, top, kappa_true)
+    drift = drift_column(h, xo, top, kappa_true)
     x = rng.normal(0.0, 0.01, xo.size)
     y = rng.normal(0.0, np.sqrt(a + s2_top * drift))
     cal = fit_calibration(x, y, h, weight=0.0, origin_x=xo, top_x=top)
@@ -405,7 +406,7 @@ def _falling_drifts(kappa: float, seed: int):
     xo = np.repeat(np.round(np.arange(17.0, 18.6, 0.3), 2), 300)
     h = np.minimum(rng.choice([0.3, 0.6, 0.9], xo.size), np.round(top - xo, 2))
     g, x = rng.uniform(-0.1, 0.1, xo.size), rng.normal(0.0, 0.01, xo.size)
-    mean_f = anchor._drift_column(h, xo, top, kappa) / h  # mean factor over each change
+    mean_f = drift_column(h, xo, top, kappa) / h  # mean factor over each change
     v = a + mean_f * (rates[0] * h + rates[1] * g**2 * h + rates[2] * x**2)
     return rates, {"x": x, "y": rng.normal(0.0, np.sqrt(v)), "h": h, "weight": 0.0,
                    "origin_x": xo, "top_x": top, "gap": g, "decay_all": True}

@@ -49,8 +49,13 @@ from bayes_scaling.errors import QueryError
 from bayes_scaling.fitting.result import ScalingFit
 from bayes_scaling.laws.final_loss import Law
 from bayes_scaling.query.allocate import optimal_split
-from bayes_scaling.query.pooling import drift_column as _drift_column
-from bayes_scaling.query.pooling import fit_terms, latest_origin, origin_profile, pair_spreads
+from bayes_scaling.query.pooling import (
+    drift_column,
+    fit_terms,
+    latest_origin,
+    origin_profile,
+    pair_spreads,
+)
 from bayes_scaling.query.predict import group_theta
 
 #: Past the longest horizon the rolling-origin refits tested: extrapolate the law's group-specific
@@ -381,7 +386,7 @@ def fit_calibration(x: np.ndarray, y: np.ndarray, h: np.ndarray, *,
     ``origin_x``: each comparison's origin (log10 compute); given, the drift rate is a power of
     compute, ``s²(x) = s² 10^(kappa (top_x - x))`` (a gap that moves as a power law of compute,
     ``C^-alpha``, has ``kappa = 2 alpha``), and a change over ``[x_o, x_o + h]`` accumulates its
-    integral (:func:`_drift_column`) instead of ``s² h``: gaps that settle up the ladder
+    integral (:func:`drift_column`) instead of ``s² h``: gaps that settle up the ladder
     (``kappa > 0``) are not given the drift of its lower origins at its top. ``kappa``: the
     maximum of the errors' Gaussian likelihood times a ``N(0, 1)`` prior (:data:`DECAY_PRIOR_SD`)
     over a grid; ``a`` stays constant; ``drift_var`` is the rate at ``top_x``.
@@ -408,7 +413,7 @@ def fit_calibration(x: np.ndarray, y: np.ndarray, h: np.ndarray, *,
         best, base = -np.inf, design  # every kappa scales the unscaled columns
         for k in DECAY_GRID[DECAY_GRID >= 0] if decay_all else DECAY_GRID:
             des = base.copy()
-            des[:, 1] = _drift_column(h, np.asarray(origin_x, float), top_x, float(k))
+            des[:, 1] = drift_column(h, np.asarray(origin_x, float), top_x, float(k))
             if decay_all:  # each drift term accumulates as the flat one does
                 des[:, 2:] *= (des[:, 1] / np.maximum(h, 1e-12))[:, None]
             fitted_k = fit_terms(x, y, des, u, weight, iters, ml, WEIGHT_PRIOR)
